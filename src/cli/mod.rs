@@ -1,0 +1,292 @@
+//! The command line: argument parsing, wiring config → store, and one handler per
+//! subcommand. Subcommands whose capability has not been built say so and exit 2.
+
+mod actions;
+mod audit_cmd;
+mod permissions_cmd;
+mod status;
+
+use crate::config::{Config, Override, Source};
+use crate::store::{SqliteStore, Store};
+use anyhow::{Context, Result, bail};
+use clap::{CommandFactory, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dealflow",
+    version,
+    about = "A trustworthy AI sales agent in your terminal",
+    long_about = "A trustworthy AI sales agent in your terminal.\n\nEvery action the agent takes goes through one consent-gated pipeline: review in the Action Center, step-up confirms in Chat, a push to your phone (CIBA) when an external agent acts over MCP."
+)]
+pub struct Cli {
+    /// Config file (default: the user's config dir, config.toml).
+    #[arg(long, global = true, env = "DEALFLOW_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Run everything on this machine: emulated Auth0, Gmail, Calendar, Slack and demo data.
+    #[arg(long, global = true, env = "DEALFLOW_SANDBOX")]
+    pub sandbox: bool,
+    /// SQLite store file (overrides store.path).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub store: Option<String>,
+    /// Theme (overrides ui.theme): dark, light, high-contrast.
+    #[arg(long, global = true)]
+    pub theme: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sign in with the OAuth device flow.
+    Login,
+    /// Sign out and revoke the refresh token.
+    Logout,
+    /// Show who is signed in.
+    Whoami,
+    /// Serve the tool registry to external agents over MCP (stdio).
+    Mcp,
+    /// Send queued actions to your device as one CIBA batch.
+    Batch {
+        /// Repeat on an interval, e.g. 15m.
+        #[arg(long)]
+        every: Option<String>,
+    },
+    /// The action queue, scriptable.
+    Actions {
+        #[command(subcommand)]
+        cmd: actions::ActionsCmd,
+    },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        cmd: audit_cmd::AuditCmd,
+    },
+    /// Show or change permissions (every change is audited).
+    Permissions {
+        #[command(subcommand)]
+        cmd: permissions_cmd::PermissionsCmd,
+    },
+    /// Pipeline overview: deals and the queue with the gate each action faces.
+    Status,
+    /// Sandbox tools.
+    Sandbox {
+        #[command(subcommand)]
+        cmd: SandboxCmd,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Check config, keyring, store and reachability, and say what to fix.
+    Doctor,
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCmd {
+    /// The sandbox "phone": approve or deny pending CIBA requests.
+    Phone,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Validate the configuration and print where each setting came from.
+    Check,
+    /// Print the config file path in use.
+    Path,
+}
+
+/// Everything a handler needs, built once.
+pub struct Ctx {
+    pub config: Config,
+    pub sandbox: bool,
+    pub store: Box<dyn Store>,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The local person acting, as audit rows record it.
+pub fn local_actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("user:{user}")
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    let mut overrides = crate::config::env_overrides(std::env::vars());
+    if let Some(s) = &cli.store {
+        overrides.push(Override {
+            section: "store".into(),
+            key: "path".into(),
+            value: toml_string(s),
+            source: Source::Flag("--store".into()),
+        });
+    }
+    if let Some(t) = &cli.theme {
+        overrides.push(Override {
+            section: "ui".into(),
+            key: "theme".into(),
+            value: toml_string(t),
+            source: Source::Flag("--theme".into()),
+        });
+    }
+    let (path, explicit) = match &cli.config {
+        Some(p) => (Some(p.clone()), true),
+        None => (crate::config::default_config_path(), false),
+    };
+    Ok(Config::load(path.as_deref(), explicit, &overrides)?)
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// The store file: the configured path, or the data dir (a separate file for the
+/// sandbox, so demo data never mixes with real data).
+pub fn store_path(config: &Config, sandbox: bool) -> Result<PathBuf> {
+    if !config.raw.store.path.is_empty() {
+        return Ok(PathBuf::from(&config.raw.store.path));
+    }
+    let dirs = crate::config::project_dirs()
+        .context("cannot find a home directory for the store; set store.path")?;
+    let name = if sandbox { "sandbox.db" } else { "dealflow.db" };
+    Ok(dirs.data_dir().join(name))
+}
+
+fn open_store(config: &Config, sandbox: bool) -> Result<Box<dyn Store>> {
+    if !config.raw.store.url.is_empty() {
+        bail!(
+            "store.url = {:?}: the Redis store is not built yet; remove store.url to use the embedded store",
+            config.raw.store.url
+        );
+    }
+    let path = store_path(config, sandbox)?;
+    let store = SqliteStore::open(&path)?;
+    Ok(Box::new(store))
+}
+
+fn not_built(what: &str) -> Result<ExitCode> {
+    eprintln!("dealflow {what}: not built yet");
+    Ok(ExitCode::from(2))
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    // Commands that need neither config nor store.
+    match &cli.command {
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "dealflow",
+                &mut std::io::stdout(),
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Command::Login) => return not_built("login"),
+        Some(Command::Logout) => return not_built("logout"),
+        Some(Command::Whoami) => return not_built("whoami"),
+        Some(Command::Mcp) => return not_built("mcp"),
+        Some(Command::Batch { .. }) => return not_built("batch"),
+        Some(Command::Sandbox {
+            cmd: SandboxCmd::Phone,
+        }) => return not_built("sandbox phone"),
+        _ => {}
+    }
+    let config = load_config(&cli)?;
+    if let Some(Command::Config { cmd }) = &cli.command {
+        return config_cmd(cmd, &config);
+    }
+    let store = open_store(&config, cli.sandbox)?;
+    let ctx = Ctx {
+        config,
+        sandbox: cli.sandbox,
+        store,
+    };
+    if ctx.sandbox && crate::sandbox::demo::seed(ctx.store.as_ref(), now_ms())? {
+        eprintln!(
+            "sandbox: seeded demo pipeline into {}",
+            ctx.store.describe()
+        );
+    }
+    match cli.command {
+        None | Some(Command::Status) => {
+            let interactive = cli.command.is_none();
+            status::run(&ctx, interactive)
+        }
+        Some(Command::Actions { cmd }) => actions::run(&ctx, cmd),
+        Some(Command::Audit { cmd }) => audit_cmd::run(&ctx, cmd),
+        Some(Command::Permissions { cmd }) => permissions_cmd::run(&ctx, cmd),
+        Some(Command::Doctor) => doctor(&ctx),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn config_cmd(cmd: &ConfigCmd, config: &Config) -> Result<ExitCode> {
+    match cmd {
+        ConfigCmd::Path => {
+            match &config.file {
+                Some(p) => println!("{}", p.display()),
+                None => match crate::config::default_config_path() {
+                    Some(p) => println!("{} (not present: defaults in use)", p.display()),
+                    None => println!("(no config directory)"),
+                },
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ConfigCmd::Check => {
+            match &config.file {
+                Some(p) => println!("config OK: {}", p.display()),
+                None => println!("config OK: defaults (no file)"),
+            }
+            let table = toml::to_string_pretty(&config.raw).unwrap_or_default();
+            print!("{table}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn doctor(ctx: &Ctx) -> Result<ExitCode> {
+    let mut problems = 0;
+    match &ctx.config.file {
+        Some(p) => println!("ok    config    {}", p.display()),
+        None => println!("ok    config    defaults (no file)"),
+    }
+    println!("ok    store     {}", ctx.store.describe());
+    match ctx.store.verify_audit()? {
+        Ok(n) => println!("ok    audit     chain verifies ({n} entries)"),
+        Err(b) => {
+            problems += 1;
+            println!("FAIL  audit     {b} — run `dealflow audit verify` for details");
+        }
+    }
+    println!("todo  keyring   not built yet");
+    println!("todo  auth      not built yet");
+    if problems == 0 {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::FAILURE)
+    }
+}

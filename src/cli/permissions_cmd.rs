@@ -1,0 +1,135 @@
+//! `dealflow permissions show|set`: the user's own hand on the leash. Audited.
+
+use super::{Ctx, local_actor, now_ms};
+use crate::core::audit::NewAuditEntry;
+use crate::core::domain::{ActionKind, Surface, format_money};
+use crate::core::permissions::{Approver, Autonomy, PermissionChange};
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use std::process::ExitCode;
+
+#[derive(Debug, Subcommand)]
+pub enum PermissionsCmd {
+    /// Print the permission set.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the autonomy of an action kind: auto, review, step_up, ciba, deny.
+    Autonomy { kind: String, level: String },
+    /// Deal amounts above this (in dollars) need step-up.
+    Threshold { dollars: i64 },
+    /// Auto-approve suggestions at or above this confidence ("off" to disable).
+    AutoApprove { at: String },
+    /// Always review suggestions below this confidence.
+    ForceReview { below: f64 },
+    /// Who approves closing a deal as won, and how: `close-won ciba self` or `close-won ciba lead:<sub>`.
+    CloseWon { level: String, approver: String },
+    /// Allow or block MCP write tools: on | off.
+    McpWrites { state: String },
+}
+
+pub fn run(ctx: &Ctx, cmd: PermissionsCmd) -> Result<ExitCode> {
+    let change = match cmd {
+        PermissionsCmd::Show { json } => return show(ctx, json),
+        PermissionsCmd::Autonomy { kind, level } => PermissionChange::SetAutonomy {
+            kind: ActionKind::parse(&kind).with_context(|| {
+                let all: Vec<&str> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
+                format!("unknown action kind {kind:?}; kinds: {}", all.join(", "))
+            })?,
+            level: parse_level(&level)?,
+        },
+        PermissionsCmd::Threshold { dollars } => PermissionChange::SetStepUpThreshold {
+            cents: dollars.checked_mul(100).context("threshold too large")?,
+        },
+        PermissionsCmd::AutoApprove { at } => PermissionChange::SetAutoApproveAt {
+            at: if at == "off" {
+                None
+            } else {
+                Some(
+                    at.parse()
+                        .with_context(|| format!("{at:?} is not a number or \"off\""))?,
+                )
+            },
+        },
+        PermissionsCmd::ForceReview { below } => PermissionChange::SetForceReviewBelow { below },
+        PermissionsCmd::CloseWon { level, approver } => PermissionChange::SetCloseWon {
+            level: parse_level(&level)?,
+            approver: match approver.as_str() {
+                "self" | "me" => Approver::User,
+                other => match other.strip_prefix("lead:") {
+                    Some(sub) if !sub.is_empty() => Approver::TeamLead(sub.to_string()),
+                    _ => bail!("approver {other:?}: use \"self\" or \"lead:<auth0 sub>\""),
+                },
+            },
+        },
+        PermissionsCmd::McpWrites { state } => PermissionChange::SetMcpWrites {
+            enabled: match state.as_str() {
+                "on" => true,
+                "off" => false,
+                other => bail!("{other:?}: use on or off"),
+            },
+        },
+    };
+    let (_, entry) = ctx.store.change_permissions(
+        &change,
+        NewAuditEntry {
+            ts: now_ms(),
+            actor: local_actor(),
+            surface: Some(Surface::Cli),
+            event: "permissions.changed".into(),
+            action_id: None,
+            outcome: "ok".into(),
+            detail: serde_json::json!({}),
+        },
+    )?;
+    let summary = entry
+        .detail
+        .get("summary")
+        .and_then(|s| s.as_str())
+        .unwrap_or("");
+    println!("{summary} (audit #{})", entry.seq);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_level(s: &str) -> Result<Autonomy> {
+    Autonomy::parse(s)
+        .with_context(|| format!("unknown level {s:?}; levels: auto, review, step_up, ciba, deny"))
+}
+
+fn show(ctx: &Ctx, json: bool) -> Result<ExitCode> {
+    let p = ctx.store.load_permissions()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("autonomy per action kind");
+    for k in ActionKind::ALL {
+        println!("  {:<20} {}", k.as_str(), p.autonomy_for(k));
+    }
+    println!(
+        "step-up above        {}",
+        format_money(p.step_up_amount_cents)
+    );
+    println!(
+        "close-won            {} by {}",
+        p.close_won.level, p.close_won.approver
+    );
+    match p.confidence.auto_approve_at {
+        Some(v) => println!("auto-approve at      ≥ {v:.2}"),
+        None => println!("auto-approve at      off"),
+    }
+    println!(
+        "force review below   {:.2}",
+        p.confidence.force_review_below
+    );
+    println!(
+        "MCP write tools      {}",
+        if p.mcp_writes_enabled {
+            "on (always CIBA)"
+        } else {
+            "off"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}

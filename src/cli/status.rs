@@ -1,0 +1,56 @@
+//! `dealflow status`: the pipeline and the queue, with the gate each action faces.
+
+use super::Ctx;
+use crate::core::consent::gate;
+use crate::core::domain::{ActionState, format_money};
+use crate::store::ActionFilter;
+use anyhow::Result;
+use std::process::ExitCode;
+
+pub fn run(ctx: &Ctx, interactive: bool) -> Result<ExitCode> {
+    let mode = if ctx.sandbox { "SANDBOX" } else { "tenant" };
+    println!("dealflow · {mode} · {}", ctx.store.describe());
+    println!();
+    let deals = ctx.store.list_deals()?;
+    println!("Deals ({})", deals.len());
+    for d in &deals {
+        println!(
+            "  {:<16} {:<32} {:>12}  {}",
+            d.id,
+            d.name,
+            format_money(d.amount_cents),
+            d.stage.as_str()
+        );
+    }
+    let perms = ctx.store.load_permissions()?;
+    let queue = ctx.store.list_actions(&ActionFilter {
+        states: vec![
+            ActionState::Proposed,
+            ActionState::AwaitingConsent,
+            ActionState::Approved,
+            ActionState::NeedsReconciliation,
+        ],
+        limit: None,
+    })?;
+    println!();
+    println!("Queue ({})", queue.len());
+    for a in &queue {
+        let d = gate(a.surface, &a.params, &perms, a.confidence);
+        println!(
+            "  {:<28} {:<17} {:<16} conf {:.2}  gate: {}",
+            a.id,
+            a.kind().as_str(),
+            a.state.as_str(),
+            a.confidence,
+            d.gate()
+        );
+    }
+    if interactive {
+        println!();
+        println!("The terminal UI is not built yet. Try:");
+        println!("  dealflow actions show <id>     the payload and why the gate is what it is");
+        println!("  dealflow actions approve <id>  approve a reviewed suggestion");
+        println!("  dealflow audit verify          check the tamper-evident log");
+    }
+    Ok(ExitCode::SUCCESS)
+}

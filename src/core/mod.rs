@@ -1,0 +1,9 @@
+//! The pure heart of dealflow: domain, consent engine, permissions and audit chain.
+//!
+//! Nothing in here does IO — no tokio, reqwest, ratatui or std::fs. `tests/core_purity.rs`
+//! fails the build's tests if that ever changes. Time comes in as arguments.
+
+pub mod audit;
+pub mod consent;
+pub mod domain;
+pub mod permissions;

@@ -1,0 +1,236 @@
+//! The user's permission set: the only input to the consent engine the user controls.
+//!
+//! Changes come from a keystroke in the Permissions tab or the user's own CLI call, as a
+//! [`PermissionChange`]; the agent's tool registry is built from [`ActionKind`]s and has
+//! no way to name one (invariant 2).
+
+use super::domain::{ActionKind, Cents};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// How much freedom an action kind has, ordered from least to most friction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Autonomy {
+    /// Runs without asking.
+    Auto,
+    /// Reviewed in the Action Center (or confirmed inline in Chat).
+    Review,
+    /// An explicit step-up confirmation showing exactly what will happen.
+    StepUp,
+    /// A push to the approver's device (OpenID CIBA).
+    Ciba,
+    /// Never runs.
+    Deny,
+}
+
+impl Autonomy {
+    pub const ALL: [Autonomy; 5] = [
+        Autonomy::Auto,
+        Autonomy::Review,
+        Autonomy::StepUp,
+        Autonomy::Ciba,
+        Autonomy::Deny,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Autonomy::Auto => "auto",
+            Autonomy::Review => "review",
+            Autonomy::StepUp => "step_up",
+            Autonomy::Ciba => "ciba",
+            Autonomy::Deny => "deny",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Autonomy> {
+        let s = s.replace('-', "_");
+        Autonomy::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+impl fmt::Display for Autonomy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who must say yes on their device.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "who", content = "sub")]
+pub enum Approver {
+    /// The signed-in user.
+    #[serde(rename = "self")]
+    User,
+    /// A named team lead, by Auth0 `sub`.
+    TeamLead(String),
+}
+
+impl fmt::Display for Approver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Approver::User => f.write_str("you"),
+            Approver::TeamLead(sub) => write!(f, "team lead {sub}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloseWonRule {
+    /// The least friction closing a deal as won may have.
+    pub level: Autonomy,
+    pub approver: Approver,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfidenceRouting {
+    /// Opt-in: suggestions at or above this confidence skip review. `None` = off.
+    pub auto_approve_at: Option<f64>,
+    /// Suggestions below this confidence are always reviewed, whatever the autonomy.
+    pub force_review_below: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Permissions {
+    pub autonomy: BTreeMap<ActionKind, Autonomy>,
+    /// Deal amounts strictly above this need at least step-up.
+    pub step_up_amount_cents: Cents,
+    pub close_won: CloseWonRule,
+    pub confidence: ConfidenceRouting,
+    /// Whether external agents may reach write tools over MCP at all.
+    pub mcp_writes_enabled: bool,
+}
+
+impl Default for Permissions {
+    fn default() -> Self {
+        let autonomy = ActionKind::ALL
+            .into_iter()
+            .map(|k| {
+                let level = if k.is_read() {
+                    Autonomy::Auto
+                } else {
+                    Autonomy::Review
+                };
+                (k, level)
+            })
+            .collect();
+        Permissions {
+            autonomy,
+            step_up_amount_cents: 5_000_000,
+            close_won: CloseWonRule {
+                level: Autonomy::StepUp,
+                approver: Approver::User,
+            },
+            confidence: ConfidenceRouting {
+                auto_approve_at: None,
+                force_review_below: 0.6,
+            },
+            mcp_writes_enabled: true,
+        }
+    }
+}
+
+impl Permissions {
+    pub fn autonomy_for(&self, kind: ActionKind) -> Autonomy {
+        self.autonomy
+            .get(&kind)
+            .copied()
+            .unwrap_or(if kind.is_read() {
+                Autonomy::Auto
+            } else {
+                Autonomy::Review
+            })
+    }
+
+    /// Applies a change, validating it. Returns a description for the audit log.
+    pub fn apply(&mut self, change: &PermissionChange) -> Result<String, String> {
+        match change {
+            PermissionChange::SetAutonomy { kind, level } => {
+                if kind.is_read() && *level != Autonomy::Auto && *level != Autonomy::Deny {
+                    return Err(format!(
+                        "{kind} is a read: it is either allowed (auto) or denied"
+                    ));
+                }
+                let old = self.autonomy_for(*kind);
+                self.autonomy.insert(*kind, *level);
+                Ok(format!("autonomy {kind}: {old} -> {level}"))
+            }
+            PermissionChange::SetStepUpThreshold { cents } => {
+                if *cents < 0 {
+                    return Err("the step-up threshold must not be negative".into());
+                }
+                let old = self.step_up_amount_cents;
+                self.step_up_amount_cents = *cents;
+                Ok(format!(
+                    "step-up threshold: {} -> {}",
+                    super::domain::format_money(old),
+                    super::domain::format_money(*cents)
+                ))
+            }
+            PermissionChange::SetCloseWon { level, approver } => {
+                if *level < Autonomy::StepUp {
+                    return Err(
+                        "closing a deal as won needs at least step_up: it is irreversible".into(),
+                    );
+                }
+                self.close_won = CloseWonRule {
+                    level: *level,
+                    approver: approver.clone(),
+                };
+                Ok(format!("close-won rule: {level} by {approver}"))
+            }
+            PermissionChange::SetAutoApproveAt { at } => {
+                if let Some(v) = at {
+                    if !(0.0..=1.0).contains(v) || v.is_nan() {
+                        return Err("auto_approve_at must be between 0 and 1".into());
+                    }
+                    if *v < self.confidence.force_review_below {
+                        return Err(format!(
+                            "auto_approve_at {v:.2} is below force_review_below {:.2}",
+                            self.confidence.force_review_below
+                        ));
+                    }
+                }
+                self.confidence.auto_approve_at = *at;
+                Ok(match at {
+                    Some(v) => format!("auto-approve at confidence >= {v:.2}"),
+                    None => "auto-approve off".into(),
+                })
+            }
+            PermissionChange::SetForceReviewBelow { below } => {
+                if !(0.0..=1.0).contains(below) || below.is_nan() {
+                    return Err("force_review_below must be between 0 and 1".into());
+                }
+                if let Some(at) = self.confidence.auto_approve_at
+                    && *below > at
+                {
+                    return Err(format!(
+                        "force_review_below {below:.2} is above auto_approve_at {at:.2}"
+                    ));
+                }
+                self.confidence.force_review_below = *below;
+                Ok(format!("force review below confidence {below:.2}"))
+            }
+            PermissionChange::SetMcpWrites { enabled } => {
+                self.mcp_writes_enabled = *enabled;
+                Ok(format!(
+                    "MCP write tools {}",
+                    if *enabled { "enabled" } else { "disabled" }
+                ))
+            }
+        }
+    }
+}
+
+/// A user-initiated permission change. Only the Permissions tab and the CLI build these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum PermissionChange {
+    SetAutonomy { kind: ActionKind, level: Autonomy },
+    SetStepUpThreshold { cents: Cents },
+    SetCloseWon { level: Autonomy, approver: Approver },
+    SetAutoApproveAt { at: Option<f64> },
+    SetForceReviewBelow { below: f64 },
+    SetMcpWrites { enabled: bool },
+}

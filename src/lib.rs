@@ -1,0 +1,9 @@
+//! dealflow: a terminal client for a trustworthy AI sales agent.
+//!
+//! Dependencies point one way: `core` (pure) ← `store`, `config` ← `cli`.
+
+pub mod cli;
+pub mod config;
+pub mod core;
+pub mod sandbox;
+pub mod store;

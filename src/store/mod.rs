@@ -1,0 +1,130 @@
+//! Persistence behind one [`Store`] trait: deals, contacts, actions with compare-and-set
+//! state transitions, permissions, and the hash-chained audit log.
+
+pub mod sqlite;
+
+use crate::core::audit::{AuditEntry, ChainBreak, ChainVerifier, NewAuditEntry};
+use crate::core::consent::Evidence;
+use crate::core::domain::{Action, ActionParams, ActionState, Contact, Deal, Millis};
+use crate::core::permissions::{PermissionChange, Permissions};
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("action {id} not found")]
+    NotFound { id: String },
+    /// Someone else moved the action first: the caller lost the race and must not act.
+    #[error(
+        "action {id} changed underneath: expected {expected} (v{version}), found {found} (v{found_version})"
+    )]
+    Conflict {
+        id: String,
+        expected: ActionState,
+        version: i64,
+        found: ActionState,
+        found_version: i64,
+    },
+    #[error("action {id} cannot go from {from} to {to}")]
+    InvalidTransition {
+        id: String,
+        from: ActionState,
+        to: ActionState,
+    },
+    #[error("action {id} cannot be edited while {state}")]
+    NotEditable { id: String, state: ActionState },
+    #[error("invalid permission change: {0}")]
+    Permission(String),
+    #[error("store {path}: {message}")]
+    Db { path: String, message: String },
+    #[error("store {path}: corrupt row: {message}")]
+    Corrupt { path: String, message: String },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Which actions to list.
+#[derive(Debug, Clone, Default)]
+pub struct ActionFilter {
+    pub states: Vec<ActionState>,
+    pub limit: Option<usize>,
+}
+
+/// A request to move an action from a known state and version to another.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub from: ActionState,
+    pub version: i64,
+    pub to: ActionState,
+    pub outcome: Option<String>,
+    /// Recorded with an approval; cleared when the action goes back to `proposed`.
+    pub evidence: Option<Evidence>,
+    pub at: Millis,
+}
+
+pub trait Store: Send + Sync {
+    /// Human-readable location, for `doctor` and the status bar.
+    fn describe(&self) -> String;
+
+    fn upsert_deal(&self, deal: &Deal) -> Result<()>;
+    fn list_deals(&self) -> Result<Vec<Deal>>;
+    fn get_deal(&self, id: &str) -> Result<Option<Deal>>;
+
+    fn upsert_contact(&self, contact: &Contact) -> Result<()>;
+    fn list_contacts(&self) -> Result<Vec<Contact>>;
+
+    fn insert_action(&self, action: &Action) -> Result<()>;
+    fn get_action(&self, id: &str) -> Result<Action>;
+    /// Newest first.
+    fn list_actions(&self, filter: &ActionFilter) -> Result<Vec<Action>>;
+    /// Compare-and-set: succeeds only if the action is still in `t.from` at `t.version`.
+    /// Exactly one of several racing callers (threads or processes) wins.
+    fn transition(&self, id: &str, t: &Transition) -> Result<Action>;
+    /// Replaces the payload of a proposed (or awaiting-consent) action, voiding any
+    /// consent or pending device request: the action goes back to `proposed`.
+    fn edit_action(
+        &self,
+        id: &str,
+        version: i64,
+        params: &ActionParams,
+        at: Millis,
+    ) -> Result<Action>;
+    /// Start-up sweep: every action left `executing` by a crash becomes
+    /// `needs_reconciliation`. Returns them.
+    fn mark_interrupted(&self, at: Millis) -> Result<Vec<Action>>;
+
+    fn load_permissions(&self) -> Result<Permissions>;
+    /// Applies a user's change and audits it in one transaction.
+    fn change_permissions(
+        &self,
+        change: &PermissionChange,
+        audit: NewAuditEntry,
+    ) -> Result<(Permissions, AuditEntry)>;
+
+    /// Appends atomically; concurrent appenders never fork the chain.
+    fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry>;
+    /// Entries with `seq > after`, in order, at most `limit`.
+    fn audit_page(&self, after: i64, limit: usize) -> Result<Vec<AuditEntry>>;
+    /// (entry count, head hash) as recorded at the last append.
+    fn audit_head(&self) -> Result<(i64, String)>;
+
+    /// Walks the whole chain; `Ok(n)` means n entries verified.
+    fn verify_audit(&self) -> Result<std::result::Result<i64, ChainBreak>> {
+        let mut v = ChainVerifier::default();
+        let mut after = 0;
+        loop {
+            let page = self.audit_page(after, 5000)?;
+            if page.is_empty() {
+                break;
+            }
+            for e in &page {
+                if let Err(b) = v.push(e) {
+                    return Ok(Err(b));
+                }
+            }
+            after = page.last().map_or(after, |e| e.seq);
+        }
+        let (count, head) = self.audit_head()?;
+        Ok(v.finish(count, &head))
+    }
+}

@@ -1,0 +1,683 @@
+//! The embedded store: one SQLite file in WAL mode, private to the user (file 0600 in a
+//! 0700 directory). Safe for several processes (TUI, MCP server, batch) on one file:
+//! transitions are single conditional UPDATEs and audit appends take the write lock
+//! before reading the chain head.
+
+use super::{ActionFilter, Result, Store, StoreError, Transition};
+use crate::core::audit::{self, AuditEntry, GENESIS, NewAuditEntry};
+use crate::core::domain::{Action, ActionParams, ActionState, Contact, Deal, Stage, Surface};
+use crate::core::permissions::{PermissionChange, Permissions};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS deals (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    account TEXT NOT NULL,
+    amount_cents INTEGER NOT NULL,
+    stage TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    last_touch INTEGER NOT NULL,
+    notes TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS contacts (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    email TEXT NOT NULL,
+    account TEXT NOT NULL,
+    title TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS actions (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    surface TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    title TEXT NOT NULL,
+    justification TEXT NOT NULL,
+    params TEXT NOT NULL,
+    original TEXT NOT NULL,
+    evidence TEXT,
+    outcome TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS actions_state ON actions(state, created_at);
+CREATE TABLE IF NOT EXISTS permissions (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    surface TEXT,
+    event TEXT NOT NULL,
+    action_id TEXT,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    count INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
+"#;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`, fixing permissions on the way.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let shown = path.display().to_string();
+        let db_err = |message: String| StoreError::Db {
+            path: shown.clone(),
+            message,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.exists()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| db_err(format!("cannot create {}: {e}", dir.display())))?;
+            set_mode(dir, 0o700).map_err(db_err)?;
+        }
+        if !path.exists() {
+            create_private(path).map_err(db_err)?;
+        }
+        let conn = Connection::open(path).map_err(|e| db_err(e.to_string()))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(|e| db_err(e.to_string()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| db_err(e.to_string()))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| db_err(e.to_string()))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| db_err(e.to_string()))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| db_err(e.to_string()))?;
+        // SQLite creates -wal/-shm beside the file; keep them as private as the file.
+        for suffix in ["-wal", "-shm"] {
+            let side = PathBuf::from(format!("{}{suffix}", path.display()));
+            if side.exists() {
+                set_mode(&side, 0o600).map_err(db_err)?;
+            }
+        }
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Db {
+            path: self.path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    fn corrupt(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        // A poisoned lock only means another thread panicked mid-call; SQLite's own
+        // transactions keep the file consistent, so carry on with the connection.
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+
+    fn row_to_action(&self, r: &rusqlite::Row<'_>) -> Result<Action> {
+        let get = |i: usize| -> Result<String> { r.get::<_, String>(i).map_err(|e| self.err(e)) };
+        let id = get(0)?;
+        let state_s = get(1)?;
+        let state = ActionState::parse(&state_s)
+            .ok_or_else(|| self.corrupt(format!("action {id}: unknown state {state_s:?}")))?;
+        let surface_s = get(3)?;
+        let surface = Surface::parse(&surface_s)
+            .ok_or_else(|| self.corrupt(format!("action {id}: unknown surface {surface_s:?}")))?;
+        let params: ActionParams = serde_json::from_str(&get(7)?)
+            .map_err(|e| self.corrupt(format!("action {id}: params: {e}")))?;
+        let original: ActionParams = serde_json::from_str(&get(8)?)
+            .map_err(|e| self.corrupt(format!("action {id}: original: {e}")))?;
+        let evidence: Option<String> = r.get(9).map_err(|e| self.err(e))?;
+        let evidence = evidence
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|e| self.corrupt(format!("action {id}: evidence: {e}")))?;
+        Ok(Action {
+            id,
+            state,
+            version: r.get(2).map_err(|e| self.err(e))?,
+            surface,
+            confidence: r.get(4).map_err(|e| self.err(e))?,
+            title: get(5)?,
+            justification: get(6)?,
+            params,
+            original,
+            evidence,
+            outcome: r.get(10).map_err(|e| self.err(e))?,
+            created_at: r.get(11).map_err(|e| self.err(e))?,
+            updated_at: r.get(12).map_err(|e| self.err(e))?,
+        })
+    }
+
+    fn fetch_action(&self, conn: &Connection, id: &str) -> Result<Option<Action>> {
+        let mut st = conn
+            .prepare_cached(&format!("SELECT {ACTION_COLS} FROM actions WHERE id = ?1"))
+            .map_err(|e| self.err(e))?;
+        let mut rows = st.query(params![id]).map_err(|e| self.err(e))?;
+        match rows.next().map_err(|e| self.err(e))? {
+            Some(r) => Ok(Some(self.row_to_action(r)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn append_in(&self, tx: &rusqlite::Transaction<'_>, e: NewAuditEntry) -> Result<AuditEntry> {
+        let head: Option<(i64, String)> = tx
+            .query_row("SELECT count, hash FROM audit_head WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let (count, prev) = head.unwrap_or((0, GENESIS.to_string()));
+        let sealed = audit::seal(count + 1, &prev, e);
+        tx.execute(
+            "INSERT INTO audit (seq, ts, actor, surface, event, action_id, outcome, detail, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                sealed.seq,
+                sealed.ts,
+                sealed.actor,
+                sealed.surface.map(|s| s.as_str()),
+                sealed.event,
+                sealed.action_id,
+                sealed.outcome,
+                sealed.detail.to_string(),
+                sealed.prev_hash,
+                sealed.hash
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO audit_head (id, count, hash) VALUES (1, ?1, ?2)
+             ON CONFLICT(id) DO UPDATE SET count = excluded.count, hash = excluded.hash",
+            params![sealed.seq, sealed.hash],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(sealed)
+    }
+}
+
+const ACTION_COLS: &str = "id, state, version, surface, confidence, title, justification, params, original, evidence, outcome, created_at, updated_at";
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> std::result::Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot set mode {mode:o} on {}: {e}", path.display()))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) -> std::result::Result<(), String> {
+    Ok(())
+}
+
+fn create_private(path: &Path) -> std::result::Result<(), String> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        // Another process created it first: fine, it did so with the same mode.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(format!("cannot create {}: {e}", path.display())),
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+impl Store for SqliteStore {
+    fn describe(&self) -> String {
+        format!("sqlite {}", self.path.display())
+    }
+
+    fn upsert_deal(&self, d: &Deal) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO deals (id, name, account, amount_cents, stage, owner, last_touch, notes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT(id) DO UPDATE SET name=excluded.name, account=excluded.account,
+                   amount_cents=excluded.amount_cents, stage=excluded.stage, owner=excluded.owner,
+                   last_touch=excluded.last_touch, notes=excluded.notes",
+                params![
+                    d.id,
+                    d.name,
+                    d.account,
+                    d.amount_cents,
+                    d.stage.as_str(),
+                    d.owner,
+                    d.last_touch,
+                    d.notes
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+            Ok(())
+        })
+    }
+
+    fn list_deals(&self) -> Result<Vec<Deal>> {
+        self.with(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT id, name, account, amount_cents, stage, owner, last_touch, notes
+                     FROM deals ORDER BY amount_cents DESC, id",
+                )
+                .map_err(|e| self.err(e))?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, i64>(6)?,
+                        r.get::<_, String>(7)?,
+                    ))
+                })
+                .map_err(|e| self.err(e))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, name, account, amount_cents, stage, owner, last_touch, notes) =
+                    row.map_err(|e| self.err(e))?;
+                let stage = Stage::parse(&stage)
+                    .ok_or_else(|| self.corrupt(format!("deal {id}: unknown stage {stage:?}")))?;
+                out.push(Deal {
+                    id,
+                    name,
+                    account,
+                    amount_cents,
+                    stage,
+                    owner,
+                    last_touch,
+                    notes,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn get_deal(&self, id: &str) -> Result<Option<Deal>> {
+        Ok(self.list_deals()?.into_iter().find(|d| d.id == id))
+    }
+
+    fn upsert_contact(&self, ct: &Contact) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO contacts (id, name, email, account, title) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(id) DO UPDATE SET name=excluded.name, email=excluded.email,
+                   account=excluded.account, title=excluded.title",
+                params![ct.id, ct.name, ct.email, ct.account, ct.title],
+            )
+            .map_err(|e| self.err(e))?;
+            Ok(())
+        })
+    }
+
+    fn list_contacts(&self) -> Result<Vec<Contact>> {
+        self.with(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT id, name, email, account, title FROM contacts ORDER BY name",
+                )
+                .map_err(|e| self.err(e))?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok(Contact {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        email: r.get(2)?,
+                        account: r.get(3)?,
+                        title: r.get(4)?,
+                    })
+                })
+                .map_err(|e| self.err(e))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(|e| self.err(e))
+        })
+    }
+
+    fn insert_action(&self, a: &Action) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                &format!("INSERT INTO actions (kind, {ACTION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+                params![
+                    a.kind().as_str(),
+                    a.id,
+                    a.state.as_str(),
+                    a.version,
+                    a.surface.as_str(),
+                    a.confidence,
+                    a.title,
+                    a.justification,
+                    json(&a.params),
+                    json(&a.original),
+                    a.evidence.as_ref().map(json),
+                    a.outcome,
+                    a.created_at,
+                    a.updated_at
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+            Ok(())
+        })
+    }
+
+    fn get_action(&self, id: &str) -> Result<Action> {
+        self.with(|c| {
+            self.fetch_action(c, id)?
+                .ok_or_else(|| StoreError::NotFound { id: id.to_string() })
+        })
+    }
+
+    fn list_actions(&self, f: &ActionFilter) -> Result<Vec<Action>> {
+        self.with(|c| {
+            let states: Vec<&str> = f.states.iter().map(|s| s.as_str()).collect();
+            let mut sql = format!("SELECT {ACTION_COLS} FROM actions");
+            if !states.is_empty() {
+                let marks = vec!["?"; states.len()].join(", ");
+                sql.push_str(&format!(" WHERE state IN ({marks})"));
+            }
+            sql.push_str(" ORDER BY created_at DESC, id DESC");
+            if let Some(limit) = f.limit {
+                sql.push_str(&format!(" LIMIT {limit}"));
+            }
+            let mut st = c.prepare(&sql).map_err(|e| self.err(e))?;
+            let mut rows = st
+                .query(rusqlite::params_from_iter(states.iter()))
+                .map_err(|e| self.err(e))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+                out.push(self.row_to_action(r)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn transition(&self, id: &str, t: &Transition) -> Result<Action> {
+        if !t.from.can_go_to(t.to) {
+            return Err(StoreError::InvalidTransition {
+                id: id.to_string(),
+                from: t.from,
+                to: t.to,
+            });
+        }
+        self.with(|c| {
+            // Going back to proposed drops any consent: it covered the old moment.
+            let evidence = t.evidence.as_ref().map(json);
+            let keep_evidence = t.evidence.is_none() && t.to != ActionState::Proposed;
+            let n = c
+                .execute(
+                    "UPDATE actions SET state = ?1, version = version + 1, updated_at = ?2,
+                       outcome = COALESCE(?3, outcome),
+                       evidence = CASE WHEN ?4 THEN evidence ELSE ?5 END
+                     WHERE id = ?6 AND state = ?7 AND version = ?8",
+                    params![
+                        t.to.as_str(),
+                        t.at,
+                        t.outcome,
+                        keep_evidence,
+                        evidence,
+                        id,
+                        t.from.as_str(),
+                        t.version
+                    ],
+                )
+                .map_err(|e| self.err(e))?;
+            let now = self
+                .fetch_action(c, id)?
+                .ok_or_else(|| StoreError::NotFound { id: id.to_string() })?;
+            if n == 1 {
+                Ok(now)
+            } else {
+                Err(StoreError::Conflict {
+                    id: id.to_string(),
+                    expected: t.from,
+                    version: t.version,
+                    found: now.state,
+                    found_version: now.version,
+                })
+            }
+        })
+    }
+
+    fn edit_action(&self, id: &str, version: i64, p: &ActionParams, at: i64) -> Result<Action> {
+        self.with(|c| {
+            let cur = self
+                .fetch_action(c, id)?
+                .ok_or_else(|| StoreError::NotFound { id: id.to_string() })?;
+            if !matches!(
+                cur.state,
+                ActionState::Proposed | ActionState::AwaitingConsent | ActionState::Approved
+            ) {
+                return Err(StoreError::NotEditable {
+                    id: id.to_string(),
+                    state: cur.state,
+                });
+            }
+            if p.kind() != cur.kind() {
+                return Err(StoreError::Corrupt {
+                    path: self.path.display().to_string(),
+                    message: format!(
+                        "an edit cannot change the kind of {id} from {} to {}",
+                        cur.kind(),
+                        p.kind()
+                    ),
+                });
+            }
+            let n = c
+                .execute(
+                    "UPDATE actions SET params = ?1, state = 'proposed', evidence = NULL,
+                       version = version + 1, updated_at = ?2
+                     WHERE id = ?3 AND version = ?4 AND state IN ('proposed', 'awaiting_consent', 'approved')",
+                    params![json(p), at, id, version],
+                )
+                .map_err(|e| self.err(e))?;
+            let now = self
+                .fetch_action(c, id)?
+                .ok_or_else(|| StoreError::NotFound { id: id.to_string() })?;
+            if n == 1 {
+                Ok(now)
+            } else {
+                Err(StoreError::Conflict {
+                    id: id.to_string(),
+                    expected: cur.state,
+                    version,
+                    found: now.state,
+                    found_version: now.version,
+                })
+            }
+        })
+    }
+
+    fn mark_interrupted(&self, at: i64) -> Result<Vec<Action>> {
+        let stuck = self.list_actions(&ActionFilter {
+            states: vec![ActionState::Executing],
+            limit: None,
+        })?;
+        let mut out = Vec::new();
+        for a in stuck {
+            let t = Transition {
+                from: ActionState::Executing,
+                version: a.version,
+                to: ActionState::NeedsReconciliation,
+                outcome: Some(
+                    "interrupted while executing: check the provider before retrying".into(),
+                ),
+                evidence: None,
+                at,
+            };
+            match self.transition(&a.id, &t) {
+                Ok(now) => out.push(now),
+                // It finished (or was swept) in another process meanwhile: not ours.
+                Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    fn load_permissions(&self) -> Result<Permissions> {
+        self.with(|c| {
+            let body: Option<String> = c
+                .query_row("SELECT body FROM permissions WHERE id = 1", [], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(|e| self.err(e))?;
+            match body {
+                None => Ok(Permissions::default()),
+                Some(b) => {
+                    serde_json::from_str(&b).map_err(|e| self.corrupt(format!("permissions: {e}")))
+                }
+            }
+        })
+    }
+
+    fn change_permissions(
+        &self,
+        change: &PermissionChange,
+        mut audit: NewAuditEntry,
+    ) -> Result<(Permissions, AuditEntry)> {
+        let mut perms_now = self.load_permissions()?;
+        self.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.err(e))?;
+            // Re-read inside the write lock so two concurrent changes both apply.
+            let body: Option<String> = tx
+                .query_row("SELECT body FROM permissions WHERE id = 1", [], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(|e| self.err(e))?;
+            if let Some(b) = body {
+                perms_now = serde_json::from_str(&b)
+                    .map_err(|e| self.corrupt(format!("permissions: {e}")))?;
+            }
+            let before = perms_now.clone();
+            let summary = perms_now.apply(change).map_err(StoreError::Permission)?;
+            tx.execute(
+                "INSERT INTO permissions (id, body) VALUES (1, ?1)
+                 ON CONFLICT(id) DO UPDATE SET body = excluded.body",
+                params![json(&perms_now)],
+            )
+            .map_err(|e| self.err(e))?;
+            if let serde_json::Value::Object(m) = &mut audit.detail {
+                m.insert(
+                    "change".into(),
+                    serde_json::to_value(change).unwrap_or_default(),
+                );
+                m.insert("summary".into(), summary.into());
+                m.insert(
+                    "before".into(),
+                    serde_json::to_value(&before).unwrap_or_default(),
+                );
+            } else {
+                audit.detail = serde_json::json!({
+                    "change": change, "summary": summary, "before": before,
+                });
+            }
+            let entry = self.append_in(&tx, audit)?;
+            tx.commit().map_err(|e| self.err(e))?;
+            Ok((perms_now, entry))
+        })
+    }
+
+    fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
+        self.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.err(e))?;
+            let sealed = self.append_in(&tx, entry)?;
+            tx.commit().map_err(|e| self.err(e))?;
+            Ok(sealed)
+        })
+    }
+
+    fn audit_page(&self, after: i64, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.with(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT seq, ts, actor, surface, event, action_id, outcome, detail, prev_hash, hash
+                     FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )
+                .map_err(|e| self.err(e))?;
+            let mut rows = st
+                .query(params![after, limit as i64])
+                .map_err(|e| self.err(e))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+                let seq: i64 = r.get(0).map_err(|e| self.err(e))?;
+                let surface: Option<String> = r.get(3).map_err(|e| self.err(e))?;
+                let surface = match surface {
+                    None => None,
+                    Some(s) => Some(Surface::parse(&s).ok_or_else(|| {
+                        self.corrupt(format!("audit #{seq}: unknown surface {s:?}"))
+                    })?),
+                };
+                let detail: String = r.get(7).map_err(|e| self.err(e))?;
+                let detail = serde_json::from_str(&detail)
+                    .map_err(|e| self.corrupt(format!("audit #{seq}: detail: {e}")))?;
+                out.push(AuditEntry {
+                    seq,
+                    ts: r.get(1).map_err(|e| self.err(e))?,
+                    actor: r.get(2).map_err(|e| self.err(e))?,
+                    surface,
+                    event: r.get(4).map_err(|e| self.err(e))?,
+                    action_id: r.get(5).map_err(|e| self.err(e))?,
+                    outcome: r.get(6).map_err(|e| self.err(e))?,
+                    detail,
+                    prev_hash: r.get(8).map_err(|e| self.err(e))?,
+                    hash: r.get(9).map_err(|e| self.err(e))?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn audit_head(&self) -> Result<(i64, String)> {
+        self.with(|c| {
+            let head: Option<(i64, String)> = c
+                .query_row("SELECT count, hash FROM audit_head WHERE id = 1", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(|e| self.err(e))?;
+            Ok(head.unwrap_or((0, GENESIS.to_string())))
+        })
+    }
+}

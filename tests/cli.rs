@@ -1,0 +1,322 @@
+//! The real binary: config errors, precedence, the scriptable queue, audit verify/export.
+
+#![allow(clippy::unwrap_used)]
+
+use assert_cmd::Command;
+use std::path::Path;
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("dealflow").unwrap();
+        c.env_clear()
+            .env("HOME", self.dir.path())
+            .env("XDG_DATA_HOME", self.dir.path().join("data"))
+            .env("XDG_CONFIG_HOME", self.dir.path().join("cfg"))
+            .env("USER", "tester")
+            .timeout(std::time::Duration::from_secs(60));
+        c
+    }
+    fn sandbox(&self, args: &[&str]) -> assert_cmd::assert::Assert {
+        self.cmd().arg("--sandbox").args(args).assert()
+    }
+    fn write_config(&self, text: &str) -> std::path::PathBuf {
+        let p = self.dir.path().join("cfg/dealflow/config.toml");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+    fn db(&self) -> std::path::PathBuf {
+        self.dir.path().join("data/dealflow/sandbox.db")
+    }
+}
+
+fn out(a: &assert_cmd::assert::Assert) -> (String, String, Option<i32>) {
+    let o = a.get_output();
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        o.status.code(),
+    )
+}
+
+#[test]
+fn a_config_typo_names_file_line_key_and_hint() {
+    let e = Env::new();
+    let p = e.write_config("[ui]\ntheme = \"dark\"\nmouze = true\n");
+    let a = e.cmd().arg("status").assert().failure();
+    let (_, err, code) = out(&a);
+    assert_eq!(code, Some(1));
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(&format!("{}:3:1", p.display())), "{err}");
+    assert!(err.contains("unknown key `ui.mouze`"), "{err}");
+    assert!(err.contains("did you mean `mouse`"), "{err}");
+}
+
+#[test]
+fn malformed_toml_and_bad_values_are_located() {
+    let e = Env::new();
+    let p = e.write_config("[batch]\nwindow = \"10m\"\nconcurrency = \"four\"\n");
+    let (_, err, _) = out(&e.cmd().arg("status").assert().failure());
+    assert!(err.contains(&format!("{}:3", p.display())), "{err}");
+    assert!(
+        err.contains("concurrency") || err.contains("integer"),
+        "{err}"
+    );
+
+    let p = e.write_config("[store\npath = 1\n");
+    let (_, err, _) = out(&e.cmd().arg("status").assert().failure());
+    assert!(err.contains(&format!("{}:1", p.display())), "{err}");
+
+    let p = e.write_config("[ui]\ntheme = \"drak\"\n");
+    let (_, err, _) = out(&e.cmd().arg("status").assert().failure());
+    assert!(
+        err.contains(&format!("{}:2", p.display())) && err.contains("did you mean \"dark\""),
+        "{err}"
+    );
+
+    let (_, err, _) = out(&e
+        .cmd()
+        .args(["--config", "/nonexistent/x.toml", "status"])
+        .assert()
+        .failure());
+    assert!(err.contains("/nonexistent/x.toml: no such file"), "{err}");
+}
+
+#[test]
+fn flags_beat_env_beat_file() {
+    let e = Env::new();
+    e.write_config("[ui]\ntheme = \"light\"\n[batch]\nconcurrency = 3\n");
+    let (o, _, _) = out(&e.cmd().args(["config", "check"]).assert().success());
+    assert!(o.contains("theme = \"light\""), "{o}");
+    let (o, _, _) = out(&e
+        .cmd()
+        .env("DEALFLOW_UI_THEME", "dark")
+        .args(["config", "check"])
+        .assert()
+        .success());
+    assert!(
+        o.contains("theme = \"dark\"") && o.contains("concurrency = 3"),
+        "{o}"
+    );
+    let (o, _, _) = out(&e
+        .cmd()
+        .env("DEALFLOW_UI_THEME", "dark")
+        .args(["--theme", "high-contrast", "config", "check"])
+        .assert()
+        .success());
+    assert!(o.contains("theme = \"high-contrast\""), "{o}");
+    let (_, err, _) = out(&e
+        .cmd()
+        .env("DEALFLOW_BATCH_CONCURRENCY", "0")
+        .args(["config", "check"])
+        .assert()
+        .failure());
+    assert!(
+        err.contains("environment variable DEALFLOW_BATCH_CONCURRENCY"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_example_config_parses_and_documents_every_key() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml"))
+            .unwrap();
+    let table: toml::Table = text.parse().unwrap();
+    for key in dealflow::config::all_keys() {
+        let (s, k) = key.split_once('.').unwrap();
+        assert!(
+            table.get(s).and_then(|t| t.get(k)).is_some(),
+            "config.example.toml lacks {key}"
+        );
+        let line = text
+            .lines()
+            .position(|l| l.starts_with(&format!("{k} =")))
+            .unwrap();
+        assert!(
+            text.lines().nth(line - 1).unwrap().starts_with('#'),
+            "{key} has no comment above it"
+        );
+    }
+    let e = Env::new();
+    e.cmd()
+        .args([
+            "--config",
+            &format!("{}/config.example.toml", env!("CARGO_MANIFEST_DIR")),
+            "config",
+            "check",
+        ])
+        .assert()
+        .success();
+}
+
+#[test]
+fn unbuilt_commands_say_so() {
+    let e = Env::new();
+    for cmd in [&["login"][..], &["mcp"], &["batch"], &["sandbox", "phone"]] {
+        let (_, err, code) = out(&e.cmd().args(cmd).assert());
+        assert_eq!(code, Some(2), "{cmd:?}");
+        assert!(err.contains("not built yet"), "{cmd:?}: {err}");
+    }
+}
+
+#[test]
+fn the_queue_is_scriptable_and_every_decision_is_audited() {
+    let e = Env::new();
+    let (o, _, _) = out(&e.sandbox(&["actions", "list", "--json"]).success());
+    let list: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 4);
+
+    // Review gate: a plain approve is the review.
+    let (o, _, _) = out(&e
+        .sandbox(&["actions", "approve", "act-demo-initech-followup", "--json"])
+        .success());
+    let a: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(a["state"], "approved");
+    assert_eq!(a["evidence"]["by"], "reviewed");
+    assert_eq!(a["evidence"]["actor"], "user:tester");
+
+    // Step-up gate: without a terminal or --confirm nothing is approved.
+    let (_, err, _) = out(&e
+        .sandbox(&["actions", "approve", "act-demo-acme-close"])
+        .failure());
+    assert!(err.contains("needs step-up"), "{err}");
+    let (o, _, _) = out(&e
+        .sandbox(&["actions", "show", "act-demo-acme-close", "--json"])
+        .success());
+    let shown: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(shown["action"]["state"], "proposed");
+    assert_eq!(shown["decision"]["gate"]["gate"], "step_up");
+    let (o, _, _) = out(&e
+        .sandbox(&[
+            "actions",
+            "approve",
+            "act-demo-acme-close",
+            "--confirm",
+            "act-demo-acme-close",
+            "--json",
+        ])
+        .success());
+    let a: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(a["evidence"]["by"], "stepped_up");
+
+    // Editing an approved action voids its consent.
+    let (o, _, _) = out(&e
+        .sandbox(&[
+            "actions",
+            "edit",
+            "act-demo-initech-followup",
+            "--set",
+            "subject=Quick question, Bill",
+            "--json",
+        ])
+        .success());
+    let a: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(a["state"], "proposed");
+    assert_eq!(a["evidence"], serde_json::Value::Null);
+    assert_eq!(a["params"]["subject"], "Quick question, Bill");
+    assert_eq!(
+        a["original"]["subject"],
+        "Following up on the Initech seat expansion"
+    );
+    let (_, err, _) = out(&e
+        .sandbox(&[
+            "actions",
+            "edit",
+            "act-demo-initech-followup",
+            "--set",
+            "to=not-an-address",
+        ])
+        .failure());
+    assert!(
+        err.contains("invalid edit") && err.contains("not an email address"),
+        "{err}"
+    );
+
+    let (_, _, _) = out(&e
+        .sandbox(&[
+            "actions",
+            "reject",
+            "act-demo-hooli-slack",
+            "--reason",
+            "wrong channel",
+        ])
+        .success());
+
+    let (o, _, _) = out(&e
+        .sandbox(&["audit", "export", "--format", "jsonl"])
+        .success());
+    let events: Vec<String> = o
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        events[4..],
+        [
+            "action.approved",
+            "action.approve_refused",
+            "action.approved",
+            "action.edited",
+            "action.rejected"
+        ]
+    );
+    let (o, _, _) = out(&e.sandbox(&["audit", "verify"]).success());
+    assert!(o.contains("9 entries verified"), "{o}");
+}
+
+#[test]
+fn audit_verify_names_the_first_tampered_entry_and_export_writes_csv() {
+    let e = Env::new();
+    e.sandbox(&["permissions", "threshold", "25000"]).success();
+    e.sandbox(&["permissions", "autonomy", "post_slack", "step_up"])
+        .success();
+    let (o, _, _) = out(&e.sandbox(&["audit", "export", "--format", "csv"]).success());
+    let mut rdr = csv::Reader::from_reader(o.as_bytes());
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 6);
+    assert_eq!(&rows[4][4], "permissions.changed");
+    assert!(rows[4][7].contains("$50,000 -> $25,000"));
+
+    let c = rusqlite::Connection::open(e.db()).unwrap();
+    c.execute(
+        "UPDATE audit SET detail = '{\"summary\":\"nothing to see\"}' WHERE seq = 5",
+        [],
+    )
+    .unwrap();
+    let (_, err, code) = out(&e.sandbox(&["audit", "verify"]).failure());
+    assert_eq!(code, Some(1));
+    assert!(err.contains("entry #5") && err.contains("altered"), "{err}");
+    let (o, _, _) = out(&e.sandbox(&["doctor"]).failure());
+    assert!(o.contains("FAIL  audit"), "{o}");
+}
+
+#[test]
+fn permissions_refuse_unsafe_settings() {
+    let e = Env::new();
+    let (_, err, _) = out(&e
+        .sandbox(&["permissions", "close-won", "auto", "self"])
+        .failure());
+    assert!(err.contains("at least step_up"), "{err}");
+    let (_, err, _) = out(&e
+        .sandbox(&["permissions", "autonomy", "send_emial", "auto"])
+        .failure());
+    assert!(err.contains("unknown action kind"), "{err}");
+    e.sandbox(&["permissions", "auto-approve", "0.9"]).success();
+    let (o, _, _) = out(&e.sandbox(&["permissions", "show", "--json"]).success());
+    let p: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(p["confidence"]["auto_approve_at"], 0.9);
+}
