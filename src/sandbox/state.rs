@@ -1,0 +1,93 @@
+//! State shared by every emulator in one sandbox: what the emulated Auth0 issued is what
+//! the emulated providers check, exactly as Google and Slack only accept tokens their
+//! own authorization server minted.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// A provider access token the emulated Token Vault handed out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderGrant {
+    /// Auth0 connection name: "google-oauth2" or "sign-in-with-slack".
+    pub connection: String,
+    /// Scopes the connected account granted (space-separated on the wire).
+    pub scopes: Vec<String>,
+    /// Milliseconds since the epoch.
+    pub expires_at: i64,
+    /// The Auth0 user it belongs to.
+    pub sub: String,
+}
+
+#[derive(Debug, Default)]
+pub struct SandboxState {
+    /// Provider access token → grant. Filled by the Token Vault exchange.
+    pub provider_tokens: Mutex<HashMap<String, ProviderGrant>>,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A random URL-safe token with a recognisable prefix.
+pub fn random_token(prefix: &str) -> String {
+    use rand::RngExt;
+    let mut rng = rand::rng();
+    let body: String = (0..32)
+        .map(|_| {
+            let i = rng.random_range(0..62u8);
+            (match i {
+                0..=9 => b'0' + i,
+                10..=35 => b'a' + i - 10,
+                _ => b'A' + i - 36,
+            }) as char
+        })
+        .collect();
+    format!("{prefix}{body}")
+}
+
+impl SandboxState {
+    fn lock_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, ProviderGrant>> {
+        self.provider_tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Mints a provider token for `connection` with `scopes`, valid `ttl_ms`.
+    pub fn issue_provider_token(
+        &self,
+        connection: &str,
+        scopes: &[&str],
+        sub: &str,
+        ttl_ms: i64,
+    ) -> String {
+        let prefix = if connection == "sign-in-with-slack" {
+            "xoxp-sbx-"
+        } else {
+            "ya29.sbx-"
+        };
+        let token = random_token(prefix);
+        self.lock_tokens().insert(
+            token.clone(),
+            ProviderGrant {
+                connection: connection.to_string(),
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                expires_at: now_ms() + ttl_ms,
+                sub: sub.to_string(),
+            },
+        );
+        token
+    }
+
+    pub fn provider_grant(&self, token: &str) -> Option<ProviderGrant> {
+        self.lock_tokens().get(token).cloned()
+    }
+
+    /// Revokes every provider token of `sub` on `connection` (the provider side of a
+    /// disconnect; Auth0's own tokenset deletion does not do this).
+    pub fn revoke_provider_tokens(&self, sub: &str, connection: &str) {
+        self.lock_tokens()
+            .retain(|_, g| !(g.sub == sub && g.connection == connection));
+    }
+}
