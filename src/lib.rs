@@ -5,5 +5,6 @@
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod runtime;
 pub mod sandbox;
 pub mod store;

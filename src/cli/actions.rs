@@ -1,10 +1,10 @@
 //! `dealflow actions list|show|approve|reject|edit`: the queue, scriptable.
 
 use super::{Ctx, local_actor, now_ms};
-use crate::core::audit::NewAuditEntry;
-use crate::core::consent::{Consent, Evidence, Gate, gate};
-use crate::core::domain::{Action, ActionParams, ActionState};
-use crate::store::{ActionFilter, Transition};
+use crate::core::consent::{Gate, gate};
+use crate::core::domain::{Action, ActionParams, ActionState, Surface};
+use crate::runtime::review::{self, ReviewError, Reviewer};
+use crate::store::ActionFilter;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use std::io::{BufRead, IsTerminal, Write};
@@ -132,23 +132,11 @@ fn print_action(a: &Action, json: bool, verb: &str) -> Result<()> {
     Ok(())
 }
 
-fn audit(
-    ctx: &Ctx,
-    a: &Action,
-    event: &str,
-    outcome: &str,
-    detail: serde_json::Value,
-) -> Result<()> {
-    ctx.store.append_audit(NewAuditEntry {
-        ts: now_ms(),
+fn reviewer() -> Reviewer {
+    Reviewer {
         actor: local_actor(),
-        surface: Some(crate::core::domain::Surface::Cli),
-        event: event.into(),
-        action_id: Some(a.id.clone()),
-        outcome: outcome.into(),
-        detail,
-    })?;
-    Ok(())
+        surface: Surface::Cli,
+    }
 }
 
 fn typed_confirmation(a: &Action, reason: &str) -> Result<bool> {
@@ -166,107 +154,35 @@ fn typed_confirmation(a: &Action, reason: &str) -> Result<bool> {
 }
 
 fn approve(ctx: &Ctx, id: &str, confirm: Option<&str>, json: bool) -> Result<ExitCode> {
-    let a = ctx.store.get_action(id)?;
-    if !matches!(
-        a.state,
-        ActionState::Proposed | ActionState::AwaitingConsent
-    ) {
-        bail!("{id} is {}: only proposed actions can be approved", a.state);
-    }
-    let perms = ctx.store.load_permissions()?;
-    let d = gate(a.surface, &a.params, &perms, a.confidence);
-    let actor = local_actor();
-    let at = now_ms();
-    let evidence = match d.gate() {
-        Gate::Allow | Gate::Review => Evidence::Reviewed { actor, at },
-        Gate::StepUp { reason } => {
-            let confirmed = match confirm {
-                Some(c) => c == a.id,
-                None => typed_confirmation(&a, reason)?,
-            };
-            if !confirmed {
-                audit(
-                    ctx,
-                    &a,
-                    "action.approve_refused",
-                    "denied",
-                    serde_json::json!({
-                        "gate": d.gate(), "reasons": d.reasons(), "why": "step-up not confirmed",
-                    }),
-                )?;
-                bail!(
-                    "{id} needs step-up ({reason}); read `dealflow actions show {id}`, then run `dealflow actions approve {id} --confirm {id}`"
-                );
-            }
-            Evidence::SteppedUp { actor, at }
-        }
-        Gate::Ciba { approver, reason } => {
-            bail!(
-                "{id} needs approval on {approver}'s device ({reason}); device approval from the CLI is not built yet"
-            )
-        }
-        Gate::Deny { reason } => {
-            audit(
-                ctx,
-                &a,
-                "action.approve_refused",
-                "denied",
-                serde_json::json!({
-                    "gate": d.gate(), "reasons": d.reasons(),
-                }),
-            )?;
-            bail!("{id} is denied by your permissions: {reason}")
-        }
-    };
-    let consent = Consent::grant(&d, &a.params, evidence)?;
-    let now = ctx.store.transition(
-        id,
-        &Transition {
-            from: a.state,
-            version: a.version,
-            to: ActionState::Approved,
-            outcome: None,
-            evidence: Some(consent.evidence().clone()),
-            at,
+    let store = ctx.store.as_ref();
+    let a = store.get_action(id)?;
+    // Ask for the typed confirmation only when the gate is step-up.
+    let confirmed = match confirm {
+        Some(c) => c == a.id,
+        None => match review::decision_for(store, &a)?.gate() {
+            Gate::StepUp { reason } => typed_confirmation(&a, reason)?,
+            _ => false,
         },
-    )?;
-    audit(
-        ctx,
-        &now,
-        "action.approved",
-        "ok",
-        serde_json::json!({
-            "gate": d.gate(),
-            "reasons": d.reasons(),
-            "band": d.band(),
-            "evidence": consent.evidence(),
-            "payload_digest": crate::core::consent::payload_digest(&now.params),
-        }),
-    )?;
-    print_action(&now, json, "approved")?;
-    Ok(ExitCode::SUCCESS)
+    };
+    match reviewer().approve(store, id, confirmed, now_ms()) {
+        Ok(now) => {
+            print_action(&now, json, "approved")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ReviewError::NeedsStepUp { reason, .. }) => bail!(
+            "{id} needs step-up ({reason}); read `dealflow actions show {id}`, then run `dealflow actions approve {id} --confirm {id}`"
+        ),
+        Err(ReviewError::NeedsDevice {
+            approver, reason, ..
+        }) => bail!(
+            "{id} needs approval on {approver}'s device ({reason}); device approval from the CLI is not built yet"
+        ),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn reject(ctx: &Ctx, id: &str, reason: Option<String>, json: bool) -> Result<ExitCode> {
-    let a = ctx.store.get_action(id)?;
-    let now = ctx.store.transition(
-        id,
-        &Transition {
-            from: a.state,
-            version: a.version,
-            to: ActionState::Rejected,
-            outcome: Some(reason.clone().unwrap_or_else(|| "rejected".into())),
-            evidence: None,
-            at: now_ms(),
-        },
-    )?;
-    audit(
-        ctx,
-        &now,
-        "action.rejected",
-        "rejected",
-        serde_json::json!({ "reason": reason }),
-    )?;
+    let now = reviewer().reject(ctx.store.as_ref(), id, reason, now_ms())?;
     print_action(&now, json, "rejected")?;
     Ok(ExitCode::SUCCESS)
 }
@@ -304,17 +220,7 @@ pub fn apply_sets(params: &ActionParams, sets: &[String]) -> Result<ActionParams
 fn edit(ctx: &Ctx, id: &str, sets: &[String], json: bool) -> Result<ExitCode> {
     let a = ctx.store.get_action(id)?;
     let params = apply_sets(&a.params, sets)?;
-    let now = ctx.store.edit_action(id, a.version, &params, now_ms())?;
-    audit(
-        ctx,
-        &now,
-        "action.edited",
-        "ok",
-        serde_json::json!({
-            "fields": sets.iter().filter_map(|s| s.split_once('=').map(|(f, _)| f)).collect::<Vec<_>>(),
-            "voided_consent": a.evidence.is_some() || a.state != ActionState::Proposed,
-        }),
-    )?;
+    let now = reviewer().edit(ctx.store.as_ref(), id, &params, now_ms())?;
     print_action(&now, json, "edited")?;
     Ok(ExitCode::SUCCESS)
 }

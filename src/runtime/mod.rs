@@ -1,0 +1,4 @@
+//! The runtime wires adapters to the pure core and runs effects. Every surface (CLI,
+//! TUI, MCP, batch) goes through it, so every surface gets the same gates.
+
+pub mod review;
