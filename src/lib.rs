@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod connectors;
 pub mod core;
 pub mod runtime;
 pub mod sandbox;

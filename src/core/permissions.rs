@@ -4,9 +4,9 @@
 //! [`PermissionChange`]; the agent's tool registry is built from [`ActionKind`]s and has
 //! no way to name one (invariant 2).
 
-use super::domain::{ActionKind, Cents};
+use super::domain::{ActionKind, Cents, Connection};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// How much freedom an action kind has, ordered from least to most friction.
@@ -100,6 +100,11 @@ pub struct Permissions {
     pub confidence: ConfidenceRouting,
     /// Whether external agents may reach write tools over MCP at all.
     pub mcp_writes_enabled: bool,
+    /// Connections the user disconnected in dealflow. Deleting a Token Vault tokenset
+    /// does not revoke the provider's grant, so this app-level flag is checked before
+    /// every exchange.
+    #[serde(default)]
+    pub disconnected: BTreeSet<Connection>,
 }
 
 impl Default for Permissions {
@@ -127,6 +132,7 @@ impl Default for Permissions {
                 force_review_below: 0.6,
             },
             mcp_writes_enabled: true,
+            disconnected: BTreeSet::new(),
         }
     }
 }
@@ -212,6 +218,25 @@ impl Permissions {
                 self.confidence.force_review_below = *below;
                 Ok(format!("force review below confidence {below:.2}"))
             }
+            PermissionChange::SetConnected {
+                connection,
+                connected,
+            } => {
+                if *connected {
+                    self.disconnected.remove(connection);
+                } else {
+                    self.disconnected.insert(*connection);
+                }
+                Ok(format!(
+                    "{}: {}",
+                    connection.as_str(),
+                    if *connected {
+                        "connected"
+                    } else {
+                        "disconnected (no token exchange until reconnected)"
+                    }
+                ))
+            }
             PermissionChange::SetMcpWrites { enabled } => {
                 self.mcp_writes_enabled = *enabled;
                 Ok(format!(
@@ -227,10 +252,28 @@ impl Permissions {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum PermissionChange {
-    SetAutonomy { kind: ActionKind, level: Autonomy },
-    SetStepUpThreshold { cents: Cents },
-    SetCloseWon { level: Autonomy, approver: Approver },
-    SetAutoApproveAt { at: Option<f64> },
-    SetForceReviewBelow { below: f64 },
-    SetMcpWrites { enabled: bool },
+    SetAutonomy {
+        kind: ActionKind,
+        level: Autonomy,
+    },
+    SetStepUpThreshold {
+        cents: Cents,
+    },
+    SetCloseWon {
+        level: Autonomy,
+        approver: Approver,
+    },
+    SetAutoApproveAt {
+        at: Option<f64>,
+    },
+    SetForceReviewBelow {
+        below: f64,
+    },
+    SetMcpWrites {
+        enabled: bool,
+    },
+    SetConnected {
+        connection: Connection,
+        connected: bool,
+    },
 }

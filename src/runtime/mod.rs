@@ -1,4 +1,6 @@
 //! The runtime wires adapters to the pure core and runs effects. Every surface (CLI,
 //! TUI, MCP, batch) goes through it, so every surface gets the same gates.
 
+pub mod credentials;
+pub mod pipeline;
 pub mod review;

@@ -5,6 +5,7 @@
 
 pub mod auth0;
 pub mod demo;
+pub mod direct_vault;
 pub mod providers;
 pub mod state;
 

@@ -1,8 +1,625 @@
-//! Emulated Gmail, Google Calendar and Slack Web API endpoints.
+//! Emulated Gmail, Google Calendar and Slack Web API endpoints, under `/gmail/v1`,
+//! `/calendar/v3` and `/slack/api`. Each checks the bearer token against what the
+//! emulated Token Vault issued (connection, expiry, scopes) and answers in the
+//! provider's own error shape: Google's `{error:{code,message,status,errors}}`, Slack's
+//! HTTP 200 `{ok:false,error}`. Side effects are recorded so tests can count them, and
+//! faults and latency can be injected per endpoint.
 
-use super::state::SandboxState;
-use std::sync::Arc;
+// Handlers return ready-made provider error responses as their `Err`; their size is
+// irrelevant in an emulator and boxing them would only add noise.
+#![allow(clippy::result_large_err)]
 
-pub fn router(_state: Arc<SandboxState>) -> axum::Router {
+use super::state::{ProviderGrant, SandboxState, now_ms, random_token};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A sent or drafted email as the emulated Gmail stored it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMail {
+    pub id: String,
+    pub message_id: String,
+    pub to: String,
+    pub subject: String,
+    pub raw: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlackPost {
+    pub channel: String,
+    pub text: String,
+    pub ts: String,
+}
+
+/// An injected fault: the next `remaining` calls to an endpoint answer like this.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub status: u16,
+    /// Raw body; `None` means the provider's normal error body for the status.
+    pub body: Option<String>,
+    pub retry_after_secs: Option<u64>,
+    pub delay_ms: u64,
+    pub remaining: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct ProviderData {
+    pub sent: Mutex<Vec<StoredMail>>,
+    pub drafts: Mutex<Vec<StoredMail>>,
+    pub events: Mutex<BTreeMap<String, Value>>,
+    pub slack_posts: Mutex<Vec<SlackPost>>,
+    faults: Mutex<HashMap<String, Fault>>,
+    calls: Mutex<HashMap<String, u64>>,
+    /// Added to every provider call, to emulate network and provider latency.
+    pub latency_ms: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ProviderData {
+    pub fn sent(&self) -> Vec<StoredMail> {
+        lock(&self.sent).clone()
+    }
+    pub fn drafts(&self) -> Vec<StoredMail> {
+        lock(&self.drafts).clone()
+    }
+    pub fn events(&self) -> BTreeMap<String, Value> {
+        lock(&self.events).clone()
+    }
+    pub fn slack_posts(&self) -> Vec<SlackPost> {
+        lock(&self.slack_posts).clone()
+    }
+    /// Endpoint names: gmail.send, gmail.drafts, gmail.list, calendar.list,
+    /// calendar.get, calendar.insert, calendar.freebusy, slack.post, slack.list.
+    pub fn inject(&self, endpoint: &str, fault: Fault) {
+        lock(&self.faults).insert(endpoint.to_string(), fault);
+    }
+    pub fn calls(&self, endpoint: &str) -> u64 {
+        lock(&self.calls).get(endpoint).copied().unwrap_or(0)
+    }
+    pub fn set_latency_ms(&self, ms: u64) {
+        self.latency_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Counts the call, applies latency, and returns an injected fault if one is due.
+    async fn enter(&self, endpoint: &str) -> Option<Response> {
+        *lock(&self.calls).entry(endpoint.to_string()).or_default() += 1;
+        let latency = self.latency_ms.load(Ordering::Relaxed);
+        if latency > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+        }
+        let fault = {
+            let mut faults = lock(&self.faults);
+            match faults.get_mut(endpoint) {
+                Some(f) if f.remaining > 0 => {
+                    f.remaining -= 1;
+                    Some(f.clone())
+                }
+                _ => None,
+            }
+        }?;
+        if fault.delay_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(fault.delay_ms)).await;
+        }
+        let status =
+            StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = fault.body.unwrap_or_else(|| {
+            if endpoint.starts_with("slack.") && status == StatusCode::OK {
+                json!({"ok": false, "error": "fatal_error"}).to_string()
+            } else {
+                google_error_body(fault.status, "backendError", "injected fault").to_string()
+            }
+        });
+        let mut resp = (status, body).into_response();
+        if let Some(secs) = fault.retry_after_secs
+            && let Ok(v) = secs.to_string().parse()
+        {
+            resp.headers_mut().insert("retry-after", v);
+        }
+        resp.headers_mut().insert(
+            "content-type",
+            axum::http::HeaderValue::from_static("application/json"),
+        );
+        Some(resp)
+    }
+}
+
+fn google_status(code: u16) -> &'static str {
+    match code {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        409 => "ALREADY_EXISTS",
+        429 => "RESOURCE_EXHAUSTED",
+        503 => "UNAVAILABLE",
+        _ => "INTERNAL",
+    }
+}
+
+fn google_error_body(code: u16, reason: &str, message: &str) -> Value {
+    json!({"error": {
+        "code": code,
+        "message": message,
+        "status": google_status(code),
+        "errors": [{"domain": "global", "reason": reason, "message": message}],
+    }})
+}
+
+fn google_error(code: u16, reason: &str, message: &str) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(google_error_body(code, reason, message))).into_response()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+/// Google's check: a live token of the google-oauth2 connection holding any of `scopes`.
+fn google_auth(
+    st: &SandboxState,
+    headers: &HeaderMap,
+    scopes: &[&str],
+) -> Result<ProviderGrant, Response> {
+    let unauth = || {
+        google_error(
+            401,
+            "authError",
+            "Request had invalid authentication credentials. Expected OAuth 2 access token.",
+        )
+    };
+    let token = bearer(headers).ok_or_else(unauth)?;
+    let grant = st.provider_grant(token).ok_or_else(unauth)?;
+    if grant.connection != "google-oauth2" || grant.expires_at <= now_ms() {
+        return Err(unauth());
+    }
+    if !scopes.iter().any(|s| grant.scopes.iter().any(|g| g == s)) {
+        return Err(google_error(
+            403,
+            "insufficientPermissions",
+            "Request had insufficient authentication scopes.",
+        ));
+    }
+    Ok(grant)
+}
+
+fn slack_fail(error: &str) -> Response {
+    Json(json!({"ok": false, "error": error})).into_response()
+}
+
+fn slack_auth(
+    st: &SandboxState,
+    headers: &HeaderMap,
+    scope: &str,
+) -> Result<ProviderGrant, Response> {
+    let Some(token) = bearer(headers) else {
+        return Err(slack_fail("not_authed"));
+    };
+    let Some(grant) = st.provider_grant(token) else {
+        return Err(slack_fail("invalid_auth"));
+    };
+    if grant.connection != "sign-in-with-slack" {
+        return Err(slack_fail("invalid_auth"));
+    }
+    if grant.expires_at <= now_ms() {
+        return Err(slack_fail("token_expired"));
+    }
+    if !grant.scopes.iter().any(|g| g == scope) {
+        return Err(Json(json!({
+            "ok": false,
+            "error": "missing_scope",
+            "needed": scope,
+            "provided": grant.scopes.join(","),
+        }))
+        .into_response());
+    }
+    Ok(grant)
+}
+
+const GMAIL_SEND: &[&str] = &[
+    "https://www.googleapis.com/auth/gmail.send",
+    "https://www.googleapis.com/auth/gmail.compose",
+    "https://www.googleapis.com/auth/gmail.modify",
+    "https://mail.google.com/",
+];
+const GMAIL_COMPOSE: &[&str] = &[
+    "https://www.googleapis.com/auth/gmail.compose",
+    "https://www.googleapis.com/auth/gmail.modify",
+    "https://mail.google.com/",
+];
+const GMAIL_READ: &[&str] = &[
+    "https://www.googleapis.com/auth/gmail.metadata",
+    "https://www.googleapis.com/auth/gmail.readonly",
+    "https://www.googleapis.com/auth/gmail.modify",
+    "https://mail.google.com/",
+];
+const CAL_READ: &[&str] = &[
+    "https://www.googleapis.com/auth/calendar.readonly",
+    "https://www.googleapis.com/auth/calendar",
+    "https://www.googleapis.com/auth/calendar.events",
+    "https://www.googleapis.com/auth/calendar.events.readonly",
+];
+const CAL_FREEBUSY: &[&str] = &[
+    "https://www.googleapis.com/auth/calendar.readonly",
+    "https://www.googleapis.com/auth/calendar",
+    "https://www.googleapis.com/auth/calendar.freebusy",
+    "https://www.googleapis.com/auth/calendar.events.freebusy",
+];
+const CAL_WRITE: &[&str] = &[
+    "https://www.googleapis.com/auth/calendar",
+    "https://www.googleapis.com/auth/calendar.events",
+];
+
+pub fn router(state: Arc<SandboxState>) -> axum::Router {
     axum::Router::new()
+        .route("/gmail/v1/users/{user}/messages/send", post(gmail_send))
+        .route("/gmail/v1/users/{user}/messages", get(gmail_list))
+        .route("/gmail/v1/users/{user}/drafts", post(gmail_draft))
+        .route(
+            "/calendar/v3/calendars/{cal}/events",
+            get(calendar_list).post(calendar_insert),
+        )
+        .route(
+            "/calendar/v3/calendars/{cal}/events/{id}",
+            get(calendar_get),
+        )
+        .route("/calendar/v3/freeBusy", post(calendar_freebusy))
+        .route("/slack/api/chat.postMessage", post(slack_post))
+        .route(
+            "/slack/api/conversations.list",
+            get(slack_list).post(slack_list),
+        )
+        .with_state(state)
+}
+
+/// Decodes Gmail's `raw` (URL-safe base64, padded or not) into headers we check.
+fn parse_raw(raw: &str) -> Result<(String, String, String), String> {
+    let trimmed = raw.trim_end_matches('=');
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(trimmed)
+        .map_err(|e| format!("Invalid value for ByteString: {e}"))?;
+    let text = String::from_utf8(bytes).map_err(|_| "raw is not UTF-8".to_string())?;
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    let header = |name: &str| {
+        head.split("\r\n")
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    let to = header("To");
+    if to.is_empty() {
+        return Err("Invalid To header".into());
+    }
+    Ok((to, header("Subject"), header("Message-ID")))
+}
+
+async fn gmail_store(
+    st: &SandboxState,
+    headers: &HeaderMap,
+    body: &Value,
+    draft: bool,
+) -> Response {
+    let endpoint = if draft { "gmail.drafts" } else { "gmail.send" };
+    if let Some(r) = st.providers.enter(endpoint).await {
+        return r;
+    }
+    let scopes = if draft { GMAIL_COMPOSE } else { GMAIL_SEND };
+    if let Err(r) = google_auth(st, headers, scopes) {
+        return r;
+    }
+    let raw = if draft {
+        body.pointer("/message/raw")
+    } else {
+        body.get("raw")
+    };
+    let Some(raw) = raw.and_then(Value::as_str) else {
+        return google_error(
+            400,
+            "invalidArgument",
+            "'raw' RFC822 payload message string or uploading message via /upload/* URL required",
+        );
+    };
+    let (to, subject, message_id) = match parse_raw(raw) {
+        Ok(h) => h,
+        Err(e) => return google_error(400, "invalidArgument", &e),
+    };
+    let id = random_token("")
+        .chars()
+        .take(16)
+        .collect::<String>()
+        .to_lowercase();
+    let mail = StoredMail {
+        id: id.clone(),
+        message_id,
+        to,
+        subject,
+        raw: raw.to_string(),
+    };
+    if draft {
+        lock(&st.providers.drafts).push(mail);
+        Json(json!({"id": format!("r-{id}"), "message": {"id": id, "threadId": id, "labelIds": ["DRAFT"]}}))
+            .into_response()
+    } else {
+        lock(&st.providers.sent).push(mail);
+        Json(json!({"id": id, "threadId": id, "labelIds": ["SENT"]})).into_response()
+    }
+}
+
+async fn gmail_send(
+    State(st): State<Arc<SandboxState>>,
+    Path(_user): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    gmail_store(&st, &headers, &body, false).await
+}
+
+async fn gmail_draft(
+    State(st): State<Arc<SandboxState>>,
+    Path(_user): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    gmail_store(&st, &headers, &body, true).await
+}
+
+/// Supports the one query dealflow sends: `rfc822msgid:<id>`, to reconcile.
+async fn gmail_list(
+    State(st): State<Arc<SandboxState>>,
+    Path(_user): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = st.providers.enter("gmail.list").await {
+        return r;
+    }
+    if let Err(r) = google_auth(&st, &headers, GMAIL_READ) {
+        return r;
+    }
+    let want = q
+        .get("q")
+        .and_then(|q| q.strip_prefix("rfc822msgid:"))
+        .map(|s| s.trim().to_string());
+    let sent = lock(&st.providers.sent);
+    let found: Vec<Value> = sent
+        .iter()
+        .filter(|m| want.as_ref().is_none_or(|w| &m.message_id == w))
+        .map(|m| json!({"id": m.id, "threadId": m.id}))
+        .collect();
+    Json(json!({"messages": found, "resultSizeEstimate": found.len()})).into_response()
+}
+
+fn event_millis(v: &Value, field: &str) -> Option<i64> {
+    let s = v.get(field)?.get("dateTime")?.as_str()?;
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| d.timestamp_millis())
+}
+
+fn valid_event_id(id: &str) -> bool {
+    (5..=1024).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='v').contains(&c))
+}
+
+async fn calendar_insert(
+    State(st): State<Arc<SandboxState>>,
+    Path(_cal): Path<String>,
+    headers: HeaderMap,
+    Json(mut body): Json<Value>,
+) -> Response {
+    if let Some(r) = st.providers.enter("calendar.insert").await {
+        return r;
+    }
+    if let Err(r) = google_auth(&st, &headers, CAL_WRITE) {
+        return r;
+    }
+    let (Some(start), Some(end)) = (event_millis(&body, "start"), event_millis(&body, "end"))
+    else {
+        return google_error(400, "required", "Missing start or end time.");
+    };
+    if end <= start {
+        return google_error(400, "timeRangeEmpty", "The specified time range is empty.");
+    }
+    let id = match body.get("id").and_then(Value::as_str) {
+        Some(id) if !valid_event_id(id) => {
+            return google_error(400, "invalid", "Invalid resource id value.");
+        }
+        Some(id) => id.to_string(),
+        // Hex digits are a subset of Google's base32hex id alphabet.
+        None => {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(random_token("")))[..26].to_string()
+        }
+    };
+    let mut events = lock(&st.providers.events);
+    if events.contains_key(&id) {
+        return google_error(409, "duplicate", "The requested identifier already exists.");
+    }
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("id".into(), json!(id));
+        obj.insert("kind".into(), json!("calendar#event"));
+        obj.insert("status".into(), json!("confirmed"));
+        obj.insert(
+            "htmlLink".into(),
+            json!(format!("https://calendar.sandbox.invalid/event?eid={id}")),
+        );
+    }
+    events.insert(id, body.clone());
+    Json(body).into_response()
+}
+
+async fn calendar_get(
+    State(st): State<Arc<SandboxState>>,
+    Path((_cal, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = st.providers.enter("calendar.get").await {
+        return r;
+    }
+    if let Err(r) = google_auth(&st, &headers, CAL_READ) {
+        return r;
+    }
+    match lock(&st.providers.events).get(&id) {
+        Some(e) => Json(e.clone()).into_response(),
+        None => google_error(404, "notFound", "Not Found"),
+    }
+}
+
+fn in_window(e: &Value, min: Option<i64>, max: Option<i64>) -> bool {
+    let (Some(s), Some(en)) = (event_millis(e, "start"), event_millis(e, "end")) else {
+        return false;
+    };
+    min.is_none_or(|m| en > m) && max.is_none_or(|m| s < m)
+}
+
+fn rfc3339_param(q: &HashMap<String, String>, k: &str) -> Result<Option<i64>, Response> {
+    match q.get(k) {
+        None => Ok(None),
+        Some(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|d| Some(d.timestamp_millis()))
+            .map_err(|_| google_error(400, "badRequest", &format!("Bad Request: {k}"))),
+    }
+}
+
+async fn calendar_list(
+    State(st): State<Arc<SandboxState>>,
+    Path(_cal): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = st.providers.enter("calendar.list").await {
+        return r;
+    }
+    if let Err(r) = google_auth(&st, &headers, CAL_READ) {
+        return r;
+    }
+    let (min, max) = match (rfc3339_param(&q, "timeMin"), rfc3339_param(&q, "timeMax")) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let mut items: Vec<Value> = lock(&st.providers.events)
+        .values()
+        .filter(|e| in_window(e, min, max))
+        .cloned()
+        .collect();
+    items.sort_by_key(|e| event_millis(e, "start"));
+    Json(
+        json!({"kind": "calendar#events", "summary": "primary", "timeZone": "UTC", "items": items}),
+    )
+    .into_response()
+}
+
+async fn calendar_freebusy(
+    State(st): State<Arc<SandboxState>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(r) = st.providers.enter("calendar.freebusy").await {
+        return r;
+    }
+    if let Err(r) = google_auth(&st, &headers, CAL_FREEBUSY) {
+        return r;
+    }
+    let parse = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|d| d.timestamp_millis())
+    };
+    let (Some(min), Some(max)) = (parse("timeMin"), parse("timeMax")) else {
+        return google_error(400, "badRequest", "Missing timeMin or timeMax.");
+    };
+    let busy: Vec<Value> = lock(&st.providers.events)
+        .values()
+        .filter(|e| in_window(e, Some(min), Some(max)))
+        .map(|e| json!({"start": e["start"]["dateTime"], "end": e["end"]["dateTime"]}))
+        .collect();
+    Json(json!({
+        "kind": "calendar#freeBusy",
+        "timeMin": body["timeMin"],
+        "timeMax": body["timeMax"],
+        "calendars": {"primary": {"busy": busy}},
+    }))
+    .into_response()
+}
+
+pub const SLACK_CHANNELS: &[(&str, &str)] = &[
+    ("C0DEALS01", "deals"),
+    ("C0GENERAL", "general"),
+    ("C0WINS001", "wins"),
+];
+
+async fn slack_post(
+    State(st): State<Arc<SandboxState>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(r) = st.providers.enter("slack.post").await {
+        return r;
+    }
+    if let Err(r) = slack_auth(&st, &headers, "chat:write") {
+        return r;
+    }
+    let channel = body.get("channel").and_then(Value::as_str).unwrap_or("");
+    let text = body.get("text").and_then(Value::as_str).unwrap_or("");
+    if channel.is_empty() {
+        return slack_fail("channel_not_found");
+    }
+    if text.trim().is_empty() {
+        return slack_fail("no_text");
+    }
+    if text.chars().count() > 40_000 {
+        return slack_fail("msg_too_long");
+    }
+    let name = channel.trim_start_matches('#');
+    let Some((id, _)) = SLACK_CHANNELS
+        .iter()
+        .find(|(id, n)| *id == channel || *n == name)
+    else {
+        return slack_fail("channel_not_found");
+    };
+    let ts = format!(
+        "{}.{:06}",
+        now_ms() / 1000,
+        lock(&st.providers.slack_posts).len() + 1
+    );
+    lock(&st.providers.slack_posts).push(SlackPost {
+        channel: id.to_string(),
+        text: text.to_string(),
+        ts: ts.clone(),
+    });
+    Json(json!({"ok": true, "channel": id, "ts": ts, "message": {"text": text, "ts": ts}}))
+        .into_response()
+}
+
+async fn slack_list(State(st): State<Arc<SandboxState>>, headers: HeaderMap) -> Response {
+    if let Some(r) = st.providers.enter("slack.list").await {
+        return r;
+    }
+    if let Err(r) = slack_auth(&st, &headers, "channels:read") {
+        return r;
+    }
+    let channels: Vec<Value> = SLACK_CHANNELS
+        .iter()
+        .map(|(id, name)| json!({"id": id, "name": name, "is_channel": true, "is_private": false, "is_member": true, "is_archived": false}))
+        .collect();
+    Json(json!({"ok": true, "channels": channels, "response_metadata": {"next_cursor": ""}}))
+        .into_response()
 }

@@ -22,6 +22,8 @@ pub struct ProviderGrant {
 pub struct SandboxState {
     /// Provider access token → grant. Filled by the Token Vault exchange.
     pub provider_tokens: Mutex<HashMap<String, ProviderGrant>>,
+    /// What the emulated Gmail, Calendar and Slack hold, and their fault knobs.
+    pub providers: super::providers::ProviderData,
 }
 
 pub fn now_ms() -> i64 {

@@ -1,0 +1,172 @@
+//! The shared HTTP call: bounded retries on 429 with Retry-After, and errors that name
+//! the endpoint and say whether the request could have landed.
+
+use super::ConnectorError;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::time::Duration;
+
+/// How patient a call is with rate limits.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_429_retries: u32,
+    /// The longest Retry-After we wait in-line; longer ones become `RateLimited`.
+    pub max_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_429_retries: 2,
+            max_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct Request<'a> {
+    pub client: &'a reqwest::Client,
+    pub method: Method,
+    pub url: String,
+    /// Short name for errors and audit: "gmail.send".
+    pub endpoint: &'a str,
+    pub token: &'a str,
+    pub body: Option<Value>,
+    pub query: Vec<(String, String)>,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    h.get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// Sends the request; returns any answer with a JSON body (the caller maps statuses).
+/// 429s are retried per `policy`.
+pub async fn send(req: &Request<'_>, policy: &RetryPolicy) -> Result<Answer, ConnectorError> {
+    let mut tries = 0;
+    loop {
+        let mut rb = req
+            .client
+            .request(req.method.clone(), &req.url)
+            .bearer_auth(req.token);
+        if !req.query.is_empty() {
+            rb = rb.query(&req.query);
+        }
+        if let Some(b) = &req.body {
+            rb = rb.json(b);
+        }
+        let resp = rb.send().await.map_err(|e| {
+            // Strip the URL's query (it may echo ids, never tokens, but keep it short).
+            let connect = e.is_connect();
+            let detail = e.without_url().to_string();
+            if connect {
+                ConnectorError::Unreachable {
+                    endpoint: req.endpoint.into(),
+                    detail,
+                }
+            } else {
+                ConnectorError::NoAnswer {
+                    endpoint: req.endpoint.into(),
+                    detail,
+                }
+            }
+        })?;
+        let status = resp.status();
+        let wait = retry_after(resp.headers());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let wait_for = wait.unwrap_or(Duration::from_secs(1));
+            if tries < policy.max_429_retries && wait_for <= policy.max_wait {
+                tries += 1;
+                tracing::info!(
+                    endpoint = req.endpoint,
+                    ?wait_for,
+                    "rate limited; backing off"
+                );
+                tokio::time::sleep(wait_for).await;
+                continue;
+            }
+            return Err(ConnectorError::RateLimited {
+                endpoint: req.endpoint.into(),
+                retry_after: wait,
+            });
+        }
+        let text = resp.text().await.map_err(|e| ConnectorError::NoAnswer {
+            endpoint: req.endpoint.into(),
+            detail: e.without_url().to_string(),
+        })?;
+        let body: Value = serde_json::from_str(&text).map_err(|_| ConnectorError::Malformed {
+            endpoint: req.endpoint.into(),
+            detail: format!(
+                "HTTP {}: not JSON: {:?}",
+                status.as_u16(),
+                text.chars().take(80).collect::<String>()
+            ),
+        })?;
+        return Ok(Answer { status, body });
+    }
+}
+
+/// Maps a Google API error answer to ours.
+pub fn google_error(
+    endpoint: &str,
+    status: StatusCode,
+    body: &Value,
+    needed: &[&str],
+) -> ConnectorError {
+    let message = body
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .unwrap_or("no message")
+        .to_string();
+    let reason = body
+        .pointer("/error/errors/0/reason")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let endpoint = endpoint.to_string();
+    match status.as_u16() {
+        401 => ConnectorError::Unauthorized {
+            endpoint,
+            detail: message,
+        },
+        403 if reason == "insufficientPermissions"
+            || body.pointer("/error/status").and_then(Value::as_str)
+                == Some("PERMISSION_DENIED")
+                && reason != "rateLimitExceeded" =>
+        {
+            ConnectorError::NeedsScopes {
+                endpoint,
+                scopes: needed.iter().map(|s| s.to_string()).collect(),
+                detail: message,
+            }
+        }
+        403 if reason == "rateLimitExceeded" || reason == "userRateLimitExceeded" => {
+            ConnectorError::RateLimited {
+                endpoint,
+                retry_after: None,
+            }
+        }
+        s if s >= 500 => ConnectorError::Unavailable {
+            endpoint,
+            status: s,
+            detail: message,
+        },
+        s => ConnectorError::Rejected {
+            endpoint,
+            status: s,
+            detail: if reason.is_empty() {
+                message
+            } else {
+                format!("{reason}: {message}")
+            },
+        },
+    }
+}

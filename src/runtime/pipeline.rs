@@ -1,0 +1,645 @@
+//! The one execution pipeline: propose → gate → consent → execute → audit.
+//!
+//! Every surface submits here. `execute` re-checks the gate against the permissions in
+//! force, rebuilds the consent proof from the recorded evidence (an edit or a tightened
+//! permission voids it), checks the app-level disconnect flag and the connection's
+//! granted scopes, obtains the provider token, claims the action by compare-and-set
+//! (so it runs at most once across processes), calls the connector, and records the
+//! provider's answer with the consent evidence in the audit log.
+
+use super::credentials::{CredentialError, Credentials, Subject};
+use super::review::decision_for;
+use crate::connectors::http::RetryPolicy;
+use crate::connectors::{self, ConnectorError, Endpoints, Outcome, calendar, crm, gmail, slack};
+use crate::core::audit::NewAuditEntry;
+use crate::core::consent::{Consent, ConsentError, Decision, Evidence, Gate, payload_digest};
+use crate::core::domain::{
+    Action, ActionKind, ActionParams, ActionState, Connection, Millis, Surface,
+};
+use crate::store::{ActionFilter, Store, StoreError, Transition};
+use serde_json::json;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid {kind}: {reason}")]
+    Invalid { kind: ActionKind, reason: String },
+    #[error("{id} is {state}, not approved")]
+    NotApproved { id: String, state: ActionState },
+    #[error("{id}: consent no longer holds ({0}); it is back in the queue for review", .source)]
+    ConsentVoid {
+        id: String,
+        #[source]
+        source: ConsentError,
+    },
+    #[error(
+        "{id}: {connection} is disconnected in dealflow; reconnect it in Permissions to run this"
+    )]
+    Disconnected { id: String, connection: String },
+    #[error("{id}: incremental connect needed: {connection} lacks {scopes:?}")]
+    NeedsConnect {
+        id: String,
+        connection: String,
+        scopes: Vec<String>,
+    },
+    #[error("{id}: {source}")]
+    Credentials {
+        id: String,
+        #[source]
+        source: CredentialError,
+    },
+    /// Another process claimed it first; it will run there, once.
+    #[error("{id} is already being executed elsewhere")]
+    AlreadyClaimed { id: String },
+    #[error("{id}: needs a CIBA-issued token: approve it on your device")]
+    NeedsDeviceToken { id: String },
+    #[error("{id}: {source}")]
+    Connector {
+        id: String,
+        #[source]
+        source: ConnectorError,
+    },
+}
+
+/// A new proposal from any surface.
+#[derive(Debug, Clone)]
+pub struct Proposal {
+    pub params: ActionParams,
+    pub surface: Surface,
+    pub confidence: f64,
+    pub title: String,
+    pub justification: String,
+    /// Who proposes: "agent:claude", "mcp:<client>", "user:<name>".
+    pub proposer: String,
+}
+
+#[derive(Debug)]
+pub struct Submitted {
+    pub action: Action,
+    pub decision: Decision,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone)]
+pub struct Executed {
+    pub action: Action,
+    pub outcome: Result<Outcome, ConnectorError>,
+}
+
+pub struct Pipeline {
+    pub store: Arc<dyn Store>,
+    pub creds: Arc<dyn Credentials>,
+    pub http: reqwest::Client,
+    pub endpoints: Endpoints,
+    pub retry: RetryPolicy,
+    /// Owner recorded on deals the CRM creates.
+    pub owner: String,
+}
+
+fn new_action_id() -> String {
+    crate::sandbox::state::random_token("act-").to_lowercase()
+}
+
+/// One line describing a consent for the audit log.
+fn evidence_json(e: &Evidence) -> serde_json::Value {
+    serde_json::to_value(e).unwrap_or_default()
+}
+
+impl Pipeline {
+    pub fn new(
+        store: Arc<dyn Store>,
+        creds: Arc<dyn Credentials>,
+        endpoints: Endpoints,
+        owner: String,
+    ) -> Pipeline {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Pipeline {
+            store,
+            creds,
+            http,
+            endpoints,
+            retry: RetryPolicy::default(),
+            owner,
+        }
+    }
+
+    fn audit(
+        &self,
+        actor: &str,
+        a: &Action,
+        event: &str,
+        outcome: &str,
+        at: Millis,
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.store.append_audit(NewAuditEntry {
+            ts: at,
+            actor: actor.to_string(),
+            surface: Some(a.surface),
+            event: event.into(),
+            action_id: Some(a.id.clone()),
+            outcome: outcome.into(),
+            detail,
+        })?;
+        Ok(())
+    }
+
+    /// Files a proposal and routes it by its gate: `Allow` is consented autonomously,
+    /// `Deny` is rejected, `Ciba` waits for the device, the rest wait for a person.
+    pub fn submit(&self, p: Proposal, at: Millis) -> Result<Submitted, PipelineError> {
+        let kind = p.params.kind();
+        p.params
+            .validate()
+            .map_err(|reason| PipelineError::Invalid { kind, reason })?;
+        let action = Action {
+            id: new_action_id(),
+            original: p.params.clone(),
+            params: p.params,
+            state: ActionState::Proposed,
+            version: 1,
+            surface: p.surface,
+            confidence: p.confidence,
+            justification: p.justification,
+            title: p.title,
+            created_at: at,
+            updated_at: at,
+            outcome: None,
+            evidence: None,
+        };
+        self.store.insert_action(&action)?;
+        let decision = decision_for(self.store.as_ref(), &action)?;
+        self.audit(
+            &p.proposer,
+            &action,
+            "action.proposed",
+            "ok",
+            at,
+            json!({
+                "kind": kind,
+                "target": action.params.target(),
+                "title": action.title,
+                "confidence": action.confidence,
+                "justification": action.justification,
+                "gate": decision.gate(),
+                "reasons": decision.reasons(),
+                "band": decision.band(),
+            }),
+        )?;
+        let to = |state: ActionState, evidence: Option<Evidence>, outcome: Option<String>| {
+            self.store.transition(
+                &action.id,
+                &Transition {
+                    from: ActionState::Proposed,
+                    version: action.version,
+                    to: state,
+                    outcome,
+                    evidence,
+                    at,
+                },
+            )
+        };
+        let action = match decision.gate() {
+            Gate::Allow => {
+                let consent = Consent::grant(&decision, &action.params, Evidence::Autonomous)
+                    .map_err(|source| PipelineError::ConsentVoid {
+                        id: action.id.clone(),
+                        source,
+                    })?;
+                let now = to(
+                    ActionState::Approved,
+                    Some(consent.evidence().clone()),
+                    None,
+                )?;
+                self.audit(
+                    "system",
+                    &now,
+                    "action.approved",
+                    "ok",
+                    at,
+                    json!({
+                        "kind": kind, "gate": decision.gate(), "reasons": decision.reasons(),
+                        "band": decision.band(), "evidence": evidence_json(consent.evidence()),
+                        "payload_digest": payload_digest(&now.params),
+                    }),
+                )?;
+                now
+            }
+            Gate::Deny { reason } => {
+                let now = to(
+                    ActionState::Rejected,
+                    None,
+                    Some(format!("denied by permissions: {reason}")),
+                )?;
+                self.audit(
+                    "system",
+                    &now,
+                    "action.denied",
+                    "denied",
+                    at,
+                    json!({ "kind": kind, "gate": decision.gate(), "reasons": decision.reasons() }),
+                )?;
+                now
+            }
+            Gate::Ciba { .. } => to(ActionState::AwaitingConsent, None, None)?,
+            Gate::Review | Gate::StepUp { .. } => action,
+        };
+        Ok(Submitted { action, decision })
+    }
+
+    /// Reads run at once (no side effects, no consent needed) and are audited; the
+    /// action row records what was read.
+    pub async fn run_read(&self, p: Proposal, at: Millis) -> Result<Executed, PipelineError> {
+        let s = self.submit(p, at)?;
+        self.execute(&s.action.id, &Subject::User, at).await
+    }
+
+    /// Runs an approved action. See the module doc for the order of checks.
+    pub async fn execute(
+        &self,
+        id: &str,
+        subject: &Subject,
+        at: Millis,
+    ) -> Result<Executed, PipelineError> {
+        let a = self.store.get_action(id)?;
+        if a.state != ActionState::Approved {
+            return Err(PipelineError::NotApproved {
+                id: id.into(),
+                state: a.state,
+            });
+        }
+        let decision = decision_for(self.store.as_ref(), &a)?;
+        let consent = match a
+            .evidence
+            .clone()
+            .ok_or(ConsentError::PayloadMismatch)
+            .and_then(|ev| Consent::grant(&decision, &a.params, ev))
+        {
+            Ok(c) => c,
+            Err(source) => {
+                // Permissions tightened (or evidence lost) since approval: back to review.
+                self.store.transition(
+                    id,
+                    &Transition {
+                        from: ActionState::Approved,
+                        version: a.version,
+                        to: ActionState::Proposed,
+                        outcome: Some(format!("consent no longer holds: {source}")),
+                        evidence: None,
+                        at,
+                    },
+                )?;
+                self.audit(
+                    "system",
+                    &a,
+                    "action.consent_void",
+                    "denied",
+                    at,
+                    json!({ "gate": decision.gate(), "reasons": decision.reasons(), "why": source.to_string() }),
+                )?;
+                return Err(PipelineError::ConsentVoid {
+                    id: id.into(),
+                    source,
+                });
+            }
+        };
+        if matches!(consent.evidence(), Evidence::Ciba { .. }) && matches!(subject, Subject::User) {
+            return Err(PipelineError::NeedsDeviceToken { id: id.into() });
+        }
+
+        // Provider checks come before the claim, so a blocked action stays approved.
+        let kind = a.kind();
+        let token = match kind.connection() {
+            None => None,
+            Some(conn) => Some(self.provider_token(&a, conn, subject, at).await?),
+        };
+
+        let claimed = match self.store.transition(
+            id,
+            &Transition {
+                from: ActionState::Approved,
+                version: a.version,
+                to: ActionState::Executing,
+                outcome: None,
+                evidence: None,
+                at,
+            },
+        ) {
+            Ok(c) => c,
+            Err(StoreError::Conflict { .. }) => {
+                return Err(PipelineError::AlreadyClaimed { id: id.into() });
+            }
+            Err(e) => return Err(e.into()),
+        };
+
+        let mut result = self
+            .dispatch(&consent, &claimed, token.as_ref().map(|t| t.0.as_str()))
+            .await;
+        if let (Err(ConnectorError::Unauthorized { .. }), Some(conn)) = (&result, kind.connection())
+        {
+            // A stale token: exchange once more and retry; a second 401 means reconnect.
+            self.creds.invalidate(conn);
+            match self.creds.token(conn, subject).await {
+                Ok(t) => {
+                    result = self.dispatch(&consent, &claimed, Some(t.expose())).await;
+                }
+                Err(e) => {
+                    result = Err(ConnectorError::Unauthorized {
+                        endpoint: "token-vault".into(),
+                        detail: e.to_string(),
+                    })
+                }
+            }
+        }
+        let (state, outcome_text) = match &result {
+            Ok(o) => (ActionState::Succeeded, o.summary.clone()),
+            Err(e) if e.is_ambiguous() => (
+                ActionState::NeedsReconciliation,
+                format!("{e}; it may have happened: reconcile before retrying"),
+            ),
+            Err(ConnectorError::NeedsScopes { scopes, .. }) => (
+                ActionState::Failed,
+                format!("incremental connect needed: grant {}", scopes.join(", ")),
+            ),
+            Err(ConnectorError::Unauthorized { endpoint, detail }) => (
+                ActionState::Failed,
+                format!("{endpoint}: not authorized ({detail}); reconnect the account"),
+            ),
+            Err(e) => (ActionState::Failed, e.to_string()),
+        };
+        let done = self.store.transition(
+            id,
+            &Transition {
+                from: ActionState::Executing,
+                version: claimed.version,
+                to: state,
+                outcome: Some(outcome_text.clone()),
+                evidence: None,
+                at,
+            },
+        )?;
+        let (outcome_word, provider) = match &result {
+            Ok(o) => ("ok", o.data.clone()),
+            Err(e) => (
+                if e.is_ambiguous() {
+                    "unknown"
+                } else {
+                    "failed"
+                },
+                json!({ "error": e.to_string() }),
+            ),
+        };
+        self.audit(
+            &match consent.evidence() {
+                Evidence::Autonomous => "system".to_string(),
+                Evidence::Reviewed { actor, .. } | Evidence::SteppedUp { actor, .. } => {
+                    actor.clone()
+                }
+                Evidence::Ciba { approver, .. } => format!("device:{approver}"),
+            },
+            &a,
+            "action.executed",
+            outcome_word,
+            at,
+            json!({
+                "kind": kind,
+                "target": done.params.target(),
+                "state": state,
+                "summary": outcome_text,
+                "provider": provider,
+                "gate": decision.gate(),
+                "reasons": decision.reasons(),
+                "band": decision.band(),
+                "evidence": evidence_json(consent.evidence()),
+                "payload_digest": payload_digest(&done.params),
+            }),
+        )?;
+        Ok(Executed {
+            action: done,
+            outcome: result,
+        })
+    }
+
+    /// Disconnect flag, granted scopes, then the token; each refusal is audited.
+    async fn provider_token(
+        &self,
+        a: &Action,
+        conn: Connection,
+        subject: &Subject,
+        at: Millis,
+    ) -> Result<(String, Vec<String>), PipelineError> {
+        let kind = a.kind();
+        let blocked = |why: &str, detail: serde_json::Value| {
+            self.audit(
+                "system",
+                a,
+                "action.blocked",
+                "blocked",
+                at,
+                json!({ "kind": kind, "connection": conn.as_str(), "why": why, "detail": detail }),
+            )
+        };
+        if self.store.load_permissions()?.disconnected.contains(&conn) {
+            blocked("disconnected", json!(null))?;
+            return Err(PipelineError::Disconnected {
+                id: a.id.clone(),
+                connection: conn.as_str().into(),
+            });
+        }
+        let granted = match self.creds.granted_scopes(conn).await {
+            Ok(g) => g,
+            Err(source) => {
+                blocked("credentials", json!(source.to_string()))?;
+                return Err(PipelineError::Credentials {
+                    id: a.id.clone(),
+                    source,
+                });
+            }
+        };
+        let missing: Vec<String> = kind
+            .scopes()
+            .iter()
+            .filter(|s| granted.as_ref().is_none_or(|g| !g.iter().any(|x| x == *s)))
+            .map(|s| s.to_string())
+            .collect();
+        if granted.is_none() || !missing.is_empty() {
+            blocked("needs_connect", json!({ "scopes": missing }))?;
+            return Err(PipelineError::NeedsConnect {
+                id: a.id.clone(),
+                connection: conn.as_str().into(),
+                scopes: missing,
+            });
+        }
+        match self.creds.token(conn, subject).await {
+            Ok(t) => Ok((t.expose().to_string(), t.scopes.clone())),
+            Err(source) => {
+                blocked("token_exchange", json!(source.to_string()))?;
+                Err(PipelineError::Credentials {
+                    id: a.id.clone(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// The only place connectors are called, and only with a consent for exactly this payload.
+    async fn dispatch(
+        &self,
+        consent: &Consent,
+        a: &Action,
+        token: Option<&str>,
+    ) -> Result<Outcome, ConnectorError> {
+        if !consent.covers(&a.params) {
+            return Err(ConnectorError::Rejected {
+                endpoint: "pipeline".into(),
+                status: 0,
+                detail: "consent does not cover this payload".into(),
+            });
+        }
+        let (c, ep, r) = (&self.http, &self.endpoints, &self.retry);
+        let token = token.unwrap_or("");
+        match &a.params {
+            ActionParams::SendEmail(e) => gmail::send_email(c, ep, token, &a.id, e, r).await,
+            ActionParams::DraftEmail(e) => gmail::create_draft(c, ep, token, &a.id, e, r).await,
+            ActionParams::ScheduleMeeting {
+                title,
+                attendees,
+                start,
+                end,
+                description,
+            } => {
+                let m = calendar::Meeting {
+                    title,
+                    attendees,
+                    start: *start,
+                    end: *end,
+                    description,
+                };
+                calendar::insert(c, ep, token, &a.id, &m, r).await
+            }
+            ActionParams::CheckCalendar { from, to } => {
+                calendar::list(c, ep, token, *from, *to, r).await
+            }
+            ActionParams::PostSlack { channel, text } => {
+                slack::post(c, ep, token, channel, text, r).await
+            }
+            ActionParams::ListSlackChannels {} => slack::list(c, ep, token, r).await,
+            other => crm::execute(self.store.as_ref(), &a.id, other, &self.owner, a.updated_at)
+                .unwrap_or_else(|| {
+                    Err(ConnectorError::Crm(format!(
+                        "no connector for {}",
+                        other.kind()
+                    )))
+                }),
+        }
+    }
+
+    /// Start-up sweep: actions left `executing` by a crash become
+    /// `needs_reconciliation`; then each is checked against the provider by its derived
+    /// id where the provider allows it. Nothing is re-run.
+    pub async fn reconcile(&self, at: Millis) -> Result<Vec<Action>, PipelineError> {
+        let swept = self.store.mark_interrupted(at)?;
+        for a in &swept {
+            self.audit(
+                "system",
+                a,
+                "action.interrupted",
+                "unknown",
+                at,
+                json!({ "kind": a.kind(), "why": "found executing at start-up" }),
+            )?;
+        }
+        let pending = self.store.list_actions(&ActionFilter {
+            states: vec![ActionState::NeedsReconciliation],
+            limit: None,
+        })?;
+        let mut out = Vec::new();
+        for a in pending {
+            let found = self.find_at_provider(&a).await;
+            let (to, text) = match found {
+                Some(Ok(Some(pid))) => (
+                    ActionState::Succeeded,
+                    format!("reconciled: found at the provider ({pid})"),
+                ),
+                Some(Ok(None)) => (
+                    ActionState::Failed,
+                    "reconciled: not found at the provider; safe to retry".to_string(),
+                ),
+                Some(Err(e)) => {
+                    tracing::warn!(action = %a.id, error = %e, "reconciliation check failed");
+                    out.push(a);
+                    continue;
+                }
+                None => {
+                    out.push(a);
+                    continue;
+                }
+            };
+            let now = self.store.transition(
+                &a.id,
+                &Transition {
+                    from: ActionState::NeedsReconciliation,
+                    version: a.version,
+                    to,
+                    outcome: Some(text.clone()),
+                    evidence: None,
+                    at,
+                },
+            )?;
+            self.audit(
+                "system",
+                &a,
+                "action.reconciled",
+                if to == ActionState::Succeeded {
+                    "ok"
+                } else {
+                    "failed"
+                },
+                at,
+                json!({ "kind": a.kind(), "state": to, "summary": text }),
+            )?;
+            out.push(now);
+        }
+        Ok(out)
+    }
+
+    /// `None` when the provider offers no way to look (Slack posts, drafts).
+    async fn find_at_provider(&self, a: &Action) -> Option<Result<Option<String>, String>> {
+        let lookup = |conn: Connection| async move {
+            self.creds
+                .token(conn, &Subject::User)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match &a.params {
+            ActionParams::SendEmail(_) => Some(match lookup(Connection::Google).await {
+                Ok(t) => gmail::find_sent(&self.http, &self.endpoints, t.expose(), &a.id)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            }),
+            ActionParams::ScheduleMeeting { .. } => Some(match lookup(Connection::Google).await {
+                Ok(t) => calendar::find(&self.http, &self.endpoints, t.expose(), &a.id)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            }),
+            ActionParams::CreateDeal { .. } => {
+                let id = format!("deal-{}", &connectors::derived_id(&a.id)[..12]);
+                Some(
+                    self.store
+                        .get_deal(&id)
+                        .map(|d| d.map(|d| d.id))
+                        .map_err(|e| e.to_string()),
+                )
+            }
+            _ => None,
+        }
+    }
+}

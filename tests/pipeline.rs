@@ -1,0 +1,678 @@
+//! The execution pipeline end to end: real SQLite, real HTTP to the sandbox emulators.
+
+#![allow(clippy::unwrap_used)]
+
+use dealflow::connectors::Endpoints;
+use dealflow::core::audit::NewAuditEntry;
+use dealflow::core::domain::ActionKind;
+use dealflow::core::domain::{ActionParams, ActionState, Connection, Email, Stage, Surface};
+use dealflow::core::permissions::{Autonomy, PermissionChange};
+use dealflow::runtime::credentials::Subject;
+use dealflow::runtime::pipeline::{Pipeline, PipelineError, Proposal};
+use dealflow::runtime::review::{ReviewError, Reviewer};
+use dealflow::sandbox::Sandbox;
+use dealflow::sandbox::direct_vault::DirectVault;
+use dealflow::sandbox::providers::Fault;
+use dealflow::store::{SqliteStore, Store, Transition};
+use std::sync::Arc;
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    sandbox: Sandbox,
+    vault: Arc<DirectVault>,
+    store: Arc<dyn Store>,
+    p: Pipeline,
+}
+
+async fn rig() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+    let sandbox = Sandbox::start(None).await.unwrap();
+    let vault = Arc::new(DirectVault::new(sandbox.state.clone()));
+    let mut p = Pipeline::new(
+        store.clone(),
+        vault.clone(),
+        Endpoints::sandbox(&sandbox.base_url()),
+        "rep@dealflow.test".into(),
+    );
+    p.retry.max_wait = std::time::Duration::from_secs(2);
+    Rig {
+        _dir: dir,
+        sandbox,
+        vault,
+        store,
+        p,
+    }
+}
+
+fn email(to: &str) -> ActionParams {
+    ActionParams::SendEmail(Email {
+        to: vec![to.into()],
+        cc: vec![],
+        subject: "Following up".into(),
+        body: "Hi Bill,\nDo you have 20 minutes this week?".into(),
+        deal_id: None,
+    })
+}
+
+fn proposal(params: ActionParams, surface: Surface, confidence: f64) -> Proposal {
+    Proposal {
+        title: format!("{}", params.kind()),
+        params,
+        surface,
+        confidence,
+        justification: "test".into(),
+        proposer: "agent:test".into(),
+    }
+}
+
+fn me() -> Reviewer {
+    Reviewer {
+        actor: "user:tester".into(),
+        surface: Surface::ActionCenter,
+    }
+}
+
+fn change(store: &dyn Store, c: PermissionChange) {
+    store
+        .change_permissions(
+            &c,
+            NewAuditEntry {
+                ts: 1,
+                actor: "user:tester".into(),
+                surface: Some(Surface::Cli),
+                event: "permissions.changed".into(),
+                action_id: None,
+                outcome: "ok".into(),
+                detail: serde_json::json!({}),
+            },
+        )
+        .unwrap();
+}
+
+fn events(store: &dyn Store) -> Vec<(String, String)> {
+    store
+        .audit_page(0, 10_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.event, e.outcome))
+        .collect()
+}
+
+#[tokio::test]
+async fn review_gate_then_execute_sends_one_email_with_a_derived_message_id() {
+    let r = rig().await;
+    let s =
+        r.p.submit(
+            proposal(email("bill@initech.example"), Surface::ActionCenter, 0.9),
+            10,
+        )
+        .unwrap();
+    assert_eq!(s.action.state, ActionState::Proposed);
+    assert_eq!(s.decision.gate().name(), "review");
+    // Not approved: nothing runs.
+    assert!(matches!(
+        r.p.execute(&s.action.id, &Subject::User, 11).await,
+        Err(PipelineError::NotApproved { .. })
+    ));
+    me().approve(r.store.as_ref(), &s.action.id, false, 12)
+        .unwrap();
+    let done = r.p.execute(&s.action.id, &Subject::User, 13).await.unwrap();
+    assert_eq!(done.action.state, ActionState::Succeeded);
+    let sent = r.sandbox.state.providers.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to, "bill@initech.example");
+    assert_eq!(
+        sent[0].message_id,
+        dealflow::connectors::gmail::message_id(&s.action.id)
+    );
+    // Executing again is refused: at most once.
+    assert!(r.p.execute(&s.action.id, &Subject::User, 14).await.is_err());
+    assert_eq!(r.sandbox.state.providers.sent().len(), 1);
+    let log = r.store.audit_page(0, 100).unwrap();
+    let exec = log.iter().find(|e| e.event == "action.executed").unwrap();
+    assert_eq!(exec.detail["evidence"]["by"], "reviewed");
+    assert_eq!(exec.detail["evidence"]["actor"], "user:tester");
+    assert_eq!(exec.detail["gate"]["gate"], "review");
+    assert_eq!(exec.detail["band"], "≥ 0.90");
+    assert_eq!(r.store.verify_audit().unwrap(), Ok(log.len() as i64));
+}
+
+#[tokio::test]
+async fn allow_gate_runs_without_asking_and_deny_gate_never_runs() {
+    let r = rig().await;
+    change(
+        r.store.as_ref(),
+        PermissionChange::SetAutonomy {
+            kind: ActionKind::DraftEmail,
+            level: Autonomy::Auto,
+        },
+    );
+    change(
+        r.store.as_ref(),
+        PermissionChange::SetAutonomy {
+            kind: ActionKind::PostSlack,
+            level: Autonomy::Deny,
+        },
+    );
+    let draft = match email("bill@initech.example") {
+        ActionParams::SendEmail(e) => ActionParams::DraftEmail(e),
+        _ => unreachable!(),
+    };
+    let s =
+        r.p.submit(proposal(draft, Surface::Chat, 0.95), 10)
+            .unwrap();
+    assert_eq!(s.action.state, ActionState::Approved);
+    assert_eq!(
+        s.action.evidence,
+        Some(dealflow::core::consent::Evidence::Autonomous)
+    );
+    r.p.execute(&s.action.id, &Subject::User, 11).await.unwrap();
+    assert_eq!(r.sandbox.state.providers.drafts().len(), 1);
+
+    // Low confidence is reviewed even where the kind is auto.
+    let low =
+        r.p.submit(proposal(email_draft(), Surface::ActionCenter, 0.3), 12)
+            .unwrap();
+    assert_eq!(low.action.state, ActionState::Proposed);
+
+    let slack = ActionParams::PostSlack {
+        channel: "#deals".into(),
+        text: "hi".into(),
+    };
+    let s =
+        r.p.submit(proposal(slack, Surface::ActionCenter, 0.99), 13)
+            .unwrap();
+    assert_eq!(s.action.state, ActionState::Rejected);
+    assert!(
+        me().approve(r.store.as_ref(), &s.action.id, true, 14)
+            .is_err()
+    );
+    assert!(r.p.execute(&s.action.id, &Subject::User, 15).await.is_err());
+    assert!(r.sandbox.state.providers.slack_posts().is_empty());
+    assert!(events(r.store.as_ref()).contains(&("action.denied".into(), "denied".into())));
+}
+
+fn email_draft() -> ActionParams {
+    match email("x@y.example") {
+        ActionParams::SendEmail(e) => ActionParams::DraftEmail(e),
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn step_up_gate_needs_the_confirmation_then_creates_the_deal() {
+    let r = rig().await;
+    let deal = ActionParams::CreateDeal {
+        name: "Wayne Enterprises".into(),
+        account: "Wayne".into(),
+        amount_cents: 90_000_000,
+        stage: Stage::Qualified,
+    };
+    let s =
+        r.p.submit(proposal(deal, Surface::ActionCenter, 0.95), 10)
+            .unwrap();
+    assert_eq!(
+        s.decision.gate().to_string(),
+        "step-up: amount $900,000 > threshold $50,000"
+    );
+    assert!(matches!(
+        me().approve(r.store.as_ref(), &s.action.id, false, 11),
+        Err(ReviewError::NeedsStepUp { .. })
+    ));
+    assert!(r.store.list_deals().unwrap().is_empty());
+    me().approve(r.store.as_ref(), &s.action.id, true, 12)
+        .unwrap();
+    let done = r.p.execute(&s.action.id, &Subject::User, 13).await.unwrap();
+    assert_eq!(done.action.state, ActionState::Succeeded);
+    let deals = r.store.list_deals().unwrap();
+    assert_eq!(deals.len(), 1);
+    assert_eq!(deals[0].amount_cents, 90_000_000);
+    let log = r.store.audit_page(0, 100).unwrap();
+    let exec = log.iter().find(|e| e.event == "action.executed").unwrap();
+    assert_eq!(exec.detail["evidence"]["by"], "stepped_up");
+}
+
+#[tokio::test]
+async fn mcp_writes_wait_for_the_device() {
+    let r = rig().await;
+    let s =
+        r.p.submit(proposal(email("a@b.example"), Surface::Mcp, 1.0), 10)
+            .unwrap();
+    assert_eq!(s.action.state, ActionState::AwaitingConsent);
+    assert_eq!(s.decision.gate().name(), "ciba");
+    // A person's review is not enough for a CIBA gate.
+    assert!(matches!(
+        me().approve(r.store.as_ref(), &s.action.id, true, 11),
+        Err(ReviewError::NeedsDevice { .. })
+    ));
+    assert!(r.p.execute(&s.action.id, &Subject::User, 12).await.is_err());
+    assert!(r.sandbox.state.providers.sent().is_empty());
+}
+
+#[tokio::test]
+async fn a_disconnected_account_blocks_the_exchange_even_though_the_vault_has_tokens() {
+    let r = rig().await;
+    let s =
+        r.p.submit(
+            proposal(email("a@b.example"), Surface::ActionCenter, 0.9),
+            10,
+        )
+        .unwrap();
+    me().approve(r.store.as_ref(), &s.action.id, false, 11)
+        .unwrap();
+    change(
+        r.store.as_ref(),
+        PermissionChange::SetConnected {
+            connection: Connection::Google,
+            connected: false,
+        },
+    );
+    let err =
+        r.p.execute(&s.action.id, &Subject::User, 12)
+            .await
+            .unwrap_err();
+    assert!(matches!(err, PipelineError::Disconnected { .. }), "{err}");
+    assert_eq!(
+        r.vault.exchanges(),
+        0,
+        "no exchange for a disconnected account"
+    );
+    assert!(r.sandbox.state.providers.sent().is_empty());
+    assert_eq!(
+        r.store.get_action(&s.action.id).unwrap().state,
+        ActionState::Approved
+    );
+    assert!(events(r.store.as_ref()).contains(&("action.blocked".into(), "blocked".into())));
+    // Reconnect: it runs.
+    change(
+        r.store.as_ref(),
+        PermissionChange::SetConnected {
+            connection: Connection::Google,
+            connected: true,
+        },
+    );
+    r.p.execute(&s.action.id, &Subject::User, 13).await.unwrap();
+    assert_eq!(r.sandbox.state.providers.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_missing_scope_asks_for_an_incremental_connect_naming_it() {
+    let r = rig().await;
+    r.vault.granted.lock().unwrap().insert(
+        Connection::Google,
+        vec!["https://www.googleapis.com/auth/calendar.events".into()],
+    );
+    let s =
+        r.p.submit(
+            proposal(email("a@b.example"), Surface::ActionCenter, 0.9),
+            10,
+        )
+        .unwrap();
+    me().approve(r.store.as_ref(), &s.action.id, false, 11)
+        .unwrap();
+    match r.p.execute(&s.action.id, &Subject::User, 12).await {
+        Err(PipelineError::NeedsConnect {
+            scopes, connection, ..
+        }) => {
+            assert_eq!(connection, "google-oauth2");
+            assert_eq!(scopes, ["https://www.googleapis.com/auth/gmail.send"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        r.store.get_action(&s.action.id).unwrap().state,
+        ActionState::Approved
+    );
+}
+
+#[tokio::test]
+async fn an_edit_or_a_tightened_permission_voids_consent() {
+    let r = rig().await;
+    let s =
+        r.p.submit(
+            proposal(email("a@b.example"), Surface::ActionCenter, 0.9),
+            10,
+        )
+        .unwrap();
+    let approved = me()
+        .approve(r.store.as_ref(), &s.action.id, false, 11)
+        .unwrap();
+    me().edit(r.store.as_ref(), &s.action.id, &email("c@d.example"), 12)
+        .unwrap();
+    assert!(matches!(
+        r.p.execute(&s.action.id, &Subject::User, 13).await,
+        Err(PipelineError::NotApproved { .. })
+    ));
+    assert_ne!(
+        approved.params,
+        r.store.get_action(&s.action.id).unwrap().params
+    );
+
+    me().approve(r.store.as_ref(), &s.action.id, false, 14)
+        .unwrap();
+    change(
+        r.store.as_ref(),
+        PermissionChange::SetAutonomy {
+            kind: ActionKind::SendEmail,
+            level: Autonomy::StepUp,
+        },
+    );
+    assert!(matches!(
+        r.p.execute(&s.action.id, &Subject::User, 15).await,
+        Err(PipelineError::ConsentVoid { .. })
+    ));
+    assert_eq!(
+        r.store.get_action(&s.action.id).unwrap().state,
+        ActionState::Proposed
+    );
+    assert!(r.sandbox.state.providers.sent().is_empty());
+}
+
+#[tokio::test]
+async fn a_provider_401_re_exchanges_once_and_succeeds() {
+    let r = rig().await;
+    let s =
+        r.p.submit(
+            proposal(email("a@b.example"), Surface::ActionCenter, 0.9),
+            10,
+        )
+        .unwrap();
+    me().approve(r.store.as_ref(), &s.action.id, false, 11)
+        .unwrap();
+    // Prime the cache, then revoke at the provider: the cached token is now stale.
+    use dealflow::runtime::credentials::Credentials;
+    r.vault
+        .token(Connection::Google, &Subject::User)
+        .await
+        .unwrap();
+    r.sandbox
+        .state
+        .revoke_provider_tokens("auth0|sandbox-demo", "google-oauth2");
+    let done = r.p.execute(&s.action.id, &Subject::User, 12).await.unwrap();
+    assert_eq!(
+        done.action.state,
+        ActionState::Succeeded,
+        "{:?}",
+        done.action.outcome
+    );
+    assert_eq!(r.vault.exchanges(), 2);
+    assert_eq!(r.sandbox.state.providers.calls("gmail.send"), 2);
+    assert_eq!(r.sandbox.state.providers.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn slack_auth_failures_arrive_as_200_ok_false_and_are_mapped() {
+    let r = rig().await;
+    // The connection claims chat:write but the provider's grant lacks it.
+    r.sandbox.state.providers.inject(
+        "slack.post",
+        Fault {
+            status: 200,
+            body: Some(r#"{"ok":false,"error":"missing_scope","needed":"chat:write","provided":"channels:read"}"#.into()),
+            retry_after_secs: None,
+            delay_ms: 0,
+            remaining: 1,
+        },
+    );
+    let post = ActionParams::PostSlack {
+        channel: "#deals".into(),
+        text: "hello".into(),
+    };
+    let s =
+        r.p.submit(proposal(post, Surface::ActionCenter, 0.9), 10)
+            .unwrap();
+    me().approve(r.store.as_ref(), &s.action.id, false, 11)
+        .unwrap();
+    let done = r.p.execute(&s.action.id, &Subject::User, 12).await.unwrap();
+    assert_eq!(done.action.state, ActionState::Failed);
+    assert!(
+        done.action
+            .outcome
+            .unwrap()
+            .contains("incremental connect needed: grant chat:write")
+    );
+    assert!(r.sandbox.state.providers.slack_posts().is_empty());
+}
+
+#[tokio::test]
+async fn a_429_backs_off_for_retry_after_then_succeeds() {
+    let r = rig().await;
+    r.sandbox.state.providers.inject(
+        "calendar.insert",
+        Fault {
+            status: 429,
+            body: None,
+            retry_after_secs: Some(1),
+            delay_ms: 0,
+            remaining: 1,
+        },
+    );
+    let meet = ActionParams::ScheduleMeeting {
+        title: "Security review".into(),
+        attendees: vec!["pepper@stark.example".into()],
+        start: 1_800_000_000_000,
+        end: 1_800_000_000_000 + 3_600_000,
+        description: String::new(),
+    };
+    let s =
+        r.p.submit(proposal(meet, Surface::ActionCenter, 0.9), 10)
+            .unwrap();
+    me().approve(r.store.as_ref(), &s.action.id, false, 11)
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let done = r.p.execute(&s.action.id, &Subject::User, 12).await.unwrap();
+    assert!(
+        t0.elapsed() >= std::time::Duration::from_millis(950),
+        "honoured Retry-After"
+    );
+    assert_eq!(done.action.state, ActionState::Succeeded);
+    assert_eq!(r.sandbox.state.providers.calls("calendar.insert"), 2);
+    let events = r.sandbox.state.providers.events();
+    assert_eq!(events.len(), 1);
+    assert!(events.contains_key(&dealflow::connectors::derived_id(&s.action.id)));
+}
+
+#[tokio::test]
+async fn provider_errors_fail_cleanly_naming_the_endpoint() {
+    let r = rig().await;
+    for (status, body, want) in [
+        (500, None, "calendar.insert: provider error 500"),
+        (
+            200,
+            Some("<html>oops</html>".to_string()),
+            "calendar.insert: unreadable answer",
+        ),
+    ] {
+        r.sandbox.state.providers.inject(
+            "calendar.insert",
+            Fault {
+                status,
+                body,
+                retry_after_secs: None,
+                delay_ms: 0,
+                remaining: 1,
+            },
+        );
+        let meet = ActionParams::ScheduleMeeting {
+            title: "Sync".into(),
+            attendees: vec![],
+            start: 1_800_000_000_000,
+            end: 1_800_000_000_000 + 1_800_000,
+            description: String::new(),
+        };
+        let s =
+            r.p.submit(proposal(meet, Surface::ActionCenter, 0.9), 10)
+                .unwrap();
+        me().approve(r.store.as_ref(), &s.action.id, false, 11)
+            .unwrap();
+        let done = r.p.execute(&s.action.id, &Subject::User, 12).await.unwrap();
+        assert_eq!(done.action.state, ActionState::Failed);
+        let outcome = done.action.outcome.unwrap();
+        assert!(outcome.contains(want), "{outcome}");
+    }
+    assert!(r.sandbox.state.providers.events().is_empty());
+    let failed = events(r.store.as_ref())
+        .into_iter()
+        .filter(|(e, o)| e == "action.executed" && o == "failed")
+        .count();
+    assert_eq!(failed, 2);
+}
+
+#[tokio::test]
+async fn a_crash_mid_execution_is_reconciled_by_derived_ids_never_re_run() {
+    let r = rig().await;
+    let meet = |title: &str| ActionParams::ScheduleMeeting {
+        title: title.into(),
+        attendees: vec![],
+        start: 1_800_000_000_000,
+        end: 1_800_000_000_000 + 1_800_000,
+        description: String::new(),
+    };
+    let landed =
+        r.p.submit(proposal(meet("landed"), Surface::ActionCenter, 0.9), 10)
+            .unwrap()
+            .action;
+    let lost =
+        r.p.submit(proposal(meet("lost"), Surface::ActionCenter, 0.9), 10)
+            .unwrap()
+            .action;
+    let mailed =
+        r.p.submit(
+            proposal(email("a@b.example"), Surface::ActionCenter, 0.9),
+            10,
+        )
+        .unwrap()
+        .action;
+    let slack =
+        r.p.submit(
+            proposal(
+                ActionParams::PostSlack {
+                    channel: "#deals".into(),
+                    text: "x".into(),
+                },
+                Surface::ActionCenter,
+                0.9,
+            ),
+            10,
+        )
+        .unwrap()
+        .action;
+    // Simulate a process that claimed each, called (or not) the provider, and died.
+    for a in [&landed, &lost, &mailed, &slack] {
+        let ap = me().approve(r.store.as_ref(), &a.id, false, 11).unwrap();
+        r.store
+            .transition(
+                &a.id,
+                &Transition {
+                    from: ap.state,
+                    version: ap.version,
+                    to: ActionState::Executing,
+                    outcome: None,
+                    evidence: None,
+                    at: 12,
+                },
+            )
+            .unwrap();
+    }
+    use dealflow::runtime::credentials::Credentials;
+    let t = r
+        .vault
+        .token(Connection::Google, &Subject::User)
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let ep = Endpoints::sandbox(&r.sandbox.base_url());
+    let m = dealflow::connectors::calendar::Meeting {
+        title: "landed",
+        attendees: &[],
+        start: 1_800_000_000_000,
+        end: 1_800_000_001_000,
+        description: "",
+    };
+    dealflow::connectors::calendar::insert(
+        &http,
+        &ep,
+        t.expose(),
+        &landed.id,
+        &m,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let e = match email("a@b.example") {
+        ActionParams::SendEmail(e) => e,
+        _ => unreachable!(),
+    };
+    dealflow::connectors::gmail::send_email(
+        &http,
+        &ep,
+        t.expose(),
+        &mailed.id,
+        &e,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+
+    let out = r.p.reconcile(20).await.unwrap();
+    let state = |id: &str| r.store.get_action(id).unwrap().state;
+    assert_eq!(state(&landed.id), ActionState::Succeeded);
+    assert_eq!(state(&mailed.id), ActionState::Succeeded);
+    assert_eq!(state(&lost.id), ActionState::Failed);
+    assert!(
+        r.store
+            .get_action(&lost.id)
+            .unwrap()
+            .outcome
+            .unwrap()
+            .contains("safe to retry")
+    );
+    assert_eq!(
+        state(&slack.id),
+        ActionState::NeedsReconciliation,
+        "Slack cannot be checked: left to the user"
+    );
+    assert_eq!(out.len(), 4);
+    // Nothing was re-run.
+    assert_eq!(r.sandbox.state.providers.events().len(), 1);
+    assert_eq!(r.sandbox.state.providers.sent().len(), 1);
+    assert!(r.sandbox.state.providers.slack_posts().is_empty());
+}
+
+#[tokio::test]
+async fn reads_run_at_once_and_are_audited() {
+    let r = rig().await;
+    dealflow::sandbox::demo::seed(r.store.as_ref(), 1).unwrap();
+    let read = ActionParams::SearchContacts {
+        query: "initech".into(),
+    };
+    let done =
+        r.p.run_read(proposal(read, Surface::Mcp, 0.0), 10)
+            .await
+            .unwrap();
+    assert_eq!(done.action.state, ActionState::Succeeded);
+    let o = done.outcome.unwrap();
+    assert_eq!(o.data["contacts"][0]["email"], "bill@initech.example");
+    let chans =
+        r.p.run_read(
+            proposal(ActionParams::ListSlackChannels {}, Surface::Mcp, 0.0),
+            11,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        chans.outcome.unwrap().data["channels"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(
+        events(r.store.as_ref())
+            .iter()
+            .filter(|(e, _)| e == "action.executed")
+            .count()
+            == 2
+    );
+}
