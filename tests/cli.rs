@@ -178,7 +178,13 @@ fn the_queue_is_scriptable_and_every_decision_is_audited() {
 
     // Review gate: a plain approve is the review.
     let (o, _, _) = out(&e
-        .sandbox(&["actions", "approve", "act-demo-initech-followup", "--json"])
+        .sandbox(&[
+            "actions",
+            "approve",
+            "act-demo-initech-followup",
+            "--hold",
+            "--json",
+        ])
         .success());
     let a: serde_json::Value = serde_json::from_str(&o).unwrap();
     assert_eq!(a["state"], "approved");
@@ -208,6 +214,13 @@ fn the_queue_is_scriptable_and_every_decision_is_audited() {
         .success());
     let a: serde_json::Value = serde_json::from_str(&o).unwrap();
     assert_eq!(a["evidence"]["by"], "stepped_up");
+    assert_eq!(
+        a["state"], "succeeded",
+        "approving executes: the deal is closed"
+    );
+    assert_eq!(a["outcome"], "closed Acme platform renewal as won");
+    let (o, _, _) = out(&e.sandbox(&["status"]).success());
+    assert!(o.contains("deal-acme") && o.contains("closed_won"), "{o}");
 
     // Editing an approved action voids its consent.
     let (o, _, _) = out(&e
@@ -270,12 +283,13 @@ fn the_queue_is_scriptable_and_every_decision_is_audited() {
             "action.approved",
             "action.approve_refused",
             "action.approved",
+            "action.executed",
             "action.edited",
             "action.rejected"
         ]
     );
     let (o, _, _) = out(&e.sandbox(&["audit", "verify"]).success());
-    assert!(o.contains("9 entries verified"), "{o}");
+    assert!(o.contains("10 entries verified"), "{o}");
 }
 
 #[test]

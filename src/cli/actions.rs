@@ -1,6 +1,6 @@
 //! `dealflow actions list|show|approve|reject|edit`: the queue, scriptable.
 
-use super::{Ctx, local_actor, now_ms};
+use super::{Ctx, exec, local_actor, now_ms};
 use crate::core::consent::{Gate, gate};
 use crate::core::domain::{Action, ActionParams, ActionState, Surface};
 use crate::runtime::review::{self, ReviewError, Reviewer};
@@ -32,6 +32,15 @@ pub enum ActionsCmd {
         /// Repeat the action id to confirm a step-up gate without a prompt.
         #[arg(long, value_name = "ID")]
         confirm: Option<String>,
+        /// Record the approval but do not execute now.
+        #[arg(long)]
+        hold: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Execute an approved action (e.g. one held, or blocked until an account was connected).
+    Execute {
+        id: String,
         #[arg(long)]
         json: bool,
     },
@@ -58,7 +67,13 @@ pub fn run(ctx: &Ctx, cmd: ActionsCmd) -> Result<ExitCode> {
     match cmd {
         ActionsCmd::List { state, json } => list(ctx, &state, json),
         ActionsCmd::Show { id, json } => show(ctx, &id, json),
-        ActionsCmd::Approve { id, confirm, json } => approve(ctx, &id, confirm.as_deref(), json),
+        ActionsCmd::Approve {
+            id,
+            confirm,
+            hold,
+            json,
+        } => approve(ctx, &id, confirm.as_deref(), hold, json),
+        ActionsCmd::Execute { id, json } => execute(ctx, &id, json),
         ActionsCmd::Reject { id, reason, json } => reject(ctx, &id, reason, json),
         ActionsCmd::Edit { id, set, json } => edit(ctx, &id, &set, json),
     }
@@ -153,7 +168,7 @@ fn typed_confirmation(a: &Action, reason: &str) -> Result<bool> {
     Ok(line.trim() == a.id)
 }
 
-fn approve(ctx: &Ctx, id: &str, confirm: Option<&str>, json: bool) -> Result<ExitCode> {
+fn approve(ctx: &Ctx, id: &str, confirm: Option<&str>, hold: bool, json: bool) -> Result<ExitCode> {
     let store = ctx.store.as_ref();
     let a = store.get_action(id)?;
     // Ask for the typed confirmation only when the gate is step-up.
@@ -165,9 +180,15 @@ fn approve(ctx: &Ctx, id: &str, confirm: Option<&str>, json: bool) -> Result<Exi
         },
     };
     match reviewer().approve(store, id, confirmed, now_ms()) {
-        Ok(now) => {
-            print_action(&now, json, "approved")?;
+        Ok(now) if hold => {
+            print_action(&now, json, "approved (held)")?;
             Ok(ExitCode::SUCCESS)
+        }
+        Ok(now) => {
+            if !json {
+                print_action(&now, false, "approved")?;
+            }
+            execute(ctx, id, json)
         }
         Err(ReviewError::NeedsStepUp { reason, .. }) => bail!(
             "{id} needs step-up ({reason}); read `dealflow actions show {id}`, then run `dealflow actions approve {id} --confirm {id}`"
@@ -179,6 +200,29 @@ fn approve(ctx: &Ctx, id: &str, confirm: Option<&str>, json: bool) -> Result<Exi
         ),
         Err(e) => Err(e.into()),
     }
+}
+
+fn execute(ctx: &Ctx, id: &str, json: bool) -> Result<ExitCode> {
+    let rt = exec::runtime()?;
+    rt.block_on(async {
+        let wired = exec::wire(ctx).await?;
+        let done = exec::execute_one(&wired, id).await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&done.action)?);
+        } else {
+            println!(
+                "executed {}: {} — {}",
+                done.action.id,
+                done.action.state,
+                done.action.outcome.clone().unwrap_or_default()
+            );
+        }
+        Ok(if done.outcome.is_ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })
 }
 
 fn reject(ctx: &Ctx, id: &str, reason: Option<String>, json: bool) -> Result<ExitCode> {

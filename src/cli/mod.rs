@@ -3,6 +3,7 @@
 
 mod actions;
 mod audit_cmd;
+mod exec;
 mod permissions_cmd;
 mod status;
 
@@ -12,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -107,7 +109,7 @@ pub enum ConfigCmd {
 pub struct Ctx {
     pub config: Config,
     pub sandbox: bool,
-    pub store: Box<dyn Store>,
+    pub store: Arc<dyn Store>,
 }
 
 pub fn now_ms() -> i64 {
@@ -165,7 +167,7 @@ pub fn store_path(config: &Config, sandbox: bool) -> Result<PathBuf> {
     Ok(dirs.data_dir().join(name))
 }
 
-fn open_store(config: &Config, sandbox: bool) -> Result<Box<dyn Store>> {
+fn open_store(config: &Config, sandbox: bool) -> Result<Arc<dyn Store>> {
     if !config.raw.store.url.is_empty() {
         bail!(
             "store.url = {:?}: the Redis store is not built yet; remove store.url to use the embedded store",
@@ -174,7 +176,7 @@ fn open_store(config: &Config, sandbox: bool) -> Result<Box<dyn Store>> {
     }
     let path = store_path(config, sandbox)?;
     let store = SqliteStore::open(&path)?;
-    Ok(Box::new(store))
+    Ok(Arc::new(store))
 }
 
 fn not_built(what: &str) -> Result<ExitCode> {
