@@ -36,6 +36,7 @@ async fn rig() -> Rig {
         "rep@dealflow.test".into(),
     );
     p.retry.max_wait = std::time::Duration::from_secs(2);
+    p.executing_lease = std::time::Duration::ZERO;
     Rig {
         _dir: dir,
         sandbox,

@@ -582,7 +582,10 @@ impl ActionState {
                 Proposed,
                 Approved | Rejected | AwaitingConsent | Expired | Proposed
             ) | (AwaitingConsent, Approved | Rejected | Proposed | Expired)
-                | (Approved, Executing | Proposed | Rejected | Expired)
+                | (
+                    Approved,
+                    Executing | Proposed | Rejected | Expired | AwaitingConsent
+                )
                 | (Executing, Succeeded | Failed | NeedsReconciliation)
                 | (NeedsReconciliation, Succeeded | Failed)
                 | (Failed, Proposed)

@@ -96,6 +96,10 @@ pub struct Pipeline {
     pub retry: RetryPolicy,
     /// Owner recorded on deals the CRM creates.
     pub owner: String,
+    /// An action `executing` for longer than this is presumed orphaned by a dead
+    /// process. Longer than any provider call with its retries, so a live process is
+    /// never swept from under its own feet.
+    pub executing_lease: std::time::Duration,
 }
 
 fn new_action_id() -> String {
@@ -127,6 +131,7 @@ impl Pipeline {
             endpoints,
             retry: RetryPolicy::default(),
             owner,
+            executing_lease: std::time::Duration::from_secs(120),
         }
     }
 
@@ -544,16 +549,50 @@ impl Pipeline {
     /// `needs_reconciliation`; then each is checked against the provider by its derived
     /// id where the provider allows it. Nothing is re-run.
     pub async fn reconcile(&self, at: Millis) -> Result<Vec<Action>, PipelineError> {
-        let swept = self.store.mark_interrupted(at)?;
-        for a in &swept {
-            self.audit(
-                "system",
-                a,
-                "action.interrupted",
-                "unknown",
-                at,
-                json!({ "kind": a.kind(), "why": "found executing at start-up" }),
-            )?;
+        let stale_before = at - self.executing_lease.as_millis() as i64;
+        let stuck = self.store.list_actions(&ActionFilter {
+            states: vec![ActionState::Executing, ActionState::Approved],
+            limit: None,
+        })?;
+        for a in stuck.into_iter().filter(|a| a.updated_at <= stale_before) {
+            let (to, event, why) = match (&a.state, &a.evidence) {
+                (ActionState::Executing, _) => (
+                    ActionState::NeedsReconciliation,
+                    "action.interrupted",
+                    "found executing after its lease: the process running it died",
+                ),
+                // A device approval's token died with the process that held it.
+                (ActionState::Approved, Some(Evidence::Ciba { .. })) => (
+                    ActionState::AwaitingConsent,
+                    "action.requeued",
+                    "approved on the device but not run before the process ended",
+                ),
+                _ => continue,
+            };
+            let moved = self.store.transition(
+                &a.id,
+                &Transition {
+                    from: a.state,
+                    version: a.version,
+                    to,
+                    outcome: Some(why.to_string()),
+                    evidence: None,
+                    at,
+                },
+            );
+            match moved {
+                Ok(_) => self.audit(
+                    "system",
+                    &a,
+                    event,
+                    "unknown",
+                    at,
+                    json!({ "kind": a.kind(), "why": why }),
+                )?,
+                // It moved on in its own process meanwhile: not orphaned after all.
+                Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         let pending = self.store.list_actions(&ActionFilter {
             states: vec![ActionState::NeedsReconciliation],

@@ -1,0 +1,481 @@
+//! CIBA batches: one push to the device approves many queued actions.
+//!
+//! Actions queued for device consent (`awaiting_consent`) are grouped by the approver
+//! their gate names; each group becomes one CIBA request whose binding message
+//! summarises it ("dealflow: 5 actions - 3 email 2 cal") and whose exact content is
+//! hashed into the audit log. On the device's yes, the batch is re-read: if anything in
+//! it changed (an edit, a rejection), the approval covered something else and nothing
+//! runs. Otherwise each action gets a consent built from the CIBA evidence and runs
+//! through the pipeline with the CIBA-issued token as the exchange's subject, with
+//! bounded concurrency, until the grant or the batch window ends; what is left stays
+//! queued for the next batch. A device "no" rejects the batch; a timeout only leaves it
+//! queued, and the audit log tells the two apart.
+
+use super::credentials::{BoxFuture, CredentialError, Subject};
+use super::pipeline::{Pipeline, PipelineError};
+use super::review::decision_for;
+use crate::core::audit::NewAuditEntry;
+use crate::core::consent::{Consent, Evidence, Gate, payload_digest};
+use crate::core::domain::{Action, ActionState, Millis, Surface};
+use crate::core::permissions::Approver;
+use crate::store::{ActionFilter, Transition};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A CIBA request in flight.
+#[derive(Debug, Clone)]
+pub struct DeviceRequest {
+    pub auth_req_id: String,
+    pub expires_at_ms: Millis,
+}
+
+/// What the device said.
+pub enum DeviceAnswer {
+    /// Yes: the access token is the subject for the Token Vault exchanges it covers.
+    Approved {
+        token: String,
+        expires_at_ms: Millis,
+    },
+    Denied,
+    Expired,
+    Cancelled,
+}
+
+impl std::fmt::Debug for DeviceAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceAnswer::Approved { expires_at_ms, .. } => {
+                write!(
+                    f,
+                    "Approved {{ token: [redacted], expires_at_ms: {expires_at_ms} }}"
+                )
+            }
+            DeviceAnswer::Denied => f.write_str("Denied"),
+            DeviceAnswer::Expired => f.write_str("Expired"),
+            DeviceAnswer::Cancelled => f.write_str("Cancelled"),
+        }
+    }
+}
+
+/// The device-consent side of Auth0 (CIBA), as the batch needs it.
+pub trait DeviceConsent: Send + Sync {
+    /// Starts a request to `approver`'s device.
+    fn request<'a>(
+        &'a self,
+        approver: &'a Approver,
+        binding_message: &'a str,
+    ) -> BoxFuture<'a, Result<DeviceRequest, CredentialError>>;
+
+    /// Polls until the device answers, the request expires, or `cancel` fires.
+    fn wait<'a>(
+        &'a self,
+        req: &'a DeviceRequest,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<DeviceAnswer, CredentialError>>;
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchOptions {
+    /// How long after the device's yes the batch may still execute.
+    pub window: Duration,
+    pub concurrency: usize,
+    /// Most actions in one request.
+    pub max_actions: usize,
+    pub actor: String,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            window: Duration::from_secs(600),
+            concurrency: 4,
+            max_actions: 25,
+            actor: "system:batch".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchReport {
+    pub requests: usize,
+    pub binding_messages: Vec<String>,
+    pub succeeded: Vec<String>,
+    pub failed: Vec<String>,
+    pub rejected: Vec<String>,
+    /// Still queued: not reached before the grant or window ended, or the request timed out.
+    pub leftover: Vec<String>,
+    /// Requests voided because the batch changed after it was sent.
+    pub voided: usize,
+}
+
+/// "dealflow: 5 actions - 3 email 2 cal", within CIBA's 64 characters.
+pub fn binding_message(actions: &[Action]) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for a in actions {
+        *counts.entry(a.kind().short()).or_default() += 1;
+    }
+    let mut by_count: Vec<(&str, usize)> = counts.into_iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let n = actions.len();
+    let mut msg = format!("dealflow: {n} action{} -", if n == 1 { "" } else { "s" });
+    for (kind, c) in by_count {
+        let part = format!(" {c} {kind}");
+        if msg.len() + part.len() > 64 {
+            break;
+        }
+        msg.push_str(&part);
+    }
+    msg
+}
+
+/// A digest of exactly what the device is asked to approve.
+pub fn batch_hash(actions: &[Action]) -> String {
+    let mut lines: Vec<String> = actions
+        .iter()
+        .map(|a| format!("{}:{}", a.id, payload_digest(&a.params)))
+        .collect();
+    lines.sort();
+    hex::encode(Sha256::digest(lines.join("\n").as_bytes()))
+}
+
+fn audit(
+    p: &Pipeline,
+    actor: &str,
+    event: &str,
+    outcome: &str,
+    at: Millis,
+    detail: serde_json::Value,
+) -> Result<(), PipelineError> {
+    p.store.append_audit(NewAuditEntry {
+        ts: at,
+        actor: actor.into(),
+        surface: Some(Surface::Batch),
+        event: event.into(),
+        action_id: None,
+        outcome: outcome.into(),
+        detail,
+    })?;
+    Ok(())
+}
+
+fn now_ms() -> Millis {
+    crate::sandbox::state::now_ms()
+}
+
+/// Queued actions grouped by who must approve them (their gate decides).
+fn gather(p: &Pipeline, max: usize) -> Result<Vec<(Approver, Vec<Action>)>, PipelineError> {
+    let mut queued = p.store.list_actions(&ActionFilter {
+        states: vec![ActionState::AwaitingConsent],
+        limit: None,
+    })?;
+    queued.reverse(); // oldest first
+    let mut groups: Vec<(Approver, Vec<Action>)> = Vec::new();
+    for a in queued {
+        let d = decision_for(p.store.as_ref(), &a)?;
+        let approver = match d.gate() {
+            Gate::Deny { .. } => continue,
+            Gate::Ciba { approver, .. } => approver.clone(),
+            _ => Approver::User,
+        };
+        match groups.iter_mut().find(|(ap, _)| *ap == approver) {
+            Some((_, list)) if list.len() < max => list.push(a),
+            Some(_) => {}
+            None => groups.push((approver, vec![a])),
+        }
+    }
+    Ok(groups)
+}
+
+/// Runs one round: a request per approver, then the approved batches.
+pub async fn run_once(
+    p: Arc<Pipeline>,
+    device: &dyn DeviceConsent,
+    opts: &BatchOptions,
+    cancel: &CancellationToken,
+) -> Result<BatchReport, PipelineError> {
+    let mut report = BatchReport::default();
+    for (approver, actions) in gather(&p, opts.max_actions)? {
+        run_group(&p, device, opts, cancel, approver, actions, &mut report).await?;
+    }
+    Ok(report)
+}
+
+async fn run_group(
+    p: &Arc<Pipeline>,
+    device: &dyn DeviceConsent,
+    opts: &BatchOptions,
+    cancel: &CancellationToken,
+    approver: Approver,
+    actions: Vec<Action>,
+    report: &mut BatchReport,
+) -> Result<(), PipelineError> {
+    let msg = binding_message(&actions);
+    let hash = batch_hash(&actions);
+    let ids: Vec<String> = actions.iter().map(|a| a.id.clone()).collect();
+    let req = match device.request(&approver, &msg).await {
+        Ok(r) => r,
+        Err(e) => {
+            audit(
+                p,
+                &opts.actor,
+                "batch.request_failed",
+                "failed",
+                now_ms(),
+                json!({
+                    "binding_message": msg, "batch_hash": hash, "actions": ids, "error": e.to_string(),
+                }),
+            )?;
+            report.leftover.extend(ids);
+            return Ok(());
+        }
+    };
+    report.requests += 1;
+    report.binding_messages.push(msg.clone());
+    audit(
+        p,
+        &opts.actor,
+        "batch.requested",
+        "ok",
+        now_ms(),
+        json!({
+            "auth_req_id": req.auth_req_id, "binding_message": msg, "batch_hash": hash,
+            "actions": ids, "approver": approver.to_string(), "expires_at": req.expires_at_ms,
+        }),
+    )?;
+    let answer = match device.wait(&req, cancel).await {
+        Ok(a) => a,
+        Err(e) => {
+            audit(
+                p,
+                &opts.actor,
+                "batch.poll_failed",
+                "failed",
+                now_ms(),
+                json!({
+                    "auth_req_id": req.auth_req_id, "error": e.to_string(),
+                }),
+            )?;
+            report.leftover.extend(ids);
+            return Ok(());
+        }
+    };
+    let (token, grant_expires) = match answer {
+        DeviceAnswer::Approved {
+            token,
+            expires_at_ms,
+        } => (token, expires_at_ms),
+        DeviceAnswer::Denied => {
+            // A person said no on the device: the batch is rejected.
+            for a in &actions {
+                let cur = p.store.get_action(&a.id)?;
+                if cur.state == ActionState::AwaitingConsent {
+                    p.store.transition(
+                        &a.id,
+                        &Transition {
+                            from: cur.state,
+                            version: cur.version,
+                            to: ActionState::Rejected,
+                            outcome: Some("denied on the device".into()),
+                            evidence: None,
+                            at: now_ms(),
+                        },
+                    )?;
+                    report.rejected.push(a.id.clone());
+                }
+            }
+            audit(
+                p,
+                &format!("device:{approver}"),
+                "batch.denied",
+                "denied",
+                now_ms(),
+                json!({
+                    "auth_req_id": req.auth_req_id, "binding_message": msg, "actions": ids,
+                }),
+            )?;
+            return Ok(());
+        }
+        DeviceAnswer::Expired | DeviceAnswer::Cancelled => {
+            // No answer is not a yes, and not a person's no either: they stay queued.
+            let (event, outcome) = if cancel.is_cancelled() {
+                ("batch.cancelled", "cancelled")
+            } else {
+                ("batch.expired", "timeout")
+            };
+            audit(
+                p,
+                &opts.actor,
+                event,
+                outcome,
+                now_ms(),
+                json!({
+                    "auth_req_id": req.auth_req_id, "binding_message": msg, "actions": ids,
+                }),
+            )?;
+            report.leftover.extend(ids);
+            return Ok(());
+        }
+    };
+    let approved_at = now_ms();
+    // The device approved exactly `hash`; anything changed since voids the approval.
+    let current: Vec<Action> = actions
+        .iter()
+        .map(|a| p.store.get_action(&a.id))
+        .collect::<Result<_, _>>()?;
+    let unchanged = current
+        .iter()
+        .all(|a| a.state == ActionState::AwaitingConsent)
+        && batch_hash(&current) == hash;
+    if !unchanged {
+        audit(
+            p,
+            &opts.actor,
+            "batch.voided",
+            "denied",
+            approved_at,
+            json!({
+                "auth_req_id": req.auth_req_id, "batch_hash": hash,
+                "why": "the batch changed after the request was sent",
+            }),
+        )?;
+        report.voided += 1;
+        report.leftover.extend(
+            current
+                .iter()
+                .filter(|a| a.state == ActionState::AwaitingConsent)
+                .map(|a| a.id.clone()),
+        );
+        return Ok(());
+    }
+    audit(
+        p,
+        &format!("device:{approver}"),
+        "batch.approved",
+        "ok",
+        approved_at,
+        json!({
+            "auth_req_id": req.auth_req_id, "binding_message": msg, "batch_hash": hash, "actions": ids,
+        }),
+    )?;
+    let deadline = grant_expires.min(approved_at + opts.window.as_millis() as i64);
+    let evidence = Evidence::Ciba {
+        approver: approver.clone(),
+        auth_req_id: req.auth_req_id.clone(),
+        binding_message: msg.clone(),
+        approved_at,
+    };
+    let sem = Arc::new(tokio::sync::Semaphore::new(opts.concurrency.max(1)));
+    let subject = Subject::Ciba(token);
+    let mut tasks = tokio::task::JoinSet::new();
+    for a in current {
+        let permit = sem.clone().acquire_owned().await;
+        let (p, evidence, subject) = (p.clone(), evidence.clone(), subject.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            run_member(&p, a, evidence, &subject, deadline).await
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok((id, Member::Succeeded))) => report.succeeded.push(id),
+            Ok(Ok((id, Member::Failed))) => report.failed.push(id),
+            Ok(Ok((id, Member::Leftover))) => report.leftover.push(id),
+            Ok(Err((id, e))) => {
+                tracing::warn!(action = %id, error = %e, "batch member did not run");
+                report.failed.push(id);
+            }
+            Err(e) => tracing::error!(error = %e, "batch task panicked"),
+        }
+    }
+    if !report.leftover.is_empty() {
+        audit(
+            p,
+            &opts.actor,
+            "batch.leftover",
+            "timeout",
+            now_ms(),
+            json!({
+                "auth_req_id": req.auth_req_id, "actions": report.leftover,
+                "why": "the grant or the batch window ended first; queued for the next batch",
+            }),
+        )?;
+    }
+    Ok(())
+}
+
+enum Member {
+    Succeeded,
+    Failed,
+    Leftover,
+}
+
+async fn run_member(
+    p: &Pipeline,
+    a: Action,
+    evidence: Evidence,
+    subject: &Subject,
+    deadline: Millis,
+) -> Result<(String, Member), (String, PipelineError)> {
+    let id = a.id.clone();
+    let fail = |e: PipelineError| (id.clone(), e);
+    if now_ms() >= deadline {
+        return Ok((id, Member::Leftover));
+    }
+    let d = decision_for(p.store.as_ref(), &a).map_err(|e| fail(e.into()))?;
+    // The same proof the executor will rebuild; checked here so a gate that the device's
+    // yes cannot satisfy (a deny, another approver) never moves the action.
+    Consent::grant(&d, &a.params, evidence.clone()).map_err(|source| {
+        fail(PipelineError::ConsentVoid {
+            id: id.clone(),
+            source,
+        })
+    })?;
+    p.store
+        .transition(
+            &a.id,
+            &Transition {
+                from: ActionState::AwaitingConsent,
+                version: a.version,
+                to: ActionState::Approved,
+                outcome: None,
+                evidence: Some(evidence),
+                at: now_ms(),
+            },
+        )
+        .map_err(|e| fail(e.into()))?;
+    let done = match p.execute(&id, subject, now_ms()).await {
+        Ok(d) => d,
+        Err(e) => {
+            // Blocked before it ran (disconnected, missing scope…): the device token
+            // will not outlive this run, so put it back in the queue.
+            if let Ok(cur) = p.store.get_action(&id)
+                && cur.state == ActionState::Approved
+            {
+                let _ = p.store.transition(
+                    &id,
+                    &Transition {
+                        from: cur.state,
+                        version: cur.version,
+                        to: ActionState::AwaitingConsent,
+                        outcome: Some(e.to_string()),
+                        evidence: None,
+                        at: now_ms(),
+                    },
+                );
+            }
+            return Err(fail(e));
+        }
+    };
+    Ok((
+        id,
+        if done.outcome.is_ok() {
+            Member::Succeeded
+        } else {
+            Member::Failed
+        },
+    ))
+}
