@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod core;
+pub mod mcp;
 pub mod runtime;
 pub mod sandbox;
 pub mod store;

@@ -112,8 +112,13 @@ pub struct BatchReport {
     pub voided: usize,
 }
 
-/// "dealflow: 5 actions - 3 email 2 cal", within CIBA's 64 characters.
+/// "dealflow: 5 actions - 3 email 2 cal", within CIBA's 64 characters; a single action
+/// says what it is ("dealflow: send_email to bill@initech.example").
 pub fn binding_message(actions: &[Action]) -> String {
+    if let [a] = actions {
+        let full = format!("dealflow: {} {}", a.kind(), a.params.target());
+        return full.chars().take(64).collect();
+    }
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for a in actions {
         *counts.entry(a.kind().short()).or_default() += 1;
@@ -201,6 +206,21 @@ pub async fn run_once(
     for (approver, actions) in gather(&p, opts.max_actions)? {
         run_group(&p, device, opts, cancel, approver, actions, &mut report).await?;
     }
+    Ok(report)
+}
+
+/// Asks `approver`'s device about exactly `actions` and runs them on a yes (the MCP
+/// server uses this for a single write).
+pub async fn run_actions(
+    p: &Arc<Pipeline>,
+    device: &dyn DeviceConsent,
+    opts: &BatchOptions,
+    cancel: &CancellationToken,
+    approver: Approver,
+    actions: Vec<Action>,
+) -> Result<BatchReport, PipelineError> {
+    let mut report = BatchReport::default();
+    run_group(p, device, opts, cancel, approver, actions, &mut report).await?;
     Ok(report)
 }
 

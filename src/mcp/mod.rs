@@ -1,0 +1,283 @@
+//! The MCP server: external agents read freely and write only with the user's device.
+//!
+//! Tools come from the action kinds. Reads run through the pipeline at once and are
+//! audited with the calling client's name. Writes are submitted with surface `mcp`,
+//! whose gate is never below CIBA: the server pushes a request to the device and waits,
+//! with progress notifications, up to a bound shorter than the ~60 s at which popular
+//! clients cut tool calls; past it, it answers "pending" with the action id and keeps
+//! waiting in the background, and `get_action_status` tells the agent how it ended.
+//! Refusals are tool results with `isError` (the model can read them); protocol errors
+//! are kept for protocol faults.
+
+pub mod tools;
+
+use crate::core::consent::Gate;
+use crate::core::domain::{ActionParams, ActionState, Surface};
+use crate::core::permissions::Approver;
+use crate::runtime::batch::{BatchOptions, DeviceConsent, run_actions};
+use crate::runtime::pipeline::{Pipeline, Proposal};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock as Content,
+    Implementation, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+pub struct McpServer {
+    pipeline: Arc<Pipeline>,
+    device: Arc<dyn DeviceConsent>,
+    /// How long a write waits for the device before answering "pending".
+    pub wait_bound: Duration,
+    /// How often progress is reported while waiting.
+    pub progress_every: Duration,
+    /// Batch window for the approved write.
+    pub window: Duration,
+}
+
+fn text(s: impl Into<String>) -> CallToolResult {
+    CallToolResult::success(vec![Content::text(s.into())])
+}
+
+fn refusal(s: impl Into<String>) -> CallToolResult {
+    CallToolResult::error(vec![Content::text(s.into())])
+}
+
+fn now_ms() -> i64 {
+    crate::sandbox::state::now_ms()
+}
+
+impl McpServer {
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        device: Arc<dyn DeviceConsent>,
+        wait_bound: Duration,
+    ) -> Self {
+        McpServer {
+            pipeline,
+            device,
+            wait_bound,
+            progress_every: Duration::from_secs(5),
+            window: Duration::from_secs(600),
+        }
+    }
+
+    fn client_name(ctx: &RequestContext<RoleServer>) -> String {
+        ctx.peer
+            .peer_info()
+            .map(|i| i.client_info.name.clone())
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    fn status(&self, args: &serde_json::Map<String, Value>) -> CallToolResult {
+        let Some(id) = args.get("action_id").and_then(Value::as_str) else {
+            return refusal("get_action_status needs {\"action_id\": \"act-…\"}");
+        };
+        match self.pipeline.store.get_action(id) {
+            Ok(a) if a.surface == Surface::Mcp => text(
+                json!({
+                    "action_id": a.id,
+                    "state": a.state,
+                    "outcome": a.outcome,
+                    "done": a.state.is_terminal(),
+                })
+                .to_string(),
+            ),
+            // External agents only see what they asked for.
+            Ok(_) | Err(_) => refusal(format!("no action {id} from an MCP client")),
+        }
+    }
+
+    async fn call(
+        &self,
+        req: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let args = req.arguments.clone().unwrap_or_default();
+        if req.name == tools::STATUS_TOOL {
+            return Ok(self.status(&args));
+        }
+        let Some(kind) = tools::kind_of(&req.name) else {
+            return Err(McpError::invalid_params(
+                format!("unknown tool {}", req.name),
+                None,
+            ));
+        };
+        let mut obj = args.clone();
+        obj.insert("kind".into(), Value::String(kind.as_str().into()));
+        let params: ActionParams = match serde_json::from_value(Value::Object(obj)) {
+            Ok(p) => p,
+            Err(e) => return Ok(refusal(format!("invalid arguments for {}: {e}", req.name))),
+        };
+        let client = Self::client_name(&ctx);
+        let proposal = Proposal {
+            title: format!("{} via MCP ({client})", kind.as_str()),
+            params,
+            surface: Surface::Mcp,
+            confidence: 1.0,
+            justification: format!("requested by the external agent {client}"),
+            proposer: format!("mcp:{client}"),
+        };
+        if kind.is_read() {
+            return Ok(match self.pipeline.run_read(proposal, now_ms()).await {
+                Ok(done) => match done.outcome {
+                    Ok(o) => text(o.data.to_string()),
+                    Err(e) => refusal(e.to_string()),
+                },
+                Err(e) => refusal(e.to_string()),
+            });
+        }
+        let submitted = match self.pipeline.submit(proposal, now_ms()) {
+            Ok(s) => s,
+            Err(e) => return Ok(refusal(e.to_string())),
+        };
+        let action = submitted.action;
+        let approver = match submitted.decision.gate() {
+            Gate::Deny { reason } => return Ok(refusal(format!("denied: {reason}"))),
+            Gate::Ciba { approver, .. } => approver.clone(),
+            // The surface floor makes this unreachable; refuse rather than run unasked.
+            other => {
+                return Ok(refusal(format!(
+                    "refused: an MCP write must be approved on the device, but the gate is {other}"
+                )));
+            }
+        };
+        Ok(self.wait_for_device(action.id, approver, &ctx).await)
+    }
+
+    async fn wait_for_device(
+        &self,
+        id: String,
+        approver: Approver,
+        ctx: &RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let cancel = CancellationToken::new();
+        let task = {
+            let (p, device, cancel) = (self.pipeline.clone(), self.device.clone(), cancel.clone());
+            let opts = BatchOptions {
+                window: self.window,
+                concurrency: 1,
+                max_actions: 1,
+                actor: "system:mcp".into(),
+            };
+            let id = id.clone();
+            tokio::spawn(async move {
+                let action = p.store.get_action(&id)?;
+                run_actions(&p, device.as_ref(), &opts, &cancel, approver, vec![action]).await
+            })
+        };
+        let progress_token = ctx.meta.get_progress_token();
+        let deadline = tokio::time::Instant::now() + self.wait_bound;
+        let started = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(self.progress_every);
+        tick.tick().await;
+        let mut task = task;
+        loop {
+            tokio::select! {
+                joined = &mut task => {
+                    return match joined {
+                        Ok(Ok(_report)) => self.final_answer(&id),
+                        Ok(Err(e)) => refusal(e.to_string()),
+                        Err(e) => refusal(format!("internal error while waiting: {e}")),
+                    };
+                }
+                _ = ctx.ct.cancelled() => {
+                    cancel.cancel();
+                    let _ = (&mut task).await;
+                    let _ = self.pipeline.store.append_audit(crate::core::audit::NewAuditEntry {
+                        ts: now_ms(),
+                        actor: format!("mcp:{}", Self::client_name(ctx)),
+                        surface: Some(Surface::Mcp),
+                        event: "mcp.cancelled".into(),
+                        action_id: Some(id.clone()),
+                        outcome: "cancelled".into(),
+                        detail: json!({ "why": "the client cancelled the tool call" }),
+                    });
+                    return refusal(format!("cancelled; {id} stays queued for device approval"));
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    // Dropping the handle detaches the task: it keeps waiting for the
+                    // device in the background while the agent polls get_action_status.
+                    drop(task);
+                    return text(json!({
+                        "status": "pending",
+                        "action_id": id,
+                        "message": format!(
+                            "waiting for approval on your device; call {} with this action_id",
+                            tools::STATUS_TOOL
+                        ),
+                    }).to_string());
+                }
+                _ = tick.tick() => {
+                    if let Some(token) = progress_token.clone() {
+                        let waited = started.elapsed().as_secs_f64();
+                        let mut p = ProgressNotificationParam::new(token, waited)
+                            .with_total(self.wait_bound.as_secs_f64());
+                        p.message = Some("waiting for approval on your device".into());
+                        let _ = ctx.peer.notify_progress(p).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn final_answer(&self, id: &str) -> CallToolResult {
+        let a = match self.pipeline.store.get_action(id) {
+            Ok(a) => a,
+            Err(e) => return refusal(e.to_string()),
+        };
+        let outcome = a.outcome.clone().unwrap_or_default();
+        match a.state {
+            ActionState::Succeeded => text(
+                json!({ "status": "succeeded", "action_id": a.id, "result": outcome }).to_string(),
+            ),
+            ActionState::Rejected => refusal(format!("denied on the device: {id} was not run")),
+            ActionState::AwaitingConsent => refusal(format!(
+                "expired: no answer on the device in time; {id} stays queued for device approval"
+            )),
+            ActionState::Proposed => refusal(format!(
+                "{id} changed while waiting and needs approval again: {outcome}"
+            )),
+            other => refusal(format!("{id} is {other}: {outcome}")),
+        }
+    }
+}
+
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("dealflow", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "dealflow: read the rep's pipeline freely; every write asks the user's phone \
+                 (CIBA) first. A write may answer {\"status\":\"pending\"}: poll get_action_status.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let writes = self
+            .pipeline
+            .store
+            .load_permissions()
+            .map(|p| p.mcp_writes_enabled)
+            .unwrap_or(false);
+        Ok(ListToolsResult::with_all_items(tools::list(writes)))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        self.call(request, ctx).await.map(CallToolResponse::from)
+    }
+}
