@@ -196,6 +196,11 @@ pub struct Timing {
     pub access_token_ttl_s: i64,
     /// Lifetime of provider tokens minted by the vault exchange (real milliseconds).
     pub provider_token_ttl_ms: i64,
+    /// Tests: answer the next N device/CIBA polls with slow_down regardless of timing.
+    pub force_slow_down: u32,
+    /// Tests: the interval a forced slow_down announces (body and Retry-After);
+    /// default is the current interval + 5.
+    pub slow_down_to: Option<i64>,
 }
 
 impl Default for Timing {
@@ -209,6 +214,8 @@ impl Default for Timing {
             ciba_expires_in_s: 300,
             access_token_ttl_s: 86_400,
             provider_token_ttl_ms: 3_600_000,
+            force_slow_down: 0,
+            slow_down_to: None,
         }
     }
 }
@@ -355,6 +362,16 @@ impl Auth0State {
 
     fn secs(&self, s: i64) -> i64 {
         s * self.timing().ms_per_second
+    }
+
+    /// Consumes one forced slow_down, returning the interval to announce.
+    fn forced_slow_down(&self, current: i64) -> Option<i64> {
+        let mut t = self.timing.lock().unwrap_or_else(|p| p.into_inner());
+        if t.force_slow_down == 0 {
+            return None;
+        }
+        t.force_slow_down -= 1;
+        Some(t.slow_down_to.unwrap_or(current + 5))
     }
 
     pub fn set_issuer(&self, issuer: String) {
@@ -648,10 +665,12 @@ impl Auth0State {
                 rec.status = DeviceStatus::ExpiredReported;
                 return Err(err(403, "expired_token", "Expired device code."));
             }
-            if let Some(last) = rec.last_poll
-                && now - last < rec.interval_s * ms
-            {
-                rec.interval_s += 5;
+            let too_fast = rec
+                .last_poll
+                .is_some_and(|last| now - last < rec.interval_s * ms);
+            let forced = self.forced_slow_down(rec.interval_s);
+            if too_fast || forced.is_some() {
+                rec.interval_s = forced.unwrap_or(rec.interval_s + 5);
                 rec.last_poll = Some(now);
                 let mut e = err(
                     429,
@@ -1076,10 +1095,12 @@ impl Auth0State {
                     "The end-user denied the authorization request or it has been expired",
                 ));
             }
-            if let Some(last) = rec.last_poll
-                && now - last < rec.interval_s * ms
-            {
-                rec.interval_s += 5;
+            let too_fast = rec
+                .last_poll
+                .is_some_and(|last| now - last < rec.interval_s * ms);
+            let forced = self.forced_slow_down(rec.interval_s);
+            if too_fast || forced.is_some() {
+                rec.interval_s = forced.unwrap_or(rec.interval_s + 5);
                 rec.last_poll = Some(now);
                 let mut e = err(
                     429,
