@@ -2,6 +2,7 @@
 //!
 //! Dependencies point one way: `core` (pure) ← `store`, `config` ← `cli`.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod connectors;

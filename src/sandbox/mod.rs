@@ -32,6 +32,7 @@ impl Sandbox {
     ) -> std::io::Result<Sandbox> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0))).await?;
         let addr = listener.local_addr()?;
+        state.auth0.set_issuer(format!("http://{addr}/"));
         let app = axum::Router::new()
             .merge(auth0::router(state.clone()))
             .merge(providers::router(state.clone()));

@@ -24,6 +24,8 @@ pub struct SandboxState {
     pub provider_tokens: Mutex<HashMap<String, ProviderGrant>>,
     /// What the emulated Gmail, Calendar and Slack hold, and their fault knobs.
     pub providers: super::providers::ProviderData,
+    /// The emulated Auth0 tenant: clients, users, grants, CIBA requests, connected accounts.
+    pub auth0: super::auth0::model::Auth0State,
 }
 
 pub fn now_ms() -> i64 {
@@ -91,5 +93,28 @@ impl SandboxState {
     pub fn revoke_provider_tokens(&self, sub: &str, connection: &str) {
         self.lock_tokens()
             .retain(|_, g| !(g.sub == sub && g.connection == connection));
+    }
+}
+
+/// The sandbox "phone" (the user's Guardian app): pending CIBA requests.
+impl SandboxState {
+    pub fn phone_pending(&self) -> Vec<super::auth0::model::PhoneRequest> {
+        self.auth0.phone_requests()
+    }
+
+    pub fn phone_approve(&self, id: &str) -> bool {
+        self.auth0.phone_decide(id, true)
+    }
+
+    pub fn phone_deny(&self, id: &str) -> bool {
+        self.auth0.phone_decide(id, false)
+    }
+
+    /// App-level disconnect as the sandbox models it: the tokenset leaves the vault and
+    /// the provider tokens already issued are revoked at the provider.
+    pub fn disconnect_account(&self, sub: &str, connection: &str) -> bool {
+        let removed = self.auth0.delete_connected_account(sub, connection);
+        self.revoke_provider_tokens(sub, connection);
+        removed
     }
 }

@@ -1,0 +1,360 @@
+//! The Auth0 client: device-flow sign-in (login client, public), Token Vault exchange and
+//! CIBA (agent client, confidential), connected accounts (My Account API), and the
+//! keyring that holds the refresh token and the agent secret.
+//!
+//! Hand-rolled over reqwest (RFC 8628 / OpenID CIBA / Auth0 Token Vault), no oauth2 crate.
+//! Tokens are [`Secret`]s: their Debug/Display print `[redacted]`; they live in memory
+//! or in the keyring and never in a log line, the store, an error or stdout.
+
+pub mod ciba;
+pub mod connect;
+pub mod device;
+pub mod keyring;
+pub mod session;
+pub mod vault;
+
+use serde::Deserialize;
+use std::time::Duration;
+
+/// A credential. Debug and Display never show it; `.expose()` does, on purpose.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Everything that can go wrong talking to Auth0. Display never contains a token:
+/// endpoints are paths, and the body fields are Auth0's own `error`/`error_description`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AuthError {
+    /// Auth0 answered with an error body (`{error, error_description}`).
+    #[error("{endpoint}: HTTP {status} {error}: {description}")]
+    Server {
+        endpoint: String,
+        status: u16,
+        error: String,
+        description: String,
+        /// `interval` from a slow_down body.
+        interval: Option<u64>,
+        /// `Retry-After` header (seconds).
+        retry_after: Option<u64>,
+    },
+    /// The request never got an answer (connection refused, timeout, bad body).
+    #[error("{endpoint}: {message}")]
+    Transport { endpoint: String, message: String },
+    /// The device code or CIBA request expired before the user answered.
+    #[error("{endpoint}: the request expired before it was approved")]
+    Expired { endpoint: String },
+    /// The user refused the device sign-in.
+    #[error("{endpoint}: access denied by the user")]
+    Denied { endpoint: String },
+    /// Cancelled by the caller.
+    #[error("cancelled")]
+    Cancelled,
+    /// Nobody is signed in (no refresh token in the keyring).
+    #[error("not signed in: run `dealflow login`")]
+    NotSignedIn,
+    /// The app disconnected this connection; no exchange is attempted.
+    #[error("{0} is disconnected in dealflow; reconnect it first")]
+    Disconnected(String),
+    /// Missing configuration or credential (e.g. no agent secret in the keyring).
+    #[error("{0}")]
+    Config(String),
+    /// A token failed verification (signature, issuer, audience, expiry).
+    #[error("token verification failed: {0}")]
+    Invalid(String),
+    /// The keyring failed.
+    #[error("keyring: {0}")]
+    Keyring(String),
+}
+
+impl AuthError {
+    /// Auth0's `error` code, if the server sent one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            AuthError::Server { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            AuthError::Server { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Where Auth0 is and which clients to use.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// `https://TENANT.auth0.com` or the sandbox's `http://127.0.0.1:PORT` (no trailing slash).
+    pub base_url: String,
+    /// The login (native, public) client.
+    pub login_client_id: String,
+    /// The agent (confidential) client.
+    pub agent_client_id: String,
+    /// The dealflow API audience.
+    pub audience: String,
+    /// How long one protocol second lasts for polling (1 s; the sandbox in tests runs faster).
+    pub poll_unit: Duration,
+    /// Renew cached tokens this long before they expire.
+    pub refresh_margin: Duration,
+}
+
+impl AuthSettings {
+    pub fn from_config(a: &crate::config::AuthSection) -> Result<AuthSettings, AuthError> {
+        if a.domain.is_empty() || a.client_id.is_empty() {
+            return Err(AuthError::Config(
+                "auth.domain and auth.client_id must be set (or use --sandbox)".into(),
+            ));
+        }
+        let domain = a.domain.trim_end_matches('/');
+        let base_url = if domain.starts_with("http://") || domain.starts_with("https://") {
+            domain.to_string()
+        } else {
+            format!("https://{domain}")
+        };
+        Ok(AuthSettings {
+            base_url,
+            login_client_id: a.client_id.clone(),
+            agent_client_id: a.agent_client_id.clone(),
+            audience: a.audience.clone(),
+            poll_unit: Duration::from_secs(1),
+            refresh_margin: Duration::from_secs(60),
+        })
+    }
+
+    /// Settings for an in-process sandbox at `base_url`.
+    pub fn sandbox(base_url: &str) -> AuthSettings {
+        use crate::sandbox::auth0::model;
+        AuthSettings {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            login_client_id: model::LOGIN_CLIENT_ID.into(),
+            agent_client_id: model::AGENT_CLIENT_ID.into(),
+            audience: model::API_AUDIENCE.into(),
+            poll_unit: Duration::from_secs(1),
+            refresh_margin: Duration::from_secs(60),
+        }
+    }
+
+    /// `iss` as Auth0 writes it: base URL with a trailing slash.
+    pub fn issuer(&self) -> String {
+        format!("{}/", self.base_url)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+pub(crate) fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: Option<String>,
+    error_description: Option<String>,
+    interval: Option<u64>,
+}
+
+fn transport(endpoint: &str, e: &reqwest::Error) -> AuthError {
+    // reqwest's Display includes the URL: ours never carry a token (tokens go in bodies).
+    AuthError::Transport {
+        endpoint: endpoint.to_string(),
+        message: e.without_url_ref().to_string(),
+    }
+}
+
+trait WithoutUrl {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        let kind = if self.is_timeout() {
+            "timed out"
+        } else if self.is_connect() {
+            "could not connect"
+        } else if self.is_decode() {
+            "malformed response"
+        } else {
+            "request failed"
+        };
+        kind.to_string()
+    }
+}
+
+/// POSTs a form to `path` and returns the JSON body, or the typed Auth0 error.
+pub(crate) async fn post_form(
+    http: &reqwest::Client,
+    settings: &AuthSettings,
+    path: &str,
+    form: &[(&str, &str)],
+) -> Result<serde_json::Value, AuthError> {
+    let resp = http
+        .post(settings.url(path))
+        .form(form)
+        .send()
+        .await
+        .map_err(|e| transport(path, &e))?;
+    read_json(path, resp).await
+}
+
+pub(crate) async fn read_json(
+    path: &str,
+    resp: reqwest::Response,
+) -> Result<serde_json::Value, AuthError> {
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let bytes = resp.bytes().await.map_err(|e| transport(path, &e))?;
+    if status.is_success() {
+        if bytes.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        return serde_json::from_slice(&bytes).map_err(|_| AuthError::Transport {
+            endpoint: path.to_string(),
+            message: format!("HTTP {}: response is not JSON", status.as_u16()),
+        });
+    }
+    let body: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
+    // My Account API problem bodies: {title, detail}.
+    let problem: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+    let pick = |k: &str| {
+        problem
+            .as_ref()
+            .and_then(|p| p.get(k))
+            .and_then(|v| v.as_str())
+            .map(String::from)
+    };
+    Err(AuthError::Server {
+        endpoint: path.to_string(),
+        status: status.as_u16(),
+        error: body
+            .as_ref()
+            .and_then(|b| b.error.clone())
+            .or_else(|| pick("title"))
+            .unwrap_or_else(|| "http_error".into()),
+        description: body
+            .as_ref()
+            .and_then(|b| b.error_description.clone())
+            .or_else(|| pick("detail"))
+            .unwrap_or_default(),
+        interval: body.as_ref().and_then(|b| b.interval),
+        retry_after,
+    })
+}
+
+/// Sleeps `secs` protocol seconds, or returns false if cancelled first.
+pub(crate) async fn wait(
+    settings: &AuthSettings,
+    secs: u64,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> bool {
+    let d = settings
+        .poll_unit
+        .saturating_mul(secs.min(u32::MAX as u64) as u32);
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+/// RFC 8628 §3.5 / CIBA slow_down: add 5 s, or more if the server says so.
+pub(crate) fn slowed(interval: u64, body_interval: Option<u64>, retry_after: Option<u64>) -> u64 {
+    (interval + 5)
+        .max(body_interval.unwrap_or(0))
+        .max(retry_after.unwrap_or(0))
+}
+
+pub(crate) fn str_field(v: &serde_json::Value, k: &str) -> Option<String> {
+    v.get(k).and_then(|x| x.as_str()).map(String::from)
+}
+
+pub(crate) fn int_field(v: &serde_json::Value, k: &str) -> Option<i64> {
+    v.get(k).and_then(|x| {
+        x.as_i64()
+            .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+    })
+}
+
+/// Claims dealflow reads from an Auth0 access token.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenClaims {
+    pub sub: String,
+    #[serde(default)]
+    pub scope: String,
+    pub exp: i64,
+}
+
+/// Verifies an Auth0 access token against the tenant's JWKS (signature, `iss`, `aud`,
+/// `exp`) and returns its claims.
+pub async fn verify_access_token(
+    http: &reqwest::Client,
+    settings: &AuthSettings,
+    token: &Secret,
+) -> Result<TokenClaims, AuthError> {
+    let path = "/.well-known/jwks.json";
+    let resp = http
+        .get(settings.url(path))
+        .send()
+        .await
+        .map_err(|e| transport(path, &e))?;
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(read_json(path, resp).await?)
+        .map_err(|_| AuthError::Invalid("JWKS is malformed".into()))?;
+    let header = jsonwebtoken::decode_header(token.expose())
+        .map_err(|_| AuthError::Invalid("not a JWT".into()))?;
+    let jwk = match &header.kid {
+        Some(kid) => jwks.find(kid),
+        None => jwks.keys.first(),
+    }
+    .ok_or_else(|| AuthError::Invalid("signing key not in JWKS".into()))?;
+    let alg = header.alg;
+    if !matches!(
+        alg,
+        jsonwebtoken::Algorithm::RS256 | jsonwebtoken::Algorithm::ES256
+    ) {
+        return Err(AuthError::Invalid("unexpected algorithm".into()));
+    }
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk)
+        .map_err(|_| AuthError::Invalid("unusable JWK".into()))?;
+    let mut v = jsonwebtoken::Validation::new(alg);
+    v.set_issuer(&[settings.issuer()]);
+    v.set_audience(&[settings.audience.as_str()]);
+    v.leeway = 30;
+    jsonwebtoken::decode::<TokenClaims>(token.expose(), &key, &v)
+        .map(|d| d.claims)
+        .map_err(|e| AuthError::Invalid(format!("{:?}", e.kind())))
+}

@@ -1,0 +1,230 @@
+//! The signed-in user: the refresh token (in the keyring), the current API access token
+//! (in memory, renewed shortly before expiry) and the user's `sub`.
+//!
+//! Refreshes are serialised: with refresh-token rotation, two concurrent refreshes with
+//! the same token would trip Auth0's reuse detection and revoke the whole family.
+
+use super::device::{DeviceLogin, TokenSet};
+use super::keyring::{MemoryStore, REFRESH_TOKEN, SecretStore};
+use super::{AuthError, AuthSettings, Secret, TokenClaims, post_form};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+const ENDPOINT_TOKEN: &str = "/oauth/token";
+const ENDPOINT_REVOKE: &str = "/oauth/revoke";
+
+struct Cached {
+    token: Secret,
+    expires_at_ms: i64,
+    claims: TokenClaims,
+}
+
+struct Inner {
+    refresh: Option<Secret>,
+    access: Option<Cached>,
+}
+
+pub struct Session {
+    http: reqwest::Client,
+    settings: AuthSettings,
+    store: Arc<dyn SecretStore>,
+    inner: tokio::sync::Mutex<Inner>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AuthError> + Send + 'static,
+) -> Result<T, AuthError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AuthError::Keyring(format!("keyring task failed: {e}")))?
+}
+
+impl Session {
+    /// After a successful device login: stores the refresh token and verifies the
+    /// access token (signature, issuer, audience) to learn the user's `sub`.
+    pub async fn from_tokens(
+        settings: AuthSettings,
+        store: Arc<dyn SecretStore>,
+        tokens: TokenSet,
+    ) -> Result<Session, AuthError> {
+        let http = super::http_client();
+        let claims = super::verify_access_token(&http, &settings, &tokens.access_token).await?;
+        if let Some(rt) = &tokens.refresh_token {
+            let (s, v) = (store.clone(), rt.expose().to_string());
+            blocking(move || s.set(REFRESH_TOKEN, &v)).await?;
+        }
+        Ok(Session {
+            http,
+            settings,
+            store,
+            inner: tokio::sync::Mutex::new(Inner {
+                refresh: tokens.refresh_token,
+                access: Some(Cached {
+                    token: tokens.access_token,
+                    expires_at_ms: tokens.expires_at_ms,
+                    claims,
+                }),
+            }),
+        })
+    }
+
+    /// Resumes from the refresh token in the keyring (no network until a token is needed).
+    pub async fn resume(
+        settings: AuthSettings,
+        store: Arc<dyn SecretStore>,
+    ) -> Result<Session, AuthError> {
+        let s = store.clone();
+        let rt = blocking(move || s.get(REFRESH_TOKEN))
+            .await?
+            .ok_or(AuthError::NotSignedIn)?;
+        Ok(Session {
+            http: super::http_client(),
+            settings,
+            store,
+            inner: tokio::sync::Mutex::new(Inner {
+                refresh: Some(Secret::new(rt)),
+                access: None,
+            }),
+        })
+    }
+
+    /// `--sandbox`: a real device-flow sign-in against the emulator, approved for the
+    /// demo user through the sandbox's device-approval endpoint instead of a browser.
+    /// Same client code path as a real login; secrets stay in memory.
+    pub async fn sandbox(settings: AuthSettings) -> Result<Session, AuthError> {
+        let login = DeviceLogin::new(settings.clone());
+        let prompt = login.start().await?;
+        approve_sandbox_device(&settings, &prompt.user_code).await?;
+        let tokens = login.complete(&prompt, &CancellationToken::new()).await?;
+        Session::from_tokens(settings, Arc::new(MemoryStore::default()), tokens).await
+    }
+
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    /// The current API access token, refreshed first if it expires within the margin.
+    pub async fn access_token(&self) -> Result<Secret, AuthError> {
+        let mut g = self.inner.lock().await;
+        let margin = self.settings.refresh_margin.as_millis() as i64;
+        if let Some(c) = &g.access
+            && c.expires_at_ms - margin > super::now_ms()
+        {
+            return Ok(c.token.clone());
+        }
+        let tokens = self.refresh_locked(&mut g, None).await?;
+        let claims =
+            super::verify_access_token(&self.http, &self.settings, &tokens.access_token).await?;
+        let token = tokens.access_token.clone();
+        g.access = Some(Cached {
+            token: tokens.access_token,
+            expires_at_ms: tokens.expires_at_ms,
+            claims,
+        });
+        Ok(token)
+    }
+
+    /// The signed-in user's Auth0 id (`auth0|...`), from the verified access token.
+    pub async fn sub(&self) -> Result<String, AuthError> {
+        self.access_token().await?;
+        let g = self.inner.lock().await;
+        g.access
+            .as_ref()
+            .map(|c| c.claims.sub.clone())
+            .ok_or(AuthError::NotSignedIn)
+    }
+
+    /// A token for another audience from the same refresh token (Auth0 multi-resource
+    /// refresh), e.g. the My Account API. Not cached.
+    pub async fn token_for_audience(&self, audience: &str) -> Result<Secret, AuthError> {
+        let mut g = self.inner.lock().await;
+        Ok(self
+            .refresh_locked(&mut g, Some(audience))
+            .await?
+            .access_token)
+    }
+
+    async fn refresh_locked(
+        &self,
+        g: &mut Inner,
+        audience: Option<&str>,
+    ) -> Result<TokenSet, AuthError> {
+        let rt = g.refresh.clone().ok_or(AuthError::NotSignedIn)?;
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("client_id", self.settings.login_client_id.as_str()),
+            ("refresh_token", rt.expose()),
+        ];
+        if let Some(a) = audience {
+            form.push(("audience", a));
+        }
+        let v = post_form(&self.http, &self.settings, ENDPOINT_TOKEN, &form).await?;
+        let tokens = TokenSet::from_json(&v, ENDPOINT_TOKEN)?;
+        if let Some(new_rt) = &tokens.refresh_token {
+            // Rotation: the old token is now spent; keep the new one.
+            let (s, val) = (self.store.clone(), new_rt.expose().to_string());
+            blocking(move || s.set(REFRESH_TOKEN, &val)).await?;
+            g.refresh = Some(new_rt.clone());
+        }
+        Ok(tokens)
+    }
+
+    /// `/userinfo` for the signed-in user.
+    pub async fn userinfo(&self) -> Result<serde_json::Value, AuthError> {
+        let at = self.access_token().await?;
+        let path = "/userinfo";
+        let resp = self
+            .http
+            .get(self.settings.url(path))
+            .bearer_auth(at.expose())
+            .send()
+            .await
+            .map_err(|_| AuthError::Transport {
+                endpoint: path.into(),
+                message: "request failed".into(),
+            })?;
+        super::read_json(path, resp).await
+    }
+
+    /// Revokes the refresh token at Auth0 and deletes it from the keyring. The keyring
+    /// entry is deleted even if revocation fails; the revocation error is returned.
+    pub async fn logout(&self) -> Result<(), AuthError> {
+        let mut g = self.inner.lock().await;
+        let revoked = match g.refresh.take() {
+            Some(rt) => post_form(
+                &self.http,
+                &self.settings,
+                ENDPOINT_REVOKE,
+                &[
+                    ("client_id", self.settings.login_client_id.as_str()),
+                    ("token", rt.expose()),
+                ],
+            )
+            .await
+            .map(|_| ()),
+            None => Ok(()),
+        };
+        g.access = None;
+        let s = self.store.clone();
+        blocking(move || s.delete(REFRESH_TOKEN)).await?;
+        revoked
+    }
+}
+
+/// Sandbox only: approve a pending device code as the demo user.
+pub async fn approve_sandbox_device(
+    settings: &AuthSettings,
+    user_code: &str,
+) -> Result<(), AuthError> {
+    let path = "/sandbox/device/approve";
+    let resp = super::http_client()
+        .post(settings.url(path))
+        .json(&serde_json::json!({ "user_code": user_code }))
+        .send()
+        .await
+        .map_err(|_| AuthError::Transport {
+            endpoint: path.into(),
+            message: "request failed".into(),
+        })?;
+    super::read_json(path, resp).await.map(|_| ())
+}

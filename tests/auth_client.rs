@@ -1,0 +1,429 @@
+#![allow(clippy::unwrap_used)]
+//! dealflow's Auth0 client against the emulator over real HTTP: device login, session
+//! refresh/logout, Token Vault, CIBA with the phone, connected accounts.
+
+use dealflow::auth::ciba::{CibaClient, CibaOutcome};
+use dealflow::auth::connect::{ConnectClient, LoopbackRedirect, parse_redirect};
+use dealflow::auth::device::DeviceLogin;
+use dealflow::auth::keyring::{MemoryStore, REFRESH_TOKEN, SecretStore};
+use dealflow::auth::session::{Session, approve_sandbox_device};
+use dealflow::auth::vault::VaultClient;
+use dealflow::auth::{AuthError, AuthSettings, Secret};
+use dealflow::core::domain::Connection;
+use dealflow::sandbox::Sandbox;
+use dealflow::sandbox::auth0::model::{DEMO_SUB, LEAD_SUB};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const UNIT_MS: u64 = 20;
+
+async fn setup() -> (Sandbox, AuthSettings) {
+    let sb = Sandbox::start(None).await.unwrap();
+    sb.state
+        .auth0
+        .set_timing(|t| t.ms_per_second = UNIT_MS as i64);
+    let mut s = AuthSettings::sandbox(&sb.base_url());
+    s.poll_unit = Duration::from_millis(UNIT_MS);
+    (sb, s)
+}
+
+async fn session(s: &AuthSettings) -> Session {
+    Session::sandbox(s.clone()).await.unwrap()
+}
+
+#[tokio::test]
+async fn device_login_session_refresh_and_logout_with_revocation() {
+    let (sb, s) = setup().await;
+    let store: Arc<MemoryStore> = Arc::new(MemoryStore::default());
+    let login = DeviceLogin::new(s.clone());
+    let prompt = login.start().await.unwrap();
+    assert!(prompt.verification_uri.starts_with(&sb.base_url()));
+    assert_eq!(prompt.user_code.len(), 9);
+    approve_sandbox_device(&s, &prompt.user_code).await.unwrap();
+    let tokens = login
+        .complete(&prompt, &CancellationToken::new())
+        .await
+        .unwrap();
+    let sess = Session::from_tokens(s.clone(), store.clone(), tokens)
+        .await
+        .unwrap();
+    assert_eq!(sess.sub().await.unwrap(), DEMO_SUB);
+    let rt1 = store.get(REFRESH_TOKEN).unwrap().unwrap();
+    assert_eq!(sess.userinfo().await.unwrap()["name"], "Dana Demo");
+
+    // Resume from the keyring, refresh (rotation stores the new refresh token).
+    let resumed = Session::resume(s.clone(), store.clone()).await.unwrap();
+    let at = resumed.access_token().await.unwrap();
+    assert_eq!(resumed.sub().await.unwrap(), DEMO_SUB);
+    let rt2 = store.get(REFRESH_TOKEN).unwrap().unwrap();
+    assert_ne!(rt1, rt2);
+    // Cached: no second refresh while the token is fresh.
+    assert_eq!(resumed.access_token().await.unwrap(), at);
+    assert_eq!(store.get(REFRESH_TOKEN).unwrap().unwrap(), rt2);
+
+    // Logout revokes at Auth0 and clears the keyring.
+    resumed.logout().await.unwrap();
+    assert_eq!(store.get(REFRESH_TOKEN).unwrap(), None);
+    let again = Session::resume(s.clone(), store.clone()).await;
+    assert!(matches!(again, Err(AuthError::NotSignedIn)));
+    // The revoked token is dead at the server too.
+    store.set(REFRESH_TOKEN, &rt2).unwrap();
+    let dead = Session::resume(s.clone(), store.clone()).await.unwrap();
+    let e = dead.access_token().await.unwrap_err();
+    assert_eq!(e.code(), Some("invalid_grant"));
+    assert_eq!(e.status(), Some(403));
+}
+
+#[tokio::test]
+async fn device_poller_adds_five_seconds_on_slow_down() {
+    let (sb, s) = setup().await;
+    let login = DeviceLogin::new(s.clone());
+    let prompt = login.start().await.unwrap();
+    approve_sandbox_device(&s, &prompt.user_code).await.unwrap();
+    sb.state.auth0.set_timing(|t| t.force_slow_down = 1);
+    let t0 = Instant::now();
+    login
+        .complete(&prompt, &CancellationToken::new())
+        .await
+        .unwrap();
+    // 5 units before the first poll, then 5 + 5 = 10 after slow_down: 15 units in all.
+    // A poller that ignored slow_down would finish after 10 units.
+    assert!(
+        t0.elapsed() >= Duration::from_millis(15 * UNIT_MS),
+        "{:?}",
+        t0.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn device_poller_stops_on_expiry_and_denial() {
+    let (sb, s) = setup().await;
+    sb.state.auth0.set_timing(|t| t.device_expires_in_s = 2);
+    let login = DeviceLogin::new(s.clone());
+    let prompt = login.start().await.unwrap();
+    let e = login
+        .complete(&prompt, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AuthError::Expired { .. }), "{e:?}");
+
+    sb.state.auth0.set_timing(|t| t.device_expires_in_s = 900);
+    let prompt = login.start().await.unwrap();
+    assert!(
+        sb.state
+            .auth0
+            .decide_device(&prompt.user_code, DEMO_SUB, false)
+    );
+    let e = login
+        .complete(&prompt, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AuthError::Denied { .. }), "{e:?}");
+
+    let prompt = login.start().await.unwrap();
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let e = login.complete(&prompt, &cancel).await.unwrap_err();
+    assert!(matches!(e, AuthError::Cancelled));
+}
+
+#[tokio::test]
+async fn vault_exchange_caches_invalidates_and_surfaces_errors() {
+    let (sb, s) = setup().await;
+    let sess = session(&s).await;
+    let at = sess.access_token().await.unwrap();
+    let vault = VaultClient::new(s.clone(), Secret::new(sb.state.auth0.agent_client_secret()));
+
+    let g = vault
+        .exchange(at.expose(), Connection::Google)
+        .await
+        .unwrap();
+    assert_eq!(g.scopes.len(), 4);
+    assert!(
+        g.missing_scopes(&["https://www.googleapis.com/auth/gmail.send"])
+            .is_empty()
+    );
+    let grant = sb.state.provider_grant(g.access_token.expose()).unwrap();
+    assert_eq!(grant.connection, "google-oauth2");
+    assert_eq!(sb.state.auth0.vault_exchange_count(), 1);
+    // Cached.
+    let g2 = vault
+        .exchange(at.expose(), Connection::Google)
+        .await
+        .unwrap();
+    assert_eq!(g2.access_token, g.access_token);
+    assert_eq!(sb.state.auth0.vault_exchange_count(), 1);
+    // After a provider 401 the caller invalidates: a fresh exchange.
+    vault.invalidate(Connection::Google);
+    let g3 = vault
+        .exchange(at.expose(), Connection::Google)
+        .await
+        .unwrap();
+    assert_ne!(g3.access_token, g.access_token);
+    assert_eq!(sb.state.auth0.vault_exchange_count(), 2);
+
+    // Slack with fewer scopes: the granted scopes come back, the app sees what is missing.
+    sb.state
+        .auth0
+        .set_connected_account(DEMO_SUB, "sign-in-with-slack", &["channels:read"]);
+    let sl = vault
+        .exchange(at.expose(), Connection::Slack)
+        .await
+        .unwrap();
+    assert_eq!(sl.scopes, vec!["channels:read".to_string()]);
+    assert_eq!(sl.missing_scopes(&["chat:write"]), vec!["chat:write"]);
+
+    // Disconnected at Auth0: the full error, typed.
+    sb.state.disconnect_account(DEMO_SUB, "google-oauth2");
+    vault.invalidate(Connection::Google);
+    let e = vault
+        .exchange(at.expose(), Connection::Google)
+        .await
+        .unwrap_err();
+    match &e {
+        AuthError::Server {
+            endpoint,
+            status,
+            error,
+            description,
+            ..
+        } => {
+            assert_eq!(endpoint, "/oauth/token");
+            assert_eq!(*status, 401);
+            assert_eq!(error, "federated_connection_refresh_token_not_found");
+            assert!(description.contains("google-oauth2"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The provider side of the disconnect: previously issued tokens are revoked.
+    assert!(sb.state.provider_grant(g3.access_token.expose()).is_none());
+
+    // Provider revoked the stored refresh token.
+    sb.state
+        .auth0
+        .revoke_at_provider(DEMO_SUB, "sign-in-with-slack");
+    vault.invalidate(Connection::Slack);
+    let e = vault
+        .exchange(at.expose(), Connection::Slack)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some("federated_connection_refresh_token_flow_failed")
+    );
+
+    // App-level disconnect: refused locally, Auth0 not asked.
+    let n = sb.state.auth0.vault_exchange_count();
+    vault.set_disconnected(Connection::Slack, true);
+    let e = vault
+        .exchange(at.expose(), Connection::Slack)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AuthError::Disconnected(_)));
+    assert_eq!(sb.state.auth0.vault_exchange_count(), n);
+
+    // Wrong agent secret.
+    let bad = VaultClient::new(s.clone(), Secret::new("wrong"));
+    let e = bad
+        .exchange(at.expose(), Connection::Slack)
+        .await
+        .unwrap_err();
+    assert_eq!((e.status(), e.code()), (Some(401), Some("invalid_client")));
+}
+
+async fn wait_for_phone(sb: &Sandbox, bm: &str) -> dealflow::sandbox::auth0::model::PhoneRequest {
+    for _ in 0..200 {
+        if let Some(r) = sb
+            .state
+            .phone_pending()
+            .into_iter()
+            .find(|r| r.binding_message == bm)
+        {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("no phone request");
+}
+
+#[tokio::test]
+async fn ciba_approved_token_is_the_vault_subject() {
+    let (sb, s) = setup().await;
+    let ciba = CibaClient::new(s.clone(), Secret::new(sb.state.auth0.agent_client_secret()));
+    let req = ciba
+        .start(DEMO_SUB, "dealflow: 2 actions - 1 email 1 cal", "")
+        .await
+        .unwrap();
+    let phone = wait_for_phone(&sb, "dealflow: 2 actions - 1 email 1 cal").await;
+    assert_eq!(phone.binding_message, "dealflow: 2 actions - 1 email 1 cal");
+    assert_eq!(phone.requester, "dealflow agent");
+    assert_eq!(phone.user_sub, DEMO_SUB);
+    assert!(phone.expires_in_ms > 0);
+    assert!(sb.state.phone_approve(&phone.id));
+    let out = ciba.poll(&req, &CancellationToken::new()).await.unwrap();
+    let CibaOutcome::Approved { access_token, .. } = out else {
+        panic!("{out:?}")
+    };
+    let vault = VaultClient::new(s.clone(), Secret::new(sb.state.auth0.agent_client_secret()));
+    let g = vault
+        .exchange(access_token.expose(), Connection::Google)
+        .await
+        .unwrap();
+    assert_eq!(
+        sb.state
+            .provider_grant(g.access_token.expose())
+            .unwrap()
+            .sub,
+        DEMO_SUB
+    );
+    // The auth_req_id is single-use.
+    let e = ciba
+        .poll(&req, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("invalid_grant"));
+}
+
+#[tokio::test]
+async fn ciba_denied_expired_cancelled_and_slow_down() {
+    let (sb, s) = setup().await;
+    let ciba = CibaClient::new(s.clone(), Secret::new(sb.state.auth0.agent_client_secret()));
+
+    // Denied over the phone's HTTP API (what `dealflow sandbox phone` calls).
+    let req = ciba
+        .start(LEAD_SUB, "approve 1 email", "openid")
+        .await
+        .unwrap();
+    let phone = wait_for_phone(&sb, "approve 1 email").await;
+    assert_eq!(phone.user_name, "Lee Lead");
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/sandbox/phone/requests/{}/deny",
+            sb.base_url(),
+            phone.id
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let out = ciba.poll(&req, &CancellationToken::new()).await.unwrap();
+    assert!(matches!(out, CibaOutcome::Denied), "{out:?}");
+
+    // Expired: nobody answers within 3 units; the server says access_denied, the
+    // client knows it is an expiry.
+    sb.state.auth0.set_timing(|t| t.ciba_expires_in_s = 3);
+    let req = ciba.start(DEMO_SUB, "will expire", "").await.unwrap();
+    let out = ciba.poll(&req, &CancellationToken::new()).await.unwrap();
+    assert!(matches!(out, CibaOutcome::Expired), "{out:?}");
+    sb.state.auth0.set_timing(|t| t.ciba_expires_in_s = 300);
+
+    // Cancelled.
+    let req = ciba.start(DEMO_SUB, "cancel me", "").await.unwrap();
+    let cancel = CancellationToken::new();
+    let c2 = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        c2.cancel();
+    });
+    let t0 = Instant::now();
+    let out = ciba.poll(&req, &cancel).await.unwrap();
+    assert!(matches!(out, CibaOutcome::Cancelled));
+    assert!(t0.elapsed() < Duration::from_secs(2));
+
+    // slow_down announcing interval 20 (body + Retry-After): the poller waits 20 units.
+    let req = ciba.start(DEMO_SUB, "slow", "").await.unwrap();
+    let phone = wait_for_phone(&sb, "slow").await;
+    sb.state.phone_approve(&phone.id);
+    sb.state.auth0.set_timing(|t| {
+        t.force_slow_down = 1;
+        t.slow_down_to = Some(20);
+    });
+    let t0 = Instant::now();
+    let out = ciba.poll(&req, &CancellationToken::new()).await.unwrap();
+    assert!(matches!(out, CibaOutcome::Approved { .. }));
+    assert!(
+        t0.elapsed() >= Duration::from_millis(25 * UNIT_MS),
+        "{:?}",
+        t0.elapsed()
+    );
+
+    // Binding message too long: Auth0's error, typed.
+    let e = ciba.start(DEMO_SUB, &"x".repeat(65), "").await.unwrap_err();
+    assert_eq!(e.status(), Some(400));
+    assert_eq!(e.code(), Some("invalid_request"));
+    assert!(e.to_string().contains("/bc-authorize"));
+}
+
+#[tokio::test]
+async fn connected_account_connect_flow_over_loopback_redirect() {
+    let (sb, s) = setup().await;
+    let sess = session(&s).await;
+    sb.state
+        .auth0
+        .delete_connected_account(DEMO_SUB, "sign-in-with-slack");
+    let cc = ConnectClient::new(&sess);
+    let listed = cc.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].connection, "google-oauth2");
+
+    let lb = LoopbackRedirect::bind().await.unwrap();
+    let start = cc
+        .start(
+            Connection::Slack,
+            &["chat:write", "channels:read"],
+            &lb.redirect_uri,
+        )
+        .await
+        .unwrap();
+    assert!(start.connect_url.contains("ticket="));
+    let waiter = tokio::spawn(lb.wait());
+    // The "browser": follows the consent redirect to the loopback listener.
+    let body = reqwest::get(&start.connect_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("Account connected"));
+    let (code, state) = waiter.await.unwrap().unwrap();
+    let acct = cc.complete(&start, &code, &state).await.unwrap();
+    assert_eq!(acct.connection, "sign-in-with-slack");
+    assert_eq!(acct.scopes, vec!["chat:write", "channels:read"]);
+
+    // The vault has it now.
+    let vault = VaultClient::new(s.clone(), Secret::new(sb.state.auth0.agent_client_secret()));
+    let at = sess.access_token().await.unwrap();
+    let t = vault
+        .exchange(at.expose(), Connection::Slack)
+        .await
+        .unwrap();
+    assert_eq!(t.scopes.len(), 2);
+
+    // Completing twice fails; a bad state is refused locally.
+    assert!(cc.complete(&start, &code, &state).await.is_err());
+    assert!(matches!(
+        cc.complete(&start, &code, "other").await,
+        Err(AuthError::Invalid(_))
+    ));
+    // Delete through the My Account API.
+    cc.delete(&acct.id).await.unwrap();
+    assert_eq!(cc.list().await.unwrap().len(), 1);
+    // Paste-back parsing.
+    assert_eq!(
+        parse_redirect("http://127.0.0.1:9/callback?connect_code=abc&state=xyz"),
+        Some(("abc".into(), "xyz".into()))
+    );
+    assert_eq!(
+        parse_redirect("http://127.0.0.1:9/callback?state=xyz"),
+        None
+    );
+}
+
+#[test]
+fn secrets_and_errors_never_print_tokens() {
+    let s = Secret::new("eyJhbGciOi.super.secret");
+    assert_eq!(format!("{s}"), "[redacted]");
+    assert_eq!(format!("{s:?}"), "[redacted]");
+    assert_eq!(s.expose(), "eyJhbGciOi.super.secret");
+}
