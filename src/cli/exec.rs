@@ -3,17 +3,20 @@
 
 use super::{Ctx, now_ms};
 use crate::connectors::Endpoints;
+use crate::runtime::auth0::{CibaDevice, SandboxWiring, wire_sandbox};
 use crate::runtime::credentials::Subject;
 use crate::runtime::pipeline::{Executed, Pipeline, PipelineError};
 use crate::sandbox::Sandbox;
-use crate::sandbox::direct_vault::DirectVault;
 use anyhow::{Result, bail};
 use std::sync::Arc;
 
 /// A pipeline wired for this invocation, plus what must live as long as it.
 pub struct Wired {
     pub pipeline: Pipeline,
-    _sandbox: Option<Sandbox>,
+    /// The in-process sandbox's base URL (for the phone in a second terminal).
+    pub sandbox_url: Option<String>,
+    pub device: Arc<CibaDevice>,
+    _sandbox: Option<SandboxWiring>,
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -30,11 +33,12 @@ pub async fn wire(ctx: &Ctx) -> Result<Wired> {
         );
     }
     let sandbox = Sandbox::start(None).await?;
-    let vault = Arc::new(DirectVault::new(sandbox.state.clone()));
+    let base = sandbox.base_url();
+    let wiring = wire_sandbox(sandbox).await?;
     let pipeline = Pipeline::new(
         ctx.store.clone(),
-        vault,
-        Endpoints::sandbox(&sandbox.base_url()),
+        wiring.creds.clone(),
+        Endpoints::sandbox(&base),
         "demo@dealflow.test".into(),
     );
     // Anything a crashed run left executing is checked before anything new runs.
@@ -49,7 +53,9 @@ pub async fn wire(ctx: &Ctx) -> Result<Wired> {
     }
     Ok(Wired {
         pipeline,
-        _sandbox: Some(sandbox),
+        sandbox_url: Some(base),
+        device: wiring.device.clone(),
+        _sandbox: Some(wiring),
     })
 }
 

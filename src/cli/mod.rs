@@ -3,6 +3,7 @@
 
 mod actions;
 mod audit_cmd;
+mod batch_cmd;
 mod exec;
 mod permissions_cmd;
 mod status;
@@ -211,7 +212,6 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Command::Logout) => return not_built("logout"),
         Some(Command::Whoami) => return not_built("whoami"),
         Some(Command::Mcp) => return not_built("mcp"),
-        Some(Command::Batch { .. }) => return not_built("batch"),
         Some(Command::Sandbox {
             cmd: SandboxCmd::Phone,
         }) => return not_built("sandbox phone"),
@@ -242,6 +242,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Command::Audit { cmd }) => audit_cmd::run(&ctx, cmd),
         Some(Command::Permissions { cmd }) => permissions_cmd::run(&ctx, cmd),
         Some(Command::Doctor) => doctor(&ctx),
+        Some(Command::Batch { every }) => batch_cmd::run(&ctx, every),
         _ => Ok(ExitCode::SUCCESS),
     }
 }

@@ -117,7 +117,7 @@ pub struct BatchReport {
 pub fn binding_message(actions: &[Action]) -> String {
     if let [a] = actions {
         let full = format!("dealflow: {} {}", a.kind(), a.params.target());
-        return full.chars().take(64).collect();
+        return ciba_safe(&full);
     }
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for a in actions {
@@ -135,6 +135,26 @@ pub fn binding_message(actions: &[Action]) -> String {
         msg.push_str(&part);
     }
     msg
+}
+
+/// Auth0 accepts only letters, digits, spaces and `+-_.,:#` in a binding message, at
+/// most 64 of them; "@" reads naturally as "at".
+pub fn ciba_safe(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        match c {
+            '@' => out.push_str(" at "),
+            c if c.is_ascii_alphanumeric() || " +-_.,:#".contains(c) => out.push(c),
+            _ => out.push(' '),
+        }
+    }
+    let collapsed = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    collapsed
+        .chars()
+        .take(64)
+        .collect::<String>()
+        .trim_end()
+        .to_string()
 }
 
 /// A digest of exactly what the device is asked to approve.

@@ -1,6 +1,7 @@
 //! The runtime wires adapters to the pure core and runs effects. Every surface (CLI,
 //! TUI, MCP, batch) goes through it, so every surface gets the same gates.
 
+pub mod auth0;
 pub mod batch;
 pub mod credentials;
 pub mod pipeline;

@@ -217,6 +217,51 @@ impl Reviewer {
         Ok(now)
     }
 
+    /// Sends a proposed action to the device-consent queue: the next CIBA batch asks
+    /// the approver's phone about it.
+    pub fn queue_for_device(
+        &self,
+        store: &dyn Store,
+        id: &str,
+        at: Millis,
+    ) -> Result<Action, ReviewError> {
+        let a = store.get_action(id)?;
+        if a.state != ActionState::Proposed {
+            return Err(ReviewError::NotPending {
+                id: id.into(),
+                state: a.state,
+                verb: "sent to the device queue",
+            });
+        }
+        let d = decision_for(store, &a)?;
+        if let Gate::Deny { reason } = d.gate() {
+            return Err(ReviewError::Denied {
+                id: id.into(),
+                reason: reason.clone(),
+            });
+        }
+        let now = store.transition(
+            id,
+            &Transition {
+                from: a.state,
+                version: a.version,
+                to: ActionState::AwaitingConsent,
+                outcome: None,
+                evidence: None,
+                at,
+            },
+        )?;
+        self.audit(
+            store,
+            &now,
+            "action.queued_for_device",
+            "ok",
+            at,
+            serde_json::json!({ "kind": now.kind(), "target": now.params.target() }),
+        )?;
+        Ok(now)
+    }
+
     /// Replaces the payload; voids any consent or pending device request.
     pub fn edit(
         &self,

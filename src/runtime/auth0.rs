@@ -1,0 +1,235 @@
+//! The pipeline's credential seams served by the real Auth0 clients: Token Vault for
+//! provider tokens (subject: the user's session or a CIBA-issued token), My Account for
+//! the connection's granted scopes, and CIBA for device consent.
+
+use super::batch::{DeviceAnswer, DeviceConsent, DeviceRequest};
+use super::credentials::{BoxFuture, CredentialError, Credentials, ProviderToken, Subject};
+use crate::auth::AuthError;
+use crate::auth::ciba::{CibaClient, CibaOutcome, CibaRequest};
+use crate::auth::connect::ConnectClient;
+use crate::auth::session::Session;
+use crate::auth::vault::VaultClient;
+use crate::core::domain::Connection;
+use crate::core::permissions::Approver;
+use sha2::Digest;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+fn cred_err(e: AuthError) -> CredentialError {
+    match e {
+        AuthError::Server {
+            endpoint,
+            status,
+            error,
+            description,
+            ..
+        } => CredentialError::Refused {
+            endpoint,
+            status,
+            error,
+            description,
+        },
+        AuthError::Transport { endpoint, message } => CredentialError::Unavailable {
+            endpoint,
+            detail: message,
+        },
+        AuthError::NotSignedIn => CredentialError::NoSession("run `dealflow login`".into()),
+        AuthError::Disconnected(c) => CredentialError::NotConnected { connection: c },
+        other => CredentialError::Unavailable {
+            endpoint: "auth0".into(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+pub struct VaultCredentials {
+    pub vault: VaultClient,
+    pub session: Arc<Session>,
+    /// Single-flight: concurrent executions needing the same token wait for the first
+    /// exchange and then hit the vault client's cache (one exchange per connection).
+    pub exchange_lock: tokio::sync::Mutex<()>,
+}
+
+impl Credentials for VaultCredentials {
+    fn token<'a>(
+        &'a self,
+        connection: Connection,
+        subject: &'a Subject,
+    ) -> BoxFuture<'a, Result<ProviderToken, CredentialError>> {
+        Box::pin(async move {
+            let _one_at_a_time = self.exchange_lock.lock().await;
+            let subject_token = match subject {
+                Subject::User => self.session.access_token().await.map_err(cred_err)?,
+                Subject::Ciba(t) => crate::auth::Secret::new(t.clone()),
+            };
+            let t = self
+                .vault
+                .exchange(subject_token.expose(), connection)
+                .await
+                .map_err(cred_err)?;
+            Ok(ProviderToken::new(
+                t.access_token.expose().to_string(),
+                t.scopes,
+                t.expires_at_ms,
+            ))
+        })
+    }
+
+    fn invalidate(&self, connection: Connection) {
+        self.vault.invalidate(connection);
+    }
+
+    fn granted_scopes<'a>(
+        &'a self,
+        connection: Connection,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, CredentialError>> {
+        Box::pin(async move {
+            let accounts = ConnectClient::new(&self.session)
+                .list()
+                .await
+                .map_err(cred_err)?;
+            Ok(accounts
+                .into_iter()
+                .find(|a| a.connection == connection.as_str())
+                .map(|a| a.scopes))
+        })
+    }
+}
+
+/// CIBA as the batch and the MCP server use it. The `auth_req_id` is a credential, so
+/// callers (and the audit log) only see a digest of it; the request stays here.
+pub struct CibaDevice {
+    pub ciba: CibaClient,
+    pub session: Arc<Session>,
+    pending: Mutex<HashMap<String, CibaRequest>>,
+}
+
+impl CibaDevice {
+    pub fn new(ciba: CibaClient, session: Arc<Session>) -> CibaDevice {
+        CibaDevice {
+            ciba,
+            session,
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// A stable reference to a CIBA request that is safe to log.
+pub fn request_ref(auth_req_id: &str) -> String {
+    format!(
+        "ciba-{}",
+        &hex::encode(sha2::Sha256::digest(auth_req_id.as_bytes()))[..16]
+    )
+}
+
+impl DeviceConsent for CibaDevice {
+    fn request<'a>(
+        &'a self,
+        approver: &'a Approver,
+        binding_message: &'a str,
+    ) -> BoxFuture<'a, Result<DeviceRequest, CredentialError>> {
+        Box::pin(async move {
+            let sub = match approver {
+                Approver::User => self.session.sub().await.map_err(cred_err)?,
+                Approver::TeamLead(sub) => sub.clone(),
+            };
+            let req = self
+                .ciba
+                .start(&sub, binding_message, "openid")
+                .await
+                .map_err(cred_err)?;
+            let reference = request_ref(req.auth_req_id.expose());
+            let out = DeviceRequest {
+                auth_req_id: reference.clone(),
+                expires_at_ms: req.expires_at_ms,
+            };
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(reference, req);
+            Ok(out)
+        })
+    }
+
+    fn wait<'a>(
+        &'a self,
+        req: &'a DeviceRequest,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<DeviceAnswer, CredentialError>> {
+        Box::pin(async move {
+            let Some(ciba_req) = self
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&req.auth_req_id)
+                .cloned()
+            else {
+                return Err(CredentialError::Unavailable {
+                    endpoint: "/bc-authorize".into(),
+                    detail: format!("unknown request {}", req.auth_req_id),
+                });
+            };
+            let outcome = self.ciba.poll(&ciba_req, cancel).await;
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&req.auth_req_id);
+            Ok(match outcome {
+                Ok(CibaOutcome::Approved {
+                    access_token,
+                    expires_at_ms,
+                }) => DeviceAnswer::Approved {
+                    token: access_token.expose().to_string(),
+                    expires_at_ms,
+                },
+                Ok(CibaOutcome::Denied) => DeviceAnswer::Denied,
+                Ok(CibaOutcome::Expired) => DeviceAnswer::Expired,
+                Ok(CibaOutcome::Cancelled) | Err(AuthError::Cancelled) => DeviceAnswer::Cancelled,
+                Err(AuthError::Expired { .. }) => DeviceAnswer::Expired,
+                Err(AuthError::Denied { .. }) => DeviceAnswer::Denied,
+                Err(e) => return Err(cred_err(e)),
+            })
+        })
+    }
+}
+
+/// Everything needed to run the pipeline against an in-process sandbox: a real device
+/// sign-in as the demo user, the real vault and CIBA clients, the emulated providers.
+pub struct SandboxWiring {
+    pub sandbox: crate::sandbox::Sandbox,
+    pub session: Arc<Session>,
+    pub creds: Arc<VaultCredentials>,
+    pub device: Arc<CibaDevice>,
+}
+
+pub async fn wire_sandbox(sandbox: crate::sandbox::Sandbox) -> Result<SandboxWiring, AuthError> {
+    wire_sandbox_with(sandbox, std::time::Duration::from_secs(1)).await
+}
+
+/// As [`wire_sandbox`], with the client's polling unit matched to the emulator's
+/// `Timing::ms_per_second` (tests speed protocol time up).
+pub async fn wire_sandbox_with(
+    sandbox: crate::sandbox::Sandbox,
+    poll_unit: std::time::Duration,
+) -> Result<SandboxWiring, AuthError> {
+    let mut settings = crate::auth::AuthSettings::sandbox(&sandbox.base_url());
+    settings.poll_unit = poll_unit;
+    let secret = crate::auth::Secret::new(sandbox.state.auth0.agent_client_secret());
+    let session = Arc::new(Session::sandbox(settings.clone()).await?);
+    let creds = Arc::new(VaultCredentials {
+        vault: VaultClient::new(settings.clone(), secret.clone()),
+        session: session.clone(),
+        exchange_lock: tokio::sync::Mutex::new(()),
+    });
+    let device = Arc::new(CibaDevice::new(
+        CibaClient::new(settings, secret),
+        session.clone(),
+    ));
+    Ok(SandboxWiring {
+        sandbox,
+        session,
+        creds,
+        device,
+    })
+}

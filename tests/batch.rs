@@ -1,0 +1,389 @@
+//! CIBA batches end to end: the real Auth0 clients against the emulator, the sandbox
+//! phone approving or denying, real SQLite, the emulated providers counting side effects.
+
+#![allow(clippy::unwrap_used)]
+
+use dealflow::connectors::Endpoints;
+use dealflow::core::domain::{ActionParams, ActionState, Email, Surface};
+use dealflow::runtime::auth0::{SandboxWiring, wire_sandbox_with};
+use dealflow::runtime::batch::{BatchOptions, BatchReport, binding_message, run_once};
+use dealflow::runtime::pipeline::{Pipeline, Proposal};
+use dealflow::runtime::review::Reviewer;
+use dealflow::sandbox::Sandbox;
+use dealflow::store::{ActionFilter, SqliteStore, Store};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    w: SandboxWiring,
+    p: Arc<Pipeline>,
+    store: Arc<dyn Store>,
+}
+
+async fn rig() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+    let sandbox = Sandbox::start(None).await.unwrap();
+    // Protocol seconds last 20 ms, so CIBA intervals and expiries take milliseconds.
+    sandbox.state.auth0.set_timing(|t| {
+        t.ms_per_second = 20;
+        t.device_interval_s = 1;
+        t.ciba_interval_s = 1;
+    });
+    let base = sandbox.base_url();
+    let w = wire_sandbox_with(sandbox, Duration::from_millis(20))
+        .await
+        .unwrap();
+    let p = Arc::new(Pipeline::new(
+        store.clone(),
+        w.creds.clone(),
+        Endpoints::sandbox(&base),
+        "rep@dealflow.test".into(),
+    ));
+    Rig {
+        _dir: dir,
+        w,
+        p,
+        store,
+    }
+}
+
+fn email(to: &str) -> ActionParams {
+    ActionParams::SendEmail(Email {
+        to: vec![to.into()],
+        cc: vec![],
+        subject: "Checking in".into(),
+        body: "Hi".into(),
+        deal_id: None,
+    })
+}
+
+fn meeting(n: i64) -> ActionParams {
+    ActionParams::ScheduleMeeting {
+        title: format!("Sync {n}"),
+        attendees: vec!["pepper@stark.example".into()],
+        start: 1_800_000_000_000 + n * 3_600_000,
+        end: 1_800_000_000_000 + n * 3_600_000 + 1_800_000,
+        description: String::new(),
+    }
+}
+
+/// Files `params` in the Action Center and sends each to the device queue (the TUI's `b`).
+fn queue(r: &Rig, params: Vec<ActionParams>) -> Vec<String> {
+    let me = Reviewer {
+        actor: "user:tester".into(),
+        surface: Surface::ActionCenter,
+    };
+    params
+        .into_iter()
+        .map(|params| {
+            let s =
+                r.p.submit(
+                    Proposal {
+                        title: params.kind().to_string(),
+                        params,
+                        surface: Surface::ActionCenter,
+                        confidence: 0.9,
+                        justification: "test".into(),
+                        proposer: "agent:test".into(),
+                    },
+                    1,
+                )
+                .unwrap();
+            me.queue_for_device(r.store.as_ref(), &s.action.id, 2)
+                .unwrap()
+                .id
+        })
+        .collect()
+}
+
+/// Runs one batch round while `phone` answers the device request it sees.
+async fn batch_with_phone(
+    r: &Rig,
+    opts: BatchOptions,
+    phone: impl FnOnce(&Rig, &str) + Send,
+) -> BatchReport {
+    let cancel = CancellationToken::new();
+    let (p, device) = (r.p.clone(), r.w.device.clone());
+    let task = tokio::spawn(async move { run_once(p, device.as_ref(), &opts, &cancel).await });
+    let state = r.w.sandbox.state.clone();
+    let mut pending = Vec::new();
+    for _ in 0..500 {
+        pending = state.phone_pending();
+        if !pending.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if pending.is_empty() {
+        let events: Vec<_> = r
+            .store
+            .audit_page(0, 1000)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.event, e.detail.to_string()))
+            .collect();
+        panic!("no device request; audit: {events:?}");
+    }
+    assert_eq!(pending.len(), 1, "one device request for the whole batch");
+    phone(r, &pending[0].id);
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+}
+
+fn states(r: &Rig, ids: &[String]) -> Vec<ActionState> {
+    ids.iter()
+        .map(|id| r.store.get_action(id).unwrap().state)
+        .collect()
+}
+
+fn audit_events(r: &Rig) -> Vec<(String, String)> {
+    r.store
+        .audit_page(0, 10_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.event, e.outcome))
+        .collect()
+}
+
+#[tokio::test]
+async fn one_push_approves_the_batch_and_each_connection_is_exchanged_once() {
+    let r = rig().await;
+    let ids = queue(
+        &r,
+        vec![
+            email("a@x.example"),
+            email("b@x.example"),
+            email("c@x.example"),
+            meeting(1),
+            meeting(2),
+        ],
+    );
+    let before = r.w.sandbox.state.auth0.vault_exchange_count();
+    let report = batch_with_phone(&r, BatchOptions::default(), |r, id| {
+        let req =
+            r.w.sandbox
+                .state
+                .phone_pending()
+                .into_iter()
+                .find(|p| p.id == id)
+                .unwrap();
+        assert_eq!(req.binding_message, "dealflow: 5 actions - 3 email 2 cal");
+        assert!(r.w.sandbox.state.phone_approve(id));
+    })
+    .await;
+    assert_eq!(report.succeeded.len(), 5, "{report:?}");
+    assert!(
+        states(&r, &ids)
+            .iter()
+            .all(|s| *s == ActionState::Succeeded)
+    );
+    assert_eq!(r.w.sandbox.state.providers.sent().len(), 3);
+    assert_eq!(r.w.sandbox.state.providers.events().len(), 2);
+    // One Token Vault exchange per connection per batch (google only here), not per action.
+    assert_eq!(r.w.sandbox.state.auth0.vault_exchange_count() - before, 1);
+    let log = r.store.audit_page(0, 10_000).unwrap();
+    let req = log.iter().find(|e| e.event == "batch.requested").unwrap();
+    assert_eq!(
+        req.detail["binding_message"],
+        "dealflow: 5 actions - 3 email 2 cal"
+    );
+    assert_eq!(req.detail["batch_hash"].as_str().unwrap().len(), 64);
+    let exec = log
+        .iter()
+        .filter(|e| e.event == "action.executed")
+        .collect::<Vec<_>>();
+    assert_eq!(exec.len(), 5);
+    assert!(exec.iter().all(|e| e.detail["evidence"]["by"] == "ciba"
+        && e.detail["evidence"]["binding_message"] == "dealflow: 5 actions - 3 email 2 cal"));
+    assert_eq!(r.store.verify_audit().unwrap(), Ok(log.len() as i64));
+}
+
+#[tokio::test]
+async fn a_denied_push_executes_nothing() {
+    let r = rig().await;
+    let ids = queue(&r, vec![email("a@x.example"), meeting(1)]);
+    let report = batch_with_phone(&r, BatchOptions::default(), |r, id| {
+        assert!(r.w.sandbox.state.phone_deny(id));
+    })
+    .await;
+    assert_eq!(report.rejected.len(), 2);
+    assert_eq!(
+        states(&r, &ids),
+        [ActionState::Rejected, ActionState::Rejected]
+    );
+    assert!(r.w.sandbox.state.providers.sent().is_empty());
+    assert!(r.w.sandbox.state.providers.events().is_empty());
+    assert!(audit_events(&r).contains(&("batch.denied".into(), "denied".into())));
+}
+
+#[tokio::test]
+async fn an_unanswered_push_times_out_as_a_timeout_not_a_no() {
+    let r = rig().await;
+    r.w.sandbox
+        .state
+        .auth0
+        .set_timing(|t| t.ciba_expires_in_s = 15);
+    let ids = queue(&r, vec![email("a@x.example")]);
+    let report = batch_with_phone(&r, BatchOptions::default(), |_, _| {}).await;
+    assert_eq!(report.leftover, ids);
+    assert_eq!(
+        states(&r, &ids),
+        [ActionState::AwaitingConsent],
+        "still queued, not rejected"
+    );
+    assert!(r.w.sandbox.state.providers.sent().is_empty());
+    let events = audit_events(&r);
+    assert!(events.contains(&("batch.expired".into(), "timeout".into())));
+    assert!(!events.iter().any(|(e, _)| e == "batch.denied"));
+}
+
+#[tokio::test]
+async fn an_edit_after_the_request_voids_the_approval() {
+    let r = rig().await;
+    let ids = queue(&r, vec![email("a@x.example"), email("b@x.example")]);
+    let store = r.store.clone();
+    let target = ids[1].clone();
+    let report = batch_with_phone(&r, BatchOptions::default(), move |r, id| {
+        let me = Reviewer {
+            actor: "user:tester".into(),
+            surface: Surface::ActionCenter,
+        };
+        me.edit(store.as_ref(), &target, &email("someone-else@x.example"), 5)
+            .unwrap();
+        assert!(r.w.sandbox.state.phone_approve(id));
+    })
+    .await;
+    assert_eq!(report.voided, 1);
+    assert!(report.succeeded.is_empty());
+    assert!(
+        r.w.sandbox.state.providers.sent().is_empty(),
+        "the phone approved something else"
+    );
+    assert_eq!(
+        states(&r, &ids),
+        [ActionState::AwaitingConsent, ActionState::Proposed]
+    );
+    assert!(audit_events(&r).contains(&("batch.voided".into(), "denied".into())));
+}
+
+#[tokio::test]
+async fn when_the_window_ends_mid_batch_the_rest_goes_back_to_the_queue() {
+    let r = rig().await;
+    r.w.sandbox.state.providers.set_latency_ms(150);
+    let ids = queue(&r, (0..6).map(meeting).collect());
+    let opts = BatchOptions {
+        window: Duration::from_millis(400),
+        concurrency: 1,
+        ..Default::default()
+    };
+    let report = batch_with_phone(&r, opts, |r, id| {
+        assert!(r.w.sandbox.state.phone_approve(id));
+    })
+    .await;
+    assert!(!report.succeeded.is_empty(), "{report:?}");
+    assert!(!report.leftover.is_empty(), "{report:?}");
+    assert_eq!(report.succeeded.len() + report.leftover.len(), 6);
+    let st = states(&r, &ids);
+    assert_eq!(
+        st.iter().filter(|s| **s == ActionState::Succeeded).count(),
+        report.succeeded.len()
+    );
+    assert_eq!(
+        st.iter()
+            .filter(|s| **s == ActionState::AwaitingConsent)
+            .count(),
+        report.leftover.len()
+    );
+    assert_eq!(
+        r.w.sandbox.state.providers.events().len(),
+        report.succeeded.len()
+    );
+    assert!(audit_events(&r).contains(&("batch.leftover".into(), "timeout".into())));
+    // The next batch picks the leftovers up.
+    r.w.sandbox.state.providers.set_latency_ms(0);
+    let again = batch_with_phone(&r, BatchOptions::default(), |r, id| {
+        assert!(r.w.sandbox.state.phone_approve(id));
+    })
+    .await;
+    assert_eq!(again.succeeded.len(), report.leftover.len());
+    assert_eq!(r.w.sandbox.state.providers.events().len(), 6);
+}
+
+#[test]
+fn binding_messages_fit_ciba_and_say_what_is_asked() {
+    let a = |p: ActionParams| dealflow::core::domain::Action {
+        id: "x".into(),
+        original: p.clone(),
+        params: p,
+        state: ActionState::AwaitingConsent,
+        version: 1,
+        surface: Surface::Mcp,
+        confidence: 1.0,
+        justification: String::new(),
+        title: String::new(),
+        created_at: 0,
+        updated_at: 0,
+        outcome: None,
+        evidence: None,
+    };
+    assert_eq!(
+        binding_message(&[a(email("bill@initech.example"))]),
+        "dealflow: send_email bill at initech.example"
+    );
+    let long = email(&format!("{}@x.example", "a".repeat(80)));
+    assert_eq!(binding_message(&[a(long)]).chars().count(), 64);
+    assert_eq!(
+        binding_message(&[a(ActionParams::PostSlack {
+            channel: "#deals".into(),
+            text: "x".into()
+        })]),
+        "dealflow: post_slack #deals"
+    );
+    let odd = binding_message(&[a(ActionParams::CreateDeal {
+        name: "Ünïcode (Ltd) & co!".into(),
+        account: "x".into(),
+        amount_cents: 1,
+        stage: dealflow::core::domain::Stage::Qualified,
+    })]);
+    assert!(
+        odd.chars()
+            .all(|c| c.is_ascii_alphanumeric() || " +-_.,:#".contains(c)),
+        "{odd}"
+    );
+    let many: Vec<_> = (0..40)
+        .map(|i| {
+            a(if i % 2 == 0 {
+                meeting(i)
+            } else {
+                email("x@y.example")
+            })
+        })
+        .collect();
+    let m = binding_message(&many);
+    assert!(
+        m.len() <= 64 && m.starts_with("dealflow: 40 actions - 20 cal 20 email"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_queued_nothing_is_asked() {
+    let r = rig().await;
+    let report = run_once(
+        r.p.clone(),
+        r.w.device.as_ref(),
+        &BatchOptions::default(),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.requests, 0);
+    assert!(r.w.sandbox.state.phone_pending().is_empty());
+    let _ = r.store.list_actions(&ActionFilter::default()).unwrap();
+}
