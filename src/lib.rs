@@ -2,8 +2,10 @@
 //!
 //! Dependencies point one way: `core` (pure) ← `store`, `config` ← `cli`.
 
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod llm;
 pub mod sandbox;
 pub mod store;
