@@ -5,6 +5,7 @@
 
 pub mod auth0;
 pub mod demo;
+pub mod fake_llm;
 pub mod providers;
 pub mod state;
 
