@@ -314,8 +314,7 @@ impl OfflineModel {
             })
             .unwrap_or_default();
         let mut content = Vec::new();
-        let stop_reason;
-        if !results.is_empty() {
+        let stop_reason = if !results.is_empty() {
             let lines: Vec<String> = results
                 .iter()
                 .map(|(c, err)| {
@@ -330,7 +329,7 @@ impl OfflineModel {
                 "{OFFLINE_LABEL} {}",
                 lines.join("\n")
             )));
-            stop_reason = StopReason::EndTurn;
+            StopReason::EndTurn
         } else {
             let text = last
                 .map(|m| {
@@ -354,12 +353,12 @@ impl OfflineModel {
                     input,
                 });
             }
-            stop_reason = if content.len() > 1 {
+            if content.len() > 1 {
                 StopReason::ToolUse
             } else {
                 StopReason::EndTurn
-            };
-        }
+            }
+        };
         AssistantTurn {
             message_id: format!("offline_{}", req.messages.len()),
             content,
