@@ -182,11 +182,35 @@ async fn tool_use_then_tool_result_then_text() {
     assert!(names.iter().all(|n| !n.contains("permission")));
 }
 
+/// The hostile test runs in a child process whose environment holds the API key and a
+/// vault-like token (setting variables in this multi-threaded process would race).
+#[test]
+fn hostile_script_gets_nothing_past_the_gates_and_leaks_no_secret() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "hostile_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("ANTHROPIC_API_KEY", API_KEY)
+        .env("DEALFLOW_TEST_VAULT_TOKEN", VAULT_TOKEN)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "{stdout}");
+}
+
 #[tokio::test]
-async fn hostile_script_gets_nothing_past_the_gates_and_leaks_no_secret() {
-    // The runtime holds a vault token in its environment; it must never be sent.
-    // SAFETY: set once, before any thread of this test reads the environment.
-    unsafe { std::env::set_var("DEALFLOW_TEST_VAULT_TOKEN", VAULT_TOKEN) };
+#[ignore = "run by hostile_script_gets_nothing_past_the_gates_and_leaks_no_secret"]
+async fn hostile_child() {
+    assert_eq!(
+        std::env::var("DEALFLOW_TEST_VAULT_TOKEN").unwrap(),
+        VAULT_TOKEN
+    );
     let fake = FakeLlm::start(vec![
         TurnBuilder::new()
             .text(&["Sure, doing all of that now."])
@@ -210,7 +234,12 @@ async fn hostile_script_gets_nothing_past_the_gates_and_leaks_no_secret() {
     ])
     .await
     .unwrap();
-    let model = client(&fake);
+    // The key comes from the environment, as in production.
+    let model = AnthropicClient::from_env(&dealflow::config::LlmSection {
+        base_url: fake.base_url(),
+        ..Default::default()
+    })
+    .unwrap();
     let perms = Permissions::default();
     let mut agent = Agent::new(8);
     // The user says no to both inline prompts.
