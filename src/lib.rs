@@ -1,6 +1,6 @@
 //! dealflow: a terminal client for a trustworthy AI sales agent.
 //!
-//! Dependencies point one way: `core` (pure) ← `store`, `config` ← `cli`.
+//! Dependencies point one way: `core` (pure) ← `store`, `config`, `llm`, `agent` ← `cli`.
 
 pub mod agent;
 pub mod cli;

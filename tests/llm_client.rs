@@ -315,3 +315,30 @@ async fn the_api_key_is_redacted_in_debug() {
     let fake = FakeLlm::start(vec![]).await.unwrap();
     assert!(!format!("{:?}", client(&fake)).contains("sk-ant"));
 }
+
+#[tokio::test]
+async fn cancel_stops_the_stream_and_no_stale_events_follow() {
+    let slow = TurnBuilder::new()
+        .text(&["one ", "two ", "three ", "four ", "five"])
+        .build()
+        .slow(Duration::from_millis(40));
+    let fake = FakeLlm::start(vec![slow]).await.unwrap();
+    let mut s = client(&fake).stream_turn(req("x"));
+    loop {
+        if let LlmEvent::TextDelta(_) = s.next().await.unwrap().unwrap() {
+            break;
+        }
+    }
+    let at = std::time::Instant::now();
+    s.cancel();
+    let mut rest = vec![];
+    while let Some(ev) = s.next().await {
+        rest.push(ev);
+    }
+    assert!(at.elapsed() < Duration::from_millis(500));
+    assert!(
+        !rest.iter().any(|e| matches!(e, Ok(LlmEvent::Done(_)))),
+        "{rest:?}"
+    );
+    assert!(matches!(rest.last(), Some(Err(LlmError::Cancelled))), "{rest:?}");
+}

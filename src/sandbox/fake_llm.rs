@@ -35,6 +35,8 @@ fn frame(event: &str, data: Value) -> Frame {
 pub enum Reply {
     /// 200 `text/event-stream` with these frames.
     Stream(Vec<Frame>),
+    /// The same, with a pause before every write (for cancellation tests).
+    SlowStream(Vec<Frame>, Duration),
     /// An error response with the API's error body and extra headers.
     Error {
         status: u16,
@@ -165,6 +167,14 @@ impl TurnBuilder {
 }
 
 impl Reply {
+    /// This stream, with `pause` before every write.
+    pub fn slow(self, pause: Duration) -> Reply {
+        match self {
+            Reply::Stream(f) | Reply::SlowStream(f, _) => Reply::SlowStream(f, pause),
+            other => other,
+        }
+    }
+
     pub fn text(s: &str) -> Reply {
         TurnBuilder::new().text(&[s]).build()
     }
@@ -379,38 +389,50 @@ async fn messages(State(st): State<Arc<FakeState>>, headers: HeaderMap, body: By
             resp
         }
         Some(Reply::Stream(frames)) => {
-            let model = parsed
-                .get("model")
-                .and_then(Value::as_str)
-                .unwrap_or("fake")
-                .to_string();
-            // Each frame goes out in two writes, split mid-line, to exercise the parser.
-            let mut chunks: Vec<Bytes> = Vec::new();
-            for mut f in frames {
-                if f.event == "message_start"
-                    && let Some(m) = f.data.get_mut("message")
-                {
-                    m["model"] = Value::String(model.clone());
-                }
-                let text = format!("event: {}\ndata: {}\n\n", f.event, f.data);
-                let cut = (0..=text.len() / 2)
-                    .rev()
-                    .find(|c| text.is_char_boundary(*c))
-                    .unwrap_or(0);
-                chunks.push(Bytes::from(text[..cut].to_string()));
-                chunks.push(Bytes::from(text[cut..].to_string()));
-            }
-            let stream = futures_util::stream::iter(chunks).then(|c| async move {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                Ok::<Bytes, std::convert::Infallible>(c)
-            });
-            Response::builder()
-                .status(200)
-                .header("content-type", "text/event-stream")
-                .header("cache-control", "no-cache")
-                .header("request-id", request_id)
-                .body(Body::from_stream(stream))
-                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+            sse_response(frames, &parsed, request_id, Duration::from_millis(1))
         }
+        Some(Reply::SlowStream(frames, pause)) => sse_response(frames, &parsed, request_id, pause),
+    }
+}
+
+fn sse_response(
+    frames: Vec<Frame>,
+    parsed: &Value,
+    request_id: String,
+    pause: Duration,
+) -> Response {
+    {
+        let model = parsed
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("fake")
+            .to_string();
+        // Each frame goes out in two writes, split mid-line, to exercise the parser.
+        let mut chunks: Vec<Bytes> = Vec::new();
+        for mut f in frames {
+            if f.event == "message_start"
+                && let Some(m) = f.data.get_mut("message")
+            {
+                m["model"] = Value::String(model.clone());
+            }
+            let text = format!("event: {}\ndata: {}\n\n", f.event, f.data);
+            let cut = (0..=text.len() / 2)
+                .rev()
+                .find(|c| text.is_char_boundary(*c))
+                .unwrap_or(0);
+            chunks.push(Bytes::from(text[..cut].to_string()));
+            chunks.push(Bytes::from(text[cut..].to_string()));
+        }
+        let stream = futures_util::stream::iter(chunks).then(move |c| async move {
+            tokio::time::sleep(pause).await;
+            Ok::<Bytes, std::convert::Infallible>(c)
+        });
+        Response::builder()
+            .status(200)
+            .header("content-type", "text/event-stream")
+            .header("cache-control", "no-cache")
+            .header("request-id", request_id)
+            .body(Body::from_stream(stream))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
     }
 }
