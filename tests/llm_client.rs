@@ -340,5 +340,8 @@ async fn cancel_stops_the_stream_and_no_stale_events_follow() {
         !rest.iter().any(|e| matches!(e, Ok(LlmEvent::Done(_)))),
         "{rest:?}"
     );
-    assert!(matches!(rest.last(), Some(Err(LlmError::Cancelled))), "{rest:?}");
+    assert!(
+        matches!(rest.last(), Some(Err(LlmError::Cancelled))),
+        "{rest:?}"
+    );
 }
