@@ -3,6 +3,7 @@
 //! Nothing in here does IO — no tokio, reqwest, ratatui or std::fs. `tests/core_purity.rs`
 //! fails the build's tests if that ever changes. Time comes in as arguments.
 
+pub mod agent;
 pub mod audit;
 pub mod consent;
 pub mod domain;
