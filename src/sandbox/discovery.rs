@@ -26,12 +26,17 @@ pub fn url_file_path() -> Option<PathBuf> {
 pub fn publish(url: &str) -> std::io::Result<Published> {
     let path = url_file_path()
         .ok_or_else(|| std::io::Error::other("no runtime, state or data directory"))?;
+    publish_to(&path, url)
+}
+
+/// Writes the URL to `path` (tests; [`publish`] uses the standard location).
+pub fn publish_to(path: &std::path::Path, url: &str) -> std::io::Result<Published> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&path, format!("{url}\n"))?;
+    std::fs::write(path, format!("{url}\n"))?;
     Ok(Published {
-        path,
+        path: path.to_path_buf(),
         url: url.to_string(),
     })
 }
