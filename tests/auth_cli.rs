@@ -86,3 +86,53 @@ async fn phone_in_a_second_terminal_approves_and_denies() {
     drop(published);
     assert!(!url_file.exists());
 }
+
+#[test]
+fn agent_credential_goes_to_the_opted_in_file_store_and_doctor_sees_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = assert_cmd::Command::cargo_bin("dealflow").unwrap();
+        c.env_clear()
+            .env("HOME", dir.path())
+            .env("XDG_DATA_HOME", dir.path().join("data"))
+            .env("XDG_STATE_HOME", dir.path().join("state"))
+            .env("XDG_CONFIG_HOME", dir.path().join("cfg"))
+            .env("DEALFLOW_KEYRING", "file")
+            .args(args)
+            .timeout(Duration::from_secs(60));
+        c
+    };
+    let o = cmd(&["auth", "agent-credential"])
+        .write_stdin("s3cr3t-agent-value\n")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let all = [o.stdout.clone(), o.stderr.clone()].concat();
+    assert!(!String::from_utf8_lossy(&all).contains("s3cr3t"));
+    let file = dir.path().join("state/dealflow/secrets.json");
+    let body = std::fs::read_to_string(&file).unwrap();
+    assert!(body.contains("s3cr3t-agent-value"));
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let o = cmd(&["doctor"]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("ok    keyring   file"), "{out}");
+    assert!(
+        out.contains("ok    agent     client secret present"),
+        "{out}"
+    );
+    assert!(out.contains("not signed in"), "{out}");
+    // Empty stdin is refused.
+    let o = cmd(&["auth", "agent-credential"])
+        .write_stdin("\n")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    // login without [auth] configured says what to set.
+    let o = cmd(&["login"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("auth.domain"));
+}

@@ -427,3 +427,48 @@ fn secrets_and_errors_never_print_tokens() {
     assert_eq!(format!("{s:?}"), "[redacted]");
     assert_eq!(s.expose(), "eyJhbGciOi.super.secret");
 }
+
+#[tokio::test]
+async fn auth_clients_from_keyring_and_sandbox() {
+    use dealflow::auth::AuthClients;
+    use dealflow::auth::keyring::AGENT_SECRET;
+    use dealflow::sandbox::auth0::model::{AGENT_CLIENT_ID, API_AUDIENCE, LOGIN_CLIENT_ID};
+    let (sb, s) = setup().await;
+    let store: Arc<MemoryStore> = Arc::new(MemoryStore::default());
+    let cfg = dealflow::config::AuthSection {
+        domain: sb.base_url(),
+        client_id: LOGIN_CLIENT_ID.into(),
+        agent_client_id: AGENT_CLIENT_ID.into(),
+        audience: API_AUDIENCE.into(),
+        agent_auth_method: "client_secret_post".into(),
+    };
+    // Signed in but no agent secret yet: a clear configuration error.
+    let login = DeviceLogin::new(s.clone());
+    let p = login.start().await.unwrap();
+    approve_sandbox_device(&s, &p.user_code).await.unwrap();
+    let t = login.complete(&p, &CancellationToken::new()).await.unwrap();
+    Session::from_tokens(s.clone(), store.clone(), t)
+        .await
+        .unwrap();
+    let e = AuthClients::from_keyring(&cfg, store.clone())
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("agent-credential"), "{e}");
+    store
+        .set(AGENT_SECRET, &sb.state.auth0.agent_client_secret())
+        .unwrap();
+    let c = AuthClients::from_keyring(&cfg, store.clone())
+        .await
+        .unwrap();
+    let at = c.session.access_token().await.unwrap();
+    let g = c
+        .vault
+        .exchange(at.expose(), Connection::Slack)
+        .await
+        .unwrap();
+    assert_eq!(g.scopes.len(), 2);
+
+    let c = AuthClients::sandbox_with(&sb, s.clone()).await.unwrap();
+    assert_eq!(c.session.sub().await.unwrap(), DEMO_SUB);
+}

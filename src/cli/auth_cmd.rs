@@ -236,16 +236,6 @@ pub fn auth(cmd: &AuthCmd) -> Result<ExitCode> {
     }
 }
 
-/// The agent client secret from the keyring (what the pipeline passes to
-/// `VaultClient::new` / `CibaClient::new` outside the sandbox).
-pub fn load_agent_secret(store: &dyn SecretStore) -> Result<Secret, AuthError> {
-    store.get(AGENT_SECRET)?.map(Secret::new).ok_or_else(|| {
-        AuthError::Config(
-            "no agent client secret in the keyring: run `dealflow auth agent-credential`".into(),
-        )
-    })
-}
-
 /// `doctor` lines for keyring and auth; returns the number of problems.
 pub fn doctor_lines(config: &Config, sandbox: bool) -> usize {
     if sandbox {
