@@ -376,6 +376,12 @@ impl AuthClients {
         store: std::sync::Arc<dyn keyring::SecretStore>,
     ) -> Result<AuthClients, AuthError> {
         let settings = AuthSettings::from_config(auth)?;
+        if auth.agent_auth_method != "client_secret_post" {
+            return Err(AuthError::Config(format!(
+                "auth.agent_auth_method = {:?} is not supported yet; use \"client_secret_post\"",
+                auth.agent_auth_method
+            )));
+        }
         let s = store.clone();
         let agent = tokio::task::spawn_blocking(move || s.get(keyring::AGENT_SECRET))
             .await
