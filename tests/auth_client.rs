@@ -427,3 +427,94 @@ fn secrets_and_errors_never_print_tokens() {
     assert_eq!(format!("{s:?}"), "[redacted]");
     assert_eq!(s.expose(), "eyJhbGciOi.super.secret");
 }
+
+#[tokio::test]
+async fn auth_clients_from_keyring_and_sandbox() {
+    use dealflow::auth::AuthClients;
+    use dealflow::auth::keyring::AGENT_SECRET;
+    use dealflow::sandbox::auth0::model::{AGENT_CLIENT_ID, API_AUDIENCE, LOGIN_CLIENT_ID};
+    let (sb, s) = setup().await;
+    let store: Arc<MemoryStore> = Arc::new(MemoryStore::default());
+    let cfg = dealflow::config::AuthSection {
+        domain: sb.base_url(),
+        client_id: LOGIN_CLIENT_ID.into(),
+        agent_client_id: AGENT_CLIENT_ID.into(),
+        audience: API_AUDIENCE.into(),
+        agent_auth_method: "client_secret_post".into(),
+    };
+    // Signed in but no agent secret yet: a clear configuration error.
+    let login = DeviceLogin::new(s.clone());
+    let p = login.start().await.unwrap();
+    approve_sandbox_device(&s, &p.user_code).await.unwrap();
+    let t = login.complete(&p, &CancellationToken::new()).await.unwrap();
+    Session::from_tokens(s.clone(), store.clone(), t)
+        .await
+        .unwrap();
+    let e = AuthClients::from_keyring(&cfg, store.clone())
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("agent-credential"), "{e}");
+    store
+        .set(AGENT_SECRET, &sb.state.auth0.agent_client_secret())
+        .unwrap();
+    let c = AuthClients::from_keyring(&cfg, store.clone())
+        .await
+        .unwrap();
+    let at = c.session.access_token().await.unwrap();
+    let g = c
+        .vault
+        .exchange(at.expose(), Connection::Slack)
+        .await
+        .unwrap();
+    assert_eq!(g.scopes.len(), 2);
+
+    let c = AuthClients::sandbox_with(&sb, s.clone()).await.unwrap();
+    assert_eq!(c.session.sub().await.unwrap(), DEMO_SUB);
+}
+
+#[tokio::test]
+async fn a_second_process_rotating_the_refresh_token_does_not_revoke_the_family() {
+    let (_sb, s) = setup().await;
+    let store: Arc<MemoryStore> = Arc::new(MemoryStore::default());
+    let login = DeviceLogin::new(s.clone());
+    let p = login.start().await.unwrap();
+    approve_sandbox_device(&s, &p.user_code).await.unwrap();
+    let t = login.complete(&p, &CancellationToken::new()).await.unwrap();
+    Session::from_tokens(s.clone(), store.clone(), t)
+        .await
+        .unwrap();
+    // Two "processes" share the keyring entry.
+    let a = Session::resume(s.clone(), store.clone()).await.unwrap();
+    let b = Session::resume(s.clone(), store.clone()).await.unwrap();
+    a.access_token().await.unwrap(); // rotates; the keyring now holds the new token
+    b.access_token().await.unwrap(); // must pick up the rotated token, not reuse the spent one
+    // Both still work: the family was not revoked.
+    let a2 = Session::resume(s.clone(), store.clone()).await.unwrap();
+    a2.access_token().await.unwrap();
+}
+
+#[tokio::test]
+async fn activation_page_approves_in_a_browser() {
+    let (sb, s) = setup().await;
+    let login = DeviceLogin::new(s.clone());
+    let p = login.start().await.unwrap();
+    let page = reqwest::get(p.verification_uri_complete.clone().unwrap())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&p.user_code) && page.contains("sandbox"));
+    let r = reqwest::Client::new()
+        .post(format!("{}/activate", sb.base_url()))
+        .form(&[("user_code", p.user_code.as_str()), ("decision", "approve")])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(r.contains("Done"));
+    login.complete(&p, &CancellationToken::new()).await.unwrap();
+}

@@ -37,10 +37,22 @@ pub struct KeyringStore {
     name: String,
     /// Namespaces entries (tests use a unique service so they never clash).
     service: String,
+    keyutils: bool,
+}
+
+/// Session keyrings are per thread (credentials are per task): without one the store
+/// resolves `_uid_ses`, then its own KEYCTL_GET_PERSISTENT installs a new session keyring
+/// and later calls get EACCES (crates.md §3.2). Attach one on the calling thread first.
+fn attach_session_keyring() {
+    let _ =
+        linux_keyutils::KeyRing::from_special_id(linux_keyutils::KeyRingIdentifier::Session, true);
 }
 
 impl KeyringStore {
     fn entry(&self, name: &str) -> Result<keyring_core::Entry, AuthError> {
+        if self.keyutils {
+            attach_session_keyring();
+        }
         keyring_core::Entry::new_in_store(&self.store, &self.service, name).map_err(kerr)
     }
 
@@ -58,23 +70,19 @@ impl KeyringStore {
             store,
             name: "Secret Service (D-Bus org.freedesktop.secrets)".into(),
             service: service.into(),
+            keyutils: false,
         }
         .probe()
     }
 
     pub fn keyutils(service: &str) -> Result<KeyringStore, AuthError> {
-        // Without a session keyring the store resolves `_uid_ses`, then its own
-        // KEYCTL_GET_PERSISTENT installs a new session keyring and later calls get EACCES.
-        // Attaching (creating) the session keyring first avoids that (crates.md §3.2).
-        let _ = linux_keyutils::KeyRing::from_special_id(
-            linux_keyutils::KeyRingIdentifier::Session,
-            true,
-        );
+        attach_session_keyring();
         let store = linux_keyutils_keyring_store::Store::new().map_err(kerr)?;
         KeyringStore {
             store,
             name: "kernel keyutils (persistent keyring; lost at reboot)".into(),
             service: service.into(),
+            keyutils: true,
         }
         .probe()
     }

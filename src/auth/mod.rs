@@ -358,3 +358,71 @@ pub async fn verify_access_token(
         .map(|d| d.claims)
         .map_err(|e| AuthError::Invalid(format!("{:?}", e.kind())))
 }
+
+/// Everything the pipeline needs to act for the signed-in user: the session (API access
+/// token, `sub`), the Token Vault client and the CIBA client, sharing one configuration.
+pub struct AuthClients {
+    pub settings: AuthSettings,
+    pub session: session::Session,
+    pub vault: vault::VaultClient,
+    pub ciba: ciba::CibaClient,
+}
+
+impl AuthClients {
+    /// Real tenant: settings from `[auth]`, refresh token and agent secret from `store`
+    /// (normally [`keyring::open_default`]). Fails with `NotSignedIn` before `dealflow login`.
+    pub async fn from_keyring(
+        auth: &crate::config::AuthSection,
+        store: std::sync::Arc<dyn keyring::SecretStore>,
+    ) -> Result<AuthClients, AuthError> {
+        let settings = AuthSettings::from_config(auth)?;
+        if auth.agent_auth_method != "client_secret_post" {
+            return Err(AuthError::Config(format!(
+                "auth.agent_auth_method = {:?} is not supported yet; use \"client_secret_post\"",
+                auth.agent_auth_method
+            )));
+        }
+        let s = store.clone();
+        let agent = tokio::task::spawn_blocking(move || s.get(keyring::AGENT_SECRET))
+            .await
+            .map_err(|e| AuthError::Keyring(format!("keyring task failed: {e}")))??
+            .map(Secret::new)
+            .ok_or_else(|| {
+                AuthError::Config(
+                    "no agent client secret in the keyring: run `dealflow auth agent-credential`"
+                        .into(),
+                )
+            })?;
+        let session = session::Session::resume(settings.clone(), store).await?;
+        Ok(AuthClients {
+            vault: vault::VaultClient::new(settings.clone(), agent.clone()),
+            ciba: ciba::CibaClient::new(settings.clone(), agent),
+            session,
+            settings,
+        })
+    }
+
+    /// `--sandbox`: a real device-flow session against the in-process emulator (approved
+    /// for the demo user without a browser), and the sandbox agent client's secret.
+    /// Shortens the emulator's device interval to 1 s so start-up is quick.
+    pub async fn sandbox(sb: &crate::sandbox::Sandbox) -> Result<AuthClients, AuthError> {
+        sb.state.auth0.set_timing(|t| t.device_interval_s = 1);
+        let settings = AuthSettings::sandbox(&sb.base_url());
+        AuthClients::sandbox_with(sb, settings).await
+    }
+
+    /// As [`AuthClients::sandbox`] with explicit settings (tests: a faster `poll_unit`).
+    pub async fn sandbox_with(
+        sb: &crate::sandbox::Sandbox,
+        settings: AuthSettings,
+    ) -> Result<AuthClients, AuthError> {
+        let agent = Secret::new(sb.state.auth0.agent_client_secret());
+        let session = session::Session::sandbox(settings.clone()).await?;
+        Ok(AuthClients {
+            vault: vault::VaultClient::new(settings.clone(), agent.clone()),
+            ciba: ciba::CibaClient::new(settings.clone(), agent),
+            session,
+            settings,
+        })
+    }
+}

@@ -149,6 +149,14 @@ impl Session {
         g: &mut Inner,
         audience: Option<&str>,
     ) -> Result<TokenSet, AuthError> {
+        // Another dealflow process may have rotated the token since we read it: using
+        // our spent copy would trip reuse detection and revoke the whole family.
+        let st = self.store.clone();
+        if let Ok(Some(current)) = blocking(move || st.get(REFRESH_TOKEN)).await
+            && g.refresh.as_ref().is_none_or(|r| r.expose() != current)
+        {
+            g.refresh = Some(Secret::new(current));
+        }
         let rt = g.refresh.clone().ok_or(AuthError::NotSignedIn)?;
         let mut form = vec![
             ("grant_type", "refresh_token"),

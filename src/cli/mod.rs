@@ -5,6 +5,7 @@ mod actions;
 mod audit_cmd;
 mod batch_cmd;
 mod exec;
+pub mod auth_cmd;
 mod permissions_cmd;
 mod status;
 
@@ -48,6 +49,11 @@ pub enum Command {
     Logout,
     /// Show who is signed in.
     Whoami,
+    /// Credentials: store the agent client secret in the keyring.
+    Auth {
+        #[command(subcommand)]
+        cmd: auth_cmd::AuthCmd,
+    },
     /// Serve the tool registry to external agents over MCP (stdio).
     Mcp,
     /// Send queued actions to your device as one CIBA batch.
@@ -95,7 +101,25 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum SandboxCmd {
     /// The sandbox "phone": approve or deny pending CIBA requests.
-    Phone,
+    Phone {
+        /// Sandbox URL (default: $DEALFLOW_SANDBOX_URL, then the URL file a running sandbox writes).
+        #[arg(long)]
+        url: Option<String>,
+        /// Print the pending requests once and exit.
+        #[arg(long)]
+        list: bool,
+        /// Approve request number N (as listed) and exit.
+        #[arg(long, value_name = "N", conflicts_with = "deny")]
+        approve: Option<usize>,
+        /// Deny request number N (as listed) and exit.
+        #[arg(long, value_name = "N")]
+        deny: Option<usize>,
+    },
+    /// Run a sandbox in the foreground and publish its URL for `sandbox phone`.
+    Serve {
+        #[arg(long)]
+        port: Option<u16>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,18 +232,29 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             );
             return Ok(ExitCode::SUCCESS);
         }
-        Some(Command::Login) => return not_built("login"),
-        Some(Command::Logout) => return not_built("logout"),
-        Some(Command::Whoami) => return not_built("whoami"),
         Some(Command::Mcp) => return not_built("mcp"),
         Some(Command::Sandbox {
-            cmd: SandboxCmd::Phone,
-        }) => return not_built("sandbox phone"),
+            cmd:
+                SandboxCmd::Phone {
+                    url,
+                    list,
+                    approve,
+                    deny,
+                },
+        }) => return auth_cmd::sandbox_phone(url.as_deref(), *list, *approve, *deny),
+        Some(Command::Sandbox {
+            cmd: SandboxCmd::Serve { port },
+        }) => return auth_cmd::sandbox_serve(*port),
+        Some(Command::Auth { cmd }) => return auth_cmd::auth(cmd),
         _ => {}
     }
     let config = load_config(&cli)?;
-    if let Some(Command::Config { cmd }) = &cli.command {
-        return config_cmd(cmd, &config);
+    match &cli.command {
+        Some(Command::Config { cmd }) => return config_cmd(cmd, &config),
+        Some(Command::Login) => return auth_cmd::login(&config, cli.sandbox),
+        Some(Command::Logout) => return auth_cmd::logout(&config, cli.sandbox),
+        Some(Command::Whoami) => return auth_cmd::whoami(&config, cli.sandbox),
+        _ => {}
     }
     let store = open_store(&config, cli.sandbox)?;
     let ctx = Ctx {
@@ -285,8 +320,7 @@ fn doctor(ctx: &Ctx) -> Result<ExitCode> {
             println!("FAIL  audit     {b} — run `dealflow audit verify` for details");
         }
     }
-    println!("todo  keyring   not built yet");
-    println!("todo  auth      not built yet");
+    problems += auth_cmd::doctor_lines(&ctx.config, ctx.sandbox);
     if problems == 0 {
         Ok(ExitCode::SUCCESS)
     } else {

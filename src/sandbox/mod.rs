@@ -7,6 +7,7 @@ pub mod auth0;
 pub mod demo;
 pub mod direct_vault;
 pub mod fake_llm;
+pub mod discovery;
 pub mod providers;
 pub mod state;
 
@@ -55,6 +56,12 @@ impl Sandbox {
     /// "http://127.0.0.1:PORT"
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Writes this sandbox's URL where `dealflow sandbox phone` looks for it (see
+    /// [`discovery`]); keep the guard alive as long as the sandbox runs.
+    pub fn publish_url(&self) -> std::io::Result<discovery::Published> {
+        discovery::publish(&self.base_url())
     }
 }
 

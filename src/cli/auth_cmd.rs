@@ -1,0 +1,447 @@
+//! `dealflow login | logout | whoami | auth agent-credential | sandbox phone | sandbox serve`
+//! and the keyring/auth lines of `doctor`. Nothing here prints a token: tokens are
+//! [`Secret`]s and only the keyring or memory holds them.
+
+use crate::auth::device::{DeviceLogin, DevicePrompt};
+use crate::auth::keyring::{self, AGENT_SECRET, MemoryStore, REFRESH_TOKEN, SecretStore};
+use crate::auth::session::{Session, approve_sandbox_device};
+use crate::auth::{AuthError, AuthSettings, Secret};
+use crate::config::Config;
+use crate::sandbox::Sandbox;
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCmd {
+    /// Store the agent (confidential) client's secret in the keyring, read from stdin.
+    AgentCredential,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// An in-process sandbox for one command, with a 1-second device interval.
+async fn start_sandbox() -> Result<(Sandbox, AuthSettings)> {
+    let sb = Sandbox::start(None)
+        .await
+        .context("cannot start the sandbox")?;
+    sb.state.auth0.set_timing(|t| t.device_interval_s = 1);
+    let settings = AuthSettings::sandbox(&sb.base_url());
+    Ok((sb, settings))
+}
+
+fn qr(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    Some(
+        code.render::<qrcode::render::unicode::Dense1x2>()
+            .quiet_zone(true)
+            .build(),
+    )
+}
+
+fn show_prompt(p: &DevicePrompt) {
+    let url = p
+        .verification_uri_complete
+        .as_deref()
+        .unwrap_or(&p.verification_uri);
+    println!("To sign in, open {}", p.verification_uri);
+    println!("and enter the code:  {}", p.user_code);
+    if let Some(q) = qr(url) {
+        println!("\nor scan:\n{q}");
+    }
+    println!(
+        "Check that the code shown in the browser is {}.",
+        p.user_code
+    );
+}
+
+/// Prints a countdown on stderr while the device flow polls (only on a terminal).
+fn countdown(expires_at_ms: i64, cancel: CancellationToken) {
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    tokio::spawn(async move {
+        loop {
+            let left = (expires_at_ms - crate::auth::now_ms()).max(0) / 1000;
+            eprint!(
+                "\r  waiting for approval… {:02}:{:02} left ",
+                left / 60,
+                left % 60
+            );
+            let _ = std::io::stderr().flush();
+            tokio::select! {
+                _ = cancel.cancelled() => { eprint!("\r{:50}\r", ""); return; }
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+        }
+    });
+}
+
+async fn device_login(
+    settings: &AuthSettings,
+    store: Arc<dyn SecretStore>,
+    sandbox_auto_approve: bool,
+) -> Result<Session> {
+    let login = DeviceLogin::new(settings.clone());
+    let prompt = login.start().await?;
+    show_prompt(&prompt);
+    if sandbox_auto_approve {
+        println!("sandbox: approving the code as the demo user (no browser needed)");
+        approve_sandbox_device(settings, &prompt.user_code).await?;
+    }
+    let cancel = CancellationToken::new();
+    let shown = CancellationToken::new();
+    countdown(prompt.expires_at_ms, shown.clone());
+    let c2 = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            c2.cancel();
+        }
+    });
+    let r = login.complete(&prompt, &cancel).await;
+    shown.cancel();
+    let tokens = match r {
+        Ok(t) => t,
+        Err(AuthError::Expired { .. }) => bail!("the code expired; run `dealflow login` again"),
+        Err(AuthError::Denied { .. }) => bail!("sign-in was refused in the browser"),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Session::from_tokens(settings.clone(), store, tokens).await?)
+}
+
+async fn print_identity(s: &Session) -> Result<()> {
+    let ui = s.userinfo().await?;
+    let field = |k: &str| ui.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    println!(
+        "{} <{}>  ({})",
+        field("name"),
+        field("email"),
+        s.sub().await?
+    );
+    Ok(())
+}
+
+fn open_keyring() -> Result<Arc<dyn SecretStore>> {
+    Ok(keyring::open_default()?)
+}
+
+pub fn login(config: &Config, sandbox: bool) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        if sandbox {
+            let (_sb, settings) = start_sandbox().await?;
+            let s = device_login(&settings, Arc::new(MemoryStore::default()), true).await?;
+            print!("Signed in to the sandbox as ");
+            print_identity(&s).await?;
+            println!("(sandbox session: held in memory, gone when this command exits)");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let settings = AuthSettings::from_config(&config.raw.auth)?;
+        let store = open_keyring()?;
+        let s = device_login(&settings, store.clone(), false).await?;
+        print!("Signed in as ");
+        print_identity(&s).await?;
+        println!("Refresh token stored in: {}", store.describe());
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn logout(config: &Config, sandbox: bool) -> Result<ExitCode> {
+    if sandbox {
+        println!("Sandbox sessions live in memory only; nothing to sign out.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    runtime()?.block_on(async {
+        let settings = AuthSettings::from_config(&config.raw.auth)?;
+        let store = open_keyring()?;
+        match Session::resume(settings, store.clone()).await {
+            Err(AuthError::NotSignedIn) => {
+                println!("Not signed in.");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Err(e.into()),
+            Ok(s) => match s.logout().await {
+                Ok(()) => {
+                    println!(
+                        "Signed out; the refresh token was revoked and removed from {}.",
+                        store.describe()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!(
+                        "Removed the refresh token from {}, but revocation failed: {e}",
+                        store.describe()
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            },
+        }
+    })
+}
+
+pub fn whoami(config: &Config, sandbox: bool) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        if sandbox {
+            let (_sb, mut settings) = start_sandbox().await?;
+            settings.poll_unit = std::time::Duration::from_secs(1);
+            let s = Session::sandbox(settings).await?;
+            print!("sandbox: ");
+            print_identity(&s).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let settings = AuthSettings::from_config(&config.raw.auth)?;
+        let store = open_keyring()?;
+        match Session::resume(settings, store).await {
+            Err(AuthError::NotSignedIn) => {
+                println!("Not signed in. Run `dealflow login`.");
+                Ok(ExitCode::from(1))
+            }
+            Err(e) => Err(e.into()),
+            Ok(s) => {
+                print_identity(&s).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+}
+
+pub fn auth(cmd: &AuthCmd) -> Result<ExitCode> {
+    match cmd {
+        AuthCmd::AgentCredential => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprintln!("Paste the agent client secret and press Enter (or pipe it in):");
+            }
+            let mut line = String::new();
+            stdin.lock().read_line(&mut line)?;
+            let secret = Secret::new(line.trim().to_string());
+            if secret.expose().is_empty() {
+                bail!("no secret on stdin");
+            }
+            let store = open_keyring()?;
+            let (s2, v) = (store.clone(), secret.expose().to_string());
+            s2.set(AGENT_SECRET, &v)?;
+            println!("Agent client secret stored in: {}", store.describe());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `doctor` lines for keyring and auth; returns the number of problems.
+pub fn doctor_lines(config: &Config, sandbox: bool) -> usize {
+    if sandbox {
+        println!("ok    keyring   memory (sandbox: nothing is written to the OS keyring)");
+        println!("ok    auth      sandbox (emulated Auth0 on 127.0.0.1)");
+        return 0;
+    }
+    let mut problems = 0;
+    match keyring::open_default() {
+        Ok(store) => {
+            println!("ok    keyring   {}", store.describe());
+            match store.get(REFRESH_TOKEN) {
+                Ok(Some(_)) => println!("ok    login     refresh token present"),
+                Ok(None) => println!("todo  login     not signed in: run `dealflow login`"),
+                Err(e) => {
+                    problems += 1;
+                    println!("FAIL  login     {e}");
+                }
+            }
+            match store.get(AGENT_SECRET) {
+                Ok(Some(_)) => println!("ok    agent     client secret present"),
+                Ok(None) => println!(
+                    "todo  agent     no agent client secret: run `dealflow auth agent-credential`"
+                ),
+                Err(e) => {
+                    problems += 1;
+                    println!("FAIL  agent     {e}");
+                }
+            }
+        }
+        Err(e) => {
+            problems += 1;
+            println!("FAIL  keyring   {e}");
+        }
+    }
+    match AuthSettings::from_config(&config.raw.auth) {
+        Ok(s) => println!("ok    auth      {}", s.base_url),
+        Err(e) => println!("todo  auth      {e}"),
+    }
+    problems
+}
+
+/// `dealflow sandbox serve`: run a sandbox in the foreground and publish its URL.
+pub fn sandbox_serve(port: Option<u16>) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let sb = Sandbox::start(port).await?;
+        let published = sb.publish_url();
+        println!("sandbox listening on {}", sb.base_url());
+        match &published {
+            Ok(p) => println!(
+                "URL written to {} (for `dealflow sandbox phone`)",
+                p.path.display()
+            ),
+            Err(e) => eprintln!("could not publish the URL: {e}"),
+        }
+        println!("Ctrl-C to stop.");
+        tokio::signal::ctrl_c().await?;
+        drop(published);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn phone_url(url: Option<&str>) -> Result<String> {
+    if let Some(u) = url {
+        return Ok(u.trim_end_matches('/').to_string());
+    }
+    if let Ok(u) = std::env::var("DEALFLOW_SANDBOX_URL")
+        && !u.is_empty()
+    {
+        return Ok(u.trim_end_matches('/').to_string());
+    }
+    crate::sandbox::discovery::read().ok_or_else(|| {
+        anyhow::anyhow!(
+            "no running sandbox found ({}); start one (`dealflow --sandbox`, `dealflow sandbox serve`) or pass --url",
+            crate::sandbox::discovery::url_file_path()
+                .map_or_else(|| "no url file path".into(), |p| p.display().to_string())
+        )
+    })
+}
+
+async fn phone_list(
+    http: &reqwest::Client,
+    base: &str,
+) -> Result<Vec<crate::sandbox::auth0::model::PhoneRequest>> {
+    #[derive(serde::Deserialize)]
+    struct L {
+        requests: Vec<crate::sandbox::auth0::model::PhoneRequest>,
+    }
+    let l: L = http
+        .get(format!("{base}/sandbox/phone/requests"))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the sandbox at {base}"))?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(l.requests)
+}
+
+async fn phone_decide(http: &reqwest::Client, base: &str, id: &str, approve: bool) -> Result<bool> {
+    let verb = if approve { "approve" } else { "deny" };
+    let r = http
+        .post(format!("{base}/sandbox/phone/requests/{id}/{verb}"))
+        .send()
+        .await?;
+    Ok(r.status().is_success())
+}
+
+fn print_requests(reqs: &[crate::sandbox::auth0::model::PhoneRequest]) {
+    if reqs.is_empty() {
+        println!("(no pending requests)");
+        return;
+    }
+    for (i, r) in reqs.iter().enumerate() {
+        let left = r.expires_in_ms.max(0) / 1000;
+        println!(
+            "[{}] \"{}\"\n    from {} for {} ({})  scope: {}  {}:{:02} left",
+            i + 1,
+            r.binding_message,
+            r.requester,
+            r.user_name,
+            r.user_sub,
+            r.scope,
+            left / 60,
+            left % 60
+        );
+    }
+}
+
+/// `dealflow sandbox phone`: list pending CIBA requests and approve/deny them.
+/// Lines: `a N` approve, `d N` deny, Enter refresh, `q` quit. `--list` prints once.
+/// `--approve N`/`--deny N` act once without prompting (scripts).
+pub fn sandbox_phone(
+    url: Option<&str>,
+    list_only: bool,
+    approve: Option<usize>,
+    deny: Option<usize>,
+) -> Result<ExitCode> {
+    let base = phone_url(url)?;
+    runtime()?.block_on(async {
+        let http = reqwest::Client::new();
+        if list_only || approve.is_some() || deny.is_some() {
+            let reqs = phone_list(&http, &base).await?;
+            let act = approve.map(|n| (n, true)).or(deny.map(|n| (n, false)));
+            if let Some((n, yes)) = act {
+                let Some(r) = n.checked_sub(1).and_then(|i| reqs.get(i)) else {
+                    bail!("no request number {n}");
+                };
+                if !phone_decide(&http, &base, &r.id, yes).await? {
+                    bail!("request {n} is no longer pending");
+                }
+                println!("{} \"{}\"", if yes { "approved" } else { "denied" }, r.binding_message);
+            } else {
+                print_requests(&reqs);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!("dealflow sandbox phone: {base}");
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(4);
+        std::thread::spawn(move || {
+            let stdin = std::io::stdin();
+            for line in stdin.lock().lines() {
+                let Ok(l) = line else { break };
+                if tx.blocking_send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        loop {
+            let reqs = phone_list(&http, &base).await?;
+            print_requests(&reqs);
+            println!("a N = approve, d N = deny, Enter = refresh, q = quit");
+            print!("> ");
+            let _ = std::io::stdout().flush();
+            let line = tokio::select! {
+                l = rx.recv() => match l { Some(l) => l, None => return Ok(ExitCode::SUCCESS) },
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => { println!(); continue; }
+            };
+            let mut parts = line.split_whitespace();
+            let (verb, n) = (parts.next().unwrap_or(""), parts.next());
+            match verb {
+                "q" | "quit" => return Ok(ExitCode::SUCCESS),
+                "a" | "d" => {
+                    let pick = n
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .and_then(|n| n.checked_sub(1))
+                        .and_then(|i| reqs.get(i));
+                    match pick {
+                        Some(r) => {
+                            let ok = phone_decide(&http, &base, &r.id, verb == "a").await?;
+                            println!(
+                                "{}",
+                                if !ok {
+                                    "no longer pending"
+                                } else if verb == "a" {
+                                    "approved"
+                                } else {
+                                    "denied"
+                                }
+                            );
+                        }
+                        None => println!("which one? e.g. `a 1`"),
+                    }
+                }
+                _ => {}
+            }
+        }
+    })
+}

@@ -1,0 +1,63 @@
+//! How a second terminal finds a running sandbox: the process that runs it writes its
+//! base URL (`http://127.0.0.1:PORT`, nothing secret) to a file, and `dealflow sandbox
+//! phone` reads it.
+//!
+//! File: `$DEALFLOW_SANDBOX_URL_FILE` if set, else `$XDG_RUNTIME_DIR/dealflow/sandbox.url`
+//! (ProjectDirs runtime dir), else `<state dir>/sandbox.url`, else `<data dir>/sandbox.url`.
+//! The file is removed when the sandbox that wrote it stops.
+
+use std::path::PathBuf;
+
+pub fn url_file_path() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("DEALFLOW_SANDBOX_URL_FILE")
+        && !p.is_empty()
+    {
+        return Some(PathBuf::from(p));
+    }
+    let d = crate::config::project_dirs()?;
+    let dir = d
+        .runtime_dir()
+        .or_else(|| d.state_dir())
+        .unwrap_or_else(|| d.data_dir());
+    Some(dir.join("sandbox.url"))
+}
+
+/// Writes the URL; the returned guard removes the file on drop (if it still holds our URL).
+pub fn publish(url: &str) -> std::io::Result<Published> {
+    let path = url_file_path()
+        .ok_or_else(|| std::io::Error::other("no runtime, state or data directory"))?;
+    publish_to(&path, url)
+}
+
+/// Writes the URL to `path` (tests; [`publish`] uses the standard location).
+pub fn publish_to(path: &std::path::Path, url: &str) -> std::io::Result<Published> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, format!("{url}\n"))?;
+    Ok(Published {
+        path: path.to_path_buf(),
+        url: url.to_string(),
+    })
+}
+
+/// The published sandbox URL, if any.
+pub fn read() -> Option<String> {
+    let s = std::fs::read_to_string(url_file_path()?).ok()?;
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+#[derive(Debug)]
+pub struct Published {
+    pub path: PathBuf,
+    url: String,
+}
+
+impl Drop for Published {
+    fn drop(&mut self) {
+        if std::fs::read_to_string(&self.path).is_ok_and(|s| s.trim() == self.url) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}

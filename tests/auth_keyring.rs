@@ -1,0 +1,118 @@
+#![allow(clippy::unwrap_used)]
+//! The refresh token really lands in an OS keyring and comes back: kernel keyutils (with
+//! the session-keyring fix) and a real Secret Service (gnome-keyring on a private D-Bus
+//! session, set up by `scripts/test`).
+
+use dealflow::auth::keyring::{FileStore, KeyringStore, REFRESH_TOKEN, SecretStore};
+use dealflow::auth::session::{Session, approve_sandbox_device};
+use dealflow::auth::{AuthError, AuthSettings};
+use dealflow::sandbox::Sandbox;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn unique_service() -> String {
+    format!(
+        "dealflow-test-{}-{}",
+        std::process::id(),
+        dealflow::auth::now_ms()
+    )
+}
+
+/// Device login → the refresh token goes to `store` → a fresh session resumes from it,
+/// refreshes (rotation rewrites the entry) → logout deletes it.
+async fn round_trip(store: Arc<dyn SecretStore>) {
+    let sb = Sandbox::start(None).await.unwrap();
+    sb.state.auth0.set_timing(|t| t.ms_per_second = 20);
+    let mut s = AuthSettings::sandbox(&sb.base_url());
+    s.poll_unit = Duration::from_millis(20);
+    let login = dealflow::auth::device::DeviceLogin::new(s.clone());
+    let p = login.start().await.unwrap();
+    approve_sandbox_device(&s, &p.user_code).await.unwrap();
+    let tokens = login
+        .complete(&p, &tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+    let rt = tokens.refresh_token.clone().unwrap();
+    Session::from_tokens(s.clone(), store.clone(), tokens)
+        .await
+        .unwrap();
+    let st = store.clone();
+    let stored = tokio::task::spawn_blocking(move || st.get(REFRESH_TOKEN))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.as_deref(), Some(rt.expose()));
+
+    let resumed = Session::resume(s.clone(), store.clone()).await.unwrap();
+    resumed.access_token().await.unwrap();
+    let st = store.clone();
+    let rotated = tokio::task::spawn_blocking(move || st.get(REFRESH_TOKEN))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_ne!(rotated, rt.expose());
+
+    resumed.logout().await.unwrap();
+    let st = store.clone();
+    assert_eq!(
+        tokio::task::spawn_blocking(move || st.get(REFRESH_TOKEN))
+            .await
+            .unwrap()
+            .unwrap(),
+        None
+    );
+    assert!(matches!(
+        Session::resume(s, store).await,
+        Err(AuthError::NotSignedIn)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyutils_store_holds_the_refresh_token() {
+    let service = unique_service();
+    let store = tokio::task::spawn_blocking(move || KeyringStore::keyutils(&service))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.describe().contains("keyutils"));
+    round_trip(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_service_store_holds_the_refresh_token() {
+    let required = std::env::var("DEALFLOW_REQUIRE_SECRET_SERVICE").is_ok_and(|v| v == "1");
+    let service = unique_service();
+    let store = tokio::task::spawn_blocking(move || KeyringStore::secret_service(&service))
+        .await
+        .unwrap();
+    let store = match store {
+        Ok(s) => s,
+        Err(e) if !required => {
+            eprintln!(
+                "skipped: no Secret Service here ({e}); scripts/test runs this under dbus-run-session + gnome-keyring"
+            );
+            return;
+        }
+        Err(e) => panic!("Secret Service required but unavailable: {e}"),
+    };
+    assert!(store.describe().contains("Secret Service"));
+    round_trip(Arc::new(store)).await;
+}
+
+#[test]
+fn file_store_is_0600_and_round_trips() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("state/secrets.json");
+    let f = FileStore::new(p.clone());
+    assert_eq!(f.get("a").unwrap(), None);
+    f.set("a", "one").unwrap();
+    f.set("b", "two").unwrap();
+    assert_eq!(f.get("a").unwrap().as_deref(), Some("one"));
+    let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    f.delete("a").unwrap();
+    assert_eq!(f.get("a").unwrap(), None);
+    assert_eq!(f.get("b").unwrap().as_deref(), Some("two"));
+}
