@@ -160,16 +160,6 @@ fn the_example_config_parses_and_documents_every_key() {
 }
 
 #[test]
-fn unbuilt_commands_say_so() {
-    let e = Env::new();
-    for cmd in [&["mcp"][..], &["batch"]] {
-        let (_, err, code) = out(&e.cmd().args(cmd).assert());
-        assert_eq!(code, Some(2), "{cmd:?}");
-        assert!(err.contains("not built yet"), "{cmd:?}: {err}");
-    }
-}
-
-#[test]
 fn the_queue_is_scriptable_and_every_decision_is_audited() {
     let e = Env::new();
     let (o, _, _) = out(&e.sandbox(&["actions", "list", "--json"]).success());

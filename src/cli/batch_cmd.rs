@@ -5,7 +5,6 @@ use super::{Ctx, exec};
 use crate::runtime::batch::{BatchOptions, run_once};
 use anyhow::{Context, Result};
 use std::process::ExitCode;
-use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub fn run(ctx: &Ctx, every: Option<String>) -> Result<ExitCode> {
@@ -36,7 +35,7 @@ pub fn run(ctx: &Ctx, every: Option<String>) -> Result<ExitCode> {
             let _ = tokio::signal::ctrl_c().await;
             stop.cancel();
         });
-        let pipeline = Arc::new(wired.pipeline);
+        let pipeline = wired.pipeline.clone();
         loop {
             let report = run_once(pipeline.clone(), wired.device.as_ref(), &opts, &cancel).await?;
             if report.requests == 0 {

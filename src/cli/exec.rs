@@ -1,22 +1,26 @@
-//! Running approved actions from the command line: the same pipeline every surface
-//! uses. In the sandbox, the emulators run in this process for the command's lifetime.
+//! Wiring the one pipeline for a command: the Auth0 clients (from the keyring, or a
+//! device sign-in against the in-process sandbox), the providers' endpoints, and the
+//! start-up reconciliation of anything a crashed run left behind.
 
 use super::{Ctx, now_ms};
+use crate::auth::{AuthClients, keyring};
 use crate::connectors::Endpoints;
-use crate::runtime::auth0::{CibaDevice, SandboxWiring, wire_sandbox};
+use crate::runtime::auth0::{CibaDevice, VaultCredentials};
+use crate::runtime::batch::DeviceConsent;
 use crate::runtime::credentials::Subject;
 use crate::runtime::pipeline::{Executed, Pipeline, PipelineError};
 use crate::sandbox::Sandbox;
-use anyhow::{Result, bail};
+use crate::sandbox::discovery::Published;
+use anyhow::{Context, Result};
 use std::sync::Arc;
 
 /// A pipeline wired for this invocation, plus what must live as long as it.
 pub struct Wired {
-    pub pipeline: Pipeline,
+    pub pipeline: Arc<Pipeline>,
+    pub device: Arc<dyn DeviceConsent>,
     /// The in-process sandbox's base URL (for the phone in a second terminal).
     pub sandbox_url: Option<String>,
-    pub device: Arc<CibaDevice>,
-    _sandbox: Option<SandboxWiring>,
+    _sandbox: Option<(Sandbox, Option<Published>)>,
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -27,23 +31,50 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub async fn wire(ctx: &Ctx) -> Result<Wired> {
-    if !ctx.sandbox {
-        bail!(
-            "executing against your tenant needs `dealflow login`, which is not built yet; try --sandbox"
-        );
-    }
-    let sandbox = Sandbox::start(None).await?;
-    let base = sandbox.base_url();
-    let wiring = wire_sandbox(sandbox).await?;
-    let pipeline = Pipeline::new(
-        ctx.store.clone(),
-        wiring.creds.clone(),
-        Endpoints::sandbox(&base),
-        "demo@dealflow.test".into(),
-    );
+    let (clients, endpoints, sandbox) = if ctx.sandbox {
+        let sandbox = Sandbox::start(None).await?;
+        // Sign-in is near-instant in the sandbox: poll its device flow every second.
+        sandbox.state.auth0.set_timing(|t| t.device_interval_s = 1);
+        let clients = AuthClients::sandbox(&sandbox)
+            .await
+            .context("sandbox sign-in")?;
+        let published = sandbox
+            .publish_url()
+            .map_err(|e| tracing::warn!(error = %e, "cannot publish the sandbox URL for the phone"))
+            .ok();
+        (
+            clients,
+            Endpoints::sandbox(&sandbox.base_url()),
+            Some((sandbox, published)),
+        )
+    } else {
+        let store = keyring::open_default()?;
+        let clients = AuthClients::from_keyring(&ctx.config.raw.auth, store)
+            .await
+            .context("signing in from the keyring")?;
+        (clients, Endpoints::production(), None)
+    };
+    let AuthClients {
+        session,
+        vault,
+        ciba,
+        ..
+    } = clients;
+    let session = Arc::new(session);
+    let creds = Arc::new(VaultCredentials {
+        vault,
+        session: session.clone(),
+        exchange_lock: tokio::sync::Mutex::new(()),
+    });
+    let device: Arc<dyn DeviceConsent> = Arc::new(CibaDevice::new(ciba, session));
+    let owner = if ctx.sandbox {
+        "demo@dealflow.test".to_string()
+    } else {
+        super::local_actor()
+    };
+    let pipeline = Arc::new(Pipeline::new(ctx.store.clone(), creds, endpoints, owner));
     // Anything a crashed run left executing is checked before anything new runs.
-    let swept = pipeline.reconcile(now_ms()).await?;
-    for a in swept {
+    for a in pipeline.reconcile(now_ms()).await? {
         eprintln!(
             "reconciled {}: {} ({})",
             a.id,
@@ -53,13 +84,13 @@ pub async fn wire(ctx: &Ctx) -> Result<Wired> {
     }
     Ok(Wired {
         pipeline,
-        sandbox_url: Some(base),
-        device: wiring.device.clone(),
-        _sandbox: Some(wiring),
+        device,
+        sandbox_url: sandbox.as_ref().map(|(s, _)| s.base_url()),
+        _sandbox: sandbox,
     })
 }
 
-/// Executes one approved action and explains the result in one line.
+/// Executes one approved action.
 pub async fn execute_one(w: &Wired, id: &str) -> Result<Executed, PipelineError> {
     w.pipeline.execute(id, &Subject::User, now_ms()).await
 }

@@ -3,9 +3,10 @@
 
 mod actions;
 mod audit_cmd;
+pub mod auth_cmd;
 mod batch_cmd;
 mod exec;
-pub mod auth_cmd;
+mod mcp_cmd;
 mod permissions_cmd;
 mod status;
 
@@ -55,7 +56,10 @@ pub enum Command {
         cmd: auth_cmd::AuthCmd,
     },
     /// Serve the tool registry to external agents over MCP (stdio).
-    Mcp,
+    Mcp {
+        #[command(subcommand)]
+        cmd: Option<mcp_cmd::McpCmd>,
+    },
     /// Send queued actions to your device as one CIBA batch.
     Batch {
         /// Repeat on an interval, e.g. 15m.
@@ -204,11 +208,6 @@ fn open_store(config: &Config, sandbox: bool) -> Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
-fn not_built(what: &str) -> Result<ExitCode> {
-    eprintln!("dealflow {what}: not built yet");
-    Ok(ExitCode::from(2))
-}
-
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
@@ -232,7 +231,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             );
             return Ok(ExitCode::SUCCESS);
         }
-        Some(Command::Mcp) => return not_built("mcp"),
+        Some(Command::Mcp {
+            cmd: Some(mcp_cmd::McpCmd::Install { client, write }),
+        }) => return mcp_cmd::install(*client, *write, cli.sandbox),
         Some(Command::Sandbox {
             cmd:
                 SandboxCmd::Phone {
@@ -278,6 +279,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Command::Permissions { cmd }) => permissions_cmd::run(&ctx, cmd),
         Some(Command::Doctor) => doctor(&ctx),
         Some(Command::Batch { every }) => batch_cmd::run(&ctx, every),
+        Some(Command::Mcp { cmd: None }) => mcp_cmd::serve(&ctx),
         _ => Ok(ExitCode::SUCCESS),
     }
 }

@@ -6,8 +6,8 @@
 pub mod auth0;
 pub mod demo;
 pub mod direct_vault;
-pub mod fake_llm;
 pub mod discovery;
+pub mod fake_llm;
 pub mod providers;
 pub mod state;
 

@@ -278,6 +278,7 @@ pub fn router(state: Arc<SandboxState>) -> axum::Router {
         )
         .route("/calendar/v3/freeBusy", post(calendar_freebusy))
         .route("/slack/api/chat.postMessage", post(slack_post))
+        .route("/sandbox/providers", get(summary))
         .route(
             "/slack/api/conversations.list",
             get(slack_list).post(slack_list),
@@ -622,4 +623,17 @@ async fn slack_list(State(st): State<Arc<SandboxState>>, headers: HeaderMap) -> 
         .collect();
     Json(json!({"ok": true, "channels": channels, "response_metadata": {"next_cursor": ""}}))
         .into_response()
+}
+
+/// What the emulated providers hold, for a person (or a test in another process) to see
+/// that a side effect happened exactly once. Loopback only, like the whole sandbox.
+async fn summary(State(st): State<Arc<SandboxState>>) -> Response {
+    let p = &st.providers;
+    Json(json!({
+        "sent": p.sent().iter().map(|m| json!({"to": m.to, "subject": m.subject, "message_id": m.message_id})).collect::<Vec<_>>(),
+        "drafts": p.drafts().len(),
+        "events": p.events().values().map(|e| json!({"id": e["id"], "summary": e["summary"]})).collect::<Vec<_>>(),
+        "slack_posts": p.slack_posts().iter().map(|s| json!({"channel": s.channel, "text": s.text})).collect::<Vec<_>>(),
+    }))
+    .into_response()
 }
