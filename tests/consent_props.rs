@@ -255,7 +255,8 @@ proptest! {
         let d = gate(s, &a, &p, c);
         let set = p.autonomy_for(a.kind());
         if a.kind().is_write() {
-            let skip = set == Autonomy::Review
+            let skip = s == Surface::ActionCenter
+                && set == Autonomy::Review
                 && p.confidence.auto_approve_at.is_some_and(|at| (0.0..=1.0).contains(&c) && c >= at);
             if !skip {
                 prop_assert!(d.gate().rank() >= set as u8, "set {:?} gate {:?}", set, d.gate());

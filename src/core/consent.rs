@@ -172,7 +172,10 @@ pub fn gate(
     }
 
     // Confidence routing: opt-in skip of review first, then the floor that always wins.
-    if let Some(at) = permissions.confidence.auto_approve_at
+    // Confidence is the suggester's; a person directing the agent (chat, CLI) or an
+    // external agent has no such figure, so auto-approve applies to suggestions only.
+    if surface == Surface::ActionCenter
+        && let Some(at) = permissions.confidence.auto_approve_at
         && level == Autonomy::Review
         && confidence >= at
     {

@@ -330,8 +330,8 @@ pub enum ActionParams {
     CloseDeal {
         deal_id: String,
         won: bool,
-        /// The deal's amount when the action was proposed, so the gate can apply the
-        /// threshold without reading the store.
+        /// The deal's amount, filled from the store by the pipeline (never trusted from
+        /// the proposer), so the pure gate can apply the threshold.
         #[serde(default)]
         amount_cents: Cents,
     },
@@ -349,7 +349,7 @@ pub struct Email {
     pub cc: Vec<String>,
     pub subject: String,
     pub body: String,
-    /// Deal the email concerns, if any; drives the amount threshold.
+    /// Deal the email concerns, if any (context for the reviewer and calibration).
     #[serde(default)]
     pub deal_id: Option<String>,
 }

@@ -109,12 +109,11 @@ impl McpServer {
                 None,
             ));
         };
-        let mut obj = args.clone();
-        obj.insert("kind".into(), Value::String(kind.as_str().into()));
-        let params: ActionParams = match serde_json::from_value(Value::Object(obj)) {
-            Ok(p) => p,
-            Err(e) => return Ok(refusal(format!("invalid arguments for {}: {e}", req.name))),
-        };
+        let params: ActionParams =
+            match crate::agent::tools::params_for(kind, &Value::Object(args.clone())) {
+                Ok(p) => p,
+                Err(e) => return Ok(refusal(format!("invalid arguments for {}: {e}", req.name))),
+            };
         let client = Self::client_name(&ctx);
         let proposal = Proposal {
             title: format!("{} via MCP ({client})", kind.as_str()),

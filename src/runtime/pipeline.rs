@@ -160,13 +160,15 @@ impl Pipeline {
     /// `Deny` is rejected, `Ciba` waits for the device, the rest wait for a person.
     pub fn submit(&self, p: Proposal, at: Millis) -> Result<Submitted, PipelineError> {
         let kind = p.params.kind();
-        p.params
+        let params = super::review::ground(self.store.as_ref(), p.params)
+            .map_err(|reason| PipelineError::Invalid { kind, reason })?;
+        params
             .validate()
             .map_err(|reason| PipelineError::Invalid { kind, reason })?;
         let action = Action {
             id: new_action_id(),
-            original: p.params.clone(),
-            params: p.params,
+            original: params.clone(),
+            params,
             state: ActionState::Proposed,
             version: 1,
             surface: p.surface,

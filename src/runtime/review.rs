@@ -42,6 +42,30 @@ pub struct Reviewer {
     pub surface: Surface,
 }
 
+/// Replaces what a proposer cannot be trusted to state with the store's truth: a
+/// deal's amount when closing it (leaving it out must not dodge the step-up
+/// threshold), and refuses closing a deal through `update_deal` (which would dodge
+/// the close-won rule).
+pub fn ground(store: &dyn Store, params: ActionParams) -> Result<ActionParams, String> {
+    match params {
+        ActionParams::CloseDeal { deal_id, won, .. } => {
+            let deal = store
+                .get_deal(&deal_id)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("deal_id: no deal {deal_id:?}"))?;
+            Ok(ActionParams::CloseDeal {
+                deal_id,
+                won,
+                amount_cents: deal.amount_cents,
+            })
+        }
+        ActionParams::UpdateDeal {
+            stage: Some(s), ..
+        } if s.is_closed() => Err("stage: close a deal with close_deal, not update_deal".into()),
+        other => Ok(other),
+    }
+}
+
 /// The gate an action faces right now, under the stored permissions.
 pub fn decision_for(store: &dyn Store, action: &Action) -> Result<Decision, StoreError> {
     let perms = store.load_permissions()?;
