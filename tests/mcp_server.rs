@@ -1,0 +1,235 @@
+//! The MCP server in process over a duplex pipe, with an rmcp client: every tool, the
+//! device gate on writes, the pending answer, cancellation, and audit.
+
+#![allow(clippy::unwrap_used)]
+
+use dealflow::connectors::Endpoints;
+use dealflow::core::audit::NewAuditEntry;
+use dealflow::core::domain::Surface;
+use dealflow::core::permissions::PermissionChange;
+use dealflow::mcp::McpServer;
+use dealflow::runtime::auth0::{SandboxWiring, wire_sandbox_with};
+use dealflow::runtime::pipeline::Pipeline;
+use dealflow::sandbox::Sandbox;
+use dealflow::store::{SqliteStore, Store};
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::{RoleClient, RunningService};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    w: SandboxWiring,
+    store: Arc<dyn Store>,
+    client: RunningService<RoleClient, ()>,
+}
+
+async fn rig(wait_bound: Duration) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+    dealflow::sandbox::demo::seed(store.as_ref(), 1).unwrap();
+    let sandbox = Sandbox::start(None).await.unwrap();
+    sandbox.state.auth0.set_timing(|t| {
+        t.ms_per_second = 20;
+        t.device_interval_s = 1;
+        t.ciba_interval_s = 1;
+    });
+    let base = sandbox.base_url();
+    let w = wire_sandbox_with(sandbox, Duration::from_millis(20)).await.unwrap();
+    let p = Arc::new(Pipeline::new(store.clone(), w.creds.clone(), Endpoints::sandbox(&base), "rep".into()));
+    let mut server = McpServer::new(p, w.device.clone(), wait_bound);
+    server.progress_every = Duration::from_millis(50);
+    let (client_io, server_io) = tokio::io::duplex(1 << 16);
+    tokio::spawn(async move {
+        if let Ok(running) = server.serve(server_io).await {
+            let _ = running.waiting().await;
+        }
+    });
+    let client = ().serve(client_io).await.unwrap();
+    Rig { _dir: dir, w, store, client }
+}
+
+async fn call(r: &Rig, name: &str, args: Value) -> CallToolResult {
+    let args = args.as_object().cloned().unwrap_or_default();
+    r.client
+        .call_tool(CallToolRequestParams::new(name.to_string()).with_arguments(args))
+        .await
+        .unwrap()
+}
+
+fn text(res: &CallToolResult) -> String {
+    res.content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect()
+}
+
+fn events(r: &Rig) -> Vec<(String, String, String)> {
+    r.store
+        .audit_page(0, 10_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.event, e.outcome, e.actor))
+        .collect()
+}
+
+/// Answers the first device request that appears, once.
+fn phone(r: &Rig, approve: bool) -> tokio::task::JoinHandle<String> {
+    let state = r.w.sandbox.state.clone();
+    tokio::spawn(async move {
+        for _ in 0..500 {
+            if let Some(req) = state.phone_pending().into_iter().next() {
+                if approve {
+                    state.phone_approve(&req.id);
+                } else {
+                    state.phone_deny(&req.id);
+                }
+                return req.binding_message;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        String::new()
+    })
+}
+
+#[tokio::test]
+async fn tools_are_listed_with_truthful_annotations() {
+    let r = rig(Duration::from_secs(5)).await;
+    let tools = r.client.list_all_tools().await.unwrap();
+    assert_eq!(tools.len(), 13);
+    let get = |n: &str| tools.iter().find(|t| t.name == n).unwrap().annotations.clone().unwrap();
+    assert_eq!(get("list_deals").read_only_hint, Some(true));
+    assert_eq!(get("send_email").read_only_hint, Some(false));
+    assert_eq!(get("send_email").destructive_hint, Some(true));
+    assert_eq!(get("send_email").open_world_hint, Some(true));
+    assert_eq!(get("create_deal").destructive_hint, Some(false));
+    assert_eq!(get("close_deal").destructive_hint, Some(true));
+    assert!(!tools.iter().any(|t| t.name.contains("permission")));
+    // With MCP writes off in Permissions, only reads are offered.
+    r.store
+        .change_permissions(
+            &PermissionChange::SetMcpWrites { enabled: false },
+            NewAuditEntry { ts: 1, actor: "user:t".into(), surface: Some(Surface::Cli), event: "permissions.changed".into(), action_id: None, outcome: "ok".into(), detail: json!({}) },
+        )
+        .unwrap();
+    let tools = r.client.list_all_tools().await.unwrap();
+    assert_eq!(tools.len(), 6);
+    let res = call(&r, "send_email", json!({"to": ["a@b.example"], "subject": "x", "body": "y"})).await;
+    assert_eq!(res.is_error, Some(true));
+    assert!(text(&res).contains("MCP write tools are disabled"), "{}", text(&res));
+}
+
+#[tokio::test]
+async fn every_read_runs_at_once_and_is_audited_with_the_client() {
+    let r = rig(Duration::from_secs(5)).await;
+    for (tool, args, want) in [
+        ("list_deals", json!({}), "deal-stark"),
+        ("list_deals", json!({"stage": "negotiation"}), "deal-umbrella"),
+        ("get_deal", json!({"deal_id": "deal-acme"}), "Acme platform renewal"),
+        ("search_contacts", json!({"query": "pepper"}), "pepper@stark.example"),
+        ("check_calendar", json!({"from": 1_700_000_000_000i64, "to": 1_900_000_000_000i64}), "events"),
+        ("list_slack_channels", json!({}), "C0DEALS01"),
+    ] {
+        let res = call(&r, tool, args).await;
+        assert_ne!(res.is_error, Some(true), "{tool}: {}", text(&res));
+        assert!(text(&res).contains(want), "{tool}: {}", text(&res));
+    }
+    assert!(r.w.sandbox.state.phone_pending().is_empty(), "reads never ask the device");
+    let proposed: Vec<_> = events(&r).into_iter().filter(|(e, _, a)| e == "action.proposed" && a.starts_with("mcp:")).collect();
+    assert_eq!(proposed.len(), 6);
+}
+
+#[tokio::test]
+async fn a_write_runs_only_after_the_device_says_yes() {
+    let r = rig(Duration::from_secs(10)).await;
+    let ph = phone(&r, true);
+    let res = call(&r, "post_slack", json!({"channel": "#deals", "text": "Umbrella DPA signed"})).await;
+    assert_eq!(ph.await.unwrap(), "dealflow: post_slack #deals");
+    let v: Value = serde_json::from_str(&text(&res)).unwrap();
+    assert_eq!(v["status"], "succeeded", "{v}");
+    assert_eq!(r.w.sandbox.state.providers.slack_posts().len(), 1);
+    let id = v["action_id"].as_str().unwrap();
+    let st: Value = serde_json::from_str(&text(&call(&r, "get_action_status", json!({"action_id": id})).await)).unwrap();
+    assert_eq!(st["state"], "succeeded");
+    assert!(events(&r).iter().any(|(e, o, _)| e == "action.executed" && o == "ok"));
+}
+
+#[tokio::test]
+async fn a_denied_write_is_a_tool_error_and_runs_nothing() {
+    let r = rig(Duration::from_secs(10)).await;
+    let ph = phone(&r, false);
+    let res = call(&r, "send_email", json!({"to": ["outsider@evil.example"], "subject": "x", "body": "y"})).await;
+    ph.await.unwrap();
+    assert_eq!(res.is_error, Some(true));
+    assert!(text(&res).contains("denied on the device"), "{}", text(&res));
+    assert!(r.w.sandbox.state.providers.sent().is_empty());
+}
+
+#[tokio::test]
+async fn past_the_wait_bound_the_answer_is_pending_and_status_tells_the_end() {
+    let r = rig(Duration::from_millis(300)).await;
+    let res = call(&r, "create_deal", json!({"name": "Wayne", "account": "Wayne", "amount_cents": 1_000_000})).await;
+    let v: Value = serde_json::from_str(&text(&res)).unwrap();
+    assert_eq!(v["status"], "pending", "{v}");
+    let id = v["action_id"].as_str().unwrap().to_string();
+    let st: Value = serde_json::from_str(&text(&call(&r, "get_action_status", json!({"action_id": id})).await)).unwrap();
+    assert_eq!(st["state"], "awaiting_consent");
+    // The background wait is still on: approve now, and the status follows.
+    phone(&r, true).await.unwrap();
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        last = serde_json::from_str(&text(&call(&r, "get_action_status", json!({"action_id": id})).await)).unwrap();
+        if last["done"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(last["state"], "succeeded", "{last}");
+    assert!(r.store.list_deals().unwrap().iter().any(|d| d.name == "Wayne"));
+}
+
+#[tokio::test]
+async fn cancelling_the_call_stops_the_wait_and_is_audited() {
+    let r = Arc::new(rig(Duration::from_secs(20)).await);
+    let r2 = r.clone();
+    let call_task = tokio::spawn(async move {
+        call(&r2, "send_email", json!({"to": ["a@b.example"], "subject": "x", "body": "y"})).await
+    });
+    for _ in 0..500 {
+        if !r.w.sandbox.state.phone_pending().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(r.w.sandbox.state.phone_pending().len(), 1);
+    // Dropping the request future makes the client send notifications/cancelled.
+    call_task.abort();
+    let mut seen = false;
+    for _ in 0..300 {
+        if events(&r).iter().any(|(e, o, _)| e == "mcp.cancelled" && o == "cancelled") {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(seen, "{:?}", events(&r));
+    assert!(events(&r).iter().any(|(e, o, _)| e == "batch.cancelled" && o == "cancelled"));
+    assert!(r.w.sandbox.state.providers.sent().is_empty());
+}
+
+#[tokio::test]
+async fn protocol_errors_only_for_protocol_faults() {
+    let r = rig(Duration::from_secs(5)).await;
+    let unknown = r
+        .client
+        .call_tool(CallToolRequestParams::new("set_permissions").with_arguments(Default::default()))
+        .await;
+    assert!(unknown.is_err(), "an unknown tool is a protocol error");
+    let bad = call(&r, "schedule_meeting", json!({"title": "x"})).await;
+    assert_eq!(bad.is_error, Some(true));
+    assert!(text(&bad).contains("invalid arguments"), "{}", text(&bad));
+    let not_mine = call(&r, "get_action_status", json!({"action_id": "act-demo-acme-close"})).await;
+    assert_eq!(not_mine.is_error, Some(true), "an MCP client only sees its own actions");
+}
