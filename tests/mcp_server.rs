@@ -37,8 +37,15 @@ async fn rig(wait_bound: Duration) -> Rig {
         t.ciba_interval_s = 1;
     });
     let base = sandbox.base_url();
-    let w = wire_sandbox_with(sandbox, Duration::from_millis(20)).await.unwrap();
-    let p = Arc::new(Pipeline::new(store.clone(), w.creds.clone(), Endpoints::sandbox(&base), "rep".into()));
+    let w = wire_sandbox_with(sandbox, Duration::from_millis(20))
+        .await
+        .unwrap();
+    let p = Arc::new(Pipeline::new(
+        store.clone(),
+        w.creds.clone(),
+        Endpoints::sandbox(&base),
+        "rep".into(),
+    ));
     let mut server = McpServer::new(p, w.device.clone(), wait_bound);
     server.progress_every = Duration::from_millis(50);
     let (client_io, server_io) = tokio::io::duplex(1 << 16);
@@ -48,7 +55,12 @@ async fn rig(wait_bound: Duration) -> Rig {
         }
     });
     let client = ().serve(client_io).await.unwrap();
-    Rig { _dir: dir, w, store, client }
+    Rig {
+        _dir: dir,
+        w,
+        store,
+        client,
+    }
 }
 
 async fn call(r: &Rig, name: &str, args: Value) -> CallToolResult {
@@ -99,7 +111,15 @@ async fn tools_are_listed_with_truthful_annotations() {
     let r = rig(Duration::from_secs(5)).await;
     let tools = r.client.list_all_tools().await.unwrap();
     assert_eq!(tools.len(), 13);
-    let get = |n: &str| tools.iter().find(|t| t.name == n).unwrap().annotations.clone().unwrap();
+    let get = |n: &str| {
+        tools
+            .iter()
+            .find(|t| t.name == n)
+            .unwrap()
+            .annotations
+            .clone()
+            .unwrap()
+    };
     assert_eq!(get("list_deals").read_only_hint, Some(true));
     assert_eq!(get("send_email").read_only_hint, Some(false));
     assert_eq!(get("send_email").destructive_hint, Some(true));
@@ -111,14 +131,31 @@ async fn tools_are_listed_with_truthful_annotations() {
     r.store
         .change_permissions(
             &PermissionChange::SetMcpWrites { enabled: false },
-            NewAuditEntry { ts: 1, actor: "user:t".into(), surface: Some(Surface::Cli), event: "permissions.changed".into(), action_id: None, outcome: "ok".into(), detail: json!({}) },
+            NewAuditEntry {
+                ts: 1,
+                actor: "user:t".into(),
+                surface: Some(Surface::Cli),
+                event: "permissions.changed".into(),
+                action_id: None,
+                outcome: "ok".into(),
+                detail: json!({}),
+            },
         )
         .unwrap();
     let tools = r.client.list_all_tools().await.unwrap();
     assert_eq!(tools.len(), 6);
-    let res = call(&r, "send_email", json!({"to": ["a@b.example"], "subject": "x", "body": "y"})).await;
+    let res = call(
+        &r,
+        "send_email",
+        json!({"to": ["a@b.example"], "subject": "x", "body": "y"}),
+    )
+    .await;
     assert_eq!(res.is_error, Some(true));
-    assert!(text(&res).contains("MCP write tools are disabled"), "{}", text(&res));
+    assert!(
+        text(&res).contains("MCP write tools are disabled"),
+        "{}",
+        text(&res)
+    );
 }
 
 #[tokio::test]
@@ -126,18 +163,40 @@ async fn every_read_runs_at_once_and_is_audited_with_the_client() {
     let r = rig(Duration::from_secs(5)).await;
     for (tool, args, want) in [
         ("list_deals", json!({}), "deal-stark"),
-        ("list_deals", json!({"stage": "negotiation"}), "deal-umbrella"),
-        ("get_deal", json!({"deal_id": "deal-acme"}), "Acme platform renewal"),
-        ("search_contacts", json!({"query": "pepper"}), "pepper@stark.example"),
-        ("check_calendar", json!({"from": 1_700_000_000_000i64, "to": 1_900_000_000_000i64}), "events"),
+        (
+            "list_deals",
+            json!({"stage": "negotiation"}),
+            "deal-umbrella",
+        ),
+        (
+            "get_deal",
+            json!({"deal_id": "deal-acme"}),
+            "Acme platform renewal",
+        ),
+        (
+            "search_contacts",
+            json!({"query": "pepper"}),
+            "pepper@stark.example",
+        ),
+        (
+            "check_calendar",
+            json!({"from": 1_700_000_000_000i64, "to": 1_900_000_000_000i64}),
+            "events",
+        ),
         ("list_slack_channels", json!({}), "C0DEALS01"),
     ] {
         let res = call(&r, tool, args).await;
         assert_ne!(res.is_error, Some(true), "{tool}: {}", text(&res));
         assert!(text(&res).contains(want), "{tool}: {}", text(&res));
     }
-    assert!(r.w.sandbox.state.phone_pending().is_empty(), "reads never ask the device");
-    let proposed: Vec<_> = events(&r).into_iter().filter(|(e, _, a)| e == "action.proposed" && a.starts_with("mcp:")).collect();
+    assert!(
+        r.w.sandbox.state.phone_pending().is_empty(),
+        "reads never ask the device"
+    );
+    let proposed: Vec<_> = events(&r)
+        .into_iter()
+        .filter(|(e, _, a)| e == "action.proposed" && a.starts_with("mcp:"))
+        .collect();
     assert_eq!(proposed.len(), 6);
 }
 
@@ -145,49 +204,87 @@ async fn every_read_runs_at_once_and_is_audited_with_the_client() {
 async fn a_write_runs_only_after_the_device_says_yes() {
     let r = rig(Duration::from_secs(10)).await;
     let ph = phone(&r, true);
-    let res = call(&r, "post_slack", json!({"channel": "#deals", "text": "Umbrella DPA signed"})).await;
+    let res = call(
+        &r,
+        "post_slack",
+        json!({"channel": "#deals", "text": "Umbrella DPA signed"}),
+    )
+    .await;
     assert_eq!(ph.await.unwrap(), "dealflow: post_slack #deals");
     let v: Value = serde_json::from_str(&text(&res)).unwrap();
     assert_eq!(v["status"], "succeeded", "{v}");
     assert_eq!(r.w.sandbox.state.providers.slack_posts().len(), 1);
     let id = v["action_id"].as_str().unwrap();
-    let st: Value = serde_json::from_str(&text(&call(&r, "get_action_status", json!({"action_id": id})).await)).unwrap();
+    let st: Value = serde_json::from_str(&text(
+        &call(&r, "get_action_status", json!({"action_id": id})).await,
+    ))
+    .unwrap();
     assert_eq!(st["state"], "succeeded");
-    assert!(events(&r).iter().any(|(e, o, _)| e == "action.executed" && o == "ok"));
+    assert!(
+        events(&r)
+            .iter()
+            .any(|(e, o, _)| e == "action.executed" && o == "ok")
+    );
 }
 
 #[tokio::test]
 async fn a_denied_write_is_a_tool_error_and_runs_nothing() {
     let r = rig(Duration::from_secs(10)).await;
     let ph = phone(&r, false);
-    let res = call(&r, "send_email", json!({"to": ["outsider@evil.example"], "subject": "x", "body": "y"})).await;
+    let res = call(
+        &r,
+        "send_email",
+        json!({"to": ["outsider@evil.example"], "subject": "x", "body": "y"}),
+    )
+    .await;
     ph.await.unwrap();
     assert_eq!(res.is_error, Some(true));
-    assert!(text(&res).contains("denied on the device"), "{}", text(&res));
+    assert!(
+        text(&res).contains("denied on the device"),
+        "{}",
+        text(&res)
+    );
     assert!(r.w.sandbox.state.providers.sent().is_empty());
 }
 
 #[tokio::test]
 async fn past_the_wait_bound_the_answer_is_pending_and_status_tells_the_end() {
     let r = rig(Duration::from_millis(300)).await;
-    let res = call(&r, "create_deal", json!({"name": "Wayne", "account": "Wayne", "amount_cents": 1_000_000})).await;
+    let res = call(
+        &r,
+        "create_deal",
+        json!({"name": "Wayne", "account": "Wayne", "amount_cents": 1_000_000}),
+    )
+    .await;
     let v: Value = serde_json::from_str(&text(&res)).unwrap();
     assert_eq!(v["status"], "pending", "{v}");
     let id = v["action_id"].as_str().unwrap().to_string();
-    let st: Value = serde_json::from_str(&text(&call(&r, "get_action_status", json!({"action_id": id})).await)).unwrap();
+    let st: Value = serde_json::from_str(&text(
+        &call(&r, "get_action_status", json!({"action_id": id})).await,
+    ))
+    .unwrap();
     assert_eq!(st["state"], "awaiting_consent");
     // The background wait is still on: approve now, and the status follows.
     phone(&r, true).await.unwrap();
     let mut last = Value::Null;
     for _ in 0..200 {
-        last = serde_json::from_str(&text(&call(&r, "get_action_status", json!({"action_id": id})).await)).unwrap();
+        last = serde_json::from_str(&text(
+            &call(&r, "get_action_status", json!({"action_id": id})).await,
+        ))
+        .unwrap();
         if last["done"] == true {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(last["state"], "succeeded", "{last}");
-    assert!(r.store.list_deals().unwrap().iter().any(|d| d.name == "Wayne"));
+    assert!(
+        r.store
+            .list_deals()
+            .unwrap()
+            .iter()
+            .any(|d| d.name == "Wayne")
+    );
 }
 
 #[tokio::test]
@@ -195,7 +292,12 @@ async fn cancelling_the_call_stops_the_wait_and_is_audited() {
     let r = Arc::new(rig(Duration::from_secs(20)).await);
     let r2 = r.clone();
     let call_task = tokio::spawn(async move {
-        call(&r2, "send_email", json!({"to": ["a@b.example"], "subject": "x", "body": "y"})).await
+        call(
+            &r2,
+            "send_email",
+            json!({"to": ["a@b.example"], "subject": "x", "body": "y"}),
+        )
+        .await
     });
     for _ in 0..500 {
         if !r.w.sandbox.state.phone_pending().is_empty() {
@@ -208,14 +310,21 @@ async fn cancelling_the_call_stops_the_wait_and_is_audited() {
     call_task.abort();
     let mut seen = false;
     for _ in 0..300 {
-        if events(&r).iter().any(|(e, o, _)| e == "mcp.cancelled" && o == "cancelled") {
+        if events(&r)
+            .iter()
+            .any(|(e, o, _)| e == "mcp.cancelled" && o == "cancelled")
+        {
             seen = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(seen, "{:?}", events(&r));
-    assert!(events(&r).iter().any(|(e, o, _)| e == "batch.cancelled" && o == "cancelled"));
+    assert!(
+        events(&r)
+            .iter()
+            .any(|(e, o, _)| e == "batch.cancelled" && o == "cancelled")
+    );
     assert!(r.w.sandbox.state.providers.sent().is_empty());
 }
 
@@ -230,6 +339,15 @@ async fn protocol_errors_only_for_protocol_faults() {
     let bad = call(&r, "schedule_meeting", json!({"title": "x"})).await;
     assert_eq!(bad.is_error, Some(true));
     assert!(text(&bad).contains("invalid arguments"), "{}", text(&bad));
-    let not_mine = call(&r, "get_action_status", json!({"action_id": "act-demo-acme-close"})).await;
-    assert_eq!(not_mine.is_error, Some(true), "an MCP client only sees its own actions");
+    let not_mine = call(
+        &r,
+        "get_action_status",
+        json!({"action_id": "act-demo-acme-close"}),
+    )
+    .await;
+    assert_eq!(
+        not_mine.is_error,
+        Some(true),
+        "an MCP client only sees its own actions"
+    );
 }

