@@ -8,3 +8,4 @@ pub mod core;
 pub mod runtime;
 pub mod sandbox;
 pub mod store;
+pub mod tui;

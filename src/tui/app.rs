@@ -1,0 +1,998 @@
+//! The application state and `update(Msg) -> Vec<Effect>`: the only place state changes.
+//! No IO, no await, no locks here; time comes from the injected [`Clock`]. Rendering
+//! (`view`) is a pure read of this state.
+
+use super::actions::{ActionsTab, BulkPlan, View, bulk_plan, is_pending, what_will_happen};
+use super::audit::{AuditTab, VerifyState};
+use super::chat::{ChatLine, ChatTab};
+use super::clock::Clock;
+use super::editor::{EditorState, parse_draft};
+use super::keymap::{Command, Keymap, Section};
+use super::msg::{Effect, Msg, Verb};
+use super::permissions::{PermRow, PermissionsTab, rows as perm_rows};
+use super::theme::Theme;
+use crate::core::consent::Gate;
+use crate::core::domain::Millis;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEventKind};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Keys typed within this long after a confirmation prompt appears are ignored, so a
+/// prompt that pops up mid-typing cannot be answered by accident.
+pub const INPUT_GUARD_MS: Millis = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Actions,
+    Chat,
+    Permissions,
+    Audit,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 4] = [Tab::Actions, Tab::Chat, Tab::Permissions, Tab::Audit];
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Actions => "Actions",
+            Tab::Chat => "Chat",
+            Tab::Permissions => "Permissions",
+            Tab::Audit => "Audit",
+        }
+    }
+    fn section(self) -> Section {
+        match self {
+            Tab::Actions => Section::Actions,
+            Tab::Chat => Section::Chat,
+            Tab::Permissions => Section::Permissions,
+            Tab::Audit => Section::Audit,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Ok,
+    Warn,
+    Error,
+}
+
+/// Modal layers over the tabs; at most one at a time.
+#[derive(Debug, Clone)]
+pub enum Popup {
+    Help {
+        scroll: usize,
+    },
+    /// Inline step-up: exactly what approving will do.
+    StepUp {
+        id: String,
+        lines: Vec<String>,
+        gate: String,
+        opened_at: Millis,
+    },
+    Reject {
+        ids: Vec<String>,
+        reason: String,
+    },
+    Bulk {
+        plan: BulkPlan,
+        typed: String,
+        opened_at: Millis,
+    },
+    Palette {
+        query: String,
+        selected: usize,
+    },
+    Editor(Box<EditorState>),
+    PermValue {
+        row: PermRow,
+        text: String,
+    },
+}
+
+impl Popup {
+    fn guarded_since(&self) -> Option<Millis> {
+        match self {
+            Popup::StepUp { opened_at, .. } | Popup::Bulk { opened_at, .. } => Some(*opened_at),
+            _ => None,
+        }
+    }
+}
+
+/// Who and where, for the status bar.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// "user:<unix user>", as audit rows record it.
+    pub actor: String,
+    pub sandbox: bool,
+    pub store: String,
+    pub notify: bool,
+}
+
+/// One palette entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PaletteItem {
+    Run(Command, String),
+    View(View),
+}
+
+impl PaletteItem {
+    pub fn label(&self) -> String {
+        match self {
+            PaletteItem::Run(c, desc) => format!("{} — {desc}", c.name()),
+            PaletteItem::View(v) => format!("view {} — saved view", v.name()),
+        }
+    }
+}
+
+pub struct App {
+    pub session: Session,
+    pub keymap: Keymap,
+    pub theme: Theme,
+    clock: Arc<dyn Clock>,
+    /// The clock as of the last update, so rendering never reads a clock.
+    pub now: Millis,
+    pub tab: Tab,
+    pub actions: ActionsTab,
+    pub perms: PermissionsTab,
+    pub audit: AuditTab,
+    pub chat: ChatTab,
+    pub popup: Option<Popup>,
+    /// `Some` while the `/` filter line is being typed.
+    pub filtering: bool,
+    pub status: Option<(Level, String)>,
+    pub dirty: bool,
+    pub quit: bool,
+    seen_pending: Option<BTreeSet<String>>,
+}
+
+impl App {
+    pub fn new(session: Session, keymap: Keymap, theme: Theme, clock: Arc<dyn Clock>) -> Self {
+        let now = clock.now_ms();
+        App {
+            session,
+            keymap,
+            theme,
+            clock,
+            now,
+            tab: Tab::Actions,
+            actions: ActionsTab::default(),
+            perms: PermissionsTab::default(),
+            audit: AuditTab::default(),
+            chat: ChatTab::default(),
+            popup: None,
+            filtering: false,
+            status: None,
+            dirty: true,
+            quit: false,
+            seen_pending: None,
+        }
+    }
+
+    /// Effects to run once at start-up.
+    pub fn init(&self) -> Vec<Effect> {
+        vec![Effect::LoadActions]
+    }
+
+    pub fn set_status(&mut self, level: Level, text: impl Into<String>) {
+        self.status = Some((level, text.into()));
+    }
+
+    pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
+        self.now = self.clock.now_ms();
+        self.dirty = true;
+        match msg {
+            Msg::Key(k) => self.on_key(k),
+            Msg::Paste(text) => {
+                match &mut self.popup {
+                    Some(Popup::Editor(ed)) => {
+                        ed.textarea.insert_str(&text);
+                    }
+                    _ if self.chat.composing => self.chat.input.push_str(&strip_controls(&text)),
+                    _ => {}
+                }
+                vec![]
+            }
+            Msg::Mouse(m) => match m.kind {
+                MouseEventKind::ScrollDown => self.run(Command::Down),
+                MouseEventKind::ScrollUp => self.run(Command::Up),
+                MouseEventKind::Down(_) if m.row == 0 && self.popup.is_none() => {
+                    // The tab bar: " Actions  Chat  Permissions  Audit " (see view::tabs).
+                    let mut x = 0u16;
+                    for t in Tab::ALL {
+                        let w = t.title().len() as u16 + 4;
+                        if m.column < x + w {
+                            return self.switch(t);
+                        }
+                        x += w;
+                    }
+                    vec![]
+                }
+                _ => {
+                    self.dirty = false;
+                    vec![]
+                }
+            },
+            Msg::Resize(..) => vec![],
+            Msg::Tick => match self.tab {
+                Tab::Actions | Tab::Permissions => vec![Effect::LoadActions],
+                Tab::Chat => vec![],
+                Tab::Audit => vec![],
+            },
+            Msg::ActionsLoaded {
+                actions,
+                permissions,
+            } => {
+                self.actions.load(actions, &permissions);
+                self.perms.perms = Some(*permissions);
+                self.notify_new()
+            }
+            Msg::LoadFailed(e) => {
+                self.set_status(Level::Error, e);
+                vec![]
+            }
+            Msg::Reviewed { id, verb, result } => {
+                match result {
+                    Ok(a) => {
+                        let extra = if verb == Verb::Approve {
+                            " · execution: not built yet, it stays approved"
+                        } else {
+                            ""
+                        };
+                        self.set_status(
+                            Level::Ok,
+                            format!("{} {id}: {}{extra}", verb.past(), a.state),
+                        );
+                    }
+                    Err(e) => self.set_status(Level::Error, e),
+                }
+                vec![]
+            }
+            Msg::PermissionsSaved(r) => match r {
+                Ok(p) => {
+                    self.perms.perms = Some(*p);
+                    self.set_status(Level::Ok, "permissions saved (audited)");
+                    vec![Effect::LoadActions]
+                }
+                Err(e) => {
+                    self.set_status(Level::Error, e);
+                    vec![]
+                }
+            },
+            Msg::AuditLoaded(entries) => {
+                self.audit.load(entries);
+                vec![]
+            }
+            Msg::AuditVerified(r) => {
+                self.audit.verify = match r {
+                    Ok(Ok(n)) => VerifyState::Verified {
+                        entries: n,
+                        at: self.now,
+                    },
+                    Ok(Err(b)) => VerifyState::Broken(b),
+                    Err(e) => VerifyState::Failed(e),
+                };
+                vec![]
+            }
+            Msg::Exported(r) => {
+                match r {
+                    Ok(m) => self.set_status(Level::Ok, m),
+                    Err(e) => self.set_status(Level::Error, e),
+                }
+                vec![]
+            }
+            Msg::NotBuilt(what) => {
+                if what.starts_with("chat") {
+                    self.chat.running = false;
+                    self.chat.lines.push(ChatLine::System(what.clone()));
+                }
+                self.set_status(Level::Warn, what);
+                vec![]
+            }
+            Msg::Chat(ev) => {
+                self.chat.apply(ev, self.now);
+                vec![]
+            }
+        }
+    }
+
+    /// Rings when something newly needs the user (not on the first load).
+    fn notify_new(&mut self) -> Vec<Effect> {
+        let now_pending = self.actions.pending_ids();
+        let mut out = vec![];
+        if let Some(seen) = &self.seen_pending {
+            let fresh: Vec<&String> = now_pending.difference(seen).collect();
+            if !fresh.is_empty() && self.session.notify {
+                let first = fresh
+                    .first()
+                    .and_then(|id| self.actions.row_by_id(id))
+                    .map(|r| format!("{} ({})", r.action.title, r.action.kind()))
+                    .unwrap_or_default();
+                out.push(Effect::Notify {
+                    title: format!("dealflow: {} new to review", fresh.len()),
+                    body: first,
+                });
+            }
+        }
+        self.seen_pending = Some(now_pending);
+        out
+    }
+
+    fn switch(&mut self, tab: Tab) -> Vec<Effect> {
+        self.tab = tab;
+        self.filtering = false;
+        match tab {
+            Tab::Audit if !self.audit.loaded => {
+                self.audit.verify = VerifyState::Running;
+                vec![Effect::LoadAudit, Effect::VerifyAudit]
+            }
+            Tab::Audit => vec![Effect::LoadAudit],
+            _ => vec![],
+        }
+    }
+
+    fn on_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        if self.popup.is_some() {
+            return self.on_popup_key(k);
+        }
+        if self.filtering {
+            return self.on_filter_key(k);
+        }
+        if self.tab == Tab::Chat && self.chat.composing {
+            return self.on_compose_key(k);
+        }
+        match self.keymap.resolve(self.tab.section(), &k) {
+            Some(cmd) => self.run(cmd),
+            None => {
+                self.dirty = false;
+                vec![]
+            }
+        }
+    }
+
+    /// Runs a named command (from a key or the palette).
+    pub fn run(&mut self, cmd: Command) -> Vec<Effect> {
+        match cmd {
+            Command::Quit => {
+                self.quit = true;
+                vec![Effect::Quit]
+            }
+            Command::Help => {
+                self.popup = Some(Popup::Help { scroll: 0 });
+                vec![]
+            }
+            Command::Palette => {
+                self.popup = Some(Popup::Palette {
+                    query: String::new(),
+                    selected: 0,
+                });
+                vec![]
+            }
+            Command::NextTab | Command::PrevTab => {
+                let i = Tab::ALL.iter().position(|t| *t == self.tab).unwrap_or(0);
+                let n = Tab::ALL.len();
+                let j = if cmd == Command::NextTab {
+                    (i + 1) % n
+                } else {
+                    (i + n - 1) % n
+                };
+                self.switch(Tab::ALL[j])
+            }
+            Command::TabActions => self.switch(Tab::Actions),
+            Command::TabChat => self.switch(Tab::Chat),
+            Command::TabPermissions => self.switch(Tab::Permissions),
+            Command::TabAudit => self.switch(Tab::Audit),
+            Command::Down
+            | Command::Up
+            | Command::Top
+            | Command::Bottom
+            | Command::PageDown
+            | Command::PageUp => {
+                self.move_cursor(cmd);
+                vec![]
+            }
+            Command::Filter => {
+                if matches!(self.tab, Tab::Actions | Tab::Audit) {
+                    self.filtering = true;
+                }
+                vec![]
+            }
+            Command::Refresh => match self.tab {
+                Tab::Audit => {
+                    self.audit.verify = VerifyState::Running;
+                    vec![Effect::LoadAudit, Effect::VerifyAudit]
+                }
+                _ => vec![Effect::LoadActions],
+            },
+            Command::Approve => self.approve_current(),
+            Command::Reject => {
+                let ids = self.actions.targets();
+                if ids.is_empty() {
+                    self.set_status(Level::Warn, "nothing pending to reject here");
+                } else {
+                    self.popup = Some(Popup::Reject {
+                        ids,
+                        reason: String::new(),
+                    });
+                }
+                vec![]
+            }
+            Command::Edit => {
+                match self.actions.current() {
+                    Some(r) if is_pending(r.action.state) => {
+                        let a = &r.action;
+                        self.popup = Some(Popup::Editor(Box::new(EditorState::new(
+                            a.id.clone(),
+                            a.version,
+                            &a.params,
+                            &a.original,
+                        ))));
+                    }
+                    Some(r) => {
+                        let msg = format!(
+                            "{} is {}: only pending actions can be edited",
+                            r.action.id, r.action.state
+                        );
+                        self.set_status(Level::Warn, msg);
+                    }
+                    None => self.set_status(Level::Warn, "nothing selected"),
+                }
+                vec![]
+            }
+            Command::Mark => {
+                self.actions.toggle_mark();
+                self.move_cursor(Command::Down);
+                vec![]
+            }
+            Command::Range => {
+                let was = self.actions.range_anchor.is_some();
+                let n = self.actions.range();
+                if was {
+                    self.set_status(Level::Info, format!("marked {n} in range"));
+                } else {
+                    self.set_status(Level::Info, "range started: move, then v again");
+                }
+                vec![]
+            }
+            Command::ClearMarks => {
+                self.actions.marks.clear();
+                self.actions.range_anchor = None;
+                vec![]
+            }
+            Command::ApproveMarked => {
+                if self.actions.marks.is_empty() {
+                    self.set_status(Level::Warn, "no marks: space marks, v marks a range");
+                    return vec![];
+                }
+                let ids = self.actions.targets();
+                let rows: Vec<_> = ids
+                    .iter()
+                    .filter_map(|id| self.actions.row_by_id(id))
+                    .collect();
+                let plan = bulk_plan(&rows);
+                self.popup = Some(Popup::Bulk {
+                    plan,
+                    typed: String::new(),
+                    opened_at: self.now,
+                });
+                vec![]
+            }
+            Command::SendToBatch => {
+                let ids = self.actions.targets();
+                if ids.is_empty() {
+                    self.set_status(Level::Warn, "nothing pending to send");
+                    return vec![];
+                }
+                vec![Effect::SendToBatch(ids)]
+            }
+            Command::ExecuteApproved => {
+                let ids: Vec<String> = self
+                    .actions
+                    .rows
+                    .iter()
+                    .filter(|r| r.action.state == crate::core::domain::ActionState::Approved)
+                    .map(|r| r.action.id.clone())
+                    .collect();
+                if ids.is_empty() {
+                    self.set_status(Level::Warn, "no approved actions to execute");
+                    return vec![];
+                }
+                vec![Effect::ExecuteApproved(ids)]
+            }
+            Command::NextView => {
+                self.set_view(self.actions.view.next());
+                vec![]
+            }
+            Command::Increase | Command::Decrease => self.perm_step(cmd == Command::Increase),
+            Command::Verify => {
+                self.audit.verify = VerifyState::Running;
+                vec![Effect::VerifyAudit]
+            }
+            Command::Export => vec![Effect::ExportAudit],
+            Command::Compose => {
+                self.chat.composing = true;
+                vec![]
+            }
+            Command::Confirm | Command::Deny => self.answer_chat_step_up(cmd == Command::Confirm),
+            Command::CancelTurn => {
+                if self.chat.running {
+                    vec![Effect::CancelTurn]
+                } else {
+                    vec![]
+                }
+            }
+            Command::ToggleFold => {
+                self.chat.unfolded = !self.chat.unfolded;
+                vec![]
+            }
+            Command::None => vec![],
+        }
+    }
+
+    pub fn set_view(&mut self, v: View) {
+        self.actions.view = v;
+        self.actions.cursor = 0;
+        self.actions.refilter();
+        self.set_status(Level::Info, format!("view: {}", v.name()));
+    }
+
+    fn move_cursor(&mut self, cmd: Command) {
+        let (cursor, len) = match self.tab {
+            Tab::Actions => (&mut self.actions.cursor, self.actions.visible.len()),
+            Tab::Audit => (&mut self.audit.cursor, self.audit.visible.len()),
+            Tab::Permissions => (&mut self.perms.cursor, perm_rows().len()),
+            Tab::Chat => return,
+        };
+        let last = len.saturating_sub(1);
+        *cursor = match cmd {
+            Command::Down => (*cursor + 1).min(last),
+            Command::Up => cursor.saturating_sub(1),
+            Command::Top => 0,
+            Command::Bottom => last,
+            Command::PageDown => (*cursor + 10).min(last),
+            Command::PageUp => cursor.saturating_sub(10),
+            _ => *cursor,
+        };
+    }
+
+    fn approve_current(&mut self) -> Vec<Effect> {
+        let Some(r) = self.actions.current() else {
+            self.set_status(Level::Warn, "nothing selected");
+            return vec![];
+        };
+        let a = &r.action;
+        if !is_pending(a.state) {
+            let msg = format!(
+                "{} is {}: only pending actions can be approved",
+                a.id, a.state
+            );
+            self.set_status(Level::Warn, msg);
+            return vec![];
+        }
+        let id = a.id.clone();
+        match r.decision.gate().clone() {
+            Gate::Allow | Gate::Review => {
+                self.set_status(Level::Info, format!("approving {id}…"));
+                vec![Effect::Approve {
+                    ids: vec![id],
+                    step_up_confirmed: false,
+                }]
+            }
+            g @ Gate::StepUp { .. } => {
+                let lines = what_will_happen(a);
+                self.popup = Some(Popup::StepUp {
+                    id,
+                    lines,
+                    gate: g.to_string(),
+                    opened_at: self.now,
+                });
+                vec![]
+            }
+            Gate::Ciba { approver, reason } => {
+                self.set_status(
+                    Level::Warn,
+                    format!("{id} needs approval on {approver}'s device ({reason}): press b to send it to the batch"),
+                );
+                vec![]
+            }
+            Gate::Deny { reason } => {
+                self.set_status(
+                    Level::Error,
+                    format!("{id} is denied by your permissions: {reason}"),
+                );
+                vec![]
+            }
+        }
+    }
+
+    fn perm_step(&mut self, up: bool) -> Vec<Effect> {
+        if self.tab != Tab::Permissions {
+            return vec![];
+        }
+        let Some(p) = &self.perms.perms else {
+            return vec![];
+        };
+        let Some(row) = perm_rows().get(self.perms.cursor).copied() else {
+            return vec![];
+        };
+        if row.typed() {
+            self.popup = Some(Popup::PermValue {
+                row,
+                text: String::new(),
+            });
+            return vec![];
+        }
+        match row.step(p, up) {
+            Some(change) => vec![Effect::ChangePermissions(change)],
+            None => vec![],
+        }
+    }
+
+    fn answer_chat_step_up(&mut self, confirmed: bool) -> Vec<Effect> {
+        let Some(p) = &self.chat.step_up else {
+            return vec![];
+        };
+        if self.now - p.opened_at < INPUT_GUARD_MS {
+            self.set_status(
+                Level::Warn,
+                "input guard: keys ignored for 1 s after a prompt appears",
+            );
+            return vec![];
+        }
+        let action_id = p.action_id.clone();
+        self.chat.step_up = None;
+        vec![Effect::AnswerStepUp {
+            action_id,
+            confirmed,
+        }]
+    }
+
+    pub fn palette_items(&self, query: &str) -> Vec<PaletteItem> {
+        let q = query.to_lowercase();
+        let mut seen = BTreeSet::new();
+        let mut items: Vec<PaletteItem> = self
+            .keymap
+            .help()
+            .into_iter()
+            .filter(|r| seen.insert(r.command))
+            .map(|r| PaletteItem::Run(r.command, r.desc))
+            .collect();
+        items.extend(View::ALL.into_iter().map(PaletteItem::View));
+        items.retain(|i| q.is_empty() || i.label().to_lowercase().contains(&q));
+        items
+    }
+
+    fn on_filter_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        let (filter, is_actions) = match self.tab {
+            Tab::Audit => (&mut self.audit.filter, false),
+            _ => (&mut self.actions.filter, true),
+        };
+        match k.code {
+            KeyCode::Enter => self.filtering = false,
+            KeyCode::Esc => {
+                filter.clear();
+                self.filtering = false;
+            }
+            KeyCode::Backspace => {
+                filter.pop();
+            }
+            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => filter.push(c),
+            _ => return vec![],
+        }
+        if is_actions {
+            self.actions.refilter();
+        } else {
+            self.audit.refilter();
+        }
+        vec![]
+    }
+
+    fn on_compose_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        match k.code {
+            KeyCode::Esc => self.chat.composing = false,
+            KeyCode::Backspace => {
+                self.chat.input.pop();
+            }
+            KeyCode::Enter => {
+                let text = self.chat.input.trim().to_string();
+                self.chat.input.clear();
+                if text.is_empty() {
+                    return vec![];
+                }
+                self.chat.lines.push(ChatLine::User(text.clone()));
+                self.chat.running = true;
+                return vec![Effect::StartChatTurn(text)];
+            }
+            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.chat.input.push(c)
+            }
+            _ => {}
+        }
+        vec![]
+    }
+
+    fn on_popup_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        let Some(popup) = self.popup.take() else {
+            return vec![];
+        };
+        if let Some(since) = popup.guarded_since()
+            && self.now - since < INPUT_GUARD_MS
+        {
+            if k.code == KeyCode::Esc {
+                self.set_status(Level::Info, "cancelled");
+                return vec![];
+            }
+            self.popup = Some(popup);
+            self.set_status(
+                Level::Warn,
+                "input guard: keys ignored for 1 s after a prompt appears",
+            );
+            return vec![];
+        }
+        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        match popup {
+            Popup::Help { scroll } => match k.code {
+                KeyCode::Char('j') | KeyCode::Down => {
+                    self.popup = Some(Popup::Help { scroll: scroll + 1 })
+                }
+                KeyCode::Char('k') | KeyCode::Up => {
+                    self.popup = Some(Popup::Help {
+                        scroll: scroll.saturating_sub(1),
+                    })
+                }
+                _ => {}
+            },
+            Popup::StepUp {
+                id,
+                lines,
+                gate,
+                opened_at,
+            } => match k.code {
+                KeyCode::Char('y') | KeyCode::Enter => {
+                    self.set_status(Level::Info, format!("approving {id} (step-up confirmed)…"));
+                    return vec![Effect::Approve {
+                        ids: vec![id],
+                        step_up_confirmed: true,
+                    }];
+                }
+                KeyCode::Char('n') | KeyCode::Esc => self.set_status(Level::Info, "not approved"),
+                _ => {
+                    self.popup = Some(Popup::StepUp {
+                        id,
+                        lines,
+                        gate,
+                        opened_at,
+                    })
+                }
+            },
+            Popup::Reject { ids, mut reason } => match k.code {
+                KeyCode::Enter => {
+                    let reason = reason.trim().to_string();
+                    return vec![Effect::Reject {
+                        ids,
+                        reason: (!reason.is_empty()).then_some(reason),
+                    }];
+                }
+                KeyCode::Esc => self.set_status(Level::Info, "not rejected"),
+                KeyCode::Backspace => {
+                    reason.pop();
+                    self.popup = Some(Popup::Reject { ids, reason });
+                }
+                KeyCode::Char(c) if !ctrl => {
+                    reason.push(c);
+                    self.popup = Some(Popup::Reject { ids, reason });
+                }
+                _ => self.popup = Some(Popup::Reject { ids, reason }),
+            },
+            Popup::Bulk {
+                plan,
+                mut typed,
+                opened_at,
+            } => match k.code {
+                KeyCode::Enter
+                    if typed.trim() == plan.approvable.len().to_string()
+                        && !plan.approvable.is_empty() =>
+                {
+                    self.actions.marks.clear();
+                    let n = plan.approvable.len();
+                    self.set_status(Level::Info, format!("approving {n}…"));
+                    return vec![Effect::Approve {
+                        ids: plan.approvable,
+                        step_up_confirmed: true,
+                    }];
+                }
+                KeyCode::Enter => {
+                    self.set_status(
+                        Level::Warn,
+                        format!("type {} to approve them", plan.approvable.len()),
+                    );
+                    self.popup = Some(Popup::Bulk {
+                        plan,
+                        typed,
+                        opened_at,
+                    });
+                }
+                KeyCode::Esc => self.set_status(Level::Info, "nothing approved"),
+                KeyCode::Backspace => {
+                    typed.pop();
+                    self.popup = Some(Popup::Bulk {
+                        plan,
+                        typed,
+                        opened_at,
+                    });
+                }
+                KeyCode::Char(c) if c.is_ascii_digit() => {
+                    typed.push(c);
+                    self.popup = Some(Popup::Bulk {
+                        plan,
+                        typed,
+                        opened_at,
+                    });
+                }
+                _ => {
+                    self.popup = Some(Popup::Bulk {
+                        plan,
+                        typed,
+                        opened_at,
+                    })
+                }
+            },
+            Popup::Palette {
+                mut query,
+                selected,
+            } => {
+                let items = self.palette_items(&query);
+                match k.code {
+                    KeyCode::Esc => {}
+                    KeyCode::Enter => {
+                        return match items.get(selected) {
+                            Some(PaletteItem::Run(c, _)) => self.run(*c),
+                            Some(PaletteItem::View(v)) => {
+                                self.tab = Tab::Actions;
+                                self.set_view(*v);
+                                vec![]
+                            }
+                            None => vec![],
+                        };
+                    }
+                    KeyCode::Down | KeyCode::Tab => {
+                        let selected = (selected + 1).min(items.len().saturating_sub(1));
+                        self.popup = Some(Popup::Palette { query, selected });
+                    }
+                    KeyCode::Up | KeyCode::BackTab => {
+                        self.popup = Some(Popup::Palette {
+                            query,
+                            selected: selected.saturating_sub(1),
+                        })
+                    }
+                    KeyCode::Backspace => {
+                        query.pop();
+                        self.popup = Some(Popup::Palette { query, selected: 0 });
+                    }
+                    KeyCode::Char(c) if !ctrl => {
+                        query.push(c);
+                        self.popup = Some(Popup::Palette { query, selected: 0 });
+                    }
+                    _ => self.popup = Some(Popup::Palette { query, selected }),
+                }
+            }
+            Popup::Editor(mut ed) => {
+                return self.on_editor_key(&mut ed, k).unwrap_or_else(|| {
+                    self.popup = Some(Popup::Editor(ed));
+                    vec![]
+                });
+            }
+            Popup::PermValue { row, mut text } => match k.code {
+                KeyCode::Esc => {}
+                KeyCode::Enter => {
+                    let Some(p) = &self.perms.perms else {
+                        return vec![];
+                    };
+                    match row.typed_change(p, &text) {
+                        Ok(change) => return vec![Effect::ChangePermissions(change)],
+                        Err(e) => {
+                            self.set_status(Level::Error, e);
+                            self.popup = Some(Popup::PermValue { row, text });
+                        }
+                    }
+                }
+                KeyCode::Backspace => {
+                    text.pop();
+                    self.popup = Some(Popup::PermValue { row, text });
+                }
+                KeyCode::Char(c) if !ctrl => {
+                    text.push(c);
+                    self.popup = Some(Popup::PermValue { row, text });
+                }
+                _ => self.popup = Some(Popup::PermValue { row, text }),
+            },
+        }
+        vec![]
+    }
+
+    /// `Some(effects)` closes the editor; `None` keeps it open.
+    fn on_editor_key(&mut self, ed: &mut EditorState, k: KeyEvent) -> Option<Vec<Effect>> {
+        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        if let Some(q) = &mut ed.search {
+            match k.code {
+                KeyCode::Esc => ed.search = None,
+                KeyCode::Enter => {
+                    let pat = q.clone();
+                    ed.search = None;
+                    match ed.textarea.set_search_pattern(&pat) {
+                        Ok(()) => {
+                            if !ed.textarea.search_forward(true) {
+                                ed.error = Some(format!("no match for {pat:?}"));
+                            }
+                        }
+                        Err(e) => ed.error = Some(format!("search: {e}")),
+                    }
+                }
+                KeyCode::Backspace => {
+                    q.pop();
+                }
+                KeyCode::Char(c) if !ctrl => q.push(c),
+                _ => {}
+            }
+            return None;
+        }
+        match (ctrl, k.code) {
+            (_, KeyCode::Esc) => {
+                self.set_status(Level::Info, "edit discarded");
+                Some(vec![])
+            }
+            (true, KeyCode::Char('s')) => match parse_draft(&ed.params, &ed.text()) {
+                Ok(p) if p == ed.params => {
+                    self.set_status(Level::Info, "no change");
+                    Some(vec![])
+                }
+                Ok(p) => match p.validate() {
+                    Ok(()) => Some(vec![Effect::Edit {
+                        id: ed.id.clone(),
+                        params: p,
+                    }]),
+                    Err(e) => {
+                        ed.error = Some(e);
+                        None
+                    }
+                },
+                Err(e) => {
+                    ed.error = Some(e);
+                    None
+                }
+            },
+            (true, KeyCode::Char('z')) => {
+                ed.textarea.undo();
+                None
+            }
+            (true, KeyCode::Char('y')) => {
+                ed.textarea.redo();
+                None
+            }
+            (true, KeyCode::Char('f')) => {
+                ed.search = Some(String::new());
+                None
+            }
+            (true, KeyCode::Char('n')) => {
+                ed.textarea.search_forward(false);
+                None
+            }
+            (true, KeyCode::Char('w')) => {
+                ed.toggle_wrap();
+                None
+            }
+            _ => {
+                ed.error = None;
+                ed.textarea.input(k);
+                None
+            }
+        }
+    }
+}
+
+/// Pasted or agent-supplied text must not smuggle terminal control sequences.
+pub fn strip_controls(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() || *c == '\n')
+        .collect()
+}

@@ -1,0 +1,176 @@
+//! Runs the effects that today's backends can serve (store, consent engine, Reviewer)
+//! and answers with messages. Effects whose backend is not built yet get an honest
+//! `Msg::NotBuilt`. Synchronous on purpose: the event loop runs it on a blocking task,
+//! and headless tests call it directly.
+
+use super::clock::Clock;
+use super::msg::{Effect, Msg, Verb};
+use crate::core::audit::NewAuditEntry;
+use crate::runtime::review::Reviewer;
+use crate::store::{ActionFilter, Store};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct Executor {
+    pub store: Arc<dyn Store>,
+    pub reviewer: Reviewer,
+    pub clock: Arc<dyn Clock>,
+    /// Where `ExportAudit` writes.
+    pub export_dir: PathBuf,
+}
+
+impl Executor {
+    /// Runs one effect. `Notify` and `Quit` belong to the event loop and return nothing.
+    pub fn run(&self, effect: Effect) -> Vec<Msg> {
+        let s = self.store.as_ref();
+        match effect {
+            Effect::LoadActions => vec![self.load()],
+            Effect::Approve {
+                ids,
+                step_up_confirmed,
+            } => {
+                let mut out: Vec<Msg> = ids
+                    .into_iter()
+                    .map(|id| {
+                        let result = self
+                            .reviewer
+                            .approve(s, &id, step_up_confirmed, self.clock.now_ms())
+                            .map(Box::new)
+                            .map_err(|e| e.to_string());
+                        Msg::Reviewed {
+                            id,
+                            verb: Verb::Approve,
+                            result,
+                        }
+                    })
+                    .collect();
+                out.push(self.load());
+                out
+            }
+            Effect::Reject { ids, reason } => {
+                let mut out: Vec<Msg> = ids
+                    .into_iter()
+                    .map(|id| {
+                        let result = self
+                            .reviewer
+                            .reject(s, &id, reason.clone(), self.clock.now_ms())
+                            .map(Box::new)
+                            .map_err(|e| e.to_string());
+                        Msg::Reviewed {
+                            id,
+                            verb: Verb::Reject,
+                            result,
+                        }
+                    })
+                    .collect();
+                out.push(self.load());
+                out
+            }
+            Effect::Edit { id, params } => {
+                let result = self
+                    .reviewer
+                    .edit(s, &id, &params, self.clock.now_ms())
+                    .map(Box::new)
+                    .map_err(|e| e.to_string());
+                vec![
+                    Msg::Reviewed {
+                        id,
+                        verb: Verb::Edit,
+                        result,
+                    },
+                    self.load(),
+                ]
+            }
+            Effect::ChangePermissions(change) => {
+                let audit = NewAuditEntry {
+                    ts: self.clock.now_ms(),
+                    actor: self.reviewer.actor.clone(),
+                    surface: None,
+                    event: "permissions.changed".into(),
+                    action_id: None,
+                    outcome: "ok".into(),
+                    detail: serde_json::json!({ "via": "tui" }),
+                };
+                vec![Msg::PermissionsSaved(
+                    s.change_permissions(&change, audit)
+                        .map(|(p, _)| Box::new(p))
+                        .map_err(|e| e.to_string()),
+                )]
+            }
+            Effect::LoadAudit => {
+                let mut all = Vec::new();
+                let mut after = 0;
+                loop {
+                    match s.audit_page(after, 5000) {
+                        Ok(page) if page.is_empty() => break,
+                        Ok(page) => {
+                            after = page.last().map_or(after, |e| e.seq);
+                            all.extend(page);
+                        }
+                        Err(e) => return vec![Msg::LoadFailed(format!("audit: {e}"))],
+                    }
+                }
+                vec![Msg::AuditLoaded(all)]
+            }
+            Effect::VerifyAudit => vec![Msg::AuditVerified(
+                s.verify_audit().map_err(|e| e.to_string()),
+            )],
+            Effect::ExportAudit => vec![Msg::Exported(self.export())],
+            Effect::ExecuteApproved(_) => vec![Msg::NotBuilt(
+                "execution: not built yet — approved actions stay approved".into(),
+            )],
+            Effect::SendToBatch(ids) => vec![Msg::NotBuilt(format!(
+                "batch: not built yet — {} action(s) not sent to your device",
+                ids.len()
+            ))],
+            Effect::StartChatTurn(_) | Effect::CancelTurn | Effect::AnswerStepUp { .. } => {
+                vec![Msg::NotBuilt("chat: not connected yet".into())]
+            }
+            Effect::Notify { .. } | Effect::Quit => vec![],
+        }
+    }
+
+    fn load(&self) -> Msg {
+        let s = self.store.as_ref();
+        match (
+            s.list_actions(&ActionFilter::default()),
+            s.load_permissions(),
+        ) {
+            (Ok(actions), Ok(permissions)) => Msg::ActionsLoaded {
+                actions,
+                permissions: Box::new(permissions),
+            },
+            (Err(e), _) | (_, Err(e)) => Msg::LoadFailed(format!("store: {e}")),
+        }
+    }
+
+    fn export(&self) -> Result<String, String> {
+        let path = self
+            .export_dir
+            .join(format!("audit-export-{}.jsonl", self.clock.now_ms()));
+        let file = std::fs::File::create(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let mut w = std::io::BufWriter::new(file);
+        let mut after = 0;
+        let mut n = 0;
+        loop {
+            let page = self
+                .store
+                .audit_page(after, 5000)
+                .map_err(|e| e.to_string())?;
+            if page.is_empty() {
+                break;
+            }
+            for e in &page {
+                let line = serde_json::to_string(e).map_err(|e| e.to_string())?;
+                writeln!(w, "{line}").map_err(|e| e.to_string())?;
+                n += 1;
+            }
+            after = page.last().map_or(after, |e| e.seq);
+        }
+        w.flush().map_err(|e| e.to_string())?;
+        Ok(format!("exported {n} audit entries to {}", path.display()))
+    }
+}
