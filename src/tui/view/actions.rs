@@ -254,17 +254,18 @@ fn render_detail(app: &App, f: &mut Frame, area: Rect) {
     }
     f.render_widget(Paragraph::new(l).wrap(Wrap { trim: false }), left);
 
-    let mut p: Vec<Line> = vec![section(th, "Payload (exact)")];
-    let json = serde_json::to_string_pretty(&a.params).unwrap_or_default();
-    p.extend(json.lines().map(|s| Line::raw(s.to_string())));
+    let mut p: Vec<Line> = Vec::new();
     if a.is_edited() {
-        p.push(Line::raw(""));
         p.push(section(th, "Edited: diff against the AI's original"));
         p.extend(diff_view(
             th,
             &diff_lines(&draft_text(&a.original), &draft_text(&a.params)),
         ));
+        p.push(Line::raw(""));
     }
+    p.push(section(th, "Payload (exact)"));
+    let json = serde_json::to_string_pretty(&a.params).unwrap_or_default();
+    p.extend(json.lines().map(|s| Line::raw(s.to_string())));
     f.render_widget(
         Paragraph::new(p).wrap(Wrap { trim: false }).block(
             Block::default()
@@ -278,7 +279,7 @@ fn render_detail(app: &App, f: &mut Frame, area: Rect) {
 /// Diff lines with +/- markers and the diff roles.
 pub fn diff_view(th: &Theme, d: &[DiffLine]) -> Vec<Line<'static>> {
     d.iter()
-        .filter(|l| !matches!(l, DiffLine::Same(_)) || d.len() < 40)
+        .filter(|l| !matches!(l, DiffLine::Same(_)) || d.len() < 12)
         .map(|l| match l {
             DiffLine::Same(s) => Line::styled(format!("  {s}"), Style::default()),
             DiffLine::Added(s) => Line::styled(format!("+ {s}"), th.style(Role::DiffAdd)),

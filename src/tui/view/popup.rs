@@ -132,7 +132,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
             typed,
             opened_at,
         } => {
-            let r = centered(area, 76, plan.skipped.len() as u16 + 10);
+            let r = centered(area, 96, plan.skipped.len() as u16 + 10);
             let mut l = vec![
                 Line::styled(plan.summary.clone(), th.style(Role::Accent)),
                 Line::raw(""),
