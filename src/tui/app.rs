@@ -142,6 +142,8 @@ pub struct App {
     pub filtering: bool,
     pub status: Option<(Level, String)>,
     pub dirty: bool,
+    /// Set by ctrl-l: the loop clears the terminal before the next draw.
+    pub clear: bool,
     pub quit: bool,
     seen_pending: Option<BTreeSet<String>>,
 }
@@ -164,6 +166,7 @@ impl App {
             filtering: false,
             status: None,
             dirty: true,
+            clear: false,
             quit: false,
             seen_pending: None,
         }
@@ -404,6 +407,10 @@ impl App {
                 }
                 _ => vec![Effect::LoadActions],
             },
+            Command::Redraw => {
+                self.clear = true;
+                vec![]
+            }
             Command::Approve => self.approve_current(),
             Command::Reject => {
                 let ids = self.actions.targets();

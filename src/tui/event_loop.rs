@@ -91,6 +91,11 @@ async fn drive(
     let init = app.init();
     spawn_effects(init, &exec, &tx, &app);
     loop {
+        if app.clear {
+            terminal.clear()?;
+            app.clear = false;
+            app.dirty = true;
+        }
         if app.dirty {
             terminal.draw(|f| view::render(&app, f))?;
             app.dirty = false;

@@ -29,6 +29,7 @@ pub enum Command {
     PageUp,
     Filter,
     Refresh,
+    Redraw,
     Approve,
     Reject,
     Edit,
