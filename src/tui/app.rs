@@ -217,11 +217,9 @@ impl App {
                 }
             },
             Msg::Resize(..) => vec![],
-            Msg::Tick => match self.tab {
-                Tab::Actions | Tab::Permissions => vec![Effect::LoadActions],
-                Tab::Chat => vec![],
-                Tab::Audit => vec![],
-            },
+            // Refresh on every tab: execution status stays live and new work notifies
+            // wherever the user is.
+            Msg::Tick => vec![Effect::LoadActions],
             Msg::ActionsLoaded {
                 actions,
                 permissions,

@@ -46,37 +46,61 @@ pub fn run(app: App, exec: Executor, opts: LoopOptions) -> std::io::Result<()> {
     result
 }
 
-fn spawn_effects(
-    effects: Vec<Effect>,
-    exec: &Executor,
-    tx: &mpsc::UnboundedSender<Msg>,
-    app: &App,
-) {
-    for e in effects {
-        match e {
-            Effect::Quit => {}
-            Effect::Notify { title, body } => {
-                let tmux = std::env::var_os("TMUX").is_some();
-                let seq = notify::sequence(&title, &body, tmux);
-                let mut out = std::io::stdout();
-                let _ = out.write_all(seq.as_bytes());
-                let _ = out.flush();
-            }
-            other => {
-                let exec = exec.clone();
-                let tx = tx.clone();
-                // Store calls are blocking (SQLite): keep them off the UI task.
-                tokio::task::spawn_blocking(move || {
-                    for m in exec.run(other) {
-                        if tx.send(m).is_err() {
-                            break;
-                        }
+/// Where effects go: store writes and reloads run one at a time, in order, on a worker
+/// thread (so an older reload can never land after a newer one); slow reads (chain
+/// verification, export) run on their own blocking tasks; notifications are written
+/// here.
+struct Runner {
+    ordered: std::sync::mpsc::Sender<Effect>,
+    exec: Executor,
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl Runner {
+    fn new(exec: Executor, tx: mpsc::UnboundedSender<Msg>) -> Runner {
+        let (ordered, work) = std::sync::mpsc::channel::<Effect>();
+        let (e, t) = (exec.clone(), tx.clone());
+        std::thread::spawn(move || {
+            while let Ok(effect) = work.recv() {
+                for m in e.run(effect) {
+                    if t.send(m).is_err() {
+                        return;
                     }
-                });
+                }
+            }
+        });
+        Runner { ordered, exec, tx }
+    }
+
+    fn spawn(&self, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Quit => {}
+                Effect::Notify { title, body } => {
+                    let tmux = std::env::var_os("TMUX").is_some();
+                    let seq = notify::sequence(&title, &body, tmux);
+                    let mut out = std::io::stdout();
+                    let _ = out.write_all(seq.as_bytes());
+                    let _ = out.flush();
+                }
+                slow @ (Effect::VerifyAudit | Effect::ExportAudit) => {
+                    let (exec, tx) = (self.exec.clone(), self.tx.clone());
+                    tokio::task::spawn_blocking(move || {
+                        for m in exec.run(slow) {
+                            let _ = tx.send(m);
+                        }
+                    });
+                }
+                other => {
+                    if self.ordered.send(other).is_err() {
+                        let _ = self
+                            .tx
+                            .send(Msg::LoadFailed("effect worker stopped".into()));
+                    }
+                }
             }
         }
     }
-    let _ = app;
 }
 
 async fn drive(
@@ -88,8 +112,8 @@ async fn drive(
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let init = app.init();
-    spawn_effects(init, &exec, &tx, &app);
+    let runner = Runner::new(exec, tx);
+    runner.spawn(app.init());
     loop {
         if app.clear {
             terminal.clear()?;
@@ -114,8 +138,7 @@ async fn drive(
             batch.push(m);
         }
         for m in batch {
-            let effects = app.update(m);
-            spawn_effects(effects, &exec, &tx, &app);
+            runner.spawn(app.update(m));
         }
         if app.quit {
             return Ok(());
