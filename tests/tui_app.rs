@@ -489,3 +489,48 @@ fn the_queue_is_virtualised() {
     assert!(s.contains("act-099999"), "{s}");
     let _ = ActionFilter::default();
 }
+
+#[test]
+fn bulk_confirmation_covers_only_the_step_ups_it_showed() {
+    let mut h = H::new();
+    h.keys("  "); // stark-call (review) and initech-followup (review)
+    h.keys("A");
+    // Permissions tighten behind the open summary: meetings now need step-up.
+    h.store
+        .change_permissions(
+            &dealflow::core::permissions::PermissionChange::SetAutonomy {
+                kind: ActionKind::ScheduleMeeting,
+                level: Autonomy::StepUp,
+            },
+            dealflow::core::audit::NewAuditEntry {
+                ts: NOW,
+                actor: "user:other".into(),
+                surface: None,
+                event: "permissions.changed".into(),
+                action_id: None,
+                outcome: "ok".into(),
+                detail: serde_json::json!({}),
+            },
+        )
+        .unwrap();
+    h.clock.advance(1500);
+    h.keys("2");
+    h.code(KeyCode::Enter);
+    assert_eq!(
+        h.action("act-demo-initech-followup").state,
+        ActionState::Approved
+    );
+    // The meeting was shown as review, so the typed count is no step-up for it.
+    assert_eq!(h.action("act-demo-stark-call").state, ActionState::Proposed);
+    let s = h.screen();
+    assert!(
+        s.contains("approved 1 of 2 · act-demo-stark-call: act-demo-stark-call needs step-up"),
+        "{s}"
+    );
+    assert!(
+        h.audit_events()
+            .iter()
+            .any(|(e, _, id)| e == "action.approve_refused"
+                && id.as_deref() == Some("act-demo-stark-call"))
+    );
+}

@@ -264,6 +264,8 @@ fn kind_noun(k: ActionKind, n: usize) -> String {
 pub struct BulkPlan {
     pub approvable: Vec<String>,
     pub step_up: usize,
+    /// The ids the summary counted as step-up: the typed count confirms exactly these.
+    pub step_up_ids: Vec<String>,
     pub skipped: Vec<(String, String)>,
     pub summary: String,
 }
@@ -273,6 +275,7 @@ pub fn bulk_plan(rows: &[&Row]) -> BulkPlan {
     let mut skipped = Vec::new();
     let mut by_kind: BTreeMap<&'static str, (ActionKind, usize)> = BTreeMap::new();
     let mut step_up = 0;
+    let mut step_up_ids = Vec::new();
     let mut amount = 0i64;
     for r in rows {
         let a = &r.action;
@@ -285,7 +288,10 @@ pub fn bulk_plan(rows: &[&Row]) -> BulkPlan {
                 skipped.push((a.id.clone(), format!("denied: {reason}")));
                 continue;
             }
-            Gate::StepUp { .. } => step_up += 1,
+            Gate::StepUp { .. } => {
+                step_up += 1;
+                step_up_ids.push(a.id.clone());
+            }
             Gate::Allow | Gate::Review => {}
         }
         let e = by_kind.entry(noun_key(a.kind())).or_insert((a.kind(), 0));
@@ -316,6 +322,7 @@ pub fn bulk_plan(rows: &[&Row]) -> BulkPlan {
     BulkPlan {
         approvable,
         step_up,
+        step_up_ids,
         skipped,
         summary,
     }

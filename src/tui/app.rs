@@ -249,6 +249,24 @@ impl App {
                 }
                 vec![]
             }
+            Msg::ReviewSummary { verb, ok, failed } => {
+                let total = ok + failed.len();
+                match failed.first() {
+                    None => self.set_status(Level::Ok, format!("{} {ok} of {total}", verb.past())),
+                    Some((id, e)) => {
+                        let more = if failed.len() > 1 {
+                            format!(" (+{} more failed)", failed.len() - 1)
+                        } else {
+                            String::new()
+                        };
+                        self.set_status(
+                            Level::Error,
+                            format!("{} {ok} of {total} · {id}: {e}{more}", verb.past()),
+                        );
+                    }
+                }
+                vec![]
+            }
             Msg::PermissionsSaved(r) => match r {
                 Ok(p) => {
                     self.perms.perms = Some(*p);
@@ -580,7 +598,7 @@ impl App {
                 self.set_status(Level::Info, format!("approving {id}…"));
                 vec![Effect::Approve {
                     ids: vec![id],
-                    step_up_confirmed: false,
+                    stepped_up: vec![],
                 }]
             }
             g @ Gate::StepUp { .. } => {
@@ -756,8 +774,8 @@ impl App {
                 KeyCode::Char('y') | KeyCode::Enter => {
                     self.set_status(Level::Info, format!("approving {id} (step-up confirmed)…"));
                     return vec![Effect::Approve {
-                        ids: vec![id],
-                        step_up_confirmed: true,
+                        ids: vec![id.clone()],
+                        stepped_up: vec![id],
                     }];
                 }
                 KeyCode::Char('n') | KeyCode::Esc => self.set_status(Level::Info, "not approved"),
@@ -803,7 +821,7 @@ impl App {
                     self.set_status(Level::Info, format!("approving {n}…"));
                     return vec![Effect::Approve {
                         ids: plan.approvable,
-                        step_up_confirmed: true,
+                        stepped_up: plan.step_up_ids,
                     }];
                 }
                 KeyCode::Enter => {

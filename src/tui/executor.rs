@@ -27,16 +27,13 @@ impl Executor {
         let s = self.store.as_ref();
         match effect {
             Effect::LoadActions => vec![self.load()],
-            Effect::Approve {
-                ids,
-                step_up_confirmed,
-            } => {
+            Effect::Approve { ids, stepped_up } => {
                 let mut out: Vec<Msg> = ids
                     .into_iter()
                     .map(|id| {
                         let result = self
                             .reviewer
-                            .approve(s, &id, step_up_confirmed, self.clock.now_ms())
+                            .approve(s, &id, stepped_up.contains(&id), self.clock.now_ms())
                             .map(Box::new)
                             .map_err(|e| e.to_string());
                         Msg::Reviewed {
@@ -46,6 +43,7 @@ impl Executor {
                         }
                     })
                     .collect();
+                summarize(&mut out, Verb::Approve);
                 out.push(self.load());
                 out
             }
@@ -65,6 +63,7 @@ impl Executor {
                         }
                     })
                     .collect();
+                summarize(&mut out, Verb::Reject);
                 out.push(self.load());
                 out
             }
@@ -173,4 +172,23 @@ impl Executor {
         w.flush().map_err(|e| e.to_string())?;
         Ok(format!("exported {n} audit entries to {}", path.display()))
     }
+}
+
+/// Appends a `Msg::ReviewSummary` when a decision covered more than one action, so the
+/// status line reports every failure, not just the last result.
+fn summarize(out: &mut Vec<Msg>, verb: Verb) {
+    if out.len() < 2 {
+        return;
+    }
+    let mut ok = 0;
+    let mut failed = Vec::new();
+    for m in out.iter() {
+        if let Msg::Reviewed { id, result, .. } = m {
+            match result {
+                Ok(_) => ok += 1,
+                Err(e) => failed.push((id.clone(), e.clone())),
+            }
+        }
+    }
+    out.push(Msg::ReviewSummary { verb, ok, failed });
 }

@@ -33,6 +33,12 @@ pub enum Msg {
         verb: Verb,
         result: Result<Box<Action>, String>,
     },
+    /// After a decision on several actions: how many went through, and each failure.
+    ReviewSummary {
+        verb: Verb,
+        ok: usize,
+        failed: Vec<(String, String)>,
+    },
     /// A permission change was saved (and audited) or refused.
     PermissionsSaved(Result<Box<Permissions>, String>),
     /// The audit log, oldest first.
@@ -95,11 +101,12 @@ pub enum Effect {
     /// Reload the queue and permissions (`Msg::ActionsLoaded`). Store.
     LoadActions,
     /// Approve through `Reviewer::approve` (`Msg::Reviewed` per id, then a reload).
-    /// `step_up_confirmed` is true only after the inline step-up or the typed bulk
-    /// confirmation that listed these exact actions. Store.
+    /// `stepped_up` lists the ids whose step-up the person confirmed explicitly (the
+    /// inline prompt, or the typed bulk confirmation that counted them as step-up);
+    /// any other id that turns out to need step-up is refused by the Reviewer. Store.
     Approve {
         ids: Vec<String>,
-        step_up_confirmed: bool,
+        stepped_up: Vec<String>,
     },
     /// Reject through `Reviewer::reject`. Store.
     Reject {
