@@ -39,6 +39,7 @@ impl H {
         let clock = ManualClock::new(NOW);
         let opts = TuiOptions {
             sandbox: true,
+            tenant: None,
             theme: "dark".into(),
             mouse: false,
             notify: true,
@@ -533,4 +534,48 @@ fn bulk_confirmation_covers_only_the_step_ups_it_showed() {
             .any(|(e, _, id)| e == "action.approve_refused"
                 && id.as_deref() == Some("act-demo-stark-call"))
     );
+}
+
+#[test]
+fn user_keymap_and_theme_files_merge_and_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("keymap.toml"),
+        "[[actions]]\nkeys = [\"y\"]\ncommand = \"approve\"\n[[actions]]\nkeys = [\"a\"]\ncommand = \"none\"\n[[global]]\nkeys = [\"Z\"]\ncommand = \"frobnicate\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("theme.toml"),
+        "inherits = \"high-contrast\"\n",
+    )
+    .unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    dealflow::sandbox::demo::seed(store.as_ref(), NOW).unwrap();
+    let opts = TuiOptions {
+        sandbox: false,
+        tenant: Some("acme.eu.auth0.com".into()),
+        theme: "dark".into(),
+        mouse: false,
+        notify: false,
+        config_dir: Some(dir.path().to_path_buf()),
+        export_dir: dir.path().to_path_buf(),
+    };
+    let (app, _) = build(store, &opts, Arc::new(ManualClock::new(NOW)));
+    assert_eq!(app.theme.name, "high-contrast");
+    let (_, status) = app.status.clone().unwrap();
+    assert!(
+        status.contains("unknown command \"frobnicate\""),
+        "{status}"
+    );
+    let y = KeyEvent::new(KeyCode::Char('y'), KeyModifiers::NONE);
+    let a = KeyEvent::new(KeyCode::Char('a'), KeyModifiers::NONE);
+    use dealflow::tui::keymap::{Command, Section};
+    assert_eq!(
+        app.keymap.resolve(Section::Actions, &y),
+        Some(Command::Approve)
+    );
+    assert_eq!(app.keymap.resolve(Section::Actions, &a), None);
+    let mut t = Terminal::new(TestBackend::new(120, 36)).unwrap();
+    t.draw(|f| view::render(&app, f)).unwrap();
+    assert!(t.backend().to_string().contains("tenant acme.eu.auth0.com"));
 }

@@ -259,6 +259,7 @@ fn run_tui(ctx: Ctx) -> Result<ExitCode> {
         .unwrap_or_else(|| PathBuf::from("."));
     let opts = crate::tui::TuiOptions {
         sandbox: ctx.sandbox,
+        tenant: Some(ctx.config.raw.auth.domain.clone()).filter(|d| !d.is_empty()),
         theme: ctx.config.raw.ui.theme.clone(),
         mouse: ctx.config.raw.ui.mouse,
         notify: ctx.config.raw.ui.notify,

@@ -105,6 +105,8 @@ pub struct Session {
     /// "user:<unix user>", as audit rows record it.
     pub actor: String,
     pub sandbox: bool,
+    /// The Auth0 tenant domain, when configured (shown instead of SANDBOX).
+    pub tenant: Option<String>,
     pub store: String,
     pub notify: bool,
 }

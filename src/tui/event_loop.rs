@@ -32,6 +32,16 @@ pub fn run(app: App, exec: Executor, opts: LoopOptions) -> std::io::Result<()> {
         .enable_all()
         .build()?;
     let mut terminal = ratatui::init();
+    // ratatui's hook restores raw mode and the main screen; also undo what we enabled.
+    let ratatui_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = execute!(
+            std::io::stdout(),
+            DisableMouseCapture,
+            DisableBracketedPaste
+        );
+        ratatui_hook(info);
+    }));
     let mut out = std::io::stdout();
     let _ = execute!(out, EnableBracketedPaste);
     if opts.mouse {

@@ -35,6 +35,8 @@ use theme::Theme;
 /// What the CLI hands the TUI.
 pub struct TuiOptions {
     pub sandbox: bool,
+    /// The Auth0 tenant domain, if configured.
+    pub tenant: Option<String>,
     pub theme: String,
     pub mouse: bool,
     pub notify: bool,
@@ -74,6 +76,7 @@ pub fn build(store: Arc<dyn Store>, opts: &TuiOptions, clock: Arc<dyn Clock>) ->
     let session = Session {
         actor: actor.clone(),
         sandbox: opts.sandbox,
+        tenant: opts.tenant.clone(),
         store: store.describe(),
         notify: opts.notify,
     };

@@ -40,7 +40,8 @@ pub fn render_bar(app: &App, f: &mut Frame, area: Rect) {
     let mode = if s.sandbox {
         Span::styled(" SANDBOX ", th.style(Role::Sandbox))
     } else {
-        Span::styled(" tenant ", th.style(Role::StatusBar))
+        let t = s.tenant.as_deref().unwrap_or("no tenant configured");
+        Span::styled(format!(" tenant {t} "), th.style(Role::StatusBar))
     };
     let pending = app.actions.pending_count();
     let spans = vec![
