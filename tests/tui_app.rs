@@ -401,6 +401,9 @@ fn chat_shell_is_honest_and_renders_agent_widgets() {
         summary: "Send the email to bill@initech.example".into(),
     }));
     assert!(
+        matches!(h.notified.last(), Some(Effect::Notify { title, .. }) if title.contains("confirm in Chat"))
+    );
+    assert!(
         h.app
             .update(Msg::Key(KeyEvent::new(
                 KeyCode::Char('y'),

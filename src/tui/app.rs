@@ -8,7 +8,7 @@ use super::chat::{ChatLine, ChatTab};
 use super::clock::Clock;
 use super::editor::{EditorState, parse_draft};
 use super::keymap::{Command, Keymap, Section};
-use super::msg::{Effect, Msg, Verb};
+use super::msg::{ChatEvent, Effect, Msg, Verb};
 use super::permissions::{PermRow, PermissionsTab, rows as perm_rows};
 use super::theme::Theme;
 use crate::core::consent::Gate;
@@ -189,13 +189,33 @@ impl App {
         match msg {
             Msg::Key(k) => self.on_key(k),
             Msg::Paste(text) => {
+                let clean = strip_controls(&text).replace('\n', " ");
                 match &mut self.popup {
                     Some(Popup::Editor(ed)) => {
                         ed.textarea.insert_str(&text);
                     }
-                    _ if self.chat.composing => self.chat.input.push_str(&strip_controls(&text)),
+                    Some(Popup::Reject { reason: t, .. })
+                    | Some(Popup::Palette { query: t, .. })
+                    | Some(Popup::PermValue { text: t, .. }) => t.push_str(&clean),
+                    // Never paste into a confirmation prompt.
+                    Some(_) => {}
+                    None if self.filtering => match self.tab {
+                        Tab::Audit => {
+                            self.audit.filter.push_str(&clean);
+                            self.audit.refilter();
+                        }
+                        _ => {
+                            self.actions.filter.push_str(&clean);
+                            self.actions.refilter();
+                        }
+                    },
+                    None if self.chat.composing => self.chat.input.push_str(&clean),
                     _ => {}
                 }
+                vec![]
+            }
+            Msg::Mouse(_) if self.popup.is_some() => {
+                self.dirty = false;
                 vec![]
             }
             Msg::Mouse(m) => match m.kind {
@@ -311,8 +331,17 @@ impl App {
                 vec![]
             }
             Msg::Chat(ev) => {
+                let ring = match &ev {
+                    ChatEvent::StepUp { summary, .. } if self.session.notify => {
+                        Some(Effect::Notify {
+                            title: "dealflow: confirm in Chat".into(),
+                            body: summary.clone(),
+                        })
+                    }
+                    _ => None,
+                };
                 self.chat.apply(ev, self.now);
-                vec![]
+                ring.into_iter().collect()
             }
         }
     }
@@ -773,7 +802,8 @@ impl App {
                 gate,
                 opened_at,
             } => match k.code {
-                KeyCode::Char('y') | KeyCode::Enter => {
+                // Only an explicit `y`: Enter is what a person typing elsewhere hits.
+                KeyCode::Char('y') => {
                     self.set_status(Level::Info, format!("approving {id} (step-up confirmed)…"));
                     return vec![Effect::Approve {
                         ids: vec![id.clone()],

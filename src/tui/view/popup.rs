@@ -92,7 +92,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
             l.push(Line::raw(""));
             l.push(guard_hint(app, *opened_at).unwrap_or_else(|| {
                 Line::styled(
-                    "y approve exactly this · n / esc cancel",
+                    "y approve exactly this · n / esc cancel (enter does nothing here)",
                     th.style(Role::Warn),
                 )
             }));
