@@ -582,3 +582,19 @@ fn user_keymap_and_theme_files_merge_and_warn() {
     t.draw(|f| view::render(&app, f)).unwrap();
     assert!(t.backend().to_string().contains("tenant acme.eu.auth0.com"));
 }
+
+#[test]
+fn no_color_renders_without_colors_and_keeps_the_cursor_visible() {
+    let mut h = H::new();
+    h.app.theme = dealflow::tui::theme::Theme::load("dark", None, true).0;
+    let t = h.terminal();
+    let buf = t.backend().buffer();
+    use ratatui::style::{Color, Modifier};
+    for cell in buf.content() {
+        assert!(matches!(cell.fg, Color::Reset), "{cell:?}");
+        assert!(matches!(cell.bg, Color::Reset), "{cell:?}");
+    }
+    // Row 3 is the first queue row, where the cursor starts.
+    assert!(buf[(5, 3)].modifier.contains(Modifier::REVERSED));
+    assert!(!buf[(5, 4)].modifier.contains(Modifier::REVERSED));
+}
