@@ -598,3 +598,38 @@ fn no_color_renders_without_colors_and_keeps_the_cursor_visible() {
     assert!(buf[(5, 3)].modifier.contains(Modifier::REVERSED));
     assert!(!buf[(5, 4)].modifier.contains(Modifier::REVERSED));
 }
+
+#[test]
+fn every_screen_survives_tiny_and_huge_terminals() {
+    let mut h = H::new();
+    let mut states: Vec<Box<dyn Fn(&mut H)>> = vec![
+        Box::new(|_| {}),
+        Box::new(|h| h.keys("?")),
+        Box::new(|h| h.keys(":")),
+        Box::new(|h| {
+            h.select("acme");
+            h.keys("a")
+        }),
+        Box::new(|h| h.keys(" A")),
+        Box::new(|h| h.keys("r")),
+        Box::new(|h| h.keys("e")),
+        Box::new(|h| h.keys("2")),
+        Box::new(|h| h.keys("3")),
+        Box::new(|h| {
+            h.keys("3G");
+            h.code(KeyCode::Enter)
+        }),
+        Box::new(|h| h.keys("4")),
+    ];
+    for (i, set) in states.iter_mut().enumerate() {
+        h.code(KeyCode::Esc);
+        h.code(KeyCode::Esc);
+        h.keys("1");
+        set(&mut h);
+        for (w, ht) in [(1, 1), (10, 4), (40, 10), (80, 24), (250, 70)] {
+            let mut t = Terminal::new(TestBackend::new(w, ht)).unwrap();
+            t.draw(|f| view::render(&h.app, f))
+                .unwrap_or_else(|e| panic!("state {i} at {w}x{ht}: {e}"));
+        }
+    }
+}

@@ -133,10 +133,12 @@ impl Executor {
 
     fn load(&self) -> Msg {
         let s = self.store.as_ref();
-        match (
-            s.list_actions(&ActionFilter::default()),
-            s.load_permissions(),
-        ) {
+        // The newest 10,000: bounds the cost of the 2 s refresh on a huge store.
+        let filter = ActionFilter {
+            states: vec![],
+            limit: Some(10_000),
+        };
+        match (s.list_actions(&filter), s.load_permissions()) {
             (Ok(actions), Ok(permissions)) => Msg::ActionsLoaded {
                 actions,
                 permissions: Box::new(permissions),
