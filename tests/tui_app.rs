@@ -599,10 +599,13 @@ fn no_color_renders_without_colors_and_keeps_the_cursor_visible() {
     assert!(!buf[(5, 4)].modifier.contains(Modifier::REVERSED));
 }
 
+/// A way to put the app into some screen state.
+type Setup = Box<dyn Fn(&mut H)>;
+
 #[test]
 fn every_screen_survives_tiny_and_huge_terminals() {
     let mut h = H::new();
-    let mut states: Vec<Box<dyn Fn(&mut H)>> = vec![
+    let mut states: Vec<Setup> = vec![
         Box::new(|_| {}),
         Box::new(|h| h.keys("?")),
         Box::new(|h| h.keys(":")),
