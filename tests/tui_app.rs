@@ -636,3 +636,34 @@ fn every_screen_survives_tiny_and_huge_terminals() {
         }
     }
 }
+
+#[test]
+fn mouse_clicks_select_rows_and_tabs() {
+    use ratatui::crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    let click = |column, row| {
+        Msg::Mouse(MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column,
+            row,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    let mut h = H::new();
+    h.send(Msg::Resize(120, 36));
+    h.send(click(30, 5));
+    assert_eq!(h.app.actions.cursor, 2);
+    assert_eq!(
+        h.app.actions.current().unwrap().action.id,
+        "act-demo-hooli-slack"
+    );
+    h.send(Msg::Mouse(MouseEvent {
+        kind: MouseEventKind::ScrollDown,
+        column: 30,
+        row: 5,
+        modifiers: KeyModifiers::NONE,
+    }));
+    assert_eq!(h.app.actions.cursor, 3);
+    // " 1 Actions  " is 12 columns wide; column 14 is in " 2 Chat ".
+    h.send(click(14, 0));
+    assert_eq!(h.app.tab, dealflow::tui::app::Tab::Chat);
+}

@@ -123,6 +123,9 @@ async fn drive(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let runner = Runner::new(exec, tx);
+    if let Ok(size) = terminal.size() {
+        app.update(Msg::Resize(size.width, size.height));
+    }
     runner.spawn(app.init());
     loop {
         if app.clear {

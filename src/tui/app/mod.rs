@@ -145,6 +145,8 @@ pub struct App {
     /// `Some` while the `/` filter line is being typed.
     pub filtering: bool,
     pub status: Option<(Level, String)>,
+    /// The terminal size (cols, rows) from the last resize, for mouse hit-testing.
+    pub size: (u16, u16),
     pub dirty: bool,
     /// Set by ctrl-l: the loop clears the terminal before the next draw.
     pub clear: bool,
@@ -169,6 +171,7 @@ impl App {
             popup: None,
             filtering: false,
             status: None,
+            size: (0, 0),
             dirty: true,
             clear: false,
             quit: false,
@@ -223,11 +226,15 @@ impl App {
             Msg::Mouse(m) => match m.kind {
                 MouseEventKind::ScrollDown => self.run(Command::Down),
                 MouseEventKind::ScrollUp => self.run(Command::Up),
-                MouseEventKind::Down(_) if m.row == 0 && self.popup.is_none() => {
-                    // The tab bar: " Actions  Chat  Permissions  Audit " (see view::tabs).
+                MouseEventKind::Down(_) if m.row > 0 => {
+                    self.click_row(m.column, m.row);
+                    vec![]
+                }
+                MouseEventKind::Down(_) => {
+                    // The tab bar: " 1 Actions " plus a space per tab (see view::render_tabs).
                     let mut x = 0u16;
                     for t in Tab::ALL {
-                        let w = t.title().len() as u16 + 4;
+                        let w = t.title().len() as u16 + 5;
                         if m.column < x + w {
                             return self.switch(t);
                         }
@@ -240,7 +247,10 @@ impl App {
                     vec![]
                 }
             },
-            Msg::Resize(..) => vec![],
+            Msg::Resize(w, h) => {
+                self.size = (w, h);
+                vec![]
+            }
             // Refresh on every tab: execution status stays live and new work notifies
             // wherever the user is.
             Msg::Tick => vec![Effect::LoadActions],
@@ -582,6 +592,28 @@ impl App {
                 vec![]
             }
             Command::None => vec![],
+        }
+    }
+
+    /// A click on a list row selects it.
+    fn click_row(&mut self, col: u16, row: u16) {
+        let area = ratatui::layout::Rect::new(0, 0, self.size.0, self.size.1);
+        let Some(rows) = super::view::list_rows(self.tab, area) else {
+            return;
+        };
+        if col < rows.x || col >= rows.x + rows.width || row < rows.y || row >= rows.y + rows.height
+        {
+            return;
+        }
+        let h = rows.height as usize;
+        let (cursor, len) = match self.tab {
+            Tab::Actions => (&mut self.actions.cursor, self.actions.visible.len()),
+            Tab::Audit => (&mut self.audit.cursor, self.audit.visible.len()),
+            _ => return,
+        };
+        let pos = super::view::window_start(*cursor, h) + (row - rows.y) as usize;
+        if pos < len {
+            *cursor = pos;
         }
     }
 

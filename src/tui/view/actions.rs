@@ -15,10 +15,14 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
 pub fn render(app: &App, f: &mut Frame, area: Rect) {
-    let [queue, detail] =
-        Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area);
+    let [queue, detail] = split(area);
     render_queue(app, f, queue);
     render_detail(app, f, detail);
+}
+
+/// Queue above, detail below.
+pub fn split(area: Rect) -> [Rect; 2] {
+    Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area)
 }
 
 fn risk_role(level: RiskLevel) -> Role {

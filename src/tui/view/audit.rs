@@ -23,8 +23,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
         VerifyState::Broken(b) => (format!("chain: ✗ BROKEN — {b}"), Role::Error),
         VerifyState::Failed(e) => (format!("chain: could not verify — {e}"), Role::Error),
     };
-    let [list, detail] =
-        Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area);
+    let [list, detail] = split(area);
     let title = format!(
         " Audit · {} of {} entries{} ",
         t.visible.len(),
@@ -123,6 +122,11 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
         Paragraph::new(l).wrap(Wrap { trim: false }).block(block),
         detail,
     );
+}
+
+/// Log above, evidence below.
+pub fn split(area: Rect) -> [Rect; 2] {
+    Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area)
 }
 
 fn short(h: &str) -> &str {

@@ -2,8 +2,8 @@
 //! popups and the status bar. Lists are virtualised: only visible rows are built, so a
 //! frame costs the same with 100 or 100,000 rows.
 
-mod actions;
-mod audit;
+pub mod actions;
+pub mod audit;
 mod chat;
 mod permissions;
 mod popup;
@@ -19,13 +19,7 @@ use ratatui::widgets::{Block, Paragraph};
 pub fn render(app: &App, f: &mut Frame) {
     let area = f.area();
     f.render_widget(Block::default().style(app.theme.style(Role::Base)), area);
-    let [tabs, body, message, bar] = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Min(3),
-        Constraint::Length(1),
-        Constraint::Length(1),
-    ])
-    .areas(area);
+    let [tabs, body, message, bar] = screen_layout(area);
     render_tabs(app, f, tabs);
     match app.tab {
         Tab::Actions => actions::render(app, f, body),
@@ -36,6 +30,35 @@ pub fn render(app: &App, f: &mut Frame) {
     status::render_message(app, f, message);
     status::render_bar(app, f, bar);
     popup::render(app, f, area);
+}
+
+/// Tab bar, body, message line, status bar.
+pub fn screen_layout(area: Rect) -> [Rect; 4] {
+    Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area)
+}
+
+/// The first list row's screen area for a tab with a bordered list and a header line
+/// (Actions, Audit), so a mouse click can be mapped to a row without rendering.
+pub fn list_rows(tab: Tab, area: Rect) -> Option<Rect> {
+    let [_, body, _, _] = screen_layout(area);
+    let list = match tab {
+        Tab::Actions => actions::split(body)[0],
+        Tab::Audit => audit::split(body)[0],
+        _ => return None,
+    };
+    let inner = Rect {
+        x: list.x + 1,
+        y: list.y + 2,
+        width: list.width.saturating_sub(2),
+        height: list.height.saturating_sub(3),
+    };
+    (inner.height > 0).then_some(inner)
 }
 
 fn render_tabs(app: &App, f: &mut Frame, area: Rect) {
