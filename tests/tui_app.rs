@@ -165,6 +165,17 @@ fn a_on_a_review_gated_action_approves_it_and_audits() {
     let s = h.screen();
     assert!(s.contains("approved act-demo-initech-followup"), "{s}");
     assert!(s.contains("execution: not built yet"), "{s}");
+    assert!(
+        s.contains("reviewed by user:demo at 2025-11-24 16:00:00"),
+        "{s}"
+    );
+    // An approval can still be withdrawn before it runs.
+    h.keys("r");
+    h.code(KeyCode::Enter);
+    assert_eq!(
+        h.action("act-demo-initech-followup").state,
+        ActionState::Rejected
+    );
 }
 
 #[test]

@@ -47,7 +47,9 @@ fn approve_a_suggestion_in_the_real_tui() {
     p.exp_string("approved").unwrap();
     p.send("q").unwrap();
     p.flush().unwrap();
-    p.exp_eof().unwrap();
+    let tail = p.exp_eof().unwrap();
+    // The terminal is handed back: main screen restored.
+    assert!(tail.contains("\u{1b}[?1049l"), "{tail:?}");
 
     let store = SqliteStore::open(&home.join("data/dealflow/sandbox.db")).unwrap();
     let a = store.get_action("act-demo-initech-followup").unwrap();

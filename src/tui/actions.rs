@@ -224,6 +224,20 @@ impl ActionsTab {
     }
 }
 
+impl ActionsTab {
+    /// What `r` rejects: the marks, or the current row if it is pending or approved but
+    /// not yet executing (rejecting an approval cancels it before it runs).
+    pub fn reject_targets(&self) -> Vec<String> {
+        if !self.marks.is_empty() {
+            return self.targets();
+        }
+        self.current()
+            .filter(|r| is_pending(r.action.state) || r.action.state == ActionState::Approved)
+            .map(|r| vec![r.action.id.clone()])
+            .unwrap_or_default()
+    }
+}
+
 fn haystack(a: &Action) -> String {
     format!(
         "{} {} {} {} {}",

@@ -472,9 +472,9 @@ impl App {
             }
             Command::Approve => self.approve_current(),
             Command::Reject => {
-                let ids = self.actions.targets();
+                let ids = self.actions.reject_targets();
                 if ids.is_empty() {
-                    self.set_status(Level::Warn, "nothing pending to reject here");
+                    self.set_status(Level::Warn, "nothing pending or approved to reject here");
                 } else {
                     self.popup = Some(Popup::Reject {
                         ids,

@@ -2,7 +2,7 @@
 //! reason chain, exact payload, edit diff).
 
 use super::{fit, fmt_ts, window_start};
-use crate::core::consent::Gate;
+use crate::core::consent::{Evidence, Gate};
 use crate::core::domain::{ActionState, RiskLevel};
 use crate::tui::actions::{Row, confidence_bar, is_pending};
 use crate::tui::app::App;
@@ -244,10 +244,38 @@ fn render_detail(app: &App, f: &mut Frame, area: Rect) {
             th.style(Role::Muted),
         ));
     }
+    if let Some(ev) = &a.evidence {
+        l.push(Line::raw(""));
+        l.push(section(th, "Consent"));
+        let text = match ev {
+            Evidence::Autonomous => "autonomous: allowed by your permissions".to_string(),
+            Evidence::Reviewed { actor, at } => format!("reviewed by {actor} at {}", fmt_ts(*at)),
+            Evidence::SteppedUp { actor, at } => {
+                format!("step-up confirmed by {actor} at {}", fmt_ts(*at))
+            }
+            Evidence::Ciba {
+                approver,
+                approved_at,
+                binding_message,
+                ..
+            } => format!(
+                "approved on {approver}'s device at {}: \"{binding_message}\"",
+                fmt_ts(*approved_at)
+            ),
+        };
+        l.push(Line::styled(text, th.style(Role::Ok)));
+    }
     if let Some(o) = &a.outcome {
         l.push(Line::raw(""));
         l.push(section(th, "Outcome"));
         l.push(Line::raw(o.clone()));
+    }
+    if a.state == ActionState::Approved {
+        l.push(Line::raw(""));
+        l.push(Line::styled(
+            "r rejects (cancels the approval before it runs) · X executes",
+            th.style(Role::Muted),
+        ));
     }
     if is_pending(a.state) {
         l.push(Line::raw(""));
