@@ -45,6 +45,7 @@ impl H {
             notify: true,
             config_dir: None,
             export_dir: dir.path().to_path_buf(),
+            handlers: vec![],
         };
         let (mut app, mut exec) = build(store.clone(), &opts, Arc::new(clock.clone()));
         // Deterministic identity for snapshots and audit assertions.
@@ -573,6 +574,7 @@ fn user_keymap_and_theme_files_merge_and_warn() {
         notify: false,
         config_dir: Some(dir.path().to_path_buf()),
         export_dir: dir.path().to_path_buf(),
+        handlers: vec![],
     };
     let (app, _) = build(store, &opts, Arc::new(ManualClock::new(NOW)));
     assert_eq!(app.theme.name, "high-contrast");

@@ -265,6 +265,7 @@ fn run_tui(ctx: Ctx) -> Result<ExitCode> {
         notify: ctx.config.raw.ui.notify,
         config_dir: crate::config::project_dirs().map(|d| d.config_dir().to_path_buf()),
         export_dir,
+        handlers: vec![],
     };
     let store: std::sync::Arc<dyn Store> = std::sync::Arc::from(ctx.store);
     crate::tui::run(store, opts).context("terminal UI")?;

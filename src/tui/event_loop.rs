@@ -5,6 +5,7 @@
 
 use super::app::App;
 use super::executor::Executor;
+use super::handler::{EffectHandler, route};
 use super::msg::{Effect, Msg};
 use super::notify;
 use super::view;
@@ -16,6 +17,7 @@ use ratatui::crossterm::event::{
 };
 use ratatui::crossterm::execute;
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -23,6 +25,8 @@ const TICK: Duration = Duration::from_secs(2);
 
 pub struct LoopOptions {
     pub mouse: bool,
+    /// Backends that take effects before the built-in executor (pipeline, chat…).
+    pub handlers: Vec<Arc<dyn EffectHandler>>,
 }
 
 /// Runs the app until it quits. The terminal is restored whatever happens.
@@ -47,7 +51,7 @@ pub fn run(app: App, exec: Executor, opts: LoopOptions) -> std::io::Result<()> {
     if opts.mouse {
         let _ = execute!(out, EnableMouseCapture);
     }
-    let result = rt.block_on(drive(&mut terminal, app, exec));
+    let result = rt.block_on(drive(&mut terminal, app, exec, opts.handlers));
     if opts.mouse {
         let _ = execute!(out, DisableMouseCapture);
     }
@@ -61,13 +65,18 @@ pub fn run(app: App, exec: Executor, opts: LoopOptions) -> std::io::Result<()> {
 /// verification, export) run on their own blocking tasks; notifications are written
 /// here.
 struct Runner {
+    handlers: Vec<Arc<dyn EffectHandler>>,
     ordered: std::sync::mpsc::Sender<Effect>,
     exec: Executor,
     tx: mpsc::UnboundedSender<Msg>,
 }
 
 impl Runner {
-    fn new(exec: Executor, tx: mpsc::UnboundedSender<Msg>) -> Runner {
+    fn new(
+        exec: Executor,
+        tx: mpsc::UnboundedSender<Msg>,
+        handlers: Vec<Arc<dyn EffectHandler>>,
+    ) -> Runner {
         let (ordered, work) = std::sync::mpsc::channel::<Effect>();
         let (e, t) = (exec.clone(), tx.clone());
         std::thread::spawn(move || {
@@ -79,11 +88,19 @@ impl Runner {
                 }
             }
         });
-        Runner { ordered, exec, tx }
+        Runner {
+            handlers,
+            ordered,
+            exec,
+            tx,
+        }
     }
 
     fn spawn(&self, effects: Vec<Effect>) {
         for e in effects {
+            let Some(e) = route(e, &self.handlers, &self.tx) else {
+                continue;
+            };
             match e {
                 Effect::Quit => {}
                 Effect::Notify { title, body } => {
@@ -117,12 +134,13 @@ async fn drive(
     terminal: &mut DefaultTerminal,
     mut app: App,
     exec: Executor,
+    handlers: Vec<Arc<dyn EffectHandler>>,
 ) -> std::io::Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let runner = Runner::new(exec, tx);
+    let runner = Runner::new(exec, tx, handlers);
     if let Ok(size) = terminal.size() {
         app.update(Msg::Resize(size.width, size.height));
     }

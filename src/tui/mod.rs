@@ -14,6 +14,7 @@ pub mod clock;
 pub mod editor;
 pub mod event_loop;
 pub mod executor;
+pub mod handler;
 pub mod keymap;
 pub mod msg;
 pub mod notify;
@@ -44,6 +45,8 @@ pub struct TuiOptions {
     pub config_dir: Option<PathBuf>,
     /// Where exports go (the data dir).
     pub export_dir: PathBuf,
+    /// Backends for effects the built-in executor cannot run (pipeline, chat agent).
+    pub handlers: Vec<Arc<dyn handler::EffectHandler>>,
 }
 
 /// The local person acting: "user:<unix user>", as audit rows record it.
@@ -104,5 +107,12 @@ pub fn build(store: Arc<dyn Store>, opts: &TuiOptions, clock: Arc<dyn Clock>) ->
 /// Starts the TUI on the real terminal and returns when the user quits.
 pub fn run(store: Arc<dyn Store>, opts: TuiOptions) -> std::io::Result<()> {
     let (app, exec) = build(store, &opts, Arc::new(SystemClock));
-    event_loop::run(app, exec, event_loop::LoopOptions { mouse: opts.mouse })
+    event_loop::run(
+        app,
+        exec,
+        event_loop::LoopOptions {
+            mouse: opts.mouse,
+            handlers: opts.handlers,
+        },
+    )
 }
