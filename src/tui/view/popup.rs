@@ -4,6 +4,7 @@
 
 use super::actions::diff_view;
 use super::fit;
+use crate::tui::actions::what_will_happen;
 use crate::tui::app::{App, INPUT_GUARD_MS, Popup};
 use crate::tui::theme::Role;
 use ratatui::Frame;
@@ -107,7 +108,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
             );
         }
         Popup::Reject { ids, reason } => {
-            let r = centered(area, 64, 7);
+            let r = centered(area, 64, 8);
             let what = if ids.len() == 1 {
                 ids[0].clone()
             } else {
@@ -123,6 +124,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
                     Line::raw(""),
                     Line::styled("enter reject · esc cancel", th.style(Role::Muted)),
                 ])
+                .wrap(Wrap { trim: false })
                 .block(frame(app, " Reject ", Role::Border)),
                 r,
             );
@@ -132,16 +134,31 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
             typed,
             opened_at,
         } => {
-            let r = centered(area, 96, plan.skipped.len() as u16 + 10);
+            let r = centered(
+                area,
+                96,
+                (plan.skipped.len() + plan.step_up_ids.len()) as u16 + 10,
+            );
             let mut l = vec![
                 Line::styled(plan.summary.clone(), th.style(Role::Accent)),
                 Line::raw(""),
             ];
             if plan.step_up > 0 {
                 l.push(Line::styled(
-                    format!("Typing the count also confirms the {} step-up action(s) listed in the queue.", plan.step_up),
+                    "Typing the count also confirms the step-up of exactly these:",
                     th.style(Role::Warn),
                 ));
+                for id in &plan.step_up_ids {
+                    let what = app
+                        .actions
+                        .row_by_id(id)
+                        .and_then(|r| what_will_happen(&r.action).into_iter().next())
+                        .unwrap_or_default();
+                    l.push(Line::styled(
+                        format!("  step-up {id}: {what}"),
+                        th.style(Role::Warn),
+                    ));
+                }
             }
             for (id, why) in &plan.skipped {
                 l.push(Line::styled(
