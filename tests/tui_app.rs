@@ -680,3 +680,35 @@ fn mouse_clicks_select_rows_and_tabs() {
     h.send(click(14, 0));
     assert_eq!(h.app.tab, dealflow::tui::app::Tab::Chat);
 }
+
+#[test]
+fn an_action_edited_elsewhere_behind_the_prompt_is_not_approved_unseen() {
+    let mut h = H::new();
+    h.select("acme");
+    h.keys("a");
+    // Someone else edits the payload while the step-up prompt is open.
+    let other = dealflow::runtime::review::Reviewer {
+        actor: "user:other".into(),
+        surface: Surface::Cli,
+    };
+    other
+        .edit(
+            h.store.as_ref(),
+            "act-demo-acme-close",
+            &ActionParams::CloseDeal {
+                deal_id: "deal-acme".into(),
+                won: true,
+                amount_cents: 9_900_000,
+            },
+            NOW,
+        )
+        .unwrap();
+    h.clock.advance(1500);
+    h.keys("y");
+    assert_eq!(h.action("act-demo-acme-close").state, ActionState::Proposed);
+    let s = h.screen();
+    assert!(
+        s.contains("changed since you looked at it (v1 → v2)"),
+        "{s}"
+    );
+}

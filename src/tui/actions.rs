@@ -280,6 +280,8 @@ pub struct BulkPlan {
     pub step_up: usize,
     /// The ids the summary counted as step-up: the typed count confirms exactly these.
     pub step_up_ids: Vec<String>,
+    /// The version of each approvable action when the summary was made.
+    pub seen: BTreeMap<String, i64>,
     pub skipped: Vec<(String, String)>,
     pub summary: String,
 }
@@ -290,6 +292,7 @@ pub fn bulk_plan(rows: &[&Row]) -> BulkPlan {
     let mut by_kind: BTreeMap<&'static str, (ActionKind, usize)> = BTreeMap::new();
     let mut step_up = 0;
     let mut step_up_ids = Vec::new();
+    let mut seen = BTreeMap::new();
     let mut amount = 0i64;
     for r in rows {
         let a = &r.action;
@@ -312,6 +315,7 @@ pub fn bulk_plan(rows: &[&Row]) -> BulkPlan {
         e.1 += 1;
         amount += a.params.amount_cents().unwrap_or(0);
         approvable.push(a.id.clone());
+        seen.insert(a.id.clone(), a.version);
     }
     let kinds: Vec<String> = by_kind.values().map(|(k, n)| kind_noun(*k, *n)).collect();
     let mut summary = format!(
@@ -337,6 +341,7 @@ pub fn bulk_plan(rows: &[&Row]) -> BulkPlan {
         approvable,
         step_up,
         step_up_ids,
+        seen,
         skipped,
         summary,
     }

@@ -27,13 +27,20 @@ impl Executor {
         let s = self.store.as_ref();
         match effect {
             Effect::LoadActions => vec![self.load()],
-            Effect::Approve { ids, stepped_up } => {
+            Effect::Approve {
+                ids,
+                stepped_up,
+                seen,
+            } => {
                 let mut out: Vec<Msg> = ids
                     .into_iter()
                     .map(|id| {
-                        let result = self
-                            .reviewer
-                            .approve(s, &id, stepped_up.contains(&id), self.clock.now_ms())
+                        let result = unchanged(s, &id, seen.get(&id).copied())
+                            .and_then(|()| {
+                                self.reviewer
+                                    .approve(s, &id, stepped_up.contains(&id), self.clock.now_ms())
+                                    .map_err(|e| e.to_string())
+                            })
                             .map(Box::new)
                             .map_err(|e| e.to_string());
                         Msg::Reviewed {
@@ -67,10 +74,17 @@ impl Executor {
                 out.push(self.load());
                 out
             }
-            Effect::Edit { id, params } => {
-                let result = self
-                    .reviewer
-                    .edit(s, &id, &params, self.clock.now_ms())
+            Effect::Edit {
+                id,
+                version,
+                params,
+            } => {
+                let result = unchanged(s, &id, Some(version))
+                    .and_then(|()| {
+                        self.reviewer
+                            .edit(s, &id, &params, self.clock.now_ms())
+                            .map_err(|e| e.to_string())
+                    })
                     .map(Box::new)
                     .map_err(|e| e.to_string());
                 vec![
@@ -193,4 +207,23 @@ fn summarize(out: &mut Vec<Msg>, verb: Verb) {
         }
     }
     out.push(Msg::ReviewSummary { verb, ok, failed });
+}
+
+/// Refuses when the action moved past the version the person was shown. (The Reviewer
+/// re-reads the action itself; this narrows "approved something never seen" to the
+/// instant between this check and its compare-and-set. See the report: the Reviewer
+/// should take the expected version.)
+fn unchanged(s: &dyn Store, id: &str, seen: Option<i64>) -> Result<(), String> {
+    let Some(v) = seen else {
+        return Ok(());
+    };
+    let now = s.get_action(id).map_err(|e| e.to_string())?;
+    if now.version == v {
+        Ok(())
+    } else {
+        Err(format!(
+            "{id} changed since you looked at it (v{v} → v{}): review it again",
+            now.version
+        ))
+    }
 }

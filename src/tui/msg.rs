@@ -6,6 +6,7 @@ use crate::core::audit::{AuditEntry, ChainBreak};
 use crate::core::domain::{Action, ActionParams, Millis};
 use crate::core::permissions::{PermissionChange, Permissions};
 use ratatui::crossterm::event::{KeyEvent, MouseEvent};
+use std::collections::BTreeMap;
 
 /// Everything that can change the UI state.
 #[derive(Debug, Clone)]
@@ -104,17 +105,25 @@ pub enum Effect {
     /// `stepped_up` lists the ids whose step-up the person confirmed explicitly (the
     /// inline prompt, or the typed bulk confirmation that counted them as step-up);
     /// any other id that turns out to need step-up is refused by the Reviewer. Store.
+    /// `seen` holds the version of each action the person was shown; an action that
+    /// changed since (edited elsewhere) is refused rather than approved unseen.
     Approve {
         ids: Vec<String>,
         stepped_up: Vec<String>,
+        seen: BTreeMap<String, i64>,
     },
     /// Reject through `Reviewer::reject`. Store.
     Reject {
         ids: Vec<String>,
         reason: Option<String>,
     },
-    /// Replace the payload through `Reviewer::edit`. Store.
-    Edit { id: String, params: ActionParams },
+    /// Replace the payload through `Reviewer::edit`, if the action is still at the
+    /// `version` the editor opened (no silent overwrite of someone else's edit). Store.
+    Edit {
+        id: String,
+        version: i64,
+        params: ActionParams,
+    },
     /// Save a permission change through `Store::change_permissions` (audited). Store.
     ChangePermissions(PermissionChange),
     /// Load the audit log (`Msg::AuditLoaded`). Store.

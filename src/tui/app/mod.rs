@@ -68,6 +68,8 @@ pub enum Popup {
     /// Inline step-up: exactly what approving will do.
     StepUp {
         id: String,
+        /// The version shown: approving refuses if the action changed since.
+        version: i64,
         lines: Vec<String>,
         gate: String,
         opened_at: Millis,
@@ -658,10 +660,12 @@ impl App {
             return vec![];
         }
         let id = a.id.clone();
+        let version = a.version;
         match r.decision.gate().clone() {
             Gate::Allow | Gate::Review => {
                 self.set_status(Level::Info, format!("approving {id}…"));
                 vec![Effect::Approve {
+                    seen: [(id.clone(), version)].into(),
                     ids: vec![id],
                     stepped_up: vec![],
                 }]
@@ -670,6 +674,7 @@ impl App {
                 let lines = what_will_happen(a);
                 self.popup = Some(Popup::StepUp {
                     id,
+                    version: a.version,
                     lines,
                     gate: g.to_string(),
                     opened_at: self.now,

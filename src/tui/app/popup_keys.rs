@@ -40,6 +40,7 @@ impl App {
             },
             Popup::StepUp {
                 id,
+                version,
                 lines,
                 gate,
                 opened_at,
@@ -48,6 +49,7 @@ impl App {
                 KeyCode::Char('y') => {
                     self.set_status(Level::Info, format!("approving {id} (step-up confirmed)…"));
                     return vec![Effect::Approve {
+                        seen: [(id.clone(), version)].into(),
                         ids: vec![id.clone()],
                         stepped_up: vec![id],
                     }];
@@ -56,6 +58,7 @@ impl App {
                 _ => {
                     self.popup = Some(Popup::StepUp {
                         id,
+                        version,
                         lines,
                         gate,
                         opened_at,
@@ -96,6 +99,7 @@ impl App {
                     return vec![Effect::Approve {
                         ids: plan.approvable,
                         stepped_up: plan.step_up_ids,
+                        seen: plan.seen,
                     }];
                 }
                 KeyCode::Enter => {
@@ -246,6 +250,7 @@ impl App {
                 Ok(p) => match p.validate() {
                     Ok(()) => Some(vec![Effect::Edit {
                         id: ed.id.clone(),
+                        version: ed.version,
                         params: p,
                     }]),
                     Err(e) => {

@@ -79,6 +79,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
         }
         Popup::StepUp {
             id,
+            version: _,
             lines,
             gate,
             opened_at,
