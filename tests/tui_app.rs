@@ -353,6 +353,7 @@ fn permissions_change_is_audited_and_invalid_changes_show_the_error() {
         h.keys("k");
     }
     h.code(KeyCode::Enter);
+    insta::assert_snapshot!("perm_value_popup", h.terminal().backend());
     h.keys("$60,000");
     h.code(KeyCode::Enter);
     assert_eq!(
