@@ -269,6 +269,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             ctx.store.describe()
         );
     }
+    if cli.command.is_none() && tui_wanted() {
+        return run_tui(ctx);
+    }
     match cli.command {
         None | Some(Command::Status) => {
             let interactive = cli.command.is_none();
@@ -282,6 +285,31 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Command::Mcp { cmd: None }) => mcp_cmd::serve(&ctx),
         _ => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// The TUI starts only when both ends are a terminal; pipes get the plain `status` print.
+fn tui_wanted() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
+}
+
+fn run_tui(ctx: Ctx) -> Result<ExitCode> {
+    let export_dir = crate::config::project_dirs()
+        .map(|d| d.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let opts = crate::tui::TuiOptions {
+        sandbox: ctx.sandbox,
+        tenant: Some(ctx.config.raw.auth.domain.clone()).filter(|d| !d.is_empty()),
+        theme: ctx.config.raw.ui.theme.clone(),
+        mouse: ctx.config.raw.ui.mouse,
+        notify: ctx.config.raw.ui.notify,
+        config_dir: crate::config::project_dirs().map(|d| d.config_dir().to_path_buf()),
+        export_dir,
+        handlers: vec![],
+    };
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::from(ctx.store);
+    crate::tui::run(store, opts).context("terminal UI")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn config_cmd(cmd: &ConfigCmd, config: &Config) -> Result<ExitCode> {

@@ -47,7 +47,7 @@ pub fn run(ctx: &Ctx, interactive: bool) -> Result<ExitCode> {
     }
     if interactive {
         println!();
-        println!("The terminal UI is not built yet. Try:");
+        println!("(The terminal UI starts when stdin and stdout are a terminal.) Try:");
         println!("  dealflow actions show <id>     the payload and why the gate is what it is");
         println!("  dealflow actions approve <id>  approve a reviewed suggestion");
         println!("  dealflow audit verify          check the tamper-evident log");

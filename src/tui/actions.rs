@@ -1,0 +1,429 @@
+//! Actions tab state: the queue with the gate each action faces, filter and saved
+//! views, marks and ranges, and the words the confirmation prompts show. Pure: no IO.
+
+use crate::core::consent::{Decision, Gate, gate, payload_digest};
+use crate::core::domain::{Action, ActionKind, ActionParams, ActionState, format_money};
+use crate::core::permissions::Permissions;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One queue row: the action and the gate it faces under the loaded permissions.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub action: Action,
+    pub decision: Decision,
+}
+
+/// Saved views (gh-dash style), cycled with `s` or chosen in the palette.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Everything not finished (proposed, awaiting consent, approved, executing…).
+    Queue,
+    /// Pending suggestions with confidence below 0.75.
+    LowConfidence,
+    /// Pending suggestions moving more than $50K.
+    Over50k,
+    /// Waiting for (or gated on) approval on the phone.
+    AwaitingPhone,
+    /// Everything, finished included.
+    All,
+}
+
+impl View {
+    pub const ALL: [View; 5] = [
+        View::Queue,
+        View::LowConfidence,
+        View::Over50k,
+        View::AwaitingPhone,
+        View::All,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            View::Queue => "queue",
+            View::LowConfidence => "low-confidence",
+            View::Over50k => "over-50k",
+            View::AwaitingPhone => "awaiting-phone",
+            View::All => "all",
+        }
+    }
+    pub fn next(self) -> View {
+        let i = View::ALL.iter().position(|v| *v == self).unwrap_or(0);
+        View::ALL[(i + 1) % View::ALL.len()]
+    }
+    fn admits(self, r: &Row) -> bool {
+        let pending = is_pending(r.action.state);
+        match self {
+            View::Queue => !r.action.state.is_terminal(),
+            View::LowConfidence => pending && r.action.confidence < 0.75,
+            View::Over50k => {
+                pending
+                    && r.action
+                        .params
+                        .amount_cents()
+                        .is_some_and(|c| c > 5_000_000)
+            }
+            View::AwaitingPhone => {
+                r.action.state == ActionState::AwaitingConsent
+                    || (pending && matches!(r.decision.gate(), Gate::Ciba { .. }))
+            }
+            View::All => true,
+        }
+    }
+}
+
+pub fn is_pending(s: ActionState) -> bool {
+    matches!(s, ActionState::Proposed | ActionState::AwaitingConsent)
+}
+
+#[derive(Debug, Clone)]
+pub struct ActionsTab {
+    pub rows: Vec<Row>,
+    /// Indices into `rows` that pass the view and filter, in display order.
+    pub visible: Vec<usize>,
+    pub cursor: usize,
+    pub filter: String,
+    pub view: View,
+    pub marks: BTreeSet<String>,
+    pub range_anchor: Option<usize>,
+    pub loaded: bool,
+}
+
+impl Default for ActionsTab {
+    fn default() -> Self {
+        ActionsTab {
+            rows: Vec::new(),
+            visible: Vec::new(),
+            cursor: 0,
+            filter: String::new(),
+            view: View::Queue,
+            marks: BTreeSet::new(),
+            range_anchor: None,
+            loaded: false,
+        }
+    }
+}
+
+impl ActionsTab {
+    pub fn load(&mut self, actions: Vec<Action>, perms: &Permissions) {
+        let keep = self.current().map(|r| r.action.id.clone());
+        self.rows = actions
+            .into_iter()
+            .map(|a| Row {
+                decision: gate(a.surface, &a.params, perms, a.confidence),
+                action: a,
+            })
+            .collect();
+        let live: BTreeSet<&str> = self
+            .rows
+            .iter()
+            .filter(|r| is_pending(r.action.state))
+            .map(|r| r.action.id.as_str())
+            .collect();
+        self.marks.retain(|id| live.contains(id.as_str()));
+        self.loaded = true;
+        self.refilter();
+        if let Some(id) = keep
+            && let Some(pos) = self
+                .visible
+                .iter()
+                .position(|&i| self.rows[i].action.id == id)
+        {
+            self.cursor = pos;
+        }
+    }
+
+    /// Recomputes `visible` (O(n), on load and filter changes, never per frame).
+    pub fn refilter(&mut self) {
+        let needle = self.filter.to_lowercase();
+        self.visible = self
+            .rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| self.view.admits(r))
+            .filter(|(_, r)| needle.is_empty() || haystack(&r.action).contains(&needle))
+            .map(|(i, _)| i)
+            .collect();
+        if self.cursor >= self.visible.len() {
+            self.cursor = self.visible.len().saturating_sub(1);
+        }
+    }
+
+    pub fn current(&self) -> Option<&Row> {
+        self.visible
+            .get(self.cursor)
+            .and_then(|&i| self.rows.get(i))
+    }
+
+    pub fn row_by_id(&self, id: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.action.id == id)
+    }
+
+    pub fn pending_count(&self) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| is_pending(r.action.state))
+            .count()
+    }
+
+    pub fn pending_ids(&self) -> BTreeSet<String> {
+        self.rows
+            .iter()
+            .filter(|r| is_pending(r.action.state))
+            .map(|r| r.action.id.clone())
+            .collect()
+    }
+
+    pub fn toggle_mark(&mut self) {
+        if let Some(r) = self.current() {
+            let id = r.action.id.clone();
+            if !is_pending(r.action.state) {
+                return;
+            }
+            if !self.marks.remove(&id) {
+                self.marks.insert(id);
+            }
+        }
+    }
+
+    /// First `v` sets the anchor; the second marks every pending row in between.
+    pub fn range(&mut self) -> usize {
+        match self.range_anchor.take() {
+            None => {
+                self.range_anchor = Some(self.cursor);
+                0
+            }
+            Some(a) => {
+                let (lo, hi) = (a.min(self.cursor), a.max(self.cursor));
+                let mut n = 0;
+                for pos in lo..=hi {
+                    if let Some(r) = self.visible.get(pos).and_then(|&i| self.rows.get(i))
+                        && is_pending(r.action.state)
+                    {
+                        self.marks.insert(r.action.id.clone());
+                        n += 1;
+                    }
+                }
+                n
+            }
+        }
+    }
+
+    /// Marked ids in display order (falls back to the current row when nothing is marked).
+    pub fn targets(&self) -> Vec<String> {
+        if self.marks.is_empty() {
+            return self
+                .current()
+                .filter(|r| is_pending(r.action.state))
+                .map(|r| vec![r.action.id.clone()])
+                .unwrap_or_default();
+        }
+        self.rows
+            .iter()
+            .filter(|r| self.marks.contains(&r.action.id))
+            .map(|r| r.action.id.clone())
+            .collect()
+    }
+}
+
+impl ActionsTab {
+    /// What `r` rejects: the marks, or the current row if it is pending or approved but
+    /// not yet executing (rejecting an approval cancels it before it runs).
+    pub fn reject_targets(&self) -> Vec<String> {
+        if !self.marks.is_empty() {
+            return self.targets();
+        }
+        self.current()
+            .filter(|r| is_pending(r.action.state) || r.action.state == ActionState::Approved)
+            .map(|r| vec![r.action.id.clone()])
+            .unwrap_or_default()
+    }
+}
+
+fn haystack(a: &Action) -> String {
+    format!(
+        "{} {} {} {} {}",
+        a.id,
+        a.kind(),
+        a.params.target(),
+        a.title,
+        a.state
+    )
+    .to_lowercase()
+}
+
+fn noun_key(k: ActionKind) -> &'static str {
+    match k {
+        ActionKind::SendEmail | ActionKind::DraftEmail => "email",
+        ActionKind::ScheduleMeeting => "meeting",
+        ActionKind::PostSlack => "slack",
+        ActionKind::CreateDeal | ActionKind::UpdateDeal => "crm",
+        ActionKind::CloseDeal => "close",
+        _ => "read",
+    }
+}
+
+fn kind_noun(k: ActionKind, n: usize) -> String {
+    let (one, many) = match k {
+        ActionKind::SendEmail | ActionKind::DraftEmail => ("email", "email"),
+        ActionKind::ScheduleMeeting => ("meeting", "meetings"),
+        ActionKind::PostSlack => ("Slack post", "Slack posts"),
+        ActionKind::CreateDeal | ActionKind::UpdateDeal => ("CRM change", "CRM changes"),
+        ActionKind::CloseDeal => ("deal close", "deal closes"),
+        _ => ("read", "reads"),
+    };
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The bulk-approval plan: what `A` would approve, and what it must skip.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkPlan {
+    pub approvable: Vec<String>,
+    pub step_up: usize,
+    /// The ids the summary counted as step-up: the typed count confirms exactly these.
+    pub step_up_ids: Vec<String>,
+    /// The version of each approvable action when the summary was made.
+    pub seen: BTreeMap<String, i64>,
+    pub skipped: Vec<(String, String)>,
+    pub summary: String,
+}
+
+pub fn bulk_plan(rows: &[&Row]) -> BulkPlan {
+    let mut approvable = Vec::new();
+    let mut skipped = Vec::new();
+    let mut by_kind: BTreeMap<&'static str, (ActionKind, usize)> = BTreeMap::new();
+    let mut step_up = 0;
+    let mut step_up_ids = Vec::new();
+    let mut seen = BTreeMap::new();
+    let mut amount = 0i64;
+    for r in rows {
+        let a = &r.action;
+        match r.decision.gate() {
+            Gate::Ciba { approver, .. } => {
+                skipped.push((a.id.clone(), format!("needs {approver}'s device (use b)")));
+                continue;
+            }
+            Gate::Deny { reason } => {
+                skipped.push((a.id.clone(), format!("denied: {reason}")));
+                continue;
+            }
+            Gate::StepUp { .. } => {
+                step_up += 1;
+                step_up_ids.push(a.id.clone());
+            }
+            Gate::Allow | Gate::Review => {}
+        }
+        let e = by_kind.entry(noun_key(a.kind())).or_insert((a.kind(), 0));
+        e.1 += 1;
+        amount += a.params.amount_cents().unwrap_or(0);
+        approvable.push(a.id.clone());
+        seen.insert(a.id.clone(), a.version);
+    }
+    let kinds: Vec<String> = by_kind.values().map(|(k, n)| kind_noun(*k, *n)).collect();
+    let mut summary = format!(
+        "{} action{}: {}",
+        approvable.len(),
+        if approvable.len() == 1 { "" } else { "s" },
+        if kinds.is_empty() {
+            "none".into()
+        } else {
+            kinds.join(", ")
+        }
+    );
+    if amount > 0 {
+        summary.push_str(&format!("; {} in deals", format_money(amount)));
+    }
+    if step_up > 0 {
+        summary.push_str(&format!("; {step_up} needs step-up"));
+    }
+    if !skipped.is_empty() {
+        summary.push_str(&format!("; {} skipped", skipped.len()));
+    }
+    BulkPlan {
+        approvable,
+        step_up,
+        step_up_ids,
+        seen,
+        skipped,
+        summary,
+    }
+}
+
+/// Exactly what approving will do, in words, for the step-up prompt.
+pub fn what_will_happen(a: &Action) -> Vec<String> {
+    let mut out = Vec::new();
+    let irreversible = !a.kind().risk().reversible;
+    match &a.params {
+        ActionParams::SendEmail(e) => {
+            out.push(format!("Send an email to {}", e.to.join(", ")));
+            if !e.cc.is_empty() {
+                out.push(format!("  cc {}", e.cc.join(", ")));
+            }
+            out.push(format!("  subject: {}", e.subject));
+        }
+        ActionParams::DraftEmail(e) => {
+            out.push(format!("Save a Gmail draft to {}", e.to.join(", ")));
+            out.push(format!("  subject: {}", e.subject));
+        }
+        ActionParams::ScheduleMeeting {
+            title, attendees, ..
+        } => {
+            out.push(format!("Book \"{title}\" with {}", attendees.join(", ")));
+            out.push("  invitations are sent to every attendee".into());
+        }
+        ActionParams::PostSlack { channel, text } => {
+            out.push(format!("Post to {channel}:"));
+            out.push(format!("  {text}"));
+        }
+        ActionParams::CloseDeal {
+            deal_id,
+            won,
+            amount_cents,
+        } => out.push(format!(
+            "Close {deal_id} as {} ({})",
+            if *won { "WON" } else { "lost" },
+            format_money(*amount_cents)
+        )),
+        ActionParams::CreateDeal {
+            name, amount_cents, ..
+        } => out.push(format!(
+            "Create deal \"{name}\" ({})",
+            format_money(*amount_cents)
+        )),
+        ActionParams::UpdateDeal {
+            deal_id,
+            stage,
+            amount_cents,
+            notes,
+        } => {
+            out.push(format!("Update {deal_id}:"));
+            if let Some(s) = stage {
+                out.push(format!("  stage → {}", s.as_str()));
+            }
+            if let Some(c) = amount_cents {
+                out.push(format!("  amount → {}", format_money(*c)));
+            }
+            if notes.is_some() {
+                out.push("  notes replaced".into());
+            }
+        }
+        other => out.push(format!("{} {}", other.kind(), other.target())),
+    }
+    out.push(if irreversible {
+        "This cannot be undone.".into()
+    } else {
+        "This can be reverted later.".into()
+    });
+    let digest = payload_digest(&a.params);
+    out.push(format!(
+        "payload sha256 {}…",
+        &digest[..12.min(digest.len())]
+    ));
+    out
+}
+
+/// A five-cell confidence bar, e.g. "▰▰▰▰▱".
+pub fn confidence_bar(c: f64) -> String {
+    let filled = ((c.clamp(0.0, 1.0) * 5.0).round()) as usize;
+    let mut s = "▰".repeat(filled);
+    s.push_str(&"▱".repeat(5 - filled));
+    s
+}

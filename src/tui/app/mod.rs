@@ -1,0 +1,813 @@
+//! The application state and `update(Msg) -> Vec<Effect>`: the only place state changes.
+//! No IO, no await, no locks here; time comes from the injected [`Clock`]. Rendering
+//! (`view`) is a pure read of this state.
+
+mod popup_keys;
+
+use super::actions::{ActionsTab, BulkPlan, View, bulk_plan, is_pending, what_will_happen};
+use super::audit::{AuditTab, VerifyState};
+use super::chat::{ChatLine, ChatTab};
+use super::clock::Clock;
+use super::editor::EditorState;
+use super::keymap::{Command, Keymap, Section};
+use super::msg::{ChatEvent, Effect, Msg, Verb};
+use super::permissions::{PermRow, PermissionsTab, rows as perm_rows};
+use super::theme::Theme;
+use crate::core::consent::Gate;
+use crate::core::domain::Millis;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEventKind};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Keys typed within this long after a confirmation prompt appears are ignored, so a
+/// prompt that pops up mid-typing cannot be answered by accident.
+pub const INPUT_GUARD_MS: Millis = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Actions,
+    Chat,
+    Permissions,
+    Audit,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 4] = [Tab::Actions, Tab::Chat, Tab::Permissions, Tab::Audit];
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Actions => "Actions",
+            Tab::Chat => "Chat",
+            Tab::Permissions => "Permissions",
+            Tab::Audit => "Audit",
+        }
+    }
+    fn section(self) -> Section {
+        match self {
+            Tab::Actions => Section::Actions,
+            Tab::Chat => Section::Chat,
+            Tab::Permissions => Section::Permissions,
+            Tab::Audit => Section::Audit,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Ok,
+    Warn,
+    Error,
+}
+
+/// Modal layers over the tabs; at most one at a time.
+#[derive(Debug, Clone)]
+pub enum Popup {
+    Help {
+        scroll: usize,
+    },
+    /// Inline step-up: exactly what approving will do.
+    StepUp {
+        id: String,
+        /// The version shown: approving refuses if the action changed since.
+        version: i64,
+        lines: Vec<String>,
+        gate: String,
+        opened_at: Millis,
+    },
+    Reject {
+        ids: Vec<String>,
+        reason: String,
+    },
+    Bulk {
+        plan: BulkPlan,
+        typed: String,
+        opened_at: Millis,
+    },
+    Palette {
+        query: String,
+        selected: usize,
+    },
+    Editor(Box<EditorState>),
+    PermValue {
+        row: PermRow,
+        text: String,
+    },
+}
+
+impl Popup {
+    fn guarded_since(&self) -> Option<Millis> {
+        match self {
+            Popup::StepUp { opened_at, .. } | Popup::Bulk { opened_at, .. } => Some(*opened_at),
+            _ => None,
+        }
+    }
+}
+
+/// Who and where, for the status bar.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// "user:<unix user>", as audit rows record it.
+    pub actor: String,
+    pub sandbox: bool,
+    /// The Auth0 tenant domain, when configured (shown instead of SANDBOX).
+    pub tenant: Option<String>,
+    pub store: String,
+    pub notify: bool,
+}
+
+/// One palette entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PaletteItem {
+    Run(Command, String),
+    View(View),
+}
+
+impl PaletteItem {
+    pub fn label(&self) -> String {
+        match self {
+            PaletteItem::Run(c, desc) => format!("{} — {desc}", c.name()),
+            PaletteItem::View(v) => format!("view {} — saved view", v.name()),
+        }
+    }
+}
+
+pub struct App {
+    pub session: Session,
+    pub keymap: Keymap,
+    pub theme: Theme,
+    clock: Arc<dyn Clock>,
+    /// The clock as of the last update, so rendering never reads a clock.
+    pub now: Millis,
+    pub tab: Tab,
+    pub actions: ActionsTab,
+    pub perms: PermissionsTab,
+    pub audit: AuditTab,
+    pub chat: ChatTab,
+    pub popup: Option<Popup>,
+    /// `Some` while the `/` filter line is being typed.
+    pub filtering: bool,
+    pub status: Option<(Level, String)>,
+    /// The terminal size (cols, rows) from the last resize, for mouse hit-testing.
+    pub size: (u16, u16),
+    pub dirty: bool,
+    /// Set by ctrl-l: the loop clears the terminal before the next draw.
+    pub clear: bool,
+    pub quit: bool,
+    seen_pending: Option<BTreeSet<String>>,
+}
+
+impl App {
+    pub fn new(session: Session, keymap: Keymap, theme: Theme, clock: Arc<dyn Clock>) -> Self {
+        let now = clock.now_ms();
+        App {
+            session,
+            keymap,
+            theme,
+            clock,
+            now,
+            tab: Tab::Actions,
+            actions: ActionsTab::default(),
+            perms: PermissionsTab::default(),
+            audit: AuditTab::default(),
+            chat: ChatTab::default(),
+            popup: None,
+            filtering: false,
+            status: None,
+            size: (0, 0),
+            dirty: true,
+            clear: false,
+            quit: false,
+            seen_pending: None,
+        }
+    }
+
+    /// Effects to run once at start-up.
+    pub fn init(&self) -> Vec<Effect> {
+        vec![Effect::LoadActions]
+    }
+
+    pub fn set_status(&mut self, level: Level, text: impl Into<String>) {
+        self.status = Some((level, text.into()));
+    }
+
+    pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
+        self.now = self.clock.now_ms();
+        self.dirty = true;
+        match msg {
+            Msg::Key(k) => self.on_key(k),
+            Msg::Paste(text) => {
+                let clean = strip_controls(&text).replace('\n', " ");
+                match &mut self.popup {
+                    Some(Popup::Editor(ed)) => {
+                        ed.textarea.insert_str(&text);
+                    }
+                    Some(Popup::Reject { reason: t, .. })
+                    | Some(Popup::Palette { query: t, .. })
+                    | Some(Popup::PermValue { text: t, .. }) => t.push_str(&clean),
+                    // Never paste into a confirmation prompt.
+                    Some(_) => {}
+                    None if self.filtering => match self.tab {
+                        Tab::Audit => {
+                            self.audit.filter.push_str(&clean);
+                            self.audit.refilter();
+                        }
+                        _ => {
+                            self.actions.filter.push_str(&clean);
+                            self.actions.refilter();
+                        }
+                    },
+                    None if self.chat.composing => self.chat.input.push_str(&clean),
+                    _ => {}
+                }
+                vec![]
+            }
+            Msg::Mouse(_) if self.popup.is_some() => {
+                self.dirty = false;
+                vec![]
+            }
+            Msg::Mouse(m) => match m.kind {
+                MouseEventKind::ScrollDown => self.run(Command::Down),
+                MouseEventKind::ScrollUp => self.run(Command::Up),
+                MouseEventKind::Down(_) if m.row > 0 => {
+                    self.click_row(m.column, m.row);
+                    vec![]
+                }
+                MouseEventKind::Down(_) => {
+                    // The tab bar: " 1 Actions " plus a space per tab (see view::render_tabs).
+                    let mut x = 0u16;
+                    for t in Tab::ALL {
+                        let w = t.title().len() as u16 + 5;
+                        if m.column < x + w {
+                            return self.switch(t);
+                        }
+                        x += w;
+                    }
+                    vec![]
+                }
+                _ => {
+                    self.dirty = false;
+                    vec![]
+                }
+            },
+            Msg::Resize(w, h) => {
+                self.size = (w, h);
+                vec![]
+            }
+            // Refresh on every tab: execution status stays live and new work notifies
+            // wherever the user is.
+            Msg::Tick => vec![Effect::LoadActions],
+            Msg::ActionsLoaded {
+                actions,
+                permissions,
+            } => {
+                self.actions.load(actions, &permissions);
+                self.perms.perms = Some(*permissions);
+                self.notify_new()
+            }
+            Msg::LoadFailed(e) => {
+                self.set_status(Level::Error, e);
+                vec![]
+            }
+            Msg::Reviewed { id, verb, result } => {
+                match result {
+                    Ok(a) => {
+                        let extra = if verb == Verb::Approve {
+                            " · execution: not built yet, it stays approved"
+                        } else {
+                            ""
+                        };
+                        self.set_status(
+                            Level::Ok,
+                            format!("{} {id}: {}{extra}", verb.past(), a.state),
+                        );
+                    }
+                    Err(e) => self.set_status(Level::Error, e),
+                }
+                vec![]
+            }
+            Msg::ReviewSummary { verb, ok, failed } => {
+                let total = ok + failed.len();
+                match failed.first() {
+                    None => self.set_status(Level::Ok, format!("{} {ok} of {total}", verb.past())),
+                    Some((id, e)) => {
+                        let more = if failed.len() > 1 {
+                            format!(" (+{} more failed)", failed.len() - 1)
+                        } else {
+                            String::new()
+                        };
+                        self.set_status(
+                            Level::Error,
+                            format!("{} {ok} of {total} · {id}: {e}{more}", verb.past()),
+                        );
+                    }
+                }
+                vec![]
+            }
+            Msg::PermissionsSaved(r) => match r {
+                Ok(p) => {
+                    self.perms.perms = Some(*p);
+                    self.set_status(Level::Ok, "permissions saved (audited)");
+                    vec![Effect::LoadActions]
+                }
+                Err(e) => {
+                    self.set_status(Level::Error, e);
+                    vec![]
+                }
+            },
+            Msg::AuditLoaded(entries) => {
+                self.audit.load(entries);
+                vec![]
+            }
+            Msg::AuditVerified(r) => {
+                self.audit.verify = match r {
+                    Ok(Ok(n)) => VerifyState::Verified {
+                        entries: n,
+                        at: self.now,
+                    },
+                    Ok(Err(b)) => VerifyState::Broken(b),
+                    Err(e) => VerifyState::Failed(e),
+                };
+                vec![]
+            }
+            Msg::Exported(r) => {
+                match r {
+                    Ok(m) => self.set_status(Level::Ok, m),
+                    Err(e) => self.set_status(Level::Error, e),
+                }
+                vec![]
+            }
+            Msg::NotBuilt(what) => {
+                if what.starts_with("chat") {
+                    self.chat.running = false;
+                    self.chat.lines.push(ChatLine::System(what.clone()));
+                }
+                self.set_status(Level::Warn, what);
+                vec![]
+            }
+            Msg::Chat(ev) => {
+                let ring = match &ev {
+                    ChatEvent::StepUp { summary, .. } if self.session.notify => {
+                        Some(Effect::Notify {
+                            title: "dealflow: confirm in Chat".into(),
+                            body: summary.clone(),
+                        })
+                    }
+                    _ => None,
+                };
+                self.chat.apply(ev, self.now);
+                ring.into_iter().collect()
+            }
+        }
+    }
+
+    /// Rings when something newly needs the user (not on the first load).
+    fn notify_new(&mut self) -> Vec<Effect> {
+        let now_pending = self.actions.pending_ids();
+        let mut out = vec![];
+        if let Some(seen) = &self.seen_pending {
+            let fresh: Vec<&String> = now_pending.difference(seen).collect();
+            if !fresh.is_empty() && self.session.notify {
+                let first = fresh
+                    .first()
+                    .and_then(|id| self.actions.row_by_id(id))
+                    .map(|r| format!("{} ({})", r.action.title, r.action.kind()))
+                    .unwrap_or_default();
+                out.push(Effect::Notify {
+                    title: format!("dealflow: {} new to review", fresh.len()),
+                    body: first,
+                });
+            }
+        }
+        self.seen_pending = Some(now_pending);
+        out
+    }
+
+    fn switch(&mut self, tab: Tab) -> Vec<Effect> {
+        self.tab = tab;
+        self.filtering = false;
+        match tab {
+            Tab::Audit if !self.audit.loaded => {
+                self.audit.verify = VerifyState::Running;
+                vec![Effect::LoadAudit, Effect::VerifyAudit]
+            }
+            Tab::Audit => vec![Effect::LoadAudit],
+            _ => vec![],
+        }
+    }
+
+    fn on_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        if self.popup.is_some() {
+            return self.on_popup_key(k);
+        }
+        if self.filtering {
+            return self.on_filter_key(k);
+        }
+        if self.tab == Tab::Chat && self.chat.composing {
+            return self.on_compose_key(k);
+        }
+        match self.keymap.resolve(self.tab.section(), &k) {
+            Some(cmd) => self.run(cmd),
+            None => {
+                self.dirty = false;
+                vec![]
+            }
+        }
+    }
+
+    /// Runs a named command (from a key or the palette).
+    pub fn run(&mut self, cmd: Command) -> Vec<Effect> {
+        match cmd {
+            Command::Quit => {
+                self.quit = true;
+                vec![Effect::Quit]
+            }
+            Command::Help => {
+                self.popup = Some(Popup::Help { scroll: 0 });
+                vec![]
+            }
+            Command::Palette => {
+                self.popup = Some(Popup::Palette {
+                    query: String::new(),
+                    selected: 0,
+                });
+                vec![]
+            }
+            Command::NextTab | Command::PrevTab => {
+                let i = Tab::ALL.iter().position(|t| *t == self.tab).unwrap_or(0);
+                let n = Tab::ALL.len();
+                let j = if cmd == Command::NextTab {
+                    (i + 1) % n
+                } else {
+                    (i + n - 1) % n
+                };
+                self.switch(Tab::ALL[j])
+            }
+            Command::TabActions => self.switch(Tab::Actions),
+            Command::TabChat => self.switch(Tab::Chat),
+            Command::TabPermissions => self.switch(Tab::Permissions),
+            Command::TabAudit => self.switch(Tab::Audit),
+            Command::Down
+            | Command::Up
+            | Command::Top
+            | Command::Bottom
+            | Command::PageDown
+            | Command::PageUp => {
+                self.move_cursor(cmd);
+                vec![]
+            }
+            Command::Filter => {
+                if matches!(self.tab, Tab::Actions | Tab::Audit) {
+                    self.filtering = true;
+                }
+                vec![]
+            }
+            Command::Refresh => match self.tab {
+                Tab::Audit => {
+                    self.audit.verify = VerifyState::Running;
+                    vec![Effect::LoadAudit, Effect::VerifyAudit]
+                }
+                _ => vec![Effect::LoadActions],
+            },
+            Command::Redraw => {
+                self.clear = true;
+                vec![]
+            }
+            Command::Approve => self.approve_current(),
+            Command::Reject => {
+                let ids = self.actions.reject_targets();
+                if ids.is_empty() {
+                    self.set_status(Level::Warn, "nothing pending or approved to reject here");
+                } else {
+                    self.popup = Some(Popup::Reject {
+                        ids,
+                        reason: String::new(),
+                    });
+                }
+                vec![]
+            }
+            Command::Edit => {
+                match self.actions.current() {
+                    Some(r) if is_pending(r.action.state) => {
+                        let a = &r.action;
+                        self.popup = Some(Popup::Editor(Box::new(EditorState::new(
+                            a.id.clone(),
+                            a.version,
+                            &a.params,
+                            &a.original,
+                        ))));
+                    }
+                    Some(r) => {
+                        let msg = format!(
+                            "{} is {}: only pending actions can be edited",
+                            r.action.id, r.action.state
+                        );
+                        self.set_status(Level::Warn, msg);
+                    }
+                    None => self.set_status(Level::Warn, "nothing selected"),
+                }
+                vec![]
+            }
+            Command::Mark => {
+                self.actions.toggle_mark();
+                self.move_cursor(Command::Down);
+                vec![]
+            }
+            Command::Range => {
+                let was = self.actions.range_anchor.is_some();
+                let n = self.actions.range();
+                if was {
+                    self.set_status(Level::Info, format!("marked {n} in range"));
+                } else {
+                    self.set_status(Level::Info, "range started: move, then v again");
+                }
+                vec![]
+            }
+            Command::ClearMarks => {
+                self.actions.marks.clear();
+                self.actions.range_anchor = None;
+                vec![]
+            }
+            Command::ApproveMarked => {
+                if self.actions.marks.is_empty() {
+                    self.set_status(Level::Warn, "no marks: space marks, v marks a range");
+                    return vec![];
+                }
+                let ids = self.actions.targets();
+                let rows: Vec<_> = ids
+                    .iter()
+                    .filter_map(|id| self.actions.row_by_id(id))
+                    .collect();
+                let plan = bulk_plan(&rows);
+                self.popup = Some(Popup::Bulk {
+                    plan,
+                    typed: String::new(),
+                    opened_at: self.now,
+                });
+                vec![]
+            }
+            Command::SendToBatch => {
+                let ids = self.actions.targets();
+                if ids.is_empty() {
+                    self.set_status(Level::Warn, "nothing pending to send");
+                    return vec![];
+                }
+                vec![Effect::SendToBatch(ids)]
+            }
+            Command::ExecuteApproved => {
+                let ids: Vec<String> = self
+                    .actions
+                    .rows
+                    .iter()
+                    .filter(|r| r.action.state == crate::core::domain::ActionState::Approved)
+                    .map(|r| r.action.id.clone())
+                    .collect();
+                if ids.is_empty() {
+                    self.set_status(Level::Warn, "no approved actions to execute");
+                    return vec![];
+                }
+                vec![Effect::ExecuteApproved(ids)]
+            }
+            Command::NextView => {
+                self.set_view(self.actions.view.next());
+                vec![]
+            }
+            Command::Increase | Command::Decrease => self.perm_step(cmd == Command::Increase),
+            Command::Verify => {
+                self.audit.verify = VerifyState::Running;
+                vec![Effect::VerifyAudit]
+            }
+            Command::Export => vec![Effect::ExportAudit],
+            Command::Compose => {
+                self.chat.composing = true;
+                vec![]
+            }
+            Command::Confirm | Command::Deny => self.answer_chat_step_up(cmd == Command::Confirm),
+            Command::CancelTurn => {
+                if self.chat.running {
+                    vec![Effect::CancelTurn]
+                } else {
+                    vec![]
+                }
+            }
+            Command::ToggleFold => {
+                self.chat.unfolded = !self.chat.unfolded;
+                vec![]
+            }
+            Command::None => vec![],
+        }
+    }
+
+    /// A click on a list row selects it.
+    fn click_row(&mut self, col: u16, row: u16) {
+        let area = ratatui::layout::Rect::new(0, 0, self.size.0, self.size.1);
+        let Some(rows) = super::view::list_rows(self.tab, area) else {
+            return;
+        };
+        if col < rows.x || col >= rows.x + rows.width || row < rows.y || row >= rows.y + rows.height
+        {
+            return;
+        }
+        let h = rows.height as usize;
+        let (cursor, len) = match self.tab {
+            Tab::Actions => (&mut self.actions.cursor, self.actions.visible.len()),
+            Tab::Audit => (&mut self.audit.cursor, self.audit.visible.len()),
+            _ => return,
+        };
+        let pos = super::view::window_start(*cursor, h) + (row - rows.y) as usize;
+        if pos < len {
+            *cursor = pos;
+        }
+    }
+
+    pub fn set_view(&mut self, v: View) {
+        self.actions.view = v;
+        self.actions.cursor = 0;
+        self.actions.refilter();
+        self.set_status(Level::Info, format!("view: {}", v.name()));
+    }
+
+    fn move_cursor(&mut self, cmd: Command) {
+        let (cursor, len) = match self.tab {
+            Tab::Actions => (&mut self.actions.cursor, self.actions.visible.len()),
+            Tab::Audit => (&mut self.audit.cursor, self.audit.visible.len()),
+            Tab::Permissions => (&mut self.perms.cursor, perm_rows().len()),
+            Tab::Chat => return,
+        };
+        let last = len.saturating_sub(1);
+        *cursor = match cmd {
+            Command::Down => (*cursor + 1).min(last),
+            Command::Up => cursor.saturating_sub(1),
+            Command::Top => 0,
+            Command::Bottom => last,
+            Command::PageDown => (*cursor + 10).min(last),
+            Command::PageUp => cursor.saturating_sub(10),
+            _ => *cursor,
+        };
+    }
+
+    fn approve_current(&mut self) -> Vec<Effect> {
+        let Some(r) = self.actions.current() else {
+            self.set_status(Level::Warn, "nothing selected");
+            return vec![];
+        };
+        let a = &r.action;
+        if !is_pending(a.state) {
+            let msg = format!(
+                "{} is {}: only pending actions can be approved",
+                a.id, a.state
+            );
+            self.set_status(Level::Warn, msg);
+            return vec![];
+        }
+        let id = a.id.clone();
+        let version = a.version;
+        match r.decision.gate().clone() {
+            Gate::Allow | Gate::Review => {
+                self.set_status(Level::Info, format!("approving {id}…"));
+                vec![Effect::Approve {
+                    seen: [(id.clone(), version)].into(),
+                    ids: vec![id],
+                    stepped_up: vec![],
+                }]
+            }
+            g @ Gate::StepUp { .. } => {
+                let lines = what_will_happen(a);
+                self.popup = Some(Popup::StepUp {
+                    id,
+                    version: a.version,
+                    lines,
+                    gate: g.to_string(),
+                    opened_at: self.now,
+                });
+                vec![]
+            }
+            Gate::Ciba { approver, reason } => {
+                self.set_status(
+                    Level::Warn,
+                    format!("{id} needs approval on {approver}'s device ({reason}): press b to send it to the batch"),
+                );
+                vec![]
+            }
+            Gate::Deny { reason } => {
+                self.set_status(
+                    Level::Error,
+                    format!("{id} is denied by your permissions: {reason}"),
+                );
+                vec![]
+            }
+        }
+    }
+
+    fn perm_step(&mut self, up: bool) -> Vec<Effect> {
+        if self.tab != Tab::Permissions {
+            return vec![];
+        }
+        let Some(p) = &self.perms.perms else {
+            return vec![];
+        };
+        let Some(row) = perm_rows().get(self.perms.cursor).copied() else {
+            return vec![];
+        };
+        if row.typed() {
+            self.popup = Some(Popup::PermValue {
+                row,
+                text: String::new(),
+            });
+            return vec![];
+        }
+        match row.step(p, up) {
+            Some(change) => vec![Effect::ChangePermissions(change)],
+            None => vec![],
+        }
+    }
+
+    fn answer_chat_step_up(&mut self, confirmed: bool) -> Vec<Effect> {
+        let Some(p) = &self.chat.step_up else {
+            return vec![];
+        };
+        if self.now - p.opened_at < INPUT_GUARD_MS {
+            self.set_status(
+                Level::Warn,
+                "input guard: keys ignored for 1 s after a prompt appears",
+            );
+            return vec![];
+        }
+        let action_id = p.action_id.clone();
+        self.chat.step_up = None;
+        vec![Effect::AnswerStepUp {
+            action_id,
+            confirmed,
+        }]
+    }
+
+    pub fn palette_items(&self, query: &str) -> Vec<PaletteItem> {
+        let q = query.to_lowercase();
+        let mut seen = BTreeSet::new();
+        let mut items: Vec<PaletteItem> = self
+            .keymap
+            .help()
+            .into_iter()
+            .filter(|r| seen.insert(r.command))
+            .map(|r| PaletteItem::Run(r.command, r.desc))
+            .collect();
+        items.extend(View::ALL.into_iter().map(PaletteItem::View));
+        items.retain(|i| q.is_empty() || i.label().to_lowercase().contains(&q));
+        items
+    }
+
+    fn on_filter_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        let (filter, is_actions) = match self.tab {
+            Tab::Audit => (&mut self.audit.filter, false),
+            _ => (&mut self.actions.filter, true),
+        };
+        match k.code {
+            KeyCode::Enter => self.filtering = false,
+            KeyCode::Esc => {
+                filter.clear();
+                self.filtering = false;
+            }
+            KeyCode::Backspace => {
+                filter.pop();
+            }
+            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => filter.push(c),
+            _ => return vec![],
+        }
+        if is_actions {
+            self.actions.refilter();
+        } else {
+            self.audit.refilter();
+        }
+        vec![]
+    }
+
+    fn on_compose_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        match k.code {
+            KeyCode::Esc => self.chat.composing = false,
+            KeyCode::Backspace => {
+                self.chat.input.pop();
+            }
+            KeyCode::Enter => {
+                let text = self.chat.input.trim().to_string();
+                self.chat.input.clear();
+                if text.is_empty() {
+                    return vec![];
+                }
+                self.chat.lines.push(ChatLine::User(text.clone()));
+                self.chat.running = true;
+                return vec![Effect::StartChatTurn(text)];
+            }
+            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.chat.input.push(c)
+            }
+            _ => {}
+        }
+        vec![]
+    }
+}
+
+/// Pasted or agent-supplied text must not smuggle terminal control sequences.
+pub fn strip_controls(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() || *c == '\n')
+        .collect()
+}

@@ -1,0 +1,293 @@
+//! Keys while a popup is open: help, step-up (with the input guard), reject reason,
+//! bulk confirmation, palette, editor, typed permission values.
+
+use super::{App, INPUT_GUARD_MS, Level, PaletteItem, Popup, Tab};
+use crate::tui::editor::{EditorState, parse_draft};
+use crate::tui::msg::Effect;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+impl App {
+    pub(super) fn on_popup_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        let Some(popup) = self.popup.take() else {
+            return vec![];
+        };
+        if let Some(since) = popup.guarded_since()
+            && self.now - since < INPUT_GUARD_MS
+        {
+            if k.code == KeyCode::Esc {
+                self.set_status(Level::Info, "cancelled");
+                return vec![];
+            }
+            self.popup = Some(popup);
+            self.set_status(
+                Level::Warn,
+                "input guard: keys ignored for 1 s after a prompt appears",
+            );
+            return vec![];
+        }
+        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        match popup {
+            Popup::Help { scroll } => match k.code {
+                KeyCode::Char('j') | KeyCode::Down => {
+                    self.popup = Some(Popup::Help { scroll: scroll + 1 })
+                }
+                KeyCode::Char('k') | KeyCode::Up => {
+                    self.popup = Some(Popup::Help {
+                        scroll: scroll.saturating_sub(1),
+                    })
+                }
+                _ => {}
+            },
+            Popup::StepUp {
+                id,
+                version,
+                lines,
+                gate,
+                opened_at,
+            } => match k.code {
+                // Only an explicit `y`: Enter is what a person typing elsewhere hits.
+                KeyCode::Char('y') => {
+                    self.set_status(Level::Info, format!("approving {id} (step-up confirmed)…"));
+                    return vec![Effect::Approve {
+                        seen: [(id.clone(), version)].into(),
+                        ids: vec![id.clone()],
+                        stepped_up: vec![id],
+                    }];
+                }
+                KeyCode::Char('n') | KeyCode::Esc => self.set_status(Level::Info, "not approved"),
+                _ => {
+                    self.popup = Some(Popup::StepUp {
+                        id,
+                        version,
+                        lines,
+                        gate,
+                        opened_at,
+                    })
+                }
+            },
+            Popup::Reject { ids, mut reason } => match k.code {
+                KeyCode::Enter => {
+                    let reason = reason.trim().to_string();
+                    return vec![Effect::Reject {
+                        ids,
+                        reason: (!reason.is_empty()).then_some(reason),
+                    }];
+                }
+                KeyCode::Esc => self.set_status(Level::Info, "not rejected"),
+                KeyCode::Backspace => {
+                    reason.pop();
+                    self.popup = Some(Popup::Reject { ids, reason });
+                }
+                KeyCode::Char(c) if !ctrl => {
+                    reason.push(c);
+                    self.popup = Some(Popup::Reject { ids, reason });
+                }
+                _ => self.popup = Some(Popup::Reject { ids, reason }),
+            },
+            Popup::Bulk {
+                plan,
+                mut typed,
+                opened_at,
+            } => match k.code {
+                KeyCode::Enter
+                    if typed.trim() == plan.approvable.len().to_string()
+                        && !plan.approvable.is_empty() =>
+                {
+                    self.actions.marks.clear();
+                    let n = plan.approvable.len();
+                    self.set_status(Level::Info, format!("approving {n}…"));
+                    return vec![Effect::Approve {
+                        ids: plan.approvable,
+                        stepped_up: plan.step_up_ids,
+                        seen: plan.seen,
+                    }];
+                }
+                KeyCode::Enter => {
+                    self.set_status(
+                        Level::Warn,
+                        format!("type {} to approve them", plan.approvable.len()),
+                    );
+                    self.popup = Some(Popup::Bulk {
+                        plan,
+                        typed,
+                        opened_at,
+                    });
+                }
+                KeyCode::Esc => self.set_status(Level::Info, "nothing approved"),
+                KeyCode::Backspace => {
+                    typed.pop();
+                    self.popup = Some(Popup::Bulk {
+                        plan,
+                        typed,
+                        opened_at,
+                    });
+                }
+                KeyCode::Char(c) if c.is_ascii_digit() => {
+                    typed.push(c);
+                    self.popup = Some(Popup::Bulk {
+                        plan,
+                        typed,
+                        opened_at,
+                    });
+                }
+                _ => {
+                    self.popup = Some(Popup::Bulk {
+                        plan,
+                        typed,
+                        opened_at,
+                    })
+                }
+            },
+            Popup::Palette {
+                mut query,
+                selected,
+            } => {
+                let items = self.palette_items(&query);
+                match k.code {
+                    KeyCode::Esc => {}
+                    KeyCode::Enter => {
+                        return match items.get(selected) {
+                            Some(PaletteItem::Run(c, _)) => self.run(*c),
+                            Some(PaletteItem::View(v)) => {
+                                self.tab = Tab::Actions;
+                                self.set_view(*v);
+                                vec![]
+                            }
+                            None => vec![],
+                        };
+                    }
+                    KeyCode::Down | KeyCode::Tab => {
+                        let selected = (selected + 1).min(items.len().saturating_sub(1));
+                        self.popup = Some(Popup::Palette { query, selected });
+                    }
+                    KeyCode::Up | KeyCode::BackTab => {
+                        self.popup = Some(Popup::Palette {
+                            query,
+                            selected: selected.saturating_sub(1),
+                        })
+                    }
+                    KeyCode::Backspace => {
+                        query.pop();
+                        self.popup = Some(Popup::Palette { query, selected: 0 });
+                    }
+                    KeyCode::Char(c) if !ctrl => {
+                        query.push(c);
+                        self.popup = Some(Popup::Palette { query, selected: 0 });
+                    }
+                    _ => self.popup = Some(Popup::Palette { query, selected }),
+                }
+            }
+            Popup::Editor(mut ed) => {
+                return self.on_editor_key(&mut ed, k).unwrap_or_else(|| {
+                    self.popup = Some(Popup::Editor(ed));
+                    vec![]
+                });
+            }
+            Popup::PermValue { row, mut text } => match k.code {
+                KeyCode::Esc => {}
+                KeyCode::Enter => {
+                    let Some(p) = &self.perms.perms else {
+                        return vec![];
+                    };
+                    match row.typed_change(p, &text) {
+                        Ok(change) => return vec![Effect::ChangePermissions(change)],
+                        Err(e) => {
+                            self.set_status(Level::Error, e);
+                            self.popup = Some(Popup::PermValue { row, text });
+                        }
+                    }
+                }
+                KeyCode::Backspace => {
+                    text.pop();
+                    self.popup = Some(Popup::PermValue { row, text });
+                }
+                KeyCode::Char(c) if !ctrl => {
+                    text.push(c);
+                    self.popup = Some(Popup::PermValue { row, text });
+                }
+                _ => self.popup = Some(Popup::PermValue { row, text }),
+            },
+        }
+        vec![]
+    }
+
+    /// `Some(effects)` closes the editor; `None` keeps it open.
+    fn on_editor_key(&mut self, ed: &mut EditorState, k: KeyEvent) -> Option<Vec<Effect>> {
+        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        if let Some(q) = &mut ed.search {
+            match k.code {
+                KeyCode::Esc => ed.search = None,
+                KeyCode::Enter => {
+                    let pat = q.clone();
+                    ed.search = None;
+                    match ed.textarea.set_search_pattern(&pat) {
+                        Ok(()) => {
+                            if !ed.textarea.search_forward(true) {
+                                ed.error = Some(format!("no match for {pat:?}"));
+                            }
+                        }
+                        Err(e) => ed.error = Some(format!("search: {e}")),
+                    }
+                }
+                KeyCode::Backspace => {
+                    q.pop();
+                }
+                KeyCode::Char(c) if !ctrl => q.push(c),
+                _ => {}
+            }
+            return None;
+        }
+        match (ctrl, k.code) {
+            (_, KeyCode::Esc) => {
+                self.set_status(Level::Info, "edit discarded");
+                Some(vec![])
+            }
+            (true, KeyCode::Char('s')) => match parse_draft(&ed.params, &ed.text()) {
+                Ok(p) if p == ed.params => {
+                    self.set_status(Level::Info, "no change");
+                    Some(vec![])
+                }
+                Ok(p) => match p.validate() {
+                    Ok(()) => Some(vec![Effect::Edit {
+                        id: ed.id.clone(),
+                        version: ed.version,
+                        params: p,
+                    }]),
+                    Err(e) => {
+                        ed.error = Some(e);
+                        None
+                    }
+                },
+                Err(e) => {
+                    ed.error = Some(e);
+                    None
+                }
+            },
+            (true, KeyCode::Char('z')) => {
+                ed.textarea.undo();
+                None
+            }
+            (true, KeyCode::Char('y')) => {
+                ed.textarea.redo();
+                None
+            }
+            (true, KeyCode::Char('f')) => {
+                ed.search = Some(String::new());
+                None
+            }
+            (true, KeyCode::Char('n')) => {
+                ed.textarea.search_forward(false);
+                None
+            }
+            (true, KeyCode::Char('w')) => {
+                ed.toggle_wrap();
+                None
+            }
+            _ => {
+                ed.error = None;
+                ed.textarea.input(k);
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Chat tab state: the conversation, the input line, folded tool calls, and the step-up
+//! prompt and CIBA countdown the agent asks for. The agent itself (a pure FSM, built
+//! by the chat developer) drives this through `Msg::Chat`; the tab only renders and
+//! sends `Effect::StartChatTurn` / `CancelTurn` / `AnswerStepUp`.
+
+use super::msg::ChatEvent;
+use crate::core::domain::Millis;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatLine {
+    User(String),
+    Assistant(String),
+    Tool {
+        name: String,
+        summary: String,
+        detail: String,
+    },
+    System(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepUpPrompt {
+    pub action_id: String,
+    pub summary: String,
+    pub opened_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CibaWait {
+    pub binding_message: String,
+    pub expires_at: Millis,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ChatTab {
+    pub lines: Vec<ChatLine>,
+    pub input: String,
+    pub composing: bool,
+    pub unfolded: bool,
+    pub running: bool,
+    pub step_up: Option<StepUpPrompt>,
+    pub ciba: Option<CibaWait>,
+}
+
+impl ChatTab {
+    pub fn apply(&mut self, ev: ChatEvent, now: Millis) {
+        match ev {
+            ChatEvent::AssistantDelta(t) => match self.lines.last_mut() {
+                Some(ChatLine::Assistant(s)) => s.push_str(&t),
+                _ => self.lines.push(ChatLine::Assistant(t)),
+            },
+            ChatEvent::ToolCall {
+                name,
+                summary,
+                detail,
+            } => self.lines.push(ChatLine::Tool {
+                name,
+                summary,
+                detail,
+            }),
+            ChatEvent::StepUp { action_id, summary } => {
+                self.step_up = Some(StepUpPrompt {
+                    action_id,
+                    summary,
+                    opened_at: now,
+                })
+            }
+            ChatEvent::CibaWaiting {
+                binding_message,
+                expires_at,
+            } => {
+                self.ciba = Some(CibaWait {
+                    binding_message,
+                    expires_at,
+                })
+            }
+            ChatEvent::CibaDone(line) => {
+                self.ciba = None;
+                self.lines.push(ChatLine::System(line));
+            }
+            ChatEvent::TurnDone(err) => {
+                self.running = false;
+                if let Some(e) = err {
+                    self.lines.push(ChatLine::System(e));
+                }
+            }
+        }
+    }
+}

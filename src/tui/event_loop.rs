@@ -1,0 +1,188 @@
+//! The terminal loop: `tokio::select!` over the crossterm event stream, the `Msg`
+//! channel fed by background jobs, and a slow tick. Drains everything pending, then
+//! draws once if something changed. `ratatui::init()` installs the panic hook that
+//! restores the terminal; `restore()` also runs on every return path.
+
+use super::app::App;
+use super::executor::Executor;
+use super::handler::{EffectHandler, route};
+use super::msg::{Effect, Msg};
+use super::notify;
+use super::view;
+use futures_util::StreamExt;
+use ratatui::DefaultTerminal;
+use ratatui::crossterm::event::{
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event,
+    EventStream, KeyEventKind,
+};
+use ratatui::crossterm::execute;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const TICK: Duration = Duration::from_secs(2);
+
+pub struct LoopOptions {
+    pub mouse: bool,
+    /// Backends that take effects before the built-in executor (pipeline, chat…).
+    pub handlers: Vec<Arc<dyn EffectHandler>>,
+}
+
+/// Runs the app until it quits. The terminal is restored whatever happens.
+pub fn run(app: App, exec: Executor, opts: LoopOptions) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut terminal = ratatui::init();
+    // ratatui's hook restores raw mode and the main screen; also undo what we enabled.
+    let ratatui_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = execute!(
+            std::io::stdout(),
+            DisableMouseCapture,
+            DisableBracketedPaste
+        );
+        ratatui_hook(info);
+    }));
+    let mut out = std::io::stdout();
+    let _ = execute!(out, EnableBracketedPaste);
+    if opts.mouse {
+        let _ = execute!(out, EnableMouseCapture);
+    }
+    let result = rt.block_on(drive(&mut terminal, app, exec, opts.handlers));
+    if opts.mouse {
+        let _ = execute!(out, DisableMouseCapture);
+    }
+    let _ = execute!(out, DisableBracketedPaste);
+    ratatui::restore();
+    result
+}
+
+/// Where effects go: store writes and reloads run one at a time, in order, on a worker
+/// thread (so an older reload can never land after a newer one); slow reads (chain
+/// verification, export) run on their own blocking tasks; notifications are written
+/// here.
+struct Runner {
+    handlers: Vec<Arc<dyn EffectHandler>>,
+    ordered: std::sync::mpsc::Sender<Effect>,
+    exec: Executor,
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl Runner {
+    fn new(
+        exec: Executor,
+        tx: mpsc::UnboundedSender<Msg>,
+        handlers: Vec<Arc<dyn EffectHandler>>,
+    ) -> Runner {
+        let (ordered, work) = std::sync::mpsc::channel::<Effect>();
+        let (e, t) = (exec.clone(), tx.clone());
+        std::thread::spawn(move || {
+            while let Ok(effect) = work.recv() {
+                for m in e.run(effect) {
+                    if t.send(m).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Runner {
+            handlers,
+            ordered,
+            exec,
+            tx,
+        }
+    }
+
+    fn spawn(&self, effects: Vec<Effect>) {
+        for e in effects {
+            let Some(e) = route(e, &self.handlers, &self.tx) else {
+                continue;
+            };
+            match e {
+                Effect::Quit => {}
+                Effect::Notify { title, body } => {
+                    let tmux = std::env::var_os("TMUX").is_some();
+                    let seq = notify::sequence(&title, &body, tmux);
+                    let mut out = std::io::stdout();
+                    let _ = out.write_all(seq.as_bytes());
+                    let _ = out.flush();
+                }
+                slow @ (Effect::VerifyAudit | Effect::ExportAudit) => {
+                    let (exec, tx) = (self.exec.clone(), self.tx.clone());
+                    tokio::task::spawn_blocking(move || {
+                        for m in exec.run(slow) {
+                            let _ = tx.send(m);
+                        }
+                    });
+                }
+                other => {
+                    if self.ordered.send(other).is_err() {
+                        let _ = self
+                            .tx
+                            .send(Msg::LoadFailed("effect worker stopped".into()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn drive(
+    terminal: &mut DefaultTerminal,
+    mut app: App,
+    exec: Executor,
+    handlers: Vec<Arc<dyn EffectHandler>>,
+) -> std::io::Result<()> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let mut events = EventStream::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let runner = Runner::new(exec, tx, handlers);
+    if let Ok(size) = terminal.size() {
+        app.update(Msg::Resize(size.width, size.height));
+    }
+    runner.spawn(app.init());
+    loop {
+        if app.clear {
+            terminal.clear()?;
+            app.clear = false;
+            app.dirty = true;
+        }
+        if app.dirty {
+            terminal.draw(|f| view::render(&app, f))?;
+            app.dirty = false;
+        }
+        let first = tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(ev)) => to_msg(ev),
+                Some(Err(e)) => return Err(e),
+                None => return Ok(()),
+            },
+            m = rx.recv() => m,
+            _ = tick.tick() => Some(Msg::Tick),
+        };
+        let mut batch: Vec<Msg> = first.into_iter().collect();
+        while let Ok(m) = rx.try_recv() {
+            batch.push(m);
+        }
+        for m in batch {
+            runner.spawn(app.update(m));
+        }
+        if app.quit {
+            return Ok(());
+        }
+    }
+}
+
+fn to_msg(ev: Event) -> Option<Msg> {
+    match ev {
+        Event::Key(k) if k.kind == KeyEventKind::Press => Some(Msg::Key(k)),
+        Event::Mouse(m) => Some(Msg::Mouse(m)),
+        Event::Paste(s) => Some(Msg::Paste(s)),
+        Event::Resize(w, h) => Some(Msg::Resize(w, h)),
+        _ => None,
+    }
+}

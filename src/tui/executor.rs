@@ -1,0 +1,229 @@
+//! Runs the effects that today's backends can serve (store, consent engine, Reviewer)
+//! and answers with messages. Effects whose backend is not built yet get an honest
+//! `Msg::NotBuilt`. Synchronous on purpose: the event loop runs it on a blocking task,
+//! and headless tests call it directly.
+
+use super::clock::Clock;
+use super::msg::{Effect, Msg, Verb};
+use crate::core::audit::NewAuditEntry;
+use crate::runtime::review::Reviewer;
+use crate::store::{ActionFilter, Store};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct Executor {
+    pub store: Arc<dyn Store>,
+    pub reviewer: Reviewer,
+    pub clock: Arc<dyn Clock>,
+    /// Where `ExportAudit` writes.
+    pub export_dir: PathBuf,
+}
+
+impl Executor {
+    /// Runs one effect. `Notify` and `Quit` belong to the event loop and return nothing.
+    pub fn run(&self, effect: Effect) -> Vec<Msg> {
+        let s = self.store.as_ref();
+        match effect {
+            Effect::LoadActions => vec![self.load()],
+            Effect::Approve {
+                ids,
+                stepped_up,
+                seen,
+            } => {
+                let mut out: Vec<Msg> = ids
+                    .into_iter()
+                    .map(|id| {
+                        let result = unchanged(s, &id, seen.get(&id).copied())
+                            .and_then(|()| {
+                                self.reviewer
+                                    .approve(s, &id, stepped_up.contains(&id), self.clock.now_ms())
+                                    .map_err(|e| e.to_string())
+                            })
+                            .map(Box::new)
+                            .map_err(|e| e.to_string());
+                        Msg::Reviewed {
+                            id,
+                            verb: Verb::Approve,
+                            result,
+                        }
+                    })
+                    .collect();
+                summarize(&mut out, Verb::Approve);
+                out.push(self.load());
+                out
+            }
+            Effect::Reject { ids, reason } => {
+                let mut out: Vec<Msg> = ids
+                    .into_iter()
+                    .map(|id| {
+                        let result = self
+                            .reviewer
+                            .reject(s, &id, reason.clone(), self.clock.now_ms())
+                            .map(Box::new)
+                            .map_err(|e| e.to_string());
+                        Msg::Reviewed {
+                            id,
+                            verb: Verb::Reject,
+                            result,
+                        }
+                    })
+                    .collect();
+                summarize(&mut out, Verb::Reject);
+                out.push(self.load());
+                out
+            }
+            Effect::Edit {
+                id,
+                version,
+                params,
+            } => {
+                let result = unchanged(s, &id, Some(version))
+                    .and_then(|()| {
+                        self.reviewer
+                            .edit(s, &id, &params, self.clock.now_ms())
+                            .map_err(|e| e.to_string())
+                    })
+                    .map(Box::new)
+                    .map_err(|e| e.to_string());
+                vec![
+                    Msg::Reviewed {
+                        id,
+                        verb: Verb::Edit,
+                        result,
+                    },
+                    self.load(),
+                ]
+            }
+            Effect::ChangePermissions(change) => {
+                let audit = NewAuditEntry {
+                    ts: self.clock.now_ms(),
+                    actor: self.reviewer.actor.clone(),
+                    surface: None,
+                    event: "permissions.changed".into(),
+                    action_id: None,
+                    outcome: "ok".into(),
+                    detail: serde_json::json!({ "via": "tui" }),
+                };
+                vec![Msg::PermissionsSaved(
+                    s.change_permissions(&change, audit)
+                        .map(|(p, _)| Box::new(p))
+                        .map_err(|e| e.to_string()),
+                )]
+            }
+            Effect::LoadAudit => {
+                let mut all = Vec::new();
+                let mut after = 0;
+                loop {
+                    match s.audit_page(after, 5000) {
+                        Ok(page) if page.is_empty() => break,
+                        Ok(page) => {
+                            after = page.last().map_or(after, |e| e.seq);
+                            all.extend(page);
+                        }
+                        Err(e) => return vec![Msg::LoadFailed(format!("audit: {e}"))],
+                    }
+                }
+                vec![Msg::AuditLoaded(all)]
+            }
+            Effect::VerifyAudit => vec![Msg::AuditVerified(
+                s.verify_audit().map_err(|e| e.to_string()),
+            )],
+            Effect::ExportAudit => vec![Msg::Exported(self.export())],
+            Effect::ExecuteApproved(_) => vec![Msg::NotBuilt(
+                "execution: not built yet — approved actions stay approved".into(),
+            )],
+            Effect::SendToBatch(ids) => vec![Msg::NotBuilt(format!(
+                "batch: not built yet — {} action(s) not sent to your device",
+                ids.len()
+            ))],
+            Effect::StartChatTurn(_) | Effect::CancelTurn | Effect::AnswerStepUp { .. } => {
+                vec![Msg::NotBuilt("chat: not connected yet".into())]
+            }
+            Effect::Notify { .. } | Effect::Quit => vec![],
+        }
+    }
+
+    fn load(&self) -> Msg {
+        let s = self.store.as_ref();
+        // The newest 10,000: bounds the cost of the 2 s refresh on a huge store.
+        let filter = ActionFilter {
+            states: vec![],
+            limit: Some(10_000),
+        };
+        match (s.list_actions(&filter), s.load_permissions()) {
+            (Ok(actions), Ok(permissions)) => Msg::ActionsLoaded {
+                actions,
+                permissions: Box::new(permissions),
+            },
+            (Err(e), _) | (_, Err(e)) => Msg::LoadFailed(format!("store: {e}")),
+        }
+    }
+
+    fn export(&self) -> Result<String, String> {
+        let path = self
+            .export_dir
+            .join(format!("audit-export-{}.jsonl", self.clock.now_ms()));
+        let file = std::fs::File::create(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let mut w = std::io::BufWriter::new(file);
+        let mut after = 0;
+        let mut n = 0;
+        loop {
+            let page = self
+                .store
+                .audit_page(after, 5000)
+                .map_err(|e| e.to_string())?;
+            if page.is_empty() {
+                break;
+            }
+            for e in &page {
+                let line = serde_json::to_string(e).map_err(|e| e.to_string())?;
+                writeln!(w, "{line}").map_err(|e| e.to_string())?;
+                n += 1;
+            }
+            after = page.last().map_or(after, |e| e.seq);
+        }
+        w.flush().map_err(|e| e.to_string())?;
+        Ok(format!("exported {n} audit entries to {}", path.display()))
+    }
+}
+
+/// Appends a `Msg::ReviewSummary` when a decision covered more than one action, so the
+/// status line reports every failure, not just the last result.
+fn summarize(out: &mut Vec<Msg>, verb: Verb) {
+    if out.len() < 2 {
+        return;
+    }
+    let mut ok = 0;
+    let mut failed = Vec::new();
+    for m in out.iter() {
+        if let Msg::Reviewed { id, result, .. } = m {
+            match result {
+                Ok(_) => ok += 1,
+                Err(e) => failed.push((id.clone(), e.clone())),
+            }
+        }
+    }
+    out.push(Msg::ReviewSummary { verb, ok, failed });
+}
+
+/// Refuses when the action moved past the version the person was shown. (The Reviewer
+/// re-reads the action itself; this narrows "approved something never seen" to the
+/// instant between this check and its compare-and-set. See the report: the Reviewer
+/// should take the expected version.)
+fn unchanged(s: &dyn Store, id: &str, seen: Option<i64>) -> Result<(), String> {
+    let Some(v) = seen else {
+        return Ok(());
+    };
+    let now = s.get_action(id).map_err(|e| e.to_string())?;
+    if now.version == v {
+        Ok(())
+    } else {
+        Err(format!(
+            "{id} changed since you looked at it (v{v} → v{}): review it again",
+            now.version
+        ))
+    }
+}

@@ -1,0 +1,118 @@
+//! The terminal UI. `App` (state, `update(Msg) -> Vec<Effect>`) and `view` (pure render)
+//! hold the logic; `executor` runs effects against the store, the consent engine and
+//! `runtime::review::Reviewer` (the one path for human decisions); `event_loop` owns the
+//! terminal. Keys and themes are TOML data (`keymap.toml`, `themes/*.toml`).
+//!
+//! Must never: do IO in `update` or `view`, or move an action's state other than
+//! through `Reviewer`.
+
+pub mod actions;
+pub mod app;
+pub mod audit;
+pub mod chat;
+pub mod clock;
+pub mod editor;
+pub mod event_loop;
+pub mod executor;
+pub mod handler;
+pub mod keymap;
+pub mod msg;
+pub mod notify;
+pub mod permissions;
+pub mod theme;
+pub mod view;
+
+use crate::core::domain::Surface;
+use crate::runtime::review::Reviewer;
+use crate::store::Store;
+use app::{App, Level, Session};
+use clock::{Clock, SystemClock};
+use executor::Executor;
+use keymap::Keymap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use theme::Theme;
+
+/// What the CLI hands the TUI.
+pub struct TuiOptions {
+    pub sandbox: bool,
+    /// The Auth0 tenant domain, if configured.
+    pub tenant: Option<String>,
+    pub theme: String,
+    pub mouse: bool,
+    pub notify: bool,
+    /// Where user `keymap.toml` and `theme.toml` live (the config dir).
+    pub config_dir: Option<PathBuf>,
+    /// Where exports go (the data dir).
+    pub export_dir: PathBuf,
+    /// Backends for effects the built-in executor cannot run (pipeline, chat agent).
+    pub handlers: Vec<Arc<dyn handler::EffectHandler>>,
+}
+
+/// The local person acting: "user:<unix user>", as audit rows record it.
+pub fn local_actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("user:{user}")
+}
+
+fn read_user_file(dir: Option<&PathBuf>, name: &str) -> Option<(String, String)> {
+    let p = dir?.join(name);
+    let text = std::fs::read_to_string(&p).ok()?;
+    Some((text, p.display().to_string()))
+}
+
+/// Builds the app and its executor (shared by the real loop and tests).
+pub fn build(store: Arc<dyn Store>, opts: &TuiOptions, clock: Arc<dyn Clock>) -> (App, Executor) {
+    let user_keys = read_user_file(opts.config_dir.as_ref(), "keymap.toml");
+    let (keymap, mut warnings) =
+        Keymap::load(user_keys.as_ref().map(|(t, o)| (t.as_str(), o.as_str())));
+    let user_theme = read_user_file(opts.config_dir.as_ref(), "theme.toml");
+    let (theme, tw) = Theme::load(
+        &opts.theme,
+        user_theme.as_ref().map(|(t, o)| (t.as_str(), o.as_str())),
+        theme::no_color_from_env(),
+    );
+    warnings.extend(tw);
+    let actor = local_actor();
+    let session = Session {
+        actor: actor.clone(),
+        sandbox: opts.sandbox,
+        tenant: opts.tenant.clone(),
+        store: store.describe(),
+        notify: opts.notify,
+    };
+    let mut app = App::new(session, keymap, theme, clock.clone());
+    if let Some(w) = warnings.first() {
+        let more = if warnings.len() > 1 {
+            format!(" (+{} more)", warnings.len() - 1)
+        } else {
+            String::new()
+        };
+        app.set_status(Level::Warn, format!("{w}{more}"));
+    }
+    let exec = Executor {
+        store,
+        reviewer: Reviewer {
+            actor,
+            surface: Surface::ActionCenter,
+        },
+        clock,
+        export_dir: opts.export_dir.clone(),
+    };
+    (app, exec)
+}
+
+/// Starts the TUI on the real terminal and returns when the user quits.
+pub fn run(store: Arc<dyn Store>, opts: TuiOptions) -> std::io::Result<()> {
+    let (app, exec) = build(store, &opts, Arc::new(SystemClock));
+    event_loop::run(
+        app,
+        exec,
+        event_loop::LoopOptions {
+            mouse: opts.mouse,
+            handlers: opts.handlers,
+        },
+    )
+}

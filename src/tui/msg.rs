@@ -1,0 +1,149 @@
+//! The two enums at the TUI's boundary: [`Msg`] in (keys, ticks, background results) and
+//! [`Effect`] out (work the app asks a runtime to do). `App::update(Msg) -> Vec<Effect>`
+//! is the only place state changes; effects are data, so tests can record or run them.
+
+use crate::core::audit::{AuditEntry, ChainBreak};
+use crate::core::domain::{Action, ActionParams, Millis};
+use crate::core::permissions::{PermissionChange, Permissions};
+use ratatui::crossterm::event::{KeyEvent, MouseEvent};
+use std::collections::BTreeMap;
+
+/// Everything that can change the UI state.
+#[derive(Debug, Clone)]
+pub enum Msg {
+    /// A key press from the terminal (release/repeat events are dropped by the loop).
+    Key(KeyEvent),
+    /// A mouse event (only when `ui.mouse = true`).
+    Mouse(MouseEvent),
+    /// Bracketed paste.
+    Paste(String),
+    /// The terminal was resized to (cols, rows).
+    Resize(u16, u16),
+    /// The slow tick (about every 2 s): refreshes the queue and countdowns.
+    Tick,
+    /// The queue and the permissions it was gated with, fresh from the store.
+    ActionsLoaded {
+        actions: Vec<Action>,
+        permissions: Box<Permissions>,
+    },
+    /// A store read failed; shown on the status line.
+    LoadFailed(String),
+    /// The outcome of one human decision through `runtime::review::Reviewer`.
+    Reviewed {
+        id: String,
+        verb: Verb,
+        result: Result<Box<Action>, String>,
+    },
+    /// After a decision on several actions: how many went through, and each failure.
+    ReviewSummary {
+        verb: Verb,
+        ok: usize,
+        failed: Vec<(String, String)>,
+    },
+    /// A permission change was saved (and audited) or refused.
+    PermissionsSaved(Result<Box<Permissions>, String>),
+    /// The audit log, oldest first.
+    AuditLoaded(Vec<AuditEntry>),
+    /// The background chain verification finished: `Ok(Ok(n))` = n entries verified.
+    AuditVerified(Result<Result<i64, ChainBreak>, String>),
+    /// An export finished: `Ok(message)` or the error.
+    Exported(Result<String, String>),
+    /// A runtime has no backend for this effect yet; the text says which.
+    NotBuilt(String),
+    /// Something the chat agent reports (the agent FSM will drive these).
+    Chat(ChatEvent),
+}
+
+/// Which human decision a [`Msg::Reviewed`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Approve,
+    Reject,
+    Edit,
+}
+
+impl Verb {
+    pub fn past(self) -> &'static str {
+        match self {
+            Verb::Approve => "approved",
+            Verb::Reject => "rejected",
+            Verb::Edit => "edited",
+        }
+    }
+}
+
+/// What the chat agent can report to the Chat tab.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatEvent {
+    /// Streamed assistant text, appended to the current assistant message.
+    AssistantDelta(String),
+    /// A tool call, shown folded on one line; `detail` is shown when unfolded.
+    ToolCall {
+        name: String,
+        summary: String,
+        detail: String,
+    },
+    /// The agent asks for an inline step-up confirmation of exactly this.
+    StepUp { action_id: String, summary: String },
+    /// The agent waits for a CIBA approval on the user's device until `expires_at`.
+    CibaWaiting {
+        binding_message: String,
+        expires_at: Millis,
+    },
+    /// The CIBA wait ended (approved, denied or expired), with a line to show.
+    CibaDone(String),
+    /// The turn ended (normally or with an error line).
+    TurnDone(Option<String>),
+}
+
+/// Work the app asks its runtime to do. Every variant says who handles it today.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Reload the queue and permissions (`Msg::ActionsLoaded`). Store.
+    LoadActions,
+    /// Approve through `Reviewer::approve` (`Msg::Reviewed` per id, then a reload).
+    /// `stepped_up` lists the ids whose step-up the person confirmed explicitly (the
+    /// inline prompt, or the typed bulk confirmation that counted them as step-up);
+    /// any other id that turns out to need step-up is refused by the Reviewer. Store.
+    /// `seen` holds the version of each action the person was shown; an action that
+    /// changed since (edited elsewhere) is refused rather than approved unseen.
+    Approve {
+        ids: Vec<String>,
+        stepped_up: Vec<String>,
+        seen: BTreeMap<String, i64>,
+    },
+    /// Reject through `Reviewer::reject`. Store.
+    Reject {
+        ids: Vec<String>,
+        reason: Option<String>,
+    },
+    /// Replace the payload through `Reviewer::edit`, if the action is still at the
+    /// `version` the editor opened (no silent overwrite of someone else's edit). Store.
+    Edit {
+        id: String,
+        version: i64,
+        params: ActionParams,
+    },
+    /// Save a permission change through `Store::change_permissions` (audited). Store.
+    ChangePermissions(PermissionChange),
+    /// Load the audit log (`Msg::AuditLoaded`). Store.
+    LoadAudit,
+    /// Verify the hash chain in the background (`Msg::AuditVerified`). Store.
+    VerifyAudit,
+    /// Write the audit log as JSONL to a file in the data dir (`Msg::Exported`). Store.
+    ExportAudit,
+    /// Execute approved actions. Pipeline (not built yet).
+    ExecuteApproved(Vec<String>),
+    /// Send actions to the device as one CIBA batch. Pipeline (not built yet).
+    SendToBatch(Vec<String>),
+    /// Start a chat turn with the user's text. Chat agent (not built yet).
+    StartChatTurn(String),
+    /// Cancel the running chat turn. Chat agent (not built yet).
+    CancelTurn,
+    /// Answer the agent's inline step-up prompt. Chat agent (not built yet).
+    AnswerStepUp { action_id: String, confirmed: bool },
+    /// Ring the bell and send a desktop notification (OSC 9/777). Event loop.
+    Notify { title: String, body: String },
+    /// Leave the TUI. Event loop.
+    Quit,
+}

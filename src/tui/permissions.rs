@@ -1,0 +1,182 @@
+//! Permissions tab state: one row per setting, and the [`PermissionChange`] a key on a
+//! row asks for. Nothing is applied here: changes go out as an effect, through
+//! `Store::change_permissions` (validated and audited), and the saved result comes back.
+
+use crate::core::domain::{ActionKind, format_money};
+use crate::core::permissions::{Approver, Autonomy, PermissionChange, Permissions};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermRow {
+    Autonomy(ActionKind),
+    StepUpThreshold,
+    AutoApproveAt,
+    ForceReviewBelow,
+    CloseWonLevel,
+    CloseWonApprover,
+    McpWrites,
+}
+
+pub fn rows() -> Vec<PermRow> {
+    let mut v: Vec<PermRow> = ActionKind::ALL
+        .into_iter()
+        .filter(|k| k.is_write())
+        .chain(ActionKind::ALL.into_iter().filter(|k| k.is_read()))
+        .map(PermRow::Autonomy)
+        .collect();
+    v.extend([
+        PermRow::StepUpThreshold,
+        PermRow::AutoApproveAt,
+        PermRow::ForceReviewBelow,
+        PermRow::CloseWonLevel,
+        PermRow::CloseWonApprover,
+        PermRow::McpWrites,
+    ]);
+    v
+}
+
+impl PermRow {
+    pub fn label(self) -> String {
+        match self {
+            PermRow::Autonomy(k) => format!("autonomy · {k}"),
+            PermRow::StepUpThreshold => "step-up above amount".into(),
+            PermRow::AutoApproveAt => "auto-approve at confidence".into(),
+            PermRow::ForceReviewBelow => "always review below confidence".into(),
+            PermRow::CloseWonLevel => "close-won needs".into(),
+            PermRow::CloseWonApprover => "close-won approver".into(),
+            PermRow::McpWrites => "MCP write tools exposed".into(),
+        }
+    }
+
+    pub fn value(self, p: &Permissions) -> String {
+        match self {
+            PermRow::Autonomy(k) => p.autonomy_for(k).to_string(),
+            PermRow::StepUpThreshold => format_money(p.step_up_amount_cents),
+            PermRow::AutoApproveAt => p
+                .confidence
+                .auto_approve_at
+                .map_or("off".into(), |v| format!("{v:.2}")),
+            PermRow::ForceReviewBelow => format!("{:.2}", p.confidence.force_review_below),
+            PermRow::CloseWonLevel => p.close_won.level.to_string(),
+            PermRow::CloseWonApprover => match &p.close_won.approver {
+                Approver::User => "self".into(),
+                Approver::TeamLead(s) => format!("team lead {s}"),
+            },
+            PermRow::McpWrites => if p.mcp_writes_enabled { "on" } else { "off" }.into(),
+        }
+    }
+
+    pub fn help(self) -> &'static str {
+        match self {
+            PermRow::Autonomy(k) if k.is_read() => "reads are either auto or deny",
+            PermRow::Autonomy(_) => "auto · review · step_up · ciba · deny (h/l)",
+            PermRow::StepUpThreshold => "enter a dollar amount",
+            PermRow::AutoApproveAt => "off · 0.80 · 0.85 · 0.90 · 0.95 · 0.99",
+            PermRow::ForceReviewBelow => "± 0.05",
+            PermRow::CloseWonLevel => "at least step_up (irreversible)",
+            PermRow::CloseWonApprover => "\"self\" or a team lead's Auth0 sub",
+            PermRow::McpWrites => "on · off",
+        }
+    }
+
+    /// Rows whose value is typed rather than cycled.
+    pub fn typed(self) -> bool {
+        matches!(self, PermRow::StepUpThreshold | PermRow::CloseWonApprover)
+    }
+
+    /// The change `h` (up = false) or `l` (up = true) asks for.
+    pub fn step(self, p: &Permissions, up: bool) -> Option<PermissionChange> {
+        fn cycle<T: Copy + PartialEq>(all: &[T], cur: T, up: bool) -> T {
+            let i = all.iter().position(|x| *x == cur).unwrap_or(0);
+            let n = all.len();
+            all[if up { (i + 1) % n } else { (i + n - 1) % n }]
+        }
+        Some(match self {
+            PermRow::Autonomy(kind) => {
+                let levels: &[Autonomy] = if kind.is_read() {
+                    &[Autonomy::Auto, Autonomy::Deny]
+                } else {
+                    &Autonomy::ALL
+                };
+                PermissionChange::SetAutonomy {
+                    kind,
+                    level: cycle(levels, p.autonomy_for(kind), up),
+                }
+            }
+            PermRow::AutoApproveAt => {
+                const STEPS: [Option<f64>; 6] = [
+                    None,
+                    Some(0.8),
+                    Some(0.85),
+                    Some(0.9),
+                    Some(0.95),
+                    Some(0.99),
+                ];
+                let cur = p.confidence.auto_approve_at;
+                let i = STEPS
+                    .iter()
+                    .position(|s| match (s, cur) {
+                        (Some(a), Some(b)) => (a - b).abs() < 1e-9,
+                        (None, None) => true,
+                        _ => false,
+                    })
+                    .unwrap_or(0);
+                let n = STEPS.len();
+                PermissionChange::SetAutoApproveAt {
+                    at: STEPS[if up { (i + 1) % n } else { (i + n - 1) % n }],
+                }
+            }
+            PermRow::ForceReviewBelow => {
+                let cur = p.confidence.force_review_below;
+                let v = if up { cur + 0.05 } else { cur - 0.05 };
+                PermissionChange::SetForceReviewBelow {
+                    below: (v.clamp(0.0, 1.0) * 100.0).round() / 100.0,
+                }
+            }
+            PermRow::CloseWonLevel => PermissionChange::SetCloseWon {
+                level: cycle(&Autonomy::ALL, p.close_won.level, up),
+                approver: p.close_won.approver.clone(),
+            },
+            PermRow::McpWrites => PermissionChange::SetMcpWrites {
+                enabled: !p.mcp_writes_enabled,
+            },
+            PermRow::StepUpThreshold | PermRow::CloseWonApprover => return None,
+        })
+    }
+
+    /// The change a typed value asks for.
+    pub fn typed_change(self, p: &Permissions, text: &str) -> Result<PermissionChange, String> {
+        let t = text.trim();
+        match self {
+            PermRow::StepUpThreshold => {
+                let clean: String = t.chars().filter(|c| *c != '$' && *c != ',').collect();
+                let dollars: f64 = clean
+                    .parse()
+                    .map_err(|_| format!("{t:?} is not an amount (e.g. 50000 or $50,000)"))?;
+                if !dollars.is_finite() {
+                    return Err(format!("{t:?} is not an amount"));
+                }
+                Ok(PermissionChange::SetStepUpThreshold {
+                    cents: (dollars * 100.0).round() as i64,
+                })
+            }
+            PermRow::CloseWonApprover => {
+                let approver = match t {
+                    "" => return Err("type \"self\" or a team lead's sub".into()),
+                    "self" | "you" => Approver::User,
+                    sub => Approver::TeamLead(sub.to_string()),
+                };
+                Ok(PermissionChange::SetCloseWon {
+                    level: p.close_won.level,
+                    approver,
+                })
+            }
+            _ => Err("this setting is not typed".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PermissionsTab {
+    pub perms: Option<Permissions>,
+    pub cursor: usize,
+}

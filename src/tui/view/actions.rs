@@ -1,0 +1,321 @@
+//! The Actions tab: the virtualised queue and the detail pane (justification, gate and
+//! reason chain, exact payload, edit diff).
+
+use super::{fit, fmt_ts, window_start};
+use crate::core::consent::{Evidence, Gate};
+use crate::core::domain::{ActionState, RiskLevel};
+use crate::tui::actions::{Row, confidence_bar, is_pending};
+use crate::tui::app::App;
+use crate::tui::editor::{DiffLine, diff_lines, draft_text};
+use crate::tui::theme::{Role, Theme};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
+
+pub fn render(app: &App, f: &mut Frame, area: Rect) {
+    let [queue, detail] = split(area);
+    render_queue(app, f, queue);
+    render_detail(app, f, detail);
+}
+
+/// Queue above, detail below.
+pub fn split(area: Rect) -> [Rect; 2] {
+    Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area)
+}
+
+fn risk_role(level: RiskLevel) -> Role {
+    match level {
+        RiskLevel::None => Role::RiskNone,
+        RiskLevel::Low => Role::RiskLow,
+        RiskLevel::Medium => Role::RiskMedium,
+        RiskLevel::High => Role::RiskHigh,
+    }
+}
+
+fn state_role(s: ActionState) -> Role {
+    match s {
+        ActionState::Proposed | ActionState::AwaitingConsent => Role::Accent,
+        ActionState::Approved | ActionState::Executing => Role::Warn,
+        ActionState::Succeeded => Role::Ok,
+        ActionState::Failed | ActionState::NeedsReconciliation => Role::Error,
+        ActionState::Rejected | ActionState::Expired => Role::Muted,
+    }
+}
+
+fn gate_label(g: &Gate) -> &'static str {
+    match g {
+        Gate::Allow => "auto",
+        Gate::Review => "review",
+        Gate::StepUp { .. } => "step-up",
+        Gate::Ciba { .. } => "phone",
+        Gate::Deny { .. } => "denied",
+    }
+}
+
+fn risk_label(r: &Row) -> String {
+    let risk = r.action.kind().risk();
+    let lvl = match risk.level {
+        RiskLevel::None => "read",
+        RiskLevel::Low => "low",
+        RiskLevel::Medium => "med",
+        RiskLevel::High => "high",
+    };
+    format!("{lvl} {}", if risk.reversible { "rev" } else { "irrev" })
+}
+
+fn render_queue(app: &App, f: &mut Frame, area: Rect) {
+    let t = &app.actions;
+    let th = &app.theme;
+    let title = format!(
+        " Queue · view {} · {} shown · {} marked{} ",
+        t.view.name(),
+        t.visible.len(),
+        t.marks.len(),
+        if t.filter.is_empty() {
+            String::new()
+        } else {
+            format!(" · filter \"{}\"", t.filter)
+        }
+    );
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(th.style(Role::Border))
+        .title(Span::styled(title, th.style(Role::Title)));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    if inner.height < 2 {
+        return;
+    }
+    let w = inner.width as usize;
+    // mark 2 | kind 17 | target 24 | title * | conf 11 | risk 11 | gate 8 | state 13
+    let fixed = 2 + 17 + 24 + 11 + 11 + 8 + 13;
+    let title_w = w.saturating_sub(fixed).max(8);
+    let header = format!(
+        "  {}{}{}{}{}{}{}",
+        fit("kind", 17),
+        fit("target", 24),
+        fit("title", title_w),
+        fit("confidence", 11),
+        fit("risk", 11),
+        fit("gate", 8),
+        fit("state", 13)
+    );
+    f.render_widget(
+        Paragraph::new(Line::styled(header, th.style(Role::Muted))),
+        Rect { height: 1, ..inner },
+    );
+    let rows_area = Rect {
+        y: inner.y + 1,
+        height: inner.height - 1,
+        ..inner
+    };
+    if !t.loaded {
+        f.render_widget(Paragraph::new("loading…"), rows_area);
+        return;
+    }
+    if t.visible.is_empty() {
+        f.render_widget(
+            Paragraph::new(Line::styled(
+                "Nothing here. s switches saved views; / filters.",
+                th.style(Role::Muted),
+            )),
+            rows_area,
+        );
+        return;
+    }
+    let h = rows_area.height as usize;
+    let start = window_start(t.cursor, h);
+    let range = t.range_anchor.map(|a| (a.min(t.cursor), a.max(t.cursor)));
+    // Only the rows in the window are built: the cost of a frame is O(height).
+    let lines: Vec<Line> = t.visible[start..(start + h).min(t.visible.len())]
+        .iter()
+        .enumerate()
+        .map(|(off, &i)| {
+            let pos = start + off;
+            let r = &t.rows[i];
+            let a = &r.action;
+            let marked = t.marks.contains(&a.id);
+            let in_range = range.is_some_and(|(lo, hi)| pos >= lo && pos <= hi);
+            let mark = if marked {
+                "● "
+            } else if in_range {
+                "┆ "
+            } else {
+                "  "
+            };
+            let mut spans = vec![
+                Span::styled(mark, th.style(Role::Marked)),
+                Span::raw(fit(a.kind().as_str(), 17)),
+                Span::raw(fit(&a.params.target(), 24)),
+                Span::raw(fit(&a.title, title_w)),
+                Span::styled(
+                    fit(
+                        &format!("{} {:.2}", confidence_bar(a.confidence), a.confidence),
+                        11,
+                    ),
+                    th.style(Role::Confidence),
+                ),
+                Span::styled(
+                    fit(&risk_label(r), 11),
+                    th.style(risk_role(a.kind().risk().level)),
+                ),
+                Span::raw(fit(gate_label(r.decision.gate()), 8)),
+                Span::styled(fit(a.state.as_str(), 13), th.style(state_role(a.state))),
+            ];
+            if marked {
+                for s in spans.iter_mut().skip(1) {
+                    s.style = s.style.patch(th.style(Role::Marked));
+                }
+            }
+            let mut line = Line::from(std::mem::take(&mut spans));
+            if pos == t.cursor {
+                line = line.style(th.style(Role::Selected));
+            }
+            line
+        })
+        .collect();
+    f.render_widget(Paragraph::new(lines), rows_area);
+}
+
+fn section<'a>(th: &Theme, s: &'a str) -> Line<'a> {
+    Line::styled(s, th.style(Role::Title))
+}
+
+fn render_detail(app: &App, f: &mut Frame, area: Rect) {
+    let th = &app.theme;
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(th.style(Role::Border))
+        .title(Span::styled(" Detail ", th.style(Role::Title)));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let Some(r) = app.actions.current() else {
+        return;
+    };
+    let a = &r.action;
+    let d = &r.decision;
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(inner);
+    let mut l: Vec<Line> = vec![
+        Line::from(vec![
+            Span::styled(a.title.clone(), th.style(Role::Accent)),
+            Span::styled(format!("  {}", a.id), th.style(Role::Muted)),
+        ]),
+        Line::styled(
+            format!(
+                "{} · {} · v{} · from {} · {}",
+                a.kind(),
+                a.state,
+                a.version,
+                a.surface,
+                fmt_ts(a.created_at)
+            ),
+            th.style(Role::Muted),
+        ),
+        Line::from(vec![
+            Span::raw("risk: "),
+            Span::styled(
+                a.kind().risk().to_string(),
+                th.style(risk_role(a.kind().risk().level)),
+            ),
+            Span::raw(format!(
+                "   confidence {:.2} (band {})",
+                a.confidence,
+                d.band()
+            )),
+        ]),
+        Line::raw(""),
+        section(th, "Why"),
+        Line::raw(a.justification.clone()),
+        Line::raw(""),
+        section(th, "Gate"),
+    ];
+    let gate_role = match d.gate() {
+        Gate::Allow | Gate::Review => Role::Ok,
+        Gate::StepUp { .. } | Gate::Ciba { .. } => Role::Warn,
+        Gate::Deny { .. } => Role::Error,
+    };
+    l.push(Line::styled(d.gate().to_string(), th.style(gate_role)));
+    for (i, reason) in d.reasons().iter().enumerate() {
+        l.push(Line::styled(
+            format!("  {}. {reason}", i + 1),
+            th.style(Role::Muted),
+        ));
+    }
+    if let Some(ev) = &a.evidence {
+        l.push(Line::raw(""));
+        l.push(section(th, "Consent"));
+        let text = match ev {
+            Evidence::Autonomous => "autonomous: allowed by your permissions".to_string(),
+            Evidence::Reviewed { actor, at } => format!("reviewed by {actor} at {}", fmt_ts(*at)),
+            Evidence::SteppedUp { actor, at } => {
+                format!("step-up confirmed by {actor} at {}", fmt_ts(*at))
+            }
+            Evidence::Ciba {
+                approver,
+                approved_at,
+                binding_message,
+                ..
+            } => format!(
+                "approved on {approver}'s device at {}: \"{binding_message}\"",
+                fmt_ts(*approved_at)
+            ),
+        };
+        l.push(Line::styled(text, th.style(Role::Ok)));
+    }
+    if let Some(o) = &a.outcome {
+        l.push(Line::raw(""));
+        l.push(section(th, "Outcome"));
+        l.push(Line::raw(o.clone()));
+    }
+    if a.state == ActionState::Approved {
+        l.push(Line::raw(""));
+        l.push(Line::styled(
+            "r rejects (cancels the approval before it runs) · X executes",
+            th.style(Role::Muted),
+        ));
+    }
+    if is_pending(a.state) {
+        l.push(Line::raw(""));
+        l.push(Line::styled(
+            "a approve · r reject · e edit · space mark · b batch",
+            th.style(Role::Muted),
+        ));
+    }
+    f.render_widget(Paragraph::new(l).wrap(Wrap { trim: false }), left);
+
+    let mut p: Vec<Line> = Vec::new();
+    if a.is_edited() {
+        p.push(section(th, "Edited: diff against the AI's original"));
+        p.extend(diff_view(
+            th,
+            &diff_lines(&draft_text(&a.original), &draft_text(&a.params)),
+        ));
+        p.push(Line::raw(""));
+    }
+    p.push(section(th, "Payload (exact)"));
+    let json = serde_json::to_string_pretty(&a.params).unwrap_or_default();
+    p.extend(json.lines().map(|s| Line::raw(s.to_string())));
+    f.render_widget(
+        Paragraph::new(p).wrap(Wrap { trim: false }).block(
+            Block::default()
+                .borders(Borders::LEFT)
+                .border_style(th.style(Role::Border)),
+        ),
+        right,
+    );
+}
+
+/// Diff lines with +/- markers and the diff roles.
+pub fn diff_view(th: &Theme, d: &[DiffLine]) -> Vec<Line<'static>> {
+    d.iter()
+        .filter(|l| !matches!(l, DiffLine::Same(_)) || d.len() < 12)
+        .map(|l| match l {
+            DiffLine::Same(s) => Line::styled(format!("  {s}"), Style::default()),
+            DiffLine::Added(s) => Line::styled(format!("+ {s}"), th.style(Role::DiffAdd)),
+            DiffLine::Removed(s) => Line::styled(format!("- {s}"), th.style(Role::DiffDel)),
+        })
+        .collect()
+}

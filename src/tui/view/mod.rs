@@ -1,0 +1,145 @@
+//! Rendering: a pure read of [`App`]. No IO, no locks, no clock; one file per tab plus
+//! popups and the status bar. Lists are virtualised: only visible rows are built, so a
+//! frame costs the same with 100 or 100,000 rows.
+
+pub mod actions;
+pub mod audit;
+mod chat;
+mod permissions;
+mod popup;
+mod status;
+
+use super::app::{App, Tab};
+use super::theme::Role;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph};
+
+pub fn render(app: &App, f: &mut Frame) {
+    let area = f.area();
+    f.render_widget(Block::default().style(app.theme.style(Role::Base)), area);
+    let [tabs, body, message, bar] = screen_layout(area);
+    render_tabs(app, f, tabs);
+    match app.tab {
+        Tab::Actions => actions::render(app, f, body),
+        Tab::Chat => chat::render(app, f, body),
+        Tab::Permissions => permissions::render(app, f, body),
+        Tab::Audit => audit::render(app, f, body),
+    }
+    status::render_message(app, f, message);
+    status::render_bar(app, f, bar);
+    popup::render(app, f, area);
+}
+
+/// Tab bar, body, message line, status bar.
+pub fn screen_layout(area: Rect) -> [Rect; 4] {
+    Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area)
+}
+
+/// The first list row's screen area for a tab with a bordered list and a header line
+/// (Actions, Audit), so a mouse click can be mapped to a row without rendering.
+pub fn list_rows(tab: Tab, area: Rect) -> Option<Rect> {
+    let [_, body, _, _] = screen_layout(area);
+    let list = match tab {
+        Tab::Actions => actions::split(body)[0],
+        Tab::Audit => audit::split(body)[0],
+        _ => return None,
+    };
+    let inner = Rect {
+        x: list.x + 1,
+        y: list.y + 2,
+        width: list.width.saturating_sub(2),
+        height: list.height.saturating_sub(3),
+    };
+    (inner.height > 0).then_some(inner)
+}
+
+fn render_tabs(app: &App, f: &mut Frame, area: Rect) {
+    let mut spans = Vec::new();
+    for (i, t) in Tab::ALL.iter().enumerate() {
+        let role = if *t == app.tab {
+            Role::TabActive
+        } else {
+            Role::TabInactive
+        };
+        spans.push(Span::styled(
+            format!(" {} {} ", i + 1, t.title()),
+            app.theme.style(role),
+        ));
+        spans.push(Span::raw(" "));
+    }
+    spans.push(Span::styled(
+        "  ? help  : commands",
+        app.theme.style(Role::Muted),
+    ));
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// The first row of a window of `height` rows that keeps `cursor` visible (paging).
+pub fn window_start(cursor: usize, height: usize) -> usize {
+    if height == 0 {
+        return 0;
+    }
+    (cursor / height) * height
+}
+
+/// Truncates to `width` display columns, with an ellipsis when cut.
+pub fn fit(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    if n <= width {
+        return format!("{s:<width$}");
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut out: String = s.chars().take(width - 1).collect();
+    out.push('…');
+    out
+}
+
+/// A millisecond timestamp as "YYYY-MM-DD HH:MM:SS" UTC (no clock read: pure).
+pub fn fmt_ts(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_and_windows() {
+        assert_eq!(fmt_ts(0), "1970-01-01 00:00:00");
+        assert_eq!(fmt_ts(1_700_000_000_000), "2023-11-14 22:13:20");
+        assert_eq!(window_start(0, 10), 0);
+        assert_eq!(window_start(9, 10), 0);
+        assert_eq!(window_start(10, 10), 10);
+        assert_eq!(fit("abcdef", 4), "abc…");
+        assert_eq!(fit("ab", 4), "ab  ");
+    }
+}

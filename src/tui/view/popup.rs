@@ -1,0 +1,276 @@
+//! Popups: help (generated from the keymap), the step-up confirmation, reject reason,
+//! bulk approval summary, command palette, draft editor with diff, typed permission
+//! values.
+
+use super::actions::diff_view;
+use super::fit;
+use crate::tui::actions::what_will_happen;
+use crate::tui::app::{App, INPUT_GUARD_MS, Popup};
+use crate::tui::theme::Role;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+fn frame<'a>(app: &App, title: &'a str, role: Role) -> Block<'a> {
+    Block::default()
+        .borders(Borders::ALL)
+        .border_style(app.theme.style(role))
+        .style(app.theme.style(Role::Popup))
+        .title(Span::styled(title, app.theme.style(Role::Title)))
+}
+
+fn guard_hint(app: &App, opened_at: i64) -> Option<Line<'static>> {
+    (app.now - opened_at < INPUT_GUARD_MS).then(|| {
+        Line::styled(
+            "(input guard: keys are ignored for 1 s — esc cancels)",
+            app.theme.style(Role::Warn),
+        )
+    })
+}
+
+pub fn render(app: &App, f: &mut Frame, area: Rect) {
+    let Some(p) = &app.popup else {
+        return;
+    };
+    let th = &app.theme;
+    match p {
+        Popup::Help { scroll } => {
+            let r = centered(area, 76, area.height.saturating_sub(4));
+            let mut lines = Vec::new();
+            let mut last = None;
+            for row in app.keymap.help() {
+                if last != Some(row.section) {
+                    lines.push(Line::styled(
+                        format!("[{}]", row.section.name()),
+                        th.style(Role::Title),
+                    ));
+                    last = Some(row.section);
+                }
+                lines.push(Line::from(vec![
+                    Span::styled(
+                        fit(&format!("  {}", row.keys.join(" ")), 22),
+                        th.style(Role::Accent),
+                    ),
+                    Span::raw(fit(&row.desc, 46)),
+                ]));
+            }
+            let lines: Vec<Line> = lines.into_iter().skip(*scroll).collect();
+            f.render_widget(Clear, r);
+            f.render_widget(
+                Paragraph::new(lines).block(frame(
+                    app,
+                    " Keys (from keymap.toml) · j/k scroll · esc ",
+                    Role::Border,
+                )),
+                r,
+            );
+        }
+        Popup::StepUp {
+            id,
+            version: _,
+            lines,
+            gate,
+            opened_at,
+        } => {
+            let r = centered(area, 72, lines.len() as u16 + 8);
+            let mut l: Vec<Line> = vec![
+                Line::styled(format!("Approving {id} will:"), th.style(Role::Accent)),
+                Line::raw(""),
+            ];
+            l.extend(lines.iter().map(|s| Line::raw(format!("  {s}"))));
+            l.push(Line::styled(format!("gate: {gate}"), th.style(Role::Muted)));
+            l.push(Line::raw(""));
+            l.push(guard_hint(app, *opened_at).unwrap_or_else(|| {
+                Line::styled(
+                    "y approve exactly this · n / esc cancel (enter does nothing here)",
+                    th.style(Role::Warn),
+                )
+            }));
+            f.render_widget(Clear, r);
+            f.render_widget(
+                Paragraph::new(l).wrap(Wrap { trim: false }).block(frame(
+                    app,
+                    " Step-up confirmation ",
+                    Role::Warn,
+                )),
+                r,
+            );
+        }
+        Popup::Reject { ids, reason } => {
+            let r = centered(area, 64, 8);
+            let what = if ids.len() == 1 {
+                ids[0].clone()
+            } else {
+                format!("{} actions", ids.len())
+            };
+            f.render_widget(Clear, r);
+            f.render_widget(
+                Paragraph::new(vec![
+                    Line::raw(format!(
+                        "Reject {what}. Reason (optional, the agent learns from it):"
+                    )),
+                    Line::styled(format!("> {reason}▏"), th.style(Role::Accent)),
+                    Line::raw(""),
+                    Line::styled("enter reject · esc cancel", th.style(Role::Muted)),
+                ])
+                .wrap(Wrap { trim: false })
+                .block(frame(app, " Reject ", Role::Border)),
+                r,
+            );
+        }
+        Popup::Bulk {
+            plan,
+            typed,
+            opened_at,
+        } => {
+            let r = centered(
+                area,
+                96,
+                (plan.skipped.len() + plan.step_up_ids.len()) as u16 + 10,
+            );
+            let mut l = vec![
+                Line::styled(plan.summary.clone(), th.style(Role::Accent)),
+                Line::raw(""),
+            ];
+            if plan.step_up > 0 {
+                l.push(Line::styled(
+                    "Typing the count also confirms the step-up of exactly these:",
+                    th.style(Role::Warn),
+                ));
+                for id in &plan.step_up_ids {
+                    let what = app
+                        .actions
+                        .row_by_id(id)
+                        .and_then(|r| what_will_happen(&r.action).into_iter().next())
+                        .unwrap_or_default();
+                    l.push(Line::styled(
+                        format!("  step-up {id}: {what}"),
+                        th.style(Role::Warn),
+                    ));
+                }
+            }
+            for (id, why) in &plan.skipped {
+                l.push(Line::styled(
+                    format!("  skipped {id}: {why}"),
+                    th.style(Role::Muted),
+                ));
+            }
+            l.push(Line::raw(""));
+            l.push(Line::from(vec![
+                Span::raw(format!(
+                    "Type {} and press enter to approve: ",
+                    plan.approvable.len()
+                )),
+                Span::styled(format!("{typed}▏"), th.style(Role::Accent)),
+            ]));
+            if let Some(g) = guard_hint(app, *opened_at) {
+                l.push(g);
+            }
+            f.render_widget(Clear, r);
+            f.render_widget(
+                Paragraph::new(l).wrap(Wrap { trim: false }).block(frame(
+                    app,
+                    " Approve marked ",
+                    Role::Warn,
+                )),
+                r,
+            );
+        }
+        Popup::Palette { query, selected } => {
+            let items = app.palette_items(query);
+            let r = centered(area, 70, 16);
+            let mut l = vec![Line::styled(format!(": {query}▏"), th.style(Role::Accent))];
+            let h = r.height.saturating_sub(3) as usize;
+            let start = super::window_start(*selected, h.max(1));
+            for (i, it) in items.iter().enumerate().skip(start).take(h) {
+                let mut line = Line::raw(fit(&it.label(), 66));
+                if i == *selected {
+                    line = line.style(th.style(Role::Selected));
+                }
+                l.push(line);
+            }
+            f.render_widget(Clear, r);
+            f.render_widget(
+                Paragraph::new(l).block(frame(
+                    app,
+                    " Command palette · enter run · esc ",
+                    Role::Border,
+                )),
+                r,
+            );
+        }
+        Popup::Editor(ed) => {
+            let r = centered(
+                area,
+                area.width.saturating_sub(4),
+                area.height.saturating_sub(4),
+            );
+            f.render_widget(Clear, r);
+            let block = frame(
+                app,
+                " Edit draft · ctrl-s save · esc discard · ctrl-z/y undo/redo · ctrl-f find · ctrl-n next · ctrl-w wrap ",
+                Role::Accent,
+            );
+            let inner = block.inner(r);
+            f.render_widget(block, r);
+            let [body, foot] =
+                Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(inner);
+            let [left, right] =
+                Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
+                    .areas(body);
+            f.render_widget(&ed.textarea, left);
+            let mut d = vec![Line::styled(
+                "Diff against the AI's original",
+                th.style(Role::Title),
+            )];
+            d.extend(diff_view(th, &ed.diff()));
+            f.render_widget(
+                Paragraph::new(d).wrap(Wrap { trim: false }).block(
+                    Block::default()
+                        .borders(Borders::LEFT)
+                        .border_style(th.style(Role::Border)),
+                ),
+                right,
+            );
+            let foot_line = if let Some(q) = &ed.search {
+                Line::styled(format!("find: {q}▏"), th.style(Role::Accent))
+            } else if let Some(e) = &ed.error {
+                Line::styled(e.clone(), th.style(Role::Error))
+            } else {
+                Line::styled(
+                    format!(
+                        "editing {} · saving voids any consent and re-gates it",
+                        ed.id
+                    ),
+                    th.style(Role::Muted),
+                )
+            };
+            f.render_widget(Paragraph::new(foot_line), foot);
+        }
+        Popup::PermValue { row, text } => {
+            let r = centered(area, 64, 6);
+            f.render_widget(Clear, r);
+            f.render_widget(
+                Paragraph::new(vec![
+                    Line::raw(format!("{} ({})", row.label(), row.help())),
+                    Line::styled(format!("> {text}▏"), th.style(Role::Accent)),
+                    Line::styled("enter save · esc cancel", th.style(Role::Muted)),
+                ])
+                .block(frame(app, " Change permission ", Role::Border)),
+                r,
+            );
+        }
+    }
+}

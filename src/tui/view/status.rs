@@ -1,0 +1,63 @@
+//! The message line (status text, or the filter being typed) and the status bar (user,
+//! SANDBOX or tenant, store, pending consents).
+
+use crate::tui::app::{App, Level, Tab};
+use crate::tui::theme::Role;
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+pub fn render_message(app: &App, f: &mut Frame, area: Rect) {
+    let th = &app.theme;
+    let line = if app.filtering {
+        let filter = match app.tab {
+            Tab::Audit => &app.audit.filter,
+            _ => &app.actions.filter,
+        };
+        Line::from(vec![
+            Span::styled("/", th.style(Role::Accent)),
+            Span::raw(format!("{filter}▏")),
+            Span::styled("   enter keep · esc clear", th.style(Role::Muted)),
+        ])
+    } else if let Some((level, text)) = &app.status {
+        let role = match level {
+            Level::Info => Role::Base,
+            Level::Ok => Role::Ok,
+            Level::Warn => Role::Warn,
+            Level::Error => Role::Error,
+        };
+        Line::styled(text.clone(), th.style(role))
+    } else {
+        Line::raw("")
+    };
+    f.render_widget(Paragraph::new(line), area);
+}
+
+pub fn render_bar(app: &App, f: &mut Frame, area: Rect) {
+    let th = &app.theme;
+    let s = &app.session;
+    let mode = if s.sandbox {
+        Span::styled(" SANDBOX ", th.style(Role::Sandbox))
+    } else {
+        let t = s.tenant.as_deref().unwrap_or("no tenant configured");
+        Span::styled(format!(" tenant {t} "), th.style(Role::StatusBar))
+    };
+    let pending = app.actions.pending_count();
+    let spans = vec![
+        Span::styled(format!(" {} ", s.actor), th.style(Role::StatusBar)),
+        mode,
+        Span::styled(format!(" store {} ", s.store), th.style(Role::StatusBar)),
+        Span::styled(
+            format!(
+                " {pending} pending consent{} ",
+                if pending == 1 { "" } else { "s" }
+            ),
+            th.style(Role::StatusBar),
+        ),
+    ];
+    f.render_widget(
+        Paragraph::new(Line::from(spans)).style(th.style(Role::StatusBar)),
+        area,
+    );
+}

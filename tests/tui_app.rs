@@ -1,0 +1,715 @@
+#![allow(clippy::unwrap_used)]
+//! Headless TUI tests: key sequences fed to the real `App` whose effects run through the
+//! real executor against a seeded SQLite store in a tempdir; assertions on screen text,
+//! on the store and on the audit log. Snapshots (insta + TestBackend) of every tab and
+//! popup at 120x36.
+
+use dealflow::core::consent::Evidence;
+use dealflow::core::domain::ActionKind;
+use dealflow::core::domain::{Action, ActionParams, ActionState, Email, Surface};
+use dealflow::core::permissions::Autonomy;
+use dealflow::store::{ActionFilter, SqliteStore, Store};
+use dealflow::tui::app::{App, Popup};
+use dealflow::tui::clock::ManualClock;
+use dealflow::tui::executor::Executor;
+use dealflow::tui::msg::{ChatEvent, Effect, Msg};
+use dealflow::tui::{TuiOptions, build, view};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+const NOW: i64 = 1_764_000_000_000;
+
+struct H {
+    app: App,
+    exec: Executor,
+    clock: ManualClock,
+    store: Arc<dyn Store>,
+    notified: Vec<Effect>,
+    _dir: tempfile::TempDir,
+}
+
+impl H {
+    fn new() -> H {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap());
+        dealflow::sandbox::demo::seed(store.as_ref(), NOW).unwrap();
+        let clock = ManualClock::new(NOW);
+        let opts = TuiOptions {
+            sandbox: true,
+            tenant: None,
+            theme: "dark".into(),
+            mouse: false,
+            notify: true,
+            config_dir: None,
+            export_dir: dir.path().to_path_buf(),
+            handlers: vec![],
+        };
+        let (mut app, mut exec) = build(store.clone(), &opts, Arc::new(clock.clone()));
+        // Deterministic identity for snapshots and audit assertions.
+        app.session.actor = "user:demo".into();
+        app.session.store = "sqlite test.db".into();
+        app.status = None;
+        exec.reviewer.actor = "user:demo".into();
+        let mut h = H {
+            app,
+            exec,
+            clock,
+            store,
+            notified: vec![],
+            _dir: dir,
+        };
+        let init = h.app.init();
+        h.run_effects(init);
+        h
+    }
+
+    fn run_effects(&mut self, effects: Vec<Effect>) {
+        let mut q: VecDeque<Msg> = VecDeque::new();
+        for e in effects {
+            self.effect(e, &mut q);
+        }
+        while let Some(m) = q.pop_front() {
+            for e in self.app.update(m) {
+                self.effect(e, &mut q);
+            }
+        }
+    }
+
+    fn effect(&mut self, e: Effect, q: &mut VecDeque<Msg>) {
+        if matches!(e, Effect::Notify { .. }) {
+            self.notified.push(e);
+            return;
+        }
+        q.extend(self.exec.run(e));
+    }
+
+    fn send(&mut self, m: Msg) {
+        let effects = self.app.update(m);
+        self.run_effects(effects);
+    }
+
+    fn code(&mut self, code: KeyCode) {
+        self.send(Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+    }
+
+    fn ctrl(&mut self, c: char) {
+        self.send(Msg::Key(KeyEvent::new(
+            KeyCode::Char(c),
+            KeyModifiers::CONTROL,
+        )));
+    }
+
+    fn keys(&mut self, s: &str) {
+        for c in s.chars() {
+            self.code(KeyCode::Char(c));
+        }
+    }
+
+    fn terminal(&self) -> Terminal<TestBackend> {
+        let mut t = Terminal::new(TestBackend::new(120, 36)).unwrap();
+        t.draw(|f| view::render(&self.app, f)).unwrap();
+        t
+    }
+
+    fn screen(&self) -> String {
+        self.terminal().backend().to_string()
+    }
+
+    fn action(&self, id: &str) -> Action {
+        self.store.get_action(id).unwrap()
+    }
+
+    fn audit_events(&self) -> Vec<(String, String, Option<String>)> {
+        self.store
+            .audit_page(0, 1000)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.event, e.actor, e.action_id))
+            .collect()
+    }
+
+    /// Moves the cursor to the row whose id is `id` (via the filter).
+    fn select(&mut self, needle: &str) {
+        self.keys("/");
+        self.keys(needle);
+        self.code(KeyCode::Enter);
+    }
+}
+
+#[test]
+fn actions_tab_snapshot() {
+    let h = H::new();
+    let s = h.screen();
+    assert!(s.contains("SANDBOX"));
+    assert!(s.contains("4 pending consents"));
+    insta::assert_snapshot!("actions_tab", h.terminal().backend());
+}
+
+#[test]
+fn a_on_a_review_gated_action_approves_it_and_audits() {
+    let mut h = H::new();
+    h.select("initech");
+    h.keys("a");
+    let a = h.action("act-demo-initech-followup");
+    assert_eq!(a.state, ActionState::Approved);
+    assert!(
+        matches!(a.evidence, Some(Evidence::Reviewed { ref actor, .. }) if actor == "user:demo")
+    );
+    assert!(h.audit_events().contains(&(
+        "action.approved".into(),
+        "user:demo".into(),
+        Some("act-demo-initech-followup".into())
+    )));
+    let s = h.screen();
+    assert!(s.contains("approved act-demo-initech-followup"), "{s}");
+    assert!(s.contains("execution: not built yet"), "{s}");
+    assert!(
+        s.contains("reviewed by user:demo at 2025-11-24 16:00:00"),
+        "{s}"
+    );
+    // An approval can still be withdrawn before it runs.
+    h.keys("r");
+    h.code(KeyCode::Enter);
+    assert_eq!(
+        h.action("act-demo-initech-followup").state,
+        ActionState::Rejected
+    );
+}
+
+#[test]
+fn step_up_popup_ignores_keys_inside_the_guard_window() {
+    let mut h = H::new();
+    h.select("acme");
+    h.keys("a");
+    assert!(h.screen().contains("Step-up confirmation"));
+    insta::assert_snapshot!("step_up_popup", h.terminal().backend());
+    // Typed through within the first second: ignored, nothing approved.
+    h.clock.advance(400);
+    h.keys("y");
+    assert!(h.screen().contains("Step-up confirmation"));
+    assert_eq!(h.action("act-demo-acme-close").state, ActionState::Proposed);
+    assert!(h.screen().contains("input guard"));
+    // After the guard, y approves with step-up evidence.
+    h.clock.advance(700);
+    h.keys("y");
+    let a = h.action("act-demo-acme-close");
+    assert_eq!(a.state, ActionState::Approved);
+    assert!(matches!(a.evidence, Some(Evidence::SteppedUp { .. })));
+    assert!(!h.screen().contains("Step-up confirmation"));
+}
+
+#[test]
+fn esc_cancels_a_step_up_even_inside_the_guard() {
+    let mut h = H::new();
+    h.select("acme");
+    h.keys("a");
+    h.code(KeyCode::Esc);
+    assert!(!h.screen().contains("Step-up confirmation"));
+    assert_eq!(h.action("act-demo-acme-close").state, ActionState::Proposed);
+}
+
+#[test]
+fn reject_asks_for_a_reason_and_records_it() {
+    let mut h = H::new();
+    h.select("hooli");
+    h.keys("r");
+    h.keys("too pushy");
+    insta::assert_snapshot!("reject_popup", h.terminal().backend());
+    h.code(KeyCode::Enter);
+    let a = h.action("act-demo-hooli-slack");
+    assert_eq!(a.state, ActionState::Rejected);
+    assert_eq!(a.outcome.as_deref(), Some("too pushy"));
+    let last = h.store.audit_page(0, 1000).unwrap().pop().unwrap();
+    assert_eq!(last.event, "action.rejected");
+    assert_eq!(last.detail["reason"], "too pushy");
+}
+
+#[test]
+fn bulk_approve_shows_a_summary_and_needs_the_typed_count() {
+    let mut h = H::new();
+    // Rows: stark-call, initech-followup, hooli-slack, acme-close (id descending).
+    h.keys("    "); // mark all four (space marks and moves down)
+    h.keys("A");
+    match &h.app.popup {
+        Some(Popup::Bulk { plan, .. }) => assert_eq!(
+            plan.summary,
+            "4 actions: 1 deal close, 1 email, 1 meeting, 1 Slack post; $75,000 in deals; 1 needs step-up"
+        ),
+        other => panic!("{other:?}"),
+    }
+    insta::assert_snapshot!("bulk_popup", h.terminal().backend());
+    h.clock.advance(1500);
+    h.keys("3");
+    h.code(KeyCode::Enter);
+    assert_eq!(h.action("act-demo-stark-call").state, ActionState::Proposed);
+    h.code(KeyCode::Backspace);
+    h.keys("4");
+    h.code(KeyCode::Enter);
+    for id in [
+        "act-demo-stark-call",
+        "act-demo-initech-followup",
+        "act-demo-hooli-slack",
+        "act-demo-acme-close",
+    ] {
+        assert_eq!(h.action(id).state, ActionState::Approved, "{id}");
+    }
+    assert!(matches!(
+        h.action("act-demo-acme-close").evidence,
+        Some(Evidence::SteppedUp { .. })
+    ));
+}
+
+#[test]
+fn v_marks_a_range() {
+    let mut h = H::new();
+    h.keys("v");
+    h.keys("jj");
+    h.keys("v");
+    assert_eq!(h.app.actions.marks.len(), 3);
+    assert!(h.screen().contains("3 marked"));
+}
+
+#[test]
+fn edit_shows_a_diff_and_saves_through_the_reviewer() {
+    let mut h = H::new();
+    h.select("initech");
+    h.keys("e");
+    for _ in 0..4 {
+        h.code(KeyCode::Down);
+    }
+    h.keys("Hello again! ");
+    let s = h.screen();
+    assert!(s.contains("Diff against the AI's original"), "{s}");
+    assert!(s.contains("+ Hello again! Hi Bill,"), "{s}");
+    assert!(s.contains("- Hi Bill,"), "{s}");
+    insta::assert_snapshot!("editor_popup", h.terminal().backend());
+    // Undo takes back the last keystroke; redo restores it.
+    h.ctrl('z');
+    assert!(h.screen().contains("+ Hello again!Hi Bill,"));
+    h.ctrl('y');
+    assert!(h.screen().contains("+ Hello again! Hi Bill,"));
+    h.ctrl('s');
+    let a = h.action("act-demo-initech-followup");
+    match &a.params {
+        ActionParams::SendEmail(Email { body, .. }) => {
+            assert!(body.starts_with("Hello again! Hi Bill,"), "{body}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(a.is_edited());
+    assert!(
+        h.audit_events()
+            .iter()
+            .any(|(e, _, _)| e == "action.edited")
+    );
+    assert!(
+        h.screen()
+            .contains("Edited: diff against the AI's original")
+    );
+}
+
+#[test]
+fn editor_refuses_an_invalid_draft() {
+    let mut h = H::new();
+    h.select("initech");
+    h.keys("e");
+    // Break the To: header.
+    h.ctrl('e');
+    for _ in 0..40 {
+        h.code(KeyCode::Backspace);
+    }
+    h.ctrl('s');
+    let s = h.screen();
+    assert!(s.contains("to: at least one recipient is needed"), "{s}");
+    assert!(!h.action("act-demo-initech-followup").is_edited());
+}
+
+#[test]
+fn permissions_change_is_audited_and_invalid_changes_show_the_error() {
+    let mut h = H::new();
+    h.keys("3");
+    insta::assert_snapshot!("permissions_tab", h.terminal().backend());
+    // Row 0 is send_email: review -> step_up.
+    h.keys("l");
+    let p = h.store.load_permissions().unwrap();
+    assert_eq!(p.autonomy_for(ActionKind::SendEmail), Autonomy::StepUp);
+    let last = h.store.audit_page(0, 1000).unwrap().pop().unwrap();
+    assert_eq!(last.event, "permissions.changed");
+    assert_eq!(last.actor, "user:demo");
+    // close-won below step_up is refused by the store; the error is shown.
+    h.keys("G");
+    for _ in 0..2 {
+        h.keys("k");
+    }
+    h.keys("h");
+    let s = h.screen();
+    assert!(s.contains("needs at least step_up"), "{s}");
+    // A typed threshold.
+    h.keys("gG");
+    for _ in 0..5 {
+        h.keys("k");
+    }
+    h.code(KeyCode::Enter);
+    insta::assert_snapshot!("perm_value_popup", h.terminal().backend());
+    h.keys("$60,000");
+    h.code(KeyCode::Enter);
+    assert_eq!(
+        h.store.load_permissions().unwrap().step_up_amount_cents,
+        6_000_000
+    );
+}
+
+#[test]
+fn audit_tab_verifies_filters_and_exports() {
+    let mut h = H::new();
+    h.select("initech");
+    h.keys("a");
+    h.keys("4");
+    let s = h.screen();
+    assert!(s.contains("entries verified"), "{s}");
+    insta::assert_snapshot!("audit_tab", h.terminal().backend());
+    h.keys("/outcome:ok actor:user:demo");
+    h.code(KeyCode::Enter);
+    assert_eq!(h.app.audit.visible.len(), 1);
+    h.keys("x");
+    assert!(h.screen().contains("exported 5 audit entries"));
+}
+
+#[test]
+fn chat_shell_is_honest_and_renders_agent_widgets() {
+    let mut h = H::new();
+    h.keys("2");
+    h.keys("i");
+    h.keys("who went quiet?");
+    h.code(KeyCode::Enter);
+    h.code(KeyCode::Esc);
+    assert!(h.screen().contains("chat: not connected yet"));
+    h.send(Msg::Chat(ChatEvent::AssistantDelta(
+        "Bill at Initech.".into(),
+    )));
+    h.send(Msg::Chat(ChatEvent::ToolCall {
+        name: "list_deals".into(),
+        summary: "6 deals".into(),
+        detail: "{\"stage\":null}".into(),
+    }));
+    h.send(Msg::Chat(ChatEvent::CibaWaiting {
+        binding_message: "Close Acme renewal as won ($75,000)".into(),
+        expires_at: NOW + 300_000,
+    }));
+    h.clock.advance(61_000);
+    h.send(Msg::Tick);
+    let s = h.screen();
+    assert!(s.contains("3:59 left"), "{s}");
+    assert!(s.contains("▸ list_deals: 6 deals"), "{s}");
+    insta::assert_snapshot!("chat_tab", h.terminal().backend());
+    // The step-up prompt honours the input guard too.
+    h.send(Msg::Chat(ChatEvent::CibaDone(
+        "approved on your phone".into(),
+    )));
+    h.send(Msg::Chat(ChatEvent::StepUp {
+        action_id: "act-x".into(),
+        summary: "Send the email to bill@initech.example".into(),
+    }));
+    assert!(
+        matches!(h.notified.last(), Some(Effect::Notify { title, .. }) if title.contains("confirm in Chat"))
+    );
+    assert!(
+        h.app
+            .update(Msg::Key(KeyEvent::new(
+                KeyCode::Char('y'),
+                KeyModifiers::NONE
+            )))
+            .is_empty()
+    );
+    h.clock.advance(1000);
+    let eff = h.app.update(Msg::Key(KeyEvent::new(
+        KeyCode::Char('y'),
+        KeyModifiers::NONE,
+    )));
+    assert_eq!(
+        eff,
+        vec![Effect::AnswerStepUp {
+            action_id: "act-x".into(),
+            confirmed: true
+        }]
+    );
+}
+
+#[test]
+fn unbuilt_backends_say_so() {
+    let mut h = H::new();
+    h.keys("b");
+    assert!(h.screen().contains("batch: not built yet"));
+    h.select("initech");
+    h.keys("a");
+    h.keys("X");
+    assert!(h.screen().contains("execution: not built yet"));
+}
+
+#[test]
+fn help_and_palette_come_from_the_keymap() {
+    let mut h = H::new();
+    h.keys("?");
+    let s = h.screen();
+    assert!(
+        s.contains("Approve all marked (summary, typed count)"),
+        "{s}"
+    );
+    insta::assert_snapshot!("help_popup", h.terminal().backend());
+    h.code(KeyCode::Esc);
+    h.keys(":");
+    h.keys("low");
+    insta::assert_snapshot!("palette_popup", h.terminal().backend());
+    h.code(KeyCode::Enter);
+    assert!(h.screen().contains("view low-confidence"));
+    assert_eq!(h.app.actions.visible.len(), 2);
+}
+
+#[test]
+fn new_pending_work_notifies_once() {
+    let mut h = H::new();
+    assert!(h.notified.is_empty(), "no bell for what was already there");
+    let mut a = h.action("act-demo-stark-call");
+    a.id = "act-new".into();
+    a.title = "Brand new".into();
+    a.surface = Surface::Chat;
+    h.store.insert_action(&a).unwrap();
+    h.send(Msg::Tick);
+    assert_eq!(h.notified.len(), 1);
+    assert!(matches!(&h.notified[0], Effect::Notify { title, .. } if title.contains("1 new")));
+    h.send(Msg::Tick);
+    assert_eq!(h.notified.len(), 1);
+}
+
+#[test]
+fn the_queue_is_virtualised() {
+    let mut h = H::new();
+    let base = h.action("act-demo-stark-call");
+    let many: Vec<Action> = (0..100_000)
+        .map(|i| {
+            let mut a = base.clone();
+            a.id = format!("act-{i:06}");
+            a
+        })
+        .collect();
+    let permissions = Box::new(h.store.load_permissions().unwrap());
+    h.send(Msg::ActionsLoaded {
+        actions: many,
+        permissions,
+    });
+    h.keys("G");
+    let s = h.screen();
+    assert!(s.contains("100000 shown"), "{s}");
+    assert!(s.contains("act-099999"), "{s}");
+    let _ = ActionFilter::default();
+}
+
+#[test]
+fn bulk_confirmation_covers_only_the_step_ups_it_showed() {
+    let mut h = H::new();
+    h.keys("  "); // stark-call (review) and initech-followup (review)
+    h.keys("A");
+    // Permissions tighten behind the open summary: meetings now need step-up.
+    h.store
+        .change_permissions(
+            &dealflow::core::permissions::PermissionChange::SetAutonomy {
+                kind: ActionKind::ScheduleMeeting,
+                level: Autonomy::StepUp,
+            },
+            dealflow::core::audit::NewAuditEntry {
+                ts: NOW,
+                actor: "user:other".into(),
+                surface: None,
+                event: "permissions.changed".into(),
+                action_id: None,
+                outcome: "ok".into(),
+                detail: serde_json::json!({}),
+            },
+        )
+        .unwrap();
+    h.clock.advance(1500);
+    h.keys("2");
+    h.code(KeyCode::Enter);
+    assert_eq!(
+        h.action("act-demo-initech-followup").state,
+        ActionState::Approved
+    );
+    // The meeting was shown as review, so the typed count is no step-up for it.
+    assert_eq!(h.action("act-demo-stark-call").state, ActionState::Proposed);
+    let s = h.screen();
+    assert!(
+        s.contains("approved 1 of 2 · act-demo-stark-call: act-demo-stark-call needs step-up"),
+        "{s}"
+    );
+    assert!(
+        h.audit_events()
+            .iter()
+            .any(|(e, _, id)| e == "action.approve_refused"
+                && id.as_deref() == Some("act-demo-stark-call"))
+    );
+}
+
+#[test]
+fn user_keymap_and_theme_files_merge_and_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("keymap.toml"),
+        "[[actions]]\nkeys = [\"y\"]\ncommand = \"approve\"\n[[actions]]\nkeys = [\"a\"]\ncommand = \"none\"\n[[global]]\nkeys = [\"Z\"]\ncommand = \"frobnicate\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("theme.toml"),
+        "inherits = \"high-contrast\"\n",
+    )
+    .unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    dealflow::sandbox::demo::seed(store.as_ref(), NOW).unwrap();
+    let opts = TuiOptions {
+        sandbox: false,
+        tenant: Some("acme.eu.auth0.com".into()),
+        theme: "dark".into(),
+        mouse: false,
+        notify: false,
+        config_dir: Some(dir.path().to_path_buf()),
+        export_dir: dir.path().to_path_buf(),
+        handlers: vec![],
+    };
+    let (app, _) = build(store, &opts, Arc::new(ManualClock::new(NOW)));
+    assert_eq!(app.theme.name, "high-contrast");
+    let (_, status) = app.status.clone().unwrap();
+    assert!(
+        status.contains("unknown command \"frobnicate\""),
+        "{status}"
+    );
+    let y = KeyEvent::new(KeyCode::Char('y'), KeyModifiers::NONE);
+    let a = KeyEvent::new(KeyCode::Char('a'), KeyModifiers::NONE);
+    use dealflow::tui::keymap::{Command, Section};
+    assert_eq!(
+        app.keymap.resolve(Section::Actions, &y),
+        Some(Command::Approve)
+    );
+    assert_eq!(app.keymap.resolve(Section::Actions, &a), None);
+    let mut t = Terminal::new(TestBackend::new(120, 36)).unwrap();
+    t.draw(|f| view::render(&app, f)).unwrap();
+    assert!(t.backend().to_string().contains("tenant acme.eu.auth0.com"));
+}
+
+#[test]
+fn no_color_renders_without_colors_and_keeps_the_cursor_visible() {
+    let mut h = H::new();
+    h.app.theme = dealflow::tui::theme::Theme::load("dark", None, true).0;
+    let t = h.terminal();
+    let buf = t.backend().buffer();
+    use ratatui::style::{Color, Modifier};
+    for cell in buf.content() {
+        assert!(matches!(cell.fg, Color::Reset), "{cell:?}");
+        assert!(matches!(cell.bg, Color::Reset), "{cell:?}");
+    }
+    // Row 3 is the first queue row, where the cursor starts.
+    assert!(buf[(5, 3)].modifier.contains(Modifier::REVERSED));
+    assert!(!buf[(5, 4)].modifier.contains(Modifier::REVERSED));
+}
+
+/// A way to put the app into some screen state.
+type Setup = Box<dyn Fn(&mut H)>;
+
+#[test]
+fn every_screen_survives_tiny_and_huge_terminals() {
+    let mut h = H::new();
+    let mut states: Vec<Setup> = vec![
+        Box::new(|_| {}),
+        Box::new(|h| h.keys("?")),
+        Box::new(|h| h.keys(":")),
+        Box::new(|h| {
+            h.select("acme");
+            h.keys("a")
+        }),
+        Box::new(|h| h.keys(" A")),
+        Box::new(|h| h.keys("r")),
+        Box::new(|h| h.keys("e")),
+        Box::new(|h| h.keys("2")),
+        Box::new(|h| h.keys("3")),
+        Box::new(|h| {
+            h.keys("3G");
+            h.code(KeyCode::Enter)
+        }),
+        Box::new(|h| h.keys("4")),
+    ];
+    for (i, set) in states.iter_mut().enumerate() {
+        h.code(KeyCode::Esc);
+        h.code(KeyCode::Esc);
+        h.keys("1");
+        set(&mut h);
+        for (w, ht) in [(1, 1), (10, 4), (40, 10), (80, 24), (250, 70)] {
+            let mut t = Terminal::new(TestBackend::new(w, ht)).unwrap();
+            t.draw(|f| view::render(&h.app, f))
+                .unwrap_or_else(|e| panic!("state {i} at {w}x{ht}: {e}"));
+        }
+    }
+}
+
+#[test]
+fn mouse_clicks_select_rows_and_tabs() {
+    use ratatui::crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    let click = |column, row| {
+        Msg::Mouse(MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column,
+            row,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    let mut h = H::new();
+    h.send(Msg::Resize(120, 36));
+    h.send(click(30, 5));
+    assert_eq!(h.app.actions.cursor, 2);
+    assert_eq!(
+        h.app.actions.current().unwrap().action.id,
+        "act-demo-hooli-slack"
+    );
+    h.send(Msg::Mouse(MouseEvent {
+        kind: MouseEventKind::ScrollDown,
+        column: 30,
+        row: 5,
+        modifiers: KeyModifiers::NONE,
+    }));
+    assert_eq!(h.app.actions.cursor, 3);
+    // " 1 Actions  " is 12 columns wide; column 14 is in " 2 Chat ".
+    h.send(click(14, 0));
+    assert_eq!(h.app.tab, dealflow::tui::app::Tab::Chat);
+}
+
+#[test]
+fn an_action_edited_elsewhere_behind_the_prompt_is_not_approved_unseen() {
+    let mut h = H::new();
+    h.select("acme");
+    h.keys("a");
+    // Someone else edits the payload while the step-up prompt is open.
+    let other = dealflow::runtime::review::Reviewer {
+        actor: "user:other".into(),
+        surface: Surface::Cli,
+    };
+    other
+        .edit(
+            h.store.as_ref(),
+            "act-demo-acme-close",
+            &ActionParams::CloseDeal {
+                deal_id: "deal-acme".into(),
+                won: true,
+                amount_cents: 9_900_000,
+            },
+            NOW,
+        )
+        .unwrap();
+    h.clock.advance(1500);
+    h.keys("y");
+    assert_eq!(h.action("act-demo-acme-close").state, ActionState::Proposed);
+    let s = h.screen();
+    assert!(
+        s.contains("changed since you looked at it (v1 → v2)"),
+        "{s}"
+    );
+}

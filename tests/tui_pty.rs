@@ -1,0 +1,60 @@
+#![allow(clippy::unwrap_used)]
+//! The real binary on a pseudo-terminal: `dealflow --sandbox` with no subcommand starts
+//! the TUI, a suggestion is approved with keys, and its state changes on screen and in
+//! the store. HOME and XDG dirs point into a tempdir so nothing touches the user's files.
+
+use dealflow::core::domain::ActionState;
+use dealflow::store::{SqliteStore, Store};
+use std::process::Command;
+use std::time::Duration;
+
+fn pause(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+#[test]
+fn approve_a_suggestion_in_the_real_tui() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let mut cmd = Command::new("sh");
+    // A fresh pty is 0x0: size it before the app starts (crates.md §4.6).
+    cmd.arg("-c")
+        .arg("stty cols 120 rows 36; exec \"$0\" --sandbox")
+        .arg(env!("CARGO_BIN_EXE_dealflow"))
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("USER", "ptyuser")
+        .env("TERM", "xterm-256color")
+        .env("NO_COLOR", "1")
+        .env_remove("TMUX")
+        .env_remove("DEALFLOW_CONFIG");
+    let mut p = rexpect::session::spawn_command(cmd, Some(15_000)).unwrap();
+    p.exp_string("pending").unwrap();
+    p.send("/initech").unwrap();
+    p.flush().unwrap();
+    pause(200);
+    p.send("\r").unwrap();
+    p.flush().unwrap();
+    pause(200);
+    p.send("a").unwrap();
+    p.flush().unwrap();
+    // Let the approval land, then force a full redraw so words arrive whole.
+    pause(1000);
+    p.send_control('l').unwrap();
+    p.flush().unwrap();
+    p.exp_string("approved").unwrap();
+    p.send("q").unwrap();
+    p.flush().unwrap();
+    let tail = p.exp_eof().unwrap();
+    // The terminal is handed back: main screen restored.
+    assert!(tail.contains("\u{1b}[?1049l"), "{tail:?}");
+
+    let store = SqliteStore::open(&home.join("data/dealflow/sandbox.db")).unwrap();
+    let a = store.get_action("act-demo-initech-followup").unwrap();
+    assert_eq!(a.state, ActionState::Approved);
+    let last = store.audit_page(0, 100).unwrap().pop().unwrap();
+    assert_eq!(last.event, "action.approved");
+    assert_eq!(last.actor, "user:ptyuser");
+}
