@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 //! The real binary on a pseudo-terminal: `dealflow --sandbox` with no subcommand starts
-//! the TUI, a suggestion is approved with keys, and its state changes on screen and in
-//! the store. HOME and XDG dirs point into a tempdir so nothing touches the user's files.
+//! the TUI, a suggestion is edited and approved with keys, runs against the emulated
+//! Gmail, and shows up in the store and the audit log. HOME and XDG dirs point into a tempdir so nothing touches the user's files.
 
 use dealflow::core::domain::ActionState;
 use dealflow::store::{SqliteStore, Store};
@@ -13,7 +13,7 @@ fn pause(ms: u64) {
 }
 
 #[test]
-fn approve_a_suggestion_in_the_real_tui() {
+fn edit_approve_and_execute_a_suggestion_in_the_real_tui() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
     let mut cmd = Command::new("sh");
@@ -38,13 +38,27 @@ fn approve_a_suggestion_in_the_real_tui() {
     p.send("\r").unwrap();
     p.flush().unwrap();
     pause(200);
+    // Edit the draft: move to the end of the body, add a line, save.
+    p.send("e").unwrap();
+    p.flush().unwrap();
+    pause(300);
+    for _ in 0..12 {
+        p.send("\x1b[B").unwrap();
+    }
+    p.send("\x1b[F").unwrap();
+    p.send("\rP.S. edited in a pty").unwrap();
+    p.flush().unwrap();
+    pause(200);
+    p.send_control('s').unwrap();
+    p.flush().unwrap();
+    pause(500);
     p.send("a").unwrap();
     p.flush().unwrap();
-    // Let the approval land, then force a full redraw so words arrive whole.
-    pause(1000);
+    // Let the approval and the execution land, then force a full redraw so words arrive whole.
+    pause(2500);
     p.send_control('l').unwrap();
     p.flush().unwrap();
-    p.exp_string("approved").unwrap();
+    p.exp_string("sent to bill").unwrap();
     p.send("q").unwrap();
     p.flush().unwrap();
     let tail = p.exp_eof().unwrap();
@@ -53,8 +67,36 @@ fn approve_a_suggestion_in_the_real_tui() {
 
     let store = SqliteStore::open(&home.join("data/dealflow/sandbox.db")).unwrap();
     let a = store.get_action("act-demo-initech-followup").unwrap();
-    assert_eq!(a.state, ActionState::Approved);
-    let last = store.audit_page(0, 100).unwrap().pop().unwrap();
-    assert_eq!(last.event, "action.approved");
-    assert_eq!(last.actor, "user:ptyuser");
+    assert_eq!(a.state, ActionState::Succeeded, "{:?}", a.outcome);
+    assert!(a.is_edited());
+    match &a.params {
+        dealflow::core::domain::ActionParams::SendEmail(e) => {
+            assert!(e.body.ends_with("P.S. edited in a pty"), "{:?}", e.body)
+        }
+        other => panic!("{other:?}"),
+    }
+    // The emulated Gmail answered with the message id it stored.
+    assert!(a.outcome.unwrap().contains("gmail id"));
+    let events: Vec<(String, String)> = store
+        .audit_page(0, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action_id.as_deref() == Some("act-demo-initech-followup"))
+        .map(|e| (e.event, e.actor))
+        .collect();
+    let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "action.proposed",
+            "action.edited",
+            "action.approved",
+            "action.executed"
+        ]
+    );
+    assert_eq!(events[2].1, "user:ptyuser");
+    assert_eq!(
+        store.verify_audit().unwrap(),
+        Ok(store.audit_head().unwrap().0)
+    );
 }

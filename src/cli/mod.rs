@@ -297,6 +297,35 @@ fn run_tui(ctx: Ctx) -> Result<ExitCode> {
     let export_dir = crate::config::project_dirs()
         .map(|d| d.data_dir().to_path_buf())
         .unwrap_or_else(|| PathBuf::from("."));
+    // The pipeline (and, with --sandbox, the emulators and the phone's URL file) lives on
+    // its own runtime for the whole session; the UI runs on another.
+    let rt = exec::runtime()?;
+    let wired = match rt.block_on(exec::wire(&ctx)) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            eprintln!("dealflow: {e:#}; starting without execution (reviews still work)");
+            None
+        }
+    };
+    let mut handlers: Vec<Arc<dyn crate::tui::handler::EffectHandler>> = vec![];
+    if let Some(w) = &wired {
+        let model = crate::llm::AnthropicClient::from_env(&ctx.config.raw.llm)
+            .ok()
+            .map(|m| Arc::new(m) as Arc<dyn crate::llm::LanguageModel>);
+        handlers.push(Arc::new(crate::tui::backend::Backend::new(
+            w.pipeline.clone(),
+            w.device.clone(),
+            crate::runtime::batch::BatchOptions {
+                window: ctx.config.batch_window,
+                concurrency: ctx.config.raw.batch.concurrency as usize,
+                actor: local_actor(),
+                ..Default::default()
+            },
+            local_actor(),
+            model,
+            ctx.config.raw.llm.max_iterations,
+        )));
+    }
     let opts = crate::tui::TuiOptions {
         sandbox: ctx.sandbox,
         tenant: Some(ctx.config.raw.auth.domain.clone()).filter(|d| !d.is_empty()),
@@ -305,10 +334,11 @@ fn run_tui(ctx: Ctx) -> Result<ExitCode> {
         notify: ctx.config.raw.ui.notify,
         config_dir: crate::config::project_dirs().map(|d| d.config_dir().to_path_buf()),
         export_dir,
-        handlers: vec![],
+        handlers,
     };
-    let store: std::sync::Arc<dyn Store> = std::sync::Arc::from(ctx.store);
-    crate::tui::run(store, opts).context("terminal UI")?;
+    crate::tui::run(ctx.store.clone(), opts).context("terminal UI")?;
+    drop(wired);
+    drop(rt);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -131,15 +131,16 @@ impl Executor {
                 s.verify_audit().map_err(|e| e.to_string()),
             )],
             Effect::ExportAudit => vec![Msg::Exported(self.export())],
+            // Reached only when no backend is wired (not signed in): say how to fix it.
             Effect::ExecuteApproved(_) => vec![Msg::NotBuilt(
-                "execution: not built yet — approved actions stay approved".into(),
+                "execution: not signed in (`dealflow login`, or --sandbox) — approved actions stay approved".into(),
             )],
             Effect::SendToBatch(ids) => vec![Msg::NotBuilt(format!(
-                "batch: not built yet — {} action(s) not sent to your device",
+                "batch: not signed in (`dealflow login`, or --sandbox) — {} action(s) not sent to your device",
                 ids.len()
             ))],
             Effect::StartChatTurn(_) | Effect::CancelTurn | Effect::AnswerStepUp { .. } => {
-                vec![Msg::NotBuilt("chat: not connected yet".into())]
+                vec![Msg::NotBuilt("chat: not connected — sign in with `dealflow login`, or use --sandbox".into())]
             }
             Effect::Notify { .. } | Effect::Quit => vec![],
         }

@@ -9,6 +9,7 @@
 pub mod actions;
 pub mod app;
 pub mod audit;
+pub mod backend;
 pub mod chat;
 pub mod clock;
 pub mod editor;

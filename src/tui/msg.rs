@@ -28,6 +28,13 @@ pub enum Msg {
     },
     /// A store read failed; shown on the status line.
     LoadFailed(String),
+    /// An action ran through the pipeline (or could not): a line for the status bar.
+    Executed {
+        id: String,
+        result: Result<String, String>,
+    },
+    /// A line from a background job (batch, sign-in), shown on the status bar.
+    Status { ok: bool, text: String },
     /// The outcome of one human decision through `runtime::review::Reviewer`.
     Reviewed {
         id: String,
@@ -132,15 +139,15 @@ pub enum Effect {
     VerifyAudit,
     /// Write the audit log as JSONL to a file in the data dir (`Msg::Exported`). Store.
     ExportAudit,
-    /// Execute approved actions. Pipeline (not built yet).
+    /// Execute approved actions. Pipeline (`tui::backend`).
     ExecuteApproved(Vec<String>),
-    /// Send actions to the device as one CIBA batch. Pipeline (not built yet).
+    /// Send actions to the device as one CIBA batch. Pipeline (`tui::backend`).
     SendToBatch(Vec<String>),
-    /// Start a chat turn with the user's text. Chat agent (not built yet).
+    /// Start a chat turn with the user's text. Chat runtime (`tui::backend`).
     StartChatTurn(String),
-    /// Cancel the running chat turn. Chat agent (not built yet).
+    /// Cancel the running chat turn. Chat runtime (`tui::backend`).
     CancelTurn,
-    /// Answer the agent's inline step-up prompt. Chat agent (not built yet).
+    /// Answer the agent's inline step-up prompt. Chat runtime (`tui::backend`).
     AnswerStepUp { action_id: String, confirmed: bool },
     /// Ring the bell and send a desktop notification (OSC 9/777). Event loop.
     Notify { title: String, body: String },

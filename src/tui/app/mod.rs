@@ -271,19 +271,28 @@ impl App {
             Msg::Reviewed { id, verb, result } => {
                 match result {
                     Ok(a) => {
-                        let extra = if verb == Verb::Approve {
-                            " · execution: not built yet, it stays approved"
-                        } else {
-                            ""
-                        };
-                        self.set_status(
-                            Level::Ok,
-                            format!("{} {id}: {}{extra}", verb.past(), a.state),
-                        );
+                        self.set_status(Level::Ok, format!("{} {id}: {}", verb.past(), a.state));
+                        // Approving in the Action Center means "do it": run it now.
+                        if verb == Verb::Approve
+                            && a.state == crate::core::domain::ActionState::Approved
+                        {
+                            return vec![Effect::ExecuteApproved(vec![id])];
+                        }
                     }
                     Err(e) => self.set_status(Level::Error, e),
                 }
                 vec![]
+            }
+            Msg::Executed { id, result } => {
+                match result {
+                    Ok(line) => self.set_status(Level::Ok, format!("{id}: {line}")),
+                    Err(e) => self.set_status(Level::Error, format!("{id}: {e}")),
+                }
+                vec![Effect::LoadActions]
+            }
+            Msg::Status { ok, text } => {
+                self.set_status(if ok { Level::Ok } else { Level::Warn }, text);
+                vec![Effect::LoadActions]
             }
             Msg::ReviewSummary { verb, ok, failed } => {
                 let total = ok + failed.len();

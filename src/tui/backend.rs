@@ -1,0 +1,252 @@
+//! The TUI's backend for the effects the store alone cannot run: executions through the
+//! one pipeline, CIBA batches, and the chat runtime. Each effect spawns its work and
+//! reports back through `Msg`s, so the UI task never blocks.
+
+use super::handler::EffectHandler;
+use super::msg::{ChatEvent, Effect, Msg};
+use crate::agent::offline::OfflineModel;
+use crate::agent::suggest::Snapshot;
+use crate::core::domain::Surface;
+use crate::llm::LanguageModel;
+use crate::runtime::batch::{BatchOptions, DeviceConsent, run_once};
+use crate::runtime::chat::{ChatInput, ChatRuntime, ChatUpdate};
+use crate::runtime::credentials::Subject;
+use crate::runtime::pipeline::Pipeline;
+use crate::runtime::review::Reviewer;
+use crate::store::{ActionFilter, Store};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc::{self, UnboundedSender};
+use tokio_util::sync::CancellationToken;
+
+pub struct Backend {
+    pipeline: Arc<Pipeline>,
+    device: Arc<dyn DeviceConsent>,
+    batch: BatchOptions,
+    actor: String,
+    /// `None`: no API key, so chat uses the offline planner (said so in the chat).
+    model: Option<Arc<dyn LanguageModel>>,
+    max_iterations: u32,
+    chat: Arc<tokio::sync::Mutex<Option<ChatRuntime>>>,
+    chat_inputs: Mutex<Option<UnboundedSender<ChatInput>>>,
+    cancel: CancellationToken,
+}
+
+fn now_ms() -> i64 {
+    crate::sandbox::state::now_ms()
+}
+
+impl Backend {
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        device: Arc<dyn DeviceConsent>,
+        batch: BatchOptions,
+        actor: String,
+        model: Option<Arc<dyn LanguageModel>>,
+        max_iterations: u32,
+    ) -> Backend {
+        Backend {
+            pipeline,
+            device,
+            batch,
+            actor,
+            model,
+            max_iterations,
+            chat: Arc::new(tokio::sync::Mutex::new(None)),
+            chat_inputs: Mutex::new(None),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    fn offline_model(store: &dyn Store) -> Arc<dyn LanguageModel> {
+        let snapshot = Snapshot {
+            now: now_ms(),
+            deals: store.list_deals().unwrap_or_default(),
+            contacts: store.list_contacts().unwrap_or_default(),
+            calendar: None,
+            existing: store
+                .list_actions(&ActionFilter {
+                    states: vec![],
+                    limit: Some(500),
+                })
+                .unwrap_or_default(),
+        };
+        Arc::new(OfflineModel::new(snapshot))
+    }
+
+    fn execute(&self, ids: Vec<String>, tx: &UnboundedSender<Msg>) {
+        let (p, tx) = (self.pipeline.clone(), tx.clone());
+        tokio::spawn(async move {
+            for id in ids {
+                let result = match p.execute(&id, &Subject::User, now_ms()).await {
+                    Ok(done) => match done.outcome {
+                        Ok(o) => Ok(o.summary),
+                        Err(e) => Err(e.to_string()),
+                    },
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = tx.send(Msg::Executed { id, result });
+            }
+        });
+    }
+
+    fn send_to_batch(&self, ids: Vec<String>, tx: &UnboundedSender<Msg>) {
+        let me = Reviewer {
+            actor: self.actor.clone(),
+            surface: Surface::ActionCenter,
+        };
+        let mut queued = 0;
+        for id in &ids {
+            match me.queue_for_device(self.pipeline.store.as_ref(), id, now_ms()) {
+                Ok(_) => queued += 1,
+                Err(e) => {
+                    let _ = tx.send(Msg::Status {
+                        ok: false,
+                        text: format!("{id}: {e}"),
+                    });
+                }
+            }
+        }
+        if queued == 0 {
+            return;
+        }
+        let _ = tx.send(Msg::Status {
+            ok: true,
+            text: format!("{queued} queued: approve the push on your phone"),
+        });
+        let (p, device, opts, cancel, tx) = (
+            self.pipeline.clone(),
+            self.device.clone(),
+            self.batch.clone(),
+            self.cancel.clone(),
+            tx.clone(),
+        );
+        tokio::spawn(async move {
+            let text = match run_once(p, device.as_ref(), &opts, &cancel).await {
+                Ok(r) => format!(
+                    "batch: {} succeeded · {} failed · {} denied on device · {} still queued",
+                    r.succeeded.len(),
+                    r.failed.len(),
+                    r.rejected.len(),
+                    r.leftover.len()
+                ),
+                Err(e) => format!("batch: {e}"),
+            };
+            let _ = tx.send(Msg::Status { ok: true, text });
+        });
+    }
+
+    fn chat_turn(&self, text: String, tx: &UnboundedSender<Msg>) {
+        let (in_tx, mut in_rx) = mpsc::unbounded_channel();
+        if let Ok(mut slot) = self.chat_inputs.lock() {
+            *slot = Some(in_tx);
+        }
+        let chat = self.chat.clone();
+        let (pipeline, device, actor, model, max) = (
+            self.pipeline.clone(),
+            self.device.clone(),
+            self.actor.clone(),
+            self.model.clone(),
+            self.max_iterations,
+        );
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut guard = chat.lock().await;
+            let offline = model.is_none();
+            let model = model.unwrap_or_else(|| Self::offline_model(pipeline.store.as_ref()));
+            let runtime = guard.get_or_insert_with(|| {
+                ChatRuntime::new(model.clone(), pipeline, device, max, actor)
+            });
+            // The offline planner reads a snapshot: refresh it every turn.
+            runtime.model = model;
+            if offline {
+                let _ = tx.send(Msg::Chat(ChatEvent::ToolCall {
+                    name: "offline".into(),
+                    summary: "offline planner (no ANTHROPIC_API_KEY): simple intents only".into(),
+                    detail: "Try: show deal acme · check calendar · draft follow-up to bill · create deal Wayne for $20000 · close deal acme as won".into(),
+                }));
+            }
+            let (up_tx, mut up_rx) = mpsc::unbounded_channel();
+            let forward = {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    while let Some(u) = up_rx.recv().await {
+                        let msg = match u {
+                            ChatUpdate::Text(t) => ChatEvent::AssistantDelta(t),
+                            ChatUpdate::ToolCall { name, summary } => ChatEvent::ToolCall {
+                                name,
+                                detail: summary.clone(),
+                                summary,
+                            },
+                            ChatUpdate::Confirm {
+                                call_id,
+                                prompt,
+                                reason,
+                            } => ChatEvent::StepUp {
+                                action_id: call_id,
+                                summary: format!("{prompt}\n({reason})"),
+                            },
+                            ChatUpdate::Device {
+                                binding_message,
+                                deadline,
+                                ..
+                            } => ChatEvent::CibaWaiting {
+                                binding_message,
+                                expires_at: deadline,
+                            },
+                            ChatUpdate::ToolResult { name, ok, text } => ChatEvent::ToolCall {
+                                name: format!("{name} {}", if ok { "✓" } else { "✗" }),
+                                summary: text.lines().next().unwrap_or("").to_string(),
+                                detail: text,
+                            },
+                            ChatUpdate::TurnEnded(end) => {
+                                ChatEvent::TurnDone((end != "done").then_some(end))
+                            }
+                        };
+                        let _ = tx.send(Msg::Chat(msg));
+                    }
+                })
+            };
+            runtime.turn(&text, &up_tx, &mut in_rx).await;
+            drop(up_tx);
+            let _ = forward.await;
+            let _ = tx.send(Msg::Status {
+                ok: true,
+                text: "chat turn ended".into(),
+            });
+        });
+    }
+
+    fn chat_input(&self, input: ChatInput) {
+        if let Ok(slot) = self.chat_inputs.lock()
+            && let Some(tx) = slot.as_ref()
+        {
+            let _ = tx.send(input);
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl EffectHandler for Backend {
+    fn handle(&self, effect: Effect, tx: &UnboundedSender<Msg>) -> Option<Effect> {
+        match effect {
+            Effect::ExecuteApproved(ids) => self.execute(ids, tx),
+            Effect::SendToBatch(ids) => self.send_to_batch(ids, tx),
+            Effect::StartChatTurn(text) => self.chat_turn(text, tx),
+            Effect::CancelTurn => self.chat_input(ChatInput::Cancel),
+            Effect::AnswerStepUp {
+                action_id,
+                confirmed,
+            } => self.chat_input(ChatInput::Confirm {
+                call_id: action_id,
+                approve: confirmed,
+            }),
+            other => return Some(other),
+        }
+        None
+    }
+}
