@@ -183,7 +183,7 @@ impl Backend {
                                 reason,
                             } => ChatEvent::StepUp {
                                 action_id: call_id,
-                                summary: format!("{prompt}\n({reason})"),
+                                summary: format!("{prompt} — {reason}"),
                             },
                             ChatUpdate::Device {
                                 binding_message,

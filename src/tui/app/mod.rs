@@ -411,6 +411,25 @@ impl App {
         if self.filtering {
             return self.on_filter_key(k);
         }
+        // A pending step-up owns the keyboard in Chat, even while composing: its answer
+        // must not be typed into the input box (the input guard still applies).
+        if self.tab == Tab::Chat && self.chat.step_up.is_some() {
+            return match k.code {
+                KeyCode::Char('y') => self.answer_chat_step_up(true),
+                KeyCode::Char('n') => self.answer_chat_step_up(false),
+                // Esc is always honoured, guard or not: refusing is never dangerous.
+                KeyCode::Esc => {
+                    if let Some(p) = self.chat.step_up.take() {
+                        return vec![Effect::AnswerStepUp {
+                            action_id: p.action_id,
+                            confirmed: false,
+                        }];
+                    }
+                    vec![]
+                }
+                _ => vec![],
+            };
+        }
         if self.tab == Tab::Chat && self.chat.composing {
             return self.on_compose_key(k);
         }
