@@ -2,6 +2,7 @@
 
 use super::{Ctx, local_actor, now_ms};
 use crate::core::audit::NewAuditEntry;
+use crate::core::calibration::{edit_size, target_pattern};
 use crate::core::consent::{Consent, Evidence, Gate, gate};
 use crate::core::domain::{Action, ActionParams, ActionState};
 use crate::store::{ActionFilter, Transition};
@@ -137,8 +138,21 @@ fn audit(
     a: &Action,
     event: &str,
     outcome: &str,
-    detail: serde_json::Value,
+    mut detail: serde_json::Value,
 ) -> Result<()> {
+    // What calibration replays (kind, target pattern, confidence, amount, edit size),
+    // and where the command came from (Unix user, SSH origin) for a shared box.
+    if let serde_json::Value::Object(m) = &mut detail {
+        m.insert("kind".into(), a.kind().as_str().into());
+        m.insert("target".into(), target_pattern(&a.params).into());
+        m.insert("confidence".into(), a.confidence.into());
+        if let Some(cents) = a.params.amount_cents() {
+            m.insert("amount_cents".into(), cents.into());
+        }
+        m.entry("edit_size")
+            .or_insert_with(|| edit_size(&a.original, &a.params).into());
+        m.insert("origin".into(), super::origin());
+    }
     ctx.store.append_audit(NewAuditEntry {
         ts: now_ms(),
         actor: local_actor(),

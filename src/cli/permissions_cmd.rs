@@ -80,7 +80,7 @@ pub fn run(ctx: &Ctx, cmd: PermissionsCmd) -> Result<ExitCode> {
             event: "permissions.changed".into(),
             action_id: None,
             outcome: "ok".into(),
-            detail: serde_json::json!({}),
+            detail: serde_json::json!({ "origin": super::origin() }),
         },
     )?;
     let summary = entry

@@ -4,6 +4,7 @@
 //! fails the build's tests if that ever changes. Time comes in as arguments.
 
 pub mod audit;
+pub mod calibration;
 pub mod consent;
 pub mod domain;
 pub mod permissions;
