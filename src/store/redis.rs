@@ -526,6 +526,9 @@ impl Store for RedisStore {
     fn list_actions(&self, f: &ActionFilter) -> Result<Vec<Action>> {
         let set = self.key("actions");
         let ids: Vec<String> = self.with(|c| redis::cmd("SMEMBERS").arg(&set).query(c))?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let maps: Vec<BTreeMap<String, String>> = self.with(|c| {
             let mut p = redis::pipe();
             for id in &ids {
