@@ -4,6 +4,7 @@
 mod actions;
 mod audit_cmd;
 mod permissions_cmd;
+mod policy_cmd;
 mod status;
 
 use crate::config::{Config, Override, Source};
@@ -67,6 +68,11 @@ pub enum Command {
     Permissions {
         #[command(subcommand)]
         cmd: permissions_cmd::PermissionsCmd,
+    },
+    /// Trust calibration: figures, nudges, auto-approve rules, and the policy simulator.
+    Policy {
+        #[command(subcommand)]
+        cmd: policy_cmd::PolicyCmd,
     },
     /// Pipeline overview: deals and the queue with the gate each action faces.
     Status,
@@ -279,6 +285,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Command::Actions { cmd }) => actions::run(&ctx, cmd),
         Some(Command::Audit { cmd }) => audit_cmd::run(&ctx, cmd),
         Some(Command::Permissions { cmd }) => permissions_cmd::run(&ctx, cmd),
+        Some(Command::Policy { cmd }) => policy_cmd::run(&ctx, cmd),
         Some(Command::Doctor) => doctor(&ctx),
         _ => Ok(ExitCode::SUCCESS),
     }
