@@ -224,8 +224,8 @@ fn simulate(ctx: &Ctx, file: &Path, json: bool) -> Result<ExitCode> {
     if !r.actions.is_empty() {
         println!();
         println!(
-            "{:<28} {:<17} {:<24} {:>5}  {:<8} {}",
-            "ACTION", "KIND", "TARGET", "CONF", "TODAY", "YOU"
+            "{:<28} {:<17} {:<24} {:>5}  {:<8} YOU",
+            "ACTION", "KIND", "TARGET", "CONF", "TODAY"
         );
         for row in &r.actions {
             println!(
