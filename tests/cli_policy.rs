@@ -214,3 +214,47 @@ fn a_nudge_is_accepted_as_an_audited_rule_and_revoked_in_one_call() {
     );
     assert_eq!(s.verify_audit().unwrap(), Ok(7));
 }
+
+#[test]
+fn splitting_a_deal_under_the_threshold_still_needs_step_up() {
+    let e = Env::new();
+    let s = e.store();
+    let deal = |id: &str, account: &str, cents: i64| {
+        let p = ActionParams::CreateDeal {
+            name: format!("{account} {id}"),
+            account: account.into(),
+            amount_cents: cents,
+            stage: dealflow::core::domain::Stage::Qualified,
+        };
+        Action {
+            params: p.clone(),
+            original: p,
+            ..email(id, "x@y.example", 0.95)
+        }
+    };
+    s.insert_action(&deal("d1", "Acme", 3_000_000)).unwrap();
+    s.insert_action(&deal("d2", "Acme", 3_000_000)).unwrap();
+    s.insert_action(&deal("d3", "Initech", 3_000_000)).unwrap();
+    e.run(&["actions", "approve", "d1"]);
+    // Another account's $30,000 is unaffected.
+    e.run(&["actions", "approve", "d3"]);
+    // The second half for Acme adds up to $60,000 > $50,000: step-up, with the reason.
+    let a = Command::cargo_bin("dealflow")
+        .unwrap()
+        .env_clear()
+        .env("HOME", e.dir.path())
+        .env("USER", "tester")
+        .arg("--store")
+        .arg(e.db())
+        .args(["actions", "approve", "d2"])
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains("needs step-up"), "{err}");
+    assert!(err.contains("split amounts"), "{err}");
+    assert!(err.contains("$60,000 > threshold $50,000"), "{err}");
+    let refused = s.audit_page(0, 100).unwrap().pop().unwrap();
+    assert_eq!(refused.event, "action.approve_refused");
+    e.run(&["actions", "approve", "d2", "--confirm", "d2"]);
+    assert_eq!(s.get_action("d2").unwrap().state, ActionState::Approved);
+}

@@ -3,7 +3,7 @@
 use super::{Ctx, local_actor, now_ms};
 use crate::core::audit::NewAuditEntry;
 use crate::core::calibration::{edit_size, target_pattern};
-use crate::core::consent::{Consent, Evidence, Gate, gate};
+use crate::core::consent::{Consent, Evidence, Gate, gate, split_guard};
 use crate::core::domain::{Action, ActionParams, ActionState};
 use crate::store::{ActionFilter, Transition};
 use anyhow::{Context, Result, bail};
@@ -188,9 +188,13 @@ fn approve(ctx: &Ctx, id: &str, confirm: Option<&str>, json: bool) -> Result<Exi
         bail!("{id} is {}: only proposed actions can be approved", a.state);
     }
     let perms = ctx.store.load_permissions()?;
-    let d = gate(a.surface, &a.params, &perms, a.confidence);
-    let actor = local_actor();
     let at = now_ms();
+    let d = gate(a.surface, &a.params, &perms, a.confidence);
+    let d = match split_amounts(ctx, &a, at, perms.step_up_amount_cents)? {
+        Some(reason) => d.raise_to_step_up(&reason),
+        None => d,
+    };
+    let actor = local_actor();
     let evidence = match d.gate() {
         Gate::Allow | Gate::Review => Evidence::Reviewed { actor, at },
         Gate::StepUp { reason } => {
@@ -259,6 +263,56 @@ fn approve(ctx: &Ctx, id: &str, confirm: Option<&str>, json: bool) -> Result<Exi
     )?;
     print_action(&now, json, "approved")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How far back the threshold-gaming guard looks for amounts on the same account.
+pub const SPLIT_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// The account an amount-bearing action concerns (a deal's account, via the store).
+fn account_of(ctx: &Ctx, p: &ActionParams) -> Result<Option<String>> {
+    Ok(match p {
+        ActionParams::CreateDeal { account, .. } => Some(account.clone()),
+        ActionParams::UpdateDeal { deal_id, .. } | ActionParams::CloseDeal { deal_id, .. } => Some(
+            ctx.store
+                .get_deal(deal_id)?
+                .map_or_else(|| deal_id.clone(), |d| d.account),
+        ),
+        _ => None,
+    })
+}
+
+/// Threshold-gaming guard: amounts for the same account approved (or running, or done)
+/// in the last [`SPLIT_WINDOW_MS`] count together against the step-up threshold.
+fn split_amounts(ctx: &Ctx, a: &Action, at: i64, threshold: i64) -> Result<Option<String>> {
+    let Some(account) = account_of(ctx, &a.params)? else {
+        return Ok(None);
+    };
+    if a.params.amount_cents().is_none() {
+        return Ok(None);
+    }
+    let others = ctx.store.list_actions(&ActionFilter {
+        states: vec![
+            ActionState::Approved,
+            ActionState::AwaitingConsent,
+            ActionState::Executing,
+            ActionState::Succeeded,
+        ],
+        limit: None,
+    })?;
+    let mut recent = Vec::new();
+    for o in others.iter().filter(|o| o.id != a.id) {
+        if let (Some(cents), Some(acc)) = (o.params.amount_cents(), account_of(ctx, &o.params)?) {
+            recent.push((acc, cents, o.updated_at));
+        }
+    }
+    Ok(split_guard(
+        &a.params,
+        &account,
+        at,
+        &recent,
+        SPLIT_WINDOW_MS,
+        threshold,
+    ))
 }
 
 fn reject(ctx: &Ctx, id: &str, reason: Option<String>, json: bool) -> Result<ExitCode> {
