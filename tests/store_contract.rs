@@ -822,3 +822,36 @@ fn redis_team_policy_tightens_but_never_loosens() {
         .query(&mut c)
         .unwrap();
 }
+
+#[test]
+fn redis_store_is_safe_from_spawn_blocking_and_inside_a_runtime() {
+    // The trait is synchronous and async code calls it through spawn_blocking; the
+    // blocking connection needs no runtime, so calling it on a runtime thread must not
+    // panic either (unlike a block_on-based adapter would).
+    let fx = Fx::new(Kind::Redis);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::from(fx.reopen());
+    let n = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let s = store.clone();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                s.append_audit(entry(i)).unwrap().seq
+            }));
+        }
+        let mut seqs = Vec::new();
+        for t in tasks {
+            seqs.push(t.await.unwrap());
+        }
+        // Directly on a runtime worker thread too.
+        store.append_audit(entry(99)).unwrap();
+        seqs.sort();
+        seqs
+    });
+    assert_eq!(n, (1..=8).collect::<Vec<i64>>());
+    assert_eq!(fx.s().verify_audit().unwrap(), Ok(9));
+}
