@@ -117,7 +117,7 @@ impl Fx {
     }
 
     fn audit_key(&self) -> String {
-        format!("dealflow:u:{}:audit", self.ns)
+        format!("dealflow:u:{{{}}}:audit", self.ns)
     }
 
     fn redis_row(&self, c: &mut ::redis::Connection, seq: i64) -> String {
@@ -743,8 +743,20 @@ fn redis_namespaces_isolate_users() {
     let mine = a.s().get_action("a1").unwrap();
     assert_eq!((mine.state, mine.version), (ActionState::Approved, 1));
     assert_eq!(a.s().verify_audit().unwrap(), Ok(2));
-    // Namespaces cannot be globs that would reach other users' keys.
+    // A namespace that extends another's key prefix does not alias its keys.
+    let tricky = RedisStore::open(&redis_url(), &format!("{}:audit", a.ns), None).unwrap();
+    assert_eq!(tricky.audit_head().unwrap().0, 0);
+    tricky.append_audit(entry(3)).unwrap();
+    assert_eq!(a.s().verify_audit().unwrap(), Ok(2));
+    tricky.purge_namespace().unwrap();
+    assert_eq!(
+        a.s().verify_audit().unwrap(),
+        Ok(2),
+        "purging it left A alone"
+    );
+    // Namespaces cannot be globs or hash-tag breakers that would reach other users' keys.
     assert!(RedisStore::open(&redis_url(), "*", None).is_err());
+    assert!(RedisStore::open(&redis_url(), "a}b", None).is_err());
     assert!(RedisStore::open(&redis_url(), "", None).is_err());
 }
 
@@ -818,7 +830,7 @@ fn redis_team_policy_tightens_but_never_loosens() {
         .get_connection()
         .unwrap();
     let _: () = ::redis::cmd("DEL")
-        .arg(format!("dealflow:t:{team}:policy"))
+        .arg(format!("dealflow:t:{{{team}}}:policy"))
         .query(&mut c)
         .unwrap();
 }

@@ -1,6 +1,6 @@
 //! The Redis store, for a team or a shared box. Every key lives under a per-user
-//! namespace (`dealflow:u:<sub>:`; the Auth0 `sub`, or the local user until sign-in
-//! exists), team policies under `dealflow:t:<team>:`.
+//! namespace (`dealflow:u:{<sub>}:`; the Auth0 `sub`, or the local user until sign-in
+//! exists), team policies under `dealflow:t:{<team>}:policy`.
 //!
 //! Layout (per user):
 //! - `deals`, `contacts`: hashes id → JSON.
@@ -109,9 +109,9 @@ fn clean_namespace(ns: &str) -> std::result::Result<String, String> {
     if ns.is_empty() {
         return Err("the namespace (user) must not be empty".into());
     }
-    if ns.contains(['*', '?', '[', ']', ' ', '\n', '\r']) {
+    if ns.contains(['*', '?', '[', ']', '\\', '{', '}', ' ', '\n', '\r']) {
         return Err(format!(
-            "namespace {ns:?} must not contain glob characters or whitespace"
+            "namespace {ns:?} must not contain glob characters, braces or whitespace"
         ));
     }
     Ok(ns.to_string())
@@ -149,11 +149,15 @@ impl RedisStore {
     }
 
     fn key(&self, k: &str) -> String {
-        format!("dealflow:u:{}:{k}", self.namespace)
+        // The braces delimit the namespace (which cannot contain them), so no user's
+        // keys can alias another's ("a" + ":audit" vs "a:audit"), and they make the
+        // namespace a Redis Cluster hash tag: one user's keys share a slot, as the
+        // multi-key Lua scripts need.
+        format!("dealflow:u:{{{}}}:{k}", self.namespace)
     }
 
     fn team_key(&self, team: &str) -> String {
-        format!("dealflow:t:{team}:policy")
+        format!("dealflow:t:{{{team}}}:policy")
     }
 
     fn err(&self, e: impl std::fmt::Display) -> StoreError {
