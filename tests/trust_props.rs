@@ -567,3 +567,56 @@ fn a_split_deal_steps_up_with_its_reason_in_the_chain() {
     assert!(matches!(d.gate(), Gate::StepUp { .. }));
     assert!(d.explain().ends_with(&reason));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Over any history: a nudge names exactly the unedited high-confidence approvals of
+    /// its kind and target since the last substantial edit or rejection, at least 5 of
+    /// them, never for closing deals; and figures add up.
+    #[test]
+    fn nudges_follow_the_streak_rule(
+        steps in prop::collection::vec((
+            prop::sample::select(vec!["send_email", "close_deal", "post_slack"]),
+            prop::sample::select(vec!["@initech.example", "#deals"]),
+            prop::sample::select(vec![0.5, 0.85, 0.9, 0.97]),
+            prop::sample::select(vec!["approve0", "approve_trivial", "approve_big", "reject"]),
+        ), 0..40)
+    ) {
+        let mut log = Log::new();
+        let mut model: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
+        for (i, (kind, target, conf, what)) in steps.iter().enumerate() {
+            let id = format!("a{i}");
+            let (event, edit) = match *what {
+                "approve0" => ("action.approved", 0.0),
+                "approve_trivial" => ("action.approved", 0.05),
+                "approve_big" => ("action.approved", 0.5),
+                _ => ("action.rejected", 0.0),
+            };
+            log.decide(event, &id, kind, target, *conf, edit);
+            let streak = model.entry((kind.to_string(), target.to_string())).or_default();
+            match *what {
+                "approve0" if *conf >= 0.9 => streak.push(id),
+                "approve_big" | "reject" => streak.clear(),
+                _ => {}
+            }
+        }
+        let cal = Calibration::replay(CalibrationConfig::default(), &log.entries);
+        let nudges = cal.nudges(&Permissions::default(), 0);
+        let expected: Vec<(String, String, Vec<String>)> = model
+            .into_iter()
+            .filter(|((k, _), ids)| ids.len() >= 5 && k != "close_deal")
+            .map(|((k, t), ids)| (k, t, ids))
+            .collect();
+        let got: Vec<(String, String, Vec<String>)> = nudges
+            .iter()
+            .map(|n| (n.kind.as_str().to_string(), n.target.clone(), n.evidence.clone()))
+            .collect();
+        prop_assert_eq!(got, expected);
+        let total: u64 = cal.figures.values().map(|f| f.total).sum();
+        prop_assert_eq!(total as usize, steps.len());
+        for f in cal.figures.values() {
+            prop_assert_eq!(f.total, f.approved_unedited + f.approved_trivial_edit + f.approved_substantial_edit + f.rejected + f.timeouts);
+        }
+    }
+}

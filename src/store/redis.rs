@@ -105,11 +105,10 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 
 /// Keeps a namespace to characters that cannot break out of the key prefix.
 fn clean_namespace(ns: &str) -> std::result::Result<String, String> {
-    let ns = ns.trim();
     if ns.is_empty() {
         return Err("the namespace (user) must not be empty".into());
     }
-    if ns.contains(['*', '?', '[', ']', '\\', '{', '}', ' ', '\n', '\r']) {
+    if ns.contains(['*', '?', '[', ']', '\\', '{', '}']) || ns.contains(char::is_whitespace) {
         return Err(format!(
             "namespace {ns:?} must not contain glob characters, braces or whitespace"
         ));
