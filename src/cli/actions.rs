@@ -73,7 +73,7 @@ pub fn run(ctx: &Ctx, cmd: ActionsCmd) -> Result<ExitCode> {
             hold,
             json,
         } => approve(ctx, &id, confirm.as_deref(), hold, json),
-        ActionsCmd::Execute { id, json } => execute(ctx, &id, json),
+        ActionsCmd::Execute { id, json } => execute(ctx, &id, json, false),
         ActionsCmd::Reject { id, reason, json } => reject(ctx, &id, reason, json),
         ActionsCmd::Edit { id, set, json } => edit(ctx, &id, &set, json),
     }
@@ -188,7 +188,7 @@ fn approve(ctx: &Ctx, id: &str, confirm: Option<&str>, hold: bool, json: bool) -
             if !json {
                 print_action(&now, false, "approved")?;
             }
-            execute(ctx, id, json)
+            execute(ctx, id, json, true)
         }
         Err(ReviewError::NeedsStepUp { reason, .. }) => bail!(
             "{id} needs step-up ({reason}); read `dealflow actions show {id}`, then run `dealflow actions approve {id} --confirm {id}`"
@@ -202,10 +202,24 @@ fn approve(ctx: &Ctx, id: &str, confirm: Option<&str>, hold: bool, json: bool) -
     }
 }
 
-fn execute(ctx: &Ctx, id: &str, json: bool) -> Result<ExitCode> {
+/// Runs an approved action. Right after an approval (`after_approve`), a dealflow that
+/// cannot sign in keeps the approval and says how to run it later, instead of failing.
+fn execute(ctx: &Ctx, id: &str, json: bool, after_approve: bool) -> Result<ExitCode> {
     let rt = exec::runtime()?;
     rt.block_on(async {
-        let wired = exec::wire(ctx).await?;
+        let wired = match exec::wire(ctx).await {
+            Ok(w) => w,
+            Err(e) if after_approve => {
+                eprintln!(
+                    "approved, not executed: {e:#}; run `dealflow actions execute {id}` once signed in"
+                );
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&ctx.store.get_action(id)?)?);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(e) => return Err(e),
+        };
         let done = exec::execute_one(&wired, id).await?;
         if json {
             println!("{}", serde_json::to_string_pretty(&done.action)?);

@@ -8,11 +8,12 @@ mod batch_cmd;
 mod exec;
 mod mcp_cmd;
 mod permissions_cmd;
+mod policy_cmd;
 mod status;
 
 use crate::config::{Config, Override, Source};
-use crate::store::{SqliteStore, Store};
-use anyhow::{Context, Result, bail};
+use crate::store::{RedisStore, SqliteStore, Store};
+use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,6 +82,11 @@ pub enum Command {
         #[command(subcommand)]
         cmd: permissions_cmd::PermissionsCmd,
     },
+    /// Trust calibration: figures, nudges, auto-approve rules, and the policy simulator.
+    Policy {
+        #[command(subcommand)]
+        cmd: policy_cmd::PolicyCmd,
+    },
     /// Pipeline overview: deals and the queue with the gate each action faces.
     Status,
     /// Sandbox tools.
@@ -147,12 +153,29 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// The local person acting, as audit rows record it.
+/// The local person acting, as audit rows record it. On a shared box the CLI also
+/// writes [`origin`] (Unix user and SSH client address) into each row's detail.
 pub fn local_actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("user:{user}")
+    format!("user:{}", local_user())
+}
+
+/// The client address of the SSH session this runs in, from `SSH_CONNECTION`
+/// ("client_ip client_port server_ip server_port") or the older `SSH_CLIENT`.
+pub fn ssh_origin() -> Option<String> {
+    ["SSH_CONNECTION", "SSH_CLIENT"]
+        .into_iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find_map(|s| s.split_whitespace().next().map(str::to_string))
+        .filter(|ip| !ip.is_empty())
+}
+
+/// Where this command runs from, for audit details: Unix user and SSH origin (null
+/// when not over SSH).
+pub fn origin() -> serde_json::Value {
+    serde_json::json!({
+        "unix_user": local_user(),
+        "ssh": ssh_origin(),
+    })
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {
@@ -196,12 +219,28 @@ pub fn store_path(config: &Config, sandbox: bool) -> Result<PathBuf> {
     Ok(dirs.data_dir().join(name))
 }
 
+/// The Redis namespace for this user: the Auth0 `sub` once sign-in exists; until then
+/// the local user, or "sandbox" for the sandbox (demo data never mixes with real data).
+pub fn redis_namespace(sandbox: bool) -> String {
+    if sandbox {
+        return "sandbox".into();
+    }
+    local_user()
+}
+
+fn local_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn open_store(config: &Config, sandbox: bool) -> Result<Arc<dyn Store>> {
-    if !config.raw.store.url.is_empty() {
-        bail!(
-            "store.url = {:?}: the Redis store is not built yet; remove store.url to use the embedded store",
-            config.raw.store.url
-        );
+    let url = &config.raw.store.url;
+    if !url.is_empty() {
+        let team = Some(config.raw.store.team.as_str()).filter(|t| !t.is_empty());
+        let store = RedisStore::open(url, &redis_namespace(sandbox), team)
+            .with_context(|| "store.url: cannot open the Redis store (is the server up? `dealflow doctor` checks)")?;
+        return Ok(Arc::new(store));
     }
     let path = store_path(config, sandbox)?;
     let store = SqliteStore::open(&path)?;
@@ -257,7 +296,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Command::Whoami) => return auth_cmd::whoami(&config, cli.sandbox),
         _ => {}
     }
-    let store = open_store(&config, cli.sandbox)?;
+    let store = match open_store(&config, cli.sandbox) {
+        Ok(s) => s,
+        Err(e) if matches!(cli.command, Some(Command::Doctor)) => {
+            println!("FAIL  store     {e:#}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e),
+    };
     let ctx = Ctx {
         config,
         sandbox: cli.sandbox,
@@ -280,6 +326,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Command::Actions { cmd }) => actions::run(&ctx, cmd),
         Some(Command::Audit { cmd }) => audit_cmd::run(&ctx, cmd),
         Some(Command::Permissions { cmd }) => permissions_cmd::run(&ctx, cmd),
+        Some(Command::Policy { cmd }) => policy_cmd::run(&ctx, cmd),
         Some(Command::Doctor) => doctor(&ctx),
         Some(Command::Batch { every }) => batch_cmd::run(&ctx, every),
         Some(Command::Mcp { cmd: None }) => mcp_cmd::serve(&ctx),
@@ -373,6 +420,28 @@ fn doctor(ctx: &Ctx) -> Result<ExitCode> {
         None => println!("ok    config    defaults (no file)"),
     }
     println!("ok    store     {}", ctx.store.describe());
+    if !ctx.config.raw.store.url.is_empty() {
+        // Reopen as Redis to reach its health check (the trait stays backend-neutral).
+        let team = Some(ctx.config.raw.store.team.as_str()).filter(|t| !t.is_empty());
+        match RedisStore::open(
+            &ctx.config.raw.store.url,
+            &redis_namespace(ctx.sandbox),
+            team,
+        )
+        .and_then(|r| r.health())
+        {
+            Ok(h) => println!(
+                "ok    redis     PING {:.1} ms, namespace {} ({} keys)",
+                h.latency.as_secs_f64() * 1000.0,
+                h.namespace,
+                h.keys_in_namespace
+            ),
+            Err(e) => {
+                problems += 1;
+                println!("FAIL  redis     {e} — check store.url and that the server is running");
+            }
+        }
+    }
     match ctx.store.verify_audit()? {
         Ok(n) => println!("ok    audit     chain verifies ({n} entries)"),
         Err(b) => {

@@ -80,7 +80,7 @@ pub fn run(ctx: &Ctx, cmd: PermissionsCmd) -> Result<ExitCode> {
             event: "permissions.changed".into(),
             action_id: None,
             outcome: "ok".into(),
-            detail: serde_json::json!({}),
+            detail: serde_json::json!({ "origin": super::origin() }),
         },
     )?;
     let summary = entry
@@ -131,5 +131,11 @@ fn show(ctx: &Ctx, json: bool) -> Result<ExitCode> {
             "off"
         }
     );
+    for r in &p.auto_rules {
+        println!(
+            "auto-approve rule    {}: {} to {} at ≥ {:.2}, until {} (revoke: dealflow policy revoke {})",
+            r.id, r.kind, r.target, r.min_confidence, r.expires_at, r.id
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,8 @@ pub struct StoreSection {
     pub path: String,
     /// `redis://…` selects the Redis backend (team / shared box).
     pub url: String,
+    /// Redis only: the team whose policy tightens this user's permissions (empty = none).
+    pub team: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

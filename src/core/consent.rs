@@ -5,7 +5,7 @@
 //! `Decision` plus evidence that satisfies it, so the executor — which demands a
 //! `Consent` — cannot run anything whose gate was not met (invariant 1).
 
-use super::domain::{ActionKind, ActionParams, Millis, Surface, format_money};
+use super::domain::{ActionKind, ActionParams, Cents, Millis, Surface, format_money};
 use super::permissions::{Approver, Autonomy, Permissions};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -66,6 +66,9 @@ pub struct Decision {
     kind: ActionKind,
     band: &'static str,
     digest: String,
+    /// The auto-approve rule that turned a review into an allow, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auto_rule: Option<String>,
 }
 
 impl Decision {
@@ -88,6 +91,62 @@ impl Decision {
     /// The chain as one line, for the UI and the audit log.
     pub fn explain(&self) -> String {
         self.reasons.join("; ")
+    }
+    /// The id of the auto-approve rule that allowed this, for hit counting.
+    pub fn auto_rule(&self) -> Option<&str> {
+        self.auto_rule.as_deref()
+    }
+
+    /// Raises the decision to at least step-up for `reason` (appended to the chain).
+    /// Only raising is possible (rank 2 = step-up): a step-up, CIBA or deny gate keeps its gate and just
+    /// gains the reason. An allow that came from an auto-approve rule stops being one.
+    pub fn raise_to_step_up(mut self, reason: &str) -> Decision {
+        self.reasons.push(reason.to_string());
+        if self.gate.rank() < 2 {
+            self.gate = Gate::StepUp {
+                reason: reason.to_string(),
+            };
+            self.auto_rule = None;
+        }
+        self
+    }
+}
+
+/// Threshold-gaming guard: `action`'s amount is under the step-up threshold, but with
+/// the other amounts for the same `account` in the `window_ms` before `at` it is over.
+/// `recent` is (account, amount in cents, at ms); entries outside the window or for
+/// other accounts are ignored. Returns the reason to step up with, if any.
+pub fn split_guard(
+    action: &ActionParams,
+    account: &str,
+    at: Millis,
+    recent: &[(String, Cents, Millis)],
+    window_ms: Millis,
+    threshold: Cents,
+) -> Option<String> {
+    let amount = action.amount_cents()?;
+    if amount <= 0 || amount > threshold {
+        // Nothing at stake, or the gate already steps up on the amount alone.
+        return None;
+    }
+    let from = at.saturating_sub(window_ms.max(0));
+    let (earlier, n) = recent
+        .iter()
+        .filter(|(acc, cents, t)| acc == account && *cents > 0 && *t > from && *t <= at)
+        .fold((0i64, 0usize), |(sum, n), (_, cents, _)| {
+            (sum.saturating_add(*cents), n + 1)
+        });
+    let total = earlier.saturating_add(amount);
+    if n > 0 && total > threshold {
+        Some(format!(
+            "split amounts: {} for {account} with {n} other action(s) in the last {} min totals {} > threshold {}",
+            format_money(amount),
+            window_ms / 60_000,
+            format_money(total),
+            format_money(threshold)
+        ))
+    } else {
+        None
     }
 }
 
@@ -125,12 +184,37 @@ fn level_to_gate(level: Autonomy, approver: Approver, reason: String) -> Gate {
 }
 
 /// Decides the gate for `action` proposed on `surface` at `confidence` (0..1; anything
-/// else, NaN included, counts as no confidence at all).
+/// else, NaN included, counts as no confidence at all). It does not know the time, so
+/// time-boxed auto-approve rules never apply here: see [`gate_at`].
 pub fn gate(
     surface: Surface,
     action: &ActionParams,
     permissions: &Permissions,
     confidence: f64,
+) -> Decision {
+    decide_gate(surface, action, permissions, confidence, None)
+}
+
+/// [`gate`] at time `now`, which also honours the user's active auto-approve rules: a
+/// rule for this kind and target pattern turns a *review* into *allow* when confidence
+/// reaches its bar. Everything that adds friction (force-review, thresholds, close-won,
+/// surface floors) still applies after it.
+pub fn gate_at(
+    surface: Surface,
+    action: &ActionParams,
+    permissions: &Permissions,
+    confidence: f64,
+    now: Millis,
+) -> Decision {
+    decide_gate(surface, action, permissions, confidence, Some(now))
+}
+
+fn decide_gate(
+    surface: Surface,
+    action: &ActionParams,
+    permissions: &Permissions,
+    confidence: f64,
+    now: Option<Millis>,
 ) -> Decision {
     let kind = action.kind();
     let confidence = if (0.0..=1.0).contains(&confidence) {
@@ -146,7 +230,9 @@ pub fn gate(
     let mut why = format!("autonomy for {kind}: {level}");
     reasons.push(why.clone());
 
-    let decide = |gate: Gate, reasons: Vec<String>| Decision {
+    let mut auto_rule: Option<String> = None;
+    let decide = |gate: Gate, reasons: Vec<String>, auto_rule: Option<String>| Decision {
+        auto_rule: if gate == Gate::Allow { auto_rule } else { None },
         gate,
         reasons,
         surface,
@@ -157,18 +243,18 @@ pub fn gate(
 
     if kind.is_read() {
         if level == Autonomy::Deny {
-            return decide(Gate::Deny { reason: why }, reasons);
+            return decide(Gate::Deny { reason: why }, reasons, None);
         }
         reasons.push("read: no side effects, no consent needed".into());
-        return decide(Gate::Allow, reasons);
+        return decide(Gate::Allow, reasons, None);
     }
     if level == Autonomy::Deny {
-        return decide(Gate::Deny { reason: why }, reasons);
+        return decide(Gate::Deny { reason: why }, reasons, None);
     }
     if surface == Surface::Mcp && !permissions.mcp_writes_enabled {
         let reason = "MCP write tools are disabled in Permissions".to_string();
         reasons.push(reason.clone());
-        return decide(Gate::Deny { reason }, reasons);
+        return decide(Gate::Deny { reason }, reasons, None);
     }
 
     // Confidence routing: opt-in skip of review first, then the floor that always wins.
@@ -182,6 +268,26 @@ pub fn gate(
         level = Autonomy::Auto;
         why = format!("confidence {confidence:.2} ≥ auto-approve {at:.2}");
         reasons.push(why.clone());
+    }
+    if let Some(now) = now
+        && level == Autonomy::Review
+        && super::permissions::auto_rule_eligible(kind)
+    {
+        let target = super::calibration::target_pattern(action);
+        if let Some(rule) = permissions.auto_rules.iter().find(|r| {
+            r.kind == kind
+                && r.target == target
+                && r.active_at(now)
+                && confidence >= r.min_confidence
+        }) {
+            level = Autonomy::Auto;
+            auto_rule = Some(rule.id.clone());
+            why = format!(
+                "auto-approve rule {}: {kind} to {target} at confidence {confidence:.2} ≥ {:.2}",
+                rule.id, rule.min_confidence
+            );
+            reasons.push(why.clone());
+        }
     }
     if confidence < permissions.confidence.force_review_below && level < Autonomy::Review {
         level = Autonomy::Review;
@@ -236,7 +342,7 @@ pub fn gate(
     }
 
     let gate = level_to_gate(level, approver, why);
-    decide(gate, reasons)
+    decide(gate, reasons, auto_rule)
 }
 
 /// What the user (or their device) did to open a gate.

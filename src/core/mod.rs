@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod audit;
+pub mod calibration;
 pub mod consent;
 pub mod domain;
 pub mod permissions;

@@ -4,7 +4,7 @@
 //! [`PermissionChange`]; the agent's tool registry is built from [`ActionKind`]s and has
 //! no way to name one (invariant 2).
 
-use super::domain::{ActionKind, Cents, Connection};
+use super::domain::{ActionKind, Cents, Connection, Millis};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -105,6 +105,39 @@ pub struct Permissions {
     /// every exchange.
     #[serde(default)]
     pub disconnected: BTreeSet<Connection>,
+    /// Time-boxed auto-approve rules the user accepted from calibration nudges. Only
+    /// [`crate::core::consent::gate_at`] honours them (it knows the time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auto_rules: Vec<AutoApproveRule>,
+}
+
+/// "Auto-approve `kind` to `target` at confidence ≥ `min_confidence` until `expires_at`":
+/// what accepting a calibration nudge adds. It only ever turns a *review* into *allow*;
+/// thresholds, close-won, surface floors and force-review still apply on top.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AutoApproveRule {
+    pub id: String,
+    pub kind: ActionKind,
+    /// The calibration target pattern it covers ("@initech.example", "#deals").
+    pub target: String,
+    pub min_confidence: f64,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+}
+
+/// The longest an auto-approve rule may live before it has to be accepted again.
+pub const MAX_RULE_MS: Millis = 90 * 24 * 3600 * 1000;
+
+impl AutoApproveRule {
+    pub fn active_at(&self, now: Millis) -> bool {
+        self.created_at <= now && now < self.expires_at
+    }
+}
+
+/// Whether calibration may ever suggest (and a rule ever cover) auto-approving `kind`.
+/// Reads need no rule; closing a deal is irreversible and always needs its own rule.
+pub fn auto_rule_eligible(kind: ActionKind) -> bool {
+    kind.is_write() && kind != ActionKind::CloseDeal
 }
 
 impl Default for Permissions {
@@ -133,6 +166,7 @@ impl Default for Permissions {
             },
             mcp_writes_enabled: true,
             disconnected: BTreeSet::new(),
+            auto_rules: Vec::new(),
         }
     }
 }
@@ -244,6 +278,100 @@ impl Permissions {
                     if *enabled { "enabled" } else { "disabled" }
                 ))
             }
+            PermissionChange::AddAutoRule { rule } => {
+                if !auto_rule_eligible(rule.kind) {
+                    return Err(format!(
+                        "{} cannot be auto-approved: reads need no rule, closing a deal is irreversible",
+                        rule.kind
+                    ));
+                }
+                if rule.id.trim().is_empty() || rule.target.trim().is_empty() {
+                    return Err("an auto-approve rule needs an id and a target".into());
+                }
+                if !(0.0..=1.0).contains(&rule.min_confidence) || rule.min_confidence.is_nan() {
+                    return Err("min_confidence must be between 0 and 1".into());
+                }
+                if rule.min_confidence < self.confidence.force_review_below {
+                    return Err(format!(
+                        "min_confidence {:.2} is below force_review_below {:.2}",
+                        rule.min_confidence, self.confidence.force_review_below
+                    ));
+                }
+                let life = rule.expires_at.saturating_sub(rule.created_at);
+                if life <= 0 || life > MAX_RULE_MS {
+                    return Err("an auto-approve rule must expire within 90 days".into());
+                }
+                if self.auto_rules.iter().any(|r| r.id == rule.id) {
+                    return Err(format!("rule {} already exists", rule.id));
+                }
+                self.auto_rules.push(rule.clone());
+                Ok(format!(
+                    "auto-approve rule {}: {} to {} at confidence >= {:.2} until {}",
+                    rule.id, rule.kind, rule.target, rule.min_confidence, rule.expires_at
+                ))
+            }
+            PermissionChange::RevokeAutoRule { id } => {
+                let before = self.auto_rules.len();
+                self.auto_rules.retain(|r| &r.id != id);
+                if self.auto_rules.len() == before {
+                    return Err(format!("no auto-approve rule {id}"));
+                }
+                Ok(format!("auto-approve rule {id} revoked"))
+            }
+        }
+    }
+
+    /// The effective set when a team policy applies: every setting takes whichever of
+    /// the two has more friction, so a user can tighten the team's policy but never
+    /// loosen it. Auto-approve (global or per rule) survives only where the team allows
+    /// confidence-based auto-approval at all, and then never below the team's bar.
+    pub fn tighten_with(&self, team: &Permissions) -> Permissions {
+        let autonomy = ActionKind::ALL
+            .into_iter()
+            .map(|k| (k, self.autonomy_for(k).max(team.autonomy_for(k))))
+            .collect();
+        let close_won = if team.close_won.level > self.close_won.level
+            || (team.close_won.level == self.close_won.level
+                && matches!(team.close_won.approver, Approver::TeamLead(_)))
+        {
+            team.close_won.clone()
+        } else {
+            self.close_won.clone()
+        };
+        let team_at = team.confidence.auto_approve_at;
+        let auto_approve_at = match (self.confidence.auto_approve_at, team_at) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+        let auto_rules = match team_at {
+            None => Vec::new(),
+            Some(bar) => self
+                .auto_rules
+                .iter()
+                .map(|r| AutoApproveRule {
+                    min_confidence: r.min_confidence.max(bar),
+                    ..r.clone()
+                })
+                .collect(),
+        };
+        Permissions {
+            autonomy,
+            step_up_amount_cents: self.step_up_amount_cents.min(team.step_up_amount_cents),
+            close_won,
+            confidence: ConfidenceRouting {
+                auto_approve_at,
+                force_review_below: self
+                    .confidence
+                    .force_review_below
+                    .max(team.confidence.force_review_below),
+            },
+            mcp_writes_enabled: self.mcp_writes_enabled && team.mcp_writes_enabled,
+            disconnected: self
+                .disconnected
+                .union(&team.disconnected)
+                .copied()
+                .collect(),
+            auto_rules,
         }
     }
 }
@@ -275,5 +403,13 @@ pub enum PermissionChange {
     SetConnected {
         connection: Connection,
         connected: bool,
+    },
+    /// Accepting a calibration nudge: a time-boxed auto-approve rule.
+    AddAutoRule {
+        rule: AutoApproveRule,
+    },
+    /// Revoking a rule: one call.
+    RevokeAutoRule {
+        id: String,
     },
 }

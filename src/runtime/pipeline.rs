@@ -142,8 +142,9 @@ impl Pipeline {
         event: &str,
         outcome: &str,
         at: Millis,
-        detail: serde_json::Value,
+        mut detail: serde_json::Value,
     ) -> Result<(), StoreError> {
+        super::review::audit_facts(a, &mut detail);
         self.store.append_audit(NewAuditEntry {
             ts: at,
             actor: actor.to_string(),

@@ -4,10 +4,13 @@
 //! compare-and-set, and audits the outcome, refusals included.
 
 use crate::core::audit::NewAuditEntry;
-use crate::core::consent::{Consent, ConsentError, Decision, Evidence, Gate, gate, payload_digest};
+use crate::core::calibration::{edit_size, target_pattern};
+use crate::core::consent::{
+    Consent, ConsentError, Decision, Evidence, Gate, gate_at, payload_digest, split_guard,
+};
 use crate::core::domain::{Action, ActionParams, ActionState, Millis, Surface};
 use crate::core::permissions::Approver;
-use crate::store::{Store, StoreError, Transition};
+use crate::store::{ActionFilter, Store, StoreError, Transition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
@@ -66,15 +69,110 @@ pub fn ground(store: &dyn Store, params: ActionParams) -> Result<ActionParams, S
     }
 }
 
-/// The gate an action faces right now, under the stored permissions.
+/// Amounts for one account approved (or queued, running, done) within this window
+/// count together against the step-up threshold: splitting a deal does not dodge it.
+pub const SPLIT_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// The account an amount-bearing action concerns (a deal's account, via the store).
+fn account_of(store: &dyn Store, p: &ActionParams) -> Result<Option<String>, StoreError> {
+    Ok(match p {
+        ActionParams::CreateDeal { account, .. } => Some(account.clone()),
+        ActionParams::UpdateDeal { deal_id, .. } | ActionParams::CloseDeal { deal_id, .. } => Some(
+            store
+                .get_deal(deal_id)?
+                .map_or_else(|| deal_id.clone(), |d| d.account),
+        ),
+        _ => None,
+    })
+}
+
+/// The threshold-gaming guard's verdict for `a`, from the store's recent history.
+fn split_amounts(
+    store: &dyn Store,
+    a: &Action,
+    at: Millis,
+    threshold: i64,
+) -> Result<Option<String>, StoreError> {
+    if a.params.amount_cents().is_none() {
+        return Ok(None);
+    }
+    let Some(account) = account_of(store, &a.params)? else {
+        return Ok(None);
+    };
+    let others = store.list_actions(&ActionFilter {
+        states: vec![
+            ActionState::Approved,
+            ActionState::AwaitingConsent,
+            ActionState::Executing,
+            ActionState::Succeeded,
+        ],
+        limit: None,
+    })?;
+    let mut recent = Vec::new();
+    for o in others.iter().filter(|o| o.id != a.id) {
+        if let (Some(cents), Some(acc)) = (o.params.amount_cents(), account_of(store, &o.params)?) {
+            recent.push((acc, cents, o.updated_at));
+        }
+    }
+    Ok(split_guard(
+        &a.params,
+        &account,
+        at,
+        &recent,
+        SPLIT_WINDOW_MS,
+        threshold,
+    ))
+}
+
+/// The gate an action faces right now, under the stored permissions, the user's live
+/// auto-approve rules, and the threshold-gaming guard. Every surface decides here.
 pub fn decision_for(store: &dyn Store, action: &Action) -> Result<Decision, StoreError> {
     let perms = store.load_permissions()?;
-    Ok(gate(
+    let now = crate::sandbox::state::now_ms();
+    let d = gate_at(
         action.surface,
         &action.params,
         &perms,
         action.confidence,
-    ))
+        now,
+    );
+    Ok(
+        match split_amounts(store, action, now, perms.step_up_amount_cents)? {
+            Some(reason) => d.raise_to_step_up(&reason),
+            None => d,
+        },
+    )
+}
+
+/// Where a command runs from, for audit details: the Unix user and the SSH origin
+/// (null when not over SSH), so a shared box's audit log tells its users apart.
+pub fn origin() -> serde_json::Value {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let ssh = ["SSH_CONNECTION", "SSH_CLIENT"]
+        .into_iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find_map(|s| s.split_whitespace().next().map(str::to_string))
+        .filter(|ip| !ip.is_empty());
+    serde_json::json!({ "unix_user": user, "ssh": ssh })
+}
+
+/// What calibration replays from every audit entry about an action (kind, target
+/// pattern, confidence, amount, edit size) and where the decision came from.
+pub fn audit_facts(a: &Action, detail: &mut serde_json::Value) {
+    if let serde_json::Value::Object(m) = detail {
+        m.insert("kind".into(), a.kind().as_str().into());
+        m.insert("target".into(), target_pattern(&a.params).into());
+        m.insert("target_full".into(), a.params.target().into());
+        m.insert("confidence".into(), a.confidence.into());
+        if let Some(cents) = a.params.amount_cents() {
+            m.insert("amount_cents".into(), cents.into());
+        }
+        m.entry("edit_size")
+            .or_insert_with(|| edit_size(&a.original, &a.params).into());
+        m.insert("origin".into(), origin());
+    }
 }
 
 impl Reviewer {
@@ -85,8 +183,9 @@ impl Reviewer {
         event: &str,
         outcome: &str,
         at: Millis,
-        detail: serde_json::Value,
+        mut detail: serde_json::Value,
     ) -> Result<(), StoreError> {
+        audit_facts(a, &mut detail);
         store.append_audit(NewAuditEntry {
             ts: at,
             actor: self.actor.clone(),

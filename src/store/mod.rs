@@ -1,6 +1,7 @@
 //! Persistence behind one [`Store`] trait: deals, contacts, actions with compare-and-set
 //! state transitions, permissions, and the hash-chained audit log.
 
+pub mod redis;
 pub mod sqlite;
 
 use crate::core::audit::{AuditEntry, ChainBreak, ChainVerifier, NewAuditEntry};
@@ -8,6 +9,7 @@ use crate::core::consent::Evidence;
 use crate::core::domain::{Action, ActionParams, ActionState, Contact, Deal, Millis};
 use crate::core::permissions::{PermissionChange, Permissions};
 
+pub use self::redis::RedisStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,737 @@
+//! The Redis store, for a team or a shared box. Every key lives under a per-user
+//! namespace (`dealflow:u:{<sub>}:`; the Auth0 `sub`, or the local user until sign-in
+//! exists), team policies under `dealflow:t:{<team>}:policy`.
+//!
+//! Layout (per user):
+//! - `deals`, `contacts`: hashes id → JSON.
+//! - `actions`: set of ids; `action:<id>`: hash with `state`, `version`, `updated_at`,
+//!   `outcome`, `evidence`, `params` and `body` (the rest of the action as JSON).
+//! - `permissions`: string (JSON).
+//! - `audit`: sorted set scored by seq, members the sealed entries as JSON;
+//!   `audit:head`: hash {count, hash}.
+//!
+//! Atomicity: transitions and edits are Lua scripts that compare state and version and
+//! bump the version. An audit append seals the entry in Rust from the head it read, then
+//! a Lua script appends only if the head is still that one (compare-and-set), retrying
+//! otherwise; a permission change does the same with the permissions body included, so
+//! the change and its audit entry land together or not at all.
+//!
+//! The trait is synchronous and is called from `spawn_blocking`: this uses the redis
+//! crate's blocking connection behind a mutex (no runtime involved), reconnecting after
+//! a connection error.
+
+use super::{ActionFilter, Result, Store, StoreError, Transition};
+use crate::core::audit::{self, AuditEntry, GENESIS, NewAuditEntry};
+use crate::core::domain::{Action, ActionParams, ActionState, Contact, Deal};
+use crate::core::permissions::{PermissionChange, Permissions};
+use redis::{Connection, Script};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const TRANSITION: &str = r#"
+local cur = redis.call('HMGET', KEYS[1], 'state', 'version')
+if not cur[1] then return {'missing'} end
+if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return {'conflict', cur[1], cur[2]} end
+redis.call('HSET', KEYS[1], 'state', ARGV[3], 'version', tostring(tonumber(cur[2]) + 1), 'updated_at', ARGV[4])
+if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'outcome', ARGV[6]) end
+if ARGV[7] == 'set' then redis.call('HSET', KEYS[1], 'evidence', ARGV[8])
+elseif ARGV[7] == 'clear' then redis.call('HDEL', KEYS[1], 'evidence') end
+return {'ok'}
+"#;
+
+const EDIT: &str = r#"
+local cur = redis.call('HMGET', KEYS[1], 'state', 'version')
+if not cur[1] then return {'missing'} end
+local s = cur[1]
+if cur[2] ~= ARGV[1] or (s ~= 'proposed' and s ~= 'awaiting_consent' and s ~= 'approved') then
+  return {'conflict', cur[1], cur[2]}
+end
+redis.call('HSET', KEYS[1], 'params', ARGV[2], 'state', 'proposed', 'version', tostring(tonumber(cur[2]) + 1), 'updated_at', ARGV[3])
+redis.call('HDEL', KEYS[1], 'evidence')
+return {'ok'}
+"#;
+
+const INSERT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'version', ARGV[2], 'updated_at', ARGV[3], 'params', ARGV[4], 'body', ARGV[5])
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'outcome', ARGV[6]) end
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'evidence', ARGV[7]) end
+redis.call('SADD', KEYS[2], ARGV[8])
+return 1
+"#;
+
+/// KEYS: audit, audit:head, permissions. ARGV: expected count, expected head hash, new
+/// seq, entry JSON, new hash, the genesis hash, perms mode ('1' = also compare-and-set
+/// the permissions), expected permissions body ('' = absent), new permissions body.
+const APPEND: &str = r#"
+local head = redis.call('HMGET', KEYS[2], 'count', 'hash')
+local count = head[1] or '0'
+local hash = head[2] or ARGV[6]
+if count ~= ARGV[1] or hash ~= ARGV[2] then return 0 end
+if ARGV[7] == '1' then
+  local body = redis.call('GET', KEYS[3]) or ''
+  if body ~= ARGV[8] then return 0 end
+  redis.call('SET', KEYS[3], ARGV[9])
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+redis.call('HSET', KEYS[2], 'count', ARGV[3], 'hash', ARGV[5])
+return 1
+"#;
+
+pub struct RedisStore {
+    url: String,
+    namespace: String,
+    team: Option<String>,
+    client: redis::Client,
+    conn: Mutex<Option<Connection>>,
+    transition: Script,
+    edit: Script,
+    insert: Script,
+    append: Script,
+}
+
+/// What `doctor` reports about the server.
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub latency: Duration,
+    pub namespace: String,
+    pub keys_in_namespace: u64,
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// Keeps a namespace to characters that cannot break out of the key prefix.
+fn clean_namespace(ns: &str) -> std::result::Result<String, String> {
+    if ns.is_empty() {
+        return Err("the namespace (user) must not be empty".into());
+    }
+    if ns.contains(['*', '?', '[', ']', '\\', '{', '}']) || ns.contains(char::is_whitespace) {
+        return Err(format!(
+            "namespace {ns:?} must not contain glob characters, braces or whitespace"
+        ));
+    }
+    Ok(ns.to_string())
+}
+
+impl RedisStore {
+    /// Connects to `url` (redis:// or rediss://) for the user `namespace` (the Auth0
+    /// `sub`, or the local user / "sandbox" before sign-in), optionally under `team`.
+    pub fn open(url: &str, namespace: &str, team: Option<&str>) -> Result<RedisStore> {
+        let db = |message: String| StoreError::Db {
+            path: url.to_string(),
+            message,
+        };
+        let namespace = clean_namespace(namespace).map_err(db)?;
+        let team = team.map(clean_namespace).transpose().map_err(db)?;
+        let client = redis::Client::open(url).map_err(|e| db(e.to_string()))?;
+        let store = RedisStore {
+            url: url.to_string(),
+            namespace,
+            team,
+            client,
+            conn: Mutex::new(None),
+            transition: Script::new(TRANSITION),
+            edit: Script::new(EDIT),
+            insert: Script::new(INSERT),
+            append: Script::new(APPEND),
+        };
+        // Fail at open, not at first use, when the server is not there.
+        store.with(|c| redis::cmd("PING").query::<String>(c))?;
+        Ok(store)
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn key(&self, k: &str) -> String {
+        // The braces delimit the namespace (which cannot contain them), so no user's
+        // keys can alias another's ("a" + ":audit" vs "a:audit"), and they make the
+        // namespace a Redis Cluster hash tag: one user's keys share a slot, as the
+        // multi-key Lua scripts need.
+        format!("dealflow:u:{{{}}}:{k}", self.namespace)
+    }
+
+    fn team_key(&self, team: &str) -> String {
+        format!("dealflow:t:{{{team}}}:policy")
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Db {
+            path: self.describe(),
+            message: e.to_string(),
+        }
+    }
+
+    fn corrupt(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Corrupt {
+            path: self.describe(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Runs `f` on the connection, connecting first if needed. After an IO error the
+    /// connection is dropped so the next call reconnects.
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>) -> Result<T> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            let c = self
+                .client
+                .get_connection_with_timeout(Duration::from_secs(5))
+                .map_err(|e| self.err(e))?;
+            c.set_read_timeout(Some(Duration::from_secs(10)))
+                .map_err(|e| self.err(e))?;
+            c.set_write_timeout(Some(Duration::from_secs(10)))
+                .map_err(|e| self.err(e))?;
+            *guard = Some(c);
+        }
+        let Some(conn) = guard.as_mut() else {
+            return Err(self.err("no connection"));
+        };
+        match f(conn) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                    *guard = None;
+                }
+                Err(self.err(e))
+            }
+        }
+    }
+
+    /// PING latency and how many keys this namespace holds, for `dealflow doctor`.
+    pub fn health(&self) -> Result<Health> {
+        let start = Instant::now();
+        self.with(|c| redis::cmd("PING").query::<String>(c))?;
+        let latency = start.elapsed();
+        let pattern = self.key("*");
+        let keys_in_namespace = self.with(|c| {
+            let mut n = 0u64;
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(c)?;
+                n += batch.len() as u64;
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+            Ok(n)
+        })?;
+        Ok(Health {
+            latency,
+            namespace: self.namespace.clone(),
+            keys_in_namespace,
+        })
+    }
+
+    /// Deletes every key of this user's namespace (tests, and `doctor`-guided resets).
+    pub fn purge_namespace(&self) -> Result<u64> {
+        let pattern = self.key("*");
+        self.with(|c| {
+            let mut n = 0u64;
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(c)?;
+                if !batch.is_empty() {
+                    n += redis::cmd("DEL").arg(&batch).query::<u64>(c)?;
+                }
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+            Ok(n)
+        })
+    }
+
+    /// The team's policy, if this store has a team and the team has one.
+    pub fn team_policy(&self) -> Result<Option<Permissions>> {
+        let Some(team) = &self.team else {
+            return Ok(None);
+        };
+        let key = self.team_key(team);
+        let body: Option<String> = self.with(|c| redis::cmd("GET").arg(&key).query(c))?;
+        body.map(|b| serde_json::from_str(&b))
+            .transpose()
+            .map_err(|e| self.corrupt(format!("team policy: {e}")))
+    }
+
+    /// Sets the team policy (an admin's act; audited in this user's log).
+    pub fn set_team_policy(
+        &self,
+        policy: &Permissions,
+        mut entry: NewAuditEntry,
+    ) -> Result<AuditEntry> {
+        let Some(team) = self.team.clone() else {
+            return Err(StoreError::Permission("this store has no team".into()));
+        };
+        let key = self.team_key(&team);
+        let body = json(policy);
+        self.with(|c| redis::cmd("SET").arg(&key).arg(&body).query::<()>(c))?;
+        if let serde_json::Value::Object(m) = &mut entry.detail {
+            m.insert("team".into(), team.into());
+            m.insert(
+                "policy".into(),
+                serde_json::to_value(policy).unwrap_or_default(),
+            );
+        }
+        self.append_audit(entry)
+    }
+
+    /// The user's own permission set, before any team policy.
+    pub fn own_permissions(&self) -> Result<Permissions> {
+        Ok(self.own_permissions_raw()?.1)
+    }
+
+    fn own_permissions_raw(&self) -> Result<(Option<String>, Permissions)> {
+        let key = self.key("permissions");
+        let body: Option<String> = self.with(|c| redis::cmd("GET").arg(&key).query(c))?;
+        let perms = match &body {
+            None => Permissions::default(),
+            Some(b) => {
+                serde_json::from_str(b).map_err(|e| self.corrupt(format!("permissions: {e}")))?
+            }
+        };
+        Ok((body, perms))
+    }
+
+    fn effective(&self, own: Permissions) -> Result<Permissions> {
+        Ok(match self.team_policy()? {
+            Some(team) => own.tighten_with(&team),
+            None => own,
+        })
+    }
+
+    fn parse_action(&self, id: &str, m: BTreeMap<String, String>) -> Result<Action> {
+        let field = |k: &str| {
+            m.get(k)
+                .ok_or_else(|| self.corrupt(format!("action {id}: missing {k}")))
+        };
+        let mut a: Action = serde_json::from_str(field("body")?)
+            .map_err(|e| self.corrupt(format!("action {id}: {e}")))?;
+        let state = field("state")?;
+        a.state = ActionState::parse(state)
+            .ok_or_else(|| self.corrupt(format!("action {id}: unknown state {state:?}")))?;
+        a.version = field("version")?
+            .parse()
+            .map_err(|e| self.corrupt(format!("action {id}: version: {e}")))?;
+        a.updated_at = field("updated_at")?
+            .parse()
+            .map_err(|e| self.corrupt(format!("action {id}: updated_at: {e}")))?;
+        a.params = serde_json::from_str(field("params")?)
+            .map_err(|e| self.corrupt(format!("action {id}: params: {e}")))?;
+        a.outcome = m.get("outcome").cloned();
+        a.evidence = m
+            .get("evidence")
+            .map(|e| serde_json::from_str(e))
+            .transpose()
+            .map_err(|e| self.corrupt(format!("action {id}: evidence: {e}")))?;
+        Ok(a)
+    }
+
+    fn fetch_action(&self, id: &str) -> Result<Option<Action>> {
+        let key = self.key(&format!("action:{id}"));
+        let m: BTreeMap<String, String> =
+            self.with(|c| redis::cmd("HGETALL").arg(&key).query(c))?;
+        if m.is_empty() {
+            return Ok(None);
+        }
+        self.parse_action(id, m).map(Some)
+    }
+
+    fn conflict(&self, id: &str, expected: ActionState, version: i64, r: &[String]) -> StoreError {
+        match (
+            r.get(1).and_then(|s| ActionState::parse(s)),
+            r.get(2).and_then(|v| v.parse().ok()),
+        ) {
+            (Some(found), Some(found_version)) => StoreError::Conflict {
+                id: id.to_string(),
+                expected,
+                version,
+                found,
+                found_version,
+            },
+            _ => self.corrupt(format!("action {id}: unreadable state or version")),
+        }
+    }
+
+    /// Seals `entry` on the current head and appends it if the head has not moved;
+    /// with `perms`, also replaces the permissions body if it is still `expected`.
+    /// Returns None when someone else got there first (the caller retries).
+    fn try_append(
+        &self,
+        entry: &NewAuditEntry,
+        perms: Option<(&Option<String>, &str)>,
+    ) -> Result<Option<AuditEntry>> {
+        let head_key = self.key("audit:head");
+        let head: (Option<i64>, Option<String>) = self.with(|c| {
+            redis::cmd("HMGET")
+                .arg(&head_key)
+                .arg("count")
+                .arg("hash")
+                .query(c)
+        })?;
+        let count = head.0.unwrap_or(0);
+        let prev = head.1.unwrap_or_else(|| GENESIS.to_string());
+        let sealed = audit::seal(count + 1, &prev, entry.clone());
+        let (mode, expected, body) = match perms {
+            None => ("0", String::new(), String::new()),
+            Some((expected, body)) => ("1", expected.clone().unwrap_or_default(), body.to_string()),
+        };
+        let ok: i64 = self.with(|c| {
+            self.append
+                .key(self.key("audit"))
+                .key(&head_key)
+                .key(self.key("permissions"))
+                .arg(count)
+                .arg(&prev)
+                .arg(sealed.seq)
+                .arg(json(&sealed))
+                .arg(&sealed.hash)
+                .arg(GENESIS)
+                .arg(mode)
+                .arg(expected)
+                .arg(body)
+                .invoke(c)
+        })?;
+        Ok((ok == 1).then_some(sealed))
+    }
+
+    fn backoff(attempt: u32) {
+        // Jittered and short: the window between read and CAS is one round trip.
+        let jitter = u64::from(rand::random::<u8>() % 4);
+        std::thread::sleep(Duration::from_millis(u64::from(attempt.min(10)) + jitter));
+    }
+}
+
+const MAX_ATTEMPTS: u32 = 1000;
+
+impl Store for RedisStore {
+    fn describe(&self) -> String {
+        let team = self
+            .team
+            .as_ref()
+            .map(|t| format!(" team {t}"))
+            .unwrap_or_default();
+        // Never show credentials that may be in the URL.
+        let shown = match self.url.split_once('@') {
+            Some((scheme_user, host)) => {
+                let scheme = scheme_user.split("://").next().unwrap_or("redis");
+                format!("{scheme}://…@{host}")
+            }
+            None => self.url.clone(),
+        };
+        format!("redis {shown} namespace {}{team}", self.namespace)
+    }
+
+    fn upsert_deal(&self, d: &Deal) -> Result<()> {
+        let key = self.key("deals");
+        self.with(|c| {
+            redis::cmd("HSET")
+                .arg(&key)
+                .arg(&d.id)
+                .arg(json(d))
+                .query::<()>(c)
+        })
+    }
+
+    fn list_deals(&self) -> Result<Vec<Deal>> {
+        let key = self.key("deals");
+        let m: BTreeMap<String, String> =
+            self.with(|c| redis::cmd("HGETALL").arg(&key).query(c))?;
+        let mut out = m
+            .iter()
+            .map(|(id, b)| {
+                serde_json::from_str::<Deal>(b).map_err(|e| self.corrupt(format!("deal {id}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by(|a, b| b.amount_cents.cmp(&a.amount_cents).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    fn get_deal(&self, id: &str) -> Result<Option<Deal>> {
+        let key = self.key("deals");
+        let b: Option<String> = self.with(|c| redis::cmd("HGET").arg(&key).arg(id).query(c))?;
+        b.map(|b| serde_json::from_str(&b))
+            .transpose()
+            .map_err(|e| self.corrupt(format!("deal {id}: {e}")))
+    }
+
+    fn upsert_contact(&self, ct: &Contact) -> Result<()> {
+        let key = self.key("contacts");
+        self.with(|c| {
+            redis::cmd("HSET")
+                .arg(&key)
+                .arg(&ct.id)
+                .arg(json(ct))
+                .query::<()>(c)
+        })
+    }
+
+    fn list_contacts(&self) -> Result<Vec<Contact>> {
+        let key = self.key("contacts");
+        let m: BTreeMap<String, String> =
+            self.with(|c| redis::cmd("HGETALL").arg(&key).query(c))?;
+        let mut out = m
+            .iter()
+            .map(|(id, b)| {
+                serde_json::from_str::<Contact>(b)
+                    .map_err(|e| self.corrupt(format!("contact {id}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn insert_action(&self, a: &Action) -> Result<()> {
+        let ok: i64 = self.with(|c| {
+            self.insert
+                .key(self.key(&format!("action:{}", a.id)))
+                .key(self.key("actions"))
+                .arg(a.state.as_str())
+                .arg(a.version)
+                .arg(a.updated_at)
+                .arg(json(&a.params))
+                .arg(json(a))
+                .arg(a.outcome.clone().unwrap_or_default())
+                .arg(a.evidence.as_ref().map(json).unwrap_or_default())
+                .arg(&a.id)
+                .invoke(c)
+        })?;
+        if ok == 1 {
+            Ok(())
+        } else {
+            Err(self.err(format!("action {} already exists", a.id)))
+        }
+    }
+
+    fn get_action(&self, id: &str) -> Result<Action> {
+        self.fetch_action(id)?
+            .ok_or_else(|| StoreError::NotFound { id: id.to_string() })
+    }
+
+    fn list_actions(&self, f: &ActionFilter) -> Result<Vec<Action>> {
+        let set = self.key("actions");
+        let ids: Vec<String> = self.with(|c| redis::cmd("SMEMBERS").arg(&set).query(c))?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let maps: Vec<BTreeMap<String, String>> = self.with(|c| {
+            let mut p = redis::pipe();
+            for id in &ids {
+                p.cmd("HGETALL").arg(self.key(&format!("action:{id}")));
+            }
+            p.query(c)
+        })?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, m) in ids.iter().zip(maps) {
+            if m.is_empty() {
+                continue;
+            }
+            let a = self.parse_action(id, m)?;
+            if f.states.is_empty() || f.states.contains(&a.state) {
+                out.push(a);
+            }
+        }
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        if let Some(limit) = f.limit {
+            out.truncate(limit);
+        }
+        Ok(out)
+    }
+
+    fn transition(&self, id: &str, t: &Transition) -> Result<Action> {
+        if !t.from.can_go_to(t.to) {
+            return Err(StoreError::InvalidTransition {
+                id: id.to_string(),
+                from: t.from,
+                to: t.to,
+            });
+        }
+        // Going back to proposed drops any consent: it covered the old moment.
+        let (mode, evidence) = match &t.evidence {
+            Some(e) => ("set", json(e)),
+            None if t.to == ActionState::Proposed => ("clear", String::new()),
+            None => ("keep", String::new()),
+        };
+        let r: Vec<String> = self.with(|c| {
+            self.transition
+                .key(self.key(&format!("action:{id}")))
+                .arg(t.from.as_str())
+                .arg(t.version)
+                .arg(t.to.as_str())
+                .arg(t.at)
+                .arg(if t.outcome.is_some() { "1" } else { "0" })
+                .arg(t.outcome.clone().unwrap_or_default())
+                .arg(mode)
+                .arg(evidence)
+                .invoke(c)
+        })?;
+        match r.first().map(String::as_str) {
+            Some("ok") => self.get_action(id),
+            Some("missing") => Err(StoreError::NotFound { id: id.to_string() }),
+            _ => Err(self.conflict(id, t.from, t.version, &r)),
+        }
+    }
+
+    fn edit_action(&self, id: &str, version: i64, p: &ActionParams, at: i64) -> Result<Action> {
+        let cur = self.get_action(id)?;
+        if !matches!(
+            cur.state,
+            ActionState::Proposed | ActionState::AwaitingConsent | ActionState::Approved
+        ) {
+            return Err(StoreError::NotEditable {
+                id: id.to_string(),
+                state: cur.state,
+            });
+        }
+        if p.kind() != cur.kind() {
+            return Err(self.corrupt(format!(
+                "an edit cannot change the kind of {id} from {} to {}",
+                cur.kind(),
+                p.kind()
+            )));
+        }
+        let r: Vec<String> = self.with(|c| {
+            self.edit
+                .key(self.key(&format!("action:{id}")))
+                .arg(version)
+                .arg(json(p))
+                .arg(at)
+                .invoke(c)
+        })?;
+        match r.first().map(String::as_str) {
+            Some("ok") => self.get_action(id),
+            Some("missing") => Err(StoreError::NotFound { id: id.to_string() }),
+            _ => Err(self.conflict(id, cur.state, version, &r)),
+        }
+    }
+
+    fn mark_interrupted(&self, at: i64) -> Result<Vec<Action>> {
+        let stuck = self.list_actions(&ActionFilter {
+            states: vec![ActionState::Executing],
+            limit: None,
+        })?;
+        let mut out = Vec::new();
+        for a in stuck {
+            let t = Transition {
+                from: ActionState::Executing,
+                version: a.version,
+                to: ActionState::NeedsReconciliation,
+                outcome: Some(
+                    "interrupted while executing: check the provider before retrying".into(),
+                ),
+                evidence: None,
+                at,
+            };
+            match self.transition(&a.id, &t) {
+                Ok(now) => out.push(now),
+                Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The effective set: the user's own, tightened by the team policy if there is one.
+    fn load_permissions(&self) -> Result<Permissions> {
+        let own = self.own_permissions()?;
+        self.effective(own)
+    }
+
+    fn change_permissions(
+        &self,
+        change: &PermissionChange,
+        audit: NewAuditEntry,
+    ) -> Result<(Permissions, AuditEntry)> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let (body, mut perms) = self.own_permissions_raw()?;
+            let before = perms.clone();
+            let summary = perms.apply(change).map_err(StoreError::Permission)?;
+            let mut entry = audit.clone();
+            if let serde_json::Value::Object(m) = &mut entry.detail {
+                m.insert(
+                    "change".into(),
+                    serde_json::to_value(change).unwrap_or_default(),
+                );
+                m.insert("summary".into(), summary.into());
+                m.insert(
+                    "before".into(),
+                    serde_json::to_value(&before).unwrap_or_default(),
+                );
+            } else {
+                entry.detail = serde_json::json!({
+                    "change": change, "summary": summary, "before": before,
+                });
+            }
+            let new_body = json(&perms);
+            if let Some(sealed) = self.try_append(&entry, Some((&body, &new_body)))? {
+                return Ok((self.effective(perms)?, sealed));
+            }
+            Self::backoff(attempt);
+        }
+        Err(self.err("permission change: too much contention, gave up"))
+    }
+
+    fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
+        for attempt in 0..MAX_ATTEMPTS {
+            if let Some(sealed) = self.try_append(&entry, None)? {
+                return Ok(sealed);
+            }
+            Self::backoff(attempt);
+        }
+        Err(self.err("audit append: too much contention, gave up"))
+    }
+
+    fn audit_page(&self, after: i64, limit: usize) -> Result<Vec<AuditEntry>> {
+        let key = self.key("audit");
+        let rows: Vec<String> = self.with(|c| {
+            redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(format!("({after}"))
+                .arg("+inf")
+                .arg("BYSCORE")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit)
+                .query(c)
+        })?;
+        rows.iter()
+            .map(|r| {
+                serde_json::from_str::<AuditEntry>(r)
+                    .map_err(|e| self.corrupt(format!("audit entry after #{after}: {e}")))
+            })
+            .collect()
+    }
+
+    fn audit_head(&self) -> Result<(i64, String)> {
+        let key = self.key("audit:head");
+        let head: (Option<i64>, Option<String>) = self.with(|c| {
+            redis::cmd("HMGET")
+                .arg(&key)
+                .arg("count")
+                .arg("hash")
+                .query(c)
+        })?;
+        Ok((
+            head.0.unwrap_or(0),
+            head.1.unwrap_or_else(|| GENESIS.to_string()),
+        ))
+    }
+}

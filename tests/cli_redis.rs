@@ -1,0 +1,158 @@
+//! The real binary on a real Redis: `store.url` selects it, `doctor` checks it, and on a
+//! shared box every audit row the CLI writes names the Unix user and the SSH origin.
+
+#![allow(clippy::unwrap_used)]
+
+use assert_cmd::Command;
+use dealflow::core::domain::{Action, ActionParams, ActionState, Surface};
+use dealflow::store::{RedisStore, Store};
+
+fn redis_url() -> String {
+    std::env::var("DEALFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A user with their own namespace (the CLI uses $USER until sign-in exists), a config
+/// pointing at Redis, and cleanup on drop.
+struct User {
+    dir: tempfile::TempDir,
+    name: String,
+    store: RedisStore,
+}
+
+impl User {
+    fn new() -> User {
+        let name = format!("clitest-{:016x}", rand::random::<u64>());
+        let store = RedisStore::open(&redis_url(), &name, None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.toml"),
+            format!("[store]\nurl = \"{}\"\n", redis_url()),
+        )
+        .unwrap();
+        User { dir, name, store }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("dealflow").unwrap();
+        c.env_clear()
+            .env("HOME", self.dir.path())
+            .env("USER", &self.name)
+            .arg("--config")
+            .arg(self.dir.path().join("config.toml"))
+            .timeout(std::time::Duration::from_secs(60));
+        c
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        let _ = self.store.purge_namespace();
+    }
+}
+
+fn slack(id: &str) -> Action {
+    let params = ActionParams::PostSlack {
+        channel: "#deals".into(),
+        text: format!("update {id}"),
+    };
+    Action {
+        id: id.into(),
+        original: params.clone(),
+        params,
+        state: ActionState::Proposed,
+        version: 1,
+        surface: Surface::ActionCenter,
+        confidence: 0.93,
+        justification: "test".into(),
+        title: format!("post {id}"),
+        created_at: 1,
+        updated_at: 1,
+        outcome: None,
+        evidence: None,
+    }
+}
+
+#[test]
+fn store_url_selects_redis_in_the_users_namespace() {
+    let u = User::new();
+    u.store.insert_action(&slack("r1")).unwrap();
+    let a = u
+        .cmd()
+        .args(["actions", "list", "--json"])
+        .assert()
+        .success();
+    let list: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(list[0]["id"], "r1");
+    // Another user on the same server sees nothing of it.
+    let other = User::new();
+    let a = other
+        .cmd()
+        .args(["actions", "list", "--json"])
+        .assert()
+        .success();
+    let list: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(list, serde_json::json!([]));
+    other
+        .cmd()
+        .args(["actions", "approve", "r1", "--confirm", "r1"])
+        .assert()
+        .failure();
+    assert_eq!(
+        u.store.get_action("r1").unwrap().state,
+        ActionState::Proposed
+    );
+}
+
+#[test]
+fn doctor_pings_redis_and_names_the_namespace() {
+    let u = User::new();
+    let a = u.cmd().arg("doctor").assert().success();
+    let out = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    assert!(out.contains("ok    redis     PING"), "{out}");
+    assert!(out.contains(&format!("namespace {}", u.name)), "{out}");
+
+    // A server that is not there: doctor says so and fails, instead of a bare error.
+    std::fs::write(
+        u.dir.path().join("config.toml"),
+        "[store]\nurl = \"redis://127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let a = u.cmd().arg("doctor").assert().failure();
+    let out = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    assert!(out.contains("FAIL  store"), "{out}");
+}
+
+#[test]
+fn shared_box_rows_record_unix_user_and_ssh_origin() {
+    let u = User::new();
+    u.store.insert_action(&slack("s1")).unwrap();
+    u.store.insert_action(&slack("s2")).unwrap();
+    u.cmd()
+        .env("SSH_CONNECTION", "203.0.113.7 51022 10.0.0.5 22")
+        .args(["actions", "approve", "s1", "--confirm", "s1"])
+        .assert()
+        .success();
+    u.cmd()
+        .env("SSH_CLIENT", "198.51.100.9 40000 22")
+        .args(["actions", "reject", "s2", "--reason", "wrong channel"])
+        .assert()
+        .success();
+    u.cmd()
+        .args(["permissions", "mcp-writes", "off"])
+        .assert()
+        .success();
+    let rows = u.store.audit_page(0, 100).unwrap();
+    assert_eq!(rows.len(), 3);
+    let origin = |i: usize| rows[i].detail["origin"].clone();
+    assert_eq!(origin(0)["unix_user"], u.name.as_str());
+    assert_eq!(origin(0)["ssh"], "203.0.113.7");
+    assert_eq!(rows[0].event, "action.approved");
+    assert_eq!(origin(1)["ssh"], "198.51.100.9");
+    assert_eq!(origin(2)["ssh"], serde_json::Value::Null, "not over SSH");
+    assert_eq!(origin(2)["unix_user"], u.name.as_str());
+    // Calibration fields ride along with each decision.
+    assert_eq!(rows[0].detail["kind"], "post_slack");
+    assert_eq!(rows[0].detail["target"], "#deals");
+    assert_eq!(rows[0].detail["confidence"], 0.93);
+    assert_eq!(u.store.verify_audit().unwrap(), Ok(3));
+}

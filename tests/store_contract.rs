@@ -1,0 +1,901 @@
+//! One contract for every store backend, run against a real SQLite file and a real
+//! Redis server (DEALFLOW_TEST_REDIS_URL, default redis://127.0.0.1:6379): CRUD,
+//! compare-and-set, permissions, the audit chain, and two processes racing over one
+//! store. Each Redis test uses its own random namespace and deletes it afterwards.
+//! Backend-specific checks (file modes, namespace isolation, team policy) follow.
+
+#![allow(clippy::unwrap_used)]
+
+use dealflow::core::audit::NewAuditEntry;
+use dealflow::core::consent::Evidence;
+use dealflow::core::domain::ActionKind;
+use dealflow::core::domain::{Action, ActionParams, ActionState, Surface};
+use dealflow::core::permissions::{Autonomy, PermissionChange};
+use dealflow::sandbox::demo;
+use dealflow::store::{ActionFilter, RedisStore, SqliteStore, Store, StoreError, Transition};
+use std::path::Path;
+
+fn action(id: &str, state: ActionState) -> Action {
+    let params = ActionParams::PostSlack {
+        channel: "#deals".into(),
+        text: format!("hello from {id}"),
+    };
+    Action {
+        id: id.into(),
+        original: params.clone(),
+        params,
+        state,
+        version: 1,
+        surface: Surface::ActionCenter,
+        confidence: 0.8,
+        justification: "test".into(),
+        title: format!("post {id}"),
+        created_at: 1,
+        updated_at: 1,
+        outcome: None,
+        evidence: None,
+    }
+}
+
+fn t(from: ActionState, version: i64, to: ActionState) -> Transition {
+    Transition {
+        from,
+        version,
+        to,
+        outcome: None,
+        evidence: None,
+        at: 2,
+    }
+}
+
+fn entry(n: i64) -> NewAuditEntry {
+    NewAuditEntry {
+        ts: n,
+        actor: "user:test".into(),
+        surface: Some(Surface::Cli),
+        event: "test.event".into(),
+        action_id: None,
+        outcome: "ok".into(),
+        detail: serde_json::json!({ "n": n }),
+    }
+}
+
+fn redis_url() -> String {
+    std::env::var("DEALFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn unique_namespace(tag: &str) -> String {
+    format!("test-{tag}-{:016x}", rand::random::<u64>())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Sqlite,
+    Redis,
+}
+
+/// One backend under test: the store, plus ways to reopen it (another connection, as a
+/// second process would) and to tamper with its audit rows behind the store's back.
+struct Fx {
+    kind: Kind,
+    dir: tempfile::TempDir,
+    ns: String,
+    store: Box<dyn Store>,
+}
+
+impl Fx {
+    fn new(kind: Kind) -> Fx {
+        let dir = tempfile::tempdir().unwrap();
+        let ns = unique_namespace("c");
+        let store = open_kind(kind, &locator(kind, dir.path(), &ns));
+        Fx {
+            kind,
+            dir,
+            ns,
+            store,
+        }
+    }
+
+    fn s(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// What a second process needs to open the same store.
+    fn locator(&self) -> String {
+        locator(self.kind, self.dir.path(), &self.ns)
+    }
+
+    fn reopen(&self) -> Box<dyn Store> {
+        open_kind(self.kind, &self.locator())
+    }
+
+    fn redis(&self) -> ::redis::Connection {
+        ::redis::Client::open(redis_url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    fn audit_key(&self) -> String {
+        format!("dealflow:u:{{{}}}:audit", self.ns)
+    }
+
+    fn redis_row(&self, c: &mut ::redis::Connection, seq: i64) -> String {
+        let rows: Vec<String> = ::redis::cmd("ZRANGE")
+            .arg(self.audit_key())
+            .arg(seq)
+            .arg(seq)
+            .arg("BYSCORE")
+            .query(c)
+            .unwrap();
+        rows.into_iter().next().unwrap()
+    }
+
+    fn tamper_outcome(&self, seq: i64, outcome: &str) {
+        match self.kind {
+            Kind::Sqlite => {
+                raw(self.dir.path())
+                    .execute(
+                        "UPDATE audit SET outcome = ?1 WHERE seq = ?2",
+                        rusqlite::params![outcome, seq],
+                    )
+                    .unwrap();
+            }
+            Kind::Redis => {
+                let mut c = self.redis();
+                let row = self.redis_row(&mut c, seq);
+                let mut v: serde_json::Value = serde_json::from_str(&row).unwrap();
+                v["outcome"] = outcome.into();
+                let _: () = ::redis::cmd("ZREM")
+                    .arg(self.audit_key())
+                    .arg(&row)
+                    .query(&mut c)
+                    .unwrap();
+                let _: () = ::redis::cmd("ZADD")
+                    .arg(self.audit_key())
+                    .arg(seq)
+                    .arg(v.to_string())
+                    .query(&mut c)
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Swaps the contents of two rows, keeping their positions.
+    fn swap(&self, a: i64, b: i64) {
+        match self.kind {
+            Kind::Sqlite => raw(self.dir.path())
+                .execute_batch(&format!(
+                    "UPDATE audit SET seq = -1 WHERE seq = {a};
+                     UPDATE audit SET seq = {a} WHERE seq = {b};
+                     UPDATE audit SET seq = {b} WHERE seq = -1;"
+                ))
+                .unwrap(),
+            Kind::Redis => {
+                let mut c = self.redis();
+                let (ra, rb) = (self.redis_row(&mut c, a), self.redis_row(&mut c, b));
+                let _: () = ::redis::pipe()
+                    .atomic()
+                    .cmd("ZREM")
+                    .arg(self.audit_key())
+                    .arg(&ra)
+                    .arg(&rb)
+                    .cmd("ZADD")
+                    .arg(self.audit_key())
+                    .arg(a)
+                    .arg(&rb)
+                    .arg(b)
+                    .arg(&ra)
+                    .query(&mut c)
+                    .unwrap();
+            }
+        }
+    }
+
+    fn delete(&self, seq: i64) {
+        match self.kind {
+            Kind::Sqlite => {
+                raw(self.dir.path())
+                    .execute("DELETE FROM audit WHERE seq = ?1", [seq])
+                    .unwrap();
+            }
+            Kind::Redis => {
+                let mut c = self.redis();
+                let _: () = ::redis::cmd("ZREMRANGEBYSCORE")
+                    .arg(self.audit_key())
+                    .arg(seq)
+                    .arg(seq)
+                    .query(&mut c)
+                    .unwrap();
+            }
+        }
+    }
+}
+
+impl Drop for Fx {
+    fn drop(&mut self) {
+        if self.kind == Kind::Redis
+            && let Ok(s) = RedisStore::open(&redis_url(), &self.ns, None)
+        {
+            let _ = s.purge_namespace();
+        }
+    }
+}
+
+fn locator(kind: Kind, dir: &Path, ns: &str) -> String {
+    match kind {
+        Kind::Sqlite => dir.join("nested/dir/store.db").display().to_string(),
+        Kind::Redis => ns.to_string(),
+    }
+}
+
+fn open_kind(kind: Kind, locator: &str) -> Box<dyn Store> {
+    match kind {
+        Kind::Sqlite => Box::new(SqliteStore::open(Path::new(locator)).unwrap()),
+        Kind::Redis => Box::new(RedisStore::open(&redis_url(), locator, None).unwrap()),
+    }
+}
+
+fn raw(dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.join("nested/dir/store.db")).unwrap()
+}
+
+/// Runs each contract test against both backends: `sqlite::name` and `redis::name`.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(&super::Fx::new(super::Kind::Sqlite)); } )*
+        }
+        mod redis {
+            $( #[test] fn $name() { super::$name(&super::Fx::new(super::Kind::Redis)); } )*
+        }
+    };
+}
+
+contract!(
+    deals_contacts_and_actions_round_trip,
+    transitions_are_compare_and_set,
+    an_edit_voids_consent_and_returns_to_proposed,
+    interrupted_executions_are_marked_for_reconciliation,
+    permission_changes_are_validated_and_audited_together,
+    actions_never_change_permissions,
+    audit_chain_catches_altered_removed_and_reordered_rows,
+    concurrent_appenders_never_fork_the_chain,
+    concurrent_permission_changes_all_apply_and_chain,
+    two_processes_execute_each_action_once,
+);
+
+fn deals_contacts_and_actions_round_trip(fx: &Fx) {
+    let s = fx.s();
+    assert!(demo::seed(s, 1_000).unwrap());
+    assert!(!demo::seed(s, 1_000).unwrap(), "seeding twice is a no-op");
+    assert_eq!(s.list_deals().unwrap(), {
+        let mut d = demo::deals(1_000);
+        d.sort_by(|a, b| b.amount_cents.cmp(&a.amount_cents).then(a.id.cmp(&b.id)));
+        d
+    });
+    let first = &demo::deals(1_000)[0];
+    assert_eq!(s.get_deal(&first.id).unwrap().as_ref(), Some(first));
+    assert_eq!(s.get_deal("nope").unwrap(), None);
+    assert_eq!(s.list_contacts().unwrap().len(), demo::contacts().len());
+    let a = &demo::suggestions(1_000)[0];
+    assert_eq!(&s.get_action(&a.id).unwrap(), a);
+    assert!(matches!(
+        s.get_action("nope"),
+        Err(StoreError::NotFound { .. })
+    ));
+    let proposed = s
+        .list_actions(&ActionFilter {
+            states: vec![ActionState::Proposed],
+            limit: None,
+        })
+        .unwrap();
+    assert_eq!(proposed.len(), demo::suggestions(1_000).len());
+    // Inserting an id twice is refused, and leaves the first alone.
+    let dup = Action {
+        title: "duplicate".into(),
+        ..a.clone()
+    };
+    assert!(s.insert_action(&dup).is_err());
+    assert_eq!(&s.get_action(&a.id).unwrap(), a);
+    // Newest first, and the limit applies.
+    s.insert_action(&Action {
+        id: "zz-newest".into(),
+        created_at: 9_999_999_999_999,
+        ..action("x", ActionState::Proposed)
+    })
+    .unwrap();
+    let top = s
+        .list_actions(&ActionFilter {
+            states: vec![],
+            limit: Some(1),
+        })
+        .unwrap();
+    assert_eq!(top.len(), 1);
+    assert_eq!(top[0].id, "zz-newest");
+}
+
+fn transitions_are_compare_and_set(fx: &Fx) {
+    let s = fx.s();
+    s.insert_action(&action("a1", ActionState::Approved))
+        .unwrap();
+    let won = s
+        .transition("a1", &t(ActionState::Approved, 1, ActionState::Executing))
+        .unwrap();
+    assert_eq!((won.state, won.version), (ActionState::Executing, 2));
+    // A second claimer with the stale version loses, and is told what it found.
+    match s.transition("a1", &t(ActionState::Approved, 1, ActionState::Executing)) {
+        Err(StoreError::Conflict {
+            found,
+            found_version,
+            ..
+        }) => {
+            assert_eq!((found, found_version), (ActionState::Executing, 2));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // Transitions off the lifecycle graph are refused before touching the row.
+    assert!(matches!(
+        s.transition("a1", &t(ActionState::Executing, 2, ActionState::Approved)),
+        Err(StoreError::InvalidTransition { .. })
+    ));
+    assert!(matches!(
+        s.transition(
+            "ghost",
+            &t(ActionState::Approved, 1, ActionState::Executing)
+        ),
+        Err(StoreError::NotFound { .. })
+    ));
+    let done = s
+        .transition(
+            "a1",
+            &Transition {
+                outcome: Some("ts=1712.0001".into()),
+                ..t(ActionState::Executing, 2, ActionState::Succeeded)
+            },
+        )
+        .unwrap();
+    assert_eq!(done.outcome.as_deref(), Some("ts=1712.0001"));
+    assert_eq!(done.updated_at, 2);
+    assert_eq!(s.get_action("a1").unwrap(), done);
+}
+
+fn an_edit_voids_consent_and_returns_to_proposed(fx: &Fx) {
+    let s = fx.s();
+    s.insert_action(&action("a1", ActionState::Proposed))
+        .unwrap();
+    let ev = Evidence::Reviewed {
+        actor: "user:t".into(),
+        at: 2,
+    };
+    let approved = s
+        .transition(
+            "a1",
+            &Transition {
+                evidence: Some(ev.clone()),
+                ..t(ActionState::Proposed, 1, ActionState::Approved)
+            },
+        )
+        .unwrap();
+    assert_eq!(approved.evidence, Some(ev.clone()));
+    // Moving on without new evidence keeps the consent that was given.
+    let edited_params = ActionParams::PostSlack {
+        channel: "#deals".into(),
+        text: "edited".into(),
+    };
+    let edited = s
+        .edit_action("a1", approved.version, &edited_params, 3)
+        .unwrap();
+    assert_eq!(edited.state, ActionState::Proposed);
+    assert_eq!(edited.evidence, None);
+    assert!(edited.is_edited());
+    assert_ne!(edited.params, edited.original);
+    assert_eq!(edited.params, edited_params);
+    // An edit may not change the kind, and a stale version loses.
+    let email = ActionParams::SearchContacts { query: "x".into() };
+    assert!(s.edit_action("a1", edited.version, &email, 4).is_err());
+    assert!(matches!(
+        s.edit_action("a1", 1, &edited_params, 4),
+        Err(StoreError::Conflict { .. })
+    ));
+    // A finished action is not editable.
+    let ap = s
+        .transition(
+            "a1",
+            &Transition {
+                evidence: Some(ev),
+                ..t(ActionState::Proposed, edited.version, ActionState::Approved)
+            },
+        )
+        .unwrap();
+    let ex = s
+        .transition("a1", &t(ap.state, ap.version, ActionState::Executing))
+        .unwrap();
+    assert!(ex.evidence.is_some(), "consent is kept into execution");
+    assert!(matches!(
+        s.edit_action("a1", ex.version, &edited_params, 5),
+        Err(StoreError::NotEditable { .. })
+    ));
+}
+
+fn interrupted_executions_are_marked_for_reconciliation(fx: &Fx) {
+    let s = fx.s();
+    s.insert_action(&action("a1", ActionState::Executing))
+        .unwrap();
+    s.insert_action(&action("a2", ActionState::Approved))
+        .unwrap();
+    let swept = s.mark_interrupted(5).unwrap();
+    assert_eq!(
+        swept.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["a1"]
+    );
+    assert_eq!(
+        s.get_action("a1").unwrap().state,
+        ActionState::NeedsReconciliation
+    );
+    assert_eq!(s.get_action("a2").unwrap().state, ActionState::Approved);
+}
+
+fn permission_changes_are_validated_and_audited_together(fx: &Fx) {
+    let s = fx.s();
+    let change = PermissionChange::SetAutonomy {
+        kind: ActionKind::SendEmail,
+        level: Autonomy::Ciba,
+    };
+    let (p, e) = s.change_permissions(&change, entry(1)).unwrap();
+    assert_eq!(p.autonomy_for(ActionKind::SendEmail), Autonomy::Ciba);
+    assert_eq!(s.load_permissions().unwrap(), p);
+    assert_eq!(e.event, "test.event");
+    assert_eq!(e.detail["summary"], "autonomy send_email: review -> ciba");
+    // An invalid change leaves both permissions and the audit log untouched.
+    let bad = PermissionChange::SetForceReviewBelow { below: 2.0 };
+    assert!(matches!(
+        s.change_permissions(&bad, entry(2)),
+        Err(StoreError::Permission(_))
+    ));
+    assert_eq!(s.load_permissions().unwrap(), p);
+    assert_eq!(s.audit_head().unwrap().0, 1);
+    assert_eq!(s.verify_audit().unwrap(), Ok(1));
+}
+
+fn actions_never_change_permissions(fx: &Fx) {
+    // Invariant 2 at the store: no action path writes permissions.
+    let s = fx.s();
+    let before = s.load_permissions().unwrap();
+    demo::seed(s, 1).unwrap();
+    for a in s.list_actions(&ActionFilter::default()).unwrap() {
+        let ap = s
+            .transition(&a.id, &t(a.state, a.version, ActionState::Approved))
+            .unwrap();
+        let ex = s
+            .transition(&a.id, &t(ap.state, ap.version, ActionState::Executing))
+            .unwrap();
+        s.transition(&a.id, &t(ex.state, ex.version, ActionState::Succeeded))
+            .unwrap();
+    }
+    assert_eq!(s.load_permissions().unwrap(), before);
+}
+
+fn audit_chain_catches_altered_removed_and_reordered_rows(fx: &Fx) {
+    let s = fx.s();
+    for i in 1..=20 {
+        s.append_audit(entry(i)).unwrap();
+    }
+    assert_eq!(s.verify_audit().unwrap(), Ok(20));
+    assert_eq!(
+        s.audit_page(5, 3)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect::<Vec<_>>(),
+        [6, 7, 8]
+    );
+
+    fx.tamper_outcome(7, "denied");
+    assert_eq!(s.verify_audit().unwrap().unwrap_err().seq, 7);
+    fx.tamper_outcome(7, "ok");
+    assert_eq!(s.verify_audit().unwrap(), Ok(20));
+
+    // Reorder: swap the contents of two rows, keeping their seq numbers.
+    fx.swap(11, 12);
+    assert_eq!(s.verify_audit().unwrap().unwrap_err().seq, 11);
+    fx.swap(11, 12);
+    assert_eq!(s.verify_audit().unwrap(), Ok(20));
+
+    fx.delete(20);
+    let cut = s.verify_audit().unwrap().unwrap_err();
+    assert_eq!(cut.seq, 20, "{cut}");
+
+    fx.delete(3);
+    assert_eq!(s.verify_audit().unwrap().unwrap_err().seq, 3);
+}
+
+fn concurrent_appenders_never_fork_the_chain(fx: &Fx) {
+    let threads: Vec<_> = (0..4)
+        .map(|w| {
+            let loc = fx.locator();
+            let kind = fx.kind;
+            std::thread::spawn(move || {
+                let s = open_kind(kind, &loc);
+                for i in 0..50 {
+                    s.append_audit(entry(w * 1000 + i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    assert_eq!(fx.reopen().verify_audit().unwrap(), Ok(200));
+}
+
+fn concurrent_permission_changes_all_apply_and_chain(fx: &Fx) {
+    // Each thread owns one kind, interleaved with plain appends: every change must land
+    // (none lost to a concurrent writer) and the chain must hold.
+    let kinds = [
+        ActionKind::SendEmail,
+        ActionKind::PostSlack,
+        ActionKind::ScheduleMeeting,
+        ActionKind::CreateDeal,
+    ];
+    let threads: Vec<_> = kinds
+        .into_iter()
+        .enumerate()
+        .map(|(w, kind)| {
+            let loc = fx.locator();
+            let bk = fx.kind;
+            std::thread::spawn(move || {
+                let s = open_kind(bk, &loc);
+                for i in 0..10 {
+                    let level = if i % 2 == 0 {
+                        Autonomy::Ciba
+                    } else {
+                        Autonomy::StepUp
+                    };
+                    s.change_permissions(
+                        &PermissionChange::SetAutonomy { kind, level },
+                        entry(w as i64 * 100 + i),
+                    )
+                    .unwrap();
+                    s.append_audit(entry(-1)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    let s = fx.reopen();
+    let p = s.load_permissions().unwrap();
+    for k in kinds {
+        assert_eq!(p.autonomy_for(k), Autonomy::StepUp, "{k}");
+    }
+    assert_eq!(s.verify_audit().unwrap(), Ok(80));
+}
+
+/// Child half of the two-process test: claims every approved action it can and writes
+/// the ids it won to the file named by DEALFLOW_TEST_CLAIMS.
+#[test]
+fn helper_two_process_claimer() {
+    let (Ok(kind), Ok(store), Ok(out)) = (
+        std::env::var("DEALFLOW_TEST_BACKEND"),
+        std::env::var("DEALFLOW_TEST_STORE"),
+        std::env::var("DEALFLOW_TEST_CLAIMS"),
+    ) else {
+        return; // Only meaningful when started by `two_processes_execute_each_action_once`.
+    };
+    let kind = if kind == "redis" {
+        Kind::Redis
+    } else {
+        Kind::Sqlite
+    };
+    let s = open_kind(kind, &store);
+    // Start together so the two processes really race for the same rows.
+    let go = Path::new(&out).with_file_name("go");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !go.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let mut won = Vec::new();
+    let all = s.list_actions(&ActionFilter::default()).unwrap();
+    for a in all.iter().rev() {
+        // Read the current version just before claiming, as the executor does.
+        let cur = s.get_action(&a.id).unwrap();
+        if cur.state != ActionState::Approved {
+            continue;
+        }
+        match s.transition(
+            &a.id,
+            &t(ActionState::Approved, cur.version, ActionState::Executing),
+        ) {
+            Ok(_) => won.push(a.id.clone()),
+            Err(StoreError::Conflict { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    std::fs::write(out, won.join("\n")).unwrap();
+}
+
+fn two_processes_execute_each_action_once(fx: &Fx) {
+    let s = fx.s();
+    let n = 400;
+    for i in 0..n {
+        s.insert_action(&action(&format!("a{i:04}"), ActionState::Approved))
+            .unwrap();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let backend = match fx.kind {
+        Kind::Sqlite => "sqlite",
+        Kind::Redis => "redis",
+    };
+    let children: Vec<_> = (0..2)
+        .map(|k| {
+            let claims = fx.dir.path().join(format!("claims{k}"));
+            let child = std::process::Command::new(&exe)
+                .args([
+                    "helper_two_process_claimer",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("DEALFLOW_TEST_BACKEND", backend)
+                .env("DEALFLOW_TEST_STORE", fx.locator())
+                .env("DEALFLOW_TEST_CLAIMS", &claims)
+                .spawn()
+                .unwrap();
+            (child, claims)
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::write(fx.dir.path().join("go"), "").unwrap();
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    let mut per_child = Vec::new();
+    for (mut child, claims) in children {
+        assert!(child.wait().unwrap().success());
+        let text = std::fs::read_to_string(claims).unwrap();
+        let ids: Vec<_> = text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        per_child.push(ids.len());
+        for id in ids {
+            *seen.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(seen.len(), n, "every action claimed");
+    assert!(seen.values().all(|&c| c == 1), "no action claimed twice");
+    assert_eq!(per_child.iter().sum::<usize>(), n);
+    let executing = s
+        .list_actions(&ActionFilter {
+            states: vec![ActionState::Executing],
+            limit: None,
+        })
+        .unwrap();
+    assert_eq!(executing.len(), n);
+    eprintln!("{backend}: claims per process: {per_child:?}");
+}
+
+// ---- Backend-specific ----
+
+#[test]
+fn sqlite_file_is_private_and_in_wal_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fx::new(Kind::Sqlite);
+    fx.s().append_audit(entry(1)).unwrap();
+    let dir = fx.dir.path();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.join("nested/dir/store.db")), 0o600);
+    assert_eq!(mode(&dir.join("nested/dir")), 0o700);
+    let wal = dir.join("nested/dir/store.db-wal");
+    assert!(wal.exists(), "WAL mode keeps a -wal file while open");
+    assert_eq!(mode(&wal) & 0o077, 0, "the WAL is as private as the store");
+}
+
+#[test]
+fn redis_namespaces_isolate_users() {
+    let a = Fx::new(Kind::Redis);
+    let b = Fx::new(Kind::Redis);
+    a.s()
+        .insert_action(&action("a1", ActionState::Approved))
+        .unwrap();
+    a.s().append_audit(entry(1)).unwrap();
+    a.s()
+        .change_permissions(
+            &PermissionChange::SetAutonomy {
+                kind: ActionKind::PostSlack,
+                level: Autonomy::Deny,
+            },
+            entry(2),
+        )
+        .unwrap();
+    // B sees none of A's actions, audit or permissions...
+    assert!(matches!(
+        b.s().get_action("a1"),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(
+        b.s()
+            .list_actions(&ActionFilter::default())
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(b.s().audit_head().unwrap().0, 0);
+    assert_eq!(b.s().load_permissions().unwrap(), Default::default());
+    // ...and cannot move or edit them.
+    assert!(matches!(
+        b.s()
+            .transition("a1", &t(ActionState::Approved, 1, ActionState::Executing)),
+        Err(StoreError::NotFound { .. })
+    ));
+    let p = ActionParams::PostSlack {
+        channel: "#x".into(),
+        text: "hijack".into(),
+    };
+    assert!(matches!(
+        b.s().edit_action("a1", 1, &p, 3),
+        Err(StoreError::NotFound { .. })
+    ));
+    // B inserting the same id makes B's own action, leaving A's untouched.
+    b.s()
+        .insert_action(&action("a1", ActionState::Proposed))
+        .unwrap();
+    let mine = a.s().get_action("a1").unwrap();
+    assert_eq!((mine.state, mine.version), (ActionState::Approved, 1));
+    assert_eq!(a.s().verify_audit().unwrap(), Ok(2));
+    // A namespace that extends another's key prefix does not alias its keys.
+    let tricky = RedisStore::open(&redis_url(), &format!("{}:audit", a.ns), None).unwrap();
+    assert_eq!(tricky.audit_head().unwrap().0, 0);
+    tricky.append_audit(entry(3)).unwrap();
+    assert_eq!(a.s().verify_audit().unwrap(), Ok(2));
+    tricky.purge_namespace().unwrap();
+    assert_eq!(
+        a.s().verify_audit().unwrap(),
+        Ok(2),
+        "purging it left A alone"
+    );
+    // Namespaces cannot be globs or hash-tag breakers that would reach other users' keys.
+    assert!(RedisStore::open(&redis_url(), "*", None).is_err());
+    assert!(RedisStore::open(&redis_url(), "a}b", None).is_err());
+    assert!(RedisStore::open(&redis_url(), "", None).is_err());
+}
+
+#[test]
+fn redis_purge_removes_every_key_of_the_namespace() {
+    let fx = Fx::new(Kind::Redis);
+    demo::seed(fx.s(), 1).unwrap();
+    let r = RedisStore::open(&redis_url(), &fx.ns, None).unwrap();
+    assert!(r.health().unwrap().keys_in_namespace > 3);
+    assert!(r.purge_namespace().unwrap() > 3);
+    assert_eq!(r.health().unwrap().keys_in_namespace, 0);
+}
+
+#[test]
+fn redis_team_policy_tightens_but_never_loosens() {
+    let ns = unique_namespace("team-user");
+    let team = unique_namespace("team");
+    let s = RedisStore::open(&redis_url(), &ns, Some(&team)).unwrap();
+    let mut policy = dealflow::core::permissions::Permissions {
+        step_up_amount_cents: 1_000_000,
+        ..Default::default()
+    };
+    policy
+        .autonomy
+        .insert(ActionKind::PostSlack, Autonomy::Ciba);
+    s.set_team_policy(&policy, entry(1)).unwrap();
+    // The user loosens Slack to auto and raises the threshold: the team's floor holds.
+    s.change_permissions(
+        &PermissionChange::SetAutonomy {
+            kind: ActionKind::PostSlack,
+            level: Autonomy::Auto,
+        },
+        entry(2),
+    )
+    .unwrap();
+    let (eff, _) = s
+        .change_permissions(
+            &PermissionChange::SetStepUpThreshold { cents: 9_000_000 },
+            entry(3),
+        )
+        .unwrap();
+    assert_eq!(eff.autonomy_for(ActionKind::PostSlack), Autonomy::Ciba);
+    assert_eq!(eff.step_up_amount_cents, 1_000_000);
+    assert_eq!(s.load_permissions().unwrap(), eff);
+    // Tightening beyond the team works.
+    s.change_permissions(
+        &PermissionChange::SetAutonomy {
+            kind: ActionKind::SendEmail,
+            level: Autonomy::Deny,
+        },
+        entry(4),
+    )
+    .unwrap();
+    assert_eq!(
+        s.load_permissions()
+            .unwrap()
+            .autonomy_for(ActionKind::SendEmail),
+        Autonomy::Deny
+    );
+    // The user's own set still records what they chose.
+    assert_eq!(
+        s.own_permissions()
+            .unwrap()
+            .autonomy_for(ActionKind::PostSlack),
+        Autonomy::Auto
+    );
+    assert_eq!(s.verify_audit().unwrap(), Ok(4));
+    s.purge_namespace().unwrap();
+    let mut c = ::redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = ::redis::cmd("DEL")
+        .arg(format!("dealflow:t:{{{team}}}:policy"))
+        .query(&mut c)
+        .unwrap();
+}
+
+#[test]
+fn redis_store_is_safe_from_spawn_blocking_and_inside_a_runtime() {
+    // The trait is synchronous and async code calls it through spawn_blocking; the
+    // blocking connection needs no runtime, so calling it on a runtime thread must not
+    // panic either (unlike a block_on-based adapter would).
+    let fx = Fx::new(Kind::Redis);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::from(fx.reopen());
+    let n = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let s = store.clone();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                s.append_audit(entry(i)).unwrap().seq
+            }));
+        }
+        let mut seqs = Vec::new();
+        for t in tasks {
+            seqs.push(t.await.unwrap());
+        }
+        // Directly on a runtime worker thread too.
+        store.append_audit(entry(99)).unwrap();
+        seqs.sort();
+        seqs
+    });
+    assert_eq!(n, (1..=8).collect::<Vec<i64>>());
+    assert_eq!(fx.s().verify_audit().unwrap(), Ok(9));
+}
+
+/// Any float in an audit detail survives the store's text round trip exactly, so the
+/// chain still verifies (serde_json needs `float_roundtrip` for that).
+#[test]
+fn float_details_keep_the_chain_intact() {
+    use proptest::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("f.db")).unwrap();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(300));
+    runner
+        .run(
+            &(
+                any::<f64>().prop_filter("finite", |f| f.is_finite()),
+                0.0f64..1.0,
+            ),
+            |(a, b)| {
+                s.append_audit(NewAuditEntry {
+                    ts: 1,
+                    actor: "user:t".into(),
+                    surface: None,
+                    event: "test.float".into(),
+                    action_id: None,
+                    outcome: "ok".into(),
+                    detail: serde_json::json!({ "edit_size": b, "x": a }),
+                })
+                .unwrap();
+                Ok(())
+            },
+        )
+        .unwrap();
+    assert_eq!(s.verify_audit().unwrap(), Ok(300));
+}

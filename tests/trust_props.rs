@@ -1,0 +1,622 @@
+//! Properties of the trust features in core: team-policy tightening, time-boxed
+//! auto-approve rules in `gate_at`, the threshold-gaming (split) guard, and calibration.
+
+#![allow(clippy::unwrap_used)]
+
+use dealflow::core::audit::{AuditEntry, GENESIS, NewAuditEntry, seal};
+use dealflow::core::calibration::{Calibration, CalibrationConfig, target_pattern};
+use dealflow::core::consent::{Consent, Evidence, Gate, gate, gate_at, split_guard};
+use dealflow::core::domain::{ActionKind, ActionParams, Email, Stage, Surface};
+use dealflow::core::permissions::{
+    Approver, AutoApproveRule, Autonomy, PermissionChange, Permissions,
+};
+use proptest::prelude::*;
+
+fn arb_stage() -> impl Strategy<Value = Stage> {
+    prop::sample::select(Stage::ALL.to_vec())
+}
+
+fn arb_email() -> impl Strategy<Value = Email> {
+    ("[a-z]{1,4}@(initech|acme)\\.example", ".{1,10}", ".{0,30}").prop_map(|(to, subject, body)| {
+        Email {
+            to: vec![to],
+            cc: vec![],
+            subject,
+            body,
+            deal_id: None,
+        }
+    })
+}
+
+fn arb_amount() -> impl Strategy<Value = i64> {
+    prop_oneof![0i64..20_000_000, 4_990_000i64..5_010_000]
+}
+
+fn arb_params() -> impl Strategy<Value = ActionParams> {
+    prop_oneof![
+        Just(ActionParams::ListSlackChannels {}),
+        arb_email().prop_map(ActionParams::SendEmail),
+        arb_email().prop_map(ActionParams::DraftEmail),
+        ("#(deals|general)", ".{1,20}")
+            .prop_map(|(channel, text)| ActionParams::PostSlack { channel, text }),
+        ("(Acme|Initech)", arb_amount(), arb_stage()).prop_map(|(name, amount_cents, stage)| {
+            ActionParams::CreateDeal {
+                account: name.clone(),
+                name,
+                amount_cents,
+                stage,
+            }
+        }),
+        ("deal-[ab]", any::<bool>(), arb_amount()).prop_map(|(deal_id, won, amount_cents)| {
+            ActionParams::CloseDeal {
+                deal_id,
+                won,
+                amount_cents,
+            }
+        }),
+    ]
+}
+
+fn arb_autonomy() -> impl Strategy<Value = Autonomy> {
+    prop::sample::select(Autonomy::ALL.to_vec())
+}
+
+fn arb_rule() -> impl Strategy<Value = AutoApproveRule> {
+    (
+        prop::sample::select(ActionKind::ALL.to_vec()),
+        prop::sample::select(vec![
+            "@initech.example",
+            "@acme.example",
+            "#deals",
+            "Acme",
+            "deal-a",
+        ]),
+        0.0f64..=1.0,
+        0i64..2_000,
+        0i64..2_000,
+    )
+        .prop_map(
+            |(kind, target, min_confidence, created_at, life)| AutoApproveRule {
+                id: format!("r-{kind}-{target}"),
+                kind,
+                target: target.into(),
+                min_confidence,
+                created_at,
+                expires_at: created_at + life,
+            },
+        )
+}
+
+fn arb_perms() -> impl Strategy<Value = Permissions> {
+    (
+        prop::collection::vec(arb_autonomy(), ActionKind::ALL.len()),
+        arb_amount(),
+        prop::sample::select(vec![Autonomy::StepUp, Autonomy::Ciba, Autonomy::Deny]),
+        prop_oneof![
+            Just(Approver::User),
+            Just(Approver::TeamLead("lead".into()))
+        ],
+        prop::option::of(0.0f64..=1.0),
+        0.0f64..=1.0,
+        any::<bool>(),
+        prop::collection::vec(arb_rule(), 0..4),
+    )
+        .prop_map(|(levels, threshold, cw, approver, at, below, mcp, rules)| {
+            let mut p = Permissions::default();
+            for (k, l) in ActionKind::ALL.into_iter().zip(levels) {
+                // Reads are either allowed or denied, as Permissions::apply enforces.
+                let l = if k.is_read() && l != Autonomy::Deny {
+                    Autonomy::Auto
+                } else {
+                    l
+                };
+                p.autonomy.insert(k, l);
+            }
+            p.step_up_amount_cents = threshold;
+            p.close_won.level = cw;
+            p.close_won.approver = approver;
+            p.confidence.auto_approve_at = at;
+            p.confidence.force_review_below = below;
+            p.mcp_writes_enabled = mcp;
+            p.auto_rules = rules;
+            p
+        })
+}
+
+fn arb_surface() -> impl Strategy<Value = Surface> {
+    prop::sample::select(Surface::ALL.to_vec())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1500))]
+
+    /// A team policy is a floor: the effective set never gates anything lower than
+    /// either the user's own set or the team's, with or without rules and time.
+    #[test]
+    fn tightening_never_loosens(
+        s in arb_surface(), a in arb_params(), user in arb_perms(), team in arb_perms(),
+        c in 0.0f64..=1.0, now in 0i64..4_000,
+    ) {
+        let eff = user.tighten_with(&team);
+        for (d, mine, theirs) in [
+            (gate(s, &a, &eff, c), gate(s, &a, &user, c), gate(s, &a, &team, c)),
+            (gate_at(s, &a, &eff, c, now), gate_at(s, &a, &user, c, now), gate_at(s, &a, &team, c, now)),
+        ] {
+            prop_assert!(d.gate().rank() >= mine.gate().rank(), "eff {:?} user {:?}", d.gate(), mine.gate());
+            prop_assert!(d.gate().rank() >= theirs.gate().rank(), "eff {:?} team {:?}", d.gate(), theirs.gate());
+        }
+        // Tightening with yourself changes no gate.
+        let same = user.tighten_with(&user);
+        if user.confidence.auto_approve_at.is_some() {
+            let (x, y) = (gate_at(s, &a, &same, c, now), gate_at(s, &a, &user, c, now));
+            prop_assert_eq!(x.gate(), y.gate());
+        }
+    }
+
+    /// Without rules, gate_at is gate. With rules, the only loosening is review → allow,
+    /// never for closing a deal, never over the threshold, never on MCP, never below the
+    /// force-review floor, and only while the rule is live.
+    #[test]
+    fn rules_only_turn_a_review_into_allow(
+        s in arb_surface(), a in arb_params(), p in arb_perms(), c in 0.0f64..=1.0, now in 0i64..4_000,
+    ) {
+        let plain = gate(s, &a, &p, c);
+        let mut no_rules = p.clone();
+        no_rules.auto_rules.clear();
+        prop_assert_eq!(&gate_at(s, &a, &no_rules, c, now), &plain);
+        let timed = gate_at(s, &a, &p, c, now);
+        if timed.gate() != plain.gate() {
+            prop_assert_eq!(timed.gate(), &Gate::Allow);
+            let id = timed.auto_rule().unwrap();
+            let rule = p.auto_rules.iter().find(|r| r.id == id).unwrap();
+            prop_assert!(rule.active_at(now));
+            prop_assert_eq!(rule.kind, a.kind());
+            prop_assert_eq!(&rule.target, &target_pattern(&a));
+            prop_assert!(c >= rule.min_confidence && c >= p.confidence.force_review_below);
+            prop_assert!(a.kind() != ActionKind::CloseDeal);
+            prop_assert!(s != Surface::Mcp && s != Surface::Batch);
+            prop_assert!(a.amount_cents().is_none_or(|x| x <= p.step_up_amount_cents));
+            prop_assert_eq!(p.autonomy_for(a.kind()), Autonomy::Review);
+        } else {
+            prop_assert!(timed.auto_rule().is_none() || timed.gate() == &Gate::Allow);
+        }
+    }
+
+    /// The split guard adds up same-account amounts inside the window, and nothing else.
+    #[test]
+    fn split_guard_adds_up_same_account_amounts_in_the_window(
+        amount in 1i64..6_000_000,
+        history in prop::collection::vec((prop::sample::select(vec!["Acme", "Initech"]), 1i64..4_000_000, 0i64..10_000), 0..6),
+        window in 1i64..10_000,
+        threshold in 1i64..8_000_000,
+    ) {
+        let at = 10_000;
+        let a = ActionParams::CreateDeal { name: "x".into(), account: "Acme".into(), amount_cents: amount, stage: Stage::Qualified };
+        let recent: Vec<(String, i64, i64)> = history.iter().map(|(acc, c, t)| (acc.to_string(), *c, *t)).collect();
+        let got = split_guard(&a, "Acme", at, &recent, window, threshold);
+        let in_window: Vec<i64> = recent.iter().filter(|(acc, _, t)| acc == "Acme" && *t > at - window && *t <= at).map(|x| x.1).collect();
+        let expected = amount <= threshold && !in_window.is_empty() && in_window.iter().sum::<i64>() + amount > threshold;
+        prop_assert_eq!(got.is_some(), expected, "{:?}", got);
+        // Other accounts' history never matters.
+        let others: Vec<_> = recent.iter().filter(|(acc, _, _)| acc != "Acme").cloned().collect();
+        prop_assert!(split_guard(&a, "Acme", at, &others, window, threshold).is_none());
+    }
+
+    /// Raising only raises: at least step-up afterwards, the reason is in the chain, and
+    /// a mere review no longer grants consent.
+    #[test]
+    fn raising_to_step_up_only_raises(s in arb_surface(), a in arb_params(), p in arb_perms(), c in 0.0f64..=1.0, now in 0i64..4_000) {
+        let d = gate_at(s, &a, &p, c, now);
+        let before = d.gate().clone();
+        let n = d.reasons().len();
+        let r = d.raise_to_step_up("split amounts: test");
+        prop_assert!(r.gate().rank() >= before.rank().max(2));
+        if before.rank() >= 2 {
+            prop_assert_eq!(r.gate(), &before);
+        }
+        prop_assert_eq!(r.reasons().len(), n + 1);
+        prop_assert_eq!(r.reasons().last().unwrap(), "split amounts: test");
+        prop_assert!(r.auto_rule().is_none() || r.gate() == &Gate::Allow);
+        let reviewed = Evidence::Reviewed { actor: "u".into(), at: 0 };
+        prop_assert!(Consent::grant(&r, &a, reviewed).is_err());
+    }
+}
+
+fn email_to(to: &str, body: &str) -> ActionParams {
+    ActionParams::SendEmail(Email {
+        to: vec![to.into()],
+        cc: vec![],
+        subject: "Follow-up".into(),
+        body: body.into(),
+        deal_id: None,
+    })
+}
+
+/// A little audit log written the way the CLI writes it.
+struct Log {
+    entries: Vec<AuditEntry>,
+}
+
+impl Log {
+    fn new() -> Log {
+        Log { entries: vec![] }
+    }
+    fn push(&mut self, event: &str, id: &str, detail: serde_json::Value) {
+        let prev = self
+            .entries
+            .last()
+            .map_or(GENESIS.to_string(), |e| e.hash.clone());
+        let seq = self.entries.len() as i64 + 1;
+        self.entries.push(seal(
+            seq,
+            &prev,
+            NewAuditEntry {
+                ts: seq,
+                actor: "user:ana".into(),
+                surface: Some(Surface::ActionCenter),
+                event: event.into(),
+                action_id: Some(id.into()),
+                outcome: "ok".into(),
+                detail,
+            },
+        ));
+    }
+    fn decide(&mut self, event: &str, id: &str, kind: &str, target: &str, conf: f64, edit: f64) {
+        self.push(
+            event,
+            id,
+            serde_json::json!({"kind": kind, "target": target, "confidence": conf, "edit_size": edit}),
+        );
+    }
+}
+
+#[test]
+fn five_unedited_high_confidence_approvals_raise_a_nudge_and_an_edit_resets() {
+    let cfg = CalibrationConfig::default();
+    let perms = Permissions::default();
+    let mut log = Log::new();
+    for i in 0..4 {
+        log.decide(
+            "action.approved",
+            &format!("e{i}"),
+            "send_email",
+            "@initech.example",
+            0.95,
+            0.0,
+        );
+    }
+    assert!(
+        Calibration::replay(cfg.clone(), &log.entries)
+            .nudges(&perms, 0)
+            .is_empty()
+    );
+    // A substantial edit resets the streak; a trivial one neither counts nor resets.
+    log.decide(
+        "action.approved",
+        "x1",
+        "send_email",
+        "@initech.example",
+        0.95,
+        0.4,
+    );
+    for i in 4..8 {
+        log.decide(
+            "action.approved",
+            &format!("e{i}"),
+            "send_email",
+            "@initech.example",
+            0.95,
+            0.0,
+        );
+    }
+    log.decide(
+        "action.approved",
+        "t1",
+        "send_email",
+        "@initech.example",
+        0.95,
+        0.05,
+    );
+    assert!(
+        Calibration::replay(cfg.clone(), &log.entries)
+            .nudges(&perms, 0)
+            .is_empty()
+    );
+    // Low confidence approvals and other targets do not count.
+    log.decide(
+        "action.approved",
+        "lo",
+        "send_email",
+        "@initech.example",
+        0.7,
+        0.0,
+    );
+    log.decide(
+        "action.approved",
+        "ot",
+        "send_email",
+        "@acme.example",
+        0.95,
+        0.0,
+    );
+    assert!(
+        Calibration::replay(cfg.clone(), &log.entries)
+            .nudges(&perms, 0)
+            .is_empty()
+    );
+    log.decide(
+        "action.approved",
+        "e8",
+        "send_email",
+        "@initech.example",
+        0.95,
+        0.0,
+    );
+    let cal = Calibration::replay(cfg.clone(), &log.entries);
+    let nudges = cal.nudges(&perms, 0);
+    assert_eq!(nudges.len(), 1, "{nudges:?}");
+    let n = &nudges[0];
+    assert_eq!(
+        (n.kind, n.target.as_str()),
+        (ActionKind::SendEmail, "@initech.example")
+    );
+    assert_eq!(n.evidence, ["e4", "e5", "e6", "e7", "e8"]);
+    assert!(n.text.contains("@initech.example at ≥ 0.90"), "{}", n.text);
+    // Figures per kind and band.
+    let f = &cal.figures[&(ActionKind::SendEmail, "≥ 0.90")];
+    assert_eq!(
+        (
+            f.total,
+            f.approved_unedited,
+            f.approved_trivial_edit,
+            f.approved_substantial_edit
+        ),
+        (12, 10, 1, 1)
+    );
+    assert!(
+        cal.report()
+            .contains(&"send_email ≥ 0.90: 10/12 approved unedited".to_string())
+    );
+    // A rejection resets it again.
+    log.decide(
+        "action.rejected",
+        "r1",
+        "send_email",
+        "@initech.example",
+        0.95,
+        0.0,
+    );
+    assert!(
+        Calibration::replay(cfg, &log.entries)
+            .nudges(&perms, 0)
+            .is_empty()
+    );
+}
+
+#[test]
+fn irreversible_or_over_threshold_patterns_are_never_suggested() {
+    let mut log = Log::new();
+    for i in 0..10 {
+        log.decide(
+            "action.approved",
+            &format!("c{i}"),
+            "close_deal",
+            "deal-a",
+            0.99,
+            0.0,
+        );
+        log.push(
+            "action.approved",
+            &format!("d{i}"),
+            serde_json::json!({"kind": "create_deal", "target": "Acme", "confidence": 0.99, "edit_size": 0.0, "amount_cents": if i == 3 { 9_000_000 } else { 100 }}),
+        );
+    }
+    let cal = Calibration::replay(CalibrationConfig::default(), &log.entries);
+    assert!(cal.nudges(&Permissions::default(), 0).is_empty());
+}
+
+#[test]
+fn accepting_a_nudge_is_a_permission_change_that_gate_at_honours_until_it_expires() {
+    let mut log = Log::new();
+    for i in 0..5 {
+        log.decide(
+            "action.approved",
+            &format!("e{i}"),
+            "send_email",
+            "@initech.example",
+            0.92,
+            0.0,
+        );
+    }
+    let mut perms = Permissions::default();
+    let before = perms.clone();
+    let cal = Calibration::replay(CalibrationConfig::default(), &log.entries);
+    let nudge = cal.nudges(&perms, 1_000).remove(0);
+    assert_eq!(perms, before, "calibration only suggests");
+    let change = nudge.accept(1_000, 7 * 24 * 3600 * 1000);
+    let PermissionChange::AddAutoRule { rule } = &change else {
+        panic!("{change:?}")
+    };
+    let id = rule.id.clone();
+    perms.apply(&change).unwrap();
+    let mail = email_to("bill@initech.example", "Thanks!");
+    assert_eq!(
+        gate_at(Surface::ActionCenter, &mail, &perms, 0.95, 2_000).gate(),
+        &Gate::Allow
+    );
+    assert_eq!(
+        gate_at(Surface::ActionCenter, &mail, &perms, 0.95, 2_000).auto_rule(),
+        Some(id.as_str())
+    );
+    // Below the bar, another domain, after expiry, or without a time: reviewed.
+    assert_eq!(
+        gate_at(Surface::ActionCenter, &mail, &perms, 0.85, 2_000).gate(),
+        &Gate::Review
+    );
+    let other = email_to("x@acme.example", "Thanks!");
+    assert_eq!(
+        gate_at(Surface::ActionCenter, &other, &perms, 0.95, 2_000).gate(),
+        &Gate::Review
+    );
+    assert_eq!(
+        gate_at(
+            Surface::ActionCenter,
+            &mail,
+            &perms,
+            0.95,
+            1_000 + 8 * 24 * 3600 * 1000
+        )
+        .gate(),
+        &Gate::Review
+    );
+    assert_eq!(
+        gate(Surface::ActionCenter, &mail, &perms, 0.95).gate(),
+        &Gate::Review
+    );
+    // An active rule silences its nudge; hits are counted from the audit log.
+    assert!(cal.nudges(&perms, 2_000).is_empty());
+    log.push("action.approved", "h1", serde_json::json!({"kind": "send_email", "target": "@initech.example", "confidence": 0.95, "edit_size": 0.0, "auto_rule": id}));
+    let cal = Calibration::replay(CalibrationConfig::default(), &log.entries);
+    assert_eq!(cal.rule_hits[&id], 1);
+    // Revoking is one call.
+    perms
+        .apply(&PermissionChange::RevokeAutoRule { id: id.clone() })
+        .unwrap();
+    assert_eq!(
+        gate_at(Surface::ActionCenter, &mail, &perms, 0.95, 2_000).gate(),
+        &Gate::Review
+    );
+    assert!(
+        perms
+            .apply(&PermissionChange::RevokeAutoRule { id })
+            .is_err()
+    );
+}
+
+#[test]
+fn rules_for_irreversible_kinds_or_forever_are_refused() {
+    let mut p = Permissions::default();
+    let rule = |kind, life| AutoApproveRule {
+        id: "r".into(),
+        kind,
+        target: "deal-a".into(),
+        min_confidence: 0.9,
+        created_at: 0,
+        expires_at: life,
+    };
+    assert!(
+        p.apply(&PermissionChange::AddAutoRule {
+            rule: rule(ActionKind::CloseDeal, 1000)
+        })
+        .is_err()
+    );
+    assert!(
+        p.apply(&PermissionChange::AddAutoRule {
+            rule: rule(ActionKind::ListDeals, 1000)
+        })
+        .is_err()
+    );
+    assert!(
+        p.apply(&PermissionChange::AddAutoRule {
+            rule: rule(ActionKind::UpdateDeal, i64::MAX)
+        })
+        .is_err()
+    );
+    let mut low = rule(ActionKind::UpdateDeal, 1000);
+    low.min_confidence = 0.3;
+    assert!(
+        p.apply(&PermissionChange::AddAutoRule { rule: low })
+            .is_err(),
+        "below force_review_below"
+    );
+    assert!(
+        p.apply(&PermissionChange::AddAutoRule {
+            rule: rule(ActionKind::UpdateDeal, 1000)
+        })
+        .is_ok()
+    );
+    assert_eq!(p.auto_rules.len(), 1);
+}
+
+#[test]
+fn a_split_deal_steps_up_with_its_reason_in_the_chain() {
+    let p = Permissions::default();
+    let a = ActionParams::CreateDeal {
+        name: "Acme expansion, part 2".into(),
+        account: "Acme".into(),
+        amount_cents: 3_000_000,
+        stage: Stage::Qualified,
+    };
+    let d = gate(Surface::ActionCenter, &a, &p, 0.95);
+    assert_eq!(d.gate(), &Gate::Review);
+    let recent = vec![
+        ("Acme".to_string(), 3_000_000, 9_000),
+        ("Initech".to_string(), 4_000_000, 9_500),
+    ];
+    let reason = split_guard(
+        &a,
+        "Acme",
+        10_000,
+        &recent,
+        3_600_000,
+        p.step_up_amount_cents,
+    )
+    .unwrap();
+    assert!(reason.contains("$60,000 > threshold $50,000"), "{reason}");
+    let d = d.raise_to_step_up(&reason);
+    assert!(matches!(d.gate(), Gate::StepUp { .. }));
+    assert!(d.explain().ends_with(&reason));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Over any history: a nudge names exactly the unedited high-confidence approvals of
+    /// its kind and target since the last substantial edit or rejection, at least 5 of
+    /// them, never for closing deals; and figures add up.
+    #[test]
+    fn nudges_follow_the_streak_rule(
+        steps in prop::collection::vec((
+            prop::sample::select(vec!["send_email", "close_deal", "post_slack"]),
+            prop::sample::select(vec!["@initech.example", "#deals"]),
+            prop::sample::select(vec![0.5, 0.85, 0.9, 0.97]),
+            prop::sample::select(vec!["approve0", "approve_trivial", "approve_big", "reject"]),
+        ), 0..40)
+    ) {
+        let mut log = Log::new();
+        let mut model: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
+        for (i, (kind, target, conf, what)) in steps.iter().enumerate() {
+            let id = format!("a{i}");
+            let (event, edit) = match *what {
+                "approve0" => ("action.approved", 0.0),
+                "approve_trivial" => ("action.approved", 0.05),
+                "approve_big" => ("action.approved", 0.5),
+                _ => ("action.rejected", 0.0),
+            };
+            log.decide(event, &id, kind, target, *conf, edit);
+            let streak = model.entry((kind.to_string(), target.to_string())).or_default();
+            match *what {
+                "approve0" if *conf >= 0.9 => streak.push(id),
+                "approve_big" | "reject" => streak.clear(),
+                _ => {}
+            }
+        }
+        let cal = Calibration::replay(CalibrationConfig::default(), &log.entries);
+        let nudges = cal.nudges(&Permissions::default(), 0);
+        let expected: Vec<(String, String, Vec<String>)> = model
+            .into_iter()
+            .filter(|((k, _), ids)| ids.len() >= 5 && k != "close_deal")
+            .map(|((k, t), ids)| (k, t, ids))
+            .collect();
+        let got: Vec<(String, String, Vec<String>)> = nudges
+            .iter()
+            .map(|n| (n.kind.as_str().to_string(), n.target.clone(), n.evidence.clone()))
+            .collect();
+        prop_assert_eq!(got, expected);
+        let total: u64 = cal.figures.values().map(|f| f.total).sum();
+        prop_assert_eq!(total as usize, steps.len());
+        for f in cal.figures.values() {
+            prop_assert_eq!(f.total, f.approved_unedited + f.approved_trivial_edit + f.approved_substantial_edit + f.rejected + f.timeouts);
+        }
+    }
+}
