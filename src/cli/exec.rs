@@ -18,6 +18,8 @@ use std::sync::Arc;
 pub struct Wired {
     pub pipeline: Arc<Pipeline>,
     pub device: Arc<dyn DeviceConsent>,
+    /// The signed-in user's session (My Account calls, whoami).
+    pub session: Arc<crate::auth::session::Session>,
     /// The in-process sandbox's base URL (for the phone in a second terminal).
     pub sandbox_url: Option<String>,
     _sandbox: Option<(Sandbox, Option<Published>)>,
@@ -66,7 +68,7 @@ pub async fn wire(ctx: &Ctx) -> Result<Wired> {
         session: session.clone(),
         exchange_lock: tokio::sync::Mutex::new(()),
     });
-    let device: Arc<dyn DeviceConsent> = Arc::new(CibaDevice::new(ciba, session));
+    let device: Arc<dyn DeviceConsent> = Arc::new(CibaDevice::new(ciba, session.clone()));
     let owner = if ctx.sandbox {
         "demo@dealflow.test".to_string()
     } else {
@@ -85,6 +87,7 @@ pub async fn wire(ctx: &Ctx) -> Result<Wired> {
     Ok(Wired {
         pipeline,
         device,
+        session,
         sandbox_url: sandbox.as_ref().map(|(s, _)| s.base_url()),
         _sandbox: sandbox,
     })

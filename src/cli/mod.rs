@@ -1,6 +1,7 @@
 //! The command line: argument parsing, wiring config → store, and one handler per
 //! subcommand. Subcommands whose capability has not been built say so and exit 2.
 
+mod accounts_cmd;
 mod actions;
 mod audit_cmd;
 pub mod auth_cmd;
@@ -66,6 +67,11 @@ pub enum Command {
         /// Repeat on an interval, e.g. 15m.
         #[arg(long)]
         every: Option<String>,
+    },
+    /// Provider accounts in Token Vault: list, connect (loopback or paste-back), disconnect.
+    Accounts {
+        #[command(subcommand)]
+        cmd: accounts_cmd::AccountsCmd,
     },
     /// The action queue, scriptable.
     Actions {
@@ -329,6 +335,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Command::Policy { cmd }) => policy_cmd::run(&ctx, cmd),
         Some(Command::Doctor) => doctor(&ctx),
         Some(Command::Batch { every }) => batch_cmd::run(&ctx, every),
+        Some(Command::Accounts { cmd }) => accounts_cmd::run(&ctx, cmd),
         Some(Command::Mcp { cmd: None }) => mcp_cmd::serve(&ctx),
         _ => Ok(ExitCode::SUCCESS),
     }

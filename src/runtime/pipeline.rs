@@ -35,10 +35,12 @@ pub enum PipelineError {
         source: ConsentError,
     },
     #[error(
-        "{id}: {connection} is disconnected in dealflow; reconnect it in Permissions to run this"
+        "{id}: {connection} is disconnected in dealflow; reconnect it (`dealflow accounts connect`, or the Permissions tab) to run this"
     )]
     Disconnected { id: String, connection: String },
-    #[error("{id}: incremental connect needed: {connection} lacks {scopes:?}")]
+    #[error(
+        "{id}: incremental connect needed: {connection} lacks {scopes:?} (`dealflow accounts connect` grants them)"
+    )]
     NeedsConnect {
         id: String,
         connection: String,

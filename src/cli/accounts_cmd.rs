@@ -1,0 +1,185 @@
+//! `dealflow accounts list|connect|disconnect`: the provider accounts in Token Vault.
+//!
+//! Connecting runs the My Account connect flow: the URL opens in a browser, and the
+//! redirect comes back either to a loopback listener or — over SSH, where the browser is
+//! on another machine — pasted back here. Disconnecting sets dealflow's own flag, checked
+//! before every exchange (deleting the vault's tokenset does not revoke the provider's
+//! grant); `--forget` also deletes the connected account at Auth0.
+
+use super::{Ctx, exec, local_actor, now_ms};
+use crate::auth::connect::{ConnectClient, LoopbackRedirect, parse_redirect};
+use crate::core::audit::NewAuditEntry;
+use crate::core::domain::{ActionKind, Connection, Surface};
+use crate::core::permissions::PermissionChange;
+use anyhow::{Context, Result, bail};
+use clap::{Subcommand, ValueEnum};
+use std::process::ExitCode;
+use tokio::io::AsyncBufReadExt;
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCmd {
+    /// Connected accounts, their granted scopes, and dealflow's own connect flag.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connect (or grant more scopes to) an account.
+    Connect {
+        #[arg(value_enum)]
+        connection: Conn,
+        /// Scopes to ask for (default: every scope dealflow's tools use).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// Stop dealflow from using an account (audited); --forget also deletes it at Auth0.
+    Disconnect {
+        #[arg(value_enum)]
+        connection: Conn,
+        #[arg(long)]
+        forget: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Conn {
+    Google,
+    Slack,
+}
+
+impl From<Conn> for Connection {
+    fn from(c: Conn) -> Connection {
+        match c {
+            Conn::Google => Connection::Google,
+            Conn::Slack => Connection::Slack,
+        }
+    }
+}
+
+/// Every scope dealflow's tools declare for `connection`.
+fn tool_scopes(connection: Connection) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for k in ActionKind::ALL {
+        if k.connection() == Some(connection) {
+            for s in k.scopes() {
+                if !out.iter().any(|o| o == s) {
+                    out.push(s.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+fn set_connected(ctx: &Ctx, connection: Connection, connected: bool) -> Result<String> {
+    let (_, entry) = ctx.store.change_permissions(
+        &PermissionChange::SetConnected {
+            connection,
+            connected,
+        },
+        NewAuditEntry {
+            ts: now_ms(),
+            actor: local_actor(),
+            surface: Some(Surface::Cli),
+            event: "permissions.changed".into(),
+            action_id: None,
+            outcome: "ok".into(),
+            detail: serde_json::json!({}),
+        },
+    )?;
+    Ok(entry
+        .detail
+        .get("summary")
+        .and_then(|s| s.as_str())
+        .unwrap_or("")
+        .to_string())
+}
+
+pub fn run(ctx: &Ctx, cmd: AccountsCmd) -> Result<ExitCode> {
+    let rt = exec::runtime()?;
+    rt.block_on(async {
+        let wired = exec::wire(ctx).await?;
+        let cc = ConnectClient::new(&wired.session);
+        match cmd {
+            AccountsCmd::List { json } => {
+                let perms = ctx.store.load_permissions()?;
+                let accounts = cc.list().await?;
+                if json {
+                    let rows: Vec<_> = accounts
+                        .iter()
+                        .map(|a| {
+                            serde_json::json!({
+                                "id": a.id,
+                                "connection": a.connection,
+                                "scopes": a.scopes,
+                                "dealflow_disconnected": perms.disconnected.iter().any(|c| c.as_str() == a.connection),
+                            })
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                } else if accounts.is_empty() {
+                    println!("no connected accounts: run `dealflow accounts connect google` (or slack)");
+                }
+                for a in accounts.iter().filter(|_| !json) {
+                    let off = perms.disconnected.iter().any(|c| c.as_str() == a.connection);
+                    println!(
+                        "{:<20} {}{}",
+                        a.connection,
+                        a.scopes.join(" "),
+                        if off { "  [disconnected in dealflow]" } else { "" }
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            AccountsCmd::Connect { connection, scopes } => {
+                let connection: Connection = connection.into();
+                let scopes = if scopes.is_empty() {
+                    tool_scopes(connection)
+                } else {
+                    scopes
+                };
+                let refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
+                let lb = LoopbackRedirect::bind()
+                    .await
+                    .context("cannot listen on 127.0.0.1 for the redirect")?;
+                let start = cc.start(connection, &refs, &lb.redirect_uri).await?;
+                eprintln!("Open this in a browser to connect {}:", connection.as_str());
+                eprintln!("  {}", start.connect_url);
+                eprintln!(
+                    "Waiting for the redirect. Browser on another machine (SSH)? Paste the address it ends on here:"
+                );
+                let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+                let (code, state) = tokio::select! {
+                    r = lb.wait() => r?,
+                    line = lines.next_line() => {
+                        let line = line?.unwrap_or_default();
+                        match parse_redirect(line.trim()) {
+                            Some(pair) => pair,
+                            None => bail!("that address has no connect_code and state: paste the full URL the browser ended on"),
+                        }
+                    }
+                };
+                let acct = cc.complete(&start, &code, &state).await?;
+                let summary = set_connected(ctx, connection, true)?;
+                println!("connected {}: {}", acct.connection, acct.scopes.join(" "));
+                println!("{summary} (audited)");
+                Ok(ExitCode::SUCCESS)
+            }
+            AccountsCmd::Disconnect { connection, forget } => {
+                let connection: Connection = connection.into();
+                let summary = set_connected(ctx, connection, false)?;
+                println!("{summary} (audited)");
+                if forget {
+                    let accounts = cc.list().await?;
+                    match accounts.iter().find(|a| a.connection == connection.as_str()) {
+                        Some(a) => {
+                            cc.delete(&a.id).await?;
+                            println!("deleted the connected account at Auth0 ({})", a.id);
+                        }
+                        None => println!("no connected account at Auth0 to delete"),
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+}
