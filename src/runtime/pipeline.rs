@@ -35,7 +35,7 @@ pub enum PipelineError {
         source: ConsentError,
     },
     #[error(
-        "{id}: {connection} is disconnected in dealflow; reconnect it (`dealflow accounts connect`, or the Permissions tab) to run this"
+        "{id}: {connection} is disconnected in dealflow; reconnect it with `dealflow accounts connect` to run this"
     )]
     Disconnected { id: String, connection: String },
     #[error(
