@@ -2,7 +2,7 @@
 //! row asks for. Nothing is applied here: changes go out as an effect, through
 //! `Store::change_permissions` (validated and audited), and the saved result comes back.
 
-use crate::core::domain::{ActionKind, format_money};
+use crate::core::domain::{ActionKind, Connection, format_money};
 use crate::core::permissions::{Approver, Autonomy, PermissionChange, Permissions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +14,8 @@ pub enum PermRow {
     CloseWonLevel,
     CloseWonApprover,
     McpWrites,
+    /// dealflow's own flag for a connected account (checked before every exchange).
+    Account(Connection),
 }
 
 pub fn rows() -> Vec<PermRow> {
@@ -30,6 +32,8 @@ pub fn rows() -> Vec<PermRow> {
         PermRow::CloseWonLevel,
         PermRow::CloseWonApprover,
         PermRow::McpWrites,
+        PermRow::Account(Connection::Google),
+        PermRow::Account(Connection::Slack),
     ]);
     v
 }
@@ -44,6 +48,7 @@ impl PermRow {
             PermRow::CloseWonLevel => "close-won needs".into(),
             PermRow::CloseWonApprover => "close-won approver".into(),
             PermRow::McpWrites => "MCP write tools exposed".into(),
+            PermRow::Account(c) => format!("account · {}", c.as_str()),
         }
     }
 
@@ -62,6 +67,12 @@ impl PermRow {
                 Approver::TeamLead(s) => format!("team lead {s}"),
             },
             PermRow::McpWrites => if p.mcp_writes_enabled { "on" } else { "off" }.into(),
+            PermRow::Account(c) => if p.disconnected.contains(&c) {
+                "disconnected"
+            } else {
+                "connected"
+            }
+            .into(),
         }
     }
 
@@ -75,6 +86,9 @@ impl PermRow {
             PermRow::CloseWonLevel => "at least step_up (irreversible)",
             PermRow::CloseWonApprover => "\"self\" or a team lead's Auth0 sub",
             PermRow::McpWrites => "on · off",
+            PermRow::Account(_) => {
+                "connected · disconnected (dealflow stops using it); `dealflow accounts connect` adds scopes"
+            }
         }
     }
 
@@ -138,6 +152,10 @@ impl PermRow {
             },
             PermRow::McpWrites => PermissionChange::SetMcpWrites {
                 enabled: !p.mcp_writes_enabled,
+            },
+            PermRow::Account(connection) => PermissionChange::SetConnected {
+                connection,
+                connected: p.disconnected.contains(&connection),
             },
             PermRow::StepUpThreshold | PermRow::CloseWonApprover => return None,
         })
