@@ -340,8 +340,9 @@ fn permissions_change_is_audited_and_invalid_changes_show_the_error() {
     assert_eq!(last.event, "permissions.changed");
     assert_eq!(last.actor, "user:demo");
     // close-won below step_up is refused by the store; the error is shown.
+    // (the last two rows are the connected accounts)
     h.keys("G");
-    for _ in 0..2 {
+    for _ in 0..4 {
         h.keys("k");
     }
     h.keys("h");
@@ -349,7 +350,7 @@ fn permissions_change_is_audited_and_invalid_changes_show_the_error() {
     assert!(s.contains("needs at least step_up"), "{s}");
     // A typed threshold.
     h.keys("gG");
-    for _ in 0..5 {
+    for _ in 0..7 {
         h.keys("k");
     }
     h.code(KeyCode::Enter);
@@ -359,6 +360,20 @@ fn permissions_change_is_audited_and_invalid_changes_show_the_error() {
     assert_eq!(
         h.store.load_permissions().unwrap().step_up_amount_cents,
         6_000_000
+    );
+    // The last row: dealflow's own flag for the Slack account, audited.
+    h.code(KeyCode::Esc);
+    h.keys("G");
+    h.keys("l");
+    let p = h.store.load_permissions().unwrap();
+    assert!(
+        p.disconnected
+            .contains(&dealflow::core::domain::Connection::Slack)
+    );
+    let last = h.store.audit_page(0, 1000).unwrap().pop().unwrap();
+    assert_eq!(
+        last.detail["summary"],
+        "sign-in-with-slack: disconnected (no token exchange until reconnected)"
     );
 }
 
