@@ -93,7 +93,32 @@ pub trait Store: Send + Sync {
     ) -> Result<Action>;
     /// Start-up sweep: every action left `executing` by a crash becomes
     /// `needs_reconciliation`. Returns them.
-    fn mark_interrupted(&self, at: Millis) -> Result<Vec<Action>>;
+    fn mark_interrupted(&self, at: Millis) -> Result<Vec<Action>> {
+        let stuck = self.list_actions(&ActionFilter {
+            states: vec![ActionState::Executing],
+            limit: None,
+        })?;
+        let mut out = Vec::new();
+        for a in stuck {
+            let t = Transition {
+                from: ActionState::Executing,
+                version: a.version,
+                to: ActionState::NeedsReconciliation,
+                outcome: Some(
+                    "interrupted while executing: check the provider before retrying".into(),
+                ),
+                evidence: None,
+                at,
+            };
+            match self.transition(&a.id, &t) {
+                Ok(now) => out.push(now),
+                // It finished (or was swept) in another process meanwhile: not ours.
+                Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
 
     fn load_permissions(&self) -> Result<Permissions>;
     /// Applies a user's change and audits it in one transaction.

@@ -623,32 +623,6 @@ impl Store for RedisStore {
         }
     }
 
-    fn mark_interrupted(&self, at: i64) -> Result<Vec<Action>> {
-        let stuck = self.list_actions(&ActionFilter {
-            states: vec![ActionState::Executing],
-            limit: None,
-        })?;
-        let mut out = Vec::new();
-        for a in stuck {
-            let t = Transition {
-                from: ActionState::Executing,
-                version: a.version,
-                to: ActionState::NeedsReconciliation,
-                outcome: Some(
-                    "interrupted while executing: check the provider before retrying".into(),
-                ),
-                evidence: None,
-                at,
-            };
-            match self.transition(&a.id, &t) {
-                Ok(now) => out.push(now),
-                Err(StoreError::Conflict { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(out)
-    }
-
     /// The effective set: the user's own, tightened by the team policy if there is one.
     fn load_permissions(&self) -> Result<Permissions> {
         let own = self.own_permissions()?;

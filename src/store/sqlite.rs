@@ -523,33 +523,6 @@ impl Store for SqliteStore {
         })
     }
 
-    fn mark_interrupted(&self, at: i64) -> Result<Vec<Action>> {
-        let stuck = self.list_actions(&ActionFilter {
-            states: vec![ActionState::Executing],
-            limit: None,
-        })?;
-        let mut out = Vec::new();
-        for a in stuck {
-            let t = Transition {
-                from: ActionState::Executing,
-                version: a.version,
-                to: ActionState::NeedsReconciliation,
-                outcome: Some(
-                    "interrupted while executing: check the provider before retrying".into(),
-                ),
-                evidence: None,
-                at,
-            };
-            match self.transition(&a.id, &t) {
-                Ok(now) => out.push(now),
-                // It finished (or was swept) in another process meanwhile: not ours.
-                Err(StoreError::Conflict { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(out)
-    }
-
     fn load_permissions(&self) -> Result<Permissions> {
         self.with(|c| {
             let body: Option<String> = c
