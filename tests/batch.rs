@@ -275,10 +275,10 @@ async fn an_edit_after_the_request_voids_the_approval() {
 #[tokio::test]
 async fn when_the_window_ends_mid_batch_the_rest_goes_back_to_the_queue() {
     let r = rig().await;
-    r.w.sandbox.state.providers.set_latency_ms(150);
+    r.w.sandbox.state.providers.set_latency_ms(300);
     let ids = queue(&r, (0..6).map(meeting).collect());
     let opts = BatchOptions {
-        window: Duration::from_millis(400),
+        window: Duration::from_millis(1000),
         concurrency: 1,
         ..Default::default()
     };
