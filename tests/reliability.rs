@@ -25,6 +25,11 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 const POLL_UNIT: Duration = Duration::from_millis(20);
+/// The recovering process's executing lease: short, but longer than a provider call
+/// takes here (20-60 ms latency), as the lease's contract requires. With a 1 ms lease,
+/// 3 of 1000 actions were judged "not found, safe to retry" while the killed process's
+/// request was still being served, and then landed: a lease must outlive a call.
+const LEASE: Duration = Duration::from_millis(250);
 
 // ---------------------------------------------------------------- child side
 
@@ -58,7 +63,7 @@ async fn child(mode: String) {
         Endpoints::sandbox(&url),
         "rep@dealflow.test".into(),
     );
-    p.executing_lease = Duration::from_millis(1);
+    p.executing_lease = LEASE;
     let p = Arc::new(p);
     match mode.as_str() {
         "exec" => {
@@ -269,6 +274,8 @@ struct Tally {
     succeeded: usize,
     /// Ended failed/unknown with the reason recorded and audited (the user is told).
     told: usize,
+    /// Of `told`: still `needs_reconciliation` (the provider could not be asked).
+    unresolved: usize,
     duplicates: usize,
     lost: usize,
     /// The store and the provider disagree (succeeded but absent, failed but present).
@@ -295,18 +302,23 @@ fn check(sb: &Sandbox, t: &Trial, ids: &[String], tally: &mut Tally) {
             ActionState::Succeeded => {
                 tally.succeeded += 1;
                 if n == 0 || !audited(&["action.executed", "action.reconciled"]) {
+                    eprintln!("inconsistent: {id} succeeded, {n} at the provider: {:?}", a.outcome);
                     tally.inconsistent += 1;
                 }
             }
             ActionState::Failed | ActionState::NeedsReconciliation => {
                 let told = a.outcome.as_deref().is_some_and(|o| !o.is_empty())
                     && audited(&["action.executed", "action.reconciled", "action.interrupted"]);
+                if a.state == ActionState::NeedsReconciliation {
+                    tally.unresolved += 1;
+                }
                 if told {
                     tally.told += 1;
                 } else {
                     tally.lost += 1;
                 }
                 if a.state == ActionState::Failed && n > 0 {
+                    eprintln!("inconsistent: {id} failed, {n} at the provider: {:?}", a.outcome);
                     tally.inconsistent += 1;
                 }
             }
@@ -424,6 +436,10 @@ async fn kill_trial(
     }
     let _ = c1.wait();
     let done_at_kill: usize = at_provider(&par.sandbox, &ids).values().sum();
+    if !exited_by_itself {
+        // The restart comes after the lease: what was executing is then presumed orphaned.
+        tokio::time::sleep(LEASE).await;
+    }
     let mut c2 = par.spawn(&t, "recover", &t.db.with_file_name("recover"));
     assert!(
         par.approve_until_exit(&mut c2, Duration::from_secs(60))
@@ -449,6 +465,8 @@ async fn kill_9_mid_batch_then_restart_loses_and_duplicates_nothing() {
     assert_eq!(tally.actions, n);
     assert_eq!((tally.duplicates, tally.lost, tally.inconsistent), (0, 0, 0));
     assert_eq!(tally.succeeded + tally.told, n);
+    // Gmail and Calendar can be asked by the derived id: every interrupted one is resolved.
+    assert_eq!(tally.unresolved, 0);
     assert_eq!(tally.chain_ok, 1);
 }
 
@@ -464,7 +482,7 @@ async fn kill_9_randomized_trials() {
     let (mut mid, mut before_any, mut after_all) = (0, 0, 0);
     let started = Instant::now();
     for _ in 0..trials {
-        let delay = Duration::from_millis(rand::random_range(0..160));
+        let delay = Duration::from_millis(rand::random_range(60..300));
         let (done, finished) =
             kill_trial(&par, (0..10).map(email).collect(), Some(delay), 0, &mut tally).await;
         match (done, finished) {
@@ -475,11 +493,12 @@ async fn kill_9_randomized_trials() {
     }
     eprintln!(
         "kill -9 trials: {trials} in {:?} (killed before any side effect {before_any}, mid-batch {mid}, after all {after_all}); \
-         actions {}, succeeded {}, told {}, duplicates {}, lost {}, inconsistent {}, audit chains verified {}/{trials}",
+         actions {}, succeeded {}, told {} (unresolved {}), duplicates {}, lost {}, inconsistent {}, audit chains verified {}/{trials}",
         started.elapsed(),
         tally.actions,
         tally.succeeded,
         tally.told,
+        tally.unresolved,
         tally.duplicates,
         tally.lost,
         tally.inconsistent,
@@ -488,5 +507,7 @@ async fn kill_9_randomized_trials() {
     assert_eq!(tally.actions, trials * 10);
     assert_eq!((tally.duplicates, tally.lost, tally.inconsistent), (0, 0, 0));
     assert_eq!(tally.chain_ok, trials);
+    assert_eq!(tally.unresolved, 0);
+    assert_eq!(tally.succeeded + tally.told, tally.actions);
     assert!(mid > 0, "some kills must land mid-batch");
 }
