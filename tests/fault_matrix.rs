@@ -38,7 +38,14 @@ enum F {
     Slow,
 }
 
-const ALL: [F; 6] = [F::E500, F::R429, F::Timeout, F::Refused, F::Malformed, F::Slow];
+const ALL: [F; 6] = [
+    F::E500,
+    F::R429,
+    F::Timeout,
+    F::Refused,
+    F::Malformed,
+    F::Slow,
+];
 
 fn fault(f: F) -> Option<Fault> {
     let base = Fault {
@@ -242,12 +249,20 @@ where
             Ok(r) => r,
             Err(_) => Err("no answer within 20 s".into()),
         };
-        eprintln!("{name} × {f:?}: {} ({:?})", if r.is_ok() { "pass" } else { "FAIL" }, started.elapsed());
+        eprintln!(
+            "{name} × {f:?}: {} ({:?})",
+            if r.is_ok() { "pass" } else { "FAIL" },
+            started.elapsed()
+        );
         if let Err(e) = r {
             failures.push(format!("{name} × {f:?}: {e}"));
         }
     }
-    eprintln!("{name}: {}/{} cells passed", ALL.len() - failures.len(), ALL.len());
+    eprintln!(
+        "{name}: {}/{} cells passed",
+        ALL.len() - failures.len(),
+        ALL.len()
+    );
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
@@ -297,17 +312,20 @@ async fn provider_cell(prov: Prov, f: F) -> Cell {
         r.sb().state.providers.inject(prov.endpoint(), fault);
     }
     let id = r.approved(prov.params());
-    let done = r
-        .p
-        .execute(&id, &Subject::User, now_ms())
-        .await
-        .map_err(|e| format!("execute: {e}"))?;
+    let done =
+        r.p.execute(&id, &Subject::User, now_ms())
+            .await
+            .map_err(|e| format!("execute: {e}"))?;
     let effects = prov.effects(r.sb());
     let a = r.store.get_action(&id).unwrap();
     let events = r.events_for(&id);
     let executed = events.iter().find(|e| e.0 == "action.executed");
     if f == F::Slow {
-        ensure!(done.outcome.is_ok(), "slow should succeed: {:?}", done.outcome);
+        ensure!(
+            done.outcome.is_ok(),
+            "slow should succeed: {:?}",
+            done.outcome
+        );
         ensure!(effects == 1, "{effects} side effects");
         ensure!(a.state == ActionState::Succeeded, "{}", a.state);
         return Ok(());
@@ -316,7 +334,10 @@ async fn provider_cell(prov: Prov, f: F) -> Cell {
         Ok(o) => return Err(format!("succeeded despite the fault: {o:?}")),
         Err(e) => e.to_string(),
     };
-    ensure!(err.contains(prov.endpoint()), "error does not name the endpoint: {err}");
+    ensure!(
+        err.contains(prov.endpoint()),
+        "error does not name the endpoint: {err}"
+    );
     ensure!(effects == 0, "{effects} side effects");
     let Some(executed) = executed else {
         return Err(format!("no action.executed in the audit log: {events:?}"));
@@ -335,7 +356,9 @@ async fn provider_cell(prov: Prov, f: F) -> Cell {
         // No answer: it may have happened, so it must be reconciled, never re-run blindly.
         ensure!(a.state == ActionState::NeedsReconciliation, "{}", a.state);
         ensure!(executed.1 == "unknown", "{executed:?}");
-        r.p.reconcile(now_ms() + 1).await.map_err(|e| e.to_string())?;
+        r.p.reconcile(now_ms() + 1)
+            .await
+            .map_err(|e| e.to_string())?;
         let after = r.store.get_action(&id).unwrap();
         match prov {
             // Gmail and Calendar can be asked by the derived id: not there, safe to retry.
@@ -358,7 +381,9 @@ async fn provider_cell(prov: Prov, f: F) -> Cell {
         ensure!(executed.1 == "failed", "{executed:?}");
     }
     ensure!(
-        a.outcome.as_deref().is_some_and(|o| o.contains(prov.endpoint())),
+        a.outcome
+            .as_deref()
+            .is_some_and(|o| o.contains(prov.endpoint())),
         "the queue does not say why: {:?}",
         a.outcome
     );
@@ -421,15 +446,18 @@ async fn vault_cell(f: F) -> Cell {
         Err(e @ PipelineError::Credentials { .. }) => e.to_string(),
         other => return Err(format!("expected a credentials error, got {other:?}")),
     };
-    ensure!(err.contains("/oauth/token"), "error does not name the endpoint: {err}");
+    ensure!(
+        err.contains("/oauth/token"),
+        "error does not name the endpoint: {err}"
+    );
     ensure!(sent == 0, "{sent} sent");
     // Blocked before the claim: still approved, nothing lost, and audited.
     ensure!(a.state == ActionState::Approved, "{}", a.state);
     let events = r.events_for(&id);
     ensure!(
-        events
-            .iter()
-            .any(|e| e.0 == "action.blocked" && e.2.contains("token_exchange") && e.2.contains("/oauth/token")),
+        events.iter().any(|e| e.0 == "action.blocked"
+            && e.2.contains("token_exchange")
+            && e.2.contains("/oauth/token")),
         "blocked exchange not audited: {events:?}"
     );
     Ok(())
@@ -478,7 +506,8 @@ async fn ciba_cell(endpoint: &str, f: F) -> Cell {
     }
     let ids = [r.propose(email()), r.propose(meeting())];
     for id in &ids {
-        me().queue_for_device(r.store.as_ref(), id, now_ms()).unwrap();
+        me().queue_for_device(r.store.as_ref(), id, now_ms())
+            .unwrap();
     }
     let report = if f == F::Refused && endpoint == "auth0.ciba_poll" {
         // The request goes out; then the server is gone while the batch polls.
@@ -537,7 +566,10 @@ async fn ciba_cell(endpoint: &str, f: F) -> Cell {
         return Err(format!("batch failure not audited: {events:?}"));
     };
     if failure.0 != "batch.expired" {
-        ensure!(failure.2.contains(path), "audit does not name {path}: {failure:?}");
+        ensure!(
+            failure.2.contains(path),
+            "audit does not name {path}: {failure:?}"
+        );
     }
     eprintln!("  {endpoint} × {f:?} → {} {}", failure.0, failure.2);
     Ok(())
@@ -545,7 +577,10 @@ async fn ciba_cell(endpoint: &str, f: F) -> Cell {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_matrix_bc_authorize() {
-    row("auth0 /bc-authorize", |f| ciba_cell("auth0.bc_authorize", f)).await;
+    row("auth0 /bc-authorize", |f| {
+        ciba_cell("auth0.bc_authorize", f)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -594,10 +629,16 @@ async fn login_cell(endpoint: &str, f: F) -> Cell {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_matrix_device_code() {
-    row("auth0 /oauth/device/code", |f| login_cell("auth0.device_code", f)).await;
+    row("auth0 /oauth/device/code", |f| {
+        login_cell("auth0.device_code", f)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_matrix_auth0_token() {
-    row("auth0 /oauth/token (sign-in)", |f| login_cell("auth0.token", f)).await;
+    row("auth0 /oauth/token (sign-in)", |f| {
+        login_cell("auth0.token", f)
+    })
+    .await;
 }

@@ -87,9 +87,9 @@ async fn child(mode: String) {
                         assert!(done.outcome.is_ok(), "{:?}", done.outcome);
                         won.push(a.id.clone());
                     }
-                    Err(PipelineError::AlreadyClaimed { .. } | PipelineError::NotApproved { .. }) => {
-                        lost_race += 1
-                    }
+                    Err(
+                        PipelineError::AlreadyClaimed { .. } | PipelineError::NotApproved { .. },
+                    ) => lost_race += 1,
                     Err(e) => panic!("{e}"),
                 }
             }
@@ -118,11 +118,7 @@ async fn child(mode: String) {
             )
             .await
             .unwrap();
-            std::fs::write(
-                out,
-                format!("reconcile left {}; {report:?}", left.len()),
-            )
-            .unwrap();
+            std::fs::write(out, format!("reconcile left {}; {report:?}", left.len())).unwrap();
         }
         other => panic!("unknown mode {other}"),
     }
@@ -203,7 +199,10 @@ impl Parent {
             if let Some(status) = child.try_wait().unwrap() {
                 return status.success();
             }
-            assert!(Instant::now() < deadline, "child did not finish in {limit:?}");
+            assert!(
+                Instant::now() < deadline,
+                "child did not finish in {limit:?}"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -302,7 +301,10 @@ fn check(sb: &Sandbox, t: &Trial, ids: &[String], tally: &mut Tally) {
             ActionState::Succeeded => {
                 tally.succeeded += 1;
                 if n == 0 || !audited(&["action.executed", "action.reconciled"]) {
-                    eprintln!("inconsistent: {id} succeeded, {n} at the provider: {:?}", a.outcome);
+                    eprintln!(
+                        "inconsistent: {id} succeeded, {n} at the provider: {:?}",
+                        a.outcome
+                    );
                     tally.inconsistent += 1;
                 }
             }
@@ -318,7 +320,10 @@ fn check(sb: &Sandbox, t: &Trial, ids: &[String], tally: &mut Tally) {
                     tally.lost += 1;
                 }
                 if a.state == ActionState::Failed && n > 0 {
-                    eprintln!("inconsistent: {id} failed, {n} at the provider: {:?}", a.outcome);
+                    eprintln!(
+                        "inconsistent: {id} failed, {n} at the provider: {:?}",
+                        a.outcome
+                    );
                     tally.inconsistent += 1;
                 }
             }
@@ -375,11 +380,18 @@ async fn two_processes_execute_one_approved_queue_once() {
     assert_eq!(won.len(), ids.len(), "every action ran");
     assert!(won.values().all(|&c| c == 1), "no action ran in both");
     assert_eq!(tally.succeeded, ids.len());
-    assert_eq!((tally.duplicates, tally.lost, tally.inconsistent), (0, 0, 0));
+    assert_eq!(
+        (tally.duplicates, tally.lost, tally.inconsistent),
+        (0, 0, 0)
+    );
     assert_eq!(tally.chain_ok, 1);
     let providers = &par.sandbox.state.providers;
     assert_eq!(providers.calls("gmail.send"), 30, "one send per email");
-    assert_eq!(providers.calls("calendar.insert"), 10, "one insert per meeting");
+    assert_eq!(
+        providers.calls("calendar.insert"),
+        10,
+        "one insert per meeting"
+    );
     let executed = t
         .store
         .audit_page(0, 100_000)
@@ -402,7 +414,8 @@ async fn kill_trial(
     let t = par.trial();
     let ids: Vec<String> = params.into_iter().map(|p| propose(&t, p)).collect();
     for id in &ids {
-        me().queue_for_device(t.store.as_ref(), id, now_ms()).unwrap();
+        me().queue_for_device(t.store.as_ref(), id, now_ms())
+            .unwrap();
     }
     let out1 = t.db.with_file_name("batch");
     let mut c1 = par.spawn(&t, "batch", &out1);
@@ -463,7 +476,10 @@ async fn kill_9_mid_batch_then_restart_loses_and_duplicates_nothing() {
     assert!(!finished, "the batch must still be running when killed");
     assert!(done_at_kill >= 3 && done_at_kill < n, "{done_at_kill}");
     assert_eq!(tally.actions, n);
-    assert_eq!((tally.duplicates, tally.lost, tally.inconsistent), (0, 0, 0));
+    assert_eq!(
+        (tally.duplicates, tally.lost, tally.inconsistent),
+        (0, 0, 0)
+    );
     assert_eq!(tally.succeeded + tally.told, n);
     // Gmail and Calendar can be asked by the derived id: every interrupted one is resolved.
     assert_eq!(tally.unresolved, 0);
@@ -483,8 +499,14 @@ async fn kill_9_randomized_trials() {
     let started = Instant::now();
     for _ in 0..trials {
         let delay = Duration::from_millis(rand::random_range(60..300));
-        let (done, finished) =
-            kill_trial(&par, (0..10).map(email).collect(), Some(delay), 0, &mut tally).await;
+        let (done, finished) = kill_trial(
+            &par,
+            (0..10).map(email).collect(),
+            Some(delay),
+            0,
+            &mut tally,
+        )
+        .await;
         match (done, finished) {
             (_, true) | (10, _) => after_all += 1,
             (0, _) => before_any += 1,
@@ -505,7 +527,10 @@ async fn kill_9_randomized_trials() {
         tally.chain_ok
     );
     assert_eq!(tally.actions, trials * 10);
-    assert_eq!((tally.duplicates, tally.lost, tally.inconsistent), (0, 0, 0));
+    assert_eq!(
+        (tally.duplicates, tally.lost, tally.inconsistent),
+        (0, 0, 0)
+    );
     assert_eq!(tally.chain_ok, trials);
     assert_eq!(tally.unresolved, 0);
     assert_eq!(tally.succeeded + tally.told, tally.actions);

@@ -137,7 +137,10 @@ async fn no_secret_reaches_logs_store_audit_screens_or_model_requests() {
     for id in [&ok, &fails, &hangs, &stale] {
         me.approve(store.as_ref(), id, true, now_ms()).unwrap();
     }
-    debug.push_str(&format!("{:?}", p.execute(&ok, &Subject::User, now_ms()).await));
+    debug.push_str(&format!(
+        "{:?}",
+        p.execute(&ok, &Subject::User, now_ms()).await
+    ));
     let fault = Fault {
         status: 500,
         body: None,
@@ -146,7 +149,10 @@ async fn no_secret_reaches_logs_store_audit_screens_or_model_requests() {
         remaining: 1,
     };
     state.providers.inject("gmail.send", fault.clone());
-    debug.push_str(&format!("{:?}", p.execute(&fails, &Subject::User, now_ms()).await));
+    debug.push_str(&format!(
+        "{:?}",
+        p.execute(&fails, &Subject::User, now_ms()).await
+    ));
     state.providers.inject(
         "gmail.send",
         Fault {
@@ -154,13 +160,19 @@ async fn no_secret_reaches_logs_store_audit_screens_or_model_requests() {
             ..fault.clone()
         },
     );
-    debug.push_str(&format!("{:?}", p.execute(&hangs, &Subject::User, now_ms()).await));
+    debug.push_str(&format!(
+        "{:?}",
+        p.execute(&hangs, &Subject::User, now_ms()).await
+    ));
     debug.push_str(&format!("{:?}", p.reconcile(now_ms() + 200_000).await));
     // Warm the slack token, then revoke it at the provider: the next call gets a 401.
     let warm = propose(ActionParams::ListSlackChannels {});
     let _ = p.execute(&warm, &Subject::User, now_ms()).await;
     state.revoke_provider_tokens(DEMO_SUB, dealflow::core::domain::Connection::Slack.as_str());
-    debug.push_str(&format!("{:?}", p.execute(&stale, &Subject::User, now_ms()).await));
+    debug.push_str(&format!(
+        "{:?}",
+        p.execute(&stale, &Subject::User, now_ms()).await
+    ));
 
     // 2. A CIBA batch approved on the sandbox phone.
     let queued: Vec<String> = ["d@x.example", "e@x.example"]
