@@ -139,7 +139,7 @@ async fn vault_exchange_caches_invalidates_and_surfaces_errors() {
         .exchange(at.expose(), Connection::Google)
         .await
         .unwrap();
-    assert_eq!(g.scopes.len(), 4);
+    assert_eq!(g.scopes.len(), 5);
     assert!(
         g.missing_scopes(&["https://www.googleapis.com/auth/gmail.send"])
             .is_empty()

@@ -351,7 +351,7 @@ async fn vault_exchange_unknown_connection_and_bad_subject() {
     let grant = sb.state.provider_grant(tok).unwrap();
     assert_eq!(grant.connection, "google-oauth2");
     assert_eq!(grant.sub, DEMO_SUB);
-    assert_eq!(grant.scopes.len(), 4);
+    assert_eq!(grant.scopes.len(), 5);
 }
 
 #[tokio::test]

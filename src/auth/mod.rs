@@ -171,9 +171,21 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+static HTTP_TIMEOUT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(30_000);
+
+/// Sets the request timeout of Auth0 clients created afterwards in this process (30 s by
+/// default); tests of silent servers shorten it.
+pub fn set_http_timeout(d: Duration) {
+    HTTP_TIMEOUT_MS.store(
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
 pub(crate) fn http_client() -> reqwest::Client {
+    let timeout = HTTP_TIMEOUT_MS.load(std::sync::atomic::Ordering::Relaxed);
     reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
+        .timeout(Duration::from_millis(timeout))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap_or_default()

@@ -213,9 +213,34 @@ pub async fn wire_sandbox_with(
     sandbox: crate::sandbox::Sandbox,
     poll_unit: std::time::Duration,
 ) -> Result<SandboxWiring, AuthError> {
-    let mut settings = crate::auth::AuthSettings::sandbox(&sandbox.base_url());
+    let secret = sandbox.state.auth0.agent_client_secret();
+    let w = wire_remote(&sandbox.base_url(), &secret, poll_unit).await?;
+    Ok(SandboxWiring {
+        sandbox,
+        session: w.session,
+        creds: w.creds,
+        device: w.device,
+    })
+}
+
+/// The clients of [`SandboxWiring`] without the server: for a process that talks to a
+/// sandbox another process runs (multi-process tests), given its URL and agent secret.
+pub struct RemoteWiring {
+    pub session: Arc<Session>,
+    pub creds: Arc<VaultCredentials>,
+    pub device: Arc<CibaDevice>,
+}
+
+/// Signs in to the sandbox at `base_url` as the demo user (device flow over HTTP) and
+/// builds the real vault and CIBA clients against it.
+pub async fn wire_remote(
+    base_url: &str,
+    agent_secret: &str,
+    poll_unit: std::time::Duration,
+) -> Result<RemoteWiring, AuthError> {
+    let mut settings = crate::auth::AuthSettings::sandbox(base_url);
     settings.poll_unit = poll_unit;
-    let secret = crate::auth::Secret::new(sandbox.state.auth0.agent_client_secret());
+    let secret = crate::auth::Secret::new(agent_secret.to_string());
     let session = Arc::new(Session::sandbox(settings.clone()).await?);
     let creds = Arc::new(VaultCredentials {
         vault: VaultClient::new(settings.clone(), secret.clone()),
@@ -226,8 +251,7 @@ pub async fn wire_sandbox_with(
         CibaClient::new(settings, secret),
         session.clone(),
     ));
-    Ok(SandboxWiring {
-        sandbox,
+    Ok(RemoteWiring {
         session,
         creds,
         device,

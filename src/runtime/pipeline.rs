@@ -383,17 +383,9 @@ impl Pipeline {
             ),
             Err(e) => (ActionState::Failed, e.to_string()),
         };
-        let done = self.store.transition(
-            id,
-            &Transition {
-                from: ActionState::Executing,
-                version: claimed.version,
-                to: state,
-                outcome: Some(outcome_text.clone()),
-                evidence: None,
-                at,
-            },
-        )?;
+        // The provider's answer is audited before the state records it: a crash in
+        // between leaves the action `executing` (reconciled later, by its derived id),
+        // never a finished action whose side effect the audit log does not mention.
         let (outcome_word, provider) = match &result {
             Ok(o) => ("ok", o.data.clone()),
             Err(e) => (
@@ -419,7 +411,7 @@ impl Pipeline {
             at,
             json!({
                 "kind": kind,
-                "target": done.params.target(),
+                "target": claimed.params.target(),
                 "state": state,
                 "summary": outcome_text,
                 "provider": provider,
@@ -427,8 +419,19 @@ impl Pipeline {
                 "reasons": decision.reasons(),
                 "band": decision.band(),
                 "evidence": evidence_json(consent.evidence()),
-                "payload_digest": payload_digest(&done.params),
+                "payload_digest": payload_digest(&claimed.params),
             }),
+        )?;
+        let done = self.store.transition(
+            id,
+            &Transition {
+                from: ActionState::Executing,
+                version: claimed.version,
+                to: state,
+                outcome: Some(outcome_text.clone()),
+                evidence: None,
+                at,
+            },
         )?;
         Ok(Executed {
             action: done,

@@ -152,6 +152,9 @@ async fn device_code(State(st): St, headers: HeaderMap, body: axum::body::Bytes)
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    if let Some(r) = st.providers.fault("auth0.device_code").await {
+        return r;
+    }
     let (cid, secret) = client_creds(&p, &headers);
     let g = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
     match st
@@ -168,6 +171,14 @@ async fn token(State(st): St, headers: HeaderMap, body: axum::body::Bytes) -> Re
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    let endpoint = match p.get("grant_type").map(String::as_str) {
+        Some("urn:openid:params:grant-type:ciba") => "auth0.ciba_poll",
+        Some(g) if g.contains("token-exchange") => "auth0.vault",
+        _ => "auth0.token",
+    };
+    if let Some(r) = st.providers.fault(endpoint).await {
+        return r;
+    }
     match st.auth0.token(&p, basic_auth(&headers)) {
         Ok(TokenOutcome::Json(v)) => ok_json(v),
         Ok(TokenOutcome::Vault(g)) => {
@@ -207,6 +218,9 @@ async fn bc_authorize(State(st): St, headers: HeaderMap, body: axum::body::Bytes
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    if let Some(r) = st.providers.fault("auth0.bc_authorize").await {
+        return r;
+    }
     let (cid, secret) = client_creds(&p, &headers);
     let g = |k: &str| p.get(k).map(String::as_str);
     match st.auth0.bc_authorize(
@@ -350,6 +364,9 @@ struct ConnQ {
 }
 
 async fn accounts_list(State(st): St, headers: HeaderMap, Query(q): Query<ConnQ>) -> Response {
+    if let Some(r) = st.providers.fault("auth0.accounts").await {
+        return r;
+    }
     match st
         .auth0
         .accounts_list(bearer(&headers), q.connection.as_deref())

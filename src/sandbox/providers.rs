@@ -39,6 +39,7 @@ pub struct SlackPost {
 }
 
 /// An injected fault: the next `remaining` calls to an endpoint answer like this.
+/// `status: 0` injects only the delay: the call then proceeds normally (a slow endpoint).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fault {
     pub status: u16,
@@ -92,11 +93,25 @@ impl ProviderData {
 
     /// Counts the call, applies latency, and returns an injected fault if one is due.
     async fn enter(&self, endpoint: &str) -> Option<Response> {
-        *lock(&self.calls).entry(endpoint.to_string()).or_default() += 1;
         let latency = self.latency_ms.load(Ordering::Relaxed);
         if latency > 0 {
+            *lock(&self.calls).entry(endpoint.to_string()).or_default() += 1;
             tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+            return self.take_fault(endpoint).await;
         }
+        self.fault(endpoint).await
+    }
+
+    /// Counts the call and returns an injected fault if one is due (no added latency).
+    /// The emulated Auth0 uses this too, with endpoint names `auth0.device_code`,
+    /// `auth0.token` (device and refresh grants), `auth0.ciba_poll`, `auth0.vault`
+    /// (Token Vault exchange), `auth0.bc_authorize` and `auth0.accounts`.
+    pub async fn fault(&self, endpoint: &str) -> Option<Response> {
+        *lock(&self.calls).entry(endpoint.to_string()).or_default() += 1;
+        self.take_fault(endpoint).await
+    }
+
+    async fn take_fault(&self, endpoint: &str) -> Option<Response> {
         let fault = {
             let mut faults = lock(&self.faults);
             match faults.get_mut(endpoint) {
@@ -110,10 +125,21 @@ impl ProviderData {
         if fault.delay_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(fault.delay_ms)).await;
         }
+        if fault.status == 0 {
+            // Status 0: no fault, only slow; the call then proceeds normally.
+            return None;
+        }
         let status =
             StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = fault.body.unwrap_or_else(|| {
-            if endpoint.starts_with("slack.") && status == StatusCode::OK {
+            if endpoint.starts_with("auth0.") {
+                let error = if fault.status == 429 {
+                    "too_many_requests"
+                } else {
+                    "server_error"
+                };
+                json!({"error": error, "error_description": "injected fault"}).to_string()
+            } else if endpoint.starts_with("slack.") && status == StatusCode::OK {
                 json!({"ok": false, "error": "fatal_error"}).to_string()
             } else {
                 google_error_body(fault.status, "backendError", "injected fault").to_string()

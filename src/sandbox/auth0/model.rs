@@ -25,9 +25,13 @@ pub const API_AUDIENCE: &str = "https://api.dealflow.example";
 pub const DEMO_SUB: &str = "auth0|demo-user";
 pub const LEAD_SUB: &str = "auth0|team-lead";
 
-pub const GOOGLE_SCOPES: [&str; 4] = [
+/// `gmail.metadata` lets reconciliation look a sent message up by its Message-ID (as
+/// [`crate::sandbox::direct_vault`] grants); without it an interrupted send could never
+/// be resolved and would stay `needs_reconciliation`.
+pub const GOOGLE_SCOPES: [&str; 5] = [
     "https://www.googleapis.com/auth/gmail.send",
     "https://www.googleapis.com/auth/gmail.compose",
+    "https://www.googleapis.com/auth/gmail.metadata",
     "https://www.googleapis.com/auth/calendar.events",
     "https://www.googleapis.com/auth/calendar.readonly",
 ];
