@@ -145,6 +145,9 @@ async fn drive(
         app.update(Msg::Resize(size.width, size.height));
     }
     runner.spawn(app.init());
+    // For the start-up benchmark: quit right after the first frame that shows loaded data.
+    let exit_after_first_frame = std::env::var_os("DEALFLOW_EXIT_AFTER_FIRST_FRAME").is_some();
+    let mut loaded = false;
     loop {
         if app.clear {
             terminal.clear()?;
@@ -154,6 +157,9 @@ async fn drive(
         if app.dirty {
             terminal.draw(|f| view::render(&app, f))?;
             app.dirty = false;
+            if exit_after_first_frame && loaded {
+                return Ok(());
+            }
         }
         let first = tokio::select! {
             ev = events.next() => match ev {
@@ -169,6 +175,7 @@ async fn drive(
             batch.push(m);
         }
         for m in batch {
+            loaded |= matches!(m, Msg::ActionsLoaded { .. });
             runner.spawn(app.update(m));
         }
         if app.quit {
