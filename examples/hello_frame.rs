@@ -12,6 +12,16 @@ fn main() -> std::io::Result<()> {
             f.area(),
         );
     });
+    // As dealflow does: with DEALFLOW_EXIT_AFTER_FIRST_FRAME naming a file, record when
+    // the frame was drawn (before restoring the terminal).
+    if let Some(out) =
+        std::env::var_os("DEALFLOW_EXIT_AFTER_FIRST_FRAME").filter(|v| v.to_str() != Some("1"))
+    {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
+        std::fs::write(out, now.to_string())?;
+    }
     ratatui::restore();
     drawn.map(|_| ())
 }
