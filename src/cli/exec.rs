@@ -35,11 +35,14 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 pub async fn wire(ctx: &Ctx) -> Result<Wired> {
     let (clients, endpoints, sandbox) = if ctx.sandbox {
         let sandbox = Sandbox::start(None).await?;
-        // Sign-in is near-instant in the sandbox: poll its device flow every second.
+        // The sandbox approves its own sign-in before the first poll, so that poll may go
+        // at once (interval 0) instead of a second later: the second was most of the time
+        // to the first frame. Later device flows on this sandbox poll every second.
+        sandbox.state.auth0.set_timing(|t| t.device_interval_s = 0);
+        let settings = crate::auth::AuthSettings::sandbox(&sandbox.base_url());
+        let clients = AuthClients::sandbox_with(&sandbox, settings).await;
         sandbox.state.auth0.set_timing(|t| t.device_interval_s = 1);
-        let clients = AuthClients::sandbox(&sandbox)
-            .await
-            .context("sandbox sign-in")?;
+        let clients = clients.context("sandbox sign-in")?;
         let published = sandbox
             .publish_url()
             .map_err(|e| tracing::warn!(error = %e, "cannot publish the sandbox URL for the phone"))

@@ -68,12 +68,18 @@ pub fn canonical_bytes(seq: i64, prev_hash: &str, e: &NewAuditEntry) -> Vec<u8> 
         detail: &e.detail,
     };
     let mut out = Vec::with_capacity(256);
+    write_canonical(&mut out, prev_hash, &c);
+    out
+}
+
+/// `prev_hash`, a newline, then the canonical JSON, appended to `out`.
+fn write_canonical(out: &mut Vec<u8>, prev_hash: &str, c: &Canonical<'_>) {
     out.extend_from_slice(prev_hash.as_bytes());
     out.push(b'\n');
     // serde_json::Value objects are BTreeMaps here (no preserve_order), so key order is
-    // canonical.
-    out.extend_from_slice(&serde_json::to_vec(&c).unwrap_or_default());
-    out
+    // canonical. Serialising into memory cannot fail; on the impossible error the bytes
+    // (and so the hash) are wrong, which verification reports.
+    let _ = serde_json::to_writer(&mut *out, c);
 }
 
 pub fn entry_hash(seq: i64, prev_hash: &str, e: &NewAuditEntry) -> String {
@@ -124,6 +130,8 @@ pub struct ChainBreak {
 pub struct ChainVerifier {
     expected_seq: i64,
     prev_hash: String,
+    /// Reused for each entry's canonical bytes (verification allocates nothing per entry).
+    buf: Vec<u8>,
 }
 
 impl Default for ChainVerifier {
@@ -131,6 +139,7 @@ impl Default for ChainVerifier {
         ChainVerifier {
             expected_seq: 1,
             prev_hash: GENESIS.to_string(),
+            buf: Vec::with_capacity(512),
         }
     }
 }
@@ -159,15 +168,33 @@ impl ChainVerifier {
                 problem: "does not link to the entry before it (removed or reordered rows?)".into(),
             });
         }
-        let recomputed = entry_hash(e.seq, &e.prev_hash, &e.unsealed());
-        if recomputed != e.hash {
+        self.buf.clear();
+        write_canonical(
+            &mut self.buf,
+            &e.prev_hash,
+            &Canonical {
+                seq: e.seq,
+                ts: e.ts,
+                actor: &e.actor,
+                surface: e.surface,
+                event: &e.event,
+                action_id: e.action_id.as_deref(),
+                outcome: &e.outcome,
+                detail: &e.detail,
+            },
+        );
+        let digest = Sha256::digest(&self.buf);
+        let mut hex_buf = [0u8; 64];
+        let matches = hex::encode_to_slice(digest, &mut hex_buf).is_ok()
+            && hex_buf.as_slice() == e.hash.as_bytes();
+        if !matches {
             return Err(ChainBreak {
                 seq: e.seq,
                 problem: "content does not match its hash (the row was altered)".into(),
             });
         }
         self.expected_seq += 1;
-        self.prev_hash = e.hash.clone();
+        self.prev_hash.clone_from(&e.hash);
         Ok(())
     }
 
@@ -227,6 +254,17 @@ mod tests {
     fn verify(es: &[AuditEntry]) -> Result<(), ChainBreak> {
         let mut v = ChainVerifier::default();
         es.iter().try_for_each(|e| v.push(e))
+    }
+
+    #[test]
+    fn the_verifier_hashes_exactly_what_seal_hashed() {
+        let c = chain(3);
+        for e in &c {
+            assert_eq!(entry_hash(e.seq, &e.prev_hash, &e.unsealed()), e.hash);
+        }
+        let mut c = chain(3);
+        c[1].hash = c[1].hash.to_uppercase();
+        assert_eq!(verify(&c).unwrap_err().seq, 2);
     }
 
     #[test]

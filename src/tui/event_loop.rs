@@ -145,6 +145,11 @@ async fn drive(
         app.update(Msg::Resize(size.width, size.height));
     }
     runner.spawn(app.init());
+    // For the start-up benchmark (benches/perf.rs): quit right after the first frame that
+    // shows loaded data; a value other than "1" names a file that gets the wall-clock
+    // time of that frame in microseconds since the Unix epoch.
+    let exit_after_first_frame = std::env::var_os("DEALFLOW_EXIT_AFTER_FIRST_FRAME");
+    let mut loaded = false;
     loop {
         if app.clear {
             terminal.clear()?;
@@ -154,6 +159,12 @@ async fn drive(
         if app.dirty {
             terminal.draw(|f| view::render(&app, f))?;
             app.dirty = false;
+            if let Some(out) = exit_after_first_frame.as_ref().filter(|_| loaded) {
+                if out.to_str() != Some("1") {
+                    std::fs::write(out, first_frame_stamp())?;
+                }
+                return Ok(());
+            }
         }
         let first = tokio::select! {
             ev = events.next() => match ev {
@@ -169,12 +180,21 @@ async fn drive(
             batch.push(m);
         }
         for m in batch {
+            loaded |= matches!(m, Msg::ActionsLoaded { .. });
             runner.spawn(app.update(m));
         }
         if app.quit {
             return Ok(());
         }
     }
+}
+
+/// Now, in microseconds since the Unix epoch, as text.
+pub fn first_frame_stamp() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
+        .to_string()
 }
 
 fn to_msg(ev: Event) -> Option<Msg> {
