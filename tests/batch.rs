@@ -5,11 +5,10 @@
 
 use dealflow::connectors::Endpoints;
 use dealflow::core::domain::{ActionParams, ActionState, Email, Surface};
-use dealflow::runtime::auth0::{SandboxWiring, wire_sandbox_with};
+use dealflow::runtime::auth0::{SandboxWiring, wire_fast_sandbox};
 use dealflow::runtime::batch::{BatchOptions, BatchReport, binding_message, run_once};
 use dealflow::runtime::pipeline::{Pipeline, Proposal};
 use dealflow::runtime::review::Reviewer;
-use dealflow::sandbox::Sandbox;
 use dealflow::store::{ActionFilter, SqliteStore, Store};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,17 +24,9 @@ struct Rig {
 async fn rig() -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
-    let sandbox = Sandbox::start(None).await.unwrap();
     // Protocol seconds last 20 ms, so CIBA intervals and expiries take milliseconds.
-    sandbox.state.auth0.set_timing(|t| {
-        t.ms_per_second = 20;
-        t.device_interval_s = 1;
-        t.ciba_interval_s = 1;
-    });
-    let base = sandbox.base_url();
-    let w = wire_sandbox_with(sandbox, Duration::from_millis(20))
-        .await
-        .unwrap();
+    let w = wire_fast_sandbox().await.unwrap();
+    let base = w.sandbox.base_url();
     let p = Arc::new(Pipeline::new(
         store.clone(),
         w.creds.clone(),

@@ -7,10 +7,9 @@
 use dealflow::connectors::Endpoints;
 use dealflow::core::domain::ActionState;
 use dealflow::llm::{AnthropicClient, AnthropicConfig, ApiKey, RetryPolicy};
-use dealflow::runtime::auth0::{SandboxWiring, wire_sandbox_with};
+use dealflow::runtime::auth0::{SandboxWiring, wire_fast_sandbox};
 use dealflow::runtime::chat::{ChatInput, ChatRuntime, ChatUpdate};
 use dealflow::runtime::pipeline::Pipeline;
-use dealflow::sandbox::Sandbox;
 use dealflow::sandbox::fake_llm::{FakeLlm, Reply, TurnBuilder};
 use dealflow::store::{ActionFilter, SqliteStore, Store};
 use serde_json::json;
@@ -32,16 +31,8 @@ async fn rig(script: Vec<Reply>) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
     dealflow::sandbox::demo::seed(store.as_ref(), 1).unwrap();
-    let sandbox = Sandbox::start(None).await.unwrap();
-    sandbox.state.auth0.set_timing(|t| {
-        t.ms_per_second = 20;
-        t.device_interval_s = 1;
-        t.ciba_interval_s = 1;
-    });
-    let base = sandbox.base_url();
-    let w = wire_sandbox_with(sandbox, Duration::from_millis(20))
-        .await
-        .unwrap();
+    let w = wire_fast_sandbox().await.unwrap();
+    let base = w.sandbox.base_url();
     let p = Arc::new(Pipeline::new(
         store.clone(),
         w.creds.clone(),

@@ -8,9 +8,8 @@ use dealflow::core::audit::NewAuditEntry;
 use dealflow::core::domain::Surface;
 use dealflow::core::permissions::PermissionChange;
 use dealflow::mcp::McpServer;
-use dealflow::runtime::auth0::{SandboxWiring, wire_sandbox_with};
+use dealflow::runtime::auth0::{SandboxWiring, wire_fast_sandbox};
 use dealflow::runtime::pipeline::Pipeline;
-use dealflow::sandbox::Sandbox;
 use dealflow::store::{SqliteStore, Store};
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
@@ -30,16 +29,8 @@ async fn rig(wait_bound: Duration) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
     dealflow::sandbox::demo::seed(store.as_ref(), 1).unwrap();
-    let sandbox = Sandbox::start(None).await.unwrap();
-    sandbox.state.auth0.set_timing(|t| {
-        t.ms_per_second = 20;
-        t.device_interval_s = 1;
-        t.ciba_interval_s = 1;
-    });
-    let base = sandbox.base_url();
-    let w = wire_sandbox_with(sandbox, Duration::from_millis(20))
-        .await
-        .unwrap();
+    let w = wire_fast_sandbox().await.unwrap();
+    let base = w.sandbox.base_url();
     let p = Arc::new(Pipeline::new(
         store.clone(),
         w.creds.clone(),

@@ -223,6 +223,23 @@ pub async fn wire_sandbox_with(
     })
 }
 
+/// A sandbox whose protocol seconds last 20 ms (CIBA intervals and expiries take
+/// milliseconds), signed in and wired: what tests and benchmarks want.
+pub async fn wire_fast_sandbox() -> Result<SandboxWiring, AuthError> {
+    let sandbox = crate::sandbox::Sandbox::start(None)
+        .await
+        .map_err(|e| AuthError::Transport {
+            endpoint: "sandbox".into(),
+            message: e.to_string(),
+        })?;
+    sandbox.state.auth0.set_timing(|t| {
+        t.ms_per_second = 20;
+        t.device_interval_s = 1;
+        t.ciba_interval_s = 1;
+    });
+    wire_sandbox_with(sandbox, std::time::Duration::from_millis(20)).await
+}
+
 /// The clients of [`SandboxWiring`] without the server: for a process that talks to a
 /// sandbox another process runs (multi-process tests), given its URL and agent secret.
 pub struct RemoteWiring {
