@@ -59,16 +59,18 @@ fn list_disconnect_and_connect_through_the_loopback_redirect() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Keep draining stderr after the URL: closing the pipe early would make the
+    // child's next eprintln fail.
     let stderr = BufReader::new(child.stderr.take().unwrap());
-    let url = stderr
-        .lines()
-        .map(|l| l.unwrap())
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("http://")
-                .map(|u| format!("http://{u}"))
-        })
-        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if let Some(u) = line.trim().strip_prefix("http://") {
+                let _ = tx.send(format!("http://{u}"));
+            }
+        }
+    });
+    let url = rx.recv_timeout(std::time::Duration::from_secs(60)).unwrap();
     // The browser: the sandbox's consent page redirects to the CLI's loopback listener.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let body = rt.block_on(async { reqwest::get(&url).await.unwrap().text().await.unwrap() });

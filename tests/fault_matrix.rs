@@ -359,8 +359,9 @@ async fn provider_cell(prov: Prov, f: F) -> Cell {
         ensure!(calls == 2, "{calls} calls");
         ensure!(err.contains("rate limited"), "{err}");
     }
-    if f == F::Timeout {
-        // No answer: it may have happened, so it must be reconciled, never re-run blindly.
+    if f == F::Timeout || f == F::Malformed {
+        // No answer, or a 2xx we cannot read: it may have happened, so it must be
+        // reconciled, never re-run blindly.
         ensure!(a.state == ActionState::NeedsReconciliation, "{}", a.state);
         ensure!(executed.1 == "unknown", "{executed:?}");
         r.p.reconcile(now_ms() + 1)

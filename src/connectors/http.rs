@@ -105,6 +105,7 @@ pub async fn send(req: &Request<'_>, policy: &RetryPolicy) -> Result<Answer, Con
         })?;
         let body: Value = serde_json::from_str(&text).map_err(|_| ConnectorError::Malformed {
             endpoint: req.endpoint.into(),
+            status: status.as_u16(),
             detail: format!(
                 "HTTP {}: not JSON: {:?}",
                 status.as_u16(),

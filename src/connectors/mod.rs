@@ -92,9 +92,14 @@ pub enum ConnectorError {
     /// reset): a write must be reconciled, not retried blindly.
     #[error("{endpoint}: no answer: {detail}")]
     NoAnswer { endpoint: String, detail: String },
-    /// The provider answered something we cannot read.
+    /// The provider answered something we cannot read. With a 2xx status it probably
+    /// acted, so a write must be reconciled, not retried.
     #[error("{endpoint}: unreadable answer: {detail}")]
-    Malformed { endpoint: String, detail: String },
+    Malformed {
+        endpoint: String,
+        status: u16,
+        detail: String,
+    },
     /// A store-side (CRM) failure.
     #[error("crm: {0}")]
     Crm(String),
@@ -103,7 +108,14 @@ pub enum ConnectorError {
 impl ConnectorError {
     /// Whether the side effect may have happened anyway.
     pub fn is_ambiguous(&self) -> bool {
-        matches!(self, ConnectorError::NoAnswer { .. })
+        matches!(
+            self,
+            ConnectorError::NoAnswer { .. }
+                | ConnectorError::Malformed {
+                    status: 200..=299,
+                    ..
+                }
+        )
     }
 }
 

@@ -51,6 +51,7 @@ fn check(endpoint: &str, status: reqwest::StatusCode, body: &Value) -> Result<()
     } else if status.is_success() && body.get("ok").is_none() {
         Err(ConnectorError::Malformed {
             endpoint: endpoint.into(),
+            status: status.as_u16(),
             detail: "no `ok` field".into(),
         })
     } else {

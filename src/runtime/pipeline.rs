@@ -369,7 +369,8 @@ impl Pipeline {
         }
         let (state, outcome_text) = match &result {
             Ok(o) => (ActionState::Succeeded, o.summary.clone()),
-            Err(e) if e.is_ambiguous() => (
+            // A read that may or may not have been served leaves nothing to reconcile.
+            Err(e) if e.is_ambiguous() && kind.is_write() => (
                 ActionState::NeedsReconciliation,
                 format!("{e}; it may have happened: reconcile before retrying"),
             ),
@@ -389,7 +390,7 @@ impl Pipeline {
         let (outcome_word, provider) = match &result {
             Ok(o) => ("ok", o.data.clone()),
             Err(e) => (
-                if e.is_ambiguous() {
+                if e.is_ambiguous() && kind.is_write() {
                     "unknown"
                 } else {
                     "failed"
