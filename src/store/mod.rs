@@ -45,6 +45,28 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// The evidence a permission change's audit entry carries, the same in every backend:
+/// the change, its one-line summary, and the permission set before it.
+pub(crate) fn permission_change_detail(
+    detail: &mut serde_json::Value,
+    change: &PermissionChange,
+    summary: &str,
+    before: &Permissions,
+) {
+    let change = serde_json::to_value(change).unwrap_or_default();
+    let before = serde_json::to_value(before).unwrap_or_default();
+    match detail {
+        serde_json::Value::Object(m) => {
+            m.insert("change".into(), change);
+            m.insert("summary".into(), summary.into());
+            m.insert("before".into(), before);
+        }
+        other => {
+            *other = serde_json::json!({ "change": change, "summary": summary, "before": before });
+        }
+    }
+}
+
 /// Which actions to list.
 #[derive(Debug, Clone, Default)]
 pub struct ActionFilter {

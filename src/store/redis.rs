@@ -639,21 +639,7 @@ impl Store for RedisStore {
             let before = perms.clone();
             let summary = perms.apply(change).map_err(StoreError::Permission)?;
             let mut entry = audit.clone();
-            if let serde_json::Value::Object(m) = &mut entry.detail {
-                m.insert(
-                    "change".into(),
-                    serde_json::to_value(change).unwrap_or_default(),
-                );
-                m.insert("summary".into(), summary.into());
-                m.insert(
-                    "before".into(),
-                    serde_json::to_value(&before).unwrap_or_default(),
-                );
-            } else {
-                entry.detail = serde_json::json!({
-                    "change": change, "summary": summary, "before": before,
-                });
-            }
+            super::permission_change_detail(&mut entry.detail, change, &summary, &before);
             let new_body = json(&perms);
             if let Some(sealed) = self.try_append(&entry, Some((&body, &new_body)))? {
                 return Ok((self.effective(perms)?, sealed));

@@ -569,21 +569,7 @@ impl Store for SqliteStore {
                 params![json(&perms_now)],
             )
             .map_err(|e| self.err(e))?;
-            if let serde_json::Value::Object(m) = &mut audit.detail {
-                m.insert(
-                    "change".into(),
-                    serde_json::to_value(change).unwrap_or_default(),
-                );
-                m.insert("summary".into(), summary.into());
-                m.insert(
-                    "before".into(),
-                    serde_json::to_value(&before).unwrap_or_default(),
-                );
-            } else {
-                audit.detail = serde_json::json!({
-                    "change": change, "summary": summary, "before": before,
-                });
-            }
+            super::permission_change_detail(&mut audit.detail, change, &summary, &before);
             let entry = self.append_in(&tx, audit)?;
             tx.commit().map_err(|e| self.err(e))?;
             Ok((perms_now, entry))
