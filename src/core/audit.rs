@@ -42,8 +42,15 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
+/// An entry's `detail` as the hasher sees it: a parsed value, or the JSON text a store
+/// kept (which is the value's canonical text, so verifying a stored log needs no parse).
+#[derive(Clone, Copy)]
+enum Detail<'a> {
+    Value(&'a serde_json::Value),
+    Json(&'a str),
+}
+
 /// The hashed view of an entry: everything but its own hash.
-#[derive(Serialize)]
 struct Canonical<'a> {
     seq: i64,
     ts: Millis,
@@ -52,12 +59,164 @@ struct Canonical<'a> {
     event: &'a str,
     action_id: Option<&'a str>,
     outcome: &'a str,
-    detail: &'a serde_json::Value,
+    detail: Detail<'a>,
 }
 
-/// Canonical bytes of the entry as it will be hashed.
-pub fn canonical_bytes(seq: i64, prev_hash: &str, e: &NewAuditEntry) -> Vec<u8> {
-    let c = Canonical {
+/// Where canonical bytes go: a buffer, or straight into the hasher (verification builds
+/// no buffer at all).
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl Sink for Sha256 {
+    fn put(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+}
+
+/// Numbers are written by their `Display`, which is serde_json's own formatting.
+struct Text<'a, S>(&'a mut S);
+
+impl<S: Sink> std::fmt::Write for Text<'_, S> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.put(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// The canonical form is serde_json's compact output (objects key-sorted, as
+/// `serde_json::Value` keeps them without `preserve_order`), byte for byte: chains sealed
+/// by earlier versions, which serialised with serde_json, verify unchanged. Written by
+/// hand because verification is mostly this, and serde's machinery cost more than the
+/// hashing; a property test holds the two equal.
+fn json_str<S: Sink>(out: &mut S, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.put(b"\"");
+    let bytes = s.as_bytes();
+    // Almost every string needs no escape: one branch-free (vectorised) scan says so.
+    let needs_escape = bytes.iter().fold(false, |acc, &b| {
+        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if !needs_escape {
+        out.put(bytes);
+        out.put(b"\"");
+        return;
+    }
+    let mut clean_from = 0;
+    let mut unicode = *b"\\u0000";
+    for (i, &b) in bytes.iter().enumerate() {
+        let short: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => {
+                unicode[4] = HEX[(b >> 4) as usize];
+                unicode[5] = HEX[(b & 0xf) as usize];
+                &unicode
+            }
+            _ => continue,
+        };
+        out.put(&bytes[clean_from..i]);
+        out.put(short);
+        clean_from = i + 1;
+    }
+    out.put(&bytes[clean_from..]);
+    out.put(b"\"");
+}
+
+fn json_int<S: Sink>(out: &mut S, n: impl itoa::Integer) {
+    out.put(itoa::Buffer::new().format(n).as_bytes());
+}
+
+fn json_number<S: Sink>(out: &mut S, n: &serde_json::Number) {
+    if let Some(i) = n.as_i64() {
+        json_int(out, i);
+    } else if let Some(u) = n.as_u64() {
+        json_int(out, u);
+    } else {
+        // A float: its `Display` is serde_json's own formatting. Writing into a sink
+        // cannot fail.
+        let _ = std::fmt::Write::write_fmt(&mut Text(out), format_args!("{n}"));
+    }
+}
+
+fn json_value<S: Sink>(out: &mut S, v: &serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Null => out.put(b"null"),
+        Value::Bool(true) => out.put(b"true"),
+        Value::Bool(false) => out.put(b"false"),
+        Value::Number(n) => json_number(out, n),
+        Value::String(s) => json_str(out, s),
+        Value::Array(items) => {
+            out.put(b"[");
+            for (i, x) in items.iter().enumerate() {
+                if i > 0 {
+                    out.put(b",");
+                }
+                json_value(out, x);
+            }
+            out.put(b"]");
+        }
+        Value::Object(m) => {
+            out.put(b"{");
+            for (i, (k, x)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.put(b",");
+                }
+                json_str(out, k);
+                out.put(b":");
+                json_value(out, x);
+            }
+            out.put(b"}");
+        }
+    }
+}
+
+fn json_opt_str<S: Sink>(out: &mut S, s: Option<&str>) {
+    match s {
+        Some(s) => json_str(out, s),
+        None => out.put(b"null"),
+    }
+}
+
+/// `prev_hash`, a newline, then the canonical JSON of the entry.
+fn write_canonical<S: Sink>(out: &mut S, prev_hash: &str, c: &Canonical<'_>) {
+    out.put(prev_hash.as_bytes());
+    out.put(b"\n{\"seq\":");
+    json_int(out, c.seq);
+    out.put(b",\"ts\":");
+    json_int(out, c.ts);
+    out.put(b",\"actor\":");
+    json_str(out, c.actor);
+    out.put(b",\"surface\":");
+    json_opt_str(out, c.surface.map(Surface::as_str));
+    out.put(b",\"event\":");
+    json_str(out, c.event);
+    out.put(b",\"action_id\":");
+    json_opt_str(out, c.action_id);
+    out.put(b",\"outcome\":");
+    json_str(out, c.outcome);
+    out.put(b",\"detail\":");
+    match c.detail {
+        Detail::Value(v) => json_value(out, v),
+        Detail::Json(text) => out.put(text.as_bytes()),
+    }
+    out.put(b"}");
+}
+
+fn canonical_of(seq: i64, e: &NewAuditEntry) -> Canonical<'_> {
+    Canonical {
         seq,
         ts: e.ts,
         actor: &e.actor,
@@ -65,25 +224,49 @@ pub fn canonical_bytes(seq: i64, prev_hash: &str, e: &NewAuditEntry) -> Vec<u8> 
         event: &e.event,
         action_id: e.action_id.as_deref(),
         outcome: &e.outcome,
-        detail: &e.detail,
-    };
+        detail: Detail::Value(&e.detail),
+    }
+}
+
+/// Canonical bytes of the entry as it will be hashed.
+pub fn canonical_bytes(seq: i64, prev_hash: &str, e: &NewAuditEntry) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    write_canonical(&mut out, prev_hash, &c);
+    write_canonical(&mut out, prev_hash, &canonical_of(seq, e));
     out
 }
 
-/// `prev_hash`, a newline, then the canonical JSON, appended to `out`.
-fn write_canonical(out: &mut Vec<u8>, prev_hash: &str, c: &Canonical<'_>) {
-    out.extend_from_slice(prev_hash.as_bytes());
-    out.push(b'\n');
-    // serde_json::Value objects are BTreeMaps here (no preserve_order), so key order is
-    // canonical. Serialising into memory cannot fail; on the impossible error the bytes
-    // (and so the hash) are wrong, which verification reports.
-    let _ = serde_json::to_writer(&mut *out, c);
+pub fn entry_hash(seq: i64, prev_hash: &str, e: &NewAuditEntry) -> String {
+    let mut h = Sha256::new();
+    write_canonical(&mut h, prev_hash, &canonical_of(seq, e));
+    hex::encode(h.finalize())
 }
 
-pub fn entry_hash(seq: i64, prev_hash: &str, e: &NewAuditEntry) -> String {
-    hex::encode(Sha256::digest(canonical_bytes(seq, prev_hash, e)))
+/// A digest in lowercase hex, as entries carry it (`hex::encode_to_slice` goes through
+/// a per-character iterator and cost a tenth of verification).
+fn lower_hex(digest: &[u8]) -> [u8; 64] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (pair, b) in out.chunks_exact_mut(2).zip(digest) {
+        pair[0] = HEX[(b >> 4) as usize];
+        pair[1] = HEX[(b & 0xf) as usize];
+    }
+    out
+}
+
+/// An entry as a store keeps it, borrowed: `detail_json` is the detail's JSON text as
+/// stored (`serde_json::Value`'s compact text, which is its canonical form).
+#[derive(Debug, Clone, Copy)]
+pub struct StoredEntry<'a> {
+    pub seq: i64,
+    pub ts: Millis,
+    pub actor: &'a str,
+    pub surface: Option<Surface>,
+    pub event: &'a str,
+    pub action_id: Option<&'a str>,
+    pub outcome: &'a str,
+    pub detail_json: &'a str,
+    pub prev_hash: &'a str,
+    pub hash: &'a str,
 }
 
 /// Seals a new entry after `prev` (the last entry's hash, or [`GENESIS`]).
@@ -130,8 +313,6 @@ pub struct ChainBreak {
 pub struct ChainVerifier {
     expected_seq: i64,
     prev_hash: String,
-    /// Reused for each entry's canonical bytes (verification allocates nothing per entry).
-    buf: Vec<u8>,
 }
 
 impl Default for ChainVerifier {
@@ -139,39 +320,16 @@ impl Default for ChainVerifier {
         ChainVerifier {
             expected_seq: 1,
             prev_hash: GENESIS.to_string(),
-            buf: Vec::with_capacity(512),
         }
     }
 }
 
 impl ChainVerifier {
     pub fn push(&mut self, e: &AuditEntry) -> Result<(), ChainBreak> {
-        if e.seq != self.expected_seq {
-            return Err(ChainBreak {
-                seq: self.expected_seq,
-                problem: if e.seq > self.expected_seq {
-                    format!(
-                        "missing: the next entry found is #{} (removed rows?)",
-                        e.seq
-                    )
-                } else {
-                    format!(
-                        "out of order: #{} found where #{} belongs",
-                        e.seq, self.expected_seq
-                    )
-                },
-            });
-        }
-        if e.prev_hash != self.prev_hash {
-            return Err(ChainBreak {
-                seq: e.seq,
-                problem: "does not link to the entry before it (removed or reordered rows?)".into(),
-            });
-        }
-        self.buf.clear();
-        write_canonical(
-            &mut self.buf,
+        self.check(
+            e.seq,
             &e.prev_hash,
+            &e.hash,
             &Canonical {
                 seq: e.seq,
                 ts: e.ts,
@@ -180,21 +338,68 @@ impl ChainVerifier {
                 event: &e.event,
                 action_id: e.action_id.as_deref(),
                 outcome: &e.outcome,
-                detail: &e.detail,
+                detail: Detail::Value(&e.detail),
             },
-        );
-        let digest = Sha256::digest(&self.buf);
-        let mut hex_buf = [0u8; 64];
-        let matches = hex::encode_to_slice(digest, &mut hex_buf).is_ok()
-            && hex_buf.as_slice() == e.hash.as_bytes();
+        )
+    }
+
+    /// Verifies an entry straight from the store's row, without parsing its detail.
+    pub fn push_stored(&mut self, e: &StoredEntry<'_>) -> Result<(), ChainBreak> {
+        self.check(
+            e.seq,
+            e.prev_hash,
+            e.hash,
+            &Canonical {
+                seq: e.seq,
+                ts: e.ts,
+                actor: e.actor,
+                surface: e.surface,
+                event: e.event,
+                action_id: e.action_id,
+                outcome: e.outcome,
+                detail: Detail::Json(e.detail_json),
+            },
+        )
+    }
+
+    fn check(
+        &mut self,
+        seq: i64,
+        prev_hash: &str,
+        hash: &str,
+        c: &Canonical<'_>,
+    ) -> Result<(), ChainBreak> {
+        if seq != self.expected_seq {
+            return Err(ChainBreak {
+                seq: self.expected_seq,
+                problem: if seq > self.expected_seq {
+                    format!("missing: the next entry found is #{seq} (removed rows?)")
+                } else {
+                    format!(
+                        "out of order: #{seq} found where #{} belongs",
+                        self.expected_seq
+                    )
+                },
+            });
+        }
+        if prev_hash != self.prev_hash {
+            return Err(ChainBreak {
+                seq,
+                problem: "does not link to the entry before it (removed or reordered rows?)".into(),
+            });
+        }
+        let mut h = Sha256::new();
+        write_canonical(&mut h, prev_hash, c);
+        let matches = lower_hex(&h.finalize()) == hash.as_bytes();
         if !matches {
             return Err(ChainBreak {
-                seq: e.seq,
+                seq,
                 problem: "content does not match its hash (the row was altered)".into(),
             });
         }
         self.expected_seq += 1;
-        self.prev_hash.clone_from(&e.hash);
+        self.prev_hash.clear();
+        self.prev_hash.push_str(hash);
         Ok(())
     }
 
@@ -265,6 +470,126 @@ mod tests {
         let mut c = chain(3);
         c[1].hash = c[1].hash.to_uppercase();
         assert_eq!(verify(&c).unwrap_err().seq, 2);
+    }
+
+    /// What every earlier version hashed: serde_json's compact serialisation.
+    fn serde_canonical(seq: i64, prev: &str, e: &NewAuditEntry) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Canonical<'a> {
+            seq: i64,
+            ts: Millis,
+            actor: &'a str,
+            surface: Option<Surface>,
+            event: &'a str,
+            action_id: Option<&'a str>,
+            outcome: &'a str,
+            detail: &'a serde_json::Value,
+        }
+        let mut out = format!("{prev}\n").into_bytes();
+        out.extend(
+            serde_json::to_vec(&Canonical {
+                seq,
+                ts: e.ts,
+                actor: &e.actor,
+                surface: e.surface,
+                event: &e.event,
+                action_id: e.action_id.as_deref(),
+                outcome: &e.outcome,
+                detail: &e.detail,
+            })
+            .unwrap(),
+        );
+        out
+    }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".*".prop_map(Value::String),
+            "[\\x00-\\x1f\"\\\\\u{7f}é€😀a]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(".{0,8}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        #[test]
+        fn canonical_bytes_are_serde_json_byte_for_byte(
+            seq in proptest::prelude::any::<i64>(),
+            ts in proptest::prelude::any::<i64>(),
+            actor in ".*",
+            event in "[\\x00-\\x7f]{0,20}",
+            action_id in proptest::option::of(".*"),
+            surface in proptest::option::of(proptest::sample::select(vec![
+                Surface::ActionCenter, Surface::Chat, Surface::Mcp, Surface::Batch, Surface::Cli,
+            ])),
+            detail in arb_json(),
+        ) {
+            let e = NewAuditEntry {
+                ts, actor, surface, event, action_id, outcome: "ok".into(), detail,
+            };
+            let ours = canonical_bytes(seq, GENESIS, &e);
+            proptest::prop_assert_eq!(&ours, &serde_canonical(seq, GENESIS, &e));
+            // A stored row (detail kept as its JSON text) hashes the same.
+            let sealed = seal(seq, GENESIS, e);
+            let text = sealed.detail.to_string();
+            let stored = StoredEntry {
+                seq: 1, ts: sealed.ts, actor: &sealed.actor, surface: sealed.surface,
+                event: &sealed.event, action_id: sealed.action_id.as_deref(),
+                outcome: &sealed.outcome, detail_json: &text, prev_hash: GENESIS, hash: &sealed.hash,
+            };
+            if seq == 1 {
+                proptest::prop_assert!(ChainVerifier::default().push_stored(&stored).is_ok());
+            }
+            let resealed = seal(1, GENESIS, sealed.unsealed());
+            let stored = StoredEntry { hash: &resealed.hash, ..stored };
+            proptest::prop_assert!(ChainVerifier::default().push_stored(&stored).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_stored_row_whose_detail_text_was_edited_is_caught() {
+        let c = chain(3);
+        let texts: Vec<String> = c.iter().map(|e| e.detail.to_string()).collect();
+        let stored = |i: usize, detail: &'static str| {
+            let e = &c[i];
+            let json: &str = if detail.is_empty() { &texts[i] } else { detail };
+            (e, json)
+        };
+        let mut v = ChainVerifier::default();
+        for i in 0..3 {
+            let (e, json) = stored(i, if i == 1 { "{\"a\":[1,2],\"z\":2}" } else { "" });
+            let r = v.push_stored(&StoredEntry {
+                seq: e.seq,
+                ts: e.ts,
+                actor: &e.actor,
+                surface: e.surface,
+                event: &e.event,
+                action_id: e.action_id.as_deref(),
+                outcome: &e.outcome,
+                detail_json: json,
+                prev_hash: &e.prev_hash,
+                hash: &e.hash,
+            });
+            if i == 1 {
+                assert_eq!(r.unwrap_err().seq, 2);
+                return;
+            }
+            r.unwrap();
+        }
+        unreachable!();
     }
 
     #[test]
