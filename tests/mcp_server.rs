@@ -184,11 +184,15 @@ async fn every_read_runs_at_once_and_is_audited_with_the_client() {
         r.w.sandbox.state.phone_pending().is_empty(),
         "reads never ask the device"
     );
-    let proposed: Vec<_> = events(&r)
+    let reads: Vec<_> = events(&r)
         .into_iter()
-        .filter(|(e, _, a)| e == "action.proposed" && a.starts_with("mcp:"))
+        .filter(|(e, _, a)| e == "action.read" && a.starts_with("mcp:"))
         .collect();
-    assert_eq!(proposed.len(), 6);
+    assert_eq!(
+        reads.len(),
+        6,
+        "one audit entry per read, with the client's name"
+    );
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use dealflow::runtime::review::{ReviewError, Reviewer};
 use dealflow::sandbox::Sandbox;
 use dealflow::sandbox::direct_vault::DirectVault;
 use dealflow::sandbox::providers::Fault;
-use dealflow::store::{SqliteStore, Store, Transition};
+use dealflow::store::{ActionFilter, SqliteStore, Store, Transition};
 use std::sync::Arc;
 
 struct Rig {
@@ -651,16 +651,21 @@ async fn a_crash_mid_execution_is_reconciled_by_derived_ids_never_re_run() {
 }
 
 #[tokio::test]
-async fn reads_run_at_once_and_are_audited() {
+async fn reads_run_at_once_and_leave_one_audit_entry_and_no_queue_row() {
     let r = rig().await;
     dealflow::sandbox::demo::seed(r.store.as_ref(), 1).unwrap();
+    let queue_before = r
+        .store
+        .list_actions(&ActionFilter::default())
+        .unwrap()
+        .len();
+    let audit_before = r.store.audit_head().unwrap().0;
     let read = ActionParams::SearchContacts {
         query: "initech".into(),
     };
-    let done =
-        r.p.run_read(proposal(read, Surface::Mcp, 0.0), 10)
-            .await
-            .unwrap();
+    let mut p = proposal(read, Surface::Mcp, 0.0);
+    p.proposer = "mcp:claude-code".into();
+    let done = r.p.run_read(p, 10).await.unwrap();
     assert_eq!(done.action.state, ActionState::Succeeded);
     let o = done.outcome.unwrap();
     assert_eq!(o.data["contacts"][0]["email"], "bill@initech.example");
@@ -678,13 +683,83 @@ async fn reads_run_at_once_and_are_audited() {
             .len(),
         3
     );
-    assert!(
-        events(r.store.as_ref())
-            .iter()
-            .filter(|(e, _)| e == "action.executed")
-            .count()
-            == 2
+    assert_eq!(
+        r.store
+            .list_actions(&ActionFilter::default())
+            .unwrap()
+            .len(),
+        queue_before,
+        "a read is not a queue item"
     );
+    let log = r.store.audit_page(audit_before, 100).unwrap();
+    assert_eq!(
+        log.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(),
+        ["action.read", "action.read"],
+        "one entry per read"
+    );
+    assert_eq!(log[0].actor, "mcp:claude-code");
+    assert_eq!(log[0].outcome, "ok");
+    assert_eq!(log[0].detail["kind"], "search_contacts");
+    assert_eq!(log[0].detail["evidence"]["by"], "autonomous");
+    assert!(
+        log[0].detail.get("provider").is_none(),
+        "what was read stays with the reader: {}",
+        log[0].detail
+    );
+    assert!(r.store.verify_audit().is_ok());
+
+    // A read of a disconnected account is refused before any exchange, and audited.
+    change(
+        r.store.as_ref(),
+        PermissionChange::SetConnected {
+            connection: Connection::Slack,
+            connected: false,
+        },
+    );
+    let exchanges = r.vault.exchanges();
+    let err =
+        r.p.run_read(
+            proposal(ActionParams::ListSlackChannels {}, Surface::Mcp, 0.0),
+            12,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PipelineError::Disconnected { .. }), "{err}");
+    assert_eq!(r.vault.exchanges(), exchanges);
+    // Reads the permissions deny are refused, and audited as denied.
+    change(
+        r.store.as_ref(),
+        PermissionChange::SetAutonomy {
+            kind: ActionKind::SearchContacts,
+            level: Autonomy::Deny,
+        },
+    );
+    let err =
+        r.p.run_read(
+            proposal(
+                ActionParams::SearchContacts {
+                    query: "initech".into(),
+                },
+                Surface::Mcp,
+                0.0,
+            ),
+            13,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PipelineError::Denied { .. }), "{err}");
+    let tail: Vec<_> = events(r.store.as_ref()).into_iter().rev().take(3).collect();
+    assert!(
+        tail.contains(&("action.denied".into(), "denied".into()))
+            && tail.contains(&("action.blocked".into(), "blocked".into())),
+        "{tail:?}"
+    );
+    // A write is never run as a read.
+    assert!(matches!(
+        r.p.run_read(proposal(email("a@b.example"), Surface::Mcp, 0.0), 14)
+            .await,
+        Err(PipelineError::Invalid { .. })
+    ));
 }
 
 #[tokio::test]

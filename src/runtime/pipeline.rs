@@ -26,6 +26,8 @@ pub enum PipelineError {
     Store(#[from] StoreError),
     #[error("invalid {kind}: {reason}")]
     Invalid { kind: ActionKind, reason: String },
+    #[error("{kind}: denied by permissions: {reason}")]
+    Denied { kind: ActionKind, reason: String },
     #[error("{id} is {state}, not approved")]
     NotApproved { id: String, state: ActionState },
     #[error("{id}: consent no longer holds ({0}); it is back in the queue for review", .source)]
@@ -120,12 +122,7 @@ impl Pipeline {
         endpoints: Endpoints,
         owner: String,
     ) -> Pipeline {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
+        let http = connectors::http::shared_client(std::time::Duration::from_secs(30));
         Pipeline {
             store,
             creds,
@@ -263,11 +260,108 @@ impl Pipeline {
         Ok(Submitted { action, decision })
     }
 
-    /// Reads run at once (no side effects, no consent needed) and are audited; the
-    /// action row records what was read.
+    /// Reads run at once and leave one audit entry (`action.read`): no side effect, so
+    /// nothing to review, claim or reconcile, and no action row in the queue. The gate
+    /// still decides: a read the permissions deny is refused (and audited); one they send
+    /// to a person takes the full path (filed, reviewed, then run).
     pub async fn run_read(&self, p: Proposal, at: Millis) -> Result<Executed, PipelineError> {
-        let s = self.submit(p, at)?;
-        self.execute(&s.action.id, &Subject::User, at).await
+        let kind = p.params.kind();
+        if !kind.is_read() {
+            return Err(PipelineError::Invalid {
+                kind,
+                reason: "not a read: submit it for consent".into(),
+            });
+        }
+        let params = super::review::ground(self.store.as_ref(), p.params.clone())
+            .map_err(|reason| PipelineError::Invalid { kind, reason })?;
+        params
+            .validate()
+            .map_err(|reason| PipelineError::Invalid { kind, reason })?;
+        let read = Action {
+            // Not a row in the queue: the id only ties this read's audit entries together.
+            id: crate::sandbox::state::random_token("read-").to_lowercase(),
+            original: params.clone(),
+            params,
+            state: ActionState::Approved,
+            version: 1,
+            surface: p.surface,
+            confidence: p.confidence,
+            justification: p.justification.clone(),
+            title: p.title.clone(),
+            created_at: at,
+            updated_at: at,
+            outcome: None,
+            evidence: Some(Evidence::Autonomous),
+        };
+        let decision = decision_for(self.store.as_ref(), &read)?;
+        match decision.gate() {
+            Gate::Allow => {}
+            Gate::Deny { reason } => {
+                self.audit(
+                    &p.proposer,
+                    &read,
+                    "action.denied",
+                    "denied",
+                    at,
+                    json!({ "gate": decision.gate(), "reasons": decision.reasons() }),
+                )?;
+                return Err(PipelineError::Denied {
+                    kind,
+                    reason: reason.clone(),
+                });
+            }
+            Gate::Review | Gate::StepUp { .. } | Gate::Ciba { .. } => {
+                let s = self.submit(p, at)?;
+                return self.execute(&s.action.id, &Subject::User, at).await;
+            }
+        }
+        let consent =
+            Consent::grant(&decision, &read.params, Evidence::Autonomous).map_err(|source| {
+                PipelineError::ConsentVoid {
+                    id: read.id.clone(),
+                    source,
+                }
+            })?;
+        let token = match kind.connection() {
+            None => None,
+            Some(conn) => Some(self.provider_token(&read, conn, &Subject::User, at).await?),
+        };
+        let mut result = self
+            .dispatch(&consent, &read, token.as_ref().map(|t| t.0.as_str()))
+            .await;
+        if let (Err(ConnectorError::Unauthorized { .. }), Some(conn)) = (&result, kind.connection())
+        {
+            self.creds.invalidate(conn);
+            if let Ok(t) = self.creds.token(conn, &Subject::User).await {
+                result = self.dispatch(&consent, &read, Some(t.expose())).await;
+            }
+        }
+        // What was read is the caller's; the log keeps who read what, and how it went.
+        let (state, outcome_word, summary) = match &result {
+            Ok(o) => (ActionState::Succeeded, "ok", o.summary.clone()),
+            Err(e) => (ActionState::Failed, "failed", e.to_string()),
+        };
+        self.audit(
+            &p.proposer,
+            &read,
+            "action.read",
+            outcome_word,
+            at,
+            json!({
+                "summary": summary,
+                "gate": decision.gate(),
+                "reasons": decision.reasons(),
+                "evidence": evidence_json(consent.evidence()),
+            }),
+        )?;
+        Ok(Executed {
+            action: Action {
+                state,
+                outcome: Some(summary),
+                ..read
+            },
+            outcome: result,
+        })
     }
 
     /// Runs an approved action. See the module doc for the order of checks.

@@ -100,7 +100,7 @@ async def main():
     check("the audit log has the execution with the device's consent",
           len(executed) == 1 and executed[0]["detail"]["evidence"]["by"] == "ciba", [e["event"] for e in events])
     check("the read is audited with the client's name",
-          any(e["event"] == "action.proposed" and e["actor"].startswith("mcp:") for e in events))
+          any(e["event"] == "action.read" and e["actor"].startswith("mcp:") for e in events))
     verify = subprocess.run([BIN, "--sandbox", "audit", "verify"], env=env, capture_output=True, text=True)
     check("the audit chain verifies", verify.returncode == 0, verify.stderr)
 
