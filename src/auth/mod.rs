@@ -184,11 +184,7 @@ pub fn set_http_timeout(d: Duration) {
 
 pub(crate) fn http_client() -> reqwest::Client {
     let timeout = HTTP_TIMEOUT_MS.load(std::sync::atomic::Ordering::Relaxed);
-    reqwest::Client::builder()
-        .timeout(Duration::from_millis(timeout))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_default()
+    crate::connectors::http::shared_client(Duration::from_millis(timeout))
 }
 
 #[derive(Deserialize)]

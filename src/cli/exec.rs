@@ -22,6 +22,8 @@ pub struct Wired {
     pub session: Arc<crate::auth::session::Session>,
     /// The in-process sandbox's base URL (for the phone in a second terminal).
     pub sandbox_url: Option<String>,
+    /// What start-up reconciliation resolved (left `executing` by a crashed run).
+    pub reconciled: Vec<crate::core::domain::Action>,
     _sandbox: Option<(Sandbox, Option<Published>)>,
 }
 
@@ -32,7 +34,22 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// [`wire_quietly`], then says on stderr what start-up reconciliation resolved.
 pub async fn wire(ctx: &Ctx) -> Result<Wired> {
+    let w = wire_quietly(ctx).await?;
+    for a in &w.reconciled {
+        eprintln!(
+            "reconciled {}: {} ({})",
+            a.id,
+            a.state,
+            a.outcome.as_deref().unwrap_or_default()
+        );
+    }
+    Ok(w)
+}
+
+/// Wires the pipeline without writing to the terminal (the TUI owns it by then).
+pub async fn wire_quietly(ctx: &Ctx) -> Result<Wired> {
     let (clients, endpoints, sandbox) = if ctx.sandbox {
         let sandbox = Sandbox::start(None).await?;
         // The sandbox approves its own sign-in before the first poll, so that poll may go
@@ -79,15 +96,9 @@ pub async fn wire(ctx: &Ctx) -> Result<Wired> {
     };
     let pipeline = Arc::new(Pipeline::new(ctx.store.clone(), creds, endpoints, owner));
     // Anything a crashed run left executing is checked before anything new runs.
-    for a in pipeline.reconcile(now_ms()).await? {
-        eprintln!(
-            "reconciled {}: {} ({})",
-            a.id,
-            a.state,
-            a.outcome.unwrap_or_default()
-        );
-    }
+    let reconciled = pipeline.reconcile(now_ms()).await?;
     Ok(Wired {
+        reconciled,
         pipeline,
         device,
         session,

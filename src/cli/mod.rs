@@ -147,6 +147,7 @@ pub enum ConfigCmd {
 }
 
 /// Everything a handler needs, built once.
+#[derive(Clone)]
 pub struct Ctx {
     pub config: Config,
     pub sandbox: bool,
@@ -352,34 +353,15 @@ fn run_tui(ctx: Ctx) -> Result<ExitCode> {
         .map(|d| d.data_dir().to_path_buf())
         .unwrap_or_else(|| PathBuf::from("."));
     // The pipeline (and, with --sandbox, the emulators and the phone's URL file) lives on
-    // its own runtime for the whole session; the UI runs on another.
+    // its own runtime for the whole session; the UI runs on another. It is wired in the
+    // background: the first frame shows the store's pipeline without waiting for the
+    // sandbox to start or sign-in to finish, and what needs the pipeline meanwhile waits
+    // in the `Deferred` queue.
     let rt = exec::runtime()?;
-    let wired = match rt.block_on(exec::wire(&ctx)) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            eprintln!("dealflow: {e:#}; starting without execution (reviews still work)");
-            None
-        }
-    };
-    let mut handlers: Vec<Arc<dyn crate::tui::handler::EffectHandler>> = vec![];
-    if let Some(w) = &wired {
-        let model = crate::llm::AnthropicClient::from_env(&ctx.config.raw.llm)
-            .ok()
-            .map(|m| Arc::new(m) as Arc<dyn crate::llm::LanguageModel>);
-        handlers.push(Arc::new(crate::tui::backend::Backend::new(
-            w.pipeline.clone(),
-            w.device.clone(),
-            crate::runtime::batch::BatchOptions {
-                window: ctx.config.batch_window,
-                concurrency: ctx.config.raw.batch.concurrency as usize,
-                actor: local_actor(),
-                ..Default::default()
-            },
-            local_actor(),
-            model,
-            ctx.config.raw.llm.max_iterations,
-        )));
-    }
+    let deferred = Arc::new(crate::tui::handler::Deferred::new(
+        crate::tui::backend::Backend::takes,
+    ));
+    let wiring = rt.spawn(wire_tui_backend(ctx.clone(), deferred.clone()));
     let opts = crate::tui::TuiOptions {
         sandbox: ctx.sandbox,
         tenant: Some(ctx.config.raw.auth.domain.clone()).filter(|d| !d.is_empty()),
@@ -388,12 +370,70 @@ fn run_tui(ctx: Ctx) -> Result<ExitCode> {
         notify: ctx.config.raw.ui.notify,
         config_dir: crate::config::project_dirs().map(|d| d.config_dir().to_path_buf()),
         export_dir,
-        handlers,
+        handlers: vec![deferred],
     };
-    crate::tui::run(ctx.store.clone(), opts).context("terminal UI")?;
+    let ui = crate::tui::run(ctx.store.clone(), opts).context("terminal UI");
+    // Quitting while sign-in is still running lets it finish for a moment: cutting a
+    // refresh short after Auth0 rotated the token would lose the new one (and the next
+    // start would present the old one, which Auth0 treats as reuse). Then the sandbox,
+    // kept alive in the finished task's output, stops with the runtime.
+    let abort = wiring.abort_handle();
+    let wired = rt
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(5), wiring).await })
+        .map_err(|_| abort.abort())
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
     drop(wired);
     drop(rt);
+    ui?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Wires the pipeline and hands the TUI its backend (or why there is none).
+async fn wire_tui_backend(
+    ctx: Ctx,
+    deferred: Arc<crate::tui::handler::Deferred>,
+) -> Option<exec::Wired> {
+    use crate::tui::msg::Msg;
+    let w = match exec::wire_quietly(&ctx).await {
+        Ok(w) => w,
+        Err(e) => {
+            let why = format!("{e:#}");
+            deferred.resolve(
+                Err(why.clone()),
+                Msg::Status {
+                    ok: false,
+                    text: format!("{why}; running without execution (reviews still work)"),
+                },
+            );
+            return None;
+        }
+    };
+    let model = crate::llm::AnthropicClient::from_env(&ctx.config.raw.llm)
+        .ok()
+        .map(|m| Arc::new(m) as Arc<dyn crate::llm::LanguageModel>);
+    let backend = crate::tui::backend::Backend::new(
+        w.pipeline.clone(),
+        w.device.clone(),
+        crate::runtime::batch::BatchOptions {
+            window: ctx.config.batch_window,
+            concurrency: ctx.config.raw.batch.concurrency as usize,
+            actor: local_actor(),
+            ..Default::default()
+        },
+        local_actor(),
+        model,
+        ctx.config.raw.llm.max_iterations,
+    );
+    let text = match w.reconciled.len() {
+        0 => "signed in: execution ready".to_string(),
+        n => format!(
+            "signed in; {n} action(s) a previous run left executing were reconciled (see the audit log)"
+        ),
+    };
+    deferred.resolve(Ok(Arc::new(backend)), Msg::Status { ok: true, text });
+    Some(w)
 }
 
 fn config_cmd(cmd: &ConfigCmd, config: &Config) -> Result<ExitCode> {

@@ -6,6 +6,28 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::time::Duration;
 
+/// One HTTP client per request timeout, shared by the whole process (Auth0 clients, the
+/// pipeline's connectors): building a client loads and parses the system's trust store,
+/// which cost a start-up ~5 ms per client, and a shared client also shares its
+/// connection pool. No redirects are followed (a token endpoint that redirects is a
+/// fault to report, not to chase), and connecting may take at most 10 s.
+pub fn shared_client(timeout: Duration) -> reqwest::Client {
+    static CLIENTS: std::sync::Mutex<Vec<(Duration, reqwest::Client)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut clients = CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, c)) = clients.iter().find(|(t, _)| *t == timeout) {
+        return c.clone();
+    }
+    let c = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10).min(timeout))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default();
+    clients.push((timeout, c.clone()));
+    c
+}
+
 /// How patient a call is with rate limits.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {

@@ -231,6 +231,20 @@ impl Drop for Backend {
     }
 }
 
+impl Backend {
+    /// The effects [`Backend`] takes (for [`super::handler::Deferred`] while it is built).
+    pub fn takes(effect: &Effect) -> bool {
+        matches!(
+            effect,
+            Effect::ExecuteApproved(_)
+                | Effect::SendToBatch(_)
+                | Effect::StartChatTurn(_)
+                | Effect::CancelTurn
+                | Effect::AnswerStepUp { .. }
+        )
+    }
+}
+
 impl EffectHandler for Backend {
     fn handle(&self, effect: Effect, tx: &UnboundedSender<Msg>) -> Option<Effect> {
         match effect {

@@ -77,6 +77,9 @@ impl Runner {
         tx: mpsc::UnboundedSender<Msg>,
         handlers: Vec<Arc<dyn EffectHandler>>,
     ) -> Runner {
+        for h in &handlers {
+            h.attach(&tx);
+        }
         let (ordered, work) = std::sync::mpsc::channel::<Effect>();
         let (e, t) = (exec.clone(), tx.clone());
         std::thread::spawn(move || {
@@ -146,9 +149,11 @@ async fn drive(
     }
     runner.spawn(app.init());
     // For the start-up benchmark (benches/perf.rs): quit right after the first frame that
-    // shows loaded data; a value other than "1" names a file that gets the wall-clock
+    // shows loaded data (with DEALFLOW_FIRST_FRAME_OF=ready: and every backend settled,
+    // signed in or not); a value other than "1" names a file that gets the wall-clock
     // time of that frame in microseconds since the Unix epoch.
     let exit_after_first_frame = std::env::var_os("DEALFLOW_EXIT_AFTER_FIRST_FRAME");
+    let wait_ready = std::env::var("DEALFLOW_FIRST_FRAME_OF").is_ok_and(|v| v == "ready");
     let mut loaded = false;
     loop {
         if app.clear {
@@ -159,7 +164,11 @@ async fn drive(
         if app.dirty {
             terminal.draw(|f| view::render(&app, f))?;
             app.dirty = false;
-            if let Some(out) = exit_after_first_frame.as_ref().filter(|_| loaded) {
+            let settled = !wait_ready || runner.handlers.iter().all(|h| h.ready());
+            if let Some(out) = exit_after_first_frame
+                .as_ref()
+                .filter(|_| loaded && settled)
+            {
                 if out.to_str() != Some("1") {
                     std::fs::write(out, first_frame_stamp())?;
                 }

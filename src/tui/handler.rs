@@ -5,7 +5,7 @@
 //! `Msg::NotBuilt` for what it cannot do.
 
 use super::msg::{Effect, Msg};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
 
 pub trait EffectHandler: Send + Sync {
@@ -13,6 +13,125 @@ pub trait EffectHandler: Send + Sync {
     /// the UI task inside the tokio runtime: never block here; `tokio::spawn` the work
     /// and send results (e.g. `Msg::Chat`, `Msg::ActionsLoaded`) through `tx`.
     fn handle(&self, effect: Effect, tx: &UnboundedSender<Msg>) -> Option<Effect>;
+
+    /// Called once by the event loop, on the UI runtime, before any effect: a handler
+    /// that reports on its own (not only in answer to an effect) keeps `tx`.
+    fn attach(&self, _tx: &UnboundedSender<Msg>) {}
+
+    /// Whether it can run what it takes now (false while a [`Deferred`] is being built).
+    fn ready(&self) -> bool {
+        true
+    }
+}
+
+/// A backend still being built when the first frame is drawn (the sandbox starting,
+/// sign-in, start-up reconciliation): the rep sees the pipeline at once instead of
+/// waiting on round trips. Effects the backend will take are queued, said so, and run
+/// in order once it is ready; if it cannot be built they are answered, never dropped.
+pub struct Deferred {
+    takes: fn(&Effect) -> bool,
+    state: Mutex<DeferredState>,
+}
+
+#[derive(Default)]
+struct DeferredState {
+    ready: Option<Result<Arc<dyn EffectHandler>, String>>,
+    queued: Vec<Effect>,
+    /// Reports made before the event loop attached.
+    outbox: Vec<Msg>,
+    link: Option<(UnboundedSender<Msg>, tokio::runtime::Handle)>,
+}
+
+impl DeferredState {
+    /// Delivers what can be delivered: reports, and queued effects once the backend is
+    /// settled. Runs under the lock so an effect that arrives meanwhile cannot overtake
+    /// the queue (handlers only spawn, so holding it is short).
+    fn flush(&mut self) {
+        let Some((tx, rt)) = self.link.clone() else {
+            return;
+        };
+        for m in self.outbox.drain(..) {
+            let _ = tx.send(m);
+        }
+        let Some(ready) = &self.ready else { return };
+        let _on_ui_runtime = rt.enter();
+        for effect in self.queued.drain(..) {
+            let unanswered = match ready {
+                Ok(h) => h.handle(effect, &tx),
+                Err(_) => Some(effect),
+            };
+            if let Some(effect) = unanswered {
+                let why = match ready {
+                    Err(reason) => reason.as_str(),
+                    Ok(_) => "the backend did not take it",
+                };
+                let _ = tx.send(Msg::NotBuilt(format!(
+                    "{} not run: {why}",
+                    effect.describe()
+                )));
+            }
+        }
+    }
+}
+
+impl Deferred {
+    /// `takes` says which effects the backend-to-be will take (the rest go on to the
+    /// built-in executor at once).
+    pub fn new(takes: fn(&Effect) -> bool) -> Deferred {
+        Deferred {
+            takes,
+            state: Mutex::new(DeferredState::default()),
+        }
+    }
+
+    /// Settles the backend: `Err` carries why it could not be built (shown; queued
+    /// effects are answered with it). `report` is shown as the status line.
+    pub fn resolve(&self, backend: Result<Arc<dyn EffectHandler>, String>, report: Msg) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.ready = Some(backend);
+        s.outbox.push(report);
+        s.flush();
+    }
+}
+
+impl EffectHandler for Deferred {
+    fn handle(&self, effect: Effect, tx: &UnboundedSender<Msg>) -> Option<Effect> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match &s.ready {
+            Some(Ok(h)) => {
+                let h = h.clone();
+                drop(s);
+                h.handle(effect, tx)
+            }
+            // Not built: the executor answers, as when nothing was ever wired.
+            Some(Err(_)) => Some(effect),
+            None if (self.takes)(&effect) => {
+                let _ = tx.send(Msg::Status {
+                    ok: true,
+                    text: format!(
+                        "{} queued: it runs as soon as sign-in finishes",
+                        effect.describe()
+                    ),
+                });
+                s.queued.push(effect);
+                None
+            }
+            None => Some(effect),
+        }
+    }
+
+    fn ready(&self) -> bool {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.ready.is_some()
+    }
+
+    fn attach(&self, tx: &UnboundedSender<Msg>) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            s.link = Some((tx.clone(), rt));
+        }
+        s.flush();
+    }
 }
 
 /// Offers `effect` to each handler in order; returns it if none took it.

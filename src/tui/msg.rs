@@ -154,3 +154,33 @@ pub enum Effect {
     /// Leave the TUI. Event loop.
     Quit,
 }
+
+impl Effect {
+    /// A few words for the status line (never the payload: it may hold a draft).
+    pub fn describe(&self) -> String {
+        let n = |ids: &[String]| {
+            if ids.len() == 1 {
+                "1 action".to_string()
+            } else {
+                format!("{} actions", ids.len())
+            }
+        };
+        match self {
+            Effect::ExecuteApproved(ids) => format!("execution of {}", n(ids)),
+            Effect::SendToBatch(ids) => format!("device batch of {}", n(ids)),
+            Effect::StartChatTurn(_) => "chat message".into(),
+            Effect::CancelTurn => "chat cancel".into(),
+            Effect::AnswerStepUp { .. } => "step-up answer".into(),
+            Effect::LoadActions => "reload".into(),
+            Effect::Approve { ids, .. } => format!("approval of {}", n(ids)),
+            Effect::Reject { ids, .. } => format!("rejection of {}", n(ids)),
+            Effect::Edit { id, .. } => format!("edit of {id}"),
+            Effect::ChangePermissions(_) => "permission change".into(),
+            Effect::LoadAudit => "audit load".into(),
+            Effect::VerifyAudit => "audit verification".into(),
+            Effect::ExportAudit => "audit export".into(),
+            Effect::Notify { .. } => "notification".into(),
+            Effect::Quit => "quit".into(),
+        }
+    }
+}
