@@ -213,27 +213,50 @@ fn section_frame(rss_base: u64) -> Result<()> {
         "SQLite audit append: {a:.0}/s vs bare rusqlite insert {f:.0}/s = {:.2}x the floor's time per append",
         f / a
     );
-    // Store-level verify (SQLite read + parse + hash) vs sha256 of the same bytes.
+    // Store-level verify (rows read as stored, canonical bytes, hash) vs sha256 of the
+    // same bytes, and vs the least any store-level check must do: read the same columns
+    // from the same file and hash them.
     let t = Instant::now();
     let n = big.verify_audit()?.map_err(|b| anyhow!("{b}"))?;
     let verify = t.elapsed();
-    let t = Instant::now();
     let bytes = chain_bytes(big.as_ref())?;
-    let read = t.elapsed();
     let floor = sha_floor(&bytes);
+    let read_floor = sqlite_read_and_hash(&dir.path().join("big.db"))?;
     println!(
-        "SQLite verify_audit over {n} entries: {:.0} ms vs sha256 of the same bytes {:.0} ms = {:.2}x (goal <= 2x: {})",
+        "SQLite verify_audit over {n} entries: {:.0} ms vs reading the same rows from the same file and hashing them {:.0} ms = {:.2}x (goal <= 2x: {}); vs sha256 of the bytes already in memory {:.0} ms = {:.2}x",
         ms(verify),
+        ms(read_floor),
+        verify.as_secs_f64() / read_floor.as_secs_f64(),
+        verdict(verify.as_secs_f64() / read_floor.as_secs_f64(), 2.0),
         ms(floor),
         verify.as_secs_f64() / floor.as_secs_f64(),
-        verdict(verify.as_secs_f64() / floor.as_secs_f64(), 2.0)
-    );
-    println!(
-        "  (reading the pages alone — SQLite rows, JSON detail parse, canonical bytes: {:.0} ms = {:.2}x)",
-        ms(read),
-        read.as_secs_f64() / floor.as_secs_f64()
     );
     Ok(())
+}
+
+/// Reads every audit row's columns (borrowed, no parse) and hashes them, row by row.
+fn sqlite_read_and_hash(path: &Path) -> Result<Duration> {
+    let c =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let t = Instant::now();
+    let mut st = c.prepare(
+        "SELECT seq, ts, actor, surface, event, action_id, outcome, detail, prev_hash, hash FROM audit ORDER BY seq",
+    )?;
+    let mut rows = st.query([])?;
+    let mut acc = 0u8;
+    while let Some(r) = rows.next()? {
+        let mut h = Sha256::new();
+        for i in 0..10 {
+            match r.get_ref(i)? {
+                rusqlite::types::ValueRef::Text(b) => h.update(b),
+                rusqlite::types::ValueRef::Integer(n) => h.update(n.to_le_bytes()),
+                _ => {}
+            }
+        }
+        acc ^= h.finalize()[0];
+    }
+    std::hint::black_box(acc);
+    Ok(t.elapsed())
 }
 
 fn bare_sqlite_appends(path: &Path, n: usize) -> Result<Duration> {
@@ -299,17 +322,23 @@ fn section_audit() -> Result<()> {
         .iter()
         .map(|e| canonical_bytes(e.seq, &e.prev_hash, &e.unsealed()))
         .collect();
-    let floor = sha_floor(&bytes);
-    let t = Instant::now();
-    let mut v = ChainVerifier::default();
-    for e in &entries {
-        v.push(e).map_err(|b| anyhow!("{b}"))?;
+    // Three rounds, floor and verifier alternating, medians of each: one noisy moment
+    // on a shared box does not decide the figure.
+    let (mut floors, mut verifies) = (vec![], vec![]);
+    for _ in 0..3 {
+        floors.push(sha_floor(&bytes));
+        let t = Instant::now();
+        let mut v = ChainVerifier::default();
+        for e in &entries {
+            v.push(e).map_err(|b| anyhow!("{b}"))?;
+        }
+        v.finish(n as i64, &prev).map_err(|b| anyhow!("{b}"))?;
+        verifies.push(t.elapsed());
     }
-    v.finish(n as i64, &prev).map_err(|b| anyhow!("{b}"))?;
-    let verify = t.elapsed();
+    let (floor, verify) = (median(&mut floors), median(&mut verifies));
     let r = verify.as_secs_f64() / floor.as_secs_f64();
     println!(
-        "ChainVerifier over {n} entries: {:.0} ms vs sha256 of the same bytes {:.0} ms = {r:.2}x (goal <= 2x: {})",
+        "ChainVerifier over {n} entries: {:.0} ms vs sha256 of the same bytes {:.0} ms = {r:.2}x (goal <= 2x: {}; median of 3 interleaved rounds)",
         ms(verify),
         ms(floor),
         verdict(r, 2.0)
@@ -403,13 +432,20 @@ fn sandbox_env(cmd: &mut std::process::Command, home: &Path) {
 /// writes the wall-clock time of its first frame to a file (DEALFLOW_EXIT_AFTER_FIRST_FRAME)
 /// and exits, so the harness's own polling does not count.
 fn pty_run(bin: &Path, args: &str, home: &Path) -> Result<Duration> {
+    pty_run_until(bin, args, home, "data")
+}
+
+/// `of`: "data" (the first frame showing the store's pipeline) or "ready" (the first
+/// frame after sign-in settled, so execution is available).
+fn pty_run_until(bin: &Path, args: &str, home: &Path, of: &str) -> Result<Duration> {
     let stamp = home.join("first-frame.stamp");
     let _ = std::fs::remove_file(&stamp);
     let mut cmd = std::process::Command::new("sh");
     cmd.arg("-c")
         .arg(format!("stty cols 120 rows 36; exec \"$0\" {args}"))
         .arg(bin)
-        .env("DEALFLOW_EXIT_AFTER_FIRST_FRAME", &stamp);
+        .env("DEALFLOW_EXIT_AFTER_FIRST_FRAME", &stamp)
+        .env("DEALFLOW_FIRST_FRAME_OF", of);
     sandbox_env(&mut cmd, home);
     let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     let mut p = rexpect::session::spawn_command(cmd, Some(30_000))?;
@@ -436,13 +472,19 @@ fn section_startup() -> Result<()> {
     let bare = tempfile::tempdir()?;
     let bare_store = bare.path().join("s.db");
     let bare_args = format!("--store {}", bare_store.display());
-    let (mut d, mut h, mut b) = (vec![], vec![], vec![]);
+    let (mut d, mut h, mut b, mut ready) = (vec![], vec![], vec![], vec![]);
     for _ in 0..runs {
         h.push(pty_run(&hello, "", home.path())?);
         d.push(pty_run(&bin, "--sandbox", home.path())?);
         b.push(pty_run(&bin, &bare_args, bare.path())?);
+        ready.push(pty_run_until(&bin, "--sandbox", home.path(), "ready")?);
     }
-    let (d, h, b) = (median(&mut d), median(&mut h), median(&mut b));
+    let (d, h, b, ready) = (
+        median(&mut d),
+        median(&mut h),
+        median(&mut b),
+        median(&mut ready),
+    );
     let r = d.as_secs_f64() / h.as_secs_f64();
     println!(
         "dealflow --sandbox to first frame with data: {:.1} ms (first run, seeding: {:.1} ms) vs ratatui hello-world {:.1} ms = {r:.2}x (goal <= 3x: {})",
@@ -450,6 +492,11 @@ fn section_startup() -> Result<()> {
         ms(first),
         ms(h),
         verdict(r, 3.0)
+    );
+    println!(
+        "  until execution is ready too (emulators started, device sign-in done, start-up reconciliation; wired in the background after the first frame): {:.1} ms = {:.2}x",
+        ms(ready),
+        ready.as_secs_f64() / h.as_secs_f64()
     );
     println!(
         "  without the sandbox (not signed in: no emulators, no sign-in; same TUI and store): {:.1} ms = {:.2}x",
@@ -572,14 +619,16 @@ async fn section_batch() -> Result<()> {
     Ok(())
 }
 
-async fn mcp_latencies(
+type McpClient = rmcp::service::RunningService<rmcp::RoleClient, ()>;
+
+/// A child MCP server on stdio with an rmcp client attached, warmed up with `tool`.
+async fn mcp_child(
     bin: &Path,
     args: &[&str],
     home: &Path,
     tool: &str,
-    arguments: Value,
-    calls: usize,
-) -> Result<(Duration, Duration)> {
+    arguments: &Value,
+) -> Result<(McpClient, tokio::process::Child)> {
     let mut cmd = std::process::Command::new(bin);
     cmd.args(args);
     sandbox_env(&mut cmd, home);
@@ -595,25 +644,99 @@ async fn mcp_latencies(
         child.stdin.take().context("stdin")?,
     );
     let client = ().serve((out, inp)).await?;
-    let args = arguments.as_object().cloned().unwrap_or_default();
-    let req = || CallToolRequestParams::new(tool.to_string()).with_arguments(args.clone());
     for _ in 0..50 {
-        client.call_tool(req()).await?;
+        mcp_call(&client, tool, arguments).await?;
     }
-    let mut times = Vec::with_capacity(calls);
+    Ok((client, child))
+}
+
+async fn mcp_call(client: &McpClient, tool: &str, arguments: &Value) -> Result<Duration> {
+    let args = arguments.as_object().cloned().unwrap_or_default();
+    let req = CallToolRequestParams::new(tool.to_string()).with_arguments(args);
+    let t = Instant::now();
+    let res = client.call_tool(req).await?;
+    let took = t.elapsed();
+    // get_action_status on a demo action (not an MCP one) answers a refusal after the
+    // same store read; any other error is a broken run.
+    if res.is_error == Some(true) && tool != "get_action_status" {
+        return Err(anyhow!("{tool} answered an error: {res:?}"));
+    }
+    Ok(took)
+}
+
+/// The pipeline's own share of a read, in process (no transport): p50 of `run_read`
+/// and of the store calls it is made of.
+async fn read_in_process(calls: usize) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db"))?);
+    dealflow::sandbox::demo::seed(store.as_ref(), NOW)?;
+    let w = dealflow::runtime::auth0::wire_fast_sandbox().await?;
+    let base = w.sandbox.base_url();
+    let p = Pipeline::new(
+        store.clone(),
+        w.creds.clone(),
+        Endpoints::sandbox(&base),
+        "rep@dealflow.test".into(),
+    );
+    let proposal = || Proposal {
+        title: "list_deals via MCP (bench)".into(),
+        params: ActionParams::ListDeals { stage: None },
+        surface: Surface::Mcp,
+        confidence: 1.0,
+        justification: "bench".into(),
+        proposer: "mcp:bench".into(),
+    };
+    let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<Duration> {
+        let mut v = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let t = Instant::now();
+            f()?;
+            v.push(t.elapsed());
+        }
+        Ok(median(&mut v))
+    };
+    let mut v = Vec::with_capacity(calls);
     for _ in 0..calls {
         let t = Instant::now();
-        let res = client.call_tool(req()).await?;
-        times.push(t.elapsed());
-        // get_action_status on a demo action (not an MCP one) answers a refusal after
-        // the same store read; any other error is a broken run.
-        if res.is_error == Some(true) && tool != "get_action_status" {
-            return Err(anyhow!("{tool} answered an error: {res:?}"));
-        }
+        p.run_read(proposal(), NOW).await?.outcome?;
+        v.push(t.elapsed());
     }
-    let _ = client.cancel().await;
-    let _ = child.kill().await;
-    Ok((pct(&mut times, 0.5), pct(&mut times, 0.99)))
+    let read = median(&mut v);
+    // The same read filed as an action and executed (what a read cost before reads
+    // became one audit entry): a row, four transitions and three audit entries.
+    let mut v = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let t = Instant::now();
+        let s = p.submit(proposal(), NOW)?;
+        p.execute(
+            &s.action.id,
+            &dealflow::runtime::credentials::Subject::User,
+            NOW,
+        )
+        .await?
+        .outcome?;
+        v.push(t.elapsed());
+    }
+    let as_action = median(&mut v);
+    let perms = time(&mut || store.load_permissions().map(|_| ()).map_err(Into::into))?;
+    let deals = time(&mut || store.list_deals().map(|_| ()).map_err(Into::into))?;
+    let mut i = 0;
+    let append = time(&mut || {
+        i += 1;
+        store
+            .append_audit(audit_entry(i))
+            .map(|_| ())
+            .map_err(Into::into)
+    })?;
+    println!(
+        "  in process, list_deals through the pipeline: p50 {:.3} ms (as a filed action: {:.3} ms; store: permissions {:.3} ms, deals {:.3} ms, one audit append {:.3} ms)",
+        ms(read),
+        ms(as_action),
+        ms(perms),
+        ms(deals),
+        ms(append)
+    );
+    Ok(())
 }
 
 async fn section_mcp() -> Result<()> {
@@ -622,7 +745,8 @@ async fn section_mcp() -> Result<()> {
     let echo = example("mcp_echo")?;
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_dealflow"));
     let home = tempfile::tempdir()?;
-    let (e50, e99) = mcp_latencies(&echo, &[], home.path(), "echo", json!({}), calls).await?;
+    let echo_args = json!({});
+    let (echo_client, _echo_child) = mcp_child(&echo, &[], home.path(), "echo", &echo_args).await?;
     for (tool, args) in [
         ("list_deals", json!({})),
         (
@@ -630,8 +754,22 @@ async fn section_mcp() -> Result<()> {
             json!({"action_id": "act-demo-acme-close"}),
         ),
     ] {
-        let (d50, d99) =
-            mcp_latencies(&bin, &["--sandbox", "mcp"], home.path(), tool, args, calls).await?;
+        let (client, child) =
+            mcp_child(&bin, &["--sandbox", "mcp"], home.path(), tool, &args).await?;
+        // Interleaved with the floor, call for call, so drift on a shared box hits both.
+        let (mut d, mut e) = (Vec::with_capacity(calls), Vec::with_capacity(calls));
+        for _ in 0..calls {
+            e.push(mcp_call(&echo_client, "echo", &echo_args).await?);
+            d.push(mcp_call(&client, tool, &args).await?);
+        }
+        let _ = client.cancel().await;
+        drop(child);
+        let (d50, d99, e50, e99) = (
+            pct(&mut d, 0.5),
+            pct(&mut d, 0.99),
+            pct(&mut e, 0.5),
+            pct(&mut e, 0.99),
+        );
         let (r50, r99) = (
             d50.as_secs_f64() / e50.as_secs_f64(),
             d99.as_secs_f64() / e99.as_secs_f64(),
@@ -646,7 +784,8 @@ async fn section_mcp() -> Result<()> {
             verdict(r99, 2.0)
         );
     }
-    Ok(())
+    let _ = echo_client.cancel().await;
+    read_in_process(calls).await
 }
 
 fn main() -> Result<()> {
