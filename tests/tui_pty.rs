@@ -100,3 +100,39 @@ fn edit_approve_and_execute_a_suggestion_in_the_real_tui() {
         Ok(store.audit_head().unwrap().0)
     );
 }
+
+/// Not signed in: the first frame comes up anyway, and the status line (not stderr,
+/// which the TUI owns by then) says why nothing can run and what still works.
+#[test]
+fn without_sign_in_the_tui_starts_and_says_why_nothing_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("stty cols 200 rows 30; exec \"$0\"")
+        .arg(env!("CARGO_BIN_EXE_dealflow"))
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("USER", "ptyuser")
+        .env("TERM", "xterm-256color")
+        .env("NO_COLOR", "1")
+        .env_remove("TMUX")
+        .env_remove("DEALFLOW_CONFIG");
+    let mut p = rexpect::session::spawn_command(cmd, Some(15_000)).unwrap();
+    p.exp_string("pending").unwrap();
+    // ratatui moves the cursor over blanks, so the status line arrives word by word.
+    for word in [
+        "keyring:",
+        "auth.client_id",
+        "--sandbox);",
+        "without",
+        "(reviews",
+    ] {
+        p.exp_string(word).unwrap();
+    }
+    p.send("q").unwrap();
+    p.flush().unwrap();
+    p.exp_eof().unwrap();
+}

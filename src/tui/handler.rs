@@ -166,6 +166,91 @@ mod tests {
         }
     }
 
+    fn chat_only(e: &Effect) -> bool {
+        matches!(e, Effect::StartChatTurn(_))
+    }
+
+    fn drain(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Msg>) -> Vec<String> {
+        let mut out = vec![];
+        while let Ok(m) = rx.try_recv() {
+            out.push(match m {
+                Msg::Chat(ChatEvent::AssistantDelta(t)) => t,
+                Msg::Status { text, .. } => format!("status: {text}"),
+                Msg::NotBuilt(t) => format!("not built: {t}"),
+                other => format!("{other:?}"),
+            });
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_deferred_backend_queues_what_it_will_take_and_runs_it_in_order_once_ready() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let d = Arc::new(Deferred::new(chat_only));
+        let hs: Vec<Arc<dyn EffectHandler>> = vec![d.clone()];
+        d.attach(&tx);
+        assert!(!d.ready());
+        assert_eq!(route(Effect::StartChatTurn("one".into()), &hs, &tx), None);
+        assert_eq!(route(Effect::StartChatTurn("two".into()), &hs, &tx), None);
+        // What the backend will not take goes on to the executor at once.
+        assert_eq!(
+            route(Effect::LoadActions, &hs, &tx),
+            Some(Effect::LoadActions)
+        );
+        let waiting = drain(&mut rx);
+        assert_eq!(waiting.len(), 2);
+        assert!(waiting[0].contains("queued"), "{waiting:?}");
+        d.resolve(
+            Ok(Arc::new(FakeChat)),
+            Msg::Status {
+                ok: true,
+                text: "ready".into(),
+            },
+        );
+        assert!(d.ready());
+        assert_eq!(drain(&mut rx), ["status: ready", "echo one", "echo two"]);
+        assert_eq!(route(Effect::StartChatTurn("three".into()), &hs, &tx), None);
+        assert_eq!(drain(&mut rx), ["echo three"]);
+    }
+
+    #[tokio::test]
+    async fn a_backend_that_cannot_be_built_answers_what_waited_and_reports_before_attach() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let d = Arc::new(Deferred::new(chat_only));
+        // Settled before the event loop attached: the report waits for it.
+        let early = Arc::new(Deferred::new(chat_only));
+        early.resolve(
+            Err("sign-in: no keyring entry".into()),
+            Msg::Status {
+                ok: false,
+                text: "no sign-in".into(),
+            },
+        );
+        early.attach(&tx);
+        assert_eq!(drain(&mut rx), ["status: no sign-in"]);
+
+        d.attach(&tx);
+        let hs: Vec<Arc<dyn EffectHandler>> = vec![d.clone()];
+        assert_eq!(route(Effect::StartChatTurn("hi".into()), &hs, &tx), None);
+        drain(&mut rx);
+        d.resolve(
+            Err("sign-in: token endpoint answered 500".into()),
+            Msg::Status {
+                ok: false,
+                text: "failed".into(),
+            },
+        );
+        assert_eq!(
+            drain(&mut rx),
+            [
+                "status: failed",
+                "not built: chat message not run: sign-in: token endpoint answered 500"
+            ]
+        );
+        // Afterwards the executor answers, as when nothing was wired.
+        assert!(route(Effect::StartChatTurn("again".into()), &hs, &tx).is_some());
+    }
+
     #[test]
     fn handlers_take_what_they_know_and_pass_the_rest() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
