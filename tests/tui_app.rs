@@ -46,6 +46,7 @@ impl H {
             config_dir: None,
             export_dir: dir.path().to_path_buf(),
             handlers: vec![],
+            idle_lock: None,
         };
         let (mut app, mut exec) = build(store.clone(), &opts, Arc::new(clock.clone()));
         // Deterministic identity for snapshots and audit assertions.
@@ -594,6 +595,7 @@ fn user_keymap_and_theme_files_merge_and_warn() {
         config_dir: Some(dir.path().to_path_buf()),
         export_dir: dir.path().to_path_buf(),
         handlers: vec![],
+        idle_lock: None,
     };
     let (app, _) = build(store, &opts, Arc::new(ManualClock::new(NOW)));
     assert_eq!(app.theme.name, "high-contrast");
@@ -667,6 +669,17 @@ fn every_screen_survives_tiny_and_huge_terminals() {
                 .unwrap_or_else(|e| panic!("state {i} at {w}x{ht}: {e}"));
         }
     }
+    // The lock screen, with a note.
+    h.app.lock.idle_ms = Some(1);
+    h.clock.advance(10);
+    h.send(Msg::Tick);
+    h.send(Msg::Unlock(Err("denied on the device".into())));
+    assert!(h.app.lock.is_locked());
+    for (w, ht) in [(1, 1), (10, 4), (40, 10), (80, 24), (250, 70)] {
+        let mut t = Terminal::new(TestBackend::new(w, ht)).unwrap();
+        t.draw(|f| view::render(&h.app, f))
+            .unwrap_or_else(|e| panic!("lock screen at {w}x{ht}: {e}"));
+    }
 }
 
 #[test]
@@ -730,4 +743,95 @@ fn an_action_edited_elsewhere_behind_the_prompt_is_not_approved_unseen() {
         s.contains("changed since you looked at it (v1 → v2)"),
         "{s}"
     );
+}
+
+#[test]
+fn idle_lock_hides_the_session_and_only_enter_or_quit_work() {
+    let mut h = H::new();
+    h.app.lock.idle_ms = Some(15 * 60_000);
+    // Input resets the idle timer.
+    h.clock.advance(10 * 60_000);
+    h.code(KeyCode::Down);
+    h.clock.advance(10 * 60_000);
+    h.send(Msg::Tick);
+    assert!(!h.app.lock.is_locked());
+    assert!(h.screen().contains("Initech"));
+
+    h.clock.advance(6 * 60_000);
+    h.send(Msg::Tick);
+    assert!(h.app.lock.is_locked());
+    let s = h.screen();
+    assert!(s.contains("dealflow is locked"), "{s}");
+    for secret in [
+        "Initech",
+        "bill@initech.example",
+        "pending consents",
+        "Payload",
+    ] {
+        assert!(!s.contains(secret), "{secret} shown while locked:\n{s}");
+    }
+    // Keys do nothing while locked: no approval, no tab switch, no paste.
+    h.keys("a2/");
+    h.send(Msg::Paste("hello".into()));
+    assert_eq!(
+        h.action("act-demo-initech-followup").state,
+        ActionState::Proposed
+    );
+    assert!(h.app.lock.is_locked());
+    // Background work still lands, unseen.
+    h.send(Msg::Status {
+        ok: true,
+        text: "batch: 1 succeeded".into(),
+    });
+    assert!(!h.screen().contains("batch: 1 succeeded"));
+
+    // No device wired here: Enter lifts the privacy screen, and the log says how.
+    h.code(KeyCode::Enter);
+    assert!(!h.app.lock.is_locked());
+    assert!(h.screen().contains("Initech"));
+    let log = h.store.audit_page(0, 1000).unwrap();
+    let locked = log.iter().find(|e| e.event == "session.locked").unwrap();
+    assert_eq!(locked.actor, "user:demo");
+    assert_eq!(locked.detail["idle_ms"], 16 * 60_000);
+    assert!(locked.detail["origin"]["unix_user"].is_string());
+    let unlocked = log.iter().find(|e| e.event == "session.unlocked").unwrap();
+    assert!(
+        unlocked.detail["by"].as_str().unwrap().contains("keypress"),
+        "{}",
+        unlocked.detail
+    );
+    assert!(h.store.verify_audit().unwrap().is_ok());
+}
+
+#[test]
+fn a_refused_unlock_stays_locked_and_says_why() {
+    let mut h = H::new();
+    h.app.lock.idle_ms = Some(60_000);
+    h.clock.advance(61_000);
+    h.send(Msg::Tick);
+    assert!(h.app.lock.is_locked());
+    // As the device backend would answer.
+    let effects = h
+        .app
+        .update(Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
+    assert_eq!(effects, vec![Effect::RequestUnlock]);
+    // A second Enter while the phone is asked sends nothing more.
+    assert!(
+        h.app
+            .update(Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)))
+            .is_empty()
+    );
+    h.send(Msg::Unlock(Err("denied on the device".into())));
+    assert!(h.app.lock.is_locked());
+    assert!(h.screen().contains("still locked: denied on the device"));
+    assert!(
+        h.store
+            .audit_page(0, 1000)
+            .unwrap()
+            .iter()
+            .any(|e| e.event == "session.unlock_refused" && e.outcome == "denied")
+    );
+    // Quit still works.
+    h.keys("q");
+    assert!(h.app.quit);
 }

@@ -371,6 +371,7 @@ fn run_tui(ctx: Ctx) -> Result<ExitCode> {
         config_dir: crate::config::project_dirs().map(|d| d.config_dir().to_path_buf()),
         export_dir,
         handlers: vec![deferred],
+        idle_lock: Some(ctx.config.idle_lock),
     };
     let ui = crate::tui::run(ctx.store.clone(), opts).context("terminal UI");
     // Quitting while sign-in is still running lets it finish for a moment: cutting a

@@ -7,8 +7,9 @@ use super::msg::{ChatEvent, Effect, Msg};
 use crate::agent::offline::OfflineModel;
 use crate::agent::suggest::Snapshot;
 use crate::core::domain::Surface;
+use crate::core::permissions::Approver;
 use crate::llm::LanguageModel;
-use crate::runtime::batch::{BatchOptions, DeviceConsent, run_once};
+use crate::runtime::batch::{BatchOptions, DeviceAnswer, DeviceConsent, run_once};
 use crate::runtime::chat::{ChatInput, ChatRuntime, ChatUpdate};
 use crate::runtime::credentials::Subject;
 use crate::runtime::pipeline::Pipeline;
@@ -241,7 +242,33 @@ impl Backend {
                 | Effect::StartChatTurn(_)
                 | Effect::CancelTurn
                 | Effect::AnswerStepUp { .. }
+                | Effect::RequestUnlock
         )
+    }
+
+    /// Unlocking takes a yes on the user's device; the token that comes with it is
+    /// dropped unused.
+    fn request_unlock(&self, tx: &UnboundedSender<Msg>) {
+        let (device, cancel, tx) = (self.device.clone(), self.cancel.clone(), tx.clone());
+        let message = crate::runtime::batch::ciba_safe(&format!(
+            "Unlock dealflow for {}",
+            self.actor.trim_start_matches("user:")
+        ));
+        tokio::spawn(async move {
+            let answer = match device.request(&Approver::User, &message).await {
+                Ok(req) => match device.wait(&req, &cancel).await {
+                    Ok(DeviceAnswer::Approved { .. }) => Ok("approved on the device".to_string()),
+                    Ok(DeviceAnswer::Denied) => Err("denied on the device".to_string()),
+                    Ok(DeviceAnswer::Expired) => {
+                        Err("the request expired: press Enter to ask again".to_string())
+                    }
+                    Ok(DeviceAnswer::Cancelled) => Err("cancelled".to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
+                Err(e) => Err(format!("cannot reach your device: {e}")),
+            };
+            let _ = tx.send(Msg::Unlock(answer));
+        });
     }
 }
 
@@ -252,6 +279,7 @@ impl EffectHandler for Backend {
             Effect::SendToBatch(ids) => self.send_to_batch(ids, tx),
             Effect::StartChatTurn(text) => self.chat_turn(text, tx),
             Effect::CancelTurn => self.chat_input(ChatInput::Cancel),
+            Effect::RequestUnlock => self.request_unlock(tx),
             Effect::AnswerStepUp {
                 action_id,
                 confirmed,

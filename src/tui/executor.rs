@@ -142,6 +142,32 @@ impl Executor {
             Effect::StartChatTurn(_) | Effect::CancelTurn | Effect::AnswerStepUp { .. } => {
                 vec![Msg::NotBuilt("chat: not connected — sign in with `dealflow login`, or use --sandbox".into())]
             }
+            // Reached only when no backend is wired: there is no device to confirm with,
+            // so the lock is a privacy screen and the keypress lifts it (said so, audited).
+            Effect::RequestUnlock => vec![Msg::Unlock(Ok(
+                "keypress (not signed in: no device to confirm with)".into(),
+            ))],
+            Effect::AuditSession {
+                event,
+                outcome,
+                mut detail,
+            } => {
+                if let serde_json::Value::Object(m) = &mut detail {
+                    m.insert("origin".into(), crate::runtime::review::origin());
+                }
+                match s.append_audit(NewAuditEntry {
+                    ts: self.clock.now_ms(),
+                    actor: self.reviewer.actor.clone(),
+                    surface: Some(self.reviewer.surface),
+                    event,
+                    action_id: None,
+                    outcome,
+                    detail,
+                }) {
+                    Ok(_) => vec![],
+                    Err(e) => vec![Msg::LoadFailed(format!("audit: {e}"))],
+                }
+            }
             Effect::Notify { .. } | Effect::Quit => vec![],
         }
     }

@@ -17,6 +17,7 @@ pub mod event_loop;
 pub mod executor;
 pub mod handler;
 pub mod keymap;
+pub mod lock;
 pub mod msg;
 pub mod notify;
 pub mod permissions;
@@ -48,6 +49,8 @@ pub struct TuiOptions {
     pub export_dir: PathBuf,
     /// Backends for effects the built-in executor cannot run (pipeline, chat agent).
     pub handlers: Vec<Arc<dyn handler::EffectHandler>>,
+    /// Lock the screen after this long without input (`ui.idle_lock`; `None`: never).
+    pub idle_lock: Option<std::time::Duration>,
 }
 
 /// The local person acting: "user:<unix user>", as audit rows record it.
@@ -85,6 +88,10 @@ pub fn build(store: Arc<dyn Store>, opts: &TuiOptions, clock: Arc<dyn Clock>) ->
         notify: opts.notify,
     };
     let mut app = App::new(session, keymap, theme, clock.clone());
+    app.lock.idle_ms = opts
+        .idle_lock
+        .filter(|d| !d.is_zero())
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     if let Some(w) = warnings.first() {
         let more = if warnings.len() > 1 {
             format!(" (+{} more)", warnings.len() - 1)

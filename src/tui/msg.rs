@@ -59,6 +59,8 @@ pub enum Msg {
     NotBuilt(String),
     /// Something the chat agent reports (the agent FSM will drive these).
     Chat(ChatEvent),
+    /// The answer to [`Effect::RequestUnlock`]: `Ok(how it was confirmed)` or why not.
+    Unlock(Result<String, String>),
 }
 
 /// Which human decision a [`Msg::Reviewed`] reports.
@@ -151,6 +153,15 @@ pub enum Effect {
     AnswerStepUp { action_id: String, confirmed: bool },
     /// Ring the bell and send a desktop notification (OSC 9/777). Event loop.
     Notify { title: String, body: String },
+    /// Ask to unlock the idle lock: a CIBA request to the user's phone (`tui::backend`);
+    /// not signed in, the executor unlocks on the keypress and says so.
+    RequestUnlock,
+    /// Record a session event (lock, unlock) in the audit log. Store.
+    AuditSession {
+        event: String,
+        outcome: String,
+        detail: serde_json::Value,
+    },
     /// Leave the TUI. Event loop.
     Quit,
 }
@@ -180,6 +191,8 @@ impl Effect {
             Effect::VerifyAudit => "audit verification".into(),
             Effect::ExportAudit => "audit export".into(),
             Effect::Notify { .. } => "notification".into(),
+            Effect::RequestUnlock => "unlock request".into(),
+            Effect::AuditSession { .. } => "session audit".into(),
             Effect::Quit => "quit".into(),
         }
     }

@@ -154,6 +154,8 @@ pub struct App {
     pub clear: bool,
     pub quit: bool,
     seen_pending: Option<BTreeSet<String>>,
+    /// The idle lock; while locked the view shows only the lock screen.
+    pub lock: super::lock::Lock,
 }
 
 impl App {
@@ -178,6 +180,10 @@ impl App {
             clear: false,
             quit: false,
             seen_pending: None,
+            lock: super::lock::Lock {
+                last_input: now,
+                ..Default::default()
+            },
         }
     }
 
@@ -193,6 +199,37 @@ impl App {
     pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
         self.now = self.clock.now_ms();
         self.dirty = true;
+        let input = matches!(msg, Msg::Key(_) | Msg::Paste(_) | Msg::Mouse(_));
+        if self.lock.is_locked() {
+            match msg {
+                Msg::Key(k) => return self.on_locked_key(k),
+                Msg::Paste(_) | Msg::Mouse(_) => return vec![],
+                Msg::Unlock(r) => return self.lock.answer(r, self.now),
+                _ => {}
+            }
+        }
+        if input {
+            self.lock.last_input = self.now;
+        }
+        // Background messages keep the hidden state fresh while locked.
+        let mut effects: Vec<Effect> = self.lock.check_idle(self.now).into_iter().collect();
+        effects.extend(self.handle(msg));
+        effects
+    }
+
+    /// While locked: Enter asks to unlock, the quit key quits, nothing else does anything.
+    fn on_locked_key(&mut self, k: KeyEvent) -> Vec<Effect> {
+        if k.code == KeyCode::Enter {
+            return self.lock.ask();
+        }
+        if self.keymap.resolve(self.tab.section(), &k) == Some(Command::Quit) {
+            return self.run(Command::Quit);
+        }
+        self.dirty = false;
+        vec![]
+    }
+
+    fn handle(&mut self, msg: Msg) -> Vec<Effect> {
         match msg {
             Msg::Key(k) => self.on_key(k),
             Msg::Paste(text) => {
@@ -353,6 +390,8 @@ impl App {
                 self.set_status(Level::Warn, what);
                 vec![]
             }
+            // Not locked (anymore): nothing to unlock.
+            Msg::Unlock(_) => vec![],
             Msg::Chat(ev) => {
                 let ring = match &ev {
                     ChatEvent::StepUp { summary, .. } if self.session.notify => {

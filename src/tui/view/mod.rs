@@ -5,6 +5,7 @@
 pub mod actions;
 pub mod audit;
 mod chat;
+mod lock;
 mod permissions;
 mod popup;
 mod status;
@@ -20,6 +21,10 @@ pub fn render(app: &App, f: &mut Frame) {
     let area = f.area();
     f.render_widget(Block::default().style(app.theme.style(Role::Base)), area);
     let [tabs, body, message, bar] = screen_layout(area);
+    if app.lock.is_locked() {
+        lock::render(app, f, area);
+        return;
+    }
     render_tabs(app, f, tabs);
     match app.tab {
         Tab::Actions => actions::render(app, f, body),
