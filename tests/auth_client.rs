@@ -494,6 +494,49 @@ async fn a_second_process_rotating_the_refresh_token_does_not_revoke_the_family(
     a2.access_token().await.unwrap();
 }
 
+/// The TUI, `dealflow mcp` and a CLI command on one box share the keyring entry and
+/// refresh at the same moment: the file lock keeps the rotation single-file, so nobody
+/// presents a spent token and Auth0's reuse detection never revokes the family.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_refreshes_from_several_processes_never_revoke_the_family() {
+    let (sb, s) = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let lock = dir.path().join("state/refresh.lock");
+    let store: Arc<MemoryStore> = Arc::new(MemoryStore::default());
+    let login = DeviceLogin::new(s.clone());
+    let p = login.start().await.unwrap();
+    approve_sandbox_device(&s, &p.user_code).await.unwrap();
+    let t = login.complete(&p, &CancellationToken::new()).await.unwrap();
+    Session::from_tokens(s.clone(), store.clone(), t)
+        .await
+        .unwrap();
+    // Each "process" has its own Session (own in-process mutex, own copy of the token);
+    // only the keyring entry and the lock file are shared.
+    let mut tasks = vec![];
+    for _ in 0..4 {
+        let session = Session::resume(s.clone(), store.clone())
+            .await
+            .unwrap()
+            .with_refresh_lock(Some(lock.clone()));
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                // Not cached: every call is a refresh (and a rotation).
+                session
+                    .token_for_audience(&session.settings().audience)
+                    .await?;
+            }
+            Ok::<(), AuthError>(())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let after = Session::resume(s.clone(), store.clone()).await.unwrap();
+    after.access_token().await.unwrap();
+    assert!(std::fs::metadata(&lock).unwrap().is_file());
+    drop(sb);
+}
+
 #[tokio::test]
 async fn activation_page_approves_in_a_browser() {
     let (sb, s) = setup().await;

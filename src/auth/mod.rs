@@ -401,7 +401,9 @@ impl AuthClients {
                         .into(),
                 )
             })?;
-        let session = session::Session::resume(settings.clone(), store).await?;
+        let session = session::Session::resume(settings.clone(), store)
+            .await?
+            .with_refresh_lock(session::default_refresh_lock());
         Ok(AuthClients {
             vault: vault::VaultClient::new(settings.clone(), agent.clone()),
             ciba: ciba::CibaClient::new(settings.clone(), agent),

@@ -2,7 +2,10 @@
 //! (in memory, renewed shortly before expiry) and the user's `sub`.
 //!
 //! Refreshes are serialised: with refresh-token rotation, two concurrent refreshes with
-//! the same token would trip Auth0's reuse detection and revoke the whole family.
+//! the same token would trip Auth0's reuse detection and revoke the whole family. Within
+//! a process by a mutex; across processes sharing one keyring entry (the TUI, `dealflow
+//! mcp` and a CLI command on one box) by an exclusive lock on a file, held from reading
+//! the keyring to storing the rotated token.
 
 use super::device::{DeviceLogin, TokenSet};
 use super::keyring::{MemoryStore, REFRESH_TOKEN, SecretStore};
@@ -29,6 +32,44 @@ pub struct Session {
     settings: AuthSettings,
     store: Arc<dyn SecretStore>,
     inner: tokio::sync::Mutex<Inner>,
+    /// The file whose exclusive lock serialises refreshes across processes.
+    refresh_lock: Option<std::path::PathBuf>,
+}
+
+/// Where processes sharing this user's keyring serialise refreshes.
+pub fn default_refresh_lock() -> Option<std::path::PathBuf> {
+    crate::config::project_dirs().map(|d| d.data_dir().join("refresh.lock"))
+}
+
+/// Takes the cross-process refresh lock (released when the file is dropped). A lock that
+/// cannot be taken (unwritable dir) is reported and skipped: refreshing without it only
+/// risks the race it exists for, while refusing would sign the user out.
+async fn lock_refreshes(path: std::path::PathBuf) -> Option<std::fs::File> {
+    let shown = path.display().to_string();
+    let taken = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut o = std::fs::OpenOptions::new();
+        o.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        let f = o.open(&path)?;
+        f.lock()?;
+        Ok(f)
+    })
+    .await;
+    match taken {
+        Ok(Ok(f)) => Some(f),
+        Ok(Err(e)) => {
+            tracing::warn!(path = %shown, error = %e, "cannot take the refresh lock; refreshing without it");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(path = %shown, error = %e, "refresh lock task failed");
+            None
+        }
+    }
 }
 
 async fn blocking<T: Send + 'static>(
@@ -65,6 +106,7 @@ impl Session {
                     claims,
                 }),
             }),
+            refresh_lock: None,
         })
     }
 
@@ -85,7 +127,15 @@ impl Session {
                 refresh: Some(Secret::new(rt)),
                 access: None,
             }),
+            refresh_lock: None,
         })
+    }
+
+    /// Serialises this session's refreshes with other processes that use `path` (see
+    /// [`default_refresh_lock`]).
+    pub fn with_refresh_lock(mut self, path: Option<std::path::PathBuf>) -> Session {
+        self.refresh_lock = path;
+        self
     }
 
     /// `--sandbox`: a real device-flow sign-in against the emulator, approved for the
@@ -150,7 +200,12 @@ impl Session {
         audience: Option<&str>,
     ) -> Result<TokenSet, AuthError> {
         // Another dealflow process may have rotated the token since we read it: using
-        // our spent copy would trip reuse detection and revoke the whole family.
+        // our spent copy would trip reuse detection and revoke the whole family. Under
+        // the lock, the keyring read below sees any rotation that finished before it.
+        let _other_processes_wait = match &self.refresh_lock {
+            Some(p) => lock_refreshes(p.clone()).await,
+            None => None,
+        };
         let st = self.store.clone();
         if let Ok(Some(current)) = blocking(move || st.get(REFRESH_TOKEN)).await
             && g.refresh.as_ref().is_none_or(|r| r.expose() != current)

@@ -115,7 +115,9 @@ async fn device_login(
         Err(AuthError::Denied { .. }) => bail!("sign-in was refused in the browser"),
         Err(e) => return Err(e.into()),
     };
-    Ok(Session::from_tokens(settings.clone(), store, tokens).await?)
+    Ok(Session::from_tokens(settings.clone(), store, tokens)
+        .await?
+        .with_refresh_lock(crate::auth::session::default_refresh_lock()))
 }
 
 async fn print_identity(s: &Session) -> Result<()> {
@@ -200,7 +202,10 @@ pub fn whoami(config: &Config, sandbox: bool) -> Result<ExitCode> {
         }
         let settings = AuthSettings::from_config(&config.raw.auth)?;
         let store = open_keyring()?;
-        match Session::resume(settings, store).await {
+        match Session::resume(settings, store)
+            .await
+            .map(|s| s.with_refresh_lock(crate::auth::session::default_refresh_lock()))
+        {
             Err(AuthError::NotSignedIn) => {
                 println!("Not signed in. Run `dealflow login`.");
                 Ok(ExitCode::from(1))
