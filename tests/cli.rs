@@ -324,3 +324,58 @@ fn permissions_refuse_unsafe_settings() {
     let p: serde_json::Value = serde_json::from_str(&o).unwrap();
     assert_eq!(p["confidence"]["auto_approve_at"], 0.9);
 }
+
+/// A script reads an action, someone edits it, the script approves: the approval names
+/// the version it read and is refused, so nothing is approved unseen.
+#[test]
+fn approve_with_expect_version_refuses_an_action_edited_since() {
+    let e = Env::new();
+    let id = "act-demo-initech-followup";
+    let (o, _, _) = out(&e.sandbox(&["actions", "show", id, "--json"]).success());
+    let shown: serde_json::Value = serde_json::from_str(&o).unwrap();
+    let read = shown["action"]["version"].as_i64().unwrap();
+    // Someone else edits it in between.
+    e.sandbox(&[
+        "actions",
+        "edit",
+        id,
+        "--set",
+        "subject=\"Changed behind you\"",
+    ])
+    .success();
+    let (_, err, _) = out(&e
+        .sandbox(&[
+            "actions",
+            "approve",
+            id,
+            "--hold",
+            "--expect-version",
+            &read.to_string(),
+        ])
+        .failure());
+    assert!(
+        err.contains(&format!(
+            "changed since you looked at it (v{read} → v{})",
+            read + 1
+        )),
+        "{err}"
+    );
+    let (o, _, _) = out(&e.sandbox(&["actions", "show", id, "--json"]).success());
+    let now: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(now["action"]["state"], "proposed");
+    // With the version just read, it goes through.
+    let (o, _, _) = out(&e
+        .sandbox(&[
+            "actions",
+            "approve",
+            id,
+            "--hold",
+            "--json",
+            "--expect-version",
+            &(read + 1).to_string(),
+        ])
+        .success());
+    let a: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(a["state"], "approved");
+    assert_eq!(a["params"]["subject"], "Changed behind you");
+}

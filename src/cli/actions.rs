@@ -35,6 +35,10 @@ pub enum ActionsCmd {
         /// Record the approval but do not execute now.
         #[arg(long)]
         hold: bool,
+        /// Approve only if the action is still at this version (`actions show --json`
+        /// prints it): an edit made after you read it is refused, not approved unseen.
+        #[arg(long, value_name = "N")]
+        expect_version: Option<i64>,
         #[arg(long)]
         json: bool,
     },
@@ -71,8 +75,9 @@ pub fn run(ctx: &Ctx, cmd: ActionsCmd) -> Result<ExitCode> {
             id,
             confirm,
             hold,
+            expect_version,
             json,
-        } => approve(ctx, &id, confirm.as_deref(), hold, json),
+        } => approve(ctx, &id, confirm.as_deref(), hold, expect_version, json),
         ActionsCmd::Execute { id, json } => execute(ctx, &id, json, false),
         ActionsCmd::Reject { id, reason, json } => reject(ctx, &id, reason, json),
         ActionsCmd::Edit { id, set, json } => edit(ctx, &id, &set, json),
@@ -168,18 +173,29 @@ fn typed_confirmation(a: &Action, reason: &str) -> Result<bool> {
     Ok(line.trim() == a.id)
 }
 
-fn approve(ctx: &Ctx, id: &str, confirm: Option<&str>, hold: bool, json: bool) -> Result<ExitCode> {
+fn approve(
+    ctx: &Ctx,
+    id: &str,
+    confirm: Option<&str>,
+    hold: bool,
+    expect_version: Option<i64>,
+    json: bool,
+) -> Result<ExitCode> {
     let store = ctx.store.as_ref();
     let a = store.get_action(id)?;
-    // Ask for the typed confirmation only when the gate is step-up.
-    let confirmed = match confirm {
-        Some(c) => c == a.id,
+    // Ask for the typed confirmation only when the gate is step-up; what it showed is
+    // what gets approved (an edit landing while the prompt waits is refused).
+    let (confirmed, seen) = match confirm {
+        Some(c) => (c == a.id, expect_version),
         None => match review::decision_for(store, &a)?.gate() {
-            Gate::StepUp { reason } => typed_confirmation(&a, reason)?,
-            _ => false,
+            Gate::StepUp { reason } => (
+                typed_confirmation(&a, reason)?,
+                expect_version.or(Some(a.version)),
+            ),
+            _ => (false, expect_version),
         },
     };
-    match reviewer().approve(store, id, confirmed, now_ms()) {
+    match reviewer().approve_seen(store, id, seen, confirmed, now_ms()) {
         Ok(now) if hold => {
             print_action(&now, json, "approved (held)")?;
             Ok(ExitCode::SUCCESS)
@@ -278,7 +294,8 @@ pub fn apply_sets(params: &ActionParams, sets: &[String]) -> Result<ActionParams
 fn edit(ctx: &Ctx, id: &str, sets: &[String], json: bool) -> Result<ExitCode> {
     let a = ctx.store.get_action(id)?;
     let params = apply_sets(&a.params, sets)?;
-    let now = reviewer().edit(ctx.store.as_ref(), id, &params, now_ms())?;
+    // The fields not set come from the version read here: refuse if it moved meanwhile.
+    let now = reviewer().edit_seen(ctx.store.as_ref(), id, Some(a.version), &params, now_ms())?;
     print_action(&now, json, "edited")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -36,6 +36,8 @@ pub enum ReviewError {
     Consent(#[from] ConsentError),
     #[error("invalid edit of {id}: {reason}")]
     InvalidEdit { id: String, reason: String },
+    #[error("{id} changed since you looked at it (v{seen} → v{now}): review it again")]
+    Changed { id: String, seen: i64, now: i64 },
 }
 
 /// Who decides, from where.
@@ -200,6 +202,8 @@ impl Reviewer {
 
     /// Approves `id`. `step_up_confirmed` is the person's explicit confirmation of exactly
     /// this action (typed id, inline prompt); without it a step-up gate refuses.
+    /// Approves the action as it is now. A person who was shown it should use
+    /// [`Reviewer::approve_seen`], so an edit made meanwhile is not approved unseen.
     pub fn approve(
         &self,
         store: &dyn Store,
@@ -207,7 +211,30 @@ impl Reviewer {
         step_up_confirmed: bool,
         at: Millis,
     ) -> Result<Action, ReviewError> {
+        self.approve_seen(store, id, None, step_up_confirmed, at)
+    }
+
+    /// Approves the action only if it is still at `seen` (the version the person was
+    /// shown): the state change is a compare-and-set on the version read here, so an
+    /// edit landing at any point after the person looked is refused, never approved.
+    pub fn approve_seen(
+        &self,
+        store: &dyn Store,
+        id: &str,
+        seen: Option<i64>,
+        step_up_confirmed: bool,
+        at: Millis,
+    ) -> Result<Action, ReviewError> {
         let a = store.get_action(id)?;
+        if let Some(seen) = seen
+            && seen != a.version
+        {
+            return Err(ReviewError::Changed {
+                id: id.into(),
+                seen,
+                now: a.version,
+            });
+        }
         if !matches!(
             a.state,
             ActionState::Proposed | ActionState::AwaitingConsent
@@ -393,7 +420,29 @@ impl Reviewer {
         params: &ActionParams,
         at: Millis,
     ) -> Result<Action, ReviewError> {
+        self.edit_seen(store, id, None, params, at)
+    }
+
+    /// Edits only if the action is still at `seen` (the version the editor opened): no
+    /// silent overwrite of an edit made meanwhile.
+    pub fn edit_seen(
+        &self,
+        store: &dyn Store,
+        id: &str,
+        seen: Option<i64>,
+        params: &ActionParams,
+        at: Millis,
+    ) -> Result<Action, ReviewError> {
         let a = store.get_action(id)?;
+        if let Some(seen) = seen
+            && seen != a.version
+        {
+            return Err(ReviewError::Changed {
+                id: id.into(),
+                seen,
+                now: a.version,
+            });
+        }
         params
             .validate()
             .map_err(|reason| ReviewError::InvalidEdit {

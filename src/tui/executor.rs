@@ -35,12 +35,15 @@ impl Executor {
                 let mut out: Vec<Msg> = ids
                     .into_iter()
                     .map(|id| {
-                        let result = unchanged(s, &id, seen.get(&id).copied())
-                            .and_then(|()| {
-                                self.reviewer
-                                    .approve(s, &id, stepped_up.contains(&id), self.clock.now_ms())
-                                    .map_err(|e| e.to_string())
-                            })
+                        let result = self
+                            .reviewer
+                            .approve_seen(
+                                s,
+                                &id,
+                                seen.get(&id).copied(),
+                                stepped_up.contains(&id),
+                                self.clock.now_ms(),
+                            )
                             .map(Box::new)
                             .map_err(|e| e.to_string());
                         Msg::Reviewed {
@@ -79,12 +82,9 @@ impl Executor {
                 version,
                 params,
             } => {
-                let result = unchanged(s, &id, Some(version))
-                    .and_then(|()| {
-                        self.reviewer
-                            .edit(s, &id, &params, self.clock.now_ms())
-                            .map_err(|e| e.to_string())
-                    })
+                let result = self
+                    .reviewer
+                    .edit_seen(s, &id, Some(version), &params, self.clock.now_ms())
                     .map(Box::new)
                     .map_err(|e| e.to_string());
                 vec![
@@ -234,23 +234,4 @@ fn summarize(out: &mut Vec<Msg>, verb: Verb) {
         }
     }
     out.push(Msg::ReviewSummary { verb, ok, failed });
-}
-
-/// Refuses when the action moved past the version the person was shown. (The Reviewer
-/// re-reads the action itself; this narrows "approved something never seen" to the
-/// instant between this check and its compare-and-set. See the report: the Reviewer
-/// should take the expected version.)
-fn unchanged(s: &dyn Store, id: &str, seen: Option<i64>) -> Result<(), String> {
-    let Some(v) = seen else {
-        return Ok(());
-    };
-    let now = s.get_action(id).map_err(|e| e.to_string())?;
-    if now.version == v {
-        Ok(())
-    } else {
-        Err(format!(
-            "{id} changed since you looked at it (v{v} → v{}): review it again",
-            now.version
-        ))
-    }
 }
