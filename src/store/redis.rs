@@ -64,19 +64,21 @@ return 1
 /// KEYS: audit, audit:head, permissions. ARGV: expected count, expected head hash, new
 /// seq, entry JSON, new hash, the genesis hash, perms mode ('1' = also compare-and-set
 /// the permissions), expected permissions body ('' = absent), new permissions body.
+/// Answers {'ok'}, {'head', count, hash} (the head moved: here is the current one, so
+/// the caller can reseal without another round trip) or {'perms'}.
 const APPEND: &str = r#"
 local head = redis.call('HMGET', KEYS[2], 'count', 'hash')
 local count = head[1] or '0'
 local hash = head[2] or ARGV[6]
-if count ~= ARGV[1] or hash ~= ARGV[2] then return 0 end
+if count ~= ARGV[1] or hash ~= ARGV[2] then return {'head', count, hash} end
 if ARGV[7] == '1' then
   local body = redis.call('GET', KEYS[3]) or ''
-  if body ~= ARGV[8] then return 0 end
+  if body ~= ARGV[8] then return {'perms'} end
   redis.call('SET', KEYS[3], ARGV[9])
 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
 redis.call('HSET', KEYS[2], 'count', ARGV[3], 'hash', ARGV[5])
-return 1
+return {'ok'}
 "#;
 
 pub struct RedisStore {
@@ -89,6 +91,10 @@ pub struct RedisStore {
     edit: Script,
     insert: Script,
     append: Script,
+    /// The audit head as last seen (count, hash): an append seals against it and the
+    /// script's compare-and-set checks it, so an append is one round trip; a stale
+    /// head costs one more (the script answers the current one).
+    audit_head: Mutex<Option<(i64, String)>>,
 }
 
 /// What `doctor` reports about the server.
@@ -137,6 +143,7 @@ impl RedisStore {
             edit: Script::new(EDIT),
             insert: Script::new(INSERT),
             append: Script::new(APPEND),
+            audit_head: Mutex::new(None),
         };
         // Fail at open, not at first use, when the server is not there.
         store.with(|c| redis::cmd("PING").query::<String>(c))?;
@@ -380,21 +387,21 @@ impl RedisStore {
         perms: Option<(&Option<String>, &str)>,
     ) -> Result<Option<AuditEntry>> {
         let head_key = self.key("audit:head");
-        let head: (Option<i64>, Option<String>) = self.with(|c| {
-            redis::cmd("HMGET")
-                .arg(&head_key)
-                .arg("count")
-                .arg("hash")
-                .query(c)
-        })?;
-        let count = head.0.unwrap_or(0);
-        let prev = head.1.unwrap_or_else(|| GENESIS.to_string());
+        let cached = self
+            .audit_head
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let (count, prev) = match cached {
+            Some(h) => h,
+            None => self.audit_head()?,
+        };
         let sealed = audit::seal(count + 1, &prev, entry.clone());
         let (mode, expected, body) = match perms {
             None => ("0", String::new(), String::new()),
             Some((expected, body)) => ("1", expected.clone().unwrap_or_default(), body.to_string()),
         };
-        let ok: i64 = self.with(|c| {
+        let answer: Vec<String> = self.with(|c| {
             self.append
                 .key(self.key("audit"))
                 .key(&head_key)
@@ -410,7 +417,25 @@ impl RedisStore {
                 .arg(body)
                 .invoke(c)
         })?;
-        Ok((ok == 1).then_some(sealed))
+        let remember = |h: Option<(i64, String)>| {
+            *self.audit_head.lock().unwrap_or_else(|p| p.into_inner()) = h;
+        };
+        match answer.first().map(String::as_str) {
+            Some("ok") => {
+                remember(Some((sealed.seq, sealed.hash.clone())));
+                Ok(Some(sealed))
+            }
+            Some("head") => {
+                let now = answer
+                    .get(1)
+                    .and_then(|c| c.parse().ok())
+                    .zip(answer.get(2).cloned());
+                remember(now);
+                Ok(None)
+            }
+            Some("perms") => Ok(None),
+            _ => Err(self.corrupt(format!("audit append: unexpected answer {answer:?}"))),
+        }
     }
 
     fn backoff(attempt: u32) {
@@ -644,7 +669,10 @@ impl Store for RedisStore {
             if let Some(sealed) = self.try_append(&entry, Some((&body, &new_body)))? {
                 return Ok((self.effective(perms)?, sealed));
             }
-            Self::backoff(attempt);
+            // The first retry goes at once: the script handed back the current head.
+            if attempt > 0 {
+                Self::backoff(attempt);
+            }
         }
         Err(self.err("permission change: too much contention, gave up"))
     }
@@ -654,7 +682,9 @@ impl Store for RedisStore {
             if let Some(sealed) = self.try_append(&entry, None)? {
                 return Ok(sealed);
             }
-            Self::backoff(attempt);
+            if attempt > 0 {
+                Self::backoff(attempt);
+            }
         }
         Err(self.err("audit append: too much contention, gave up"))
     }
