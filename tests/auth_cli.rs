@@ -131,6 +131,20 @@ fn agent_credential_goes_to_the_opted_in_file_store_and_doctor_sees_it() {
         .output()
         .unwrap();
     assert!(!o.status.success());
+    // A private key that is not one is refused before it is stored, without echoing it.
+    let o = cmd(&["auth", "agent-credential", "--private-key"])
+        .write_stdin("-----BEGIN PRIVATE KEY-----\nbm90LWEta2V5\n-----END PRIVATE KEY-----\n")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not an EC P-256 or RSA private key"), "{err}");
+    assert!(!err.contains("bm90LWEta2V5"), "{err}");
+    assert!(
+        !std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("agent-client-private-key")
+    );
     // login without [auth] configured says what to set.
     let o = cmd(&["login"]).output().unwrap();
     assert!(!o.status.success());

@@ -561,3 +561,123 @@ async fn activation_page_approves_in_a_browser() {
     assert!(r.contains("Done"));
     login.complete(&p, &CancellationToken::new()).await.unwrap();
 }
+
+/// A fresh P-256 key: (private key PEM, public key PEM).
+fn p256_pem_pair() -> (String, String) {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    use base64::Engine;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+    // SubjectPublicKeyInfo for an id-ecPublicKey on prime256v1, then the point.
+    let mut spki = hex::decode("3059301306072a8648ce3d020106082a8648ce3d030107034200").unwrap();
+    spki.extend_from_slice(pair.public_key().as_ref());
+    let pem = |label: &str, der: &[u8]| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
+    };
+    (pem("PRIVATE KEY", pkcs8.as_ref()), pem("PUBLIC KEY", &spki))
+}
+
+/// private_key_jwt: the agent client proves itself with a JWT signed by a key whose
+/// public half is registered on the client; no shared secret crosses the wire.
+#[tokio::test]
+async fn the_agent_client_authenticates_with_private_key_jwt() {
+    use dealflow::auth::agent::AgentAuth;
+    let (sb, s) = setup().await;
+    let (private, public) = p256_pem_pair();
+    // Not registered yet: refused, and the error never quotes the assertion.
+    let agent = AgentAuth::private_key_pem(&private).unwrap();
+    assert!(!format!("{agent:?}").contains("PRIVATE"));
+    let ciba = CibaClient::new(s.clone(), agent.clone());
+    let e = ciba
+        .start(DEMO_SUB, "dealflow: key test", "")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("invalid_client"), "{e}");
+    assert!(e.to_string().contains("no credential is registered"), "{e}");
+
+    assert!(
+        sb.state
+            .auth0
+            .register_client_key(&s.agent_client_id, &public)
+    );
+    let req = ciba
+        .start(DEMO_SUB, "dealflow: key test", "")
+        .await
+        .unwrap();
+    let phone = wait_for_phone(&sb, "dealflow: key test").await;
+    assert!(sb.state.phone_approve(&phone.id));
+    let CibaOutcome::Approved { access_token, .. } =
+        ciba.poll(&req, &CancellationToken::new()).await.unwrap()
+    else {
+        panic!("not approved")
+    };
+    let vault = VaultClient::new(s.clone(), agent);
+    let g = vault
+        .exchange(access_token.expose(), Connection::Google)
+        .await
+        .unwrap();
+    assert_eq!(
+        sb.state
+            .provider_grant(g.access_token.expose())
+            .unwrap()
+            .sub,
+        DEMO_SUB
+    );
+
+    // Another key is refused; so is a replayed assertion.
+    let (other, _) = p256_pem_pair();
+    let e = CibaClient::new(s.clone(), AgentAuth::private_key_pem(&other).unwrap())
+        .start(DEMO_SUB, "dealflow: key test", "")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("invalid_client"), "{e}");
+    let fields = AgentAuth::private_key_pem(&private)
+        .unwrap()
+        .fields(&s)
+        .unwrap();
+    let post = || {
+        let mut form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        form.extend([
+            ("client_id", s.agent_client_id.as_str()),
+            ("login_hint", "x"),
+            ("scope", "openid"),
+            ("binding_message", "replay"),
+        ]);
+        reqwest::Client::new()
+            .post(format!("{}/bc-authorize", s.base_url))
+            .form(&form)
+            .send()
+    };
+    let first = post().await.unwrap();
+    assert_ne!(first.status(), 401, "a fresh assertion authenticates");
+    let again = post().await.unwrap();
+    assert_eq!(again.status(), 401);
+    assert!(again.text().await.unwrap().contains("jti replayed"));
+
+    // The secret still works alongside.
+    CibaClient::new(s.clone(), Secret::new(sb.state.auth0.agent_client_secret()))
+        .start(DEMO_SUB, "dealflow: secret", "")
+        .await
+        .unwrap();
+    // A key that is not a key is a clear error, without the text.
+    let bad = AgentAuth::private_key_pem(
+        "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap_err();
+    assert!(
+        bad.to_string()
+            .contains("not an EC P-256 or RSA private key"),
+        "{bad}"
+    );
+    assert!(!bad.to_string().contains("nope"));
+}

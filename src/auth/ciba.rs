@@ -34,15 +34,15 @@ pub enum CibaOutcome {
 pub struct CibaClient {
     http: reqwest::Client,
     settings: AuthSettings,
-    agent_secret: Secret,
+    agent: super::agent::AgentAuth,
 }
 
 impl CibaClient {
-    pub fn new(settings: AuthSettings, agent_secret: Secret) -> CibaClient {
+    pub fn new(settings: AuthSettings, agent: impl Into<super::agent::AgentAuth>) -> CibaClient {
         CibaClient {
             http: super::http_client(),
             settings,
-            agent_secret,
+            agent: agent.into(),
         }
     }
 
@@ -67,20 +67,16 @@ impl CibaClient {
             format!("openid {scope}").trim().to_string()
         };
         let hint = self.login_hint(login_hint_sub);
-        let v = post_form(
-            &self.http,
-            &self.settings,
-            ENDPOINT_AUTHORIZE,
-            &[
-                ("client_id", &self.settings.agent_client_id),
-                ("client_secret", self.agent_secret.expose()),
-                ("login_hint", &hint),
-                ("scope", &scope),
-                ("binding_message", binding_message),
-                ("audience", &self.settings.audience),
-            ],
-        )
-        .await?;
+        let auth = self.agent.fields(&self.settings)?;
+        let mut form: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        form.extend([
+            ("client_id", self.settings.agent_client_id.as_str()),
+            ("login_hint", &hint),
+            ("scope", &scope),
+            ("binding_message", binding_message),
+            ("audience", &self.settings.audience),
+        ]);
+        let v = post_form(&self.http, &self.settings, ENDPOINT_AUTHORIZE, &form).await?;
         let id = str_field(&v, "auth_req_id").ok_or_else(|| AuthError::Transport {
             endpoint: ENDPOINT_AUTHORIZE.into(),
             message: "response has no auth_req_id".into(),
@@ -109,18 +105,15 @@ impl CibaClient {
             if !wait(&self.settings, interval, cancel).await {
                 return Ok(CibaOutcome::Cancelled);
             }
-            let r = post_form(
-                &self.http,
-                &self.settings,
-                ENDPOINT_TOKEN,
-                &[
-                    ("grant_type", GRANT_TYPE),
-                    ("auth_req_id", req.auth_req_id.expose()),
-                    ("client_id", &self.settings.agent_client_id),
-                    ("client_secret", self.agent_secret.expose()),
-                ],
-            )
-            .await;
+            // A fresh assertion per poll: each is single-use (its jti).
+            let auth = self.agent.fields(&self.settings)?;
+            let mut form = vec![
+                ("grant_type", GRANT_TYPE),
+                ("auth_req_id", req.auth_req_id.expose()),
+                ("client_id", self.settings.agent_client_id.as_str()),
+            ];
+            form.extend(auth.iter().map(|(k, v)| (*k, v.as_str())));
+            let r = post_form(&self.http, &self.settings, ENDPOINT_TOKEN, &form).await;
             match r {
                 Ok(v) => {
                     let at = str_field(&v, "access_token").ok_or_else(|| AuthError::Transport {

@@ -16,6 +16,8 @@ pub const SERVICE: &str = "dealflow";
 /// Keyring entry names (the "user" part of an entry).
 pub const REFRESH_TOKEN: &str = "login-refresh-token";
 pub const AGENT_SECRET: &str = "agent-client-secret";
+/// The agent client's private key (PEM) for `auth.agent_auth_method = "private_key_jwt"`.
+pub const AGENT_PRIVATE_KEY: &str = "agent-client-private-key";
 
 /// A small secret store. Blocking: call from `spawn_blocking` in async code.
 pub trait SecretStore: Send + Sync {

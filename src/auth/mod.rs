@@ -6,6 +6,7 @@
 //! Tokens are [`Secret`]s: their Debug/Display print `[redacted]`; they live in memory
 //! or in the keyring and never in a log line, the store, an error or stdout.
 
+pub mod agent;
 pub mod ciba;
 pub mod connect;
 pub mod device;
@@ -384,23 +385,25 @@ impl AuthClients {
         store: std::sync::Arc<dyn keyring::SecretStore>,
     ) -> Result<AuthClients, AuthError> {
         let settings = AuthSettings::from_config(auth)?;
-        if auth.agent_auth_method != "client_secret_post" {
-            return Err(AuthError::Config(format!(
-                "auth.agent_auth_method = {:?} is not supported yet; use \"client_secret_post\"",
-                auth.agent_auth_method
-            )));
-        }
+        let (entry, what) = match auth.agent_auth_method.as_str() {
+            "private_key_jwt" => (keyring::AGENT_PRIVATE_KEY, "private key"),
+            _ => (keyring::AGENT_SECRET, "secret"),
+        };
         let s = store.clone();
-        let agent = tokio::task::spawn_blocking(move || s.get(keyring::AGENT_SECRET))
+        let stored = tokio::task::spawn_blocking(move || s.get(entry))
             .await
             .map_err(|e| AuthError::Keyring(format!("keyring task failed: {e}")))??
-            .map(Secret::new)
             .ok_or_else(|| {
-                AuthError::Config(
-                    "no agent client secret in the keyring: run `dealflow auth agent-credential`"
-                        .into(),
-                )
+                let flag = if what == "secret" { "" } else { " --private-key" };
+                AuthError::Config(format!(
+                    "auth.agent_auth_method = {:?}: no agent client {what} in the keyring: run `dealflow auth agent-credential{flag}`",
+                    auth.agent_auth_method
+                ))
             })?;
+        let agent = match what {
+            "secret" => agent::AgentAuth::Secret(Secret::new(stored)),
+            _ => agent::AgentAuth::private_key_pem(&stored)?,
+        };
         let session = session::Session::resume(settings.clone(), store)
             .await?
             .with_refresh_lock(session::default_refresh_lock());

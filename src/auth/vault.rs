@@ -40,7 +40,7 @@ impl FederatedToken {
 pub struct VaultClient {
     http: reqwest::Client,
     settings: AuthSettings,
-    agent_secret: Secret,
+    agent: super::agent::AgentAuth,
     cache: Mutex<HashMap<(Connection, String), FederatedToken>>,
     disconnected: Mutex<HashSet<Connection>>,
 }
@@ -50,11 +50,11 @@ fn subject_key(subject: &str) -> String {
 }
 
 impl VaultClient {
-    pub fn new(settings: AuthSettings, agent_secret: Secret) -> VaultClient {
+    pub fn new(settings: AuthSettings, agent: impl Into<super::agent::AgentAuth>) -> VaultClient {
         VaultClient {
             http: super::http_client(),
             settings,
-            agent_secret,
+            agent: agent.into(),
             cache: Mutex::new(HashMap::new()),
             disconnected: Mutex::new(HashSet::new()),
         }
@@ -84,21 +84,17 @@ impl VaultClient {
         {
             return Ok(t.clone());
         }
-        let v = post_form(
-            &self.http,
-            &self.settings,
-            ENDPOINT,
-            &[
-                ("grant_type", GRANT_TYPE),
-                ("client_id", &self.settings.agent_client_id),
-                ("client_secret", self.agent_secret.expose()),
-                ("subject_token", subject_token),
-                ("subject_token_type", SUBJECT_ACCESS_TOKEN),
-                ("requested_token_type", REQUESTED_FEDERATED),
-                ("connection", connection.as_str()),
-            ],
-        )
-        .await?;
+        let auth = self.agent.fields(&self.settings)?;
+        let mut form = vec![
+            ("grant_type", GRANT_TYPE),
+            ("client_id", self.settings.agent_client_id.as_str()),
+            ("subject_token", subject_token),
+            ("subject_token_type", SUBJECT_ACCESS_TOKEN),
+            ("requested_token_type", REQUESTED_FEDERATED),
+            ("connection", connection.as_str()),
+        ];
+        form.extend(auth.iter().map(|(k, v)| (*k, v.as_str())));
+        let v = post_form(&self.http, &self.settings, ENDPOINT, &form).await?;
         let at = str_field(&v, "access_token").ok_or_else(|| AuthError::Transport {
             endpoint: ENDPOINT.into(),
             message: "response has no access_token".into(),

@@ -17,8 +17,13 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Subcommand)]
 pub enum AuthCmd {
-    /// Store the agent (confidential) client's secret in the keyring, read from stdin.
-    AgentCredential,
+    /// Store the agent (confidential) client's credential in the keyring, read from stdin:
+    /// its secret, or with --private-key its private key in PEM (for
+    /// auth.agent_auth_method = "private_key_jwt"; register the public key on the client).
+    AgentCredential {
+        #[arg(long)]
+        private_key: bool,
+    },
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -221,7 +226,26 @@ pub fn whoami(config: &Config, sandbox: bool) -> Result<ExitCode> {
 
 pub fn auth(cmd: &AuthCmd) -> Result<ExitCode> {
     match cmd {
-        AuthCmd::AgentCredential => {
+        AuthCmd::AgentCredential { private_key: true } => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprintln!(
+                    "Paste the agent client's private key (PEM), then Ctrl-D (or pipe it in):"
+                );
+            }
+            let mut pem = String::new();
+            std::io::Read::read_to_string(&mut stdin.lock(), &mut pem)?;
+            // Checked before storing: a key that cannot sign would fail only at first use.
+            crate::auth::agent::AgentAuth::private_key_pem(&pem)?;
+            let store = open_keyring()?;
+            store.set(crate::auth::keyring::AGENT_PRIVATE_KEY, pem.trim())?;
+            println!(
+                "Agent client private key stored in: {} (set auth.agent_auth_method = \"private_key_jwt\")",
+                store.describe()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AuthCmd::AgentCredential { private_key: false } => {
             let stdin = std::io::stdin();
             if stdin.is_terminal() {
                 eprintln!("Paste the agent client secret and press Enter (or pipe it in):");
@@ -260,10 +284,19 @@ pub fn doctor_lines(config: &Config, sandbox: bool) -> usize {
                     println!("FAIL  login     {e}");
                 }
             }
-            match store.get(AGENT_SECRET) {
-                Ok(Some(_)) => println!("ok    agent     client secret present"),
+            let (entry, what, flag) = if config.raw.auth.agent_auth_method == "private_key_jwt" {
+                (
+                    crate::auth::keyring::AGENT_PRIVATE_KEY,
+                    "private key (private_key_jwt)",
+                    " --private-key",
+                )
+            } else {
+                (AGENT_SECRET, "secret", "")
+            };
+            match store.get(entry) {
+                Ok(Some(_)) => println!("ok    agent     client {what} present"),
                 Ok(None) => println!(
-                    "todo  agent     no agent client secret: run `dealflow auth agent-credential`"
+                    "todo  agent     no agent client {what}: run `dealflow auth agent-credential{flag}`"
                 ),
                 Err(e) => {
                     problems += 1;

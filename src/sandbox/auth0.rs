@@ -137,14 +137,8 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 fn client_creds(
     p: &HashMap<String, String>,
     headers: &HeaderMap,
-) -> (Option<String>, Option<String>) {
-    match basic_auth(headers) {
-        Some((c, s)) => (Some(c), Some(s)),
-        None => (
-            p.get("client_id").cloned().filter(|s| !s.is_empty()),
-            p.get("client_secret").cloned().filter(|s| !s.is_empty()),
-        ),
-    }
+) -> (Option<String>, model::ClientCred) {
+    model::ClientCred::from_request(p, basic_auth(headers))
 }
 
 async fn device_code(State(st): St, headers: HeaderMap, body: axum::body::Bytes) -> Response {
@@ -159,7 +153,7 @@ async fn device_code(State(st): St, headers: HeaderMap, body: axum::body::Bytes)
     let g = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
     match st
         .auth0
-        .device_code(cid.as_deref(), secret.as_deref(), g("scope"), g("audience"))
+        .device_code(cid.as_deref(), &secret, g("scope"), g("audience"))
     {
         Ok(v) => ok_json(v),
         Err(e) => e.into_response(),
@@ -207,7 +201,7 @@ async fn revoke(State(st): St, headers: HeaderMap, body: axum::body::Bytes) -> R
         return model::err(400, "invalid_request", "Missing required parameter: token")
             .into_response();
     };
-    match st.auth0.revoke(cid.as_deref(), secret.as_deref(), tok) {
+    match st.auth0.revoke(cid.as_deref(), &secret, tok) {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => e.into_response(),
     }
@@ -225,7 +219,7 @@ async fn bc_authorize(State(st): St, headers: HeaderMap, body: axum::body::Bytes
     let g = |k: &str| p.get(k).map(String::as_str);
     match st.auth0.bc_authorize(
         cid.as_deref(),
-        secret.as_deref(),
+        &secret,
         g("login_hint"),
         g("scope"),
         g("binding_message"),

@@ -63,6 +63,39 @@ pub struct ClientApp {
     /// `None` = public client (token_endpoint_auth_method none).
     pub secret: Option<String>,
     pub grants: Vec<&'static str>,
+    /// A registered public key (PEM): the client may authenticate with private_key_jwt.
+    pub jwt_public_key: Option<String>,
+}
+
+/// How a request's client authenticated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientCred {
+    None,
+    /// `client_secret` (post body or Basic).
+    Secret(String),
+    /// private_key_jwt: a `client_assertion` of type jwt-bearer.
+    Assertion(String),
+}
+
+pub const ASSERTION_TYPE_JWT: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+impl ClientCred {
+    /// From a request's parameters and its Basic credentials, if any.
+    pub fn from_request(
+        p: &HashMap<String, String>,
+        basic: Option<(String, String)>,
+    ) -> (Option<String>, ClientCred) {
+        if let Some((c, s)) = basic {
+            return (Some(c), ClientCred::Secret(s));
+        }
+        let get = |k: &str| p.get(k).cloned().filter(|v| !v.is_empty());
+        let cred = match (get("client_secret"), get("client_assertion")) {
+            (Some(s), _) => ClientCred::Secret(s),
+            (None, Some(a)) => ClientCred::Assertion(a),
+            (None, None) => ClientCred::None,
+        };
+        (get("client_id"), cred)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -239,6 +272,8 @@ struct Inner {
     /// secret canary test.
     issued: Vec<String>,
     vault_exchanges: u64,
+    /// `jti`s of client assertions already used (replay refused).
+    assertion_jtis: std::collections::HashSet<String>,
 }
 
 #[derive(Debug)]
@@ -262,12 +297,14 @@ impl Default for Auth0State {
                 name: "dealflow (terminal sign-in)".into(),
                 secret: None,
                 grants: vec![GRANT_DEVICE, GRANT_REFRESH],
+                jwt_public_key: None,
             },
             ClientApp {
                 client_id: AGENT_CLIENT_ID.into(),
                 name: "dealflow agent".into(),
                 secret: Some(agent_secret.clone()),
                 grants: vec![GRANT_CIBA, GRANT_VAULT],
+                jwt_public_key: None,
             },
         ] {
             inner.clients.insert(c.client_id.clone(), c);
@@ -412,11 +449,68 @@ impl Auth0State {
 
     // ---- client authentication -------------------------------------------------------
 
+    /// Registers a public key (PEM, EC P-256 or RSA) for `client_id`: the client may then
+    /// authenticate with private_key_jwt, as with an Auth0 client credential.
+    pub fn register_client_key(&self, client_id: &str, public_pem: &str) -> bool {
+        match self.lock().clients.get_mut(client_id) {
+            Some(c) => {
+                c.jwt_public_key = Some(public_pem.to_string());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A private_key_jwt client assertion: signed by the client's registered key, `iss` =
+    /// `sub` = client id, `aud` = this tenant, short-lived, `jti` never seen before.
+    fn verify_assertion(&self, client: &ClientApp, jwt: &str) -> Result<(), OAuthError> {
+        use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+        let fail = |why: &str| {
+            err(
+                401,
+                "invalid_client",
+                format!("Client assertion rejected: {why}."),
+            )
+        };
+        let pem = client
+            .jwt_public_key
+            .as_deref()
+            .ok_or_else(|| fail("no credential is registered for private_key_jwt"))?;
+        let header = decode_header(jwt).map_err(|_| fail("malformed JWT"))?;
+        let key = match header.alg {
+            Algorithm::ES256 => DecodingKey::from_ec_pem(pem.as_bytes()),
+            Algorithm::RS256 | Algorithm::PS256 => DecodingKey::from_rsa_pem(pem.as_bytes()),
+            _ => return Err(fail("unsupported alg")),
+        }
+        .map_err(|_| fail("the registered key does not match the alg"))?;
+        let issuer = self.issuer();
+        let mut v = Validation::new(header.alg);
+        v.set_audience(&[issuer.as_str(), issuer.trim_end_matches('/')]);
+        v.set_issuer(&[client.client_id.as_str()]);
+        v.sub = Some(client.client_id.clone());
+        v.set_required_spec_claims(&["exp", "iat", "aud", "iss", "sub", "jti"]);
+        v.leeway = 5;
+        // The sandbox clock may run fast (tests); the JWT carries wall-clock times.
+        let data = decode::<serde_json::Value>(jwt, &key, &v).map_err(|e| fail(&format!("{e}")))?;
+        let (iat, exp) = (
+            data.claims["iat"].as_i64().unwrap_or(0),
+            data.claims["exp"].as_i64().unwrap_or(0),
+        );
+        if exp - iat > 300 {
+            return Err(fail("lifetime over 5 minutes"));
+        }
+        let jti = data.claims["jti"].as_str().unwrap_or("").to_string();
+        if !self.lock().assertion_jtis.insert(jti) {
+            return Err(fail("jti replayed"));
+        }
+        Ok(())
+    }
+
     /// Authenticates the client of a request and checks it may use `grant`.
     pub fn authenticate(
         &self,
         client_id: Option<&str>,
-        secret: Option<&str>,
+        cred: &ClientCred,
         grant: &str,
     ) -> Result<ClientApp, OAuthError> {
         let Some(client_id) = client_id.filter(|c| !c.is_empty()) else {
@@ -432,27 +526,28 @@ impl Auth0State {
             .get(client_id)
             .cloned()
             .ok_or_else(|| err(401, "invalid_client", "Unknown client."))?;
-        match (&client.secret, secret) {
-            (Some(expected), Some(given)) => {
+        match (&client.secret, cred) {
+            (_, ClientCred::Assertion(jwt)) => self.verify_assertion(&client, jwt)?,
+            (Some(expected), ClientCred::Secret(given)) => {
                 if !constant_eq(expected.as_bytes(), given.as_bytes()) {
                     return Err(err(401, "invalid_client", "Client authentication failed."));
                 }
             }
-            (Some(_), None) => {
+            (Some(_), ClientCred::None) => {
                 return Err(err(
                     401,
                     "invalid_client",
                     "Client authentication is required for this client (confidential).",
                 ));
             }
-            (None, Some(_)) => {
+            (None, ClientCred::Secret(_)) => {
                 return Err(err(
                     401,
                     "invalid_client",
                     "This client is public (token_endpoint_auth_method none); do not send a client_secret.",
                 ));
             }
-            (None, None) => {}
+            (None, ClientCred::None) => {}
         }
         if !client.grants.contains(&grant) {
             let why = if client.secret.is_none() {
@@ -585,11 +680,11 @@ impl Auth0State {
     pub fn device_code(
         &self,
         client_id: Option<&str>,
-        secret: Option<&str>,
+        cred: &ClientCred,
         scope: &str,
         audience: &str,
     ) -> Result<serde_json::Value, OAuthError> {
-        let client = self.authenticate(client_id, secret, GRANT_DEVICE)?;
+        let client = self.authenticate(client_id, cred, GRANT_DEVICE)?;
         let t = self.timing();
         let device_code = random_token("sbx-dc-");
         let user_code = format!("{}-{}", code_chars(4), code_chars(4));
@@ -792,10 +887,10 @@ impl Auth0State {
     pub fn revoke(
         &self,
         client_id: Option<&str>,
-        secret: Option<&str>,
+        cred: &ClientCred,
         token: &str,
     ) -> Result<(), OAuthError> {
-        let client = self.authenticate(client_id, secret, GRANT_REFRESH)?;
+        let client = self.authenticate(client_id, cred, GRANT_REFRESH)?;
         let mut g = self.lock();
         if let Some(rec) = g.refresh.get(token).cloned() {
             if rec.client_id != client.client_id {
@@ -818,10 +913,9 @@ impl Auth0State {
         basic: Option<(String, String)>,
     ) -> Result<TokenOutcome, OAuthError> {
         let get = |k: &str| p.get(k).map(String::as_str).filter(|v| !v.is_empty());
-        let (cid, secret) = match &basic {
-            Some((c, s)) => (Some(c.as_str()), Some(s.as_str())),
-            None => (get("client_id"), get("client_secret")),
-        };
+        let (cid, cred) = ClientCred::from_request(p, basic);
+        let cid = cid.as_deref();
+        let secret = &cred;
         let Some(grant) = get("grant_type") else {
             return Err(err(
                 400,
@@ -978,14 +1072,14 @@ impl Auth0State {
     pub fn bc_authorize(
         &self,
         client_id: Option<&str>,
-        secret: Option<&str>,
+        cred: &ClientCred,
         login_hint: Option<&str>,
         scope: Option<&str>,
         binding_message: Option<&str>,
         audience: Option<&str>,
         requested_expiry: Option<&str>,
     ) -> Result<serde_json::Value, OAuthError> {
-        let client = self.authenticate(client_id, secret, GRANT_CIBA)?;
+        let client = self.authenticate(client_id, cred, GRANT_CIBA)?;
         let scope = scope.unwrap_or("");
         if !split_scope(scope).iter().any(|s| s == "openid") {
             return Err(err(
