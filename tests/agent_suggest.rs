@@ -35,6 +35,7 @@ fn client(fake: &FakeLlm) -> AnthropicClient {
         base_url: fake.base_url(),
         model: "claude-test".into(),
         max_tokens: 1024,
+        read_timeout: std::time::Duration::from_secs(120),
         api_key: ApiKey::new("sk-test").unwrap(),
         retry: RetryPolicy {
             base_backoff: Duration::from_millis(1),

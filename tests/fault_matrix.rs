@@ -661,7 +661,8 @@ async fn llm_cell(f: F) -> Cell {
     let script = match f {
         F::E500 => vec![Reply::error(500, "api_error", "injected"); 3],
         F::R429 => vec![Reply::rate_limited(1); 3],
-        F::Timeout => return Err("n/a: the client's read timeout is fixed at 120 s".into()),
+        // The reply stalls longer than llm.timeout (shortened here), every attempt.
+        F::Timeout => vec![Reply::text("too late").slow(Duration::from_millis(900)); 3],
         F::Refused => vec![],
         F::Malformed => vec![
             Reply::Stream(vec![Frame {
@@ -682,6 +683,11 @@ async fn llm_cell(f: F) -> Cell {
         base_url,
         model: "claude-test".into(),
         max_tokens: 256,
+        read_timeout: if f == F::Timeout {
+            Duration::from_millis(150)
+        } else {
+            Duration::from_secs(120)
+        },
         api_key: ApiKey::new("sk-ant-api03-fault-matrix").unwrap(),
         retry: RetryPolicy {
             base_backoff: Duration::from_millis(1),
@@ -720,11 +726,17 @@ async fn llm_cell(f: F) -> Cell {
         end.starts_with("failed:") && end.contains("model"),
         "the turn does not say the model API failed: {end}"
     );
-    if f == F::R429 {
+    if f == F::R429 || f == F::Timeout {
         ensure!(
             fake.requests().len() == 3,
             "{} requests",
             fake.requests().len()
+        );
+    }
+    if f == F::Timeout {
+        ensure!(
+            end.contains("sent nothing for 150ms (llm.timeout)"),
+            "a stalled reply is not named as such: {end}"
         );
     }
     eprintln!("  messages API × {f:?} → {end}");

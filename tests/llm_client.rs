@@ -14,6 +14,7 @@ fn client(fake: &FakeLlm) -> AnthropicClient {
         base_url: fake.base_url(),
         model: "claude-test-model".into(),
         max_tokens: 512,
+        read_timeout: std::time::Duration::from_secs(120),
         api_key: ApiKey::new("sk-ant-test-key").unwrap(),
         retry: RetryPolicy {
             max_retries: 2,

@@ -222,6 +222,7 @@ async fn no_secret_reaches_logs_store_audit_screens_or_model_requests() {
         base_url: fake.base_url(),
         model: "claude-test".into(),
         max_tokens: 256,
+        read_timeout: std::time::Duration::from_secs(120),
         api_key: ApiKey::new(API_KEY).unwrap(),
         retry: RetryPolicy {
             base_backoff: Duration::from_millis(1),

@@ -35,6 +35,7 @@ pub struct LlmSection {
     pub base_url: String,
     pub max_tokens: u32,
     pub max_iterations: u32,
+    pub timeout: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +99,7 @@ impl Default for LlmSection {
             base_url: "https://api.anthropic.com".into(),
             max_tokens: 2048,
             max_iterations: 8,
+            timeout: "120s".into(),
         }
     }
 }
@@ -467,6 +469,14 @@ impl Config {
         let batch_window = dur("batch", "window", &raw.batch.window)?;
         let mcp_wait_bound = dur("mcp", "wait_bound", &raw.mcp.wait_bound)?;
         let idle_lock = dur("ui", "idle_lock", &raw.ui.idle_lock)?;
+        let llm_timeout = dur("llm", "timeout", &raw.llm.timeout)?;
+        if llm_timeout.is_zero() {
+            return Err(ConfigError {
+                location: locate("llm", "timeout"),
+                message: "llm.timeout: 0 would fail every reply".into(),
+                hint: Some("e.g. \"120s\"".into()),
+            });
+        }
         one_of("ui", "theme", &raw.ui.theme, &THEMES)?;
         one_of(
             "auth",

@@ -109,6 +109,9 @@ pub struct AnthropicConfig {
     pub base_url: String,
     pub model: String,
     pub max_tokens: u32,
+    /// Longest wait for the next bytes of a reply (a stalled stream is a fault, retried
+    /// like a 5xx); `llm.timeout`.
+    pub read_timeout: Duration,
     pub api_key: ApiKey,
     pub retry: RetryPolicy,
 }
@@ -120,6 +123,9 @@ impl AnthropicConfig {
             base_url: llm.base_url.clone(),
             model: llm.model.clone(),
             max_tokens: llm.max_tokens,
+            // Validated when the config was loaded.
+            read_timeout: crate::config::parse_duration(&llm.timeout)
+                .unwrap_or(Duration::from_secs(120)),
             api_key,
             retry: RetryPolicy::default(),
         }
@@ -145,7 +151,7 @@ impl AnthropicClient {
     pub fn new(cfg: AnthropicConfig) -> Result<Self, LlmError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .read_timeout(Duration::from_secs(120))
+            .read_timeout(cfg.read_timeout)
             .build()
             .map_err(|e| LlmError::Http(e.to_string()))?;
         Ok(AnthropicClient { cfg, http })
@@ -257,7 +263,15 @@ impl AnthropicClient {
         let mut resp = match resp {
             Ok(r) => r,
             Err(e) => {
-                let err = LlmError::Http(e.to_string());
+                let err = LlmError::Http(if is_timeout(&e) {
+                    format!(
+                        "{} sent nothing for {:?} (llm.timeout)",
+                        self.url(),
+                        self.cfg.read_timeout
+                    )
+                } else {
+                    e.to_string()
+                });
                 return if e.is_connect() || e.is_timeout() {
                     Attempt::Retry {
                         err,
@@ -317,7 +331,27 @@ impl AnthropicClient {
             let chunk = match resp.chunk().await {
                 Ok(Some(c)) => c,
                 Ok(None) => break,
-                Err(e) => return Attempt::Fatal(LlmError::Http(e.to_string())),
+                Err(e) => {
+                    let stalled = is_timeout(&e);
+                    let err = LlmError::Http(if stalled {
+                        format!(
+                            "{} sent nothing for {:?} (llm.timeout)",
+                            self.url(),
+                            self.cfg.read_timeout
+                        )
+                    } else {
+                        e.to_string()
+                    });
+                    // Nothing shown yet: a stalled reply is retried like a 5xx.
+                    return if stalled && !delivered_content {
+                        Attempt::Retry {
+                            err,
+                            delay: self.cfg.retry.backoff(attempt - 1),
+                        }
+                    } else {
+                        Attempt::Fatal(err)
+                    };
+                }
             };
             for frame in parser.push(&chunk) {
                 match asm.handle(&frame) {
@@ -383,4 +417,20 @@ impl LanguageModel for AnthropicClient {
     fn name(&self) -> String {
         self.cfg.model.clone()
     }
+}
+
+/// A read that hit `read_timeout`; reqwest reports a stalled body as a decode error
+/// whose source is the timeout.
+fn is_timeout(e: &reqwest::Error) -> bool {
+    if e.is_timeout() {
+        return true;
+    }
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        if s.to_string().contains("timed out") {
+            return true;
+        }
+        src = s.source();
+    }
+    false
 }
