@@ -835,3 +835,85 @@ fn a_refused_unlock_stays_locked_and_says_why() {
     h.keys("q");
     assert!(h.app.quit);
 }
+
+#[test]
+fn c_on_an_account_row_connects_it_in_a_browser_from_the_tui() {
+    use dealflow::core::domain::Connection;
+    use dealflow::core::permissions::PermissionChange;
+    use dealflow::tui::msg::ConnectEvent;
+    let mut h = H::new();
+    h.keys("3G"); // the last row: Slack
+    h.send(Msg::Key(KeyEvent::new(
+        KeyCode::Char('l'),
+        KeyModifiers::NONE,
+    )));
+    assert!(
+        h.store
+            .load_permissions()
+            .unwrap()
+            .disconnected
+            .contains(&Connection::Slack)
+    );
+    // No backend here: the executor says how to get one.
+    h.keys("c");
+    assert!(h.app.popup.is_none());
+    assert!(h.screen().contains("not signed in"), "{}", h.screen());
+
+    // With a backend (its messages played by hand).
+    let fx = h.app.update(Msg::Key(KeyEvent::new(
+        KeyCode::Char('c'),
+        KeyModifiers::NONE,
+    )));
+    assert_eq!(fx, vec![Effect::ConnectAccount(Connection::Slack)]);
+    assert!(h.screen().contains("asking Auth0 for a connect link"));
+    h.send(Msg::Connect(ConnectEvent::Link {
+        connection: Connection::Slack,
+        url: "https://tenant.example/connect?ticket=t1".into(),
+    }));
+    let s = h.screen();
+    assert!(
+        s.contains("https://tenant.example/connect?ticket=t1"),
+        "{s}"
+    );
+    h.send(Msg::Paste(
+        "http://127.0.0.1:9/callback?connect_code=c&state=s".into(),
+    ));
+    let fx = h
+        .app
+        .update(Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
+    assert_eq!(
+        fx,
+        vec![Effect::ConnectRedirect(
+            "http://127.0.0.1:9/callback?connect_code=c&state=s".into()
+        )]
+    );
+    // Connected at Auth0: dealflow's own switch follows, audited.
+    let fx = h.app.update(Msg::Connect(ConnectEvent::Done {
+        connection: Connection::Slack,
+        result: Ok("connected sign-in-with-slack: chat:write channels:read".into()),
+    }));
+    assert_eq!(
+        fx,
+        vec![Effect::ChangePermissions(PermissionChange::SetConnected {
+            connection: Connection::Slack,
+            connected: true,
+        })]
+    );
+    assert!(h.app.popup.is_none());
+    h.run_effects(fx);
+    assert!(h.store.load_permissions().unwrap().disconnected.is_empty());
+    assert_eq!(
+        h.store.audit_page(0, 1000).unwrap().pop().unwrap().event,
+        "permissions.changed"
+    );
+    // Esc cancels a running connect.
+    h.app.update(Msg::Key(KeyEvent::new(
+        KeyCode::Char('c'),
+        KeyModifiers::NONE,
+    )));
+    let fx = h
+        .app
+        .update(Msg::Key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)));
+    assert_eq!(fx, vec![Effect::CancelConnect]);
+    assert!(h.app.popup.is_none());
+}

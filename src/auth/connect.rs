@@ -187,6 +187,21 @@ impl<'a> ConnectClient<'a> {
 }
 
 /// Parses a pasted redirect URL (SSH case) into `(connect_code, state)`.
+/// Every scope dealflow's tools need on `connection` (what a connect asks for).
+pub fn tool_scopes(connection: crate::core::domain::Connection) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for k in crate::core::domain::ActionKind::ALL {
+        if k.connection() == Some(connection) {
+            for s in k.scopes() {
+                if !out.iter().any(|o| o == s) {
+                    out.push(s.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
 pub fn parse_redirect(url: &str) -> Option<(String, String)> {
     let u = url::Url::parse(url.trim()).ok()?;
     let mut code = None;

@@ -7,9 +7,9 @@
 //! grant); `--forget` also deletes the connected account at Auth0.
 
 use super::{Ctx, exec, local_actor, now_ms};
-use crate::auth::connect::{ConnectClient, LoopbackRedirect, parse_redirect};
+use crate::auth::connect::{ConnectClient, LoopbackRedirect, parse_redirect, tool_scopes};
 use crate::core::audit::NewAuditEntry;
-use crate::core::domain::{ActionKind, Connection, Surface};
+use crate::core::domain::{Connection, Surface};
 use crate::core::permissions::PermissionChange;
 use anyhow::{Context, Result, bail};
 use clap::{Subcommand, ValueEnum};
@@ -53,21 +53,6 @@ impl From<Conn> for Connection {
             Conn::Slack => Connection::Slack,
         }
     }
-}
-
-/// Every scope dealflow's tools declare for `connection`.
-fn tool_scopes(connection: Connection) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for k in ActionKind::ALL {
-        if k.connection() == Some(connection) {
-            for s in k.scopes() {
-                if !out.iter().any(|o| o == s) {
-                    out.push(s.to_string());
-                }
-            }
-        }
-    }
-    out
 }
 
 fn set_connected(ctx: &Ctx, connection: Connection, connected: bool) -> Result<String> {

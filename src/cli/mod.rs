@@ -426,7 +426,8 @@ async fn wire_tui_backend(
         local_actor(),
         model,
         ctx.config.raw.llm.max_iterations,
-    );
+    )
+    .with_session(w.session.clone());
     let text = match w.reconciled.len() {
         0 => "signed in: execution ready".to_string(),
         n => format!(

@@ -41,7 +41,7 @@ pub enum PipelineError {
     )]
     Disconnected { id: String, connection: String },
     #[error(
-        "{id}: incremental connect needed: {connection} lacks {scopes:?} (`dealflow accounts connect` grants them)"
+        "{id}: incremental connect needed: {connection} lacks {scopes:?} (`dealflow accounts connect`, or `c` on the account in the TUI's Permissions tab, grants them)"
     )]
     NeedsConnect {
         id: String,

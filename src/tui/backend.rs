@@ -6,6 +6,7 @@ use super::handler::EffectHandler;
 use super::msg::{ChatEvent, Effect, Msg};
 use crate::agent::offline::OfflineModel;
 use crate::agent::suggest::Snapshot;
+use crate::core::domain::Connection;
 use crate::core::domain::Surface;
 use crate::core::permissions::Approver;
 use crate::llm::LanguageModel;
@@ -30,6 +31,10 @@ pub struct Backend {
     chat: Arc<tokio::sync::Mutex<Option<ChatRuntime>>>,
     chat_inputs: Mutex<Option<UnboundedSender<ChatInput>>>,
     cancel: CancellationToken,
+    /// The signed-in session, for connecting accounts (My Account API).
+    session: Option<Arc<crate::auth::session::Session>>,
+    /// The running connect: where a pasted redirect goes, and how to stop it.
+    connecting: Mutex<Option<(UnboundedSender<String>, CancellationToken)>>,
 }
 
 fn now_ms() -> i64 {
@@ -55,6 +60,98 @@ impl Backend {
             chat: Arc::new(tokio::sync::Mutex::new(None)),
             chat_inputs: Mutex::new(None),
             cancel: CancellationToken::new(),
+            session: None,
+            connecting: Mutex::new(None),
+        }
+    }
+
+    /// Lets the TUI connect accounts as this session's user.
+    pub fn with_session(mut self, session: Arc<crate::auth::session::Session>) -> Backend {
+        self.session = Some(session);
+        self
+    }
+
+    /// The My Account connect flow: a link for the browser, then the redirect on a
+    /// loopback listener or pasted into the popup (a browser on another machine).
+    fn connect(&self, connection: Connection, tx: &UnboundedSender<Msg>) {
+        use super::msg::ConnectEvent;
+        use crate::auth::connect::{ConnectClient, LoopbackRedirect, parse_redirect, tool_scopes};
+        let done = move |result| Msg::Connect(ConnectEvent::Done { connection, result });
+        let Some(session) = self.session.clone() else {
+            let _ = tx.send(done(Err("connect: no signed-in session".into())));
+            return;
+        };
+        let (paste_tx, mut pasted) = mpsc::unbounded_channel::<String>();
+        let stop = self.cancel.child_token();
+        if let Ok(mut slot) = self.connecting.lock()
+            && let Some((_, old)) = slot.replace((paste_tx, stop.clone()))
+        {
+            old.cancel();
+        }
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let result = async {
+                let cc = ConnectClient::new(&session);
+                let scopes = tool_scopes(connection);
+                let refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
+                let lb = LoopbackRedirect::bind()
+                    .await
+                    .map_err(|e| format!("cannot listen on 127.0.0.1 for the redirect: {e}"))?;
+                let start = cc
+                    .start(connection, &refs, &lb.redirect_uri)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = tx.send(Msg::Connect(ConnectEvent::Link {
+                    connection,
+                    url: start.connect_url.clone(),
+                }));
+                let wait = lb.wait();
+                tokio::pin!(wait);
+                let (code, state) = loop {
+                    tokio::select! {
+                        r = &mut wait => break r.map_err(|e| e.to_string())?,
+                        Some(line) = pasted.recv() => match parse_redirect(&line) {
+                            Some(pair) => break pair,
+                            None => {
+                                let _ = tx.send(Msg::Status {
+                                    ok: false,
+                                    text: "that address has no connect_code and state: paste the full URL the browser ended on".into(),
+                                });
+                            }
+                        },
+                        _ = stop.cancelled() => return Err(format!("connect {}: cancelled", connection.as_str())),
+                    }
+                };
+                let acct = cc
+                    .complete(&start, &code, &state)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(format!(
+                    "connected {}: {}",
+                    acct.connection,
+                    acct.scopes.join(" ")
+                ))
+            }
+            .await;
+            let _ = tx.send(done(result));
+        });
+    }
+
+    fn connect_input(&self, effect: Effect) {
+        let Ok(mut slot) = self.connecting.lock() else {
+            return;
+        };
+        match effect {
+            Effect::ConnectRedirect(line) => {
+                if let Some((tx, _)) = slot.as_ref() {
+                    let _ = tx.send(line);
+                }
+            }
+            _ => {
+                if let Some((_, stop)) = slot.take() {
+                    stop.cancel();
+                }
+            }
         }
     }
 
@@ -243,6 +340,9 @@ impl Backend {
                 | Effect::CancelTurn
                 | Effect::AnswerStepUp { .. }
                 | Effect::RequestUnlock
+                | Effect::ConnectAccount(_)
+                | Effect::ConnectRedirect(_)
+                | Effect::CancelConnect
         )
     }
 
@@ -280,6 +380,8 @@ impl EffectHandler for Backend {
             Effect::StartChatTurn(text) => self.chat_turn(text, tx),
             Effect::CancelTurn => self.chat_input(ChatInput::Cancel),
             Effect::RequestUnlock => self.request_unlock(tx),
+            Effect::ConnectAccount(c) => self.connect(c, tx),
+            e @ (Effect::ConnectRedirect(_) | Effect::CancelConnect) => self.connect_input(e),
             Effect::AnswerStepUp {
                 action_id,
                 confirmed,

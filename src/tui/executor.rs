@@ -147,6 +147,14 @@ impl Executor {
             Effect::RequestUnlock => vec![Msg::Unlock(Ok(
                 "keypress (not signed in: no device to confirm with)".into(),
             ))],
+            Effect::ConnectAccount(c) => vec![Msg::Connect(super::msg::ConnectEvent::Done {
+                connection: c,
+                result: Err(format!(
+                    "connect {}: not signed in (`dealflow login`, or --sandbox)",
+                    c.as_str()
+                )),
+            })],
+            Effect::ConnectRedirect(_) | Effect::CancelConnect => vec![],
             Effect::AuditSession {
                 event,
                 outcome,

@@ -42,6 +42,7 @@ pub enum Command {
     NextView,
     Increase,
     Decrease,
+    Connect,
     Verify,
     Export,
     Compose,

@@ -61,6 +61,22 @@ pub enum Msg {
     Chat(ChatEvent),
     /// The answer to [`Effect::RequestUnlock`]: `Ok(how it was confirmed)` or why not.
     Unlock(Result<String, String>),
+    /// Progress of an account connect started with [`Effect::ConnectAccount`].
+    Connect(ConnectEvent),
+}
+
+/// What a connect reports: the link to open, then how it ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectEvent {
+    Link {
+        connection: crate::core::domain::Connection,
+        url: String,
+    },
+    /// `Ok(summary)` (connected, with its scopes) or why not.
+    Done {
+        connection: crate::core::domain::Connection,
+        result: Result<String, String>,
+    },
 }
 
 /// Which human decision a [`Msg::Reviewed`] reports.
@@ -153,6 +169,13 @@ pub enum Effect {
     AnswerStepUp { action_id: String, confirmed: bool },
     /// Ring the bell and send a desktop notification (OSC 9/777). Event loop.
     Notify { title: String, body: String },
+    /// Connect (or re-consent) a provider account through Auth0's My Account API: a link
+    /// to open in a browser, then the redirect (loopback, or pasted). `tui::backend`.
+    ConnectAccount(crate::core::domain::Connection),
+    /// The address the browser ended on, pasted (a browser on another machine).
+    ConnectRedirect(String),
+    /// Stop waiting for the connect redirect.
+    CancelConnect,
     /// Ask to unlock the idle lock: a CIBA request to the user's phone (`tui::backend`);
     /// not signed in, the executor unlocks on the keypress and says so.
     RequestUnlock,
@@ -192,6 +215,9 @@ impl Effect {
             Effect::ExportAudit => "audit export".into(),
             Effect::Notify { .. } => "notification".into(),
             Effect::RequestUnlock => "unlock request".into(),
+            Effect::ConnectAccount(c) => format!("connect {}", c.as_str()),
+            Effect::ConnectRedirect(_) => "connect redirect".into(),
+            Effect::CancelConnect => "connect cancel".into(),
             Effect::AuditSession { .. } => "session audit".into(),
             Effect::Quit => "quit".into(),
         }

@@ -92,6 +92,13 @@ pub enum Popup {
         row: PermRow,
         text: String,
     },
+    /// An account connect in progress: the link to open, and a line for pasting the
+    /// address the browser ends on when it is on another machine.
+    Connect {
+        connection: crate::core::domain::Connection,
+        url: Option<String>,
+        pasted: String,
+    },
 }
 
 impl Popup {
@@ -240,7 +247,8 @@ impl App {
                     }
                     Some(Popup::Reject { reason: t, .. })
                     | Some(Popup::Palette { query: t, .. })
-                    | Some(Popup::PermValue { text: t, .. }) => t.push_str(&clean),
+                    | Some(Popup::PermValue { text: t, .. })
+                    | Some(Popup::Connect { pasted: t, .. }) => t.push_str(&clean),
                     // Never paste into a confirmation prompt.
                     Some(_) => {}
                     None if self.filtering => match self.tab {
@@ -392,6 +400,7 @@ impl App {
             }
             // Not locked (anymore): nothing to unlock.
             Msg::Unlock(_) => vec![],
+            Msg::Connect(ev) => self.on_connect(ev),
             Msg::Chat(ev) => {
                 let ring = match &ev {
                     ChatEvent::StepUp { summary, .. } if self.session.notify => {
@@ -639,6 +648,7 @@ impl App {
                 vec![]
             }
             Command::Increase | Command::Decrease => self.perm_step(cmd == Command::Increase),
+            Command::Connect => self.connect_row(),
             Command::Verify => {
                 self.audit.verify = VerifyState::Running;
                 vec![Effect::VerifyAudit]
@@ -761,6 +771,70 @@ impl App {
                     format!("{id} is denied by your permissions: {reason}"),
                 );
                 vec![]
+            }
+        }
+    }
+
+    fn connect_row(&mut self) -> Vec<Effect> {
+        if self.tab != Tab::Permissions {
+            return vec![];
+        }
+        match perm_rows().get(self.perms.cursor).copied() {
+            Some(PermRow::Account(connection)) => {
+                self.popup = Some(Popup::Connect {
+                    connection,
+                    url: None,
+                    pasted: String::new(),
+                });
+                vec![Effect::ConnectAccount(connection)]
+            }
+            _ => {
+                self.set_status(Level::Info, "c connects: move to an account row");
+                vec![]
+            }
+        }
+    }
+
+    fn on_connect(&mut self, ev: super::msg::ConnectEvent) -> Vec<Effect> {
+        use super::msg::ConnectEvent;
+        match ev {
+            ConnectEvent::Link { connection, url } => {
+                if let Some(Popup::Connect {
+                    connection: c,
+                    url: u,
+                    ..
+                }) = &mut self.popup
+                    && *c == connection
+                {
+                    *u = Some(url);
+                }
+                vec![]
+            }
+            ConnectEvent::Done { connection, result } => {
+                if matches!(self.popup, Some(Popup::Connect { .. })) {
+                    self.popup = None;
+                }
+                match result {
+                    Ok(line) => {
+                        self.set_status(Level::Ok, line);
+                        // Connected at Auth0: dealflow's own switch follows (audited).
+                        let off = self
+                            .perms
+                            .perms
+                            .as_ref()
+                            .is_some_and(|p| p.disconnected.contains(&connection));
+                        if off {
+                            return vec![Effect::ChangePermissions(
+                                crate::core::permissions::PermissionChange::SetConnected {
+                                    connection,
+                                    connected: true,
+                                },
+                            )];
+                        }
+                    }
+                    Err(e) => self.set_status(Level::Error, e),
+                }
+                vec![Effect::LoadActions]
             }
         }
     }

@@ -272,5 +272,30 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
                 r,
             );
         }
+        Popup::Connect {
+            connection,
+            url,
+            pasted,
+        } => {
+            let r = centered(area, 100, 10);
+            f.render_widget(Clear, r);
+            let link = match url {
+                Some(u) => Line::styled(u.clone(), th.style(Role::Accent)),
+                None => Line::styled("asking Auth0 for a connect link…", th.style(Role::Muted)),
+            };
+            f.render_widget(
+                Paragraph::new(vec![
+                    Line::raw(format!("Open this in a browser to connect {}:", connection.as_str())),
+                    link,
+                    Line::raw(""),
+                    Line::raw("Waiting for the redirect. Browser on another machine (SSH)? Paste the address it ends on:"),
+                    Line::styled(format!("> {pasted}▏"), th.style(Role::Accent)),
+                    Line::styled("enter send the pasted address · esc cancel", th.style(Role::Muted)),
+                ])
+                .wrap(ratatui::widgets::Wrap { trim: false })
+                .block(frame(app, " Connect account ", Role::Border)),
+                r,
+            );
+        }
     }
 }

@@ -1,0 +1,130 @@
+#![allow(clippy::unwrap_used)]
+//! Connecting a provider account from the TUI (Permissions, `c`): the backend runs the
+//! My Account connect flow against the emulated tenant, reports the link, and completes
+//! on the loopback redirect or on an address pasted from a browser on another machine.
+
+use dealflow::connectors::Endpoints;
+use dealflow::core::domain::Connection;
+use dealflow::runtime::auth0::{SandboxWiring, wire_fast_sandbox};
+use dealflow::runtime::batch::BatchOptions;
+use dealflow::runtime::pipeline::Pipeline;
+use dealflow::sandbox::auth0::model::DEMO_SUB;
+use dealflow::store::{SqliteStore, Store};
+use dealflow::tui::backend::Backend;
+use dealflow::tui::handler::EffectHandler;
+use dealflow::tui::msg::{ConnectEvent, Effect, Msg};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+async fn backend() -> (Backend, SandboxWiring, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+    let w = wire_fast_sandbox().await.unwrap();
+    let pipeline = Arc::new(Pipeline::new(
+        store,
+        w.creds.clone(),
+        Endpoints::sandbox(&w.sandbox.base_url()),
+        "rep@dealflow.test".into(),
+    ));
+    let b = Backend::new(
+        pipeline,
+        w.device.clone(),
+        BatchOptions::default(),
+        "user:ana".into(),
+        None,
+        4,
+    )
+    .with_session(w.session.clone());
+    (b, w, dir)
+}
+
+async fn next(rx: &mut UnboundedReceiver<Msg>) -> Msg {
+    tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn link(rx: &mut UnboundedReceiver<Msg>) -> String {
+    match next(rx).await {
+        Msg::Connect(ConnectEvent::Link { url, .. }) => url,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn done(rx: &mut UnboundedReceiver<Msg>) -> (Connection, Result<String, String>) {
+    loop {
+        match next(rx).await {
+            Msg::Connect(ConnectEvent::Done { connection, result }) => return (connection, result),
+            Msg::Status { .. } => continue,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn connect_completes_on_the_loopback_redirect() {
+    let (b, w, _dir) = backend().await;
+    w.sandbox
+        .state
+        .auth0
+        .delete_connected_account(DEMO_SUB, "sign-in-with-slack");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    assert!(
+        b.handle(Effect::ConnectAccount(Connection::Slack), &tx)
+            .is_none()
+    );
+    let url = link(&mut rx).await;
+    assert!(url.contains("ticket="), "{url}");
+    // The browser follows the consent redirect to the loopback listener.
+    let page = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    assert!(page.contains("Account connected"));
+    let (c, r) = done(&mut rx).await;
+    assert_eq!(c, Connection::Slack);
+    let line = r.unwrap();
+    assert!(line.starts_with("connected sign-in-with-slack:"), "{line}");
+    assert!(line.contains("chat:write"), "{line}");
+}
+
+#[tokio::test]
+async fn connect_completes_on_a_pasted_address_and_refuses_a_wrong_one() {
+    let (b, _w, _dir) = backend().await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    assert!(
+        b.handle(Effect::ConnectAccount(Connection::Google), &tx)
+            .is_none()
+    );
+    let url = link(&mut rx).await;
+    // A browser on another machine: it ends on the loopback address, which the rep copies.
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = no_follow.get(&url).send().await.unwrap();
+    let ended_on = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(ended_on.contains("connect_code="), "{ended_on}");
+    assert!(
+        b.handle(Effect::ConnectRedirect("not an address".into()), &tx)
+            .is_none()
+    );
+    match next(&mut rx).await {
+        Msg::Status { ok: false, text } => assert!(text.contains("paste the full URL"), "{text}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(b.handle(Effect::ConnectRedirect(ended_on), &tx).is_none());
+    let (c, r) = done(&mut rx).await;
+    assert_eq!(c, Connection::Google);
+    assert!(r.unwrap().starts_with("connected google-oauth2:"));
+}
+
+#[tokio::test]
+async fn a_cancelled_connect_says_so() {
+    let (b, _w, _dir) = backend().await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    b.handle(Effect::ConnectAccount(Connection::Google), &tx);
+    link(&mut rx).await;
+    b.handle(Effect::CancelConnect, &tx);
+    let (_, r) = done(&mut rx).await;
+    assert_eq!(r, Err("connect google-oauth2: cancelled".into()));
+}
