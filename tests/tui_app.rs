@@ -804,6 +804,22 @@ fn idle_lock_hides_the_session_and_only_enter_or_quit_work() {
 }
 
 #[test]
+fn the_first_key_after_a_long_absence_meets_the_lock_not_the_queue() {
+    let mut h = H::new();
+    h.app.lock.idle_ms = Some(60_000);
+    h.select("initech");
+    // Away for longer than the idle time, and no tick came in between.
+    h.clock.advance(61_000);
+    h.keys("a");
+    assert!(h.app.lock.is_locked());
+    assert_eq!(
+        h.action("act-demo-initech-followup").state,
+        ActionState::Proposed,
+        "a key pressed on an unwatched screen approved something"
+    );
+}
+
+#[test]
 fn a_refused_unlock_stays_locked_and_says_why() {
     let mut h = H::new();
     h.app.lock.idle_ms = Some(60_000);

@@ -386,7 +386,9 @@ fn run_tui(ctx: Ctx) -> Result<ExitCode> {
         .and_then(Result::ok)
         .flatten();
     drop(wired);
-    drop(rt);
+    // Dropping a runtime waits for its blocking tasks without limit (a keyring prompt, a
+    // refresh lock held by another process): give them a moment, then leave.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
     ui?;
     Ok(ExitCode::SUCCESS)
 }

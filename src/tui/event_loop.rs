@@ -77,8 +77,12 @@ impl Runner {
         tx: mpsc::UnboundedSender<Msg>,
         handlers: Vec<Arc<dyn EffectHandler>>,
     ) -> Runner {
+        let fallback: super::handler::Fallback = {
+            let e = exec.clone();
+            Arc::new(move |effect| e.run(effect))
+        };
         for h in &handlers {
-            h.attach(&tx);
+            h.attach(&tx, fallback.clone());
         }
         let (ordered, work) = std::sync::mpsc::channel::<Effect>();
         let (e, t) = (exec.clone(), tx.clone());

@@ -15,14 +15,18 @@ pub trait EffectHandler: Send + Sync {
     fn handle(&self, effect: Effect, tx: &UnboundedSender<Msg>) -> Option<Effect>;
 
     /// Called once by the event loop, on the UI runtime, before any effect: a handler
-    /// that reports on its own (not only in answer to an effect) keeps `tx`.
-    fn attach(&self, _tx: &UnboundedSender<Msg>) {}
+    /// that reports on its own (not only in answer to an effect) keeps `tx`, and
+    /// `fallback` runs an effect the way the loop would if no handler took it.
+    fn attach(&self, _tx: &UnboundedSender<Msg>, _fallback: Fallback) {}
 
     /// Whether it can run what it takes now (false while a [`Deferred`] is being built).
     fn ready(&self) -> bool {
         true
     }
 }
+
+/// The built-in executor, as a handler sees it: runs an effect, returns its answers.
+pub type Fallback = Arc<dyn Fn(Effect) -> Vec<Msg> + Send + Sync>;
 
 /// A backend still being built when the first frame is drawn (the sandbox starting,
 /// sign-in, start-up reconciliation): the rep sees the pipeline at once instead of
@@ -39,7 +43,7 @@ struct DeferredState {
     queued: Vec<Effect>,
     /// Reports made before the event loop attached.
     outbox: Vec<Msg>,
-    link: Option<(UnboundedSender<Msg>, tokio::runtime::Handle)>,
+    link: Option<(UnboundedSender<Msg>, tokio::runtime::Handle, Fallback)>,
 }
 
 impl DeferredState {
@@ -47,7 +51,7 @@ impl DeferredState {
     /// settled. Runs under the lock so an effect that arrives meanwhile cannot overtake
     /// the queue (handlers only spawn, so holding it is short).
     fn flush(&mut self) {
-        let Some((tx, rt)) = self.link.clone() else {
+        let Some((tx, rt, fallback)) = self.link.clone() else {
             return;
         };
         for m in self.outbox.drain(..) {
@@ -60,15 +64,13 @@ impl DeferredState {
                 Ok(h) => h.handle(effect, &tx),
                 Err(_) => Some(effect),
             };
+            // Not built (or not taken): answered as if no backend had ever been wired —
+            // an unlock falls back to the keypress, a connect says "not signed in" —
+            // so nothing that waits for an answer waits forever.
             if let Some(effect) = unanswered {
-                let why = match ready {
-                    Err(reason) => reason.as_str(),
-                    Ok(_) => "the backend did not take it",
-                };
-                let _ = tx.send(Msg::NotBuilt(format!(
-                    "{} not run: {why}",
-                    effect.describe()
-                )));
+                for m in fallback(effect) {
+                    let _ = tx.send(m);
+                }
             }
         }
     }
@@ -125,10 +127,10 @@ impl EffectHandler for Deferred {
         s.ready.is_some()
     }
 
-    fn attach(&self, tx: &UnboundedSender<Msg>) {
+    fn attach(&self, tx: &UnboundedSender<Msg>, fallback: Fallback) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            s.link = Some((tx.clone(), rt));
+            s.link = Some((tx.clone(), rt, fallback));
         }
         s.flush();
     }
@@ -166,6 +168,10 @@ mod tests {
         }
     }
 
+    fn fallback() -> Fallback {
+        Arc::new(|e: Effect| vec![Msg::NotBuilt(format!("executor: {}", e.describe()))])
+    }
+
     fn chat_only(e: &Effect) -> bool {
         matches!(e, Effect::StartChatTurn(_))
     }
@@ -188,7 +194,7 @@ mod tests {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let d = Arc::new(Deferred::new(chat_only));
         let hs: Vec<Arc<dyn EffectHandler>> = vec![d.clone()];
-        d.attach(&tx);
+        d.attach(&tx, fallback());
         assert!(!d.ready());
         assert_eq!(route(Effect::StartChatTurn("one".into()), &hs, &tx), None);
         assert_eq!(route(Effect::StartChatTurn("two".into()), &hs, &tx), None);
@@ -226,10 +232,10 @@ mod tests {
                 text: "no sign-in".into(),
             },
         );
-        early.attach(&tx);
+        early.attach(&tx, fallback());
         assert_eq!(drain(&mut rx), ["status: no sign-in"]);
 
-        d.attach(&tx);
+        d.attach(&tx, fallback());
         let hs: Vec<Arc<dyn EffectHandler>> = vec![d.clone()];
         assert_eq!(route(Effect::StartChatTurn("hi".into()), &hs, &tx), None);
         drain(&mut rx);
@@ -242,10 +248,7 @@ mod tests {
         );
         assert_eq!(
             drain(&mut rx),
-            [
-                "status: failed",
-                "not built: chat message not run: sign-in: token endpoint answered 500"
-            ]
+            ["status: failed", "not built: executor: chat message"]
         );
         // Afterwards the executor answers, as when nothing was wired.
         assert!(route(Effect::StartChatTurn("again".into()), &hs, &tx).is_some());

@@ -91,8 +91,13 @@ impl ClientCred {
         let get = |k: &str| p.get(k).cloned().filter(|v| !v.is_empty());
         let cred = match (get("client_secret"), get("client_assertion")) {
             (Some(s), _) => ClientCred::Secret(s),
-            (None, Some(a)) => ClientCred::Assertion(a),
-            (None, None) => ClientCred::None,
+            // An assertion of another type is not one we verify: it authenticates nothing.
+            (None, Some(a))
+                if get("client_assertion_type").as_deref() == Some(ASSERTION_TYPE_JWT) =>
+            {
+                ClientCred::Assertion(a)
+            }
+            (None, _) => ClientCred::None,
         };
         (get("client_id"), cred)
     }
@@ -499,7 +504,13 @@ impl Auth0State {
         if exp - iat > 300 {
             return Err(fail("lifetime over 5 minutes"));
         }
+        if iat == 0 {
+            return Err(fail("no iat"));
+        }
         let jti = data.claims["jti"].as_str().unwrap_or("").to_string();
+        if jti.is_empty() {
+            return Err(fail("no jti"));
+        }
         if !self.lock().assertion_jtis.insert(jti) {
             return Err(fail("jti replayed"));
         }

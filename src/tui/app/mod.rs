@@ -206,20 +206,26 @@ impl App {
     pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
         self.now = self.clock.now_ms();
         self.dirty = true;
-        let input = matches!(msg, Msg::Key(_) | Msg::Paste(_) | Msg::Mouse(_));
+        // Idle time is checked before input counts: the first key after a long absence
+        // meets the lock (it must not approve something on a screen nobody watched).
+        let mut effects: Vec<Effect> = self.lock.check_idle(self.now).into_iter().collect();
         if self.lock.is_locked() {
             match msg {
-                Msg::Key(k) => return self.on_locked_key(k),
-                Msg::Paste(_) | Msg::Mouse(_) => return vec![],
-                Msg::Unlock(r) => return self.lock.answer(r, self.now),
+                Msg::Key(k) => {
+                    effects.extend(self.on_locked_key(k));
+                    return effects;
+                }
+                Msg::Paste(_) | Msg::Mouse(_) => return effects,
+                Msg::Unlock(r) => {
+                    effects.extend(self.lock.answer(r, self.now));
+                    return effects;
+                }
                 _ => {}
             }
-        }
-        if input {
+        } else if matches!(msg, Msg::Key(_) | Msg::Paste(_) | Msg::Mouse(_)) {
             self.lock.last_input = self.now;
         }
         // Background messages keep the hidden state fresh while locked.
-        let mut effects: Vec<Effect> = self.lock.check_idle(self.now).into_iter().collect();
         effects.extend(self.handle(msg));
         effects
     }
