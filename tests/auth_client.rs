@@ -247,6 +247,35 @@ async fn wait_for_phone(sb: &Sandbox, bm: &str) -> dealflow::sandbox::auth0::mod
     panic!("no phone request");
 }
 
+/// The phone says yes to `phone_id`; the CIBA-issued token is the subject of a Token
+/// Vault exchange (made with `agent`'s credential) for the demo user's Google account.
+async fn device_yes_opens_the_vault(
+    sb: &Sandbox,
+    s: &AuthSettings,
+    ciba: &CibaClient,
+    req: &dealflow::auth::ciba::CibaRequest,
+    phone_id: &str,
+    agent: impl Into<dealflow::auth::agent::AgentAuth>,
+) {
+    assert!(sb.state.phone_approve(phone_id));
+    let out = ciba.poll(req, &CancellationToken::new()).await.unwrap();
+    let CibaOutcome::Approved { access_token, .. } = out else {
+        panic!("{out:?}")
+    };
+    let vault = VaultClient::new(s.clone(), agent);
+    let g = vault
+        .exchange(access_token.expose(), Connection::Google)
+        .await
+        .unwrap();
+    assert_eq!(
+        sb.state
+            .provider_grant(g.access_token.expose())
+            .unwrap()
+            .sub,
+        DEMO_SUB
+    );
+}
+
 #[tokio::test]
 async fn ciba_approved_token_is_the_vault_subject() {
     let (sb, s) = setup().await;
@@ -260,23 +289,15 @@ async fn ciba_approved_token_is_the_vault_subject() {
     assert_eq!(phone.requester, "dealflow agent");
     assert_eq!(phone.user_sub, DEMO_SUB);
     assert!(phone.expires_in_ms > 0);
-    assert!(sb.state.phone_approve(&phone.id));
-    let out = ciba.poll(&req, &CancellationToken::new()).await.unwrap();
-    let CibaOutcome::Approved { access_token, .. } = out else {
-        panic!("{out:?}")
-    };
-    let vault = VaultClient::new(s.clone(), Secret::new(sb.state.auth0.agent_client_secret()));
-    let g = vault
-        .exchange(access_token.expose(), Connection::Google)
-        .await
-        .unwrap();
-    assert_eq!(
-        sb.state
-            .provider_grant(g.access_token.expose())
-            .unwrap()
-            .sub,
-        DEMO_SUB
-    );
+    device_yes_opens_the_vault(
+        &sb,
+        &s,
+        &ciba,
+        &req,
+        &phone.id,
+        Secret::new(sb.state.auth0.agent_client_secret()),
+    )
+    .await;
     // The auth_req_id is single-use.
     let e = ciba
         .poll(&req, &CancellationToken::new())
@@ -615,24 +636,7 @@ async fn the_agent_client_authenticates_with_private_key_jwt() {
         .await
         .unwrap();
     let phone = wait_for_phone(&sb, "dealflow: key test").await;
-    assert!(sb.state.phone_approve(&phone.id));
-    let CibaOutcome::Approved { access_token, .. } =
-        ciba.poll(&req, &CancellationToken::new()).await.unwrap()
-    else {
-        panic!("not approved")
-    };
-    let vault = VaultClient::new(s.clone(), agent);
-    let g = vault
-        .exchange(access_token.expose(), Connection::Google)
-        .await
-        .unwrap();
-    assert_eq!(
-        sb.state
-            .provider_grant(g.access_token.expose())
-            .unwrap()
-            .sub,
-        DEMO_SUB
-    );
+    device_yes_opens_the_vault(&sb, &s, &ciba, &req, &phone.id, agent).await;
 
     // Another key is refused; so is a replayed assertion.
     let (other, _) = p256_pem_pair();

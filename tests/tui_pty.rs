@@ -5,21 +5,17 @@
 
 use dealflow::core::domain::ActionState;
 use dealflow::store::{SqliteStore, Store};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-fn pause(ms: u64) {
-    std::thread::sleep(Duration::from_millis(ms));
-}
-
-#[test]
-fn edit_approve_and_execute_a_suggestion_in_the_real_tui() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path();
+/// The real binary on a fresh pty of `cols`×`rows`, with its home and XDG dirs in
+/// `home` (nothing touches the user's files).
+fn dealflow_in_pty(home: &Path, cols: u16, rows: u16, args: &str) -> rexpect::session::PtySession {
     let mut cmd = Command::new("sh");
     // A fresh pty is 0x0: size it before the app starts (crates.md §4.6).
     cmd.arg("-c")
-        .arg("stty cols 120 rows 36; exec \"$0\" --sandbox")
+        .arg(format!("stty cols {cols} rows {rows}; exec \"$0\" {args}"))
         .arg(env!("CARGO_BIN_EXE_dealflow"))
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("config"))
@@ -30,7 +26,18 @@ fn edit_approve_and_execute_a_suggestion_in_the_real_tui() {
         .env("NO_COLOR", "1")
         .env_remove("TMUX")
         .env_remove("DEALFLOW_CONFIG");
-    let mut p = rexpect::session::spawn_command(cmd, Some(15_000)).unwrap();
+    rexpect::session::spawn_command(cmd, Some(15_000)).unwrap()
+}
+
+fn pause(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+#[test]
+fn edit_approve_and_execute_a_suggestion_in_the_real_tui() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let mut p = dealflow_in_pty(home, 120, 36, "--sandbox");
     p.exp_string("pending").unwrap();
     p.send("/initech").unwrap();
     p.flush().unwrap();
@@ -107,20 +114,7 @@ fn edit_approve_and_execute_a_suggestion_in_the_real_tui() {
 fn without_sign_in_the_tui_starts_and_says_why_nothing_runs() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg("stty cols 200 rows 30; exec \"$0\"")
-        .arg(env!("CARGO_BIN_EXE_dealflow"))
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("XDG_STATE_HOME", home.join("state"))
-        .env("USER", "ptyuser")
-        .env("TERM", "xterm-256color")
-        .env("NO_COLOR", "1")
-        .env_remove("TMUX")
-        .env_remove("DEALFLOW_CONFIG");
-    let mut p = rexpect::session::spawn_command(cmd, Some(15_000)).unwrap();
+    let mut p = dealflow_in_pty(home, 200, 30, "");
     p.exp_string("pending").unwrap();
     // ratatui moves the cursor over blanks, so the status line arrives word by word.
     for word in [

@@ -19,6 +19,19 @@ pub const AGENT_SECRET: &str = "agent-client-secret";
 /// The agent client's private key (PEM) for `auth.agent_auth_method = "private_key_jwt"`.
 pub const AGENT_PRIVATE_KEY: &str = "agent-client-private-key";
 
+/// The agent credential `auth.agent_auth_method` needs: (keyring entry, what it is, the
+/// `dealflow auth agent-credential` flag that stores it).
+pub fn agent_credential_entry(method: &str) -> (&'static str, &'static str, &'static str) {
+    match method {
+        "private_key_jwt" => (
+            AGENT_PRIVATE_KEY,
+            "private key (private_key_jwt)",
+            " --private-key",
+        ),
+        _ => (AGENT_SECRET, "secret", ""),
+    }
+}
+
 /// A small secret store. Blocking: call from `spawn_blocking` in async code.
 pub trait SecretStore: Send + Sync {
     fn get(&self, name: &str) -> Result<Option<String>, AuthError>;

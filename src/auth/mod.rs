@@ -385,24 +385,21 @@ impl AuthClients {
         store: std::sync::Arc<dyn keyring::SecretStore>,
     ) -> Result<AuthClients, AuthError> {
         let settings = AuthSettings::from_config(auth)?;
-        let (entry, what) = match auth.agent_auth_method.as_str() {
-            "private_key_jwt" => (keyring::AGENT_PRIVATE_KEY, "private key"),
-            _ => (keyring::AGENT_SECRET, "secret"),
-        };
+        let (entry, what, flag) = keyring::agent_credential_entry(&auth.agent_auth_method);
         let s = store.clone();
         let stored = tokio::task::spawn_blocking(move || s.get(entry))
             .await
             .map_err(|e| AuthError::Keyring(format!("keyring task failed: {e}")))??
             .ok_or_else(|| {
-                let flag = if what == "secret" { "" } else { " --private-key" };
                 AuthError::Config(format!(
                     "auth.agent_auth_method = {:?}: no agent client {what} in the keyring: run `dealflow auth agent-credential{flag}`",
                     auth.agent_auth_method
                 ))
             })?;
-        let agent = match what {
-            "secret" => agent::AgentAuth::Secret(Secret::new(stored)),
-            _ => agent::AgentAuth::private_key_pem(&stored)?,
+        let agent = if entry == keyring::AGENT_PRIVATE_KEY {
+            agent::AgentAuth::private_key_pem(&stored)?
+        } else {
+            agent::AgentAuth::Secret(Secret::new(stored))
         };
         let session = session::Session::resume(settings.clone(), store)
             .await?

@@ -284,15 +284,8 @@ pub fn doctor_lines(config: &Config, sandbox: bool) -> usize {
                     println!("FAIL  login     {e}");
                 }
             }
-            let (entry, what, flag) = if config.raw.auth.agent_auth_method == "private_key_jwt" {
-                (
-                    crate::auth::keyring::AGENT_PRIVATE_KEY,
-                    "private key (private_key_jwt)",
-                    " --private-key",
-                )
-            } else {
-                (AGENT_SECRET, "secret", "")
-            };
+            let (entry, what, flag) =
+                keyring::agent_credential_entry(&config.raw.auth.agent_auth_method);
             match store.get(entry) {
                 Ok(Some(_)) => println!("ok    agent     client {what} present"),
                 Ok(None) => println!(

@@ -163,6 +163,19 @@ impl AnthropicClient {
         Self::new(AnthropicConfig::from_section(llm, key))
     }
 
+    /// A transport failure, named: a stall says which URL sent nothing for how long.
+    fn http_error(&self, e: &reqwest::Error) -> LlmError {
+        LlmError::Http(if is_timeout(e) {
+            format!(
+                "{} sent nothing for {:?} (llm.timeout)",
+                self.url(),
+                self.cfg.read_timeout
+            )
+        } else {
+            e.to_string()
+        })
+    }
+
     pub fn config(&self) -> &AnthropicConfig {
         &self.cfg
     }
@@ -263,15 +276,7 @@ impl AnthropicClient {
         let mut resp = match resp {
             Ok(r) => r,
             Err(e) => {
-                let err = LlmError::Http(if is_timeout(&e) {
-                    format!(
-                        "{} sent nothing for {:?} (llm.timeout)",
-                        self.url(),
-                        self.cfg.read_timeout
-                    )
-                } else {
-                    e.to_string()
-                });
+                let err = self.http_error(&e);
                 return if e.is_connect() || e.is_timeout() {
                     Attempt::Retry {
                         err,
@@ -333,15 +338,7 @@ impl AnthropicClient {
                 Ok(None) => break,
                 Err(e) => {
                     let stalled = is_timeout(&e);
-                    let err = LlmError::Http(if stalled {
-                        format!(
-                            "{} sent nothing for {:?} (llm.timeout)",
-                            self.url(),
-                            self.cfg.read_timeout
-                        )
-                    } else {
-                        e.to_string()
-                    });
+                    let err = self.http_error(&e);
                     // Nothing shown yet: a stalled reply is retried like a 5xx.
                     return if stalled && !delivered_content {
                         Attempt::Retry {

@@ -326,16 +326,9 @@ impl Pipeline {
             None => None,
             Some(conn) => Some(self.provider_token(&read, conn, &Subject::User, at).await?),
         };
-        let mut result = self
-            .dispatch(&consent, &read, token.as_ref().map(|t| t.0.as_str()))
+        let result = self
+            .dispatch_fresh(&consent, &read, token.as_ref(), &Subject::User)
             .await;
-        if let (Err(ConnectorError::Unauthorized { .. }), Some(conn)) = (&result, kind.connection())
-        {
-            self.creds.invalidate(conn);
-            if let Ok(t) = self.creds.token(conn, &Subject::User).await {
-                result = self.dispatch(&consent, &read, Some(t.expose())).await;
-            }
-        }
         // What was read is the caller's; the log keeps who read what, and how it went.
         let (state, outcome_word, summary) = match &result {
             Ok(o) => (ActionState::Succeeded, "ok", o.summary.clone()),
@@ -442,25 +435,9 @@ impl Pipeline {
             Err(e) => return Err(e.into()),
         };
 
-        let mut result = self
-            .dispatch(&consent, &claimed, token.as_ref().map(|t| t.0.as_str()))
+        let result = self
+            .dispatch_fresh(&consent, &claimed, token.as_ref(), subject)
             .await;
-        if let (Err(ConnectorError::Unauthorized { .. }), Some(conn)) = (&result, kind.connection())
-        {
-            // A stale token: exchange once more and retry; a second 401 means reconnect.
-            self.creds.invalidate(conn);
-            match self.creds.token(conn, subject).await {
-                Ok(t) => {
-                    result = self.dispatch(&consent, &claimed, Some(t.expose())).await;
-                }
-                Err(e) => {
-                    result = Err(ConnectorError::Unauthorized {
-                        endpoint: "token-vault".into(),
-                        detail: e.to_string(),
-                    })
-                }
-            }
-        }
         let (state, outcome_text) = match &result {
             Ok(o) => (ActionState::Succeeded, o.summary.clone()),
             // A read that may or may not have been served leaves nothing to reconcile.
@@ -593,6 +570,31 @@ impl Pipeline {
                     source,
                 })
             }
+        }
+    }
+
+    /// [`Pipeline::dispatch`], and on a 401 (a stale provider token) one more Token Vault
+    /// exchange and one more try; a second 401 means reconnect.
+    async fn dispatch_fresh(
+        &self,
+        consent: &Consent,
+        a: &Action,
+        token: Option<&(String, Vec<String>)>,
+        subject: &Subject,
+    ) -> Result<Outcome, ConnectorError> {
+        let result = self.dispatch(consent, a, token.map(|t| t.0.as_str())).await;
+        let (Err(ConnectorError::Unauthorized { .. }), Some(conn)) =
+            (&result, a.kind().connection())
+        else {
+            return result;
+        };
+        self.creds.invalidate(conn);
+        match self.creds.token(conn, subject).await {
+            Ok(t) => self.dispatch(consent, a, Some(t.expose())).await,
+            Err(e) => Err(ConnectorError::Unauthorized {
+                endpoint: "token-vault".into(),
+                detail: e.to_string(),
+            }),
         }
     }
 

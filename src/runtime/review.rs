@@ -177,6 +177,20 @@ pub fn audit_facts(a: &Action, detail: &mut serde_json::Value) {
     }
 }
 
+/// The action, if it is still at `seen` (the version the person was shown). The caller's
+/// compare-and-set on `a.version` then covers any change after this read.
+fn seen_action(store: &dyn Store, id: &str, seen: Option<i64>) -> Result<Action, ReviewError> {
+    let a = store.get_action(id)?;
+    match seen {
+        Some(seen) if seen != a.version => Err(ReviewError::Changed {
+            id: id.into(),
+            seen,
+            now: a.version,
+        }),
+        _ => Ok(a),
+    }
+}
+
 impl Reviewer {
     fn audit(
         &self,
@@ -225,16 +239,7 @@ impl Reviewer {
         step_up_confirmed: bool,
         at: Millis,
     ) -> Result<Action, ReviewError> {
-        let a = store.get_action(id)?;
-        if let Some(seen) = seen
-            && seen != a.version
-        {
-            return Err(ReviewError::Changed {
-                id: id.into(),
-                seen,
-                now: a.version,
-            });
-        }
+        let a = seen_action(store, id, seen)?;
         if !matches!(
             a.state,
             ActionState::Proposed | ActionState::AwaitingConsent
@@ -433,16 +438,7 @@ impl Reviewer {
         params: &ActionParams,
         at: Millis,
     ) -> Result<Action, ReviewError> {
-        let a = store.get_action(id)?;
-        if let Some(seen) = seen
-            && seen != a.version
-        {
-            return Err(ReviewError::Changed {
-                id: id.into(),
-                seen,
-                now: a.version,
-            });
-        }
+        let a = seen_action(store, id, seen)?;
         params
             .validate()
             .map_err(|reason| ReviewError::InvalidEdit {

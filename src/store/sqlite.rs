@@ -196,14 +196,20 @@ impl SqliteStore {
         }
     }
 
-    fn append_in(&self, tx: &rusqlite::Transaction<'_>, e: NewAuditEntry) -> Result<AuditEntry> {
-        let head: Option<(i64, String)> = tx
+    /// The recorded head of the audit chain (count, last hash), read on `conn` (inside
+    /// whatever transaction it is in).
+    fn read_head(&self, conn: &Connection) -> Result<(i64, String)> {
+        let head: Option<(i64, String)> = conn
             .query_row("SELECT count, hash FROM audit_head WHERE id = 1", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()
             .map_err(|e| self.err(e))?;
-        let (count, prev) = head.unwrap_or((0, GENESIS.to_string()));
+        Ok(head.unwrap_or((0, GENESIS.to_string())))
+    }
+
+    fn append_in(&self, tx: &rusqlite::Transaction<'_>, e: NewAuditEntry) -> Result<AuditEntry> {
+        let (count, prev) = self.read_head(tx)?;
         let sealed = audit::seal(count + 1, &prev, e);
         tx.execute(
             "INSERT INTO audit (seq, ts, actor, surface, event, action_id, outcome, detail, prev_hash, hash)
@@ -692,25 +698,11 @@ impl Store for SqliteStore {
                 return Ok(Err(b));
             }
         }
-        let head: Option<(i64, String)> = tx
-            .query_row("SELECT count, hash FROM audit_head WHERE id = 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()
-            .map_err(|e| self.err(e))?;
-        let (count, head) = head.unwrap_or((0, GENESIS.to_string()));
+        let (count, head) = self.read_head(&tx)?;
         Ok(v.finish(count, &head))
     }
 
     fn audit_head(&self) -> Result<(i64, String)> {
-        self.with(|c| {
-            let head: Option<(i64, String)> = c
-                .query_row("SELECT count, hash FROM audit_head WHERE id = 1", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()
-                .map_err(|e| self.err(e))?;
-            Ok(head.unwrap_or((0, GENESIS.to_string())))
-        })
+        self.with(|c| self.read_head(c))
     }
 }

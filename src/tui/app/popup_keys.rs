@@ -211,45 +211,30 @@ impl App {
                 connection,
                 url,
                 mut pasted,
-            } => match k.code {
-                KeyCode::Esc => {
-                    self.set_status(Level::Info, "connect cancelled");
-                    return vec![Effect::CancelConnect];
+            } => {
+                let mut effects = vec![];
+                match k.code {
+                    KeyCode::Esc => {
+                        self.set_status(Level::Info, "connect cancelled");
+                        return vec![Effect::CancelConnect];
+                    }
+                    KeyCode::Enter if !pasted.trim().is_empty() => {
+                        effects.push(Effect::ConnectRedirect(pasted.trim().to_string()));
+                        pasted.clear();
+                    }
+                    KeyCode::Backspace => {
+                        pasted.pop();
+                    }
+                    KeyCode::Char(c) if !ctrl => pasted.push(c),
+                    _ => {}
                 }
-                KeyCode::Enter if !pasted.trim().is_empty() => {
-                    let text = pasted.trim().to_string();
-                    pasted.clear();
-                    self.popup = Some(Popup::Connect {
-                        connection,
-                        url,
-                        pasted,
-                    });
-                    return vec![Effect::ConnectRedirect(text)];
-                }
-                KeyCode::Backspace => {
-                    pasted.pop();
-                    self.popup = Some(Popup::Connect {
-                        connection,
-                        url,
-                        pasted,
-                    });
-                }
-                KeyCode::Char(c) if !ctrl => {
-                    pasted.push(c);
-                    self.popup = Some(Popup::Connect {
-                        connection,
-                        url,
-                        pasted,
-                    });
-                }
-                _ => {
-                    self.popup = Some(Popup::Connect {
-                        connection,
-                        url,
-                        pasted,
-                    })
-                }
-            },
+                self.popup = Some(Popup::Connect {
+                    connection,
+                    url,
+                    pasted,
+                });
+                return effects;
+            }
         }
         vec![]
     }

@@ -1,7 +1,9 @@
 #![allow(clippy::unwrap_used)]
-//! Connecting a provider account from the TUI (Permissions, `c`): the backend runs the
-//! My Account connect flow against the emulated tenant, reports the link, and completes
-//! on the loopback redirect or on an address pasted from a browser on another machine.
+//! The TUI's backend against the emulated tenant, for what asks the user's accounts or
+//! device: connecting a provider account from the TUI (Permissions, `c`) — the My
+//! Account connect flow, completed on the loopback redirect or on an address pasted from
+//! a browser on another machine — and unlocking the idle lock, which takes a yes on the
+//! user's phone (CIBA).
 
 use dealflow::connectors::Endpoints;
 use dealflow::core::domain::Connection;
@@ -127,4 +129,48 @@ async fn a_cancelled_connect_says_so() {
     b.handle(Effect::CancelConnect, &tx);
     let (_, r) = done(&mut rx).await;
     assert_eq!(r, Err("connect google-oauth2: cancelled".into()));
+}
+
+async fn answer_on_phone(w: &SandboxWiring, approve: bool) -> String {
+    for _ in 0..500 {
+        if let Some(req) = w.sandbox.state.phone_pending().into_iter().next() {
+            if approve {
+                w.sandbox.state.phone_approve(&req.id);
+            } else {
+                w.sandbox.state.phone_deny(&req.id);
+            }
+            return req.binding_message;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no unlock request reached the phone");
+}
+
+async fn unlock_answer(rx: &mut UnboundedReceiver<Msg>) -> Result<String, String> {
+    match next(rx).await {
+        Msg::Unlock(r) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn unlock_needs_a_yes_on_the_phone() {
+    let (backend, w, _dir) = backend().await;
+    assert!(Backend::takes(&Effect::RequestUnlock));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+
+    assert!(backend.handle(Effect::RequestUnlock, &tx).is_none());
+    let shown = answer_on_phone(&w, false).await;
+    assert_eq!(shown, "Unlock dealflow for ana");
+    assert_eq!(
+        unlock_answer(&mut rx).await,
+        Err("denied on the device".into())
+    );
+
+    assert!(backend.handle(Effect::RequestUnlock, &tx).is_none());
+    answer_on_phone(&w, true).await;
+    assert_eq!(
+        unlock_answer(&mut rx).await,
+        Ok("approved on the device".into())
+    );
 }
