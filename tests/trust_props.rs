@@ -154,7 +154,8 @@ proptest! {
     }
 
     /// Without rules, gate_at is gate. With rules, the only loosening is review → allow,
-    /// never for closing a deal, never over the threshold, never on MCP, never below the
+    /// never for closing a deal, never over the threshold, only for a suggestion in the
+    /// Action Center (not chat, CLI, MCP or batch), never below the
     /// force-review floor, and only while the rule is live.
     #[test]
     fn rules_only_turn_a_review_into_allow(
@@ -174,7 +175,7 @@ proptest! {
             prop_assert_eq!(&rule.target, &target_pattern(&a));
             prop_assert!(c >= rule.min_confidence && c >= p.confidence.force_review_below);
             prop_assert!(a.kind() != ActionKind::CloseDeal);
-            prop_assert!(s != Surface::Mcp && s != Surface::Batch);
+            prop_assert_eq!(s, Surface::ActionCenter);
             prop_assert!(a.amount_cents().is_none_or(|x| x <= p.step_up_amount_cents));
             prop_assert_eq!(p.autonomy_for(a.kind()), Autonomy::Review);
         } else {

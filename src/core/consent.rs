@@ -196,8 +196,8 @@ pub fn gate(
 }
 
 /// [`gate`] at time `now`, which also honours the user's active auto-approve rules: a
-/// rule for this kind and target pattern turns a *review* into *allow* when confidence
-/// reaches its bar. Everything that adds friction (force-review, thresholds, close-won,
+/// rule for this kind and target pattern turns a *review* of a suggestion in the Action
+/// Center into *allow* when confidence reaches its bar. Everything that adds friction (force-review, thresholds, close-won,
 /// surface floors) still applies after it.
 pub fn gate_at(
     surface: Surface,
@@ -269,7 +269,12 @@ fn decide_gate(
         why = format!("confidence {confidence:.2} ≥ auto-approve {at:.2}");
         reasons.push(why.clone());
     }
+    // A rule is learned from reviewed suggestions and its bar is the suggester's
+    // confidence, so like auto-approve it covers suggestions only. Chat and the CLI carry
+    // no such figure (a directed action counts as 1.0) and would pass any bar, which would
+    // also let a user's rule lift a team's review floor there.
     if let Some(now) = now
+        && surface == Surface::ActionCenter
         && level == Autonomy::Review
         && super::permissions::auto_rule_eligible(kind)
     {
