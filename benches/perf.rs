@@ -134,6 +134,7 @@ fn loaded_app(store: Arc<dyn Store>, dir: &Path) -> App {
         export_dir: dir.to_path_buf(),
         handlers: vec![],
         idle_lock: None,
+        undo_send: None,
     };
     let (mut app, exec) = build(store, &opts, Arc::new(ManualClock::new(NOW)));
     let mut effects = app.init();

@@ -76,6 +76,14 @@ fn malformed_toml_and_bad_values_are_located() {
     let (_, err, _) = out(&e.cmd().arg("status").assert().failure());
     assert!(err.contains(&format!("{}:1", p.display())), "{err}");
 
+    // An outbox longer than anyone would wait is a mistake, named with its line.
+    let p = e.write_config("[ui]\ntheme = \"dark\"\nundo_send = \"2h\"\n");
+    let (_, err, _) = out(&e.cmd().arg("status").assert().failure());
+    assert!(
+        err.contains(&format!("{}:3", p.display())) && err.contains("ui.undo_send"),
+        "{err}"
+    );
+
     let p = e.write_config("[ui]\ntheme = \"drak\"\n");
     let (_, err, _) = out(&e.cmd().arg("status").assert().failure());
     assert!(

@@ -621,3 +621,47 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn taking_a_send_back_from_the_outbox_resets_the_streak() {
+    let cfg = CalibrationConfig::default();
+    let perms = Permissions::default();
+    let mut log = Log::new();
+    let approve = |log: &mut Log, id: &str| {
+        log.decide(
+            "action.approved",
+            id,
+            "send_email",
+            "@initech.example",
+            0.95,
+            0.0,
+        )
+    };
+    for i in 0..4 {
+        approve(&mut log, &format!("e{i}"));
+    }
+    log.decide(
+        "action.withdrawn",
+        "e3",
+        "send_email",
+        "@initech.example",
+        0.95,
+        0.0,
+    );
+    approve(&mut log, "e4");
+    assert!(
+        Calibration::replay(cfg.clone(), &log.entries)
+            .nudges(&perms, 0)
+            .is_empty(),
+        "four approvals, one taken back, then one: no streak of five"
+    );
+    for i in 5..9 {
+        approve(&mut log, &format!("e{i}"));
+    }
+    assert_eq!(
+        Calibration::replay(cfg, &log.entries)
+            .nudges(&perms, 0)
+            .len(),
+        1
+    );
+}

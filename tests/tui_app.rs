@@ -28,11 +28,18 @@ struct H {
     clock: ManualClock,
     store: Arc<dyn Store>,
     notified: Vec<Effect>,
+    /// Every id the app asked to execute, in order.
+    executed: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
 impl H {
     fn new() -> H {
+        H::with_undo_send(None)
+    }
+
+    /// With the outbox on (`ui.undo_send`).
+    fn with_undo_send(undo_send: Option<std::time::Duration>) -> H {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap());
         dealflow::sandbox::demo::seed(store.as_ref(), NOW).unwrap();
@@ -47,6 +54,7 @@ impl H {
             export_dir: dir.path().to_path_buf(),
             handlers: vec![],
             idle_lock: None,
+            undo_send,
         };
         let (mut app, mut exec) = build(store.clone(), &opts, Arc::new(clock.clone()));
         // Deterministic identity for snapshots and audit assertions.
@@ -60,6 +68,7 @@ impl H {
             clock,
             store,
             notified: vec![],
+            executed: vec![],
             _dir: dir,
         };
         let init = h.app.init();
@@ -83,6 +92,9 @@ impl H {
         if matches!(e, Effect::Notify { .. }) {
             self.notified.push(e);
             return;
+        }
+        if let Effect::ExecuteApproved(ids) = &e {
+            self.executed.extend(ids.iter().cloned());
         }
         q.extend(self.exec.run(e));
     }
@@ -596,6 +608,7 @@ fn user_keymap_and_theme_files_merge_and_warn() {
         export_dir: dir.path().to_path_buf(),
         handlers: vec![],
         idle_lock: None,
+        undo_send: None,
     };
     let (app, _) = build(store, &opts, Arc::new(ManualClock::new(NOW)));
     assert_eq!(app.theme.name, "high-contrast");
@@ -932,4 +945,142 @@ fn c_on_an_account_row_connects_it_in_a_browser_from_the_tui() {
         .update(Msg::Key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)));
     assert_eq!(fx, vec![Effect::CancelConnect]);
     assert!(h.app.popup.is_none());
+}
+
+#[test]
+fn an_approved_email_waits_in_the_outbox_and_u_takes_it_back() {
+    let mut h = H::with_undo_send(Some(std::time::Duration::from_secs(10)));
+    h.select("initech");
+    h.keys("a");
+    let id = "act-demo-initech-followup";
+    assert_eq!(h.action(id).state, ActionState::Approved);
+    assert!(h.executed.is_empty(), "an email waits out the window first");
+    let s = h.screen();
+    assert!(s.contains("sends in 10s · u takes it back"), "{s}");
+    assert!(s.contains("sending 10s"), "{s}");
+    assert!(s.contains("outbox 1 · u undo"), "{s}");
+    // The countdown moves with the clock; nothing runs before the window ends.
+    h.clock.advance(6_500);
+    h.send(Msg::Clock);
+    assert!(h.screen().contains("sending 4s"), "{}", h.screen());
+    assert!(h.executed.is_empty());
+    // Another tab, cursor elsewhere: u still takes back the latest send.
+    h.keys("2");
+    h.keys("1");
+    h.keys("g");
+    h.keys("u");
+    let a = h.action(id);
+    assert_eq!(a.state, ActionState::Proposed, "back in the queue");
+    assert_eq!(
+        a.evidence, None,
+        "its consent is gone: running it needs a new approval"
+    );
+    assert!(h.audit_events().contains(&(
+        "action.withdrawn".into(),
+        "user:demo".into(),
+        Some(id.into())
+    )));
+    // The window passing later runs nothing.
+    h.clock.advance(60_000);
+    h.send(Msg::Tick);
+    assert!(h.executed.is_empty(), "{:?}", h.executed);
+    assert!(!h.screen().contains("outbox"), "{}", h.screen());
+    // Nothing waiting: u says so rather than doing something else.
+    h.keys("u");
+    assert!(h.screen().contains("nothing waiting in the outbox"));
+}
+
+#[test]
+fn the_outbox_sends_when_the_window_ends_and_reversible_writes_never_wait() {
+    let mut h = H::with_undo_send(Some(std::time::Duration::from_secs(5)));
+    h.select("hooli");
+    h.keys("a");
+    assert!(h.executed.is_empty());
+    h.clock.advance(4_999);
+    h.send(Msg::Clock);
+    assert!(h.executed.is_empty());
+    h.clock.advance(1);
+    h.send(Msg::Clock);
+    assert_eq!(h.executed, ["act-demo-hooli-slack"]);
+    // Once: later ticks do not send it again.
+    h.clock.advance(10_000);
+    h.send(Msg::Tick);
+    assert_eq!(h.executed.len(), 1);
+    // A calendar invite can be moved or cancelled afterwards: it runs at once.
+    h.keys("/");
+    h.code(KeyCode::Esc);
+    h.select("stark");
+    let stark = h.action("act-demo-stark-call");
+    assert_eq!(stark.kind(), ActionKind::ScheduleMeeting);
+    h.keys("a");
+    assert_eq!(h.executed, ["act-demo-hooli-slack", "act-demo-stark-call"]);
+}
+
+#[test]
+fn editing_a_waiting_send_takes_it_out_and_x_sends_now() {
+    let mut h = H::with_undo_send(Some(std::time::Duration::from_secs(30)));
+    h.select("initech");
+    h.keys("a");
+    // An edit voids the approval: the old approval must not send the new text.
+    let a = h.action("act-demo-initech-followup");
+    let mut params = a.params.clone();
+    if let ActionParams::SendEmail(e) = &mut params {
+        e.body.push_str("\nP.S.");
+    }
+    h.run_effects(vec![Effect::Edit {
+        id: a.id.clone(),
+        version: a.version,
+        params,
+    }]);
+    assert_eq!(h.action(&a.id).state, ActionState::Proposed);
+    h.clock.advance(60_000);
+    h.send(Msg::Clock);
+    assert!(h.executed.is_empty(), "{:?}", h.executed);
+    assert!(h.app.outbox.is_empty());
+    // Approved again, X sends at once and empties the outbox.
+    h.keys("a");
+    assert_eq!(h.app.outbox.len(), 1);
+    h.keys("X");
+    assert_eq!(h.executed, std::slice::from_ref(&a.id));
+    assert!(h.app.outbox.is_empty());
+    h.clock.advance(60_000);
+    h.send(Msg::Clock);
+    assert_eq!(h.executed.len(), 1, "not twice");
+}
+
+#[test]
+fn approvals_left_unrun_are_named_on_the_first_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    dealflow::sandbox::demo::seed(store.as_ref(), NOW).unwrap();
+    let reviewer = dealflow::runtime::review::Reviewer {
+        actor: "user:demo".into(),
+        surface: Surface::ActionCenter,
+    };
+    reviewer
+        .approve(store.as_ref(), "act-demo-hooli-slack", false, NOW)
+        .unwrap();
+    let opts = TuiOptions {
+        sandbox: true,
+        tenant: None,
+        theme: "dark".into(),
+        mouse: false,
+        notify: false,
+        config_dir: None,
+        export_dir: dir.path().to_path_buf(),
+        handlers: vec![],
+        idle_lock: None,
+        undo_send: Some(std::time::Duration::from_secs(10)),
+    };
+    let (mut app, exec) = build(store.clone(), &opts, Arc::new(ManualClock::new(NOW)));
+    for e in app.init() {
+        for m in exec.run(e) {
+            app.update(m);
+        }
+    }
+    let (_, text) = app.status.clone().unwrap();
+    assert!(text.contains("1 approved but not run"), "{text}");
+    assert!(text.contains("X runs them"), "{text}");
+    // Left alone: nothing runs by itself after a restart.
+    assert!(app.outbox.is_empty());
 }

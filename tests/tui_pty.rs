@@ -12,6 +12,16 @@ use std::time::Duration;
 /// The real binary on a fresh pty of `cols`×`rows`, with its home and XDG dirs in
 /// `home` (nothing touches the user's files).
 fn dealflow_in_pty(home: &Path, cols: u16, rows: u16, args: &str) -> rexpect::session::PtySession {
+    dealflow_in_pty_with(home, cols, rows, args, &[])
+}
+
+fn dealflow_in_pty_with(
+    home: &Path,
+    cols: u16,
+    rows: u16,
+    args: &str,
+    env: &[(&str, &str)],
+) -> rexpect::session::PtySession {
     let mut cmd = Command::new("sh");
     // A fresh pty is 0x0: size it before the app starts (crates.md §4.6).
     cmd.arg("-c")
@@ -25,7 +35,8 @@ fn dealflow_in_pty(home: &Path, cols: u16, rows: u16, args: &str) -> rexpect::se
         .env("TERM", "xterm-256color")
         .env("NO_COLOR", "1")
         .env_remove("TMUX")
-        .env_remove("DEALFLOW_CONFIG");
+        .env_remove("DEALFLOW_CONFIG")
+        .envs(env.iter().copied());
     rexpect::session::spawn_command(cmd, Some(15_000)).unwrap()
 }
 
@@ -37,7 +48,13 @@ fn pause(ms: u64) {
 fn edit_approve_and_execute_a_suggestion_in_the_real_tui() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
-    let mut p = dealflow_in_pty(home, 120, 36, "--sandbox");
+    let mut p = dealflow_in_pty_with(
+        home,
+        120,
+        36,
+        "--sandbox",
+        &[("DEALFLOW_UI_UNDO_SEND", "2s")],
+    );
     p.exp_string("pending").unwrap();
     p.send("/initech").unwrap();
     p.flush().unwrap();
@@ -61,16 +78,24 @@ fn edit_approve_and_execute_a_suggestion_in_the_real_tui() {
     pause(500);
     p.send("a").unwrap();
     p.flush().unwrap();
-    // Let the approval and the execution land, then force a full redraw so words arrive whole.
-    pause(2500);
+    // An email cannot be unsent: it waits out the undo window in the outbox first.
+    p.exp_string("outbox").unwrap();
+    // Let the window pass and the execution land, then force a full redraw so words
+    // arrive whole.
+    pause(3500);
     p.send_control('l').unwrap();
     p.flush().unwrap();
-    p.exp_string("sent to bill").unwrap();
+    // ratatui moves the cursor over blanks: match the words, not the phrase.
+    // "gmail" is only on screen once the emulated Gmail has answered.
+    p.exp_string("gmail").unwrap();
     p.send("q").unwrap();
     p.flush().unwrap();
     let tail = p.exp_eof().unwrap();
-    // The terminal is handed back: main screen restored.
+    // The terminal is handed back: main screen restored, and the app quit because it
+    // was asked to, not on an error (ctrl-l once died on a terminal that does not
+    // answer a cursor-position query).
     assert!(tail.contains("\u{1b}[?1049l"), "{tail:?}");
+    assert!(!tail.contains("error:"), "{tail:?}");
 
     let store = SqliteStore::open(&home.join("data/dealflow/sandbox.db")).unwrap();
     let a = store.get_action("act-demo-initech-followup").unwrap();
@@ -129,4 +154,58 @@ fn without_sign_in_the_tui_starts_and_says_why_nothing_runs() {
     p.send("q").unwrap();
     p.flush().unwrap();
     p.exp_eof().unwrap();
+}
+
+/// The outbox in the real binary: a Slack post approved with `a` waits with a countdown,
+/// `u` takes it back before it leaves, and nothing reaches Slack.
+#[test]
+fn u_takes_back_a_slack_post_waiting_in_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let mut p = dealflow_in_pty_with(
+        home,
+        120,
+        36,
+        "--sandbox",
+        &[("DEALFLOW_UI_UNDO_SEND", "20s")],
+    );
+    p.exp_string("pending").unwrap();
+    p.send("/hooli").unwrap();
+    p.flush().unwrap();
+    pause(200);
+    p.send("\r").unwrap();
+    p.flush().unwrap();
+    pause(200);
+    p.send("a").unwrap();
+    p.flush().unwrap();
+    // The row counts down (drawn above the status bar that names the outbox).
+    p.exp_string("sending").unwrap();
+    p.exp_string("outbox").unwrap();
+    pause(1500);
+    p.send("u").unwrap();
+    p.flush().unwrap();
+    pause(1000);
+    p.send_control('l').unwrap();
+    p.flush().unwrap();
+    p.exp_string("withdrawn").unwrap();
+    p.send("q").unwrap();
+    p.flush().unwrap();
+    let tail = p.exp_eof().unwrap();
+    assert!(!tail.contains("error:"), "{tail:?}");
+
+    let store = SqliteStore::open(&home.join("data/dealflow/sandbox.db")).unwrap();
+    let a = store.get_action("act-demo-hooli-slack").unwrap();
+    assert_eq!(a.state, ActionState::Proposed, "{:?}", a.outcome);
+    assert_eq!(a.evidence, None);
+    let names: Vec<String> = store
+        .audit_page(0, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action_id.as_deref() == Some("act-demo-hooli-slack"))
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(
+        names,
+        ["action.proposed", "action.approved", "action.withdrawn"]
+    );
 }

@@ -372,6 +372,7 @@ fn run_tui(ctx: Ctx) -> Result<ExitCode> {
         export_dir,
         handlers: vec![deferred],
         idle_lock: Some(ctx.config.idle_lock),
+        undo_send: Some(ctx.config.undo_send),
     };
     let ui = crate::tui::run(ctx.store.clone(), opts).context("terminal UI");
     // Quitting while sign-in is still running lets it finish for a moment: cutting a

@@ -45,6 +45,7 @@ pub struct UiSection {
     pub mouse: bool,
     pub notify: bool,
     pub idle_lock: String,
+    pub undo_send: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,6 +112,7 @@ impl Default for UiSection {
             mouse: false,
             notify: true,
             idle_lock: "15m".into(),
+            undo_send: "10s".into(),
         }
     }
 }
@@ -151,7 +153,12 @@ pub struct Config {
     pub batch_window: Duration,
     pub mcp_wait_bound: Duration,
     pub idle_lock: Duration,
+    /// How long an irreversible send approved in the TUI waits in the outbox (0: none).
+    pub undo_send: Duration,
 }
+
+/// The longest outbox wait `ui.undo_send` takes.
+pub const MAX_UNDO_SEND: Duration = Duration::from_secs(300);
 
 pub const THEMES: [&str; 3] = ["dark", "light", "high-contrast"];
 const AUTH_METHODS: [&str; 2] = ["client_secret_post", "private_key_jwt"];
@@ -469,6 +476,17 @@ impl Config {
         let batch_window = dur("batch", "window", &raw.batch.window)?;
         let mcp_wait_bound = dur("mcp", "wait_bound", &raw.mcp.wait_bound)?;
         let idle_lock = dur("ui", "idle_lock", &raw.ui.idle_lock)?;
+        let undo_send = dur("ui", "undo_send", &raw.ui.undo_send)?;
+        if undo_send > MAX_UNDO_SEND {
+            return Err(ConfigError {
+                location: locate("ui", "undo_send"),
+                message: format!("ui.undo_send: {:?} is longer than 5m", raw.ui.undo_send),
+                hint: Some(
+                    "the outbox holds a send only while the TUI runs; use \"10s\"–\"1m\", or \"0s\" for none"
+                        .into(),
+                ),
+            });
+        }
         let llm_timeout = dur("llm", "timeout", &raw.llm.timeout)?;
         if llm_timeout.is_zero() {
             return Err(ConfigError {
@@ -511,6 +529,7 @@ impl Config {
             batch_window,
             mcp_wait_bound,
             idle_lock,
+            undo_send,
         })
     }
 

@@ -209,7 +209,10 @@ pub fn observations(entries: &[AuditEntry]) -> Vec<Observation> {
             "action.approved" => Verdict::Approved {
                 edit_size: size.unwrap_or(p.edit_size),
             },
-            "action.rejected" => Verdict::Rejected,
+            // Taking an approval back before it ran (the outbox's undo) is a "no" after
+            // all: it resets the streak like a rejection, so calibration errs toward
+            // asking.
+            "action.rejected" | "action.withdrawn" => Verdict::Rejected,
             "action.expired" => Verdict::Timeout,
             ev if ev.starts_with("action.") && e.outcome == "timeout" => Verdict::Timeout,
             _ => continue,

@@ -22,6 +22,8 @@ pub enum ReviewError {
         state: ActionState,
         verb: &'static str,
     },
+    #[error("{id} is {state}: only an approved action that has not started can be withdrawn")]
+    NotWithdrawable { id: String, state: ActionState },
     #[error("{id} needs step-up: {reason}")]
     NeedsStepUp { id: String, reason: String },
     #[error("{id} needs approval on {approver}'s device: {reason}")]
@@ -367,6 +369,50 @@ impl Reviewer {
                 "target": now.params.target(),
                 "confidence": now.confidence,
                 "reason": reason,
+            }),
+        )?;
+        Ok(now)
+    }
+
+    /// Takes an approval back before the action runs (the outbox's undo, or a held
+    /// approval the person changed their mind about): back to `proposed`, its consent
+    /// dropped, so running it needs a fresh approval. Refused once it is executing.
+    pub fn withdraw(
+        &self,
+        store: &dyn Store,
+        id: &str,
+        why: &str,
+        at: Millis,
+    ) -> Result<Action, ReviewError> {
+        let a = store.get_action(id)?;
+        if a.state != ActionState::Approved {
+            return Err(ReviewError::NotWithdrawable {
+                id: id.into(),
+                state: a.state,
+            });
+        }
+        let now = store.transition(
+            id,
+            &Transition {
+                from: a.state,
+                version: a.version,
+                to: ActionState::Proposed,
+                outcome: None,
+                evidence: None,
+                at,
+            },
+        )?;
+        self.audit(
+            store,
+            &now,
+            "action.withdrawn",
+            "ok",
+            at,
+            serde_json::json!({
+                "kind": now.kind(),
+                "target": now.params.target(),
+                "why": why,
+                "dropped_evidence": a.evidence,
             }),
         )?;
         Ok(now)

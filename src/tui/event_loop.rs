@@ -22,6 +22,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 const TICK: Duration = Duration::from_secs(2);
+/// The fast tick while a countdown runs by the second (the outbox).
+const CLOCK: Duration = Duration::from_millis(250);
 
 pub struct LoopOptions {
     pub mouse: bool,
@@ -147,6 +149,8 @@ async fn drive(
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut clock = tokio::time::interval(CLOCK);
+    clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let runner = Runner::new(exec, tx, handlers);
     if let Ok(size) = terminal.size() {
         app.update(Msg::Resize(size.width, size.height));
@@ -161,7 +165,12 @@ async fn drive(
     let mut loaded = false;
     loop {
         if app.clear {
-            terminal.clear()?;
+            // Not `Terminal::clear`: ratatui 0.30 asks the terminal where its cursor is
+            // (DSR) first, and a terminal that never answers (some SSH clients, serial
+            // consoles, a test pty) turned ctrl-l into a fatal error after 2 s. A resize
+            // to the current size clears the screen and forces a full redraw, no query.
+            let size = terminal.size()?;
+            terminal.resize(ratatui::layout::Rect::new(0, 0, size.width, size.height))?;
             app.clear = false;
             app.dirty = true;
         }
@@ -187,6 +196,7 @@ async fn drive(
             },
             m = rx.recv() => m,
             _ = tick.tick() => Some(Msg::Tick),
+            _ = clock.tick(), if !app.outbox.is_empty() => Some(Msg::Clock),
         };
         let mut batch: Vec<Msg> = first.into_iter().collect();
         while let Ok(m) = rx.try_recv() {

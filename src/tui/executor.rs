@@ -77,6 +77,21 @@ impl Executor {
                 out.push(self.load());
                 out
             }
+            Effect::Withdraw(id) => {
+                let result = self
+                    .reviewer
+                    .withdraw(s, &id, "undo send", self.clock.now_ms())
+                    .map(Box::new)
+                    .map_err(|e| e.to_string());
+                vec![
+                    Msg::Reviewed {
+                        id,
+                        verb: Verb::Withdraw,
+                        result,
+                    },
+                    self.load(),
+                ]
+            }
             Effect::Edit {
                 id,
                 version,

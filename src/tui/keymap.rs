@@ -39,6 +39,7 @@ pub enum Command {
     ApproveMarked,
     SendToBatch,
     ExecuteApproved,
+    UndoSend,
     NextView,
     Increase,
     Decrease,
@@ -353,6 +354,20 @@ impl Keymap {
             .copied()
     }
 
+    /// The key that runs `cmd` in `section` (or globally), as hints should name it; a
+    /// command the user unbound is still reachable from the palette, so say that.
+    pub fn keys_for(&self, section: Section, cmd: Command) -> String {
+        [section, Section::Global]
+            .into_iter()
+            .find_map(|sec| {
+                self.bindings
+                    .iter()
+                    .find(|((s, _), c)| *s == sec && **c == cmd)
+                    .map(|((_, k), _)| k.label())
+            })
+            .unwrap_or_else(|| format!(":{}", cmd.name()))
+    }
+
     /// Help rows, grouped by section in table order.
     pub fn help(&self) -> Vec<HelpRow> {
         let mut rows: Vec<HelpRow> = Vec::new();
@@ -415,6 +430,23 @@ command = "frobnicate"
         let a = KeyEvent::new(KeyCode::Char('a'), KeyModifiers::NONE);
         assert_eq!(km.resolve(Section::Actions, &y), Some(Command::Approve));
         assert_eq!(km.resolve(Section::Actions, &a), None);
+    }
+
+    #[test]
+    fn hints_name_the_bound_key_or_the_palette() {
+        let (km, _) = Keymap::load(Some((
+            "[[actions]]\nkeys = [\"u\"]\ncommand = \"none\"\n",
+            "user",
+        )));
+        assert_eq!(
+            Keymap::defaults().keys_for(Section::Actions, Command::UndoSend),
+            "u"
+        );
+        assert_eq!(
+            km.keys_for(Section::Actions, Command::UndoSend),
+            ":undo_send"
+        );
+        assert_eq!(km.keys_for(Section::Actions, Command::Help), "?");
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod keymap;
 pub mod lock;
 pub mod msg;
 pub mod notify;
+pub mod outbox;
 pub mod permissions;
 pub mod theme;
 pub mod view;
@@ -51,6 +52,9 @@ pub struct TuiOptions {
     pub handlers: Vec<Arc<dyn handler::EffectHandler>>,
     /// Lock the screen after this long without input (`ui.idle_lock`; `None`: never).
     pub idle_lock: Option<std::time::Duration>,
+    /// How long an irreversible send approved here waits in the outbox, where `u` takes
+    /// it back (`ui.undo_send`; `None` or zero: it runs at once).
+    pub undo_send: Option<std::time::Duration>,
 }
 
 /// The local person acting: "user:<unix user>", as audit rows record it.
@@ -92,6 +96,10 @@ pub fn build(store: Arc<dyn Store>, opts: &TuiOptions, clock: Arc<dyn Clock>) ->
         .idle_lock
         .filter(|d| !d.is_zero())
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    app.outbox = outbox::Outbox::new(
+        opts.undo_send
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+    );
     if let Some(w) = warnings.first() {
         let more = if warnings.len() > 1 {
             format!(" (+{} more)", warnings.len() - 1)

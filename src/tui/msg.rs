@@ -21,6 +21,9 @@ pub enum Msg {
     Resize(u16, u16),
     /// The slow tick (about every 2 s): refreshes the queue and countdowns.
     Tick,
+    /// The fast tick (a few times a second), only while something counts down by the
+    /// second (the outbox): runs what is due and redraws the countdown.
+    Clock,
     /// The queue and the permissions it was gated with, fresh from the store.
     ActionsLoaded {
         actions: Vec<Action>,
@@ -85,6 +88,7 @@ pub enum Verb {
     Approve,
     Reject,
     Edit,
+    Withdraw,
 }
 
 impl Verb {
@@ -93,6 +97,7 @@ impl Verb {
             Verb::Approve => "approved",
             Verb::Reject => "rejected",
             Verb::Edit => "edited",
+            Verb::Withdraw => "withdrawn",
         }
     }
 }
@@ -137,6 +142,9 @@ pub enum Effect {
         stepped_up: Vec<String>,
         seen: BTreeMap<String, i64>,
     },
+    /// Take an approval back before it runs (the outbox's undo) through
+    /// `Reviewer::withdraw`: the action returns to the queue. Store.
+    Withdraw(String),
     /// Reject through `Reviewer::reject`. Store.
     Reject {
         ids: Vec<String>,
@@ -208,6 +216,7 @@ impl Effect {
             Effect::LoadActions => "reload".into(),
             Effect::Approve { ids, .. } => format!("approval of {}", n(ids)),
             Effect::Reject { ids, .. } => format!("rejection of {}", n(ids)),
+            Effect::Withdraw(id) => format!("withdrawal of {id}"),
             Effect::Edit { id, .. } => format!("edit of {id}"),
             Effect::ChangePermissions(_) => "permission change".into(),
             Effect::LoadAudit => "audit load".into(),

@@ -163,6 +163,10 @@ pub struct App {
     seen_pending: Option<BTreeSet<String>>,
     /// The idle lock; while locked the view shows only the lock screen.
     pub lock: super::lock::Lock,
+    /// Approved irreversible sends waiting out the undo window.
+    pub outbox: super::outbox::Outbox,
+    /// Whether the first load has been seen (it says what was left approved, unrun).
+    loaded_once: bool,
 }
 
 impl App {
@@ -191,6 +195,8 @@ impl App {
                 last_input: now,
                 ..Default::default()
             },
+            outbox: super::outbox::Outbox::default(),
+            loaded_once: false,
         }
     }
 
@@ -306,13 +312,22 @@ impl App {
             }
             // Refresh on every tab: execution status stays live and new work notifies
             // wherever the user is.
-            Msg::Tick => vec![Effect::LoadActions],
+            Msg::Tick => {
+                let mut out = self.send_due();
+                out.push(Effect::LoadActions);
+                out
+            }
+            Msg::Clock => self.send_due(),
             Msg::ActionsLoaded {
                 actions,
                 permissions,
             } => {
                 self.actions.load(actions, &permissions);
                 self.perms.perms = Some(*permissions);
+                if !self.loaded_once {
+                    self.loaded_once = true;
+                    self.say_what_was_left_approved();
+                }
                 self.notify_new()
             }
             Msg::LoadFailed(e) => {
@@ -323,12 +338,16 @@ impl App {
                 match result {
                     Ok(a) => {
                         self.set_status(Level::Ok, format!("{} {id}: {}", verb.past(), a.state));
-                        // Approving in the Action Center means "do it": run it now.
+                        // Approving in the Action Center means "do it": run it now, or,
+                        // for an irreversible send, once the undo window has passed.
                         if verb == Verb::Approve
                             && a.state == crate::core::domain::ActionState::Approved
                         {
-                            return vec![Effect::ExecuteApproved(vec![id])];
+                            return self.send_or_hold(&a);
                         }
+                        // Anything else done to it (an edit, a reject, a withdrawal)
+                        // takes it out of the outbox: it must not run on the old approval.
+                        self.outbox.remove(&id);
                     }
                     Err(e) => self.set_status(Level::Error, e),
                 }
@@ -420,6 +439,69 @@ impl App {
                 self.chat.apply(ev, self.now);
                 ring.into_iter().collect()
             }
+        }
+    }
+
+    /// An approved action runs now, unless it is an irreversible send and the outbox
+    /// is on: then it waits out the undo window.
+    fn send_or_hold(&mut self, a: &crate::core::domain::Action) -> Vec<Effect> {
+        match self.outbox.hold(&a.id, a.kind(), self.now) {
+            Some(due) => {
+                let secs = (due - self.now + 999) / 1000;
+                let undo = self.keymap.keys_for(Section::Actions, Command::UndoSend);
+                self.set_status(
+                    Level::Ok,
+                    format!("{}: sends in {secs}s · {undo} takes it back", a.id),
+                );
+                vec![]
+            }
+            None => vec![Effect::ExecuteApproved(vec![a.id.clone()])],
+        }
+    }
+
+    /// Runs what the outbox has held long enough.
+    fn send_due(&mut self) -> Vec<Effect> {
+        let due = self.outbox.take_due(self.now);
+        if due.is_empty() {
+            vec![]
+        } else {
+            vec![Effect::ExecuteApproved(due)]
+        }
+    }
+
+    /// `u`: the send under the cursor if it waits in the outbox, else the latest one.
+    fn undo_send(&mut self) -> Vec<Effect> {
+        let current = self
+            .actions
+            .current()
+            .map(|r| r.action.id.clone())
+            .filter(|id| self.outbox.remaining(id, self.now).is_some());
+        let Some(id) = current.or_else(|| self.outbox.latest().map(str::to_string)) else {
+            self.set_status(Level::Warn, "nothing waiting in the outbox to take back");
+            return vec![];
+        };
+        self.outbox.remove(&id);
+        self.set_status(Level::Info, format!("{id}: taking the send back…"));
+        vec![Effect::Withdraw(id)]
+    }
+
+    /// After a quit or a crash, approvals that never ran (an outbox left behind, `--hold`)
+    /// are still approved: say so once, rather than run them unasked or hide them.
+    fn say_what_was_left_approved(&mut self) {
+        let n = self
+            .actions
+            .rows
+            .iter()
+            .filter(|r| r.action.state == crate::core::domain::ActionState::Approved)
+            .count();
+        if n > 0 && self.status.is_none() {
+            let run = self
+                .keymap
+                .keys_for(Section::Actions, Command::ExecuteApproved);
+            self.set_status(
+                Level::Warn,
+                format!("{n} approved but not run (held, or left in the outbox): {run} runs them"),
+            );
         }
     }
 
@@ -635,7 +717,10 @@ impl App {
                 }
                 vec![Effect::SendToBatch(ids)]
             }
+            Command::UndoSend => self.undo_send(),
             Command::ExecuteApproved => {
+                // "Now" includes the outbox: X is the send-now key.
+                self.outbox.drain();
                 let ids: Vec<String> = self
                     .actions
                     .rows

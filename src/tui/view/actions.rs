@@ -7,6 +7,7 @@ use crate::core::domain::{ActionState, RiskLevel};
 use crate::tui::actions::{Row, confidence_bar, is_pending};
 use crate::tui::app::App;
 use crate::tui::editor::{DiffLine, diff_lines, draft_text};
+use crate::tui::keymap::{Command, Section};
 use crate::tui::theme::{Role, Theme};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -162,7 +163,13 @@ fn render_queue(app: &App, f: &mut Frame, area: Rect) {
                     th.style(risk_role(a.kind().risk().level)),
                 ),
                 Span::raw(fit(gate_label(r.decision.gate()), 8)),
-                Span::styled(fit(a.state.as_str(), 13), th.style(state_role(a.state))),
+                match app.outbox.remaining(&a.id, app.now) {
+                    Some(ms) => Span::styled(
+                        fit(&format!("sending {}s", (ms + 999) / 1000), 13),
+                        th.style(Role::Warn),
+                    ),
+                    None => Span::styled(fit(a.state.as_str(), 13), th.style(state_role(a.state))),
+                },
             ];
             if marked {
                 for s in spans.iter_mut().skip(1) {
@@ -270,7 +277,19 @@ fn render_detail(app: &App, f: &mut Frame, area: Rect) {
         l.push(section(th, "Outcome"));
         l.push(Line::raw(o.clone()));
     }
-    if a.state == ActionState::Approved {
+    if let Some(ms) = app.outbox.remaining(&a.id, app.now) {
+        let key = |c| app.keymap.keys_for(Section::Actions, c);
+        l.push(Line::raw(""));
+        l.push(Line::styled(
+            format!(
+                "In the outbox: sends in {}s · {} takes it back · {} sends now",
+                (ms + 999) / 1000,
+                key(Command::UndoSend),
+                key(Command::ExecuteApproved)
+            ),
+            th.style(Role::Warn),
+        ));
+    } else if a.state == ActionState::Approved {
         l.push(Line::raw(""));
         l.push(Line::styled(
             "r rejects (cancels the approval before it runs) · X executes",

@@ -1,7 +1,8 @@
 //! The message line (status text, or the filter being typed) and the status bar (user,
-//! SANDBOX or tenant, store, pending consents).
+//! SANDBOX or tenant, store, pending consents, the outbox).
 
 use crate::tui::app::{App, Level, Tab};
+use crate::tui::keymap::{Command, Section};
 use crate::tui::theme::Role;
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -44,7 +45,7 @@ pub fn render_bar(app: &App, f: &mut Frame, area: Rect) {
         Span::styled(format!(" tenant {t} "), th.style(Role::StatusBar))
     };
     let pending = app.actions.pending_count();
-    let spans = vec![
+    let mut spans = vec![
         Span::styled(format!(" {} ", s.actor), th.style(Role::StatusBar)),
         mode,
         Span::styled(format!(" store {} ", s.store), th.style(Role::StatusBar)),
@@ -56,6 +57,14 @@ pub fn render_bar(app: &App, f: &mut Frame, area: Rect) {
             th.style(Role::StatusBar),
         ),
     ];
+    // Seen from every tab: something is about to leave and can still be taken back.
+    if !app.outbox.is_empty() {
+        let undo = app.keymap.keys_for(Section::Actions, Command::UndoSend);
+        spans.push(Span::styled(
+            format!(" outbox {} · {undo} undo ", app.outbox.len()),
+            th.style(Role::Warn),
+        ));
+    }
     f.render_widget(
         Paragraph::new(Line::from(spans)).style(th.style(Role::StatusBar)),
         area,
