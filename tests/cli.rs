@@ -387,3 +387,84 @@ fn approve_with_expect_version_refuses_an_action_edited_since() {
     assert_eq!(a["state"], "approved");
     assert_eq!(a["params"]["subject"], "Changed behind you");
 }
+
+/// A do-not-auto pin on a counterparty: whatever autonomy says, anything to it is
+/// reviewed, the reason names the pin, and a deal named only by id is caught through its
+/// account (which only the store knows).
+#[test]
+fn pinned_counterparties_are_always_reviewed() {
+    let e = Env::new();
+    let gate_of = |id: &str| -> serde_json::Value {
+        let (o, _, _) = out(&e.sandbox(&["actions", "show", id, "--json"]).success());
+        let v: serde_json::Value = serde_json::from_str(&o).unwrap();
+        v["decision"].clone()
+    };
+    e.sandbox(&["permissions", "autonomy", "send_email", "auto"])
+        .success();
+    assert_eq!(
+        gate_of("act-demo-initech-followup")["gate"]["gate"],
+        "allow"
+    );
+    let (o, _, _) = out(&e
+        .sandbox(&["permissions", "pin", "@Initech.example"])
+        .success());
+    assert!(
+        o.contains("always review anything to @initech.example"),
+        "{o}"
+    );
+    let d = gate_of("act-demo-initech-followup");
+    assert_eq!(d["gate"]["gate"], "review");
+    assert!(
+        d["reasons"]
+            .to_string()
+            .contains("@initech.example is pinned"),
+        "{d}"
+    );
+    let (o, _, _) = out(&e.sandbox(&["permissions", "show"]).success());
+    assert!(o.contains("always review        @initech.example"), "{o}");
+
+    // A CRM update names the deal, not the account: the store fills that in.
+    let update = {
+        use dealflow::store::Store;
+        let store = dealflow::store::SqliteStore::open(&e.db()).unwrap();
+        let mut a = store.get_action("act-demo-acme-close").unwrap();
+        a.id = "act-acme-notes".into();
+        a.params = dealflow::core::domain::ActionParams::UpdateDeal {
+            deal_id: "deal-acme".into(),
+            stage: None,
+            amount_cents: None,
+            notes: Some("Asked for the 3-year option".into()),
+        };
+        a.original = a.params.clone();
+        a.confidence = 0.95;
+        store.insert_action(&a).unwrap();
+        a.id
+    };
+    e.sandbox(&["permissions", "autonomy", "update_deal", "auto"])
+        .success();
+    assert_eq!(gate_of(&update)["gate"]["gate"], "allow");
+    e.sandbox(&["permissions", "pin", "Acme Corp"]).success();
+    let d = gate_of(&update);
+    assert_eq!(d["gate"]["gate"], "review", "{d}");
+    assert!(
+        d["reasons"].to_string().contains("acme corp is pinned"),
+        "{d}"
+    );
+
+    // Unpinning is one call, audited; an unknown pin is a clear error.
+    e.sandbox(&["permissions", "unpin", "acme corp"]).success();
+    assert_eq!(gate_of(&update)["gate"]["gate"], "allow");
+    let (_, err, _) = out(&e.sandbox(&["permissions", "unpin", "acme corp"]).failure());
+    assert!(err.contains("not pinned"), "{err}");
+    use dealflow::store::Store;
+    let pins: Vec<String> = dealflow::store::SqliteStore::open(&e.db())
+        .unwrap()
+        .audit_page(0, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.event == "permissions.changed")
+        .filter_map(|a| a.detail["summary"].as_str().map(str::to_string))
+        .filter(|s| s.contains("pin") || s.contains("always review"))
+        .collect();
+    assert_eq!(pins.len(), 3, "{pins:?}");
+}

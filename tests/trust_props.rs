@@ -8,7 +8,7 @@ use dealflow::core::calibration::{Calibration, CalibrationConfig, target_pattern
 use dealflow::core::consent::{Consent, Evidence, Gate, gate, gate_at, split_guard};
 use dealflow::core::domain::{ActionKind, ActionParams, Email, Stage, Surface};
 use dealflow::core::permissions::{
-    Approver, AutoApproveRule, Autonomy, PermissionChange, Permissions,
+    Approver, AutoApproveRule, Autonomy, PermissionChange, Permissions, counterparties, pinned,
 };
 use proptest::prelude::*;
 
@@ -100,27 +100,41 @@ fn arb_perms() -> impl Strategy<Value = Permissions> {
         0.0f64..=1.0,
         any::<bool>(),
         prop::collection::vec(arb_rule(), 0..4),
+        prop::collection::btree_set(
+            prop::sample::select(vec![
+                "@initech.example",
+                "bob@acme.example",
+                "#deals",
+                "acme",
+                "deal-a",
+            ])
+            .prop_map(String::from),
+            0..3,
+        ),
     )
-        .prop_map(|(levels, threshold, cw, approver, at, below, mcp, rules)| {
-            let mut p = Permissions::default();
-            for (k, l) in ActionKind::ALL.into_iter().zip(levels) {
-                // Reads are either allowed or denied, as Permissions::apply enforces.
-                let l = if k.is_read() && l != Autonomy::Deny {
-                    Autonomy::Auto
-                } else {
-                    l
-                };
-                p.autonomy.insert(k, l);
-            }
-            p.step_up_amount_cents = threshold;
-            p.close_won.level = cw;
-            p.close_won.approver = approver;
-            p.confidence.auto_approve_at = at;
-            p.confidence.force_review_below = below;
-            p.mcp_writes_enabled = mcp;
-            p.auto_rules = rules;
-            p
-        })
+        .prop_map(
+            |(levels, threshold, cw, approver, at, below, mcp, rules, pins)| {
+                let mut p = Permissions::default();
+                for (k, l) in ActionKind::ALL.into_iter().zip(levels) {
+                    // Reads are either allowed or denied, as Permissions::apply enforces.
+                    let l = if k.is_read() && l != Autonomy::Deny {
+                        Autonomy::Auto
+                    } else {
+                        l
+                    };
+                    p.autonomy.insert(k, l);
+                }
+                p.step_up_amount_cents = threshold;
+                p.close_won.level = cw;
+                p.close_won.approver = approver;
+                p.confidence.auto_approve_at = at;
+                p.confidence.force_review_below = below;
+                p.mcp_writes_enabled = mcp;
+                p.auto_rules = rules;
+                p.always_review = pins;
+                p
+            },
+        )
 }
 
 fn arb_surface() -> impl Strategy<Value = Surface> {
@@ -180,6 +194,26 @@ proptest! {
             prop_assert_eq!(p.autonomy_for(a.kind()), Autonomy::Review);
         } else {
             prop_assert!(timed.auto_rule().is_none() || timed.gate() == &Gate::Allow);
+        }
+    }
+
+    /// Pins only add friction, and a write to a pinned counterparty is never let through
+    /// without a look: not by autonomy, confidence or a calibration rule.
+    #[test]
+    fn pins_only_raise_and_a_pinned_write_is_never_allowed(
+        s in arb_surface(), a in arb_params(), p in arb_perms(), c in 0.0f64..=1.0, now in 0i64..4_000,
+    ) {
+        let mut unpinned = p.clone();
+        unpinned.always_review.clear();
+        let (with, without) = (gate_at(s, &a, &p, c, now), gate_at(s, &a, &unpinned, c, now));
+        prop_assert!(with.gate().rank() >= without.gate().rank(), "{:?} vs {:?}", with.gate(), without.gate());
+        let hit = pinned(&p.always_review, &counterparties(&a));
+        if hit.is_some() && a.kind().is_write() {
+            prop_assert_ne!(with.gate(), &Gate::Allow);
+            prop_assert!(with.auto_rule().is_none());
+        }
+        if hit.is_none() {
+            prop_assert_eq!(with.gate(), without.gate());
         }
     }
 

@@ -1084,3 +1084,40 @@ fn approvals_left_unrun_are_named_on_the_first_load() {
     // Left alone: nothing runs by itself after a restart.
     assert!(app.outbox.is_empty());
 }
+
+#[test]
+fn a_counterparty_is_pinned_and_unpinned_from_the_permissions_tab() {
+    let mut h = H::new();
+    h.keys("3");
+    // The pins row sits under the autonomy rows: 8 writes + 4 reads, then pins.
+    for _ in 0..12 {
+        h.keys("j");
+    }
+    assert!(h.screen().contains("always review (pinned)"));
+    h.code(KeyCode::Enter);
+    assert!(
+        h.screen().contains("a pinned one to unpin"),
+        "{}",
+        h.screen()
+    );
+    h.keys("#Deals");
+    h.code(KeyCode::Enter);
+    let p = h.store.load_permissions().unwrap();
+    assert!(p.always_review.contains("#deals"), "{:?}", p.always_review);
+    let last = h.store.audit_page(0, 1000).unwrap().pop().unwrap();
+    assert_eq!(last.detail["summary"], "always review anything to #deals");
+    // The Slack post to #deals says why it is reviewed.
+    h.keys("1");
+    h.select("hooli");
+    assert!(
+        h.screen().contains("#deals is pinned: always reviewed"),
+        "{}",
+        h.screen()
+    );
+    // Typing a pinned one again unpins it.
+    h.keys("3");
+    h.code(KeyCode::Enter);
+    h.keys("#deals");
+    h.code(KeyCode::Enter);
+    assert!(h.store.load_permissions().unwrap().always_review.is_empty());
+}

@@ -1,7 +1,7 @@
 //! `dealflow actions list|show|approve|reject|edit`: the queue, scriptable.
 
 use super::{Ctx, exec, local_actor, now_ms};
-use crate::core::consent::{Gate, gate};
+use crate::core::consent::Gate;
 use crate::core::domain::{Action, ActionParams, ActionState, Surface};
 use crate::runtime::review::{self, ReviewError, Reviewer};
 use crate::store::ActionFilter;
@@ -117,8 +117,8 @@ fn list(ctx: &Ctx, states: &[String], json: bool) -> Result<ExitCode> {
 
 fn show(ctx: &Ctx, id: &str, json: bool) -> Result<ExitCode> {
     let a = ctx.store.get_action(id)?;
-    let perms = ctx.store.load_permissions()?;
-    let d = gate(a.surface, &a.params, &perms, a.confidence);
+    // The decision approving would meet: rules, pins and the split guard included.
+    let d = crate::runtime::review::decision_for(ctx.store.as_ref(), &a)?;
     if json {
         let v = serde_json::json!({ "action": a, "decision": d });
         println!("{}", serde_json::to_string_pretty(&v)?);

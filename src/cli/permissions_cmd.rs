@@ -27,6 +27,11 @@ pub enum PermissionsCmd {
     CloseWon { level: String, approver: String },
     /// Allow or block MCP write tools: on | off.
     McpWrites { state: String },
+    /// Always review anything to this counterparty, whatever else allows it: a domain
+    /// (@acme.example), an address, a #channel, a deal id or an account name.
+    Pin { pattern: String },
+    /// Remove a pin.
+    Unpin { pattern: String },
 }
 
 pub fn run(ctx: &Ctx, cmd: PermissionsCmd) -> Result<ExitCode> {
@@ -63,6 +68,8 @@ pub fn run(ctx: &Ctx, cmd: PermissionsCmd) -> Result<ExitCode> {
                 },
             },
         },
+        PermissionsCmd::Pin { pattern } => PermissionChange::PinReview { pattern },
+        PermissionsCmd::Unpin { pattern } => PermissionChange::UnpinReview { pattern },
         PermissionsCmd::McpWrites { state } => PermissionChange::SetMcpWrites {
             enabled: match state.as_str() {
                 "on" => true,
@@ -131,6 +138,10 @@ fn show(ctx: &Ctx, json: bool) -> Result<ExitCode> {
             "off"
         }
     );
+    if !p.always_review.is_empty() {
+        let pins: Vec<&str> = p.always_review.iter().map(String::as_str).collect();
+        println!("always review        {}", pins.join(", "));
+    }
     for r in &p.auto_rules {
         println!(
             "auto-approve rule    {}: {} to {} at ≥ {:.2}, until {} (revoke: dealflow policy revoke {})",

@@ -97,6 +97,24 @@ impl Decision {
         self.auto_rule.as_deref()
     }
 
+    /// Raises the decision to at least a review for `reason` (a pinned counterparty the
+    /// store revealed, such as a deal's account). Where the person directs the action
+    /// (Chat, CLI) a review is an inline confirmation, as in the gate itself.
+    pub fn raise_to_review(mut self, reason: &str) -> Decision {
+        self.reasons.push(reason.to_string());
+        if self.gate.rank() >= 1 {
+            return self;
+        }
+        self.auto_rule = None;
+        self.gate = match self.surface {
+            Surface::Chat | Surface::Cli => Gate::StepUp {
+                reason: format!("{}: confirm inline what will happen", self.surface),
+            },
+            _ => Gate::Review,
+        };
+        self
+    }
+
     /// Raises the decision to at least step-up for `reason` (appended to the chain).
     /// Only raising is possible (rank 2 = step-up): a step-up, CIBA or deny gate keeps its gate and just
     /// gains the reason. An allow that came from an auto-approve rule stops being one.
@@ -293,6 +311,21 @@ fn decide_gate(
             );
             reasons.push(why.clone());
         }
+    }
+    // A pinned counterparty is always looked at: this undoes any auto-approve above. The
+    // chain names the pin even when the level was already a review or more, so the
+    // person can see every rule that applied.
+    if let Some(pin) = super::permissions::pinned(
+        &permissions.always_review,
+        &super::permissions::counterparties(action),
+    ) {
+        let reason = format!("{pin} is pinned: always reviewed");
+        if level < Autonomy::Review {
+            level = Autonomy::Review;
+            auto_rule = None;
+            why = reason.clone();
+        }
+        reasons.push(reason);
     }
     if confidence < permissions.confidence.force_review_below && level < Autonomy::Review {
         level = Autonomy::Review;

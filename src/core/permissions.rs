@@ -109,6 +109,66 @@ pub struct Permissions {
     /// [`crate::core::consent::gate_at`] honours them (it knows the time).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub auto_rules: Vec<AutoApproveRule>,
+    /// Counterparties pinned to "always review": a domain ("@acme.example"), an address,
+    /// a Slack channel ("#deals"), a deal id or an account name, in lower case. A write
+    /// that touches one is never auto-approved, whatever the autonomy, the confidence or
+    /// a calibration rule says.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub always_review: BTreeSet<String>,
+}
+
+/// A pin as stored: trimmed and in lower case, so "Acme" and "acme " are one pin.
+pub fn normalize_pin(pattern: &str) -> String {
+    pattern.trim().to_lowercase()
+}
+
+/// The counterparties `action` touches, as pins name them (lower case): each email
+/// address and its "@domain", the Slack channel, the deal id, the deal's name and account.
+pub fn counterparties(action: &super::domain::ActionParams) -> Vec<String> {
+    use super::domain::ActionParams as P;
+    let mut keys: Vec<String> = Vec::new();
+    let addresses = |addrs: &mut dyn Iterator<Item = &String>, keys: &mut Vec<String>| {
+        for a in addrs {
+            let a = normalize_pin(a);
+            if let Some((_, domain)) = a.rsplit_once('@') {
+                keys.push(format!("@{domain}"));
+            }
+            keys.push(a);
+        }
+    };
+    match action {
+        P::SendEmail(e) | P::DraftEmail(e) => {
+            addresses(&mut e.to.iter().chain(&e.cc), &mut keys);
+            keys.extend(e.deal_id.as_deref().map(normalize_pin));
+        }
+        P::ScheduleMeeting { attendees, .. } => addresses(&mut attendees.iter(), &mut keys),
+        P::PostSlack { channel, .. } => keys.push(normalize_pin(channel)),
+        P::CreateDeal { name, account, .. } => {
+            keys.push(normalize_pin(name));
+            keys.push(normalize_pin(account));
+        }
+        P::UpdateDeal { deal_id, .. } | P::CloseDeal { deal_id, .. } | P::GetDeal { deal_id } => {
+            keys.push(normalize_pin(deal_id))
+        }
+        P::ListDeals { .. }
+        | P::SearchContacts { .. }
+        | P::CheckCalendar { .. }
+        | P::ListSlackChannels {} => {}
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The first pin among `keys` (counterparties, plus what the store knows, such as a
+/// deal's account), if any.
+pub fn pinned<'a>(pins: &'a BTreeSet<String>, keys: &[String]) -> Option<&'a str> {
+    if pins.is_empty() {
+        return None;
+    }
+    keys.iter()
+        .find_map(|k| pins.get(k.as_str()))
+        .map(String::as_str)
 }
 
 /// "Auto-approve `kind` to `target` at confidence ≥ `min_confidence` until `expires_at`":
@@ -167,6 +227,7 @@ impl Default for Permissions {
             mcp_writes_enabled: true,
             disconnected: BTreeSet::new(),
             auto_rules: Vec::new(),
+            always_review: BTreeSet::new(),
         }
     }
 }
@@ -310,6 +371,26 @@ impl Permissions {
                     rule.id, rule.kind, rule.target, rule.min_confidence, rule.expires_at
                 ))
             }
+            PermissionChange::PinReview { pattern } => {
+                let pin = normalize_pin(pattern);
+                if pin.is_empty() || pin.chars().count() > 200 {
+                    return Err(
+                        "a pin is a domain (@acme.example), an address, a #channel, a deal id or an account name"
+                            .into(),
+                    );
+                }
+                if !self.always_review.insert(pin.clone()) {
+                    return Err(format!("{pin} is already pinned to always review"));
+                }
+                Ok(format!("always review anything to {pin}"))
+            }
+            PermissionChange::UnpinReview { pattern } => {
+                let pin = normalize_pin(pattern);
+                if !self.always_review.remove(&pin) {
+                    return Err(format!("{pin} is not pinned"));
+                }
+                Ok(format!("{pin} no longer pinned to always review"))
+            }
             PermissionChange::RevokeAutoRule { id } => {
                 let before = self.auto_rules.len();
                 self.auto_rules.retain(|r| &r.id != id);
@@ -372,6 +453,11 @@ impl Permissions {
                 .copied()
                 .collect(),
             auto_rules,
+            always_review: self
+                .always_review
+                .union(&team.always_review)
+                .cloned()
+                .collect(),
         }
     }
 }
@@ -412,4 +498,70 @@ pub enum PermissionChange {
     RevokeAutoRule {
         id: String,
     },
+    /// Pin a counterparty to "always review" (a do-not-auto list).
+    PinReview {
+        pattern: String,
+    },
+    UnpinReview {
+        pattern: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::domain::{ActionParams, Email};
+
+    #[test]
+    fn counterparties_name_addresses_domains_channels_and_deals_in_lower_case() {
+        let email = ActionParams::SendEmail(Email {
+            to: vec!["Bill@Initech.example".into()],
+            cc: vec!["ann@acme.example".into()],
+            subject: "s".into(),
+            body: "b".into(),
+            deal_id: Some("deal-initech".into()),
+        });
+        assert_eq!(
+            counterparties(&email),
+            [
+                "@acme.example",
+                "@initech.example",
+                "ann@acme.example",
+                "bill@initech.example",
+                "deal-initech"
+            ]
+        );
+        let slack = ActionParams::PostSlack {
+            channel: "#Deals".into(),
+            text: "t".into(),
+        };
+        assert_eq!(counterparties(&slack), ["#deals"]);
+        let mut pins = BTreeSet::new();
+        assert_eq!(pinned(&pins, &counterparties(&email)), None);
+        pins.insert(normalize_pin(" @ACME.example "));
+        assert_eq!(
+            pinned(&pins, &counterparties(&email)),
+            Some("@acme.example")
+        );
+    }
+
+    #[test]
+    fn pins_are_added_once_removed_once_and_never_empty() {
+        let mut p = Permissions::default();
+        let pin = |pattern: &str| PermissionChange::PinReview {
+            pattern: pattern.into(),
+        };
+        assert!(p.apply(&pin("  ")).is_err());
+        assert!(p.apply(&pin("Acme Corp")).is_ok());
+        assert!(p.apply(&pin("acme corp")).unwrap_err().contains("already"));
+        let unpin = PermissionChange::UnpinReview {
+            pattern: "ACME CORP".into(),
+        };
+        assert!(p.apply(&unpin).is_ok());
+        assert!(p.apply(&unpin).unwrap_err().contains("not pinned"));
+        // The team's pins stay in the effective set.
+        let mut team = Permissions::default();
+        team.apply(&pin("#deals")).unwrap();
+        assert!(p.tighten_with(&team).always_review.contains("#deals"));
+    }
 }

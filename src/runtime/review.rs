@@ -9,7 +9,7 @@ use crate::core::consent::{
     Consent, ConsentError, Decision, Evidence, Gate, gate_at, payload_digest, split_guard,
 };
 use crate::core::domain::{Action, ActionParams, ActionState, Millis, Surface};
-use crate::core::permissions::Approver;
+use crate::core::permissions::{Approver, normalize_pin, pinned};
 use crate::store::{ActionFilter, Store, StoreError, Transition};
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +140,19 @@ pub fn decision_for(store: &dyn Store, action: &Action) -> Result<Decision, Stor
         action.confidence,
         now,
     );
+    // A deal named only by id is pinned through its account too: the store knows it.
+    let d = match &action.params {
+        ActionParams::UpdateDeal { .. } | ActionParams::CloseDeal { .. }
+            if !perms.always_review.is_empty() =>
+        {
+            let account = account_of(store, &action.params)?.map(|a| normalize_pin(&a));
+            match account.and_then(|a| pinned(&perms.always_review, &[a])) {
+                Some(pin) => d.raise_to_review(&format!("{pin} is pinned: always reviewed")),
+                None => d,
+            }
+        }
+        _ => d,
+    };
     Ok(
         match split_amounts(store, action, now, perms.step_up_amount_cents)? {
             Some(reason) => d.raise_to_step_up(&reason),

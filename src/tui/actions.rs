@@ -1,8 +1,8 @@
 //! Actions tab state: the queue with the gate each action faces, filter and saved
 //! views, marks and ranges, and the words the confirmation prompts show. Pure: no IO.
 
-use crate::core::consent::{Decision, Gate, gate, payload_digest};
-use crate::core::domain::{Action, ActionKind, ActionParams, ActionState, format_money};
+use crate::core::consent::{Decision, Gate, gate_at, payload_digest};
+use crate::core::domain::{Action, ActionKind, ActionParams, ActionState, Millis, format_money};
 use crate::core::permissions::Permissions;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -103,12 +103,13 @@ impl Default for ActionsTab {
 }
 
 impl ActionsTab {
-    pub fn load(&mut self, actions: Vec<Action>, perms: &Permissions) {
+    /// Loads the queue, gated at `now` so live auto-approve rules show as they will apply.
+    pub fn load(&mut self, actions: Vec<Action>, perms: &Permissions, now: Millis) {
         let keep = self.current().map(|r| r.action.id.clone());
         self.rows = actions
             .into_iter()
             .map(|a| Row {
-                decision: gate(a.surface, &a.params, perms, a.confidence),
+                decision: gate_at(a.surface, &a.params, perms, a.confidence, now),
                 action: a,
             })
             .collect();

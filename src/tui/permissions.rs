@@ -14,6 +14,8 @@ pub enum PermRow {
     CloseWonLevel,
     CloseWonApprover,
     McpWrites,
+    /// Counterparties pinned to "always review".
+    Pins,
     /// dealflow's own flag for a connected account (checked before every exchange).
     Account(Connection),
 }
@@ -26,6 +28,7 @@ pub fn rows() -> Vec<PermRow> {
         .map(PermRow::Autonomy)
         .collect();
     v.extend([
+        PermRow::Pins,
         PermRow::StepUpThreshold,
         PermRow::AutoApproveAt,
         PermRow::ForceReviewBelow,
@@ -48,6 +51,7 @@ impl PermRow {
             PermRow::CloseWonLevel => "close-won needs".into(),
             PermRow::CloseWonApprover => "close-won approver".into(),
             PermRow::McpWrites => "MCP write tools exposed".into(),
+            PermRow::Pins => "always review (pinned)".into(),
             PermRow::Account(c) => format!("account · {}", c.as_str()),
         }
     }
@@ -67,6 +71,13 @@ impl PermRow {
                 Approver::TeamLead(s) => format!("team lead {s}"),
             },
             PermRow::McpWrites => if p.mcp_writes_enabled { "on" } else { "off" }.into(),
+            PermRow::Pins if p.always_review.is_empty() => "none".into(),
+            PermRow::Pins => p
+                .always_review
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
             PermRow::Account(c) => if p.disconnected.contains(&c) {
                 "disconnected"
             } else {
@@ -86,6 +97,9 @@ impl PermRow {
             PermRow::CloseWonLevel => "at least step_up (irreversible)",
             PermRow::CloseWonApprover => "\"self\" or a team lead's Auth0 sub",
             PermRow::McpWrites => "on · off",
+            PermRow::Pins => {
+                "type a domain (@acme.example), address, #channel, deal id or account to pin it; a pinned one to unpin"
+            }
             PermRow::Account(_) => {
                 "connected · disconnected (dealflow stops using it); `dealflow accounts connect` adds scopes"
             }
@@ -94,7 +108,10 @@ impl PermRow {
 
     /// Rows whose value is typed rather than cycled.
     pub fn typed(self) -> bool {
-        matches!(self, PermRow::StepUpThreshold | PermRow::CloseWonApprover)
+        matches!(
+            self,
+            PermRow::StepUpThreshold | PermRow::CloseWonApprover | PermRow::Pins
+        )
     }
 
     /// The change `h` (up = false) or `l` (up = true) asks for.
@@ -157,7 +174,7 @@ impl PermRow {
                 connection,
                 connected: p.disconnected.contains(&connection),
             },
-            PermRow::StepUpThreshold | PermRow::CloseWonApprover => return None,
+            PermRow::StepUpThreshold | PermRow::CloseWonApprover | PermRow::Pins => return None,
         })
     }
 
@@ -187,6 +204,21 @@ impl PermRow {
                     level: p.close_won.level,
                     approver,
                 })
+            }
+            PermRow::Pins => {
+                if t.is_empty() {
+                    return Err("type what to pin (or a pinned one to unpin)".into());
+                }
+                let pattern = t.to_string();
+                Ok(
+                    if p.always_review
+                        .contains(&crate::core::permissions::normalize_pin(t))
+                    {
+                        PermissionChange::UnpinReview { pattern }
+                    } else {
+                        PermissionChange::PinReview { pattern }
+                    },
+                )
             }
             _ => Err("this setting is not typed".into()),
         }

@@ -322,7 +322,7 @@ impl App {
                 actions,
                 permissions,
             } => {
-                self.actions.load(actions, &permissions);
+                self.actions.load(actions, &permissions, self.now);
                 self.perms.perms = Some(*permissions);
                 if !self.loaded_once {
                     self.loaded_once = true;

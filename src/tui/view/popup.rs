@@ -260,14 +260,17 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
             f.render_widget(Paragraph::new(foot_line), foot);
         }
         Popup::PermValue { row, text } => {
-            let r = centered(area, 64, 6);
+            let r = centered(area, 64, 8);
             f.render_widget(Clear, r);
+            // The help can be longer than a line (the pins row explains what it takes).
             f.render_widget(
                 Paragraph::new(vec![
-                    Line::raw(format!("{} ({})", row.label(), row.help())),
+                    Line::raw(row.label()),
+                    Line::styled(row.help(), th.style(Role::Muted)),
                     Line::styled(format!("> {text}▏"), th.style(Role::Accent)),
                     Line::styled("enter save · esc cancel", th.style(Role::Muted)),
                 ])
+                .wrap(Wrap { trim: false })
                 .block(frame(app, " Change permission ", Role::Border)),
                 r,
             );
