@@ -1121,3 +1121,92 @@ fn a_counterparty_is_pinned_and_unpinned_from_the_permissions_tab() {
     h.code(KeyCode::Enter);
     assert!(h.store.load_permissions().unwrap().always_review.is_empty());
 }
+
+/// Five unedited approvals at high confidence: the Trust popup offers a rule, accepting
+/// it (past the input guard) is an audited permission change carrying its evidence, the
+/// queue then shows the rule applying, and `x` revokes it in one key.
+#[test]
+fn calibration_nudges_are_accepted_and_revoked_from_the_trust_popup() {
+    let mut h = H::new();
+    let reviewer = dealflow::runtime::review::Reviewer {
+        actor: "user:demo".into(),
+        surface: Surface::ActionCenter,
+    };
+    let template = h.action("act-demo-initech-followup");
+    let mk = |h: &H, id: &str| {
+        let mut a = template.clone();
+        a.id = id.into();
+        a.confidence = 0.95;
+        h.store.insert_action(&a).unwrap();
+    };
+    for i in 0..5 {
+        let id = format!("act-past-{i}");
+        mk(&h, &id);
+        reviewer.approve(h.store.as_ref(), &id, false, NOW).unwrap();
+    }
+    mk(&h, "act-next");
+    assert!(h.app.trust.nudges().is_empty());
+    h.send(Msg::Tick);
+    assert_eq!(h.app.trust.nudges().len(), 1);
+    let s = h.screen();
+    assert!(
+        s.contains("calibration suggests: auto-approve send email to @initech.example"),
+        "{s}"
+    );
+    assert!(s.contains("1 nudge · n"), "{s}");
+    // Beside the next one's confidence: what the person did with similar ones.
+    h.select("act-next");
+    assert!(
+        h.screen()
+            .contains("track record: send_email at ≥ 0.90: you 5/5 approved unedited"),
+        "{}",
+        h.screen()
+    );
+    assert_eq!(
+        h.app.actions.current().unwrap().decision.gate().name(),
+        "review"
+    );
+
+    h.keys("n");
+    let s = h.screen();
+    assert!(s.contains("Trust · calibration only suggests"), "{s}");
+    assert!(s.contains("(5 approved unedited in a row)"), "{s}");
+    // Enter right away is a stray key: refused by the input guard.
+    h.code(KeyCode::Enter);
+    assert!(h.store.load_permissions().unwrap().auto_rules.is_empty());
+    h.clock.advance(1_100);
+    h.code(KeyCode::Enter);
+    let p = h.store.load_permissions().unwrap();
+    assert_eq!(p.auto_rules.len(), 1, "{:?}", p.auto_rules);
+    let rule = p.auto_rules[0].clone();
+    assert_eq!(rule.target, "@initech.example");
+    assert_eq!(rule.expires_at - rule.created_at, 30 * 24 * 3600 * 1000);
+    let last = h.store.audit_page(0, 1000).unwrap().pop().unwrap();
+    assert_eq!(last.event, "permissions.changed");
+    assert_eq!(last.detail["evidence"].as_array().unwrap().len(), 5);
+    // The queue shows the rule at work; the nudge is gone.
+    h.send(Msg::Tick);
+    assert_eq!(
+        h.app.actions.current().unwrap().decision.gate().name(),
+        "allow"
+    );
+    assert!(h.app.trust.nudges().is_empty());
+    // The ledger lists it; x revokes it.
+    h.keys("n");
+    assert!(
+        h.screen()
+            .contains("send_email to @initech.example at ≥ 0.90 · 0 hits"),
+        "{}",
+        h.screen()
+    );
+    h.keys("x");
+    assert!(h.store.load_permissions().unwrap().auto_rules.is_empty());
+    h.code(KeyCode::Esc);
+    h.send(Msg::Tick);
+    // Revoked, the streak still stands: the nudge is back, and d puts it away for now.
+    assert_eq!(h.app.trust.nudges().len(), 1);
+    h.keys("n");
+    h.keys("d");
+    assert!(h.app.trust.nudges().is_empty());
+    assert!(h.store.load_permissions().unwrap().auto_rules.is_empty());
+}

@@ -4,7 +4,7 @@
 
 use super::{Ctx, local_actor, now_ms, origin};
 use crate::core::audit::{AuditEntry, NewAuditEntry};
-use crate::core::calibration::{Calibration, CalibrationConfig, Verdict, observations};
+use crate::core::calibration::{Calibration, Verdict, observations};
 use crate::core::consent::{Gate, gate_at};
 use crate::core::domain::Surface;
 use crate::core::permissions::{PermissionChange, Permissions};
@@ -35,7 +35,7 @@ pub enum PolicyCmd {
     Accept {
         n: usize,
         /// How long the rule lives.
-        #[arg(long, default_value_t = 30)]
+        #[arg(long, default_value_t = crate::runtime::trust::DEFAULT_RULE_DAYS)]
         days: i64,
     },
     /// Revoke an auto-approve rule by id.
@@ -56,15 +56,7 @@ pub fn run(ctx: &Ctx, cmd: PolicyCmd) -> Result<ExitCode> {
 }
 
 fn all_entries(ctx: &Ctx) -> Result<Vec<AuditEntry>> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = ctx.store.audit_page(after, 5000)?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        out.extend(page);
-    }
-    Ok(out)
+    Ok(crate::runtime::trust::audit_log(ctx.store.as_ref())?)
 }
 
 fn merge(base: &mut serde_json::Value, patch: serde_json::Value) {
@@ -238,12 +230,7 @@ fn simulate(ctx: &Ctx, file: &Path, json: bool) -> Result<ExitCode> {
 }
 
 fn replay(ctx: &Ctx) -> Result<(Calibration, Permissions)> {
-    let perms = ctx.store.load_permissions()?;
-    let cfg = CalibrationConfig {
-        step_up_amount_cents: perms.step_up_amount_cents,
-        ..CalibrationConfig::default()
-    };
-    Ok((Calibration::replay(cfg, &all_entries(ctx)?), perms))
+    Ok(crate::runtime::trust::replay(ctx.store.as_ref())?)
 }
 
 fn calibration(ctx: &Ctx, json: bool) -> Result<ExitCode> {

@@ -367,6 +367,10 @@ impl Calibration {
                     && !s.over_threshold
                     && auto_rule_eligible(*kind)
                     && !target.is_empty()
+                    // A pinned counterparty is always reviewed: no rule can cover it.
+                    && !target
+                        .split(',')
+                        .any(|t| permissions.always_review.contains(&t.to_lowercase()))
                     && !permissions
                         .auto_rules
                         .iter()

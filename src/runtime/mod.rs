@@ -7,3 +7,4 @@ pub mod chat;
 pub mod credentials;
 pub mod pipeline;
 pub mod review;
+pub mod trust;

@@ -22,6 +22,26 @@ pub struct Executor {
 }
 
 impl Executor {
+    /// Replays the audit log unless its head is still `known_head`.
+    fn calibrate(
+        &self,
+        known_head: Option<i64>,
+    ) -> Result<Option<Box<super::trust::Calibrated>>, String> {
+        let s = self.store.as_ref();
+        let head = s.audit_head().map_err(|e| format!("calibration: {e}"))?.0;
+        if known_head == Some(head) {
+            return Ok(None);
+        }
+        let (calibration, perms) =
+            crate::runtime::trust::replay(s).map_err(|e| format!("calibration: {e}"))?;
+        let nudges = calibration.nudges(&perms, self.clock.now_ms());
+        Ok(Some(Box::new(super::trust::Calibrated {
+            head,
+            calibration,
+            nudges,
+        })))
+    }
+
     /// Runs one effect. `Notify` and `Quit` belong to the event loop and return nothing.
     pub fn run(&self, effect: Effect) -> Vec<Msg> {
         let s = self.store.as_ref();
@@ -127,20 +147,30 @@ impl Executor {
                         .map_err(|e| e.to_string()),
                 )]
             }
-            Effect::LoadAudit => {
-                let mut all = Vec::new();
-                let mut after = 0;
-                loop {
-                    match s.audit_page(after, 5000) {
-                        Ok(page) if page.is_empty() => break,
-                        Ok(page) => {
-                            after = page.last().map_or(after, |e| e.seq);
-                            all.extend(page);
-                        }
-                        Err(e) => return vec![Msg::LoadFailed(format!("audit: {e}"))],
-                    }
-                }
-                vec![Msg::AuditLoaded(all)]
+            Effect::LoadAudit => match crate::runtime::trust::audit_log(s) {
+                Ok(all) => vec![Msg::AuditLoaded(all)],
+                Err(e) => vec![Msg::LoadFailed(format!("audit: {e}"))],
+            },
+            Effect::LoadCalibration { known_head } => vec![Msg::Calibrated(self.calibrate(known_head))],
+            Effect::AcceptNudge(nudge) => {
+                let now = self.clock.now_ms();
+                let ttl = crate::runtime::trust::DEFAULT_RULE_DAYS * 24 * 3600 * 1000;
+                let audit = NewAuditEntry {
+                    ts: now,
+                    actor: self.reviewer.actor.clone(),
+                    surface: None,
+                    event: "permissions.changed".into(),
+                    action_id: None,
+                    outcome: "ok".into(),
+                    detail: serde_json::json!({
+                        "via": "tui", "nudge": nudge.text, "evidence": nudge.evidence,
+                    }),
+                };
+                vec![Msg::PermissionsSaved(
+                    s.change_permissions(&nudge.accept(now, ttl), audit)
+                        .map(|(p, _)| Box::new(p))
+                        .map_err(|e| e.to_string()),
+                )]
             }
             Effect::VerifyAudit => vec![Msg::AuditVerified(
                 s.verify_audit().map_err(|e| e.to_string()),

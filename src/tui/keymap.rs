@@ -40,6 +40,7 @@ pub enum Command {
     SendToBatch,
     ExecuteApproved,
     UndoSend,
+    Trust,
     NextView,
     Increase,
     Decrease,

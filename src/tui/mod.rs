@@ -23,6 +23,7 @@ pub mod notify;
 pub mod outbox;
 pub mod permissions;
 pub mod theme;
+pub mod trust;
 pub mod view;
 
 use crate::core::domain::Surface;

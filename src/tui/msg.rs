@@ -66,6 +66,8 @@ pub enum Msg {
     Unlock(Result<String, String>),
     /// Progress of an account connect started with [`Effect::ConnectAccount`].
     Connect(ConnectEvent),
+    /// The audit log replayed into calibration; `Ok(None)`: unchanged since the last.
+    Calibrated(Result<Option<Box<super::trust::Calibrated>>, String>),
 }
 
 /// What a connect reports: the link to open, then how it ended.
@@ -159,6 +161,12 @@ pub enum Effect {
     },
     /// Save a permission change through `Store::change_permissions` (audited). Store.
     ChangePermissions(PermissionChange),
+    /// Replay the audit log into calibration (`Msg::Calibrated`), unless its head is
+    /// still `known_head`. Store.
+    LoadCalibration { known_head: Option<i64> },
+    /// Accept a calibration nudge as a time-boxed auto-approve rule: the person's own
+    /// permission change, audited with the evidence that led to it. Store.
+    AcceptNudge(Box<crate::core::calibration::Nudge>),
     /// Load the audit log (`Msg::AuditLoaded`). Store.
     LoadAudit,
     /// Verify the hash chain in the background (`Msg::AuditVerified`). Store.
@@ -219,6 +227,8 @@ impl Effect {
             Effect::Withdraw(id) => format!("withdrawal of {id}"),
             Effect::Edit { id, .. } => format!("edit of {id}"),
             Effect::ChangePermissions(_) => "permission change".into(),
+            Effect::LoadCalibration { .. } => "calibration".into(),
+            Effect::AcceptNudge(_) => "rule from a nudge".into(),
             Effect::LoadAudit => "audit load".into(),
             Effect::VerifyAudit => "audit verification".into(),
             Effect::ExportAudit => "audit export".into(),

@@ -92,6 +92,13 @@ pub enum Popup {
         row: PermRow,
         text: String,
     },
+    /// Trust calibration: nudges to accept or dismiss, and the auto-approve rules with
+    /// their hits, to revoke. Accepting loosens the leash, so that one key has the
+    /// input guard (moving and revoking do not).
+    Trust {
+        cursor: usize,
+        opened_at: Millis,
+    },
     /// An account connect in progress: the link to open, and a line for pasting the
     /// address the browser ends on when it is on another machine.
     Connect {
@@ -167,6 +174,8 @@ pub struct App {
     pub outbox: super::outbox::Outbox,
     /// Whether the first load has been seen (it says what was left approved, unrun).
     loaded_once: bool,
+    /// Calibration replayed from the audit log: track records, nudges, rule hits.
+    pub trust: super::trust::Trust,
 }
 
 impl App {
@@ -197,6 +206,7 @@ impl App {
             },
             outbox: super::outbox::Outbox::default(),
             loaded_once: false,
+            trust: super::trust::Trust::default(),
         }
     }
 
@@ -315,6 +325,7 @@ impl App {
             Msg::Tick => {
                 let mut out = self.send_due();
                 out.push(Effect::LoadActions);
+                out.extend(self.calibrate());
                 out
             }
             Msg::Clock => self.send_due(),
@@ -324,11 +335,14 @@ impl App {
             } => {
                 self.actions.load(actions, &permissions, self.now);
                 self.perms.perms = Some(*permissions);
+                let mut out = vec![];
                 if !self.loaded_once {
                     self.loaded_once = true;
                     self.say_what_was_left_approved();
+                    out.extend(self.calibrate());
                 }
-                self.notify_new()
+                out.extend(self.notify_new());
+                out
             }
             Msg::LoadFailed(e) => {
                 self.set_status(Level::Error, e);
@@ -426,6 +440,7 @@ impl App {
             // Not locked (anymore): nothing to unlock.
             Msg::Unlock(_) => vec![],
             Msg::Connect(ev) => self.on_connect(ev),
+            Msg::Calibrated(r) => self.on_calibrated(r),
             Msg::Chat(ev) => {
                 let ring = match &ev {
                     ChatEvent::StepUp { summary, .. } if self.session.notify => {
@@ -457,6 +472,56 @@ impl App {
             }
             None => vec![Effect::ExecuteApproved(vec![a.id.clone()])],
         }
+    }
+
+    /// Asks for a fresh calibration unless one is running (the executor answers at
+    /// once when the audit log has not moved).
+    fn calibrate(&mut self) -> Vec<Effect> {
+        if self.trust.loading {
+            return vec![];
+        }
+        self.trust.loading = true;
+        vec![Effect::LoadCalibration {
+            known_head: self.trust.head(),
+        }]
+    }
+
+    fn on_calibrated(
+        &mut self,
+        r: Result<Option<Box<super::trust::Calibrated>>, String>,
+    ) -> Vec<Effect> {
+        self.trust.loading = false;
+        match r {
+            Ok(Some(c)) => {
+                let before: BTreeSet<(crate::core::domain::ActionKind, String)> = self
+                    .trust
+                    .nudges()
+                    .iter()
+                    .map(|n| (n.kind, n.target.clone()))
+                    .collect();
+                let first = self.trust.latest.is_none();
+                self.trust.latest = Some(*c);
+                let fresh = self
+                    .trust
+                    .nudges()
+                    .into_iter()
+                    .find(|n| !before.contains(&(n.kind, n.target.clone())))
+                    .map(|n| n.text.clone());
+                // Suggest once, quietly, on the status line: never a popup in the way.
+                if let Some(text) = fresh
+                    && (!first || self.status.is_none())
+                {
+                    let key = self.keymap.keys_for(Section::Actions, Command::Trust);
+                    self.set_status(
+                        Level::Info,
+                        format!("calibration suggests: {text} · {key} to review"),
+                    );
+                }
+            }
+            Ok(None) => {}
+            Err(e) => self.set_status(Level::Warn, e),
+        }
+        vec![]
     }
 
     /// Runs what the outbox has held long enough.
@@ -718,6 +783,13 @@ impl App {
                 vec![Effect::SendToBatch(ids)]
             }
             Command::UndoSend => self.undo_send(),
+            Command::Trust => {
+                self.popup = Some(Popup::Trust {
+                    cursor: 0,
+                    opened_at: self.now,
+                });
+                vec![]
+            }
             Command::ExecuteApproved => {
                 // "Now" includes the outbox: X is the send-now key.
                 self.outbox.drain();

@@ -183,6 +183,7 @@ impl App {
                     vec![]
                 });
             }
+            Popup::Trust { cursor, opened_at } => return self.on_trust_key(k, cursor, opened_at),
             Popup::PermValue { row, mut text } => match k.code {
                 KeyCode::Esc => {}
                 KeyCode::Enter => {
@@ -315,6 +316,63 @@ impl App {
                 ed.error = None;
                 ed.textarea.input(k);
                 None
+            }
+        }
+    }
+
+    fn on_trust_key(&mut self, k: KeyEvent, cursor: usize, opened_at: i64) -> Vec<Effect> {
+        use crate::tui::trust::TrustItem;
+        let items = self.trust.items(self.perms.perms.as_ref());
+        let n = items.len();
+        let current = items.get(cursor).copied();
+        let keep = |app: &mut App, cursor: usize| {
+            app.popup = Some(Popup::Trust { cursor, opened_at });
+        };
+        match (k.code, current) {
+            (KeyCode::Esc | KeyCode::Char('q'), _) => vec![],
+            (KeyCode::Char('j') | KeyCode::Down, _) => {
+                keep(self, (cursor + 1).min(n.saturating_sub(1)));
+                vec![]
+            }
+            (KeyCode::Char('k') | KeyCode::Up, _) => {
+                keep(self, cursor.saturating_sub(1));
+                vec![]
+            }
+            (KeyCode::Enter | KeyCode::Char('a'), Some(TrustItem::Nudge(nudge))) => {
+                // The one key here that loosens anything: not within a second of the
+                // popup appearing, so a stray Enter cannot accept a rule.
+                if self.now - opened_at < INPUT_GUARD_MS {
+                    keep(self, cursor);
+                    self.set_status(
+                        Level::Warn,
+                        "input guard: keys ignored for 1 s after a prompt appears",
+                    );
+                    return vec![];
+                }
+                let effect = Effect::AcceptNudge(Box::new(nudge.clone()));
+                self.set_status(Level::Info, format!("accepting: {}", nudge.text));
+                vec![effect]
+            }
+            (KeyCode::Char('d'), Some(TrustItem::Nudge(nudge))) => {
+                let key = (nudge.kind, nudge.target.clone());
+                self.set_status(
+                    Level::Info,
+                    format!("dismissed for this session: {}", nudge.text),
+                );
+                self.trust.dismissed.insert(key);
+                keep(self, cursor.min(n.saturating_sub(2)));
+                vec![]
+            }
+            (KeyCode::Char('x'), Some(TrustItem::Rule(rule))) => {
+                let id = rule.id.clone();
+                keep(self, cursor.min(n.saturating_sub(2)));
+                vec![Effect::ChangePermissions(
+                    crate::core::permissions::PermissionChange::RevokeAutoRule { id },
+                )]
+            }
+            _ => {
+                keep(self, cursor);
+                vec![]
             }
         }
     }

@@ -233,12 +233,21 @@ fn render_detail(app: &App, f: &mut Frame, area: Rect) {
                 d.band()
             )),
         ]),
+    ];
+    // A confidence figure means little without what the person did with similar ones.
+    if let Some(record) = app.trust.track_record(a.kind(), a.confidence) {
+        l.push(Line::styled(
+            format!("track record: {record}"),
+            th.style(Role::Confidence),
+        ));
+    }
+    l.extend([
         Line::raw(""),
         section(th, "Why"),
         Line::raw(a.justification.clone()),
         Line::raw(""),
         section(th, "Gate"),
-    ];
+    ]);
     let gate_role = match d.gate() {
         Gate::Allow | Gate::Review => Role::Ok,
         Gate::StepUp { .. } | Gate::Ciba { .. } => Role::Warn,

@@ -275,6 +275,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
                 r,
             );
         }
+        Popup::Trust { cursor, .. } => render_trust(app, f, area, *cursor),
         Popup::Connect {
             connection,
             url,
@@ -301,4 +302,96 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
             );
         }
     }
+}
+
+fn render_trust(app: &App, f: &mut Frame, area: Rect, cursor: usize) {
+    use crate::tui::trust::TrustItem;
+    let th = &app.theme;
+    let r = centered(area, 100, area.height.saturating_sub(4).min(26));
+    let items = app.trust.items(app.perms.perms.as_ref());
+    let nudges = items
+        .iter()
+        .filter(|i| matches!(i, TrustItem::Nudge(_)))
+        .count();
+    let mut lines = vec![Line::styled("Nudges", th.style(Role::Title))];
+    if app.trust.latest.is_none() {
+        lines.push(Line::styled(
+            "replaying the audit log…",
+            th.style(Role::Muted),
+        ));
+    } else if nudges == 0 {
+        lines.push(Line::styled(
+            "none: 5 unedited approvals in a row of similar actions at ≥ 0.90 raise one",
+            th.style(Role::Muted),
+        ));
+    }
+    for (i, item) in items.iter().enumerate() {
+        if i == nudges {
+            lines.push(Line::raw(""));
+            lines.push(Line::styled(
+                "Auto-approve rules (each expires; calibration never makes one)",
+                th.style(Role::Title),
+            ));
+        }
+        let text = match item {
+            TrustItem::Nudge(n) => n.text.clone(),
+            TrustItem::Rule(rule) => format!(
+                "{} to {} at ≥ {:.2} · {} hit{} · {} {}",
+                rule.kind,
+                rule.target,
+                rule.min_confidence,
+                app.trust.hits(&rule.id),
+                if app.trust.hits(&rule.id) == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                if rule.active_at(app.now) {
+                    "until"
+                } else {
+                    "expired"
+                },
+                super::fmt_ts(rule.expires_at),
+            ),
+        };
+        let line = Line::raw(format!("{} {text}", if i == cursor { "▸" } else { " " }));
+        lines.push(if i == cursor {
+            line.style(th.style(Role::Selected))
+        } else {
+            line
+        });
+    }
+    if nudges == items.len() {
+        lines.push(Line::raw(""));
+        lines.push(Line::styled("Auto-approve rules", th.style(Role::Title)));
+        lines.push(Line::styled("none", th.style(Role::Muted)));
+    }
+    if let Some(c) = &app.trust.latest {
+        lines.push(Line::raw(""));
+        lines.push(Line::styled(
+            "Track record (approvals per kind and confidence band)",
+            th.style(Role::Title),
+        ));
+        for l in c.calibration.report().into_iter().take(8) {
+            lines.push(Line::raw(format!("  {l}")));
+        }
+    }
+    let body = r.height.saturating_sub(3) as usize;
+    // Keep the cursor's row in view on a short terminal.
+    let skip = (cursor + 3).saturating_sub(body);
+    let mut shown: Vec<Line> = lines.into_iter().skip(skip).take(body).collect();
+    shown.resize(body, Line::raw(""));
+    shown.push(Line::styled(
+        "enter accept (a rule for 30 days) · d dismiss · x revoke a rule · esc close",
+        th.style(Role::Muted),
+    ));
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(shown).block(frame(
+            app,
+            " Trust · calibration only suggests; accepting is your change, audited ",
+            Role::Border,
+        )),
+        r,
+    );
 }

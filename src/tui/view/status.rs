@@ -57,6 +57,17 @@ pub fn render_bar(app: &App, f: &mut Frame, area: Rect) {
             th.style(Role::StatusBar),
         ),
     ];
+    let nudges = app.trust.nudges().len();
+    if nudges > 0 {
+        let key = app.keymap.keys_for(Section::Actions, Command::Trust);
+        spans.push(Span::styled(
+            format!(
+                " {nudges} nudge{} · {key} ",
+                if nudges == 1 { "" } else { "s" }
+            ),
+            th.style(Role::Accent),
+        ));
+    }
     // Seen from every tab: something is about to leave and can still be taken back.
     if !app.outbox.is_empty() {
         let undo = app.keymap.keys_for(Section::Actions, Command::UndoSend);
