@@ -137,11 +137,13 @@ fn loaded_app(store: Arc<dyn Store>, dir: &Path) -> App {
         undo_send: None,
     };
     let (mut app, exec) = build(store, &opts, Arc::new(ManualClock::new(NOW)));
-    let mut effects = app.init();
-    effects.push(Effect::LoadAudit);
-    for e in effects {
+    // Run effects to completion as the event loop would (the first load also replays
+    // the audit log into calibration), so the frame and RSS figures are the real app's.
+    let mut effects: std::collections::VecDeque<Effect> = app.init().into();
+    effects.push_back(Effect::LoadAudit);
+    while let Some(e) = effects.pop_front() {
         for m in exec.run(e) {
-            let _ = app.update(m);
+            effects.extend(app.update(m));
         }
     }
     app

@@ -3,7 +3,7 @@
 //! the session-keyring fix) and a real Secret Service (gnome-keyring on a private D-Bus
 //! session, set up by `scripts/test`).
 
-use dealflow::auth::keyring::{FileStore, KeyringStore, REFRESH_TOKEN, SecretStore};
+use dealflow::auth::keyring::{FileStore, KeyringStore, KeyutilsStore, REFRESH_TOKEN, SecretStore};
 use dealflow::auth::session::{Session, approve_sandbox_device};
 use dealflow::auth::{AuthError, AuthSettings};
 use dealflow::sandbox::Sandbox;
@@ -71,7 +71,7 @@ async fn round_trip(store: Arc<dyn SecretStore>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyutils_store_holds_the_refresh_token() {
     let service = unique_service();
-    let store = tokio::task::spawn_blocking(move || KeyringStore::keyutils(&service))
+    let store = tokio::task::spawn_blocking(move || KeyutilsStore::open(&service))
         .await
         .unwrap()
         .unwrap();
@@ -115,4 +115,34 @@ fn file_store_is_0600_and_round_trips() {
     f.delete("a").unwrap();
     assert_eq!(f.get("a").unwrap(), None);
     assert_eq!(f.get("b").unwrap().as_deref(), Some("two"));
+}
+
+/// Kernel session keyrings belong to a thread's credentials, so two threads (or two
+/// dealflow processes) can each hold their own. A refresh token rotated on one must be
+/// what the other reads next: a stale read presents a spent token, Auth0's reuse
+/// detection revokes the family, and the user is signed out.
+#[test]
+fn keyutils_reads_see_the_latest_write_from_another_thread() {
+    let service = unique_service();
+    let (store_tx, store_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let (read_tx, read_rx) = std::sync::mpsc::channel();
+    // Thread A makes the store (attaching its own session keyring) and writes first.
+    let a = std::thread::spawn(move || {
+        let store = Arc::new(KeyutilsStore::open(&service).unwrap());
+        store.set(REFRESH_TOKEN, "rt-1").unwrap();
+        store_tx.send(store.clone()).unwrap();
+        go_rx.recv().unwrap();
+        read_tx.send(store.get(REFRESH_TOKEN).unwrap()).unwrap();
+        store.delete(REFRESH_TOKEN).unwrap();
+    });
+    let store = store_rx.recv().unwrap();
+    // Thread B, spawned from a thread that never attached one, rotates the token.
+    let b_store = store.clone();
+    std::thread::spawn(move || b_store.set(REFRESH_TOKEN, "rt-2").unwrap())
+        .join()
+        .unwrap();
+    go_tx.send(()).unwrap();
+    assert_eq!(read_rx.recv().unwrap().as_deref(), Some("rt-2"));
+    a.join().unwrap();
 }

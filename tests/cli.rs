@@ -451,6 +451,22 @@ fn pinned_counterparties_are_always_reviewed() {
         "{d}"
     );
 
+    // An account pin also covers an email filed under one of its deals.
+    e.sandbox(&["permissions", "unpin", "@initech.example"])
+        .success();
+    assert_eq!(
+        gate_of("act-demo-initech-followup")["gate"]["gate"],
+        "allow"
+    );
+    e.sandbox(&["permissions", "pin", "Initech"]).success();
+    let d = gate_of("act-demo-initech-followup");
+    assert_eq!(d["gate"]["gate"], "review", "{d}");
+    assert!(
+        d["reasons"].to_string().contains("initech is pinned"),
+        "{d}"
+    );
+    e.sandbox(&["permissions", "unpin", "initech"]).success();
+
     // Unpinning is one call, audited; an unknown pin is a clear error.
     e.sandbox(&["permissions", "unpin", "acme corp"]).success();
     assert_eq!(gate_of(&update)["gate"]["gate"], "allow");
@@ -466,5 +482,5 @@ fn pinned_counterparties_are_always_reviewed() {
         .filter_map(|a| a.detail["summary"].as_str().map(str::to_string))
         .filter(|s| s.contains("pin") || s.contains("always review"))
         .collect();
-    assert_eq!(pins.len(), 3, "{pins:?}");
+    assert_eq!(pins.len(), 6, "{pins:?}");
 }

@@ -692,10 +692,10 @@ fn taking_a_send_back_from_the_outbox_resets_the_streak() {
     for i in 5..9 {
         approve(&mut log, &format!("e{i}"));
     }
-    assert_eq!(
-        Calibration::replay(cfg, &log.entries)
-            .nudges(&perms, 0)
-            .len(),
-        1
-    );
+    let cal = Calibration::replay(cfg, &log.entries);
+    assert_eq!(cal.nudges(&perms, 0).len(), 1);
+    // The track record counts each decision once and says what was taken back.
+    let f = &cal.figures[&(dealflow::core::domain::ActionKind::SendEmail, "≥ 0.90")];
+    assert_eq!((f.total, f.approved_unedited, f.withdrawn), (9, 9, 1));
+    assert_eq!(f.summary(), "9/9 approved unedited (1 taken back)");
 }

@@ -964,10 +964,16 @@ fn an_approved_email_waits_in_the_outbox_and_u_takes_it_back() {
     h.send(Msg::Clock);
     assert!(h.screen().contains("sending 4s"), "{}", h.screen());
     assert!(h.executed.is_empty());
-    // Another tab, cursor elsewhere: u still takes back the latest send.
+    // Another tab, cursor on another row: u still takes back the latest send.
     h.keys("2");
     h.keys("1");
-    h.keys("g");
+    h.keys("/");
+    h.code(KeyCode::Esc);
+    h.select("hooli");
+    assert_eq!(
+        h.app.actions.current().unwrap().action.id,
+        "act-demo-hooli-slack"
+    );
     h.keys("u");
     let a = h.action(id);
     assert_eq!(a.state, ActionState::Proposed, "back in the queue");
@@ -1095,11 +1101,7 @@ fn a_counterparty_is_pinned_and_unpinned_from_the_permissions_tab() {
     }
     assert!(h.screen().contains("always review (pinned)"));
     h.code(KeyCode::Enter);
-    assert!(
-        h.screen().contains("a pinned one to unpin"),
-        "{}",
-        h.screen()
-    );
+    assert!(h.screen().contains("-name unpins"), "{}", h.screen());
     h.keys("#Deals");
     h.code(KeyCode::Enter);
     let p = h.store.load_permissions().unwrap();
@@ -1114,10 +1116,25 @@ fn a_counterparty_is_pinned_and_unpinned_from_the_permissions_tab() {
         "{}",
         h.screen()
     );
-    // Typing a pinned one again unpins it.
+    // Typing a pinned one again (to be sure) keeps it and says how to unpin.
     h.keys("3");
     h.code(KeyCode::Enter);
     h.keys("#deals");
+    h.code(KeyCode::Enter);
+    assert!(
+        h.screen()
+            .contains("#deals is already pinned (-#deals unpins it)")
+    );
+    assert!(
+        h.store
+            .load_permissions()
+            .unwrap()
+            .always_review
+            .contains("#deals")
+    );
+    h.code(KeyCode::Esc);
+    h.code(KeyCode::Enter);
+    h.keys("-#deals");
     h.code(KeyCode::Enter);
     assert!(h.store.load_permissions().unwrap().always_review.is_empty());
 }
@@ -1209,4 +1226,92 @@ fn calibration_nudges_are_accepted_and_revoked_from_the_trust_popup() {
     h.keys("d");
     assert!(h.app.trust.nudges().is_empty());
     assert!(h.store.load_permissions().unwrap().auto_rules.is_empty());
+}
+
+#[test]
+fn rejecting_a_waiting_send_stops_the_countdown_and_esc_puts_it_back() {
+    let mut h = H::with_undo_send(Some(std::time::Duration::from_secs(5)));
+    h.select("initech");
+    h.keys("a");
+    assert_eq!(h.app.outbox.len(), 1);
+    // The reject prompt is open past the window: nothing is sent meanwhile.
+    h.keys("r");
+    h.clock.advance(10_000);
+    h.send(Msg::Clock);
+    assert!(h.executed.is_empty(), "{:?}", h.executed);
+    // Esc: back in the outbox with a fresh window, not sent the moment the prompt closes.
+    h.code(KeyCode::Esc);
+    assert_eq!(h.app.outbox.len(), 1);
+    h.send(Msg::Clock);
+    assert!(h.executed.is_empty());
+    // Quitting with a send waiting asks first; the second press quits.
+    h.keys("q");
+    assert!(!h.app.quit);
+    assert!(h.screen().contains("still in the outbox"), "{}", h.screen());
+    h.keys("r");
+    h.keys("changed my mind");
+    h.code(KeyCode::Enter);
+    assert_eq!(
+        h.action("act-demo-initech-followup").state,
+        ActionState::Rejected
+    );
+    h.clock.advance(10_000);
+    h.send(Msg::Clock);
+    assert!(h.executed.is_empty());
+    h.keys("q");
+    assert!(h.app.quit, "nothing waits: one press quits");
+}
+
+/// A fresh calibration that reorders the Trust list under an open popup: the cursor
+/// follows the nudge it was on and the input guard starts again, so Enter can never
+/// accept a nudge the person did not have in front of them.
+#[test]
+fn the_trust_cursor_follows_its_nudge_when_the_list_changes() {
+    let mut h = H::new();
+    let reviewer = dealflow::runtime::review::Reviewer {
+        actor: "user:demo".into(),
+        surface: Surface::ActionCenter,
+    };
+    let template = h.action("act-demo-initech-followup");
+    let streak = |h: &H, prefix: &str, to: &str| {
+        for i in 0..5 {
+            let mut a = template.clone();
+            a.id = format!("{prefix}-{i}");
+            a.confidence = 0.95;
+            if let ActionParams::SendEmail(e) = &mut a.params {
+                e.to = vec![to.into()];
+            }
+            a.original = a.params.clone();
+            h.store.insert_action(&a).unwrap();
+            reviewer
+                .approve(h.store.as_ref(), &a.id, false, NOW)
+                .unwrap();
+        }
+    };
+    streak(&h, "ini", "bill@initech.example");
+    h.send(Msg::Tick);
+    h.keys("n");
+    h.clock.advance(1_500);
+    // A streak for @acme.example sorts before the one on screen.
+    streak(&h, "acme", "ann@acme.example");
+    h.send(Msg::Tick);
+    assert_eq!(h.app.trust.nudges().len(), 2);
+    let s = h.screen();
+    assert!(
+        s.contains("▸ auto-approve send email to @initech.example"),
+        "{s}"
+    );
+    h.code(KeyCode::Enter);
+    assert!(
+        h.store.load_permissions().unwrap().auto_rules.is_empty(),
+        "the guard started again when the list moved"
+    );
+    h.clock.advance(1_100);
+    h.code(KeyCode::Enter);
+    let rules = h.store.load_permissions().unwrap().auto_rules;
+    assert_eq!(rules.len(), 1);
+    assert_eq!(
+        rules[0].target, "@initech.example",
+        "the one that was shown"
+    );
 }

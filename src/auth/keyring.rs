@@ -1,7 +1,8 @@
 //! Where dealflow keeps its long-lived secrets (the login refresh token and the agent
 //! client secret): the OS keyring through keyring-core 1.1.
 //!
-//! Order (crates.md §3.2): Secret Service over zbus, then the kernel keyutils store (after
+//! Order (crates.md §3.2): Secret Service over zbus, then the kernel keyring through
+//! [`KeyutilsStore`] (the user's persistent keyring, read and written directly, after
 //! attaching a session keyring, which avoids the EACCES trap on headless boxes), then —
 //! only if the user opts in with `DEALFLOW_KEYRING=file` — a 0600 file in the state dir.
 //! `DEALFLOW_KEYRING=secret-service|keyutils|file` forces one store.
@@ -46,13 +47,12 @@ fn kerr(e: keyring_core::Error) -> AuthError {
     AuthError::Keyring(e.to_string())
 }
 
-/// A keyring-core credential store (Secret Service or keyutils).
+/// A keyring-core credential store (the Secret Service).
 pub struct KeyringStore {
     store: Arc<keyring_core::CredentialStore>,
     name: String,
     /// Namespaces entries (tests use a unique service so they never clash).
     service: String,
-    keyutils: bool,
 }
 
 /// Session keyrings are per thread (credentials are per task): without one the store
@@ -65,9 +65,6 @@ fn attach_session_keyring() {
 
 impl KeyringStore {
     fn entry(&self, name: &str) -> Result<keyring_core::Entry, AuthError> {
-        if self.keyutils {
-            attach_session_keyring();
-        }
         keyring_core::Entry::new_in_store(&self.store, &self.service, name).map_err(kerr)
     }
 
@@ -85,19 +82,6 @@ impl KeyringStore {
             store,
             name: "Secret Service (D-Bus org.freedesktop.secrets)".into(),
             service: service.into(),
-            keyutils: false,
-        }
-        .probe()
-    }
-
-    pub fn keyutils(service: &str) -> Result<KeyringStore, AuthError> {
-        attach_session_keyring();
-        let store = linux_keyutils_keyring_store::Store::new().map_err(kerr)?;
-        KeyringStore {
-            store,
-            name: "kernel keyutils (persistent keyring; lost at reboot)".into(),
-            service: service.into(),
-            keyutils: true,
         }
         .probe()
     }
@@ -122,6 +106,85 @@ impl SecretStore for KeyringStore {
     }
     fn describe(&self) -> String {
         self.name.clone()
+    }
+}
+
+/// The kernel keyring (keyutils), for headless boxes without a Secret Service. Entries
+/// live in the user's *persistent* keyring and every read and write goes there directly.
+/// Session keyrings belong to a thread's credentials, so going through them (as the
+/// keyring-core keyutils store does) let one thread or process read its own stale copy
+/// after another had rotated the refresh token — which presents a spent token and gets
+/// the whole family revoked. Entry names match that store's (`keyring:<name>@<service>`),
+/// so tokens it wrote are still found.
+pub struct KeyutilsStore {
+    service: String,
+}
+
+impl KeyutilsStore {
+    pub fn open(service: &str) -> Result<KeyutilsStore, AuthError> {
+        let s = KeyutilsStore {
+            service: service.into(),
+        };
+        s.get("probe")?;
+        Ok(s)
+    }
+
+    fn ring() -> Result<linux_keyutils::KeyRing, AuthError> {
+        attach_session_keyring();
+        linux_keyutils::KeyRing::get_persistent(linux_keyutils::KeyRingIdentifier::Session)
+            .map_err(|e| AuthError::Keyring(format!("keyutils: no persistent keyring: {e:?}")))
+    }
+
+    fn description(&self, name: &str) -> String {
+        format!("keyring:{name}@{}", self.service)
+    }
+
+    fn find(&self, name: &str) -> Result<Option<linux_keyutils::Key>, AuthError> {
+        match Self::ring()?.search(&self.description(name)) {
+            Ok(k) => Ok(Some(k)),
+            Err(linux_keyutils::KeyError::KeyDoesNotExist)
+            | Err(linux_keyutils::KeyError::KeyRevoked)
+            | Err(linux_keyutils::KeyError::KeyExpired) => Ok(None),
+            Err(e) => Err(AuthError::Keyring(format!("keyutils: search: {e:?}"))),
+        }
+    }
+}
+
+impl SecretStore for KeyutilsStore {
+    fn get(&self, name: &str) -> Result<Option<String>, AuthError> {
+        let Some(key) = self.find(name)? else {
+            return Ok(None);
+        };
+        let bytes = key
+            .read_to_vec()
+            .map_err(|e| AuthError::Keyring(format!("keyutils: read: {e:?}")))?;
+        String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| AuthError::Keyring("keyutils: the entry is not text".into()))
+    }
+    fn set(&self, name: &str, value: &str) -> Result<(), AuthError> {
+        if value.is_empty() {
+            return Err(AuthError::Keyring(
+                "keyutils cannot hold an empty value".into(),
+            ));
+        }
+        // add_key into the same keyring replaces the entry in place.
+        Self::ring()?
+            .add_key(&self.description(name), value.as_bytes())
+            .map(|_| ())
+            .map_err(|e| AuthError::Keyring(format!("keyutils: add: {e:?}")))
+    }
+    fn delete(&self, name: &str) -> Result<(), AuthError> {
+        if let Some(key) = self.find(name)? {
+            // Invalidated keys are skipped by every search from now on and the kernel
+            // unlinks them everywhere (it has to be done while we still possess it).
+            key.invalidate()
+                .map_err(|e| AuthError::Keyring(format!("keyutils: invalidate: {e:?}")))?;
+        }
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "kernel keyutils (persistent keyring; lost at reboot)".into()
     }
 }
 
@@ -244,7 +307,7 @@ pub fn open_default() -> Result<Arc<dyn SecretStore>, AuthError> {
     };
     match choice.as_str() {
         "secret-service" => return Ok(Arc::new(KeyringStore::secret_service(SERVICE)?)),
-        "keyutils" => return Ok(Arc::new(KeyringStore::keyutils(SERVICE)?)),
+        "keyutils" => return Ok(Arc::new(KeyutilsStore::open(SERVICE)?)),
         "file" => return file(),
         "" | "auto" => {}
         other => {
@@ -257,7 +320,7 @@ pub fn open_default() -> Result<Arc<dyn SecretStore>, AuthError> {
         Ok(s) => return Ok(Arc::new(s)),
         Err(e) => e,
     };
-    let ku = match KeyringStore::keyutils(SERVICE) {
+    let ku = match KeyutilsStore::open(SERVICE) {
         Ok(s) => return Ok(Arc::new(s)),
         Err(e) => e,
     };

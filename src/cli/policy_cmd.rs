@@ -178,6 +178,10 @@ fn simulate(ctx: &Ctx, file: &Path, json: bool) -> Result<ExitCode> {
                 r.rejected += 1;
                 ("rejected", 0.0)
             }
+            Verdict::Withdrawn => {
+                r.rejected += 1;
+                ("withdrawn", 0.0)
+            }
             Verdict::Timeout => {
                 r.timeouts += 1;
                 ("timeout", 0.0)

@@ -144,9 +144,13 @@ impl Default for CalibrationConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
-    Approved { edit_size: f64 },
+    Approved {
+        edit_size: f64,
+    },
     Rejected,
     Timeout,
+    /// Approved, then taken back before it ran.
+    Withdrawn,
 }
 
 /// One decision, normalised from the audit log.
@@ -209,10 +213,8 @@ pub fn observations(entries: &[AuditEntry]) -> Vec<Observation> {
             "action.approved" => Verdict::Approved {
                 edit_size: size.unwrap_or(p.edit_size),
             },
-            // Taking an approval back before it ran (the outbox's undo) is a "no" after
-            // all: it resets the streak like a rejection, so calibration errs toward
-            // asking.
-            "action.rejected" | "action.withdrawn" => Verdict::Rejected,
+            "action.rejected" => Verdict::Rejected,
+            "action.withdrawn" => Verdict::Withdrawn,
             "action.expired" => Verdict::Timeout,
             ev if ev.starts_with("action.") && e.outcome == "timeout" => Verdict::Timeout,
             _ => continue,
@@ -246,13 +248,21 @@ pub struct Figures {
     pub approved_substantial_edit: u64,
     pub rejected: u64,
     pub timeouts: u64,
+    /// Approvals taken back before they ran (counted in `total` once, as approvals).
+    #[serde(default)]
+    pub withdrawn: u64,
 }
 
 impl Figures {
     /// "47/50 approved unedited".
     pub fn summary(&self) -> String {
+        let back = if self.withdrawn > 0 {
+            format!(" ({} taken back)", self.withdrawn)
+        } else {
+            String::new()
+        };
         format!(
-            "{}/{} approved unedited",
+            "{}/{} approved unedited{back}",
             self.approved_unedited, self.total
         )
     }
@@ -327,7 +337,10 @@ impl Calibration {
         }
         let band = confidence_band(o.confidence);
         let f = self.figures.entry((o.kind, band)).or_default();
-        f.total += 1;
+        // A withdrawal is a second thought about a decision already counted.
+        if o.verdict != Verdict::Withdrawn {
+            f.total += 1;
+        }
         let cfg = &self.config;
         let streak = self.streaks.entry((o.kind, o.target.clone())).or_default();
         match o.verdict {
@@ -352,6 +365,13 @@ impl Calibration {
                 *streak = Streak::default();
             }
             Verdict::Timeout => f.timeouts += 1,
+            // Taking an approval back before it ran (the outbox's undo) is a "no" after
+            // all: it resets the streak like a rejection, so calibration errs toward
+            // asking.
+            Verdict::Withdrawn => {
+                f.withdrawn += 1;
+                *streak = Streak::default();
+            }
         }
     }
 

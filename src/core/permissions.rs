@@ -109,8 +109,9 @@ pub struct Permissions {
     /// [`crate::core::consent::gate_at`] honours them (it knows the time).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub auto_rules: Vec<AutoApproveRule>,
-    /// Counterparties pinned to "always review": a domain ("@acme.example"), an address,
-    /// a Slack channel ("#deals"), a deal id or an account name, in lower case. A write
+    /// Counterparties pinned to "always review": a domain ("@acme.example", which covers
+    /// its subdomains), an address, a Slack channel by name ("#deals"; a post addressed
+    /// by channel id is not matched), a deal id or an account name, in lower case. A write
     /// that touches one is never auto-approved, whatever the autonomy, the confidence or
     /// a calibration rule says.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
@@ -129,9 +130,22 @@ pub fn counterparties(action: &super::domain::ActionParams) -> Vec<String> {
     let mut keys: Vec<String> = Vec::new();
     let addresses = |addrs: &mut dyn Iterator<Item = &String>, keys: &mut Vec<String>| {
         for a in addrs {
+            // "Bill <bill@acme.example>" is bill@acme.example.
             let a = normalize_pin(a);
+            let a = match (a.rfind('<'), a.rfind('>')) {
+                (Some(l), Some(r)) if l < r => a[l + 1..r].trim().to_string(),
+                _ => a,
+            };
             if let Some((_, domain)) = a.rsplit_once('@') {
-                keys.push(format!("@{domain}"));
+                // A domain pin covers its subdomains: @acme.example holds eu.acme.example.
+                let mut d = domain;
+                loop {
+                    keys.push(format!("@{d}"));
+                    match d.split_once('.') {
+                        Some((_, parent)) if parent.contains('.') => d = parent,
+                        _ => break,
+                    }
+                }
             }
             keys.push(a);
         }
@@ -142,7 +156,11 @@ pub fn counterparties(action: &super::domain::ActionParams) -> Vec<String> {
             keys.extend(e.deal_id.as_deref().map(normalize_pin));
         }
         P::ScheduleMeeting { attendees, .. } => addresses(&mut attendees.iter(), &mut keys),
-        P::PostSlack { channel, .. } => keys.push(normalize_pin(channel)),
+        // "deals" and "#deals" are one channel to Slack.
+        P::PostSlack { channel, .. } => keys.push(format!(
+            "#{}",
+            normalize_pin(channel).trim_start_matches('#')
+        )),
         P::CreateDeal { name, account, .. } => {
             keys.push(normalize_pin(name));
             keys.push(normalize_pin(account));
@@ -532,10 +550,21 @@ mod tests {
             ]
         );
         let slack = ActionParams::PostSlack {
-            channel: "#Deals".into(),
+            channel: "Deals".into(),
             text: "t".into(),
         };
         assert_eq!(counterparties(&slack), ["#deals"]);
+        let display = ActionParams::SendEmail(Email {
+            to: vec!["Bob <Bob@EU.Acme.example>".into()],
+            cc: vec![],
+            subject: "s".into(),
+            body: "b".into(),
+            deal_id: None,
+        });
+        assert_eq!(
+            counterparties(&display),
+            ["@acme.example", "@eu.acme.example", "bob@eu.acme.example"]
+        );
         let mut pins = BTreeSet::new();
         assert_eq!(pinned(&pins, &counterparties(&email)), None);
         pins.insert(normalize_pin(" @ACME.example "));

@@ -140,12 +140,18 @@ pub fn decision_for(store: &dyn Store, action: &Action) -> Result<Decision, Stor
         action.confidence,
         now,
     );
-    // A deal named only by id is pinned through its account too: the store knows it.
-    let d = match &action.params {
-        ActionParams::UpdateDeal { .. } | ActionParams::CloseDeal { .. }
-            if !perms.always_review.is_empty() =>
-        {
-            let account = account_of(store, &action.params)?.map(|a| normalize_pin(&a));
+    // A write about a deal is pinned through the deal's account too (an email filed
+    // under the deal, a CRM update or close): only the store knows the account.
+    let deal = match &action.params {
+        ActionParams::SendEmail(e) | ActionParams::DraftEmail(e) => e.deal_id.as_deref(),
+        ActionParams::UpdateDeal { deal_id, .. } | ActionParams::CloseDeal { deal_id, .. } => {
+            Some(deal_id.as_str())
+        }
+        _ => None,
+    };
+    let d = match deal {
+        Some(id) if !perms.always_review.is_empty() => {
+            let account = store.get_deal(id)?.map(|deal| normalize_pin(&deal.account));
             match account.and_then(|a| pinned(&perms.always_review, &[a])) {
                 Some(pin) => d.raise_to_review(&format!("{pin} is pinned: always reviewed")),
                 None => d,

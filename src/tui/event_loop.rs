@@ -119,7 +119,11 @@ impl Runner {
                     let _ = out.write_all(seq.as_bytes());
                     let _ = out.flush();
                 }
-                slow @ (Effect::VerifyAudit | Effect::ExportAudit) => {
+                // Read-only and possibly long (a replay of the whole log): never queued in
+                // front of a decision such as an undo.
+                slow @ (Effect::VerifyAudit
+                | Effect::ExportAudit
+                | Effect::LoadCalibration { .. }) => {
                     let (exec, tx) = (self.exec.clone(), self.tx.clone());
                     tokio::task::spawn_blocking(move || {
                         for m in exec.run(slow) {

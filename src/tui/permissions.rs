@@ -98,7 +98,7 @@ impl PermRow {
             PermRow::CloseWonApprover => "\"self\" or a team lead's Auth0 sub",
             PermRow::McpWrites => "on · off",
             PermRow::Pins => {
-                "type a domain (@acme.example), address, #channel, deal id or account to pin it; a pinned one to unpin"
+                "type a domain (@acme.example), address, #channel, deal id or account to pin it; -name unpins"
             }
             PermRow::Account(_) => {
                 "connected · disconnected (dealflow stops using it); `dealflow accounts connect` adds scopes"
@@ -209,16 +209,19 @@ impl PermRow {
                 if t.is_empty() {
                     return Err("type what to pin (or a pinned one to unpin)".into());
                 }
-                let pattern = t.to_string();
-                Ok(
-                    if p.always_review
-                        .contains(&crate::core::permissions::normalize_pin(t))
-                    {
-                        PermissionChange::UnpinReview { pattern }
-                    } else {
-                        PermissionChange::PinReview { pattern }
-                    },
-                )
+                // Unpinning is spelled out: typing a pin again to be sure must not drop it.
+                if let Some(rest) = t.strip_prefix('-') {
+                    return Ok(PermissionChange::UnpinReview {
+                        pattern: rest.trim().to_string(),
+                    });
+                }
+                let pin = crate::core::permissions::normalize_pin(t);
+                if p.always_review.contains(&pin) {
+                    return Err(format!("{pin} is already pinned (-{pin} unpins it)"));
+                }
+                Ok(PermissionChange::PinReview {
+                    pattern: t.to_string(),
+                })
             }
             _ => Err("this setting is not typed".into()),
         }

@@ -80,3 +80,13 @@ impl Trust {
         v
     }
 }
+
+impl TrustItem<'_> {
+    /// What the row is, independent of where it sits in the list.
+    pub fn key(&self) -> String {
+        match self {
+            TrustItem::Nudge(n) => format!("nudge:{}:{}", n.kind, n.target),
+            TrustItem::Rule(r) => format!("rule:{}", r.id),
+        }
+    }
+}

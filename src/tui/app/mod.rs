@@ -77,6 +77,8 @@ pub enum Popup {
     Reject {
         ids: Vec<String>,
         reason: String,
+        /// Sends taken out of the outbox while the person decides; `Esc` puts them back.
+        resume: Vec<String>,
     },
     Bulk {
         plan: BulkPlan,
@@ -176,6 +178,8 @@ pub struct App {
     loaded_once: bool,
     /// Calibration replayed from the audit log: track records, nudges, rule hits.
     pub trust: super::trust::Trust,
+    /// The quit key was pressed once with sends in the outbox; a second press quits.
+    quit_armed: bool,
 }
 
 impl App {
@@ -207,6 +211,7 @@ impl App {
             outbox: super::outbox::Outbox::default(),
             loaded_once: false,
             trust: super::trust::Trust::default(),
+            quit_armed: false,
         }
     }
 
@@ -334,7 +339,9 @@ impl App {
                 permissions,
             } => {
                 self.actions.load(actions, &permissions, self.now);
+                let selected = self.trust_selection();
                 self.perms.perms = Some(*permissions);
+                self.keep_trust_selection(selected);
                 let mut out = vec![];
                 if !self.loaded_once {
                     self.loaded_once = true;
@@ -398,7 +405,9 @@ impl App {
             }
             Msg::PermissionsSaved(r) => match r {
                 Ok(p) => {
+                    let selected = self.trust_selection();
                     self.perms.perms = Some(*p);
+                    self.keep_trust_selection(selected);
                     self.set_status(Level::Ok, "permissions saved (audited)");
                     vec![Effect::LoadActions]
                 }
@@ -486,11 +495,44 @@ impl App {
         }]
     }
 
+    /// The Trust popup's selected row, by identity.
+    fn trust_selection(&self) -> Option<String> {
+        let Some(Popup::Trust { cursor, .. }) = &self.popup else {
+            return None;
+        };
+        self.trust
+            .items(self.perms.perms.as_ref())
+            .get(*cursor)
+            .map(|i| i.key())
+    }
+
+    /// After the Trust list changed under an open popup: the cursor follows the row it
+    /// was on, and if that row moved or went, the input guard starts again, so a key
+    /// meant for one nudge never accepts another.
+    fn keep_trust_selection(&mut self, before: Option<String>) {
+        let items: Vec<String> = self
+            .trust
+            .items(self.perms.perms.as_ref())
+            .iter()
+            .map(|i| i.key())
+            .collect();
+        if let Some(Popup::Trust { cursor, opened_at }) = &mut self.popup {
+            let now_at = before
+                .as_ref()
+                .and_then(|k| items.iter().position(|i| i == k));
+            if now_at != Some(*cursor) {
+                *cursor = now_at.unwrap_or((*cursor).min(items.len().saturating_sub(1)));
+                *opened_at = self.now;
+            }
+        }
+    }
+
     fn on_calibrated(
         &mut self,
         r: Result<Option<Box<super::trust::Calibrated>>, String>,
     ) -> Vec<Effect> {
         self.trust.loading = false;
+        let selected = self.trust_selection();
         match r {
             Ok(Some(c)) => {
                 let before: BTreeSet<(crate::core::domain::ActionKind, String)> = self
@@ -521,6 +563,7 @@ impl App {
             Ok(None) => {}
             Err(e) => self.set_status(Level::Warn, e),
         }
+        self.keep_trust_selection(selected);
         vec![]
     }
 
@@ -559,14 +602,18 @@ impl App {
             .iter()
             .filter(|r| r.action.state == crate::core::domain::ActionState::Approved)
             .count();
-        if n > 0 && self.status.is_none() {
+        if n > 0 {
             let run = self
                 .keymap
                 .keys_for(Section::Actions, Command::ExecuteApproved);
-            self.set_status(
-                Level::Warn,
-                format!("{n} approved but not run (held, or left in the outbox): {run} runs them"),
-            );
+            let line =
+                format!("{n} approved but not run (held, or left in the outbox): {run} runs them");
+            // Alongside a start-up warning (a keymap typo), not instead of it.
+            let text = match self.status.take() {
+                Some((_, earlier)) => format!("{line} · {earlier}"),
+                None => line,
+            };
+            self.set_status(Level::Warn, text);
         }
     }
 
@@ -645,7 +692,25 @@ impl App {
 
     /// Runs a named command (from a key or the palette).
     pub fn run(&mut self, cmd: Command) -> Vec<Effect> {
+        let armed = std::mem::take(&mut self.quit_armed);
         match cmd {
+            // Quitting leaves what waits in the outbox approved and unsent: say so first,
+            // and quit on the second press.
+            Command::Quit if !self.outbox.is_empty() && !armed => {
+                self.quit_armed = true;
+                let n = self.outbox.len();
+                let key = |c| self.keymap.keys_for(Section::Actions, c);
+                let msg = format!(
+                    "{n} send{} still in the outbox: quitting leaves {} approved and unsent · {} sends now · {} takes back · {} again quits",
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "it" } else { "them" },
+                    key(Command::ExecuteApproved),
+                    key(Command::UndoSend),
+                    key(Command::Quit),
+                );
+                self.set_status(Level::Warn, msg);
+                vec![]
+            }
             Command::Quit => {
                 self.quit = true;
                 vec![Effect::Quit]
@@ -707,9 +772,16 @@ impl App {
                 if ids.is_empty() {
                     self.set_status(Level::Warn, "nothing pending or approved to reject here");
                 } else {
+                    // The countdown must not send what the person is about to reject.
+                    let resume: Vec<String> = ids
+                        .iter()
+                        .filter(|id| self.outbox.remove(id))
+                        .cloned()
+                        .collect();
                     self.popup = Some(Popup::Reject {
                         ids,
                         reason: String::new(),
+                        resume,
                     });
                 }
                 vec![]
@@ -791,15 +863,18 @@ impl App {
                 vec![]
             }
             Command::ExecuteApproved => {
-                // "Now" includes the outbox: X is the send-now key.
-                self.outbox.drain();
-                let ids: Vec<String> = self
-                    .actions
-                    .rows
-                    .iter()
-                    .filter(|r| r.action.state == crate::core::domain::ActionState::Approved)
-                    .map(|r| r.action.id.clone())
-                    .collect();
+                // "Now" includes the outbox: X is the send-now key. What waits there runs
+                // even if the last reload has not shown it as approved yet.
+                let mut ids: Vec<String> = self.outbox.drain();
+                ids.extend(
+                    self.actions
+                        .rows
+                        .iter()
+                        .filter(|r| r.action.state == crate::core::domain::ActionState::Approved)
+                        .map(|r| r.action.id.clone())
+                        .filter(|id| !ids.contains(id))
+                        .collect::<Vec<_>>(),
+                );
                 if ids.is_empty() {
                     self.set_status(Level::Warn, "no approved actions to execute");
                     return vec![];

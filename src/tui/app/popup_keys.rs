@@ -65,7 +65,11 @@ impl App {
                     })
                 }
             },
-            Popup::Reject { ids, mut reason } => match k.code {
+            Popup::Reject {
+                ids,
+                mut reason,
+                resume,
+            } => match k.code {
                 KeyCode::Enter => {
                     let reason = reason.trim().to_string();
                     return vec![Effect::Reject {
@@ -73,16 +77,39 @@ impl App {
                         reason: (!reason.is_empty()).then_some(reason),
                     }];
                 }
-                KeyCode::Esc => self.set_status(Level::Info, "not rejected"),
+                KeyCode::Esc => {
+                    // Back in the outbox with a fresh window: nothing leaves the moment
+                    // the prompt closes.
+                    for id in &resume {
+                        if let Some(kind) = self.actions.row_by_id(id).map(|r| r.action.kind()) {
+                            self.outbox.hold(id, kind, self.now);
+                        }
+                    }
+                    self.set_status(Level::Info, "not rejected");
+                }
                 KeyCode::Backspace => {
                     reason.pop();
-                    self.popup = Some(Popup::Reject { ids, reason });
+                    self.popup = Some(Popup::Reject {
+                        ids,
+                        reason,
+                        resume,
+                    });
                 }
                 KeyCode::Char(c) if !ctrl => {
                     reason.push(c);
-                    self.popup = Some(Popup::Reject { ids, reason });
+                    self.popup = Some(Popup::Reject {
+                        ids,
+                        reason,
+                        resume,
+                    });
                 }
-                _ => self.popup = Some(Popup::Reject { ids, reason }),
+                _ => {
+                    self.popup = Some(Popup::Reject {
+                        ids,
+                        reason,
+                        resume,
+                    })
+                }
             },
             Popup::Bulk {
                 plan,

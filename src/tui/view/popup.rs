@@ -108,7 +108,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
                 r,
             );
         }
-        Popup::Reject { ids, reason } => {
+        Popup::Reject { ids, reason, .. } => {
             let r = centered(area, 64, 8);
             let what = if ids.len() == 1 {
                 ids[0].clone()
@@ -314,6 +314,7 @@ fn render_trust(app: &App, f: &mut Frame, area: Rect, cursor: usize) {
         .filter(|i| matches!(i, TrustItem::Nudge(_)))
         .count();
     let mut lines = vec![Line::styled("Nudges", th.style(Role::Title))];
+    let mut cursor_line = 0;
     if app.trust.latest.is_none() {
         lines.push(Line::styled(
             "replaying the audit log…",
@@ -355,6 +356,9 @@ fn render_trust(app: &App, f: &mut Frame, area: Rect, cursor: usize) {
             ),
         };
         let line = Line::raw(format!("{} {text}", if i == cursor { "▸" } else { " " }));
+        if i == cursor {
+            cursor_line = lines.len();
+        }
         lines.push(if i == cursor {
             line.style(th.style(Role::Selected))
         } else {
@@ -378,7 +382,7 @@ fn render_trust(app: &App, f: &mut Frame, area: Rect, cursor: usize) {
     }
     let body = r.height.saturating_sub(3) as usize;
     // Keep the cursor's row in view on a short terminal.
-    let skip = (cursor + 3).saturating_sub(body);
+    let skip = (cursor_line + 1).saturating_sub(body);
     let mut shown: Vec<Line> = lines.into_iter().skip(skip).take(body).collect();
     shown.resize(body, Line::raw(""));
     shown.push(Line::styled(
