@@ -699,3 +699,56 @@ fn taking_a_send_back_from_the_outbox_resets_the_streak() {
     assert_eq!((f.total, f.approved_unedited, f.withdrawn), (9, 9, 1));
     assert_eq!(f.summary(), "9/9 approved unedited (1 taken back)");
 }
+
+/// Calibration fed a page at a time, and only what was appended since, comes out the same
+/// as a replay of the whole log; a changed step-up threshold starts it over.
+#[test]
+fn incremental_replay_matches_a_full_replay() {
+    use dealflow::runtime::trust::{Replay, audit_log, replay};
+    use dealflow::store::{SqliteStore, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+    let decide = |event: &str, id: &str, target: &str, edit: f64| {
+        store
+            .append_audit(NewAuditEntry {
+                ts: 1,
+                actor: "user:ana".into(),
+                surface: Some(Surface::ActionCenter),
+                event: event.into(),
+                action_id: Some(id.into()),
+                outcome: "ok".into(),
+                detail: serde_json::json!({"kind": "send_email", "target": target, "confidence": 0.95, "edit_size": edit}),
+            })
+            .unwrap();
+    };
+    let mut slot = None;
+    let perms = store.load_permissions().unwrap();
+    for i in 0..3 {
+        decide("action.approved", &format!("a{i}"), "@initech.example", 0.0);
+    }
+    Replay::catch_up(&mut slot, &store, &perms).unwrap();
+    for i in 3..6 {
+        decide("action.approved", &format!("a{i}"), "@initech.example", 0.0);
+    }
+    decide("action.approved", "b0", "@acme.example", 0.5);
+    decide("action.withdrawn", "a5", "@initech.example", 0.0);
+    for i in 6..11 {
+        decide("action.approved", &format!("a{i}"), "@initech.example", 0.0);
+    }
+    Replay::catch_up(&mut slot, &store, &perms).unwrap();
+    let r = slot.as_ref().unwrap();
+    let (full, _) = replay(&store).unwrap();
+    assert_eq!(r.calibration().figures, full.figures);
+    assert_eq!(r.calibration().report(), full.report());
+    assert_eq!(r.calibration().nudges(&perms, 0), full.nudges(&perms, 0));
+    assert_eq!(full.nudges(&perms, 0).len(), 1);
+    assert_eq!(r.head(), audit_log(&store).unwrap().last().unwrap().seq);
+    // Nothing new: nothing changes.
+    Replay::catch_up(&mut slot, &store, &perms).unwrap();
+    assert_eq!(slot.as_ref().unwrap().calibration().figures, full.figures);
+    // A new threshold starts over from the first entry, to the same figures.
+    let mut lower = perms.clone();
+    lower.step_up_amount_cents = 1;
+    Replay::catch_up(&mut slot, &store, &lower).unwrap();
+    assert_eq!(slot.as_ref().unwrap().calibration().figures, full.figures);
+}

@@ -176,16 +176,19 @@ struct Proposed {
     edit_size: f64,
 }
 
-/// Normalises audit entries (in sequence order) into observations.
-pub fn observations(entries: &[AuditEntry]) -> Vec<Observation> {
-    let mut known: BTreeMap<String, Proposed> = BTreeMap::new();
-    let mut out = Vec::new();
-    for e in entries {
-        let Some(id) = e.action_id.clone() else {
-            continue;
-        };
+/// Turns audit entries, fed in sequence order, into observations. It remembers what each
+/// action was (kind, target, confidence) from earlier entries, so a log can be fed a page
+/// at a time, or only its new entries since the last feed.
+#[derive(Debug, Clone, Default)]
+pub struct Observer {
+    known: BTreeMap<String, Proposed>,
+}
+
+impl Observer {
+    pub fn observe(&mut self, e: &AuditEntry) -> Option<Observation> {
+        let id = e.action_id.clone()?;
         let d = &e.detail;
-        let p = known.entry(id.clone()).or_default();
+        let p = self.known.entry(id.clone()).or_default();
         if let Some(k) = d
             .get("kind")
             .and_then(|v| v.as_str())
@@ -208,7 +211,7 @@ pub fn observations(entries: &[AuditEntry]) -> Vec<Observation> {
                 if let Some(s) = size {
                     p.edit_size = p.edit_size.max(s);
                 }
-                continue;
+                return None;
             }
             "action.approved" => Verdict::Approved {
                 edit_size: size.unwrap_or(p.edit_size),
@@ -217,12 +220,12 @@ pub fn observations(entries: &[AuditEntry]) -> Vec<Observation> {
             "action.withdrawn" => Verdict::Withdrawn,
             "action.expired" => Verdict::Timeout,
             ev if ev.starts_with("action.") && e.outcome == "timeout" => Verdict::Timeout,
-            _ => continue,
+            _ => return None,
         };
         let (Some(kind), Some(confidence)) = (p.kind, p.confidence) else {
-            continue;
+            return None;
         };
-        out.push(Observation {
+        Some(Observation {
             action_id: id,
             kind,
             target: p.target.clone().unwrap_or_default(),
@@ -234,9 +237,14 @@ pub fn observations(entries: &[AuditEntry]) -> Vec<Observation> {
                 .get("auto_rule")
                 .and_then(|v| v.as_str())
                 .map(str::to_string),
-        });
+        })
     }
-    out
+}
+
+/// Normalises audit entries (in sequence order) into observations.
+pub fn observations(entries: &[AuditEntry]) -> Vec<Observation> {
+    let mut o = Observer::default();
+    entries.iter().filter_map(|e| o.observe(e)).collect()
 }
 
 /// Counts for one kind and confidence band.

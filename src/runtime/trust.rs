@@ -3,7 +3,8 @@
 //! TUI, so both suggest exactly the same rules.
 
 use crate::core::audit::AuditEntry;
-use crate::core::calibration::{Calibration, CalibrationConfig};
+use crate::core::calibration::{Calibration, CalibrationConfig, Observer};
+use crate::core::domain::Cents;
 use crate::core::permissions::Permissions;
 use crate::store::{Store, StoreError};
 
@@ -23,13 +24,74 @@ pub fn audit_log(store: &dyn Store) -> Result<Vec<AuditEntry>, StoreError> {
     Ok(out)
 }
 
-/// The calibration replayed from the audit log, with the permissions it was judged
+/// Calibration kept current by feeding it only the audit entries after the last one it
+/// saw, a page at a time: memory is one page plus what it remembers per action, and a
+/// refresh costs what was appended since, not the whole log.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    observer: Observer,
+    calibration: Calibration,
+    /// The last audit seq fed.
+    after: i64,
+    threshold: Cents,
+}
+
+impl Replay {
+    fn new(threshold: Cents) -> Replay {
+        Replay {
+            observer: Observer::default(),
+            calibration: Calibration::new(CalibrationConfig {
+                step_up_amount_cents: threshold,
+                ..CalibrationConfig::default()
+            }),
+            after: 0,
+            threshold,
+        }
+    }
+
+    /// Feeds what was appended since the last call. A changed step-up threshold (it
+    /// decides which streaks may ever become a nudge) starts over from the first entry.
+    pub fn catch_up(
+        slot: &mut Option<Replay>,
+        store: &dyn Store,
+        perms: &Permissions,
+    ) -> Result<(), StoreError> {
+        let r = match slot {
+            Some(r) if r.threshold == perms.step_up_amount_cents => r,
+            _ => slot.insert(Replay::new(perms.step_up_amount_cents)),
+        };
+        loop {
+            let page = store.audit_page(r.after, 5000)?;
+            let Some(last) = page.last() else { break };
+            r.after = last.seq;
+            for e in &page {
+                if let Some(o) = r.observer.observe(e) {
+                    r.calibration.observe(&o);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn calibration(&self) -> &Calibration {
+        &self.calibration
+    }
+
+    /// The last audit seq it has seen.
+    pub fn head(&self) -> i64 {
+        self.after
+    }
+}
+
+/// The calibration replayed from the whole audit log, with the permissions it was judged
 /// against (their step-up threshold bounds what may ever be suggested).
 pub fn replay(store: &dyn Store) -> Result<(Calibration, Permissions), StoreError> {
     let perms = store.load_permissions()?;
-    let cfg = CalibrationConfig {
-        step_up_amount_cents: perms.step_up_amount_cents,
-        ..CalibrationConfig::default()
-    };
-    Ok((Calibration::replay(cfg, &audit_log(store)?), perms))
+    let mut slot = None;
+    Replay::catch_up(&mut slot, store, &perms)?;
+    let calibration = slot.map_or_else(
+        || Calibration::new(CalibrationConfig::default()),
+        |r| r.calibration,
+    );
+    Ok((calibration, perms))
 }

@@ -19,6 +19,8 @@ pub struct Executor {
     pub clock: Arc<dyn Clock>,
     /// Where `ExportAudit` writes.
     pub export_dir: PathBuf,
+    /// Calibration fed incrementally from the audit log (`LoadCalibration`).
+    pub replay: Arc<std::sync::Mutex<Option<crate::runtime::trust::Replay>>>,
 }
 
 impl Executor {
@@ -28,15 +30,25 @@ impl Executor {
         known_head: Option<i64>,
     ) -> Result<Option<Box<super::trust::Calibrated>>, String> {
         let s = self.store.as_ref();
-        let head = s.audit_head().map_err(|e| format!("calibration: {e}"))?.0;
+        let fail = |e: crate::store::StoreError| format!("calibration: {e}");
+        let head = s.audit_head().map_err(fail)?.0;
         if known_head == Some(head) {
             return Ok(None);
         }
-        let (calibration, perms) =
-            crate::runtime::trust::replay(s).map_err(|e| format!("calibration: {e}"))?;
+        let perms = s.load_permissions().map_err(fail)?;
+        // One replay at a time; each only reads what was appended since the last.
+        let mut slot = self
+            .replay
+            .lock()
+            .map_err(|_| "calibration: an earlier replay failed".to_string())?;
+        crate::runtime::trust::Replay::catch_up(&mut slot, s, &perms).map_err(fail)?;
+        let Some(r) = slot.as_ref() else {
+            return Ok(None);
+        };
+        let calibration = r.calibration().clone();
         let nudges = calibration.nudges(&perms, self.clock.now_ms());
         Ok(Some(Box::new(super::trust::Calibrated {
-            head,
+            head: r.head().max(head),
             calibration,
             nudges,
         })))

@@ -117,6 +117,7 @@ pub fn build(store: Arc<dyn Store>, opts: &TuiOptions, clock: Arc<dyn Clock>) ->
         },
         clock,
         export_dir: opts.export_dir.clone(),
+        replay: Default::default(),
     };
     (app, exec)
 }
