@@ -358,13 +358,15 @@ impl Keymap {
     /// The key that runs `cmd` in `section` (or globally), as hints should name it; a
     /// command the user unbound is still reachable from the palette, so say that.
     pub fn keys_for(&self, section: Section, cmd: Command) -> String {
+        // The plainest key when there are several ("q" rather than "ctrl-c").
         [section, Section::Global]
             .into_iter()
             .find_map(|sec| {
                 self.bindings
                     .iter()
-                    .find(|((s, _), c)| *s == sec && **c == cmd)
+                    .filter(|((s, _), c)| *s == sec && **c == cmd)
                     .map(|((_, k), _)| k.label())
+                    .min_by_key(|label| (label.chars().count(), label.clone()))
             })
             .unwrap_or_else(|| format!(":{}", cmd.name()))
     }
@@ -448,6 +450,7 @@ command = "frobnicate"
             ":undo_send"
         );
         assert_eq!(km.keys_for(Section::Actions, Command::Help), "?");
+        assert_eq!(km.keys_for(Section::Actions, Command::Quit), "q");
     }
 
     #[test]
