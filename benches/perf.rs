@@ -288,18 +288,10 @@ fn bare_sqlite_appends(path: &Path, n: usize) -> Result<Duration> {
 }
 
 fn chain_bytes(store: &dyn Store) -> Result<Vec<Vec<u8>>> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.audit_page(after, 5000)?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        out.extend(
-            page.iter()
-                .map(|e| canonical_bytes(e.seq, &e.prev_hash, &e.unsealed())),
-        );
-    }
-    Ok(out)
+    Ok(dealflow::runtime::trust::audit_log(store)?
+        .iter()
+        .map(|e| canonical_bytes(e.seq, &e.prev_hash, &e.unsealed()))
+        .collect())
 }
 
 fn sha_floor(bytes: &[Vec<u8>]) -> Duration {

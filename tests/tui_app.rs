@@ -40,9 +40,16 @@ impl H {
 
     /// With the outbox on (`ui.undo_send`).
     fn with_undo_send(undo_send: Option<std::time::Duration>) -> H {
+        H::with_setup(undo_send, |_| {})
+    }
+
+    /// `setup` runs on the seeded store before the app starts (what an earlier session
+    /// left behind).
+    fn with_setup(undo_send: Option<std::time::Duration>, setup: impl FnOnce(&dyn Store)) -> H {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap());
         dealflow::sandbox::demo::seed(store.as_ref(), NOW).unwrap();
+        setup(store.as_ref());
         let clock = ManualClock::new(NOW);
         let opts = TuiOptions {
             sandbox: true,
@@ -149,6 +156,32 @@ impl H {
         self.keys("/");
         self.keys(needle);
         self.code(KeyCode::Enter);
+    }
+}
+
+fn reviewer() -> dealflow::runtime::review::Reviewer {
+    dealflow::runtime::review::Reviewer {
+        actor: "user:demo".into(),
+        surface: Surface::ActionCenter,
+    }
+}
+
+/// `n` copies of the Initech follow-up to `to` at confidence 0.95, each approved
+/// unedited: the history a calibration nudge grows from.
+fn approve_streak(h: &H, prefix: &str, to: &str, n: usize) {
+    let template = h.action("act-demo-initech-followup");
+    for i in 0..n {
+        let mut a = template.clone();
+        a.id = format!("{prefix}-{i}");
+        a.confidence = 0.95;
+        if let ActionParams::SendEmail(e) = &mut a.params {
+            e.to = vec![to.into()];
+        }
+        a.original = a.params.clone();
+        h.store.insert_action(&a).unwrap();
+        reviewer()
+            .approve(h.store.as_ref(), &a.id, false, NOW)
+            .unwrap();
     }
 }
 
@@ -1056,34 +1089,12 @@ fn editing_a_waiting_send_takes_it_out_and_x_sends_now() {
 
 #[test]
 fn approvals_left_unrun_are_named_on_the_first_load() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap());
-    dealflow::sandbox::demo::seed(store.as_ref(), NOW).unwrap();
-    let reviewer = dealflow::runtime::review::Reviewer {
-        actor: "user:demo".into(),
-        surface: Surface::ActionCenter,
-    };
-    reviewer
-        .approve(store.as_ref(), "act-demo-hooli-slack", false, NOW)
-        .unwrap();
-    let opts = TuiOptions {
-        sandbox: true,
-        tenant: None,
-        theme: "dark".into(),
-        mouse: false,
-        notify: false,
-        config_dir: None,
-        export_dir: dir.path().to_path_buf(),
-        handlers: vec![],
-        idle_lock: None,
-        undo_send: Some(std::time::Duration::from_secs(10)),
-    };
-    let (mut app, exec) = build(store.clone(), &opts, Arc::new(ManualClock::new(NOW)));
-    for e in app.init() {
-        for m in exec.run(e) {
-            app.update(m);
-        }
-    }
+    let h = H::with_setup(Some(std::time::Duration::from_secs(10)), |store| {
+        reviewer()
+            .approve(store, "act-demo-hooli-slack", false, NOW)
+            .unwrap();
+    });
+    let app = &h.app;
     let (_, text) = app.status.clone().unwrap();
     assert!(text.contains("1 approved but not run"), "{text}");
     assert!(text.contains("X runs them"), "{text}");
@@ -1145,23 +1156,11 @@ fn a_counterparty_is_pinned_and_unpinned_from_the_permissions_tab() {
 #[test]
 fn calibration_nudges_are_accepted_and_revoked_from_the_trust_popup() {
     let mut h = H::new();
-    let reviewer = dealflow::runtime::review::Reviewer {
-        actor: "user:demo".into(),
-        surface: Surface::ActionCenter,
-    };
-    let template = h.action("act-demo-initech-followup");
-    let mk = |h: &H, id: &str| {
-        let mut a = template.clone();
-        a.id = id.into();
-        a.confidence = 0.95;
-        h.store.insert_action(&a).unwrap();
-    };
-    for i in 0..5 {
-        let id = format!("act-past-{i}");
-        mk(&h, &id);
-        reviewer.approve(h.store.as_ref(), &id, false, NOW).unwrap();
-    }
-    mk(&h, "act-next");
+    approve_streak(&h, "act-past", "bill@initech.example", 5);
+    let mut next = h.action("act-demo-initech-followup");
+    next.id = "act-next".into();
+    next.confidence = 0.95;
+    h.store.insert_action(&next).unwrap();
     assert!(h.app.trust.nudges().is_empty());
     h.send(Msg::Tick);
     assert_eq!(h.app.trust.nudges().len(), 1);
@@ -1268,32 +1267,12 @@ fn rejecting_a_waiting_send_stops_the_countdown_and_esc_puts_it_back() {
 #[test]
 fn the_trust_cursor_follows_its_nudge_when_the_list_changes() {
     let mut h = H::new();
-    let reviewer = dealflow::runtime::review::Reviewer {
-        actor: "user:demo".into(),
-        surface: Surface::ActionCenter,
-    };
-    let template = h.action("act-demo-initech-followup");
-    let streak = |h: &H, prefix: &str, to: &str| {
-        for i in 0..5 {
-            let mut a = template.clone();
-            a.id = format!("{prefix}-{i}");
-            a.confidence = 0.95;
-            if let ActionParams::SendEmail(e) = &mut a.params {
-                e.to = vec![to.into()];
-            }
-            a.original = a.params.clone();
-            h.store.insert_action(&a).unwrap();
-            reviewer
-                .approve(h.store.as_ref(), &a.id, false, NOW)
-                .unwrap();
-        }
-    };
-    streak(&h, "ini", "bill@initech.example");
+    approve_streak(&h, "ini", "bill@initech.example", 5);
     h.send(Msg::Tick);
     h.keys("n");
     h.clock.advance(1_500);
     // A streak for @acme.example sorts before the one on screen.
-    streak(&h, "acme", "ann@acme.example");
+    approve_streak(&h, "acme", "ann@acme.example", 5);
     h.send(Msg::Tick);
     assert_eq!(h.app.trust.nudges().len(), 2);
     let s = h.screen();
