@@ -1294,3 +1294,51 @@ fn the_trust_cursor_follows_its_nudge_when_the_list_changes() {
         "the one that was shown"
     );
 }
+
+/// The rubber-stamp guard: after five approvals inside half a minute, the next
+/// irreversible one opens the full confirmation (behind the input guard) instead of
+/// going straight through; after that one look the count starts over.
+#[test]
+fn approving_faster_than_anyone_reads_stops_at_the_next_irreversible_one() {
+    let mut h = H::new();
+    let template = h.action("act-demo-initech-followup");
+    for i in 0..7 {
+        let mut a = template.clone();
+        a.id = format!("act-fast-{i}");
+        h.store.insert_action(&a).unwrap();
+    }
+    h.send(Msg::Tick);
+    for i in 0..5 {
+        h.keys("/");
+        h.code(KeyCode::Esc);
+        h.select(&format!("act-fast-{i}"));
+        h.keys("a");
+        assert_eq!(
+            h.action(&format!("act-fast-{i}")).state,
+            ActionState::Approved
+        );
+        h.clock.advance(2_000);
+    }
+    h.keys("/");
+    h.code(KeyCode::Esc);
+    h.select("act-fast-5");
+    h.keys("a");
+    let s = h.screen();
+    assert!(s.contains("pace check: 5 approvals in 30 s"), "{s}");
+    assert_eq!(h.action("act-fast-5").state, ActionState::Proposed);
+    h.keys("y");
+    assert_eq!(
+        h.action("act-fast-5").state,
+        ActionState::Proposed,
+        "input guard"
+    );
+    h.clock.advance(1_100);
+    h.keys("y");
+    assert_eq!(h.action("act-fast-5").state, ActionState::Approved);
+    // One look resets the pace: the next goes straight through.
+    h.keys("/");
+    h.code(KeyCode::Esc);
+    h.select("act-fast-6");
+    h.keys("a");
+    assert_eq!(h.action("act-fast-6").state, ActionState::Approved);
+}

@@ -21,6 +21,7 @@ pub mod lock;
 pub mod msg;
 pub mod notify;
 pub mod outbox;
+pub mod pace;
 pub mod permissions;
 pub mod theme;
 pub mod trust;

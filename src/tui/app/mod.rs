@@ -180,6 +180,8 @@ pub struct App {
     pub trust: super::trust::Trust,
     /// The quit key was pressed once with sends in the outbox; a second press quits.
     quit_armed: bool,
+    /// Recent approvals, for the rubber-stamp guard.
+    pub pace: super::pace::Pace,
 }
 
 impl App {
@@ -212,6 +214,7 @@ impl App {
             loaded_once: false,
             trust: super::trust::Trust::default(),
             quit_armed: false,
+            pace: super::pace::Pace::default(),
         }
     }
 
@@ -364,6 +367,7 @@ impl App {
                         if verb == Verb::Approve
                             && a.state == crate::core::domain::ActionState::Approved
                         {
+                            self.pace.record(self.now);
                             return self.send_or_hold(&a);
                         }
                         // Anything else done to it (an edit, a reject, a withdrawal)
@@ -976,7 +980,28 @@ impl App {
         }
         let id = a.id.clone();
         let version = a.version;
+        let irreversible = !a.kind().risk().reversible;
         match r.decision.gate().clone() {
+            // Approving one after another faster than anyone reads: the next thing that
+            // cannot be undone gets the full confirmation, once.
+            Gate::Allow | Gate::Review
+                if irreversible && self.pace.too_fast(self.now).is_some() =>
+            {
+                let n = self.pace.too_fast(self.now).unwrap_or(super::pace::LIMIT);
+                self.pace.reset();
+                let lines = what_will_happen(a);
+                self.popup = Some(Popup::StepUp {
+                    id,
+                    version,
+                    lines,
+                    gate: format!(
+                        "pace check: {n} approvals in {} s; this one cannot be undone",
+                        super::pace::WINDOW_MS / 1000
+                    ),
+                    opened_at: self.now,
+                });
+                vec![]
+            }
             Gate::Allow | Gate::Review => {
                 self.set_status(Level::Info, format!("approving {id}…"));
                 vec![Effect::Approve {
