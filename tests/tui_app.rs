@@ -560,6 +560,7 @@ fn the_queue_is_virtualised() {
     h.send(Msg::ActionsLoaded {
         actions: many,
         permissions,
+        accounts: Default::default(),
     });
     h.keys("G");
     let s = h.screen();
@@ -1148,6 +1149,36 @@ fn a_counterparty_is_pinned_and_unpinned_from_the_permissions_tab() {
     h.keys("-#deals");
     h.code(KeyCode::Enter);
     assert!(h.store.load_permissions().unwrap().always_review.is_empty());
+
+    // An account pin shows in the queue for an email filed under one of its deals, as
+    // approval will apply it: send_email set to auto, yet the Initech follow-up is reviewed.
+    h.keys("g");
+    h.keys("h");
+    assert_eq!(
+        h.store
+            .load_permissions()
+            .unwrap()
+            .autonomy_for(ActionKind::SendEmail),
+        Autonomy::Auto
+    );
+    for _ in 0..12 {
+        h.keys("j");
+    }
+    h.code(KeyCode::Enter);
+    h.keys("Initech");
+    h.code(KeyCode::Enter);
+    h.keys("1");
+    h.keys("/");
+    h.code(KeyCode::Esc);
+    h.select("initech");
+    h.send(Msg::Tick);
+    let row = h.app.actions.current().unwrap();
+    assert_eq!(row.decision.gate().name(), "review", "{:?}", row.decision);
+    assert!(
+        h.screen().contains("initech is pinned: always reviewed"),
+        "{}",
+        h.screen()
+    );
 }
 
 /// Five unedited approvals at high confidence: the Trust popup offers a rule, accepting

@@ -178,6 +178,23 @@ pub fn counterparties(action: &super::domain::ActionParams) -> Vec<String> {
     keys
 }
 
+/// The deal a write is filed under (an email about it, a CRM update or close): the store
+/// knows its account, which a pin may name.
+pub fn deal_of(action: &super::domain::ActionParams) -> Option<&str> {
+    use super::domain::ActionParams as P;
+    match action {
+        P::SendEmail(e) | P::DraftEmail(e) => e.deal_id.as_deref(),
+        P::UpdateDeal { deal_id, .. } | P::CloseDeal { deal_id, .. } => Some(deal_id),
+        _ => None,
+    }
+}
+
+/// The reason a write filed under a deal of `account` is reviewed, if that account is
+/// pinned.
+pub fn account_pin(pins: &BTreeSet<String>, account: &str) -> Option<String> {
+    pinned(pins, &[normalize_pin(account)]).map(|pin| format!("{pin} is pinned: always reviewed"))
+}
+
 /// The first pin among `keys` (counterparties, plus what the store knows, such as a
 /// deal's account), if any.
 pub fn pinned<'a>(pins: &'a BTreeSet<String>, keys: &[String]) -> Option<&'a str> {

@@ -9,7 +9,7 @@ use crate::core::consent::{
     Consent, ConsentError, Decision, Evidence, Gate, gate_at, payload_digest, split_guard,
 };
 use crate::core::domain::{Action, ActionParams, ActionState, Millis, Surface};
-use crate::core::permissions::{Approver, normalize_pin, pinned};
+use crate::core::permissions::{Approver, account_pin, deal_of};
 use crate::store::{ActionFilter, Store, StoreError, Transition};
 
 #[derive(Debug, thiserror::Error)]
@@ -142,18 +142,11 @@ pub fn decision_for(store: &dyn Store, action: &Action) -> Result<Decision, Stor
     );
     // A write about a deal is pinned through the deal's account too (an email filed
     // under the deal, a CRM update or close): only the store knows the account.
-    let deal = match &action.params {
-        ActionParams::SendEmail(e) | ActionParams::DraftEmail(e) => e.deal_id.as_deref(),
-        ActionParams::UpdateDeal { deal_id, .. } | ActionParams::CloseDeal { deal_id, .. } => {
-            Some(deal_id.as_str())
-        }
-        _ => None,
-    };
-    let d = match deal {
+    let d = match deal_of(&action.params) {
         Some(id) if !perms.always_review.is_empty() => {
-            let account = store.get_deal(id)?.map(|deal| normalize_pin(&deal.account));
-            match account.and_then(|a| pinned(&perms.always_review, &[a])) {
-                Some(pin) => d.raise_to_review(&format!("{pin} is pinned: always reviewed")),
+            let account = store.get_deal(id)?.map(|deal| deal.account);
+            match account.and_then(|a| account_pin(&perms.always_review, &a)) {
+                Some(reason) => d.raise_to_review(&reason),
                 None => d,
             }
         }

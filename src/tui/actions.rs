@@ -3,7 +3,7 @@
 
 use crate::core::consent::{Decision, Gate, gate_at, payload_digest};
 use crate::core::domain::{Action, ActionKind, ActionParams, ActionState, Millis, format_money};
-use crate::core::permissions::Permissions;
+use crate::core::permissions::{Permissions, account_pin, deal_of};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One queue row: the action and the gate it faces under the loaded permissions.
@@ -103,14 +103,31 @@ impl Default for ActionsTab {
 }
 
 impl ActionsTab {
-    /// Loads the queue, gated at `now` so live auto-approve rules show as they will apply.
-    pub fn load(&mut self, actions: Vec<Action>, perms: &Permissions, now: Millis) {
+    /// Loads the queue, gated at `now` so live auto-approve rules show as they will apply,
+    /// and with account pins applied through `accounts` (deal id → account), as approval
+    /// will (`runtime::review::decision_for`).
+    pub fn load(
+        &mut self,
+        actions: Vec<Action>,
+        perms: &Permissions,
+        now: Millis,
+        accounts: &BTreeMap<String, String>,
+    ) {
         let keep = self.current().map(|r| r.action.id.clone());
         self.rows = actions
             .into_iter()
-            .map(|a| Row {
-                decision: gate_at(a.surface, &a.params, perms, a.confidence, now),
-                action: a,
+            .map(|a| {
+                let d = gate_at(a.surface, &a.params, perms, a.confidence, now);
+                let pin = deal_of(&a.params)
+                    .and_then(|id| accounts.get(id))
+                    .and_then(|acc| account_pin(&perms.always_review, acc));
+                Row {
+                    decision: match pin {
+                        Some(reason) => d.raise_to_review(&reason),
+                        None => d,
+                    },
+                    action: a,
+                }
             })
             .collect();
         let live: BTreeSet<&str> = self

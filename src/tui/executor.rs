@@ -244,12 +244,26 @@ impl Executor {
             states: vec![],
             limit: Some(10_000),
         };
-        match (s.list_actions(&filter), s.load_permissions()) {
-            (Ok(actions), Ok(permissions)) => Msg::ActionsLoaded {
+        let loaded = s.list_actions(&filter).and_then(|actions| {
+            let permissions = s.load_permissions()?;
+            // Only pins need the accounts, so the 2 s refresh reads deals only then.
+            let accounts = if permissions.always_review.is_empty() {
+                Default::default()
+            } else {
+                s.list_deals()?
+                    .into_iter()
+                    .map(|d| (d.id, d.account))
+                    .collect()
+            };
+            Ok((actions, permissions, accounts))
+        });
+        match loaded {
+            Ok((actions, permissions, accounts)) => Msg::ActionsLoaded {
                 actions,
                 permissions: Box::new(permissions),
+                accounts,
             },
-            (Err(e), _) | (_, Err(e)) => Msg::LoadFailed(format!("store: {e}")),
+            Err(e) => Msg::LoadFailed(format!("store: {e}")),
         }
     }
 

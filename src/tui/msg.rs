@@ -28,6 +28,8 @@ pub enum Msg {
     ActionsLoaded {
         actions: Vec<Action>,
         permissions: Box<Permissions>,
+        /// Deal id → account, when pins are set (an account pin covers its deals).
+        accounts: BTreeMap<String, String>,
     },
     /// A store read failed; shown on the status line.
     LoadFailed(String),

@@ -340,8 +340,10 @@ impl App {
             Msg::ActionsLoaded {
                 actions,
                 permissions,
+                accounts,
             } => {
-                self.actions.load(actions, &permissions, self.now);
+                self.actions
+                    .load(actions, &permissions, self.now, &accounts);
                 let selected = self.trust_selection();
                 self.perms.perms = Some(*permissions);
                 self.keep_trust_selection(selected);
