@@ -156,3 +156,69 @@ fn shared_box_rows_record_unix_user_and_ssh_origin() {
     assert_eq!(rows[0].detail["confidence"], 0.93);
     assert_eq!(u.store.verify_audit().unwrap(), Ok(3));
 }
+
+/// A team policy set from a file tightens a member's own settings and cannot be loosened
+/// by them; a policy that breaks a rule is refused naming the file; clearing it hands the
+/// member their own settings back. Every step is in the audit log.
+#[test]
+fn a_team_policy_tightens_members_and_only_tightens() {
+    let u = User::new();
+    let team = format!("team-{:08x}", rand::random::<u32>());
+    std::fs::write(
+        u.dir.path().join("config.toml"),
+        format!("[store]\nurl = \"{}\"\nteam = \"{team}\"\n", redis_url()),
+    )
+    .unwrap();
+    let run = |args: &[&str]| -> String {
+        let a = u.cmd().args(args).assert().success();
+        String::from_utf8_lossy(&a.get_output().stdout).into_owned()
+    };
+    let effective = || -> serde_json::Value {
+        serde_json::from_str(&run(&["permissions", "show", "--json"])).unwrap()
+    };
+    assert!(run(&["team", "show"]).contains("no policy"));
+    run(&["permissions", "autonomy", "send_email", "auto"]);
+    assert_eq!(effective()["autonomy"]["send_email"], "auto");
+
+    let bad = u.dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[close_won]\nlevel = \"auto\"\napprover = { who = \"self\" }\n",
+    )
+    .unwrap();
+    let a = u.cmd().args(["team", "set"]).arg(&bad).assert().failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains("bad.toml") && err.contains("at least step_up"),
+        "{err}"
+    );
+
+    let policy = u.dir.path().join("team.toml");
+    std::fs::write(
+        &policy,
+        "always_review = [\"@acme.example\"]\n[autonomy]\nsend_email = \"step_up\"\n",
+    )
+    .unwrap();
+    let out = run(&["team", "set", policy.to_str().unwrap()]);
+    assert!(out.contains(&format!("team {team}: policy set")), "{out}");
+    let p = effective();
+    assert_eq!(p["autonomy"]["send_email"], "step_up");
+    assert_eq!(p["always_review"], serde_json::json!(["@acme.example"]));
+    // The member's own looser setting does not lift the team's floor.
+    run(&["permissions", "autonomy", "send_email", "auto"]);
+    assert_eq!(effective()["autonomy"]["send_email"], "step_up");
+    let shown: serde_json::Value = serde_json::from_str(&run(&["team", "show", "--json"])).unwrap();
+    assert_eq!(shown["autonomy"]["send_email"], "step_up");
+
+    run(&["team", "clear"]);
+    assert_eq!(effective()["autonomy"]["send_email"], "auto");
+    let events: Vec<String> = u
+        .store
+        .audit_page(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .filter(|e| e.starts_with("team."))
+        .collect();
+    assert_eq!(events, ["team.policy_set", "team.policy_cleared"]);
+}

@@ -11,6 +11,7 @@ mod mcp_cmd;
 mod permissions_cmd;
 mod policy_cmd;
 mod status;
+mod team_cmd;
 
 use crate::config::{Config, Override, Source};
 use crate::store::{RedisStore, SqliteStore, Store};
@@ -92,6 +93,11 @@ pub enum Command {
     Policy {
         #[command(subcommand)]
         cmd: policy_cmd::PolicyCmd,
+    },
+    /// The team policy on a shared Redis store (it only ever tightens members' settings).
+    Team {
+        #[command(subcommand)]
+        cmd: team_cmd::TeamCmd,
     },
     /// Pipeline overview: deals and the queue with the gate each action faces.
     Status,
@@ -334,6 +340,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Command::Audit { cmd }) => audit_cmd::run(&ctx, cmd),
         Some(Command::Permissions { cmd }) => permissions_cmd::run(&ctx, cmd),
         Some(Command::Policy { cmd }) => policy_cmd::run(&ctx, cmd),
+        Some(Command::Team { cmd }) => team_cmd::run(&ctx, cmd),
         Some(Command::Doctor) => doctor(&ctx),
         Some(Command::Batch { every }) => batch_cmd::run(&ctx, every),
         Some(Command::Accounts { cmd }) => accounts_cmd::run(&ctx, cmd),

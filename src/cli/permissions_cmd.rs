@@ -105,10 +105,15 @@ fn parse_level(s: &str) -> Result<Autonomy> {
 }
 
 fn show(ctx: &Ctx, json: bool) -> Result<ExitCode> {
-    let p = ctx.store.load_permissions()?;
+    print(&ctx.store.load_permissions()?, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A permission set as `permissions show` prints it (also `team show`).
+pub fn print(p: &crate::core::permissions::Permissions, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&p)?);
-        return Ok(ExitCode::SUCCESS);
+        println!("{}", serde_json::to_string_pretty(p)?);
+        return Ok(());
     }
     println!("autonomy per action kind");
     for k in ActionKind::ALL {
@@ -148,5 +153,5 @@ fn show(ctx: &Ctx, json: bool) -> Result<ExitCode> {
             r.id, r.kind, r.target, r.min_confidence, r.expires_at, r.id
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

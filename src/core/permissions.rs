@@ -437,6 +437,42 @@ impl Permissions {
         }
     }
 
+    /// Checks a whole set (a team policy read from a file) against the same rules
+    /// [`Permissions::apply`] enforces change by change.
+    pub fn check(&self) -> Result<(), String> {
+        for (k, l) in &self.autonomy {
+            if k.is_read() && *l != Autonomy::Auto && *l != Autonomy::Deny {
+                return Err(format!(
+                    "{k} is a read: it is either allowed (auto) or denied"
+                ));
+            }
+        }
+        if self.step_up_amount_cents < 0 {
+            return Err("the step-up threshold must not be negative".into());
+        }
+        if self.close_won.level < Autonomy::StepUp {
+            return Err("closing a deal as won needs at least step_up: it is irreversible".into());
+        }
+        let c = &self.confidence;
+        if !(0.0..=1.0).contains(&c.force_review_below) {
+            return Err("force_review_below must be between 0 and 1".into());
+        }
+        if let Some(at) = c.auto_approve_at
+            && (!(0.0..=1.0).contains(&at) || at < c.force_review_below)
+        {
+            return Err(format!(
+                "auto_approve_at {at:.2} must be between force_review_below {:.2} and 1",
+                c.force_review_below
+            ));
+        }
+        if !self.auto_rules.is_empty() {
+            return Err(
+                "a team policy carries no auto-approve rules: each person accepts their own".into(),
+            );
+        }
+        Ok(())
+    }
+
     /// The effective set when a team policy applies: every setting takes whichever of
     /// the two has more friction, so a user can tighten the team's policy but never
     /// loosen it. Auto-approve (global or per rule) survives only where the team allows

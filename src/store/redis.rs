@@ -301,6 +301,19 @@ impl RedisStore {
         self.append_audit(entry)
     }
 
+    /// Removes the team policy (audited in this user's log).
+    pub fn clear_team_policy(&self, mut entry: NewAuditEntry) -> Result<AuditEntry> {
+        let Some(team) = self.team.clone() else {
+            return Err(StoreError::Permission("this store has no team".into()));
+        };
+        let key = self.team_key(&team);
+        self.with(|c| redis::cmd("DEL").arg(&key).query::<u64>(c))?;
+        if let serde_json::Value::Object(m) = &mut entry.detail {
+            m.insert("team".into(), team.into());
+        }
+        self.append_audit(entry)
+    }
+
     /// The user's own permission set, before any team policy.
     pub fn own_permissions(&self) -> Result<Permissions> {
         Ok(self.own_permissions_raw()?.1)
