@@ -204,8 +204,12 @@ fn a_team_policy_tightens_members_and_only_tightens() {
     let p = effective();
     assert_eq!(p["autonomy"]["send_email"], "step_up");
     assert_eq!(p["always_review"], serde_json::json!(["@acme.example"]));
-    // The member's own looser setting does not lift the team's floor.
-    run(&["permissions", "autonomy", "send_email", "auto"]);
+    // The member's own looser setting does not lift the team's floor, and says so.
+    let out = run(&["permissions", "autonomy", "send_email", "auto"]);
+    assert!(
+        out.contains("in effect: send_email stays step_up (the team policy holds it there)"),
+        "{out}"
+    );
     assert_eq!(effective()["autonomy"]["send_email"], "step_up");
     let shown: serde_json::Value = serde_json::from_str(&run(&["team", "show", "--json"])).unwrap();
     assert_eq!(shown["autonomy"]["send_email"], "step_up");

@@ -78,7 +78,7 @@ pub fn run(ctx: &Ctx, cmd: PermissionsCmd) -> Result<ExitCode> {
             },
         },
     };
-    let (_, entry) = ctx.store.change_permissions(
+    let (effective, entry) = ctx.store.change_permissions(
         &change,
         NewAuditEntry {
             ts: now_ms(),
@@ -96,6 +96,13 @@ pub fn run(ctx: &Ctx, cmd: PermissionsCmd) -> Result<ExitCode> {
         .and_then(|s| s.as_str())
         .unwrap_or("");
     println!("{summary} (audit #{})", entry.seq);
+    // On a team store the saved value is the member's own; the team may hold it tighter.
+    if let PermissionChange::SetAutonomy { kind, level } = &change {
+        let held = effective.autonomy_for(*kind);
+        if held != *level {
+            println!("in effect: {kind} stays {held} (the team policy holds it there)");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
