@@ -44,6 +44,16 @@ fn pause(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
 
+/// `/needle` Enter: the queue filtered to the one row it names, the cursor on it.
+fn filter_to(p: &mut rexpect::session::PtySession, needle: &str) {
+    p.send(&format!("/{needle}")).unwrap();
+    p.flush().unwrap();
+    pause(200);
+    p.send("\r").unwrap();
+    p.flush().unwrap();
+    pause(200);
+}
+
 #[test]
 fn edit_approve_and_execute_a_suggestion_in_the_real_tui() {
     let dir = tempfile::tempdir().unwrap();
@@ -56,12 +66,7 @@ fn edit_approve_and_execute_a_suggestion_in_the_real_tui() {
         &[("DEALFLOW_UI_UNDO_SEND", "2s")],
     );
     p.exp_string("pending").unwrap();
-    p.send("/initech").unwrap();
-    p.flush().unwrap();
-    pause(200);
-    p.send("\r").unwrap();
-    p.flush().unwrap();
-    pause(200);
+    filter_to(&mut p, "initech");
     // Edit the draft: move to the end of the body, add a line, save.
     p.send("e").unwrap();
     p.flush().unwrap();
@@ -170,12 +175,7 @@ fn u_takes_back_a_slack_post_waiting_in_the_outbox() {
         &[("DEALFLOW_UI_UNDO_SEND", "20s")],
     );
     p.exp_string("pending").unwrap();
-    p.send("/hooli").unwrap();
-    p.flush().unwrap();
-    pause(200);
-    p.send("\r").unwrap();
-    p.flush().unwrap();
-    pause(200);
+    filter_to(&mut p, "hooli");
     p.send("a").unwrap();
     p.flush().unwrap();
     // The row counts down (drawn above the status bar that names the outbox).

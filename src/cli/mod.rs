@@ -247,11 +247,15 @@ fn local_user() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The Redis store `store.url` names, in this user's namespace, under `store.team` if set.
+fn open_redis(config: &Config, sandbox: bool) -> crate::store::Result<RedisStore> {
+    let team = Some(config.raw.store.team.as_str()).filter(|t| !t.is_empty());
+    RedisStore::open(&config.raw.store.url, &redis_namespace(sandbox), team)
+}
+
 fn open_store(config: &Config, sandbox: bool) -> Result<Arc<dyn Store>> {
-    let url = &config.raw.store.url;
-    if !url.is_empty() {
-        let team = Some(config.raw.store.team.as_str()).filter(|t| !t.is_empty());
-        let store = RedisStore::open(url, &redis_namespace(sandbox), team)
+    if !config.raw.store.url.is_empty() {
+        let store = open_redis(config, sandbox)
             .with_context(|| "store.url: cannot open the Redis store (is the server up? `dealflow doctor` checks)")?;
         return Ok(Arc::new(store));
     }
@@ -481,14 +485,7 @@ fn doctor(ctx: &Ctx) -> Result<ExitCode> {
     println!("ok    store     {}", ctx.store.describe());
     if !ctx.config.raw.store.url.is_empty() {
         // Reopen as Redis to reach its health check (the trait stays backend-neutral).
-        let team = Some(ctx.config.raw.store.team.as_str()).filter(|t| !t.is_empty());
-        match RedisStore::open(
-            &ctx.config.raw.store.url,
-            &redis_namespace(ctx.sandbox),
-            team,
-        )
-        .and_then(|r| r.health())
-        {
+        match open_redis(&ctx.config, ctx.sandbox).and_then(|r| r.health()) {
             Ok(h) => println!(
                 "ok    redis     PING {:.1} ms, namespace {} ({} keys)",
                 h.latency.as_secs_f64() * 1000.0,

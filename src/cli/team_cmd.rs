@@ -75,10 +75,6 @@ fn team_store(ctx: &Ctx) -> Result<RedisStore> {
     if raw.team.is_empty() {
         bail!("store.team is empty: name the team whose policy this is");
     }
-    RedisStore::open(
-        &raw.url,
-        &super::redis_namespace(ctx.sandbox),
-        Some(&raw.team),
-    )
-    .context("store.url: cannot open the Redis store (`dealflow doctor` checks)")
+    super::open_redis(&ctx.config, ctx.sandbox)
+        .context("store.url: cannot open the Redis store (`dealflow doctor` checks)")
 }

@@ -12,7 +12,9 @@
 use super::audit::AuditEntry;
 use super::consent::confidence_band;
 use super::domain::{ActionKind, ActionParams, Cents, Millis};
-use super::permissions::{AutoApproveRule, PermissionChange, Permissions, auto_rule_eligible};
+use super::permissions::{
+    AutoApproveRule, PermissionChange, Permissions, auto_rule_eligible, normalize_pin,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -396,9 +398,11 @@ impl Calibration {
                     && auto_rule_eligible(*kind)
                     && !target.is_empty()
                     // A pinned counterparty is always reviewed: no rule can cover it.
-                    && !target
-                        .split(',')
-                        .any(|t| permissions.always_review.contains(&t.to_lowercase()))
+                    && super::permissions::pinned(
+                        &permissions.always_review,
+                        &target.split(',').map(normalize_pin).collect::<Vec<_>>(),
+                    )
+                    .is_none()
                     && !permissions
                         .auto_rules
                         .iter()

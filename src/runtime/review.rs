@@ -228,6 +228,28 @@ impl Reviewer {
         Ok(())
     }
 
+    /// Moves `a` from the state and version read to `to` (compare-and-set), with no
+    /// consent attached: reject, withdraw and the device queue all move this way.
+    fn move_to(
+        store: &dyn Store,
+        a: &Action,
+        to: ActionState,
+        outcome: Option<String>,
+        at: Millis,
+    ) -> Result<Action, StoreError> {
+        store.transition(
+            &a.id,
+            &Transition {
+                from: a.state,
+                version: a.version,
+                to,
+                outcome,
+                evidence: None,
+                at,
+            },
+        )
+    }
+
     /// Approves `id`. `step_up_confirmed` is the person's explicit confirmation of exactly
     /// this action (typed id, inline prompt); without it a step-up gate refuses.
     /// Approves the action as it is now. A person who was shown it should use
@@ -359,17 +381,8 @@ impl Reviewer {
                 verb: "rejected",
             });
         }
-        let now = store.transition(
-            id,
-            &Transition {
-                from: a.state,
-                version: a.version,
-                to: ActionState::Rejected,
-                outcome: Some(reason.clone().unwrap_or_else(|| "rejected".into())),
-                evidence: None,
-                at,
-            },
-        )?;
+        let outcome = reason.clone().unwrap_or_else(|| "rejected".into());
+        let now = Self::move_to(store, &a, ActionState::Rejected, Some(outcome), at)?;
         self.audit(
             store,
             &now,
@@ -403,17 +416,7 @@ impl Reviewer {
                 state: a.state,
             });
         }
-        let now = store.transition(
-            id,
-            &Transition {
-                from: a.state,
-                version: a.version,
-                to: ActionState::Proposed,
-                outcome: None,
-                evidence: None,
-                at,
-            },
-        )?;
+        let now = Self::move_to(store, &a, ActionState::Proposed, None, at)?;
         self.audit(
             store,
             &now,
@@ -453,17 +456,7 @@ impl Reviewer {
                 reason: reason.clone(),
             });
         }
-        let now = store.transition(
-            id,
-            &Transition {
-                from: a.state,
-                version: a.version,
-                to: ActionState::AwaitingConsent,
-                outcome: None,
-                evidence: None,
-                at,
-            },
-        )?;
+        let now = Self::move_to(store, &a, ActionState::AwaitingConsent, None, at)?;
         self.audit(
             store,
             &now,

@@ -51,22 +51,30 @@ impl Replay {
 
     /// Feeds what was appended since the last call. A changed step-up threshold (it
     /// decides which streaks may ever become a nudge) starts over from the first entry.
-    pub fn catch_up(
-        slot: &mut Option<Replay>,
+    pub fn catch_up<'a>(
+        slot: &'a mut Option<Replay>,
         store: &dyn Store,
         perms: &Permissions,
-    ) -> Result<(), StoreError> {
-        let r = match slot {
-            Some(r) if r.threshold == perms.step_up_amount_cents => r,
-            _ => slot.insert(Replay::new(perms.step_up_amount_cents)),
-        };
+    ) -> Result<&'a Replay, StoreError> {
+        if slot
+            .as_ref()
+            .is_some_and(|r| r.threshold != perms.step_up_amount_cents)
+        {
+            *slot = None;
+        }
+        let r = slot.get_or_insert_with(|| Replay::new(perms.step_up_amount_cents));
+        r.feed(store)?;
+        Ok(r)
+    }
+
+    fn feed(&mut self, store: &dyn Store) -> Result<(), StoreError> {
         loop {
-            let page = store.audit_page(r.after, 5000)?;
+            let page = store.audit_page(self.after, 5000)?;
             let Some(last) = page.last() else { break };
-            r.after = last.seq;
+            self.after = last.seq;
             for e in &page {
-                if let Some(o) = r.observer.observe(e) {
-                    r.calibration.observe(&o);
+                if let Some(o) = self.observer.observe(e) {
+                    self.calibration.observe(&o);
                 }
             }
         }
@@ -87,11 +95,7 @@ impl Replay {
 /// against (their step-up threshold bounds what may ever be suggested).
 pub fn replay(store: &dyn Store) -> Result<(Calibration, Permissions), StoreError> {
     let perms = store.load_permissions()?;
-    let mut slot = None;
-    Replay::catch_up(&mut slot, store, &perms)?;
-    let calibration = slot.map_or_else(
-        || Calibration::new(CalibrationConfig::default()),
-        |r| r.calibration,
-    );
-    Ok((calibration, perms))
+    let mut r = Replay::new(perms.step_up_amount_cents);
+    r.feed(store)?;
+    Ok((r.calibration, perms))
 }

@@ -190,6 +190,15 @@ impl ActionsTab {
             .collect()
     }
 
+    /// Approved and not run yet (held, or waiting in the outbox), in queue order.
+    pub fn approved_ids(&self) -> Vec<String> {
+        self.rows
+            .iter()
+            .filter(|r| r.action.state == ActionState::Approved)
+            .map(|r| r.action.id.clone())
+            .collect()
+    }
+
     pub fn toggle_mark(&mut self) {
         if let Some(r) = self.current() {
             let id = r.action.id.clone();

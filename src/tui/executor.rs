@@ -24,6 +24,29 @@ pub struct Executor {
 }
 
 impl Executor {
+    /// A permission change by the person at the keyboard, audited with `detail`.
+    fn save_permissions(
+        &self,
+        change: &crate::core::permissions::PermissionChange,
+        detail: serde_json::Value,
+    ) -> Msg {
+        let audit = NewAuditEntry {
+            ts: self.clock.now_ms(),
+            actor: self.reviewer.actor.clone(),
+            surface: None,
+            event: "permissions.changed".into(),
+            action_id: None,
+            outcome: "ok".into(),
+            detail,
+        };
+        Msg::PermissionsSaved(
+            self.store
+                .change_permissions(change, audit)
+                .map(|(p, _)| Box::new(p))
+                .map_err(|e| e.to_string()),
+        )
+    }
+
     /// Replays the audit log unless its head is still `known_head`.
     fn calibrate(
         &self,
@@ -41,10 +64,7 @@ impl Executor {
             .replay
             .lock()
             .map_err(|_| "calibration: an earlier replay failed".to_string())?;
-        crate::runtime::trust::Replay::catch_up(&mut slot, s, &perms).map_err(fail)?;
-        let Some(r) = slot.as_ref() else {
-            return Ok(None);
-        };
+        let r = crate::runtime::trust::Replay::catch_up(&mut slot, s, &perms).map_err(fail)?;
         let calibration = r.calibration().clone();
         let nudges = calibration.nudges(&perms, self.clock.now_ms());
         Ok(Some(Box::new(super::trust::Calibrated {
@@ -144,20 +164,7 @@ impl Executor {
                 ]
             }
             Effect::ChangePermissions(change) => {
-                let audit = NewAuditEntry {
-                    ts: self.clock.now_ms(),
-                    actor: self.reviewer.actor.clone(),
-                    surface: None,
-                    event: "permissions.changed".into(),
-                    action_id: None,
-                    outcome: "ok".into(),
-                    detail: serde_json::json!({ "via": "tui" }),
-                };
-                vec![Msg::PermissionsSaved(
-                    s.change_permissions(&change, audit)
-                        .map(|(p, _)| Box::new(p))
-                        .map_err(|e| e.to_string()),
-                )]
+                vec![self.save_permissions(&change, serde_json::json!({ "via": "tui" }))]
             }
             Effect::LoadAudit => match crate::runtime::trust::audit_log(s) {
                 Ok(all) => vec![Msg::AuditLoaded(all)],
@@ -165,23 +172,12 @@ impl Executor {
             },
             Effect::LoadCalibration { known_head } => vec![Msg::Calibrated(self.calibrate(known_head))],
             Effect::AcceptNudge(nudge) => {
-                let now = self.clock.now_ms();
                 let ttl = crate::runtime::trust::DEFAULT_RULE_DAYS * 24 * 3600 * 1000;
-                let audit = NewAuditEntry {
-                    ts: now,
-                    actor: self.reviewer.actor.clone(),
-                    surface: None,
-                    event: "permissions.changed".into(),
-                    action_id: None,
-                    outcome: "ok".into(),
-                    detail: serde_json::json!({
+                vec![self.save_permissions(
+                    &nudge.accept(self.clock.now_ms(), ttl),
+                    serde_json::json!({
                         "via": "tui", "nudge": nudge.text, "evidence": nudge.evidence,
                     }),
-                };
-                vec![Msg::PermissionsSaved(
-                    s.change_permissions(&nudge.accept(now, ttl), audit)
-                        .map(|(p, _)| Box::new(p))
-                        .map_err(|e| e.to_string()),
                 )]
             }
             Effect::VerifyAudit => vec![Msg::AuditVerified(

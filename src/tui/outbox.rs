@@ -65,6 +65,11 @@ impl Outbox {
         self.due.get(id).map(|due| (*due - now).max(0))
     }
 
+    /// Whole seconds until `id` runs, rounded up, as the countdown shows them.
+    pub fn secs_left(&self, id: &str, now: Millis) -> Option<Millis> {
+        self.remaining(id, now).map(|ms| (ms + 999) / 1000)
+    }
+
     /// The id `u` takes back when the cursor is not on a waiting row: the one that runs
     /// last, i.e. the most recent approval.
     pub fn latest(&self) -> Option<&str> {

@@ -227,6 +227,14 @@ impl App {
         self.status = Some((level, text.into()));
     }
 
+    /// Why a key inside [`INPUT_GUARD_MS`] of a prompt did nothing.
+    fn say_input_guard(&mut self) {
+        self.set_status(
+            Level::Warn,
+            "input guard: keys ignored for 1 s after a prompt appears",
+        );
+    }
+
     pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
         self.now = self.clock.now_ms();
         self.dirty = true;
@@ -476,8 +484,8 @@ impl App {
     /// is on: then it waits out the undo window.
     fn send_or_hold(&mut self, a: &crate::core::domain::Action) -> Vec<Effect> {
         match self.outbox.hold(&a.id, a.kind(), self.now) {
-            Some(due) => {
-                let secs = (due - self.now + 999) / 1000;
+            Some(_) => {
+                let secs = self.outbox.secs_left(&a.id, self.now).unwrap_or_default();
                 let undo = self.keymap.keys_for(Section::Actions, Command::UndoSend);
                 self.set_status(
                     Level::Ok,
@@ -516,6 +524,9 @@ impl App {
     /// was on, and if that row moved or went, the input guard starts again, so a key
     /// meant for one nudge never accepts another.
     fn keep_trust_selection(&mut self, before: Option<String>) {
+        if !matches!(self.popup, Some(Popup::Trust { .. })) {
+            return;
+        }
         let items: Vec<String> = self
             .trust
             .items(self.perms.perms.as_ref())
@@ -602,12 +613,7 @@ impl App {
     /// After a quit or a crash, approvals that never ran (an outbox left behind, `--hold`)
     /// are still approved: say so once, rather than run them unasked or hide them.
     fn say_what_was_left_approved(&mut self) {
-        let n = self
-            .actions
-            .rows
-            .iter()
-            .filter(|r| r.action.state == crate::core::domain::ActionState::Approved)
-            .count();
+        let n = self.actions.approved_ids().len();
         if n > 0 {
             let run = self
                 .keymap
@@ -872,15 +878,11 @@ impl App {
                 // "Now" includes the outbox: X is the send-now key. What waits there runs
                 // even if the last reload has not shown it as approved yet.
                 let mut ids: Vec<String> = self.outbox.drain();
-                ids.extend(
-                    self.actions
-                        .rows
-                        .iter()
-                        .filter(|r| r.action.state == crate::core::domain::ActionState::Approved)
-                        .map(|r| r.action.id.clone())
-                        .filter(|id| !ids.contains(id))
-                        .collect::<Vec<_>>(),
-                );
+                for id in self.actions.approved_ids() {
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
                 if ids.is_empty() {
                     self.set_status(Level::Warn, "no approved actions to execute");
                     return vec![];
@@ -1132,10 +1134,7 @@ impl App {
             return vec![];
         };
         if self.now - p.opened_at < INPUT_GUARD_MS {
-            self.set_status(
-                Level::Warn,
-                "input guard: keys ignored for 1 s after a prompt appears",
-            );
+            self.say_input_guard();
             return vec![];
         }
         let action_id = p.action_id.clone();

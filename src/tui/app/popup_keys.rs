@@ -19,10 +19,7 @@ impl App {
                 return vec![];
             }
             self.popup = Some(popup);
-            self.set_status(
-                Level::Warn,
-                "input guard: keys ignored for 1 s after a prompt appears",
-            );
+            self.say_input_guard();
             return vec![];
         }
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
@@ -370,10 +367,7 @@ impl App {
                 // popup appearing, so a stray Enter cannot accept a rule.
                 if self.now - opened_at < INPUT_GUARD_MS {
                     keep(self, cursor);
-                    self.set_status(
-                        Level::Warn,
-                        "input guard: keys ignored for 1 s after a prompt appears",
-                    );
+                    self.say_input_guard();
                     return vec![];
                 }
                 let effect = Effect::AcceptNudge(Box::new(nudge.clone()));

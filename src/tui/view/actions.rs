@@ -163,11 +163,10 @@ fn render_queue(app: &App, f: &mut Frame, area: Rect) {
                     th.style(risk_role(a.kind().risk().level)),
                 ),
                 Span::raw(fit(gate_label(r.decision.gate()), 8)),
-                match app.outbox.remaining(&a.id, app.now) {
-                    Some(ms) => Span::styled(
-                        fit(&format!("sending {}s", (ms + 999) / 1000), 13),
-                        th.style(Role::Warn),
-                    ),
+                match app.outbox.secs_left(&a.id, app.now) {
+                    Some(secs) => {
+                        Span::styled(fit(&format!("sending {secs}s"), 13), th.style(Role::Warn))
+                    }
                     None => Span::styled(fit(a.state.as_str(), 13), th.style(state_role(a.state))),
                 },
             ];
@@ -286,13 +285,12 @@ fn render_detail(app: &App, f: &mut Frame, area: Rect) {
         l.push(section(th, "Outcome"));
         l.push(Line::raw(o.clone()));
     }
-    if let Some(ms) = app.outbox.remaining(&a.id, app.now) {
+    if let Some(secs) = app.outbox.secs_left(&a.id, app.now) {
         let key = |c| app.keymap.keys_for(Section::Actions, c);
         l.push(Line::raw(""));
         l.push(Line::styled(
             format!(
-                "In the outbox: sends in {}s · {} takes it back · {} sends now",
-                (ms + 999) / 1000,
+                "In the outbox: sends in {secs}s · {} takes it back · {} sends now",
                 key(Command::UndoSend),
                 key(Command::ExecuteApproved)
             ),
