@@ -187,7 +187,8 @@ fn the_queue_is_scriptable_and_every_decision_is_audited() {
     let a: serde_json::Value = serde_json::from_str(&o).unwrap();
     assert_eq!(a["state"], "approved");
     assert_eq!(a["evidence"]["by"], "reviewed");
-    assert_eq!(a["evidence"]["actor"], "user:tester");
+    // The sandbox's signed-in identity, not $USER (which says "tester").
+    assert_eq!(a["evidence"]["actor"], "user:auth0|demo-user");
 
     // Step-up gate: without a terminal or --confirm nothing is approved.
     let (_, err, _) = out(&e

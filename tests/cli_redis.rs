@@ -11,8 +11,8 @@ fn redis_url() -> String {
     std::env::var("DEALFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// A user with their own namespace (the CLI uses $USER until sign-in exists), a config
-/// pointing at Redis, and cleanup on drop.
+/// A signed-in user with their own namespace (their Auth0 `sub`), a config pointing at
+/// Redis, and cleanup on drop.
 struct User {
     dir: tempfile::TempDir,
     name: String,
@@ -29,6 +29,16 @@ impl User {
             format!("[store]\nurl = \"{}\"\n", redis_url()),
         )
         .unwrap();
+        // Signed in as `name`: the identity `dealflow login` keeps in the user's own
+        // keyring (here the opt-in file store under their state dir) names the namespace.
+        let keyring = dir.path().join("state/dealflow/secrets.json");
+        std::fs::create_dir_all(keyring.parent().unwrap()).unwrap();
+        let identity = serde_json::json!({ "sub": name, "name": "CLI Test" }).to_string();
+        std::fs::write(
+            &keyring,
+            serde_json::json!({ "login-identity": identity }).to_string(),
+        )
+        .unwrap();
         User { dir, name, store }
     }
 
@@ -36,7 +46,10 @@ impl User {
         let mut c = Command::cargo_bin("dealflow").unwrap();
         c.env_clear()
             .env("HOME", self.dir.path())
-            .env("USER", &self.name)
+            .env("XDG_STATE_HOME", self.dir.path().join("state"))
+            .env("DEALFLOW_KEYRING", "file")
+            // Not trusted for anything: the actor comes from the identity and the uid.
+            .env("USER", "mallory")
             .arg("--config")
             .arg(self.dir.path().join("config.toml"))
             .timeout(std::time::Duration::from_secs(60));
@@ -144,12 +157,19 @@ fn shared_box_rows_record_unix_user_and_ssh_origin() {
     let rows = u.store.audit_page(0, 100).unwrap();
     assert_eq!(rows.len(), 3);
     let origin = |i: usize| rows[i].detail["origin"].clone();
-    assert_eq!(origin(0)["unix_user"], u.name.as_str());
+    // The Unix account is the uid's, whatever $USER claims.
+    let me = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    let me = String::from_utf8_lossy(&me.stdout).trim().to_string();
+    assert_eq!(origin(0)["unix_user"], me.as_str());
+    assert_eq!(rows[0].actor, format!("user:{}", u.name));
     assert_eq!(origin(0)["ssh"], "203.0.113.7");
     assert_eq!(rows[0].event, "action.approved");
     assert_eq!(origin(1)["ssh"], "198.51.100.9");
     assert_eq!(origin(2)["ssh"], serde_json::Value::Null, "not over SSH");
-    assert_eq!(origin(2)["unix_user"], u.name.as_str());
+    assert_eq!(origin(2)["unix_user"], me.as_str());
     // Calibration fields ride along with each decision.
     assert_eq!(rows[0].detail["kind"], "post_slack");
     assert_eq!(rows[0].detail["target"], "#deals");

@@ -142,7 +142,14 @@ fn arb_evidence() -> impl Strategy<Value = Evidence> {
             actor: "user:ana".into(),
             at: 1
         }),
-        arb_approver().prop_map(|approver| Evidence::Ciba {
+        // Who really approved (the verified token's sub): the named lead, the rep, or
+        // someone else entirely.
+        (arb_approver(), 0..3u8).prop_map(|(approver, who)| Evidence::Ciba {
+            sub: match (who, &approver) {
+                (0, Approver::TeamLead(lead)) => lead.clone(),
+                (0 | 1, _) => "auth0|rep".into(),
+                _ => "auth0|mallory".into(),
+            },
             approver,
             auth_req_id: "req".into(),
             binding_message: "dealflow: 1 action".into(),
@@ -172,7 +179,12 @@ proptest! {
         let granted = Consent::grant(&d, &a, e.clone());
         let satisfies = match d.gate() {
             Gate::Deny { .. } => false,
-            Gate::Ciba { approver, .. } => matches!(&e, Evidence::Ciba { approver: x, .. } if x == approver),
+            // A lead's rule is met only by the lead's own device.
+            Gate::Ciba { approver, .. } => matches!(&e, Evidence::Ciba { approver: x, sub, .. }
+                if x == approver && match approver {
+                    Approver::TeamLead(lead) => sub == lead,
+                    Approver::User => true,
+                }),
             g => evidence_rank(&e) >= g.rank(),
         };
         prop_assert_eq!(granted.is_ok(), satisfies, "gate {:?} evidence {:?}", d.gate(), e);
@@ -188,7 +200,7 @@ proptest! {
     ) {
         let d = gate(s, &a, &p, c);
         if let Ok(consent) = Consent::grant(&d, &a, Evidence::Ciba {
-            approver: Approver::User, auth_req_id: "r".into(), binding_message: "m".into(), approved_at: 0,
+            approver: Approver::User, sub: "auth0|rep".into(), auth_req_id: "r".into(), binding_message: "m".into(), approved_at: 0,
         }) {
             prop_assert_eq!(consent.covers(&b), a == b);
         }

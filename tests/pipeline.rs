@@ -164,10 +164,12 @@ async fn allow_gate_runs_without_asking_and_deny_gate_never_runs() {
         r.p.submit(proposal(draft, Surface::Chat, 0.95), 10)
             .unwrap();
     assert_eq!(s.action.state, ActionState::Approved);
+    let recorded = s.action.evidence.clone().expect("consent recorded");
     assert_eq!(
-        s.action.evidence,
-        Some(dealflow::core::consent::Evidence::Autonomous)
+        recorded.evidence,
+        dealflow::core::consent::Evidence::Autonomous
     );
+    assert!(recorded.seal.is_some(), "autonomous consent is sealed too");
     r.p.execute(&s.action.id, &Subject::User, 11).await.unwrap();
     assert_eq!(r.sandbox.state.providers.drafts().len(), 1);
 

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 use dealflow::core::audit::NewAuditEntry;
-use dealflow::core::consent::Evidence;
+use dealflow::core::consent::{Evidence, Recorded, Seal};
 use dealflow::core::domain::ActionKind;
 use dealflow::core::domain::{Action, ActionParams, ActionState, Surface};
 use dealflow::core::permissions::{Autonomy, PermissionChange};
@@ -364,9 +364,18 @@ fn an_edit_voids_consent_and_returns_to_proposed(fx: &Fx) {
     let s = fx.s();
     s.insert_action(&action("a1", ActionState::Proposed))
         .unwrap();
-    let ev = Evidence::Reviewed {
-        actor: "user:t".into(),
-        at: 2,
+    // The store keeps evidence and its seal exactly as written (execution, not the
+    // store, decides whether the seal verifies: tests/consent_attacks.rs).
+    let ev = Recorded {
+        evidence: Evidence::Reviewed {
+            actor: "user:t".into(),
+            at: 2,
+        },
+        seal: Some(Seal {
+            version: 1,
+            gate: "review".into(),
+            mac: "00ff".into(),
+        }),
     };
     let approved = s
         .transition(
@@ -411,7 +420,10 @@ fn an_edit_voids_consent_and_returns_to_proposed(fx: &Fx) {
     let ex = s
         .transition("a1", &t(ap.state, ap.version, ActionState::Executing))
         .unwrap();
-    assert!(ex.evidence.is_some(), "consent is kept into execution");
+    assert_eq!(
+        ex.evidence, ap.evidence,
+        "the record is kept into execution"
+    );
     assert!(matches!(
         s.edit_action("a1", ex.version, &edited_params, 5),
         Err(StoreError::NotEditable { .. })

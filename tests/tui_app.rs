@@ -202,7 +202,7 @@ fn a_on_a_review_gated_action_approves_it_and_audits() {
     let a = h.action("act-demo-initech-followup");
     assert_eq!(a.state, ActionState::Approved);
     assert!(
-        matches!(a.evidence, Some(Evidence::Reviewed { ref actor, .. }) if actor == "user:demo")
+        matches!(a.evidence.map(|r| r.evidence), Some(Evidence::Reviewed { ref actor, .. }) if actor == "user:demo")
     );
     assert!(h.audit_events().contains(&(
         "action.approved".into(),
@@ -243,7 +243,10 @@ fn step_up_popup_ignores_keys_inside_the_guard_window() {
     h.keys("y");
     let a = h.action("act-demo-acme-close");
     assert_eq!(a.state, ActionState::Approved);
-    assert!(matches!(a.evidence, Some(Evidence::SteppedUp { .. })));
+    assert!(matches!(
+        a.evidence.map(|r| r.evidence),
+        Some(Evidence::SteppedUp { .. })
+    ));
     assert!(!h.screen().contains("Step-up confirmation"));
 }
 
@@ -303,7 +306,7 @@ fn bulk_approve_shows_a_summary_and_needs_the_typed_count() {
         assert_eq!(h.action(id).state, ActionState::Approved, "{id}");
     }
     assert!(matches!(
-        h.action("act-demo-acme-close").evidence,
+        h.action("act-demo-acme-close").evidence.map(|r| r.evidence),
         Some(Evidence::SteppedUp { .. })
     ));
 }
@@ -557,11 +560,15 @@ fn the_queue_is_virtualised() {
         })
         .collect();
     let permissions = Box::new(h.store.load_permissions().unwrap());
-    h.send(Msg::ActionsLoaded {
-        actions: many,
-        permissions,
-        accounts: Default::default(),
-    });
+    let mut facts = dealflow::runtime::facts::FactSource::new(h.store.as_ref()).unwrap();
+    let gated = many
+        .into_iter()
+        .map(|a| {
+            let d = facts.decide(&a, 0).unwrap();
+            (a, d)
+        })
+        .collect();
+    h.send(Msg::ActionsLoaded { gated, permissions });
     h.keys("G");
     let s = h.screen();
     assert!(s.contains("100000 shown"), "{s}");

@@ -131,7 +131,8 @@ fn edit_approve_and_execute_a_suggestion_in_the_real_tui() {
             "action.executed"
         ]
     );
-    assert_eq!(events[2].1, "user:ptyuser");
+    // The signed-in identity approved it; $USER ("ptyuser") is not believed.
+    assert_eq!(events[2].1, "user:auth0|demo-user");
     assert_eq!(
         store.verify_audit().unwrap(),
         Ok(store.audit_head().unwrap().0)

@@ -174,6 +174,12 @@ impl Session {
         Ok(token)
     }
 
+    /// Verifies another access token of this tenant and API (a CIBA-issued one) against
+    /// the tenant's keys, and returns its claims: who it was issued to.
+    pub async fn verify(&self, token: &Secret) -> Result<super::TokenClaims, AuthError> {
+        super::verify_access_token(&self.http, &self.settings, token).await
+    }
+
     /// The signed-in user's Auth0 id (`auth0|...`), from the verified access token.
     pub async fn sub(&self) -> Result<String, AuthError> {
         self.access_token().await?;

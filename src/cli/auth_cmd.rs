@@ -156,6 +156,18 @@ pub fn login(config: &Config, sandbox: bool) -> Result<ExitCode> {
         let s = device_login(&settings, store.clone(), false).await?;
         print!("Signed in as ");
         print_identity(&s).await?;
+        // Who the audit log names from now on: the verified `sub`, kept beside the
+        // refresh token (never `$USER`).
+        let who = crate::runtime::identity::SignedIn {
+            sub: s.sub().await?,
+            name: s
+                .userinfo()
+                .await
+                .ok()
+                .and_then(|u| u.get("name").and_then(|v| v.as_str()).map(String::from))
+                .unwrap_or_default(),
+        };
+        crate::runtime::identity::store_sign_in(store.as_ref(), &who)?;
         println!("Refresh token stored in: {}", store.describe());
         Ok(ExitCode::SUCCESS)
     })
@@ -169,6 +181,8 @@ pub fn logout(config: &Config, sandbox: bool) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let settings = AuthSettings::from_config(&config.raw.auth)?;
         let store = open_keyring()?;
+        // Whoever signs in next is someone the audit log must name afresh.
+        let _ = store.delete(crate::runtime::identity::IDENTITY_ENTRY);
         match Session::resume(settings, store.clone()).await {
             Err(AuthError::NotSignedIn) => {
                 println!("Not signed in.");

@@ -166,29 +166,59 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// The local person acting, as audit rows record it. On a shared box the CLI also
+/// The local person acting, as audit rows record it: the signed-in identity, or the
+/// Unix account of the process's uid (never `$USER`). On a shared box the CLI also
 /// writes [`origin`] (Unix user and SSH client address) into each row's detail.
 pub fn local_actor() -> String {
-    format!("user:{}", local_user())
+    crate::runtime::identity::current().actor()
 }
 
-/// The client address of the SSH session this runs in, from `SSH_CONNECTION`
-/// ("client_ip client_port server_ip server_port") or the older `SSH_CLIENT`.
-pub fn ssh_origin() -> Option<String> {
-    ["SSH_CONNECTION", "SSH_CLIENT"]
-        .into_iter()
-        .filter_map(|v| std::env::var(v).ok())
-        .find_map(|s| s.split_whitespace().next().map(str::to_string))
-        .filter(|ip| !ip.is_empty())
-}
-
-/// Where this command runs from, for audit details: Unix user and SSH origin (null
-/// when not over SSH).
+/// Where this command runs from, for audit details.
 pub fn origin() -> serde_json::Value {
-    serde_json::json!({
-        "unix_user": local_user(),
-        "ssh": ssh_origin(),
-    })
+    crate::runtime::identity::current().origin()
+}
+
+/// Fixes who is acting for this process (in the sandbox the demo user it signs in as,
+/// otherwise the identity `dealflow login` stored in the keyring, if any) and where the
+/// consent key lives: the keyring, or for the sandbox on a box without one, a 0600 file
+/// in the state directory.
+fn establish_identity(sandbox: bool) {
+    use crate::runtime::identity::{Identity, SignedIn, set_current, stored_sign_in};
+    let keyring = match crate::auth::keyring::open_default() {
+        Ok(k) => Some(k),
+        Err(_) if sandbox => crate::config::project_dirs().map(|d| {
+            let dir = d.state_dir().unwrap_or(d.data_dir()).to_path_buf();
+            Arc::new(crate::auth::keyring::FileStore::new(
+                dir.join("sandbox-secrets.json"),
+            )) as Arc<dyn crate::auth::keyring::SecretStore>
+        }),
+        Err(_) => None,
+    };
+    if let Some(k) = &keyring {
+        crate::runtime::seal::use_keyring(k.clone());
+    }
+    let signed_in = if sandbox {
+        Some(SignedIn {
+            sub: crate::sandbox::auth0::model::DEMO_SUB.into(),
+            name: "Dana Demo".into(),
+        })
+    } else {
+        keyring.and_then(|k| stored_sign_in(k.as_ref()))
+    };
+    set_current(Identity::local(signed_in));
+}
+
+/// The store with its audit chain anchored in the keyring (a checkpoint refreshed on
+/// every append). Without a keyring the store still works; `audit verify` and `doctor`
+/// then say the chain is not anchored.
+fn anchored(store: Arc<dyn Store>) -> Arc<dyn Store> {
+    match crate::runtime::seal::KeyringAnchor::open() {
+        Ok(a) => Arc::new(crate::store::Anchored::new(store, Arc::new(a))),
+        Err(e) => {
+            tracing::warn!(error = %e, "audit checkpoint unavailable");
+            store
+        }
+    }
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {
@@ -232,19 +262,20 @@ pub fn store_path(config: &Config, sandbox: bool) -> Result<PathBuf> {
     Ok(dirs.data_dir().join(name))
 }
 
-/// The Redis namespace for this user: the Auth0 `sub` once sign-in exists; until then
-/// the local user, or "sandbox" for the sandbox (demo data never mixes with real data).
+/// The Redis namespace for this user: the Auth0 `sub` `dealflow login` verified and
+/// kept in this user's keyring, else the Unix account of the process's uid (never
+/// `$USER`, which anyone can set); "sandbox" for the sandbox (demo data never mixes with
+/// real data). Without Redis ACLs a namespace separates data, not people: anyone who
+/// can reach the server can write any key, which is why consent is sealed with a key
+/// only this user's keyring holds.
 pub fn redis_namespace(sandbox: bool) -> String {
     if sandbox {
         return "sandbox".into();
     }
-    local_user()
-}
-
-fn local_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+    let id = crate::runtime::identity::current();
+    id.signed_in
+        .as_ref()
+        .map_or_else(|| id.unix_user.clone(), |s| s.sub.clone())
 }
 
 /// The Redis store `store.url` names, in this user's namespace, under `store.team` if set.
@@ -257,11 +288,11 @@ fn open_store(config: &Config, sandbox: bool) -> Result<Arc<dyn Store>> {
     if !config.raw.store.url.is_empty() {
         let store = open_redis(config, sandbox)
             .with_context(|| "store.url: cannot open the Redis store (is the server up? `dealflow doctor` checks)")?;
-        return Ok(Arc::new(store));
+        return Ok(anchored(Arc::new(store)));
     }
     let path = store_path(config, sandbox)?;
     let store = SqliteStore::open(&path)?;
-    Ok(Arc::new(store))
+    Ok(anchored(Arc::new(store)))
 }
 
 pub fn run() -> ExitCode {
@@ -306,6 +337,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         _ => {}
     }
     let config = load_config(&cli)?;
+    establish_identity(cli.sandbox);
     match &cli.command {
         Some(Command::Config { cmd }) => return config_cmd(cmd, &config),
         Some(Command::Login) => return auth_cmd::login(&config, cli.sandbox),
@@ -503,6 +535,26 @@ fn doctor(ctx: &Ctx) -> Result<ExitCode> {
         Err(b) => {
             problems += 1;
             println!("FAIL  audit     {b} — run `dealflow audit verify` for details");
+        }
+    }
+    {
+        use crate::runtime::seal::{Anchor, KeyringAnchor};
+        match KeyringAnchor::open().map(|a| a.check(ctx.store.as_ref())) {
+            Ok(Ok(a @ (Anchor::Holds { .. } | Anchor::Missing))) => {
+                println!("ok    anchor    {a}; consent is sealed with your keyring's key")
+            }
+            Ok(Ok(bad)) => {
+                problems += 1;
+                println!("FAIL  anchor    {bad} — the log was changed outside dealflow");
+            }
+            Ok(Err(e)) => {
+                problems += 1;
+                println!("FAIL  anchor    {e}");
+            }
+            Err(e) => {
+                problems += 1;
+                println!("FAIL  anchor    {e}");
+            }
         }
     }
     problems += auth_cmd::doctor_lines(&ctx.config, ctx.sandbox);

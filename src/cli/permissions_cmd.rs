@@ -32,6 +32,11 @@ pub enum PermissionsCmd {
     Pin { pattern: String },
     /// Remove a pin.
     Unpin { pattern: String },
+    /// Treat a domain (@acme.example), an address or a #channel as known: writes to
+    /// anyone else (not a contact in the store) are always reviewed.
+    Know { pattern: String },
+    /// Remove a domain, address or #channel from the known list.
+    Forget { pattern: String },
 }
 
 pub fn run(ctx: &Ctx, cmd: PermissionsCmd) -> Result<ExitCode> {
@@ -70,6 +75,8 @@ pub fn run(ctx: &Ctx, cmd: PermissionsCmd) -> Result<ExitCode> {
         },
         PermissionsCmd::Pin { pattern } => PermissionChange::PinReview { pattern },
         PermissionsCmd::Unpin { pattern } => PermissionChange::UnpinReview { pattern },
+        PermissionsCmd::Know { pattern } => PermissionChange::Know { pattern },
+        PermissionsCmd::Forget { pattern } => PermissionChange::Forget { pattern },
         PermissionsCmd::McpWrites { state } => PermissionChange::SetMcpWrites {
             enabled: match state.as_str() {
                 "on" => true,
@@ -154,6 +161,12 @@ pub fn print(p: &crate::core::permissions::Permissions, json: bool) -> Result<()
         let pins: Vec<&str> = p.always_review.iter().map(String::as_str).collect();
         println!("always review        {}", pins.join(", "));
     }
+    let known: Vec<&str> = p.known.iter().map(String::as_str).collect();
+    println!(
+        "known                contacts in the store{}{}",
+        if known.is_empty() { "" } else { ", " },
+        known.join(", ")
+    );
     for r in &p.auto_rules {
         println!(
             "auto-approve rule    {}: {} to {} at ≥ {:.2}, until {} (revoke: dealflow policy revoke {})",

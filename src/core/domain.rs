@@ -620,7 +620,7 @@ pub struct Action {
     pub outcome: Option<String>,
     /// How the user consented, once they have; re-checked against the gate at execution.
     #[serde(default)]
-    pub evidence: Option<super::consent::Evidence>,
+    pub evidence: Option<super::consent::Recorded>,
 }
 
 impl Action {

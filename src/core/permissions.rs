@@ -116,6 +116,12 @@ pub struct Permissions {
     /// a calibration rule says.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub always_review: BTreeSet<String>,
+    /// Domains ("@acme.example", which covers its subdomains), addresses and Slack
+    /// channels ("#deals") known beside the store's contacts. A write to anyone or
+    /// anywhere else is always reviewed, so a prompt-injected recipient never goes out
+    /// unseen.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub known: BTreeSet<String>,
 }
 
 /// A pin as stored: trimmed and in lower case, so "Acme" and "acme " are one pin.
@@ -189,12 +195,6 @@ pub fn deal_of(action: &super::domain::ActionParams) -> Option<&str> {
     }
 }
 
-/// The reason a write filed under a deal of `account` is reviewed, if that account is
-/// pinned.
-pub fn account_pin(pins: &BTreeSet<String>, account: &str) -> Option<String> {
-    pinned(pins, &[normalize_pin(account)]).map(|pin| format!("{pin} is pinned: always reviewed"))
-}
-
 /// The first pin among `keys` (counterparties, plus what the store knows, such as a
 /// deal's account), if any.
 pub fn pinned<'a>(pins: &'a BTreeSet<String>, keys: &[String]) -> Option<&'a str> {
@@ -263,6 +263,7 @@ impl Default for Permissions {
             disconnected: BTreeSet::new(),
             auto_rules: Vec::new(),
             always_review: BTreeSet::new(),
+            known: BTreeSet::new(),
         }
     }
 }
@@ -309,6 +310,13 @@ impl Permissions {
                     return Err(
                         "closing a deal as won needs at least step_up: it is irreversible".into(),
                     );
+                }
+                if let Approver::TeamLead(sub) = approver
+                    && *level < Autonomy::Ciba
+                {
+                    return Err(format!(
+                        "team lead {sub} approves on their own device: use ciba (or deny), not {level}"
+                    ));
                 }
                 self.close_won = CloseWonRule {
                     level: *level,
@@ -426,6 +434,29 @@ impl Permissions {
                 }
                 Ok(format!("{pin} no longer pinned to always review"))
             }
+            PermissionChange::Know { pattern } => {
+                let k = normalize_pin(pattern);
+                if !(k.starts_with('@') || k.starts_with('#') || k.contains('@'))
+                    || k.len() < 2
+                    || k.chars().count() > 200
+                {
+                    return Err(
+                        "a known counterparty is a domain (@acme.example), an address or a #channel"
+                            .into(),
+                    );
+                }
+                if !self.known.insert(k.clone()) {
+                    return Err(format!("{k} is already known"));
+                }
+                Ok(format!("{k} known: writes to it follow autonomy"))
+            }
+            PermissionChange::Forget { pattern } => {
+                let k = normalize_pin(pattern);
+                if !self.known.remove(&k) {
+                    return Err(format!("{k} is not in the known list"));
+                }
+                Ok(format!("{k} no longer known: writes to it are reviewed"))
+            }
             PermissionChange::RevokeAutoRule { id } => {
                 let before = self.auto_rules.len();
                 self.auto_rules.retain(|r| &r.id != id);
@@ -452,6 +483,13 @@ impl Permissions {
         }
         if self.close_won.level < Autonomy::StepUp {
             return Err("closing a deal as won needs at least step_up: it is irreversible".into());
+        }
+        if let Approver::TeamLead(sub) = &self.close_won.approver
+            && self.close_won.level < Autonomy::Ciba
+        {
+            return Err(format!(
+                "team lead {sub} approves on their own device: close_won needs ciba"
+            ));
         }
         let c = &self.confidence;
         if !(0.0..=1.0).contains(&c.force_review_below) {
@@ -529,6 +567,8 @@ impl Permissions {
                 .union(&team.always_review)
                 .cloned()
                 .collect(),
+            // Only what both know is known: a member cannot widen the team's list.
+            known: self.known.intersection(&team.known).cloned().collect(),
         }
     }
 }
@@ -574,6 +614,13 @@ pub enum PermissionChange {
         pattern: String,
     },
     UnpinReview {
+        pattern: String,
+    },
+    /// Add a domain, address or #channel to the known set.
+    Know {
+        pattern: String,
+    },
+    Forget {
         pattern: String,
     },
 }

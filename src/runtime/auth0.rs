@@ -102,7 +102,8 @@ impl Credentials for VaultCredentials {
 pub struct CibaDevice {
     pub ciba: CibaClient,
     pub session: Arc<Session>,
-    pending: Mutex<HashMap<String, CibaRequest>>,
+    /// Requests in flight, with the `sub` each was sent to.
+    pending: Mutex<HashMap<String, (CibaRequest, String)>>,
 }
 
 impl CibaDevice {
@@ -147,7 +148,7 @@ impl DeviceConsent for CibaDevice {
             self.pending
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(reference, req);
+                .insert(reference, (req, sub));
             Ok(out)
         })
     }
@@ -158,7 +159,7 @@ impl DeviceConsent for CibaDevice {
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, Result<DeviceAnswer, CredentialError>> {
         Box::pin(async move {
-            let Some(ciba_req) = self
+            let Some((ciba_req, asked)) = self
                 .pending
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -179,10 +180,24 @@ impl DeviceConsent for CibaDevice {
                 Ok(CibaOutcome::Approved {
                     access_token,
                     expires_at_ms,
-                }) => DeviceAnswer::Approved {
-                    token: access_token.expose().to_string(),
-                    expires_at_ms,
-                },
+                }) => {
+                    // Who said yes is the token's verified subject, not whom we asked.
+                    let claims = self.session.verify(&access_token).await.map_err(cred_err)?;
+                    if claims.sub != asked {
+                        return Err(CredentialError::Unavailable {
+                            endpoint: "/oauth/token".into(),
+                            detail: format!(
+                                "the device approval was issued to {}, not to {asked} who was asked",
+                                claims.sub
+                            ),
+                        });
+                    }
+                    DeviceAnswer::Approved {
+                        token: access_token.expose().to_string(),
+                        expires_at_ms,
+                        sub: claims.sub,
+                    }
+                }
                 Ok(CibaOutcome::Denied) => DeviceAnswer::Denied,
                 Ok(CibaOutcome::Expired) => DeviceAnswer::Expired,
                 Ok(CibaOutcome::Cancelled) | Err(AuthError::Cancelled) => DeviceAnswer::Cancelled,

@@ -39,6 +39,8 @@ pub enum DeviceAnswer {
     Approved {
         token: String,
         expires_at_ms: Millis,
+        /// The `sub` of the token, verified against the tenant's keys: who said yes.
+        sub: String,
     },
     Denied,
     Expired,
@@ -48,10 +50,12 @@ pub enum DeviceAnswer {
 impl std::fmt::Debug for DeviceAnswer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DeviceAnswer::Approved { expires_at_ms, .. } => {
+            DeviceAnswer::Approved {
+                expires_at_ms, sub, ..
+            } => {
                 write!(
                     f,
-                    "Approved {{ token: [redacted], expires_at_ms: {expires_at_ms} }}"
+                    "Approved {{ token: [redacted], expires_at_ms: {expires_at_ms}, sub: {sub} }}"
                 )
             }
             DeviceAnswer::Denied => f.write_str("Denied"),
@@ -303,11 +307,12 @@ async fn run_group(
             return Ok(());
         }
     };
-    let (token, grant_expires) = match answer {
+    let (token, grant_expires, sub) = match answer {
         DeviceAnswer::Approved {
             token,
             expires_at_ms,
-        } => (token, expires_at_ms),
+            sub,
+        } => (token, expires_at_ms, sub),
         DeviceAnswer::Denied => {
             // A person said no on the device: the batch is rejected.
             for a in &actions {
@@ -402,8 +407,27 @@ async fn run_group(
         }),
     )?;
     let deadline = grant_expires.min(approved_at + opts.window.as_millis() as i64);
+    // Who really said yes is the verified token's subject; a rule naming a team lead
+    // is met only when that is the lead (checked again by `Consent::grant`).
+    if let Approver::TeamLead(lead) = &approver
+        && *lead != sub
+    {
+        audit(
+            p,
+            &opts.actor,
+            "batch.wrong_approver",
+            "denied",
+            approved_at,
+            json!({
+                "auth_req_id": req.auth_req_id, "needed": lead, "approved_by": sub, "actions": ids,
+            }),
+        )?;
+        report.leftover.extend(ids);
+        return Ok(());
+    }
     let evidence = Evidence::Ciba {
         approver: approver.clone(),
+        sub: sub.clone(),
         auth_req_id: req.auth_req_id.clone(),
         binding_message: msg.clone(),
         approved_at,
@@ -474,6 +498,10 @@ async fn run_member(
             source,
         })
     })?;
+    let sealed =
+        super::seal::key()
+            .map_err(|e| fail(e.into()))?
+            .seal(&a, d.gate().name(), evidence);
     p.store
         .transition(
             &a.id,
@@ -482,7 +510,7 @@ async fn run_member(
                 version: a.version,
                 to: ActionState::Approved,
                 outcome: None,
-                evidence: Some(evidence),
+                evidence: Some(sealed),
                 at: now_ms(),
             },
         )

@@ -12,7 +12,9 @@ use super::review::decision_for;
 use crate::connectors::http::RetryPolicy;
 use crate::connectors::{self, ConnectorError, Endpoints, Outcome, calendar, crm, gmail, slack};
 use crate::core::audit::NewAuditEntry;
-use crate::core::consent::{Consent, ConsentError, Decision, Evidence, Gate, payload_digest};
+use crate::core::consent::{
+    Consent, ConsentError, Decision, Evidence, Gate, Recorded, payload_digest,
+};
 use crate::core::domain::{
     Action, ActionKind, ActionParams, ActionState, Connection, Millis, Surface,
 };
@@ -59,6 +61,8 @@ pub enum PipelineError {
     AlreadyClaimed { id: String },
     #[error("{id}: needs a CIBA-issued token: approve it on your device")]
     NeedsDeviceToken { id: String },
+    #[error(transparent)]
+    NoConsentKey(#[from] super::seal::SealError),
     #[error("{id}: {source}")]
     Connector {
         id: String,
@@ -199,7 +203,7 @@ impl Pipeline {
                 "band": decision.band(),
             }),
         )?;
-        let to = |state: ActionState, evidence: Option<Evidence>, outcome: Option<String>| {
+        let to = |state: ActionState, evidence: Option<Recorded>, outcome: Option<String>| {
             self.store.transition(
                 &action.id,
                 &Transition {
@@ -219,11 +223,12 @@ impl Pipeline {
                         id: action.id.clone(),
                         source,
                     })?;
-                let now = to(
-                    ActionState::Approved,
-                    Some(consent.evidence().clone()),
-                    None,
-                )?;
+                let sealed = super::seal::key()?.seal(
+                    &action,
+                    decision.gate().name(),
+                    consent.evidence().clone(),
+                );
+                let now = to(ActionState::Approved, Some(sealed), None)?;
                 self.audit(
                     "system",
                     &now,
@@ -291,7 +296,10 @@ impl Pipeline {
             created_at: at,
             updated_at: at,
             outcome: None,
-            evidence: Some(Evidence::Autonomous),
+            evidence: Some(Recorded {
+                evidence: Evidence::Autonomous,
+                seal: None,
+            }),
         };
         let decision = decision_for(self.store.as_ref(), &read)?;
         match decision.gate() {
@@ -371,12 +379,14 @@ impl Pipeline {
                 state: a.state,
             });
         }
-        let decision = decision_for(self.store.as_ref(), &a)?;
-        let consent = match a
-            .evidence
-            .clone()
-            .ok_or(ConsentError::PayloadMismatch)
-            .and_then(|ev| Consent::grant(&decision, &a.params, ev))
+        let decision = super::facts::decision_at(self.store.as_ref(), &a, at)?;
+        // The store is not trusted for consent: only evidence sealed under this user's
+        // key for exactly this action and payload counts.
+        let key = super::seal::key()?;
+        let consent = match key
+            .open(&a)
+            .map_err(ConsentError::Unsealed)
+            .and_then(|ev| Consent::grant(&decision, &a.params, ev.clone()))
         {
             Ok(c) => c,
             Err(source) => {
@@ -667,7 +677,13 @@ impl Pipeline {
                     "found executing after its lease: the process running it died",
                 ),
                 // A device approval's token died with the process that held it.
-                (ActionState::Approved, Some(Evidence::Ciba { .. })) => (
+                (
+                    ActionState::Approved,
+                    Some(Recorded {
+                        evidence: Evidence::Ciba { .. },
+                        ..
+                    }),
+                ) => (
                     ActionState::AwaitingConsent,
                     "action.requeued",
                     "approved on the device but not run before the process ended",

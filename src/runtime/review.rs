@@ -5,12 +5,10 @@
 
 use crate::core::audit::NewAuditEntry;
 use crate::core::calibration::{edit_size, target_pattern};
-use crate::core::consent::{
-    Consent, ConsentError, Decision, Evidence, Gate, gate_at, payload_digest, split_guard,
-};
+use crate::core::consent::{Consent, ConsentError, Decision, Evidence, Gate, payload_digest};
 use crate::core::domain::{Action, ActionParams, ActionState, Millis, Surface};
-use crate::core::permissions::{Approver, account_pin, deal_of};
-use crate::store::{ActionFilter, Store, StoreError, Transition};
+use crate::core::permissions::Approver;
+use crate::store::{Store, StoreError, Transition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
@@ -40,6 +38,8 @@ pub enum ReviewError {
     InvalidEdit { id: String, reason: String },
     #[error("{id} changed since you looked at it (v{seen} → v{now}): review it again")]
     Changed { id: String, seen: i64, now: i64 },
+    #[error(transparent)]
+    NoConsentKey(#[from] super::seal::SealError),
 }
 
 /// Who decides, from where.
@@ -69,109 +69,28 @@ pub fn ground(store: &dyn Store, params: ActionParams) -> Result<ActionParams, S
         ActionParams::UpdateDeal { stage: Some(s), .. } if s.is_closed() => {
             Err("stage: close a deal with close_deal, not update_deal".into())
         }
+        ActionParams::UpdateDeal { ref deal_id, .. } => {
+            match store.get_deal(deal_id).map_err(|e| e.to_string())? {
+                Some(_) => Ok(params),
+                None => Err(format!("deal_id: no deal {deal_id:?}")),
+            }
+        }
         other => Ok(other),
     }
 }
 
-/// Amounts for one account approved (or queued, running, done) within this window
-/// count together against the step-up threshold: splitting a deal does not dodge it.
-pub const SPLIT_WINDOW_MS: i64 = 24 * 3600 * 1000;
-
-/// The account an amount-bearing action concerns (a deal's account, via the store).
-fn account_of(store: &dyn Store, p: &ActionParams) -> Result<Option<String>, StoreError> {
-    Ok(match p {
-        ActionParams::CreateDeal { account, .. } => Some(account.clone()),
-        ActionParams::UpdateDeal { deal_id, .. } | ActionParams::CloseDeal { deal_id, .. } => Some(
-            store
-                .get_deal(deal_id)?
-                .map_or_else(|| deal_id.clone(), |d| d.account),
-        ),
-        _ => None,
-    })
-}
-
-/// The threshold-gaming guard's verdict for `a`, from the store's recent history.
-fn split_amounts(
-    store: &dyn Store,
-    a: &Action,
-    at: Millis,
-    threshold: i64,
-) -> Result<Option<String>, StoreError> {
-    if a.params.amount_cents().is_none() {
-        return Ok(None);
-    }
-    let Some(account) = account_of(store, &a.params)? else {
-        return Ok(None);
-    };
-    let others = store.list_actions(&ActionFilter {
-        states: vec![
-            ActionState::Approved,
-            ActionState::AwaitingConsent,
-            ActionState::Executing,
-            ActionState::Succeeded,
-        ],
-        limit: None,
-    })?;
-    let mut recent = Vec::new();
-    for o in others.iter().filter(|o| o.id != a.id) {
-        if let (Some(cents), Some(acc)) = (o.params.amount_cents(), account_of(store, &o.params)?) {
-            recent.push((acc, cents, o.updated_at));
-        }
-    }
-    Ok(split_guard(
-        &a.params,
-        &account,
-        at,
-        &recent,
-        SPLIT_WINDOW_MS,
-        threshold,
-    ))
-}
-
 /// The gate an action faces right now, under the stored permissions, the user's live
-/// auto-approve rules, and the threshold-gaming guard. Every surface decides here.
+/// auto-approve rules and the facts the store holds about it. Every surface decides here
+/// (or through [`super::facts::FactSource`] for many actions at once).
 pub fn decision_for(store: &dyn Store, action: &Action) -> Result<Decision, StoreError> {
-    let perms = store.load_permissions()?;
-    let now = crate::sandbox::state::now_ms();
-    let d = gate_at(
-        action.surface,
-        &action.params,
-        &perms,
-        action.confidence,
-        now,
-    );
-    // A write about a deal is pinned through the deal's account too (an email filed
-    // under the deal, a CRM update or close): only the store knows the account.
-    let d = match deal_of(&action.params) {
-        Some(id) if !perms.always_review.is_empty() => {
-            let account = store.get_deal(id)?.map(|deal| deal.account);
-            match account.and_then(|a| account_pin(&perms.always_review, &a)) {
-                Some(reason) => d.raise_to_review(&reason),
-                None => d,
-            }
-        }
-        _ => d,
-    };
-    Ok(
-        match split_amounts(store, action, now, perms.step_up_amount_cents)? {
-            Some(reason) => d.raise_to_step_up(&reason),
-            None => d,
-        },
-    )
+    super::facts::decision_at(store, action, crate::sandbox::state::now_ms())
 }
 
-/// Where a command runs from, for audit details: the Unix user and the SSH origin
-/// (null when not over SSH), so a shared box's audit log tells its users apart.
+/// Where a command runs from, for audit details: the Unix account of the process's
+/// uid and the SSH origin (null when not over SSH), so a shared box's audit log tells
+/// its users apart.
 pub fn origin() -> serde_json::Value {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    let ssh = ["SSH_CONNECTION", "SSH_CLIENT"]
-        .into_iter()
-        .filter_map(|v| std::env::var(v).ok())
-        .find_map(|s| s.split_whitespace().next().map(str::to_string))
-        .filter(|ip| !ip.is_empty());
-    serde_json::json!({ "unix_user": user, "ssh": ssh })
+    super::identity::current().origin()
 }
 
 /// What calibration replays from every audit entry about an action (kind, target
@@ -286,7 +205,7 @@ impl Reviewer {
                 verb: "approved",
             });
         }
-        let d = decision_for(store, &a)?;
+        let d = super::facts::decision_at(store, &a, at)?;
         let refuse = |why: &str| -> Result<(), StoreError> {
             self.audit(
                 store,
@@ -316,6 +235,7 @@ impl Reviewer {
                 }
             }
             Gate::Ciba { approver, reason } => {
+                refuse("needs approval on the device: a local approval cannot stand in for it")?;
                 return Err(ReviewError::NeedsDevice {
                     id: id.into(),
                     approver: approver.clone(),
@@ -331,6 +251,7 @@ impl Reviewer {
             }
         };
         let consent = Consent::grant(&d, &a.params, evidence)?;
+        let sealed = super::seal::key()?.seal(&a, d.gate().name(), consent.evidence().clone());
         let now = store.transition(
             id,
             &Transition {
@@ -338,7 +259,7 @@ impl Reviewer {
                 version: a.version,
                 to: ActionState::Approved,
                 outcome: None,
-                evidence: Some(consent.evidence().clone()),
+                evidence: Some(sealed),
                 at,
             },
         )?;
@@ -490,6 +411,14 @@ impl Reviewer {
         at: Millis,
     ) -> Result<Action, ReviewError> {
         let a = seen_action(store, id, seen)?;
+        // An edit is grounded like a proposal: the deal it names must exist, its amount
+        // is the store's, and a close goes through close_deal (and its rule).
+        let grounded =
+            ground(store, params.clone()).map_err(|reason| ReviewError::InvalidEdit {
+                id: id.into(),
+                reason,
+            })?;
+        let params = &grounded;
         params
             .validate()
             .map_err(|reason| ReviewError::InvalidEdit {
@@ -503,6 +432,7 @@ impl Reviewer {
             });
         }
         let now = store.edit_action(id, a.version, params, at)?;
+        let regate = super::facts::decision_at(store, &now, at)?;
         let before = serde_json::to_value(&a.params).unwrap_or_default();
         let after = serde_json::to_value(params).unwrap_or_default();
         let fields: Vec<String> = match (before.as_object(), after.as_object()) {
@@ -524,6 +454,9 @@ impl Reviewer {
                 "target": now.params.target(),
                 "fields": fields,
                 "voided_consent": a.evidence.is_some() || a.state != ActionState::Proposed,
+                // The edit re-derives the facts: what it now needs, from the store.
+                "gate": regate.gate(),
+                "reasons": regate.reasons(),
             }),
         )?;
         Ok(now)

@@ -1,11 +1,14 @@
 //! Persistence behind one [`Store`] trait: deals, contacts, actions with compare-and-set
 //! state transitions, permissions, and the hash-chained audit log.
 
+pub mod anchored;
 pub mod redis;
 pub mod sqlite;
 
+pub use anchored::{Anchored, AuditAnchor};
+
 use crate::core::audit::{AuditEntry, ChainBreak, ChainVerifier, NewAuditEntry};
-use crate::core::consent::Evidence;
+use crate::core::consent::Recorded;
 use crate::core::domain::{Action, ActionParams, ActionState, Contact, Deal, Millis};
 use crate::core::permissions::{PermissionChange, Permissions};
 
@@ -82,7 +85,7 @@ pub struct Transition {
     pub to: ActionState,
     pub outcome: Option<String>,
     /// Recorded with an approval; cleared when the action goes back to `proposed`.
-    pub evidence: Option<Evidence>,
+    pub evidence: Option<Recorded>,
     pub at: Millis,
 }
 

@@ -1,9 +1,8 @@
 //! Actions tab state: the queue with the gate each action faces, filter and saved
 //! views, marks and ranges, and the words the confirmation prompts show. Pure: no IO.
 
-use crate::core::consent::{Decision, Gate, gate_at, payload_digest};
-use crate::core::domain::{Action, ActionKind, ActionParams, ActionState, Millis, format_money};
-use crate::core::permissions::{Permissions, account_pin, deal_of};
+use crate::core::consent::{Decision, Gate, payload_digest};
+use crate::core::domain::{Action, ActionKind, ActionParams, ActionState, format_money};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One queue row: the action and the gate it faces under the loaded permissions.
@@ -103,32 +102,13 @@ impl Default for ActionsTab {
 }
 
 impl ActionsTab {
-    /// Loads the queue, gated at `now` so live auto-approve rules show as they will apply,
-    /// and with account pins applied through `accounts` (deal id → account), as approval
-    /// will (`runtime::review::decision_for`).
-    pub fn load(
-        &mut self,
-        actions: Vec<Action>,
-        perms: &Permissions,
-        now: Millis,
-        accounts: &BTreeMap<String, String>,
-    ) {
+    /// Loads the queue with the gate each action faces, as the runtime decided it from
+    /// the store's facts (`runtime::facts::FactSource`), the same path approval takes.
+    pub fn load(&mut self, gated: Vec<(Action, Decision)>) {
         let keep = self.current().map(|r| r.action.id.clone());
-        self.rows = actions
+        self.rows = gated
             .into_iter()
-            .map(|a| {
-                let d = gate_at(a.surface, &a.params, perms, a.confidence, now);
-                let pin = deal_of(&a.params)
-                    .and_then(|id| accounts.get(id))
-                    .and_then(|acc| account_pin(&perms.always_review, acc));
-                Row {
-                    decision: match pin {
-                        Some(reason) => d.raise_to_review(&reason),
-                        None => d,
-                    },
-                    action: a,
-                }
-            })
+            .map(|(action, decision)| Row { action, decision })
             .collect();
         let live: BTreeSet<&str> = self
             .rows

@@ -240,24 +240,19 @@ impl Executor {
             states: vec![],
             limit: Some(10_000),
         };
+        let now = self.clock.now_ms();
         let loaded = s.list_actions(&filter).and_then(|actions| {
-            let permissions = s.load_permissions()?;
-            // Only pins need the accounts, so the 2 s refresh reads deals only then.
-            let accounts = if permissions.always_review.is_empty() {
-                Default::default()
-            } else {
-                s.list_deals()?
-                    .into_iter()
-                    .map(|d| (d.id, d.account))
-                    .collect()
-            };
-            Ok((actions, permissions, accounts))
+            let mut facts = crate::runtime::facts::FactSource::new(s)?;
+            let gated = actions
+                .into_iter()
+                .map(|a| facts.decide(&a, now).map(|d| (a, d)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((gated, facts.permissions().clone()))
         });
         match loaded {
-            Ok((actions, permissions, accounts)) => Msg::ActionsLoaded {
-                actions,
+            Ok((gated, permissions)) => Msg::ActionsLoaded {
+                gated,
                 permissions: Box::new(permissions),
-                accounts,
             },
             Err(e) => Msg::LoadFailed(format!("store: {e}")),
         }

@@ -59,12 +59,9 @@ pub struct TuiOptions {
     pub undo_send: Option<std::time::Duration>,
 }
 
-/// The local person acting: "user:<unix user>", as audit rows record it.
+/// The local person acting, as audit rows record it (`runtime::identity`).
 pub fn local_actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("user:{user}")
+    crate::runtime::identity::current().actor()
 }
 
 fn read_user_file(dir: Option<&PathBuf>, name: &str) -> Option<(String, String)> {

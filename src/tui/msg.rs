@@ -3,6 +3,7 @@
 //! is the only place state changes; effects are data, so tests can record or run them.
 
 use crate::core::audit::{AuditEntry, ChainBreak};
+use crate::core::consent::Decision;
 use crate::core::domain::{Action, ActionParams, Millis};
 use crate::core::permissions::{PermissionChange, Permissions};
 use ratatui::crossterm::event::{KeyEvent, MouseEvent};
@@ -26,10 +27,9 @@ pub enum Msg {
     Clock,
     /// The queue and the permissions it was gated with, fresh from the store.
     ActionsLoaded {
-        actions: Vec<Action>,
+        /// Each action with the gate it faces, decided from the store's facts.
+        gated: Vec<(Action, Decision)>,
         permissions: Box<Permissions>,
-        /// Deal id → account, when pins are set (an account pin covers its deals).
-        accounts: BTreeMap<String, String>,
     },
     /// A store read failed; shown on the status line.
     LoadFailed(String),

@@ -345,13 +345,8 @@ impl App {
                 out
             }
             Msg::Clock => self.send_due(),
-            Msg::ActionsLoaded {
-                actions,
-                permissions,
-                accounts,
-            } => {
-                self.actions
-                    .load(actions, &permissions, self.now, &accounts);
+            Msg::ActionsLoaded { gated, permissions } => {
+                self.actions.load(gated);
                 let selected = self.trust_selection();
                 self.perms.perms = Some(*permissions);
                 self.keep_trust_selection(selected);

@@ -262,7 +262,7 @@ fn render_detail(app: &App, f: &mut Frame, area: Rect) {
     if let Some(ev) = &a.evidence {
         l.push(Line::raw(""));
         l.push(section(th, "Consent"));
-        let text = match ev {
+        let text = match &ev.evidence {
             Evidence::Autonomous => "autonomous: allowed by your permissions".to_string(),
             Evidence::Reviewed { actor, at } => format!("reviewed by {actor} at {}", fmt_ts(*at)),
             Evidence::SteppedUp { actor, at } => {
@@ -277,6 +277,12 @@ fn render_detail(app: &App, f: &mut Frame, area: Rect) {
                 "approved on {approver}'s device at {}: \"{binding_message}\"",
                 fmt_ts(*approved_at)
             ),
+        };
+        // Shown as recorded; execution runs on it only if its seal verifies.
+        let text = if ev.seal.is_some() {
+            text
+        } else {
+            format!("{text} (unsealed: will not run)")
         };
         l.push(Line::styled(text, th.style(Role::Ok)));
     }

@@ -5,7 +5,12 @@
 //! `Decision` plus evidence that satisfies it, so the executor — which demands a
 //! `Consent` — cannot run anything whose gate was not met (invariant 1).
 
-use super::domain::{ActionKind, ActionParams, Cents, Millis, Surface, format_money};
+pub mod facts;
+pub mod rules;
+
+pub use facts::GateFacts;
+
+use super::domain::{ActionKind, ActionParams, Cents, Millis, Surface};
 use super::permissions::{Approver, Autonomy, Permissions};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -97,24 +102,6 @@ impl Decision {
         self.auto_rule.as_deref()
     }
 
-    /// Raises the decision to at least a review for `reason` (a pinned counterparty the
-    /// store revealed, such as a deal's account). Where the person directs the action
-    /// (Chat, CLI) a review is an inline confirmation, as in the gate itself.
-    pub fn raise_to_review(mut self, reason: &str) -> Decision {
-        self.reasons.push(reason.to_string());
-        if self.gate.rank() >= 1 {
-            return self;
-        }
-        self.auto_rule = None;
-        self.gate = match self.surface {
-            Surface::Chat | Surface::Cli => Gate::StepUp {
-                reason: format!("{}: confirm inline what will happen", self.surface),
-            },
-            _ => Gate::Review,
-        };
-        self
-    }
-
     /// Raises the decision to at least step-up for `reason` (appended to the chain).
     /// Only raising is possible (rank 2 = step-up): a step-up, CIBA or deny gate keeps its gate and just
     /// gains the reason. An allow that came from an auto-approve rule stops being one.
@@ -131,9 +118,9 @@ impl Decision {
 }
 
 /// Threshold-gaming guard: `action`'s amount is under the step-up threshold, but with
-/// the other amounts for the same `account` in the `window_ms` before `at` it is over.
-/// `recent` is (account, amount in cents, at ms); entries outside the window or for
-/// other accounts are ignored. Returns the reason to step up with, if any.
+/// the other amounts for the same `account` (compared case-, space- and
+/// punctuation-insensitively) in the `window_ms` before `at` it is over. `recent` is
+/// (account, amount in cents, at ms). Returns the reason to step up with, if any.
 pub fn split_guard(
     action: &ActionParams,
     account: &str,
@@ -142,30 +129,14 @@ pub fn split_guard(
     window_ms: Millis,
     threshold: Cents,
 ) -> Option<String> {
-    let amount = action.amount_cents()?;
-    if amount <= 0 || amount > threshold {
-        // Nothing at stake, or the gate already steps up on the amount alone.
-        return None;
-    }
-    let from = at.saturating_sub(window_ms.max(0));
-    let (earlier, n) = recent
-        .iter()
-        .filter(|(acc, cents, t)| acc == account && *cents > 0 && *t > from && *t <= at)
-        .fold((0i64, 0usize), |(sum, n), (_, cents, _)| {
-            (sum.saturating_add(*cents), n + 1)
-        });
-    let total = earlier.saturating_add(amount);
-    if n > 0 && total > threshold {
-        Some(format!(
-            "split amounts: {} for {account} with {n} other action(s) in the last {} min totals {} > threshold {}",
-            format_money(amount),
-            window_ms / 60_000,
-            format_money(total),
-            format_money(threshold)
-        ))
-    } else {
-        None
-    }
+    rules::split_reason(
+        action.amount_cents()?,
+        account,
+        at,
+        recent,
+        window_ms,
+        threshold,
+    )
 }
 
 /// Confidence bands used for routing evidence and calibration figures.
@@ -201,22 +172,26 @@ fn level_to_gate(level: Autonomy, approver: Approver, reason: String) -> Gate {
     }
 }
 
-/// Decides the gate for `action` proposed on `surface` at `confidence` (0..1; anything
-/// else, NaN included, counts as no confidence at all). It does not know the time, so
-/// time-boxed auto-approve rules never apply here: see [`gate_at`].
+/// The gate for `action` from its payload alone, as if the store knew nothing about it
+/// and with no clock (so no time-boxed rule applies). For reasoning about permissions in
+/// the abstract; a surface deciding about a real action asks the runtime, which derives
+/// [`GateFacts`] from the store and calls [`decide`].
 pub fn gate(
     surface: Surface,
     action: &ActionParams,
     permissions: &Permissions,
     confidence: f64,
 ) -> Decision {
-    decide_gate(surface, action, permissions, confidence, None)
+    decide(
+        surface,
+        action,
+        permissions,
+        confidence,
+        &GateFacts::default(),
+    )
 }
 
-/// [`gate`] at time `now`, which also honours the user's active auto-approve rules: a
-/// rule for this kind and target pattern turns a *review* of a suggestion in the Action
-/// Center into *allow* when confidence reaches its bar. Everything that adds friction (force-review, thresholds, close-won,
-/// surface floors) still applies after it.
+/// [`gate`] at time `now`, which also honours the user's active auto-approve rules.
 pub fn gate_at(
     surface: Surface,
     action: &ActionParams,
@@ -224,15 +199,24 @@ pub fn gate_at(
     confidence: f64,
     now: Millis,
 ) -> Decision {
-    decide_gate(surface, action, permissions, confidence, Some(now))
+    decide(
+        surface,
+        action,
+        permissions,
+        confidence,
+        &GateFacts::at(now),
+    )
 }
 
-fn decide_gate(
+/// The one decision path: the [`rules::RULES`] table over `action` proposed on `surface`
+/// at `confidence` (0..1; anything else, NaN included, counts as no confidence at all),
+/// with what the store knows in `facts`.
+pub fn decide(
     surface: Surface,
     action: &ActionParams,
     permissions: &Permissions,
     confidence: f64,
-    now: Option<Millis>,
+    facts: &GateFacts,
 ) -> Decision {
     let kind = action.kind();
     let confidence = if (0.0..=1.0).contains(&confidence) {
@@ -240,147 +224,28 @@ fn decide_gate(
     } else {
         0.0
     };
-    let digest = payload_digest(action);
-    let mut reasons = Vec::new();
-    let mut level = permissions.autonomy_for(kind);
-    let mut approver = Approver::User;
-    // The reason that set the current level, shown with the gate.
-    let mut why = format!("autonomy for {kind}: {level}");
-    reasons.push(why.clone());
-
-    let mut auto_rule: Option<String> = None;
-    let decide = |gate: Gate, reasons: Vec<String>, auto_rule: Option<String>| Decision {
-        auto_rule: if gate == Gate::Allow { auto_rule } else { None },
+    let v = rules::evaluate(&rules::Input {
+        surface,
+        action,
+        kind,
+        perms: permissions,
+        confidence,
+        facts,
+    });
+    let gate = level_to_gate(v.level, v.approver, v.why);
+    Decision {
+        auto_rule: if gate == Gate::Allow {
+            v.auto_rule
+        } else {
+            None
+        },
         gate,
-        reasons,
+        reasons: v.reasons,
         surface,
         kind,
         band: confidence_band(confidence),
-        digest: digest.clone(),
-    };
-
-    if kind.is_read() {
-        if level == Autonomy::Deny {
-            return decide(Gate::Deny { reason: why }, reasons, None);
-        }
-        reasons.push("read: no side effects, no consent needed".into());
-        return decide(Gate::Allow, reasons, None);
+        digest: payload_digest(action),
     }
-    if level == Autonomy::Deny {
-        return decide(Gate::Deny { reason: why }, reasons, None);
-    }
-    if surface == Surface::Mcp && !permissions.mcp_writes_enabled {
-        let reason = "MCP write tools are disabled in Permissions".to_string();
-        reasons.push(reason.clone());
-        return decide(Gate::Deny { reason }, reasons, None);
-    }
-
-    // Confidence routing: opt-in skip of review first, then the floor that always wins.
-    // Confidence is the suggester's; a person directing the agent (chat, CLI) or an
-    // external agent has no such figure, so auto-approve applies to suggestions only.
-    if surface == Surface::ActionCenter
-        && let Some(at) = permissions.confidence.auto_approve_at
-        && level == Autonomy::Review
-        && confidence >= at
-    {
-        level = Autonomy::Auto;
-        why = format!("confidence {confidence:.2} ≥ auto-approve {at:.2}");
-        reasons.push(why.clone());
-    }
-    // A rule is learned from reviewed suggestions and its bar is the suggester's
-    // confidence, so like auto-approve it covers suggestions only. Chat and the CLI carry
-    // no such figure (a directed action counts as 1.0) and would pass any bar, which would
-    // also let a user's rule lift a team's review floor there.
-    if let Some(now) = now
-        && surface == Surface::ActionCenter
-        && level == Autonomy::Review
-        && super::permissions::auto_rule_eligible(kind)
-    {
-        let target = super::calibration::target_pattern(action);
-        if let Some(rule) = permissions.auto_rules.iter().find(|r| {
-            r.kind == kind
-                && r.target == target
-                && r.active_at(now)
-                && confidence >= r.min_confidence
-        }) {
-            level = Autonomy::Auto;
-            auto_rule = Some(rule.id.clone());
-            why = format!(
-                "auto-approve rule {}: {kind} to {target} at confidence {confidence:.2} ≥ {:.2}",
-                rule.id, rule.min_confidence
-            );
-            reasons.push(why.clone());
-        }
-    }
-    // A pinned counterparty is always looked at: this undoes any auto-approve above. The
-    // chain names the pin even when the level was already a review or more, so the
-    // person can see every rule that applied.
-    if let Some(pin) = super::permissions::pinned(
-        &permissions.always_review,
-        &super::permissions::counterparties(action),
-    ) {
-        let reason = format!("{pin} is pinned: always reviewed");
-        if level < Autonomy::Review {
-            level = Autonomy::Review;
-            auto_rule = None;
-            why = reason.clone();
-        }
-        reasons.push(reason);
-    }
-    if confidence < permissions.confidence.force_review_below && level < Autonomy::Review {
-        level = Autonomy::Review;
-        why = format!(
-            "confidence {confidence:.2} < {:.2}: always reviewed",
-            permissions.confidence.force_review_below
-        );
-        reasons.push(why.clone());
-    }
-
-    if let Some(amount) = action.amount_cents()
-        && amount > permissions.step_up_amount_cents
-        && level < Autonomy::StepUp
-    {
-        level = Autonomy::StepUp;
-        why = format!(
-            "amount {} > threshold {}",
-            format_money(amount),
-            format_money(permissions.step_up_amount_cents)
-        );
-        reasons.push(why.clone());
-    }
-
-    if let ActionParams::CloseDeal { won: true, .. } = action {
-        let rule = &permissions.close_won;
-        // The rule names the approver even when it does not raise the level.
-        if rule.level >= level {
-            level = rule.level;
-            approver = rule.approver.clone();
-            why = format!("closing as won needs {} by {}", rule.level, rule.approver);
-            reasons.push(why.clone());
-        }
-    }
-
-    match surface {
-        Surface::Mcp | Surface::Batch if level < Autonomy::Ciba => {
-            level = Autonomy::Ciba;
-            why = if surface == Surface::Mcp {
-                "external agent write over MCP: the user's device must approve".into()
-            } else {
-                "batch consent is one push to the user's device".into()
-            };
-            reasons.push(why.clone());
-        }
-        Surface::Chat | Surface::Cli if level == Autonomy::Review => {
-            // The user is present and directing: review becomes an inline confirmation.
-            level = Autonomy::StepUp;
-            why = format!("{surface}: confirm inline what will happen");
-            reasons.push(why.clone());
-        }
-        _ => {}
-    }
-
-    let gate = level_to_gate(level, approver, why);
-    decide(gate, reasons, auto_rule)
 }
 
 /// What the user (or their device) did to open a gate.
@@ -396,6 +261,10 @@ pub enum Evidence {
     /// The approver's device said yes to a CIBA request.
     Ciba {
         approver: Approver,
+        /// The `sub` of the verified CIBA-issued token: who really said yes. A rule that
+        /// names a team lead is satisfied only when this is the lead.
+        #[serde(default)]
+        sub: String,
         auth_req_id: String,
         binding_message: String,
         approved_at: Millis,
@@ -413,6 +282,52 @@ impl Evidence {
     }
 }
 
+/// Evidence as the store keeps it: the claim, and the seal that binds it to this user's
+/// consent key. The store is not trusted for consent: a row written around dealflow has
+/// no seal that verifies, so nothing runs on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recorded {
+    #[serde(flatten)]
+    pub evidence: Evidence,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<Seal>,
+}
+
+/// A MAC over what a consent covers (see [`seal_message`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Seal {
+    /// The action's version when it was approved.
+    pub version: i64,
+    /// The gate the evidence satisfied then.
+    pub gate: String,
+    /// Hex HMAC-SHA256 under the user's consent key.
+    pub mac: String,
+}
+
+/// The bytes a seal's MAC covers: action id, the version approved, the payload digest,
+/// the gate and the evidence itself (who approved, when, which device request).
+pub fn seal_message(
+    action_id: &str,
+    version: i64,
+    digest: &str,
+    gate: &str,
+    evidence: &Evidence,
+) -> Vec<u8> {
+    let mut m = b"dealflow-consent-v1".to_vec();
+    for part in [
+        action_id.as_bytes(),
+        version.to_string().as_bytes(),
+        digest.as_bytes(),
+        gate.as_bytes(),
+        &serde_json::to_vec(evidence).unwrap_or_default(),
+    ] {
+        m.push(0);
+        m.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        m.extend_from_slice(part);
+    }
+    m
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConsentError {
     #[error("denied: {0}")]
@@ -426,6 +341,8 @@ pub enum ConsentError {
     WrongApprover { needed: String, given: String },
     #[error("the decision was made for a different payload (edited after the gate)")]
     PayloadMismatch,
+    #[error("the recorded consent does not verify ({0}): it was not recorded by your dealflow")]
+    Unsealed(String),
 }
 
 /// Proof that an action's gate was satisfied. Private fields and no `Deserialize`: the
@@ -456,7 +373,22 @@ impl Consent {
         match &decision.gate {
             Gate::Deny { reason } => return Err(ConsentError::Denied(reason.clone())),
             Gate::Ciba { approver, .. } => match &evidence {
-                Evidence::Ciba { approver: a, .. } if a == approver => {}
+                Evidence::Ciba {
+                    approver: a, sub, ..
+                } if a == approver => {
+                    if let Approver::TeamLead(lead) = approver
+                        && sub != lead
+                    {
+                        return Err(ConsentError::WrongApprover {
+                            needed: approver.to_string(),
+                            given: if sub.is_empty() {
+                                "an unverified device".into()
+                            } else {
+                                sub.clone()
+                            },
+                        });
+                    }
+                }
                 Evidence::Ciba { approver: a, .. } => {
                     return Err(ConsentError::WrongApprover {
                         needed: approver.to_string(),

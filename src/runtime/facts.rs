@@ -1,0 +1,211 @@
+//! Gate facts from the store: the deal an action names as the store holds it, which of
+//! its counterparties are known, and the recent amounts per account. Every surface
+//! decides through [`FactSource`] (or [`decision_at`] for one action), so the gate sees
+//! the same facts in the TUI queue, `actions show`, approval, execution and the batch.
+
+use crate::core::consent::facts::{DealFacts, account_key, account_of, amount_at_stake};
+use crate::core::consent::{Decision, GateFacts, decide};
+use crate::core::domain::{Action, ActionParams, ActionState, Cents, Deal, Millis};
+use crate::core::permissions::{Permissions, normalize_pin};
+use crate::store::{ActionFilter, Store, StoreError};
+use std::collections::{HashMap, HashSet};
+
+/// An amount-bearing action the split guard counts: (action id, account, cents, at).
+type Recent = (String, String, Cents, Millis);
+
+/// Facts loaded once and shared by many decisions (a queue reload); each part is read
+/// from the store only when a decision first needs it.
+pub struct FactSource<'a> {
+    store: &'a dyn Store,
+    perms: Permissions,
+    deals: Option<HashMap<String, Deal>>,
+    contacts: Option<HashSet<String>>,
+    /// Amount-bearing actions that count for the split guard, by account key:
+    /// (action id, account, cents, at).
+    recent: Option<HashMap<String, Vec<Recent>>>,
+}
+
+impl<'a> FactSource<'a> {
+    pub fn new(store: &'a dyn Store) -> Result<FactSource<'a>, StoreError> {
+        let perms = store.load_permissions()?;
+        Ok(FactSource::with_permissions(store, perms))
+    }
+
+    pub fn with_permissions(store: &'a dyn Store, perms: Permissions) -> FactSource<'a> {
+        FactSource {
+            store,
+            perms,
+            deals: None,
+            contacts: None,
+            recent: None,
+        }
+    }
+
+    pub fn permissions(&self) -> &Permissions {
+        &self.perms
+    }
+
+    fn deals(&mut self) -> Result<&HashMap<String, Deal>, StoreError> {
+        if self.deals.is_none() {
+            let all = self.store.list_deals()?;
+            self.deals = Some(all.into_iter().map(|d| (d.id.clone(), d)).collect());
+        }
+        Ok(self.deals.get_or_insert_with(HashMap::new))
+    }
+
+    fn contacts(&mut self) -> Result<&HashSet<String>, StoreError> {
+        if self.contacts.is_none() {
+            let all = self.store.list_contacts()?;
+            self.contacts = Some(all.iter().map(|c| address(&c.email)).collect());
+        }
+        Ok(self.contacts.get_or_insert_with(HashSet::new))
+    }
+
+    fn recent(&mut self, account: &str) -> Result<&[(String, String, Cents, Millis)], StoreError> {
+        if self.recent.is_none() {
+            let others = self.store.list_actions(&ActionFilter {
+                states: vec![
+                    ActionState::Approved,
+                    ActionState::AwaitingConsent,
+                    ActionState::Executing,
+                    ActionState::Succeeded,
+                ],
+                limit: None,
+            })?;
+            let mut out: HashMap<String, Vec<_>> = HashMap::new();
+            for o in others {
+                let facts = GateFacts {
+                    deal: self.deal_facts(&o.params)?,
+                    ..GateFacts::default()
+                };
+                if let (Some(cents), Some(acc)) = (
+                    amount_at_stake(&o.params, &facts),
+                    account_of(&o.params, &facts),
+                ) {
+                    out.entry(account_key(&acc)).or_default().push((
+                        o.id,
+                        acc,
+                        cents,
+                        o.updated_at,
+                    ));
+                }
+            }
+            self.recent = Some(out);
+        }
+        Ok(self
+            .recent
+            .as_ref()
+            .and_then(|m| m.get(&account_key(account)))
+            .map_or(&[], Vec::as_slice))
+    }
+
+    fn deal_facts(&mut self, p: &ActionParams) -> Result<Option<DealFacts>, StoreError> {
+        let Some(id) = crate::core::permissions::deal_of(p) else {
+            return Ok(None);
+        };
+        Ok(self.deals()?.get(id).map(|d| DealFacts {
+            account: d.account.clone(),
+            amount_cents: d.amount_cents,
+            stage: d.stage,
+        }))
+    }
+
+    /// Recipients and channels of `p` that are neither a contact nor in the known set.
+    fn unknown(&mut self, p: &ActionParams) -> Result<Vec<String>, StoreError> {
+        let addresses: Vec<String> = match p {
+            // A draft stays in the user's mailbox; what leaves is checked.
+            ActionParams::SendEmail(e) => e.to.iter().chain(&e.cc).map(|a| address(a)).collect(),
+            ActionParams::ScheduleMeeting { attendees, .. } => {
+                attendees.iter().map(|a| address(a)).collect()
+            }
+            ActionParams::PostSlack { channel, .. } => {
+                let ch = format!("#{}", normalize_pin(channel).trim_start_matches('#'));
+                return Ok(if self.perms.known.contains(&ch) {
+                    Vec::new()
+                } else {
+                    vec![ch]
+                });
+            }
+            _ => return Ok(Vec::new()),
+        };
+        let known = self.perms.known.clone();
+        let contacts = self.contacts()?;
+        Ok(addresses
+            .into_iter()
+            .filter(|a| !contacts.contains(a) && !known_address(&known, a))
+            .collect())
+    }
+
+    /// The facts for `a` as it stands now.
+    pub fn facts(&mut self, a: &Action, now: Millis) -> Result<GateFacts, StoreError> {
+        let deal = self.deal_facts(&a.params)?;
+        let unknown_counterparties = self.unknown(&a.params)?;
+        let partial = GateFacts {
+            now: Some(now),
+            deal,
+            unknown_counterparties,
+            recent_amounts: Vec::new(),
+        };
+        let account =
+            amount_at_stake(&a.params, &partial).and_then(|_| account_of(&a.params, &partial));
+        let recent_amounts = if let Some(account) = account {
+            self.recent(&account)?
+                .iter()
+                .filter(|(id, ..)| *id != a.id)
+                .map(|(_, acc, cents, at)| (acc.clone(), *cents, *at))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(GateFacts {
+            recent_amounts,
+            ..partial
+        })
+    }
+
+    /// The gate `a` faces at `now`.
+    pub fn decide(&mut self, a: &Action, now: Millis) -> Result<Decision, StoreError> {
+        let facts = self.facts(a, now)?;
+        Ok(decide(
+            a.surface,
+            &a.params,
+            &self.perms,
+            a.confidence,
+            &facts,
+        ))
+    }
+}
+
+/// The gate one action faces at `now`, from the store's facts and permissions.
+pub fn decision_at(store: &dyn Store, a: &Action, now: Millis) -> Result<Decision, StoreError> {
+    FactSource::new(store)?.decide(a, now)
+}
+
+/// "Bill <Bill@Initech.example>" as the store compares it: bill@initech.example.
+fn address(a: &str) -> String {
+    let a = normalize_pin(a);
+    match (a.rfind('<'), a.rfind('>')) {
+        (Some(l), Some(r)) if l < r => a[l + 1..r].trim().to_string(),
+        _ => a,
+    }
+}
+
+/// Whether `addr` (normalised) is in the known set by itself or by its domain or a
+/// parent domain ("@acme.example" covers eu.acme.example).
+fn known_address(known: &std::collections::BTreeSet<String>, addr: &str) -> bool {
+    if known.contains(addr) {
+        return true;
+    }
+    let Some((_, mut domain)) = addr.rsplit_once('@') else {
+        return false;
+    };
+    loop {
+        if known.contains(&format!("@{domain}")) {
+            return true;
+        }
+        match domain.split_once('.') {
+            Some((_, parent)) if parent.contains('.') => domain = parent,
+            _ => return false,
+        }
+    }
+}

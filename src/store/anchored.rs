@@ -1,0 +1,95 @@
+//! A store whose every audit append is reported to an [`AuditAnchor`] (the keyring
+//! checkpoint), so the chain is anchored outside the store it lives in.
+
+use super::{ActionFilter, Result, Store, Transition};
+use crate::core::audit::{AuditEntry, ChainBreak, NewAuditEntry};
+use crate::core::domain::{Action, ActionParams, Contact, Deal, Millis};
+use crate::core::permissions::{PermissionChange, Permissions};
+use std::sync::Arc;
+
+/// Told of each entry appended, after it is committed.
+pub trait AuditAnchor: Send + Sync {
+    fn appended(&self, store: &dyn Store, entry: &AuditEntry);
+}
+
+pub struct Anchored {
+    inner: Arc<dyn Store>,
+    anchor: Arc<dyn AuditAnchor>,
+}
+
+impl Anchored {
+    pub fn new(inner: Arc<dyn Store>, anchor: Arc<dyn AuditAnchor>) -> Anchored {
+        Anchored { inner, anchor }
+    }
+}
+
+impl Store for Anchored {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn upsert_deal(&self, deal: &Deal) -> Result<()> {
+        self.inner.upsert_deal(deal)
+    }
+    fn list_deals(&self) -> Result<Vec<Deal>> {
+        self.inner.list_deals()
+    }
+    fn get_deal(&self, id: &str) -> Result<Option<Deal>> {
+        self.inner.get_deal(id)
+    }
+    fn upsert_contact(&self, contact: &Contact) -> Result<()> {
+        self.inner.upsert_contact(contact)
+    }
+    fn list_contacts(&self) -> Result<Vec<Contact>> {
+        self.inner.list_contacts()
+    }
+    fn insert_action(&self, action: &Action) -> Result<()> {
+        self.inner.insert_action(action)
+    }
+    fn get_action(&self, id: &str) -> Result<Action> {
+        self.inner.get_action(id)
+    }
+    fn list_actions(&self, filter: &ActionFilter) -> Result<Vec<Action>> {
+        self.inner.list_actions(filter)
+    }
+    fn transition(&self, id: &str, t: &Transition) -> Result<Action> {
+        self.inner.transition(id, t)
+    }
+    fn edit_action(
+        &self,
+        id: &str,
+        version: i64,
+        params: &ActionParams,
+        at: Millis,
+    ) -> Result<Action> {
+        self.inner.edit_action(id, version, params, at)
+    }
+    fn mark_interrupted(&self, at: Millis) -> Result<Vec<Action>> {
+        self.inner.mark_interrupted(at)
+    }
+    fn load_permissions(&self) -> Result<Permissions> {
+        self.inner.load_permissions()
+    }
+    fn change_permissions(
+        &self,
+        change: &PermissionChange,
+        audit: NewAuditEntry,
+    ) -> Result<(Permissions, AuditEntry)> {
+        let (perms, entry) = self.inner.change_permissions(change, audit)?;
+        self.anchor.appended(self.inner.as_ref(), &entry);
+        Ok((perms, entry))
+    }
+    fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
+        let entry = self.inner.append_audit(entry)?;
+        self.anchor.appended(self.inner.as_ref(), &entry);
+        Ok(entry)
+    }
+    fn audit_page(&self, after: i64, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.inner.audit_page(after, limit)
+    }
+    fn audit_head(&self) -> Result<(i64, String)> {
+        self.inner.audit_head()
+    }
+    fn verify_audit(&self) -> Result<std::result::Result<i64, ChainBreak>> {
+        self.inner.verify_audit()
+    }
+}
