@@ -378,3 +378,72 @@ async fn nothing_is_queued_nothing_is_asked() {
     assert!(r.w.sandbox.state.phone_pending().is_empty());
     let _ = r.store.list_actions(&ActionFilter::default()).unwrap();
 }
+
+/// A close-won rule naming a team lead goes to the lead's phone, and runs only on the
+/// lead's yes: the evidence carries the verified token's subject, which is the lead.
+#[tokio::test]
+async fn a_close_that_needs_the_team_lead_runs_on_the_leads_yes() {
+    use dealflow::core::audit::NewAuditEntry;
+    use dealflow::core::permissions::{Approver, Autonomy, PermissionChange};
+    use dealflow::sandbox::auth0::model::LEAD_SUB;
+    let r = rig().await;
+    dealflow::sandbox::demo::seed(r.store.as_ref(), 1).unwrap();
+    r.store
+        .change_permissions(
+            &PermissionChange::SetCloseWon {
+                level: Autonomy::Ciba,
+                approver: Approver::TeamLead(LEAD_SUB.into()),
+            },
+            NewAuditEntry {
+                ts: 1,
+                actor: "user:tester".into(),
+                surface: None,
+                event: "permissions.changed".into(),
+                action_id: None,
+                outcome: "ok".into(),
+                detail: serde_json::json!({}),
+            },
+        )
+        .unwrap();
+    let s =
+        r.p.submit(
+            Proposal {
+                title: "close acme".into(),
+                params: ActionParams::CloseDeal {
+                    deal_id: "deal-acme".into(),
+                    won: true,
+                    amount_cents: 0,
+                },
+                surface: Surface::Chat,
+                confidence: 1.0,
+                justification: "test".into(),
+                proposer: "user:tester".into(),
+            },
+            1,
+        )
+        .unwrap();
+    assert_eq!(s.action.state, ActionState::AwaitingConsent);
+    // The rep's own approval cannot stand in for the lead's.
+    let me = Reviewer {
+        actor: "user:tester".into(),
+        surface: Surface::Cli,
+    };
+    assert!(
+        me.approve(r.store.as_ref(), &s.action.id, true, 2)
+            .unwrap_err()
+            .to_string()
+            .contains("team lead")
+    );
+    let report = batch_with_phone(&r, BatchOptions::default(), |r, id| {
+        assert!(r.w.sandbox.state.phone_approve(id));
+    })
+    .await;
+    assert_eq!(report.succeeded, vec![s.action.id.clone()], "{report:?}");
+    let log = r.store.audit_page(0, 10_000).unwrap();
+    let exec = log.iter().find(|e| e.event == "action.executed").unwrap();
+    assert_eq!(exec.detail["evidence"]["sub"], LEAD_SUB);
+    assert_eq!(
+        r.store.get_deal("deal-acme").unwrap().unwrap().stage,
+        dealflow::core::domain::Stage::ClosedWon
+    );
+}

@@ -118,7 +118,13 @@ fn a_team_lead_rule_is_not_met_by_the_reps_own_confirmation() {
         "act-demo-acme-close",
     ]);
     assert!(msg.contains("team lead auth0|team-lead"), "{msg}");
+    assert!(msg.contains("queued"), "{msg}");
     assert_eq!(e.deal_stage("deal-acme"), Stage::Negotiation);
+    // It waits for the lead's phone (tests/batch.rs runs it on the lead's yes).
+    assert_eq!(
+        e.store().get_action("act-demo-acme-close").unwrap().state,
+        ActionState::AwaitingConsent
+    );
     assert!(
         e.audit_events()
             .iter()

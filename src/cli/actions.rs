@@ -211,9 +211,27 @@ fn approve(
         ),
         Err(ReviewError::NeedsDevice {
             approver, reason, ..
-        }) => bail!(
-            "{id} needs approval on {approver}'s device ({reason}); device approval from the CLI is not built yet"
-        ),
+        }) => {
+            // Nothing at this keyboard can stand in for that device: queue it for the
+            // next push and say so (exit 3: not approved, waiting on the device).
+            let queued = if a.state == ActionState::AwaitingConsent {
+                a
+            } else {
+                reviewer().queue_for_device(store, id, now_ms())?
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&queued)?);
+            }
+            eprintln!(
+                "{id} needs approval on {approver}'s device ({reason}): queued for it; `dealflow batch` sends the push{}",
+                if ctx.sandbox {
+                    ", `dealflow sandbox phone` answers it in the sandbox"
+                } else {
+                    ""
+                }
+            );
+            Ok(ExitCode::from(3))
+        }
         Err(e) => Err(e.into()),
     }
 }
