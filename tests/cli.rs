@@ -21,6 +21,8 @@ impl Env {
             .env("HOME", self.dir.path())
             .env("XDG_DATA_HOME", self.dir.path().join("data"))
             .env("XDG_CONFIG_HOME", self.dir.path().join("cfg"))
+            .env("XDG_STATE_HOME", self.dir.path().join("state"))
+            .env("DEALFLOW_KEYRING", "file")
             .env("USER", "tester")
             .timeout(std::time::Duration::from_secs(60));
         c

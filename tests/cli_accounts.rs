@@ -14,6 +14,7 @@ fn cmd(home: &std::path::Path) -> Command {
         .env("XDG_DATA_HOME", home.join("data"))
         .env("XDG_CONFIG_HOME", home.join("cfg"))
         .env("XDG_STATE_HOME", home.join("state"))
+        .env("DEALFLOW_KEYRING", "file")
         .env("XDG_RUNTIME_DIR", home.join("run"))
         .env("USER", "rep")
         .arg("--sandbox");

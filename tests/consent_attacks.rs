@@ -225,6 +225,28 @@ fn consent_written_into_the_store_does_not_run() {
 }
 
 #[test]
+fn a_used_consent_does_not_run_again() {
+    let e = Env::new();
+    // Approve and send the Initech follow-up, then restore its row to `approved` with
+    // the very evidence (and seal) it ran on: a replay.
+    e.ok(&["actions", "approve", "act-demo-initech-followup"]);
+    let sent = e.store().get_action("act-demo-initech-followup").unwrap();
+    assert_eq!(sent.state, ActionState::Succeeded);
+    e.sql(
+        "UPDATE actions SET state = 'approved', version = version - 2
+         WHERE id = 'act-demo-initech-followup'",
+    );
+    let msg = e.refused(&["actions", "execute", "act-demo-initech-followup"]);
+    assert!(msg.contains("already used"), "{msg}");
+    let executed = e
+        .audit_events()
+        .iter()
+        .filter(|(ev, ..)| ev == "action.executed")
+        .count();
+    assert_eq!(executed, 1, "sent once");
+}
+
+#[test]
 fn the_actor_is_the_identity_and_uid_not_user() {
     let e = Env::new();
     let o = e
@@ -270,6 +292,20 @@ fn a_cut_wiped_or_rewritten_audit_log_is_reported() {
     e.sql("DELETE FROM audit; DELETE FROM audit_head;");
     let msg = e.refused(&["audit", "verify"]);
     assert!(msg.contains("WIPED"), "{msg}");
+    // Work goes on after it: the checkpoint keeps the evidence, it is not overwritten.
+    e.ok(&["permissions", "unpin", "@acme.example"]);
+    let msg = e.refused(&["audit", "verify"]);
+    assert!(msg.contains("TRUNCATED"), "{msg}");
+    // Until the person says the change was theirs, which is the new log's first entry.
+    let out = e.ok(&["audit", "reset-anchor"]);
+    assert!(out.contains("re-anchored"), "{out}");
+    let out = e.ok(&["audit", "verify"]);
+    assert!(out.contains("matches the keyring checkpoint"), "{out}");
+    assert!(
+        e.audit_events().iter().any(
+            |(ev, _, d)| ev == "audit.anchor_reset" && d["previous_checkpoint"]["seq"].is_i64()
+        )
+    );
 }
 
 #[test]

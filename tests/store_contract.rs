@@ -373,6 +373,7 @@ fn an_edit_voids_consent_and_returns_to_proposed(fx: &Fx) {
         },
         seal: Some(Seal {
             version: 1,
+            at: 2,
             gate: "review".into(),
             mac: "00ff".into(),
         }),

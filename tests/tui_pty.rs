@@ -31,6 +31,7 @@ fn dealflow_in_pty_with(
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("XDG_DATA_HOME", home.join("data"))
         .env("XDG_STATE_HOME", home.join("state"))
+        .env("DEALFLOW_KEYRING", "file")
         .env("USER", "ptyuser")
         .env("TERM", "xterm-256color")
         .env("NO_COLOR", "1")

@@ -214,7 +214,9 @@ impl FileStore {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let tmp = self.path.with_extension("tmp");
+        let tmp = self
+            .path
+            .with_extension(format!("tmp.{}", std::process::id()));
         let body = serde_json::to_vec(m).map_err(|e| AuthError::Keyring(e.to_string()))?;
         {
             let mut f = std::fs::OpenOptions::new()
@@ -231,16 +233,37 @@ impl FileStore {
     }
 }
 
+impl FileStore {
+    /// Serialises read-modify-write across processes (a TUI and a CLI both refresh the
+    /// audit checkpoint), so neither loses the other's entry.
+    fn locked(&self) -> Result<std::fs::File, AuthError> {
+        let io = |e: std::io::Error| AuthError::Keyring(format!("{}: {e}", self.path.display()));
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.path.with_extension("lock"))
+            .map_err(io)?;
+        f.lock().map_err(io)?;
+        Ok(f)
+    }
+}
+
 impl SecretStore for FileStore {
     fn get(&self, name: &str) -> Result<Option<String>, AuthError> {
         Ok(self.read()?.get(name).cloned())
     }
     fn set(&self, name: &str, value: &str) -> Result<(), AuthError> {
+        let _lock = self.locked()?;
         let mut m = self.read()?;
         m.insert(name.into(), value.into());
         self.write(&m)
     }
     fn delete(&self, name: &str) -> Result<(), AuthError> {
+        let _lock = self.locked()?;
         let mut m = self.read()?;
         if m.remove(name).is_some() {
             self.write(&m)?;

@@ -9,8 +9,12 @@ use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
-    /// Recompute the hash chain; exit 1 and name the first bad entry if it breaks.
+    /// Recompute the hash chain and check it against the keyring checkpoint; exit 1 and
+    /// name the first bad entry (or the cut, wipe or rewrite) if it breaks.
     Verify,
+    /// Accept the log as it is now as the new anchor (after you deleted or replaced the
+    /// store yourself). The reset is the first thing the re-anchored log records.
+    ResetAnchor,
     /// Write the log as JSON lines or CSV.
     Export {
         #[arg(long, value_enum, default_value = "jsonl")]
@@ -57,6 +61,25 @@ pub fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        AuditCmd::ResetAnchor => {
+            let anchor = crate::runtime::seal::KeyringAnchor::open()?;
+            let old = anchor.reset(ctx.store.as_ref());
+            // Appended through the anchored store, so this entry starts the new anchor.
+            let e = ctx.store.append_audit(crate::core::audit::NewAuditEntry {
+                ts: super::now_ms(),
+                actor: super::local_actor(),
+                surface: Some(crate::core::domain::Surface::Cli),
+                event: "audit.anchor_reset".into(),
+                action_id: None,
+                outcome: "ok".into(),
+                detail: serde_json::json!({
+                    "previous_checkpoint": old.map(|(seq, hash)| serde_json::json!({"seq": seq, "hash": hash})),
+                    "origin": super::origin(),
+                }),
+            })?;
+            println!("audit log re-anchored at #{}", e.seq);
+            Ok(ExitCode::SUCCESS)
+        }
         AuditCmd::Export { format, output } => {
             let mut out: Box<dyn Write> = match &output {
                 Some(p) => Box::new(std::io::BufWriter::new(

@@ -40,12 +40,20 @@ pub enum PolicyCmd {
     },
     /// Revoke an auto-approve rule by id.
     Revoke { id: String },
+    /// The consent rules, in the order the gate applies them.
+    Rules,
 }
 
 pub fn run(ctx: &Ctx, cmd: PolicyCmd) -> Result<ExitCode> {
     match cmd {
         PolicyCmd::Simulate { with, json } => simulate(ctx, &with, json),
         PolicyCmd::Calibration { json } => calibration(ctx, json),
+        PolicyCmd::Rules => {
+            for (i, r) in crate::core::consent::rules::RULES.iter().enumerate() {
+                println!("{:>2}. {:<22} {}", i + 1, r.name, r.doc);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         PolicyCmd::Accept { n, days } => accept(ctx, n, days),
         PolicyCmd::Revoke { id } => change(
             ctx,

@@ -1,7 +1,6 @@
 //! `dealflow status`: the pipeline and the queue, with the gate each action faces.
 
-use super::Ctx;
-use crate::core::consent::gate;
+use super::{Ctx, now_ms};
 use crate::core::domain::{ActionState, format_money};
 use crate::store::ActionFilter;
 use anyhow::Result;
@@ -22,7 +21,7 @@ pub fn run(ctx: &Ctx, interactive: bool) -> Result<ExitCode> {
             d.stage.as_str()
         );
     }
-    let perms = ctx.store.load_permissions()?;
+    let mut facts = crate::runtime::facts::FactSource::new(ctx.store.as_ref())?;
     let queue = ctx.store.list_actions(&ActionFilter {
         states: vec![
             ActionState::Proposed,
@@ -35,7 +34,7 @@ pub fn run(ctx: &Ctx, interactive: bool) -> Result<ExitCode> {
     println!();
     println!("Queue ({})", queue.len());
     for a in &queue {
-        let d = gate(a.surface, &a.params, &perms, a.confidence);
+        let d = facts.decide(a, now_ms())?;
         println!(
             "  {:<28} {:<17} {:<16} conf {:.2}  gate: {}",
             a.id,

@@ -51,6 +51,7 @@ pub fn run(ctx: &Ctx, cmd: TeamCmd) -> Result<ExitCode> {
                 bail!("{}: {e}", file.display());
             }
             let entry = store.set_team_policy(&policy, audit("team.policy_set"))?;
+            anchor(&store, &entry);
             println!(
                 "team {team}: policy set (audit #{}); it tightens every member's own settings — `dealflow permissions show` prints yours in effect",
                 entry.seq
@@ -58,10 +59,20 @@ pub fn run(ctx: &Ctx, cmd: TeamCmd) -> Result<ExitCode> {
         }
         TeamCmd::Clear => {
             let entry = store.clear_team_policy(audit("team.policy_cleared"))?;
+            anchor(&store, &entry);
             println!("team {team}: policy removed (audit #{})", entry.seq);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The team commands write through the Redis store itself (they need its team keys), so
+/// their entries are anchored here, as the anchored store does for every other append.
+fn anchor(store: &RedisStore, entry: &crate::core::audit::AuditEntry) {
+    use crate::store::AuditAnchor;
+    if let Ok(a) = crate::runtime::seal::KeyringAnchor::open() {
+        a.appended(store, entry);
+    }
 }
 
 /// The Redis store with its team, or what is missing to have one.

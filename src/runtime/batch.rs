@@ -498,10 +498,12 @@ async fn run_member(
             source,
         })
     })?;
-    let sealed =
-        super::seal::key()
-            .map_err(|e| fail(e.into()))?
-            .seal(&a, d.gate().name(), evidence);
+    let sealed = super::seal::key().map_err(|e| fail(e.into()))?.seal(
+        &a,
+        d.gate().name(),
+        evidence,
+        now_ms(),
+    );
     p.store
         .transition(
             &a.id,

@@ -227,6 +227,7 @@ impl Pipeline {
                     &action,
                     decision.gate().name(),
                     consent.evidence().clone(),
+                    at,
                 );
                 let now = to(ActionState::Approved, Some(sealed), None)?;
                 self.audit(
@@ -383,11 +384,20 @@ impl Pipeline {
         // The store is not trusted for consent: only evidence sealed under this user's
         // key for exactly this action and payload counts.
         let key = super::seal::key()?;
-        let consent = match key
-            .open(&a)
-            .map_err(ConsentError::Unsealed)
-            .and_then(|ev| Consent::grant(&decision, &a.params, ev.clone()))
-        {
+        let seal = a.evidence.as_ref().and_then(|r| r.seal.clone());
+        let used = match &seal {
+            Some(seal) => super::seal::already_used(self.store.as_ref(), &a.id, seal)?,
+            None => false,
+        };
+        let consent = match key.open(&a).map_err(ConsentError::Unsealed).and_then(|ev| {
+            if used {
+                Err(ConsentError::Unsealed(
+                    "it was already used: consent runs an action once".into(),
+                ))
+            } else {
+                Consent::grant(&decision, &a.params, ev.clone())
+            }
+        }) {
             Ok(c) => c,
             Err(source) => {
                 // Permissions tightened (or evidence lost) since approval: back to review.
@@ -502,6 +512,8 @@ impl Pipeline {
                 "band": decision.band(),
                 "evidence": evidence_json(consent.evidence()),
                 "payload_digest": payload_digest(&claimed.params),
+                // The consent this used up (single-use: see seal::already_used).
+                "seal": seal.as_ref().map(super::seal::seal_id),
             }),
         )?;
         let done = self.store.transition(

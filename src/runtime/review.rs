@@ -251,7 +251,7 @@ impl Reviewer {
             }
         };
         let consent = Consent::grant(&d, &a.params, evidence)?;
-        let sealed = super::seal::key()?.seal(&a, d.gate().name(), consent.evidence().clone());
+        let sealed = super::seal::key()?.seal(&a, d.gate().name(), consent.evidence().clone(), at);
         let now = store.transition(
             id,
             &Transition {

@@ -11,7 +11,7 @@ use crate::auth::AuthError;
 use crate::auth::keyring::SecretStore;
 use crate::core::audit::AuditEntry;
 use crate::core::consent::{Evidence, Recorded, Seal, payload_digest, seal_message};
-use crate::core::domain::Action;
+use crate::core::domain::{Action, Millis};
 use crate::store::{AuditAnchor, Store};
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
@@ -91,13 +91,16 @@ impl ConsentKey {
 
     /// Seals `evidence` for `a` as it is now (its id, version and payload), approved
     /// under a gate named `gate`.
-    pub fn seal(&self, a: &Action, gate: &str, evidence: Evidence) -> Recorded {
+    pub fn seal(&self, a: &Action, gate: &str, evidence: Evidence, at: Millis) -> Recorded {
         let digest = payload_digest(&a.params);
-        let mac = self.mac(&seal_message(&a.id, a.version, &digest, gate, &evidence));
+        let mac = self.mac(&seal_message(
+            &a.id, a.version, at, &digest, gate, &evidence,
+        ));
         Recorded {
             evidence,
             seal: Some(Seal {
                 version: a.version,
+                at,
                 gate: gate.to_string(),
                 mac,
             }),
@@ -119,7 +122,14 @@ impl ConsentKey {
             return Err("the seal names a later version than the action".into());
         }
         let digest = payload_digest(&a.params);
-        let msg = seal_message(&a.id, seal.version, &digest, &seal.gate, &r.evidence);
+        let msg = seal_message(
+            &a.id,
+            seal.version,
+            seal.at,
+            &digest,
+            &seal.gate,
+            &r.evidence,
+        );
         if self.verify(&msg, &seal.mac) {
             Ok(&r.evidence)
         } else {
@@ -128,10 +138,37 @@ impl ConsentKey {
     }
 }
 
+/// How a seal is named in the audit entry of the execution it allowed.
+pub fn seal_id(seal: &Seal) -> String {
+    seal.mac.chars().take(24).collect()
+}
+
+/// Clocks of two processes on a shared store may disagree; a use of a seal is looked for
+/// from this long before it was made.
+const SKEW_MS: Millis = 24 * 3600 * 1000;
+
+/// Whether the log already records an execution on `seal`: consent is single-use, so a
+/// sealed row restored to `approved` (a replay) never runs twice. The log is anchored in
+/// the keyring, so that record cannot be taken out unseen.
+pub fn already_used(
+    store: &dyn Store,
+    action_id: &str,
+    seal: &Seal,
+) -> Result<bool, crate::store::StoreError> {
+    let id = seal_id(seal);
+    Ok(store
+        .audit_about(action_id, seal.at.saturating_sub(SKEW_MS))?
+        .iter()
+        .any(|e| e.event == "action.executed" && e.detail["seal"].as_str() == Some(id.as_str())))
+}
+
 fn creation_lock() -> Option<std::fs::File> {
-    // Per uid, not per $HOME: the kernel keyring is per uid.
-    let uid = crate::runtime::identity::current().uid;
-    let path = std::env::temp_dir().join(format!("dealflow-consent-key-{uid}.lock"));
+    // In the user's own state dir: a shared temp dir would let another account hold
+    // (or pre-create) the lock.
+    let dirs = crate::config::project_dirs()?;
+    let dir = dirs.state_dir().unwrap_or(dirs.data_dir()).to_path_buf();
+    std::fs::create_dir_all(&dir).ok()?;
+    let path = dir.join("consent-key.lock");
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -301,6 +338,18 @@ fn last_seq(store: &dyn Store) -> Result<i64, crate::store::StoreError> {
             Some(e) => last = e.seq,
             None => return Ok(last),
         }
+    }
+}
+
+impl KeyringAnchor {
+    /// Re-anchors at the log as it is now, after the person said the change was theirs
+    /// (a store they deleted and started again, say). Returns what the old checkpoint
+    /// had seen, for the audit entry that records the reset.
+    pub fn reset(&self, store: &dyn Store) -> Option<(i64, String)> {
+        let entry = checkpoint_entry(store);
+        let old = self.read(&entry).map(|cp| (cp.seq, cp.hash));
+        let _ = self.keyring.delete(&entry);
+        old
     }
 }
 

@@ -89,6 +89,9 @@ impl Store for Anchored {
     fn audit_head(&self) -> Result<(i64, String)> {
         self.inner.audit_head()
     }
+    fn audit_about(&self, action_id: &str, since: Millis) -> Result<Vec<AuditEntry>> {
+        self.inner.audit_about(action_id, since)
+    }
     fn verify_audit(&self) -> Result<std::result::Result<i64, ChainBreak>> {
         self.inner.verify_audit()
     }

@@ -160,6 +160,25 @@ pub trait Store: Send + Sync {
     /// (entry count, head hash) as recorded at the last append.
     fn audit_head(&self) -> Result<(i64, String)>;
 
+    /// Entries about `action_id` stamped at or after `since`, newest first. Backends
+    /// answer from an index (SQLite) or by reading back from the head (Redis) only as far
+    /// as `since`; this default reads the whole log.
+    fn audit_about(&self, action_id: &str, since: Millis) -> Result<Vec<AuditEntry>> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.audit_page(after, 5000)?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            out.extend(
+                page.into_iter()
+                    .filter(|e| e.action_id.as_deref() == Some(action_id) && e.ts >= since),
+            );
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     /// Walks the whole chain; `Ok(n)` means n entries verified.
     fn verify_audit(&self) -> Result<std::result::Result<i64, ChainBreak>> {
         let mut v = ChainVerifier::default();

@@ -22,7 +22,7 @@
 
 use super::{ActionFilter, Result, Store, StoreError, Transition};
 use crate::core::audit::{self, AuditEntry, GENESIS, NewAuditEntry};
-use crate::core::domain::{Action, ActionParams, ActionState, Contact, Deal};
+use crate::core::domain::{Action, ActionParams, ActionState, Contact, Deal, Millis};
 use crate::core::permissions::{PermissionChange, Permissions};
 use redis::{Connection, Script};
 use std::collections::BTreeMap;
@@ -721,6 +721,38 @@ impl Store for RedisStore {
                     .map_err(|e| self.corrupt(format!("audit entry after #{after}: {e}")))
             })
             .collect()
+    }
+
+    fn audit_about(&self, action_id: &str, since: Millis) -> Result<Vec<AuditEntry>> {
+        // Newest first, a page at a time, until the entries are older than `since`.
+        let key = self.key("audit");
+        let mut out = Vec::new();
+        let mut start = 0isize;
+        const PAGE: isize = 500;
+        loop {
+            let rows: Vec<String> = self.with(|c| {
+                redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(start)
+                    .arg(start + PAGE - 1)
+                    .arg("REV")
+                    .query(c)
+            })?;
+            if rows.is_empty() {
+                return Ok(out);
+            }
+            for r in &rows {
+                let e = serde_json::from_str::<AuditEntry>(r)
+                    .map_err(|e| self.corrupt(format!("audit entry: {e}")))?;
+                if e.ts < since {
+                    return Ok(out);
+                }
+                if e.action_id.as_deref() == Some(action_id) {
+                    out.push(e);
+                }
+            }
+            start += PAGE;
+        }
     }
 
     fn audit_head(&self) -> Result<(i64, String)> {

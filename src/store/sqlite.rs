@@ -5,7 +5,9 @@
 
 use super::{ActionFilter, Result, Store, StoreError, Transition};
 use crate::core::audit::{self, AuditEntry, GENESIS, NewAuditEntry};
-use crate::core::domain::{Action, ActionParams, ActionState, Contact, Deal, Stage, Surface};
+use crate::core::domain::{
+    Action, ActionParams, ActionState, Contact, Deal, Millis, Stage, Surface,
+};
 use crate::core::permissions::{PermissionChange, Permissions};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
@@ -63,6 +65,7 @@ CREATE TABLE IF NOT EXISTS audit (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS audit_action ON audit(action_id, ts);
 CREATE TABLE IF NOT EXISTS audit_head (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     count INTEGER NOT NULL,
@@ -704,5 +707,25 @@ impl Store for SqliteStore {
 
     fn audit_head(&self) -> Result<(i64, String)> {
         self.with(|c| self.read_head(c))
+    }
+
+    fn audit_about(&self, action_id: &str, since: Millis) -> Result<Vec<AuditEntry>> {
+        let seqs: Vec<i64> = self.with(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT seq FROM audit WHERE action_id = ?1 AND ts >= ?2 ORDER BY seq DESC",
+                )
+                .map_err(|e| self.err(e))?;
+            let rows = st
+                .query_map(params![action_id, since], |r| r.get(0))
+                .map_err(|e| self.err(e))?;
+            rows.collect::<std::result::Result<Vec<i64>, _>>()
+                .map_err(|e| self.err(e))
+        })?;
+        let mut out = Vec::new();
+        for seq in seqs {
+            out.extend(self.audit_page(seq - 1, 1)?);
+        }
+        Ok(out)
     }
 }

@@ -180,9 +180,7 @@ impl Executor {
                     }),
                 )]
             }
-            Effect::VerifyAudit => vec![Msg::AuditVerified(
-                s.verify_audit().map_err(|e| e.to_string()),
-            )],
+            Effect::VerifyAudit => vec![Msg::AuditVerified(verify_anchored(s))],
             Effect::ExportAudit => vec![Msg::Exported(self.export())],
             // Reached only when no backend is wired (not signed in): say how to fix it.
             Effect::ExecuteApproved(_) => vec![Msg::NotBuilt(
@@ -304,4 +302,32 @@ fn summarize(out: &mut Vec<Msg>, verb: Verb) {
         }
     }
     out.push(Msg::ReviewSummary { verb, ok, failed });
+}
+
+/// The chain, then the keyring checkpoint: a log cut, wiped or rewritten with its chain
+/// recomputed verifies as a chain but not against the checkpoint.
+fn verify_anchored(
+    s: &dyn crate::store::Store,
+) -> Result<Result<i64, crate::core::audit::ChainBreak>, String> {
+    use crate::runtime::seal::{Anchor, KeyringAnchor};
+    let n = match s.verify_audit().map_err(|e| e.to_string())? {
+        Ok(n) => n,
+        broken => return Ok(broken),
+    };
+    let Ok(anchor) = KeyringAnchor::open() else {
+        return Ok(Ok(n));
+    };
+    Ok(match anchor.check(s).map_err(|e| e.to_string())? {
+        Anchor::Holds { .. } | Anchor::Missing => Ok(n),
+        bad @ (Anchor::Truncated { seen: seq, .. } | Anchor::Rewritten { seq }) => {
+            Err(crate::core::audit::ChainBreak {
+                seq,
+                problem: bad.to_string(),
+            })
+        }
+        bad @ Anchor::Forged => Err(crate::core::audit::ChainBreak {
+            seq: n,
+            problem: bad.to_string(),
+        }),
+    })
 }

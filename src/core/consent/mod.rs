@@ -298,17 +298,21 @@ pub struct Recorded {
 pub struct Seal {
     /// The action's version when it was approved.
     pub version: i64,
+    /// When it was sealed: where the executor starts looking for an earlier use of it.
+    #[serde(default)]
+    pub at: Millis,
     /// The gate the evidence satisfied then.
     pub gate: String,
     /// Hex HMAC-SHA256 under the user's consent key.
     pub mac: String,
 }
 
-/// The bytes a seal's MAC covers: action id, the version approved, the payload digest,
+/// The bytes a seal's MAC covers: action id, the version approved, when, the payload digest,
 /// the gate and the evidence itself (who approved, when, which device request).
 pub fn seal_message(
     action_id: &str,
     version: i64,
+    at: Millis,
     digest: &str,
     gate: &str,
     evidence: &Evidence,
@@ -317,6 +321,7 @@ pub fn seal_message(
     for part in [
         action_id.as_bytes(),
         version.to_string().as_bytes(),
+        at.to_string().as_bytes(),
         digest.as_bytes(),
         gate.as_bytes(),
         &serde_json::to_vec(evidence).unwrap_or_default(),
