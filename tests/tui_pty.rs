@@ -211,3 +211,47 @@ fn u_takes_back_a_slack_post_waiting_in_the_outbox() {
         ["action.proposed", "action.approved", "action.withdrawn"]
     );
 }
+
+/// The agent is alive in the TUI: at start the suggestion engine files what the offline
+/// planner sees, and when another terminal moves the sandbox's world on, it notices and
+/// proposes again, at the 80×24 an SSH session gets.
+#[test]
+fn the_suggestion_engine_proposes_at_start_and_when_the_world_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let mut p = dealflow_in_pty(home, 80, 24, "--sandbox");
+    // The status line says what the first run filed (ratatui redraws only changed
+    // cells, so look for a piece that is drawn in one go).
+    p.exp_string("new suggestion(s) (offline").unwrap();
+    let db = home.join("data/dealflow/sandbox.db");
+    let before = SqliteStore::open(&db)
+        .unwrap()
+        .list_actions(&Default::default())
+        .unwrap()
+        .len();
+    assert!(before > 4, "the engine filed beside the 4 demo actions");
+    let out = Command::new(env!("CARGO_BIN_EXE_dealflow"))
+        .args(["sandbox", "advance", "30d"])
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("DEALFLOW_KEYRING", "file")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    p.exp_string("umbrella").unwrap();
+    let after = SqliteStore::open(&db)
+        .unwrap()
+        .list_actions(&Default::default())
+        .unwrap();
+    assert!(after.len() > before);
+    assert!(
+        after
+            .iter()
+            .any(|a| a.params.target() == "alice@umbrella.example"
+                && a.state == ActionState::Proposed)
+    );
+    p.send("q").unwrap();
+    p.flush().unwrap();
+}

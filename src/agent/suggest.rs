@@ -232,7 +232,7 @@ pub fn title_for(p: &ActionParams) -> String {
 pub async fn suggest(
     model: &dyn LanguageModel,
     snapshot: &Snapshot,
-    next_id: &mut dyn FnMut() -> String,
+    next_id: &mut (dyn FnMut() -> String + Send),
 ) -> Result<Suggestions, LlmError> {
     let (system, user) = build_prompt(snapshot);
     let turn = model

@@ -11,6 +11,7 @@ mod mcp_cmd;
 mod permissions_cmd;
 mod policy_cmd;
 mod status;
+mod suggest_cmd;
 mod team_cmd;
 
 use crate::config::{Config, Override, Source};
@@ -62,6 +63,12 @@ pub enum Command {
     Mcp {
         #[command(subcommand)]
         cmd: Option<mcp_cmd::McpCmd>,
+    },
+    /// Run the suggestion engine once: proposals filed through the gate (reviewed ones to
+    /// the Action Center, device-gated ones to the next batch, allowed ones run).
+    Suggest {
+        #[arg(long)]
+        json: bool,
     },
     /// Send queued actions to your device as one CIBA batch.
     Batch {
@@ -136,6 +143,12 @@ pub enum SandboxCmd {
         /// Deny request number N (as listed) and exit.
         #[arg(long, value_name = "N")]
         deny: Option<usize>,
+    },
+    /// Move the sandbox's world forward (deals age, go stale): `sandbox advance 2d`. The
+    /// suggestion engine notices and proposes.
+    Advance {
+        /// How far: 12h, 2d, 1w.
+        by: String,
     },
     /// Run a sandbox in the foreground and publish its URL for `sandbox phone`.
     Serve {
@@ -306,7 +319,37 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn dispatch(cli: Cli) -> Result<ExitCode> {
+/// Ages the sandbox world by `by`: every deal's last touch moves that far into the past,
+/// as if the time had gone by with nobody touching them.
+fn sandbox_advance(ctx: &Ctx, by: &str) -> Result<ExitCode> {
+    let d = crate::config::parse_duration(by)
+        .filter(|d| !d.is_zero() && d.as_secs() <= 365 * 86_400)
+        .with_context(|| format!("{by:?}: give a duration up to a year, like 12h, 2d or 1w"))?;
+    let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let mut n = 0;
+    for mut deal in ctx.store.list_deals()? {
+        if !deal.stage.is_closed() {
+            deal.last_touch = deal.last_touch.saturating_sub(ms);
+            ctx.store.upsert_deal(&deal)?;
+            n += 1;
+        }
+    }
+    println!(
+        "sandbox: {by} went by; {n} open deal(s) aged (a running TUI's suggestion engine looks again)"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dispatch(mut cli: Cli) -> Result<ExitCode> {
+    // The sandbox's world is the sandbox store, whether or not --sandbox was typed.
+    if matches!(
+        cli.command,
+        Some(Command::Sandbox {
+            cmd: SandboxCmd::Advance { .. }
+        })
+    ) {
+        cli.sandbox = true;
+    }
     // Commands that need neither config nor store.
     match &cli.command {
         Some(Command::Completions { shell }) => {
@@ -379,6 +422,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Some(Command::Team { cmd }) => team_cmd::run(&ctx, cmd),
         Some(Command::Doctor) => doctor(&ctx),
         Some(Command::Batch { every }) => batch_cmd::run(&ctx, every),
+        Some(Command::Suggest { json }) => suggest_cmd::run(&ctx, json),
+        Some(Command::Sandbox {
+            cmd: SandboxCmd::Advance { by },
+        }) => sandbox_advance(&ctx, &by),
         Some(Command::Accounts { cmd }) => accounts_cmd::run(&ctx, cmd),
         Some(Command::Mcp { cmd: None }) => mcp_cmd::serve(&ctx),
         _ => Ok(ExitCode::SUCCESS),
@@ -481,6 +528,30 @@ async fn wire_tui_backend(
         ),
     };
     deferred.resolve(Ok(Arc::new(backend)), Msg::Status { ok: true, text });
+    // The suggestion engine: at start, on `agent.suggest_every`, and when the pipeline
+    // changes (another terminal's `sandbox advance`, a CRM sync). What it files shows up
+    // on the next queue reload; each run says what it did on the status line.
+    let engine = Arc::new(suggest_cmd::suggester(&ctx, w.pipeline.clone()));
+    let report_to = deferred.clone();
+    let report = Arc::new(
+        move |r: Result<
+            crate::runtime::suggester::Run,
+            crate::runtime::suggester::SuggestError,
+        >| {
+            let (ok, text) = match r {
+                Ok(run) => (true, run.summary()),
+                Err(e) => (false, format!("suggestions: {e}")),
+            };
+            report_to.report(Msg::Status { ok, text });
+        },
+    );
+    tokio::spawn(engine.watch(
+        ctx.config.suggest_every,
+        std::time::Duration::from_secs(5),
+        Arc::new(now_ms),
+        report,
+        tokio_util::sync::CancellationToken::new(),
+    ));
     Some(w)
 }
 

@@ -64,6 +64,22 @@ pub struct McpSection {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct AgentSection {
+    /// How often the suggestion engine looks at the pipeline while the TUI runs (it also
+    /// looks at start and when the pipeline changes).
+    pub suggest_every: String,
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        AgentSection {
+            suggest_every: "15m".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LogSection {
     pub level: String,
     pub file: String,
@@ -79,6 +95,7 @@ pub struct RawConfig {
     pub batch: BatchSection,
     pub mcp: McpSection,
     pub log: LogSection,
+    pub agent: AgentSection,
 }
 
 impl Default for AuthSection {
@@ -155,6 +172,8 @@ pub struct Config {
     pub idle_lock: Duration,
     /// How long an irreversible send approved in the TUI waits in the outbox (0: none).
     pub undo_send: Duration,
+    /// `agent.suggest_every`.
+    pub suggest_every: Duration,
 }
 
 /// The longest outbox wait `ui.undo_send` takes.
@@ -327,7 +346,7 @@ fn file_error(path: &Path, text: &str, err: &toml::de::Error) -> ConfigError {
     }
 }
 
-/// Parses a duration like "45s", "15m", "2h" or "500ms".
+/// Parses a duration like "45s", "15m", "2h", "500ms", "2d" or "1w".
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit())?;
@@ -338,6 +357,8 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "s" => Some(Duration::from_secs(n)),
         "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
         "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
+        "d" => Some(Duration::from_secs(n.checked_mul(86_400)?)),
+        "w" => Some(Duration::from_secs(n.checked_mul(7 * 86_400)?)),
         _ => None,
     }
 }
@@ -487,6 +508,17 @@ impl Config {
                 ),
             });
         }
+        let suggest_every = dur("agent", "suggest_every", &raw.agent.suggest_every)?;
+        if suggest_every < Duration::from_secs(60) || suggest_every > Duration::from_secs(86_400) {
+            return Err(ConfigError {
+                location: locate("agent", "suggest_every"),
+                message: format!(
+                    "agent.suggest_every: {:?} is out of range",
+                    raw.agent.suggest_every
+                ),
+                hint: Some("use 1m to 24h, e.g. \"15m\"".into()),
+            });
+        }
         let llm_timeout = dur("llm", "timeout", &raw.llm.timeout)?;
         if llm_timeout.is_zero() {
             return Err(ConfigError {
@@ -530,6 +562,7 @@ impl Config {
             mcp_wait_bound,
             idle_lock,
             undo_send,
+            suggest_every,
         })
     }
 

@@ -10,4 +10,5 @@ pub mod identity;
 pub mod pipeline;
 pub mod review;
 pub mod seal;
+pub mod suggester;
 pub mod trust;

@@ -185,7 +185,7 @@ impl Pipeline {
             evidence: None,
         };
         self.store.insert_action(&action)?;
-        let decision = decision_for(self.store.as_ref(), &action)?;
+        let decision = super::facts::decision_at(self.store.as_ref(), &action, at)?;
         self.audit(
             &p.proposer,
             &action,

@@ -96,6 +96,16 @@ impl Deferred {
     }
 }
 
+impl Deferred {
+    /// A report from background work that is not an answer to an effect (the
+    /// suggestion engine's runs): shown on the status line, kept until the loop attaches.
+    pub fn report(&self, msg: Msg) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.outbox.push(msg);
+        s.flush();
+    }
+}
+
 impl EffectHandler for Deferred {
     fn handle(&self, effect: Effect, tx: &UnboundedSender<Msg>) -> Option<Effect> {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,0 +1,345 @@
+//! The suggestion engine as a worker: reads the pipeline from the store, asks the model
+//! (Claude with an API key, the offline planner without) for proposals, and files each
+//! through [`Pipeline::submit`], so the gate routes it like anything else: allowed ones
+//! run (audited with the rule that allowed them), reviewed ones land in the Action
+//! Center, device-gated ones wait for the next CIBA batch. Runs never overlap.
+
+use super::credentials::Subject;
+use super::pipeline::{Pipeline, PipelineError, Proposal};
+use crate::agent::suggest::{Snapshot, Suggestions};
+use crate::core::audit::NewAuditEntry;
+use crate::core::domain::{Action, ActionKind, ActionState, Millis};
+use crate::llm::LanguageModel;
+use crate::store::ActionFilter;
+use serde::Serialize;
+use std::sync::Arc;
+
+const DAY: Millis = 86_400_000;
+/// A rejected suggestion is not proposed again unchanged within this long.
+const REJECTED_MEMORY: Millis = 30 * DAY;
+/// Nor is one like a suggestion that just ran (same kind and target).
+const DONE_MEMORY: Millis = 7 * DAY;
+
+/// One filed proposal and where the gate sent it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Filed {
+    pub id: String,
+    pub kind: ActionKind,
+    pub target: String,
+    pub title: String,
+    pub confidence: f64,
+    /// The gate it faced ("review", "ciba", "allow", …).
+    pub gate: String,
+    /// Its state after routing (and, for an allowed one, after running).
+    pub state: ActionState,
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    /// "offline planner" or the model's name.
+    pub source: String,
+    pub filed: Vec<Filed>,
+    /// Proposals not filed, with why (invalid, duplicate, rejected before).
+    pub skipped: Vec<String>,
+}
+
+impl Run {
+    /// One line for a status bar.
+    pub fn summary(&self) -> String {
+        let n = self.filed.len();
+        let by = |g: &str| self.filed.iter().filter(|f| f.gate == g).count();
+        if n == 0 {
+            return format!("suggestions ({}): nothing new", self.source);
+        }
+        let mut parts = Vec::new();
+        for (gate, word) in [
+            ("review", "to review"),
+            ("step_up", "to confirm"),
+            ("ciba", "for your device"),
+            ("allow", "ran on your rules"),
+            ("deny", "denied"),
+        ] {
+            if by(gate) > 0 {
+                parts.push(format!("{} {word}", by(gate)));
+            }
+        }
+        format!(
+            "{n} new suggestion(s) ({}): {}",
+            self.source,
+            parts.join(", ")
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SuggestError {
+    #[error("a suggestion run is already in progress")]
+    Busy,
+    #[error("the model ({model}) failed: {source}")]
+    Model {
+        model: String,
+        #[source]
+        source: crate::llm::LlmError,
+    },
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+pub struct Suggester {
+    pub pipeline: Arc<Pipeline>,
+    /// Claude, when `ANTHROPIC_API_KEY` is set; otherwise the offline planner.
+    pub model: Option<Arc<dyn LanguageModel>>,
+    pub model_name: String,
+    running: tokio::sync::Mutex<()>,
+}
+
+impl Suggester {
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        model: Option<Arc<dyn LanguageModel>>,
+        model_name: String,
+    ) -> Suggester {
+        Suggester {
+            pipeline,
+            model,
+            model_name,
+            running: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn source(&self) -> String {
+        if self.model.is_some() {
+            self.model_name.clone()
+        } else {
+            "offline planner".into()
+        }
+    }
+
+    fn snapshot(&self, now: Millis) -> Result<Snapshot, crate::store::StoreError> {
+        let s = self.pipeline.store.as_ref();
+        Ok(Snapshot {
+            now,
+            deals: s.list_deals()?,
+            contacts: s.list_contacts()?,
+            calendar: None,
+            existing: s.list_actions(&ActionFilter {
+                states: vec![],
+                limit: Some(5_000),
+            })?,
+        })
+    }
+
+    /// One run: snapshot, proposals, filing, and running what the gate allows. A failed
+    /// run is audited (`agent.suggest_failed`) and returned as the error.
+    pub async fn run_once(&self, now: Millis) -> Result<Run, SuggestError> {
+        let _one = self.running.try_lock().map_err(|_| SuggestError::Busy)?;
+        match self.run(now).await {
+            Ok(run) => Ok(run),
+            Err(e) => {
+                let _ = self.audit(
+                    now,
+                    "agent.suggest_failed",
+                    "failed",
+                    serde_json::json!({ "source": self.source(), "error": e.to_string() }),
+                );
+                Err(e)
+            }
+        }
+    }
+
+    async fn run(&self, now: Millis) -> Result<Run, SuggestError> {
+        let snapshot = self.snapshot(now)?;
+        let mut n = 0u32;
+        let mut next_id = || {
+            n += 1;
+            format!("suggestion-{n}")
+        };
+        let suggestions: Suggestions = match &self.model {
+            Some(m) => crate::agent::suggest::suggest(m.as_ref(), &snapshot, &mut next_id)
+                .await
+                .map_err(|source| SuggestError::Model {
+                    model: self.model_name.clone(),
+                    source,
+                })?,
+            None => crate::agent::offline::suggest_offline(&snapshot, &mut next_id),
+        };
+        let mut run = Run {
+            source: self.source(),
+            filed: Vec::new(),
+            skipped: suggestions
+                .rejected
+                .iter()
+                .map(|r| r.reason.clone())
+                .collect(),
+        };
+        let proposer = if self.model.is_some() {
+            "agent:claude".to_string()
+        } else {
+            "agent:offline-planner".to_string()
+        };
+        for a in suggestions.actions {
+            if let Some(why) = seen_before(&a, &snapshot.existing, now) {
+                run.skipped.push(why);
+                continue;
+            }
+            let submitted = self.pipeline.submit(
+                Proposal {
+                    params: a.params.clone(),
+                    surface: a.surface,
+                    confidence: a.confidence,
+                    title: a.title.clone(),
+                    justification: a.justification.clone(),
+                    proposer: proposer.clone(),
+                },
+                now,
+            );
+            let s = match submitted {
+                Ok(s) => s,
+                Err(PipelineError::Invalid { reason, .. }) => {
+                    run.skipped.push(format!("{}: {reason}", a.title));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let mut state = s.action.state;
+            if state == ActionState::Approved {
+                // Allowed by the user's rules: it runs now, audited as such.
+                state = match self
+                    .pipeline
+                    .execute(&s.action.id, &Subject::User, now)
+                    .await
+                {
+                    Ok(done) => done.action.state,
+                    Err(e) => {
+                        tracing::warn!(action = %s.action.id, error = %e, "an allowed suggestion did not run");
+                        self.pipeline.store.get_action(&s.action.id)?.state
+                    }
+                };
+            }
+            run.filed.push(Filed {
+                id: s.action.id.clone(),
+                kind: s.action.kind(),
+                target: s.action.params.target(),
+                title: s.action.title.clone(),
+                confidence: s.action.confidence,
+                gate: s.decision.gate().name().to_string(),
+                state,
+            });
+        }
+        self.audit(
+            now,
+            "agent.suggest_run",
+            "ok",
+            serde_json::json!({
+                "source": run.source,
+                "filed": run.filed.iter().map(|f| &f.id).collect::<Vec<_>>(),
+                "skipped": run.skipped.len(),
+            }),
+        )?;
+        Ok(run)
+    }
+
+    fn audit(
+        &self,
+        at: Millis,
+        event: &str,
+        outcome: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), crate::store::StoreError> {
+        self.pipeline.store.append_audit(NewAuditEntry {
+            ts: at,
+            actor: "agent:suggester".into(),
+            surface: Some(crate::core::domain::Surface::ActionCenter),
+            event: event.into(),
+            action_id: None,
+            outcome: outcome.into(),
+            detail,
+        })?;
+        Ok(())
+    }
+}
+
+/// Why `a` should not be filed again: the same proposal was rejected (unchanged) in the
+/// last 30 days, or one of its kind to the same target ran in the last 7.
+fn seen_before(a: &Action, existing: &[Action], now: Millis) -> Option<String> {
+    let key = |x: &Action| (x.kind(), x.params.target().trim().to_lowercase());
+    existing.iter().find_map(|e| {
+        let age = now - e.updated_at;
+        match e.state {
+            ActionState::Rejected | ActionState::Expired
+                if age < REJECTED_MEMORY && (e.original == a.params || e.params == a.params) =>
+            {
+                Some(format!(
+                    "{}: you rejected it on {} (not proposed again unchanged)",
+                    a.title,
+                    chrono::DateTime::from_timestamp_millis(e.updated_at)
+                        .map_or_else(|| "?".into(), |d| d.format("%Y-%m-%d").to_string())
+                ))
+            }
+            ActionState::Succeeded | ActionState::Failed | ActionState::NeedsReconciliation
+                if age < DONE_MEMORY && key(e) == key(a) =>
+            {
+                Some(format!(
+                    "{}: a {} to {} already ran {} day(s) ago",
+                    a.title,
+                    e.kind(),
+                    e.params.target(),
+                    age / DAY
+                ))
+            }
+            _ => None,
+        }
+    })
+}
+
+/// What a change in the pipeline looks like from the outside: deals (stage, amount, last
+/// touch) and contacts. When it moves, the engine looks again.
+fn fingerprint(store: &dyn crate::store::Store) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for d in store.list_deals().ok()? {
+        (d.id, d.stage.as_str(), d.amount_cents, d.last_touch).hash(&mut h);
+    }
+    store.list_contacts().ok()?.len().hash(&mut h);
+    Some(h.finish())
+}
+
+impl Suggester {
+    /// Runs at start, every `every`, and whenever the pipeline changes (checked every
+    /// `poll`), until `cancel` fires. Each run's outcome goes to `report`. `now` is the
+    /// clock.
+    pub async fn watch(
+        self: Arc<Self>,
+        every: std::time::Duration,
+        poll: std::time::Duration,
+        now: Arc<dyn Fn() -> Millis + Send + Sync>,
+        report: Arc<dyn Fn(Result<Run, SuggestError>) + Send + Sync>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        let mut seen = None;
+        let mut last_run: Option<tokio::time::Instant> = None;
+        loop {
+            let store = self.pipeline.store.clone();
+            let fp = tokio::task::spawn_blocking(move || fingerprint(store.as_ref()))
+                .await
+                .ok()
+                .flatten();
+            let due = last_run.is_none_or(|t| t.elapsed() >= every);
+            if due || (fp.is_some() && fp != seen) {
+                seen = fp;
+                last_run = Some(tokio::time::Instant::now());
+                let outcome = self.run_once(now()).await;
+                if !matches!(outcome, Err(SuggestError::Busy)) {
+                    report(outcome);
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+}

