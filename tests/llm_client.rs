@@ -88,8 +88,12 @@ async fn streams_text_and_tool_use_and_sends_the_right_headers() {
     assert_eq!(r.body["model"], "claude-test-model");
     assert_eq!(r.body["max_tokens"], 512);
     assert_eq!(r.body["stream"], true);
-    assert_eq!(r.body["system"], "be brief");
+    // System prompt and tools carry prompt-cache breakpoints: they repeat every turn.
+    assert_eq!(r.body["system"][0]["text"], "be brief");
+    assert_eq!(r.body["system"][0]["cache_control"]["type"], "ephemeral");
     assert_eq!(r.body["tools"][0]["name"], "get_deal");
+    let tools = r.body["tools"].as_array().unwrap();
+    assert_eq!(tools.last().unwrap()["cache_control"]["type"], "ephemeral");
     assert_eq!(r.body["messages"][0]["content"][0]["text"], "show acme");
 }
 

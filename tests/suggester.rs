@@ -337,3 +337,57 @@ async fn runs_never_overlap_and_a_failed_run_says_why() {
     ));
     first.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn model_requests_are_cached_and_stop_at_the_daily_budget() {
+    let r = rig().await;
+    let turn = || {
+        TurnBuilder::new()
+            .tool_use(
+                "t1",
+                "propose_action",
+                &json!({"kind": "schedule_meeting", "fields": {"title": "Umbrella DPA", "attendees": ["alice@umbrella.example"], "start": NOW + 86_400_000, "end": NOW + 88_200_000}, "justification": "DPA in legal review", "confidence": 0.8}),
+            )
+            .build()
+    };
+    let fake = FakeLlm::start(vec![turn(), turn()]).await.unwrap();
+    let mut engine = Suggester::new(r.p.clone(), Some(client(&fake)), "claude-test".into());
+    // The fake bills 10 input + 42 output tokens a request.
+    engine.daily_token_budget = 60;
+    let run = engine.run_once(NOW).await.unwrap();
+    assert_eq!(run.tokens, 52);
+    assert_eq!(
+        dealflow::runtime::suggester::tokens_today(r.store.as_ref(), NOW).unwrap(),
+        52
+    );
+    let body = &fake.requests()[0].body;
+    assert_eq!(body["system"][0]["cache_control"]["type"], "ephemeral");
+    assert_eq!(
+        body["tools"].as_array().unwrap().last().unwrap()["cache_control"]["type"],
+        "ephemeral"
+    );
+    // Not yet spent: a second run goes out; then the budget is spent and the engine
+    // pauses with a clear message, sending nothing more.
+    engine.run_once(NOW + 1).await.unwrap();
+    let err = engine.run_once(NOW + 2).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SuggestError::Budget {
+                used: 104,
+                budget: 60
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("agent.daily_token_budget"),
+        "{err}"
+    );
+    assert_eq!(fake.requests().len(), 2);
+    // A new UTC day starts afresh.
+    assert_eq!(
+        dealflow::runtime::suggester::tokens_today(r.store.as_ref(), NOW + 86_400_000).unwrap(),
+        0
+    );
+}

@@ -1380,3 +1380,27 @@ fn approving_faster_than_anyone_reads_stops_at_the_next_irreversible_one() {
     h.keys("a");
     assert_eq!(h.action("act-fast-6").state, ActionState::Approved);
 }
+
+/// Calibration made visible: after five unedited approvals of send_email at ≥ 0.90, `C`
+/// charts what the person did per band against the ideal, names the counts behind each
+/// point, lists the rules for the kind, and j moves to the next kind.
+#[test]
+fn the_calibration_popup_charts_approvals_per_band() {
+    let mut h = H::new();
+    approve_streak(&h, "act-past", "bill@initech.example", 5);
+    h.send(Msg::Tick);
+    h.keys("C");
+    let s = h.screen();
+    assert!(s.contains("Calibration · send_email"), "{s}");
+    assert!(s.contains("≥ 0.90: 5/5 unedited (100%)"), "{s}");
+    assert!(s.contains("0.60–0.75: no decisions yet"), "{s}");
+    assert!(s.contains("agent's confidence"), "{s}");
+    h.keys("j");
+    assert!(
+        h.screen().contains("Calibration · draft_email"),
+        "{}",
+        h.screen()
+    );
+    h.code(KeyCode::Esc);
+    assert!(!h.screen().contains("Calibration ·"));
+}

@@ -282,7 +282,13 @@ pub fn auth(cmd: &AuthCmd) -> Result<ExitCode> {
 /// `doctor` lines for keyring and auth; returns the number of problems.
 pub fn doctor_lines(config: &Config, sandbox: bool) -> usize {
     if sandbox {
-        println!("ok    keyring   memory (sandbox: nothing is written to the OS keyring)");
+        let consent = match keyring::open_default() {
+            Ok(k) => k.describe(),
+            Err(_) => "a 0600 file in the state dir (no OS keyring here)".into(),
+        };
+        println!(
+            "ok    keyring   sandbox sign-in in memory; consent key and audit checkpoint in {consent}"
+        );
         println!("ok    auth      sandbox (emulated Auth0 on 127.0.0.1)");
         return 0;
     }

@@ -628,6 +628,48 @@ fn doctor(ctx: &Ctx) -> Result<ExitCode> {
             }
         }
     }
+    {
+        use crate::runtime::suggester::{RUNS_SUBJECT, tokens_today};
+        let now = now_ms();
+        let engine = match crate::llm::AnthropicClient::from_env(&ctx.config.raw.llm) {
+            Ok(_) => format!("Claude ({})", ctx.config.raw.llm.model),
+            Err(_) => "offline planner (no ANTHROPIC_API_KEY)".into(),
+        };
+        let budget = ctx.config.raw.agent.daily_token_budget;
+        let used = tokens_today(ctx.store.as_ref(), now).unwrap_or(0);
+        let spend = if budget > 0 {
+            format!("{used} of {budget} tokens today")
+        } else {
+            format!("{used} tokens today")
+        };
+        let last = ctx
+            .store
+            .audit_about(RUNS_SUBJECT, now - 30 * 86_400_000)?
+            .into_iter()
+            .next();
+        let when = |ts: i64| {
+            chrono::DateTime::from_timestamp_millis(ts).map_or_else(
+                || "?".into(),
+                |d| d.format("%Y-%m-%d %H:%M UTC").to_string(),
+            )
+        };
+        match last {
+            None => println!("ok    agent     {engine}; no run yet; {spend}"),
+            Some(e) if e.event == "agent.suggest_failed" => {
+                problems += 1;
+                println!(
+                    "FAIL  agent     {engine}; last run {} failed: {}; {spend}",
+                    when(e.ts),
+                    e.detail["error"].as_str().unwrap_or("?")
+                );
+            }
+            Some(e) => println!(
+                "ok    agent     {engine}; last run {}: {} filed; {spend}",
+                when(e.ts),
+                e.detail["filed"].as_array().map_or(0, Vec::len)
+            ),
+        }
+    }
     problems += auth_cmd::doctor_lines(&ctx.config, ctx.sandbox);
     if problems == 0 {
         Ok(ExitCode::SUCCESS)

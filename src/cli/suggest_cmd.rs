@@ -12,7 +12,9 @@ pub fn suggester(ctx: &Ctx, pipeline: Arc<crate::runtime::pipeline::Pipeline>) -
     let model = crate::llm::AnthropicClient::from_env(&ctx.config.raw.llm)
         .ok()
         .map(|m| Arc::new(m) as Arc<dyn crate::llm::LanguageModel>);
-    Suggester::new(pipeline, model, ctx.config.raw.llm.model.clone())
+    let mut s = Suggester::new(pipeline, model, ctx.config.raw.llm.model.clone());
+    s.daily_token_budget = ctx.config.raw.agent.daily_token_budget;
+    s
 }
 
 pub fn run(ctx: &Ctx, json: bool) -> Result<ExitCode> {

@@ -68,12 +68,16 @@ pub struct AgentSection {
     /// How often the suggestion engine looks at the pipeline while the TUI runs (it also
     /// looks at start and when the pipeline changes).
     pub suggest_every: String,
+    /// Tokens the suggestion engine may spend on the model per day (UTC); when spent it
+    /// pauses until tomorrow and says so. 0: no limit.
+    pub daily_token_budget: u64,
 }
 
 impl Default for AgentSection {
     fn default() -> Self {
         AgentSection {
             suggest_every: "15m".into(),
+            daily_token_budget: 500_000,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! before any content) honouring `retry-after-ms` / `retry-after`.
 
 use super::sse::{Assembler, SseParser};
-use super::types::{LlmEvent, MessagesRequest, TurnRequest};
+use super::types::{CacheControl, LlmEvent, MessagesRequest, SystemBlock, TurnRequest, WireTool};
 use super::{LanguageModel, LlmError, TurnStream};
 use std::fmt;
 use std::time::Duration;
@@ -184,9 +184,25 @@ impl AnthropicClient {
         MessagesRequest {
             model: self.cfg.model.clone(),
             max_tokens: self.cfg.max_tokens,
-            system: req.system,
+            system: req.system.map(|text| {
+                vec![SystemBlock {
+                    kind: "text".into(),
+                    text,
+                    cache_control: Some(CacheControl::ephemeral()),
+                }]
+            }),
             messages: req.messages,
-            tools: req.tools,
+            tools: {
+                let n = req.tools.len();
+                req.tools
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, tool)| WireTool {
+                        tool,
+                        cache_control: (i + 1 == n).then(CacheControl::ephemeral),
+                    })
+                    .collect()
+            },
             tool_choice: req.tool_choice,
             stream: true,
         }

@@ -200,6 +200,12 @@ impl Assembler {
                     if let Some(i) = u.get("input_tokens").and_then(Value::as_u64) {
                         self.usage.input_tokens = i;
                     }
+                    if let Some(c) = u.get("cache_creation_input_tokens").and_then(Value::as_u64) {
+                        self.usage.cache_creation_input_tokens = c;
+                    }
+                    if let Some(c) = u.get("cache_read_input_tokens").and_then(Value::as_u64) {
+                        self.usage.cache_read_input_tokens = c;
+                    }
                 }
             }
             "message_stop" => {

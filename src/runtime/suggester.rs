@@ -39,6 +39,8 @@ pub struct Filed {
 pub struct Run {
     /// "offline planner" or the model's name.
     pub source: String,
+    /// Model tokens this run cost (0 for the offline planner).
+    pub tokens: u64,
     pub filed: Vec<Filed>,
     /// Proposals not filed, with why (invalid, duplicate, rejected before).
     pub skipped: Vec<String>,
@@ -64,8 +66,13 @@ impl Run {
                 parts.push(format!("{} {word}", by(gate)));
             }
         }
+        let cost = if self.tokens > 0 {
+            format!(" · {} tokens", self.tokens)
+        } else {
+            String::new()
+        };
         format!(
-            "{n} new suggestion(s) ({}): {}",
+            "{n} new suggestion(s) ({}): {}{cost}",
             self.source,
             parts.join(", ")
         )
@@ -76,6 +83,10 @@ impl Run {
 pub enum SuggestError {
     #[error("a suggestion run is already in progress")]
     Busy,
+    #[error(
+        "paused: today's token budget is spent ({used} of {budget}); it resumes at 00:00 UTC (agent.daily_token_budget)"
+    )]
+    Budget { used: u64, budget: u64 },
     #[error("the model ({model}) failed: {source}")]
     Model {
         model: String,
@@ -93,7 +104,27 @@ pub struct Suggester {
     /// Claude, when `ANTHROPIC_API_KEY` is set; otherwise the offline planner.
     pub model: Option<Arc<dyn LanguageModel>>,
     pub model_name: String,
+    /// Model tokens per UTC day (0: no limit).
+    pub daily_token_budget: u64,
     running: tokio::sync::Mutex<()>,
+}
+
+/// The subject the engine's run records are filed under in the audit log, so a day's
+/// runs are found without reading the whole log.
+pub const RUNS_SUBJECT: &str = "agent-suggester";
+
+/// Tokens the engine spent on the model since 00:00 UTC of `now`'s day, from the runs
+/// the audit log records (every process's).
+pub fn tokens_today(
+    store: &dyn crate::store::Store,
+    now: Millis,
+) -> Result<u64, crate::store::StoreError> {
+    let midnight = now - now.rem_euclid(DAY);
+    Ok(store
+        .audit_about(RUNS_SUBJECT, midnight)?
+        .iter()
+        .filter_map(|e| e.detail["tokens"].as_u64())
+        .sum())
 }
 
 impl Suggester {
@@ -106,6 +137,7 @@ impl Suggester {
             pipeline,
             model,
             model_name,
+            daily_token_budget: 0,
             running: tokio::sync::Mutex::new(()),
         }
     }
@@ -151,6 +183,15 @@ impl Suggester {
     }
 
     async fn run(&self, now: Millis) -> Result<Run, SuggestError> {
+        if self.model.is_some() && self.daily_token_budget > 0 {
+            let used = tokens_today(self.pipeline.store.as_ref(), now)?;
+            if used >= self.daily_token_budget {
+                return Err(SuggestError::Budget {
+                    used,
+                    budget: self.daily_token_budget,
+                });
+            }
+        }
         let snapshot = self.snapshot(now)?;
         let mut n = 0u32;
         let mut next_id = || {
@@ -168,6 +209,7 @@ impl Suggester {
         };
         let mut run = Run {
             source: self.source(),
+            tokens: suggestions.tokens,
             filed: Vec::new(),
             skipped: suggestions
                 .rejected
@@ -237,6 +279,7 @@ impl Suggester {
                 "source": run.source,
                 "filed": run.filed.iter().map(|f| &f.id).collect::<Vec<_>>(),
                 "skipped": run.skipped.len(),
+                "tokens": run.tokens,
             }),
         )?;
         Ok(run)
@@ -254,7 +297,7 @@ impl Suggester {
             actor: "agent:suggester".into(),
             surface: Some(crate::core::domain::Surface::ActionCenter),
             event: event.into(),
-            action_id: None,
+            action_id: Some(RUNS_SUBJECT.into()),
             outcome: outcome.into(),
             detail,
         })?;
@@ -333,6 +376,7 @@ impl Suggester {
                 last_run = Some(tokio::time::Instant::now());
                 let outcome = self.run_once(now()).await;
                 if !matches!(outcome, Err(SuggestError::Busy)) {
+                    // A spent budget is said once per run attempt, not every poll.
                     report(outcome);
                 }
             }

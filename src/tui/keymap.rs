@@ -41,6 +41,7 @@ pub enum Command {
     ExecuteApproved,
     UndoSend,
     Trust,
+    Calibration,
     NextView,
     Increase,
     Decrease,

@@ -101,6 +101,12 @@ pub enum Popup {
         cursor: usize,
         opened_at: Millis,
     },
+    /// Calibration made visible: for one action kind at a time, how often you approved
+    /// unedited what the agent proposed at each confidence band, against the ideal.
+    Calibration {
+        /// Index into [`crate::tui::view::calibration_kinds`].
+        kind: usize,
+    },
     /// An account connect in progress: the link to open, and a line for pasting the
     /// address the browser ends on when it is on another machine.
     Connect {
@@ -867,6 +873,10 @@ impl App {
                     cursor: 0,
                     opened_at: self.now,
                 });
+                vec![]
+            }
+            Command::Calibration => {
+                self.popup = Some(Popup::Calibration { kind: 0 });
                 vec![]
             }
             Command::ExecuteApproved => {

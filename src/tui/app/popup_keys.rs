@@ -208,6 +208,23 @@ impl App {
                 });
             }
             Popup::Trust { cursor, opened_at } => return self.on_trust_key(k, cursor, opened_at),
+            Popup::Calibration { kind } => {
+                let n = crate::tui::view::calibration_kinds().len();
+                match k.code {
+                    KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('C') => {}
+                    KeyCode::Char('j' | 'l') | KeyCode::Down | KeyCode::Right => {
+                        self.popup = Some(Popup::Calibration {
+                            kind: (kind + 1) % n,
+                        })
+                    }
+                    KeyCode::Char('k' | 'h') | KeyCode::Up | KeyCode::Left => {
+                        self.popup = Some(Popup::Calibration {
+                            kind: (kind + n - 1) % n,
+                        })
+                    }
+                    _ => self.popup = Some(Popup::Calibration { kind }),
+                }
+            }
             Popup::PermValue { row, mut text } => match k.code {
                 KeyCode::Esc => {}
                 KeyCode::Enter => {

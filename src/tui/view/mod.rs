@@ -4,6 +4,8 @@
 
 pub mod actions;
 pub mod audit;
+mod calibration;
+pub use calibration::calibration_kinds;
 mod chat;
 mod lock;
 mod permissions;

@@ -12,7 +12,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
-fn centered(area: Rect, w: u16, h: u16) -> Rect {
+pub(super) fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
     let h = h.min(area.height);
     Rect {
@@ -23,7 +23,7 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     }
 }
 
-fn frame<'a>(app: &App, title: &'a str, role: Role) -> Block<'a> {
+pub(super) fn frame<'a>(app: &App, title: &'a str, role: Role) -> Block<'a> {
     Block::default()
         .borders(Borders::ALL)
         .border_style(app.theme.style(role))
@@ -276,6 +276,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
             );
         }
         Popup::Trust { cursor, .. } => render_trust(app, f, area, *cursor),
+        Popup::Calibration { kind } => super::calibration::render(app, f, area, *kind),
         Popup::Connect {
             connection,
             url,
