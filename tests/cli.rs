@@ -487,3 +487,115 @@ fn pinned_counterparties_are_always_reviewed() {
         .collect();
     assert_eq!(pins.len(), 6, "{pins:?}");
 }
+
+#[test]
+fn plain_http_is_refused_off_loopback() {
+    let e = Env::new();
+    let p = e.write_config("[auth]\ndomain = \"http://192.0.2.2:8080\"\nclient_id = \"c\"\n");
+    let (_, err, code) = out(&e.cmd().args(["config", "check"]).assert().failure());
+    assert_eq!(code, Some(1));
+    assert!(err.contains(&format!("{}:2", p.display())), "{err}");
+    assert!(err.contains("clear text"), "{err}");
+    // The API key is guarded the same way.
+    e.write_config("[llm]\nbase_url = \"http://api.example:80\"\n");
+    let (_, err, _) = out(&e.cmd().args(["config", "check"]).assert().failure());
+    assert!(err.contains("llm.base_url"), "{err}");
+    // A server on this machine may be plain http.
+    e.write_config("[auth]\ndomain = \"http://127.0.0.1:8080\"\nclient_id = \"c\"\n");
+    e.cmd().args(["config", "check"]).assert().success();
+    e.write_config("[auth]\ndomain = \"http://[::1]:8080\"\nclient_id = \"c\"\n");
+    e.cmd().args(["config", "check"]).assert().success();
+}
+
+#[test]
+fn an_absurd_duration_is_a_config_error_not_a_panic() {
+    let e = Env::new();
+    let p = e.write_config("[mcp]\nwait_bound = \"18446744073709551615s\"\n");
+    let (_, err, code) = out(&e.cmd().args(["config", "check"]).assert().failure());
+    assert_eq!(code, Some(1));
+    assert!(err.contains(&format!("{}:2", p.display())), "{err}");
+    assert!(err.contains("longer than 30 days"), "{err}");
+}
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let e = Env::new();
+    e.sandbox(&["status"]).success();
+    let bin = assert_cmd::cargo::cargo_bin("dealflow");
+    for args in [
+        "--sandbox status",
+        "completions bash",
+        "--sandbox audit export",
+    ] {
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("\"$0\" {args} 2>\"$1\" | head -c1 >/dev/null"))
+            .arg(&bin)
+            .arg(e.dir.path().join("stderr"))
+            .env("HOME", e.dir.path())
+            .env("XDG_DATA_HOME", e.dir.path().join("data"))
+            .env("XDG_CONFIG_HOME", e.dir.path().join("cfg"))
+            .env("XDG_STATE_HOME", e.dir.path().join("state"))
+            .env("DEALFLOW_KEYRING", "file")
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        let err = std::fs::read_to_string(e.dir.path().join("stderr")).unwrap();
+        assert!(!err.contains("panicked"), "{args}: {err}");
+    }
+}
+
+#[test]
+fn terminal_escapes_never_reach_the_screen() {
+    let e = Env::new();
+    e.sandbox(&["actions", "list"]).success();
+    // An edit that would smuggle an escape into a channel is refused at validation.
+    let (_, err, _) = out(&e
+        .sandbox(&[
+            "actions",
+            "edit",
+            "act-demo-hooli-slack",
+            "--set",
+            "channel=#general\u{1b}[2K\rtarget      #deals",
+        ])
+        .failure());
+    assert!(err.contains("control character"), "{err}");
+    // One already in the store (written around dealflow) is shown escaped.
+    let c = rusqlite::Connection::open(e.db()).unwrap();
+    c.execute(
+        "UPDATE actions SET title = ?1 WHERE id = 'act-demo-hooli-slack'",
+        ["Ask #deals\u{1b}[2K\rApproved: nothing to see"],
+    )
+    .unwrap();
+    drop(c);
+    for args in [
+        &["actions", "list"][..],
+        &["actions", "show", "act-demo-hooli-slack"][..],
+        &["status"][..],
+    ] {
+        let (o, _, _) = out(&e.sandbox(args).success());
+        assert!(!o.contains('\u{1b}'), "{args:?}: {o:?}");
+        assert!(!o.contains('\r'), "{args:?}: {o:?}");
+    }
+    let (o, _, _) = out(&e.sandbox(&["actions", "list"]).success());
+    assert!(o.contains("Ask #deals\\e[2K\\rApproved"), "{o}");
+}
+
+#[test]
+fn an_audit_export_file_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new();
+    e.sandbox(&["actions", "list"]).success();
+    let path = e.dir.path().join("audit.csv");
+    e.sandbox(&[
+        "audit",
+        "export",
+        "--format",
+        "csv",
+        "-o",
+        path.to_str().unwrap(),
+    ])
+    .success();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+}

@@ -128,6 +128,11 @@ impl AuthSettings {
             ));
         }
         let domain = a.domain.trim_end_matches('/');
+        if let Some(why) = crate::config::cleartext_off_loopback(domain) {
+            return Err(AuthError::Config(format!(
+                "auth.domain: {why}; use https://"
+            )));
+        }
         let base_url = if domain.starts_with("http://") || domain.starts_with("https://") {
             domain.to_string()
         } else {

@@ -3,6 +3,7 @@
 use super::{Ctx, exec, local_actor, now_ms};
 use crate::core::consent::Gate;
 use crate::core::domain::{Action, ActionParams, ActionState, Surface};
+use crate::core::text::line;
 use crate::runtime::review::{self, ReviewError, Reviewer};
 use crate::store::ActionFilter;
 use anyhow::{Context, Result, bail};
@@ -108,7 +109,7 @@ fn list(ctx: &Ctx, states: &[String], json: bool) -> Result<ExitCode> {
                 a.kind().as_str(),
                 a.state.as_str(),
                 a.confidence,
-                a.title
+                line(&a.title)
             );
         }
     }
@@ -124,19 +125,19 @@ fn show(ctx: &Ctx, id: &str, json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}  [{}]", a.title, a.state);
+    println!("{}  [{}]", line(&a.title), a.state);
     println!("id          {}", a.id);
     println!("kind        {}   risk: {}", a.kind(), a.kind().risk());
-    println!("target      {}", a.params.target());
+    println!("target      {}", line(&a.params.target()));
     println!("confidence  {:.2} ({})", a.confidence, d.band());
-    println!("gate        {}", d.gate());
-    println!("because     {}", d.explain());
-    println!("why         {}", a.justification);
+    println!("gate        {}", line(&d.gate().to_string()));
+    println!("because     {}", line(&d.explain()));
+    println!("why         {}", line(&a.justification));
     if a.is_edited() {
         println!("edited      yes (original kept for comparison)");
     }
     if let Some(o) = &a.outcome {
-        println!("outcome     {o}");
+        println!("outcome     {}", line(o));
     }
     println!("payload");
     println!("{}", serde_json::to_string_pretty(&a.params)?);
@@ -147,7 +148,7 @@ fn print_action(a: &Action, json: bool, verb: &str) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(a)?);
     } else {
-        println!("{verb} {} ({}) — now {}", a.id, a.title, a.state);
+        println!("{verb} {} ({}) — now {}", a.id, line(&a.title), a.state);
     }
     Ok(())
 }
@@ -164,8 +165,8 @@ fn typed_confirmation(a: &Action, reason: &str) -> Result<bool> {
     if !stdin.is_terminal() {
         return Ok(false);
     }
-    eprintln!("step-up: {reason}");
-    eprintln!("This will {} → {}", a.kind(), a.params.target());
+    eprintln!("step-up: {}", line(reason));
+    eprintln!("This will {} → {}", a.kind(), line(&a.params.target()));
     eprint!("Type the action id ({}) to confirm: ", a.id);
     std::io::stderr().flush()?;
     let mut line = String::new();
@@ -262,7 +263,7 @@ fn execute(ctx: &Ctx, id: &str, json: bool, after_approve: bool) -> Result<ExitC
                 "executed {}: {} — {}",
                 done.action.id,
                 done.action.state,
-                done.action.outcome.clone().unwrap_or_default()
+                line(&done.action.outcome.clone().unwrap_or_default())
             );
         }
         Ok(if done.outcome.is_ok() {

@@ -1,6 +1,7 @@
 //! `dealflow audit verify|export`.
 
 use super::Ctx;
+use crate::core::text::line;
 use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
 use std::io::Write;
@@ -82,10 +83,17 @@ pub fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
         }
         AuditCmd::Export { format, output } => {
             let mut out: Box<dyn Write> = match &output {
-                Some(p) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(p)
-                        .with_context(|| format!("cannot create {}", p.display()))?,
-                )),
+                Some(p) => Box::new(std::io::BufWriter::new({
+                    use std::os::unix::fs::OpenOptionsExt;
+                    // The log names who did what with whom: readable by its owner only.
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(p)
+                        .with_context(|| format!("cannot create {}", p.display()))?
+                })),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
             let n = export(ctx, format, &mut out)?;
@@ -141,13 +149,15 @@ fn export(ctx: &Ctx, format: Format, out: &mut dyn Write) -> Result<usize> {
                 w.write_record([
                     e.seq.to_string(),
                     e.ts.to_string(),
-                    e.actor.clone(),
+                    // Someone will `cat` this or open it in a spreadsheet: an MCP
+                    // client's name or a payload must not carry a terminal escape there.
+                    line(&e.actor).into_owned(),
                     e.surface
                         .map(|s| s.as_str().to_string())
                         .unwrap_or_default(),
-                    e.event.clone(),
-                    e.action_id.clone().unwrap_or_default(),
-                    e.outcome.clone(),
+                    line(&e.event).into_owned(),
+                    line(&e.action_id.clone().unwrap_or_default()).into_owned(),
+                    line(&e.outcome).into_owned(),
                     e.detail.to_string(),
                     e.prev_hash.clone(),
                     e.hash.clone(),

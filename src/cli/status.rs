@@ -2,6 +2,7 @@
 
 use super::{Ctx, now_ms};
 use crate::core::domain::{ActionState, format_money};
+use crate::core::text::line;
 use crate::store::ActionFilter;
 use anyhow::Result;
 use std::process::ExitCode;
@@ -15,8 +16,8 @@ pub fn run(ctx: &Ctx, interactive: bool) -> Result<ExitCode> {
     for d in &deals {
         println!(
             "  {:<16} {:<32} {:>12}  {}",
-            d.id,
-            d.name,
+            line(&d.id),
+            line(&d.name),
             format_money(d.amount_cents),
             d.stage.as_str()
         );
@@ -41,7 +42,7 @@ pub fn run(ctx: &Ctx, interactive: bool) -> Result<ExitCode> {
             a.kind().as_str(),
             a.state.as_str(),
             a.confidence,
-            d.gate()
+            line(&d.gate().to_string())
         );
     }
     if interactive {

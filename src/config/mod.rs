@@ -180,6 +180,9 @@ pub struct Config {
     pub suggest_every: Duration,
 }
 
+/// The longest duration any setting takes.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 86_400);
+
 /// The longest outbox wait `ui.undo_send` takes.
 pub const MAX_UNDO_SEND: Duration = Duration::from_secs(300);
 
@@ -350,6 +353,24 @@ fn file_error(path: &Path, text: &str, err: &toml::de::Error) -> ConfigError {
     }
 }
 
+/// Why `url` must not be used: `http://` to anything but this machine would carry
+/// tokens, refresh tokens, the agent secret or the API key in clear text.
+pub fn cleartext_off_loopback(url: &str) -> Option<String> {
+    let rest = url.trim().strip_prefix("http://")?;
+    let parsed = url::Url::parse(&format!("http://{rest}")).ok()?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    (!loopback).then(|| {
+        format!(
+            "{url:?} is plain http:// to another machine: tokens and secrets would cross the network in clear text"
+        )
+    })
+}
+
 /// Parses a duration like "45s", "15m", "2h", "500ms", "2d" or "1w".
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -476,11 +497,21 @@ impl Config {
             }
         };
         let dur = |section: &str, key: &str, v: &str| -> Result<Duration, ConfigError> {
-            parse_duration(v).ok_or_else(|| ConfigError {
+            let d = parse_duration(v).ok_or_else(|| ConfigError {
                 location: locate(section, key),
                 message: format!("{section}.{key}: {v:?} is not a duration"),
                 hint: Some("write it like \"45s\", \"15m\" or \"2h\"".into()),
-            })
+            })?;
+            // Every duration here is added to a clock somewhere: a huge one would
+            // overflow it (and no wait in dealflow is meant to last a month).
+            if d > MAX_DURATION {
+                return Err(ConfigError {
+                    location: locate(section, key),
+                    message: format!("{section}.{key}: {v:?} is longer than 30 days"),
+                    hint: Some("write it like \"45s\", \"15m\" or \"2h\"".into()),
+                });
+            }
+            Ok(d)
         };
         let one_of = |section: &str, key: &str, v: &str, allowed: &[&str]| {
             if allowed.contains(&v) {
@@ -548,6 +579,21 @@ impl Config {
                 ),
                 hint: Some("use 1 to 64".into()),
             });
+        }
+        for (section, key, v) in [
+            ("auth", "domain", raw.auth.domain.as_str()),
+            ("llm", "base_url", raw.llm.base_url.as_str()),
+        ] {
+            if let Some(why) = cleartext_off_loopback(v) {
+                return Err(ConfigError {
+                    location: locate(section, key),
+                    message: format!("{section}.{key}: {why}"),
+                    hint: Some(
+                        "use https:// (http:// is for a server on this machine: 127.0.0.1, ::1, localhost)"
+                            .into(),
+                    ),
+                });
+            }
         }
         if !raw.store.url.is_empty()
             && !raw.store.url.starts_with("redis://")

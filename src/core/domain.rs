@@ -404,6 +404,44 @@ impl ActionParams {
 
     /// Checks what a connector would otherwise reject late. Messages say which field.
     pub fn validate(&self) -> Result<(), String> {
+        self.no_controls()?;
+        self.validate_fields()
+    }
+
+    /// No control characters in a one-line field (addresses, channels, ids, titles,
+    /// subjects), and none but newline and tab in a body: a terminal escape in a payload
+    /// could repaint what the person reads before confirming it.
+    fn no_controls(&self) -> Result<(), String> {
+        use super::text::{control_in_block, control_in_line};
+        let v = serde_json::to_value(self).unwrap_or_default();
+        let Some(fields) = v.as_object() else {
+            return Ok(());
+        };
+        for (k, val) in fields {
+            let block_field = matches!(k.as_str(), "body" | "text" | "description" | "notes");
+            let strings: Vec<&str> = match val {
+                serde_json::Value::String(s) => vec![s.as_str()],
+                serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str()).collect(),
+                _ => vec![],
+            };
+            for s in strings {
+                let bad = if block_field {
+                    control_in_block(s)
+                } else {
+                    control_in_line(s)
+                };
+                if let Some(c) = bad {
+                    return Err(format!(
+                        "{k}: contains a control character (U+{:04X}); it could rewrite what the terminal shows",
+                        c as u32
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_fields(&self) -> Result<(), String> {
         fn email_ok(a: &str) -> bool {
             let mut parts = a.splitn(2, '@');
             matches!((parts.next(), parts.next()), (Some(l), Some(d)) if !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.') && !a.contains(char::is_whitespace))

@@ -9,3 +9,4 @@ pub mod calibration;
 pub mod consent;
 pub mod domain;
 pub mod permissions;
+pub mod text;

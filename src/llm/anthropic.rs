@@ -149,6 +149,10 @@ impl fmt::Debug for AnthropicClient {
 
 impl AnthropicClient {
     pub fn new(cfg: AnthropicConfig) -> Result<Self, LlmError> {
+        // The API key travels in a header: never over plain http to another machine.
+        if let Some(why) = crate::config::cleartext_off_loopback(&cfg.base_url) {
+            return Err(LlmError::Http(format!("llm.base_url: {why}; use https://")));
+        }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .read_timeout(cfg.read_timeout)

@@ -260,8 +260,16 @@ impl Executor {
         let path = self
             .export_dir
             .join(format!("audit-export-{}.jsonl", self.clock.now_ms()));
-        let file = std::fs::File::create(&path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+        }
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         let mut w = std::io::BufWriter::new(file);
         let mut after = 0;
         let mut n = 0;
