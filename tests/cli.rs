@@ -599,3 +599,52 @@ fn an_audit_export_file_is_readable_by_its_owner_only() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "{mode:o}");
 }
+
+#[test]
+fn logs_go_to_the_log_file_and_mcp_stderr_carries_only_warnings() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new();
+    let log = e.dir.path().join("logs/dealflow.log");
+    e.write_config(&format!(
+        "[log]\nlevel = \"info\"\nfile = \"{}\"\n",
+        log.display()
+    ));
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("dealflow"))
+        .args(["--sandbox", "mcp"])
+        .env("HOME", e.dir.path())
+        .env("XDG_DATA_HOME", e.dir.path().join("data"))
+        .env("XDG_CONFIG_HOME", e.dir.path().join("cfg"))
+        .env("XDG_STATE_HOME", e.dir.path().join("state"))
+        .env("DEALFLOW_KEYRING", "file")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"logtest\",\"version\":\"1\"}}}\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("INFO"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("\"serverInfo\""), "{stdout}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("logtest"), "{text}");
+    let mode = std::fs::metadata(&log).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn a_policy_file_that_never_ends_is_an_error_not_a_hang() {
+    let e = Env::new();
+    let (_, err, code) = out(&e
+        .sandbox(&["policy", "simulate", "--with", "/dev/zero"])
+        .failure());
+    assert_eq!(code, Some(1));
+    assert!(err.contains("larger than 1 MiB"), "{err}");
+}

@@ -346,3 +346,49 @@ async fn protocol_errors_only_for_protocol_faults() {
         "an MCP client only sees its own actions"
     );
 }
+
+/// MCP writes switched off while a call waits on the device: the phone's yes can no
+/// longer run it, and the client is told that, not that the device never answered.
+#[tokio::test]
+async fn a_write_voided_by_switching_mcp_writes_off_says_so() {
+    let r = rig(Duration::from_secs(10)).await;
+    let store = r.store.clone();
+    let state = r.w.sandbox.state.clone();
+    let ph = tokio::spawn(async move {
+        for _ in 0..500 {
+            if let Some(req) = state.phone_pending().into_iter().next() {
+                store
+                    .change_permissions(
+                        &dealflow::core::permissions::PermissionChange::SetMcpWrites {
+                            enabled: false,
+                        },
+                        dealflow::core::audit::NewAuditEntry {
+                            ts: 2,
+                            actor: "user:auth0|rep".into(),
+                            surface: None,
+                            event: "permissions.changed".into(),
+                            action_id: None,
+                            outcome: "ok".into(),
+                            detail: json!({}),
+                        },
+                    )
+                    .unwrap();
+                state.phone_approve(&req.id);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let res = call(
+        &r,
+        "post_slack",
+        json!({"channel": "#deals", "text": "Umbrella DPA signed"}),
+    )
+    .await;
+    ph.await.unwrap();
+    assert_eq!(res.is_error, Some(true));
+    let t = text(&res);
+    assert!(t.contains("MCP write tools are disabled"), "{t}");
+    assert!(!t.contains("expired"), "{t}");
+    assert!(r.w.sandbox.state.providers.slack_posts().is_empty());
+}

@@ -30,15 +30,8 @@ pub enum McpClient {
 }
 
 pub fn serve(ctx: &Ctx) -> Result<ExitCode> {
-    // stdout belongs to JSON-RPC; everything human goes to stderr.
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&ctx.config.raw.log.level)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .try_init();
+    // stdout belongs to JSON-RPC: the log goes to the log file, and warnings to stderr.
+    super::logging::init(&ctx.config, true);
     let rt = exec::runtime()?;
     rt.block_on(async {
         let wired = exec::wire(ctx).await?;

@@ -7,6 +7,7 @@ mod audit_cmd;
 pub mod auth_cmd;
 mod batch_cmd;
 mod exec;
+mod logging;
 mod mcp_cmd;
 mod permissions_cmd;
 mod policy_cmd;
@@ -380,6 +381,9 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
         _ => {}
     }
     let config = load_config(&cli)?;
+    if !matches!(cli.command, Some(Command::Mcp { cmd: None })) {
+        logging::init(&config, false);
+    }
     establish_identity(cli.sandbox);
     match &cli.command {
         Some(Command::Config { cmd }) => return config_cmd(cmd, &config),

@@ -80,8 +80,24 @@ fn merge(base: &mut serde_json::Value, patch: serde_json::Value) {
 
 /// Reads a (possibly partial) permission set over `current`.
 pub fn read_permissions(path: &Path, current: &Permissions) -> Result<Permissions> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // A permission set is a few KB: reading is bounded, so `--with /dev/zero` (or a
+    // fifo that never ends) is an error, not a hang.
+    const MAX: u64 = 1024 * 1024;
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(
+            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?,
+            MAX + 1,
+        ),
+        &mut text,
+    )
+    .with_context(|| format!("cannot read {} (is it UTF-8 text?)", path.display()))?;
+    if text.len() as u64 > MAX {
+        anyhow::bail!(
+            "{}: larger than 1 MiB; a permission set is a few lines",
+            path.display()
+        );
+    }
     let is_json =
         path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
     let patch: serde_json::Value = if is_json {

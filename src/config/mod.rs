@@ -59,7 +59,6 @@ pub struct BatchSection {
 #[serde(default, deny_unknown_fields)]
 pub struct McpSection {
     pub wait_bound: String,
-    pub http_listen: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,7 +150,6 @@ impl Default for McpSection {
     fn default() -> Self {
         McpSection {
             wait_bound: "45s".into(),
-            http_listen: String::new(),
         }
     }
 }

@@ -237,9 +237,18 @@ impl McpServer {
                 json!({ "status": "succeeded", "action_id": a.id, "result": outcome }).to_string(),
             ),
             ActionState::Rejected => refusal(format!("denied on the device: {id} was not run")),
-            ActionState::AwaitingConsent => refusal(format!(
-                "expired: no answer on the device in time; {id} stays queued for device approval"
-            )),
+            // Still queued: either the device never answered, or what it approved can no
+            // longer run (MCP writes switched off, a denied kind) — say which.
+            ActionState::AwaitingConsent => {
+                match crate::runtime::review::decision_for(self.pipeline.store.as_ref(), &a) {
+                    Ok(d) if matches!(d.gate(), Gate::Deny { .. }) => {
+                        refusal(format!("denied: {}; {id} was not run", d.gate()))
+                    }
+                    _ => refusal(format!(
+                        "expired: no answer on the device in time; {id} stays queued for device approval"
+                    )),
+                }
+            }
             ActionState::Proposed => refusal(format!(
                 "{id} changed while waiting and needs approval again: {outcome}"
             )),
