@@ -5,7 +5,7 @@
 use dealflow::auth::ciba::{CibaClient, CibaOutcome};
 use dealflow::auth::connect::{ConnectClient, LoopbackRedirect, parse_redirect};
 use dealflow::auth::device::DeviceLogin;
-use dealflow::auth::keyring::{MemoryStore, REFRESH_TOKEN, SecretStore};
+use dealflow::auth::keyring::{ACCESS_TOKEN, MemoryStore, REFRESH_TOKEN, SecretStore};
 use dealflow::auth::session::{Session, approve_sandbox_device};
 use dealflow::auth::vault::VaultClient;
 use dealflow::auth::{AuthError, AuthSettings, Secret};
@@ -52,7 +52,16 @@ async fn device_login_session_refresh_and_logout_with_revocation() {
     let rt1 = store.get(REFRESH_TOKEN).unwrap().unwrap();
     assert_eq!(sess.userinfo().await.unwrap()["name"], "Dana Demo");
 
-    // Resume from the keyring, refresh (rotation stores the new refresh token).
+    // Resume from the keyring: the access token the sign-in got is still good, so the
+    // next command neither refreshes nor rotates (one rotation per token lifetime, not
+    // one per command).
+    let before = sb.state.providers.calls("auth0.token");
+    let cached = Session::resume(s.clone(), store.clone()).await.unwrap();
+    assert_eq!(cached.sub().await.unwrap(), DEMO_SUB);
+    assert_eq!(sb.state.providers.calls("auth0.token"), before);
+    assert_eq!(store.get(REFRESH_TOKEN).unwrap().unwrap(), rt1);
+    // Once it is gone (expired), resume refreshes; rotation stores the new refresh token.
+    store.delete(ACCESS_TOKEN).unwrap();
     let resumed = Session::resume(s.clone(), store.clone()).await.unwrap();
     let at = resumed.access_token().await.unwrap();
     assert_eq!(resumed.sub().await.unwrap(), DEMO_SUB);
@@ -71,8 +80,14 @@ async fn device_login_session_refresh_and_logout_with_revocation() {
     store.set(REFRESH_TOKEN, &rt2).unwrap();
     let dead = Session::resume(s.clone(), store.clone()).await.unwrap();
     let e = dead.access_token().await.unwrap_err();
-    assert_eq!(e.code(), Some("invalid_grant"));
-    assert_eq!(e.status(), Some(403));
+    // A dead sign-in says what helps, and leaves no dead token behind.
+    assert!(matches!(e, AuthError::SignInEnded(_)), "{e:?}");
+    assert!(e.to_string().contains("dealflow login"), "{e}");
+    assert_eq!(store.get(REFRESH_TOKEN).unwrap(), None);
+    assert!(matches!(
+        Session::resume(s.clone(), store.clone()).await,
+        Err(AuthError::NotSignedIn)
+    ));
 }
 
 #[tokio::test]
@@ -684,4 +699,62 @@ async fn the_agent_client_authenticates_with_private_key_jwt() {
         "{bad}"
     );
     assert!(!bad.to_string().contains("nope"));
+}
+
+/// One dropped connection (a 503 from a proxy, a read that times out) while a poll is in
+/// flight is not an answer: the device flow and CIBA poll on and finish; an outage that
+/// lasts is still reported, naming the endpoint.
+#[tokio::test]
+async fn polling_rides_out_a_transient_fault() {
+    use dealflow::sandbox::providers::Fault;
+    dealflow::auth::set_http_timeout(Duration::from_millis(400));
+    let (sb, s) = setup().await;
+    let one = |status: u16, delay_ms: u64| Fault {
+        status,
+        body: None,
+        retry_after_secs: None,
+        delay_ms,
+        remaining: 1,
+    };
+    // Sign-in: the first token poll gets a 503, the next one a stall past the timeout.
+    sb.state.providers.inject("auth0.token", one(503, 0));
+    let session = Session::sandbox(s.clone()).await.unwrap();
+    assert!(session.sub().await.is_ok());
+    sb.state.providers.inject("auth0.token", one(200, 1_000));
+    let login = DeviceLogin::new(s.clone());
+    let prompt = login.start().await.unwrap();
+    approve_sandbox_device(&s, &prompt.user_code).await.unwrap();
+    login
+        .complete(&prompt, &CancellationToken::new())
+        .await
+        .unwrap();
+    // CIBA: a 502 on the poll, then the phone's yes.
+    let ciba = CibaClient::new(s.clone(), Secret::new(sb.state.auth0.agent_client_secret()));
+    let req = ciba
+        .start(DEMO_SUB, "dealflow: test", "openid")
+        .await
+        .unwrap();
+    sb.state.providers.inject("auth0.ciba_poll", one(502, 0));
+    let phone = wait_for_phone(&sb, "dealflow: test").await;
+    assert!(sb.state.phone_approve(&phone.id));
+    let out = ciba.poll(&req, &CancellationToken::new()).await.unwrap();
+    assert!(matches!(out, CibaOutcome::Approved { .. }), "{out:?}");
+    // A fault that does not go away ends the poll with the endpoint named.
+    sb.state.providers.inject(
+        "auth0.ciba_poll",
+        Fault {
+            remaining: 1000,
+            ..one(500, 0)
+        },
+    );
+    let req = ciba
+        .start(DEMO_SUB, "dealflow: outage", "openid")
+        .await
+        .unwrap();
+    let err = ciba
+        .poll(&req, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("/oauth/token"), "{err}");
+    dealflow::auth::set_http_timeout(Duration::from_secs(30));
 }

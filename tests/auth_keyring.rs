@@ -3,7 +3,9 @@
 //! the session-keyring fix) and a real Secret Service (gnome-keyring on a private D-Bus
 //! session, set up by `scripts/test`).
 
-use dealflow::auth::keyring::{FileStore, KeyringStore, KeyutilsStore, REFRESH_TOKEN, SecretStore};
+use dealflow::auth::keyring::{
+    ACCESS_TOKEN, FileStore, KeyringStore, KeyutilsStore, REFRESH_TOKEN, SecretStore,
+};
 use dealflow::auth::session::{Session, approve_sandbox_device};
 use dealflow::auth::{AuthError, AuthSettings};
 use dealflow::sandbox::Sandbox;
@@ -42,6 +44,17 @@ async fn round_trip(store: Arc<dyn SecretStore>) {
         .unwrap()
         .unwrap();
     assert_eq!(stored.as_deref(), Some(rt.expose()));
+    // The access token is kept beside it for its lifetime; once gone, resume refreshes.
+    let st = store.clone();
+    let cached = tokio::task::spawn_blocking(move || {
+        let had = st.get(ACCESS_TOKEN)?.is_some();
+        st.delete(ACCESS_TOKEN)?;
+        Ok::<_, AuthError>(had)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(cached, "the access token is cached in the keyring");
 
     let resumed = Session::resume(s.clone(), store.clone()).await.unwrap();
     resumed.access_token().await.unwrap();

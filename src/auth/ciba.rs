@@ -98,6 +98,7 @@ impl CibaClient {
         cancel: &CancellationToken,
     ) -> Result<CibaOutcome, AuthError> {
         let mut interval = req.interval_s;
+        let mut faults = 0u32;
         loop {
             if super::now_ms() >= req.expires_at_ms {
                 return Ok(CibaOutcome::Expired);
@@ -127,7 +128,7 @@ impl CibaClient {
                     });
                 }
                 Err(e) => match e.code() {
-                    Some("authorization_pending") => {}
+                    Some("authorization_pending") => faults = 0,
                     Some("slow_down") => {
                         if let AuthError::Server {
                             interval: bi,
@@ -149,6 +150,13 @@ impl CibaClient {
                         });
                     }
                     Some("expired_token") => return Ok(CibaOutcome::Expired),
+                    // A dropped connection is not the device's answer: poll on, slower,
+                    // until the request expires.
+                    _ if e.is_transient() && faults < super::TRANSIENT_RETRIES => {
+                        faults += 1;
+                        interval = super::backed_off(interval);
+                        tracing::warn!(interval, error = %e, "ciba: transient fault; polling on");
+                    }
                     _ => return Err(e),
                 },
             }

@@ -103,6 +103,7 @@ impl DeviceLogin {
         cancel: &CancellationToken,
     ) -> Result<TokenSet, AuthError> {
         let mut interval = prompt.interval_s;
+        let mut faults = 0u32;
         loop {
             if !wait(&self.settings, interval, cancel).await {
                 return Err(AuthError::Cancelled);
@@ -121,7 +122,7 @@ impl DeviceLogin {
             match r {
                 Ok(v) => return TokenSet::from_json(&v, ENDPOINT_TOKEN),
                 Err(e) => match e.code() {
-                    Some("authorization_pending") => {}
+                    Some("authorization_pending") => faults = 0,
                     Some("slow_down") => {
                         if let AuthError::Server {
                             interval: bi,
@@ -142,6 +143,16 @@ impl DeviceLogin {
                         return Err(AuthError::Denied {
                             endpoint: ENDPOINT_TOKEN.into(),
                         });
+                    }
+                    // A dropped connection is not an answer: keep polling, slower, while
+                    // the code is still valid.
+                    _ if e.is_transient()
+                        && faults < super::TRANSIENT_RETRIES
+                        && super::now_ms() < prompt.expires_at_ms =>
+                    {
+                        faults += 1;
+                        interval = super::backed_off(interval);
+                        tracing::warn!(interval, error = %e, "device flow: transient fault; polling on");
                     }
                     _ => return Err(e),
                 },

@@ -16,6 +16,10 @@ use std::sync::{Arc, Mutex};
 pub const SERVICE: &str = "dealflow";
 /// Keyring entry names (the "user" part of an entry).
 pub const REFRESH_TOKEN: &str = "login-refresh-token";
+/// The current API access token with its expiry and verified claims, so each command
+/// does not refresh (and rotate) the refresh token: it lives here or in memory, never
+/// in the store.
+pub const ACCESS_TOKEN: &str = "login-access-token";
 pub const AGENT_SECRET: &str = "agent-client-secret";
 /// The agent client's private key (PEM) for `auth.agent_auth_method = "private_key_jwt"`.
 pub const AGENT_PRIVATE_KEY: &str = "agent-client-private-key";

@@ -73,6 +73,12 @@ pub enum AuthError {
     /// Nobody is signed in (no refresh token in the keyring).
     #[error("not signed in: run `dealflow login`")]
     NotSignedIn,
+    /// The refresh token was refused (revoked, expired, reused): it has been removed
+    /// from the keyring, and only a new sign-in helps.
+    #[error(
+        "your sign-in is no longer valid ({0}); the dead refresh token was removed from the keyring: run `dealflow login`"
+    )]
+    SignInEnded(String),
     /// The app disconnected this connection; no exchange is attempted.
     #[error("{0} is disconnected in dealflow; reconnect it first")]
     Disconnected(String),
@@ -291,6 +297,28 @@ pub(crate) async fn read_json(
     })
 }
 
+impl AuthError {
+    /// A fault of the connection or a server hiccup (a dropped keep-alive, a reset, a
+    /// timeout, a 5xx) that a polling client retries within its deadline (RFC 8628
+    /// §3.5), as opposed to an answer.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            AuthError::Transport { message, .. } => message != "malformed response",
+            AuthError::Server { status, .. } => matches!(status, 500 | 502 | 503 | 504),
+            _ => false,
+        }
+    }
+}
+
+/// Consecutive transient faults a poller rides out before it reports the last one: a
+/// dropped keep-alive or a restart is survived, an outage is said.
+pub(crate) const TRANSIENT_RETRIES: u32 = 4;
+
+/// The next wait after a transient fault while polling: doubled, at most a minute.
+pub(crate) fn backed_off(interval: u64) -> u64 {
+    (interval.max(1) * 2).min(60)
+}
+
 /// Sleeps `secs` protocol seconds, or returns false if cancelled first.
 pub(crate) async fn wait(
     settings: &AuthSettings,
@@ -325,12 +353,34 @@ pub(crate) fn int_field(v: &serde_json::Value, k: &str) -> Option<i64> {
 }
 
 /// Claims dealflow reads from an Auth0 access token.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct TokenClaims {
     pub sub: String,
     #[serde(default)]
     pub scope: String,
     pub exp: i64,
+}
+
+fn jwks_cache()
+-> &'static std::sync::Mutex<std::collections::HashMap<String, jsonwebtoken::jwk::JwkSet>> {
+    static CACHE: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, jsonwebtoken::jwk::JwkSet>>,
+    > = std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+async fn fetch_jwks(
+    http: &reqwest::Client,
+    settings: &AuthSettings,
+) -> Result<jsonwebtoken::jwk::JwkSet, AuthError> {
+    let path = "/.well-known/jwks.json";
+    let resp = http
+        .get(settings.url(path))
+        .send()
+        .await
+        .map_err(|e| transport(path, &e))?;
+    serde_json::from_value(read_json(path, resp).await?)
+        .map_err(|_| AuthError::Invalid("JWKS is malformed".into()))
 }
 
 /// Verifies an Auth0 access token against the tenant's JWKS (signature, `iss`, `aud`,
@@ -340,21 +390,35 @@ pub async fn verify_access_token(
     settings: &AuthSettings,
     token: &Secret,
 ) -> Result<TokenClaims, AuthError> {
-    let path = "/.well-known/jwks.json";
-    let resp = http
-        .get(settings.url(path))
-        .send()
-        .await
-        .map_err(|e| transport(path, &e))?;
-    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(read_json(path, resp).await?)
-        .map_err(|_| AuthError::Invalid("JWKS is malformed".into()))?;
     let header = jsonwebtoken::decode_header(token.expose())
         .map_err(|_| AuthError::Invalid("not a JWT".into()))?;
-    let jwk = match &header.kid {
-        Some(kid) => jwks.find(kid),
-        None => jwks.keys.first(),
-    }
-    .ok_or_else(|| AuthError::Invalid("signing key not in JWKS".into()))?;
+    let find = |jwks: &jsonwebtoken::jwk::JwkSet| {
+        match &header.kid {
+            Some(kid) => jwks.find(kid),
+            None => jwks.keys.first(),
+        }
+        .cloned()
+    };
+    // The tenant's keys, fetched once per process and again only for a key it has not
+    // seen (Auth0 rotates signing keys rarely).
+    let cached = jwks_cache()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&settings.base_url)
+        .and_then(&find);
+    let jwk = match cached {
+        Some(k) => k,
+        None => {
+            let jwks = fetch_jwks(http, settings).await?;
+            let k = find(&jwks);
+            jwks_cache()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(settings.base_url.clone(), jwks);
+            k.ok_or_else(|| AuthError::Invalid("signing key not in JWKS".into()))?
+        }
+    };
+    let jwk = &jwk;
     let alg = header.alg;
     if !matches!(
         alg,

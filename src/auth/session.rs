@@ -8,7 +8,7 @@
 //! the keyring to storing the rotated token.
 
 use super::device::{DeviceLogin, TokenSet};
-use super::keyring::{MemoryStore, REFRESH_TOKEN, SecretStore};
+use super::keyring::{ACCESS_TOKEN, MemoryStore, REFRESH_TOKEN, SecretStore};
 use super::{AuthError, AuthSettings, Secret, TokenClaims, post_form};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +20,34 @@ struct Cached {
     token: Secret,
     expires_at_ms: i64,
     claims: TokenClaims,
+}
+
+/// [`Cached`] as the keyring keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    token: String,
+    expires_at_ms: i64,
+    claims: TokenClaims,
+}
+
+impl Cached {
+    fn to_stored(&self) -> String {
+        serde_json::to_string(&Stored {
+            token: self.token.expose().to_string(),
+            expires_at_ms: self.expires_at_ms,
+            claims: self.claims.clone(),
+        })
+        .unwrap_or_default()
+    }
+
+    fn from_stored(text: &str) -> Option<Cached> {
+        let s: Stored = serde_json::from_str(text).ok()?;
+        Some(Cached {
+            token: Secret::new(s.token),
+            expires_at_ms: s.expires_at_ms,
+            claims: s.claims,
+        })
+    }
 }
 
 struct Inner {
@@ -94,6 +122,14 @@ impl Session {
             let (s, v) = (store.clone(), rt.expose().to_string());
             blocking(move || s.set(REFRESH_TOKEN, &v)).await?;
         }
+        let stored = Cached {
+            token: tokens.access_token.clone(),
+            expires_at_ms: tokens.expires_at_ms,
+            claims: claims.clone(),
+        }
+        .to_stored();
+        let s = store.clone();
+        let _ = blocking(move || s.set(ACCESS_TOKEN, &stored)).await;
         Ok(Session {
             http,
             settings,
@@ -119,13 +155,20 @@ impl Session {
         let rt = blocking(move || s.get(REFRESH_TOKEN))
             .await?
             .ok_or(AuthError::NotSignedIn)?;
+        // The access token an earlier command got is good until it expires.
+        let s = store.clone();
+        let access = blocking(move || s.get(ACCESS_TOKEN))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|t| Cached::from_stored(&t));
         Ok(Session {
             http: super::http_client(),
             settings,
             store,
             inner: tokio::sync::Mutex::new(Inner {
                 refresh: Some(Secret::new(rt)),
-                access: None,
+                access,
             }),
             refresh_lock: None,
         })
@@ -166,11 +209,16 @@ impl Session {
         let claims =
             super::verify_access_token(&self.http, &self.settings, &tokens.access_token).await?;
         let token = tokens.access_token.clone();
-        g.access = Some(Cached {
+        let cached = Cached {
             token: tokens.access_token,
             expires_at_ms: tokens.expires_at_ms,
             claims,
-        });
+        };
+        let (s, text) = (self.store.clone(), cached.to_stored());
+        if let Err(e) = blocking(move || s.set(ACCESS_TOKEN, &text)).await {
+            tracing::warn!(error = %e, "cannot cache the access token in the keyring");
+        }
+        g.access = Some(cached);
         Ok(token)
     }
 
@@ -227,7 +275,29 @@ impl Session {
         if let Some(a) = audience {
             form.push(("audience", a));
         }
-        let v = post_form(&self.http, &self.settings, ENDPOINT_TOKEN, &form).await?;
+        let v = match post_form(&self.http, &self.settings, ENDPOINT_TOKEN, &form).await {
+            Ok(v) => v,
+            // Revoked, expired or reused: it will never work again. Keep no dead token
+            // (doctor would call it present) and say what helps.
+            Err(AuthError::Server {
+                error, description, ..
+            }) if error == "invalid_grant" => {
+                let s = self.store.clone();
+                let _ = blocking(move || {
+                    s.delete(ACCESS_TOKEN)?;
+                    s.delete(REFRESH_TOKEN)
+                })
+                .await;
+                g.refresh = None;
+                g.access = None;
+                return Err(AuthError::SignInEnded(if description.is_empty() {
+                    error
+                } else {
+                    description
+                }));
+            }
+            Err(e) => return Err(e),
+        };
         let tokens = TokenSet::from_json(&v, ENDPOINT_TOKEN)?;
         if let Some(new_rt) = &tokens.refresh_token {
             // Rotation: the old token is now spent; keep the new one.
@@ -275,7 +345,11 @@ impl Session {
         };
         g.access = None;
         let s = self.store.clone();
-        blocking(move || s.delete(REFRESH_TOKEN)).await?;
+        blocking(move || {
+            s.delete(ACCESS_TOKEN)?;
+            s.delete(REFRESH_TOKEN)
+        })
+        .await?;
         revoked
     }
 }
