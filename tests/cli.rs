@@ -648,3 +648,60 @@ fn a_policy_file_that_never_ends_is_an_error_not_a_hang() {
     assert_eq!(code, Some(1));
     assert!(err.contains("larger than 1 MiB"), "{err}");
 }
+
+#[test]
+fn init_checks_the_tenant_writes_the_config_and_refuses_to_overwrite() {
+    // The sandbox's emulated Auth0 stands in for a tenant: same discovery document paths.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sb = rt
+        .block_on(dealflow::sandbox::Sandbox::start(None))
+        .unwrap();
+    let e = Env::new();
+    let init = |domain: &str| {
+        let mut c = e.cmd();
+        c.args([
+            "init",
+            "--domain",
+            domain,
+            "--client-id",
+            "dealflow-cli-sandbox",
+            "--agent-client-id",
+            "dealflow-agent-sandbox",
+            "--no-login",
+        ]);
+        c
+    };
+    let (o, _, _) = out(&init(&sb.base_url()).assert().success());
+    for line in [
+        "ok    device authorization (sign-in)",
+        "ok    CIBA (push approvals)",
+        "Token Vault is on",
+        "dealflow auth agent-credential",
+    ] {
+        assert!(o.contains(line), "{line:?} in {o}");
+    }
+    let cfg = e.dir.path().join("cfg/dealflow/config.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains(&sb.base_url()), "{text}");
+    e.cmd().args(["config", "check"]).assert().success();
+    // Once written, it is not silently replaced.
+    let (_, err, _) = out(&init(&sb.base_url()).assert().failure());
+    assert!(err.contains("--force"), "{err}");
+    // A domain with no tenant behind it is named, and nothing is written.
+    let (_, err, _) = out(&init("http://127.0.0.1:1").arg("--force").assert().failure());
+    assert!(
+        err.contains("127.0.0.1:1/.well-known/openid-configuration"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), text);
+    // Plain http to another machine is refused before anything is sent.
+    let (_, err, _) = out(&init("http://192.0.2.2:8080")
+        .arg("--force")
+        .assert()
+        .failure());
+    assert!(err.contains("clear text"), "{err}");
+    drop(sb);
+}

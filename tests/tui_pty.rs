@@ -255,3 +255,35 @@ fn the_suggestion_engine_proposes_at_start_and_when_the_world_moves() {
     p.send("q").unwrap();
     p.flush().unwrap();
 }
+
+/// `dealflow init` at a terminal: it asks for what it needs (the audience has a
+/// default), checks the tenant's discovery document, writes the config and offers to
+/// sign in.
+#[test]
+fn init_walks_a_new_user_through_the_tenant_set_up() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sb = rt
+        .block_on(dealflow::sandbox::Sandbox::start(None))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let mut p = dealflow_in_pty(home, 80, 24, "init");
+    p.exp_string("Tenant domain").unwrap();
+    p.send_line(&sb.base_url()).unwrap();
+    p.exp_string("Login client id").unwrap();
+    p.send_line("dealflow-cli-sandbox").unwrap();
+    p.exp_string("Agent client id").unwrap();
+    p.send_line("dealflow-agent-sandbox").unwrap();
+    p.exp_string("API audience").unwrap();
+    p.send_line("").unwrap();
+    p.exp_string("ok    CIBA").unwrap();
+    p.exp_string("Sign in now?").unwrap();
+    p.send_line("n").unwrap();
+    p.exp_string("dealflow login").unwrap();
+    let cfg = std::fs::read_to_string(home.join("config/dealflow/config.toml")).unwrap();
+    assert!(cfg.contains("https://api.dealflow.example"), "{cfg}");
+    drop(sb);
+}

@@ -23,6 +23,8 @@ pub struct FederatedToken {
     pub expires_at_ms: i64,
     /// The scopes the connected account granted (space- or comma-separated on the wire).
     pub scopes: Vec<String>,
+    /// RFC 8693's `issued_token_type`, as the response stated it (checked).
+    pub issued_token_type: Option<String>,
 }
 
 impl FederatedToken {
@@ -95,6 +97,17 @@ impl VaultClient {
         ];
         form.extend(auth.iter().map(|(k, v)| (*k, v.as_str())));
         let v = post_form(&self.http, &self.settings, ENDPOINT, &form).await?;
+        // RFC 8693 §2.2.1: what was issued. Anything but the federated provider token we
+        // asked for is not something to hand a provider.
+        let issued = str_field(&v, "issued_token_type");
+        if let Some(t) = &issued
+            && t != REQUESTED_FEDERATED
+        {
+            return Err(AuthError::Transport {
+                endpoint: ENDPOINT.into(),
+                message: format!("issued_token_type is {t:?}, not the provider token requested"),
+            });
+        }
         let at = str_field(&v, "access_token").ok_or_else(|| AuthError::Transport {
             endpoint: ENDPOINT.into(),
             message: "response has no access_token".into(),
@@ -115,6 +128,7 @@ impl VaultClient {
             access_token: Secret::new(at),
             expires_at_ms,
             scopes,
+            issued_token_type: issued,
         };
         self.cache().insert(key, tok.clone());
         Ok(tok)

@@ -323,8 +323,32 @@ pub fn doctor_lines(config: &Config, sandbox: bool) -> usize {
         }
     }
     match AuthSettings::from_config(&config.raw.auth) {
-        Ok(s) => println!("ok    auth      {}", s.base_url),
-        Err(e) => println!("todo  auth      {e}"),
+        Ok(s) => {
+            println!("ok    auth      {}", s.base_url);
+            // The tenant answers, and offers what dealflow uses.
+            match runtime().and_then(|rt| rt.block_on(super::init_cmd::discover(&s.base_url))) {
+                Ok(checks) => {
+                    let missing: Vec<String> = checks
+                        .iter()
+                        .filter(|c| !c.ok)
+                        .map(|c| format!("{} ({})", c.what, c.fix))
+                        .collect();
+                    if missing.is_empty() {
+                        println!(
+                            "ok    tenant    discovery: device flow, CIBA, token endpoint, JWKS"
+                        );
+                    } else {
+                        problems += 1;
+                        println!("FAIL  tenant    missing: {}", missing.join("; "));
+                    }
+                }
+                Err(e) => {
+                    problems += 1;
+                    println!("FAIL  tenant    {e:#}");
+                }
+            }
+        }
+        Err(e) => println!("todo  auth      {e} — `dealflow init` sets it up"),
     }
     problems
 }

@@ -7,6 +7,7 @@ mod audit_cmd;
 pub mod auth_cmd;
 mod batch_cmd;
 mod exec;
+pub(crate) mod init_cmd;
 mod logging;
 mod mcp_cmd;
 mod permissions_cmd;
@@ -49,6 +50,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Set up a real tenant: domain and clients, checked against its OpenID discovery,
+    /// written to config.toml; then sign in.
+    Init(init_cmd::InitArgs),
     /// Sign in with the OAuth device flow.
     Login,
     /// Sign out and revoke the refresh token.
@@ -379,6 +383,9 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
         }) => return auth_cmd::sandbox_serve(*port),
         Some(Command::Auth { cmd }) => return auth_cmd::auth(cmd),
         _ => {}
+    }
+    if let Some(Command::Init(args)) = cli.command {
+        return init_cmd::run(cli.config, args);
     }
     let config = load_config(&cli)?;
     if !matches!(cli.command, Some(Command::Mcp { cmd: None })) {
