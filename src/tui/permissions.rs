@@ -78,10 +78,12 @@ impl PermRow {
                 .map(String::as_str)
                 .collect::<Vec<_>>()
                 .join(", "),
+            // dealflow's own switch: whether Token Vault holds a connected account for it
+            // is only known by asking (`c`), so the row does not claim it.
             PermRow::Account(c) => if p.disconnected.contains(&c) {
-                "disconnected"
+                "off in dealflow"
             } else {
-                "connected"
+                "on in dealflow"
             }
             .into(),
         }
@@ -101,7 +103,7 @@ impl PermRow {
                 "type a domain (@acme.example), address, #channel, deal id or account to pin it; -name unpins"
             }
             PermRow::Account(_) => {
-                "connected · disconnected (dealflow stops using it); `dealflow accounts connect` adds scopes"
+                "on · off in dealflow (off: no token exchange); c connects it in Token Vault or adds scopes"
             }
         }
     }
