@@ -317,3 +317,30 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 800, ..ProptestConfig::default() })]
+
+    /// Any value for any duration key: an error naming the key, or a duration every
+    /// clock in dealflow can add (a u64::MAX "wait_bound" once panicked an MCP worker).
+    #[test]
+    fn every_duration_setting_is_bounded(
+        key in prop::sample::select(vec![
+            ("mcp", "wait_bound"), ("batch", "window"), ("ui", "idle_lock"),
+            ("ui", "undo_send"), ("llm", "timeout"), ("agent", "suggest_every"),
+        ]),
+        n in prop_oneof![0u64..1_000, any::<u64>(), Just(u64::MAX)],
+        unit in prop::sample::select(vec!["ms", "s", "m", "h", "d", "w", "x", ""]),
+    ) {
+        let text = format!("[{}]\n{} = \"{n}{unit}\"\n", key.0, key.1);
+        match Config::from_parts(Some((Path::new("/tmp/fuzz.toml"), &text)), &[]) {
+            Ok(c) => {
+                for d in [c.mcp_wait_bound, c.batch_window, c.idle_lock, c.undo_send, c.suggest_every] {
+                    prop_assert!(d <= dealflow::config::MAX_DURATION);
+                    prop_assert!(std::time::Instant::now().checked_add(d).is_some());
+                }
+            }
+            Err(e) => prop_assert!(e.to_string().contains(key.1), "{e}"),
+        }
+    }
+}

@@ -392,3 +392,92 @@ async fn a_write_voided_by_switching_mcp_writes_off_says_so() {
     assert!(!t.contains("expired"), "{t}");
     assert!(r.w.sandbox.state.providers.slack_posts().is_empty());
 }
+
+/// A raw stdio peer sending garbage: every line that is not JSON gets JSON-RPC's parse
+/// error (id null), well-formed nonsense gets invalid request, nothing panics or hangs,
+/// and the server still answers a ping after each of a few hundred random frames.
+#[tokio::test]
+async fn random_frames_get_errors_and_never_stop_the_server() {
+    use rand::{RngExt, SeedableRng};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+    dealflow::sandbox::demo::seed(store.as_ref(), 1).unwrap();
+    let w = wire_fast_sandbox().await.unwrap();
+    let p = Arc::new(Pipeline::new(
+        store.clone(),
+        w.creds.clone(),
+        Endpoints::sandbox(&w.sandbox.base_url()),
+        "rep".into(),
+    ));
+    let server = McpServer::new(p, w.device.clone(), Duration::from_secs(5));
+    let (mut stdin_w, stdin_r) = tokio::io::duplex(1 << 16);
+    let (stdout_w, stdout_r) = tokio::io::duplex(1 << 16);
+    tokio::spawn(async move {
+        let transport = dealflow::mcp::stdio::filtered(stdin_r, stdout_w);
+        if let Ok(running) = server.serve(transport).await {
+            let _ = running.waiting().await;
+        }
+    });
+    let mut out = BufReader::new(stdout_r).lines();
+    let mut send = async |line: &str| {
+        stdin_w.write_all(line.as_bytes()).await.unwrap();
+        stdin_w.write_all(b"\n").await.unwrap();
+    };
+    send(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"fuzz","version":"1"}}}"#).await;
+    let init = tokio::time::timeout(Duration::from_secs(10), out.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(init.contains("serverInfo"), "{init}");
+    send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    let pieces = [
+        "{",
+        "}",
+        "[",
+        "]",
+        "\"jsonrpc\"",
+        ":",
+        "\"2.0\"",
+        ",",
+        "\"id\"",
+        "1e999",
+        "null",
+        "\"method\"",
+        "\"tools/call\"",
+        "\u{1b}[2K",
+        "\\u0000",
+        "9999999999999999999999",
+        "\"params\"",
+        "{\"name\":\"send_email\"}",
+        "true",
+        " ",
+    ];
+    for i in 1..=300u64 {
+        let n = rng.random_range(0..12);
+        let frame: String = (0..n)
+            .map(|_| pieces[rng.random_range(0..pieces.len())])
+            .collect();
+        let frame = frame.replace('\n', " ");
+        send(&frame).await;
+        send(&format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"ping"}}"#)).await;
+        // Whatever the frame got (an error or nothing), the ping's answer comes.
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(10), out.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("no answer after frame {frame:?}"))
+                .unwrap()
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if v["id"] == i {
+                assert!(v.get("result").is_some(), "{line}");
+                break;
+            }
+            if serde_json::from_str::<serde_json::Value>(&frame).is_err() {
+                assert_eq!(v["error"]["code"], -32700, "{frame:?}: {line}");
+            }
+        }
+    }
+}

@@ -46,7 +46,10 @@ pub fn serve(ctx: &Ctx) -> Result<ExitCode> {
             ctx.config.mcp_wait_bound,
         );
         let running = server
-            .serve(rmcp::transport::stdio())
+            .serve(crate::mcp::stdio::filtered(
+                tokio::io::stdin(),
+                tokio::io::stdout(),
+            ))
             .await
             .context("MCP handshake on stdio")?;
         running.waiting().await.context("MCP session")?;

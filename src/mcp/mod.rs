@@ -9,6 +9,7 @@
 //! Refusals are tool results with `isError` (the model can read them); protocol errors
 //! are kept for protocol faults.
 
+pub mod stdio;
 pub mod tools;
 
 use crate::core::consent::Gate;
