@@ -4,6 +4,7 @@ use super::{Ctx, local_actor, now_ms};
 use crate::core::audit::NewAuditEntry;
 use crate::core::domain::{ActionKind, Surface, format_money};
 use crate::core::permissions::{Approver, Autonomy, PermissionChange};
+use crate::core::text::line;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use std::process::ExitCode;
@@ -159,18 +160,23 @@ pub fn print(p: &crate::core::permissions::Permissions, json: bool) -> Result<()
     );
     if !p.always_review.is_empty() {
         let pins: Vec<&str> = p.always_review.iter().map(String::as_str).collect();
-        println!("always review        {}", pins.join(", "));
+        println!("always review        {}", line(&pins.join(", ")));
     }
     let known: Vec<&str> = p.known.iter().map(String::as_str).collect();
     println!(
         "known                contacts in the store{}{}",
         if known.is_empty() { "" } else { ", " },
-        known.join(", ")
+        line(&known.join(", "))
     );
     for r in &p.auto_rules {
         println!(
             "auto-approve rule    {}: {} to {} at ≥ {:.2}, until {} (revoke: dealflow policy revoke {})",
-            r.id, r.kind, r.target, r.min_confidence, r.expires_at, r.id
+            line(&r.id),
+            r.kind,
+            line(&r.target),
+            r.min_confidence,
+            r.expires_at,
+            line(&r.id)
         );
     }
     Ok(())

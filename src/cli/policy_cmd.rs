@@ -8,6 +8,7 @@ use crate::core::calibration::{Calibration, Verdict, observations};
 use crate::core::consent::{Gate, gate_at};
 use crate::core::domain::Surface;
 use crate::core::permissions::{PermissionChange, Permissions};
+use crate::core::text::line;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use serde::Serialize;
@@ -250,7 +251,12 @@ fn simulate(ctx: &Ctx, file: &Path, json: bool) -> Result<ExitCode> {
         for row in &r.actions {
             println!(
                 "{:<28} {:<17} {:<24} {:>5.2}  {:<8} {}",
-                row.id, row.kind, row.target, row.confidence, row.gate_now, row.you
+                line(&row.id),
+                row.kind,
+                line(&row.target),
+                row.confidence,
+                row.gate_now,
+                line(&row.you)
             );
         }
     }
@@ -290,15 +296,15 @@ fn calibration(ctx: &Ctx, json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("calibration");
-    for line in cal.report() {
-        println!("  {line}");
+    for l in cal.report() {
+        println!("  {}", line(&l));
     }
     println!("nudges");
     for (i, n) in nudges.iter().enumerate() {
         println!(
             "  [{}] {}  (dealflow policy accept {})",
             i + 1,
-            n.text,
+            line(&n.text),
             i + 1
         );
     }
@@ -306,9 +312,9 @@ fn calibration(ctx: &Ctx, json: bool) -> Result<ExitCode> {
     for r in &perms.auto_rules {
         println!(
             "  {}  {} to {} at ≥ {:.2}  {}  {} hits",
-            r.id,
+            line(&r.id),
             r.kind,
-            r.target,
+            line(&r.target),
             r.min_confidence,
             if r.active_at(now) {
                 "active"

@@ -416,7 +416,10 @@ impl Permissions {
             }
             PermissionChange::PinReview { pattern } => {
                 let pin = normalize_pin(pattern);
-                if pin.is_empty() || pin.chars().count() > 200 {
+                if pin.is_empty()
+                    || pin.chars().count() > 200
+                    || super::text::control_in_line(&pin).is_some()
+                {
                     return Err(
                         "a pin is a domain (@acme.example), an address, a #channel, a deal id or an account name"
                             .into(),
@@ -439,6 +442,7 @@ impl Permissions {
                 if !(k.starts_with('@') || k.starts_with('#') || k.contains('@'))
                     || k.len() < 2
                     || k.chars().count() > 200
+                    || super::text::control_in_line(&k).is_some()
                 {
                     return Err(
                         "a known counterparty is a domain (@acme.example), an address or a #channel"
