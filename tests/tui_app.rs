@@ -1404,3 +1404,33 @@ fn the_calibration_popup_charts_approvals_per_band() {
     h.code(KeyCode::Esc);
     assert!(!h.screen().contains("Calibration ·"));
 }
+
+fn screen_at(h: &H, w: u16, ht: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, ht)).unwrap();
+    t.draw(|f| view::render(&h.app, f)).unwrap();
+    t.backend().to_string()
+}
+
+/// 80×24, the SSH default: every Permissions row is reachable (the list follows the
+/// cursor), and the Actions table keeps its state column while a send waits, with the
+/// outbox hint first on the status bar.
+#[test]
+fn at_80_by_24_every_row_and_the_state_stay_in_view() {
+    let mut h = H::with_undo_send(Some(std::time::Duration::from_secs(10)));
+    h.keys("3");
+    let top = screen_at(&h, 80, 24);
+    assert!(top.contains("autonomy · send_email"), "{top}");
+    for _ in 0..40 {
+        h.keys("j");
+    }
+    let bottom = screen_at(&h, 80, 24);
+    assert!(bottom.contains("account · sign-in-with-slack"), "{bottom}");
+    assert!(bottom.contains("MCP write tools exposed"), "{bottom}");
+    h.keys("1");
+    h.select("initech");
+    h.keys("a");
+    let s = screen_at(&h, 80, 24);
+    assert!(s.contains("sending"), "{s}");
+    let bar = s.lines().last().unwrap();
+    assert!(bar.contains("outbox 1"), "{bar}");
+}

@@ -90,16 +90,21 @@ fn render_queue(app: &App, f: &mut Frame, area: Rect) {
         return;
     }
     let w = inner.width as usize;
-    // mark 2 | kind 17 | target 24 | title * | conf 11 | risk 11 | gate 8 | state 13
-    let fixed = 2 + 17 + 24 + 11 + 11 + 8 + 13;
-    let title_w = w.saturating_sub(fixed).max(8);
+    // mark 2 | kind 17 | target 24 | title * | conf 11 | risk 11 | gate 8 | state 13.
+    // A narrow terminal (80 columns over SSH) drops the least important first: the risk
+    // column (the detail pane says it), the confidence bar (the figure stays), and some
+    // of the target; the state — "sending 10s", "awaiting_consent" — always stays.
+    let narrow = w < 100;
+    let (target_w, conf_w, risk_w) = if narrow { (20, 5, 0) } else { (24, 11, 11) };
+    let fixed = 2 + 17 + target_w + conf_w + risk_w + 8 + 13;
+    let title_w = w.saturating_sub(fixed).max(6);
     let header = format!(
         "  {}{}{}{}{}{}{}",
         fit("kind", 17),
-        fit("target", 24),
+        fit("target", target_w),
         fit("title", title_w),
-        fit("confidence", 11),
-        fit("risk", 11),
+        fit(if narrow { "conf" } else { "confidence" }, conf_w),
+        fit("risk", risk_w),
         fit("gate", 8),
         fit("state", 13)
     );
@@ -146,20 +151,20 @@ fn render_queue(app: &App, f: &mut Frame, area: Rect) {
             } else {
                 "  "
             };
+            let confidence = if narrow {
+                format!("{:.2}", a.confidence)
+            } else {
+                format!("{} {:.2}", confidence_bar(a.confidence), a.confidence)
+            };
             let mut spans = vec![
                 Span::styled(mark, th.style(Role::Marked)),
                 Span::raw(fit(a.kind().as_str(), 17)),
-                Span::raw(fit(&a.params.target(), 24)),
-                Span::raw(fit(&a.title, title_w)),
+                // A cell that fills its column still leaves one space before the next.
+                Span::raw(format!("{} ", fit(&a.params.target(), target_w - 1))),
+                Span::raw(format!("{} ", fit(&a.title, title_w.saturating_sub(1)))),
+                Span::styled(fit(&confidence, conf_w), th.style(Role::Confidence)),
                 Span::styled(
-                    fit(
-                        &format!("{} {:.2}", confidence_bar(a.confidence), a.confidence),
-                        11,
-                    ),
-                    th.style(Role::Confidence),
-                ),
-                Span::styled(
-                    fit(&risk_label(r), 11),
+                    fit(&risk_label(r), risk_w),
                     th.style(risk_role(a.kind().risk().level)),
                 ),
                 Span::raw(fit(gate_label(r.decision.gate()), 8)),

@@ -24,28 +24,65 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
         f.render_widget(Paragraph::new("loading…"), inner);
         return;
     };
-    let mut lines = vec![
+    let header = vec![
         Line::styled(
             format!("changes are recorded as {}", app.session.actor),
             th.style(Role::Muted),
         ),
         Line::raw(""),
     ];
-    for (i, row) in rows().into_iter().enumerate() {
-        let mut line = Line::from(vec![
-            Span::raw(fit(&format!("  {}", row.label()), 38)),
-            Span::styled(fit(&row.value(p), 22), th.style(Role::Accent)),
-            Span::styled(row.help(), th.style(Role::Muted)),
-        ]);
-        if i == app.perms.cursor {
+    let footer = Line::styled(
+        "h/l change · enter edit a typed value · the agent can never change these",
+        th.style(Role::Muted),
+    );
+    // On a narrow terminal the label and value columns shrink before the help does not
+    // fit at all; the help of the selected row is repeated in the footer so it is never
+    // lost.
+    let wide = inner.width >= 100;
+    let (label_w, value_w) = if wide { (38, 22) } else { (32, 20) };
+    let all = rows();
+    let body = (inner.height as usize)
+        .saturating_sub(header.len() + 2)
+        .max(1);
+    // Every row reachable: the window follows the cursor.
+    let cursor = app.perms.cursor.min(all.len().saturating_sub(1));
+    let first = cursor.saturating_sub(body.saturating_sub(1));
+    let mut lines = header;
+    for (i, row) in all.iter().enumerate().skip(first).take(body) {
+        let mut spans = vec![
+            Span::raw(fit(&format!("  {}", row.label()), label_w - 1)),
+            Span::raw(" "),
+            Span::styled(fit(&row.value(p), value_w), th.style(Role::Accent)),
+        ];
+        if wide {
+            spans.push(Span::styled(row.help(), th.style(Role::Muted)));
+        }
+        let mut line = Line::from(spans);
+        if i == cursor {
             line = line.style(th.style(Role::Selected));
         }
         lines.push(line);
     }
-    lines.push(Line::raw(""));
-    lines.push(Line::styled(
-        "h/l change · enter edit a typed value · the agent can never change these",
-        th.style(Role::Muted),
-    ));
+    while lines.len() < body + 2 {
+        lines.push(Line::raw(""));
+    }
+    let more = if first + body < all.len() {
+        format!("↓ {} more · ", all.len() - first - body)
+    } else {
+        String::new()
+    };
+    if wide {
+        lines.push(Line::raw(""));
+        lines.push(Line::styled(
+            format!("{more}{}", footer),
+            th.style(Role::Muted),
+        ));
+    } else {
+        lines.push(Line::styled(
+            format!("{more}{}", all[cursor].help()),
+            th.style(Role::Muted),
+        ));
+        lines.push(footer);
+    }
     f.render_widget(Paragraph::new(lines), inner);
 }

@@ -45,10 +45,20 @@ pub fn render_bar(app: &App, f: &mut Frame, area: Rect) {
         Span::styled(format!(" tenant {t} "), th.style(Role::StatusBar))
     };
     let pending = app.actions.pending_count();
+    // What needs the person (the outbox, nudges, pending consents) comes first; who and
+    // where come after, and the store path is the first thing a narrow terminal cuts.
+    let mut urgent: Vec<Span> = Vec::new();
+    // Seen from every tab: something is about to leave and can still be taken back.
+    if !app.outbox.is_empty() {
+        let undo = app.keymap.keys_for(Section::Actions, Command::UndoSend);
+        urgent.push(Span::styled(
+            format!(" outbox {} · {undo} undo ", app.outbox.len()),
+            th.style(Role::Warn),
+        ));
+    }
     let mut spans = vec![
         Span::styled(format!(" {} ", s.actor), th.style(Role::StatusBar)),
         mode,
-        Span::styled(format!(" store {} ", s.store), th.style(Role::StatusBar)),
         Span::styled(
             format!(
                 " {pending} pending consent{} ",
@@ -68,14 +78,21 @@ pub fn render_bar(app: &App, f: &mut Frame, area: Rect) {
             th.style(Role::Accent),
         ));
     }
-    // Seen from every tab: something is about to leave and can still be taken back.
-    if !app.outbox.is_empty() {
-        let undo = app.keymap.keys_for(Section::Actions, Command::UndoSend);
+    let used: usize = urgent
+        .iter()
+        .chain(spans.iter())
+        .map(|s| s.content.chars().count())
+        .sum();
+    let room = (area.width as usize).saturating_sub(used);
+    let store = format!(" store {} ", s.store);
+    if room >= 10 {
         spans.push(Span::styled(
-            format!(" outbox {} · {undo} undo ", app.outbox.len()),
-            th.style(Role::Warn),
+            super::fit(&store, room),
+            th.style(Role::StatusBar),
         ));
     }
+    urgent.extend(spans);
+    let spans = urgent;
     f.render_widget(
         Paragraph::new(Line::from(spans)).style(th.style(Role::StatusBar)),
         area,
