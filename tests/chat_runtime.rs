@@ -205,3 +205,65 @@ async fn a_confirmed_step_up_runs_once_and_reads_run_without_asking() {
     assert_eq!(exec.detail["evidence"]["by"], "stepped_up");
     assert_eq!(exec.detail["evidence"]["actor"], "user:tester");
 }
+
+/// A device-gated tool call through the real runtime: the wait is announced, the phone's
+/// yes ends it (DeviceDone — what takes the TUI's countdown panel down), and the tool
+/// result follows.
+#[tokio::test]
+async fn a_device_wait_ends_when_the_phone_says_yes() {
+    let mut r = rig(vec![
+        TurnBuilder::new()
+            .tool_use(
+                "t1",
+                "send_email",
+                &json!({"to": ["bill@initech.example"], "subject": "Checking in", "body": "Hi Bill"}),
+            )
+            .stop_reason("tool_use")
+            .build(),
+        Reply::text("Sent after your phone said yes."),
+    ])
+    .await;
+    r.store
+        .change_permissions(
+            &dealflow::core::permissions::PermissionChange::SetAutonomy {
+                kind: dealflow::core::domain::ActionKind::SendEmail,
+                level: dealflow::core::permissions::Autonomy::Ciba,
+            },
+            dealflow::core::audit::NewAuditEntry {
+                ts: 1,
+                actor: "user:tester".into(),
+                surface: None,
+                event: "permissions.changed".into(),
+                action_id: None,
+                outcome: "ok".into(),
+                detail: json!({}),
+            },
+        )
+        .unwrap();
+    let state = r.w.sandbox.state.clone();
+    let phone = tokio::spawn(async move {
+        for _ in 0..1000 {
+            if let Some(req) = state.phone_pending().into_iter().next() {
+                return state.phone_approve(&req.id);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    });
+    let seen = turn(&mut r, "email bill", vec![]).await;
+    assert!(phone.await.unwrap(), "the phone saw the request");
+    let device = seen
+        .iter()
+        .position(|u| matches!(u, ChatUpdate::Device { .. }))
+        .expect("the wait is announced");
+    let done = seen
+        .iter()
+        .position(|u| matches!(u, ChatUpdate::DeviceDone { approved: true, .. }))
+        .unwrap_or_else(|| panic!("the wait ends: {seen:?}"));
+    assert!(device < done);
+    assert!(
+        seen.iter()
+            .any(|u| matches!(u, ChatUpdate::ToolResult { ok: true, .. }))
+    );
+    assert_eq!(r.w.sandbox.state.providers.sent().len(), 1);
+}

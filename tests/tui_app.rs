@@ -1434,3 +1434,28 @@ fn at_80_by_24_every_row_and_the_state_stay_in_view() {
     let bar = s.lines().last().unwrap();
     assert!(bar.contains("outbox 1"), "{bar}");
 }
+
+/// After a long exchange whose replies wrap, the newest reply is on screen at 80×24;
+/// k scrolls back through it and G returns to the newest.
+#[test]
+fn the_newest_chat_reply_stays_in_view_when_lines_wrap() {
+    let mut h = H::new();
+    h.keys("2");
+    for i in 0..12 {
+        h.send(Msg::Chat(ChatEvent::AssistantDelta(format!(
+            "reply {i}: {}\n",
+            "a long sentence that wraps on a narrow terminal ".repeat(3)
+        ))));
+    }
+    h.send(Msg::Chat(ChatEvent::AssistantDelta(
+        "THE NEWEST LINE".into(),
+    )));
+    let s = screen_at(&h, 80, 24);
+    assert!(s.contains("THE NEWEST LINE"), "{s}");
+    for _ in 0..30 {
+        h.keys("k");
+    }
+    assert!(!screen_at(&h, 80, 24).contains("THE NEWEST LINE"));
+    h.keys("G");
+    assert!(screen_at(&h, 80, 24).contains("THE NEWEST LINE"));
+}

@@ -43,6 +43,12 @@ pub enum ChatUpdate {
         binding_message: String,
         deadline: i64,
     },
+    /// The device wait ended: approved, denied, expired or cancelled.
+    DeviceDone {
+        call_id: String,
+        approved: bool,
+        detail: String,
+    },
     /// A tool finished (or was refused).
     ToolResult {
         name: String,
@@ -204,10 +210,21 @@ impl ChatRuntime {
                 Phase::AwaitingDevice { .. } => {
                     tokio::select! {
                         Some((call_id, approved, detail)) = dev_rx.recv() => {
+                            // The device answered: whoever shows the wait can take it down.
+                            let _ = updates.send(ChatUpdate::DeviceDone {
+                                call_id: call_id.clone(),
+                                approved,
+                                detail: detail.clone(),
+                            });
                             fx.extend(self.agent.handle(Event::CibaResolved { call_id, approved, detail }));
                         }
                         input = inputs.recv() => {
                             if matches!(input, Some(ChatInput::Cancel) | None) {
+                                let _ = updates.send(ChatUpdate::DeviceDone {
+                                    call_id: String::new(),
+                                    approved: false,
+                                    detail: "cancelled".into(),
+                                });
                                 fx.extend(self.agent.handle(Event::Cancel));
                             }
                         }

@@ -291,6 +291,12 @@ impl Backend {
                                 binding_message,
                                 expires_at: deadline,
                             },
+                            ChatUpdate::DeviceDone {
+                                approved, detail, ..
+                            } => ChatEvent::CibaDone(format!(
+                                "{} {detail}",
+                                if approved { "✓" } else { "✗" }
+                            )),
                             ChatUpdate::ToolResult { name, ok, text } => ChatEvent::ToolCall {
                                 name: format!("{name} {}", if ok { "✓" } else { "✗" }),
                                 summary: text.lines().next().unwrap_or("").to_string(),

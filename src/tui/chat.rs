@@ -40,6 +40,8 @@ pub struct ChatTab {
     pub running: bool,
     pub step_up: Option<StepUpPrompt>,
     pub ciba: Option<CibaWait>,
+    /// Rows scrolled back from the newest (0: the newest reply stays in view).
+    pub scroll_back: usize,
 }
 
 impl ChatTab {
@@ -80,6 +82,8 @@ impl ChatTab {
             }
             ChatEvent::TurnDone(err) => {
                 self.running = false;
+                // A turn that ended waits on nothing: no panel may keep counting.
+                self.ciba = None;
                 if let Some(e) = err {
                     self.lines.push(ChatLine::System(e));
                 }

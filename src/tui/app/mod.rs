@@ -959,7 +959,20 @@ impl App {
             Tab::Actions => (&mut self.actions.cursor, self.actions.visible.len()),
             Tab::Audit => (&mut self.audit.cursor, self.audit.visible.len()),
             Tab::Permissions => (&mut self.perms.cursor, perm_rows().len()),
-            Tab::Chat => return,
+            Tab::Chat => {
+                // Rows scrolled back from the newest; the view clamps it to the top.
+                let back = &mut self.chat.scroll_back;
+                *back = match cmd {
+                    Command::Up => back.saturating_add(1),
+                    Command::Down => back.saturating_sub(1),
+                    Command::PageUp => back.saturating_add(10),
+                    Command::PageDown => back.saturating_sub(10),
+                    Command::Top => usize::MAX / 2,
+                    Command::Bottom => 0,
+                    _ => *back,
+                };
+                return;
+            }
         };
         let last = len.saturating_sub(1);
         *cursor = match cmd {
@@ -1203,6 +1216,8 @@ impl App {
                     return vec![];
                 }
                 self.chat.lines.push(ChatLine::User(text.clone()));
+                // A new question: follow the conversation to its newest line again.
+                self.chat.scroll_back = 0;
                 self.chat.running = true;
                 return vec![Effect::StartChatTurn(text)];
             }

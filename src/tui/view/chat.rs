@@ -74,20 +74,24 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
             th.style(Role::Muted),
         ));
     }
-    // Keep the newest lines in view.
+    // Keep the newest lines in view: counted as the rows they wrap to, not as lines, or
+    // a long reply pushes its own end below the pane.
     let h = conv.height.saturating_sub(2) as usize;
-    let skip = lines.len().saturating_sub(h);
-    let lines: Vec<Line> = lines.into_iter().skip(skip).collect();
+    let para = Paragraph::new(lines).wrap(Wrap { trim: false });
+    let rows = para.line_count(conv.width.saturating_sub(2));
+    let back = c.scroll_back.min(rows.saturating_sub(h));
+    let top = rows.saturating_sub(h).saturating_sub(back);
     f.render_widget(
-        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .border_style(th.style(Role::Border))
-                .title(Span::styled(
-                    " Chat · f folds tool calls ",
-                    th.style(Role::Title),
-                )),
-        ),
+        para.scroll((u16::try_from(top).unwrap_or(u16::MAX), 0))
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .border_style(th.style(Role::Border))
+                    .title(Span::styled(
+                        " Chat · f folds tool calls ",
+                        th.style(Role::Title),
+                    )),
+            ),
         conv,
     );
     if let Some(s) = &c.step_up {
