@@ -81,6 +81,7 @@ pub fn build(store: Arc<dyn Store>, opts: &TuiOptions, clock: Arc<dyn Clock>) ->
         user_theme.as_ref().map(|(t, o)| (t.as_str(), o.as_str())),
         theme::no_color_from_env(),
     );
+    let theme = theme.with_depth(theme::depth_from_env());
     warnings.extend(tw);
     let actor = local_actor();
     let session = Session {
@@ -122,7 +123,8 @@ pub fn build(store: Arc<dyn Store>, opts: &TuiOptions, clock: Arc<dyn Clock>) ->
 
 /// Starts the TUI on the real terminal and returns when the user quits.
 pub fn run(store: Arc<dyn Store>, opts: TuiOptions) -> std::io::Result<()> {
-    let (app, exec) = build(store, &opts, Arc::new(SystemClock));
+    let (mut app, exec) = build(store, &opts, Arc::new(SystemClock));
+    app.utc_offset_s = chrono::Local::now().offset().local_minus_utc();
     event_loop::run(
         app,
         exec,

@@ -224,6 +224,100 @@ fn modifier(s: &str) -> Option<Modifier> {
 }
 
 /// `NO_COLOR` is honoured when present and not empty (no-color.org).
+/// How many colours the terminal shows. 24-bit codes sent to a terminal that does not
+/// take them come out as the wrong colours or as garbage (`screen`, an old `xterm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    TrueColor,
+    Ansi256,
+    Ansi16,
+}
+
+/// The depth the environment announces: `COLORTERM=truecolor|24bit`, else a `TERM`
+/// ending in `256color`, else the 16 basic colours.
+pub fn depth_from(colorterm: Option<&str>, term: Option<&str>) -> Depth {
+    match (colorterm, term) {
+        (Some(c), _) if c.eq_ignore_ascii_case("truecolor") || c.eq_ignore_ascii_case("24bit") => {
+            Depth::TrueColor
+        }
+        (_, Some(t)) if t.contains("256color") || t.contains("direct") => Depth::Ansi256,
+        _ => Depth::Ansi16,
+    }
+}
+
+pub fn depth_from_env() -> Depth {
+    depth_from(
+        std::env::var("COLORTERM").ok().as_deref(),
+        std::env::var("TERM").ok().as_deref(),
+    )
+}
+
+/// The nearest colour `depth` can show.
+pub fn downsample(c: Color, depth: Depth) -> Color {
+    let Color::Rgb(r, g, b) = c else { return c };
+    match depth {
+        Depth::TrueColor => c,
+        Depth::Ansi256 => {
+            // The 6×6×6 cube (16..231) or the grey ramp (232..255), whichever is closer.
+            let level = |v: u8| ((v as u16 * 5 + 127) / 255) as u8;
+            let (lr, lg, lb) = (level(r), level(g), level(b));
+            let cube = 16 + 36 * lr + 6 * lg + lb;
+            let step = |l: u8| if l == 0 { 0 } else { 55 + 40 * l as i32 };
+            let cube_err =
+                sq(r as i32 - step(lr)) + sq(g as i32 - step(lg)) + sq(b as i32 - step(lb));
+            let avg = (r as i32 + g as i32 + b as i32) / 3;
+            let grey = ((avg - 8).max(0) / 10).min(23) as u8;
+            let gv = 8 + 10 * grey as i32;
+            let grey_err = sq(r as i32 - gv) + sq(g as i32 - gv) + sq(b as i32 - gv);
+            Color::Indexed(if grey_err < cube_err {
+                232 + grey
+            } else {
+                cube
+            })
+        }
+        Depth::Ansi16 => {
+            const BASIC: [(Color, (i32, i32, i32)); 16] = [
+                (Color::Black, (0, 0, 0)),
+                (Color::Red, (205, 0, 0)),
+                (Color::Green, (0, 205, 0)),
+                (Color::Yellow, (205, 205, 0)),
+                (Color::Blue, (0, 0, 238)),
+                (Color::Magenta, (205, 0, 205)),
+                (Color::Cyan, (0, 205, 205)),
+                (Color::Gray, (229, 229, 229)),
+                (Color::DarkGray, (127, 127, 127)),
+                (Color::LightRed, (255, 0, 0)),
+                (Color::LightGreen, (0, 255, 0)),
+                (Color::LightYellow, (255, 255, 0)),
+                (Color::LightBlue, (92, 92, 255)),
+                (Color::LightMagenta, (255, 0, 255)),
+                (Color::LightCyan, (0, 255, 255)),
+                (Color::White, (255, 255, 255)),
+            ];
+            let (r, g, b) = (r as i32, g as i32, b as i32);
+            BASIC
+                .iter()
+                .min_by_key(|(_, (br, bg, bb))| sq(r - br) + sq(g - bg) + sq(b - bb))
+                .map_or(c, |(c, _)| *c)
+        }
+    }
+}
+
+fn sq(v: i32) -> i32 {
+    v * v
+}
+
+impl Theme {
+    /// This theme as a terminal of `depth` can show it.
+    pub fn with_depth(mut self, depth: Depth) -> Theme {
+        for st in self.styles.values_mut() {
+            st.fg = st.fg.map(|c| downsample(c, depth));
+            st.bg = st.bg.map(|c| downsample(c, depth));
+        }
+        self
+    }
+}
+
 pub fn no_color_from_env() -> bool {
     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
@@ -231,6 +325,41 @@ pub fn no_color_from_env() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colours_follow_what_the_terminal_announces() {
+        assert_eq!(
+            depth_from(Some("truecolor"), Some("xterm")),
+            Depth::TrueColor
+        );
+        assert_eq!(depth_from(None, Some("xterm-256color")), Depth::Ansi256);
+        assert_eq!(depth_from(None, Some("screen")), Depth::Ansi16);
+        assert_eq!(depth_from(None, None), Depth::Ansi16);
+        assert_eq!(
+            downsample(Color::Rgb(255, 0, 0), Depth::Ansi256),
+            Color::Indexed(196)
+        );
+        assert_eq!(
+            downsample(Color::Rgb(128, 128, 128), Depth::Ansi256),
+            Color::Indexed(244)
+        );
+        assert_eq!(
+            downsample(Color::Rgb(250, 10, 10), Depth::Ansi16),
+            Color::LightRed
+        );
+        assert_eq!(downsample(Color::Blue, Depth::Ansi16), Color::Blue);
+        let (t, _) = Theme::load("dark", None, false);
+        let t = t.with_depth(Depth::Ansi16);
+        for role in [Role::Base, Role::Selected, Role::Accent, Role::Warn] {
+            let st = t.style(role);
+            for c in [st.fg, st.bg].into_iter().flatten() {
+                assert!(
+                    !matches!(c, Color::Rgb(..) | Color::Indexed(_)),
+                    "{role:?}: {c:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn every_shipped_theme_loads_cleanly() {

@@ -160,6 +160,9 @@ pub struct App {
     clock: Arc<dyn Clock>,
     /// The clock as of the last update, so rendering never reads a clock.
     pub now: Millis,
+    /// The person's time zone as an offset from UTC, in seconds (set at start from the
+    /// system's; UTC in tests, so renderings do not depend on the machine).
+    pub utc_offset_s: i32,
     pub tab: Tab,
     pub actions: ActionsTab,
     pub perms: PermissionsTab,
@@ -199,6 +202,7 @@ impl App {
             theme,
             clock,
             now,
+            utc_offset_s: 0,
             tab: Tab::Actions,
             actions: ActionsTab::default(),
             perms: PermissionsTab::default(),

@@ -238,6 +238,15 @@ fn render_detail(app: &App, f: &mut Frame, area: Rect) {
             )),
         ]),
     ];
+    // The payload keeps epoch milliseconds (it is what consent covers, exactly); a
+    // person reads the meeting's time here.
+    if let crate::core::domain::ActionParams::ScheduleMeeting { start, end, .. } = &a.params {
+        l.push(Line::raw(format!(
+            "when: {} – {} min",
+            super::fmt_when(*start, app.now, app.utc_offset_s),
+            (end - start) / 60_000
+        )));
+    }
     // A confidence figure means little without what the person did with similar ones.
     if let Some(record) = app.trust.track_record(a.kind(), a.confidence) {
         l.push(Line::styled(

@@ -135,6 +135,38 @@ pub fn fmt_ts(ms: i64) -> String {
     )
 }
 
+/// A moment as a person reads it: their time zone, with how far off it is — "Tue 2 Dec
+/// 14:00 +01:00 (in 2 days)". `now` and the offset are the app's (injected, never read).
+pub fn fmt_when(ms: i64, now: i64, utc_offset_s: i32) -> String {
+    use chrono::TimeZone;
+    let Some(t) = chrono::FixedOffset::east_opt(utc_offset_s)
+        .and_then(|tz| tz.timestamp_millis_opt(ms).single())
+    else {
+        return fmt_ts(ms);
+    };
+    let delta = ms - now;
+    let abs = delta.unsigned_abs() / 1000;
+    let span = match abs {
+        0..=59 => "now".to_string(),
+        60..=3_599 => format!("{} min", abs / 60),
+        3_600..=86_399 => format!("{} h", abs / 3_600),
+        _ => format!("{} days", abs / 86_400),
+    };
+    let rel = if span == "now" {
+        span
+    } else if delta >= 0 {
+        format!("in {span}")
+    } else {
+        format!("{span} ago")
+    };
+    let zone = if utc_offset_s == 0 {
+        "UTC".to_string()
+    } else {
+        t.format("%:z").to_string()
+    };
+    format!("{} {zone} ({rel})", t.format("%a %-d %b %H:%M"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
