@@ -91,3 +91,20 @@ fn list_disconnect_and_connect_through_the_loopback_redirect() {
         .count();
     assert_eq!(changes, 2);
 }
+
+/// The names errors and `accounts list` print work as arguments too.
+#[test]
+fn accounts_take_the_connection_names_errors_print() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cmd(dir.path())
+        .args(["accounts", "disconnect", "sign-in-with-slack"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = cmd(dir.path())
+        .args(["accounts", "disconnect", "google-oauth2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("google-oauth2: disconnected"));
+}

@@ -40,9 +40,13 @@ pub enum AccountsCmd {
     },
 }
 
+/// Either name works: the short one, or the Auth0 connection name that errors and
+/// `accounts list` show.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Conn {
+    #[value(alias = "google-oauth2")]
     Google,
+    #[value(alias = "sign-in-with-slack")]
     Slack,
 }
 

@@ -4,7 +4,8 @@
 //!
 //! File: `$DEALFLOW_SANDBOX_URL_FILE` if set, else `$XDG_RUNTIME_DIR/dealflow/sandbox.url`
 //! (ProjectDirs runtime dir), else `<state dir>/sandbox.url`, else `<data dir>/sandbox.url`.
-//! The file is removed when the sandbox that wrote it stops.
+//! The file is removed when the sandbox that wrote it stops, or given back to the
+//! sandbox whose URL it replaced.
 
 use std::path::PathBuf;
 
@@ -34,10 +35,17 @@ pub fn publish_to(path: &std::path::Path, url: &str) -> std::io::Result<Publishe
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    // A short-lived command (`accounts list`) that runs its own sandbox must not leave a
+    // running TUI's sandbox unfindable: the URL it replaces comes back when it stops.
+    let previous = std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty() && s != url);
     std::fs::write(path, format!("{url}\n"))?;
     Ok(Published {
         path: path.to_path_buf(),
         url: url.to_string(),
+        previous,
     })
 }
 
@@ -52,12 +60,38 @@ pub fn read() -> Option<String> {
 pub struct Published {
     pub path: PathBuf,
     url: String,
+    /// The URL this one replaced, put back on drop.
+    previous: Option<String>,
 }
 
 impl Drop for Published {
     fn drop(&mut self) {
         if std::fs::read_to_string(&self.path).is_ok_and(|s| s.trim() == self.url) {
-            let _ = std::fs::remove_file(&self.path);
+            let _ = match &self.previous {
+                Some(p) => std::fs::write(&self.path, format!("{p}\n")),
+                None => std::fs::remove_file(&self.path),
+            };
         }
+    }
+}
+
+#[cfg(test)]
+mod publish_tests {
+    use super::*;
+
+    #[test]
+    fn a_second_sandbox_gives_the_url_back_when_it_stops() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sandbox.url");
+        let tui = publish_to(&path, "http://127.0.0.1:1111").expect("publish");
+        {
+            let _cli = publish_to(&path, "http://127.0.0.1:2222").expect("publish");
+            let now = std::fs::read_to_string(&path).expect("read");
+            assert_eq!(now.trim(), "http://127.0.0.1:2222");
+        }
+        let back = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(back.trim(), "http://127.0.0.1:1111");
+        drop(tui);
+        assert!(!path.exists());
     }
 }
