@@ -1459,3 +1459,17 @@ fn the_newest_chat_reply_stays_in_view_when_lines_wrap() {
     h.keys("G");
     assert!(screen_at(&h, 80, 24).contains("THE NEWEST LINE"));
 }
+
+/// In help at 80×24, G goes to the last key instead of closing the list, and g back.
+#[test]
+fn help_scrolls_to_its_end_with_g() {
+    let mut h = H::new();
+    h.send(Msg::Resize(80, 24));
+    h.keys("?");
+    h.keys("G");
+    assert!(matches!(h.app.popup, Some(Popup::Help { .. })));
+    let s = screen_at(&h, 80, 24);
+    assert!(s.contains("Export the log as JSONL"), "{s}");
+    h.keys("g");
+    assert!(screen_at(&h, 80, 24).contains("[global]"));
+}

@@ -514,6 +514,17 @@ impl App {
         }]
     }
 
+    /// How far the help list scrolls before its last line is at the bottom of the popup
+    /// (the popup is the screen less two rows each side, less its border).
+    pub fn help_max_scroll(&self) -> usize {
+        let rows = self.keymap.help();
+        let mut sections: Vec<_> = rows.iter().map(|r| r.section).collect();
+        sections.dedup();
+        let lines = rows.len() + sections.len();
+        let body = (self.size.1 as usize).saturating_sub(6);
+        lines.saturating_sub(body)
+    }
+
     /// The Trust popup's selected row, by identity.
     fn trust_selection(&self) -> Option<String> {
         let Some(Popup::Trust { cursor, .. }) = &self.popup else {

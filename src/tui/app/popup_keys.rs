@@ -26,11 +26,30 @@ impl App {
         match popup {
             Popup::Help { scroll } => match k.code {
                 KeyCode::Char('j') | KeyCode::Down => {
-                    self.popup = Some(Popup::Help { scroll: scroll + 1 })
+                    self.popup = Some(Popup::Help {
+                        scroll: (scroll + 1).min(self.help_max_scroll()),
+                    })
                 }
                 KeyCode::Char('k') | KeyCode::Up => {
                     self.popup = Some(Popup::Help {
                         scroll: scroll.saturating_sub(1),
+                    })
+                }
+                // G and End reach the last key rather than closing the list.
+                KeyCode::Char('G') | KeyCode::End => {
+                    self.popup = Some(Popup::Help {
+                        scroll: self.help_max_scroll(),
+                    })
+                }
+                KeyCode::Char('g') | KeyCode::Home => self.popup = Some(Popup::Help { scroll: 0 }),
+                KeyCode::PageDown => {
+                    self.popup = Some(Popup::Help {
+                        scroll: (scroll + 10).min(self.help_max_scroll()),
+                    })
+                }
+                KeyCode::PageUp => {
+                    self.popup = Some(Popup::Help {
+                        scroll: scroll.saturating_sub(10),
                     })
                 }
                 _ => {}

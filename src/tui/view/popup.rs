@@ -66,12 +66,14 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
                     Span::raw(fit(&row.desc, 46)),
                 ]));
             }
-            let lines: Vec<Line> = lines.into_iter().skip(*scroll).collect();
+            let body = r.height.saturating_sub(2) as usize;
+            let scroll = (*scroll).min(lines.len().saturating_sub(body));
+            let lines: Vec<Line> = lines.into_iter().skip(scroll).collect();
             f.render_widget(Clear, r);
             f.render_widget(
                 Paragraph::new(lines).block(frame(
                     app,
-                    " Keys (from keymap.toml) · j/k scroll · esc ",
+                    " Keys (from keymap.toml) · j/k g/G scroll · esc ",
                     Role::Border,
                 )),
                 r,
