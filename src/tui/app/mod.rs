@@ -440,6 +440,17 @@ impl App {
                 vec![]
             }
             Msg::AuditVerified(r) => {
+                // Said on the status line too: `:verify` may run from any tab.
+                match &r {
+                    Ok(Ok(n)) => {
+                        self.set_status(Level::Ok, format!("audit chain: ✓ {n} entries verified"))
+                    }
+                    Ok(Err(b)) => self.set_status(
+                        Level::Error,
+                        format!("audit chain BROKEN at #{}: {}", b.seq, b.problem),
+                    ),
+                    Err(e) => self.set_status(Level::Error, format!("audit verify failed: {e}")),
+                }
                 self.audit.verify = match r {
                     Ok(Ok(n)) => VerifyState::Verified {
                         entries: n,
