@@ -414,7 +414,7 @@ async fn random_frames_get_errors_and_never_stop_the_server() {
     let (mut stdin_w, stdin_r) = tokio::io::duplex(1 << 16);
     let (stdout_w, stdout_r) = tokio::io::duplex(1 << 16);
     tokio::spawn(async move {
-        let transport = dealflow::mcp::stdio::filtered(stdin_r, stdout_w);
+        let (transport, _written) = dealflow::mcp::stdio::filtered(stdin_r, stdout_w);
         if let Ok(running) = server.serve(transport).await {
             let _ = running.waiting().await;
         }

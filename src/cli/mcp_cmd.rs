@@ -45,14 +45,15 @@ pub fn serve(ctx: &Ctx) -> Result<ExitCode> {
             wired.device.clone(),
             ctx.config.mcp_wait_bound,
         );
+        let (transport, written) =
+            crate::mcp::stdio::filtered(tokio::io::stdin(), tokio::io::stdout());
         let running = server
-            .serve(crate::mcp::stdio::filtered(
-                tokio::io::stdin(),
-                tokio::io::stdout(),
-            ))
+            .serve(transport)
             .await
             .context("MCP handshake on stdio")?;
         running.waiting().await.context("MCP session")?;
+        // The last answers reach stdout before the process ends.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), written).await;
         drop(wired);
         Ok(ExitCode::SUCCESS)
     })

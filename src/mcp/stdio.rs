@@ -16,7 +16,15 @@ const PARSE_ERROR: &str =
     r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error: not JSON"}}"#;
 
 /// Wires `input`/`output` (the process's stdin and stdout) to the pair rmcp serves on.
-pub fn filtered<R, W>(input: R, output: W) -> (tokio::io::DuplexStream, tokio::io::DuplexStream)
+/// The returned handle ends once every answer is written: await it before exiting, or
+/// the last response can be lost with the runtime.
+pub fn filtered<R, W>(
+    input: R,
+    output: W,
+) -> (
+    (tokio::io::DuplexStream, tokio::io::DuplexStream),
+    tokio::task::JoinHandle<()>,
+)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -72,7 +80,7 @@ where
         }
     });
 
-    tokio::spawn(async move {
+    let writer = tokio::spawn(async move {
         let mut out = output;
         while let Some(mut l) = rx.recv().await {
             l.push('\n');
@@ -82,5 +90,5 @@ where
         }
     });
 
-    (rmcp_in, rmcp_out)
+    ((rmcp_in, rmcp_out), writer)
 }
