@@ -36,6 +36,8 @@ fn dealflow_in_pty_with(
         .env("TERM", "xterm-256color")
         .env("NO_COLOR", "1")
         .env_remove("TMUX")
+        // The offline planner, whatever the developer's shell has.
+        .env_remove("ANTHROPIC_API_KEY")
         .env_remove("DEALFLOW_CONFIG")
         .envs(env.iter().copied());
     rexpect::session::spawn_command(cmd, Some(15_000)).unwrap()

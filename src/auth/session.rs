@@ -282,10 +282,15 @@ impl Session {
             Err(AuthError::Server {
                 error, description, ..
             }) if error == "invalid_grant" => {
-                let s = self.store.clone();
+                // Only the token that was refused goes: another process (or a fresh
+                // `login`) may have stored a new one meanwhile.
+                let (s, refused) = (self.store.clone(), rt.expose().to_string());
                 let _ = blocking(move || {
-                    s.delete(ACCESS_TOKEN)?;
-                    s.delete(REFRESH_TOKEN)
+                    if s.get(REFRESH_TOKEN)?.as_deref() == Some(refused.as_str()) {
+                        s.delete(ACCESS_TOKEN)?;
+                        s.delete(REFRESH_TOKEN)?;
+                    }
+                    Ok(())
                 })
                 .await;
                 g.refresh = None;

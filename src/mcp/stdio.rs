@@ -48,9 +48,20 @@ where
                 Ok(_) => {}
             }
             if buf.len() > MAX_LINE && !buf.ends_with(b"\n") {
-                // Skip the rest of the oversized line.
-                let mut rest = Vec::new();
-                let _ = lines.read_until(b'\n', &mut rest).await;
+                // Skip the rest of the oversized line without holding it.
+                loop {
+                    let (found, n) = match lines.fill_buf().await {
+                        Ok([]) | Err(_) => break,
+                        Ok(chunk) => match chunk.iter().position(|b| *b == b'\n') {
+                            Some(i) => (true, i + 1),
+                            None => (false, chunk.len()),
+                        },
+                    };
+                    lines.consume(n);
+                    if found {
+                        break;
+                    }
+                }
                 let _ = parse_errors.send(PARSE_ERROR.to_string());
                 continue;
             }

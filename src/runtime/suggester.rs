@@ -222,7 +222,12 @@ impl Suggester {
         } else {
             "agent:offline-planner".to_string()
         };
-        for a in suggestions.actions {
+        for mut a in suggestions.actions {
+            // Compared as it would be filed (a close carries the store's amount), so a
+            // rejected close is recognised when proposed again.
+            if let Ok(p) = super::review::ground(self.pipeline.store.as_ref(), a.params.clone()) {
+                a.params = p;
+            }
             if let Some(why) = seen_before(&a, &snapshot.existing, now) {
                 run.skipped.push(why);
                 continue;

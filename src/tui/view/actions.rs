@@ -244,7 +244,7 @@ fn render_detail(app: &App, f: &mut Frame, area: Rect) {
         l.push(Line::raw(format!(
             "when: {} – {} min",
             super::fmt_when(*start, app.now, app.utc_offset_s),
-            (end - start) / 60_000
+            end.saturating_sub(*start) / 60_000
         )));
     }
     // A confidence figure means little without what the person did with similar ones.
