@@ -129,6 +129,16 @@ pub fn normalize_pin(pattern: &str) -> String {
     pattern.trim().to_lowercase()
 }
 
+/// An email address as pins, contacts and the known list compare it: lower case, and
+/// "Bill <Bill@Acme.example>" is bill@acme.example.
+pub fn address_key(a: &str) -> String {
+    let a = normalize_pin(a);
+    match (a.rfind('<'), a.rfind('>')) {
+        (Some(l), Some(r)) if l < r => a[l + 1..r].trim().to_string(),
+        _ => a,
+    }
+}
+
 /// The counterparties `action` touches, as pins name them (lower case): each email
 /// address and its "@domain", the Slack channel, the deal id, the deal's name and account.
 pub fn counterparties(action: &super::domain::ActionParams) -> Vec<String> {
@@ -136,12 +146,7 @@ pub fn counterparties(action: &super::domain::ActionParams) -> Vec<String> {
     let mut keys: Vec<String> = Vec::new();
     let addresses = |addrs: &mut dyn Iterator<Item = &String>, keys: &mut Vec<String>| {
         for a in addrs {
-            // "Bill <bill@acme.example>" is bill@acme.example.
-            let a = normalize_pin(a);
-            let a = match (a.rfind('<'), a.rfind('>')) {
-                (Some(l), Some(r)) if l < r => a[l + 1..r].trim().to_string(),
-                _ => a,
-            };
+            let a = address_key(a);
             if let Some((_, domain)) = a.rsplit_once('@') {
                 // A domain pin covers its subdomains: @acme.example holds eu.acme.example.
                 let mut d = domain;

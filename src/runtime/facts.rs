@@ -6,7 +6,7 @@
 use crate::core::consent::facts::{DealFacts, account_key, account_of, amount_at_stake};
 use crate::core::consent::{Decision, GateFacts, decide};
 use crate::core::domain::{Action, ActionParams, ActionState, Cents, Deal, Millis};
-use crate::core::permissions::{Permissions, normalize_pin};
+use crate::core::permissions::{Permissions, address_key, normalize_pin};
 use crate::store::{ActionFilter, Store, StoreError};
 use std::collections::{HashMap, HashSet};
 
@@ -56,7 +56,7 @@ impl<'a> FactSource<'a> {
     fn contacts(&mut self) -> Result<&HashSet<String>, StoreError> {
         if self.contacts.is_none() {
             let all = self.store.list_contacts()?;
-            self.contacts = Some(all.iter().map(|c| address(&c.email)).collect());
+            self.contacts = Some(all.iter().map(|c| address_key(&c.email)).collect());
         }
         Ok(self.contacts.get_or_insert_with(HashSet::new))
     }
@@ -114,9 +114,11 @@ impl<'a> FactSource<'a> {
     fn unknown(&mut self, p: &ActionParams) -> Result<Vec<String>, StoreError> {
         let addresses: Vec<String> = match p {
             // A draft stays in the user's mailbox; what leaves is checked.
-            ActionParams::SendEmail(e) => e.to.iter().chain(&e.cc).map(|a| address(a)).collect(),
+            ActionParams::SendEmail(e) => {
+                e.to.iter().chain(&e.cc).map(|a| address_key(a)).collect()
+            }
             ActionParams::ScheduleMeeting { attendees, .. } => {
-                attendees.iter().map(|a| address(a)).collect()
+                attendees.iter().map(|a| address_key(a)).collect()
             }
             ActionParams::PostSlack { channel, .. } => {
                 let ch = format!("#{}", normalize_pin(channel).trim_start_matches('#'));
@@ -179,15 +181,6 @@ impl<'a> FactSource<'a> {
 /// The gate one action faces at `now`, from the store's facts and permissions.
 pub fn decision_at(store: &dyn Store, a: &Action, now: Millis) -> Result<Decision, StoreError> {
     FactSource::new(store)?.decide(a, now)
-}
-
-/// "Bill <Bill@Initech.example>" as the store compares it: bill@initech.example.
-fn address(a: &str) -> String {
-    let a = normalize_pin(a);
-    match (a.rfind('<'), a.rfind('>')) {
-        (Some(l), Some(r)) if l < r => a[l + 1..r].trim().to_string(),
-        _ => a,
-    }
 }
 
 /// Whether `addr` (normalised) is in the known set by itself or by its domain or a

@@ -150,6 +150,7 @@ pub fn fmt_when(ms: i64, now: i64, utc_offset_s: i32) -> String {
         0..=59 => "now".to_string(),
         60..=3_599 => format!("{} min", abs / 60),
         3_600..=86_399 => format!("{} h", abs / 3_600),
+        86_400..=172_799 => "1 day".to_string(),
         _ => format!("{} days", abs / 86_400),
     };
     let rel = if span == "now" {
