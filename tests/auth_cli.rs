@@ -34,7 +34,12 @@ async fn phone_in_a_second_terminal_approves_and_denies() {
     let url_file = dir.path().join("run/sandbox.url");
     let sb = Sandbox::start(None).await.unwrap();
     sb.state.auth0.set_timing(|t| t.ms_per_second = 20);
-    let published = dealflow::sandbox::discovery::publish_to(&url_file, &sb.base_url()).unwrap();
+    let published = dealflow::sandbox::discovery::publish_to(
+        &url_file,
+        &sb.base_url(),
+        sb.state.admin.expose(),
+    )
+    .unwrap();
     let mut s = AuthSettings::sandbox(&sb.base_url());
     s.poll_unit = Duration::from_millis(20);
     let ciba = CibaClient::new(s, Secret::new(sb.state.auth0.agent_client_secret()));
@@ -72,10 +77,19 @@ async fn phone_in_a_second_terminal_approves_and_denies() {
         "{outcome:?}"
     );
 
-    // One-shot deny with --url instead of the file.
+    // One-shot deny with --url instead of the file: the port is open to every user of
+    // the machine, so the URL alone (what another user can find) is refused...
     let req = ciba.start(DEMO_SUB, "deny me", "").await.unwrap();
     let mut c = phone(dir.path(), &dir.path().join("nope.url"));
     c.args(["--url", &sb.base_url(), "--deny", "1"]);
+    let o = run(c).await;
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("refused the phone"), "{err}");
+    // ... and the owner's key (from their URL file) opens it.
+    let mut c = phone(dir.path(), &dir.path().join("nope.url"));
+    c.env("DEALFLOW_SANDBOX_KEY", sb.state.admin.expose())
+        .args(["--url", &sb.base_url(), "--deny", "1"]);
     let o = run(c).await;
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let outcome = ciba.poll(&req, &CancellationToken::new()).await.unwrap();

@@ -339,6 +339,7 @@ async fn ciba_denied_expired_cancelled_and_slow_down() {
             sb.base_url(),
             phone.id
         ))
+        .bearer_auth(sb.state.admin.expose())
         .send()
         .await
         .unwrap();

@@ -397,9 +397,27 @@ async fn discovery_jwks_userinfo_and_phone_http() {
         .unwrap();
     assert_eq!(bad.status(), 401);
 
-    // Phone over HTTP: no requests, unknown id is 404.
+    // Phone over HTTP: only with the sandbox's key (another user of the machine can
+    // reach the port, not the owner's URL file).
+    let key = sb.state.admin.expose();
+    for forged in [None, Some("sbx-admin-guess")] {
+        let mut req = http.get(format!("{}/sandbox/phone/requests", sb.base_url()));
+        if let Some(f) = forged {
+            req = req.bearer_auth(f);
+        }
+        assert_eq!(req.send().await.unwrap().status(), 401);
+    }
+    let r = http
+        .post(format!("{}/sandbox/accounts/revoke", sb.base_url()))
+        .json(&serde_json::json!({"connection": "google-oauth2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "no key, no revoke");
+    // No requests; an unknown id is 404.
     let list: Value = http
         .get(format!("{}/sandbox/phone/requests", sb.base_url()))
+        .bearer_auth(key)
         .send()
         .await
         .unwrap()
@@ -412,6 +430,7 @@ async fn discovery_jwks_userinfo_and_phone_http() {
             "{}/sandbox/phone/requests/txl_nope/approve",
             sb.base_url()
         ))
+        .bearer_auth(key)
         .send()
         .await
         .unwrap();

@@ -1,6 +1,9 @@
 //! `dealflow accounts` on the real binary against the sandbox: list, an audited
-//! app-level disconnect that blocks execution, and the connect flow completed by a
-//! "browser" (this test) following the consent page to the CLI's loopback listener.
+//! app-level disconnect that blocks execution, and the incremental connect flow — a
+//! scope revoked at the provider (`dealflow sandbox revoke`) is asked for again, and
+//! only it — completed by a "browser" (this test) following the consent page to the
+//! CLI's loopback listener. Every command joins one running sandbox (`sandbox serve`),
+//! as a rep's second terminal joins the TUI's.
 
 #![allow(clippy::unwrap_used)]
 
@@ -21,10 +24,64 @@ fn cmd(home: &std::path::Path) -> Command {
     c
 }
 
+/// `dealflow sandbox serve` in the background until dropped; returns once its URL file
+/// is written.
+struct Served(std::process::Child);
+
+impl Served {
+    fn start(home: &std::path::Path) -> Served {
+        let served = Served(
+            cmd(home)
+                .args(["sandbox", "serve"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let file = home.join("run/dealflow/sandbox.url");
+        for _ in 0..300 {
+            if std::fs::read_to_string(&file).is_ok_and(|s| s.lines().count() == 2) {
+                return served;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("sandbox serve wrote no URL file at {}", file.display());
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn google_scopes(home: &std::path::Path) -> Vec<String> {
+    let out = cmd(home)
+        .args(["accounts", "list", "--json"])
+        .output()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["connection"] == "google-oauth2")
+        .map(|r| {
+            r["scopes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn list_disconnect_and_connect_through_the_loopback_redirect() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
+    let _world = Served::start(home);
     let out = cmd(home)
         .args(["accounts", "list", "--json"])
         .output()
@@ -52,7 +109,46 @@ fn list_disconnect_and_connect_through_the_loopback_redirect() {
         "{err}"
     );
 
-    // Reconnect: the CLI prints the connect URL and waits on its loopback listener.
+    // Connecting what is fully granted adds nothing (and opens no browser), but turns
+    // dealflow's own switch back on.
+    let out = cmd(home)
+        .args(["accounts", "connect", "google"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("nothing to add"), "{stdout}");
+    assert!(stdout.contains("google-oauth2: connected"), "{stdout}");
+
+    // The user takes gmail.send back at Google: the email asks for exactly that scope.
+    let out = cmd(home)
+        .args(["sandbox", "revoke", "google", "gmail.send"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("took back gmail.send"), "{stdout}");
+    let before = google_scopes(home);
+    assert_eq!(before.len(), 4, "{before:?}");
+    // (Approved above; blocked then by the switch, now by the missing scope.)
+    let out = cmd(home)
+        .args(["actions", "execute", "act-demo-initech-followup"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("incremental connect needed")
+            && err.contains("[\"https://www.googleapis.com/auth/gmail.send\"]"),
+        "{err}"
+    );
+
+    // Reconnect: the CLI says what it adds and keeps, prints the connect URL and waits
+    // on its loopback listener.
     let mut child = cmd(home)
         .args(["accounts", "connect", "google"])
         .stdin(Stdio::piped())
@@ -66,11 +162,18 @@ fn list_disconnect_and_connect_through_the_loopback_redirect() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in stderr.lines().map_while(Result::ok) {
-            if let Some(u) = line.trim().strip_prefix("http://") {
+            if line.contains("adding") {
+                let _ = tx.send(line);
+            } else if let Some(u) = line.trim().strip_prefix("http://") {
                 let _ = tx.send(format!("http://{u}"));
             }
         }
     });
+    let plan = rx.recv_timeout(std::time::Duration::from_secs(60)).unwrap();
+    assert!(
+        plan.contains("adding gmail.send; keeping the 4 already granted"),
+        "{plan}"
+    );
     let url = rx.recv_timeout(std::time::Duration::from_secs(60)).unwrap();
     // The browser: the sandbox's consent page redirects to the CLI's loopback listener.
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -82,6 +185,23 @@ fn list_disconnect_and_connect_through_the_loopback_redirect() {
     assert!(
         stdout.contains("connected google-oauth2") && stdout.contains("gmail.send"),
         "{stdout}"
+    );
+    // Added, nothing dropped.
+    let after = google_scopes(home);
+    assert_eq!(after.len(), 5, "{after:?}");
+    assert!(
+        before.iter().all(|s| after.contains(s)),
+        "{before:?} {after:?}"
+    );
+    // And the email that waited for it goes.
+    let out = cmd(home)
+        .args(["actions", "execute", "act-demo-initech-followup"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     // The flag is cleared and both changes are in the audit log.
     let out = cmd(home).args(["audit", "export"]).output().unwrap();

@@ -939,12 +939,14 @@ fn c_on_an_account_row_connects_it_in_a_browser_from_the_tui() {
     h.send(Msg::Connect(ConnectEvent::Link {
         connection: Connection::Slack,
         url: "https://tenant.example/connect?ticket=t1".into(),
+        plan: "adding chat:write; keeping the 1 already granted".into(),
     }));
     let s = h.screen();
     assert!(
         s.contains("https://tenant.example/connect?ticket=t1"),
         "{s}"
     );
+    assert!(s.contains("adding chat:write; keeping the 1"), "{s}");
     h.send(Msg::Paste(
         "http://127.0.0.1:9/callback?connect_code=c&state=s".into(),
     ));

@@ -172,6 +172,20 @@ impl<'a> ConnectClient<'a> {
         })
     }
 
+    /// The [`ScopePlan`] for connecting `connection` now: what it grants, plus `wanted`.
+    pub async fn plan(
+        &self,
+        connection: crate::core::domain::Connection,
+        wanted: &[String],
+    ) -> Result<ScopePlan, AuthError> {
+        let accounts = self.list().await?;
+        let granted = accounts
+            .iter()
+            .find(|a| a.connection == connection.as_str())
+            .map(|a| a.scopes.as_slice());
+        Ok(ScopePlan::new(connection, granted, wanted))
+    }
+
     pub async fn delete(&self, id: &str) -> Result<(), AuthError> {
         let at = self.my_account_token().await?;
         let path = format!("{BASE}/accounts/{id}");
@@ -186,22 +200,109 @@ impl<'a> ConnectClient<'a> {
     }
 }
 
-/// Parses a pasted redirect URL (SSH case) into `(connect_code, state)`.
-/// Every scope dealflow's tools need on `connection` (what a connect asks for).
+/// Scopes dealflow needs on `connection` that no tool names: reconciling an email send
+/// interrupted by a crash looks the message up by its Message-ID, which needs
+/// `gmail.metadata` (see `connectors::gmail`).
+pub fn reconcile_scopes(connection: crate::core::domain::Connection) -> &'static [&'static str] {
+    match connection {
+        crate::core::domain::Connection::Google => {
+            &["https://www.googleapis.com/auth/gmail.metadata"]
+        }
+        crate::core::domain::Connection::Slack => &[],
+    }
+}
+
+/// Every scope dealflow uses on `connection`: its tools' and reconciliation's.
 pub fn tool_scopes(connection: crate::core::domain::Connection) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for k in crate::core::domain::ActionKind::ALL {
-        if k.connection() == Some(connection) {
-            for s in k.scopes() {
-                if !out.iter().any(|o| o == s) {
-                    out.push(s.to_string());
-                }
-            }
+    let tools = crate::core::domain::ActionKind::ALL
+        .iter()
+        .filter(|k| k.connection() == Some(connection))
+        .flat_map(|k| k.scopes().iter().copied());
+    for s in tools.chain(reconcile_scopes(connection).iter().copied()) {
+        if !out.iter().any(|o| o == s) {
+            out.push(s.to_string());
         }
     }
     out
 }
 
+/// The long form of a scope typed short: `gmail.send` is Google's
+/// `https://www.googleapis.com/auth/gmail.send`; Slack's scopes are already short.
+pub fn expand_scope(connection: crate::core::domain::Connection, scope: &str) -> String {
+    let scope = scope.trim();
+    match connection {
+        crate::core::domain::Connection::Google if !scope.contains("://") && scope != "openid" => {
+            format!("https://www.googleapis.com/auth/{scope}")
+        }
+        _ => scope.to_string(),
+    }
+}
+
+/// What a connect asks the provider for. My Account's `scopes` replace the grant rather
+/// than add to it, so asking for only what is missing would drop the rest: the request
+/// is what was granted plus what is wanted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScopePlan {
+    /// Everything the connect asks for, granted scopes first.
+    pub request: Vec<String>,
+    /// Wanted and not granted yet.
+    pub adding: Vec<String>,
+    /// Granted already (kept).
+    pub keeping: Vec<String>,
+}
+
+impl ScopePlan {
+    /// `granted`: the account's scopes (`None`: not connected); `wanted`: scopes asked
+    /// for, or empty for every scope dealflow uses on `connection`.
+    pub fn new(
+        connection: crate::core::domain::Connection,
+        granted: Option<&[String]>,
+        wanted: &[String],
+    ) -> ScopePlan {
+        let wanted: Vec<String> = if wanted.is_empty() {
+            tool_scopes(connection)
+        } else {
+            wanted.iter().map(|s| expand_scope(connection, s)).collect()
+        };
+        let keeping: Vec<String> = granted.unwrap_or_default().to_vec();
+        let mut request = keeping.clone();
+        let mut adding = Vec::new();
+        for s in wanted {
+            if !request.contains(&s) {
+                request.push(s.clone());
+                adding.push(s);
+            }
+        }
+        ScopePlan {
+            request,
+            adding,
+            keeping,
+        }
+    }
+
+    /// "adding gmail.send; keeping 4 granted"
+    pub fn describe(&self) -> String {
+        let short: Vec<&str> = self.adding.iter().map(|s| short_scope(s)).collect();
+        match (self.adding.is_empty(), self.keeping.len()) {
+            (true, _) => "nothing to add: every scope asked for is granted".into(),
+            (false, 0) => format!("asking for {}", short.join(", ")),
+            (false, n) => format!(
+                "adding {}; keeping the {n} already granted",
+                short.join(", ")
+            ),
+        }
+    }
+}
+
+/// `https://www.googleapis.com/auth/gmail.send` → `gmail.send`, for display.
+pub fn short_scope(scope: &str) -> &str {
+    scope
+        .strip_prefix("https://www.googleapis.com/auth/")
+        .unwrap_or(scope)
+}
+
+/// Parses a pasted redirect URL (SSH case) into `(connect_code, state)`.
 pub fn parse_redirect(url: &str) -> Option<(String, String)> {
     let u = url::Url::parse(url.trim()).ok()?;
     let mut code = None;
@@ -263,5 +364,50 @@ impl LoopbackRedirect {
                 return Ok(p);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod scope_plan_tests {
+    use super::*;
+    use crate::core::domain::Connection;
+
+    fn g(s: &str) -> String {
+        expand_scope(Connection::Google, s)
+    }
+
+    #[test]
+    fn asking_for_one_scope_keeps_what_was_granted() {
+        let granted = vec![g("gmail.send"), g("calendar.events")];
+        let p = ScopePlan::new(
+            Connection::Google,
+            Some(&granted),
+            &["gmail.compose".into()],
+        );
+        assert_eq!(
+            p.request,
+            vec![g("gmail.send"), g("calendar.events"), g("gmail.compose")]
+        );
+        assert_eq!(p.adding, vec![g("gmail.compose")]);
+        assert_eq!(
+            p.describe(),
+            "adding gmail.compose; keeping the 2 already granted"
+        );
+    }
+
+    #[test]
+    fn a_plain_connect_asks_for_the_reconciliation_scope_too() {
+        let p = ScopePlan::new(Connection::Google, None, &[]);
+        assert!(p.request.contains(&g("gmail.metadata")), "{:?}", p.request);
+        assert!(p.request.contains(&g("gmail.send")));
+        assert!(p.keeping.is_empty());
+    }
+
+    #[test]
+    fn nothing_missing_means_nothing_added() {
+        let all = tool_scopes(Connection::Slack);
+        let p = ScopePlan::new(Connection::Slack, Some(&all), &[]);
+        assert!(p.adding.is_empty());
+        assert_eq!(p.request, all);
     }
 }

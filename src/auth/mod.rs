@@ -490,6 +490,20 @@ impl AuthClients {
         AuthClients::sandbox_with(sb, settings).await
     }
 
+    /// Against a sandbox another process runs, given its agent client secret.
+    pub async fn sandbox_remote(
+        settings: AuthSettings,
+        agent_secret: Secret,
+    ) -> Result<AuthClients, AuthError> {
+        let session = session::Session::sandbox(settings.clone()).await?;
+        Ok(AuthClients {
+            vault: vault::VaultClient::new(settings.clone(), agent_secret.clone()),
+            ciba: ciba::CibaClient::new(settings.clone(), agent_secret),
+            session,
+            settings,
+        })
+    }
+
     /// As [`AuthClients::sandbox`] with explicit settings (tests: a faster `poll_unit`).
     pub async fn sandbox_with(
         sb: &crate::sandbox::Sandbox,

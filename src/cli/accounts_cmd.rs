@@ -7,7 +7,7 @@
 //! grant); `--forget` also deletes the connected account at Auth0.
 
 use super::{Ctx, exec, local_actor, now_ms};
-use crate::auth::connect::{ConnectClient, LoopbackRedirect, parse_redirect, tool_scopes};
+use crate::auth::connect::{ConnectClient, LoopbackRedirect, parse_redirect, short_scope};
 use crate::core::audit::NewAuditEntry;
 use crate::core::domain::{Connection, Surface};
 use crate::core::permissions::PermissionChange;
@@ -27,7 +27,8 @@ pub enum AccountsCmd {
     Connect {
         #[arg(value_enum)]
         connection: Conn,
-        /// Scopes to ask for (default: every scope dealflow's tools use).
+        /// Scopes to add (`gmail.send` or the full URL; default: every scope dealflow
+        /// uses). What the account already grants is kept: the connect asks for both.
         #[arg(long = "scope")]
         scopes: Vec<String>,
     },
@@ -121,12 +122,26 @@ pub fn run(ctx: &Ctx, cmd: AccountsCmd) -> Result<ExitCode> {
             }
             AccountsCmd::Connect { connection, scopes } => {
                 let connection: Connection = connection.into();
-                let scopes = if scopes.is_empty() {
-                    tool_scopes(connection)
-                } else {
-                    scopes
-                };
-                let refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
+                let plan = cc.plan(connection, &scopes).await?;
+                if plan.adding.is_empty() {
+                    println!(
+                        "{}: {} ({})",
+                        connection.as_str(),
+                        plan.describe(),
+                        plan.keeping
+                            .iter()
+                            .map(|s| short_scope(s))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    );
+                    // Turned off in dealflow with the grant intact: connecting turns it on.
+                    if ctx.store.load_permissions()?.disconnected.contains(&connection) {
+                        println!("{} (audited)", set_connected(ctx, connection, true)?);
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+                eprintln!("connect {}: {}", connection.as_str(), plan.describe());
+                let refs: Vec<&str> = plan.request.iter().map(String::as_str).collect();
                 let lb = LoopbackRedirect::bind()
                     .await
                     .context("cannot listen on 127.0.0.1 for the redirect")?;
@@ -148,9 +163,10 @@ pub fn run(ctx: &Ctx, cmd: AccountsCmd) -> Result<ExitCode> {
                     }
                 };
                 let acct = cc.complete(&start, &code, &state).await?;
-                let summary = set_connected(ctx, connection, true)?;
                 println!("connected {}: {}", acct.connection, acct.scopes.join(" "));
-                println!("{summary} (audited)");
+                if ctx.store.load_permissions()?.disconnected.contains(&connection) {
+                    println!("{} (audited)", set_connected(ctx, connection, true)?);
+                }
                 Ok(ExitCode::SUCCESS)
             }
             AccountsCmd::Disconnect { connection, forget } => {

@@ -50,7 +50,14 @@ pub async fn wire(ctx: &Ctx) -> Result<Wired> {
 
 /// Wires the pipeline without writing to the terminal (the TUI owns it by then).
 pub async fn wire_quietly(ctx: &Ctx) -> Result<Wired> {
-    let (clients, endpoints, sandbox) = if ctx.sandbox {
+    let joined = if ctx.sandbox {
+        join_running().await
+    } else {
+        None
+    };
+    let (clients, endpoints, sandbox, sandbox_url) = if let Some((url, clients)) = joined {
+        (clients, Endpoints::sandbox(&url), None, Some(url))
+    } else if ctx.sandbox {
         let sandbox = Sandbox::start(None).await?;
         // The sandbox approves its own sign-in before the first poll, so that poll may go
         // at once (interval 0) instead of a second later: the second was most of the time
@@ -64,17 +71,19 @@ pub async fn wire_quietly(ctx: &Ctx) -> Result<Wired> {
             .publish_url()
             .map_err(|e| tracing::warn!(error = %e, "cannot publish the sandbox URL for the phone"))
             .ok();
+        let url = sandbox.base_url();
         (
             clients,
-            Endpoints::sandbox(&sandbox.base_url()),
+            Endpoints::sandbox(&url),
             Some((sandbox, published)),
+            Some(url),
         )
     } else {
         let store = keyring::open_default()?;
         let clients = AuthClients::from_keyring(&ctx.config.raw.auth, store)
             .await
             .context("signing in from the keyring")?;
-        (clients, Endpoints::production(), None)
+        (clients, Endpoints::production(), None, None)
     };
     let AuthClients {
         session,
@@ -102,9 +111,41 @@ pub async fn wire_quietly(ctx: &Ctx) -> Result<Wired> {
         pipeline,
         device,
         session,
-        sandbox_url: sandbox.as_ref().map(|(s, _)| s.base_url()),
+        sandbox_url,
         _sandbox: sandbox,
     })
+}
+
+/// One sandbox world per user: when the URL file names a sandbox that answers with
+/// this user's key (a TUI, `sandbox serve`), this process signs in to it instead of
+/// starting its own, so mail sent here, a grant revoked there and the phone all agree.
+/// `None` (start a fresh one) when there is none, it is gone, or it is not ours.
+async fn join_running() -> Option<(String, AuthClients)> {
+    let found = crate::sandbox::discovery::read()?;
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .ok()?;
+    let v: serde_json::Value = http
+        .get(format!("{}/sandbox/agent", found.url))
+        .bearer_auth(&found.key)
+        .send()
+        .await
+        .ok()?
+        .error_for_status()
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let secret = v.get("agent_client_secret")?.as_str()?.to_string();
+    let settings = crate::auth::AuthSettings::sandbox(&found.url);
+    match AuthClients::sandbox_remote(settings, crate::auth::Secret::new(secret)).await {
+        Ok(c) => Some((found.url, c)),
+        Err(e) => {
+            tracing::warn!(error = %e, url = %found.url, "cannot sign in to the running sandbox; starting one");
+            None
+        }
+    }
 }
 
 /// Executes one approved action.

@@ -12,6 +12,7 @@ mod logging;
 mod mcp_cmd;
 mod permissions_cmd;
 mod policy_cmd;
+mod sandbox_cmd;
 mod status;
 mod suggest_cmd;
 mod team_cmd;
@@ -154,6 +155,18 @@ pub enum SandboxCmd {
     Advance {
         /// How far: 12h, 2d, 1w.
         by: String,
+    },
+    /// Take scopes (or, with none named, the whole grant) back from dealflow in the
+    /// running sandbox, as a user would in Google's or Slack's security settings: the
+    /// next action that needs one asks for exactly it.
+    Revoke {
+        #[arg(value_enum)]
+        connection: accounts_cmd::Conn,
+        /// `gmail.send`, `calendar.events`, `chat:write`, …
+        scopes: Vec<String>,
+        /// Sandbox URL (default: the URL file a running sandbox writes).
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Run a sandbox in the foreground and publish its URL for `sandbox phone`.
     Serve {
@@ -377,10 +390,18 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
                     approve,
                     deny,
                 },
-        }) => return auth_cmd::sandbox_phone(url.as_deref(), *list, *approve, *deny),
+        }) => return sandbox_cmd::phone(url.as_deref(), *list, *approve, *deny),
+        Some(Command::Sandbox {
+            cmd:
+                SandboxCmd::Revoke {
+                    connection,
+                    scopes,
+                    url,
+                },
+        }) => return sandbox_cmd::revoke(url.as_deref(), (*connection).into(), scopes),
         Some(Command::Sandbox {
             cmd: SandboxCmd::Serve { port },
-        }) => return auth_cmd::sandbox_serve(*port),
+        }) => return sandbox_cmd::serve(*port),
         Some(Command::Auth { cmd }) => return auth_cmd::auth(cmd),
         _ => {}
     }

@@ -44,6 +44,8 @@ pub fn router(state: Arc<SandboxState>) -> Router {
             post(phone_decide),
         )
         .route("/sandbox/device/approve", post(device_approve))
+        .route("/sandbox/accounts/revoke", post(accounts_revoke))
+        .route("/sandbox/agent", get(agent_credentials))
         .with_state(state)
 }
 
@@ -377,11 +379,33 @@ async fn account_delete(State(st): St, headers: HeaderMap, Path(id): Path<String
     }
 }
 
-async fn phone_list(State(st): St) -> Response {
+/// The sandbox's own controls answer only its owner's processes (see `AdminKey`).
+fn not_admin(st: &SandboxState, headers: &HeaderMap) -> Option<Response> {
+    (!st.admin.admits(headers)).then(|| {
+        model::err(
+            401,
+            "invalid_token",
+            "This sandbox control needs the key from the sandbox's URL file.",
+        )
+        .into_response()
+    })
+}
+
+async fn phone_list(State(st): St, headers: HeaderMap) -> Response {
+    if let Some(r) = not_admin(&st, &headers) {
+        return r;
+    }
     axum::Json(serde_json::json!({ "requests": st.auth0.phone_requests() })).into_response()
 }
 
-async fn phone_decide(State(st): St, Path((id, decision)): Path<(String, String)>) -> Response {
+async fn phone_decide(
+    State(st): St,
+    headers: HeaderMap,
+    Path((id, decision)): Path<(String, String)>,
+) -> Response {
+    if let Some(r) = not_admin(&st, &headers) {
+        return r;
+    }
     let approve = match decision.as_str() {
         "approve" => true,
         "deny" => false,
@@ -392,4 +416,47 @@ async fn phone_decide(State(st): St, Path((id, decision)): Path<(String, String)
     } else {
         model::err(404, "not_found", "No pending request with that id.").into_response()
     }
+}
+
+#[derive(serde::Deserialize)]
+struct RevokeBody {
+    connection: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+    /// Whose grant; the demo user's by default.
+    #[serde(default)]
+    sub: Option<String>,
+}
+
+/// `dealflow sandbox revoke`: the user takes scopes (or the whole grant) back at the
+/// provider. Answers the scopes left.
+async fn accounts_revoke(
+    State(st): St,
+    headers: HeaderMap,
+    axum::Json(b): axum::Json<RevokeBody>,
+) -> Response {
+    if let Some(r) = not_admin(&st, &headers) {
+        return r;
+    }
+    let sub = b.sub.as_deref().unwrap_or(model::DEMO_SUB);
+    match st.revoke_grant(sub, &b.connection, &b.scopes) {
+        Some(left) => axum::Json(serde_json::json!({ "connection": b.connection, "scopes": left }))
+            .into_response(),
+        None => model::err(
+            404,
+            "not_found",
+            format!("{sub} has no account on {}.", b.connection),
+        )
+        .into_response(),
+    }
+}
+
+/// The agent client's secret, for another of the owner's `--sandbox` processes that
+/// joins this sandbox instead of starting its own (one world per user).
+async fn agent_credentials(State(st): St, headers: HeaderMap) -> Response {
+    if let Some(r) = not_admin(&st, &headers) {
+        return r;
+    }
+    axum::Json(serde_json::json!({ "agent_client_secret": st.auth0.agent_client_secret() }))
+        .into_response()
 }

@@ -1,6 +1,8 @@
 //! How a second terminal finds a running sandbox: the process that runs it writes its
-//! base URL (`http://127.0.0.1:PORT`, nothing secret) to a file, and `dealflow sandbox
-//! phone` reads it.
+//! base URL (`http://127.0.0.1:PORT`) and, on the second line, the key its controls ask
+//! for (the phone, revoking a grant) to a file only its owner can read, and `dealflow
+//! sandbox phone|revoke` reads it. The port is open to every user of the machine; the
+//! key is what keeps another user from approving the owner's pushes.
 //!
 //! File: `$DEALFLOW_SANDBOX_URL_FILE` if set, else `$XDG_RUNTIME_DIR/dealflow/sandbox.url`
 //! (ProjectDirs runtime dir), else `<state dir>/sandbox.url`, else `<data dir>/sandbox.url`.
@@ -23,15 +25,37 @@ pub fn url_file_path() -> Option<PathBuf> {
     Some(dir.join("sandbox.url"))
 }
 
-/// Writes the URL; the returned guard removes the file on drop (if it still holds our URL).
-pub fn publish(url: &str) -> std::io::Result<Published> {
-    let path = url_file_path()
-        .ok_or_else(|| std::io::Error::other("no runtime, state or data directory"))?;
-    publish_to(&path, url)
+/// A running sandbox as its URL file names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub url: String,
+    /// For `Authorization: Bearer` on `/sandbox/...` controls.
+    pub key: String,
 }
 
-/// Writes the URL to `path` (tests; [`publish`] uses the standard location).
-pub fn publish_to(path: &std::path::Path, url: &str) -> std::io::Result<Published> {
+impl Found {
+    fn parse(text: &str) -> Option<Found> {
+        let mut lines = text.lines().map(str::trim);
+        let url = lines.next().filter(|u| !u.is_empty())?.to_string();
+        let key = lines.next().unwrap_or_default().to_string();
+        Some(Found { url, key })
+    }
+
+    fn text(&self) -> String {
+        format!("{}\n{}\n", self.url, self.key)
+    }
+}
+
+/// Writes the URL and key; the returned guard removes the file on drop (if it still
+/// holds our URL).
+pub fn publish(url: &str, key: &str) -> std::io::Result<Published> {
+    let path = url_file_path()
+        .ok_or_else(|| std::io::Error::other("no runtime, state or data directory"))?;
+    publish_to(&path, url, key)
+}
+
+/// Writes the URL and key to `path` (tests; [`publish`] uses the standard location).
+pub fn publish_to(path: &std::path::Path, url: &str, key: &str) -> std::io::Result<Published> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -39,9 +63,13 @@ pub fn publish_to(path: &std::path::Path, url: &str) -> std::io::Result<Publishe
     // running TUI's sandbox unfindable: the URL it replaces comes back when it stops.
     let previous = std::fs::read_to_string(path)
         .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty() && s != url);
-    std::fs::write(path, format!("{url}\n"))?;
+        .and_then(|s| Found::parse(&s))
+        .filter(|f| f.url != url);
+    let mine = Found {
+        url: url.to_string(),
+        key: key.to_string(),
+    };
+    write_private(path, &mine.text())?;
     Ok(Published {
         path: path.to_path_buf(),
         url: url.to_string(),
@@ -49,26 +77,40 @@ pub fn publish_to(path: &std::path::Path, url: &str) -> std::io::Result<Publishe
     })
 }
 
-/// The published sandbox URL, if any.
-pub fn read() -> Option<String> {
-    let s = std::fs::read_to_string(url_file_path()?).ok()?;
-    let s = s.trim();
-    (!s.is_empty()).then(|| s.to_string())
+/// Replaces `path` with `text`, readable by its owner only, atomically (a reader never
+/// sees half a file, and the key is never world-readable even for a moment).
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or_else(|| std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(text.as_bytes())?;
+    // NamedTempFile is created 0600 on Unix.
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// The published sandbox, if any.
+pub fn read() -> Option<Found> {
+    Found::parse(&std::fs::read_to_string(url_file_path()?).ok()?)
 }
 
 #[derive(Debug)]
 pub struct Published {
     pub path: PathBuf,
     url: String,
-    /// The URL this one replaced, put back on drop.
-    previous: Option<String>,
+    /// The sandbox this one replaced, put back on drop.
+    previous: Option<Found>,
 }
 
 impl Drop for Published {
     fn drop(&mut self) {
-        if std::fs::read_to_string(&self.path).is_ok_and(|s| s.trim() == self.url) {
+        let ours = std::fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|s| Found::parse(&s))
+            .is_some_and(|f| f.url == self.url);
+        if ours {
             let _ = match &self.previous {
-                Some(p) => std::fs::write(&self.path, format!("{p}\n")),
+                Some(p) => write_private(&self.path, &p.text()),
                 None => std::fs::remove_file(&self.path),
             };
         }
@@ -83,14 +125,17 @@ mod publish_tests {
     fn a_second_sandbox_gives_the_url_back_when_it_stops() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sandbox.url");
-        let tui = publish_to(&path, "http://127.0.0.1:1111").expect("publish");
+        let tui = publish_to(&path, "http://127.0.0.1:1111", "k1").expect("publish");
         {
-            let _cli = publish_to(&path, "http://127.0.0.1:2222").expect("publish");
+            let _cli = publish_to(&path, "http://127.0.0.1:2222", "k2").expect("publish");
             let now = std::fs::read_to_string(&path).expect("read");
-            assert_eq!(now.trim(), "http://127.0.0.1:2222");
+            assert_eq!(now, "http://127.0.0.1:2222\nk2\n");
         }
         let back = std::fs::read_to_string(&path).expect("read");
-        assert_eq!(back.trim(), "http://127.0.0.1:1111");
+        assert_eq!(back, "http://127.0.0.1:1111\nk1\n");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the key is the owner's alone: {mode:o}");
         drop(tui);
         assert!(!path.exists());
     }

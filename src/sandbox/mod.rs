@@ -61,7 +61,7 @@ impl Sandbox {
     /// Writes this sandbox's URL where `dealflow sandbox phone` looks for it (see
     /// [`discovery`]); keep the guard alive as long as the sandbox runs.
     pub fn publish_url(&self) -> std::io::Result<discovery::Published> {
-        discovery::publish(&self.base_url())
+        discovery::publish(&self.base_url(), self.state.admin.expose())
     }
 }
 

@@ -18,8 +18,38 @@ pub struct ProviderGrant {
     pub sub: String,
 }
 
+/// The key a sandbox's own controls (`/sandbox/phone`, `/sandbox/accounts`) ask for. The
+/// port is reachable by every user of the machine; the key is only in the 0600 URL file
+/// the owner's processes read, so another user cannot approve the owner's pushes.
+#[derive(Debug)]
+pub struct AdminKey(String);
+
+impl Default for AdminKey {
+    fn default() -> Self {
+        AdminKey(random_token("sbx-admin-"))
+    }
+}
+
+impl AdminKey {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `Authorization: Bearer <key>`, compared in constant time.
+    pub fn admits(&self, headers: &axum::http::HeaderMap) -> bool {
+        let got = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        super::auth0::model::constant_eq(got.as_bytes(), self.0.as_bytes())
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct SandboxState {
+    /// What `/sandbox/...` controls ask for.
+    pub admin: AdminKey,
     /// Provider access token → grant. Filled by the Token Vault exchange.
     pub provider_tokens: Mutex<HashMap<String, ProviderGrant>>,
     /// What the emulated Gmail, Calendar and Slack hold, and their fault knobs.
@@ -108,6 +138,28 @@ impl SandboxState {
 
     pub fn phone_deny(&self, id: &str) -> bool {
         self.auth0.phone_decide(id, false)
+    }
+
+    /// What a user does in the provider's security settings (`dealflow sandbox revoke`):
+    /// takes `scopes` back from dealflow, or the whole grant when `scopes` is empty. The
+    /// vault's record and the provider tokens already handed out both lose them. Returns
+    /// the scopes left, or `None` when `sub` has no account on `connection`.
+    pub fn revoke_grant(
+        &self,
+        sub: &str,
+        connection: &str,
+        scopes: &[String],
+    ) -> Option<Vec<String>> {
+        if scopes.is_empty() {
+            return self.disconnect_account(sub, connection).then(Vec::new);
+        }
+        let left = self.auth0.remove_scopes(sub, connection, scopes)?;
+        for g in self.lock_tokens().values_mut() {
+            if g.sub == sub && g.connection == connection {
+                g.scopes.retain(|s| !scopes.contains(s));
+            }
+        }
+        Some(left)
     }
 
     /// App-level disconnect as the sandbox models it: the tokenset leaves the vault and

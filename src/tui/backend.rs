@@ -75,7 +75,7 @@ impl Backend {
     /// loopback listener or pasted into the popup (a browser on another machine).
     fn connect(&self, connection: Connection, tx: &UnboundedSender<Msg>) {
         use super::msg::ConnectEvent;
-        use crate::auth::connect::{ConnectClient, LoopbackRedirect, parse_redirect, tool_scopes};
+        use crate::auth::connect::{ConnectClient, LoopbackRedirect, parse_redirect};
         let done = move |result| Msg::Connect(ConnectEvent::Done { connection, result });
         let Some(session) = self.session.clone() else {
             let _ = tx.send(done(Err("connect: no signed-in session".into())));
@@ -92,8 +92,14 @@ impl Backend {
         tokio::spawn(async move {
             let result = async {
                 let cc = ConnectClient::new(&session);
-                let scopes = tool_scopes(connection);
-                let refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
+                let plan = cc
+                    .plan(connection, &[])
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if plan.adding.is_empty() {
+                    return Ok(format!("{}: {}", connection.as_str(), plan.describe()));
+                }
+                let refs: Vec<&str> = plan.request.iter().map(String::as_str).collect();
                 let lb = LoopbackRedirect::bind()
                     .await
                     .map_err(|e| format!("cannot listen on 127.0.0.1 for the redirect: {e}"))?;
@@ -104,6 +110,7 @@ impl Backend {
                 let _ = tx.send(Msg::Connect(ConnectEvent::Link {
                     connection,
                     url: start.connect_url.clone(),
+                    plan: plan.describe(),
                 }));
                 let wait = lb.wait();
                 tokio::pin!(wait);

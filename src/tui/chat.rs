@@ -21,8 +21,11 @@ pub enum ChatLine {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepUpPrompt {
     pub action_id: String,
+    /// The whole payload being confirmed, newlines and all.
     pub summary: String,
     pub opened_at: Millis,
+    /// Rows of the payload scrolled past; `y` waits until its last row has been shown.
+    pub scroll: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +48,17 @@ pub struct ChatTab {
 }
 
 impl ChatTab {
+    /// The transcript keeps what a step-up decided: a refusal is as much a part of the
+    /// conversation as a yes.
+    pub fn record_step_up(&mut self, p: &StepUpPrompt, confirmed: bool) {
+        let first = p.summary.lines().next().unwrap_or_default();
+        let verb = if confirmed { "confirmed" } else { "declined" };
+        self.lines.push(ChatLine::System(format!(
+            "{verb} ({}): {first}",
+            p.action_id
+        )));
+    }
+
     pub fn apply(&mut self, ev: ChatEvent, now: Millis) {
         match ev {
             ChatEvent::AssistantDelta(t) => match self.lines.last_mut() {
@@ -65,6 +79,7 @@ impl ChatTab {
                     action_id,
                     summary,
                     opened_at: now,
+                    scroll: 0,
                 })
             }
             ChatEvent::CibaWaiting {

@@ -78,6 +78,8 @@ pub enum ConnectEvent {
     Link {
         connection: crate::core::domain::Connection,
         url: String,
+        /// What the connect adds and keeps ([`crate::auth::connect::ScopePlan::describe`]).
+        plan: String,
     },
     /// `Ok(summary)` (connected, with its scopes) or why not.
     Done {

@@ -1331,6 +1331,23 @@ impl Auth0State {
         before != g.accounts.len()
     }
 
+    /// Takes `scopes` out of `sub`'s grant on `connection`; the scopes left, or `None`
+    /// when there is no such account.
+    pub fn remove_scopes(
+        &self,
+        sub: &str,
+        connection: &str,
+        scopes: &[String],
+    ) -> Option<Vec<String>> {
+        let mut g = self.lock();
+        let a = g
+            .accounts
+            .iter_mut()
+            .find(|a| a.sub == sub && a.connection == connection)?;
+        a.scopes.retain(|s| !scopes.contains(s));
+        Some(a.scopes.clone())
+    }
+
     /// Tests: the provider revoked the stored refresh token.
     pub fn revoke_at_provider(&self, sub: &str, connection: &str) {
         for a in self.lock().accounts.iter_mut() {
@@ -1530,6 +1547,6 @@ impl Auth0State {
     }
 }
 
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

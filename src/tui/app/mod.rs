@@ -111,7 +111,8 @@ pub enum Popup {
     /// address the browser ends on when it is on another machine.
     Connect {
         connection: crate::core::domain::Connection,
-        url: Option<String>,
+        /// The link to open, and what the connect adds and keeps.
+        url: Option<(String, String)>,
         pasted: String,
     },
 }
@@ -707,6 +708,7 @@ impl App {
                 // Esc is always honoured, guard or not: refusing is never dangerous.
                 KeyCode::Esc => {
                     if let Some(p) = self.chat.step_up.take() {
+                        self.chat.record_step_up(&p, false);
                         return vec![Effect::AnswerStepUp {
                             action_id: p.action_id,
                             confirmed: false,
@@ -714,6 +716,12 @@ impl App {
                     }
                     vec![]
                 }
+                KeyCode::Char('j') | KeyCode::Down => self.scroll_step_up(1),
+                KeyCode::Char('k') | KeyCode::Up => self.scroll_step_up(-1),
+                KeyCode::PageDown | KeyCode::Char(' ') => self.scroll_step_up(8),
+                KeyCode::PageUp => self.scroll_step_up(-8),
+                KeyCode::Char('G') | KeyCode::End => self.scroll_step_up(isize::MAX / 2),
+                KeyCode::Char('g') | KeyCode::Home => self.scroll_step_up(isize::MIN / 2),
                 _ => vec![],
             };
         }
@@ -1109,7 +1117,11 @@ impl App {
     fn on_connect(&mut self, ev: super::msg::ConnectEvent) -> Vec<Effect> {
         use super::msg::ConnectEvent;
         match ev {
-            ConnectEvent::Link { connection, url } => {
+            ConnectEvent::Link {
+                connection,
+                url,
+                plan,
+            } => {
                 if let Some(Popup::Connect {
                     connection: c,
                     url: u,
@@ -1117,7 +1129,7 @@ impl App {
                 }) = &mut self.popup
                     && *c == connection
                 {
-                    *u = Some(url);
+                    *u = Some((url, plan));
                 }
                 vec![]
             }
@@ -1173,6 +1185,29 @@ impl App {
         }
     }
 
+    /// The step-up box's fit at the current terminal size; `None` before the first
+    /// `Resize` (headless tests), when nothing has been drawn to measure against.
+    fn step_up_fit(&self) -> Option<crate::tui::view::chat::StepUpFit> {
+        let p = self.chat.step_up.as_ref()?;
+        let (w, h) = self.size;
+        if w == 0 || h == 0 {
+            return None;
+        }
+        let [_, body, _, _] =
+            crate::tui::view::screen_layout(ratatui::layout::Rect::new(0, 0, w, h));
+        Some(crate::tui::view::chat::step_up_fit(&p.summary, body))
+    }
+
+    fn scroll_step_up(&mut self, by: isize) -> Vec<Effect> {
+        let max = self
+            .step_up_fit()
+            .map_or(0, |f| f.rows.saturating_sub(f.shown));
+        if let Some(p) = &mut self.chat.step_up {
+            p.scroll = p.scroll.saturating_add_signed(by).min(max);
+        }
+        vec![]
+    }
+
     fn answer_chat_step_up(&mut self, confirmed: bool) -> Vec<Effect> {
         let Some(p) = &self.chat.step_up else {
             return vec![];
@@ -1181,10 +1216,26 @@ impl App {
             self.say_input_guard();
             return vec![];
         }
-        let action_id = p.action_id.clone();
+        // "Confirm exactly this" means all of it: a yes waits until the last row of the
+        // payload has been on screen. A no never waits.
+        if confirmed
+            && let Some(fit) = self.step_up_fit()
+            && p.scroll + fit.shown < fit.rows
+        {
+            self.set_status(
+                Level::Warn,
+                format!(
+                    "read it all first: {} more row(s) below (j / space / G scroll)",
+                    fit.rows - p.scroll - fit.shown
+                ),
+            );
+            return vec![];
+        }
+        let p = p.clone();
         self.chat.step_up = None;
+        self.chat.record_step_up(&p, confirmed);
         vec![Effect::AnswerStepUp {
-            action_id,
+            action_id: p.action_id,
             confirmed,
         }]
     }

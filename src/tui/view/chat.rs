@@ -9,18 +9,77 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
+/// Rows of the Chat body kept for the input box and a glimpse of the conversation.
+const INPUT_H: u16 = 3;
+const MIN_CONVERSATION_H: u16 = 4;
+
+/// How the step-up box fits the Chat body: its height, the payload's rows once wrapped,
+/// and how many of them it shows at a time. The view draws with it and the model uses
+/// it to hold `y` until the last row has been shown.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepUpFit {
+    pub height: u16,
+    pub rows: usize,
+    pub shown: usize,
+}
+
+fn payload_lines(summary: &str) -> Vec<Line<'static>> {
+    summary
+        .split('\n')
+        .map(|l| Line::raw(l.to_string()))
+        .collect()
+}
+
+pub fn step_up_fit(summary: &str, body: Rect) -> StepUpFit {
+    let inner_w = body.width.saturating_sub(2);
+    let rows = Paragraph::new(payload_lines(summary))
+        .wrap(Wrap { trim: false })
+        .line_count(inner_w);
+    // Borders and the key hint take three rows.
+    let room = body
+        .height
+        .saturating_sub(INPUT_H + MIN_CONVERSATION_H)
+        .max(4);
+    let height = (rows as u16).saturating_add(3).min(room);
+    StepUpFit {
+        height,
+        rows,
+        shown: usize::from(height.saturating_sub(3)).max(1),
+    }
+}
+
+/// Splits `text` at its newlines, the first line prefixed by `head` and the rest by as
+/// many spaces: a newline in a message, a tool summary or a pasted prompt starts a row
+/// instead of vanishing.
+fn prefixed(head: &str, text: &str, role: Role, app: &App) -> Vec<Line<'static>> {
+    let th = &app.theme;
+    let pad = " ".repeat(head.chars().count());
+    text.split('\n')
+        .enumerate()
+        .map(|(i, part)| {
+            let lead = if i == 0 {
+                head.to_string()
+            } else {
+                pad.clone()
+            };
+            Line::styled(format!("{lead}{part}"), th.style(role))
+        })
+        .collect()
+}
+
 pub fn render(app: &App, f: &mut Frame, area: Rect) {
     let th = &app.theme;
     let c = &app.chat;
-    let prompt_h = if c.step_up.is_some() || c.ciba.is_some() {
-        5
-    } else {
-        0
+    let fit = c.step_up.as_ref().map(|s| step_up_fit(&s.summary, area));
+    let prompt_h = match (&fit, &c.ciba) {
+        (Some(fit), _) => fit.height,
+        (None, Some(_)) => 5,
+        (None, None) => 0,
     };
     let [conv, prompt, input] = Layout::vertical([
         Constraint::Min(3),
         Constraint::Length(prompt_h),
-        Constraint::Length(3),
+        Constraint::Length(INPUT_H),
     ])
     .areas(area);
     let mut lines: Vec<Line> = Vec::new();
@@ -32,10 +91,15 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
     }
     for l in &c.lines {
         match l {
-            ChatLine::User(t) => lines.push(Line::from(vec![
-                Span::styled("you  ", th.style(Role::Accent)),
-                Span::raw(t.clone()),
-            ])),
+            ChatLine::User(t) => {
+                for (i, part) in t.split('\n').enumerate() {
+                    let who = if i == 0 { "you  " } else { "     " };
+                    lines.push(Line::from(vec![
+                        Span::styled(who, th.style(Role::Accent)),
+                        Span::raw(part.to_string()),
+                    ]));
+                }
+            }
             ChatLine::Assistant(t) => {
                 for (i, part) in t.split('\n').enumerate() {
                     let who = if i == 0 { "agent " } else { "      " };
@@ -51,9 +115,11 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
                 detail,
             } => {
                 let arrow = if c.unfolded { "▾" } else { "▸" };
-                lines.push(Line::styled(
-                    format!("  {arrow} {name}: {summary}"),
-                    th.style(Role::Muted),
+                lines.extend(prefixed(
+                    &format!("  {arrow} {name}: "),
+                    summary,
+                    Role::Muted,
+                    app,
                 ));
                 if c.unfolded {
                     lines.extend(
@@ -63,9 +129,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
                     );
                 }
             }
-            ChatLine::System(t) => {
-                lines.push(Line::styled(format!("  · {t}"), th.style(Role::Warn)))
-            }
+            ChatLine::System(t) => lines.extend(prefixed("  · ", t, Role::Warn, app)),
         }
     }
     if c.running {
@@ -94,28 +158,41 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
             ),
         conv,
     );
-    if let Some(s) = &c.step_up {
+    if let (Some(s), Some(fit)) = (&c.step_up, fit) {
         let guard = app.now - s.opened_at < INPUT_GUARD_MS;
-        let hint = if guard {
-            "(wait…) y confirm · n refuse"
-        } else {
-            "y confirm · n refuse"
+        let more = fit.rows.saturating_sub(s.scroll + fit.shown);
+        let hint = match (guard, more) {
+            (true, _) => "(wait…) y confirm · n refuse".to_string(),
+            (false, 0) => "y confirm · n refuse".to_string(),
+            (false, n) => format!("{n} more row(s): j / space / G to read on · n refuse"),
         };
+        let title = if fit.rows > fit.shown {
+            format!(
+                " Step-up: confirm exactly this · rows {}-{} of {} ",
+                s.scroll + 1,
+                (s.scroll + fit.shown).min(fit.rows),
+                fit.rows
+            )
+        } else {
+            " Step-up: confirm exactly this ".to_string()
+        };
+        let block = Block::default()
+            .borders(Borders::ALL)
+            .border_style(th.style(Role::Warn))
+            .title(Span::styled(title, th.style(Role::Warn)));
+        let inner = block.inner(prompt);
+        f.render_widget(block, prompt);
+        let [body, keys] =
+            Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
         f.render_widget(
-            Paragraph::new(vec![
-                Line::raw(s.summary.clone()),
-                Line::styled(hint, th.style(Role::Muted)),
-            ])
-            .block(
-                Block::default()
-                    .borders(Borders::ALL)
-                    .border_style(th.style(Role::Warn))
-                    .title(Span::styled(
-                        " Step-up: confirm exactly this ",
-                        th.style(Role::Warn),
-                    )),
-            ),
-            prompt,
+            Paragraph::new(payload_lines(&s.summary))
+                .wrap(Wrap { trim: false })
+                .scroll((u16::try_from(s.scroll).unwrap_or(u16::MAX), 0)),
+            body,
+        );
+        f.render_widget(
+            Paragraph::new(Line::styled(hint, th.style(Role::Muted))),
+            keys,
         );
     } else if let Some(w) = &c.ciba {
         let left = ((w.expires_at - app.now).max(0) + 999) / 1000;

@@ -6,7 +6,7 @@ pub mod actions;
 pub mod audit;
 mod calibration;
 pub use calibration::calibration_kinds;
-mod chat;
+pub mod chat;
 mod lock;
 mod permissions;
 mod popup;

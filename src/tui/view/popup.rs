@@ -284,16 +284,23 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
             url,
             pasted,
         } => {
-            let r = centered(area, 100, 10);
+            let r = centered(area, 100, 12);
             f.render_widget(Clear, r);
-            let link = match url {
-                Some(u) => Line::styled(u.clone(), th.style(Role::Accent)),
-                None => Line::styled("asking Auth0 for a connect link…", th.style(Role::Muted)),
+            let (link, plan) = match url {
+                Some((u, plan)) => (
+                    Line::styled(u.clone(), th.style(Role::Accent)),
+                    Line::styled(plan.clone(), th.style(Role::Muted)),
+                ),
+                None => (
+                    Line::styled("asking Auth0 for a connect link…", th.style(Role::Muted)),
+                    Line::raw(""),
+                ),
             };
             f.render_widget(
                 Paragraph::new(vec![
                     Line::raw(format!("Open this in a browser to connect {}:", connection.as_str())),
                     link,
+                    plan,
                     Line::raw(""),
                     Line::raw("Waiting for the redirect. Browser on another machine (SSH)? Paste the address it ends on:"),
                     Line::styled(format!("> {pasted}▏"), th.style(Role::Accent)),

@@ -1,0 +1,267 @@
+//! `dealflow sandbox serve|phone|revoke`: run a sandbox, and the controls a second
+//! terminal uses on a running one (found through its URL file, see
+//! [`crate::sandbox::discovery`]).
+
+use super::exec::runtime;
+use crate::auth::connect::{expand_scope, short_scope};
+use crate::core::domain::Connection;
+use crate::sandbox::Sandbox;
+use crate::sandbox::auth0::model::PhoneRequest;
+use anyhow::{Context, Result, bail};
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+
+/// `dealflow sandbox serve`: run a sandbox in the foreground and publish its URL.
+pub fn serve(port: Option<u16>) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let sb = Sandbox::start(port).await?;
+        // Every `--sandbox` command joins this world with a device sign-in; a second's
+        // interval keeps that quick (the TUI's sandbox uses the same).
+        sb.state.auth0.set_timing(|t| t.device_interval_s = 1);
+        let published = sb.publish_url();
+        println!("sandbox listening on {}", sb.base_url());
+        match &published {
+            Ok(p) => println!(
+                "URL written to {} (for `dealflow sandbox phone`)",
+                p.path.display()
+            ),
+            Err(e) => eprintln!("could not publish the URL: {e}"),
+        }
+        println!("Ctrl-C to stop.");
+        tokio::signal::ctrl_c().await?;
+        drop(published);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// A running sandbox's controls, as its owner reaches them.
+struct Control {
+    base: String,
+    key: String,
+    http: reqwest::Client,
+}
+
+impl Control {
+    /// `--url` (with `$DEALFLOW_SANDBOX_KEY`), then `$DEALFLOW_SANDBOX_URL`, then the
+    /// URL file a running sandbox writes (which holds the key too).
+    fn find(url: Option<&str>) -> Result<Control> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let published = crate::sandbox::discovery::read();
+        let (base, key) = match url
+            .map(String::from)
+            .or_else(|| env("DEALFLOW_SANDBOX_URL"))
+        {
+            Some(u) => {
+                let u = u.trim_end_matches('/').to_string();
+                // The file's key belongs to the sandbox the file names, not to any URL.
+                let key = env("DEALFLOW_SANDBOX_KEY").or_else(|| {
+                    published
+                        .filter(|f| f.url.trim_end_matches('/') == u)
+                        .map(|f| f.key)
+                });
+                (u, key.unwrap_or_default())
+            }
+            None => {
+                let f = published.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no running sandbox found ({}); start one (`dealflow --sandbox`, `dealflow sandbox serve`) or pass --url",
+                        crate::sandbox::discovery::url_file_path().map_or_else(
+                            || "no url file path".into(),
+                            |p| p.display().to_string()
+                        )
+                    )
+                })?;
+                (f.url.trim_end_matches('/').to_string(), f.key)
+            }
+        };
+        Ok(Control {
+            base,
+            key,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    async fn call(&self, req: reqwest::RequestBuilder, what: &str) -> Result<reqwest::Response> {
+        let r = req
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the sandbox at {}", self.base))?;
+        if r.status() == reqwest::StatusCode::UNAUTHORIZED {
+            bail!(
+                "the sandbox at {} refused {what}: its key is in the URL file of the user who runs it (set DEALFLOW_SANDBOX_KEY with --url)",
+                self.base
+            );
+        }
+        Ok(r)
+    }
+
+    async fn requests(&self) -> Result<Vec<PhoneRequest>> {
+        #[derive(serde::Deserialize)]
+        struct L {
+            requests: Vec<PhoneRequest>,
+        }
+        let url = format!("{}/sandbox/phone/requests", self.base);
+        let l: L = self
+            .call(self.http.get(url), "the phone")
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(l.requests)
+    }
+
+    async fn decide(&self, id: &str, approve: bool) -> Result<bool> {
+        let verb = if approve { "approve" } else { "deny" };
+        let url = format!("{}/sandbox/phone/requests/{id}/{verb}", self.base);
+        Ok(self
+            .call(self.http.post(url), "the phone")
+            .await?
+            .status()
+            .is_success())
+    }
+}
+
+fn print_requests(reqs: &[PhoneRequest]) {
+    if reqs.is_empty() {
+        println!("(no pending requests)");
+        return;
+    }
+    for (i, r) in reqs.iter().enumerate() {
+        let left = r.expires_in_ms.max(0) / 1000;
+        println!(
+            "[{}] \"{}\"\n    from {} for {} ({})  scope: {}  {}:{:02} left",
+            i + 1,
+            r.binding_message,
+            r.requester,
+            r.user_name,
+            r.user_sub,
+            r.scope,
+            left / 60,
+            left % 60
+        );
+    }
+}
+
+/// `dealflow sandbox phone`: list pending CIBA requests and approve/deny them.
+/// Lines: `a N` approve, `d N` deny, Enter refresh, `q` quit. `--list` prints once.
+/// `--approve N`/`--deny N` act once without prompting (scripts).
+pub fn phone(
+    url: Option<&str>,
+    list_only: bool,
+    approve: Option<usize>,
+    deny: Option<usize>,
+) -> Result<ExitCode> {
+    let sb = Control::find(url)?;
+    runtime()?.block_on(async {
+        if list_only || approve.is_some() || deny.is_some() {
+            let reqs = sb.requests().await?;
+            let act = approve.map(|n| (n, true)).or(deny.map(|n| (n, false)));
+            if let Some((n, yes)) = act {
+                let Some(r) = n.checked_sub(1).and_then(|i| reqs.get(i)) else {
+                    bail!("no request number {n}");
+                };
+                if !sb.decide(&r.id, yes).await? {
+                    bail!("request {n} is no longer pending");
+                }
+                println!("{} \"{}\"", if yes { "approved" } else { "denied" }, r.binding_message);
+            } else {
+                print_requests(&reqs);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!("dealflow sandbox phone: {}", sb.base);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(4);
+        std::thread::spawn(move || {
+            let stdin = std::io::stdin();
+            for line in stdin.lock().lines() {
+                let Ok(l) = line else { break };
+                if tx.blocking_send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        loop {
+            let reqs = sb.requests().await?;
+            print_requests(&reqs);
+            println!("a N = approve, d N = deny, Enter = refresh, q = quit");
+            print!("> ");
+            let _ = std::io::stdout().flush();
+            let line = tokio::select! {
+                l = rx.recv() => match l { Some(l) => l, None => return Ok(ExitCode::SUCCESS) },
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => { println!(); continue; }
+            };
+            let mut parts = line.split_whitespace();
+            let (verb, n) = (parts.next().unwrap_or(""), parts.next());
+            match verb {
+                "q" | "quit" => return Ok(ExitCode::SUCCESS),
+                "a" | "d" => {
+                    let pick = n
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .and_then(|n| n.checked_sub(1))
+                        .and_then(|i| reqs.get(i));
+                    match pick {
+                        Some(r) => {
+                            let ok = sb.decide(&r.id, verb == "a").await?;
+                            println!(
+                                "{}",
+                                if !ok {
+                                    "no longer pending"
+                                } else if verb == "a" {
+                                    "approved"
+                                } else {
+                                    "denied"
+                                }
+                            );
+                        }
+                        None => println!("which one? e.g. `a 1`"),
+                    }
+                }
+                _ => {}
+            }
+        }
+    })
+}
+
+/// `dealflow sandbox revoke google gmail.send`: what a user does in the provider's
+/// security settings, so the incremental connect path can be seen: takes the scopes (or,
+/// with none named, the whole grant) back from dealflow in the running sandbox.
+pub fn revoke(url: Option<&str>, connection: Connection, scopes: &[String]) -> Result<ExitCode> {
+    let sb = Control::find(url)?;
+    let scopes: Vec<String> = scopes.iter().map(|s| expand_scope(connection, s)).collect();
+    runtime()?.block_on(async {
+        let url = format!("{}/sandbox/accounts/revoke", sb.base);
+        let body = serde_json::json!({ "connection": connection.as_str(), "scopes": scopes });
+        let r = sb.call(sb.http.post(url).json(&body), "the revoke").await?;
+        let status = r.status();
+        let v: serde_json::Value = r.json().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!(
+                "the sandbox at {} answered {status}: {}",
+                sb.base,
+                v.get("error_description")
+                    .and_then(|d| d.as_str())
+                    .unwrap_or("no reason given")
+            );
+        }
+        let left: Vec<&str> = v
+            .get("scopes")
+            .and_then(|s| s.as_array())
+            .map(|a| a.iter().filter_map(|s| s.as_str()).map(short_scope).collect())
+            .unwrap_or_default();
+        if scopes.is_empty() {
+            println!(
+                "sandbox: {} grant revoked; `dealflow accounts connect` (or `c` on the Permissions tab) connects it again",
+                connection.as_str()
+            );
+        } else {
+            println!(
+                "sandbox: {} took back {}; still granted: {}",
+                connection.as_str(),
+                scopes.iter().map(|s| short_scope(s)).collect::<Vec<_>>().join(", "),
+                if left.is_empty() { "nothing".into() } else { left.join(", ") }
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
