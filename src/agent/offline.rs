@@ -318,11 +318,8 @@ impl OfflineModel {
             let lines: Vec<String> = results
                 .iter()
                 .map(|(c, err)| {
-                    if *err {
-                        format!("Not done: {c}")
-                    } else {
-                        c.to_string()
-                    }
+                    let c = super::tools::readable(c);
+                    if *err { format!("Not done: {c}") } else { c }
                 })
                 .collect();
             content.push(ContentBlock::text(format!(

@@ -69,13 +69,7 @@ fn dedupe_key(p: &ActionParams) -> (ActionKind, String) {
     (p.kind(), p.target().trim().to_lowercase())
 }
 
-/// JSON with `<` and `>` escaped, so the data cannot close its delimiter.
-fn inert_json(v: &Value) -> String {
-    serde_json::to_string_pretty(v)
-        .unwrap_or_default()
-        .replace('<', "\\u003c")
-        .replace('>', "\\u003e")
-}
+use super::tools::inert_json;
 
 /// The (system, user) prompt for a snapshot.
 pub fn build_prompt(s: &Snapshot) -> (String, String) {

@@ -176,10 +176,14 @@ impl ChatRuntime {
                                 Ok(t) | Err(t) => t.chars().take(400).collect(),
                             },
                         });
-                        fx.extend(self.agent.handle(Event::ToolResult {
-                            call_id: call.id,
-                            result,
-                        }));
+                        fx.extend(
+                            self.agent.handle(Event::ToolResult {
+                                call_id: call.id,
+                                result: result
+                                    .map(|t| tools::as_data(&t))
+                                    .map_err(|e| tools::as_data(&e)),
+                            }),
+                        );
                     }
                     Effect::CancelCiba { .. } => {
                         if let Some((_, cancel, _)) = &self.ciba {
