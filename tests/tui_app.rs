@@ -1475,3 +1475,120 @@ fn help_scrolls_to_its_end_with_g() {
     h.keys("g");
     assert!(screen_at(&h, 80, 24).contains("[global]"));
 }
+
+fn long_body() -> String {
+    let mut lines = vec!["Hi Bill,".to_string(), String::new()];
+    lines.push("Pricing: $1 per seat for the first year.".into());
+    lines.extend((1..=30).map(|i| format!("Detail line {i} of the seat plan.")));
+    lines.push("Last line: reply by Friday.".into());
+    lines.join("\n")
+}
+
+/// "Confirm exactly this" shows all of it at 80×24: every row of a long body can be
+/// scrolled into view, and `y` waits until the last row has been on screen.
+#[test]
+fn chat_step_up_shows_the_whole_payload_and_y_waits_for_its_end() {
+    let mut h = H::new();
+    h.send(Msg::Resize(80, 24));
+    h.keys("2");
+    let summary = format!(
+        "Send an email to bill@initech.example, subject \"Seats\":\n{}",
+        long_body()
+    );
+    h.send(Msg::Chat(ChatEvent::StepUp {
+        action_id: "act-long".into(),
+        summary,
+    }));
+    let s = screen_at(&h, 80, 24);
+    assert!(
+        s.contains("$1 per seat"),
+        "the third line is in the box:\n{s}"
+    );
+    assert!(s.contains("rows 1-"), "{s}");
+    h.clock.advance(1100);
+    // Not all shown yet: y is held, n would not be.
+    assert!(
+        h.app
+            .update(Msg::Key(KeyEvent::new(
+                KeyCode::Char('y'),
+                KeyModifiers::NONE
+            )))
+            .is_empty()
+    );
+    assert!(screen_at(&h, 80, 24).contains("read it all first"));
+    h.code(KeyCode::Char('G'));
+    let s = screen_at(&h, 80, 24);
+    assert!(s.contains("Last line: reply by Friday."), "{s}");
+    let fx = h.app.update(Msg::Key(KeyEvent::new(
+        KeyCode::Char('y'),
+        KeyModifiers::NONE,
+    )));
+    assert_eq!(
+        fx,
+        vec![Effect::AnswerStepUp {
+            action_id: "act-long".into(),
+            confirmed: true
+        }]
+    );
+    // A refusal stays in the transcript too.
+    h.send(Msg::Chat(ChatEvent::StepUp {
+        action_id: "act-two".into(),
+        summary: "Post to #deals: hello".into(),
+    }));
+    h.clock.advance(1100);
+    h.code(KeyCode::Char('n'));
+    let s = screen_at(&h, 80, 24);
+    assert!(s.contains("confirmed (act-long)"), "{s}");
+    assert!(s.contains("declined (act-two): Post to #deals"), "{s}");
+}
+
+/// The Actions tab's step-up shows the email body it approves, scrollable at 80×24.
+#[test]
+fn actions_step_up_shows_the_body_and_y_waits_for_its_end() {
+    let mut h = H::with_setup(None, |store| {
+        let mut a = store.get_action("act-demo-initech-followup").unwrap();
+        if let ActionParams::SendEmail(e) = &mut a.params {
+            e.body = long_body();
+        }
+        a.original = a.params.clone();
+        store
+            .insert_action(&Action {
+                id: "act-long-mail".into(),
+                ..a
+            })
+            .unwrap();
+        store
+            .change_permissions(
+                &dealflow::core::permissions::PermissionChange::SetAutonomy {
+                    kind: ActionKind::SendEmail,
+                    level: Autonomy::StepUp,
+                },
+                dealflow::core::audit::NewAuditEntry {
+                    ts: NOW,
+                    actor: "user:tester".into(),
+                    surface: None,
+                    event: "permissions.changed".into(),
+                    action_id: None,
+                    outcome: "ok".into(),
+                    detail: serde_json::json!({}),
+                },
+            )
+            .unwrap();
+    });
+    h.send(Msg::Resize(80, 24));
+    h.select("act-long-mail");
+    h.keys("a");
+    let s = screen_at(&h, 80, 24);
+    assert!(s.contains("Step-up confirmation · rows 1-"), "{s}");
+    assert!(s.contains("$1 per seat"), "{s}");
+    h.clock.advance(1100);
+    h.keys("y");
+    assert_eq!(h.action("act-long-mail").state, ActionState::Proposed);
+    // (The popup covers the status line; its own key line says why.)
+    let s = screen_at(&h, 80, 24);
+    assert!(s.contains("20 more row(s)"), "{s}");
+    h.keys("G");
+    assert!(screen_at(&h, 80, 24).contains("Last line: reply by Friday."));
+    h.keys("y");
+    assert_eq!(h.action("act-long-mail").state, ActionState::Approved);
+}

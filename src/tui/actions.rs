@@ -365,20 +365,26 @@ pub fn what_will_happen(a: &Action) -> Vec<String> {
                 out.push(format!("  cc {}", e.cc.join(", ")));
             }
             out.push(format!("  subject: {}", e.subject));
+            body_lines(&mut out, &e.body);
         }
         ActionParams::DraftEmail(e) => {
             out.push(format!("Save a Gmail draft to {}", e.to.join(", ")));
             out.push(format!("  subject: {}", e.subject));
+            body_lines(&mut out, &e.body);
         }
         ActionParams::ScheduleMeeting {
-            title, attendees, ..
+            title,
+            attendees,
+            description,
+            ..
         } => {
             out.push(format!("Book \"{title}\" with {}", attendees.join(", ")));
             out.push("  invitations are sent to every attendee".into());
+            body_lines(&mut out, description);
         }
         ActionParams::PostSlack { channel, text } => {
             out.push(format!("Post to {channel}:"));
-            out.push(format!("  {text}"));
+            body_lines(&mut out, text);
         }
         ActionParams::CloseDeal {
             deal_id,
@@ -425,6 +431,11 @@ pub fn what_will_happen(a: &Action) -> Vec<String> {
         &digest[..12.min(digest.len())]
     ));
     out
+}
+
+/// Every line of a body the confirmation covers, marked as quoted text.
+fn body_lines(out: &mut Vec<String>, body: &str) {
+    out.extend(body.split('\n').map(|l| format!("  │ {l}")));
 }
 
 /// A five-cell confidence bar, e.g. "▰▰▰▰▱".

@@ -73,6 +73,8 @@ pub enum Popup {
         lines: Vec<String>,
         gate: String,
         opened_at: Millis,
+        /// Rows scrolled past; `y` waits until the last row has been shown.
+        scroll: usize,
     },
     Reject {
         ids: Vec<String>,
@@ -1055,6 +1057,7 @@ impl App {
                         super::pace::WINDOW_MS / 1000
                     ),
                     opened_at: self.now,
+                    scroll: 0,
                 });
                 vec![]
             }
@@ -1074,6 +1077,7 @@ impl App {
                     lines,
                     gate: g.to_string(),
                     opened_at: self.now,
+                    scroll: 0,
                 });
                 vec![]
             }

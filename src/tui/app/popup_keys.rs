@@ -60,7 +60,33 @@ impl App {
                 lines,
                 gate,
                 opened_at,
+                mut scroll,
             } => match k.code {
+                // "Approve exactly this" means all of it: the last row must have been shown.
+                KeyCode::Char('y')
+                    if self.size.0 > 0
+                        && self.size.1 > 0
+                        && crate::tui::view::popup::step_up_unseen(
+                            &id,
+                            &lines,
+                            &gate,
+                            scroll,
+                            ratatui::layout::Rect::new(0, 0, self.size.0, self.size.1),
+                        ) > 0 =>
+                {
+                    self.set_status(
+                        Level::Warn,
+                        "read it all first: more rows below (j / space / G scroll)",
+                    );
+                    self.popup = Some(Popup::StepUp {
+                        id,
+                        version,
+                        lines,
+                        gate,
+                        opened_at,
+                        scroll,
+                    });
+                }
                 // Only an explicit `y`: Enter is what a person typing elsewhere hits.
                 KeyCode::Char('y') => {
                     self.set_status(Level::Info, format!("approving {id} (step-up confirmed)…"));
@@ -71,13 +97,26 @@ impl App {
                     }];
                 }
                 KeyCode::Char('n') | KeyCode::Esc => self.set_status(Level::Info, "not approved"),
-                _ => {
+                code => {
+                    let by: isize = match code {
+                        KeyCode::Char('j') | KeyCode::Down => 1,
+                        KeyCode::Char('k') | KeyCode::Up => -1,
+                        KeyCode::Char(' ') | KeyCode::PageDown => 8,
+                        KeyCode::PageUp => -8,
+                        KeyCode::Char('G') | KeyCode::End => isize::MAX / 2,
+                        KeyCode::Char('g') | KeyCode::Home => isize::MIN / 2,
+                        _ => 0,
+                    };
+                    let area = ratatui::layout::Rect::new(0, 0, self.size.0, self.size.1);
+                    let max = crate::tui::view::popup::step_up_unseen(&id, &lines, &gate, 0, area);
+                    scroll = scroll.saturating_add_signed(by).min(max);
                     self.popup = Some(Popup::StepUp {
                         id,
                         version,
                         lines,
                         gate,
                         opened_at,
+                        scroll,
                     })
                 }
             },

@@ -9,7 +9,7 @@ pub use calibration::calibration_kinds;
 pub mod chat;
 mod lock;
 mod permissions;
-mod popup;
+pub mod popup;
 mod status;
 
 use super::app::{App, Tab};

@@ -40,6 +40,52 @@ fn guard_hint(app: &App, opened_at: i64) -> Option<Line<'static>> {
     })
 }
 
+/// What the Actions-tab step-up confirms, without its key line: a heading, the
+/// payload, the gate.
+fn step_up_text(id: &str, lines: &[String], gate: &str) -> Vec<String> {
+    let mut l = vec![format!("Approving {id} will:"), String::new()];
+    l.extend(lines.iter().map(|s| format!("  {s}")));
+    l.push(format!("gate: {gate}"));
+    l
+}
+
+fn step_up_body(app: &App, id: &str, lines: &[String], gate: &str) -> Vec<Line<'static>> {
+    let th = &app.theme;
+    let text = step_up_text(id, lines, gate);
+    let last = text.len() - 1;
+    text.into_iter()
+        .enumerate()
+        .map(|(i, s)| match i {
+            0 => Line::styled(s, th.style(Role::Accent)),
+            i if i == last => Line::styled(s, th.style(Role::Muted)),
+            _ => Line::raw(s),
+        })
+        .collect()
+}
+
+/// The step-up popup's area, its body's wrapped rows, and how many it shows at once.
+fn step_up_geometry(id: &str, lines: &[String], gate: &str, area: Rect) -> (Rect, usize, usize) {
+    let width = 72.min(area.width);
+    let plain: Vec<Line> = step_up_text(id, lines, gate)
+        .into_iter()
+        .map(Line::raw)
+        .collect();
+    let rows = Paragraph::new(plain)
+        .wrap(Wrap { trim: false })
+        .line_count(width.saturating_sub(2));
+    // Borders and the key line.
+    let r = centered(area, width, (rows as u16).saturating_add(3));
+    let shown = usize::from(r.height.saturating_sub(3)).max(1);
+    (r, rows, shown)
+}
+
+/// Rows of the step-up payload not yet shown at `scroll` (0: all of it has been seen).
+/// The model asks this before it takes a `y`, and to bound scrolling.
+pub fn step_up_unseen(id: &str, lines: &[String], gate: &str, scroll: usize, area: Rect) -> usize {
+    let (_, rows, shown) = step_up_geometry(id, lines, gate, area);
+    rows.saturating_sub(scroll + shown)
+}
+
 pub fn render(app: &App, f: &mut Frame, area: Rect) {
     let Some(p) = &app.popup else {
         return;
@@ -85,30 +131,40 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
             lines,
             gate,
             opened_at,
+            scroll,
         } => {
-            let r = centered(area, 72, lines.len() as u16 + 8);
-            let mut l: Vec<Line> = vec![
-                Line::styled(format!("Approving {id} will:"), th.style(Role::Accent)),
-                Line::raw(""),
-            ];
-            l.extend(lines.iter().map(|s| Line::raw(format!("  {s}"))));
-            l.push(Line::styled(format!("gate: {gate}"), th.style(Role::Muted)));
-            l.push(Line::raw(""));
-            l.push(guard_hint(app, *opened_at).unwrap_or_else(|| {
-                Line::styled(
-                    "y approve exactly this · n / esc cancel (enter does nothing here)",
-                    th.style(Role::Warn),
+            let (r, rows, shown) = step_up_geometry(id, lines, gate, area);
+            let more = rows.saturating_sub(scroll + shown);
+            let hint = guard_hint(app, *opened_at).unwrap_or_else(|| {
+                let text = if more > 0 {
+                    format!("{more} more row(s): j / space / G to read on · n / esc cancel")
+                } else {
+                    "y approve exactly this · n / esc cancel (enter does nothing here)".into()
+                };
+                Line::styled(text, th.style(Role::Warn))
+            });
+            let title = if rows > shown {
+                format!(
+                    " Step-up confirmation · rows {}-{} of {rows} ",
+                    scroll + 1,
+                    (scroll + shown).min(rows)
                 )
-            }));
+            } else {
+                " Step-up confirmation ".to_string()
+            };
             f.render_widget(Clear, r);
+            let block = frame(app, &title, Role::Warn);
+            let inner = block.inner(r);
+            f.render_widget(block, r);
+            let [body, keys] =
+                Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
             f.render_widget(
-                Paragraph::new(l).wrap(Wrap { trim: false }).block(frame(
-                    app,
-                    " Step-up confirmation ",
-                    Role::Warn,
-                )),
-                r,
+                Paragraph::new(step_up_body(app, id, lines, gate))
+                    .wrap(Wrap { trim: false })
+                    .scroll((u16::try_from(*scroll).unwrap_or(u16::MAX), 0)),
+                body,
             );
+            f.render_widget(Paragraph::new(hint), keys);
         }
         Popup::Reject { ids, reason, .. } => {
             let r = centered(area, 64, 8);
