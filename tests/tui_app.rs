@@ -539,12 +539,53 @@ fn new_pending_work_notifies_once() {
     let mut a = h.action("act-demo-stark-call");
     a.id = "act-new".into();
     a.title = "Brand new".into();
-    a.surface = Surface::Chat;
+    a.surface = Surface::Mcp;
     h.store.insert_action(&a).unwrap();
     h.send(Msg::Tick);
     assert_eq!(h.notified.len(), 1);
     assert!(matches!(&h.notified[0], Effect::Notify { title, .. } if title.contains("1 new")));
     h.send(Msg::Tick);
+    assert_eq!(h.notified.len(), 1);
+    // What Chat files is answered in Chat, which rings for its step-up itself: one
+    // bell per question, not two.
+    a.id = "act-chat".into();
+    a.surface = Surface::Chat;
+    h.store.insert_action(&a).unwrap();
+    h.send(Msg::Tick);
+    h.send(Msg::Chat(ChatEvent::StepUp {
+        action_id: "act-chat".into(),
+        summary: "Book the call".into(),
+    }));
+    assert_eq!(h.notified.len(), 2, "{:?}", h.notified);
+    assert!(
+        matches!(&h.notified[1], Effect::Notify { title, .. } if title.contains("confirm in Chat"))
+    );
+}
+
+/// A send about to leave the outbox rings once, early enough to take it back.
+#[test]
+fn an_outbox_send_rings_once_before_it_goes() {
+    let mut h = H::with_undo_send(Some(std::time::Duration::from_secs(10)));
+    h.select("initech");
+    h.keys("a");
+    assert!(h.notified.is_empty());
+    h.clock.advance(6_000);
+    h.send(Msg::Clock);
+    assert!(h.notified.is_empty(), "not yet: 4 s left");
+    h.clock.advance(1_500);
+    h.send(Msg::Clock);
+    assert_eq!(h.notified.len(), 1);
+    assert!(
+        matches!(&h.notified[0], Effect::Notify { title, body } if title.contains("1 sending in 3 s") && body.contains("takes it back")),
+        "{:?}",
+        h.notified
+    );
+    h.clock.advance(1_000);
+    h.send(Msg::Clock);
+    assert_eq!(h.notified.len(), 1, "once");
+    h.clock.advance(1_500);
+    h.send(Msg::Clock);
+    assert_eq!(h.executed, ["act-demo-initech-followup"]);
     assert_eq!(h.notified.len(), 1);
 }
 

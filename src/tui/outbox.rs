@@ -14,6 +14,8 @@ pub struct Outbox {
     pub window_ms: Option<Millis>,
     /// Action id → when it runs.
     due: BTreeMap<String, Millis>,
+    /// Ids already announced as about to go (each rings once).
+    warned: std::collections::BTreeSet<String>,
 }
 
 impl Outbox {
@@ -21,6 +23,7 @@ impl Outbox {
         Outbox {
             window_ms: window_ms.filter(|w| *w > 0),
             due: BTreeMap::new(),
+            warned: Default::default(),
         }
     }
 
@@ -32,7 +35,22 @@ impl Outbox {
         }
         let due = now.saturating_add(window);
         self.due.insert(id.to_string(), due);
+        self.warned.remove(id);
         Some(due)
+    }
+
+    /// Waiting ids that run within `lead_ms` and were not announced yet; each is
+    /// returned once per hold, so a person away from the pane hears it once in time
+    /// to take it back.
+    pub fn about_to_go(&mut self, now: Millis, lead_ms: Millis) -> Vec<String> {
+        let soon: Vec<String> = self
+            .due
+            .iter()
+            .filter(|(id, due)| **due - now <= lead_ms && !self.warned.contains(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        self.warned.extend(soon.iter().cloned());
+        soon
     }
 
     /// Takes out and returns every id whose time has come, oldest first.
@@ -46,17 +64,20 @@ impl Outbox {
         ready.sort();
         for (_, id) in &ready {
             self.due.remove(id);
+            self.warned.remove(id);
         }
         ready.into_iter().map(|(_, id)| id).collect()
     }
 
     /// Takes `id` out (undo, edit, reject, or "send now"); whether it was waiting.
     pub fn remove(&mut self, id: &str) -> bool {
+        self.warned.remove(id);
         self.due.remove(id).is_some()
     }
 
     /// Takes every waiting id out.
     pub fn drain(&mut self) -> Vec<String> {
+        self.warned.clear();
         std::mem::take(&mut self.due).into_keys().collect()
     }
 

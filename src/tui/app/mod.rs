@@ -22,6 +22,8 @@ use std::sync::Arc;
 /// Keys typed within this long after a confirmation prompt appears are ignored, so a
 /// prompt that pops up mid-typing cannot be answered by accident.
 pub const INPUT_GUARD_MS: Millis = 1000;
+/// How long before an outbox send goes it rings (a rep in another pane can still `u`).
+pub const OUTBOX_WARNING_MS: Millis = 3000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tab {
@@ -579,6 +581,7 @@ impl App {
         r: Result<Option<Box<super::trust::Calibrated>>, String>,
     ) -> Vec<Effect> {
         self.trust.loading = false;
+        let mut ring = vec![];
         let selected = self.trust_selection();
         match r {
             Ok(Some(c)) => {
@@ -597,6 +600,7 @@ impl App {
                     .find(|n| !before.contains(&(n.kind, n.target.clone())))
                     .map(|n| n.text.clone());
                 // Suggest once, quietly, on the status line: never a popup in the way.
+                // A new nudge (not one found on start-up) also rings, once.
                 if let Some(text) = fresh
                     && (!first || self.status.is_none())
                 {
@@ -605,23 +609,46 @@ impl App {
                         Level::Info,
                         format!("calibration suggests: {text} · {key} to review"),
                     );
+                    if !first && self.session.notify {
+                        ring.push(Effect::Notify {
+                            title: "dealflow: calibration suggests a rule".into(),
+                            body: text,
+                        });
+                    }
                 }
             }
             Ok(None) => {}
             Err(e) => self.set_status(Level::Warn, e),
         }
         self.keep_trust_selection(selected);
-        vec![]
+        ring
     }
 
     /// Runs what the outbox has held long enough.
     fn send_due(&mut self) -> Vec<Effect> {
-        let due = self.outbox.take_due(self.now);
-        if due.is_empty() {
-            vec![]
-        } else {
-            vec![Effect::ExecuteApproved(due)]
+        let mut out = vec![];
+        let soon = self.outbox.about_to_go(self.now, OUTBOX_WARNING_MS);
+        if !soon.is_empty() && self.session.notify {
+            let what: Vec<String> = soon
+                .iter()
+                .filter_map(|id| self.actions.row_by_id(id))
+                .map(|r| format!("{} ({})", r.action.title, r.action.kind()))
+                .collect();
+            let key = self.keymap.keys_for(Section::Actions, Command::UndoSend);
+            out.push(Effect::Notify {
+                title: format!(
+                    "dealflow: {} sending in {} s",
+                    soon.len(),
+                    OUTBOX_WARNING_MS / 1000
+                ),
+                body: format!("{} · {key} takes it back", what.join(", ")),
+            });
         }
+        let due = self.outbox.take_due(self.now);
+        if !due.is_empty() {
+            out.push(Effect::ExecuteApproved(due));
+        }
+        out
     }
 
     /// `u`: the send under the cursor if it waits in the outbox, else the latest one.
@@ -664,7 +691,15 @@ impl App {
         let now_pending = self.actions.pending_ids();
         let mut out = vec![];
         if let Some(seen) = &self.seen_pending {
-            let fresh: Vec<&String> = now_pending.difference(seen).collect();
+            // Chat's own requests are answered in Chat, which rings for them itself.
+            let fresh: Vec<&String> = now_pending
+                .difference(seen)
+                .filter(|id| {
+                    self.actions
+                        .row_by_id(id)
+                        .is_none_or(|r| r.action.surface != crate::core::domain::Surface::Chat)
+                })
+                .collect();
             if !fresh.is_empty() && self.session.notify {
                 let first = fresh
                     .first()
