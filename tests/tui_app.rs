@@ -1251,6 +1251,16 @@ fn calibration_nudges_are_accepted_and_revoked_from_the_trust_popup() {
         "{s}"
     );
     assert!(s.contains("1 nudge · n"), "{s}");
+    // A nudge that appears while the app runs rings, once.
+    let rings = |h: &H| {
+        h.notified
+            .iter()
+            .filter(|e| matches!(e, Effect::Notify { title, .. } if title.contains("calibration suggests")))
+            .count()
+    };
+    assert_eq!(rings(&h), 1, "{:?}", h.notified);
+    h.send(Msg::Tick);
+    assert_eq!(rings(&h), 1);
     // Beside the next one's confidence: what the person did with similar ones.
     h.select("act-next");
     assert!(
