@@ -43,7 +43,8 @@ pub enum PipelineError {
     )]
     Disconnected { id: String, connection: String },
     #[error(
-        "{id}: incremental connect needed: {connection} lacks {scopes:?} (`dealflow accounts connect`, or `c` on the account in the TUI's Permissions tab, grants them)"
+        "{id}: incremental connect needed: {connection} lacks {} (`dealflow accounts connect`, or `c` on the account in the TUI's Permissions tab, adds it and keeps the rest)",
+        short_scopes(scopes)
     )]
     NeedsConnect {
         id: String,
@@ -467,7 +468,7 @@ impl Pipeline {
             ),
             Err(ConnectorError::NeedsScopes { scopes, .. }) => (
                 ActionState::Failed,
-                format!("incremental connect needed: grant {}", scopes.join(", ")),
+                format!("incremental connect needed: grant {}", short_scopes(&scopes)),
             ),
             Err(ConnectorError::Unauthorized { endpoint, detail }) => (
                 ActionState::Failed,
@@ -814,4 +815,13 @@ impl Pipeline {
             _ => None,
         }
     }
+}
+
+/// `gmail.send, calendar.events` for a person reading an error.
+fn short_scopes(scopes: &[String]) -> String {
+    let short: Vec<&str> = scopes
+        .iter()
+        .map(|s| crate::auth::connect::short_scope(s))
+        .collect();
+    short.join(", ")
 }
