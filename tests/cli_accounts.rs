@@ -142,7 +142,7 @@ fn list_disconnect_and_connect_through_the_loopback_redirect() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(
-        err.contains("incremental connect needed: google-oauth2 lacks gmail.send ("),
+        err.contains("google-oauth2 lacks gmail.send: an incremental connect adds it"),
         "{err}"
     );
 

@@ -111,10 +111,11 @@ pub fn run(ctx: &Ctx, cmd: AccountsCmd) -> Result<ExitCode> {
                 }
                 for a in accounts.iter().filter(|_| !json) {
                     let off = perms.disconnected.iter().any(|c| c.as_str() == a.connection);
+                    let short: Vec<&str> = a.scopes.iter().map(|s| short_scope(s)).collect();
                     println!(
                         "{:<20} {}{}",
                         a.connection,
-                        a.scopes.join(" "),
+                        short.join(" "),
                         if off { "  [disconnected in dealflow]" } else { "" }
                     );
                 }

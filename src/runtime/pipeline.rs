@@ -43,7 +43,7 @@ pub enum PipelineError {
     )]
     Disconnected { id: String, connection: String },
     #[error(
-        "{id}: incremental connect needed: {connection} lacks {} (`dealflow accounts connect`, or `c` on the account in the TUI's Permissions tab, adds it and keeps the rest)",
+        "{id}: {connection} lacks {}: an incremental connect adds it and keeps the rest (`dealflow accounts connect`, or `c` on the account in the TUI's Permissions tab)",
         short_scopes(scopes)
     )]
     NeedsConnect {

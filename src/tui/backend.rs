@@ -133,10 +133,16 @@ impl Backend {
                     .complete(&start, &code, &state)
                     .await
                     .map_err(|e| e.to_string())?;
+                let added: Vec<&str> = plan
+                    .adding
+                    .iter()
+                    .map(|s| crate::auth::connect::short_scope(s))
+                    .collect();
                 Ok(format!(
-                    "connected {}: {}",
+                    "connected {}: added {}; {} scope(s) granted",
                     acct.connection,
-                    acct.scopes.join(" ")
+                    added.join(", "),
+                    acct.scopes.len()
                 ))
             }
             .await;
@@ -288,7 +294,7 @@ impl Backend {
                                 reason,
                             } => ChatEvent::StepUp {
                                 action_id: call_id,
-                                summary: format!("{prompt} — {reason}"),
+                                summary: format!("{prompt}\n— {reason}"),
                             },
                             ChatUpdate::Device {
                                 binding_message,
