@@ -31,6 +31,10 @@ fn dealflow_in_pty_with(
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("XDG_DATA_HOME", home.join("data"))
         .env("XDG_STATE_HOME", home.join("state"))
+        // The sandbox's URL file (which other --sandbox processes join) is per test.
+        .env("XDG_RUNTIME_DIR", home.join("run"))
+        .env_remove("DEALFLOW_SANDBOX_URL_FILE")
+        .env_remove("DEALFLOW_SANDBOX_URL")
         .env("DEALFLOW_KEYRING", "file")
         .env("USER", "ptyuser")
         .env("TERM", "xterm-256color")
@@ -288,4 +292,57 @@ fn init_walks_a_new_user_through_the_tenant_set_up() {
     let cfg = std::fs::read_to_string(home.join("config/dealflow/config.toml")).unwrap();
     assert!(cfg.contains("https://api.dealflow.example"), "{cfg}");
     drop(sb);
+}
+
+/// Incremental authorization, walked as a rep on SSH would at 80×24: a scope taken back
+/// at the provider (from a second terminal, which joins the TUI's sandbox) makes the
+/// next email ask for exactly that scope, and connecting from the Permissions tab asks
+/// for it while keeping the rest.
+#[test]
+fn a_revoked_scope_is_asked_for_exactly_and_the_rest_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let mut p = dealflow_in_pty_with(
+        home,
+        80,
+        24,
+        "--sandbox",
+        &[("DEALFLOW_UI_UNDO_SEND", "0s")],
+    );
+    p.exp_string("pending").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dealflow"))
+        .args(["sandbox", "revoke", "google", "gmail.send"])
+        .env_clear()
+        .env("HOME", home)
+        .env("XDG_RUNTIME_DIR", home.join("run"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(said.contains("took back gmail.send"), "{said}");
+    filter_to(&mut p, "initech");
+    p.send("a").unwrap();
+    p.flush().unwrap();
+    p.exp_string("lacks gmail.send").unwrap();
+    // Permissions tab, the Google row (second from the end), connect.
+    p.send("3").unwrap();
+    p.flush().unwrap();
+    pause(300);
+    p.send("G").unwrap();
+    p.flush().unwrap();
+    pause(200);
+    p.send("k").unwrap();
+    p.flush().unwrap();
+    pause(200);
+    p.send("c").unwrap();
+    p.flush().unwrap();
+    // (Drawn as a diff, word by word: the words in order.)
+    for word in ["adding", "gmail.send;", "keeping", "already", "granted"] {
+        p.exp_string(word).unwrap();
+    }
+    p.send("\x1b").unwrap();
+    p.flush().unwrap();
+    pause(200);
+    p.send("q").unwrap();
+    p.flush().unwrap();
 }

@@ -468,7 +468,10 @@ impl Pipeline {
             ),
             Err(ConnectorError::NeedsScopes { scopes, .. }) => (
                 ActionState::Failed,
-                format!("incremental connect needed: grant {}", short_scopes(&scopes)),
+                format!(
+                    "incremental connect needed: grant {}",
+                    short_scopes(&scopes)
+                ),
             ),
             Err(ConnectorError::Unauthorized { endpoint, detail }) => (
                 ActionState::Failed,

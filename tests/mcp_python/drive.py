@@ -89,7 +89,7 @@ async def main():
             st = json.loads(text_of(status)) if not status.is_error else {}
             check("get_action_status reports it", st.get("state") == "succeeded", text_of(status))
 
-            url = open(env["DEALFLOW_SANDBOX_URL_FILE"]).read().strip()
+            url = open(env["DEALFLOW_SANDBOX_URL_FILE"]).read().split()[0]  # URL, then the control key
             providers = json.load(urllib.request.urlopen(f"{url}/sandbox/providers"))
             sent = [m for m in providers["sent"] if m["to"] == "bill@initech.example"]
             check("executed exactly once in the emulated Gmail", len(sent) == 1, providers)

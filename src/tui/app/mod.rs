@@ -402,9 +402,7 @@ impl App {
                 match result {
                     Ok(line) => self.set_status(Level::Ok, format!("{id}: {line}")),
                     // Pipeline errors already start with the id: not twice on 80 columns.
-                    Err(e) if e.starts_with(&format!("{id}: ")) => {
-                        self.set_status(Level::Error, e)
-                    }
+                    Err(e) if e.starts_with(&format!("{id}: ")) => self.set_status(Level::Error, e),
                     Err(e) => self.set_status(Level::Error, format!("{id}: {e}")),
                 }
                 vec![Effect::LoadActions]
