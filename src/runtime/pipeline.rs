@@ -468,10 +468,7 @@ impl Pipeline {
             ),
             Err(ConnectorError::NeedsScopes { scopes, .. }) => (
                 ActionState::Failed,
-                format!(
-                    "incremental connect needed: grant {}",
-                    short_scopes(&scopes)
-                ),
+                format!("incremental connect needed: grant {}", short_scopes(scopes)),
             ),
             Err(ConnectorError::Unauthorized { endpoint, detail }) => (
                 ActionState::Failed,
