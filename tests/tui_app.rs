@@ -1593,10 +1593,10 @@ fn chat_step_up_shows_the_whole_payload_and_y_waits_for_its_end() {
     assert!(s.contains("declined (act-two): Post to #deals"), "{s}");
 }
 
-/// The Actions tab's step-up shows the email body it approves, scrollable at 80×24.
-#[test]
-fn actions_step_up_shows_the_body_and_y_waits_for_its_end() {
-    let mut h = H::with_setup(None, |store| {
+/// The seeded app plus `act-long-mail`, an email with a 35-line body, and send_email
+/// at step-up.
+fn with_long_mail() -> H {
+    H::with_setup(None, |store| {
         let mut a = store.get_action("act-demo-initech-followup").unwrap();
         if let ActionParams::SendEmail(e) = &mut a.params {
             e.body = long_body();
@@ -1625,7 +1625,13 @@ fn actions_step_up_shows_the_body_and_y_waits_for_its_end() {
                 },
             )
             .unwrap();
-    });
+    })
+}
+
+/// The Actions tab's step-up shows the email body it approves, scrollable at 80×24.
+#[test]
+fn actions_step_up_shows_the_body_and_y_waits_for_its_end() {
+    let mut h = with_long_mail();
     h.send(Msg::Resize(80, 24));
     h.select("act-long-mail");
     h.keys("a");
@@ -1641,5 +1647,28 @@ fn actions_step_up_shows_the_body_and_y_waits_for_its_end() {
     h.keys("G");
     assert!(screen_at(&h, 80, 24).contains("Last line: reply by Friday."));
     h.keys("y");
+    assert_eq!(h.action("act-long-mail").state, ActionState::Approved);
+}
+
+/// The bulk summary lists every step-up's whole payload; the typed count confirms them
+/// only once all of it has been on screen.
+#[test]
+fn bulk_summary_shows_every_step_up_payload_before_the_count_confirms_it() {
+    let mut h = with_long_mail();
+    h.send(Msg::Resize(80, 24));
+    h.select("act-long-mail");
+    h.keys(" ");
+    h.keys("A");
+    let s = screen_at(&h, 80, 24);
+    assert!(s.contains("Approve marked · rows 1-"), "{s}");
+    assert!(s.contains("$1 per seat"), "{s}");
+    h.clock.advance(1100);
+    h.keys("1");
+    h.code(KeyCode::Enter);
+    assert_eq!(h.action("act-long-mail").state, ActionState::Proposed);
+    assert!(h.app.popup.is_some());
+    h.keys("G");
+    assert!(screen_at(&h, 80, 24).contains("Last line: reply by Friday."));
+    h.code(KeyCode::Enter);
     assert_eq!(h.action("act-long-mail").state, ActionState::Approved);
 }

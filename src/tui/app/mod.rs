@@ -88,6 +88,8 @@ pub enum Popup {
         plan: BulkPlan,
         typed: String,
         opened_at: Millis,
+        /// Rows scrolled past; the typed count waits until the last row has been shown.
+        scroll: usize,
     },
     Palette {
         query: String,
@@ -929,6 +931,7 @@ impl App {
                     plan,
                     typed: String::new(),
                     opened_at: self.now,
+                    scroll: 0,
                 });
                 vec![]
             }

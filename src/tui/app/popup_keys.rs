@@ -170,56 +170,77 @@ impl App {
                 plan,
                 mut typed,
                 opened_at,
-            } => match k.code {
-                KeyCode::Enter
-                    if typed.trim() == plan.approvable.len().to_string()
-                        && !plan.approvable.is_empty() =>
-                {
-                    self.actions.marks.clear();
-                    let n = plan.approvable.len();
-                    self.set_status(Level::Info, format!("approving {n}…"));
-                    return vec![Effect::Approve {
-                        ids: plan.approvable,
-                        stepped_up: plan.step_up_ids,
-                        seen: plan.seen,
-                    }];
+                mut scroll,
+            } => {
+                let area = ratatui::layout::Rect::new(0, 0, self.size.0, self.size.1);
+                let unseen = |app: &App, scroll: usize| {
+                    if app.size.0 == 0 || app.size.1 == 0 {
+                        0
+                    } else {
+                        crate::tui::view::popup::bulk_unseen(app, &plan, scroll, area)
+                    }
+                };
+                match k.code {
+                    // Typing the count confirms the step-ups it lists: all of them shown.
+                    KeyCode::Enter
+                        if typed.trim() == plan.approvable.len().to_string()
+                            && !plan.approvable.is_empty()
+                            && unseen(self, scroll) > 0 =>
+                    {
+                        self.set_status(
+                            Level::Warn,
+                            "read it all first: more rows below (j / G scroll)",
+                        );
+                    }
+                    KeyCode::Enter
+                        if typed.trim() == plan.approvable.len().to_string()
+                            && !plan.approvable.is_empty() =>
+                    {
+                        self.actions.marks.clear();
+                        let n = plan.approvable.len();
+                        self.set_status(Level::Info, format!("approving {n}…"));
+                        return vec![Effect::Approve {
+                            ids: plan.approvable,
+                            stepped_up: plan.step_up_ids,
+                            seen: plan.seen,
+                        }];
+                    }
+                    KeyCode::Enter => {
+                        self.set_status(
+                            Level::Warn,
+                            format!("type {} to approve them", plan.approvable.len()),
+                        );
+                    }
+                    KeyCode::Esc => {
+                        self.set_status(Level::Info, "nothing approved");
+                        return vec![];
+                    }
+                    KeyCode::Backspace => {
+                        typed.pop();
+                    }
+                    KeyCode::Char(c) if c.is_ascii_digit() => typed.push(c),
+                    code => {
+                        let by: isize = match code {
+                            KeyCode::Char('j') | KeyCode::Down => 1,
+                            KeyCode::Char('k') | KeyCode::Up => -1,
+                            KeyCode::Char(' ') | KeyCode::PageDown => 8,
+                            KeyCode::PageUp => -8,
+                            KeyCode::Char('G') | KeyCode::End => isize::MAX / 2,
+                            KeyCode::Char('g') | KeyCode::Home => isize::MIN / 2,
+                            _ => 0,
+                        };
+                        let max = unseen(self, 0);
+                        scroll = scroll.saturating_add_signed(by).min(max);
+                    }
                 }
-                KeyCode::Enter => {
-                    self.set_status(
-                        Level::Warn,
-                        format!("type {} to approve them", plan.approvable.len()),
-                    );
-                    self.popup = Some(Popup::Bulk {
-                        plan,
-                        typed,
-                        opened_at,
-                    });
-                }
-                KeyCode::Esc => self.set_status(Level::Info, "nothing approved"),
-                KeyCode::Backspace => {
-                    typed.pop();
-                    self.popup = Some(Popup::Bulk {
-                        plan,
-                        typed,
-                        opened_at,
-                    });
-                }
-                KeyCode::Char(c) if c.is_ascii_digit() => {
-                    typed.push(c);
-                    self.popup = Some(Popup::Bulk {
-                        plan,
-                        typed,
-                        opened_at,
-                    });
-                }
-                _ => {
-                    self.popup = Some(Popup::Bulk {
-                        plan,
-                        typed,
-                        opened_at,
-                    })
-                }
-            },
+                self.popup = Some(Popup::Bulk {
+                    plan,
+                    typed,
+                    opened_at,
+                    scroll,
+                });
+                return vec![];
+            }
             Popup::Palette {
                 mut query,
                 selected,

@@ -86,6 +86,68 @@ pub fn step_up_unseen(id: &str, lines: &[String], gate: &str, scroll: usize, are
     rows.saturating_sub(scroll + shown)
 }
 
+/// What the bulk summary confirms: the counts, every step-up's whole payload, and what
+/// is skipped.
+fn bulk_body(app: &App, plan: &crate::tui::actions::BulkPlan) -> Vec<Line<'static>> {
+    let th = &app.theme;
+    let mut l = vec![
+        Line::styled(plan.summary.clone(), th.style(Role::Accent)),
+        Line::raw(""),
+    ];
+    if plan.step_up > 0 {
+        l.push(Line::styled(
+            "Typing the count also confirms the step-up of exactly these:",
+            th.style(Role::Warn),
+        ));
+        for id in &plan.step_up_ids {
+            l.push(Line::styled(
+                format!("  step-up {id}:"),
+                th.style(Role::Warn),
+            ));
+            let what = app
+                .actions
+                .row_by_id(id)
+                .map(|r| what_will_happen(&r.action))
+                .unwrap_or_default();
+            l.extend(what.into_iter().map(|w| Line::raw(format!("    {w}"))));
+        }
+    }
+    for (id, why) in &plan.skipped {
+        l.push(Line::styled(
+            format!("  skipped {id}: {why}"),
+            th.style(Role::Muted),
+        ));
+    }
+    l
+}
+
+/// The bulk popup's area, its body's wrapped rows, and how many it shows at once.
+fn bulk_geometry(
+    app: &App,
+    plan: &crate::tui::actions::BulkPlan,
+    area: Rect,
+) -> (Rect, usize, usize) {
+    let width = 96.min(area.width);
+    let rows = Paragraph::new(bulk_body(app, plan))
+        .wrap(Wrap { trim: false })
+        .line_count(width.saturating_sub(2));
+    // Borders and the two footer rows.
+    let r = centered(area, width, (rows as u16).saturating_add(4));
+    let shown = usize::from(r.height.saturating_sub(4)).max(1);
+    (r, rows, shown)
+}
+
+/// Rows of the bulk summary not yet shown at `scroll` (0: all of it has been seen).
+pub fn bulk_unseen(
+    app: &App,
+    plan: &crate::tui::actions::BulkPlan,
+    scroll: usize,
+    area: Rect,
+) -> usize {
+    let (_, rows, shown) = bulk_geometry(app, plan, area);
+    rows.saturating_sub(scroll + shown)
+}
+
 pub fn render(app: &App, f: &mut Frame, area: Rect) {
     let Some(p) = &app.popup else {
         return;
@@ -192,59 +254,47 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
             plan,
             typed,
             opened_at,
+            scroll,
         } => {
-            let r = centered(
-                area,
-                96,
-                (plan.skipped.len() + plan.step_up_ids.len()) as u16 + 10,
+            let (r, rows, shown) = bulk_geometry(app, plan, area);
+            let title = if rows > shown {
+                format!(
+                    " Approve marked · rows {}-{} of {rows} ",
+                    scroll + 1,
+                    (scroll + shown).min(rows)
+                )
+            } else {
+                " Approve marked ".to_string()
+            };
+            f.render_widget(Clear, r);
+            let block = frame(app, &title, Role::Warn);
+            let inner = block.inner(r);
+            f.render_widget(block, r);
+            let [body, keys] =
+                Layout::vertical([Constraint::Min(1), Constraint::Length(2)]).areas(inner);
+            f.render_widget(
+                Paragraph::new(bulk_body(app, plan))
+                    .wrap(Wrap { trim: false })
+                    .scroll((u16::try_from(*scroll).unwrap_or(u16::MAX), 0)),
+                body,
             );
-            let mut l = vec![
-                Line::styled(plan.summary.clone(), th.style(Role::Accent)),
-                Line::raw(""),
-            ];
-            if plan.step_up > 0 {
-                l.push(Line::styled(
-                    "Typing the count also confirms the step-up of exactly these:",
-                    th.style(Role::Warn),
-                ));
-                for id in &plan.step_up_ids {
-                    let what = app
-                        .actions
-                        .row_by_id(id)
-                        .and_then(|r| what_will_happen(&r.action).into_iter().next())
-                        .unwrap_or_default();
-                    l.push(Line::styled(
-                        format!("  step-up {id}: {what}"),
-                        th.style(Role::Warn),
-                    ));
-                }
-            }
-            for (id, why) in &plan.skipped {
-                l.push(Line::styled(
-                    format!("  skipped {id}: {why}"),
-                    th.style(Role::Muted),
-                ));
-            }
-            l.push(Line::raw(""));
-            l.push(Line::from(vec![
+            let more = rows.saturating_sub(scroll + shown);
+            let mut foot = vec![Line::from(vec![
                 Span::raw(format!(
                     "Type {} and press enter to approve: ",
                     plan.approvable.len()
                 )),
                 Span::styled(format!("{typed}▏"), th.style(Role::Accent)),
-            ]));
-            if let Some(g) = guard_hint(app, *opened_at) {
-                l.push(g);
-            }
-            f.render_widget(Clear, r);
-            f.render_widget(
-                Paragraph::new(l).wrap(Wrap { trim: false }).block(frame(
-                    app,
-                    " Approve marked ",
-                    Role::Warn,
-                )),
-                r,
-            );
+            ])];
+            foot.push(guard_hint(app, *opened_at).unwrap_or_else(|| {
+                let text = if more > 0 {
+                    format!("{more} more row(s): j / space / G to read on · esc cancels")
+                } else {
+                    "esc cancels".to_string()
+                };
+                Line::styled(text, th.style(Role::Muted))
+            }));
+            f.render_widget(Paragraph::new(foot), keys);
         }
         Popup::Palette { query, selected } => {
             let items = app.palette_items(query);
