@@ -359,7 +359,8 @@ impl Session {
     }
 }
 
-/// Sandbox only: approve a pending device code as the demo user.
+/// Sandbox only: approve a pending device code as the sandbox user (the rep, or the
+/// lead with `--sandbox-user team-lead`).
 pub async fn approve_sandbox_device(
     settings: &AuthSettings,
     user_code: &str,
@@ -367,7 +368,10 @@ pub async fn approve_sandbox_device(
     let path = "/sandbox/device/approve";
     let resp = super::http_client()
         .post(settings.url(path))
-        .json(&serde_json::json!({ "user_code": user_code }))
+        .json(&serde_json::json!({
+            "user_code": user_code,
+            "sub": crate::sandbox::auth0::model::SandboxUser::current().sub(),
+        }))
         .send()
         .await
         .map_err(|_| AuthError::Transport {

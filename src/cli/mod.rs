@@ -39,6 +39,10 @@ pub struct Cli {
     /// Run everything on this machine: emulated Auth0, Gmail, Calendar, Slack and demo data.
     #[arg(long, global = true, env = "DEALFLOW_SANDBOX")]
     pub sandbox: bool,
+    /// Who the sandbox signs in as: the rep (auth0|demo-user, default) or the team lead
+    /// (auth0|team-lead), whose phone then shows only the lead's pushes.
+    #[arg(long, global = true, env = "DEALFLOW_SANDBOX_USER", value_name = "USER", value_parser = parse_sandbox_user)]
+    pub sandbox_user: Option<crate::sandbox::auth0::model::SandboxUser>,
     /// SQLite store file (overrides store.path).
     #[arg(long, global = true, value_name = "PATH")]
     pub store: Option<String>,
@@ -209,6 +213,12 @@ pub fn origin() -> serde_json::Value {
     crate::runtime::identity::current().origin()
 }
 
+fn parse_sandbox_user(s: &str) -> Result<crate::sandbox::auth0::model::SandboxUser, String> {
+    crate::sandbox::auth0::model::SandboxUser::parse(s).ok_or_else(|| {
+        format!("unknown sandbox user {s:?}: auth0|demo-user (rep) or auth0|team-lead (lead)")
+    })
+}
+
 /// Fixes who is acting for this process (in the sandbox the demo user it signs in as,
 /// otherwise the identity `dealflow login` stored in the keyring, if any) and where the
 /// consent key lives: the keyring, or for the sandbox on a box without one, a 0600 file
@@ -229,9 +239,10 @@ fn establish_identity(sandbox: bool) {
         crate::runtime::seal::use_keyring(k.clone());
     }
     let signed_in = if sandbox {
+        let user = crate::sandbox::auth0::model::SandboxUser::current();
         Some(SignedIn {
-            sub: crate::sandbox::auth0::model::DEMO_SUB.into(),
-            name: "Dana Demo".into(),
+            sub: user.sub().into(),
+            name: user.name().into(),
         })
     } else {
         keyring.and_then(|k| stored_sign_in(k.as_ref()))
@@ -359,6 +370,9 @@ fn sandbox_advance(ctx: &Ctx, by: &str) -> Result<ExitCode> {
 }
 
 fn dispatch(mut cli: Cli) -> Result<ExitCode> {
+    if let Some(u) = cli.sandbox_user {
+        u.set_current();
+    }
     // The sandbox's world is the sandbox store, whether or not --sandbox was typed.
     if matches!(
         cli.command,

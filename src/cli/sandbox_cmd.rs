@@ -96,7 +96,21 @@ impl Control {
         Ok(r)
     }
 
+    /// The pushes on this user's phone: the rep's, or with `--sandbox-user team-lead`
+    /// the lead's (each person's phone shows only their own).
     async fn requests(&self) -> Result<Vec<PhoneRequest>> {
+        let me = crate::sandbox::auth0::model::SandboxUser::current().sub();
+        let all = self.all_requests().await?;
+        let others = all.iter().filter(|r| r.user_sub != me).count();
+        if others > 0 {
+            eprintln!(
+                "({others} more on another user's phone: `dealflow --sandbox-user <user> sandbox phone`)"
+            );
+        }
+        Ok(all.into_iter().filter(|r| r.user_sub == me).collect())
+    }
+
+    async fn all_requests(&self) -> Result<Vec<PhoneRequest>> {
         #[derive(serde::Deserialize)]
         struct L {
             requests: Vec<PhoneRequest>,

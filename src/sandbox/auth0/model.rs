@@ -25,6 +25,50 @@ pub const API_AUDIENCE: &str = "https://api.dealflow.example";
 pub const DEMO_SUB: &str = "auth0|demo-user";
 pub const LEAD_SUB: &str = "auth0|team-lead";
 
+/// Who a `--sandbox` process signs in as: the rep (default) or the team lead, so a
+/// lead's approvals can be shown and tested from their own terminal and phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxUser {
+    Rep,
+    Lead,
+}
+
+static SANDBOX_USER: std::sync::OnceLock<SandboxUser> = std::sync::OnceLock::new();
+
+impl SandboxUser {
+    /// `auth0|demo-user`, `rep`, `demo` · `auth0|team-lead`, `lead`, `team-lead`.
+    pub fn parse(s: &str) -> Option<SandboxUser> {
+        match s.trim() {
+            "auth0|demo-user" | "demo-user" | "demo" | "rep" => Some(SandboxUser::Rep),
+            "auth0|team-lead" | "team-lead" | "lead" => Some(SandboxUser::Lead),
+            _ => None,
+        }
+    }
+
+    pub fn sub(self) -> &'static str {
+        match self {
+            SandboxUser::Rep => DEMO_SUB,
+            SandboxUser::Lead => LEAD_SUB,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SandboxUser::Rep => "Dana Demo",
+            SandboxUser::Lead => "Lee Lead",
+        }
+    }
+
+    /// Fixes it for this process (the CLI does, once, from `--sandbox-user`).
+    pub fn set_current(self) {
+        let _ = SANDBOX_USER.set(self);
+    }
+
+    pub fn current() -> SandboxUser {
+        SANDBOX_USER.get().copied().unwrap_or(SandboxUser::Rep)
+    }
+}
+
 /// `gmail.metadata` lets reconciliation look a sent message up by its Message-ID (as
 /// [`crate::sandbox::direct_vault`] grants); without it an interrupted send could never
 /// be resolved and would stay `needs_reconciliation`.
