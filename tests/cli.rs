@@ -705,3 +705,127 @@ fn init_checks_the_tenant_writes_the_config_and_refuses_to_overwrite() {
     assert!(err.contains("clear text"), "{err}");
     drop(sb);
 }
+
+/// `global` flags, `mcp install --client cursor`, then `more`; run from the temp dir.
+fn mcp_install(e: &Env, global: &[&str], more: &[&str]) -> assert_cmd::assert::Assert {
+    e.cmd()
+        .current_dir(e.dir.path())
+        .args(global)
+        .args(["mcp", "install", "--client", "cursor"])
+        .args(more)
+        .assert()
+}
+
+#[test]
+fn mcp_install_prints_only_json_and_carries_config_and_store() {
+    let e = Env::new();
+    let cfg = e.write_config("[ui]\ntheme = \"light\"\n");
+    let (o, err, _) = out(&mcp_install(
+        &e,
+        &["--config", cfg.to_str().unwrap(), "--store", "rel.db"],
+        &[],
+    )
+    .success());
+    let v: serde_json::Value = serde_json::from_str(&o).expect("stdout is JSON");
+    let args = &v["mcpServers"]["dealflow"]["args"];
+    let store = e.dir.path().join("rel.db");
+    assert_eq!(
+        args,
+        &serde_json::json!([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+            "mcp"
+        ])
+    );
+    assert!(
+        err.contains("# add to") && err.contains(".cursor/mcp.json"),
+        "{err}"
+    );
+
+    // DEALFLOW_CONFIG is carried the same way; one that does not exist is refused.
+    let (o, _, _) = out(&e
+        .cmd()
+        .env("DEALFLOW_CONFIG", &cfg)
+        .args(["--sandbox", "mcp", "install", "--client", "cursor"])
+        .assert()
+        .success());
+    let v: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(
+        v["mcpServers"]["dealflow"]["args"],
+        serde_json::json!(["--sandbox", "--config", cfg.to_str().unwrap(), "mcp"])
+    );
+    let (_, err, _) = out(&e
+        .cmd()
+        .env("DEALFLOW_CONFIG", e.dir.path().join("nope.toml"))
+        .args(["mcp", "install", "--client", "cursor"])
+        .assert()
+        .failure());
+    assert!(err.contains("nope.toml: no such file"), "{err}");
+}
+
+#[test]
+fn mcp_install_write_asks_backs_up_and_keeps_the_entry_and_the_order() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new();
+    let dir = e.dir.path().join(".cursor");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("mcp.json");
+    let original = r#"{
+    "zeta": 1,
+    "mcpServers": {
+        "other": {"command": "other-server"},
+        "dealflow": {"type": "stdio", "command": "/old/dealflow", "env": {"ANTHROPIC_API_KEY": "sk-kept-5ecret"}, "args": []}
+    },
+    "alpha": true
+}
+"#;
+    std::fs::write(&file, original).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+
+    // No terminal to ask on and no --yes: nothing is written.
+    let (_, err, _) = out(&mcp_install(&e, &[], &["--write"]).failure());
+    assert!(err.contains("--yes"), "{err}");
+    assert!(!err.contains("sk-kept-5ecret"), "{err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+    assert!(!dir.join("mcp.json.bak").exists());
+
+    let (o, err, _) = out(&mcp_install(&e, &["--sandbox"], &["--write", "--yes"]).success());
+    assert!(!(o.clone() + &err).contains("sk-kept-5ecret"), "{o}{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("mcp.json.bak")).unwrap(),
+        original
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let entry = &v["mcpServers"]["dealflow"];
+    assert_eq!(entry["env"]["ANTHROPIC_API_KEY"], "sk-kept-5ecret");
+    assert_eq!(entry["type"], "stdio");
+    assert_eq!(entry["args"], serde_json::json!(["--sandbox", "mcp"]));
+    assert_eq!(v["mcpServers"]["other"]["command"], "other-server");
+    // Keys stay where they were, at the file's indentation.
+    let at = |k: &str| text.find(&format!("\"{k}\"")).unwrap();
+    assert!(
+        at("zeta") < at("mcpServers") && at("mcpServers") < at("alpha"),
+        "{text}"
+    );
+    assert!(at("other") < at("dealflow"), "{text}");
+    let ours = &text[at("dealflow")..];
+    let keys: Vec<usize> = ["type", "command", "env", "args"]
+        .iter()
+        .map(|k| ours.find(&format!("\"{k}\"")).unwrap())
+        .collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "{text}");
+    assert!(text.contains("\n    \"zeta\": 1"), "{text}");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    // Renamed into place: no temporary file left beside it.
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}

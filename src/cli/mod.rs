@@ -380,8 +380,15 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Some(Command::Mcp {
-            cmd: Some(mcp_cmd::McpCmd::Install { client, write }),
-        }) => return mcp_cmd::install(*client, *write, cli.sandbox),
+            cmd: Some(mcp_cmd::McpCmd::Install { client, write, yes }),
+        }) => {
+            let launch = mcp_cmd::Launch {
+                sandbox: cli.sandbox,
+                config: cli.config.clone(),
+                store: cli.store.clone(),
+            };
+            return mcp_cmd::install(*client, *write, *yes, &launch);
+        }
         Some(Command::Sandbox {
             cmd:
                 SandboxCmd::Phone {
