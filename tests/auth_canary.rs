@@ -219,6 +219,8 @@ fn cli_sandbox_login_whoami_print_no_tokens() {
     assert!(String::from_utf8_lossy(&all).contains("Dana Demo"));
     all.extend(run(&["--sandbox", "whoami"]));
     all.extend(run(&["--sandbox", "doctor"]));
+    // Doctor creates nothing; the store the scan below reads is the first real command's.
+    all.extend(run(&["--sandbox", "status"]));
     let patterns: Vec<String> = [
         "eyJ",
         "v1.sbx-rt-",

@@ -705,3 +705,307 @@ fn init_checks_the_tenant_writes_the_config_and_refuses_to_overwrite() {
     assert!(err.contains("clear text"), "{err}");
     drop(sb);
 }
+
+/// A loopback HTTP server that answers one request with `status` and a JSON `body`, and
+/// hands back the request it got (head and body).
+fn one_answer(status: u16, body: &str) -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let body = body.to_string();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut req = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Head, then as many body bytes as Content-Length says.
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            req.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&req).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let len = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                if req.len() >= end + 4 + len || n == 0 {
+                    break;
+                }
+            }
+        }
+        write!(
+            s,
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        String::from_utf8_lossy(&req).into_owned()
+    });
+    (url, h)
+}
+
+/// Where each check's line is in doctor's output (panics if one is missing).
+fn line_of(out: &str, label: &str) -> usize {
+    out.lines()
+        .position(|l| l.get(6..).is_some_and(|rest| rest.starts_with(label)))
+        .unwrap_or_else(|| panic!("no {label} line in {out}"))
+}
+
+#[test]
+fn doctor_with_no_config_names_the_path_and_asks_for_the_domain_before_login() {
+    let e = Env::new();
+    let (o, _, code) = out(&e.cmd().arg("doctor").assert());
+    assert_eq!(code, Some(0), "{o}");
+    let cfg = e.dir.path().join("cfg/dealflow/config.toml");
+    assert!(o.contains(&cfg.display().to_string()), "{o}");
+    assert!(o.contains("auth.domain is not set"), "{o}");
+    assert!(line_of(&o, "auth") < line_of(&o, "login"), "{o}");
+    assert!(o.contains("needs auth.domain first"), "{o}");
+    // Without a key, it says what Chat and the suggester use instead.
+    assert!(o.contains("no ANTHROPIC_API_KEY"), "{o}");
+    assert!(o.contains("offline planner"), "{o}");
+    // Nothing was created: no store, no log, no keyring file.
+    assert!(o.contains("not created yet"), "{o}");
+    let left: Vec<_> = std::fs::read_dir(e.dir.path())
+        .unwrap()
+        .map(|d| d.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "doctor created {left:?}");
+}
+
+#[test]
+fn doctor_on_a_dead_tenant_says_so_and_runs_every_other_check() {
+    let e = Env::new();
+    e.write_config("[auth]\ndomain = \"nonexistent-tenant.invalid\"\nclient_id = \"abc\"\n");
+    let started = std::time::Instant::now();
+    let (o, _, code) = out(&e.cmd().arg("doctor").assert());
+    assert_eq!(code, Some(1), "{o}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let tenant = o.lines().nth(line_of(&o, "tenant")).unwrap();
+    assert!(tenant.starts_with("FAIL"), "{o}");
+    assert!(
+        tenant.contains("nonexistent-tenant.invalid/.well-known/openid-configuration"),
+        "{o}"
+    );
+    // In dependency order, and nothing stops at the failure.
+    let order: Vec<usize> = [
+        "config", "auth", "tenant", "keyring", "login", "store", "model",
+    ]
+    .iter()
+    .map(|l| line_of(&o, l))
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{o}");
+    assert!(!e.dir.path().join("data/dealflow/dealflow.db").exists());
+    assert!(!e.dir.path().join("data").exists());
+}
+
+#[test]
+fn doctor_reads_the_tenants_discovery_and_an_existing_store_without_changing_it() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sb = rt
+        .block_on(dealflow::sandbox::Sandbox::start(None))
+        .unwrap();
+    let e = Env::new();
+    e.write_config(&format!(
+        "[auth]\ndomain = \"{}\"\nclient_id = \"dealflow-cli-sandbox\"\n",
+        sb.base_url()
+    ));
+    e.cmd().args(["actions", "list"]).assert().success();
+    let db = e.dir.path().join("data/dealflow/dealflow.db");
+    let before = std::fs::read(&db).unwrap();
+    let (o, _, code) = out(&e.cmd().arg("doctor").assert());
+    assert_eq!(code, Some(0), "{o}");
+    assert!(o.contains("ok    tenant    discovery answered"), "{o}");
+    assert!(
+        o.contains(&format!("ok    store     sqlite {}", db.display())),
+        "{o}"
+    );
+    assert!(o.contains("ok    audit"), "{o}");
+    assert!(
+        o.contains("todo  login     not signed in: run `dealflow login`"),
+        "{o}"
+    );
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+    drop(sb);
+}
+
+#[test]
+fn doctor_goes_on_past_a_redis_that_is_down_and_hides_its_password() {
+    let e = Env::new();
+    e.write_config("[store]\nurl = \"redis://:hunter2@127.0.0.1:1\"\n");
+    let (o, err, code) = out(&e.cmd().arg("doctor").assert());
+    assert_eq!(code, Some(1), "{o}");
+    let store = o.lines().nth(line_of(&o, "store")).unwrap();
+    assert!(
+        store.starts_with("FAIL") && store.contains("store.url"),
+        "{o}"
+    );
+    assert!(!o.contains("run `dealflow doctor`") && !o.contains("`dealflow doctor` checks"));
+    assert!(line_of(&o, "model") > line_of(&o, "store"), "{o}");
+    assert!(
+        !o.contains("hunter2") && !err.contains("hunter2"),
+        "{o}{err}"
+    );
+}
+
+#[test]
+fn doctor_asks_the_model_api_to_count_tokens_and_never_prints_the_key() {
+    let key = "sk-ant-test-DOCTOR-5ecret";
+    let (url, got) = one_answer(200, r#"{"input_tokens": 8}"#);
+    let e = Env::new();
+    e.write_config(&format!(
+        "[llm]\nbase_url = \"{url}\"\nmodel = \"claude-test\"\n"
+    ));
+    let (o, err, _) = out(&e.cmd().env("ANTHROPIC_API_KEY", key).arg("doctor").assert());
+    let req = got.join().unwrap();
+    assert!(req.starts_with("POST /v1/messages/count_tokens "), "{req}");
+    assert!(req.contains(key) && req.contains("claude-test"), "{req}");
+    assert!(o.contains("ok    model     Claude claude-test"), "{o}");
+    assert!(!o.contains(key) && !err.contains(key));
+
+    let (url, got) = one_answer(
+        401,
+        r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
+    );
+    e.write_config(&format!("[llm]\nbase_url = \"{url}\"\n"));
+    let (o, err, code) = out(&e.cmd().env("ANTHROPIC_API_KEY", key).arg("doctor").assert());
+    got.join().unwrap();
+    assert_eq!(code, Some(1));
+    assert!(
+        o.contains("FAIL  model") && o.contains("the API key was refused"),
+        "{o}"
+    );
+    assert!(!o.contains(key) && !err.contains(key));
+}
+
+/// `global` flags, `mcp install --client cursor`, then `more`; run from the temp dir.
+fn mcp_install(e: &Env, global: &[&str], more: &[&str]) -> assert_cmd::assert::Assert {
+    e.cmd()
+        .current_dir(e.dir.path())
+        .args(global)
+        .args(["mcp", "install", "--client", "cursor"])
+        .args(more)
+        .assert()
+}
+
+#[test]
+fn mcp_install_prints_only_json_and_carries_config_and_store() {
+    let e = Env::new();
+    let cfg = e.write_config("[ui]\ntheme = \"light\"\n");
+    let (o, err, _) = out(&mcp_install(
+        &e,
+        &["--config", cfg.to_str().unwrap(), "--store", "rel.db"],
+        &[],
+    )
+    .success());
+    let v: serde_json::Value = serde_json::from_str(&o).expect("stdout is JSON");
+    let args = &v["mcpServers"]["dealflow"]["args"];
+    let store = e.dir.path().join("rel.db");
+    assert_eq!(
+        args,
+        &serde_json::json!([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+            "mcp"
+        ])
+    );
+    assert!(
+        err.contains("# add to") && err.contains(".cursor/mcp.json"),
+        "{err}"
+    );
+
+    // DEALFLOW_CONFIG is carried the same way; one that does not exist is refused.
+    let (o, _, _) = out(&e
+        .cmd()
+        .env("DEALFLOW_CONFIG", &cfg)
+        .args(["--sandbox", "mcp", "install", "--client", "cursor"])
+        .assert()
+        .success());
+    let v: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(
+        v["mcpServers"]["dealflow"]["args"],
+        serde_json::json!(["--sandbox", "--config", cfg.to_str().unwrap(), "mcp"])
+    );
+    let (_, err, _) = out(&e
+        .cmd()
+        .env("DEALFLOW_CONFIG", e.dir.path().join("nope.toml"))
+        .args(["mcp", "install", "--client", "cursor"])
+        .assert()
+        .failure());
+    assert!(err.contains("nope.toml: no such file"), "{err}");
+}
+
+#[test]
+fn mcp_install_write_asks_backs_up_and_keeps_the_entry_and_the_order() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new();
+    let dir = e.dir.path().join(".cursor");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("mcp.json");
+    let original = r#"{
+    "zeta": 1,
+    "mcpServers": {
+        "other": {"command": "other-server"},
+        "dealflow": {"type": "stdio", "command": "/old/dealflow", "env": {"ANTHROPIC_API_KEY": "sk-kept-5ecret"}, "args": []}
+    },
+    "alpha": true
+}
+"#;
+    std::fs::write(&file, original).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+
+    // No terminal to ask on and no --yes: nothing is written.
+    let (_, err, _) = out(&mcp_install(&e, &[], &["--write"]).failure());
+    assert!(err.contains("--yes"), "{err}");
+    assert!(!err.contains("sk-kept-5ecret"), "{err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+    assert!(!dir.join("mcp.json.bak").exists());
+
+    let (o, err, _) = out(&mcp_install(&e, &["--sandbox"], &["--write", "--yes"]).success());
+    assert!(!(o.clone() + &err).contains("sk-kept-5ecret"), "{o}{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("mcp.json.bak")).unwrap(),
+        original
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let entry = &v["mcpServers"]["dealflow"];
+    assert_eq!(entry["env"]["ANTHROPIC_API_KEY"], "sk-kept-5ecret");
+    assert_eq!(entry["type"], "stdio");
+    assert_eq!(entry["args"], serde_json::json!(["--sandbox", "mcp"]));
+    assert_eq!(v["mcpServers"]["other"]["command"], "other-server");
+    // Keys stay where they were, at the file's indentation.
+    let at = |k: &str| text.find(&format!("\"{k}\"")).unwrap();
+    assert!(
+        at("zeta") < at("mcpServers") && at("mcpServers") < at("alpha"),
+        "{text}"
+    );
+    assert!(at("other") < at("dealflow"), "{text}");
+    let ours = &text[at("dealflow")..];
+    let keys: Vec<usize> = ["type", "command", "env", "args"]
+        .iter()
+        .map(|k| ours.find(&format!("\"{k}\"")).unwrap())
+        .collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "{text}");
+    assert!(text.contains("\n    \"zeta\": 1"), "{text}");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    // Renamed into place: no temporary file left beside it.
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}

@@ -44,6 +44,30 @@ impl Env {
     fn json(&self, args: &[&str]) -> serde_json::Value {
         serde_json::from_str(&self.run(args)).unwrap()
     }
+    /// Runs a command that must fail; its stderr.
+    fn fail(&self, args: &[&str]) -> String {
+        let a = Command::cargo_bin("dealflow")
+            .unwrap()
+            .env_clear()
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("cfg"))
+            .env("XDG_STATE_HOME", self.dir.path().join("state"))
+            .env("DEALFLOW_KEYRING", "file")
+            .env("USER", "tester")
+            .arg("--store")
+            .arg(self.db())
+            .args(args)
+            .timeout(std::time::Duration::from_secs(60))
+            .assert()
+            .failure();
+        String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+    }
+    /// Writes a policy file and returns its path.
+    fn file(&self, name: &str, text: &str) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    }
 }
 
 fn email(id: &str, to: &str, confidence: f64) -> Action {
@@ -261,4 +285,138 @@ fn splitting_a_deal_under_the_threshold_still_needs_step_up() {
     assert_eq!(refused.event, "action.approve_refused");
     e.run(&["actions", "approve", "d2", "--confirm", "d2"]);
     assert_eq!(s.get_action("d2").unwrap().state, ActionState::Approved);
+}
+
+#[test]
+fn simulate_reports_what_would_now_ask_or_be_refused() {
+    let e = Env::new();
+    let s = e.store();
+    s.insert_action(&email("e0", "bill@initech.example", 0.95))
+        .unwrap();
+    s.insert_action(&email("e1", "ann@acme.example", 0.95))
+        .unwrap();
+    let slack = ActionParams::PostSlack {
+        channel: "#deals".into(),
+        text: "won!".into(),
+    };
+    s.insert_action(&Action {
+        params: slack.clone(),
+        original: slack,
+        ..email("s1", "x@y.example", 0.95)
+    })
+    .unwrap();
+    for id in ["e0", "e1", "s1"] {
+        e.run(&["actions", "approve", id]);
+    }
+    // Today emails run without asking; the proposal puts them back to review and
+    // denies Slack posts.
+    e.run(&["permissions", "autonomy", "send_email", "auto"]);
+    let f = e.file(
+        "tighter.toml",
+        "[autonomy]\nsend_email = \"review\"\npost_slack = \"deny\"\n",
+    );
+    let r = e.json(&["policy", "simulate", "--with", &f, "--json"]);
+    assert_eq!(r["would_auto_execute"], 0);
+    assert_eq!(r["tightened"], 3);
+    assert_eq!(r["would_now_ask"], 2);
+    assert_eq!(r["would_now_refuse"], 1);
+    let rows: Vec<(String, String, String)> = r["tightened_actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let s = |k: &str| a[k].as_str().unwrap().to_string();
+            (s("id"), s("gate_now"), s("gate_proposed"))
+        })
+        .collect();
+    let row = |id: &str, now: &str, prop: &str| (id.to_string(), now.to_string(), prop.to_string());
+    assert_eq!(
+        rows,
+        [
+            row("e0", "allow", "review"),
+            row("e1", "allow", "review"),
+            row("s1", "review", "deny")
+        ]
+    );
+    let text = e.run(&["policy", "simulate", "--with", &f]);
+    assert!(
+        text.contains("tighter: 3 would need more consent: 2 that run without asking today would ask, 1 would be refused"),
+        "{text}"
+    );
+    assert!(text.contains("would ask (or be refused)"), "{text}");
+
+    // The other way round, the same replay reports the loosening.
+    e.run(&["permissions", "autonomy", "send_email", "review"]);
+    let f = e.file("looser.json", r#"{"autonomy": {"send_email": "auto"}}"#);
+    let r = e.json(&["policy", "simulate", "--with", &f, "--json"]);
+    assert_eq!(
+        (r["would_auto_execute"].as_u64(), r["tightened"].as_u64()),
+        (Some(2), Some(0))
+    );
+}
+
+#[test]
+fn simulate_refuses_unknown_keys_with_file_line_and_key() {
+    let e = Env::new();
+    e.store();
+    let f = e.file(
+        "typo.toml",
+        "[autonomy]\nsend_email = \"auto\"\n\n[autonomi]\nget_deal = \"deny\"\n",
+    );
+    let err = e.fail(&["policy", "simulate", "--with", &f]);
+    assert!(err.contains(&format!("{f}:4:")), "{err}");
+    assert!(err.contains("unknown key `autonomi`"), "{err}");
+    assert!(err.contains("did you mean `autonomy`"), "{err}");
+
+    let f = e.file("typo.toml", "[confidence]\nauto_aprove_at = 0.9\n");
+    let err = e.fail(&["policy", "simulate", "--with", &f]);
+    assert!(err.contains(&format!("{f}:2:")), "{err}");
+    assert!(
+        err.contains("unknown key `confidence.auto_aprove_at`"),
+        "{err}"
+    );
+
+    let f = e.file(
+        "typo.json",
+        "{\n  \"confidence\": {\n    \"auto_aprove_at\": 0.9\n  }\n}\n",
+    );
+    let err = e.fail(&["policy", "simulate", "--with", &f]);
+    assert!(err.contains(&format!("{f}:3:")), "{err}");
+    assert!(err.contains("unknown key `auto_aprove_at`"), "{err}");
+
+    let f = e.file("kind.toml", "[autonomy]\nsend_emial = \"auto\"\n");
+    let err = e.fail(&["policy", "simulate", "--with", &f]);
+    assert!(
+        err.contains(&format!("{f}:2:")) && err.contains("send_emial"),
+        "{err}"
+    );
+
+    // What `permissions` would refuse is refused here too.
+    let f = e.file("read.toml", "[autonomy]\nget_deal = \"review\"\n");
+    let err = e.fail(&["policy", "simulate", "--with", &f]);
+    assert!(err.contains("get_deal is a read"), "{err}");
+}
+
+#[test]
+fn simulate_normalises_pins_as_permissions_pin_does() {
+    let e = Env::new();
+    let s = e.store();
+    s.insert_action(&email("e0", "bill@initech.example", 0.95))
+        .unwrap();
+    s.insert_action(&email("e1", "ann@acme.example", 0.95))
+        .unwrap();
+    e.run(&["actions", "approve", "e0"]);
+    e.run(&["actions", "approve", "e1"]);
+    // " @Initech.EXAMPLE " is the pin `permissions pin` would store as @initech.example.
+    let f = e.file(
+        "pinned.toml",
+        "always_review = [\" @Initech.EXAMPLE \"]\n[autonomy]\nsend_email = \"auto\"\n",
+    );
+    let r = e.json(&["policy", "simulate", "--with", &f, "--json"]);
+    assert_eq!(r["would_auto_execute"], 1, "{r}");
+    assert_eq!(r["actions"][0]["id"], "e1");
+    // And one it would refuse is refused.
+    let f = e.file("bad-pin.toml", "always_review = [\"  \"]\n");
+    let err = e.fail(&["policy", "simulate", "--with", &f]);
+    assert!(err.contains(&f) && err.contains("a pin is"), "{err}");
 }

@@ -346,3 +346,31 @@ fn a_revoked_scope_is_asked_for_exactly_and_the_rest_kept() {
     p.send("q").unwrap();
     p.flush().unwrap();
 }
+
+#[test]
+fn mcp_install_write_asks_on_the_terminal_and_no_leaves_the_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let file = home.join(".cursor/mcp.json");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let original = "{\"mcpServers\": {}}\n";
+    std::fs::write(&file, original).unwrap();
+    let mut p = dealflow_in_pty(home, 100, 24, "mcp install --client cursor --write");
+    p.exp_string("+ \"dealflow\"").unwrap();
+    p.exp_string("[y/N]").unwrap();
+    p.send_line("").unwrap();
+    p.exp_string("not written").unwrap();
+    p.exp_eof().unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+    let mut p = dealflow_in_pty(home, 100, 24, "mcp install --client cursor --write");
+    p.exp_string("[y/N]").unwrap();
+    p.send_line("y").unwrap();
+    p.exp_string("mcp.json.bak").unwrap();
+    p.exp_eof().unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(
+        v["mcpServers"]["dealflow"]["args"],
+        serde_json::json!(["mcp"])
+    );
+}

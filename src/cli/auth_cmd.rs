@@ -1,9 +1,9 @@
 //! `dealflow login | logout | whoami | auth agent-credential | sandbox phone | sandbox serve`
-//! and the keyring/auth lines of `doctor`. Nothing here prints a token: tokens are
-//! [`Secret`]s and only the keyring or memory holds them.
+//! (`doctor`'s keyring and auth checks are in `doctor_cmd`). Nothing here prints a token:
+//! tokens are [`Secret`]s and only the keyring or memory holds them.
 
 use crate::auth::device::{DeviceLogin, DevicePrompt};
-use crate::auth::keyring::{self, AGENT_SECRET, MemoryStore, REFRESH_TOKEN, SecretStore};
+use crate::auth::keyring::{self, AGENT_SECRET, MemoryStore, SecretStore};
 use crate::auth::session::{Session, approve_sandbox_device};
 use crate::auth::{AuthError, AuthSettings, Secret};
 use crate::config::Config;
@@ -277,78 +277,4 @@ pub fn auth(cmd: &AuthCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// `doctor` lines for keyring and auth; returns the number of problems.
-pub fn doctor_lines(config: &Config, sandbox: bool) -> usize {
-    if sandbox {
-        let consent = match keyring::open_default() {
-            Ok(k) => k.describe(),
-            Err(_) => "a 0600 file in the state dir (no OS keyring here)".into(),
-        };
-        println!(
-            "ok    keyring   sandbox sign-in in memory; consent key and audit checkpoint in {consent}"
-        );
-        println!("ok    auth      sandbox (emulated Auth0 on 127.0.0.1)");
-        return 0;
-    }
-    let mut problems = 0;
-    match keyring::open_default() {
-        Ok(store) => {
-            println!("ok    keyring   {}", store.describe());
-            match store.get(REFRESH_TOKEN) {
-                Ok(Some(_)) => println!("ok    login     refresh token present"),
-                Ok(None) => println!("todo  login     not signed in: run `dealflow login`"),
-                Err(e) => {
-                    problems += 1;
-                    println!("FAIL  login     {e}");
-                }
-            }
-            let (entry, what, flag) =
-                keyring::agent_credential_entry(&config.raw.auth.agent_auth_method);
-            match store.get(entry) {
-                Ok(Some(_)) => println!("ok    agent     client {what} present"),
-                Ok(None) => println!(
-                    "todo  agent     no agent client {what}: run `dealflow auth agent-credential{flag}`"
-                ),
-                Err(e) => {
-                    problems += 1;
-                    println!("FAIL  agent     {e}");
-                }
-            }
-        }
-        Err(e) => {
-            problems += 1;
-            println!("FAIL  keyring   {e}");
-        }
-    }
-    match AuthSettings::from_config(&config.raw.auth) {
-        Ok(s) => {
-            println!("ok    auth      {}", s.base_url);
-            // The tenant answers, and offers what dealflow uses.
-            match runtime().and_then(|rt| rt.block_on(super::init_cmd::discover(&s.base_url))) {
-                Ok(checks) => {
-                    let missing: Vec<String> = checks
-                        .iter()
-                        .filter(|c| !c.ok)
-                        .map(|c| format!("{} ({})", c.what, c.fix))
-                        .collect();
-                    if missing.is_empty() {
-                        println!(
-                            "ok    tenant    discovery: device flow, CIBA, token endpoint, JWKS"
-                        );
-                    } else {
-                        problems += 1;
-                        println!("FAIL  tenant    missing: {}", missing.join("; "));
-                    }
-                }
-                Err(e) => {
-                    problems += 1;
-                    println!("FAIL  tenant    {e:#}");
-                }
-            }
-        }
-        Err(e) => println!("todo  auth      {e} — `dealflow init` sets it up"),
-    }
-    problems
 }

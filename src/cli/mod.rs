@@ -6,6 +6,7 @@ mod actions;
 mod audit_cmd;
 pub mod auth_cmd;
 mod batch_cmd;
+mod doctor_cmd;
 mod exec;
 pub(crate) mod init_cmd;
 mod logging;
@@ -222,8 +223,8 @@ fn parse_sandbox_user(s: &str) -> Result<crate::sandbox::auth0::model::SandboxUs
 /// Fixes who is acting for this process (in the sandbox the demo user it signs in as,
 /// otherwise the identity `dealflow login` stored in the keyring, if any) and where the
 /// consent key lives: the keyring, or for the sandbox on a box without one, a 0600 file
-/// in the state directory.
-fn establish_identity(sandbox: bool) {
+/// in the state directory. Returns that keyring, if there is one.
+fn establish_identity(sandbox: bool) -> Option<Arc<dyn crate::auth::keyring::SecretStore>> {
     use crate::runtime::identity::{Identity, SignedIn, set_current, stored_sign_in};
     let keyring = match crate::auth::keyring::open_default() {
         Ok(k) => Some(k),
@@ -245,9 +246,10 @@ fn establish_identity(sandbox: bool) {
             name: user.name().into(),
         })
     } else {
-        keyring.and_then(|k| stored_sign_in(k.as_ref()))
+        keyring.as_ref().and_then(|k| stored_sign_in(k.as_ref()))
     };
     set_current(Identity::local(signed_in));
+    keyring
 }
 
 /// The store with its audit chain anchored in the keyring (a checkpoint refreshed on
@@ -394,8 +396,15 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Some(Command::Mcp {
-            cmd: Some(mcp_cmd::McpCmd::Install { client, write }),
-        }) => return mcp_cmd::install(*client, *write, cli.sandbox),
+            cmd: Some(mcp_cmd::McpCmd::Install { client, write, yes }),
+        }) => {
+            let launch = mcp_cmd::Launch {
+                sandbox: cli.sandbox,
+                config: cli.config.clone(),
+                store: cli.store.clone(),
+            };
+            return mcp_cmd::install(*client, *write, *yes, &launch);
+        }
         Some(Command::Sandbox {
             cmd:
                 SandboxCmd::Phone {
@@ -422,11 +431,16 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
     if let Some(Command::Init(args)) = cli.command {
         return init_cmd::run(cli.config, args);
     }
+    // Before config is loaded, the log opened or the store created: doctor reports a
+    // config that does not load, and changes nothing.
+    if matches!(cli.command, Some(Command::Doctor)) {
+        return doctor_cmd::run(&cli);
+    }
     let config = load_config(&cli)?;
     if !matches!(cli.command, Some(Command::Mcp { cmd: None })) {
         logging::init(&config, false);
     }
-    establish_identity(cli.sandbox);
+    let _ = establish_identity(cli.sandbox);
     match &cli.command {
         Some(Command::Config { cmd }) => return config_cmd(cmd, &config),
         Some(Command::Login) => return auth_cmd::login(&config, cli.sandbox),
@@ -434,14 +448,7 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
         Some(Command::Whoami) => return auth_cmd::whoami(&config, cli.sandbox),
         _ => {}
     }
-    let store = match open_store(&config, cli.sandbox) {
-        Ok(s) => s,
-        Err(e) if matches!(cli.command, Some(Command::Doctor)) => {
-            println!("FAIL  store     {e:#}");
-            return Ok(ExitCode::FAILURE);
-        }
-        Err(e) => return Err(e),
-    };
+    let store = open_store(&config, cli.sandbox)?;
     let ctx = Ctx {
         config,
         sandbox: cli.sandbox,
@@ -466,7 +473,6 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
         Some(Command::Permissions { cmd }) => permissions_cmd::run(&ctx, cmd),
         Some(Command::Policy { cmd }) => policy_cmd::run(&ctx, cmd),
         Some(Command::Team { cmd }) => team_cmd::run(&ctx, cmd),
-        Some(Command::Doctor) => doctor(&ctx),
         Some(Command::Batch { every }) => batch_cmd::run(&ctx, every),
         Some(Command::Suggest { json }) => suggest_cmd::run(&ctx, json),
         Some(Command::Sandbox {
@@ -622,104 +628,5 @@ fn config_cmd(cmd: &ConfigCmd, config: &Config) -> Result<ExitCode> {
             print!("{table}");
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-fn doctor(ctx: &Ctx) -> Result<ExitCode> {
-    let mut problems = 0;
-    match &ctx.config.file {
-        Some(p) => println!("ok    config    {}", p.display()),
-        None => println!("ok    config    defaults (no file)"),
-    }
-    println!("ok    store     {}", ctx.store.describe());
-    if !ctx.config.raw.store.url.is_empty() {
-        // Reopen as Redis to reach its health check (the trait stays backend-neutral).
-        match open_redis(&ctx.config, ctx.sandbox).and_then(|r| r.health()) {
-            Ok(h) => println!(
-                "ok    redis     PING {:.1} ms, namespace {} ({} keys)",
-                h.latency.as_secs_f64() * 1000.0,
-                h.namespace,
-                h.keys_in_namespace
-            ),
-            Err(e) => {
-                problems += 1;
-                println!("FAIL  redis     {e} — check store.url and that the server is running");
-            }
-        }
-    }
-    match ctx.store.verify_audit()? {
-        Ok(n) => println!("ok    audit     chain verifies ({n} entries)"),
-        Err(b) => {
-            problems += 1;
-            println!("FAIL  audit     {b} — run `dealflow audit verify` for details");
-        }
-    }
-    {
-        use crate::runtime::seal::{Anchor, KeyringAnchor};
-        match KeyringAnchor::open().map(|a| a.check(ctx.store.as_ref())) {
-            Ok(Ok(a @ (Anchor::Holds { .. } | Anchor::Missing))) => {
-                println!("ok    anchor    {a}; consent is sealed with your keyring's key")
-            }
-            Ok(Ok(bad)) => {
-                problems += 1;
-                println!("FAIL  anchor    {bad} — the log was changed outside dealflow");
-            }
-            Ok(Err(e)) => {
-                problems += 1;
-                println!("FAIL  anchor    {e}");
-            }
-            Err(e) => {
-                problems += 1;
-                println!("FAIL  anchor    {e}");
-            }
-        }
-    }
-    {
-        use crate::runtime::suggester::{RUNS_SUBJECT, tokens_today};
-        let now = now_ms();
-        let engine = match crate::llm::AnthropicClient::from_env(&ctx.config.raw.llm) {
-            Ok(_) => format!("Claude ({})", ctx.config.raw.llm.model),
-            Err(_) => "offline planner (no ANTHROPIC_API_KEY)".into(),
-        };
-        let budget = ctx.config.raw.agent.daily_token_budget;
-        let used = tokens_today(ctx.store.as_ref(), now).unwrap_or(0);
-        let spend = if budget > 0 {
-            format!("{used} of {budget} tokens today")
-        } else {
-            format!("{used} tokens today")
-        };
-        let last = ctx
-            .store
-            .audit_about(RUNS_SUBJECT, now - 30 * 86_400_000)?
-            .into_iter()
-            .next();
-        let when = |ts: i64| {
-            chrono::DateTime::from_timestamp_millis(ts).map_or_else(
-                || "?".into(),
-                |d| d.format("%Y-%m-%d %H:%M UTC").to_string(),
-            )
-        };
-        match last {
-            None => println!("ok    agent     {engine}; no run yet; {spend}"),
-            Some(e) if e.event == "agent.suggest_failed" => {
-                problems += 1;
-                println!(
-                    "FAIL  agent     {engine}; last run {} failed: {}; {spend}",
-                    when(e.ts),
-                    e.detail["error"].as_str().unwrap_or("?")
-                );
-            }
-            Some(e) => println!(
-                "ok    agent     {engine}; last run {}: {} filed; {spend}",
-                when(e.ts),
-                e.detail["filed"].as_array().map_or(0, Vec::len)
-            ),
-        }
-    }
-    problems += auth_cmd::doctor_lines(&ctx.config, ctx.sandbox);
-    if problems == 0 {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Ok(ExitCode::FAILURE)
     }
 }

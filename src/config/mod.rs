@@ -231,7 +231,10 @@ fn keys_of(section: &str) -> Vec<String> {
     }
 }
 
-fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a String>) -> Option<String> {
+pub(crate) fn closest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a String>,
+) -> Option<String> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))
@@ -274,7 +277,7 @@ fn location_of(source: &Source) -> String {
 }
 
 /// 1-based line and column of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let col = before
@@ -285,7 +288,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// The `[section]` header in force at `offset`.
-fn section_at(text: &str, offset: usize) -> Option<String> {
+pub(crate) fn section_at(text: &str, offset: usize) -> Option<String> {
     text[..offset.min(text.len())]
         .lines()
         .rev()
