@@ -310,6 +310,14 @@ fn a_revoked_scope_is_asked_for_exactly_and_the_rest_kept() {
         &[("DEALFLOW_UI_UNDO_SEND", "0s")],
     );
     p.exp_string("pending").unwrap();
+    // The first frame comes before the sandbox is up: wait for its URL file.
+    let url_file = home.join("run/dealflow/sandbox.url");
+    for _ in 0..300 {
+        if std::fs::read_to_string(&url_file).is_ok_and(|s| s.lines().count() == 2) {
+            break;
+        }
+        pause(50);
+    }
     let out = Command::new(env!("CARGO_BIN_EXE_dealflow"))
         .args(["sandbox", "revoke", "google", "gmail.send"])
         .env_clear()
