@@ -227,3 +227,58 @@ fn accounts_take_the_connection_names_errors_print() {
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("google-oauth2: disconnected"));
 }
+
+/// A crash right after Gmail acknowledged a send, before dealflow recorded it: the
+/// next run starts its own sandbox, whose Gmail still holds the mail (the world is
+/// kept beside the store), so reconciliation finds it and nothing is sent twice.
+#[test]
+fn a_send_acknowledged_before_a_crash_is_found_by_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let out = cmd(home)
+        .args(["actions", "approve", "act-demo-initech-followup"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let world = home.join("data/dealflow/sandbox-world.json");
+    let sent_to_bill = || {
+        let w: serde_json::Value = serde_json::from_slice(&std::fs::read(&world).unwrap()).unwrap();
+        w["sent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["to"] == "bill@initech.example")
+            .count()
+    };
+    assert_eq!(sent_to_bill(), 1);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&world).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "mail bodies are the owner's alone: {mode:o}"
+    );
+    // The crash: the row still says executing, long past its lease.
+    let db = home.join("data/dealflow/sandbox.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "UPDATE actions SET state = 'executing', updated_at = 0 WHERE id = 'act-demo-initech-followup';",
+        )
+        .unwrap();
+    // Any command that wires the pipeline reconciles first.
+    let out = cmd(home)
+        .args(["actions", "execute", "act-demo-stark-call"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("reconciled act-demo-initech-followup: succeeded"),
+        "{err}"
+    );
+    assert_eq!(sent_to_bill(), 1, "found, not sent again");
+}

@@ -91,7 +91,13 @@ async fn connect_completes_on_the_loopback_redirect() {
 
 #[tokio::test]
 async fn connect_completes_on_a_pasted_address_and_refuses_a_wrong_one() {
-    let (b, _w, _dir) = backend().await;
+    let (b, w, _dir) = backend().await;
+    // The user took gmail.send back at Google: the connect adds it and keeps the rest.
+    let send = "https://www.googleapis.com/auth/gmail.send".to_string();
+    w.sandbox
+        .state
+        .revoke_grant(DEMO_SUB, "google-oauth2", std::slice::from_ref(&send))
+        .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     assert!(
         b.handle(Effect::ConnectAccount(Connection::Google), &tx)
@@ -117,18 +123,42 @@ async fn connect_completes_on_a_pasted_address_and_refuses_a_wrong_one() {
     assert!(b.handle(Effect::ConnectRedirect(ended_on), &tx).is_none());
     let (c, r) = done(&mut rx).await;
     assert_eq!(c, Connection::Google);
-    assert!(r.unwrap().starts_with("connected google-oauth2:"));
+    let line = r.unwrap();
+    assert!(
+        line.starts_with("connected google-oauth2: added gmail.send; 5 scope(s)"),
+        "{line}"
+    );
+    let accounts = w.sandbox.state.auth0.connected_accounts(DEMO_SUB);
+    let google = accounts
+        .iter()
+        .find(|a| a.connection == "google-oauth2")
+        .unwrap();
+    assert_eq!(google.scopes.len(), 5, "{:?}", google.scopes);
+}
+
+#[tokio::test]
+async fn connecting_what_is_fully_granted_opens_no_browser() {
+    let (b, _w, _dir) = backend().await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    b.handle(Effect::ConnectAccount(Connection::Google), &tx);
+    let (c, r) = done(&mut rx).await;
+    assert_eq!(c, Connection::Google);
+    assert!(r.unwrap().contains("nothing to add"));
 }
 
 #[tokio::test]
 async fn a_cancelled_connect_says_so() {
-    let (b, _w, _dir) = backend().await;
+    let (b, w, _dir) = backend().await;
+    w.sandbox
+        .state
+        .revoke_grant(DEMO_SUB, "sign-in-with-slack", &["chat:write".to_string()])
+        .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    b.handle(Effect::ConnectAccount(Connection::Google), &tx);
+    b.handle(Effect::ConnectAccount(Connection::Slack), &tx);
     link(&mut rx).await;
     b.handle(Effect::CancelConnect, &tx);
     let (_, r) = done(&mut rx).await;
-    assert_eq!(r, Err("connect google-oauth2: cancelled".into()));
+    assert_eq!(r, Err("connect sign-in-with-slack: cancelled".into()));
 }
 
 async fn answer_on_phone(w: &SandboxWiring, approve: bool) -> String {

@@ -59,6 +59,7 @@ pub async fn wire_quietly(ctx: &Ctx) -> Result<Wired> {
         (clients, Endpoints::sandbox(&url), None, Some(url))
     } else if ctx.sandbox {
         let sandbox = Sandbox::start(None).await?;
+        keep_world(&sandbox)?;
         // The sandbox approves its own sign-in before the first poll, so that poll may go
         // at once (interval 0) instead of a second later: the second was most of the time
         // to the first frame. Later device flows on this sandbox poll every second.
@@ -151,4 +152,17 @@ async fn join_running() -> Option<(String, AuthClients)> {
 /// Executes one approved action.
 pub async fn execute_one(w: &Wired, id: &str) -> Result<Executed, PipelineError> {
     w.pipeline.execute(id, &Subject::User, now_ms()).await
+}
+
+/// The sandbox world outlives the process that ran it (`sandbox-world.json` beside
+/// `sandbox.db`): what the emulated Gmail acknowledged is still there for the next
+/// run's reconciliation, as the real one would be.
+pub fn keep_world(sandbox: &Sandbox) -> Result<()> {
+    let Some(dirs) = crate::config::project_dirs() else {
+        return Ok(());
+    };
+    let path = dirs.data_dir().join("sandbox-world.json");
+    sandbox
+        .keep_world(&path)
+        .with_context(|| format!("the sandbox world in {}", path.display()))
 }

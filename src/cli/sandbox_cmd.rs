@@ -15,6 +15,7 @@ use std::process::ExitCode;
 pub fn serve(port: Option<u16>) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let sb = Sandbox::start(port).await?;
+        super::exec::keep_world(&sb)?;
         // Every `--sandbox` command joins this world with a device sign-in; a second's
         // interval keeps that quick (the TUI's sandbox uses the same).
         sb.state.auth0.set_timing(|t| t.device_interval_s = 1);

@@ -58,6 +58,11 @@ impl Sandbox {
         format!("http://{}", self.addr)
     }
 
+    /// Keeps the providers' world (sent mail, events, posts) in `path` across runs.
+    pub fn keep_world(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.state.providers.persist_to(path)
+    }
+
     /// Writes this sandbox's URL where `dealflow sandbox phone` looks for it (see
     /// [`discovery`]); keep the guard alive as long as the sandbox runs.
     pub fn publish_url(&self) -> std::io::Result<discovery::Published> {

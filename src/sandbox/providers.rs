@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A sent or drafted email as the emulated Gmail stored it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StoredMail {
     pub id: String,
     pub message_id: String,
@@ -31,7 +31,7 @@ pub struct StoredMail {
     pub raw: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SlackPost {
     pub channel: String,
     pub text: String,
@@ -60,6 +60,17 @@ pub struct ProviderData {
     calls: Mutex<HashMap<String, u64>>,
     /// Added to every provider call, to emulate network and provider latency.
     pub latency_ms: AtomicU64,
+    /// Where the world is kept between runs (see [`ProviderData::persist_to`]).
+    journal: Mutex<Option<std::path::PathBuf>>,
+}
+
+/// What the emulated providers hold, as it is kept on disk.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct World {
+    sent: Vec<StoredMail>,
+    drafts: Vec<StoredMail>,
+    events: BTreeMap<String, Value>,
+    slack_posts: Vec<SlackPost>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -67,6 +78,54 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ProviderData {
+    /// Keeps what the providers hold in `path`: loads what an earlier run left there,
+    /// then rewrites it after every side effect, before the provider answers. A send
+    /// the provider acknowledged is then on disk even if every process dies right
+    /// after, so reconciliation in the next run finds it instead of sending again —
+    /// as the real Gmail would still hold it.
+    pub fn persist_to(&self, path: &std::path::Path) -> std::io::Result<()> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let w: World = serde_json::from_slice(&bytes)
+                    .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+                *lock(&self.sent) = w.sent;
+                *lock(&self.drafts) = w.drafts;
+                *lock(&self.events) = w.events;
+                *lock(&self.slack_posts) = w.slack_posts;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        *lock(&self.journal) = Some(path.to_path_buf());
+        Ok(())
+    }
+
+    /// Writes the world out (atomically, owner-only) if it is kept on disk.
+    fn save(&self) {
+        let Some(path) = lock(&self.journal).clone() else {
+            return;
+        };
+        let w = World {
+            sent: self.sent(),
+            drafts: self.drafts(),
+            events: self.events(),
+            slack_posts: self.slack_posts(),
+        };
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let dir = path.parent().unwrap_or_else(|| std::path::Path::new("."));
+            std::fs::create_dir_all(dir)?;
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+            tmp.write_all(&serde_json::to_vec(&w).map_err(std::io::Error::other)?)?;
+            tmp.as_file().sync_all()?;
+            tmp.persist(&path).map_err(|e| e.error)?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            tracing::warn!(error = %e, path = %path.display(), "cannot keep the sandbox world");
+        }
+    }
+
     pub fn sent(&self) -> Vec<StoredMail> {
         lock(&self.sent).clone()
     }
@@ -379,10 +438,12 @@ async fn gmail_store(
     };
     if draft {
         lock(&st.providers.drafts).push(mail);
+        st.providers.save();
         Json(json!({"id": format!("r-{id}"), "message": {"id": id, "threadId": id, "labelIds": ["DRAFT"]}}))
             .into_response()
     } else {
         lock(&st.providers.sent).push(mail);
+        st.providers.save();
         Json(json!({"id": id, "threadId": id, "labelIds": ["SENT"]})).into_response()
     }
 }
@@ -489,6 +550,8 @@ async fn calendar_insert(
         );
     }
     events.insert(id, body.clone());
+    drop(events);
+    st.providers.save();
     Json(body).into_response()
 }
 
@@ -632,6 +695,7 @@ async fn slack_post(
         text: text.to_string(),
         ts: ts.clone(),
     });
+    st.providers.save();
     Json(json!({"ok": true, "channel": id, "ts": ts, "message": {"text": text, "ts": ts}}))
         .into_response()
 }

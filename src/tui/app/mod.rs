@@ -696,19 +696,22 @@ impl App {
         let mut out = vec![];
         if let Some(seen) = &self.seen_pending {
             // Chat's own requests are answered in Chat, which rings for them itself.
-            let fresh: Vec<&String> = now_pending
-                .difference(seen)
-                .filter(|id| {
-                    self.actions
-                        .row_by_id(id)
-                        .is_none_or(|r| r.action.surface != crate::core::domain::Surface::Chat)
+            // One pass over the rows: the queue may hold a hundred thousand.
+            let fresh: Vec<&crate::core::domain::Action> = self
+                .actions
+                .rows
+                .iter()
+                .map(|r| &r.action)
+                .filter(|a| {
+                    a.surface != crate::core::domain::Surface::Chat
+                        && now_pending.contains(&a.id)
+                        && !seen.contains(&a.id)
                 })
                 .collect();
             if !fresh.is_empty() && self.session.notify {
                 let first = fresh
                     .first()
-                    .and_then(|id| self.actions.row_by_id(id))
-                    .map(|r| format!("{} ({})", r.action.title, r.action.kind()))
+                    .map(|a| format!("{} ({})", a.title, a.kind()))
                     .unwrap_or_default();
                 out.push(Effect::Notify {
                     title: format!("dealflow: {} new to review", fresh.len()),
