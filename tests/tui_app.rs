@@ -80,6 +80,9 @@ impl H {
         };
         let init = h.app.init();
         h.run_effects(init);
+        // The size `terminal()` draws at, as the event loop reports it before any key:
+        // a confirmation is never taken on a terminal of unknown size.
+        h.send(Msg::Resize(120, 36));
         h
     }
 
@@ -1671,4 +1674,49 @@ fn bulk_summary_shows_every_step_up_payload_before_the_count_confirms_it() {
     assert!(screen_at(&h, 80, 24).contains("Last line: reply by Friday."));
     h.code(KeyCode::Enter);
     assert_eq!(h.action("act-long-mail").state, ActionState::Approved);
+}
+
+/// On a terminal too small to show a payload row, or of unknown size, nothing can be
+/// confirmed; keys typed on through the first second do not scroll either.
+#[test]
+fn a_step_up_is_never_confirmed_unseen() {
+    let mut h = H::new();
+    h.keys("2");
+    h.send(Msg::Resize(80, 9));
+    h.send(Msg::Chat(ChatEvent::StepUp {
+        action_id: "act-tiny".into(),
+        summary: "Send an email to bill@initech.example:\nline two".into(),
+    }));
+    // Typed on through the guard: G does not scroll.
+    h.code(KeyCode::Char('G'));
+    assert_eq!(h.app.chat.step_up.as_ref().unwrap().scroll, 0);
+    h.clock.advance(1100);
+    h.code(KeyCode::Char('G'));
+    let fx = h.app.update(Msg::Key(KeyEvent::new(
+        KeyCode::Char('y'),
+        KeyModifiers::NONE,
+    )));
+    assert!(fx.is_empty(), "confirmed on a 9-row terminal: {fx:?}");
+    assert!(h.app.chat.step_up.is_some());
+    // Room enough again: the same prompt confirms once read.
+    h.send(Msg::Resize(80, 24));
+    let fx = h.app.update(Msg::Key(KeyEvent::new(
+        KeyCode::Char('y'),
+        KeyModifiers::NONE,
+    )));
+    assert_eq!(
+        fx,
+        vec![Effect::AnswerStepUp {
+            action_id: "act-tiny".into(),
+            confirmed: true
+        }]
+    );
+    // The popup too: at 3 rows nothing is shown, so y does nothing.
+    h.keys("1");
+    h.send(Msg::Resize(80, 3));
+    h.select("acme");
+    h.keys("a");
+    h.clock.advance(1100);
+    h.keys("y");
+    assert_eq!(h.action("act-demo-acme-close").state, ActionState::Proposed);
 }

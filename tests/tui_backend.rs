@@ -137,13 +137,18 @@ async fn connect_completes_on_a_pasted_address_and_refuses_a_wrong_one() {
 }
 
 #[tokio::test]
-async fn connecting_what_is_fully_granted_opens_no_browser() {
+async fn connecting_what_is_fully_granted_renews_the_grant() {
+    // A grant that lists every scope can still be dead (its refresh token revoked at
+    // the provider): an explicit connect must still be able to renew it.
     let (b, _w, _dir) = backend().await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     b.handle(Effect::ConnectAccount(Connection::Google), &tx);
+    let url = link(&mut rx).await;
+    let page = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    assert!(page.contains("Account connected"));
     let (c, r) = done(&mut rx).await;
     assert_eq!(c, Connection::Google);
-    assert!(r.unwrap().contains("nothing to add"));
+    assert!(r.unwrap().contains("grant renewed; 5 scope(s)"));
 }
 
 #[tokio::test]

@@ -285,7 +285,9 @@ impl ScopePlan {
     pub fn describe(&self) -> String {
         let short: Vec<&str> = self.adding.iter().map(|s| short_scope(s)).collect();
         match (self.adding.is_empty(), self.keeping.len()) {
-            (true, _) => "nothing to add: every scope asked for is granted".into(),
+            // A grant can list every scope and still be dead (a refresh token revoked at
+            // the provider): connecting then renews it rather than doing nothing.
+            (true, _) => "renewing the grant: every scope asked for is listed already".into(),
             (false, 0) => format!("asking for {}", short.join(", ")),
             (false, n) => format!(
                 "adding {}; keeping the {n} already granted",
@@ -409,5 +411,6 @@ mod scope_plan_tests {
         let p = ScopePlan::new(Connection::Slack, Some(&all), &[]);
         assert!(p.adding.is_empty());
         assert_eq!(p.request, all);
+        assert!(p.describe().starts_with("renewing the grant"));
     }
 }

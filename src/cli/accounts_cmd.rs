@@ -124,23 +124,6 @@ pub fn run(ctx: &Ctx, cmd: AccountsCmd) -> Result<ExitCode> {
             AccountsCmd::Connect { connection, scopes } => {
                 let connection: Connection = connection.into();
                 let plan = cc.plan(connection, &scopes).await?;
-                if plan.adding.is_empty() {
-                    println!(
-                        "{}: {} ({})",
-                        connection.as_str(),
-                        plan.describe(),
-                        plan.keeping
-                            .iter()
-                            .map(|s| short_scope(s))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    );
-                    // Turned off in dealflow with the grant intact: connecting turns it on.
-                    if ctx.store.load_permissions()?.disconnected.contains(&connection) {
-                        println!("{} (audited)", set_connected(ctx, connection, true)?);
-                    }
-                    return Ok(ExitCode::SUCCESS);
-                }
                 eprintln!("connect {}: {}", connection.as_str(), plan.describe());
                 let refs: Vec<&str> = plan.request.iter().map(String::as_str).collect();
                 let lb = LoopbackRedirect::bind()

@@ -96,9 +96,6 @@ impl Backend {
                     .plan(connection, &[])
                     .await
                     .map_err(|e| e.to_string())?;
-                if plan.adding.is_empty() {
-                    return Ok(format!("{}: {}", connection.as_str(), plan.describe()));
-                }
                 let refs: Vec<&str> = plan.request.iter().map(String::as_str).collect();
                 let lb = LoopbackRedirect::bind()
                     .await
@@ -138,12 +135,20 @@ impl Backend {
                     .iter()
                     .map(|s| crate::auth::connect::short_scope(s))
                     .collect();
-                Ok(format!(
-                    "connected {}: added {}; {} scope(s) granted",
-                    acct.connection,
-                    added.join(", "),
-                    acct.scopes.len()
-                ))
+                Ok(if added.is_empty() {
+                    format!(
+                        "connected {}: grant renewed; {} scope(s) granted",
+                        acct.connection,
+                        acct.scopes.len()
+                    )
+                } else {
+                    format!(
+                        "connected {}: added {}; {} scope(s) granted",
+                        acct.connection,
+                        added.join(", "),
+                        acct.scopes.len()
+                    )
+                })
             }
             .await;
             let _ = tx.send(done(result));

@@ -1233,7 +1233,7 @@ impl App {
     }
 
     /// The step-up box's fit at the current terminal size; `None` before the first
-    /// `Resize` (headless tests), when nothing has been drawn to measure against.
+    /// `Resize`, when nothing has been drawn to measure against (and nothing confirmed).
     fn step_up_fit(&self) -> Option<crate::tui::view::chat::StepUpFit> {
         let p = self.chat.step_up.as_ref()?;
         let (w, h) = self.size;
@@ -1246,6 +1246,16 @@ impl App {
     }
 
     fn scroll_step_up(&mut self, by: isize) -> Vec<Effect> {
+        // Keys typed on through the prompt's first second scroll nothing either.
+        if self
+            .chat
+            .step_up
+            .as_ref()
+            .is_some_and(|p| self.now - p.opened_at < INPUT_GUARD_MS)
+        {
+            self.say_input_guard();
+            return vec![];
+        }
         let max = self
             .step_up_fit()
             .map_or(0, |f| f.rows.saturating_sub(f.shown));
@@ -1265,8 +1275,16 @@ impl App {
         }
         // "Confirm exactly this" means all of it: a yes waits until the last row of the
         // payload has been on screen. A no never waits.
+        let fit = self.step_up_fit();
+        if confirmed && fit.is_none_or(|f| f.shown == 0) {
+            self.set_status(
+                Level::Warn,
+                "the terminal is too small to show what you would confirm: enlarge it, or n to refuse",
+            );
+            return vec![];
+        }
         if confirmed
-            && let Some(fit) = self.step_up_fit()
+            && let Some(fit) = fit
             && p.scroll + fit.shown < fit.rows
         {
             self.set_status(

@@ -64,9 +64,9 @@ impl App {
             } => match k.code {
                 // "Approve exactly this" means all of it: the last row must have been shown.
                 KeyCode::Char('y')
-                    if self.size.0 > 0
-                        && self.size.1 > 0
-                        && crate::tui::view::popup::step_up_unseen(
+                    if self.size.0 == 0
+                        || self.size.1 == 0
+                        || crate::tui::view::popup::step_up_unseen(
                             &id,
                             &lines,
                             &gate,
@@ -175,7 +175,7 @@ impl App {
                 let area = ratatui::layout::Rect::new(0, 0, self.size.0, self.size.1);
                 let unseen = |app: &App, scroll: usize| {
                     if app.size.0 == 0 || app.size.1 == 0 {
-                        0
+                        usize::MAX
                     } else {
                         crate::tui::view::popup::bulk_unseen(app, &plan, scroll, area)
                     }

@@ -35,16 +35,20 @@ pub fn step_up_fit(summary: &str, body: Rect) -> StepUpFit {
     let rows = Paragraph::new(payload_lines(summary))
         .wrap(Wrap { trim: false })
         .line_count(inner_w);
-    // Borders and the key hint take three rows.
-    let room = body
-        .height
-        .saturating_sub(INPUT_H + MIN_CONVERSATION_H)
-        .max(4);
+    // The conversation keeps a few rows when there is room; on a short terminal the
+    // box takes them too. Borders and the key hint take three rows; what is left may
+    // be nothing, and then nothing can be confirmed (the model checks `shown`).
+    let avail = body.height.saturating_sub(INPUT_H);
+    let room = if avail >= MIN_CONVERSATION_H + 4 {
+        avail - MIN_CONVERSATION_H
+    } else {
+        avail
+    };
     let height = (rows as u16).saturating_add(3).min(room);
     StepUpFit {
         height,
         rows,
-        shown: usize::from(height.saturating_sub(3)).max(1),
+        shown: usize::from(height.saturating_sub(3)),
     }
 }
 
@@ -76,8 +80,9 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
         (None, Some(_)) => 5,
         (None, None) => 0,
     };
+    // Min(0): the prompt gets exactly the rows `step_up_fit` promised the model.
     let [conv, prompt, input] = Layout::vertical([
-        Constraint::Min(3),
+        Constraint::Min(0),
         Constraint::Length(prompt_h),
         Constraint::Length(INPUT_H),
     ])

@@ -75,14 +75,18 @@ fn step_up_geometry(id: &str, lines: &[String], gate: &str, area: Rect) -> (Rect
         .line_count(width.saturating_sub(2));
     // Borders and the key line.
     let r = centered(area, width, (rows as u16).saturating_add(3));
-    let shown = usize::from(r.height.saturating_sub(3)).max(1);
+    let shown = usize::from(r.height.saturating_sub(3));
     (r, rows, shown)
 }
 
 /// Rows of the step-up payload not yet shown at `scroll` (0: all of it has been seen).
-/// The model asks this before it takes a `y`, and to bound scrolling.
+/// The model asks this before it takes a `y`, and to bound scrolling. A terminal of
+/// unknown size, or too small to show a row, never counts as seen.
 pub fn step_up_unseen(id: &str, lines: &[String], gate: &str, scroll: usize, area: Rect) -> usize {
     let (_, rows, shown) = step_up_geometry(id, lines, gate, area);
+    if shown == 0 {
+        return rows.max(1);
+    }
     rows.saturating_sub(scroll + shown)
 }
 
@@ -133,11 +137,12 @@ fn bulk_geometry(
         .line_count(width.saturating_sub(2));
     // Borders and the two footer rows.
     let r = centered(area, width, (rows as u16).saturating_add(4));
-    let shown = usize::from(r.height.saturating_sub(4)).max(1);
+    let shown = usize::from(r.height.saturating_sub(4));
     (r, rows, shown)
 }
 
-/// Rows of the bulk summary not yet shown at `scroll` (0: all of it has been seen).
+/// Rows of the bulk summary not yet shown at `scroll` (0: all of it has been seen); as
+/// [`step_up_unseen`], a terminal too small to show a row never counts as seen.
 pub fn bulk_unseen(
     app: &App,
     plan: &crate::tui::actions::BulkPlan,
@@ -145,6 +150,9 @@ pub fn bulk_unseen(
     area: Rect,
 ) -> usize {
     let (_, rows, shown) = bulk_geometry(app, plan, area);
+    if shown == 0 {
+        return rows.max(1);
+    }
     rows.saturating_sub(scroll + shown)
 }
 
