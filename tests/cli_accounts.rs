@@ -94,21 +94,6 @@ fn list_disconnect_and_connect_through_the_loopback_redirect() {
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 2);
 
-    let out = cmd(home)
-        .args(["accounts", "disconnect", "google"])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("google-oauth2: disconnected"));
-    let out = cmd(home)
-        .args(["actions", "approve", "act-demo-initech-followup"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("disconnected in dealflow"),
-        "{err}"
-    );
-
     // The user takes gmail.send back at Google: the email asks for exactly that scope.
     let out = cmd(home)
         .args(["sandbox", "revoke", "google", "gmail.send"])
@@ -123,15 +108,30 @@ fn list_disconnect_and_connect_through_the_loopback_redirect() {
     assert!(stdout.contains("took back gmail.send"), "{stdout}");
     let before = google_scopes(home);
     assert_eq!(before.len(), 4, "{before:?}");
-    // (Approved above; blocked then by the switch, now by the missing scope.)
     let out = cmd(home)
-        .args(["actions", "execute", "act-demo-initech-followup"])
+        .args(["actions", "approve", "act-demo-initech-followup"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(
         err.contains("google-oauth2 lacks gmail.send: an incremental connect adds it"),
+        "{err}"
+    );
+
+    // Turned off in dealflow as well: that is said first.
+    let out = cmd(home)
+        .args(["accounts", "disconnect", "google"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("google-oauth2: disconnected"));
+    let out = cmd(home)
+        .args(["actions", "execute", "act-demo-initech-followup"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("disconnected in dealflow"),
         "{err}"
     );
 
