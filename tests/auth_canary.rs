@@ -82,7 +82,7 @@ async fn no_issued_token_reaches_logs_store_audit_or_output() {
 
     let sb = Sandbox::start(None).await.unwrap();
     sb.state.auth0.set_timing(|t| t.ms_per_second = 10);
-    let mut s = AuthSettings::sandbox(&sb.base_url());
+    let mut s = AuthSettings::sandbox(&sb.base_url()).with_sandbox_key(sb.state.admin.expose());
     s.poll_unit = Duration::from_millis(10);
     let secret = Secret::new(sb.state.auth0.agent_client_secret());
 

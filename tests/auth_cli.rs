@@ -40,7 +40,7 @@ async fn phone_in_a_second_terminal_approves_and_denies() {
         sb.state.admin.expose(),
     )
     .unwrap();
-    let mut s = AuthSettings::sandbox(&sb.base_url());
+    let mut s = AuthSettings::sandbox(&sb.base_url()).with_sandbox_key(sb.state.admin.expose());
     s.poll_unit = Duration::from_millis(20);
     let ciba = CibaClient::new(s, Secret::new(sb.state.auth0.agent_client_secret()));
 

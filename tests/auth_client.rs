@@ -23,7 +23,7 @@ async fn setup() -> (Sandbox, AuthSettings) {
     sb.state
         .auth0
         .set_timing(|t| t.ms_per_second = UNIT_MS as i64);
-    let mut s = AuthSettings::sandbox(&sb.base_url());
+    let mut s = AuthSettings::sandbox(&sb.base_url()).with_sandbox_key(sb.state.admin.expose());
     s.poll_unit = Duration::from_millis(UNIT_MS);
     (sb, s)
 }
@@ -589,6 +589,21 @@ async fn activation_page_approves_in_a_browser() {
     let r = reqwest::Client::new()
         .post(format!("{}/activate", sb.base_url()))
         .form(&[("user_code", p.user_code.as_str()), ("decision", "approve")])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // No key, no sign-in: the port is open to every user of the machine.
+    assert!(r.contains("Wrong sandbox key"), "{r}");
+    let r = reqwest::Client::new()
+        .post(format!("{}/activate", sb.base_url()))
+        .form(&[
+            ("user_code", p.user_code.as_str()),
+            ("decision", "approve"),
+            ("key", sb.state.admin.expose()),
+        ])
         .send()
         .await
         .unwrap()

@@ -414,6 +414,13 @@ async fn discovery_jwks_userinfo_and_phone_http() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401, "no key, no revoke");
+    let r = http
+        .post(format!("{}/sandbox/device/approve", sb.base_url()))
+        .json(&serde_json::json!({"user_code": "ABCD-EFGH", "sub": "auth0|team-lead"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "no key, no signing in as someone");
     // No requests; an unknown id is 404.
     let list: Value = http
         .get(format!("{}/sandbox/phone/requests", sb.base_url()))

@@ -25,7 +25,7 @@ fn unique_service() -> String {
 async fn round_trip(store: Arc<dyn SecretStore>) {
     let sb = Sandbox::start(None).await.unwrap();
     sb.state.auth0.set_timing(|t| t.ms_per_second = 20);
-    let mut s = AuthSettings::sandbox(&sb.base_url());
+    let mut s = AuthSettings::sandbox(&sb.base_url()).with_sandbox_key(sb.state.admin.expose());
     s.poll_unit = Duration::from_millis(20);
     let login = dealflow::auth::device::DeviceLogin::new(s.clone());
     let p = login.start().await.unwrap();

@@ -106,9 +106,14 @@ async fn rig(tweak: impl FnOnce(&mut Pipeline, &Rig0)) -> Rig {
     });
     let base = sandbox.base_url();
     let secret = sandbox.state.auth0.agent_client_secret();
-    let w = wire_remote(&base, &secret, Duration::from_millis(20))
-        .await
-        .unwrap();
+    let w = wire_remote(
+        &base,
+        &secret,
+        sandbox.state.admin.expose(),
+        Duration::from_millis(20),
+    )
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
     let mut p = Pipeline::new(
@@ -613,7 +618,7 @@ async fn login_cell(endpoint: &str, f: F) -> Cell {
     if let Some(fault) = fault(f) {
         sandbox.state.providers.inject(endpoint, fault);
     }
-    let mut settings = AuthSettings::sandbox(&base);
+    let mut settings = AuthSettings::sandbox(&base).with_sandbox_key(sandbox.state.admin.expose());
     settings.poll_unit = Duration::from_millis(20);
     let res = Session::sandbox(settings).await;
     if f == F::Slow {

@@ -49,13 +49,14 @@ fn helper_reliability_child() {
 
 async fn child(mode: String) {
     let env = |k: &str| std::env::var(k).unwrap();
-    let (url, secret, store_path, out) = (
+    let (url, secret, key, store_path, out) = (
         env("DEALFLOW_REL_URL"),
         env("DEALFLOW_REL_SECRET"),
+        env("DEALFLOW_REL_KEY"),
         env("DEALFLOW_REL_STORE"),
         env("DEALFLOW_REL_OUT"),
     );
-    let w = wire_remote(&url, &secret, POLL_UNIT).await.unwrap();
+    let w = wire_remote(&url, &secret, &key, POLL_UNIT).await.unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(Path::new(&store_path)).unwrap());
     let mut p = Pipeline::new(
         store.clone(),
@@ -140,9 +141,14 @@ async fn parent() -> Parent {
         t.ciba_interval_s = 1;
     });
     let secret = sandbox.state.auth0.agent_client_secret();
-    let w = wire_remote(&sandbox.base_url(), &secret, POLL_UNIT)
-        .await
-        .unwrap();
+    let w = wire_remote(
+        &sandbox.base_url(),
+        &secret,
+        sandbox.state.admin.expose(),
+        POLL_UNIT,
+    )
+    .await
+    .unwrap();
     Parent { sandbox, secret, w }
 }
 
@@ -183,6 +189,7 @@ impl Parent {
             .env("DEALFLOW_REL_MODE", mode)
             .env("DEALFLOW_REL_URL", self.sandbox.base_url())
             .env("DEALFLOW_REL_SECRET", &self.secret)
+            .env("DEALFLOW_REL_KEY", self.sandbox.state.admin.expose())
             .env("DEALFLOW_REL_STORE", &t.db)
             .env("DEALFLOW_REL_OUT", out)
             .spawn()

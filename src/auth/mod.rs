@@ -124,6 +124,9 @@ pub struct AuthSettings {
     pub poll_unit: Duration,
     /// Renew cached tokens this long before they expire.
     pub refresh_margin: Duration,
+    /// Sandbox only: the key its own controls ask for (see `sandbox::state::AdminKey`),
+    /// which the sandbox's auto-approved sign-in presents.
+    pub sandbox_key: Option<Secret>,
 }
 
 impl AuthSettings {
@@ -151,6 +154,7 @@ impl AuthSettings {
             audience: a.audience.clone(),
             poll_unit: Duration::from_secs(1),
             refresh_margin: Duration::from_secs(60),
+            sandbox_key: None,
         })
     }
 
@@ -164,7 +168,14 @@ impl AuthSettings {
             audience: model::API_AUDIENCE.into(),
             poll_unit: Duration::from_secs(1),
             refresh_margin: Duration::from_secs(60),
+            sandbox_key: None,
         }
+    }
+
+    /// These settings, presenting the sandbox's control key when it signs in.
+    pub fn with_sandbox_key(mut self, key: &str) -> AuthSettings {
+        self.sandbox_key = Some(Secret::new(key.to_string()));
+        self
     }
 
     /// `iss` as Auth0 writes it: base URL with a trailing slash.
@@ -486,7 +497,8 @@ impl AuthClients {
     /// Shortens the emulator's device interval to 1 s so start-up is quick.
     pub async fn sandbox(sb: &crate::sandbox::Sandbox) -> Result<AuthClients, AuthError> {
         sb.state.auth0.set_timing(|t| t.device_interval_s = 1);
-        let settings = AuthSettings::sandbox(&sb.base_url());
+        let settings =
+            AuthSettings::sandbox(&sb.base_url()).with_sandbox_key(sb.state.admin.expose());
         AuthClients::sandbox_with(sb, settings).await
     }
 

@@ -366,8 +366,11 @@ pub async fn approve_sandbox_device(
     user_code: &str,
 ) -> Result<(), AuthError> {
     let path = "/sandbox/device/approve";
-    let resp = super::http_client()
-        .post(settings.url(path))
+    let mut req = super::http_client().post(settings.url(path));
+    if let Some(k) = &settings.sandbox_key {
+        req = req.bearer_auth(k.expose());
+    }
+    let resp = req
         .json(&serde_json::json!({
             "user_code": user_code,
             "sub": crate::sandbox::auth0::model::SandboxUser::current().sub(),

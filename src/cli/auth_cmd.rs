@@ -40,7 +40,7 @@ async fn start_sandbox() -> Result<(Sandbox, AuthSettings)> {
         .await
         .context("cannot start the sandbox")?;
     sb.state.auth0.set_timing(|t| t.device_interval_s = 1);
-    let settings = AuthSettings::sandbox(&sb.base_url());
+    let settings = AuthSettings::sandbox(&sb.base_url()).with_sandbox_key(sb.state.admin.expose());
     Ok((sb, settings))
 }
 

@@ -64,7 +64,8 @@ pub async fn wire_quietly(ctx: &Ctx) -> Result<Wired> {
         // at once (interval 0) instead of a second later: the second was most of the time
         // to the first frame. Later device flows on this sandbox poll every second.
         sandbox.state.auth0.set_timing(|t| t.device_interval_s = 0);
-        let settings = crate::auth::AuthSettings::sandbox(&sandbox.base_url());
+        let settings = crate::auth::AuthSettings::sandbox(&sandbox.base_url())
+            .with_sandbox_key(sandbox.state.admin.expose());
         let clients = AuthClients::sandbox_with(&sandbox, settings).await;
         sandbox.state.auth0.set_timing(|t| t.device_interval_s = 1);
         let clients = clients.context("sandbox sign-in")?;
@@ -139,7 +140,7 @@ async fn join_running() -> Option<(String, AuthClients)> {
         .await
         .ok()?;
     let secret = v.get("agent_client_secret")?.as_str()?.to_string();
-    let settings = crate::auth::AuthSettings::sandbox(&found.url);
+    let settings = crate::auth::AuthSettings::sandbox(&found.url).with_sandbox_key(&found.key);
     match AuthClients::sandbox_remote(settings, crate::auth::Secret::new(secret)).await {
         Ok(c) => Some((found.url, c)),
         Err(e) => {

@@ -229,7 +229,13 @@ pub async fn wire_sandbox_with(
     poll_unit: std::time::Duration,
 ) -> Result<SandboxWiring, AuthError> {
     let secret = sandbox.state.auth0.agent_client_secret();
-    let w = wire_remote(&sandbox.base_url(), &secret, poll_unit).await?;
+    let w = wire_remote(
+        &sandbox.base_url(),
+        &secret,
+        sandbox.state.admin.expose(),
+        poll_unit,
+    )
+    .await?;
     Ok(SandboxWiring {
         sandbox,
         session: w.session,
@@ -263,14 +269,16 @@ pub struct RemoteWiring {
     pub device: Arc<CibaDevice>,
 }
 
-/// Signs in to the sandbox at `base_url` as the demo user (device flow over HTTP) and
-/// builds the real vault and CIBA clients against it.
+/// Signs in to the sandbox at `base_url` as the demo user (device flow over HTTP, the
+/// approval presenting the sandbox's control `key`) and builds the real vault and CIBA
+/// clients against it.
 pub async fn wire_remote(
     base_url: &str,
     agent_secret: &str,
+    key: &str,
     poll_unit: std::time::Duration,
 ) -> Result<RemoteWiring, AuthError> {
-    let mut settings = crate::auth::AuthSettings::sandbox(base_url);
+    let mut settings = crate::auth::AuthSettings::sandbox(base_url).with_sandbox_key(key);
     settings.poll_unit = poll_unit;
     let secret = crate::auth::Secret::new(agent_secret.to_string());
     let session = Arc::new(Session::sandbox(settings.clone()).await?);

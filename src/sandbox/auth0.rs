@@ -279,6 +279,7 @@ async fn activate_page(Query(q): Query<UserCodeQ>) -> Html<String> {
          <h1>Sandbox sign-in</h1><p>This is the dealflow sandbox, not Auth0.</p>\
          <form method=post action=/activate>\
          <label>Code <input name=user_code value=\"{code}\"></label>\
+         <label>Sandbox key (second line of the sandbox's URL file) <input name=key type=password></label>\
          <button name=decision value=approve>Sign in as Dana Demo</button>\
          <button name=decision value=deny>Deny</button></form>"
     ))
@@ -286,6 +287,12 @@ async fn activate_page(Query(q): Query<UserCodeQ>) -> Html<String> {
 
 async fn activate_post(State(st): St, body: axum::body::Bytes) -> Html<&'static str> {
     let p: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    // The emulated Auth0 has no passwords: the sandbox's key stands in for the owner's
+    // login, or any user of the machine could sign in as the demo user.
+    let key = p.get("key").map(String::as_str).unwrap_or("");
+    if !model::constant_eq(key.as_bytes(), st.admin.expose().as_bytes()) {
+        return Html("<p>Wrong sandbox key. It is the second line of the sandbox's URL file.</p>");
+    }
     let code = p.get("user_code").map(String::as_str).unwrap_or("");
     let approve = p.get("decision").map(String::as_str) != Some("deny");
     if st.auth0.decide_device(code, model::DEMO_SUB, approve) {
@@ -306,7 +313,15 @@ struct ApproveDevice {
 
 /// Sandbox-only: approve a device code for a user without a browser (the `--sandbox`
 /// session and tests use this).
-async fn device_approve(State(st): St, axum::Json(b): axum::Json<ApproveDevice>) -> Response {
+async fn device_approve(
+    State(st): St,
+    headers: HeaderMap,
+    axum::Json(b): axum::Json<ApproveDevice>,
+) -> Response {
+    // Approving a sign-in as anyone is the sandbox's master key: its owner's only.
+    if let Some(r) = not_admin(&st, &headers) {
+        return r;
+    }
     let sub = b.sub.as_deref().unwrap_or(model::DEMO_SUB);
     if st.auth0.decide_device(&b.user_code, sub, !b.deny) {
         StatusCode::NO_CONTENT.into_response()
