@@ -271,3 +271,55 @@ fn a_send_acknowledged_before_a_crash_is_found_by_the_next_run() {
     );
     assert_eq!(sent_to_bill(), 1, "found, not sent again");
 }
+
+/// A stale URL file whose port another user now holds: joining needs the stranger to
+/// prove the key, which it cannot, so the command runs its own sandbox; the key never
+/// went over the wire and nothing signed in to the stranger.
+#[test]
+fn a_stranger_on_the_recorded_port_is_not_joined() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let stranger = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", stranger.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for conn in stranger.incoming() {
+            let Ok(mut c) = conn else { break };
+            let mut buf = [0u8; 4096];
+            let n = c.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).to_string();
+            let _ = tx.send(head);
+            let body = r#"{"agent_client_secret":"stolen","proof":"0000"}"#;
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let file = home.join("run/dealflow/sandbox.url");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, format!("{url}\nsbx-admin-the-owners-key\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = cmd(home).args(["accounts", "list"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("google-oauth2"));
+    // (An empty connection is the liveness probe before the file is handed back.)
+    let seen: Vec<String> = rx.try_iter().filter(|h| !h.is_empty()).collect();
+    assert_eq!(seen.len(), 1, "only the join attempt: {seen:?}");
+    assert!(
+        seen[0].starts_with("GET /sandbox/agent?nonce="),
+        "{}",
+        seen[0]
+    );
+    assert!(
+        !seen[0].contains("the-owners-key"),
+        "the key went over the wire"
+    );
+}

@@ -128,9 +128,14 @@ async fn join_running() -> Option<(String, AuthClients)> {
         .timeout(std::time::Duration::from_secs(2))
         .build()
         .ok()?;
+    use crate::sandbox::proof;
+    let nonce = crate::sandbox::state::random_token("join-");
     let v: serde_json::Value = http
         .get(format!("{}/sandbox/agent", found.url))
-        .bearer_auth(&found.key)
+        .query(&[
+            ("nonce", nonce.as_str()),
+            ("proof", &proof::proof(&found.key, proof::CLIENT, &nonce)),
+        ])
         .send()
         .await
         .ok()?
@@ -139,6 +144,13 @@ async fn join_running() -> Option<(String, AuthClients)> {
         .json()
         .await
         .ok()?;
+    // Whoever answers on that port must prove the key too: a sandbox that died may
+    // have left its port to another user of the machine.
+    let theirs = v.get("proof")?.as_str()?;
+    if !proof::check(&found.key, proof::SERVER, &nonce, theirs) {
+        tracing::warn!(url = %found.url, "the sandbox URL file names a server that does not hold its key; starting a sandbox of our own");
+        return None;
+    }
     let secret = v.get("agent_client_secret")?.as_str()?.to_string();
     let settings = crate::auth::AuthSettings::sandbox(&found.url).with_sandbox_key(&found.key);
     match AuthClients::sandbox_remote(settings, crate::auth::Secret::new(secret)).await {

@@ -466,12 +466,30 @@ async fn accounts_revoke(
     }
 }
 
+#[derive(serde::Deserialize)]
+struct JoinQ {
+    nonce: String,
+    proof: String,
+}
+
 /// The agent client's secret, for another of the owner's `--sandbox` processes that
-/// joins this sandbox instead of starting its own (one world per user).
-async fn agent_credentials(State(st): St, headers: HeaderMap) -> Response {
-    if let Some(r) = not_admin(&st, &headers) {
-        return r;
+/// joins this sandbox instead of starting its own (one world per user). Both sides
+/// prove they hold the key without sending it (see `sandbox::proof`): the joiner with
+/// its proof of the nonce, this sandbox with its own in the answer.
+async fn agent_credentials(State(st): St, Query(q): Query<JoinQ>) -> Response {
+    use super::proof;
+    let key = st.admin.expose();
+    if q.nonce.len() < 16 || !proof::check(key, proof::CLIENT, &q.nonce, &q.proof) {
+        return model::err(
+            401,
+            "invalid_token",
+            "Joining this sandbox needs the key from its URL file.",
+        )
+        .into_response();
     }
-    axum::Json(serde_json::json!({ "agent_client_secret": st.auth0.agent_client_secret() }))
-        .into_response()
+    axum::Json(serde_json::json!({
+        "agent_client_secret": st.auth0.agent_client_secret(),
+        "proof": proof::proof(key, proof::SERVER, &q.nonce),
+    }))
+    .into_response()
 }

@@ -26,11 +26,20 @@ pub fn url_file_path() -> Option<PathBuf> {
 }
 
 /// A running sandbox as its URL file names it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Found {
     pub url: String,
     /// For `Authorization: Bearer` on `/sandbox/...` controls.
     pub key: String,
+}
+
+impl std::fmt::Debug for Found {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Found")
+            .field("url", &self.url)
+            .field("key", &"[redacted]")
+            .finish()
+    }
 }
 
 impl Found {
@@ -89,9 +98,36 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The published sandbox, if any.
+/// The published sandbox, if any. A file someone else owns, or that others can read,
+/// is not ours to trust (`DEALFLOW_SANDBOX_URL_FILE` may point into a shared directory).
 pub fn read() -> Option<Found> {
-    Found::parse(&std::fs::read_to_string(url_file_path()?).ok()?)
+    let path = url_file_path()?;
+    let meta = std::fs::metadata(&path).ok()?;
+    if !owned_privately(&meta) {
+        tracing::warn!(path = %path.display(), "ignoring a sandbox URL file that is not ours alone");
+        return None;
+    }
+    Found::parse(&std::fs::read_to_string(path).ok()?)
+}
+
+fn owned_privately(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    meta.uid() == me && meta.mode() & 0o077 == 0
+}
+
+/// Whether something still listens at a published URL (a dead sandbox's URL is not
+/// worth handing back).
+fn answers(url: &str) -> bool {
+    let Some(addr) = url
+        .strip_prefix("http://")
+        .and_then(|hp| hp.split('/').next())
+        .and_then(|hp| hp.parse::<std::net::SocketAddr>().ok())
+    else {
+        return false;
+    };
+    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).is_ok()
 }
 
 #[derive(Debug)]
@@ -109,7 +145,7 @@ impl Drop for Published {
             .and_then(|s| Found::parse(&s))
             .is_some_and(|f| f.url == self.url);
         if ours {
-            let _ = match &self.previous {
+            let _ = match self.previous.as_ref().filter(|p| answers(&p.url)) {
                 Some(p) => write_private(&self.path, &p.text()),
                 None => std::fs::remove_file(&self.path),
             };
@@ -125,18 +161,34 @@ mod publish_tests {
     fn a_second_sandbox_gives_the_url_back_when_it_stops() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sandbox.url");
-        let tui = publish_to(&path, "http://127.0.0.1:1111", "k1").expect("publish");
+        // The earlier sandbox is alive (something listens at its address).
+        let alive = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url1 = format!("http://{}", alive.local_addr().expect("addr"));
+        let tui = publish_to(&path, &url1, "k1").expect("publish");
         {
             let _cli = publish_to(&path, "http://127.0.0.1:2222", "k2").expect("publish");
             let now = std::fs::read_to_string(&path).expect("read");
             assert_eq!(now, "http://127.0.0.1:2222\nk2\n");
         }
         let back = std::fs::read_to_string(&path).expect("read");
-        assert_eq!(back, "http://127.0.0.1:1111\nk1\n");
+        assert_eq!(back, format!("{url1}\nk1\n"));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
         assert_eq!(mode & 0o077, 0, "the key is the owner's alone: {mode:o}");
         drop(tui);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_dead_sandbox_is_not_handed_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sandbox.url");
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url1 = format!("http://{}", dead.local_addr().expect("addr"));
+        drop(dead);
+        let _gone = publish_to(&path, &url1, "k1").expect("publish");
+        drop(publish_to(&path, "http://127.0.0.1:2222", "k2").expect("publish"));
+        assert!(!path.exists(), "{:?}", std::fs::read_to_string(&path));
+        std::mem::forget(_gone);
     }
 }

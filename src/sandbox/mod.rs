@@ -8,6 +8,7 @@ pub mod demo;
 pub mod direct_vault;
 pub mod discovery;
 pub mod fake_llm;
+pub mod proof;
 pub mod providers;
 pub mod state;
 

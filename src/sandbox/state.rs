@@ -21,8 +21,13 @@ pub struct ProviderGrant {
 /// The key a sandbox's own controls (`/sandbox/phone`, `/sandbox/accounts`) ask for. The
 /// port is reachable by every user of the machine; the key is only in the 0600 URL file
 /// the owner's processes read, so another user cannot approve the owner's pushes.
-#[derive(Debug)]
 pub struct AdminKey(String);
+
+impl std::fmt::Debug for AdminKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminKey([redacted])")
+    }
+}
 
 impl Default for AdminKey {
     fn default() -> Self {
