@@ -153,17 +153,20 @@ impl ChatRuntime {
                         }
                     }
                     Effect::SubmitTool { call } => {
-                        let ev = self.submit(&call, updates, &dev_tx).await;
+                        let mut ev = self.submit(&call, updates, &dev_tx).await;
                         if let Event::Gate {
                             outcome: GateOutcome::Refused { reason },
                             ..
-                        } = &ev
+                        } = &mut ev
                         {
                             let _ = updates.send(ChatUpdate::ToolResult {
                                 name: call.name.clone(),
                                 ok: false,
                                 text: reason.clone(),
                             });
+                            // A refusal can echo the call's own input (a parse error, a
+                            // deal name): data to the model, like every result.
+                            *reason = tools::as_data(reason);
                         }
                         fx.extend(self.agent.handle(ev));
                     }
@@ -220,7 +223,7 @@ impl ChatRuntime {
                                 approved,
                                 detail: detail.clone(),
                             });
-                            fx.extend(self.agent.handle(Event::CibaResolved { call_id, approved, detail }));
+                            fx.extend(self.agent.handle(Event::CibaResolved { call_id, approved, detail: tools::as_data(&detail) }));
                         }
                         input = inputs.recv() => {
                             if matches!(input, Some(ChatInput::Cancel) | None) {

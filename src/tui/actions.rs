@@ -369,6 +369,9 @@ pub fn what_will_happen(a: &Action) -> Vec<String> {
         }
         ActionParams::DraftEmail(e) => {
             out.push(format!("Save a Gmail draft to {}", e.to.join(", ")));
+            if !e.cc.is_empty() {
+                out.push(format!("  cc {}", e.cc.join(", ")));
+            }
             out.push(format!("  subject: {}", e.subject));
             body_lines(&mut out, &e.body);
         }
@@ -376,9 +379,15 @@ pub fn what_will_happen(a: &Action) -> Vec<String> {
             title,
             attendees,
             description,
-            ..
+            start,
+            end,
         } => {
             out.push(format!("Book \"{title}\" with {}", attendees.join(", ")));
+            out.push(format!(
+                "  {} – {}",
+                crate::agent::tools::utc_minute(*start),
+                crate::agent::tools::utc_minute(*end)
+            ));
             out.push("  invitations are sent to every attendee".into());
             body_lines(&mut out, description);
         }
@@ -396,10 +405,14 @@ pub fn what_will_happen(a: &Action) -> Vec<String> {
             format_money(*amount_cents)
         )),
         ActionParams::CreateDeal {
-            name, amount_cents, ..
+            name,
+            amount_cents,
+            account,
+            stage,
         } => out.push(format!(
-            "Create deal \"{name}\" ({})",
-            format_money(*amount_cents)
+            "Create deal \"{name}\" for {account} ({}, {})",
+            format_money(*amount_cents),
+            stage.as_str()
         )),
         ActionParams::UpdateDeal {
             deal_id,
@@ -414,8 +427,9 @@ pub fn what_will_happen(a: &Action) -> Vec<String> {
             if let Some(c) = amount_cents {
                 out.push(format!("  amount → {}", format_money(*c)));
             }
-            if notes.is_some() {
-                out.push("  notes replaced".into());
+            if let Some(n) = notes {
+                out.push("  notes replaced with:".into());
+                body_lines(&mut out, n);
             }
         }
         other => out.push(format!("{} {}", other.kind(), other.target())),
