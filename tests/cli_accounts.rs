@@ -106,6 +106,14 @@ fn list_disconnect_and_connect_through_the_loopback_redirect() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("took back gmail.send"), "{stdout}");
+    // Twice: nothing left to take back, and it says so.
+    let out = cmd(home)
+        .args(["sandbox", "revoke", "google", "gmail.send"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("was not granting gmail.send"), "{stdout}");
+    assert!(!stdout.contains("took back"), "{stdout}");
     let before = google_scopes(home);
     assert_eq!(before.len(), 4, "{before:?}");
     let out = cmd(home)

@@ -353,6 +353,19 @@ fn simulate_reports_what_would_now_ask_or_be_refused() {
         (r["would_auto_execute"].as_u64(), r["tightened"].as_u64()),
         (Some(2), Some(0))
     );
+
+    // Looser short of running unasked is reported too: Slack denied today, reviewed
+    // under the proposal.
+    e.run(&["permissions", "autonomy", "post_slack", "deny"]);
+    let f = e.file("eased.toml", "[autonomy]\npost_slack = \"review\"\n");
+    let r = e.json(&["policy", "simulate", "--with", &f, "--json"]);
+    assert_eq!(r["eased"], 1, "{r}");
+    assert_eq!(r["eased_actions"][0]["id"], "s1");
+    let text = e.run(&["policy", "simulate", "--with", &f]);
+    assert!(
+        text.contains("easier:  1 would need less consent"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -278,10 +278,14 @@ struct SimReport {
     would_now_ask: usize,
     /// Of those, what would be refused outright.
     would_now_refuse: usize,
+    /// Looser short of running unasked: less consent than today, but still some
+    /// (deny → step_up, ciba → review, …).
+    eased: usize,
     /// Decisions whose action is no longer in the store (not simulated).
     unknown: usize,
     actions: Vec<SimRow>,
     tightened_actions: Vec<SimRow>,
+    eased_actions: Vec<SimRow>,
 }
 
 /// How much consent a gate asks for, from none to never.
@@ -371,12 +375,15 @@ fn simulate(ctx: &Ctx, file: &Path, json: bool) -> Result<ExitCode> {
         let (prop, now) = (prop.gate(), now.gate());
         let looser = prop == &Gate::Allow;
         let tighter = strictness(prop) > strictness(now);
-        if !looser && !tighter {
+        let eased = !looser && strictness(prop) < strictness(now);
+        if !looser && !tighter && !eased {
             continue;
         }
         if looser {
             r.would_auto_execute += 1;
             r.newly_auto += usize::from(now != &Gate::Allow);
+        } else if eased {
+            r.eased += 1;
         } else {
             r.tightened += 1;
             r.would_now_refuse += usize::from(matches!(prop, Gate::Deny { .. }));
@@ -396,6 +403,8 @@ fn simulate(ctx: &Ctx, file: &Path, json: bool) -> Result<ExitCode> {
         };
         if looser {
             r.actions.push(row);
+        } else if eased {
+            r.eased_actions.push(row);
         } else {
             r.tightened_actions.push(row);
         }
@@ -422,6 +431,12 @@ fn print_simulation(r: &SimReport, file: &Path) {
         "tighter: {} would need more consent: {} that run without asking today would ask, {} would be refused",
         r.tightened, r.would_now_ask, r.would_now_refuse
     );
+    if r.eased > 0 {
+        println!(
+            "easier:  {} would need less consent than today, but still some",
+            r.eased
+        );
+    }
     if r.unknown > 0 {
         println!(
             "{} decisions refer to actions no longer in the store",
@@ -435,6 +450,10 @@ fn print_simulation(r: &SimReport, file: &Path) {
     if !r.tightened_actions.is_empty() {
         println!("\nwould ask (or be refused)");
         print_rows(&r.tightened_actions, "PROPOSED", |row| &row.gate_proposed);
+    }
+    if !r.eased_actions.is_empty() {
+        println!("\nwould ask for less");
+        print_rows(&r.eased_actions, "PROPOSED", |row| &row.gate_proposed);
     }
 }
 

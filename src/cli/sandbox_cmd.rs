@@ -246,7 +246,8 @@ pub fn revoke(url: Option<&str>, connection: Connection, scopes: &[String]) -> R
     let scopes: Vec<String> = scopes.iter().map(|s| expand_scope(connection, s)).collect();
     runtime()?.block_on(async {
         let url = format!("{}/sandbox/accounts/revoke", sb.base);
-        let body = serde_json::json!({ "connection": connection.as_str(), "scopes": scopes });
+        let me = crate::sandbox::auth0::model::SandboxUser::current().sub();
+        let body = serde_json::json!({ "connection": connection.as_str(), "scopes": scopes, "sub": me });
         let r = sb.call(sb.http.post(url).json(&body), "the revoke").await?;
         let status = r.status();
         let v: serde_json::Value = r.json().await.unwrap_or_default();
@@ -264,6 +265,25 @@ pub fn revoke(url: Option<&str>, connection: Connection, scopes: &[String]) -> R
             .and_then(|s| s.as_array())
             .map(|a| a.iter().filter_map(|s| s.as_str()).map(short_scope).collect())
             .unwrap_or_default();
+        let not_granted: Vec<&str> = v
+            .get("not_granted")
+            .and_then(|s| s.as_array())
+            .map(|a| a.iter().filter_map(|s| s.as_str()).map(short_scope).collect())
+            .unwrap_or_default();
+        if !not_granted.is_empty() {
+            println!(
+                "sandbox: {} was not granting {} (nothing to take back there)",
+                connection.as_str(),
+                not_granted.join(", ")
+            );
+        }
+        let scopes: Vec<String> = scopes
+            .into_iter()
+            .filter(|s| !not_granted.contains(&short_scope(s)))
+            .collect();
+        if scopes.is_empty() && !not_granted.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
         if scopes.is_empty() {
             println!(
                 "sandbox: {} grant revoked; `dealflow accounts connect` (or `c` on the Permissions tab) connects it again",

@@ -454,9 +454,19 @@ async fn accounts_revoke(
         return r;
     }
     let sub = b.sub.as_deref().unwrap_or(model::DEMO_SUB);
+    let before: Vec<String> = st
+        .auth0
+        .connected_accounts(sub)
+        .into_iter()
+        .find(|a| a.connection == b.connection)
+        .map(|a| a.scopes)
+        .unwrap_or_default();
+    let not_granted: Vec<&String> = b.scopes.iter().filter(|s| !before.contains(s)).collect();
     match st.revoke_grant(sub, &b.connection, &b.scopes) {
-        Some(left) => axum::Json(serde_json::json!({ "connection": b.connection, "scopes": left }))
-            .into_response(),
+        Some(left) => axum::Json(serde_json::json!({
+            "connection": b.connection, "scopes": left, "not_granted": not_granted,
+        }))
+        .into_response(),
         None => model::err(
             404,
             "not_found",

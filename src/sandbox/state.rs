@@ -159,6 +159,7 @@ impl SandboxState {
             return self.disconnect_account(sub, connection).then(Vec::new);
         }
         let left = self.auth0.remove_scopes(sub, connection, scopes)?;
+        // (Taking back what was not granted changes nothing; the caller says so.)
         for g in self.lock_tokens().values_mut() {
             if g.sub == sub && g.connection == connection {
                 g.scopes.retain(|s| !scopes.contains(s));

@@ -97,8 +97,10 @@ impl ChatTab {
             }
             ChatEvent::TurnDone(err) => {
                 self.running = false;
-                // A turn that ended waits on nothing: no panel may keep counting.
+                // A turn that ended waits on nothing: no panel may keep counting, and
+                // no prompt may take a yes for a call that is gone.
                 self.ciba = None;
+                self.step_up = None;
                 if let Some(e) = err {
                     self.lines.push(ChatLine::System(e));
                 }
