@@ -164,6 +164,41 @@ impl Suggester {
         })
     }
 
+    /// The next two weeks of the calendar, read through the pipeline like any read (the
+    /// gate decides; one `action.read` audit entry). `None` when it cannot be read (not
+    /// connected, a scope taken back, a read denied): the run goes on without it.
+    async fn upcoming(&self, now: Millis) -> Option<Vec<crate::agent::suggest::CalendarEntry>> {
+        const FORTNIGHT: Millis = 14 * 86_400_000;
+        let read = self
+            .pipeline
+            .run_read(
+                crate::runtime::pipeline::Proposal {
+                    params: crate::core::domain::ActionParams::CheckCalendar {
+                        from: now,
+                        to: now + FORTNIGHT,
+                    },
+                    surface: crate::core::domain::Surface::ActionCenter,
+                    confidence: 1.0,
+                    title: "upcoming meetings (suggestion engine)".into(),
+                    justification: "what is already booked, so nothing is proposed twice".into(),
+                    proposer: "agent-suggester".into(),
+                },
+                now,
+            )
+            .await;
+        let outcome = match read {
+            Ok(done) => done.outcome.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
+            Ok(o) => Some(calendar_entries(&o.data)),
+            Err(why) => {
+                tracing::info!(%why, "suggestion run without the calendar");
+                None
+            }
+        }
+    }
+
     /// One run: snapshot, proposals, filing, and running what the gate allows. A failed
     /// run is audited (`agent.suggest_failed`) and returned as the error.
     pub async fn run_once(&self, now: Millis) -> Result<Run, SuggestError> {
@@ -192,7 +227,8 @@ impl Suggester {
                 });
             }
         }
-        let snapshot = self.snapshot(now)?;
+        let mut snapshot = self.snapshot(now)?;
+        snapshot.calendar = self.upcoming(now).await;
         let mut n = 0u32;
         let mut next_id = || {
             n += 1;
@@ -391,4 +427,38 @@ impl Suggester {
             }
         }
     }
+}
+
+/// Events as the calendar read returns them (`{"events":[{summary,start,end,attendees}]}`).
+fn calendar_entries(data: &serde_json::Value) -> Vec<crate::agent::suggest::CalendarEntry> {
+    let ms = |v: &serde_json::Value| {
+        v.get("dateTime")
+            .and_then(|t| t.as_str())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp_millis())
+    };
+    data.get("events")
+        .and_then(|e| e.as_array())
+        .map(|events| {
+            events
+                .iter()
+                .filter_map(|e| {
+                    Some(crate::agent::suggest::CalendarEntry {
+                        title: e.get("summary")?.as_str().unwrap_or_default().to_string(),
+                        start: ms(e.get("start")?)?,
+                        end: ms(e.get("end")?)?,
+                        attendees: e
+                            .get("attendees")
+                            .and_then(|a| a.as_array())
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|x| x.get("email")?.as_str().map(String::from))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
