@@ -912,3 +912,28 @@ fn float_details_keep_the_chain_intact() {
         .unwrap();
     assert_eq!(s.verify_audit().unwrap(), Ok(300));
 }
+
+/// The change marker the suggestion engine polls: it moves on this connection's commits
+/// and on another process's, and stays put otherwise.
+#[test]
+fn the_sqlite_change_marker_moves_on_every_commit_and_only_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let a = dealflow::store::SqliteStore::open(&path).unwrap();
+    let b = dealflow::store::SqliteStore::open(&path).unwrap();
+    dealflow::sandbox::demo::seed(&a, 0).unwrap();
+    let m0 = a.change_marker().unwrap();
+    assert_eq!(a.change_marker(), Some(m0), "nothing committed");
+    let mut d = a.list_deals().unwrap()[0].clone();
+    d.notes = "touched here".into();
+    a.upsert_deal(&d).unwrap();
+    let m1 = a.change_marker().unwrap();
+    assert_ne!(m1, m0, "own commit");
+    d.notes = "touched by another process".into();
+    b.upsert_deal(&d).unwrap();
+    assert_ne!(
+        a.change_marker().unwrap(),
+        m1,
+        "another connection's commit"
+    );
+}

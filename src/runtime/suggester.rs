@@ -379,6 +379,9 @@ fn seen_before(a: &Action, existing: &[Action], now: Millis) -> Option<String> {
     })
 }
 
+/// How often a store without a change marker is fingerprinted.
+pub const FINGERPRINT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What a change in the pipeline looks like from the outside: deals (stage, amount, last
 /// touch) and contacts. When it moves, the engine looks again.
 fn fingerprint(store: &dyn crate::store::Store) -> Option<u64> {
@@ -392,9 +395,11 @@ fn fingerprint(store: &dyn crate::store::Store) -> Option<u64> {
 }
 
 impl Suggester {
-    /// Runs at start, every `every`, and whenever the pipeline changes (checked every
-    /// `poll`), until `cancel` fires. Each run's outcome goes to `report`. `now` is the
-    /// clock.
+    /// Runs at start, every `every`, and whenever the pipeline changes, until `cancel`
+    /// fires. Each run's outcome goes to `report`. `now` is the clock. Every `poll` it
+    /// reads the store's change marker (next to free) and fingerprints the pipeline only
+    /// when that moved, so a change another process commits is noticed within `poll`;
+    /// a store without a marker is fingerprinted every [`FINGERPRINT_EVERY`].
     pub async fn watch(
         self: Arc<Self>,
         every: std::time::Duration,
@@ -404,16 +409,32 @@ impl Suggester {
         cancel: tokio_util::sync::CancellationToken,
     ) {
         let mut seen = None;
+        let mut marker_seen: Option<u64> = None;
+        let mut last_fp: Option<tokio::time::Instant> = None;
         let mut last_run: Option<tokio::time::Instant> = None;
         loop {
             let store = self.pipeline.store.clone();
-            let fp = tokio::task::spawn_blocking(move || fingerprint(store.as_ref()))
-                .await
-                .ok()
-                .flatten();
+            let stale = last_fp.is_none_or(|t| t.elapsed() >= FINGERPRINT_EVERY);
+            let (marker, fp) = tokio::task::spawn_blocking(move || {
+                let marker = store.change_marker();
+                let look = match marker {
+                    Some(m) => Some(m) != marker_seen,
+                    None => stale,
+                };
+                (marker, look.then(|| fingerprint(store.as_ref())).flatten())
+            })
+            .await
+            .unwrap_or((None, None));
+            if fp.is_some() {
+                last_fp = Some(tokio::time::Instant::now());
+            }
+            marker_seen = marker;
             let due = last_run.is_none_or(|t| t.elapsed() >= every);
-            if due || (fp.is_some() && fp != seen) {
-                seen = fp;
+            let changed = fp.is_some() && fp != seen;
+            if let Some(f) = fp {
+                seen = Some(f);
+            }
+            if due || changed {
                 last_run = Some(tokio::time::Instant::now());
                 let outcome = self.run_once(now()).await;
                 if !matches!(outcome, Err(SuggestError::Busy)) {

@@ -27,6 +27,9 @@ impl Store for Anchored {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+    fn change_marker(&self) -> Option<u64> {
+        self.inner.change_marker()
+    }
     fn upsert_deal(&self, deal: &Deal) -> Result<()> {
         self.inner.upsert_deal(deal)
     }

@@ -93,6 +93,13 @@ pub trait Store: Send + Sync {
     /// Human-readable location, for `doctor` and the status bar.
     fn describe(&self) -> String;
 
+    /// A number that moves whenever anything is committed, by this process or another,
+    /// and costs next to nothing to read: watchers poll it often and look closer only
+    /// when it moved. `None`: the store cannot tell cheaply (poll what you need).
+    fn change_marker(&self) -> Option<u64> {
+        None
+    }
+
     fn upsert_deal(&self, deal: &Deal) -> Result<()>;
     fn list_deals(&self) -> Result<Vec<Deal>>;
     fn get_deal(&self, id: &str) -> Result<Option<Deal>>;

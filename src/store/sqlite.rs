@@ -276,6 +276,14 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 }
 
 impl Store for SqliteStore {
+    /// `PRAGMA data_version` moves when another connection commits; this connection's
+    /// own commits are counted by `total_changes`. Both are in-memory reads.
+    fn change_marker(&self) -> Option<u64> {
+        let c = self.conn.lock().ok()?;
+        let other: i64 = c.query_row("PRAGMA data_version", [], |r| r.get(0)).ok()?;
+        let own = c.total_changes();
+        Some((other as u64) << 32 ^ own)
+    }
     fn describe(&self) -> String {
         format!("sqlite {}", self.path.display())
     }
