@@ -5,7 +5,7 @@
 //! ```sh
 //! cargo build --release --examples && cargo bench --bench perf [-- SECTION...]
 //! ```
-//! Sections: frame, startup, batch, mcp, audit (default: all). Redis at
+//! Sections: frame, startup, batch, mcp, audit, suggest (default: all). Redis at
 //! $DEALFLOW_TEST_REDIS_URL (default redis://127.0.0.1:6379).
 
 use anyhow::{Context, Result, anyhow};
@@ -813,5 +813,124 @@ fn main() -> Result<()> {
     if on("audit") {
         section_audit()?;
     }
+    if on("suggest") {
+        rt.block_on(section_suggest())?;
+    }
+    Ok(())
+}
+
+/// One reply of the fake Messages API: a meeting proposal with attendee `i`, streamed
+/// with `pause` before every write (the model's own latency).
+fn proposal_reply(i: usize, pause: Duration) -> dealflow::sandbox::fake_llm::Reply {
+    dealflow::sandbox::fake_llm::TurnBuilder::new()
+        .tool_use(
+            "t1",
+            "propose_action",
+            &json!({"kind": "schedule_meeting", "fields": {"title": format!("Bench sync {i}"), "attendees": [format!("bench{i}@umbrella.example")], "start": NOW + 86_400_000, "end": NOW + 88_200_000}, "justification": "bench", "confidence": 0.8}),
+        )
+        .build()
+        .slow(pause)
+}
+
+/// 6. The agent alive: from a pipeline change committed by another process to the
+/// suggestion filed (what the TUI shows on its next reload), against the model's own
+/// response time for the same reply (fake Messages API with fixed per-write latency).
+async fn section_suggest() -> Result<()> {
+    use dealflow::llm::{AnthropicClient, AnthropicConfig, ApiKey, LanguageModel, RetryPolicy};
+    use dealflow::runtime::suggester::Suggester;
+    use dealflow::sandbox::fake_llm::FakeLlm;
+    let pause = Duration::from_millis(env_usize("BENCH_MODEL_PAUSE_MS", 150) as u64);
+    let runs = env_usize("BENCH_SUGGEST_RUNS", 7);
+    println!(
+        "\n6. suggestion engine: pipeline event → suggestion filed (model pause {pause:?} a write, {runs} runs)"
+    );
+    let fake = FakeLlm::start(vec![]).await.map_err(|e| anyhow!("{e}"))?;
+    // The floor: the model's own answer, read whole over HTTP, nothing of ours around it.
+    let http = reqwest::Client::new();
+    let mut floor = Vec::new();
+    for i in 0..runs {
+        fake.push([proposal_reply(1000 + i, pause)]);
+        let t = Instant::now();
+        http.post(format!("{}/v1/messages", fake.base_url()))
+            .header("x-api-key", "sk-bench")
+            .header("anthropic-version", "2023-06-01")
+            .json(&json!({"model": "m", "max_tokens": 16, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await?
+            .bytes()
+            .await?;
+        floor.push(t.elapsed());
+    }
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("suggest.db");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db)?);
+    dealflow::sandbox::demo::seed(store.as_ref(), NOW)?;
+    let w = dealflow::runtime::auth0::wire_fast_sandbox().await?;
+    let p = Arc::new(Pipeline::new(
+        store.clone(),
+        w.creds.clone(),
+        Endpoints::sandbox(&w.sandbox.base_url()),
+        "bench@dealflow.test".into(),
+    ));
+    let model: Arc<dyn LanguageModel> = Arc::new(AnthropicClient::new(AnthropicConfig {
+        base_url: fake.base_url(),
+        model: "claude-bench".into(),
+        max_tokens: 1024,
+        read_timeout: Duration::from_secs(30),
+        api_key: ApiKey::new("sk-bench").ok_or_else(|| anyhow!("api key"))?,
+        retry: RetryPolicy::default(),
+    })?);
+    let engine = Arc::new(Suggester::new(p, Some(model), "claude-bench".into()));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+    // The start-up run answers first.
+    fake.push([proposal_reply(0, pause)]);
+    tokio::spawn(engine.watch(
+        Duration::from_secs(3600),
+        Duration::from_millis(250),
+        Arc::new(|| NOW),
+        Arc::new(move |r| {
+            let _ = tx.send(r.is_ok());
+        }),
+        cancel.clone(),
+    ));
+    rx.recv().await;
+    // Another process: its own connection to the same file.
+    let other = SqliteStore::open(&db)?;
+    let mut measured = Vec::new();
+    for i in 1..=runs {
+        fake.push([proposal_reply(i, pause)]);
+        let target = format!("bench{i}@umbrella.example");
+        let mut deal = other.list_deals()?[0].clone();
+        deal.last_touch += 1;
+        let t = Instant::now();
+        other.upsert_deal(&deal)?;
+        loop {
+            let filed = other
+                .list_actions(&Default::default())?
+                .iter()
+                .any(|a| a.params.target() == target);
+            if filed {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(30) {
+                return Err(anyhow!("suggestion {i} never filed"));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        measured.push(t.elapsed());
+        rx.recv().await;
+    }
+    cancel.cancel();
+    let (m, f) = (median(&mut measured), median(&mut floor));
+    let ratio = m.as_secs_f64() / f.as_secs_f64();
+    println!(
+        "   event → filed, median {:.0} ms (p90 {:.0} ms) · model alone {:.0} ms · {:.2}× (goal ≤ 1.2×: {})",
+        ms(m),
+        ms(pct(&mut measured, 0.9)),
+        ms(f),
+        ratio,
+        verdict(ratio, 1.2)
+    );
     Ok(())
 }
