@@ -832,9 +832,9 @@ fn proposal_reply(i: usize, pause: Duration) -> dealflow::sandbox::fake_llm::Rep
         .slow(pause)
 }
 
-/// 6. The agent alive: from a pipeline change committed by another process to the
-/// suggestion filed (what the TUI shows on its next reload), against the model's own
-/// response time for the same reply (fake Messages API with fixed per-write latency).
+/// Section 6, the agent alive: from a pipeline change committed by another process to
+/// the suggestion filed (what the TUI shows on its next reload), against the model's
+/// own response time for the same reply (fake Messages API, fixed per-write latency).
 async fn section_suggest() -> Result<()> {
     use dealflow::llm::{AnthropicClient, AnthropicConfig, ApiKey, LanguageModel, RetryPolicy};
     use dealflow::runtime::suggester::Suggester;
