@@ -832,7 +832,7 @@ fn proposal_reply(i: usize, pause: Duration) -> dealflow::sandbox::fake_llm::Rep
         .slow(pause)
 }
 
-/// Section 6, the agent alive: from a pipeline change committed by another process to
+/// Section 7, the agent alive: from a pipeline change committed by another process to
 /// the suggestion filed (what the TUI shows on its next reload), against the model's
 /// own response time for the same reply (fake Messages API, fixed per-write latency).
 async fn section_suggest() -> Result<()> {
@@ -842,7 +842,7 @@ async fn section_suggest() -> Result<()> {
     let pause = Duration::from_millis(env_usize("BENCH_MODEL_PAUSE_MS", 150) as u64);
     let runs = env_usize("BENCH_SUGGEST_RUNS", 7);
     println!(
-        "\n6. suggestion engine: pipeline event → suggestion filed (model pause {pause:?} a write, {runs} runs)"
+        "\n7. suggestion engine: pipeline event → suggestion filed (model pause {pause:?} a write, {runs} runs)"
     );
     let fake = FakeLlm::start(vec![]).await.map_err(|e| anyhow!("{e}"))?;
     // The floor: the model's own answer, read whole over HTTP, nothing of ours around it.
