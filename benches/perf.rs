@@ -887,7 +887,7 @@ async fn section_suggest() -> Result<()> {
     fake.push([proposal_reply(0, pause)]);
     tokio::spawn(engine.watch(
         Duration::from_secs(3600),
-        Duration::from_millis(250),
+        dealflow::runtime::suggester::CHANGE_POLL,
         Arc::new(|| NOW),
         Arc::new(move |r| {
             let _ = tx.send(r.is_ok());

@@ -599,9 +599,7 @@ async fn wire_tui_backend(
     );
     tokio::spawn(engine.watch(
         ctx.config.suggest_every,
-        // The store's change marker is next to free to read: a deal another process
-        // touches is looked at within a quarter second.
-        std::time::Duration::from_millis(250),
+        crate::runtime::suggester::CHANGE_POLL,
         Arc::new(now_ms),
         report,
         tokio_util::sync::CancellationToken::new(),

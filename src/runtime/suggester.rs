@@ -379,6 +379,10 @@ fn seen_before(a: &Action, existing: &[Action], now: Millis) -> Option<String> {
     })
 }
 
+/// How often the engine reads the store's change marker: next to free, and the bound
+/// on how long a change committed elsewhere waits before the engine looks at it.
+pub const CHANGE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// How often a store without a change marker is fingerprinted.
 pub const FINGERPRINT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
