@@ -421,6 +421,12 @@ async fn discovery_jwks_userinfo_and_phone_http() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401, "no key, no signing in as someone");
+    let r = http
+        .get(format!("{}/sandbox/providers", sb.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "no key, no reading the owner's mail");
     // No requests; an unknown id is 404.
     let list: Value = http
         .get(format!("{}/sandbox/phone/requests", sb.base_url()))

@@ -717,7 +717,16 @@ async fn slack_list(State(st): State<Arc<SandboxState>>, headers: HeaderMap) -> 
 
 /// What the emulated providers hold, for a person (or a test in another process) to see
 /// that a side effect happened exactly once. Loopback only, like the whole sandbox.
-async fn summary(State(st): State<Arc<SandboxState>>) -> Response {
+/// What the providers hold (mail subjects and recipients, events, posts): the owner's
+/// alone, like the other `/sandbox` controls.
+async fn summary(State(st): State<Arc<SandboxState>>, headers: HeaderMap) -> Response {
+    if !st.admin.admits(&headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_token", "error_description": "This sandbox control needs the key from the sandbox's URL file."})),
+        )
+            .into_response();
+    }
     let p = &st.providers;
     Json(json!({
         "sent": p.sent().iter().map(|m| json!({"to": m.to, "subject": m.subject, "message_id": m.message_id})).collect::<Vec<_>>(),

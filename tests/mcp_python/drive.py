@@ -89,8 +89,9 @@ async def main():
             st = json.loads(text_of(status)) if not status.is_error else {}
             check("get_action_status reports it", st.get("state") == "succeeded", text_of(status))
 
-            url = open(env["DEALFLOW_SANDBOX_URL_FILE"]).read().split()[0]  # URL, then the control key
-            providers = json.load(urllib.request.urlopen(f"{url}/sandbox/providers"))
+            url, key = open(env["DEALFLOW_SANDBOX_URL_FILE"]).read().split()[:2]  # URL, then the control key
+            req = urllib.request.Request(f"{url}/sandbox/providers", headers={"Authorization": f"Bearer {key}"})
+            providers = json.load(urllib.request.urlopen(req))
             sent = [m for m in providers["sent"] if m["to"] == "bill@initech.example"]
             check("executed exactly once in the emulated Gmail", len(sent) == 1, providers)
 
