@@ -21,7 +21,7 @@ pub fn run(ctx: &Ctx, every: Option<String>) -> Result<ExitCode> {
     rt.block_on(async {
         let wired = exec::wire(ctx).await?;
         if let Some(url) = &wired.sandbox_url {
-            eprintln!("sandbox: approve on the phone: `dealflow sandbox phone --url {url}` in another terminal");
+            eprintln!("sandbox ({url}): approve on the phone: `dealflow sandbox phone` in another terminal");
         }
         let opts = BatchOptions {
             window: ctx.config.batch_window,

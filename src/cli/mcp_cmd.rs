@@ -45,7 +45,7 @@ pub fn serve(ctx: &Ctx) -> Result<ExitCode> {
         let wired = exec::wire(ctx).await?;
         if let Some(url) = &wired.sandbox_url {
             eprintln!(
-                "dealflow mcp (SANDBOX): approve writes with `dealflow sandbox phone --url {url}`"
+                "dealflow mcp (SANDBOX at {url}): approve writes with `dealflow sandbox phone` in another terminal"
             );
         }
         let server = McpServer::new(
