@@ -395,7 +395,7 @@ async fn account_delete(State(st): St, headers: HeaderMap, Path(id): Path<String
 }
 
 /// The sandbox's own controls answer only its owner's processes (see `AdminKey`).
-fn not_admin(st: &SandboxState, headers: &HeaderMap) -> Option<Response> {
+pub(super) fn not_admin(st: &SandboxState, headers: &HeaderMap) -> Option<Response> {
     (!st.admin.admits(headers)).then(|| {
         model::err(
             401,

@@ -78,24 +78,12 @@ pub fn publish_to(path: &std::path::Path, url: &str, key: &str) -> std::io::Resu
         url: url.to_string(),
         key: key.to_string(),
     };
-    write_private(path, &mine.text())?;
+    super::write_private(path, mine.text().as_bytes())?;
     Ok(Published {
         path: path.to_path_buf(),
         url: url.to_string(),
         previous,
     })
-}
-
-/// Replaces `path` with `text`, readable by its owner only, atomically (a reader never
-/// sees half a file, and the key is never world-readable even for a moment).
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or_else(|| std::path::Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(text.as_bytes())?;
-    // NamedTempFile is created 0600 on Unix.
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// The published sandbox, if any. A file someone else owns, or that others can read,
@@ -146,7 +134,7 @@ impl Drop for Published {
             .is_some_and(|f| f.url == self.url);
         if ours {
             let _ = match self.previous.as_ref().filter(|p| answers(&p.url)) {
-                Some(p) => write_private(&self.path, &p.text()),
+                Some(p) => super::write_private(&self.path, p.text().as_bytes()),
                 None => std::fs::remove_file(&self.path),
             };
         }

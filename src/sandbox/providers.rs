@@ -111,17 +111,10 @@ impl ProviderData {
             events: self.events(),
             slack_posts: self.slack_posts(),
         };
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let dir = path.parent().unwrap_or_else(|| std::path::Path::new("."));
-            std::fs::create_dir_all(dir)?;
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-            tmp.write_all(&serde_json::to_vec(&w).map_err(std::io::Error::other)?)?;
-            tmp.as_file().sync_all()?;
-            tmp.persist(&path).map_err(|e| e.error)?;
-            Ok(())
-        };
-        if let Err(e) = write() {
+        let written = serde_json::to_vec(&w)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| super::write_private(&path, &bytes));
+        if let Err(e) = written {
             tracing::warn!(error = %e, path = %path.display(), "cannot keep the sandbox world");
         }
     }
@@ -720,12 +713,8 @@ async fn slack_list(State(st): State<Arc<SandboxState>>, headers: HeaderMap) -> 
 /// What the providers hold (mail subjects and recipients, events, posts): the owner's
 /// alone, like the other `/sandbox` controls.
 async fn summary(State(st): State<Arc<SandboxState>>, headers: HeaderMap) -> Response {
-    if !st.admin.admits(&headers) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "invalid_token", "error_description": "This sandbox control needs the key from the sandbox's URL file."})),
-        )
-            .into_response();
+    if let Some(r) = super::auth0::not_admin(&st, &headers) {
+        return r;
     }
     let p = &st.providers;
     Json(json!({

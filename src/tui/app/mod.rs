@@ -760,13 +760,10 @@ impl App {
                     }
                     vec![]
                 }
-                KeyCode::Char('j') | KeyCode::Down => self.scroll_step_up(1),
-                KeyCode::Char('k') | KeyCode::Up => self.scroll_step_up(-1),
-                KeyCode::PageDown | KeyCode::Char(' ') => self.scroll_step_up(8),
-                KeyCode::PageUp => self.scroll_step_up(-8),
-                KeyCode::Char('G') | KeyCode::End => self.scroll_step_up(isize::MAX / 2),
-                KeyCode::Char('g') | KeyCode::Home => self.scroll_step_up(isize::MIN / 2),
-                _ => vec![],
+                code => match popup_keys::payload_scroll(code) {
+                    Some(by) => self.scroll_step_up(by),
+                    None => vec![],
+                },
             };
         }
         if self.tab == Tab::Chat && self.chat.composing {

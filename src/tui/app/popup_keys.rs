@@ -98,15 +98,7 @@ impl App {
                 }
                 KeyCode::Char('n') | KeyCode::Esc => self.set_status(Level::Info, "not approved"),
                 code => {
-                    let by: isize = match code {
-                        KeyCode::Char('j') | KeyCode::Down => 1,
-                        KeyCode::Char('k') | KeyCode::Up => -1,
-                        KeyCode::Char(' ') | KeyCode::PageDown => 8,
-                        KeyCode::PageUp => -8,
-                        KeyCode::Char('G') | KeyCode::End => isize::MAX / 2,
-                        KeyCode::Char('g') | KeyCode::Home => isize::MIN / 2,
-                        _ => 0,
-                    };
+                    let by = payload_scroll(code).unwrap_or(0);
                     let area = ratatui::layout::Rect::new(0, 0, self.size.0, self.size.1);
                     let max = crate::tui::view::popup::step_up_unseen(&id, &lines, &gate, 0, area);
                     scroll = scroll.saturating_add_signed(by).min(max);
@@ -220,15 +212,7 @@ impl App {
                     }
                     KeyCode::Char(c) if c.is_ascii_digit() => typed.push(c),
                     code => {
-                        let by: isize = match code {
-                            KeyCode::Char('j') | KeyCode::Down => 1,
-                            KeyCode::Char('k') | KeyCode::Up => -1,
-                            KeyCode::Char(' ') | KeyCode::PageDown => 8,
-                            KeyCode::PageUp => -8,
-                            KeyCode::Char('G') | KeyCode::End => isize::MAX / 2,
-                            KeyCode::Char('g') | KeyCode::Home => isize::MIN / 2,
-                            _ => 0,
-                        };
+                        let by = payload_scroll(code).unwrap_or(0);
                         let max = unseen(self, 0);
                         scroll = scroll.saturating_add_signed(by).min(max);
                     }
@@ -493,4 +477,18 @@ impl App {
             }
         }
     }
+}
+
+/// How a key scrolls a payload being confirmed (step-up boxes, the bulk summary), in
+/// rows; `None` for any other key. The ends are far enough to clamp to either end.
+pub(super) fn payload_scroll(code: KeyCode) -> Option<isize> {
+    Some(match code {
+        KeyCode::Char('j') | KeyCode::Down => 1,
+        KeyCode::Char('k') | KeyCode::Up => -1,
+        KeyCode::Char(' ') | KeyCode::PageDown => 8,
+        KeyCode::PageUp => -8,
+        KeyCode::Char('G') | KeyCode::End => isize::MAX / 2,
+        KeyCode::Char('g') | KeyCode::Home => isize::MIN / 2,
+        _ => return None,
+    })
 }
