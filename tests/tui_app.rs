@@ -162,6 +162,24 @@ impl H {
     }
 }
 
+/// A permission change as `actor` made it (audited like any other).
+fn set_autonomy(store: &dyn Store, kind: ActionKind, level: Autonomy, actor: &str) {
+    store
+        .change_permissions(
+            &dealflow::core::permissions::PermissionChange::SetAutonomy { kind, level },
+            dealflow::core::audit::NewAuditEntry {
+                ts: NOW,
+                actor: actor.into(),
+                surface: None,
+                event: "permissions.changed".into(),
+                action_id: None,
+                outcome: "ok".into(),
+                detail: serde_json::json!({}),
+            },
+        )
+        .unwrap();
+}
+
 fn reviewer() -> dealflow::runtime::review::Reviewer {
     dealflow::runtime::review::Reviewer {
         actor: "user:demo".into(),
@@ -626,23 +644,12 @@ fn bulk_confirmation_covers_only_the_step_ups_it_showed() {
     h.keys("  "); // stark-call (review) and initech-followup (review)
     h.keys("A");
     // Permissions tighten behind the open summary: meetings now need step-up.
-    h.store
-        .change_permissions(
-            &dealflow::core::permissions::PermissionChange::SetAutonomy {
-                kind: ActionKind::ScheduleMeeting,
-                level: Autonomy::StepUp,
-            },
-            dealflow::core::audit::NewAuditEntry {
-                ts: NOW,
-                actor: "user:other".into(),
-                surface: None,
-                event: "permissions.changed".into(),
-                action_id: None,
-                outcome: "ok".into(),
-                detail: serde_json::json!({}),
-            },
-        )
-        .unwrap();
+    set_autonomy(
+        h.store.as_ref(),
+        ActionKind::ScheduleMeeting,
+        Autonomy::StepUp,
+        "user:other",
+    );
     h.clock.advance(1500);
     h.keys("2");
     h.code(KeyCode::Enter);
@@ -1611,23 +1618,12 @@ fn with_long_mail() -> H {
                 ..a
             })
             .unwrap();
-        store
-            .change_permissions(
-                &dealflow::core::permissions::PermissionChange::SetAutonomy {
-                    kind: ActionKind::SendEmail,
-                    level: Autonomy::StepUp,
-                },
-                dealflow::core::audit::NewAuditEntry {
-                    ts: NOW,
-                    actor: "user:tester".into(),
-                    surface: None,
-                    event: "permissions.changed".into(),
-                    action_id: None,
-                    outcome: "ok".into(),
-                    detail: serde_json::json!({}),
-                },
-            )
-            .unwrap();
+        set_autonomy(
+            store,
+            ActionKind::SendEmail,
+            Autonomy::StepUp,
+            "user:tester",
+        );
     })
 }
 
