@@ -24,6 +24,11 @@ fn cmd(home: &std::path::Path) -> Command {
     c
 }
 
+/// The real binary, run to completion.
+fn run(home: &std::path::Path, args: &[&str]) -> std::process::Output {
+    cmd(home).args(args).output().unwrap()
+}
+
 /// `dealflow sandbox serve` in the background until dropped; returns once its URL file
 /// is written.
 struct Served(std::process::Child);
@@ -57,10 +62,7 @@ impl Drop for Served {
 }
 
 fn google_scopes(home: &std::path::Path) -> Vec<String> {
-    let out = cmd(home)
-        .args(["accounts", "list", "--json"])
-        .output()
-        .unwrap();
+    let out = run(home, &["accounts", "list", "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     rows.as_array()
         .unwrap()
@@ -82,10 +84,7 @@ fn list_disconnect_and_connect_through_the_loopback_redirect() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
     let _world = Served::start(home);
-    let out = cmd(home)
-        .args(["accounts", "list", "--json"])
-        .output()
-        .unwrap();
+    let out = run(home, &["accounts", "list", "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -95,10 +94,7 @@ fn list_disconnect_and_connect_through_the_loopback_redirect() {
     assert_eq!(rows.as_array().unwrap().len(), 2);
 
     // The user takes gmail.send back at Google: the email asks for exactly that scope.
-    let out = cmd(home)
-        .args(["sandbox", "revoke", "google", "gmail.send"])
-        .output()
-        .unwrap();
+    let out = run(home, &["sandbox", "revoke", "google", "gmail.send"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -107,19 +103,13 @@ fn list_disconnect_and_connect_through_the_loopback_redirect() {
     );
     assert!(stdout.contains("took back gmail.send"), "{stdout}");
     // Twice: nothing left to take back, and it says so.
-    let out = cmd(home)
-        .args(["sandbox", "revoke", "google", "gmail.send"])
-        .output()
-        .unwrap();
+    let out = run(home, &["sandbox", "revoke", "google", "gmail.send"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("was not granting gmail.send"), "{stdout}");
     assert!(!stdout.contains("took back"), "{stdout}");
     let before = google_scopes(home);
     assert_eq!(before.len(), 4, "{before:?}");
-    let out = cmd(home)
-        .args(["actions", "approve", "act-demo-initech-followup"])
-        .output()
-        .unwrap();
+    let out = run(home, &["actions", "approve", "act-demo-initech-followup"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(
@@ -128,15 +118,9 @@ fn list_disconnect_and_connect_through_the_loopback_redirect() {
     );
 
     // Turned off in dealflow as well: that is said first.
-    let out = cmd(home)
-        .args(["accounts", "disconnect", "google"])
-        .output()
-        .unwrap();
+    let out = run(home, &["accounts", "disconnect", "google"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("google-oauth2: disconnected"));
-    let out = cmd(home)
-        .args(["actions", "execute", "act-demo-initech-followup"])
-        .output()
-        .unwrap();
+    let out = run(home, &["actions", "execute", "act-demo-initech-followup"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("disconnected in dealflow"),
@@ -190,17 +174,14 @@ fn list_disconnect_and_connect_through_the_loopback_redirect() {
         "{before:?} {after:?}"
     );
     // And the email that waited for it goes.
-    let out = cmd(home)
-        .args(["actions", "execute", "act-demo-initech-followup"])
-        .output()
-        .unwrap();
+    let out = run(home, &["actions", "execute", "act-demo-initech-followup"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     // The flag is cleared and both changes are in the audit log.
-    let out = cmd(home).args(["audit", "export"]).output().unwrap();
+    let out = run(home, &["audit", "export"]);
     let changes = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.contains("permissions.changed") && l.contains("google-oauth2"))
@@ -212,15 +193,12 @@ fn list_disconnect_and_connect_through_the_loopback_redirect() {
 #[test]
 fn accounts_take_the_connection_names_errors_print() {
     let dir = tempfile::tempdir().unwrap();
-    let out = cmd(dir.path())
-        .args(["accounts", "disconnect", "sign-in-with-slack"])
-        .output()
-        .unwrap();
+    let out = run(
+        dir.path(),
+        &["accounts", "disconnect", "sign-in-with-slack"],
+    );
     assert!(out.status.success(), "{out:?}");
-    let out = cmd(dir.path())
-        .args(["accounts", "disconnect", "google-oauth2"])
-        .output()
-        .unwrap();
+    let out = run(dir.path(), &["accounts", "disconnect", "google-oauth2"]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("google-oauth2: disconnected"));
 }
@@ -232,10 +210,7 @@ fn accounts_take_the_connection_names_errors_print() {
 fn a_send_acknowledged_before_a_crash_is_found_by_the_next_run() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
-    let out = cmd(home)
-        .args(["actions", "approve", "act-demo-initech-followup"])
-        .output()
-        .unwrap();
+    let out = run(home, &["actions", "approve", "act-demo-initech-followup"]);
     assert!(
         out.status.success(),
         "{}",
@@ -268,10 +243,7 @@ fn a_send_acknowledged_before_a_crash_is_found_by_the_next_run() {
         )
         .unwrap();
     // Any command that wires the pipeline reconciles first.
-    let out = cmd(home)
-        .args(["actions", "execute", "act-demo-stark-call"])
-        .output()
-        .unwrap();
+    let out = run(home, &["actions", "execute", "act-demo-stark-call"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("reconciled act-demo-initech-followup: succeeded"),
@@ -311,7 +283,7 @@ fn a_stranger_on_the_recorded_port_is_not_joined() {
     std::fs::write(&file, format!("{url}\nsbx-admin-the-owners-key\n")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = cmd(home).args(["accounts", "list"]).output().unwrap();
+    let out = run(home, &["accounts", "list"]);
     assert!(
         out.status.success(),
         "{}",
