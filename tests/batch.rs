@@ -447,3 +447,55 @@ async fn a_close_that_needs_the_team_lead_runs_on_the_leads_yes() {
         dealflow::core::domain::Stage::ClosedWon
     );
 }
+
+/// Two gatherers on one store (the TUI and `batch --every`, or the service): while one
+/// round waits on the phone, another sends nothing, so no action is pushed twice; after
+/// the round the lease is free again.
+#[tokio::test]
+async fn a_second_gatherer_during_a_round_pushes_nothing() {
+    let r = rig().await;
+    let ids = queue(&r, vec![email("a@x.example"), meeting(1)]);
+    let second = {
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&r._dir.path().join("s.db")).unwrap());
+        Arc::new(Pipeline::new(
+            store,
+            r.w.creds.clone(),
+            Endpoints::sandbox(&r.w.sandbox.base_url()),
+            "rep@dealflow.test".into(),
+        ))
+    };
+    let device = r.w.device.clone();
+    let report = batch_with_phone(&r, BatchOptions::default(), |_, _| {
+        let other = std::thread::scope(|s| {
+            s.spawn(|| {
+                tokio::runtime::Runtime::new().unwrap().block_on(run_once(
+                    second.clone(),
+                    device.as_ref(),
+                    &BatchOptions::default(),
+                    &CancellationToken::new(),
+                ))
+            })
+            .join()
+            .unwrap()
+        })
+        .unwrap();
+        assert!(other.elsewhere.unwrap().contains("pid "));
+        assert_eq!(other.requests, 0);
+        assert_eq!(r.w.sandbox.state.phone_pending().len(), 1, "still one push");
+        assert!(
+            r.w.sandbox
+                .state
+                .phone_approve(&r.w.sandbox.state.phone_pending()[0].id)
+        );
+    })
+    .await;
+    assert_eq!(report.succeeded.len(), 2, "{report:?}");
+    assert!(
+        states(&r, &ids)
+            .iter()
+            .all(|s| *s == ActionState::Succeeded)
+    );
+    // Released, not merely lapsed: no lease is left at any time.
+    assert!(r.store.leases(0).unwrap().is_empty());
+}

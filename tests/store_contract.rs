@@ -263,7 +263,72 @@ contract!(
     concurrent_appenders_never_fork_the_chain,
     concurrent_permission_changes_all_apply_and_chain,
     two_processes_execute_each_action_once,
+    leases_admit_one_holder_until_released_or_lapsed,
 );
+
+fn leases_admit_one_holder_until_released_or_lapsed(fx: &Fx) {
+    use dealflow::store::lease;
+    let (a, b) = (fx.s(), fx.reopen());
+    let t0 = 1_000;
+    assert_eq!(
+        a.take_lease(lease::SUGGEST, "tui", t0, t0 + 100).unwrap(),
+        Ok(())
+    );
+    // Another process is refused and told who holds it, until when.
+    let held = b
+        .take_lease(lease::SUGGEST, "cli", t0 + 10, t0 + 110)
+        .unwrap()
+        .unwrap_err();
+    assert_eq!((held.holder.as_str(), held.until), ("tui", t0 + 100));
+    // Another lease name is independent.
+    assert_eq!(
+        b.take_lease(lease::BATCH, "cli", t0, t0 + 50).unwrap(),
+        Ok(())
+    );
+    // The holder extends its own; a release by someone else does nothing.
+    assert_eq!(
+        a.take_lease(lease::SUGGEST, "tui", t0 + 20, t0 + 200)
+            .unwrap(),
+        Ok(())
+    );
+    b.release_lease(lease::SUGGEST, "cli").unwrap();
+    assert!(
+        b.take_lease(lease::SUGGEST, "cli", t0 + 150, t0 + 300)
+            .unwrap()
+            .is_err()
+    );
+    assert_eq!(
+        a.leases(t0 + 30)
+            .unwrap()
+            .iter()
+            .map(|l| (l.name.as_str(), l.holder.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(lease::BATCH, "cli"), (lease::SUGGEST, "tui")]
+    );
+    // A crashed holder blocks no one past its time.
+    assert_eq!(
+        b.take_lease(lease::SUGGEST, "cli", t0 + 200, t0 + 300)
+            .unwrap(),
+        Ok(())
+    );
+    assert!(
+        a.take_lease(lease::SUGGEST, "tui", t0 + 201, t0 + 400)
+            .unwrap()
+            .is_err()
+    );
+    // Released by its holder, it is free at once.
+    b.release_lease(lease::SUGGEST, "cli").unwrap();
+    assert_eq!(
+        a.take_lease(lease::SUGGEST, "tui", t0 + 202, t0 + 400)
+            .unwrap(),
+        Ok(())
+    );
+    assert_eq!(
+        a.leases(t0 + 60).unwrap().len(),
+        1,
+        "the batch lease lapsed"
+    );
+}
 
 fn deals_contacts_and_actions_round_trip(fx: &Fx) {
     let s = fx.s();

@@ -430,3 +430,146 @@ async fn the_calendar_reaches_the_model_as_data() {
         .count();
     assert_eq!(reads, 1);
 }
+
+fn meeting_turn() -> dealflow::sandbox::fake_llm::Reply {
+    TurnBuilder::new()
+        .tool_use(
+            "t1",
+            "propose_action",
+            &json!({"kind": "schedule_meeting", "fields": {"title": "Umbrella DPA", "attendees": ["alice@umbrella.example"], "start": NOW + 86_400_000, "end": NOW + 88_200_000}, "justification": "DPA in legal review", "confidence": 0.8}),
+        )
+        .build()
+        .slow(Duration::from_millis(400))
+}
+
+/// Two engines on one store (a TUI and `dealflow suggest`, or two TUIs on one Redis)
+/// each open it themselves, as two processes do: while one runs, the other waits its
+/// turn, so the same proposal is never filed twice.
+#[tokio::test]
+async fn two_engines_on_one_store_file_each_proposal_once() {
+    let r = rig().await;
+    let path = r._dir.path().join("s.db");
+    let engine = |store: Arc<dyn Store>, fake: &FakeLlm| {
+        let p = Arc::new(Pipeline::new(
+            store,
+            r.w.creds.clone(),
+            Endpoints::sandbox(&r.w.sandbox.base_url()),
+            "rep@dealflow.test".into(),
+        ));
+        Arc::new(Suggester::new(p, Some(client(fake)), "claude-test".into()))
+    };
+    let (f1, f2) = (
+        FakeLlm::start(vec![meeting_turn()]).await.unwrap(),
+        FakeLlm::start(vec![meeting_turn()]).await.unwrap(),
+    );
+    let one = engine(Arc::new(SqliteStore::open(&path).unwrap()), &f1);
+    let two = engine(Arc::new(SqliteStore::open(&path).unwrap()), &f2);
+    let first = {
+        let e = one.clone();
+        tokio::spawn(async move { e.run_once(NOW).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = two.run_once(NOW + 1).await.unwrap_err();
+    assert!(matches!(second, SuggestError::Elsewhere { .. }), "{second}");
+    assert!(second.to_string().contains("pid "), "{second}");
+    assert!(f2.requests().is_empty(), "the second engine asked no model");
+    let run = first.await.unwrap().unwrap();
+    assert_eq!(run.filed.len(), 1, "{run:?}");
+    // Done, the lease is free: the next run goes ahead and finds the work queued.
+    let f3 = FakeLlm::start(vec![meeting_turn()]).await.unwrap();
+    let three = engine(Arc::new(SqliteStore::open(&path).unwrap()), &f3);
+    let again = three.run_once(NOW + 2).await.unwrap();
+    assert!(again.filed.is_empty(), "{again:?}");
+    let meetings = r
+        .store
+        .list_actions(&ActionFilter::default())
+        .unwrap()
+        .into_iter()
+        .filter(|a| {
+            a.title.contains("Umbrella DPA") || a.params.target().contains("alice@umbrella")
+        })
+        .count();
+    assert_eq!(meetings, 1);
+    assert!(r.store.leases(NOW + 3).unwrap().is_empty());
+}
+
+/// What Chat queued while the model was thinking is not filed again by the engine.
+#[tokio::test]
+async fn work_queued_during_the_model_call_is_not_filed_twice() {
+    let r = rig().await;
+    let fake = FakeLlm::start(vec![meeting_turn()]).await.unwrap();
+    let engine = Arc::new(Suggester::new(
+        r.p.clone(),
+        Some(client(&fake)),
+        "claude-test".into(),
+    ));
+    let run = {
+        let e = engine.clone();
+        tokio::spawn(async move { e.run_once(NOW).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let chat =
+        r.p.submit(
+            dealflow::runtime::pipeline::Proposal {
+                params: dealflow::core::domain::ActionParams::ScheduleMeeting {
+                    title: "DPA call".into(),
+                    attendees: vec!["alice@umbrella.example".into()],
+                    start: NOW + 2 * 86_400_000,
+                    end: NOW + 2 * 86_400_000 + 1_800_000,
+                    description: String::new(),
+                },
+                surface: Surface::Chat,
+                confidence: 1.0,
+                title: "DPA call".into(),
+                justification: "the rep asked".into(),
+                proposer: "user".into(),
+            },
+            NOW,
+        )
+        .unwrap();
+    let run = run.await.unwrap().unwrap();
+    assert!(run.filed.is_empty(), "{run:?}");
+    assert!(
+        run.skipped.iter().any(|s| s.contains(&chat.action.id)),
+        "{run:?}"
+    );
+}
+
+/// Quitting mid-run: the model call is abandoned, nothing is filed, the lease is free.
+#[tokio::test]
+async fn a_stop_during_the_model_call_files_nothing_and_frees_the_lease() {
+    let r = rig().await;
+    let fake = FakeLlm::start(vec![meeting_turn()]).await.unwrap();
+    let engine = Suggester::new(r.p.clone(), Some(client(&fake)), "claude-test".into());
+    let before = r
+        .store
+        .list_actions(&ActionFilter::default())
+        .unwrap()
+        .len();
+    let stop = CancellationToken::new();
+    let trigger = {
+        let stop = stop.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            stop.cancel();
+        }
+    };
+    let (outcome, ()) = tokio::join!(engine.run_until(NOW, &stop), trigger);
+    assert!(matches!(outcome, Err(SuggestError::Stopped)), "{outcome:?}");
+    assert_eq!(
+        r.store
+            .list_actions(&ActionFilter::default())
+            .unwrap()
+            .len(),
+        before
+    );
+    assert!(r.store.leases(NOW).unwrap().is_empty());
+    // Closing is not a failed run.
+    assert!(
+        !r.store
+            .audit_page(0, 10_000)
+            .unwrap()
+            .iter()
+            .any(|e| e.event == "agent.suggest_failed")
+    );
+}

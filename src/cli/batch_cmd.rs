@@ -38,7 +38,11 @@ pub fn run(ctx: &Ctx, every: Option<String>) -> Result<ExitCode> {
         let pipeline = wired.pipeline.clone();
         loop {
             let report = run_once(pipeline.clone(), wired.device.as_ref(), &opts, &cancel).await?;
-            if report.requests == 0 {
+            if let Some(holder) = &report.elsewhere {
+                println!(
+                    "another dealflow ({holder}) is gathering the device queue right now; nothing sent, so nothing is pushed twice"
+                );
+            } else if report.requests == 0 {
                 println!("nothing queued for device consent");
             }
             for m in &report.binding_messages {

@@ -401,6 +401,18 @@ impl Doctor {
                 ),
             ),
         }
+        // Who is working right now: one engine and one gatherer at a time per user.
+        match store.leases(now) {
+            Ok(held) if held.is_empty() => self.ok("leases", "none held (no run in progress)"),
+            Ok(held) => self.ok(
+                "leases",
+                held.iter()
+                    .map(|l| format!("{} held by {} until {}", l.name, l.holder, when(l.until)))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            Err(e) => self.fail("leases", e),
+        }
     }
 }
 

@@ -522,12 +522,29 @@ fn run_tui(ctx: Ctx) -> Result<ExitCode> {
     // start would present the old one, which Auth0 treats as reuse). Then the sandbox,
     // kept alive in the finished task's output, stops with the runtime.
     let abort = wiring.abort_handle();
-    let wired = rt
+    let mut wired = rt
         .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(5), wiring).await })
         .map_err(|_| abort.abort())
         .ok()
         .and_then(Result::ok)
         .flatten();
+    if let Some((_, engine)) = &wired {
+        engine.cancel.cancel();
+    }
+    if let Some((_, engine)) = wired.as_mut() {
+        // A run that is filing or running an allowed action finishes it: quitting must
+        // not leave an action half-executed (a model call is simply abandoned).
+        let task = &mut engine.task;
+        let done = rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_millis(300), &mut *task).await
+        });
+        if done.is_err() {
+            eprintln!("dealflow: finishing the suggestion run in progress…");
+            let _ = rt.block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(30), task).await
+            });
+        }
+    }
     drop(wired);
     // Dropping a runtime waits for its blocking tasks without limit (a keyring prompt, a
     // refresh lock held by another process): give them a moment, then leave.
@@ -536,11 +553,17 @@ fn run_tui(ctx: Ctx) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The TUI's suggestion engine, stopped and awaited when the TUI quits.
+struct Engine {
+    cancel: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
 /// Wires the pipeline and hands the TUI its backend (or why there is none).
 async fn wire_tui_backend(
     ctx: Ctx,
     deferred: Arc<crate::tui::handler::Deferred>,
-) -> Option<exec::Wired> {
+) -> Option<(exec::Wired, Engine)> {
     use crate::tui::msg::Msg;
     let w = match exec::wire_quietly(&ctx).await {
         Ok(w) => w,
@@ -597,14 +620,15 @@ async fn wire_tui_backend(
             report_to.report(Msg::Status { ok, text });
         },
     );
-    tokio::spawn(engine.watch(
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(engine.watch(
         ctx.config.suggest_every,
         crate::runtime::suggester::CHANGE_POLL,
         Arc::new(now_ms),
         report,
-        tokio_util::sync::CancellationToken::new(),
+        cancel.clone(),
     ));
-    Some(w)
+    Some((w, Engine { cancel, task }))
 }
 
 fn config_cmd(cmd: &ConfigCmd, config: &Config) -> Result<ExitCode> {

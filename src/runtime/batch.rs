@@ -18,7 +18,7 @@ use crate::core::audit::NewAuditEntry;
 use crate::core::consent::{Consent, Evidence, Gate, payload_digest};
 use crate::core::domain::{Action, ActionState, Millis, Surface};
 use crate::core::permissions::Approver;
-use crate::store::{ActionFilter, Transition};
+use crate::store::{ActionFilter, Transition, lease};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -114,7 +114,14 @@ pub struct BatchReport {
     pub leftover: Vec<String>,
     /// Requests voided because the batch changed after it was sent.
     pub voided: usize,
+    /// Another worker (a TUI, the service, another `batch`) was gathering: this round
+    /// sent nothing, so no action is pushed to the phone twice.
+    pub elsewhere: Option<String>,
 }
+
+/// How long a round may hold the batch lease: a device request's lifetime and the
+/// grant's execution window fit well inside it; past it, a crashed gatherer blocks no one.
+const BATCH_LEASE_FOR: Millis = 20 * 60_000;
 
 /// "dealflow: 5 actions - 3 email 2 cal", within CIBA's 64 characters; a single action
 /// says what it is ("dealflow: send_email to bill@initech.example").
@@ -227,10 +234,26 @@ pub async fn run_once(
     cancel: &CancellationToken,
 ) -> Result<BatchReport, PipelineError> {
     let mut report = BatchReport::default();
-    for (approver, actions) in gather(&p, opts.max_actions)? {
-        run_group(&p, device, opts, cancel, approver, actions, &mut report).await?;
+    let holder = super::lease_holder();
+    let now = now_ms();
+    if let Err(other) = p
+        .store
+        .take_lease(lease::BATCH, &holder, now, now + BATCH_LEASE_FOR)?
+    {
+        report.elsewhere = Some(other.holder);
+        return Ok(report);
     }
-    Ok(report)
+    let outcome: Result<(), PipelineError> = async {
+        for (approver, actions) in gather(&p, opts.max_actions)? {
+            run_group(&p, device, opts, cancel, approver, actions, &mut report).await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = p.store.release_lease(lease::BATCH, &holder) {
+        tracing::warn!(error = %e, "the batch lease was not released; it lapses on its own");
+    }
+    outcome.map(|()| report)
 }
 
 /// Asks `approver`'s device about exactly `actions` and runs them on a yes (the MCP

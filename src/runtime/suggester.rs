@@ -10,7 +10,7 @@ use crate::agent::suggest::{Snapshot, Suggestions};
 use crate::core::audit::NewAuditEntry;
 use crate::core::domain::{Action, ActionKind, ActionState, Millis};
 use crate::llm::LanguageModel;
-use crate::store::ActionFilter;
+use crate::store::{ActionFilter, lease};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -84,6 +84,12 @@ pub enum SuggestError {
     #[error("a suggestion run is already in progress")]
     Busy,
     #[error(
+        "another dealflow is running suggestions ({holder}); this one waits its turn rather than file the same work twice"
+    )]
+    Elsewhere { holder: String },
+    #[error("stopped: dealflow is closing")]
+    Stopped,
+    #[error(
         "paused: today's token budget is spent ({used} of {budget}); it resumes at 00:00 UTC (agent.daily_token_budget)"
     )]
     Budget { used: u64, budget: u64 },
@@ -107,7 +113,13 @@ pub struct Suggester {
     /// Model tokens per UTC day (0: no limit).
     pub daily_token_budget: u64,
     running: tokio::sync::Mutex<()>,
+    /// Who this engine is in the store's `suggest` lease.
+    holder: String,
 }
+
+/// How long a run may hold the lease: past it, a crashed run blocks no one. Longer than
+/// a model call can take (the Messages client times out well before).
+const LEASE_FOR: Millis = 10 * 60_000;
 
 /// The subject the engine's run records are filed under in the audit log, so a day's
 /// runs are found without reading the whole log.
@@ -139,6 +151,7 @@ impl Suggester {
             model_name,
             daily_token_budget: 0,
             running: tokio::sync::Mutex::new(()),
+            holder: super::lease_holder(),
         }
     }
 
@@ -202,9 +215,36 @@ impl Suggester {
     /// One run: snapshot, proposals, filing, and running what the gate allows. A failed
     /// run is audited (`agent.suggest_failed`) and returned as the error.
     pub async fn run_once(&self, now: Millis) -> Result<Run, SuggestError> {
+        self.run_until(now, &tokio_util::sync::CancellationToken::new())
+            .await
+    }
+
+    /// [`Self::run_once`], stopping early when `stop` fires: a model call is abandoned
+    /// (nothing filed), filing stops before the next proposal, and an allowed action that
+    /// already started running finishes, so quitting never leaves one half-executed.
+    pub async fn run_until(
+        &self,
+        now: Millis,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<Run, SuggestError> {
         let _one = self.running.try_lock().map_err(|_| SuggestError::Busy)?;
-        match self.run(now).await {
+        // Every engine on this store (another TUI, `dealflow suggest`, the service)
+        // takes the same lease, so two never read the same snapshot and file its work
+        // twice.
+        let store = self.pipeline.store.clone();
+        if let Err(other) = store.take_lease(lease::SUGGEST, &self.holder, now, now + LEASE_FOR)? {
+            return Err(SuggestError::Elsewhere {
+                holder: other.holder,
+            });
+        }
+        let outcome = self.run(now, stop).await;
+        if let Err(e) = store.release_lease(lease::SUGGEST, &self.holder) {
+            tracing::warn!(error = %e, "the suggest lease was not released; it lapses on its own");
+        }
+        match outcome {
             Ok(run) => Ok(run),
+            // Closing is not a failure; nothing was filed.
+            Err(SuggestError::Stopped) => Err(SuggestError::Stopped),
             Err(e) => {
                 let _ = self.audit(
                     now,
@@ -217,7 +257,11 @@ impl Suggester {
         }
     }
 
-    async fn run(&self, now: Millis) -> Result<Run, SuggestError> {
+    async fn run(
+        &self,
+        now: Millis,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<Run, SuggestError> {
         if self.model.is_some() && self.daily_token_budget > 0 {
             let used = tokens_today(self.pipeline.store.as_ref(), now)?;
             if used >= self.daily_token_budget {
@@ -235,12 +279,15 @@ impl Suggester {
             format!("suggestion-{n}")
         };
         let suggestions: Suggestions = match &self.model {
-            Some(m) => crate::agent::suggest::suggest(m.as_ref(), &snapshot, &mut next_id)
-                .await
-                .map_err(|source| SuggestError::Model {
-                    model: self.model_name.clone(),
-                    source,
-                })?,
+            Some(m) => tokio::select! {
+                r = crate::agent::suggest::suggest(m.as_ref(), &snapshot, &mut next_id) => {
+                    r.map_err(|source| SuggestError::Model {
+                        model: self.model_name.clone(),
+                        source,
+                    })?
+                }
+                _ = stop.cancelled() => return Err(SuggestError::Stopped),
+            },
             None => crate::agent::offline::suggest_offline(&snapshot, &mut next_id),
         };
         let mut run = Run {
@@ -258,13 +305,21 @@ impl Suggester {
         } else {
             "agent:offline-planner".to_string()
         };
+        // Read again now: the model took its time, and Chat or an MCP client may have
+        // queued the same work meanwhile (other engines wait on the lease).
+        let mut existing = self.snapshot(now)?.existing;
         for mut a in suggestions.actions {
+            if stop.is_cancelled() {
+                run.skipped
+                    .push(format!("{}: not filed (dealflow was closing)", a.title));
+                continue;
+            }
             // Compared as it would be filed (a close carries the store's amount), so a
             // rejected close is recognised when proposed again.
             if let Ok(p) = super::review::ground(self.pipeline.store.as_ref(), a.params.clone()) {
                 a.params = p;
             }
-            if let Some(why) = seen_before(&a, &snapshot.existing, now) {
+            if let Some(why) = seen_before(&a, &existing, now) {
                 run.skipped.push(why);
                 continue;
             }
@@ -302,6 +357,7 @@ impl Suggester {
                     }
                 };
             }
+            existing.push(s.action.clone());
             run.filed.push(Filed {
                 id: s.action.id.clone(),
                 kind: s.action.kind(),
@@ -346,13 +402,22 @@ impl Suggester {
     }
 }
 
-/// Why `a` should not be filed again: the same proposal was rejected (unchanged) in the
-/// last 30 days, or one of its kind to the same target ran in the last 7.
+/// Why `a` should not be filed again: the same work is pending, the same proposal was
+/// rejected (unchanged) in the last 30 days, or one of its kind to the same target ran
+/// in the last 7.
 fn seen_before(a: &Action, existing: &[Action], now: Millis) -> Option<String> {
-    let key = |x: &Action| (x.kind(), x.params.target().trim().to_lowercase());
+    use crate::agent::suggest::{dedupe_key, is_pending};
+    let key = |x: &Action| dedupe_key(&x.params);
     existing.iter().find_map(|e| {
         let age = now - e.updated_at;
         match e.state {
+            s if is_pending(s) && key(e) == key(a) => Some(format!(
+                "{}: a {} to {} is already queued ({})",
+                a.title,
+                e.kind(),
+                e.params.target(),
+                e.id
+            )),
             ActionState::Rejected | ActionState::Expired
                 if age < REJECTED_MEMORY && (e.original == a.params || e.params == a.params) =>
             {
@@ -440,7 +505,10 @@ impl Suggester {
             }
             if due || changed {
                 last_run = Some(tokio::time::Instant::now());
-                let outcome = self.run_once(now()).await;
+                let outcome = self.run_until(now(), &cancel).await;
+                if matches!(outcome, Err(SuggestError::Stopped)) {
+                    return;
+                }
                 if !matches!(outcome, Err(SuggestError::Busy)) {
                     // A spent budget is said once per run attempt, not every poll.
                     report(outcome);

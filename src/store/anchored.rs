@@ -1,7 +1,7 @@
 //! A store whose every audit append is reported to an [`AuditAnchor`] (the keyring
 //! checkpoint), so the chain is anchored outside the store it lives in.
 
-use super::{ActionFilter, Result, Store, Transition};
+use super::{ActionFilter, Lease, Result, Store, Transition};
 use crate::core::audit::{AuditEntry, ChainBreak, NewAuditEntry};
 use crate::core::domain::{Action, ActionParams, Contact, Deal, Millis};
 use crate::core::permissions::{PermissionChange, Permissions};
@@ -68,6 +68,21 @@ impl Store for Anchored {
     }
     fn mark_interrupted(&self, at: Millis) -> Result<Vec<Action>> {
         self.inner.mark_interrupted(at)
+    }
+    fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Millis,
+        until: Millis,
+    ) -> Result<std::result::Result<(), Lease>> {
+        self.inner.take_lease(name, holder, now, until)
+    }
+    fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        self.inner.release_lease(name, holder)
+    }
+    fn leases(&self, now: Millis) -> Result<Vec<Lease>> {
+        self.inner.leases(now)
     }
     fn load_permissions(&self) -> Result<Permissions> {
         self.inner.load_permissions()

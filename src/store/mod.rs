@@ -70,6 +70,26 @@ pub(crate) fn permission_change_detail(
     }
 }
 
+/// A named lease: one worker at a time (the suggestion engine, the batch gatherer) for
+/// everyone sharing the store, across processes and machines. A lease ends when its
+/// holder releases it or at `until`, so a crashed holder blocks no one for long.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Lease {
+    pub name: String,
+    /// Who holds it: "pid 4242 on host (tui)", never a secret.
+    pub holder: String,
+    pub until: Millis,
+}
+
+/// The leases dealflow takes (names in the store).
+pub mod lease {
+    /// A suggestion run.
+    pub const SUGGEST: &str = "suggest";
+    /// Gathering the device queue into one CIBA push.
+    pub const BATCH: &str = "batch";
+    pub const ALL: [&str; 2] = [SUGGEST, BATCH];
+}
+
 /// Which actions to list.
 #[derive(Debug, Clone, Default)]
 pub struct ActionFilter {
@@ -151,6 +171,20 @@ pub trait Store: Send + Sync {
         }
         Ok(out)
     }
+
+    /// Takes lease `name` for `holder` until `until`, if it is free, expired at `now`, or
+    /// already `holder`'s (which extends it). `Ok(Err(lease))`: someone else holds it.
+    fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Millis,
+        until: Millis,
+    ) -> Result<std::result::Result<(), Lease>>;
+    /// Gives lease `name` back, if `holder` still holds it.
+    fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+    /// The leases held at `now`, for `doctor`.
+    fn leases(&self, now: Millis) -> Result<Vec<Lease>>;
 
     fn load_permissions(&self) -> Result<Permissions>;
     /// Applies a user's change and audits it in one transaction.

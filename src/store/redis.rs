@@ -20,7 +20,7 @@
 //! crate's blocking connection behind a mutex (no runtime involved), reconnecting after
 //! a connection error.
 
-use super::{ActionFilter, Result, Store, StoreError, Transition};
+use super::{ActionFilter, Lease, Result, Store, StoreError, Transition};
 use crate::core::audit::{self, AuditEntry, GENESIS, NewAuditEntry};
 use crate::core::domain::{Action, ActionParams, ActionState, Contact, Deal, Millis};
 use crate::core::permissions::{PermissionChange, Permissions};
@@ -753,6 +753,73 @@ impl Store for RedisStore {
             }
             start += PAGE;
         }
+    }
+
+    fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Millis,
+        until: Millis,
+    ) -> Result<std::result::Result<(), Lease>> {
+        // Checked and set in one script, so two racing members cannot both take it.
+        let script = redis::Script::new(
+            r"local v = redis.call('HMGET', KEYS[1], 'holder', 'until')
+              if v[1] and v[1] ~= ARGV[1] and tonumber(v[2]) > tonumber(ARGV[2]) then
+                return {v[1], v[2]}
+              end
+              redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'until', ARGV[3])
+              return {}",
+        );
+        let key = self.key(&format!("lease:{name}"));
+        let held: Vec<String> =
+            self.with(|c| script.key(&key).arg(holder).arg(now).arg(until).invoke(c))?;
+        match held.as_slice() {
+            [] => Ok(Ok(())),
+            [h, u] => Ok(Err(Lease {
+                name: name.to_string(),
+                holder: h.clone(),
+                until: u.parse().unwrap_or(i64::MAX),
+            })),
+            other => Err(self.corrupt(format!("lease {name}: unexpected reply {other:?}"))),
+        }
+    }
+
+    fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        let script = redis::Script::new(
+            r"if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] then
+                return redis.call('DEL', KEYS[1])
+              end
+              return 0",
+        );
+        let key = self.key(&format!("lease:{name}"));
+        self.with(|c| script.key(&key).arg(holder).invoke::<i64>(c))
+            .map(drop)
+    }
+
+    fn leases(&self, now: Millis) -> Result<Vec<Lease>> {
+        let mut out = Vec::new();
+        for name in super::lease::ALL {
+            let key = self.key(&format!("lease:{name}"));
+            let v: (Option<String>, Option<i64>) = self.with(|c| {
+                redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg("holder")
+                    .arg("until")
+                    .query(c)
+            })?;
+            if let (Some(holder), Some(until)) = v
+                && until > now
+            {
+                out.push(Lease {
+                    name: name.to_string(),
+                    holder,
+                    until,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
     }
 
     fn audit_head(&self) -> Result<(i64, String)> {

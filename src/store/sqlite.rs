@@ -3,7 +3,7 @@
 //! transitions are single conditional UPDATEs and audit appends take the write lock
 //! before reading the chain head.
 
-use super::{ActionFilter, Result, Store, StoreError, Transition};
+use super::{ActionFilter, Lease, Result, Store, StoreError, Transition};
 use crate::core::audit::{self, AuditEntry, GENESIS, NewAuditEntry};
 use crate::core::domain::{
     Action, ActionParams, ActionState, Contact, Deal, Millis, Stage, Surface,
@@ -66,6 +66,11 @@ CREATE TABLE IF NOT EXISTS audit (
     hash TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_action ON audit(action_id, ts);
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit_head (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     count INTEGER NOT NULL,
@@ -715,6 +720,75 @@ impl Store for SqliteStore {
 
     fn audit_head(&self) -> Result<(i64, String)> {
         self.with(|c| self.read_head(c))
+    }
+
+    fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Millis,
+        until: Millis,
+    ) -> Result<std::result::Result<(), Lease>> {
+        self.with(|c| {
+            // One statement: the upsert applies only when the lease is free, expired or
+            // ours, so of two racing processes exactly one changes the row.
+            let n = c
+                .execute(
+                    "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, ?4)
+                     ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+                     WHERE leases.holder = ?2 OR leases.until <= ?3",
+                    params![name, holder, now, until],
+                )
+                .map_err(|e| self.err(e))?;
+            if n == 1 {
+                return Ok(Ok(()));
+            }
+            c.query_row(
+                "SELECT holder, until FROM leases WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok(Lease {
+                        name: name.to_string(),
+                        holder: r.get(0)?,
+                        until: r.get(1)?,
+                    })
+                },
+            )
+            .map(Err)
+            .map_err(|e| self.err(e))
+        })
+    }
+
+    fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+                params![name, holder],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+        })
+    }
+
+    fn leases(&self, now: Millis) -> Result<Vec<Lease>> {
+        self.with(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT name, holder, until FROM leases WHERE until > ?1 ORDER BY name",
+                )
+                .map_err(|e| self.err(e))?;
+            let rows = st
+                .query_map(params![now], |r| {
+                    Ok(Lease {
+                        name: r.get(0)?,
+                        holder: r.get(1)?,
+                        until: r.get(2)?,
+                    })
+                })
+                .map_err(|e| self.err(e))?;
+            rows.collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| self.err(e))
+        })
     }
 
     fn audit_about(&self, action_id: &str, since: Millis) -> Result<Vec<AuditEntry>> {

@@ -238,6 +238,10 @@ impl Backend {
         );
         tokio::spawn(async move {
             let text = match run_once(p, device.as_ref(), &opts, &cancel).await {
+                Ok(r) if r.elsewhere.is_some() => format!(
+                    "batch: another dealflow ({}) is gathering the device queue; what it did not take waits for the next round",
+                    r.elsewhere.unwrap_or_default()
+                ),
                 Ok(r) => format!(
                     "batch: {} succeeded · {} failed · {} denied on device · {} still queued",
                     r.succeeded.len(),
