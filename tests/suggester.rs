@@ -573,3 +573,48 @@ async fn a_stop_during_the_model_call_files_nothing_and_frees_the_lease() {
             .any(|e| e.event == "agent.suggest_failed")
     );
 }
+
+/// The world's script: each event happens once, on its day of world time, however the
+/// days are advanced (world time is kept in the audit log, so every process agrees).
+#[test]
+fn the_world_script_plays_each_event_once_on_its_day() {
+    use dealflow::sandbox::world::{advance, elapsed};
+    const HOUR: i64 = 3_600_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    dealflow::sandbox::demo::seed(&store, NOW).unwrap();
+    let (aged, day1) = advance(&store, 20 * HOUR, NOW, "user:test").unwrap();
+    assert_eq!(aged, 6);
+    assert!(day1.is_empty(), "nothing before a full day: {day1:?}");
+    let (_, day1) = advance(&store, 4 * HOUR, NOW, "user:test").unwrap();
+    assert_eq!(day1.len(), 1, "{day1:?}");
+    assert!(day1[0].contains("Alice"));
+    let umbrella = store.get_deal("deal-umbrella").unwrap().unwrap();
+    assert_eq!(umbrella.stage.as_str(), "proposal");
+    assert_eq!(umbrella.last_touch, NOW, "she just wrote");
+    // Two days at once (days 2 and 3): both days' events, in order; a store reopened
+    // agrees on the time.
+    let (_, more) = advance(&store, 48 * HOUR, NOW, "user:test").unwrap();
+    assert_eq!(more.len(), 2, "{more:?}");
+    assert!(more[0].contains("five Initech"));
+    let again = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    assert_eq!(elapsed(&again).unwrap(), 72 * HOUR);
+    let stale: Vec<_> = again
+        .list_deals()
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.id.starts_with("deal-initech-"))
+        .collect();
+    assert_eq!(stale.len(), 6);
+    assert!(stale.iter().all(|d| NOW - d.last_touch == 35 * 86_400_000));
+    // Past the script's end, time still passes and nothing repeats.
+    let (_, later) = advance(&again, 30 * 24 * HOUR, NOW, "user:test").unwrap();
+    assert_eq!(later.len(), 1, "{later:?}");
+    assert!(later[0].contains("Hooli"));
+    let (_, none) = advance(&again, 30 * 24 * HOUR, NOW, "user:test").unwrap();
+    assert!(none.is_empty());
+    assert_eq!(
+        again.verify_audit().unwrap(),
+        Ok(again.audit_head().unwrap().0)
+    );
+}

@@ -236,28 +236,21 @@ fn the_suggestion_engine_proposes_at_start_and_when_the_world_moves() {
         .unwrap()
         .len();
     assert!(before > 4, "the engine filed beside the 4 demo actions");
-    let out = Command::new(env!("CARGO_BIN_EXE_dealflow"))
-        .args(["sandbox", "advance", "30d"])
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("XDG_STATE_HOME", home.join("state"))
-        .env("DEALFLOW_KEYRING", "file")
-        .output()
-        .unwrap();
+    let out = second_terminal(home, &["sandbox", "advance", "30d"]);
     assert!(out.status.success(), "{out:?}");
-    p.exp_string("umbrella").unwrap();
+    // The scripted world moved too: Alice asked for a walk-through of the order form.
+    wait_for(home, "a proposal for Alice", |s| {
+        actions_to(s, "alice@umbrella.example")
+            .iter()
+            .any(|a| a.state == ActionState::Proposed)
+    });
+    // ... and the TUI rings for the new work (the terminal notification names it).
+    p.exp_string("to review").unwrap();
     let after = SqliteStore::open(&db)
         .unwrap()
         .list_actions(&Default::default())
         .unwrap();
     assert!(after.len() > before);
-    assert!(
-        after
-            .iter()
-            .any(|a| a.params.target() == "alice@umbrella.example"
-                && a.state == ActionState::Proposed)
-    );
     p.send("q").unwrap();
     p.flush().unwrap();
 }
@@ -381,4 +374,186 @@ fn mcp_install_write_asks_on_the_terminal_and_no_leaves_the_file_alone() {
         v["mcpServers"]["dealflow"]["args"],
         serde_json::json!(["mcp"])
     );
+}
+
+/// Another terminal on the same box, joining the TUI's sandbox through its URL file.
+fn second_terminal(home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_dealflow"))
+        .args(args)
+        .env_clear()
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("XDG_RUNTIME_DIR", home.join("run"))
+        .env("DEALFLOW_KEYRING", "file")
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .unwrap()
+}
+
+/// Polls the sandbox store until `done` holds (the TUI and the engine write it from
+/// another process), or fails saying what it waited for.
+fn wait_for(home: &Path, what: &str, done: impl Fn(&SqliteStore) -> bool) {
+    let db = home.join("data/dealflow/sandbox.db");
+    for _ in 0..300 {
+        if let Ok(s) = SqliteStore::open(&db)
+            && done(&s)
+        {
+            return;
+        }
+        pause(100);
+    }
+    panic!("waited 30 s for {what}");
+}
+
+fn actions_to(s: &SqliteStore, target: &str) -> Vec<dealflow::core::domain::Action> {
+    s.list_actions(&Default::default())
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.params.target() == target)
+        .collect()
+}
+
+/// The loop the product is for, walked as a rep at 80×24 with no API key: the world
+/// moves, the agent proposes, five similar approvals raise a nudge, the accepted rule
+/// runs the next similar suggestion (audited with the rule), and a kind set to `ciba`
+/// waits for the phone and runs on its yes.
+#[test]
+fn trust_builds_from_approvals_to_a_rule_and_the_device_gate_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let mut p = dealflow_in_pty_with(
+        home,
+        80,
+        24,
+        "--sandbox",
+        &[("DEALFLOW_UI_UNDO_SEND", "0s")],
+    );
+    p.exp_string("new suggestion(s) (offline").unwrap();
+    let url_file = home.join("run/dealflow/sandbox.url");
+    for _ in 0..300 {
+        if std::fs::read_to_string(&url_file).is_ok_and(|s| s.lines().count() == 2) {
+            break;
+        }
+        pause(50);
+    }
+    // Two days go by: Initech's regional teams land in the CRM, stale.
+    let out = second_terminal(home, &["sandbox", "advance", "2d"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Initech regional teams"));
+    let team = ["dana", "milton", "samir", "michael", "joanna"];
+    wait_for(home, "five follow-ups proposed", |s| {
+        team.iter().all(|t| {
+            actions_to(s, &format!("{t}@initech.example"))
+                .iter()
+                .any(|a| a.state == ActionState::Proposed && a.confidence >= 0.9)
+        })
+    });
+    // Approve each unedited, from the keyboard.
+    for t in team {
+        filter_to(&mut p, &format!("{t}@"));
+        p.send("a").unwrap();
+        p.flush().unwrap();
+        pause(300);
+        p.send("/\x1b").unwrap();
+        p.flush().unwrap();
+        pause(200);
+    }
+    wait_for(home, "five follow-ups sent", |s| {
+        team.iter().all(|t| {
+            actions_to(s, &format!("{t}@initech.example"))
+                .iter()
+                .any(|a| a.state == ActionState::Succeeded)
+        })
+    });
+    // The nudge appears on the status bar; accept it in the Trust popup.
+    p.exp_string("1 nudge").unwrap();
+    p.send("n").unwrap();
+    p.flush().unwrap();
+    p.exp_string("Nudges").unwrap();
+    // A popup ignores keys for its first second (the input guard): wait it out.
+    pause(1200);
+    p.send("\r").unwrap();
+    p.flush().unwrap();
+    wait_for(home, "the accepted rule", |s| {
+        s.load_permissions()
+            .unwrap()
+            .auto_rules
+            .iter()
+            .any(|r| r.target == "@initech.example")
+    });
+    p.send("\x1b").unwrap();
+    p.flush().unwrap();
+    // The next similar suggestion runs on the rule, and the audit says which rule.
+    let out = second_terminal(home, &["sandbox", "advance", "1d"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_for(home, "the sixth follow-up to run on the rule", |s| {
+        actions_to(s, "peter@initech.example")
+            .iter()
+            .any(|a| a.state == ActionState::Succeeded)
+    });
+    // (Drawn as a diff, word by word: the words in order.)
+    for word in ["planner):", "ran", "your", "rules"] {
+        p.exp_string(word).unwrap();
+    }
+    let store = SqliteStore::open(&home.join("data/dealflow/sandbox.db")).unwrap();
+    let peter = actions_to(&store, "peter@initech.example").remove(0);
+    let approved = store
+        .audit_page(0, 10_000)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event == "action.approved" && e.action_id.as_deref() == Some(&peter.id))
+        .unwrap();
+    assert!(
+        approved.detail["reasons"]
+            .to_string()
+            .contains("auto-approve rule"),
+        "{}",
+        approved.detail
+    );
+    // Meetings now need the device: the next one waits for the push, and runs on yes.
+    let out = second_terminal(
+        home,
+        &[
+            "--sandbox",
+            "permissions",
+            "autonomy",
+            "schedule_meeting",
+            "ciba",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = second_terminal(home, &["sandbox", "advance", "1d"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_for(home, "the Hooli demo queued for the device", |s| {
+        actions_to(s, "gavin@hooli.example")
+            .iter()
+            .any(|a| a.state == ActionState::AwaitingConsent)
+    });
+    let batch = {
+        let h = home.to_path_buf();
+        std::thread::spawn(move || second_terminal(&h, &["--sandbox", "batch"]))
+    };
+    let mut approved = false;
+    for _ in 0..200 {
+        let out = second_terminal(home, &["sandbox", "phone", "--approve", "1"]);
+        if out.status.success() {
+            approved = true;
+            break;
+        }
+        pause(100);
+    }
+    assert!(approved, "no push reached the phone");
+    let out = batch.join().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("succeeded 1"), "{said}");
+    wait_for(home, "the meeting booked", |s| {
+        actions_to(s, "gavin@hooli.example")
+            .iter()
+            .any(|a| a.state == ActionState::Succeeded && a.kind().as_str() == "schedule_meeting")
+    });
+    p.send("q").unwrap();
+    p.flush().unwrap();
+    p.exp_eof().unwrap();
 }

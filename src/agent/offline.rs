@@ -73,7 +73,9 @@ pub fn rule_proposals(s: &Snapshot) -> Vec<Value> {
                         "deal_id": d.id,
                     },
                     "justification": format!("{OFFLINE_LABEL} rule stale-deal: no touch in {days} days on a {} {} deal.", d.stage.as_str(), format_money(d.amount_cents)),
-                    "confidence": (0.6 + (days.min(30) as f64) / 100.0).min(0.9),
+                    // In whole hundredths: 0.6 + 0.3 is 0.8999… in floating point, which
+                    // would keep the stalest deals just under the 0.90 streak band.
+                    "confidence": (60 + days.min(30)) as f64 / 100.0,
                 }));
             }
             None if days >= 2 * STALE_DAYS => {

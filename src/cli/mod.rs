@@ -350,24 +350,20 @@ pub fn run() -> ExitCode {
     }
 }
 
-/// Ages the sandbox world by `by`: every deal's last touch moves that far into the past,
-/// as if the time had gone by with nobody touching them.
+/// Moves the sandbox world forward by `by`: deals age, and what the world's script has
+/// for the days passed happens (a prospect writes back, new teams land in the CRM).
 fn sandbox_advance(ctx: &Ctx, by: &str) -> Result<ExitCode> {
     let d = crate::config::parse_duration(by)
         .filter(|d| !d.is_zero() && d.as_secs() <= 365 * 86_400)
         .with_context(|| format!("{by:?}: give a duration up to a year, like 12h, 2d or 1w"))?;
     let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    let mut n = 0;
-    for mut deal in ctx.store.list_deals()? {
-        if !deal.stage.is_closed() {
-            deal.last_touch = deal.last_touch.saturating_sub(ms);
-            ctx.store.upsert_deal(&deal)?;
-            n += 1;
-        }
+    let (aged, happened) =
+        crate::sandbox::world::advance(ctx.store.as_ref(), ms, now_ms(), &local_actor())?;
+    println!("sandbox: {by} went by; {aged} open deal(s) aged");
+    for what in &happened {
+        println!("  · {what}");
     }
-    println!(
-        "sandbox: {by} went by; {n} open deal(s) aged (a running TUI's suggestion engine looks again)"
-    );
+    println!("a running dealflow's suggestion engine looks again now");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,6 +11,7 @@ pub mod fake_llm;
 pub mod proof;
 pub mod providers;
 pub mod state;
+pub mod world;
 
 use state::SandboxState;
 use std::net::SocketAddr;

@@ -98,6 +98,36 @@ pub fn window_start(cursor: usize, height: usize) -> usize {
 }
 
 /// Truncates to `width` display columns, with an ellipsis when cut.
+/// `text` in lines of at most `width` characters, broken between words (a word longer
+/// than a line is cut into pieces).
+pub fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut cur = String::new();
+    for word in text.split_whitespace() {
+        let mut word: Vec<char> = word.chars().collect();
+        while word.len() > width {
+            if !cur.is_empty() {
+                lines.push(std::mem::take(&mut cur));
+            }
+            lines.push(word.drain(..width).collect());
+        }
+        let word: String = word.into_iter().collect();
+        let len = cur.chars().count();
+        if len > 0 && len + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(&word);
+    }
+    if !cur.is_empty() || lines.is_empty() {
+        lines.push(cur);
+    }
+    lines
+}
+
 pub fn fit(s: &str, width: usize) -> String {
     let n = s.chars().count();
     if n <= width {
@@ -181,5 +211,24 @@ mod tests {
         assert_eq!(window_start(10, 10), 10);
         assert_eq!(fit("abcdef", 4), "abc…");
         assert_eq!(fit("ab", 4), "ab  ");
+    }
+
+    #[test]
+    fn words_wrap_between_words_and_nothing_is_lost() {
+        assert_eq!(
+            wrap_words("auto-approve send email to @initech.example", 20),
+            ["auto-approve send", "email to", "@initech.example"]
+        );
+        assert_eq!(wrap_words("abcdefgh ij", 3), ["abc", "def", "gh", "ij"]);
+        assert_eq!(wrap_words("", 10), [""]);
+        let text = "five Initech regional teams from the October trial landed";
+        for w in 1..30 {
+            let lines = wrap_words(text, w);
+            assert!(
+                lines.iter().all(|l| l.chars().count() <= w),
+                "{w}: {lines:?}"
+            );
+            assert_eq!(lines.join(" ").replace(' ', ""), text.replace(' ', ""));
+        }
     }
 }

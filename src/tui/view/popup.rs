@@ -479,15 +479,23 @@ fn render_trust(app: &App, f: &mut Frame, area: Rect, cursor: usize) {
                 super::fmt_ts(rule.expires_at),
             ),
         };
-        let line = Line::raw(format!("{} {text}", if i == cursor { "▸" } else { " " }));
         if i == cursor {
             cursor_line = lines.len();
         }
-        lines.push(if i == cursor {
-            line.style(th.style(Role::Selected))
-        } else {
-            line
-        });
+        // Wrapped, not cut: the end of a nudge says what it is based on.
+        let width = usize::from(r.width.saturating_sub(4)).max(20);
+        for (k, part) in super::wrap_words(&text, width).into_iter().enumerate() {
+            let mark = match (k, i == cursor) {
+                (0, true) => "▸",
+                _ => " ",
+            };
+            let line = Line::raw(format!("{mark} {part}"));
+            lines.push(if i == cursor {
+                line.style(th.style(Role::Selected))
+            } else {
+                line
+            });
+        }
     }
     if nudges == items.len() {
         lines.push(Line::raw(""));
