@@ -21,6 +21,7 @@ fn snap(existing: bool, calendar: Option<Vec<CalendarEntry>>) -> Snapshot {
         deals: demo::deals(NOW),
         contacts: demo::contacts(),
         calendar,
+        inbox: None,
         existing: if existing {
             demo::suggestions(NOW)
         } else {

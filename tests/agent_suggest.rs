@@ -26,6 +26,7 @@ fn snapshot() -> Snapshot {
             end: NOW + 7_200_000,
             attendees: vec!["hank@globex.example".into()],
         }]),
+        inbox: None,
         existing: demo::suggestions(NOW),
     }
 }

@@ -101,7 +101,7 @@ fn phone(r: &Rig, approve: bool) -> tokio::task::JoinHandle<String> {
 async fn tools_are_listed_with_truthful_annotations() {
     let r = rig(Duration::from_secs(5)).await;
     let tools = r.client.list_all_tools().await.unwrap();
-    assert_eq!(tools.len(), 13);
+    assert_eq!(tools.len(), 14);
     let get = |n: &str| {
         tools
             .iter()
@@ -112,6 +112,7 @@ async fn tools_are_listed_with_truthful_annotations() {
             .unwrap()
     };
     assert_eq!(get("list_deals").read_only_hint, Some(true));
+    assert_eq!(get("read_inbox").read_only_hint, Some(true));
     assert_eq!(get("send_email").read_only_hint, Some(false));
     assert_eq!(get("send_email").destructive_hint, Some(true));
     assert_eq!(get("send_email").open_world_hint, Some(true));
@@ -134,7 +135,7 @@ async fn tools_are_listed_with_truthful_annotations() {
         )
         .unwrap();
     let tools = r.client.list_all_tools().await.unwrap();
-    assert_eq!(tools.len(), 6);
+    assert_eq!(tools.len(), 7, "the six reads and the read-only inbox");
     let res = call(
         &r,
         "send_email",

@@ -1002,3 +1002,66 @@ fn the_sqlite_change_marker_moves_on_every_commit_and_only_then() {
         "another connection's commit"
     );
 }
+
+/// A lease left by a worker that was killed (a process on this host that no longer
+/// runs) is taken over at once rather than blocking the next worker until it lapses;
+/// one held by a live process is not.
+#[test]
+fn a_dead_holders_lease_is_taken_over_and_a_live_ones_is_not() {
+    use dealflow::store::lease;
+    let fx = Fx::new(Kind::Sqlite);
+    let s = fx.s();
+    let host = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        // The holder string as a worker writes it (runtime::lease_holder), for a pid
+        // that has exited.
+        let me = dealflow::runtime::lease_holder();
+        let host = me
+            .split(" on ")
+            .nth(1)
+            .unwrap()
+            .rsplit_once(" #")
+            .unwrap()
+            .0
+            .to_string();
+        s.take_lease(
+            lease::BATCH,
+            &format!("pid {pid} on {host} #1"),
+            0,
+            1_000_000,
+        )
+        .unwrap()
+        .unwrap();
+        host
+    };
+    assert_eq!(
+        dealflow::runtime::take_lease(s, lease::BATCH, "next", 10, 100).unwrap(),
+        Ok(())
+    );
+    // A live holder (this test process) keeps it; so does one on another host.
+    let live = format!("pid {} on {host} #9", std::process::id());
+    s.take_lease(lease::SUGGEST, &live, 0, 1_000_000)
+        .unwrap()
+        .unwrap();
+    assert!(
+        dealflow::runtime::take_lease(s, lease::SUGGEST, "next", 10, 100)
+            .unwrap()
+            .is_err()
+    );
+    s.release_lease(lease::SUGGEST, &live).unwrap();
+    s.take_lease(
+        lease::SUGGEST,
+        "pid 1 on elsewhere.example #1",
+        0,
+        1_000_000,
+    )
+    .unwrap()
+    .unwrap();
+    assert!(
+        dealflow::runtime::take_lease(s, lease::SUGGEST, "next", 10, 100)
+            .unwrap()
+            .is_err()
+    );
+}

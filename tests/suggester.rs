@@ -578,25 +578,35 @@ async fn a_stop_during_the_model_call_files_nothing_and_frees_the_lease() {
 /// days are advanced (world time is kept in the audit log, so every process agrees).
 #[test]
 fn the_world_script_plays_each_event_once_on_its_day() {
-    use dealflow::sandbox::world::{advance, elapsed};
+    use dealflow::sandbox::world::{advance, due, elapsed};
     const HOUR: i64 = 3_600_000;
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
     dealflow::sandbox::demo::seed(&store, NOW).unwrap();
-    let (aged, day1) = advance(&store, 20 * HOUR, NOW, "user:test").unwrap();
-    assert_eq!(aged, 6);
-    assert!(day1.is_empty(), "nothing before a full day: {day1:?}");
-    let (_, day1) = advance(&store, 4 * HOUR, NOW, "user:test").unwrap();
-    assert_eq!(day1.len(), 1, "{day1:?}");
-    assert!(day1[0].contains("Alice"));
+    let first = advance(&store, 20 * HOUR, NOW, "user:test").unwrap();
+    assert_eq!(first.aged, 6);
+    assert!(
+        first.happened.is_empty(),
+        "nothing before a full day: {first:?}"
+    );
+    assert_eq!(
+        due(&store, 4 * HOUR).unwrap().len(),
+        1,
+        "Alice's mail is due"
+    );
+    let day1 = advance(&store, 4 * HOUR, NOW, "user:test").unwrap();
+    assert_eq!(day1.happened.len(), 1, "{day1:?}");
+    assert!(day1.happened[0].contains("Alice"));
+    assert_eq!(day1.mail.len(), 1);
+    assert!(day1.mail[0].0.contains("alice@umbrella.example"));
     let umbrella = store.get_deal("deal-umbrella").unwrap().unwrap();
-    assert_eq!(umbrella.stage.as_str(), "proposal");
     assert_eq!(umbrella.last_touch, NOW, "she just wrote");
+    assert!(due(&store, 4 * HOUR).unwrap().is_empty(), "delivered once");
     // Two days at once (days 2 and 3): both days' events, in order; a store reopened
     // agrees on the time.
-    let (_, more) = advance(&store, 48 * HOUR, NOW, "user:test").unwrap();
-    assert_eq!(more.len(), 2, "{more:?}");
-    assert!(more[0].contains("five Initech"));
+    let more = advance(&store, 48 * HOUR, NOW, "user:test").unwrap();
+    assert_eq!(more.happened.len(), 2, "{more:?}");
+    assert!(more.happened[0].contains("five Initech"));
     let again = SqliteStore::open(&dir.path().join("s.db")).unwrap();
     assert_eq!(elapsed(&again).unwrap(), 72 * HOUR);
     let stale: Vec<_> = again
@@ -608,13 +618,69 @@ fn the_world_script_plays_each_event_once_on_its_day() {
     assert_eq!(stale.len(), 6);
     assert!(stale.iter().all(|d| NOW - d.last_touch == 35 * 86_400_000));
     // Past the script's end, time still passes and nothing repeats.
-    let (_, later) = advance(&again, 30 * 24 * HOUR, NOW, "user:test").unwrap();
-    assert_eq!(later.len(), 1, "{later:?}");
-    assert!(later[0].contains("Hooli"));
-    let (_, none) = advance(&again, 30 * 24 * HOUR, NOW, "user:test").unwrap();
-    assert!(none.is_empty());
+    let later = advance(&again, 30 * 24 * HOUR, NOW, "user:test").unwrap();
+    assert_eq!(later.happened.len(), 1, "{later:?}");
+    assert!(later.happened[0].contains("Hooli"));
+    let none = advance(&again, 30 * 24 * HOUR, NOW, "user:test").unwrap();
+    assert!(none.happened.is_empty() && none.mail.is_empty());
     assert_eq!(
         again.verify_audit().unwrap(),
         Ok(again.audit_head().unwrap().0)
     );
+}
+
+/// A prospect writing back is seen: the engine reads the inbox through the pipeline
+/// (senders and subjects only, one audited read), the offline planner proposes the
+/// meeting they asked for, and the model gets the mail inside the data block.
+#[tokio::test]
+async fn a_reply_asking_to_meet_becomes_a_meeting_proposal() {
+    let r = rig().await;
+    r.w.sandbox.state.providers.deliver(
+        "Alice Abernathy <alice@umbrella.example>",
+        "Re: DPA signed off - can you walk us through the order form?",
+        NOW - 3_600_000,
+    );
+    // Older than a week: not read.
+    r.w.sandbox.state.providers.deliver(
+        "Gavin Belson <gavin@hooli.example>",
+        "Re: quick call?",
+        NOW - 8 * 86_400_000,
+    );
+    let run = offline(&r).run_once(NOW).await.unwrap();
+    let alice = run
+        .filed
+        .iter()
+        .find(|f| f.target == "alice@umbrella.example")
+        .unwrap_or_else(|| panic!("{run:?}"));
+    assert_eq!(alice.kind.as_str(), "schedule_meeting");
+    let filed = r.store.get_action(&alice.id).unwrap();
+    assert!(
+        filed.justification.contains("reply-asks-to-meet"),
+        "{}",
+        filed.justification
+    );
+    assert!(filed.justification.contains("walk us through"));
+    assert!(
+        !run.filed
+            .iter()
+            .any(|f| f.target == "gavin@hooli.example" && f.kind.as_str() == "schedule_meeting"),
+        "{run:?}"
+    );
+    let reads: Vec<_> = r
+        .store
+        .audit_page(0, 10_000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event == "action.read" && e.detail["kind"] == "read_inbox")
+        .collect();
+    assert_eq!(reads.len(), 1);
+    // The model sees the same mail, as data.
+    let fake = FakeLlm::start(vec![TurnBuilder::new().text(&["nothing"]).build()])
+        .await
+        .unwrap();
+    let engine = Suggester::new(r.p.clone(), Some(client(&fake)), "claude-test".into());
+    engine.run_once(NOW + 1).await.unwrap();
+    let raw = &fake.requests()[0].raw_body;
+    assert!(raw.contains("recent_inbound_mail"), "{raw}");
+    assert!(raw.contains("walk us through the order form"), "{raw}");
 }

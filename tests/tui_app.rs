@@ -1167,8 +1167,8 @@ fn approvals_left_unrun_are_named_on_the_first_load() {
 fn a_counterparty_is_pinned_and_unpinned_from_the_permissions_tab() {
     let mut h = H::new();
     h.keys("3");
-    // The pins row sits under the autonomy rows: 8 writes + 4 reads, then pins.
-    for _ in 0..12 {
+    // The pins row sits under the autonomy rows: 7 writes + 6 reads, then pins.
+    for _ in 0..13 {
         h.keys("j");
     }
     assert!(h.screen().contains("always review (pinned)"));
@@ -1221,7 +1221,7 @@ fn a_counterparty_is_pinned_and_unpinned_from_the_permissions_tab() {
             .autonomy_for(ActionKind::SendEmail),
         Autonomy::Auto
     );
-    for _ in 0..12 {
+    for _ in 0..13 {
         h.keys("j");
     }
     h.code(KeyCode::Enter);

@@ -37,7 +37,12 @@ fn has_meeting_with(s: &Snapshot, contact: &Contact) -> Option<bool> {
 /// The rules' `propose_action` inputs, in deal order (deterministic given `s.now`).
 pub fn rule_proposals(s: &Snapshot) -> Vec<Value> {
     let mut out = Vec::new();
-    for d in s.deals.iter().filter(|d| !d.stage.is_closed()) {
+    let answered = reply_proposals(s, &mut out);
+    for d in s
+        .deals
+        .iter()
+        .filter(|d| !d.stage.is_closed() && !answered.contains(&d.id))
+    {
         let days = (s.now - d.last_touch).max(0) / DAY;
         let contact = contact_for(d, &s.contacts);
         match contact {
@@ -90,6 +95,70 @@ pub fn rule_proposals(s: &Snapshot) -> Vec<Value> {
         }
     }
     out
+}
+
+/// Words in a subject line that ask for time together.
+const ASKS_TO_MEET: [&str; 7] = [
+    "meet",
+    "call",
+    "walk",
+    "demo",
+    "time to talk",
+    "chat",
+    "review",
+];
+
+/// Rule reply-asks-to-meet: a contact of an open deal wrote in the last week asking for
+/// time, and nothing is on the calendar with them. Returns the deals it answered, so the
+/// deal rules do not propose for them too.
+fn reply_proposals(s: &Snapshot, out: &mut Vec<Value>) -> Vec<String> {
+    let mut answered = Vec::new();
+    let Some(inbox) = &s.inbox else {
+        return answered;
+    };
+    let mut newest_first = inbox.clone();
+    newest_first.sort_by_key(|m| std::cmp::Reverse(m.received));
+    for m in newest_first {
+        let subject = m.subject.to_lowercase();
+        if !ASKS_TO_MEET.iter().any(|w| subject.contains(w)) {
+            continue;
+        }
+        let from = m.address();
+        let Some(c) = s
+            .contacts
+            .iter()
+            .find(|c| c.email.eq_ignore_ascii_case(&from))
+        else {
+            continue;
+        };
+        let Some(d) = s
+            .deals
+            .iter()
+            .find(|d| d.account == c.account && !d.stage.is_closed())
+        else {
+            continue;
+        };
+        if answered.contains(&d.id) || has_meeting_with(s, c) == Some(true) {
+            continue;
+        }
+        answered.push(d.id.clone());
+        // Two days out, 16:00-16:30 UTC.
+        let start = (s.now / DAY + 2) * DAY + 16 * HOUR;
+        let first = c.name.split_whitespace().next().unwrap_or(&c.name);
+        out.push(json!({
+            "kind": "schedule_meeting",
+            "fields": {
+                "title": format!("{}: {first} asked to meet", d.name),
+                "attendees": [c.email],
+                "start": start,
+                "end": start + HOUR / 2,
+                "description": format!("{first} wrote: {:?}", m.subject),
+            },
+            "justification": format!("{OFFLINE_LABEL} rule reply-asks-to-meet: {} wrote back {} day(s) ago asking for time ({:?}), and no meeting with them is on the calendar.", c.name, (s.now - m.received).max(0) / DAY, m.subject),
+            "confidence": 0.8,
+        }));
+    }
+    answered
 }
 
 /// Offline suggestions, validated and deduplicated exactly as the model's are.

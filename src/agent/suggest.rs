@@ -25,6 +25,26 @@ pub struct CalendarEntry {
     pub attendees: Vec<String>,
 }
 
+/// A message in the rep's inbox: who wrote and the subject line (never a body).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboxEntry {
+    pub from: String,
+    pub subject: String,
+    pub received: Millis,
+}
+
+impl InboxEntry {
+    /// The sender's address, lower case: `Alice <alice@x.example>` → `alice@x.example`.
+    pub fn address(&self) -> String {
+        let f = self.from.trim();
+        let inner = match (f.rfind('<'), f.rfind('>')) {
+            (Some(a), Some(b)) if a < b => &f[a + 1..b],
+            _ => f,
+        };
+        inner.trim().to_lowercase()
+    }
+}
+
 /// What the suggester sees.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Snapshot {
@@ -33,6 +53,8 @@ pub struct Snapshot {
     pub contacts: Vec<Contact>,
     /// Upcoming events, if the calendar is connected.
     pub calendar: Option<Vec<CalendarEntry>>,
+    /// Recent inbound mail, if the inbox could be read.
+    pub inbox: Option<Vec<InboxEntry>>,
     /// Actions already in the queue (any state); pending ones are not proposed again.
     pub existing: Vec<Action>,
 }
@@ -112,6 +134,12 @@ pub fn build_prompt(s: &Snapshot) -> (String, String) {
         data["upcoming_calendar"] = cal
             .iter()
             .map(|e| json!({"title": e.title, "start_ms": e.start, "end_ms": e.end, "attendees": e.attendees}))
+            .collect();
+    }
+    if let Some(inbox) = &s.inbox {
+        data["recent_inbound_mail"] = inbox
+            .iter()
+            .map(|m| json!({"from": m.from, "subject": m.subject, "received_ms": m.received}))
             .collect();
     }
     let user = format!(

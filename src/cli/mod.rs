@@ -350,23 +350,6 @@ pub fn run() -> ExitCode {
     }
 }
 
-/// Moves the sandbox world forward by `by`: deals age, and what the world's script has
-/// for the days passed happens (a prospect writes back, new teams land in the CRM).
-fn sandbox_advance(ctx: &Ctx, by: &str) -> Result<ExitCode> {
-    let d = crate::config::parse_duration(by)
-        .filter(|d| !d.is_zero() && d.as_secs() <= 365 * 86_400)
-        .with_context(|| format!("{by:?}: give a duration up to a year, like 12h, 2d or 1w"))?;
-    let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    let (aged, happened) =
-        crate::sandbox::world::advance(ctx.store.as_ref(), ms, now_ms(), &local_actor())?;
-    println!("sandbox: {by} went by; {aged} open deal(s) aged");
-    for what in &happened {
-        println!("  · {what}");
-    }
-    println!("a running dealflow's suggestion engine looks again now");
-    Ok(ExitCode::SUCCESS)
-}
-
 fn dispatch(mut cli: Cli) -> Result<ExitCode> {
     if let Some(u) = cli.sandbox_user {
         u.set_current();
@@ -473,7 +456,7 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
         Some(Command::Suggest { json }) => suggest_cmd::run(&ctx, json),
         Some(Command::Sandbox {
             cmd: SandboxCmd::Advance { by },
-        }) => sandbox_advance(&ctx, &by),
+        }) => sandbox_cmd::advance(&ctx, &by),
         Some(Command::Accounts { cmd }) => accounts_cmd::run(&ctx, cmd),
         Some(Command::Mcp { cmd: None }) => mcp_cmd::serve(&ctx),
         _ => Ok(ExitCode::SUCCESS),

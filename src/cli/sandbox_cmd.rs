@@ -11,6 +11,75 @@ use anyhow::{Context, Result, bail};
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
+/// `dealflow sandbox advance`: moves the sandbox world forward by `by`: deals age, what
+/// the world's script holds for the days passed happens, and its mail arrives in the
+/// emulated inbox (the running sandbox's, or the kept world's when none runs).
+pub fn advance(ctx: &super::Ctx, by: &str) -> Result<ExitCode> {
+    let d = crate::config::parse_duration(by)
+        .filter(|d| !d.is_zero() && d.as_secs() <= 365 * 86_400)
+        .with_context(|| format!("{by:?}: give a duration up to a year, like 12h, 2d or 1w"))?;
+    let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let now = super::now_ms();
+    // The mail first: a failed delivery must not leave the world half moved.
+    let plan = crate::sandbox::world::due(ctx.store.as_ref(), ms)?;
+    let delivered = deliver(&plan, now)?;
+    let done = crate::sandbox::world::advance(ctx.store.as_ref(), ms, now, &super::local_actor())?;
+    println!("sandbox: {by} went by; {} open deal(s) aged", done.aged);
+    for what in &done.happened {
+        println!("  · {what}");
+    }
+    if let Some(to) = delivered {
+        println!("  ({} message(s) delivered to {to})", done.mail.len());
+    }
+    println!("a running dealflow's suggestion engine looks again now");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Puts `mail` in the emulated inbox: through the running sandbox's control if one
+/// runs, else into the kept world file the next sandbox loads. Says where.
+fn deliver(mail: &[(&str, &str)], at: i64) -> Result<Option<String>> {
+    if mail.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(sb) = Control::find(None) {
+        let sent: Result<()> = runtime()?.block_on(async {
+            for (from, subject) in mail {
+                let body = serde_json::json!({ "from": from, "subject": subject, "at": at });
+                let r = sb
+                    .call(
+                        sb.http
+                            .post(format!("{}/sandbox/inbox", sb.base))
+                            .json(&body),
+                        "the mail",
+                    )
+                    .await?;
+                if !r.status().is_success() {
+                    bail!(
+                        "the sandbox at {} answered {} to a delivery",
+                        sb.base,
+                        r.status()
+                    );
+                }
+            }
+            Ok(())
+        });
+        // A URL file left by a sandbox that died: fall through to the kept world.
+        if sent.is_ok() {
+            return Ok(Some(format!("the running sandbox's inbox ({})", sb.base)));
+        }
+    }
+    let dirs = crate::config::project_dirs().context("no data directory for the sandbox world")?;
+    let path = dirs.data_dir().join("sandbox-world.json");
+    let world = crate::sandbox::providers::ProviderData::default();
+    world
+        .persist_to(&path)
+        .with_context(|| format!("the sandbox world in {}", path.display()))?;
+    for (from, subject) in mail {
+        world.deliver(from, subject, at);
+    }
+    Ok(Some(format!("the kept world's inbox ({})", path.display())))
+}
+
 /// `dealflow sandbox serve`: run a sandbox in the foreground and publish its URL.
 pub fn serve(port: Option<u16>) -> Result<ExitCode> {
     runtime()?.block_on(async {

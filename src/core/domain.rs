@@ -88,6 +88,7 @@ pub enum ActionKind {
     SearchContacts,
     CheckCalendar,
     ListSlackChannels,
+    ReadInbox,
     // Writes.
     SendEmail,
     DraftEmail,
@@ -99,12 +100,13 @@ pub enum ActionKind {
 }
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 12] = [
+    pub const ALL: [ActionKind; 13] = [
         ActionKind::ListDeals,
         ActionKind::GetDeal,
         ActionKind::SearchContacts,
         ActionKind::CheckCalendar,
         ActionKind::ListSlackChannels,
+        ActionKind::ReadInbox,
         ActionKind::SendEmail,
         ActionKind::DraftEmail,
         ActionKind::ScheduleMeeting,
@@ -121,6 +123,7 @@ impl ActionKind {
             ActionKind::SearchContacts => "search_contacts",
             ActionKind::CheckCalendar => "check_calendar",
             ActionKind::ListSlackChannels => "list_slack_channels",
+            ActionKind::ReadInbox => "read_inbox",
             ActionKind::SendEmail => "send_email",
             ActionKind::DraftEmail => "draft_email",
             ActionKind::ScheduleMeeting => "schedule_meeting",
@@ -143,6 +146,7 @@ impl ActionKind {
                 | ActionKind::SearchContacts
                 | ActionKind::CheckCalendar
                 | ActionKind::ListSlackChannels
+                | ActionKind::ReadInbox
         )
     }
 
@@ -153,7 +157,7 @@ impl ActionKind {
     /// A short label for summaries ("3 email 2 cal").
     pub fn short(self) -> &'static str {
         match self {
-            ActionKind::SendEmail | ActionKind::DraftEmail => "email",
+            ActionKind::SendEmail | ActionKind::DraftEmail | ActionKind::ReadInbox => "email",
             ActionKind::ScheduleMeeting | ActionKind::CheckCalendar => "cal",
             ActionKind::PostSlack | ActionKind::ListSlackChannels => "slack",
             ActionKind::CreateDeal
@@ -168,7 +172,9 @@ impl ActionKind {
     /// Which provider connection the kind needs, if any (CRM lives in our own store).
     pub fn connection(self) -> Option<Connection> {
         match self {
-            ActionKind::SendEmail | ActionKind::DraftEmail => Some(Connection::Google),
+            ActionKind::SendEmail | ActionKind::DraftEmail | ActionKind::ReadInbox => {
+                Some(Connection::Google)
+            }
             ActionKind::ScheduleMeeting | ActionKind::CheckCalendar => Some(Connection::Google),
             ActionKind::PostSlack | ActionKind::ListSlackChannels => Some(Connection::Slack),
             _ => None,
@@ -182,6 +188,8 @@ impl ActionKind {
             ActionKind::SendEmail => &["https://www.googleapis.com/auth/gmail.send"],
             ActionKind::DraftEmail => &["https://www.googleapis.com/auth/gmail.compose"],
             ActionKind::CheckCalendar => &["https://www.googleapis.com/auth/calendar.readonly"],
+            // Senders and subjects only: never a message body.
+            ActionKind::ReadInbox => &["https://www.googleapis.com/auth/gmail.metadata"],
             ActionKind::ScheduleMeeting => &["https://www.googleapis.com/auth/calendar.events"],
             ActionKind::PostSlack => &["chat:write"],
             ActionKind::ListSlackChannels => &["channels:read"],
@@ -297,6 +305,11 @@ pub enum ActionParams {
         to: Millis,
     },
     ListSlackChannels {},
+    /// The newest messages in the inbox received at or after `since` (ms since the
+    /// epoch): sender, subject and time, never a body.
+    ReadInbox {
+        since: Millis,
+    },
     SendEmail(Email),
     DraftEmail(Email),
     ScheduleMeeting {
@@ -362,6 +375,7 @@ impl ActionParams {
             ActionParams::SearchContacts { .. } => ActionKind::SearchContacts,
             ActionParams::CheckCalendar { .. } => ActionKind::CheckCalendar,
             ActionParams::ListSlackChannels {} => ActionKind::ListSlackChannels,
+            ActionParams::ReadInbox { .. } => ActionKind::ReadInbox,
             ActionParams::SendEmail(_) => ActionKind::SendEmail,
             ActionParams::DraftEmail(_) => ActionKind::DraftEmail,
             ActionParams::ScheduleMeeting { .. } => ActionKind::ScheduleMeeting,
@@ -392,6 +406,7 @@ impl ActionParams {
             ActionParams::SearchContacts { query } => query.clone(),
             ActionParams::CheckCalendar { .. } => "calendar".into(),
             ActionParams::ListSlackChannels {} => "slack".into(),
+            ActionParams::ReadInbox { .. } => "inbox".into(),
             ActionParams::SendEmail(e) | ActionParams::DraftEmail(e) => e.to.join(", "),
             ActionParams::ScheduleMeeting { attendees, .. } => attendees.join(", "),
             ActionParams::PostSlack { channel, .. } => channel.clone(),

@@ -182,7 +182,8 @@ pub fn counterparties(action: &super::domain::ActionParams) -> Vec<String> {
         P::ListDeals { .. }
         | P::SearchContacts { .. }
         | P::CheckCalendar { .. }
-        | P::ListSlackChannels {} => {}
+        | P::ListSlackChannels {}
+        | P::ReadInbox { .. } => {}
     }
     keys.sort();
     keys.dedup();

@@ -236,10 +236,13 @@ pub async fn run_once(
     let mut report = BatchReport::default();
     let holder = super::lease_holder();
     let now = now_ms();
-    if let Err(other) = p
-        .store
-        .take_lease(lease::BATCH, &holder, now, now + BATCH_LEASE_FOR)?
-    {
+    if let Err(other) = super::take_lease(
+        p.store.as_ref(),
+        lease::BATCH,
+        &holder,
+        now,
+        now + BATCH_LEASE_FOR,
+    )? {
         report.elsewhere = Some(other.holder);
         return Ok(report);
     }

@@ -663,6 +663,7 @@ impl Pipeline {
                 slack::post(c, ep, token, channel, text, r).await
             }
             ActionParams::ListSlackChannels {} => slack::list(c, ep, token, r).await,
+            ActionParams::ReadInbox { since } => gmail::inbox(c, ep, token, *since, r).await,
             other => crm::execute(self.store.as_ref(), &a.id, other, &self.owner, a.updated_at)
                 .unwrap_or_else(|| {
                     Err(ConnectorError::Crm(format!(

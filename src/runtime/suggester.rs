@@ -170,6 +170,7 @@ impl Suggester {
             deals: s.list_deals()?,
             contacts: s.list_contacts()?,
             calendar: None,
+            inbox: None,
             existing: s.list_actions(&ActionFilter {
                 states: vec![],
                 limit: Some(5_000),
@@ -177,23 +178,25 @@ impl Suggester {
         })
     }
 
-    /// The next two weeks of the calendar, read through the pipeline like any read (the
-    /// gate decides; one `action.read` audit entry). `None` when it cannot be read (not
-    /// connected, a scope taken back, a read denied): the run goes on without it.
-    async fn upcoming(&self, now: Millis) -> Option<Vec<crate::agent::suggest::CalendarEntry>> {
-        const FORTNIGHT: Millis = 14 * 86_400_000;
+    /// A read through the pipeline like any other (the gate decides; one `action.read`
+    /// audit entry). `None` when it cannot be read (not connected, a scope taken back, a
+    /// read denied): the run goes on without it.
+    async fn read(
+        &self,
+        params: crate::core::domain::ActionParams,
+        title: &str,
+        why: &str,
+        now: Millis,
+    ) -> Option<serde_json::Value> {
         let read = self
             .pipeline
             .run_read(
-                crate::runtime::pipeline::Proposal {
-                    params: crate::core::domain::ActionParams::CheckCalendar {
-                        from: now,
-                        to: now + FORTNIGHT,
-                    },
+                Proposal {
+                    params,
                     surface: crate::core::domain::Surface::ActionCenter,
                     confidence: 1.0,
-                    title: "upcoming meetings (suggestion engine)".into(),
-                    justification: "what is already booked, so nothing is proposed twice".into(),
+                    title: title.into(),
+                    justification: why.into(),
                     proposer: "agent-suggester".into(),
                 },
                 now,
@@ -204,12 +207,43 @@ impl Suggester {
             Err(e) => Err(e.to_string()),
         };
         match outcome {
-            Ok(o) => Some(calendar_entries(&o.data)),
+            Ok(o) => Some(o.data),
             Err(why) => {
-                tracing::info!(%why, "suggestion run without the calendar");
+                tracing::info!(%why, read = title, "suggestion run without it");
                 None
             }
         }
+    }
+
+    /// The next two weeks of the calendar.
+    async fn upcoming(&self, now: Millis) -> Option<Vec<crate::agent::suggest::CalendarEntry>> {
+        const FORTNIGHT: Millis = 14 * 86_400_000;
+        let data = self
+            .read(
+                crate::core::domain::ActionParams::CheckCalendar {
+                    from: now,
+                    to: now + FORTNIGHT,
+                },
+                "upcoming meetings (suggestion engine)",
+                "what is already booked, so nothing is proposed twice",
+                now,
+            )
+            .await?;
+        Some(calendar_entries(&data))
+    }
+
+    /// The last week's inbound mail: who wrote back, about what (subjects only).
+    async fn recent_mail(&self, now: Millis) -> Option<Vec<crate::agent::suggest::InboxEntry>> {
+        const WEEK: Millis = 7 * 86_400_000;
+        let data = self
+            .read(
+                crate::core::domain::ActionParams::ReadInbox { since: now - WEEK },
+                "recent inbound mail (suggestion engine)",
+                "who wrote back, so replies get answered",
+                now,
+            )
+            .await?;
+        Some(inbox_entries(&data))
     }
 
     /// One run: snapshot, proposals, filing, and running what the gate allows. A failed
@@ -232,7 +266,13 @@ impl Suggester {
         // takes the same lease, so two never read the same snapshot and file its work
         // twice.
         let store = self.pipeline.store.clone();
-        if let Err(other) = store.take_lease(lease::SUGGEST, &self.holder, now, now + LEASE_FOR)? {
+        if let Err(other) = super::take_lease(
+            store.as_ref(),
+            lease::SUGGEST,
+            &self.holder,
+            now,
+            now + LEASE_FOR,
+        )? {
             return Err(SuggestError::Elsewhere {
                 holder: other.holder,
             });
@@ -273,6 +313,7 @@ impl Suggester {
         }
         let mut snapshot = self.snapshot(now)?;
         snapshot.calendar = self.upcoming(now).await;
+        snapshot.inbox = self.recent_mail(now).await;
         let mut n = 0u32;
         let mut next_id = || {
             n += 1;
@@ -520,6 +561,24 @@ impl Suggester {
             }
         }
     }
+}
+
+/// Messages as the inbox read returns them (`{"messages":[{from,subject,received}]}`).
+fn inbox_entries(data: &serde_json::Value) -> Vec<crate::agent::suggest::InboxEntry> {
+    data.get("messages")
+        .and_then(|m| m.as_array())
+        .map(|m| {
+            m.iter()
+                .filter_map(|m| {
+                    Some(crate::agent::suggest::InboxEntry {
+                        from: m.get("from")?.as_str()?.to_string(),
+                        subject: m.get("subject")?.as_str().unwrap_or_default().to_string(),
+                        received: m.get("received")?.as_i64()?,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Events as the calendar read returns them (`{"events":[{summary,start,end,attendees}]}`).

@@ -50,8 +50,18 @@ pub struct Fault {
     pub remaining: u32,
 }
 
+/// A message that arrived in the emulated inbox (a prospect writing back).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InboundMail {
+    pub id: String,
+    pub from: String,
+    pub subject: String,
+    pub received_ms: i64,
+}
+
 #[derive(Debug, Default)]
 pub struct ProviderData {
+    pub inbox: Mutex<Vec<InboundMail>>,
     pub sent: Mutex<Vec<StoredMail>>,
     pub drafts: Mutex<Vec<StoredMail>>,
     pub events: Mutex<BTreeMap<String, Value>>,
@@ -67,6 +77,8 @@ pub struct ProviderData {
 /// What the emulated providers hold, as it is kept on disk.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct World {
+    #[serde(default)]
+    inbox: Vec<InboundMail>,
     sent: Vec<StoredMail>,
     drafts: Vec<StoredMail>,
     events: BTreeMap<String, Value>,
@@ -88,6 +100,7 @@ impl ProviderData {
             Ok(bytes) => {
                 let w: World = serde_json::from_slice(&bytes)
                     .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+                *lock(&self.inbox) = w.inbox;
                 *lock(&self.sent) = w.sent;
                 *lock(&self.drafts) = w.drafts;
                 *lock(&self.events) = w.events;
@@ -106,6 +119,7 @@ impl ProviderData {
             return;
         };
         let w = World {
+            inbox: self.inbox(),
             sent: self.sent(),
             drafts: self.drafts(),
             events: self.events(),
@@ -117,6 +131,23 @@ impl ProviderData {
         if let Err(e) = written {
             tracing::warn!(error = %e, path = %path.display(), "cannot keep the sandbox world");
         }
+    }
+
+    pub fn inbox(&self) -> Vec<InboundMail> {
+        lock(&self.inbox).clone()
+    }
+
+    /// A message arrives in the inbox (kept on disk like every other change).
+    pub fn deliver(&self, from: &str, subject: &str, at: i64) -> InboundMail {
+        let m = InboundMail {
+            id: super::state::random_token("in"),
+            from: from.to_string(),
+            subject: subject.to_string(),
+            received_ms: at,
+        };
+        lock(&self.inbox).push(m.clone());
+        self.save();
+        m
     }
 
     pub fn sent(&self) -> Vec<StoredMail> {
@@ -345,6 +376,8 @@ pub fn router(state: Arc<SandboxState>) -> axum::Router {
     axum::Router::new()
         .route("/gmail/v1/users/{user}/messages/send", post(gmail_send))
         .route("/gmail/v1/users/{user}/messages", get(gmail_list))
+        .route("/gmail/v1/users/{user}/messages/{id}", get(gmail_get))
+        .route("/sandbox/inbox", post(deliver))
         .route("/gmail/v1/users/{user}/drafts", post(gmail_draft))
         .route(
             "/calendar/v3/calendars/{cal}/events",
@@ -472,6 +505,20 @@ async fn gmail_list(
     if let Err(r) = google_auth(&st, &headers, GMAIL_READ) {
         return r;
     }
+    if q.get("labelIds").map(String::as_str) == Some("INBOX") {
+        let max = q
+            .get("maxResults")
+            .and_then(|m| m.parse::<usize>().ok())
+            .unwrap_or(100);
+        let mut inbox = st.providers.inbox();
+        inbox.sort_by_key(|m| std::cmp::Reverse(m.received_ms));
+        let found: Vec<Value> = inbox
+            .iter()
+            .take(max)
+            .map(|m| json!({"id": m.id, "threadId": m.id}))
+            .collect();
+        return Json(json!({"messages": found, "resultSizeEstimate": found.len()})).into_response();
+    }
     let want = q
         .get("q")
         .and_then(|q| q.strip_prefix("rfc822msgid:"))
@@ -483,6 +530,59 @@ async fn gmail_list(
         .map(|m| json!({"id": m.id, "threadId": m.id}))
         .collect();
     Json(json!({"messages": found, "resultSizeEstimate": found.len()})).into_response()
+}
+
+/// `messages.get?format=metadata`: labels, internalDate (ms, as a string, as Gmail sends
+/// it) and the headers asked for; never a body.
+async fn gmail_get(
+    State(st): State<Arc<SandboxState>>,
+    Path((_user, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = st.providers.enter("gmail.get").await {
+        return r;
+    }
+    if let Err(r) = google_auth(&st, &headers, GMAIL_READ) {
+        return r;
+    }
+    let Some(m) = st.providers.inbox().into_iter().find(|m| m.id == id) else {
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            Json(json!({"error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND"}})),
+        )
+            .into_response();
+    };
+    Json(json!({
+        "id": m.id,
+        "threadId": m.id,
+        "labelIds": ["INBOX", "UNREAD"],
+        "internalDate": m.received_ms.to_string(),
+        "payload": {"headers": [
+            {"name": "From", "value": m.from},
+            {"name": "Subject", "value": m.subject},
+        ]},
+    }))
+    .into_response()
+}
+
+/// Sandbox control: a message arrives (`sandbox advance` delivers the world's mail).
+async fn deliver(
+    State(st): State<Arc<SandboxState>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(r) = super::auth0::not_admin(&st, &headers) {
+        return r;
+    }
+    let (Some(from), Some(subject)) = (body["from"].as_str(), body["subject"].as_str()) else {
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_request", "error_description": "from and subject are required"})),
+        )
+            .into_response();
+    };
+    let at = body["at"].as_i64().unwrap_or_else(super::state::now_ms);
+    Json(json!(st.providers.deliver(from, subject, at))).into_response()
 }
 
 fn event_millis(v: &Value, field: &str) -> Option<i64> {

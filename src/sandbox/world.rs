@@ -23,7 +23,20 @@ pub struct Event {
     pub day: i64,
     /// What happened, as the rep would hear it.
     pub what: &'static str,
+    /// A message that arrives in the inbox that day (from, subject).
+    pub mail: Option<(&'static str, &'static str)>,
     apply: fn(&dyn Store, Millis) -> Result<(), StoreError>,
+}
+
+/// What one advance did.
+#[derive(Debug, Default)]
+pub struct Advanced {
+    /// Open deals that aged.
+    pub aged: usize,
+    /// The scripted events that happened, in order.
+    pub happened: Vec<&'static str>,
+    /// Mail to deliver to the emulated inbox (from, subject), in order.
+    pub mail: Vec<(&'static str, &'static str)>,
 }
 
 /// Initech's regional teams that trialled in October and were never followed up: six
@@ -86,33 +99,42 @@ pub fn script() -> Vec<Event> {
         Event {
             day: 1,
             what: "Alice (Umbrella) wrote back: legal signed off the DPA; she wants a walk-through of the order form",
+            mail: Some((
+                "Alice Abernathy <alice@umbrella.example>",
+                "Re: DPA signed off - can you walk us through the order form?",
+            )),
             apply: |s, now| {
                 touch(s, "deal-umbrella", now, |d| {
-                    d.stage = Stage::Proposal;
-                    note(
-                        d,
-                        "Alice: DPA signed off by legal. Send the order form and walk us through it.",
-                    );
+                    note(d, "DPA signed off by legal (Alice, by email).");
                 })
             },
         },
         Event {
             day: 2,
             what: "five Initech regional teams from the October trial landed in the CRM, untouched for 35 days",
+            mail: None,
             apply: |s, now| (0..5).try_for_each(|i| initech_team(s, now, i)),
         },
         Event {
             day: 3,
             what: "another Initech team (Austin) from the October trial landed in the CRM",
+            mail: None,
             apply: |s, now| initech_team(s, now, 5),
         },
         Event {
             day: 4,
             what: "Gavin (Hooli) replied: the team plan is a go if a demo lands this month",
+            mail: Some((
+                "Gavin Belson <gavin@hooli.example>",
+                "Re: Hooli team plan - can we see a demo this month?",
+            )),
             apply: |s, now| {
                 touch(s, "deal-hooli", now, |d| {
-                    d.stage = Stage::Proposal;
-                    note(d, "Gavin: go for the team plan if we can demo this month.");
+                    d.stage = Stage::Qualified;
+                    note(
+                        d,
+                        "Gavin is in for the team plan if a demo lands this month.",
+                    );
                 })
             },
         },
@@ -128,15 +150,26 @@ pub fn elapsed(store: &dyn Store) -> Result<Millis, StoreError> {
         .sum())
 }
 
+/// The mail an advance by `by` would deliver (from, subject), without changing anything.
+pub fn due(store: &dyn Store, by: Millis) -> Result<Vec<(&'static str, &'static str)>, StoreError> {
+    let before = elapsed(store)?;
+    Ok(script()
+        .into_iter()
+        .filter(|e| e.day * DAY > before && e.day * DAY <= before + by)
+        .filter_map(|e| e.mail)
+        .collect())
+}
+
 /// Moves the world forward by `by` ms at wall time `now`: open deals age by `by`, the
 /// events scripted for the days passed happen (each once), and the advance is audited.
-/// Returns how many open deals aged and what happened.
+/// The mail it returns is for the caller to deliver to the emulated inbox, which lives
+/// in the sandbox server, not in the store.
 pub fn advance(
     store: &dyn Store,
     by: Millis,
     now: Millis,
     actor: &str,
-) -> Result<(usize, Vec<&'static str>), StoreError> {
+) -> Result<Advanced, StoreError> {
     let before = elapsed(store)?;
     let after = before + by;
     let mut aged = 0;
@@ -147,11 +180,15 @@ pub fn advance(
             aged += 1;
         }
     }
-    let mut happened = Vec::new();
+    let mut done = Advanced {
+        aged,
+        ..Advanced::default()
+    };
     for e in script() {
         if e.day * DAY > before && e.day * DAY <= after {
             (e.apply)(store, now)?;
-            happened.push(e.what);
+            done.happened.push(e.what);
+            done.mail.extend(e.mail);
         }
     }
     store.append_audit(NewAuditEntry {
@@ -164,8 +201,8 @@ pub fn advance(
         detail: serde_json::json!({
             "by_ms": by,
             "world_days": after as f64 / DAY as f64,
-            "events": happened,
+            "events": done.happened,
         }),
     })?;
-    Ok((aged, happened))
+    Ok(done)
 }

@@ -179,6 +179,7 @@ impl Backend {
             deals: store.list_deals().unwrap_or_default(),
             contacts: store.list_contacts().unwrap_or_default(),
             calendar: None,
+            inbox: None,
             existing: store
                 .list_actions(&ActionFilter {
                     states: vec![],
