@@ -1716,3 +1716,33 @@ fn a_step_up_is_never_confirmed_unseen() {
     h.keys("y");
     assert_eq!(h.action("act-demo-acme-close").state, ActionState::Proposed);
 }
+
+/// 80×24: the detail pane is too short for the justification, the gate's reasons and
+/// the payload; J/K scroll it (both panes, each as far as it has lines), the title says
+/// how much is left, and another selection starts at the top.
+#[test]
+fn the_detail_pane_scrolls_at_80x24_to_the_reasons_and_the_whole_payload() {
+    let mut h = H::new();
+    h.select("stark");
+    let top = screen_at(&h, 80, 24);
+    assert!(top.contains("more ↓"), "{top}");
+    assert!(!top.contains("1. autonomy"), "{top}");
+    for _ in 0..10 {
+        h.keys("J");
+        screen_at(&h, 80, 24);
+    }
+    let end = screen_at(&h, 80, 24);
+    assert!(end.contains("scroll · end"), "{end}");
+    assert!(end.contains("1. autonomy for schedule_meeting"), "{end}");
+    assert!(end.contains("pepper@stark.example"), "{end}");
+    // Scrolling past the end does not pile up: one K moves back at once.
+    h.keys("K");
+    assert!(screen_at(&h, 80, 24).contains("3 more ↓"));
+    // Another selection starts at the top.
+    h.keys("/");
+    h.code(KeyCode::Esc);
+    h.select("initech");
+    let other = screen_at(&h, 80, 24);
+    assert!(other.contains("Follow up"), "{other}");
+    assert!(!other.contains("scroll · end"), "{other}");
+}

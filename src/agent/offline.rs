@@ -154,7 +154,7 @@ fn reply_proposals(s: &Snapshot, out: &mut Vec<Value>) -> Vec<String> {
                 "end": start + HOUR / 2,
                 "description": format!("{first} wrote: {:?}", m.subject),
             },
-            "justification": format!("{OFFLINE_LABEL} rule reply-asks-to-meet: {} wrote back {} day(s) ago asking for time ({:?}), and no meeting with them is on the calendar.", c.name, (s.now - m.received).max(0) / DAY, m.subject),
+            "justification": format!("{OFFLINE_LABEL} rule reply-asks-to-meet: {} wrote back {} asking for time ({:?}), and no meeting with them is on the calendar.", c.name, match (s.now - m.received).max(0) / DAY { 0 => "today".to_string(), 1 => "yesterday".to_string(), n => format!("{n} days ago") }, m.subject),
             "confidence": 0.8,
         }));
     }

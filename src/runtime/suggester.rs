@@ -312,8 +312,9 @@ impl Suggester {
             }
         }
         let mut snapshot = self.snapshot(now)?;
-        snapshot.calendar = self.upcoming(now).await;
-        snapshot.inbox = self.recent_mail(now).await;
+        // Both reads at once: each is a provider round trip the model then waits on.
+        (snapshot.calendar, snapshot.inbox) =
+            tokio::join!(self.upcoming(now), self.recent_mail(now));
         let mut n = 0u32;
         let mut next_id = || {
             n += 1;

@@ -53,6 +53,8 @@ pub enum Command {
     Deny,
     CancelTurn,
     ToggleFold,
+    DetailDown,
+    DetailUp,
     /// Unbinds a key in a user file.
     None,
 }

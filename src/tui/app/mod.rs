@@ -944,6 +944,14 @@ impl App {
                 vec![Effect::SendToBatch(ids)]
             }
             Command::UndoSend => self.undo_send(),
+            Command::DetailDown => {
+                self.actions.scroll_detail(3);
+                vec![]
+            }
+            Command::DetailUp => {
+                self.actions.scroll_detail(-3);
+                vec![]
+            }
             Command::Trust => {
                 self.popup = Some(Popup::Trust {
                     cursor: 0,

@@ -196,15 +196,18 @@ fn section<'a>(th: &Theme, s: &'a str) -> Line<'a> {
 
 fn render_detail(app: &App, f: &mut Frame, area: Rect) {
     let th = &app.theme;
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .border_style(th.style(Role::Border))
-        .title(Span::styled(" Detail ", th.style(Role::Title)));
-    let inner = block.inner(area);
-    f.render_widget(block, area);
     let Some(r) = app.actions.current() else {
+        app.actions.detail_room.set(0);
+        f.render_widget(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(th.style(Role::Border))
+                .title(Span::styled(" Detail ", th.style(Role::Title))),
+            area,
+        );
         return;
     };
+    let inner = Block::default().borders(Borders::ALL).inner(area);
     let a = &r.action;
     let d = &r.decision;
     let [left, right] =
@@ -330,7 +333,7 @@ fn render_detail(app: &App, f: &mut Frame, area: Rect) {
             th.style(Role::Muted),
         ));
     }
-    f.render_widget(Paragraph::new(l).wrap(Wrap { trim: false }), left);
+    let why = Paragraph::new(l).wrap(Wrap { trim: false });
 
     let mut p: Vec<Line> = Vec::new();
     if a.is_edited() {
@@ -344,14 +347,46 @@ fn render_detail(app: &App, f: &mut Frame, area: Rect) {
     p.push(section(th, "Payload (exact)"));
     let json = serde_json::to_string_pretty(&a.params).unwrap_or_default();
     p.extend(json.lines().map(|s| Line::raw(s.to_string())));
-    f.render_widget(
-        Paragraph::new(p).wrap(Wrap { trim: false }).block(
-            Block::default()
-                .borders(Borders::LEFT)
-                .border_style(th.style(Role::Border)),
-        ),
-        right,
+    let payload = Paragraph::new(p).wrap(Wrap { trim: false }).block(
+        Block::default()
+            .borders(Borders::LEFT)
+            .border_style(th.style(Role::Border)),
     );
+    // Both panes scroll together (J/K), each only as far as it has lines to show, so a
+    // rep at 80×24 can read the justification, the gate's reasons and the whole payload.
+    let over = |para: &Paragraph, width: u16| {
+        u16::try_from(para.line_count(width))
+            .unwrap_or(u16::MAX)
+            .saturating_sub(inner.height)
+    };
+    let (room_l, room_r) = (over(&why, left.width), over(&payload, right.width));
+    let room = room_l.max(room_r);
+    app.actions.detail_room.set(room);
+    let off = app.actions.detail_offset().min(room);
+    let title = if room == 0 {
+        " Detail ".to_string()
+    } else {
+        let key = |c| app.keymap.keys_for(Section::Actions, c);
+        let more = if off < room {
+            format!("{} more ↓", room - off)
+        } else {
+            "end".to_string()
+        };
+        format!(
+            " Detail · {}/{} scroll · {more} ",
+            key(Command::DetailDown),
+            key(Command::DetailUp)
+        )
+    };
+    f.render_widget(
+        Block::default()
+            .borders(Borders::ALL)
+            .border_style(th.style(Role::Border))
+            .title(Span::styled(title, th.style(Role::Title))),
+        area,
+    );
+    f.render_widget(why.scroll((off.min(room_l), 0)), left);
+    f.render_widget(payload.scroll((off.min(room_r), 0)), right);
 }
 
 /// Diff lines with +/- markers and the diff roles.
