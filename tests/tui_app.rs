@@ -1746,3 +1746,21 @@ fn the_detail_pane_scrolls_at_80x24_to_the_reasons_and_the_whole_payload() {
     assert!(other.contains("Follow up"), "{other}");
     assert!(!other.contains("scroll · end"), "{other}");
 }
+
+/// The form refuses to move a meeting into the past, naming the time it read; the
+/// action stays as it was.
+#[test]
+fn a_meeting_moved_into_the_past_is_refused_in_the_form() {
+    let mut h = H::new();
+    h.select("stark");
+    h.keys("e");
+    h.code(KeyCode::Down);
+    h.code(KeyCode::Down);
+    h.code(KeyCode::Home);
+    h.ctrl('k');
+    h.keys("When: 2001-01-01 09:00 UTC");
+    h.ctrl('s');
+    let s = h.screen();
+    assert!(s.contains("2001-01-01 09:00 UTC has passed"), "{s}");
+    assert!(!h.action("act-demo-stark-call").is_edited());
+}

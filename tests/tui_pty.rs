@@ -557,3 +557,68 @@ fn trust_builds_from_approvals_to_a_rule_and_the_device_gate_holds() {
     p.flush().unwrap();
     p.exp_eof().unwrap();
 }
+
+/// A meeting's time is a form field in local time, not epoch milliseconds: moved in the
+/// editor at 80×24, it is booked at the new time, and the audit records the edit.
+#[test]
+fn a_meetings_time_is_moved_in_the_form_and_booked_as_edited() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let mut p = dealflow_in_pty_with(home, 80, 24, "--sandbox", &[("TZ", "UTC")]);
+    p.exp_string("pending").unwrap();
+    filter_to(&mut p, "pepper");
+    p.send("e").unwrap();
+    p.flush().unwrap();
+    // Title, Attendees, When: the third line, as a person reads it.
+    p.exp_string("When:").unwrap();
+    pause(300);
+    p.send("\x1b[B\x1b[B").unwrap(); // down, down
+    p.send("\x1b[H").unwrap(); // home
+    p.send_control('k').unwrap(); // delete to the end of the line
+    p.send("When: 2030-01-15 09:30 UTC").unwrap();
+    p.flush().unwrap();
+    pause(300);
+    p.send_control('s').unwrap();
+    p.flush().unwrap();
+    pause(500);
+    p.send("a").unwrap();
+    p.flush().unwrap();
+    let db = home.join("data/dealflow/sandbox.db");
+    let booked = 1_894_699_800_000; // 2030-01-15 09:30 UTC
+    wait_for(home, "the meeting booked at the new time", |s| {
+        let a = s.get_action("act-demo-stark-call").unwrap();
+        a.state == ActionState::Succeeded
+            && matches!(a.params, dealflow::core::domain::ActionParams::ScheduleMeeting { start, .. } if start == booked)
+    });
+    let store = SqliteStore::open(&db).unwrap();
+    let a = store.get_action("act-demo-stark-call").unwrap();
+    assert!(a.is_edited());
+    // The length was left alone, so it is exactly what the AI proposed.
+    match (&a.params, &a.original) {
+        (
+            dealflow::core::domain::ActionParams::ScheduleMeeting { start, end, .. },
+            dealflow::core::domain::ActionParams::ScheduleMeeting {
+                start: s0, end: e0, ..
+            },
+        ) => assert_eq!(end - start, e0 - s0),
+        other => panic!("{other:?}"),
+    }
+    let events: Vec<String> = store
+        .audit_page(0, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action_id.as_deref() == Some("act-demo-stark-call"))
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "action.proposed",
+            "action.edited",
+            "action.approved",
+            "action.executed"
+        ]
+    );
+    p.send("q").unwrap();
+    p.flush().unwrap();
+}

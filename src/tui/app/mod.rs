@@ -883,6 +883,7 @@ impl App {
                             a.version,
                             &a.params,
                             &a.original,
+                            self.utc_offset_s,
                         ))));
                     }
                     Some(r) => {

@@ -375,27 +375,31 @@ impl App {
                 self.set_status(Level::Info, "edit discarded");
                 Some(vec![])
             }
-            (true, KeyCode::Char('s')) => match parse_draft(&ed.params, &ed.text()) {
-                Ok(p) if p == ed.params => {
-                    self.set_status(Level::Info, "no change");
-                    Some(vec![])
-                }
-                Ok(p) => match p.validate() {
-                    Ok(()) => Some(vec![Effect::Edit {
-                        id: ed.id.clone(),
-                        version: ed.version,
-                        params: p,
-                    }]),
+            (true, KeyCode::Char('s')) => {
+                match parse_draft(&ed.params, &ed.text(), ed.utc_offset_s) {
+                    Ok(p) if p == ed.params => {
+                        self.set_status(Level::Info, "no change");
+                        Some(vec![])
+                    }
+                    Ok(p) => match p.validate().and_then(|()| {
+                        moved_into_the_past(&ed.params, &p, self.now, ed.utc_offset_s)
+                    }) {
+                        Ok(()) => Some(vec![Effect::Edit {
+                            id: ed.id.clone(),
+                            version: ed.version,
+                            params: p,
+                        }]),
+                        Err(e) => {
+                            ed.error = Some(e);
+                            None
+                        }
+                    },
                     Err(e) => {
                         ed.error = Some(e);
                         None
                     }
-                },
-                Err(e) => {
-                    ed.error = Some(e);
-                    None
                 }
-            },
+            }
             (true, KeyCode::Char('z')) => {
                 ed.textarea.undo();
                 None
@@ -491,4 +495,26 @@ pub(super) fn payload_scroll(code: KeyCode) -> Option<isize> {
         KeyCode::Char('g') | KeyCode::Home => isize::MIN / 2,
         _ => return None,
     })
+}
+
+/// A meeting moved to a time that has already passed is a typo, not a plan (a time the
+/// AI proposed and the person left alone is not second-guessed here).
+fn moved_into_the_past(
+    before: &crate::core::domain::ActionParams,
+    after: &crate::core::domain::ActionParams,
+    now: crate::core::domain::Millis,
+    utc_offset_s: i32,
+) -> Result<(), String> {
+    use crate::core::domain::ActionParams::ScheduleMeeting;
+    match (before, after) {
+        (ScheduleMeeting { start: s0, .. }, ScheduleMeeting { start, .. })
+            if start != s0 && *start < now =>
+        {
+            Err(format!(
+                "When: {} has passed; pick a time ahead",
+                crate::tui::editor::local_time(*start, utc_offset_s)
+            ))
+        }
+        _ => Ok(()),
+    }
 }

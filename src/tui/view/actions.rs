@@ -11,7 +11,7 @@ use crate::tui::keymap::{Command, Section};
 use crate::tui::theme::{Role, Theme};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::Style;
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
@@ -340,7 +340,10 @@ fn render_detail(app: &App, f: &mut Frame, area: Rect) {
         p.push(section(th, "Edited: diff against the AI's original"));
         p.extend(diff_view(
             th,
-            &diff_lines(&draft_text(&a.original), &draft_text(&a.params)),
+            &diff_lines(
+                &draft_text(&a.original, app.utc_offset_s),
+                &draft_text(&a.params, app.utc_offset_s),
+            ),
         ));
         p.push(Line::raw(""));
     }
@@ -389,14 +392,66 @@ fn render_detail(app: &App, f: &mut Frame, area: Rect) {
     f.render_widget(payload.scroll((off.min(room_r), 0)), right);
 }
 
-/// Diff lines with +/- markers and the diff roles.
+/// Diff lines with +/- markers and the diff roles. A removed line followed by the
+/// added line that replaced it marks the changed words (reversed), so a one-word edit
+/// in a long paragraph is seen at once.
 pub fn diff_view(th: &Theme, d: &[DiffLine]) -> Vec<Line<'static>> {
-    d.iter()
+    use crate::tui::editor::word_diff;
+    let shown: Vec<&DiffLine> = d
+        .iter()
         .filter(|l| !matches!(l, DiffLine::Same(_)) || d.len() < 12)
-        .map(|l| match l {
+        .collect();
+    let marked = |prefix: &str, spans: Vec<(String, bool)>, role: Role| {
+        let base = th.style(role);
+        let mut out = vec![Span::styled(prefix.to_string(), base)];
+        out.extend(spans.into_iter().map(|(t, changed)| {
+            if changed {
+                Span::styled(t, base.add_modifier(Modifier::REVERSED))
+            } else {
+                Span::styled(t, base)
+            }
+        }));
+        Line::from(out)
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < shown.len() {
+        // A run of removals followed by a run of additions: pair them line by line.
+        let dels: Vec<&String> = shown[i..]
+            .iter()
+            .map_while(|l| match l {
+                DiffLine::Removed(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        let adds: Vec<&String> = shown[i + dels.len()..]
+            .iter()
+            .map_while(|l| match l {
+                DiffLine::Added(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        if !dels.is_empty() && dels.len() == adds.len() {
+            let pairs: Vec<_> = dels
+                .iter()
+                .zip(&adds)
+                .map(|(o, n)| word_diff(o, n))
+                .collect();
+            for (o, _) in &pairs {
+                out.push(marked("- ", o.clone(), Role::DiffDel));
+            }
+            for (_, n) in pairs {
+                out.push(marked("+ ", n, Role::DiffAdd));
+            }
+            i += dels.len() * 2;
+            continue;
+        }
+        out.push(match shown[i] {
             DiffLine::Same(s) => Line::styled(format!("  {s}"), Style::default()),
             DiffLine::Added(s) => Line::styled(format!("+ {s}"), th.style(Role::DiffAdd)),
             DiffLine::Removed(s) => Line::styled(format!("- {s}"), th.style(Role::DiffDel)),
-        })
-        .collect()
+        });
+        i += 1;
+    }
+    out
 }
