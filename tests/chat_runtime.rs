@@ -295,3 +295,112 @@ async fn a_device_wait_ends_when_the_phone_says_yes() {
     );
     assert_eq!(r.w.sandbox.state.providers.sent().len(), 1);
 }
+
+/// Nobody is asked to confirm what could not run: with the Google account disconnected
+/// in dealflow (and with a scope taken back at the provider), the send is refused before
+/// any step-up, with what to do, and nothing is filed.
+#[tokio::test]
+async fn a_tool_whose_account_is_not_ready_is_refused_before_the_step_up() {
+    let send = || {
+        TurnBuilder::new()
+            .tool_use("w1", "send_email", &json!({"to": ["bill@initech.example"], "subject": "Seat plan", "body": "20 minutes?"}))
+            .build()
+    };
+    let mut r = rig(vec![
+        send(),
+        TurnBuilder::new().text(&["ok"]).build(),
+        send(),
+        TurnBuilder::new().text(&["ok"]).build(),
+    ])
+    .await;
+    let before = r
+        .store
+        .list_actions(&ActionFilter::default())
+        .unwrap()
+        .len();
+    r.store
+        .change_permissions(
+            &dealflow::core::permissions::PermissionChange::SetConnected {
+                connection: dealflow::core::domain::Connection::Google,
+                connected: false,
+            },
+            dealflow::core::audit::NewAuditEntry {
+                ts: 1,
+                actor: "user:tester".into(),
+                surface: None,
+                event: "permissions.changed".into(),
+                action_id: None,
+                outcome: "ok".into(),
+                detail: json!({}),
+            },
+        )
+        .unwrap();
+    let seen = turn(&mut r, "email Bill", vec![true]).await;
+    assert!(
+        !seen.iter().any(|u| matches!(u, ChatUpdate::Confirm { .. })),
+        "{seen:?}"
+    );
+    let refusal = seen
+        .iter()
+        .find_map(|u| match u {
+            ChatUpdate::ToolResult {
+                ok: false, text, ..
+            } => Some(text.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        refusal.contains("google-oauth2, which is disconnected"),
+        "{refusal}"
+    );
+    assert!(
+        refusal.contains("dealflow accounts connect google-oauth2"),
+        "{refusal}"
+    );
+    assert!(!refusal.contains("act-"), "no internal id: {refusal}");
+    assert_eq!(
+        r.store
+            .list_actions(&ActionFilter::default())
+            .unwrap()
+            .len(),
+        before
+    );
+    // Reconnected in dealflow but gmail.send taken back at the provider: same, naming it.
+    r.store
+        .change_permissions(
+            &dealflow::core::permissions::PermissionChange::SetConnected {
+                connection: dealflow::core::domain::Connection::Google,
+                connected: true,
+            },
+            dealflow::core::audit::NewAuditEntry {
+                ts: 2,
+                actor: "user:tester".into(),
+                surface: None,
+                event: "permissions.changed".into(),
+                action_id: None,
+                outcome: "ok".into(),
+                detail: json!({}),
+            },
+        )
+        .unwrap();
+    assert!(
+        r.w.sandbox
+            .state
+            .revoke_grant(
+                dealflow::sandbox::auth0::model::DEMO_SUB,
+                "google-oauth2",
+                &["https://www.googleapis.com/auth/gmail.send".to_string()],
+            )
+            .is_some()
+    );
+    let seen = turn(&mut r, "email Bill", vec![true]).await;
+    assert!(
+        !seen.iter().any(|u| matches!(u, ChatUpdate::Confirm { .. })),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|u| matches!(u, ChatUpdate::ToolResult { ok: false, text, .. } if text.contains("to grant gmail.send"))),
+        "{seen:?}"
+    );
+    assert!(r.w.sandbox.state.providers.sent().is_empty());
+}

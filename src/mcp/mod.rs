@@ -133,6 +133,10 @@ impl McpServer {
                 Err(e) => refusal(e.to_string()),
             });
         }
+        // No push reaches the phone for something its account could not run.
+        if let Err(why) = self.pipeline.account_ready(kind).await {
+            return Ok(refusal(why));
+        }
         let submitted = match self.pipeline.submit(proposal, now_ms()) {
             Ok(s) => s,
             Err(e) => return Ok(refusal(e.to_string())),

@@ -284,6 +284,10 @@ impl ChatRuntime {
             name: call.name.clone(),
             summary: tools::describe(&params),
         });
+        // Nobody is asked to confirm what could not run: the account comes first.
+        if let Err(why) = self.pipeline.account_ready(params.kind()).await {
+            return refused(why);
+        }
         let submitted = match self.pipeline.submit(
             Proposal {
                 title: format!("{} (chat)", params.kind()),

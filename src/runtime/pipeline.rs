@@ -39,11 +39,11 @@ pub enum PipelineError {
         source: ConsentError,
     },
     #[error(
-        "{id}: {connection} is disconnected in dealflow; reconnect it with `dealflow accounts connect` to run this"
+        "{id}: {connection} is disconnected in dealflow; reconnect it (`c` on its row in the TUI's Permissions tab, or `dealflow accounts connect {connection}`) to run this"
     )]
     Disconnected { id: String, connection: String },
     #[error(
-        "{id}: {connection} lacks {}: an incremental connect adds it and keeps the rest (`dealflow accounts connect`, or `c` on the account in the TUI's Permissions tab)",
+        "{id}: {connection} lacks {}: an incremental connect adds it and keeps the rest (`c` on the account in the TUI's Permissions tab, or `dealflow accounts connect {connection}`)",
         short_scopes(scopes)
     )]
     NeedsConnect {
@@ -271,6 +271,52 @@ impl Pipeline {
     /// nothing to review, claim or reconcile, and no action row in the queue. The gate
     /// still decides: a read the permissions deny is refused (and audited); one they send
     /// to a person takes the full path (filed, reviewed, then run).
+    /// Whether the account `kind` needs is there to use: connected in dealflow, connected
+    /// at the vault, and granting the scopes. Asked before a person is asked to confirm
+    /// something that could not run; `Err` says what to do, in words. A vault that cannot
+    /// be asked right now is not a refusal here (execution says what it answered).
+    pub async fn account_ready(&self, kind: ActionKind) -> Result<(), String> {
+        let Some(conn) = kind.connection() else {
+            return Ok(());
+        };
+        let name = conn.as_str();
+        let how =
+            format!("`c` on its row in the Permissions tab, or `dealflow accounts connect {name}`");
+        if self
+            .store
+            .load_permissions()
+            .map_err(|e| e.to_string())?
+            .disconnected
+            .contains(&conn)
+        {
+            return Err(format!(
+                "{kind} needs {name}, which is disconnected in dealflow: reconnect it ({how}), then ask again"
+            ));
+        }
+        match self.creds.granted_scopes(conn).await {
+            Ok(None) => Err(format!(
+                "{kind} needs {name}, which is not connected: connect it ({how}), then ask again"
+            )),
+            Ok(Some(granted)) => {
+                let missing: Vec<String> = kind
+                    .scopes()
+                    .iter()
+                    .filter(|s| !granted.iter().any(|g| g == *s))
+                    .map(|s| s.to_string())
+                    .collect();
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{kind} needs {name} to grant {}: an incremental connect adds it and keeps the rest ({how}), then ask again",
+                        short_scopes(&missing)
+                    ))
+                }
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
     pub async fn run_read(&self, p: Proposal, at: Millis) -> Result<Executed, PipelineError> {
         let kind = p.params.kind();
         if !kind.is_read() {

@@ -121,6 +121,13 @@ pub enum Popup {
         url: Option<(String, String)>,
         pasted: String,
     },
+    /// An action needs an account that is disconnected: connect it now, or leave the
+    /// action pending (approving would only fail after the outbox countdown).
+    NeedsAccount {
+        connection: crate::core::domain::Connection,
+        /// What needs it ("Follow up with Bill (send_email)").
+        what: String,
+    },
 }
 
 impl Popup {
@@ -1083,6 +1090,18 @@ impl App {
                 a.id, a.state
             );
             self.set_status(Level::Warn, msg);
+            return vec![];
+        }
+        if let Some(connection) = a.kind().connection().filter(|c| {
+            self.perms
+                .perms
+                .as_ref()
+                .is_some_and(|p| p.disconnected.contains(c))
+        }) {
+            self.popup = Some(Popup::NeedsAccount {
+                connection,
+                what: format!("{} ({})", a.title, a.kind()),
+            });
             return vec![];
         }
         let id = a.id.clone();

@@ -312,6 +312,20 @@ impl App {
                 }
                 _ => self.popup = Some(Popup::PermValue { row, text }),
             },
+            Popup::NeedsAccount { connection, what } => match k.code {
+                KeyCode::Char('c') | KeyCode::Enter => {
+                    self.popup = Some(Popup::Connect {
+                        connection,
+                        url: None,
+                        pasted: String::new(),
+                    });
+                    return vec![Effect::ConnectAccount(connection)];
+                }
+                KeyCode::Esc | KeyCode::Char('q') => {
+                    self.set_status(Level::Info, format!("{what} stays pending"));
+                }
+                _ => self.popup = Some(Popup::NeedsAccount { connection, what }),
+            },
             Popup::Connect {
                 connection,
                 url,

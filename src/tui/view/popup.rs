@@ -393,6 +393,27 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
         }
         Popup::Trust { cursor, .. } => render_trust(app, f, area, *cursor),
         Popup::Calibration { kind } => super::calibration::render(app, f, area, *kind),
+        Popup::NeedsAccount { connection, what } => {
+            let r = centered(area, 100, 8);
+            f.render_widget(Clear, r);
+            f.render_widget(
+                Paragraph::new(vec![
+                    Line::raw(format!("{what} needs {}.", connection.as_str())),
+                    Line::raw(format!(
+                        "{} is disconnected in dealflow, so approving it now would only fail when it runs.",
+                        connection.as_str()
+                    )),
+                    Line::raw(""),
+                    Line::styled(
+                        "c connect it now (then a approves) · esc leave it pending",
+                        th.style(Role::Accent),
+                    ),
+                ])
+                .wrap(Wrap { trim: false })
+                .block(frame(app, " Account needed ", Role::Warn)),
+                r,
+            );
+        }
         Popup::Connect {
             connection,
             url,
