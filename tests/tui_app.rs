@@ -1813,3 +1813,24 @@ fn approving_what_needs_a_disconnected_account_offers_to_connect_it() {
     h.keys("a");
     assert!(!screen_at(&h, 80, 24).contains("Account needed"));
 }
+
+/// 80×24: the Audit table keeps the event name whole (the surface and the year give way)
+/// and the evidence pane scrolls with J/K to the end of a long detail.
+#[test]
+fn the_audit_tab_at_80x24_keeps_the_event_and_scrolls_the_evidence() {
+    let mut h = H::new();
+    h.keys("4");
+    let s = screen_at(&h, 80, 24);
+    assert!(s.contains("action.proposed"), "{s}");
+    assert!(!s.contains("surface  "), "{s}");
+    assert!(s.contains("more ↓"), "{s}");
+    for _ in 0..20 {
+        h.keys("J");
+        screen_at(&h, 80, 24);
+    }
+    let end = screen_at(&h, 80, 24);
+    assert!(end.contains("scroll · end"), "{end}");
+    // The last line of the evidence's JSON is on screen.
+    let evidence: Vec<&str> = end.lines().skip_while(|l| !l.contains("Evidence")).collect();
+    assert!(evidence.iter().any(|l| l.contains("│}")), "{end}");
+}

@@ -84,12 +84,8 @@ pub struct ActionsTab {
     pub marks: BTreeSet<String>,
     pub range_anchor: Option<usize>,
     pub loaded: bool,
-    /// How far the detail pane is scrolled, for the action it was scrolled on (another
-    /// selection starts at the top).
-    pub detail: (String, u16),
-    /// How far the detail pane can scroll, as the last frame measured it (the view knows
-    /// the wrap width; the model clamps with it).
-    pub detail_room: std::cell::Cell<u16>,
+    /// The detail pane's scroll (J/K).
+    pub detail: super::pane_scroll::PaneScroll,
 }
 
 impl Default for ActionsTab {
@@ -103,30 +99,17 @@ impl Default for ActionsTab {
             marks: BTreeSet::new(),
             range_anchor: None,
             loaded: false,
-            detail: (String::new(), 0),
-            detail_room: std::cell::Cell::new(0),
+            detail: Default::default(),
         }
     }
 }
 
 impl ActionsTab {
-    /// The detail pane's scroll for the selected action.
-    pub fn detail_offset(&self) -> u16 {
-        match self.current() {
-            Some(r) if r.action.id == self.detail.0 => self.detail.1,
-            _ => 0,
-        }
-    }
-
     /// Scrolls the detail pane by `by` lines (negative: up), within what it holds.
     pub fn scroll_detail(&mut self, by: i32) {
-        let Some(id) = self.current().map(|r| r.action.id.clone()) else {
-            return;
-        };
-        let now = i32::from(self.detail_offset());
-        let room = i32::from(self.detail_room.get());
-        let to = (now + by).clamp(0, room.max(0));
-        self.detail = (id, u16::try_from(to).unwrap_or(0));
+        if let Some(id) = self.current().map(|r| r.action.id.clone()) {
+            self.detail.scroll(&id, by);
+        }
     }
 
     /// Loads the queue with the gate each action faces, as the runtime decided it from

@@ -23,6 +23,8 @@ pub struct AuditTab {
     pub filter: String,
     pub verify: VerifyState,
     pub loaded: bool,
+    /// The evidence pane's scroll (J/K).
+    pub evidence: super::pane_scroll::PaneScroll,
 }
 
 impl Default for AuditTab {
@@ -34,6 +36,7 @@ impl Default for AuditTab {
             filter: String::new(),
             verify: VerifyState::NotRun,
             loaded: false,
+            evidence: Default::default(),
         }
     }
 }
@@ -59,6 +62,13 @@ impl AuditTab {
             .collect();
         if self.cursor >= self.visible.len() {
             self.cursor = self.visible.len().saturating_sub(1);
+        }
+    }
+
+    /// Scrolls the evidence pane by `by` lines (negative: up), within what it holds.
+    pub fn scroll_evidence(&mut self, by: i32) {
+        if let Some(seq) = self.current().map(|e| e.seq.to_string()) {
+            self.evidence.scroll(&seq, by);
         }
     }
 

@@ -22,6 +22,7 @@ pub mod msg;
 pub mod notify;
 pub mod outbox;
 pub mod pace;
+pub mod pane_scroll;
 pub mod permissions;
 pub mod theme;
 pub mod trust;

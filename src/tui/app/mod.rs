@@ -952,12 +952,12 @@ impl App {
                 vec![Effect::SendToBatch(ids)]
             }
             Command::UndoSend => self.undo_send(),
-            Command::DetailDown => {
-                self.actions.scroll_detail(3);
-                vec![]
-            }
-            Command::DetailUp => {
-                self.actions.scroll_detail(-3);
+            Command::DetailDown | Command::DetailUp => {
+                let by = if cmd == Command::DetailDown { 3 } else { -3 };
+                match self.tab {
+                    Tab::Audit => self.audit.scroll_evidence(by),
+                    _ => self.actions.scroll_detail(by),
+                }
                 vec![]
             }
             Command::Trust => {

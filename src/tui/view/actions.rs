@@ -197,7 +197,7 @@ fn section<'a>(th: &Theme, s: &'a str) -> Line<'a> {
 fn render_detail(app: &App, f: &mut Frame, area: Rect) {
     let th = &app.theme;
     let Some(r) = app.actions.current() else {
-        app.actions.detail_room.set(0);
+        app.actions.detail.set_room(0);
         f.render_widget(
             Block::default()
                 .borders(Borders::ALL)
@@ -364,22 +364,17 @@ fn render_detail(app: &App, f: &mut Frame, area: Rect) {
     };
     let (room_l, room_r) = (over(&why, left.width), over(&payload, right.width));
     let room = room_l.max(room_r);
-    app.actions.detail_room.set(room);
-    let off = app.actions.detail_offset().min(room);
-    let title = if room == 0 {
-        " Detail ".to_string()
-    } else {
-        let key = |c| app.keymap.keys_for(Section::Actions, c);
-        let more = if off < room {
-            format!("{} more ↓", room - off)
-        } else {
-            "end".to_string()
-        };
-        format!(
-            " Detail · {}/{} scroll · {more} ",
-            key(Command::DetailDown),
-            key(Command::DetailUp)
-        )
+    let scroll = &app.actions.detail;
+    scroll.set_room(room);
+    let off = scroll.offset(&a.id).min(room);
+    let key = |c| app.keymap.keys_for(Section::Actions, c);
+    let title = match scroll.hint(
+        &a.id,
+        room,
+        (&key(Command::DetailDown), &key(Command::DetailUp)),
+    ) {
+        Some(h) => format!(" Detail · {h} "),
+        None => " Detail ".to_string(),
     };
     f.render_widget(
         Block::default()
