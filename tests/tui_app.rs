@@ -1831,6 +1831,9 @@ fn the_audit_tab_at_80x24_keeps_the_event_and_scrolls_the_evidence() {
     let end = screen_at(&h, 80, 24);
     assert!(end.contains("scroll · end"), "{end}");
     // The last line of the evidence's JSON is on screen.
-    let evidence: Vec<&str> = end.lines().skip_while(|l| !l.contains("Evidence")).collect();
+    let evidence: Vec<&str> = end
+        .lines()
+        .skip_while(|l| !l.contains("Evidence"))
+        .collect();
     assert!(evidence.iter().any(|l| l.contains("│}")), "{end}");
 }
