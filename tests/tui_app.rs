@@ -471,7 +471,7 @@ fn chat_shell_is_honest_and_renders_agent_widgets() {
     h.keys("who went quiet?");
     h.code(KeyCode::Enter);
     h.code(KeyCode::Esc);
-    assert!(h.screen().contains("chat: not connected"));
+    assert!(h.screen().contains("chat: not signed in — `dealflow init`"));
     h.send(Msg::Chat(ChatEvent::AssistantDelta(
         "Bill at Initech.".into(),
     )));
@@ -1836,4 +1836,80 @@ fn the_audit_tab_at_80x24_keeps_the_event_and_scrolls_the_evidence() {
         .skip_while(|l| !l.contains("Evidence"))
         .collect();
     assert!(evidence.iter().any(|l| l.contains("│}")), "{end}");
+}
+
+/// A warning on the status line (here: what a previous quit left unsent) is not pushed
+/// off by background news within seconds; after a while it is.
+#[test]
+fn background_news_does_not_push_a_warning_off_the_status_line_at_once() {
+    let mut h = H::new();
+    h.app.set_status(
+        dealflow::tui::app::Level::Warn,
+        "1 approved but not run (held, or left in the outbox): X runs them",
+    );
+    h.send(Msg::Status {
+        ok: true,
+        text: "signed in: execution ready".into(),
+    });
+    let line = h.screen();
+    assert!(line.contains("1 approved but not run"), "{line}");
+    h.clock.advance(dealflow::tui::app::STATUS_HOLD_MS + 1);
+    h.send(Msg::Status {
+        ok: true,
+        text: "suggestions (offline planner): nothing new".into(),
+    });
+    assert!(h.screen().contains("nothing new"));
+}
+
+/// Keys typed faster than the store answers each count: `l l l` steps three times, and
+/// each step is its own audited change.
+#[test]
+fn fast_steps_in_permissions_each_count() {
+    let mut h = H::new();
+    h.keys("3");
+    let before = h
+        .store
+        .load_permissions()
+        .unwrap()
+        .autonomy_for(ActionKind::SendEmail);
+    assert_eq!(before, Autonomy::Review);
+    // The three keys reach the model before any store answer is processed.
+    let mut effects = Vec::new();
+    for _ in 0..3 {
+        effects.extend(h.app.update(Msg::Key(KeyEvent::new(
+            KeyCode::Char('l'),
+            KeyModifiers::NONE,
+        ))));
+    }
+    let changes: Vec<_> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::ChangePermissions(c) => Some(format!("{c:?}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changes.len(), 3);
+    assert_eq!(
+        changes
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        3,
+        "{changes:?}"
+    );
+    h.run_effects(effects);
+    let after = h
+        .store
+        .load_permissions()
+        .unwrap()
+        .autonomy_for(ActionKind::SendEmail);
+    assert_ne!(after, before);
+    let audited = h
+        .store
+        .audit_page(0, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event == "permissions.changed")
+        .count();
+    assert_eq!(audited, 3);
 }

@@ -12,6 +12,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// What to do when nothing is signed in, right whether or not a tenant is configured
+/// (`dealflow login` alone fails until `init` has written one).
+const SIGN_IN: &str = "not signed in — `dealflow init` sets up your Auth0 tenant (once), then `dealflow login`; or try it all with `dealflow --sandbox`";
+
 #[derive(Clone)]
 pub struct Executor {
     pub store: Arc<dyn Store>,
@@ -170,7 +174,9 @@ impl Executor {
                 Ok(all) => vec![Msg::AuditLoaded(all)],
                 Err(e) => vec![Msg::LoadFailed(format!("audit: {e}"))],
             },
-            Effect::LoadCalibration { known_head } => vec![Msg::Calibrated(self.calibrate(known_head))],
+            Effect::LoadCalibration { known_head } => {
+                vec![Msg::Calibrated(self.calibrate(known_head))]
+            }
             Effect::AcceptNudge(nudge) => {
                 let ttl = crate::runtime::trust::DEFAULT_RULE_DAYS * 24 * 3600 * 1000;
                 vec![self.save_permissions(
@@ -183,15 +189,15 @@ impl Executor {
             Effect::VerifyAudit => vec![Msg::AuditVerified(verify_anchored(s))],
             Effect::ExportAudit => vec![Msg::Exported(self.export())],
             // Reached only when no backend is wired (not signed in): say how to fix it.
-            Effect::ExecuteApproved(_) => vec![Msg::NotBuilt(
-                "execution: not signed in (`dealflow login`, or --sandbox) — approved actions stay approved".into(),
-            )],
+            Effect::ExecuteApproved(_) => vec![Msg::NotBuilt(format!(
+                "execution: {SIGN_IN} — approved actions stay approved"
+            ))],
             Effect::SendToBatch(ids) => vec![Msg::NotBuilt(format!(
-                "batch: not signed in (`dealflow login`, or --sandbox) — {} action(s) not sent to your device",
+                "batch: {SIGN_IN} — {} action(s) not sent to your device",
                 ids.len()
             ))],
             Effect::StartChatTurn(_) | Effect::CancelTurn | Effect::AnswerStepUp { .. } => {
-                vec![Msg::NotBuilt("chat: not connected — sign in with `dealflow login`, or use --sandbox".into())]
+                vec![Msg::NotBuilt(format!("chat: {SIGN_IN}"))]
             }
             // Reached only when no backend is wired: there is no device to confirm with,
             // so the lock is a privacy screen and the keypress lifts it (said so, audited).
@@ -200,10 +206,7 @@ impl Executor {
             ))],
             Effect::ConnectAccount(c) => vec![Msg::Connect(super::msg::ConnectEvent::Done {
                 connection: c,
-                result: Err(format!(
-                    "connect {}: not signed in (`dealflow login`, or --sandbox)",
-                    c.as_str()
-                )),
+                result: Err(format!("connect {}: {SIGN_IN}", c.as_str())),
             })],
             Effect::ConnectRedirect(_) | Effect::CancelConnect => vec![],
             Effect::AuditSession {

@@ -61,6 +61,9 @@ pub enum Level {
     Error,
 }
 
+/// How long a warning or an error on the status line holds against background news.
+pub const STATUS_HOLD_MS: Millis = 8_000;
+
 /// Modal layers over the tabs; at most one at a time.
 #[derive(Debug, Clone)]
 pub enum Popup {
@@ -186,6 +189,9 @@ pub struct App {
     /// `Some` while the `/` filter line is being typed.
     pub filtering: bool,
     pub status: Option<(Level, String)>,
+    /// When the status line was last set: a warning holds its place for a while against
+    /// background news (see [`STATUS_HOLD_MS`]).
+    status_at: Millis,
     /// The terminal size (cols, rows) from the last resize, for mouse hit-testing.
     pub size: (u16, u16),
     pub dirty: bool,
@@ -225,6 +231,7 @@ impl App {
             popup: None,
             filtering: false,
             status: None,
+            status_at: now,
             size: (0, 0),
             dirty: true,
             clear: false,
@@ -249,6 +256,18 @@ impl App {
 
     pub fn set_status(&mut self, level: Level, text: impl Into<String>) {
         self.status = Some((level, text.into()));
+        self.status_at = self.now;
+    }
+
+    /// Background news (sign-in done, a suggestion run) for the status line: it does not
+    /// push a warning or an error off the line before the person had time to read it.
+    fn background_status(&mut self, level: Level, text: String) {
+        let holding = matches!(self.status, Some((Level::Warn | Level::Error, _)))
+            && self.now - self.status_at < STATUS_HOLD_MS;
+        if holding && matches!(level, Level::Ok | Level::Info) {
+            return;
+        }
+        self.set_status(level, text);
     }
 
     /// Why a key inside [`INPUT_GUARD_MS`] of a prompt did nothing.
@@ -417,7 +436,7 @@ impl App {
                 vec![Effect::LoadActions]
             }
             Msg::Status { ok, text } => {
-                self.set_status(if ok { Level::Ok } else { Level::Warn }, text);
+                self.background_status(if ok { Level::Ok } else { Level::Warn }, text);
                 vec![Effect::LoadActions]
             }
             Msg::ReviewSummary { verb, ok, failed } => {
@@ -1251,10 +1270,17 @@ impl App {
             });
             return vec![];
         }
-        match row.step(p, up) {
-            Some(change) => vec![Effect::ChangePermissions(change)],
-            None => vec![],
+        let Some(change) = row.step(p, up) else {
+            return vec![];
+        };
+        // Shown as it will be at once, so the next key steps from here: `l l l` is three
+        // steps, not the same step three times. The store's answer (and the reload after
+        // it) is still what counts; a refused change comes back as it was.
+        let mut shown = p.clone();
+        if shown.apply(&change).is_ok() {
+            self.perms.perms = Some(shown);
         }
+        vec![Effect::ChangePermissions(change)]
     }
 
     /// The step-up box's fit at the current terminal size; `None` before the first
