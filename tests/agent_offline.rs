@@ -22,6 +22,7 @@ fn snap(existing: bool, calendar: Option<Vec<CalendarEntry>>) -> Snapshot {
         contacts: demo::contacts(),
         calendar,
         inbox: None,
+        utc_offset_s: 0,
         existing: if existing {
             demo::suggestions(NOW)
         } else {
@@ -218,4 +219,99 @@ async fn offline_chat_runs_through_the_same_fsm_and_gate() {
     };
     assert!(reply.starts_with(OFFLINE_LABEL), "{reply}");
     assert!(reply.contains("Not done"), "{reply}");
+}
+
+/// Without a key, the planner takes a person's own words: a verb anywhere, a deal or
+/// contact named as they like, a day and time in plain words, and chains tools.
+#[test]
+fn chat_intents_in_plain_words_become_chains_of_tools() {
+    let s = snap(false, None);
+    // Status: the deal and the calendar at once, then (a stale deal) a draft to review.
+    let p = offline::plan_chat("what's going on with acme?", &s);
+    let names: Vec<&str> = p.calls.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["get_deal", "check_calendar"], "{p:?}");
+    assert_eq!(p.calls[0].1["deal_id"], "deal-acme");
+    assert_eq!(
+        p.then.len(),
+        1,
+        "Acme is 9 days untouched: a follow-up is drafted"
+    );
+    assert_eq!(p.then[0][0].0, "draft_email");
+    assert_eq!(p.then[0][0].1["to"][0], "wile@acme.example");
+    // A deal touched two days ago gets no draft.
+    let p = offline::plan_chat("how is globex doing", &s);
+    assert_eq!(p.calls[0].1["deal_id"], "deal-globex");
+    assert!(p.then.is_empty());
+    // "email bill": the deal first, then the email (send, behind its step-up).
+    let p = offline::plan_chat("email bill", &s);
+    assert_eq!(p.calls[0].0, "get_deal");
+    assert_eq!(p.then[0][0].0, "send_email");
+    let email = tools::parse_call("send_email", &p.then[0][0].1).unwrap();
+    assert_eq!(email.target(), "bill@initech.example");
+    // A meeting on a named day and time: the calendar for that day, then the booking.
+    // NOW is Fri 15 Jan 2027 08:00 UTC; next tuesday is 19 Jan.
+    let p = offline::plan_chat("set up a meeting with bill next tuesday at 3pm", &s);
+    assert_eq!(p.calls[0].0, "check_calendar");
+    let m = tools::parse_call("schedule_meeting", &p.then[0][0].1).unwrap();
+    match m {
+        ActionParams::ScheduleMeeting {
+            start,
+            end,
+            attendees,
+            ..
+        } => {
+            assert_eq!(
+                chrono::DateTime::from_timestamp_millis(start)
+                    .unwrap()
+                    .format("%a %d %b %H:%M")
+                    .to_string(),
+                "Tue 19 Jan 15:00"
+            );
+            assert_eq!(end - start, 30 * 60_000);
+            assert_eq!(attendees, ["bill@initech.example"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(p.text.contains("Tue 19 Jan 15:00 UTC"), "{}", p.text);
+    // Inbox.
+    assert_eq!(
+        offline::plan_chat("who wrote back?", &s).calls[0].0,
+        "read_inbox"
+    );
+    // "billing" is not Bill; nothing named, nothing done.
+    assert!(
+        offline::plan_chat("email the billing team", &s)
+            .calls
+            .is_empty()
+    );
+}
+
+#[test]
+fn days_and_times_in_plain_words_are_read_in_the_persons_offset() {
+    // Fri 15 Jan 2027 08:00 UTC.
+    let at = |text: &str, offset: i32| {
+        let (ms, said) = offline::requested_time(text, NOW, offset);
+        (
+            chrono::DateTime::from_timestamp_millis(ms)
+                .unwrap()
+                .format("%a %d %H:%M")
+                .to_string(),
+            said,
+        )
+    };
+    assert_eq!(at("tomorrow at 9am", 0).0, "Sat 16 09:00");
+    assert_eq!(at("today at 15:30", 0).0, "Fri 15 15:30");
+    assert_eq!(
+        at("friday", 0).0,
+        "Fri 22 10:00",
+        "the coming one, not today"
+    );
+    assert_eq!(at("on thurs at 2 pm", 0).0, "Thu 21 14:00");
+    assert_eq!(at("in 3 days", 0).0, "Mon 18 10:00");
+    // No day: the next working day (Friday → Monday).
+    assert_eq!(at("a call with bill", 0).0, "Mon 18 10:00");
+    // 3pm at UTC+01:00 is 14:00 UTC, and it is said in the person's zone.
+    let (utc, said) = at("tomorrow at 3pm", 3600);
+    assert_eq!(utc, "Sat 16 14:00");
+    assert_eq!(said, "Sat 16 Jan 15:00 UTC+01:00");
 }

@@ -27,6 +27,7 @@ fn snapshot() -> Snapshot {
             attendees: vec!["hank@globex.example".into()],
         }]),
         inbox: None,
+        utc_offset_s: 0,
         existing: demo::suggestions(NOW),
     }
 }

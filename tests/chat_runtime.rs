@@ -404,3 +404,59 @@ async fn a_tool_whose_account_is_not_ready_is_refused_before_the_step_up() {
     );
     assert!(r.w.sandbox.state.providers.sent().is_empty());
 }
+
+/// The seed's chain without a key: "what's going on with acme?" runs the deal and the
+/// calendar reads, then drafts the follow-up behind its step-up, through the same
+/// runtime and pipeline a model's calls take.
+#[tokio::test]
+async fn the_offline_planner_chains_deal_calendar_and_draft_through_the_runtime() {
+    let mut r = rig(vec![]).await;
+    let snapshot = dealflow::agent::suggest::Snapshot {
+        now: dealflow::sandbox::state::now_ms(),
+        deals: r.store.list_deals().unwrap(),
+        contacts: r.store.list_contacts().unwrap(),
+        calendar: None,
+        inbox: None,
+        utc_offset_s: 0,
+        existing: vec![],
+    };
+    let pipeline = Arc::new(Pipeline::new(
+        r.store.clone(),
+        r.w.creds.clone(),
+        Endpoints::sandbox(&r.w.sandbox.base_url()),
+        "rep".into(),
+    ));
+    r.chat = ChatRuntime::new(
+        Arc::new(dealflow::agent::offline::OfflineModel::new(snapshot)),
+        pipeline,
+        r.w.device.clone(),
+        8,
+        "user:tester".into(),
+    );
+    let seen = turn(&mut r, "what's going on with acme?", vec![true]).await;
+    let calls: Vec<&str> = seen
+        .iter()
+        .filter_map(|u| match u {
+            ChatUpdate::ToolCall { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        ["get_deal", "check_calendar", "draft_email"],
+        "{seen:?}"
+    );
+    // The reads did not ask; the draft did, once, and ran on the yes.
+    let confirms = seen
+        .iter()
+        .filter(|u| matches!(u, ChatUpdate::Confirm { .. }))
+        .count();
+    assert_eq!(confirms, 1);
+    assert_eq!(r.w.sandbox.state.providers.drafts().len(), 1);
+    assert!(
+        r.w.sandbox.state.providers.drafts()[0]
+            .to
+            .contains("wile@acme.example")
+    );
+    assert!(r.fake.requests().is_empty(), "no model was asked");
+}

@@ -175,11 +175,14 @@ pub fn suggest_offline(s: &Snapshot, next_id: &mut dyn FnMut() -> String) -> Sug
 }
 
 /// A chat reply from the intents: labelled text plus the tool calls to file.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct OfflinePlan {
     pub text: String,
     /// (tool name, input) — ids are assigned by the caller.
     pub calls: Vec<(String, Value)>,
+    /// Later rounds, each sent once the previous round's results are back (a chain such
+    /// as deal → calendar → draft runs through the same agent loop a model's would).
+    pub then: Vec<Vec<(String, Value)>>,
 }
 
 /// "$900K", "900k", "75,000", "$1.2m" → cents.
@@ -233,14 +236,166 @@ fn after<'a>(text: &'a str, prefixes: &[&str]) -> Option<&'a str> {
     })
 }
 
-const HELP: &str = "I understand: show deal X · list deals · check calendar · draft follow-up to X · create deal X for $N · close deal X as won|lost.";
+const HELP: &str = "I understand, naming a deal or a contact as you like: what's going on with Acme? · email Bill · draft a follow-up to Bill · set up a meeting with Bill next tuesday at 3pm · who wrote back? · list deals · check calendar · create deal X for $N · close deal X as won|lost.";
 
-/// Parses one chat message into tool calls.
+/// The words of a message, lower case, split on anything but letters, digits, `@`, `.`,
+/// `-`, `'` and `:` (so an address and a time stay one word each).
+fn words(lower: &str) -> Vec<&str> {
+    lower
+        .split(|c: char| !(c.is_alphanumeric() || matches!(c, '@' | '.' | '-' | '\'' | ':')))
+        .map(|w| w.trim_end_matches(['.', '\'', ':']))
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// The contact a message names anywhere: a first or last name, an address or its local
+/// part (whole words, so "bill" is Bill but "billing" is not).
+fn mentioned_contact<'a>(s: &'a Snapshot, lower: &str) -> Option<&'a Contact> {
+    let ws = words(lower);
+    s.contacts.iter().find(|c| {
+        let email = c.email.to_lowercase();
+        let local = email.split('@').next().unwrap_or_default().to_string();
+        c.name
+            .to_lowercase()
+            .split_whitespace()
+            .map(|n| n.trim_end_matches('.').to_string())
+            .filter(|n| n.len() > 1)
+            .chain([email, local])
+            .any(|n| ws.contains(&n.as_str()))
+    })
+}
+
+/// The open deal a message names anywhere (an account's or deal's first word, its id),
+/// or the open deal of the contact it names.
+fn mentioned_deal<'a>(s: &'a Snapshot, lower: &str) -> Option<&'a Deal> {
+    let ws = words(lower);
+    let first = |t: &str| {
+        t.split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_lowercase()
+    };
+    s.deals
+        .iter()
+        .filter(|d| !d.stage.is_closed())
+        .find(|d| {
+            ws.contains(&first(&d.account).as_str())
+                || ws.contains(&first(&d.name).as_str())
+                || ws.contains(&d.id.to_lowercase().as_str())
+        })
+        .or_else(|| {
+            let c = mentioned_contact(s, lower)?;
+            s.deals
+                .iter()
+                .find(|d| d.account == c.account && !d.stage.is_closed())
+        })
+}
+
+/// When a message asks for: a day ("today", "tomorrow", "next tuesday", "on friday",
+/// "in 3 days") and a time ("at 3pm", "at 15:30", "9am"), in the person's offset;
+/// 10:00 when no time is given, and the next working day when no day is. Returns the
+/// start (ms) and how to say it.
+pub fn requested_time(lower: &str, now: Millis, utc_offset_s: i32) -> (Millis, String) {
+    use chrono::{Datelike, Duration, NaiveTime, TimeZone};
+    let zone = chrono::FixedOffset::east_opt(utc_offset_s)
+        .unwrap_or_else(|| chrono::FixedOffset::east_opt(0).expect("0 is a valid offset"));
+    let today = chrono::DateTime::from_timestamp_millis(now)
+        .unwrap_or_default()
+        .with_timezone(&zone)
+        .date_naive();
+    let ws = words(lower);
+    const DAYS: [&str; 7] = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    // "tue", "tues", "thurs" as well as the whole name.
+    let weekday = ws.iter().find_map(|w| {
+        DAYS.iter()
+            .position(|d| *w == *d || (w.len() >= 3 && d.starts_with(*w)))
+    });
+    let in_days = ws.windows(3).find_map(|w| {
+        (w[0] == "in" && w[2].starts_with("day"))
+            .then(|| w[1].parse::<i64>().ok())
+            .flatten()
+    });
+    let day = if ws.contains(&"today") {
+        today
+    } else if ws.contains(&"tomorrow") {
+        today + Duration::days(1)
+    } else if let Some(n) = in_days {
+        today + Duration::days(n.clamp(0, 365))
+    } else if let Some(wd) = weekday {
+        let ahead = (wd as i64 - today.weekday().num_days_from_monday() as i64).rem_euclid(7);
+        today + Duration::days(if ahead == 0 { 7 } else { ahead })
+    } else {
+        // The next working day.
+        let mut d = today + Duration::days(1);
+        while d.weekday().num_days_from_monday() >= 5 {
+            d += Duration::days(1);
+        }
+        d
+    };
+    let time = ws
+        .iter()
+        .enumerate()
+        .find_map(|(i, w)| {
+            let (digits, pm) = match (w.strip_suffix("pm"), w.strip_suffix("am")) {
+                (Some(d), _) => (d, Some(true)),
+                (_, Some(d)) => (d, Some(false)),
+                _ => (*w, None),
+            };
+            let after_at = i > 0 && ws[i - 1] == "at";
+            let next_pm = match ws.get(i + 1) {
+                Some(&"pm") => Some(true),
+                Some(&"am") => Some(false),
+                _ => None,
+            };
+            let pm = pm.or(next_pm);
+            if pm.is_none() && !after_at {
+                return None;
+            }
+            let (h, m) = match digits.split_once(':') {
+                Some((h, m)) => (h.parse::<u32>().ok()?, m.parse::<u32>().ok()?),
+                None => (digits.parse::<u32>().ok()?, 0),
+            };
+            let h = match pm {
+                Some(true) if h < 12 => h + 12,
+                Some(false) if h == 12 => 0,
+                _ => h,
+            };
+            NaiveTime::from_hms_opt(h, m, 0)
+        })
+        .unwrap_or_else(|| NaiveTime::from_hms_opt(10, 0, 0).expect("10:00 is a time"));
+    let at = zone
+        .from_local_datetime(&day.and_time(time))
+        .single()
+        .map_or(now, |t| t.timestamp_millis());
+    let zone_name = if utc_offset_s == 0 {
+        "UTC".to_string()
+    } else {
+        format!("UTC{zone}")
+    };
+    (
+        at,
+        format!(
+            "{} {zone_name}",
+            day.and_time(time).format("%a %-d %b %H:%M")
+        ),
+    )
+}
+
+/// Parses one chat message into tool calls (and later rounds, for a chain).
 pub fn plan_chat(text: &str, s: &Snapshot) -> OfflinePlan {
     let t = text.trim();
     let reply = |msg: String, calls: Vec<(String, Value)>| OfflinePlan {
         text: format!("{OFFLINE_LABEL} {msg}"),
         calls,
+        then: vec![],
     };
     let lower = t.to_lowercase();
     if let Some(rest) = after(t, &["close deal ", "close "]) {
@@ -337,6 +492,12 @@ pub fn plan_chat(text: &str, s: &Snapshot) -> OfflinePlan {
             None => reply(format!("No deal matches {rest:?}."), vec![]),
         };
     }
+    if let Some(plan) = loose_intent(&lower, s) {
+        return OfflinePlan {
+            text: format!("{OFFLINE_LABEL} {}", plan.text),
+            ..plan
+        };
+    }
     if lower.contains("calendar") {
         return reply(
             "Checking the next 7 days of your calendar.".into(),
@@ -353,6 +514,162 @@ pub fn plan_chat(text: &str, s: &Snapshot) -> OfflinePlan {
         );
     }
     reply(HELP.into(), vec![])
+}
+
+/// The intents said in a person's own words: a verb anywhere, a deal or contact named
+/// anywhere, a day and time in plain words.
+fn loose_intent(lower: &str, s: &Snapshot) -> Option<OfflinePlan> {
+    let has = |ws: &[&str]| ws.iter().any(|w| lower.contains(w));
+    let one = |name: &str, input: Value| vec![(name.to_string(), input)];
+    if has(&[
+        "inbox",
+        "wrote back",
+        "replied",
+        "replies",
+        "new mail",
+        "any mail",
+        "emails",
+    ]) {
+        return Some(OfflinePlan {
+            text: "Reading the last week of your inbox (senders and subjects).".into(),
+            calls: one("read_inbox", json!({"since": s.now - 7 * DAY})),
+            then: vec![],
+        });
+    }
+    let contact = mentioned_contact(s, lower);
+    let deal = mentioned_deal(s, lower);
+    if let Some(c) = contact.filter(|_| {
+        has(&[
+            "meet", "meeting", "call", "demo", "schedule", "book", "set up",
+        ])
+    }) {
+        let (start, said) = requested_time(lower, s.now, s.utc_offset_s);
+        let title = match deal {
+            Some(d) => format!("{}: {}", d.name, c.name),
+            None => format!("Meeting with {}", c.name),
+        };
+        let day_start = start - start.rem_euclid(DAY);
+        return Some(OfflinePlan {
+            text: format!(
+                "Checking your calendar, then booking 30 minutes with {} <{}> on {said}.",
+                c.name, c.email
+            ),
+            calls: one(
+                "check_calendar",
+                json!({"from": day_start, "to": day_start + DAY}),
+            ),
+            then: vec![one(
+                "schedule_meeting",
+                json!({"title": title, "attendees": [c.email], "start": start, "end": start + HOUR / 2, "description": format!("Set up from chat: {said}.")}),
+            )],
+        });
+    }
+    if let Some(c) = contact.filter(|_| {
+        has(&[
+            "email",
+            "write to",
+            "follow up",
+            "follow-up",
+            "reply to",
+            "send",
+            "draft",
+            "nudge",
+        ])
+    }) {
+        let d = deal.filter(|d| d.account == c.account);
+        let first = c.name.split_whitespace().next().unwrap_or(&c.name);
+        let draft = has(&["draft"]);
+        let subject = d.map_or_else(
+            || "Following up".to_string(),
+            |d| format!("Following up on {}", d.name),
+        );
+        let body = match d {
+            Some(d) => format!(
+                "Hi {first},\n\nFollowing up on {}. Do you have 20 minutes this week to go over next steps?\n\nBest regards",
+                d.name
+            ),
+            None => format!(
+                "Hi {first},\n\nFollowing up on our last conversation. Do you have time this week?\n\nBest regards"
+            ),
+        };
+        let write = one(
+            if draft { "draft_email" } else { "send_email" },
+            json!({"to": [c.email], "subject": subject, "body": body, "deal_id": d.map(|d| d.id.clone())}),
+        );
+        let verb = if draft { "drafting" } else { "writing" };
+        return Some(match d {
+            Some(d) => OfflinePlan {
+                text: format!(
+                    "Looking up {} first, then {verb} to {} <{}>.",
+                    d.name, c.name, c.email
+                ),
+                calls: one("get_deal", json!({"deal_id": d.id})),
+                then: vec![write],
+            },
+            None => OfflinePlan {
+                text: format!("{} to {} <{}>.", capitalise(verb), c.name, c.email),
+                calls: write,
+                then: vec![],
+            },
+        });
+    }
+    let d = deal.filter(|_| {
+        has(&[
+            "going on",
+            "status",
+            "how is",
+            "how's",
+            "hows",
+            "tell me",
+            "update",
+            "news",
+            "where are we",
+            "what about",
+            "?",
+        ])
+    })?;
+    let days = (s.now - d.last_touch).max(0) / DAY;
+    let mut then = vec![];
+    let mut text = format!(
+        "Looking up {} and your calendar for the next two weeks.",
+        d.name
+    );
+    if days >= STALE_DAYS
+        && let Some(c) = contact_for(d, &s.contacts)
+    {
+        let first = c.name.split_whitespace().next().unwrap_or(&c.name);
+        text.push_str(&format!(
+            " It has had no touch in {days} days, so I will draft a follow-up to {} for you to review.",
+            c.name
+        ));
+        then.push(one(
+            "draft_email",
+            json!({
+                "to": [c.email],
+                "subject": format!("Following up on {}", d.name),
+                "body": format!("Hi {first},\n\nIt has been a little while since we spoke about {}. Do you have 20 minutes this week to pick it up?\n\nBest regards", d.name),
+                "deal_id": d.id,
+            }),
+        ));
+    }
+    Some(OfflinePlan {
+        text,
+        calls: vec![
+            ("get_deal".into(), json!({"deal_id": d.id})),
+            (
+                "check_calendar".into(),
+                json!({"from": s.now, "to": s.now + 14 * DAY}),
+            ),
+        ],
+        then,
+    })
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 /// The offline planner as a [`LanguageModel`], so chat without an API key runs through
@@ -385,6 +702,7 @@ impl OfflineModel {
             })
             .unwrap_or_default();
         let mut content = Vec::new();
+        let n = req.messages.len();
         let stop_reason = if !results.is_empty() {
             let lines: Vec<String> = results
                 .iter()
@@ -397,7 +715,24 @@ impl OfflineModel {
                 "{OFFLINE_LABEL} {}",
                 lines.join("\n")
             )));
-            StopReason::EndTurn
+            // A chain goes on with its next round, unless a step failed (then the person
+            // decides what next, as they would with a model).
+            let (asked, rounds_done) = asked_and_rounds(&req.messages);
+            let plan = plan_chat(&asked, &self.snapshot);
+            let failed = results.iter().any(|(_, err)| *err);
+            match plan.then.get(rounds_done.saturating_sub(1)) {
+                Some(next) if !failed => {
+                    for (i, (name, input)) in next.iter().enumerate() {
+                        content.push(ContentBlock::ToolUse {
+                            id: format!("offline_{n}_{i}"),
+                            name: name.clone(),
+                            input: input.clone(),
+                        });
+                    }
+                    StopReason::ToolUse
+                }
+                _ => StopReason::EndTurn,
+            }
         } else {
             let text = last
                 .map(|m| {
@@ -413,7 +748,6 @@ impl OfflineModel {
                 .unwrap_or_default();
             let plan = plan_chat(&text, &self.snapshot);
             content.push(ContentBlock::text(plan.text));
-            let n = req.messages.len();
             for (i, (name, input)) in plan.calls.into_iter().enumerate() {
                 content.push(ContentBlock::ToolUse {
                     id: format!("offline_{n}_{i}"),
@@ -435,6 +769,33 @@ impl OfflineModel {
             request_id: None,
         }
     }
+}
+
+/// The person's last typed message, and how many rounds of tool results came back since.
+fn asked_and_rounds(messages: &[crate::llm::Message]) -> (String, usize) {
+    let mut rounds = 0;
+    for m in messages.iter().rev() {
+        if m.role != Role::User {
+            continue;
+        }
+        let text: Vec<&str> = m
+            .content
+            .iter()
+            .filter_map(|b| match b {
+                ContentBlock::Text { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        if m.content
+            .iter()
+            .any(|b| matches!(b, ContentBlock::ToolResult { .. }))
+        {
+            rounds += 1;
+        } else if !text.is_empty() {
+            return (text.join(" "), rounds);
+        }
+    }
+    (String::new(), rounds)
 }
 
 impl LanguageModel for OfflineModel {

@@ -55,6 +55,8 @@ pub struct Snapshot {
     pub calendar: Option<Vec<CalendarEntry>>,
     /// Recent inbound mail, if the inbox could be read.
     pub inbox: Option<Vec<InboxEntry>>,
+    /// The person's offset from UTC in seconds (chat's "tomorrow at 3pm" is theirs).
+    pub utc_offset_s: i32,
     /// Actions already in the queue (any state); pending ones are not proposed again.
     pub existing: Vec<Action>,
 }

@@ -287,9 +287,11 @@ pub fn describe(params: &ActionParams) -> String {
         },
         ActionParams::GetDeal { deal_id } => format!("Show deal {deal_id}"),
         ActionParams::SearchContacts { query } => format!("Search contacts for {query:?}"),
-        ActionParams::CheckCalendar { from, to } => {
-            format!("Read calendar events from {from} to {to} (ms)")
-        }
+        ActionParams::CheckCalendar { from, to } => format!(
+            "Read calendar events from {} to {}",
+            utc_minute(*from),
+            utc_minute(*to)
+        ),
         ActionParams::ListSlackChannels {} => "List Slack channels".into(),
         ActionParams::ReadInbox { since } => {
             format!(

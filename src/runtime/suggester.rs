@@ -171,6 +171,7 @@ impl Suggester {
             contacts: s.list_contacts()?,
             calendar: None,
             inbox: None,
+            utc_offset_s: 0,
             existing: s.list_actions(&ActionFilter {
                 states: vec![],
                 limit: Some(5_000),

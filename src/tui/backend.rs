@@ -180,6 +180,7 @@ impl Backend {
             contacts: store.list_contacts().unwrap_or_default(),
             calendar: None,
             inbox: None,
+            utc_offset_s: chrono::Local::now().offset().local_minus_utc(),
             existing: store
                 .list_actions(&ActionFilter {
                     states: vec![],
