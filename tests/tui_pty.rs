@@ -622,3 +622,80 @@ fn a_meetings_time_is_moved_in_the_form_and_booked_as_edited() {
     p.send("q").unwrap();
     p.flush().unwrap();
 }
+
+/// A rep on SSH with an account switched off: approving asks to connect it first,
+/// ctrl-y puts the link on the terminal's clipboard (OSC 52: a link wrapped inside a box
+/// cannot be selected whole at 80 columns), the browser step is done, and the same
+/// action then runs.
+#[test]
+fn a_disconnected_account_is_connected_from_the_approval_and_the_action_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let mut p = dealflow_in_pty_with(
+        home,
+        80,
+        24,
+        "--sandbox",
+        &[("DEALFLOW_UI_UNDO_SEND", "0s")],
+    );
+    p.exp_string("pending").unwrap();
+    let url_file = home.join("run/dealflow/sandbox.url");
+    for _ in 0..300 {
+        if std::fs::read_to_string(&url_file).is_ok_and(|s| s.lines().count() == 2) {
+            break;
+        }
+        pause(50);
+    }
+    let out = second_terminal(
+        home,
+        &["--sandbox", "accounts", "disconnect", "google-oauth2"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    // The TUI reloads permissions every 2 s.
+    pause(2500);
+    filter_to(&mut p, "initech");
+    p.send("a").unwrap();
+    p.flush().unwrap();
+    p.exp_string("Account needed").unwrap();
+    p.send("c").unwrap();
+    p.flush().unwrap();
+    p.exp_string("connected-accounts/connect").unwrap();
+    p.send_control('y').unwrap();
+    p.flush().unwrap();
+    let (_, seq) = p.exp_regex("\x1b\\]52;c;[A-Za-z0-9+/=]+\x07").unwrap();
+    let b64 = seq
+        .trim_start_matches("\x1b]52;c;")
+        .trim_end_matches('\x07');
+    use base64::Engine;
+    let link = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        link.contains("/connected-accounts/connect?ticket="),
+        "{link}"
+    );
+    // The browser step: the consent page redirects to the TUI's loopback callback.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt
+        .block_on(async { reqwest::get(&link).await.map(|r| r.status()) })
+        .unwrap();
+    assert!(status.is_success(), "{status}");
+    wait_for(home, "google-oauth2 switched back on", |s| {
+        s.load_permissions().unwrap().disconnected.is_empty()
+    });
+    // The TUI has the fresh permissions once the connect is done: the same key runs it.
+    pause(500);
+    p.send("a").unwrap();
+    p.flush().unwrap();
+    wait_for(home, "the follow-up sent", |s| {
+        s.get_action("act-demo-initech-followup").unwrap().state == ActionState::Succeeded
+    });
+    p.send("q").unwrap();
+    p.flush().unwrap();
+}

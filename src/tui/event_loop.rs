@@ -112,6 +112,11 @@ impl Runner {
             };
             match e {
                 Effect::Quit => {}
+                Effect::Copy(text) => {
+                    let mut out = std::io::stdout();
+                    let _ = out.write_all(notify::copy_sequence(&text).as_bytes());
+                    let _ = out.flush();
+                }
                 Effect::Notify { title, body } => {
                     let tmux = std::env::var_os("TMUX").is_some();
                     let seq = notify::sequence(&title, &body, tmux);

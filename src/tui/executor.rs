@@ -230,7 +230,7 @@ impl Executor {
                     Err(e) => vec![Msg::LoadFailed(format!("audit: {e}"))],
                 }
             }
-            Effect::Notify { .. } | Effect::Quit => vec![],
+            Effect::Notify { .. } | Effect::Copy(_) | Effect::Quit => vec![],
         }
     }
 

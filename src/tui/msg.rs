@@ -189,6 +189,9 @@ pub enum Effect {
     AnswerStepUp { action_id: String, confirmed: bool },
     /// Ring the bell and send a desktop notification (OSC 9/777). Event loop.
     Notify { title: String, body: String },
+    /// Put text on the terminal's clipboard (OSC 52), which works over SSH where no
+    /// local clipboard does. Event loop.
+    Copy(String),
     /// Connect (or re-consent) a provider account through Auth0's My Account API: a link
     /// to open in a browser, then the redirect (loopback, or pasted). `tui::backend`.
     ConnectAccount(crate::core::domain::Connection),
@@ -237,6 +240,7 @@ impl Effect {
             Effect::VerifyAudit => "audit verification".into(),
             Effect::ExportAudit => "audit export".into(),
             Effect::Notify { .. } => "notification".into(),
+            Effect::Copy(_) => "copy to the clipboard".into(),
             Effect::RequestUnlock => "unlock request".into(),
             Effect::ConnectAccount(c) => format!("connect {}", c.as_str()),
             Effect::ConnectRedirect(_) => "connect redirect".into(),

@@ -9,6 +9,17 @@ fn clean(s: &str) -> String {
         .collect()
 }
 
+/// OSC 52: sets the terminal's clipboard to `text` (base64; tmux with `set-clipboard`
+/// passes it on). Only printable text is sent.
+pub fn copy_sequence(text: &str) -> String {
+    use base64::Engine;
+    let clean: String = text.chars().filter(|c| !c.is_control()).collect();
+    format!(
+        "\x1b]52;c;{}\x07",
+        base64::engine::general_purpose::STANDARD.encode(clean.as_bytes())
+    )
+}
+
 /// The bytes to write for one notification.
 pub fn sequence(title: &str, body: &str, tmux: bool) -> String {
     let (t, b) = (clean(title), clean(body));

@@ -337,6 +337,17 @@ impl App {
                         self.set_status(Level::Info, "connect cancelled");
                         return vec![Effect::CancelConnect];
                     }
+                    // A link wrapped inside a box cannot be selected whole on an 80-column
+                    // SSH terminal: copy it through the terminal instead.
+                    KeyCode::Char('y') if ctrl => {
+                        if let Some((link, _)) = &url {
+                            effects.push(Effect::Copy(link.clone()));
+                            self.set_status(
+                                Level::Ok,
+                                "link copied to your terminal's clipboard (OSC 52; works over SSH)",
+                            );
+                        }
+                    }
                     KeyCode::Enter if !pasted.trim().is_empty() => {
                         effects.push(Effect::ConnectRedirect(pasted.trim().to_string()));
                         pasted.clear();

@@ -439,7 +439,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
                     Line::raw(""),
                     Line::raw("Waiting for the redirect. Browser on another machine (SSH)? Paste the address it ends on:"),
                     Line::styled(format!("> {pasted}▏"), th.style(Role::Accent)),
-                    Line::styled("enter send the pasted address · esc cancel", th.style(Role::Muted)),
+                    Line::styled("ctrl-y copy the link · enter send the pasted address · esc cancel", th.style(Role::Muted)),
                 ])
                 .wrap(ratatui::widgets::Wrap { trim: false })
                 .block(frame(app, " Connect account ", Role::Border)),
