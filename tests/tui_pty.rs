@@ -699,3 +699,166 @@ fn a_disconnected_account_is_connected_from_the_approval_and_the_action_runs() {
     p.send("q").unwrap();
     p.flush().unwrap();
 }
+
+/// The pty's output through a terminal emulator (vt100), so a test reads the screen a
+/// person sees, not the escape stream.
+struct Screen {
+    vt: vt100::Parser,
+}
+
+impl Screen {
+    fn new(cols: u16, rows: u16) -> Screen {
+        Screen {
+            vt: vt100::Parser::new(
+                std::num::NonZero::new(rows).unwrap(),
+                std::num::NonZero::new(cols).unwrap(),
+                0,
+            ),
+        }
+    }
+
+    /// Waits for `needle` in the stream, feeding everything up to it to the emulator.
+    fn expect(&mut self, p: &mut rexpect::session::PtySession, needle: &str) {
+        let before = p.exp_string(needle).unwrap();
+        self.feed(&before);
+        self.vt.process(needle.as_bytes());
+    }
+
+    /// Feeds what the app draws until it has been quiet for a moment.
+    fn settle(&mut self, p: &mut rexpect::session::PtySession) {
+        let mut quiet = 0;
+        while quiet < 6 {
+            let mut got = String::new();
+            while let Some(c) = p.try_read() {
+                got.push(c);
+            }
+            if got.is_empty() {
+                quiet += 1;
+            } else {
+                quiet = 0;
+                self.feed(&got);
+            }
+            pause(50);
+        }
+    }
+
+    /// rexpect hands the stream over one byte per `char`: put the bytes back together.
+    fn feed(&mut self, read: &str) {
+        let bytes: Vec<u8> = read.chars().map(|c| c as u32 as u8).collect();
+        self.vt.process(&bytes);
+    }
+
+    fn text(&self) -> String {
+        self.vt.screen().contents()
+    }
+
+    /// Reads on until the screen shows `needle` (however it was drawn), or fails with
+    /// the screen.
+    fn wait_for(&mut self, p: &mut rexpect::session::PtySession, needle: &str) {
+        for _ in 0..60 {
+            self.settle(p);
+            if self.text().contains(needle) {
+                return;
+            }
+        }
+        panic!("waited for {needle:?}; the screen:\n{}", self.text());
+    }
+
+    /// The rows between the tab bar and the status line: what does not depend on the
+    /// temp dir or the clock.
+    fn body(&self) -> String {
+        let text = self.text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[1..lines.len().saturating_sub(2)].join("\n")
+    }
+}
+
+/// The screens a rep reads, at 80×24 (SSH) and 120×36, as the real binary draws them:
+/// every Permissions row reachable, the newest chat reply in view after a long exchange,
+/// and the device panel gone once the phone said yes.
+#[test]
+fn the_permissions_chat_and_device_screens_at_80x24_and_120x36() {
+    for (cols, rows) in [(80u16, 24u16), (120, 36)] {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        let mut p = dealflow_in_pty_with(home, cols, rows, "--sandbox", &[("TZ", "UTC")]);
+        let mut s = Screen::new(cols, rows);
+        s.expect(&mut p, "pending");
+        let url_file = home.join("run/dealflow/sandbox.url");
+        for _ in 0..300 {
+            if std::fs::read_to_string(&url_file).is_ok_and(|s| s.lines().count() == 2) {
+                break;
+            }
+            pause(50);
+        }
+        // Permissions: the last rows are reachable.
+        p.send("3").unwrap();
+        p.send("G").unwrap();
+        p.flush().unwrap();
+        s.settle(&mut p);
+        let perms = s.body();
+        assert!(perms.contains("account · sign-in-with-slack"), "{perms}");
+        insta::assert_snapshot!(format!("pty_permissions_bottom_{cols}x{rows}"), perms);
+        // Chat: after a long exchange the newest reply is on screen.
+        p.send("2").unwrap();
+        p.flush().unwrap();
+        s.settle(&mut p);
+        for ask in [
+            "list deals",
+            "check calendar",
+            "list deals",
+            "what's going on with globex?",
+        ] {
+            p.send("i").unwrap();
+            p.send(ask).unwrap();
+            p.send("\r").unwrap();
+            p.flush().unwrap();
+            s.settle(&mut p);
+            p.send("\x1b").unwrap();
+            p.flush().unwrap();
+            s.settle(&mut p);
+        }
+        let chat = s.text();
+        assert!(chat.contains("Globex analytics pilot"), "{chat}");
+        assert!(chat.contains("Looking up Globex analytics pilot"), "{chat}");
+        // A device-gated write: the panel counts down, and comes down on the phone's yes.
+        let out = second_terminal(
+            home,
+            &[
+                "--sandbox",
+                "permissions",
+                "autonomy",
+                "draft_email",
+                "ciba",
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+        pause(2500);
+        p.send("i").unwrap();
+        p.send("draft a follow-up to bill").unwrap();
+        p.send("\r").unwrap();
+        p.flush().unwrap();
+        s.wait_for(&mut p, "Waiting for your device");
+        let mut approved = false;
+        for _ in 0..100 {
+            if second_terminal(home, &["sandbox", "phone", "--approve", "1"])
+                .status
+                .success()
+            {
+                approved = true;
+                break;
+            }
+            pause(100);
+        }
+        assert!(approved, "no push reached the phone");
+        // The device poll answers within its interval; then the panel comes down.
+        s.wait_for(&mut p, "approved on the device");
+        s.settle(&mut p);
+        let after = s.text();
+        assert!(!after.contains("Waiting for your device"), "{after}");
+        assert!(after.contains("draft saved"), "{after}");
+        p.send("\x1b").unwrap();
+        p.send("q").unwrap();
+        p.flush().unwrap();
+    }
+}
