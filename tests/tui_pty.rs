@@ -325,6 +325,12 @@ fn a_revoked_scope_is_asked_for_exactly_and_the_rest_kept() {
     p.send("a").unwrap();
     p.flush().unwrap();
     p.exp_string("lacks gmail.send").unwrap();
+    // The row says so too, not a silent "approved" (the detail pane says why, further
+    // down). A full redraw (ctrl-l) writes the words whole.
+    pause(300);
+    p.send_control('l').unwrap();
+    p.flush().unwrap();
+    p.exp_string("blocked").unwrap();
     // Permissions tab, the Google row (second from the end), connect.
     p.send("3").unwrap();
     p.flush().unwrap();

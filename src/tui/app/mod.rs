@@ -16,7 +16,7 @@ use super::theme::Theme;
 use crate::core::consent::Gate;
 use crate::core::domain::Millis;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEventKind};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Keys typed within this long after a confirmation prompt appears are ignored, so a
@@ -211,6 +211,10 @@ pub struct App {
     quit_armed: bool,
     /// Recent approvals, for the rubber-stamp guard.
     pub pace: super::pace::Pace,
+    /// Approved actions whose last run was stopped before it started (an account off, a
+    /// scope taken back), with why: the row says "blocked" instead of a silent
+    /// "approved", until it runs or leaves the approved state.
+    pub blocked: BTreeMap<String, String>,
 }
 
 impl App {
@@ -246,6 +250,7 @@ impl App {
             trust: super::trust::Trust::default(),
             quit_armed: false,
             pace: super::pace::Pace::default(),
+            blocked: BTreeMap::new(),
         }
     }
 
@@ -390,6 +395,14 @@ impl App {
             Msg::Clock => self.send_due(),
             Msg::ActionsLoaded { gated, permissions } => {
                 self.actions.load(gated);
+                // Only an action still waiting approved can be blocked.
+                let rows = &self.actions.rows;
+                self.blocked.retain(|id, _| {
+                    rows.iter().any(|r| {
+                        &r.action.id == id
+                            && r.action.state == crate::core::domain::ActionState::Approved
+                    })
+                });
                 let selected = self.trust_selection();
                 self.perms.perms = Some(*permissions);
                 self.keep_trust_selection(selected);
@@ -427,6 +440,15 @@ impl App {
                 vec![]
             }
             Msg::Executed { id, result } => {
+                match &result {
+                    Ok(_) => {
+                        self.blocked.remove(&id);
+                    }
+                    Err(e) => {
+                        let why = e.strip_prefix(&format!("{id}: ")).unwrap_or(e);
+                        self.blocked.insert(id.clone(), why.to_string());
+                    }
+                }
                 match result {
                     Ok(line) => self.set_status(Level::Ok, format!("{id}: {line}")),
                     // Pipeline errors already start with the id: not twice on 80 columns.

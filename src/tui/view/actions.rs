@@ -172,6 +172,9 @@ fn render_queue(app: &App, f: &mut Frame, area: Rect) {
                     Some(secs) => {
                         Span::styled(fit(&format!("sending {secs}s"), 13), th.style(Role::Warn))
                     }
+                    None if a.state == ActionState::Approved && app.blocked.contains_key(&a.id) => {
+                        Span::styled(fit("blocked", 13), th.style(Role::Error))
+                    }
                     None => Span::styled(fit(a.state.as_str(), 13), th.style(state_role(a.state))),
                 },
             ];
@@ -302,6 +305,15 @@ fn render_detail(app: &App, f: &mut Frame, area: Rect) {
             format!("{text} (unsealed: will not run)")
         };
         l.push(Line::styled(text, th.style(Role::Ok)));
+    }
+    if let Some(why) = app.blocked.get(&a.id) {
+        l.push(Line::raw(""));
+        l.push(section(th, "Blocked before it ran"));
+        l.push(Line::styled(why.clone(), th.style(Role::Error)));
+        l.push(Line::styled(
+            "still approved: fix the account (Permissions tab, c), then X runs it · r cancels",
+            th.style(Role::Muted),
+        ));
     }
     if let Some(o) = &a.outcome {
         l.push(Line::raw(""));
