@@ -5,9 +5,11 @@
 //! chain, calibration, agent FSM, text escaping) ← adapters (`store` with its keyring
 //! anchor seam, `auth`, `llm`, `connectors`, `config`, `agent`) ← `runtime` (facts from
 //! the store, consent seal and audit checkpoint, identity, review, pipeline, batch,
-//! chat, the suggestion engine) ← `tui`, `mcp` ← `cli` (the composition root, which
-//! also wires `sandbox`). The sandbox is still reached from a few runtime and auth
-//! helpers (clock, ids, sandbox wiring); moving those out is issue 17's.
+//! chat, the suggestion engine, store leases) ← `tui`, `mcp` ← `cli` (the composition
+//! root, which also wires `sandbox`). `wall` holds the wall clock and random ids, the
+//! two impure inputs, for everyone outside `core`; code that decides with time takes it
+//! as a parameter. The sandbox is still reached from the auth and runtime wiring
+//! helpers that build sandbox settings and sessions; moving those out is issue 17's.
 
 pub mod agent;
 pub mod auth;
@@ -21,3 +23,4 @@ pub mod runtime;
 pub mod sandbox;
 pub mod store;
 pub mod tui;
+pub mod wall;

@@ -684,3 +684,37 @@ async fn a_reply_asking_to_meet_becomes_a_meeting_proposal() {
     assert!(raw.contains("recent_inbound_mail"), "{raw}");
     assert!(raw.contains("walk us through the order form"), "{raw}");
 }
+
+/// The gate is decided at the time it is given, not the machine's: a rule in force at
+/// `NOW` allows, and the same action at a time past the rule's expiry is reviewed.
+/// (It once read the wall clock whatever the caller passed.)
+#[test]
+fn a_decision_is_taken_at_the_time_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    dealflow::sandbox::demo::seed(&store, NOW).unwrap();
+    change(
+        &store,
+        PermissionChange::AddAutoRule {
+            rule: AutoApproveRule {
+                id: "rule-initech".into(),
+                kind: dealflow::core::domain::ActionKind::SendEmail,
+                target: "@initech.example".into(),
+                min_confidence: 0.9,
+                created_at: NOW,
+                expires_at: NOW + 86_400_000,
+            },
+        },
+    );
+    let a = store.get_action("act-demo-initech-followup").unwrap();
+    let gate = |at: i64| {
+        dealflow::runtime::review::decision_for(&store, &a, at)
+            .unwrap()
+            .gate()
+            .name()
+            .to_string()
+    };
+    assert_eq!(gate(NOW + 1), "allow");
+    assert_eq!(gate(NOW + 2 * 86_400_000), "review");
+    assert_eq!(gate(NOW - 1), "review", "not yet in force");
+}

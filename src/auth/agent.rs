@@ -72,7 +72,7 @@ impl AgentAuth {
                     "aud": format!("{}/", settings.base_url.trim_end_matches('/')),
                     "iat": now,
                     "exp": now + 60,
-                    "jti": crate::sandbox::state::random_token("jti-"),
+                    "jti": crate::wall::random_token("jti-"),
                 });
                 let jwt = jsonwebtoken::encode(&Header::new(*alg), &claims, key).map_err(|e| {
                     AuthError::Config(format!("cannot sign the client assertion: {e}"))

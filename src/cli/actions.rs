@@ -119,7 +119,7 @@ fn list(ctx: &Ctx, states: &[String], json: bool) -> Result<ExitCode> {
 fn show(ctx: &Ctx, id: &str, json: bool) -> Result<ExitCode> {
     let a = ctx.store.get_action(id)?;
     // The decision approving would meet: rules, pins and the split guard included.
-    let d = crate::runtime::review::decision_for(ctx.store.as_ref(), &a)?;
+    let d = crate::runtime::review::decision_for(ctx.store.as_ref(), &a, super::now_ms())?;
     if json {
         let v = serde_json::json!({ "action": a, "decision": d });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -188,7 +188,7 @@ fn approve(
     // what gets approved (an edit landing while the prompt waits is refused).
     let (confirmed, seen) = match confirm {
         Some(c) => (c == a.id, expect_version),
-        None => match review::decision_for(store, &a)?.gate() {
+        None => match review::decision_for(store, &a, super::now_ms())?.gate() {
             Gate::StepUp { reason } => (
                 typed_confirmation(&a, reason)?,
                 expect_version.or(Some(a.version)),

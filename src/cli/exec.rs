@@ -129,7 +129,7 @@ async fn join_running() -> Option<(String, AuthClients)> {
         .build()
         .ok()?;
     use crate::sandbox::proof;
-    let nonce = crate::sandbox::state::random_token("join-");
+    let nonce = crate::wall::random_token("join-");
     let v: serde_json::Value = http
         .get(format!("{}/sandbox/agent", found.url))
         .query(&[

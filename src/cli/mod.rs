@@ -196,11 +196,7 @@ pub struct Ctx {
     pub store: Arc<dyn Store>,
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::wall::now_ms;
 
 /// The local person acting, as audit rows record it: the signed-in identity, or the
 /// Unix account of the process's uid (never `$USER`). On a shared box the CLI also

@@ -49,9 +49,7 @@ fn refusal(s: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![Content::text(s.into())])
 }
 
-fn now_ms() -> i64 {
-    crate::sandbox::state::now_ms()
-}
+use crate::wall::now_ms;
 
 impl McpServer {
     pub fn new(
@@ -245,7 +243,11 @@ impl McpServer {
             // Still queued: either the device never answered, or what it approved can no
             // longer run (MCP writes switched off, a denied kind) — say which.
             ActionState::AwaitingConsent => {
-                match crate::runtime::review::decision_for(self.pipeline.store.as_ref(), &a) {
+                match crate::runtime::review::decision_for(
+                    self.pipeline.store.as_ref(),
+                    &a,
+                    now_ms(),
+                ) {
                     Ok(d) if matches!(d.gate(), Gate::Deny { .. }) => {
                         refusal(format!("denied: {}; {id} was not run", d.gate()))
                     }

@@ -198,9 +198,7 @@ fn audit(
     Ok(())
 }
 
-fn now_ms() -> Millis {
-    crate::sandbox::state::now_ms()
-}
+use crate::wall::now_ms;
 
 /// Queued actions grouped by who must approve them (their gate decides).
 fn gather(p: &Pipeline, max: usize) -> Result<Vec<(Approver, Vec<Action>)>, PipelineError> {
@@ -211,7 +209,7 @@ fn gather(p: &Pipeline, max: usize) -> Result<Vec<(Approver, Vec<Action>)>, Pipe
     queued.reverse(); // oldest first
     let mut groups: Vec<(Approver, Vec<Action>)> = Vec::new();
     for a in queued {
-        let d = decision_for(p.store.as_ref(), &a)?;
+        let d = decision_for(p.store.as_ref(), &a, now_ms())?;
         let approver = match d.gate() {
             Gate::Deny { .. } => continue,
             Gate::Ciba { approver, .. } => approver.clone(),
@@ -515,7 +513,7 @@ async fn run_member(
     if now_ms() >= deadline {
         return Ok((id, Member::Leftover));
     }
-    let d = decision_for(p.store.as_ref(), &a).map_err(|e| fail(e.into()))?;
+    let d = decision_for(p.store.as_ref(), &a, now_ms()).map_err(|e| fail(e.into()))?;
     // The same proof the executor will rebuild; checked here so a gate that the device's
     // yes cannot satisfy (a deny, another approver) never moves the action.
     Consent::grant(&d, &a.params, evidence.clone()).map_err(|source| {

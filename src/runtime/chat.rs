@@ -81,9 +81,7 @@ pub struct ChatRuntime {
     ciba: Option<(String, CancellationToken, tokio::task::JoinHandle<()>)>,
 }
 
-fn now_ms() -> i64 {
-    crate::sandbox::state::now_ms()
-}
+use crate::wall::now_ms;
 
 fn end_text(end: &TurnEnd) -> String {
     match end {

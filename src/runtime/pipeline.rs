@@ -112,7 +112,7 @@ pub struct Pipeline {
 }
 
 fn new_action_id() -> String {
-    crate::sandbox::state::random_token("act-").to_lowercase()
+    crate::wall::random_token("act-").to_lowercase()
 }
 
 /// One line describing a consent for the audit log.
@@ -332,7 +332,7 @@ impl Pipeline {
             .map_err(|reason| PipelineError::Invalid { kind, reason })?;
         let read = Action {
             // Not a row in the queue: the id only ties this read's audit entries together.
-            id: crate::sandbox::state::random_token("read-").to_lowercase(),
+            id: crate::wall::random_token("read-").to_lowercase(),
             original: params.clone(),
             params,
             state: ActionState::Approved,
@@ -349,7 +349,7 @@ impl Pipeline {
                 seal: None,
             }),
         };
-        let decision = decision_for(self.store.as_ref(), &read)?;
+        let decision = decision_for(self.store.as_ref(), &read, at)?;
         match decision.gate() {
             Gate::Allow => {}
             Gate::Deny { reason } => {

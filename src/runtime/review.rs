@@ -79,11 +79,15 @@ pub fn ground(store: &dyn Store, params: ActionParams) -> Result<ActionParams, S
     }
 }
 
-/// The gate an action faces right now, under the stored permissions, the user's live
+/// The gate an action faces at `at`, under the stored permissions, the user's live
 /// auto-approve rules and the facts the store holds about it. Every surface decides here
 /// (or through [`super::facts::FactSource`] for many actions at once).
-pub fn decision_for(store: &dyn Store, action: &Action) -> Result<Decision, StoreError> {
-    super::facts::decision_at(store, action, crate::sandbox::state::now_ms())
+pub fn decision_for(
+    store: &dyn Store,
+    action: &Action,
+    at: Millis,
+) -> Result<Decision, StoreError> {
+    super::facts::decision_at(store, action, at)
 }
 
 /// Where a command runs from, for audit details: the Unix account of the process's
@@ -370,7 +374,7 @@ impl Reviewer {
                 verb: "sent to the device queue",
             });
         }
-        let d = decision_for(store, &a)?;
+        let d = decision_for(store, &a, at)?;
         if let Gate::Deny { reason } = d.gate() {
             return Err(ReviewError::Denied {
                 id: id.into(),

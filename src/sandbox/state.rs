@@ -63,28 +63,7 @@ pub struct SandboxState {
     pub auth0: super::auth0::model::Auth0State,
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// A random URL-safe token with a recognisable prefix.
-pub fn random_token(prefix: &str) -> String {
-    use rand::RngExt;
-    let mut rng = rand::rng();
-    let body: String = (0..32)
-        .map(|_| {
-            let i = rng.random_range(0..62u8);
-            (match i {
-                0..=9 => b'0' + i,
-                10..=35 => b'a' + i - 10,
-                _ => b'A' + i - 36,
-            }) as char
-        })
-        .collect();
-    format!("{prefix}{body}")
-}
+pub use crate::wall::{now_ms, random_token};
 
 impl SandboxState {
     fn lock_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, ProviderGrant>> {

@@ -37,9 +37,7 @@ pub struct Backend {
     connecting: Mutex<Option<(UnboundedSender<String>, CancellationToken)>>,
 }
 
-fn now_ms() -> i64 {
-    crate::sandbox::state::now_ms()
-}
+use crate::wall::now_ms;
 
 impl Backend {
     pub fn new(

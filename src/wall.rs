@@ -1,0 +1,29 @@
+//! The two impure inputs production code reads: the wall clock and randomness for ids.
+//! One place for both, outside `core` (which never reads either) and outside the
+//! sandbox (which production code must not depend on). Code that decides with time
+//! takes the time as a parameter, so tests pass theirs.
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A random URL-safe token with a recognisable prefix: 32 characters from [0-9a-zA-Z]
+/// (about 190 bits), for ids, nonces and JWT ids.
+pub fn random_token(prefix: &str) -> String {
+    use rand::RngExt;
+    let mut rng = rand::rng();
+    let body: String = (0..32)
+        .map(|_| {
+            let i = rng.random_range(0..62u8);
+            (match i {
+                0..=9 => b'0' + i,
+                10..=35 => b'a' + i - 10,
+                _ => b'A' + i - 36,
+            }) as char
+        })
+        .collect();
+    format!("{prefix}{body}")
+}
