@@ -657,8 +657,8 @@ fn a_disconnected_account_is_connected_from_the_approval_and_the_action_runs() {
         &["--sandbox", "accounts", "disconnect", "google-oauth2"],
     );
     assert!(out.status.success(), "{out:?}");
-    // The TUI reloads permissions every 2 s.
-    pause(2500);
+    // The TUI reloads permissions every 2 s: two cycles, for a slow machine.
+    pause(4500);
     filter_to(&mut p, "initech");
     p.send("a").unwrap();
     p.flush().unwrap();

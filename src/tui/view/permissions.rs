@@ -41,11 +41,21 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
     let wide = inner.width >= 100;
     let (label_w, value_w) = if wide { (38, 22) } else { (32, 20) };
     let all = rows();
+    let cursor = app.perms.cursor.min(all.len().saturating_sub(1));
+    // Narrow: the selected row's help, wrapped (up to three lines) rather than cut.
+    let help: Vec<String> = if wide {
+        vec![]
+    } else {
+        super::wrap_words(all[cursor].help(), usize::from(inner.width))
+            .into_iter()
+            .take(3)
+            .collect()
+    };
+    let below = if wide { 2 } else { 1 + help.len() };
     let body = (inner.height as usize)
-        .saturating_sub(header.len() + 2)
+        .saturating_sub(header.len() + below)
         .max(1);
     // Every row reachable: the window follows the cursor.
-    let cursor = app.perms.cursor.min(all.len().saturating_sub(1));
     let first = cursor.saturating_sub(body.saturating_sub(1));
     let mut lines = header;
     for (i, row) in all.iter().enumerate().skip(first).take(body) {
@@ -78,11 +88,14 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
             th.style(Role::Muted),
         ));
     } else {
+        for h in help {
+            lines.push(Line::styled(h, th.style(Role::Muted)));
+        }
+        // Short enough to keep "↓ N more" on 80 columns.
         lines.push(Line::styled(
-            format!("{more}{}", all[cursor].help()),
+            format!("{more}h/l change · enter edits · the agent can never change these"),
             th.style(Role::Muted),
         ));
-        lines.push(footer);
     }
     f.render_widget(Paragraph::new(lines), inner);
 }
