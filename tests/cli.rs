@@ -1009,3 +1009,30 @@ fn mcp_install_write_asks_backs_up_and_keeps_the_entry_and_the_order() {
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
 }
+
+/// Man pages come from the same clap definitions as --help: one for dealflow, one per
+/// command, each typed as it is invoked; a directory that cannot be written is named.
+#[test]
+fn man_pages_are_generated_for_every_command() {
+    let e = Env::new();
+    let (page, _, _) = out(&e.cmd().arg("man").assert().success());
+    assert!(page.contains(".TH dealflow 1"), "{page}");
+    assert!(page.contains("batch"), "{page}");
+    let dir = e.dir.path().join("man1");
+    let (said, _, _) = out(&e.cmd().args(["man", "--dir"]).arg(&dir).assert().success());
+    assert!(said.contains("man pages"), "{said}");
+    let batch = std::fs::read_to_string(dir.join("dealflow-batch.1")).unwrap();
+    assert!(batch.contains("dealflow batch"), "{batch}");
+    let connect = std::fs::read_to_string(dir.join("dealflow-accounts-connect.1")).unwrap();
+    assert!(connect.contains("dealflow accounts connect"), "{connect}");
+    assert!(!dir.join("dealflow-help.1").exists());
+    let blocked = e.dir.path().join("a-file");
+    std::fs::write(&blocked, "").unwrap();
+    let (_, err, _) = out(&e
+        .cmd()
+        .args(["man", "--dir"])
+        .arg(blocked.join("man1"))
+        .assert()
+        .failure());
+    assert!(err.contains("a-file"), "{err}");
+}

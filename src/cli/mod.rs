@@ -136,6 +136,13 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the man page (roff), or write one page per command into a directory
+    /// (`dealflow man --dir /usr/local/share/man/man1`).
+    Man {
+        /// Write dealflow.1 and dealflow-<command>.1 here instead of printing.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -346,6 +353,50 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// `dealflow man`: the page for `dealflow` on stdout, or every command's page into `dir`.
+fn man_pages(dir: Option<&std::path::Path>) -> Result<ExitCode> {
+    let cmd = Cli::command();
+    let Some(dir) = dir else {
+        clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // `page` names the file (dealflow-accounts-connect.1); `invoked` is how it is typed
+    // (dealflow accounts connect), for the synopsis.
+    fn write(
+        cmd: clap::Command,
+        page: &str,
+        invoked: &str,
+        dir: &std::path::Path,
+        n: &mut usize,
+    ) -> Result<()> {
+        let path = dir.join(format!("{page}.1"));
+        let mut out = Vec::new();
+        let named = cmd
+            .clone()
+            .name(page.to_string())
+            .bin_name(invoked.to_string());
+        clap_mangen::Man::new(named).render(&mut out)?;
+        std::fs::write(&path, out).with_context(|| format!("cannot write {}", path.display()))?;
+        *n += 1;
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let name = sub.get_name();
+            write(
+                sub.clone(),
+                &format!("{page}-{name}"),
+                &format!("{invoked} {name}"),
+                dir,
+                n,
+            )?;
+        }
+        Ok(())
+    }
+    let mut n = 0;
+    write(cmd, "dealflow", "dealflow", dir, &mut n)?;
+    println!("wrote {n} man pages to {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn dispatch(mut cli: Cli) -> Result<ExitCode> {
     if let Some(u) = cli.sandbox_user {
         u.set_current();
@@ -361,6 +412,7 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
     }
     // Commands that need neither config nor store.
     match &cli.command {
+        Some(Command::Man { dir }) => return man_pages(dir.as_deref()),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(
                 *shell,
