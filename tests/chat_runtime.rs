@@ -296,6 +296,27 @@ async fn a_device_wait_ends_when_the_phone_says_yes() {
     assert_eq!(r.w.sandbox.state.providers.sent().len(), 1);
 }
 
+/// Switches the Google account on or off in dealflow, as the person would (audited).
+fn set_google_connected(r: &Rig, connected: bool, ts: i64) {
+    r.store
+        .change_permissions(
+            &dealflow::core::permissions::PermissionChange::SetConnected {
+                connection: dealflow::core::domain::Connection::Google,
+                connected,
+            },
+            dealflow::core::audit::NewAuditEntry {
+                ts,
+                actor: "user:tester".into(),
+                surface: None,
+                event: "permissions.changed".into(),
+                action_id: None,
+                outcome: "ok".into(),
+                detail: json!({}),
+            },
+        )
+        .unwrap();
+}
+
 /// Nobody is asked to confirm what could not run: with the Google account disconnected
 /// in dealflow (and with a scope taken back at the provider), the send is refused before
 /// any step-up, with what to do, and nothing is filed.
@@ -318,23 +339,7 @@ async fn a_tool_whose_account_is_not_ready_is_refused_before_the_step_up() {
         .list_actions(&ActionFilter::default())
         .unwrap()
         .len();
-    r.store
-        .change_permissions(
-            &dealflow::core::permissions::PermissionChange::SetConnected {
-                connection: dealflow::core::domain::Connection::Google,
-                connected: false,
-            },
-            dealflow::core::audit::NewAuditEntry {
-                ts: 1,
-                actor: "user:tester".into(),
-                surface: None,
-                event: "permissions.changed".into(),
-                action_id: None,
-                outcome: "ok".into(),
-                detail: json!({}),
-            },
-        )
-        .unwrap();
+    set_google_connected(&r, false, 1);
     let seen = turn(&mut r, "email Bill", vec![true]).await;
     assert!(
         !seen.iter().any(|u| matches!(u, ChatUpdate::Confirm { .. })),
@@ -366,23 +371,7 @@ async fn a_tool_whose_account_is_not_ready_is_refused_before_the_step_up() {
         before
     );
     // Reconnected in dealflow but gmail.send taken back at the provider: same, naming it.
-    r.store
-        .change_permissions(
-            &dealflow::core::permissions::PermissionChange::SetConnected {
-                connection: dealflow::core::domain::Connection::Google,
-                connected: true,
-            },
-            dealflow::core::audit::NewAuditEntry {
-                ts: 2,
-                actor: "user:tester".into(),
-                surface: None,
-                event: "permissions.changed".into(),
-                action_id: None,
-                outcome: "ok".into(),
-                detail: json!({}),
-            },
-        )
-        .unwrap();
+    set_google_connected(&r, true, 2);
     assert!(
         r.w.sandbox
             .state

@@ -70,6 +70,11 @@ fn offline(r: &Rig) -> Suggester {
     Suggester::new(r.p.clone(), None, "claude-test".into())
 }
 
+/// The engine on the fake Messages API.
+fn claude(r: &Rig, fake: &FakeLlm) -> Suggester {
+    Suggester::new(r.p.clone(), Some(client(fake)), "claude-test".into())
+}
+
 fn in_state(r: &Rig, s: ActionState) -> Vec<dealflow::core::domain::Action> {
     r.store
         .list_actions(&ActionFilter {
@@ -275,7 +280,7 @@ async fn a_hostile_model_files_nothing_past_its_gate() {
         )
         .build();
     let fake = FakeLlm::start(vec![turn]).await.unwrap();
-    let engine = Suggester::new(r.p.clone(), Some(client(&fake)), "claude-test".into());
+    let engine = claude(&r, &fake);
     let run = engine.run_once(NOW).await.unwrap();
     assert_eq!(run.source, "claude-test");
     assert_eq!(run.filed.len(), 2, "{run:?}");
@@ -302,11 +307,7 @@ async fn runs_never_overlap_and_a_failed_run_says_why() {
     )])
     .await
     .unwrap();
-    let engine = Arc::new(Suggester::new(
-        r.p.clone(),
-        Some(client(&fake)),
-        "claude-test".into(),
-    ));
+    let engine = Arc::new(claude(&r, &fake));
     let err = engine.run_once(NOW).await.unwrap_err();
     assert!(matches!(err, SuggestError::Model { .. }), "{err}");
     assert!(err.to_string().contains("claude-test"), "{err}");
@@ -321,11 +322,7 @@ async fn runs_never_overlap_and_a_failed_run_says_why() {
     ])
     .await
     .unwrap();
-    let engine = Arc::new(Suggester::new(
-        r.p.clone(),
-        Some(client(&slow)),
-        "claude-test".into(),
-    ));
+    let engine = Arc::new(claude(&r, &slow));
     let first = {
         let e = engine.clone();
         tokio::spawn(async move { e.run_once(NOW).await })
@@ -351,7 +348,7 @@ async fn model_requests_are_cached_and_stop_at_the_daily_budget() {
             .build()
     };
     let fake = FakeLlm::start(vec![turn(), turn()]).await.unwrap();
-    let mut engine = Suggester::new(r.p.clone(), Some(client(&fake)), "claude-test".into());
+    let mut engine = claude(&r, &fake);
     // The fake bills 10 input + 42 output tokens a request.
     engine.daily_token_budget = 60;
     let run = engine.run_once(NOW).await.unwrap();
@@ -411,7 +408,7 @@ async fn the_calendar_reaches_the_model_as_data() {
     let fake = FakeLlm::start(vec![TurnBuilder::new().text(&["nothing new"]).build()])
         .await
         .unwrap();
-    let engine = Suggester::new(r.p.clone(), Some(client(&fake)), "claude-test".into());
+    let engine = claude(&r, &fake);
     engine.run_once(NOW).await.unwrap();
     let raw = &fake.requests()[0].raw_body;
     assert!(raw.contains("upcoming_calendar"), "{raw}");
@@ -498,11 +495,7 @@ async fn two_engines_on_one_store_file_each_proposal_once() {
 async fn work_queued_during_the_model_call_is_not_filed_twice() {
     let r = rig().await;
     let fake = FakeLlm::start(vec![meeting_turn()]).await.unwrap();
-    let engine = Arc::new(Suggester::new(
-        r.p.clone(),
-        Some(client(&fake)),
-        "claude-test".into(),
-    ));
+    let engine = Arc::new(claude(&r, &fake));
     let run = {
         let e = engine.clone();
         tokio::spawn(async move { e.run_once(NOW).await })
@@ -540,7 +533,7 @@ async fn work_queued_during_the_model_call_is_not_filed_twice() {
 async fn a_stop_during_the_model_call_files_nothing_and_frees_the_lease() {
     let r = rig().await;
     let fake = FakeLlm::start(vec![meeting_turn()]).await.unwrap();
-    let engine = Suggester::new(r.p.clone(), Some(client(&fake)), "claude-test".into());
+    let engine = claude(&r, &fake);
     let before = r
         .store
         .list_actions(&ActionFilter::default())
@@ -678,7 +671,7 @@ async fn a_reply_asking_to_meet_becomes_a_meeting_proposal() {
     let fake = FakeLlm::start(vec![TurnBuilder::new().text(&["nothing"]).build()])
         .await
         .unwrap();
-    let engine = Suggester::new(r.p.clone(), Some(client(&fake)), "claude-test".into());
+    let engine = claude(&r, &fake);
     engine.run_once(NOW + 1).await.unwrap();
     let raw = &fake.requests()[0].raw_body;
     assert!(raw.contains("recent_inbound_mail"), "{raw}");

@@ -162,11 +162,24 @@ impl H {
     }
 }
 
-/// A permission change as `actor` made it (audited like any other).
+/// An autonomy change as `actor` made it (audited like any other).
 fn set_autonomy(store: &dyn Store, kind: ActionKind, level: Autonomy, actor: &str) {
+    change_permissions(
+        store,
+        dealflow::core::permissions::PermissionChange::SetAutonomy { kind, level },
+        actor,
+    );
+}
+
+/// A permission change as `actor` made it (audited like any other).
+fn change_permissions(
+    store: &dyn Store,
+    change: dealflow::core::permissions::PermissionChange,
+    actor: &str,
+) {
     store
         .change_permissions(
-            &dealflow::core::permissions::PermissionChange::SetAutonomy { kind, level },
+            &change,
             dealflow::core::audit::NewAuditEntry {
                 ts: NOW,
                 actor: actor.into(),
@@ -1770,23 +1783,14 @@ fn a_meeting_moved_into_the_past_is_refused_in_the_form() {
 #[test]
 fn approving_what_needs_a_disconnected_account_offers_to_connect_it() {
     let mut h = H::new();
-    h.store
-        .change_permissions(
-            &dealflow::core::permissions::PermissionChange::SetConnected {
-                connection: dealflow::core::domain::Connection::Google,
-                connected: false,
-            },
-            dealflow::core::audit::NewAuditEntry {
-                ts: NOW,
-                actor: "user:demo".into(),
-                surface: None,
-                event: "permissions.changed".into(),
-                action_id: None,
-                outcome: "ok".into(),
-                detail: serde_json::json!({}),
-            },
-        )
-        .unwrap();
+    change_permissions(
+        h.store.as_ref(),
+        dealflow::core::permissions::PermissionChange::SetConnected {
+            connection: dealflow::core::domain::Connection::Google,
+            connected: false,
+        },
+        "user:demo",
+    );
     h.run_effects(vec![Effect::LoadActions]);
     h.select("initech");
     h.keys("a");

@@ -303,21 +303,8 @@ fn a_revoked_scope_is_asked_for_exactly_and_the_rest_kept() {
         &[("DEALFLOW_UI_UNDO_SEND", "0s")],
     );
     p.exp_string("pending").unwrap();
-    // The first frame comes before the sandbox is up: wait for its URL file.
-    let url_file = home.join("run/dealflow/sandbox.url");
-    for _ in 0..300 {
-        if std::fs::read_to_string(&url_file).is_ok_and(|s| s.lines().count() == 2) {
-            break;
-        }
-        pause(50);
-    }
-    let out = Command::new(env!("CARGO_BIN_EXE_dealflow"))
-        .args(["sandbox", "revoke", "google", "gmail.send"])
-        .env_clear()
-        .env("HOME", home)
-        .env("XDG_RUNTIME_DIR", home.join("run"))
-        .output()
-        .unwrap();
+    wait_for_sandbox(home);
+    let out = second_terminal(home, &["sandbox", "revoke", "google", "gmail.send"]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(said.contains("took back gmail.send"), "{said}");
@@ -398,6 +385,34 @@ fn second_terminal(home: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// The first frame comes before the sandbox is up: waits for the URL file it publishes
+/// (URL and key), which the second terminal's commands join through.
+fn wait_for_sandbox(home: &Path) {
+    let url_file = home.join("run/dealflow/sandbox.url");
+    for _ in 0..300 {
+        if std::fs::read_to_string(&url_file).is_ok_and(|s| s.lines().count() == 2) {
+            return;
+        }
+        pause(50);
+    }
+    panic!("no sandbox URL file at {} after 15 s", url_file.display());
+}
+
+/// Approves the first push on the sandbox phone from a second terminal, retrying every
+/// 100 ms until one has arrived, `tries` times.
+fn approve_on_phone(home: &Path, tries: u32) {
+    for _ in 0..tries {
+        if second_terminal(home, &["sandbox", "phone", "--approve", "1"])
+            .status
+            .success()
+        {
+            return;
+        }
+        pause(100);
+    }
+    panic!("no push reached the phone");
+}
+
 /// Polls the sandbox store until `done` holds (the TUI and the engine write it from
 /// another process), or fails saying what it waited for.
 fn wait_for(home: &Path, what: &str, done: impl Fn(&SqliteStore) -> bool) {
@@ -437,13 +452,7 @@ fn trust_builds_from_approvals_to_a_rule_and_the_device_gate_holds() {
         &[("DEALFLOW_UI_UNDO_SEND", "0s")],
     );
     p.exp_string("new suggestion(s) (offline").unwrap();
-    let url_file = home.join("run/dealflow/sandbox.url");
-    for _ in 0..300 {
-        if std::fs::read_to_string(&url_file).is_ok_and(|s| s.lines().count() == 2) {
-            break;
-        }
-        pause(50);
-    }
+    wait_for_sandbox(home);
     // Two days go by: Initech's regional teams land in the CRM, stale.
     let out = second_terminal(home, &["sandbox", "advance", "2d"]);
     assert!(out.status.success(), "{out:?}");
@@ -541,16 +550,7 @@ fn trust_builds_from_approvals_to_a_rule_and_the_device_gate_holds() {
         let h = home.to_path_buf();
         std::thread::spawn(move || second_terminal(&h, &["--sandbox", "batch"]))
     };
-    let mut approved = false;
-    for _ in 0..200 {
-        let out = second_terminal(home, &["sandbox", "phone", "--approve", "1"]);
-        if out.status.success() {
-            approved = true;
-            break;
-        }
-        pause(100);
-    }
-    assert!(approved, "no push reached the phone");
+    approve_on_phone(home, 200);
     let out = batch.join().unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("succeeded 1"), "{said}");
@@ -645,13 +645,7 @@ fn a_disconnected_account_is_connected_from_the_approval_and_the_action_runs() {
         &[("DEALFLOW_UI_UNDO_SEND", "0s")],
     );
     p.exp_string("pending").unwrap();
-    let url_file = home.join("run/dealflow/sandbox.url");
-    for _ in 0..300 {
-        if std::fs::read_to_string(&url_file).is_ok_and(|s| s.lines().count() == 2) {
-            break;
-        }
-        pause(50);
-    }
+    wait_for_sandbox(home);
     let out = second_terminal(
         home,
         &["--sandbox", "accounts", "disconnect", "google-oauth2"],
@@ -790,13 +784,7 @@ fn the_permissions_chat_and_device_screens_at_80x24_and_120x36() {
         let mut p = dealflow_in_pty_with(home, cols, rows, "--sandbox", &[("TZ", "UTC")]);
         let mut s = Screen::new(cols, rows);
         s.expect(&mut p, "pending");
-        let url_file = home.join("run/dealflow/sandbox.url");
-        for _ in 0..300 {
-            if std::fs::read_to_string(&url_file).is_ok_and(|s| s.lines().count() == 2) {
-                break;
-            }
-            pause(50);
-        }
+        wait_for_sandbox(home);
         // Permissions: the last rows are reachable.
         p.send("3").unwrap();
         p.send("G").unwrap();
@@ -845,18 +833,7 @@ fn the_permissions_chat_and_device_screens_at_80x24_and_120x36() {
         p.send("\r").unwrap();
         p.flush().unwrap();
         s.wait_for(&mut p, "Waiting for your device");
-        let mut approved = false;
-        for _ in 0..100 {
-            if second_terminal(home, &["sandbox", "phone", "--approve", "1"])
-                .status
-                .success()
-            {
-                approved = true;
-                break;
-            }
-            pause(100);
-        }
-        assert!(approved, "no push reached the phone");
+        approve_on_phone(home, 100);
         // The device poll answers within its interval; then the panel comes down.
         s.wait_for(&mut p, "approved on the device");
         s.settle(&mut p);

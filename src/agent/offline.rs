@@ -23,6 +23,30 @@ fn contact_for<'a>(deal: &Deal, contacts: &'a [Contact]) -> Option<&'a Contact> 
     contacts.iter().find(|c| c.account == deal.account)
 }
 
+fn first_name(c: &Contact) -> &str {
+    c.name.split_whitespace().next().unwrap_or(&c.name)
+}
+
+/// A `schedule_meeting` proposal for 30 minutes two days after `now`, at `utc_hour`:00
+/// UTC; `fields` holds the rest (title, attendees, description).
+fn half_hour_in_two_days(
+    now: Millis,
+    utc_hour: i64,
+    mut fields: Value,
+    justification: String,
+    confidence: f64,
+) -> Value {
+    let start = (now / DAY + 2) * DAY + utc_hour * HOUR;
+    fields["start"] = json!(start);
+    fields["end"] = json!(start + HOUR / 2);
+    json!({
+        "kind": "schedule_meeting",
+        "fields": fields,
+        "justification": justification,
+        "confidence": confidence,
+    })
+}
+
 fn has_meeting_with(s: &Snapshot, contact: &Contact) -> Option<bool> {
     s.calendar.as_ref().map(|cal| {
         cal.iter().any(|e| {
@@ -47,28 +71,25 @@ pub fn rule_proposals(s: &Snapshot) -> Vec<Value> {
         let contact = contact_for(d, &s.contacts);
         match contact {
             Some(c) if d.stage == Stage::Proposal && has_meeting_with(s, c) != Some(true) => {
-                // Two days out, 15:00-15:30 UTC.
-                let start = (s.now / DAY + 2) * DAY + 15 * HOUR;
                 let known = if s.calendar.is_some() {
                     "no meeting with them on the calendar"
                 } else {
                     "calendar not connected, so no meeting is known"
                 };
-                out.push(json!({
-                    "kind": "schedule_meeting",
-                    "fields": {
+                out.push(half_hour_in_two_days(
+                    s.now,
+                    15,
+                    json!({
                         "title": format!("{}: proposal review", d.name),
                         "attendees": [c.email],
-                        "start": start,
-                        "end": start + HOUR / 2,
                         "description": format!("Walk {} through the proposal for {}.", c.name, d.name),
-                    },
-                    "justification": format!("{OFFLINE_LABEL} rule proposal-without-meeting: {} is in proposal ({}) and {known}.", d.name, format_money(d.amount_cents)),
-                    "confidence": if s.calendar.is_some() { 0.75 } else { 0.6 },
-                }));
+                    }),
+                    format!("{OFFLINE_LABEL} rule proposal-without-meeting: {} is in proposal ({}) and {known}.", d.name, format_money(d.amount_cents)),
+                    if s.calendar.is_some() { 0.75 } else { 0.6 },
+                ));
             }
             Some(c) if days >= STALE_DAYS => {
-                let first = c.name.split_whitespace().next().unwrap_or(&c.name);
+                let first = first_name(c);
                 out.push(json!({
                     "kind": "send_email",
                     "fields": {
@@ -142,21 +163,18 @@ fn reply_proposals(s: &Snapshot, out: &mut Vec<Value>) -> Vec<String> {
             continue;
         }
         answered.push(d.id.clone());
-        // Two days out, 16:00-16:30 UTC.
-        let start = (s.now / DAY + 2) * DAY + 16 * HOUR;
-        let first = c.name.split_whitespace().next().unwrap_or(&c.name);
-        out.push(json!({
-            "kind": "schedule_meeting",
-            "fields": {
+        let first = first_name(c);
+        out.push(half_hour_in_two_days(
+            s.now,
+            16,
+            json!({
                 "title": format!("{}: {first} asked to meet", d.name),
                 "attendees": [c.email],
-                "start": start,
-                "end": start + HOUR / 2,
                 "description": format!("{first} wrote: {:?}", m.subject),
-            },
-            "justification": format!("{OFFLINE_LABEL} rule reply-asks-to-meet: {} wrote back {} asking for time ({:?}), and no meeting with them is on the calendar.", c.name, match (s.now - m.received).max(0) / DAY { 0 => "today".to_string(), 1 => "yesterday".to_string(), n => format!("{n} days ago") }, m.subject),
-            "confidence": 0.8,
-        }));
+            }),
+            format!("{OFFLINE_LABEL} rule reply-asks-to-meet: {} wrote back {} asking for time ({:?}), and no meeting with them is on the calendar.", c.name, match (s.now - m.received).max(0) / DAY { 0 => "today".to_string(), 1 => "yesterday".to_string(), n => format!("{n} days ago") }, m.subject),
+            0.8,
+        ));
     }
     answered
 }
@@ -462,7 +480,7 @@ pub fn plan_chat(text: &str, s: &Snapshot) -> OfflinePlan {
                     .deals
                     .iter()
                     .find(|d| d.account == c.account && !d.stage.is_closed());
-                let first = c.name.split_whitespace().next().unwrap_or(&c.name);
+                let first = first_name(c);
                 let subject = deal.map_or_else(
                     || "Following up".to_string(),
                     |d| format!("Following up on {}", d.name),
@@ -577,7 +595,7 @@ fn loose_intent(lower: &str, s: &Snapshot) -> Option<OfflinePlan> {
         ])
     }) {
         let d = deal.filter(|d| d.account == c.account);
-        let first = c.name.split_whitespace().next().unwrap_or(&c.name);
+        let first = first_name(c);
         let draft = has(&["draft"]);
         let subject = d.map_or_else(
             || "Following up".to_string(),
@@ -637,7 +655,7 @@ fn loose_intent(lower: &str, s: &Snapshot) -> Option<OfflinePlan> {
     if days >= STALE_DAYS
         && let Some(c) = contact_for(d, &s.contacts)
     {
-        let first = c.name.split_whitespace().next().unwrap_or(&c.name);
+        let first = first_name(c);
         text.push_str(&format!(
             " It has had no touch in {days} days, so I will draft a follow-up to {} for you to review.",
             c.name

@@ -282,8 +282,12 @@ impl ChatRuntime {
             name: call.name.clone(),
             summary: tools::describe(&params),
         });
-        // Nobody is asked to confirm what could not run: the account comes first.
-        if let Err(why) = self.pipeline.account_ready(params.kind()).await {
+        // Nobody is asked to confirm (or pushed to the phone for) a write that could not
+        // run: its account comes first. A read needs no such look ahead: it runs at once
+        // and its own token check says the same.
+        if params.kind().is_write()
+            && let Err(why) = self.pipeline.account_ready(params.kind()).await
+        {
             return refused(why);
         }
         let submitted = match self.pipeline.submit(

@@ -298,12 +298,7 @@ impl Pipeline {
                 "{kind} needs {name}, which is not connected: connect it ({how}), then ask again"
             )),
             Ok(Some(granted)) => {
-                let missing: Vec<String> = kind
-                    .scopes()
-                    .iter()
-                    .filter(|s| !granted.iter().any(|g| g == *s))
-                    .map(|s| s.to_string())
-                    .collect();
+                let missing = missing_scopes(kind, Some(&granted));
                 if missing.is_empty() {
                     Ok(())
                 } else {
@@ -616,12 +611,7 @@ impl Pipeline {
                 });
             }
         };
-        let missing: Vec<String> = kind
-            .scopes()
-            .iter()
-            .filter(|s| granted.as_ref().is_none_or(|g| !g.iter().any(|x| x == *s)))
-            .map(|s| s.to_string())
-            .collect();
+        let missing = missing_scopes(kind, granted.as_deref());
         if granted.is_none() || !missing.is_empty() {
             blocked("needs_connect", json!({ "scopes": missing }))?;
             return Err(PipelineError::NeedsConnect {
@@ -865,6 +855,15 @@ impl Pipeline {
 }
 
 /// `gmail.send, calendar.events` for a person reading an error.
+/// The scopes `kind` needs that `granted` lacks (all of them when nothing is granted).
+fn missing_scopes(kind: ActionKind, granted: Option<&[String]>) -> Vec<String> {
+    kind.scopes()
+        .iter()
+        .filter(|s| granted.is_none_or(|g| !g.iter().any(|x| x == *s)))
+        .map(|s| s.to_string())
+        .collect()
+}
+
 fn short_scopes(scopes: &[String]) -> String {
     let short: Vec<&str> = scopes
         .iter()

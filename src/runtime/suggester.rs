@@ -172,10 +172,15 @@ impl Suggester {
             calendar: None,
             inbox: None,
             utc_offset_s: 0,
-            existing: s.list_actions(&ActionFilter {
-                states: vec![],
-                limit: Some(5_000),
-            })?,
+            existing: self.queue()?,
+        })
+    }
+
+    /// The queue as the engine compares proposals with it (the newest 5,000).
+    fn queue(&self) -> Result<Vec<Action>, crate::store::StoreError> {
+        self.pipeline.store.list_actions(&ActionFilter {
+            states: vec![],
+            limit: Some(5_000),
         })
     }
 
@@ -350,7 +355,7 @@ impl Suggester {
         };
         // Read again now: the model took its time, and Chat or an MCP client may have
         // queued the same work meanwhile (other engines wait on the lease).
-        let mut existing = self.snapshot(now)?.existing;
+        let mut existing = self.queue()?;
         for mut a in suggestions.actions {
             if stop.is_cancelled() {
                 run.skipped

@@ -153,11 +153,14 @@ pub fn elapsed(store: &dyn Store) -> Result<Millis, StoreError> {
 /// The mail an advance by `by` would deliver (from, subject), without changing anything.
 pub fn due(store: &dyn Store, by: Millis) -> Result<Vec<(&'static str, &'static str)>, StoreError> {
     let before = elapsed(store)?;
-    Ok(script()
+    Ok(passing(before, by).filter_map(|e| e.mail).collect())
+}
+
+/// The events whose day falls in world time `(before, before + by]`, in order.
+fn passing(before: Millis, by: Millis) -> impl Iterator<Item = Event> {
+    script()
         .into_iter()
-        .filter(|e| e.day * DAY > before && e.day * DAY <= before + by)
-        .filter_map(|e| e.mail)
-        .collect())
+        .filter(move |e| e.day * DAY > before && e.day * DAY <= before + by)
 }
 
 /// Moves the world forward by `by` ms at wall time `now`: open deals age by `by`, the
@@ -184,12 +187,10 @@ pub fn advance(
         aged,
         ..Advanced::default()
     };
-    for e in script() {
-        if e.day * DAY > before && e.day * DAY <= after {
-            (e.apply)(store, now)?;
-            done.happened.push(e.what);
-            done.mail.extend(e.mail);
-        }
+    for e in passing(before, by) {
+        (e.apply)(store, now)?;
+        done.happened.push(e.what);
+        done.mail.extend(e.mail);
     }
     store.append_audit(NewAuditEntry {
         ts: now,
