@@ -1917,3 +1917,20 @@ fn fast_steps_in_permissions_each_count() {
         .count();
     assert_eq!(audited, 3);
 }
+
+/// 80×24: an offline suggestion's row shows what it is in the narrow title column, not
+/// just the planner's tag; the detail pane still says offline.
+#[test]
+fn a_narrow_queue_shows_what_an_offline_suggestion_is() {
+    let mut h = H::new();
+    let mut a = h.action("act-demo-initech-followup");
+    a.id = "suggestion-offline-1".into();
+    a.title = "[offline] Email dana@initech.example: Following up".into();
+    h.store.insert_action(&a).unwrap();
+    h.run_effects(vec![Effect::LoadActions]);
+    h.select("suggestion-offline");
+    let s = screen_at(&h, 80, 24);
+    let row = s.lines().find(|l| l.contains("send_email")).unwrap();
+    assert!(row.contains("Email dana"), "{s}");
+    assert!(s.contains("[offline] Email dana@initech.example"), "{s}");
+}

@@ -161,7 +161,10 @@ fn render_queue(app: &App, f: &mut Frame, area: Rect) {
                 Span::raw(fit(a.kind().as_str(), 17)),
                 // A cell that fills its column still leaves one space before the next.
                 Span::raw(format!("{} ", fit(&a.params.target(), target_w - 1))),
-                Span::raw(format!("{} ", fit(&a.title, title_w.saturating_sub(1)))),
+                Span::raw(format!(
+                    "{} ",
+                    fit(queue_title(&a.title, title_w), title_w.saturating_sub(1))
+                )),
                 Span::styled(fit(&confidence, conf_w), th.style(Role::Confidence)),
                 Span::styled(
                     fit(&risk_label(r), risk_w),
@@ -397,6 +400,17 @@ fn render_detail(app: &App, f: &mut Frame, area: Rect) {
     );
     f.render_widget(why.scroll((off.min(room_l), 0)), left);
     f.render_widget(payload.scroll((off.min(room_r), 0)), right);
+}
+
+/// The title as the queue's title column shows it: in a narrow column the offline
+/// planner's "[offline] " tag would leave room for one letter of what the action is, so
+/// it gives way there (the detail pane, the justification and the status line still say
+/// offline planner).
+fn queue_title(title: &str, width: usize) -> &str {
+    match title.strip_prefix("[offline] ") {
+        Some(rest) if width < 30 => rest,
+        _ => title,
+    }
 }
 
 /// Diff lines with +/- markers and the diff roles. A removed line followed by the
