@@ -36,9 +36,21 @@ fn open(path: &PathBuf) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
-/// Installs the subscriber once. `mcp`: also warnings to stderr. A log file that cannot
-/// be opened is said once on stderr and otherwise ignored: logging never stops work.
-pub fn init(config: &Config, mcp: bool) {
+/// What goes to stderr besides the log file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stderr {
+    /// Nothing (the TUI owns the terminal; commands print their own results).
+    Quiet,
+    /// Warnings and errors (the MCP server: clients show stderr in their log pane).
+    Warnings,
+    /// Everything at `log.level` (the background service: under systemd stderr is the
+    /// journal, so `journalctl --user -u dealflow` shows what it did).
+    All,
+}
+
+/// Installs the subscriber once. A log file that cannot be opened is said once on
+/// stderr and otherwise ignored: logging never stops work.
+pub fn init(config: &Config, stderr: Stderr) {
     let level =
         EnvFilter::try_new(&config.raw.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let file = log_path(config).and_then(|p| match open(&p) {
@@ -54,11 +66,25 @@ pub fn init(config: &Config, mcp: bool) {
             .with_ansi(false)
             .with_filter(level)
     });
-    let stderr_layer = mcp.then(|| {
-        tracing_subscriber::fmt::layer()
+    let stderr_filter = match stderr {
+        Stderr::Quiet => None,
+        Stderr::Warnings => Some(EnvFilter::new("warn")),
+        Stderr::All => Some(
+            EnvFilter::try_new(&config.raw.log.level).unwrap_or_else(|_| EnvFilter::new("info")),
+        ),
+    };
+    // The journal stamps each line itself (systemd sets JOURNAL_STREAM for a unit's
+    // stderr), so the time is left out there.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let stderr_layer = stderr_filter.map(|filter| {
+        let layer = tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
-            .with_ansi(false)
-            .with_filter(EnvFilter::new("warn"))
+            .with_ansi(false);
+        if journal {
+            layer.without_time().with_filter(filter).boxed()
+        } else {
+            layer.with_filter(filter).boxed()
+        }
     });
     let _ = tracing_subscriber::registry()
         .with(file_layer)

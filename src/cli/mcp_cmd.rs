@@ -39,7 +39,7 @@ pub enum McpClient {
 
 pub fn serve(ctx: &Ctx) -> Result<ExitCode> {
     // stdout belongs to JSON-RPC: the log goes to the log file, and warnings to stderr.
-    super::logging::init(&ctx.config, true);
+    super::logging::init(&ctx.config, super::logging::Stderr::Warnings);
     let rt = exec::runtime()?;
     rt.block_on(async {
         let wired = exec::wire(ctx).await?;
@@ -85,9 +85,10 @@ fn config_path(client: McpClient) -> Option<PathBuf> {
     })
 }
 
-/// The arguments of the entry. Paths are made absolute: an MCP client starts the server
-/// from a working directory of its own choosing.
-fn entry_args(launch: &Launch) -> Result<Vec<String>> {
+/// The arguments that start `command` as this invocation would (sandbox, config, store).
+/// Paths are made absolute: an MCP client or systemd starts dealflow from a working
+/// directory of its own choosing.
+pub(super) fn launch_args(launch: &Launch, command: &[&str]) -> Result<Vec<String>> {
     let mut args = Vec::new();
     if launch.sandbox {
         args.push("--sandbox".to_string());
@@ -108,7 +109,7 @@ fn entry_args(launch: &Launch) -> Result<Vec<String>> {
             .with_context(|| format!("--store {s}: cannot make it absolute"))?;
         args.extend(["--store".to_string(), abs.display().to_string()]);
     }
-    args.push("mcp".to_string());
+    args.extend(command.iter().map(|c| c.to_string()));
     Ok(args)
 }
 
@@ -116,7 +117,10 @@ fn entry_args(launch: &Launch) -> Result<Vec<String>> {
 /// is the user's and is kept.
 fn entry_fields(launch: &Launch) -> Result<Vec<(String, Json)>> {
     let exe = std::env::current_exe().context("cannot find the dealflow binary")?;
-    let args = entry_args(launch)?.into_iter().map(Json::String).collect();
+    let args = launch_args(launch, &["mcp"])?
+        .into_iter()
+        .map(Json::String)
+        .collect();
     Ok(vec![
         ("command".into(), Json::String(exe.display().to_string())),
         ("args".into(), Json::Array(args)),

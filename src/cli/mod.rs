@@ -14,6 +14,7 @@ mod mcp_cmd;
 mod permissions_cmd;
 mod policy_cmd;
 mod sandbox_cmd;
+mod service_cmd;
 mod status;
 mod suggest_cmd;
 mod team_cmd;
@@ -111,6 +112,12 @@ pub enum Command {
     Policy {
         #[command(subcommand)]
         cmd: policy_cmd::PolicyCmd,
+    },
+    /// The background worker: suggestions and device batches with no terminal open, as a
+    /// systemd user service (install, uninstall, status) or in the foreground (run).
+    Service {
+        #[command(subcommand)]
+        cmd: service_cmd::ServiceCmd,
     },
     /// The team policy on a shared Redis store (it only ever tightens members' settings).
     Team {
@@ -464,8 +471,12 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
         return doctor_cmd::run(&cli);
     }
     let config = load_config(&cli)?;
-    if !matches!(cli.command, Some(Command::Mcp { cmd: None })) {
-        logging::init(&config, false);
+    match &cli.command {
+        Some(Command::Mcp { cmd: None }) => {}
+        Some(Command::Service {
+            cmd: service_cmd::ServiceCmd::Run { .. },
+        }) => logging::init(&config, logging::Stderr::All),
+        _ => logging::init(&config, logging::Stderr::Quiet),
     }
     let _ = establish_identity(cli.sandbox);
     match &cli.command {
@@ -473,6 +484,19 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
         Some(Command::Login) => return auth_cmd::login(&config, cli.sandbox),
         Some(Command::Logout) => return auth_cmd::logout(&config, cli.sandbox),
         Some(Command::Whoami) => return auth_cmd::whoami(&config, cli.sandbox),
+        Some(Command::Service {
+            cmd: service_cmd::ServiceCmd::Install { print, exe },
+        }) => {
+            let launch = mcp_cmd::Launch {
+                sandbox: cli.sandbox,
+                config: cli.config.clone(),
+                store: cli.store.clone(),
+            };
+            return service_cmd::install(&launch, config.batch_every, *print, exe.clone());
+        }
+        Some(Command::Service {
+            cmd: service_cmd::ServiceCmd::Uninstall,
+        }) => return service_cmd::uninstall(cli.sandbox),
         _ => {}
     }
     let store = open_store(&config, cli.sandbox)?;
@@ -502,6 +526,17 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
         Some(Command::Team { cmd }) => team_cmd::run(&ctx, cmd),
         Some(Command::Batch { every }) => batch_cmd::run(&ctx, every),
         Some(Command::Suggest { json }) => suggest_cmd::run(&ctx, json),
+        Some(Command::Service {
+            cmd:
+                service_cmd::ServiceCmd::Run {
+                    once,
+                    suggest_every,
+                    batch_every,
+                },
+        }) => service_cmd::run(&ctx, once, suggest_every, batch_every),
+        Some(Command::Service {
+            cmd: service_cmd::ServiceCmd::Status { json },
+        }) => service_cmd::status(&ctx, json),
         Some(Command::Sandbox {
             cmd: SandboxCmd::Advance { by },
         }) => sandbox_cmd::advance(&ctx, &by),

@@ -53,6 +53,9 @@ pub struct UiSection {
 pub struct BatchSection {
     pub window: String,
     pub concurrency: u32,
+    /// How often the background service (`dealflow service run`) gathers the device
+    /// queue into one push.
+    pub every: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,6 +145,7 @@ impl Default for BatchSection {
         BatchSection {
             window: "10m".into(),
             concurrency: 4,
+            every: "15m".into(),
         }
     }
 }
@@ -176,6 +180,8 @@ pub struct Config {
     pub undo_send: Duration,
     /// `agent.suggest_every`.
     pub suggest_every: Duration,
+    /// `batch.every`.
+    pub batch_every: Duration,
 }
 
 /// The longest duration any setting takes.
@@ -555,6 +561,14 @@ impl Config {
                 hint: Some("use 1m to 24h, e.g. \"15m\"".into()),
             });
         }
+        let batch_every = dur("batch", "every", &raw.batch.every)?;
+        if batch_every < Duration::from_secs(60) || batch_every > Duration::from_secs(86_400) {
+            return Err(ConfigError {
+                location: locate("batch", "every"),
+                message: format!("batch.every: {:?} is out of range", raw.batch.every),
+                hint: Some("use 1m to 24h, e.g. \"15m\"".into()),
+            });
+        }
         let llm_timeout = dur("llm", "timeout", &raw.llm.timeout)?;
         if llm_timeout.is_zero() {
             return Err(ConfigError {
@@ -614,6 +628,7 @@ impl Config {
             idle_lock,
             undo_send,
             suggest_every,
+            batch_every,
         })
     }
 

@@ -10,6 +10,7 @@ pub mod identity;
 pub mod pipeline;
 pub mod review;
 pub mod seal;
+pub mod service;
 pub mod suggester;
 pub mod trust;
 

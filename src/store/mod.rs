@@ -87,7 +87,9 @@ pub mod lease {
     pub const SUGGEST: &str = "suggest";
     /// Gathering the device queue into one CIBA push.
     pub const BATCH: &str = "batch";
-    pub const ALL: [&str; 2] = [SUGGEST, BATCH];
+    /// The background worker (`dealflow service run`): one per user.
+    pub const SERVICE: &str = "service";
+    pub const ALL: [&str; 3] = [SUGGEST, BATCH, SERVICE];
 }
 
 /// Which actions to list.
