@@ -135,6 +135,7 @@ fn loaded_app(store: Arc<dyn Store>, dir: &Path) -> App {
         handlers: vec![],
         idle_lock: None,
         undo_send: None,
+        service_status: None,
     };
     let (mut app, exec) = build(store, &opts, Arc::new(ManualClock::new(NOW)));
     // Run effects to completion as the event loop would (the first load also replays

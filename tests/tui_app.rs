@@ -62,6 +62,7 @@ impl H {
             handlers: vec![],
             idle_lock: None,
             undo_send,
+            service_status: None,
         };
         let (mut app, mut exec) = build(store.clone(), &opts, Arc::new(clock.clone()));
         // Deterministic identity for snapshots and audit assertions.
@@ -714,6 +715,7 @@ fn user_keymap_and_theme_files_merge_and_warn() {
         handlers: vec![],
         idle_lock: None,
         undo_send: None,
+        service_status: None,
     };
     let (app, _) = build(store, &opts, Arc::new(ManualClock::new(NOW)));
     assert_eq!(app.theme.name, "high-contrast");

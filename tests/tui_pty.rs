@@ -845,3 +845,147 @@ fn the_permissions_chat_and_device_screens_at_80x24_and_120x36() {
         p.flush().unwrap();
     }
 }
+
+/// The background worker against the sandbox while a TUI also runs (issue 23): the
+/// world moves, a proposal is filed once (the TUI's engine and the service's take the
+/// same lease), the service's gatherer pushes the device queue once, the phone's yes
+/// runs each action once; the TUI's status bar shows the service; SIGTERM stops it
+/// cleanly and `service status` then says it is not running.
+#[test]
+fn the_service_proposes_and_pushes_once_beside_a_tui() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let mut p = dealflow_in_pty_with(home, 80, 24, "--sandbox", &[]);
+    p.exp_string("new suggestion(s) (offline").unwrap();
+    wait_for_sandbox(home);
+    // Follow-up emails wait for the device, so the gatherer has something to push.
+    let out = second_terminal(
+        home,
+        &["--sandbox", "permissions", "autonomy", "send_email", "ciba"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let log = std::fs::File::create(home.join("service.log")).unwrap();
+    let mut service = Command::new(env!("CARGO_BIN_EXE_dealflow"))
+        .args(["--sandbox", "service", "run", "--batch-every", "1s"])
+        .env_clear()
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("XDG_RUNTIME_DIR", home.join("run"))
+        .env("DEALFLOW_KEYRING", "file")
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let status_file = home.join("state/dealflow/sandbox-service.json");
+    for _ in 0..300 {
+        if status_file.exists() {
+            break;
+        }
+        pause(100);
+    }
+    let out = second_terminal(home, &["--sandbox", "service", "status"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("worker:    running, pid"), "{said}");
+    // Two days go by: five stale Initech teams; their follow-ups need the device.
+    let out = second_terminal(home, &["sandbox", "advance", "2d"]);
+    assert!(out.status.success(), "{out:?}");
+    let team = ["dana", "milton", "samir", "michael", "joanna"];
+    wait_for(home, "the follow-ups filed for the device", |s| {
+        team.iter()
+            .all(|t| !actions_to(s, &format!("{t}@initech.example")).is_empty())
+    });
+    // Approve each push the service sends until every follow-up ran.
+    let service_log = || std::fs::read_to_string(home.join("service.log")).unwrap_or_default();
+    let mut done = false;
+    for _ in 0..10 {
+        let approved = (0..300).any(|_| {
+            let ok = second_terminal(home, &["sandbox", "phone", "--approve", "1"])
+                .status
+                .success();
+            if !ok {
+                pause(100);
+            }
+            ok
+        });
+        assert!(
+            approved,
+            "no push reached the phone; the service said:\n{}",
+            service_log()
+        );
+        let db = home.join("data/dealflow/sandbox.db");
+        let all_ran = |s: &SqliteStore| {
+            team.iter().all(|t| {
+                actions_to(s, &format!("{t}@initech.example"))
+                    .iter()
+                    .all(|a| a.state == ActionState::Succeeded)
+            })
+        };
+        // The gatherer polls the device at the interval CIBA gives (5 s in the sandbox).
+        for _ in 0..300 {
+            if SqliteStore::open(&db).is_ok_and(|s| all_ran(&s)) {
+                done = true;
+                break;
+            }
+            pause(100);
+        }
+        if done {
+            break;
+        }
+    }
+    assert!(
+        done,
+        "the follow-ups did not all run; the service said:\n{}",
+        service_log()
+    );
+    let store = SqliteStore::open(&home.join("data/dealflow/sandbox.db")).unwrap();
+    let audit = store.audit_page(0, 100_000).unwrap();
+    for t in team {
+        // Filed once, though two engines were watching.
+        let filed = actions_to(&store, &format!("{t}@initech.example"));
+        assert_eq!(filed.len(), 1, "{t}: {filed:?}");
+        let id = &filed[0].id;
+        // Pushed once and sent once.
+        let pushed = audit
+            .iter()
+            .filter(|e| e.event == "batch.requested" && e.detail.to_string().contains(id.as_str()))
+            .count();
+        assert_eq!(pushed, 1, "{t}: pushed {pushed} times");
+        let sent = audit
+            .iter()
+            .filter(|e| e.event == "action.executed" && e.action_id.as_deref() == Some(id.as_str()))
+            .count();
+        assert_eq!(sent, 1, "{t}: executed {sent} times");
+    }
+    // The TUI's status bar shows the service (a full redraw, read as a screen).
+    let mut screen = Screen::new(80, 24);
+    p.send("\x0c").unwrap();
+    p.flush().unwrap();
+    screen.wait_for(&mut p, " service · ");
+    // SIGTERM (systemd's stop) ends it cleanly.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(service.id() as libc::pid_t, libc::SIGTERM) };
+    let mut exited = None;
+    for _ in 0..300 {
+        if let Some(s) = service.try_wait().unwrap() {
+            exited = Some(s);
+            break;
+        }
+        pause(100);
+    }
+    let exited = exited.expect("the service did not stop on SIGTERM");
+    let log = std::fs::read_to_string(home.join("service.log")).unwrap();
+    assert!(exited.success(), "{exited:?}\n{log}");
+    assert!(log.contains("service stopped"), "{log}");
+    let out = second_terminal(home, &["--sandbox", "service", "status"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(said.contains("not running (stopped"), "{said}");
+    assert!(said.contains("proposed:  last filed something"), "{said}");
+    p.send("q").unwrap();
+    p.flush().unwrap();
+    p.exp_eof().unwrap();
+}

@@ -577,6 +577,7 @@ fn run_tui(ctx: Ctx) -> Result<ExitCode> {
         handlers: vec![deferred],
         idle_lock: Some(ctx.config.idle_lock),
         undo_send: Some(ctx.config.undo_send),
+        service_status: crate::runtime::service::status_path(ctx.sandbox),
     };
     let ui = crate::tui::run(ctx.store.clone(), opts).context("terminal UI");
     // Quitting while sign-in is still running lets it finish for a moment: cutting a

@@ -127,11 +127,16 @@ pub fn unit_text(
         ));
     }
     if let Some(f) = env_file() {
-        // `-`: the file is optional; secrets the user gives the service go there.
-        out.push_str(&format!(
-            "EnvironmentFile=-{}\n",
-            f.display().to_string().replace('%', "%%")
-        ));
+        // `-`: the file is optional; secrets the user gives the service go there. Under
+        // the home directory it is written with `%h`, so one unit (the Debian package's)
+        // serves every user.
+        let f = f.display().to_string().replace('%', "%%");
+        let home = directories::BaseDirs::new().map(|b| b.home_dir().display().to_string());
+        let f = match home.as_deref().and_then(|h| f.strip_prefix(h)) {
+            Some(rest) if rest.starts_with('/') => format!("%h{rest}"),
+            _ => f,
+        };
+        out.push_str(&format!("EnvironmentFile=-{f}\n"));
     }
     out.push_str("Restart=on-failure\nRestartSec=30\n");
     // SIGTERM lets a run in progress finish filing or executing before it exits.

@@ -23,6 +23,8 @@ pub struct Executor {
     pub clock: Arc<dyn Clock>,
     /// Where `ExportAudit` writes.
     pub export_dir: PathBuf,
+    /// The background service's status file, read with each queue reload.
+    pub service_status: Option<PathBuf>,
     /// Calibration fed incrementally from the audit log (`LoadCalibration`).
     pub replay: Arc<std::sync::Mutex<Option<crate::runtime::trust::Replay>>>,
 }
@@ -82,7 +84,7 @@ impl Executor {
     pub fn run(&self, effect: Effect) -> Vec<Msg> {
         let s = self.store.as_ref();
         match effect {
-            Effect::LoadActions => vec![self.load()],
+            Effect::LoadActions => vec![self.load(), self.service()],
             Effect::Approve {
                 ids,
                 stepped_up,
@@ -232,6 +234,22 @@ impl Executor {
             }
             Effect::Notify { .. } | Effect::Copy(_) | Effect::Quit => vec![],
         }
+    }
+
+    /// The service as its status file says, when it runs or died without stopping (a
+    /// service that stopped cleanly is not news).
+    fn service(&self) -> Msg {
+        use crate::runtime::service::{Liveness, ServiceStatus};
+        let seen = self
+            .service_status
+            .as_deref()
+            .and_then(ServiceStatus::read)
+            .and_then(|s| match s.liveness() {
+                Liveness::Running => Some((true, s.last_proposed)),
+                Liveness::Died => Some((false, s.last_proposed)),
+                Liveness::Stopped => None,
+            });
+        Msg::ServiceSeen(seen)
     }
 
     fn load(&self) -> Msg {

@@ -58,6 +58,9 @@ pub struct TuiOptions {
     /// How long an irreversible send approved here waits in the outbox, where `u` takes
     /// it back (`ui.undo_send`; `None` or zero: it runs at once).
     pub undo_send: Option<std::time::Duration>,
+    /// The background service's status file (`runtime::service`), read on each reload
+    /// so the status bar says whether the service runs and when it last proposed.
+    pub service_status: Option<PathBuf>,
 }
 
 /// The local person acting, as audit rows record it (`runtime::identity`).
@@ -117,6 +120,7 @@ pub fn build(store: Arc<dyn Store>, opts: &TuiOptions, clock: Arc<dyn Clock>) ->
         },
         clock,
         export_dir: opts.export_dir.clone(),
+        service_status: opts.service_status.clone(),
         replay: Default::default(),
     };
     (app, exec)

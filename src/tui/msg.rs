@@ -31,6 +31,9 @@ pub enum Msg {
         gated: Vec<(Action, Decision)>,
         permissions: Box<Permissions>,
     },
+    /// The background service: `Some((running, last proposed))`, or `None` when none
+    /// runs (or it stopped cleanly).
+    ServiceSeen(Option<(bool, Option<Millis>)>),
     /// A store read failed; shown on the status line.
     LoadFailed(String),
     /// An action ran through the pipeline (or could not): a line for the status bar.

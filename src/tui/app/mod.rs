@@ -180,6 +180,9 @@ pub struct App {
     /// The person's time zone as an offset from UTC, in seconds (set at start from the
     /// system's; UTC in tests, so renderings do not depend on the machine).
     pub utc_offset_s: i32,
+    /// The background service as last seen: running (or died), and when it last filed
+    /// something. `None`: no service.
+    pub service: Option<(bool, Option<Millis>)>,
     pub tab: Tab,
     pub actions: ActionsTab,
     pub perms: PermissionsTab,
@@ -227,6 +230,7 @@ impl App {
             clock,
             now,
             utc_offset_s: 0,
+            service: None,
             tab: Tab::Actions,
             actions: ActionsTab::default(),
             perms: PermissionsTab::default(),
@@ -456,6 +460,10 @@ impl App {
                     Err(e) => self.set_status(Level::Error, format!("{id}: {e}")),
                 }
                 vec![Effect::LoadActions]
+            }
+            Msg::ServiceSeen(seen) => {
+                self.service = seen;
+                vec![]
             }
             Msg::Status { ok, text } => {
                 self.background_status(if ok { Level::Ok } else { Level::Warn }, text);

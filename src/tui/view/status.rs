@@ -78,6 +78,22 @@ pub fn render_bar(app: &App, f: &mut Frame, area: Rect) {
             th.style(Role::Accent),
         ));
     }
+    // The background service (`dealflow service install`): that it runs, and when it
+    // last filed something, so a rep opening the TUI sees the agent kept working.
+    match app.service {
+        Some((true, proposed)) => {
+            let when = proposed.map_or_else(
+                || "running".to_string(),
+                |t| format!("proposed {}", clock_time(t, app.utc_offset_s)),
+            );
+            spans.push(Span::styled(
+                format!(" service · {when} "),
+                th.style(Role::StatusBar),
+            ));
+        }
+        Some((false, _)) => spans.push(Span::styled(" service down ", th.style(Role::Warn))),
+        None => {}
+    }
     let used: usize = urgent
         .iter()
         .chain(spans.iter())
@@ -97,4 +113,10 @@ pub fn render_bar(app: &App, f: &mut Frame, area: Rect) {
         Paragraph::new(Line::from(spans)).style(th.style(Role::StatusBar)),
         area,
     );
+}
+
+/// `14:02` in the person's offset.
+fn clock_time(ms: crate::core::domain::Millis, utc_offset_s: i32) -> String {
+    let t = crate::tui::editor::local_time(ms, utc_offset_s);
+    t.split_whitespace().nth(1).unwrap_or(&t).to_string()
 }
