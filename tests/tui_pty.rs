@@ -864,21 +864,24 @@ fn the_service_proposes_and_pushes_once_beside_a_tui() {
         &["--sandbox", "permissions", "autonomy", "send_email", "ciba"],
     );
     assert!(out.status.success(), "{out:?}");
-    let log = std::fs::File::create(home.join("service.log")).unwrap();
-    let mut service = Command::new(env!("CARGO_BIN_EXE_dealflow"))
-        .args(["--sandbox", "service", "run", "--batch-every", "1s"])
-        .env_clear()
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("XDG_STATE_HOME", home.join("state"))
-        .env("XDG_RUNTIME_DIR", home.join("run"))
-        .env("DEALFLOW_KEYRING", "file")
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let start_service = || {
+        let log = std::fs::File::create(home.join("service.log")).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_dealflow"))
+            .args(["--sandbox", "service", "run", "--batch-every", "1s"])
+            .env_clear()
+            .env("HOME", home)
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("XDG_DATA_HOME", home.join("data"))
+            .env("XDG_STATE_HOME", home.join("state"))
+            .env("XDG_RUNTIME_DIR", home.join("run"))
+            .env("DEALFLOW_KEYRING", "file")
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let mut service = start_service();
     let status_file = home.join("state/dealflow/sandbox-service.json");
     for _ in 0..300 {
         if status_file.exists() {
@@ -984,7 +987,28 @@ fn the_service_proposes_and_pushes_once_beside_a_tui() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{said}");
     assert!(said.contains("not running (stopped"), "{said}");
-    assert!(said.contains("proposed:  last filed something"), "{said}");
+    // Which engine filed (the TUI's or the service's) is whichever took the lease first.
+    assert!(said.contains("suggested: "), "{said}");
+    assert!(said.contains("batch:     "), "{said}");
+    // A service killed outright: the next one starts at once (the dead pid's lease is
+    // taken over), and once it is killed too, status says it died.
+    let mut again = start_service();
+    let pid = again.id();
+    for _ in 0..300 {
+        let text = std::fs::read_to_string(&status_file).unwrap_or_default();
+        if text.contains(&format!("\"pid\": {pid}")) && !text.contains("\"stopped\": 1") {
+            break;
+        }
+        pause(100);
+    }
+    let out = second_terminal(home, &["--sandbox", "service", "status"]);
+    assert!(out.status.success(), "{out:?}");
+    again.kill().unwrap();
+    again.wait().unwrap();
+    let out = second_terminal(home, &["--sandbox", "service", "status"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(said.contains("ended without stopping"), "{said}");
     p.send("q").unwrap();
     p.flush().unwrap();
     p.exp_eof().unwrap();

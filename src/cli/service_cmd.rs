@@ -443,7 +443,10 @@ pub fn status(ctx: &Ctx, json: bool) -> Result<ExitCode> {
         .store
         .leases(now)?
         .into_iter()
-        .find(|l| l.name == crate::store::lease::SERVICE);
+        .find(|l| l.name == crate::store::lease::SERVICE)
+        // A lease whose holder was a process on this host that is gone (killed) is not
+        // a running service, though it has not lapsed yet.
+        .filter(|l| !crate::runtime::holder_is_gone(&l.holder));
     let unit = unit_path(ctx.sandbox).ok().filter(|p| p.exists());
     let name = unit_name(ctx.sandbox);
     let active = (unit.is_some() && user_manager().is_ok()).then(|| {

@@ -57,7 +57,7 @@ pub fn take_lease(
 
 /// Whether `holder` ("pid 4242 on host #1") names a process on this host that has
 /// exited. A holder on another host, or one we cannot parse, is presumed alive.
-fn holder_is_gone(holder: &str) -> bool {
+pub fn holder_is_gone(holder: &str) -> bool {
     let Some(rest) = holder.strip_prefix("pid ") else {
         return false;
     };
