@@ -49,7 +49,15 @@ fn arb_json() -> impl Strategy<Value = Value> {
                     Just("from".to_string()),
                     Just("channel".to_string()),
                     Just("text".to_string()),
-                    Just("amount".to_string()),
+                    // The keys the tools read (`amount_cents`, not `amount`: with the
+                    // wrong name create_deal and close_deal almost never parsed).
+                    Just("amount_cents".to_string()),
+                    Just("won".to_string()),
+                    Just("fields".to_string()),
+                    Just("notes".to_string()),
+                    Just("since".to_string()),
+                    Just("query".to_string()),
+                    Just("description".to_string()),
                     Just("stage".to_string()),
                     Just("name".to_string()),
                     Just("account".to_string()),
