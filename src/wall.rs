@@ -27,3 +27,26 @@ pub fn random_token(prefix: &str) -> String {
         .collect();
     format!("{prefix}{body}")
 }
+
+/// How a back-off or a poll waits: tokio's timer in the product. Injectable, so a test
+/// states how long something waited instead of timing it.
+#[derive(Clone)]
+pub struct Wait(pub std::sync::Arc<WaitFn>);
+
+/// The waiting itself: given how long, a future that is ready when that has passed.
+pub type WaitFn = dyn Fn(std::time::Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+    + Send
+    + Sync;
+
+impl Wait {
+    /// The real timer.
+    pub fn sleep() -> Wait {
+        Wait(std::sync::Arc::new(|d| Box::pin(tokio::time::sleep(d))))
+    }
+}
+
+impl std::fmt::Debug for Wait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Wait")
+    }
+}

@@ -13,7 +13,7 @@ use dealflow::core::domain::Connection;
 use dealflow::sandbox::Sandbox;
 use dealflow::sandbox::auth0::model::{DEMO_SUB, LEAD_SUB};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 const UNIT_MS: u64 = 20;
@@ -26,6 +26,23 @@ async fn setup() -> (Sandbox, AuthSettings) {
     let mut s = AuthSettings::sandbox(&sb.base_url()).with_sandbox_key(sb.state.admin.expose());
     s.poll_unit = Duration::from_millis(UNIT_MS);
     (sb, s)
+}
+
+/// A poll wait that records each interval it is asked to wait, then waits it (the
+/// emulator enforces the interval, so polling early would be answered `slow_down`).
+/// Tests assert on the record, never on the wall clock.
+fn recording_waits(s: &mut AuthSettings) -> Arc<std::sync::Mutex<Vec<Duration>>> {
+    let waited = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = waited.clone();
+    s.poll_wait = dealflow::wall::Wait(Arc::new(move |d| {
+        log.lock().unwrap().push(d);
+        Box::pin(tokio::time::sleep(d))
+    }));
+    waited
+}
+
+fn units(n: u32) -> Duration {
+    Duration::from_millis(UNIT_MS) * n
 }
 
 async fn session(s: &AuthSettings) -> Session {
@@ -92,23 +109,19 @@ async fn device_login_session_refresh_and_logout_with_revocation() {
 
 #[tokio::test]
 async fn device_poller_adds_five_seconds_on_slow_down() {
-    let (sb, s) = setup().await;
+    let (sb, mut s) = setup().await;
+    let waited = recording_waits(&mut s);
     let login = DeviceLogin::new(s.clone());
     let prompt = login.start().await.unwrap();
     approve_sandbox_device(&s, &prompt.user_code).await.unwrap();
     sb.state.auth0.set_timing(|t| t.force_slow_down = 1);
-    let t0 = Instant::now();
     login
         .complete(&prompt, &CancellationToken::new())
         .await
         .unwrap();
-    // 5 units before the first poll, then 5 + 5 = 10 after slow_down: 15 units in all.
-    // A poller that ignored slow_down would finish after 10 units.
-    assert!(
-        t0.elapsed() >= Duration::from_millis(15 * UNIT_MS),
-        "{:?}",
-        t0.elapsed()
-    );
+    // 5 units before the first poll, then 5 + 5 = 10 after slow_down. A poller that
+    // ignored slow_down would wait 5 again.
+    assert_eq!(*waited.lock().unwrap(), vec![units(5), units(10)]);
 }
 
 #[tokio::test]
@@ -323,7 +336,8 @@ async fn ciba_approved_token_is_the_vault_subject() {
 
 #[tokio::test]
 async fn ciba_denied_expired_cancelled_and_slow_down() {
-    let (sb, s) = setup().await;
+    let (sb, mut s) = setup().await;
+    let waited = recording_waits(&mut s);
     let ciba = CibaClient::new(s.clone(), Secret::new(sb.state.auth0.agent_client_secret()));
 
     // Denied over the phone's HTTP API (what `dealflow sandbox phone` calls).
@@ -363,10 +377,8 @@ async fn ciba_denied_expired_cancelled_and_slow_down() {
         tokio::time::sleep(Duration::from_millis(30)).await;
         c2.cancel();
     });
-    let t0 = Instant::now();
     let out = ciba.poll(&req, &cancel).await.unwrap();
     assert!(matches!(out, CibaOutcome::Cancelled));
-    assert!(t0.elapsed() < Duration::from_secs(2));
 
     // slow_down announcing interval 20 (body + Retry-After): the poller waits 20 units.
     let req = ciba.start(DEMO_SUB, "slow", "").await.unwrap();
@@ -376,14 +388,13 @@ async fn ciba_denied_expired_cancelled_and_slow_down() {
         t.force_slow_down = 1;
         t.slow_down_to = Some(20);
     });
-    let t0 = Instant::now();
+    waited.lock().unwrap().clear();
     let out = ciba.poll(&req, &CancellationToken::new()).await.unwrap();
     assert!(matches!(out, CibaOutcome::Approved { .. }));
-    assert!(
-        t0.elapsed() >= Duration::from_millis(25 * UNIT_MS),
-        "{:?}",
-        t0.elapsed()
-    );
+    // The first interval, then the 20 the server announced (not 5 + 5).
+    let waits = waited.lock().unwrap().clone();
+    assert_eq!(waits.last(), Some(&units(20)), "{waits:?}");
+    assert_eq!(waits.len(), 2, "{waits:?}");
 
     // Binding message too long: Auth0's error, typed.
     let e = ciba.start(DEMO_SUB, &"x".repeat(65), "").await.unwrap_err();

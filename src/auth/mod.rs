@@ -122,6 +122,8 @@ pub struct AuthSettings {
     pub audience: String,
     /// How long one protocol second lasts for polling (1 s; the sandbox in tests runs faster).
     pub poll_unit: Duration,
+    /// How a poll waits its interval (the timer; tests record it instead of timing it).
+    pub poll_wait: crate::wall::Wait,
     /// Renew cached tokens this long before they expire.
     pub refresh_margin: Duration,
     /// Sandbox only: the key its own controls ask for (see `sandbox::state::AdminKey`),
@@ -153,6 +155,7 @@ impl AuthSettings {
             agent_client_id: a.agent_client_id.clone(),
             audience: a.audience.clone(),
             poll_unit: Duration::from_secs(1),
+            poll_wait: crate::wall::Wait::sleep(),
             refresh_margin: Duration::from_secs(60),
             sandbox_key: None,
         })
@@ -167,6 +170,7 @@ impl AuthSettings {
             agent_client_id: model::AGENT_CLIENT_ID.into(),
             audience: model::API_AUDIENCE.into(),
             poll_unit: Duration::from_secs(1),
+            poll_wait: crate::wall::Wait::sleep(),
             refresh_margin: Duration::from_secs(60),
             sandbox_key: None,
         }
@@ -337,7 +341,7 @@ pub(crate) async fn wait(
         .saturating_mul(secs.min(u32::MAX as u64) as u32);
     tokio::select! {
         _ = cancel.cancelled() => false,
-        _ = tokio::time::sleep(d) => true,
+        _ = (settings.poll_wait.0)(d) => true,
     }
 }
 

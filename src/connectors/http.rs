@@ -34,6 +34,9 @@ pub struct RetryPolicy {
     pub max_429_retries: u32,
     /// The longest Retry-After we wait in-line; longer ones become `RateLimited`.
     pub max_wait: Duration,
+    /// How a back-off waits: tokio's timer. Injectable so a test states how long the
+    /// call backed off instead of timing it.
+    pub wait: crate::wall::Wait,
 }
 
 impl Default for RetryPolicy {
@@ -41,6 +44,7 @@ impl Default for RetryPolicy {
         RetryPolicy {
             max_429_retries: 2,
             max_wait: Duration::from_secs(30),
+            wait: crate::wall::Wait::sleep(),
         }
     }
 }
@@ -113,7 +117,7 @@ pub async fn send(req: &Request<'_>, policy: &RetryPolicy) -> Result<Answer, Con
                     ?wait_for,
                     "rate limited; backing off"
                 );
-                tokio::time::sleep(wait_for).await;
+                (policy.wait.0)(wait_for).await;
                 continue;
             }
             return Err(ConnectorError::RateLimited {

@@ -42,7 +42,7 @@ impl fmt::Debug for ApiKey {
 }
 
 /// How failed requests are retried.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct RetryPolicy {
     /// Retries after the first attempt (the SDK's default is 2).
     pub max_retries: u32,
@@ -51,6 +51,8 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// A server-given delay above this is ignored (the SDK honours 0–60 s).
     pub max_retry_after: Duration,
+    /// How a retry waits (the timer; tests record it instead of timing it).
+    pub wait: crate::wall::Wait,
 }
 
 impl Default for RetryPolicy {
@@ -60,6 +62,7 @@ impl Default for RetryPolicy {
             base_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(8),
             max_retry_after: Duration::from_secs(60),
+            wait: crate::wall::Wait::sleep(),
         }
     }
 }
@@ -240,7 +243,7 @@ impl AnthropicClient {
                             let _ = tx.send(Err(LlmError::Cancelled)).await;
                             return;
                         }
-                        _ = tokio::time::sleep(delay) => {}
+                        _ = (self.cfg.retry.wait.0)(delay) => {}
                     }
                 }
                 Attempt::Retry { err, .. } | Attempt::Fatal(err) => {
