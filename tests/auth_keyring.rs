@@ -92,23 +92,18 @@ async fn keyutils_store_holds_the_refresh_token() {
     round_trip(Arc::new(store)).await;
 }
 
+/// Needs a D-Bus session with an unlocked Secret Service, which a test process does not
+/// have: marked ignored (so the suite counts it as skipped, never as a silent pass), and
+/// `scripts/test` runs it with `--ignored` under dbus-run-session + gnome-keyring, where
+/// it must pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Secret Service: scripts/test runs it under dbus-run-session + gnome-keyring"]
 async fn secret_service_store_holds_the_refresh_token() {
-    let required = std::env::var("DEALFLOW_REQUIRE_SECRET_SERVICE").is_ok_and(|v| v == "1");
     let service = unique_service();
     let store = tokio::task::spawn_blocking(move || KeyringStore::secret_service(&service))
         .await
-        .unwrap();
-    let store = match store {
-        Ok(s) => s,
-        Err(e) if !required => {
-            eprintln!(
-                "skipped: no Secret Service here ({e}); scripts/test runs this under dbus-run-session + gnome-keyring"
-            );
-            return;
-        }
-        Err(e) => panic!("Secret Service required but unavailable: {e}"),
-    };
+        .unwrap()
+        .unwrap_or_else(|e| panic!("no Secret Service in this session: {e}"));
     assert!(store.describe().contains("Secret Service"));
     round_trip(Arc::new(store)).await;
 }
