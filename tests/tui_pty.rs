@@ -1013,3 +1013,44 @@ fn the_service_proposes_and_pushes_once_beside_a_tui() {
     p.flush().unwrap();
     p.exp_eof().unwrap();
 }
+
+/// `b` sends the current action to the device batch from the TUI: it is queued (off
+/// the UI task), one push reaches the phone, and on yes it runs.
+#[test]
+fn b_sends_the_current_action_to_the_phone_and_it_runs_on_yes() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let mut p = dealflow_in_pty_with(home, 80, 24, "--sandbox", &[]);
+    let mut screen = Screen::new(80, 24);
+    screen.expect(&mut p, "pending");
+    wait_for_sandbox(home);
+    // (Pressed before sign-in finishes, `b` would wait in the deferred queue; this
+    // waits so the status lines below are this test's.)
+    screen.wait_for(&mut p, "planner):");
+    let before: Vec<_> = {
+        let s = SqliteStore::open(&home.join("data/dealflow/sandbox.db")).unwrap();
+        s.list_actions(&Default::default())
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.state == ActionState::AwaitingConsent)
+            .collect()
+    };
+    assert!(before.is_empty(), "{before:?}");
+    p.send("b").unwrap();
+    p.flush().unwrap();
+    screen.wait_for(&mut p, "1 queued: approve the push on your phone");
+    approve_on_phone(home, 300);
+    screen.wait_for(&mut p, "batch: 1 succeeded");
+    let s = SqliteStore::open(&home.join("data/dealflow/sandbox.db")).unwrap();
+    let ran: Vec<_> = s
+        .audit_page(0, 10_000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event == "action.executed")
+        .collect();
+    assert_eq!(ran.len(), 1, "{ran:?}");
+    assert!(ran[0].actor.starts_with("device:"), "{:?}", ran[0]);
+    p.send("q").unwrap();
+    p.flush().unwrap();
+    p.exp_eof().unwrap();
+}

@@ -210,25 +210,6 @@ impl Backend {
             actor: self.actor.clone(),
             surface: Surface::ActionCenter,
         };
-        let mut queued = 0;
-        for id in &ids {
-            match me.queue_for_device(self.pipeline.store.as_ref(), id, now_ms()) {
-                Ok(_) => queued += 1,
-                Err(e) => {
-                    let _ = tx.send(Msg::Status {
-                        ok: false,
-                        text: format!("{id}: {e}"),
-                    });
-                }
-            }
-        }
-        if queued == 0 {
-            return;
-        }
-        let _ = tx.send(Msg::Status {
-            ok: true,
-            text: format!("{queued} queued: approve the push on your phone"),
-        });
         let (p, device, opts, cancel, tx) = (
             self.pipeline.clone(),
             self.device.clone(),
@@ -236,7 +217,35 @@ impl Backend {
             self.cancel.clone(),
             tx.clone(),
         );
+        // Queuing writes to the store: off the UI task (a slow disk or a remote Redis
+        // must not freeze the keyboard), like everything else this handler starts.
         tokio::spawn(async move {
+            let store = p.store.clone();
+            let said = tx.clone();
+            let queued = tokio::task::spawn_blocking(move || {
+                let mut queued = 0;
+                for id in &ids {
+                    match me.queue_for_device(store.as_ref(), id, now_ms()) {
+                        Ok(_) => queued += 1,
+                        Err(e) => {
+                            let _ = said.send(Msg::Status {
+                                ok: false,
+                                text: format!("{id}: {e}"),
+                            });
+                        }
+                    }
+                }
+                queued
+            })
+            .await
+            .unwrap_or(0);
+            if queued == 0 {
+                return;
+            }
+            let _ = tx.send(Msg::Status {
+                ok: true,
+                text: format!("{queued} queued: approve the push on your phone"),
+            });
             let text = match run_once(p, device.as_ref(), &opts, &cancel).await {
                 Ok(r) if r.elsewhere.is_some() => format!(
                     "batch: another dealflow ({}) is gathering the device queue; what it did not take waits for the next round",
