@@ -1,6 +1,6 @@
-//! Runs the effects that today's backends can serve (store, consent engine, Reviewer)
-//! and answers with messages. Effects whose backend is not built yet get an honest
-//! `Msg::NotBuilt`. Synchronous on purpose: the event loop runs it on a blocking task,
+//! Runs the effects the store, the consent engine and the Reviewer can serve and
+//! answers with messages. Effects that need the signed-in pipeline, when there is none,
+//! get `Msg::Unavailable` saying how to sign in. Synchronous on purpose: the event loop runs it on a blocking task,
 //! and headless tests call it directly.
 
 use super::clock::Clock;
@@ -191,15 +191,15 @@ impl Executor {
             Effect::VerifyAudit => vec![Msg::AuditVerified(verify_anchored(s))],
             Effect::ExportAudit => vec![Msg::Exported(self.export())],
             // Reached only when no backend is wired (not signed in): say how to fix it.
-            Effect::ExecuteApproved(_) => vec![Msg::NotBuilt(format!(
+            Effect::ExecuteApproved(_) => vec![Msg::Unavailable(format!(
                 "execution: {SIGN_IN} — approved actions stay approved"
             ))],
-            Effect::SendToBatch(ids) => vec![Msg::NotBuilt(format!(
+            Effect::SendToBatch(ids) => vec![Msg::Unavailable(format!(
                 "batch: {SIGN_IN} — {} action(s) not sent to your device",
                 ids.len()
             ))],
             Effect::StartChatTurn(_) | Effect::CancelTurn | Effect::AnswerStepUp { .. } => {
-                vec![Msg::NotBuilt(format!("chat: {SIGN_IN}"))]
+                vec![Msg::Unavailable(format!("chat: {SIGN_IN}"))]
             }
             // Reached only when no backend is wired: there is no device to confirm with,
             // so the lock is a privacy screen and the keypress lifts it (said so, audited).

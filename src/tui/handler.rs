@@ -2,7 +2,7 @@
 //! agent): an [`EffectHandler`] takes the effects it knows, runs them (spawning tokio
 //! tasks for long work) and reports back with `Msg`s on the channel it is given. Effects
 //! no handler takes fall through to the built-in executor, which answers honestly with
-//! `Msg::NotBuilt` for what it cannot do.
+//! `Msg::Unavailable` for what it cannot do.
 
 use super::msg::{Effect, Msg};
 use std::sync::{Arc, Mutex};
@@ -179,7 +179,7 @@ mod tests {
     }
 
     fn fallback() -> Fallback {
-        Arc::new(|e: Effect| vec![Msg::NotBuilt(format!("executor: {}", e.describe()))])
+        Arc::new(|e: Effect| vec![Msg::Unavailable(format!("executor: {}", e.describe()))])
     }
 
     fn chat_only(e: &Effect) -> bool {
@@ -192,7 +192,7 @@ mod tests {
             out.push(match m {
                 Msg::Chat(ChatEvent::AssistantDelta(t)) => t,
                 Msg::Status { text, .. } => format!("status: {text}"),
-                Msg::NotBuilt(t) => format!("not built: {t}"),
+                Msg::Unavailable(t) => format!("unavailable: {t}"),
                 other => format!("{other:?}"),
             });
         }
@@ -258,7 +258,7 @@ mod tests {
         );
         assert_eq!(
             drain(&mut rx),
-            ["status: failed", "not built: executor: chat message"]
+            ["status: failed", "unavailable: executor: chat message"]
         );
         // Afterwards the executor answers, as when nothing was wired.
         assert!(route(Effect::StartChatTurn("again".into()), &hs, &tx).is_some());

@@ -63,8 +63,9 @@ pub enum Msg {
     AuditVerified(Result<Result<i64, ChainBreak>, String>),
     /// An export finished: `Ok(message)` or the error.
     Exported(Result<String, String>),
-    /// A runtime has no backend for this effect yet; the text says which.
-    NotBuilt(String),
+    /// This effect cannot run here, and the text says why and what to do: not signed
+    /// in (no pipeline yet, or sign-in failed), so nothing can execute or reach chat.
+    Unavailable(String),
     /// Something the chat agent reports (the agent FSM will drive these).
     Chat(ChatEvent),
     /// The answer to [`Effect::RequestUnlock`]: `Ok(how it was confirmed)` or why not.

@@ -533,7 +533,7 @@ impl App {
                 }
                 vec![]
             }
-            Msg::NotBuilt(what) => {
+            Msg::Unavailable(what) => {
                 if what.starts_with("chat") {
                     self.chat.running = false;
                     self.chat.lines.push(ChatLine::System(what.clone()));
