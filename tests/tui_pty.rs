@@ -1009,6 +1009,17 @@ fn the_service_proposes_and_pushes_once_beside_a_tui() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{said}");
     assert!(said.contains("ended without stopping"), "{said}");
+    // doctor counts it as a problem and says where to look.
+    let out = second_terminal(home, &["--sandbox", "doctor"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    let line = said
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("service"))
+        .unwrap_or_default();
+    assert!(
+        line.starts_with("FAIL") && line.contains("journalctl"),
+        "{said}"
+    );
     p.send("q").unwrap();
     p.flush().unwrap();
     p.exp_eof().unwrap();

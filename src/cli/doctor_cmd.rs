@@ -78,6 +78,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     if let (Some(c), Some(store)) = (&config, &store) {
         d.suggester(c, store.as_ref());
     }
+    d.service(cli.sandbox);
     Ok(if d.problems == 0 {
         ExitCode::SUCCESS
     } else {
@@ -407,11 +408,56 @@ impl Doctor {
             Ok(held) => self.ok(
                 "leases",
                 held.iter()
-                    .map(|l| format!("{} held by {} until {}", l.name, l.holder, when(l.until)))
+                    .map(|l| {
+                        let gone = if crate::runtime::holder_is_gone(&l.holder) {
+                            " (that process is gone: the next run takes it over)"
+                        } else {
+                            ""
+                        };
+                        format!(
+                            "{} held by {} until {}{gone}",
+                            l.name,
+                            l.holder,
+                            when(l.until)
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("; "),
             ),
             Err(e) => self.fail("leases", e),
+        }
+    }
+}
+
+impl Doctor {
+    /// The background service, as its status file says (reading it changes nothing).
+    /// Not running is not a problem; one that died without stopping is.
+    fn service(&mut self, sandbox: bool) {
+        use crate::runtime::service::{Liveness, ServiceStatus, status_path};
+        let Some(s) = status_path(sandbox).and_then(|p| ServiceStatus::read(&p)) else {
+            self.ok(
+                "service",
+                "not running (`dealflow service install` runs the agent with no terminal open)",
+            );
+            return;
+        };
+        match s.liveness() {
+            Liveness::Running => self.ok(
+                "service",
+                format!(
+                    "running, pid {}; last proposed {}",
+                    s.pid,
+                    s.last_proposed.map_or_else(|| "nothing yet".into(), when)
+                ),
+            ),
+            Liveness::Stopped => self.ok("service", "not running (stopped cleanly)"),
+            Liveness::Died => self.fail(
+                "service",
+                format!(
+                    "pid {} ended without stopping (killed or crashed): `journalctl --user -u dealflow` or the log file says why",
+                    s.pid
+                ),
+            ),
         }
     }
 }
