@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod core;
+pub mod files;
 pub mod llm;
 pub mod mcp;
 pub mod runtime;

@@ -371,8 +371,14 @@ fn mcp_install_write_asks_on_the_terminal_and_no_leaves_the_file_alone() {
 
 /// Another terminal on the same box, joining the TUI's sandbox through its URL file.
 fn second_terminal(home: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dealflow"))
-        .args(args)
+    dealflow_beside(home, args).output().unwrap()
+}
+
+/// Another dealflow process of the same user beside the TUI (same home, keyring and
+/// sandbox URL file), not yet started.
+fn dealflow_beside(home: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dealflow"));
+    c.args(args)
         .env_clear()
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("config"))
@@ -380,9 +386,8 @@ fn second_terminal(home: &Path, args: &[&str]) -> std::process::Output {
         .env("XDG_STATE_HOME", home.join("state"))
         .env("XDG_RUNTIME_DIR", home.join("run"))
         .env("DEALFLOW_KEYRING", "file")
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .output()
-        .unwrap()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    c
 }
 
 /// The first frame comes before the sandbox is up: waits for the URL file it publishes
@@ -401,16 +406,23 @@ fn wait_for_sandbox(home: &Path) {
 /// Approves the first push on the sandbox phone from a second terminal, retrying every
 /// 100 ms until one has arrived, `tries` times.
 fn approve_on_phone(home: &Path, tries: u32) {
-    for _ in 0..tries {
-        if second_terminal(home, &["sandbox", "phone", "--approve", "1"])
+    assert!(
+        try_approve_on_phone(home, tries),
+        "no push reached the phone"
+    );
+}
+
+/// Approves the first push on the phone, trying every 100 ms; whether one came.
+fn try_approve_on_phone(home: &Path, tries: u32) -> bool {
+    (0..tries).any(|_| {
+        let ok = second_terminal(home, &["sandbox", "phone", "--approve", "1"])
             .status
-            .success()
-        {
-            return;
+            .success();
+        if !ok {
+            pause(100);
         }
-        pause(100);
-    }
-    panic!("no push reached the phone");
+        ok
+    })
 }
 
 /// Polls the sandbox store until `done` holds (the TUI and the engine write it from
@@ -866,20 +878,14 @@ fn the_service_proposes_and_pushes_once_beside_a_tui() {
     assert!(out.status.success(), "{out:?}");
     let start_service = || {
         let log = std::fs::File::create(home.join("service.log")).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_dealflow"))
-            .args(["--sandbox", "service", "run", "--batch-every", "1s"])
-            .env_clear()
-            .env("HOME", home)
-            .env("XDG_CONFIG_HOME", home.join("config"))
-            .env("XDG_DATA_HOME", home.join("data"))
-            .env("XDG_STATE_HOME", home.join("state"))
-            .env("XDG_RUNTIME_DIR", home.join("run"))
-            .env("DEALFLOW_KEYRING", "file")
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+        dealflow_beside(
+            home,
+            &["--sandbox", "service", "run", "--batch-every", "1s"],
+        )
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
     };
     let mut service = start_service();
     let status_file = home.join("state/dealflow/sandbox-service.json");
@@ -905,15 +911,7 @@ fn the_service_proposes_and_pushes_once_beside_a_tui() {
     let service_log = || std::fs::read_to_string(home.join("service.log")).unwrap_or_default();
     let mut done = false;
     for _ in 0..10 {
-        let approved = (0..300).any(|_| {
-            let ok = second_terminal(home, &["sandbox", "phone", "--approve", "1"])
-                .status
-                .success();
-            if !ok {
-                pause(100);
-            }
-            ok
-        });
+        let approved = try_approve_on_phone(home, 300);
         assert!(
             approved,
             "no push reached the phone; the service said:\n{}",

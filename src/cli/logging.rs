@@ -17,8 +17,7 @@ pub fn log_path(config: &Config) -> Option<PathBuf> {
     if !config.raw.log.file.is_empty() {
         return Some(PathBuf::from(&config.raw.log.file));
     }
-    let d = crate::config::project_dirs()?;
-    Some(d.state_dir().unwrap_or(d.data_dir()).join("dealflow.log"))
+    Some(crate::config::state_dir()?.join("dealflow.log"))
 }
 
 fn open(path: &PathBuf) -> std::io::Result<std::fs::File> {

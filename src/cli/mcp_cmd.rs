@@ -308,7 +308,7 @@ fn back_up(path: &Path) -> Result<PathBuf> {
 /// A temporary file in the same directory, renamed over the target: a reader (or a crash)
 /// sees the old file or the new one, never half of it. The file keeps its mode; a new one
 /// is 0600, as these files often carry API keys in `env`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())

@@ -238,8 +238,7 @@ fn establish_identity(sandbox: bool) -> Option<Arc<dyn crate::auth::keyring::Sec
     use crate::runtime::identity::{Identity, SignedIn, set_current, stored_sign_in};
     let keyring = match crate::auth::keyring::open_default() {
         Ok(k) => Some(k),
-        Err(_) if sandbox => crate::config::project_dirs().map(|d| {
-            let dir = d.state_dir().unwrap_or(d.data_dir()).to_path_buf();
+        Err(_) if sandbox => crate::config::state_dir().map(|dir| {
             Arc::new(crate::auth::keyring::FileStore::new(
                 dir.join("sandbox-secrets.json"),
             )) as Arc<dyn crate::auth::keyring::SecretStore>

@@ -4,7 +4,7 @@
 //! store and audit, nothing system-wide); where there is no systemd it says so and prints
 //! the crontab line that does the same with `service run --once`.
 
-use super::mcp_cmd::{Launch, launch_args};
+use super::mcp_cmd::{Launch, launch_args, write_atomically};
 use super::{Ctx, exec, now_ms};
 use crate::runtime::service::{Liveness, ServiceStatus, WorkerOptions, status_path};
 use anyhow::{Context, Result, bail};
@@ -169,20 +169,28 @@ fn crontab_line(exe: &Path, args: &[String], every: std::time::Duration) -> Stri
     format!("{schedule} {} >/dev/null 2>&1", cmd.join(" "))
 }
 
-/// Whether `systemctl --user` can reach this user's systemd manager.
-fn user_manager() -> Result<(), String> {
+/// What `systemctl --user` can do here.
+enum Manager {
+    /// This user's systemd manager answers.
+    Reachable,
+    /// systemd is installed but its user manager does not answer (a container, an SSH
+    /// session without lingering): why.
+    Unreachable(String),
+    /// No systemctl at all (no systemd on this machine, macOS).
+    Absent,
+}
+
+fn user_manager() -> Manager {
     match Command::new("systemctl")
         .args(["--user", "show-environment"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()
     {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err("systemctl is not installed (no systemd on this machine)".into())
-        }
-        Err(e) => Err(format!("systemctl: {e}")),
-        Ok(o) if o.status.success() => Ok(()),
-        Ok(o) => Err(format!(
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manager::Absent,
+        Err(e) => Manager::Unreachable(format!("systemctl: {e}")),
+        Ok(o) if o.status.success() => Manager::Reachable,
+        Ok(o) => Manager::Unreachable(format!(
             "systemd's user manager is not reachable ({})",
             String::from_utf8_lossy(&o.stderr).trim()
         )),
@@ -235,29 +243,23 @@ pub fn install(
         return Ok(ExitCode::SUCCESS);
     }
     let cron = crontab_line(&exe, &args, every);
-    let has_systemctl = Command::new("systemctl")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !has_systemctl {
-        println!("systemd is not available on this machine, so no unit was written.");
-        println!(
-            "This crontab line (`crontab -e`) runs the same worker every {}:",
-            humantime(every)
-        );
-        println!("  {cron}");
-        return Ok(ExitCode::SUCCESS);
-    }
+    // `None`: the user manager answers and the unit is started.
+    let not_started = match user_manager() {
+        Manager::Reachable => None,
+        Manager::Unreachable(why) => Some(why),
+        Manager::Absent => {
+            println!("systemd is not available on this machine, so no unit was written.");
+            println!(
+                "This crontab line (`crontab -e`) runs the same worker every {}:",
+                humantime(every)
+            );
+            println!("  {cron}");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let path = unit_path(launch.sandbox)?;
     let old = std::fs::read_to_string(&path).ok();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let tmp = path.with_extension("service.tmp");
-    std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    write_atomically(&path, text.as_bytes())?;
     let verb = match old {
         None => "wrote",
         Some(o) if o == text => "unchanged:",
@@ -273,8 +275,8 @@ pub fn install(
         );
     }
     let name = unit_name(launch.sandbox);
-    match user_manager() {
-        Ok(()) => {
+    match not_started {
+        None => {
             systemctl(&["daemon-reload"])?;
             systemctl(&["enable", "--now", name])?;
             println!(
@@ -282,7 +284,7 @@ pub fn install(
             );
             println!("To keep it running while you are logged out: `loginctl enable-linger`.");
         }
-        Err(why) => {
+        Some(why) => {
             println!("{why}: the unit is written but not started.");
             println!(
                 "In a login session: systemctl --user daemon-reload && systemctl --user enable --now {name}"
@@ -300,7 +302,8 @@ pub fn install(
 pub fn uninstall(sandbox: bool) -> Result<ExitCode> {
     let path = unit_path(sandbox)?;
     let name = unit_name(sandbox);
-    if user_manager().is_ok() {
+    let reachable = matches!(user_manager(), Manager::Reachable);
+    if reachable {
         // Stops a running worker first: it finishes what it is executing (SIGTERM).
         let _ = systemctl(&["disable", "--now", name]);
     }
@@ -314,7 +317,7 @@ pub fn uninstall(sandbox: bool) -> Result<ExitCode> {
         }
         Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
     }
-    if user_manager().is_ok() {
+    if reachable {
         systemctl(&["daemon-reload"])?;
     }
     Ok(ExitCode::SUCCESS)
@@ -449,7 +452,7 @@ pub fn status(ctx: &Ctx, json: bool) -> Result<ExitCode> {
         .filter(|l| !crate::runtime::holder_is_gone(&l.holder));
     let unit = unit_path(ctx.sandbox).ok().filter(|p| p.exists());
     let name = unit_name(ctx.sandbox);
-    let active = (unit.is_some() && user_manager().is_ok()).then(|| {
+    let active = (unit.is_some() && matches!(user_manager(), Manager::Reachable)).then(|| {
         Command::new("systemctl")
             .args(["--user", "is-active", name])
             .output()

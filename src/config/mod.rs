@@ -662,6 +662,13 @@ pub fn project_dirs() -> Option<directories::ProjectDirs> {
     directories::ProjectDirs::from("dev", "dealflow", "dealflow")
 }
 
+/// Where dealflow keeps its own state (log, service status, locks, the sandbox's file
+/// keyring): the state dir where the platform has one (XDG_STATE_HOME), else the data dir.
+pub fn state_dir() -> Option<PathBuf> {
+    let d = project_dirs()?;
+    Some(d.state_dir().unwrap_or(d.data_dir()).to_path_buf())
+}
+
 pub fn default_config_path() -> Option<PathBuf> {
     project_dirs().map(|d| d.config_dir().join("config.toml"))
 }

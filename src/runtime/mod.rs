@@ -73,7 +73,18 @@ pub fn holder_is_gone(holder: &str) -> bool {
     if host != host_name() || pid <= 0 || pid == std::process::id() as libc::pid_t {
         return false;
     }
+    !pid_alive(pid as u32)
+}
+
+/// Whether a process with this pid exists (ours or not: EPERM still means it exists).
+pub fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
     // SAFETY: signal 0 only checks that the process exists; nothing is sent.
     let rc = unsafe { libc::kill(pid, 0) };
-    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }

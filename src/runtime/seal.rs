@@ -165,8 +165,7 @@ pub fn already_used(
 fn creation_lock() -> Option<std::fs::File> {
     // In the user's own state dir: a shared temp dir would let another account hold
     // (or pre-create) the lock.
-    let dirs = crate::config::project_dirs()?;
-    let dir = dirs.state_dir().unwrap_or(dirs.data_dir()).to_path_buf();
+    let dir = crate::config::state_dir()?;
     std::fs::create_dir_all(&dir).ok()?;
     let path = dir.join("consent-key.lock");
     let f = std::fs::OpenOptions::new()

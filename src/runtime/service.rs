@@ -52,7 +52,7 @@ impl ServiceStatus {
     pub fn liveness(&self) -> Liveness {
         match self.stopped {
             Some(_) => Liveness::Stopped,
-            None if pid_alive(self.pid) => Liveness::Running,
+            None if super::pid_alive(self.pid) => Liveness::Running,
             None => Liveness::Died,
         }
     }
@@ -80,47 +80,19 @@ impl ServiceStatus {
 
     /// Replaces the file atomically (a reader never sees half of it), 0600.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension(format!("json.{}", std::process::id()));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(serde_json::to_string_pretty(self)?.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        crate::files::write_private(path, serde_json::to_string_pretty(self)?.as_bytes())
     }
-}
-
-/// Whether a process with this pid exists (ours or not: EPERM still means it exists).
-pub fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// The status file: beside the log in the state directory; the sandbox's is separate,
 /// like its store.
 pub fn status_path(sandbox: bool) -> Option<PathBuf> {
-    let d = crate::config::project_dirs()?;
     let name = if sandbox {
         "sandbox-service.json"
     } else {
         "service.json"
     };
-    Some(d.state_dir().unwrap_or(d.data_dir()).join(name))
+    Some(crate::config::state_dir()?.join(name))
 }
 
 pub struct WorkerOptions {
@@ -283,14 +255,13 @@ pub async fn run(
     if let Err(e) = store.release_lease(lease::SERVICE, &holder) {
         tracing::warn!(error = %e, "the service lease was not released; it lapses on its own");
     }
-    let done = {
-        let mut s = status.lock().map(|s| s.clone()).unwrap_or_default();
-        s.stopped = Some(now());
-        s
+    let done = match status.lock() {
+        Ok(mut s) => {
+            s.stopped = Some(now());
+            s.clone()
+        }
+        Err(_) => ServiceStatus::default(),
     };
-    if let Ok(mut s) = status.lock() {
-        *s = done.clone();
-    }
     save();
     tracing::info!("service stopped");
     result.map(|()| done)

@@ -72,19 +72,7 @@ impl Sandbox {
     }
 }
 
-/// Replaces `path` with `bytes`, owner-only (NamedTempFile is created 0600 on Unix) and
-/// atomically: a reader never sees half a file, and a secret in it is never readable by
-/// others, even for a moment.
-pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or_else(|| std::path::Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
+pub(crate) use crate::files::write_private;
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
