@@ -80,10 +80,15 @@ fn fault(f: F) -> Option<Fault> {
     }
 }
 
+/// A port that refuses connections for the rest of the test process: bound but never
+/// listening. Binding and dropping a listener is not enough — the sandbox started next
+/// (or a parallel test) can be handed the same port, and "refused" then succeeds.
 fn closed_port_url() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    drop(l);
+    static HELD: std::sync::Mutex<Vec<tokio::net::TcpSocket>> = std::sync::Mutex::new(Vec::new());
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    HELD.lock().unwrap().push(socket);
     format!("http://127.0.0.1:{port}")
 }
 
