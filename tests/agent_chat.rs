@@ -1,29 +1,37 @@
 #![allow(clippy::unwrap_used)]
-//! The chat loop end to end: the real Anthropic client over loopback HTTP to the fake
-//! Messages API, the pure FSM, the tool registry and `core::consent::gate` with default
-//! permissions on surface `chat`. The test plays the runtime (and the user's answers).
+//! The chat loop end to end through the real `ChatRuntime`: the real Anthropic client over
+//! loopback HTTP to the fake Messages API, the agent FSM, the tool registry and the one
+//! pipeline (real SQLite with the demo pipeline, the real Token Vault client signed in to
+//! the emulated Auth0, the emulated providers), default permissions on surface `chat`.
+//! The test only plays the person, answering the step-up prompts over the input channel.
+//! The fake Messages API and the emulators are the only stand-ins: Anthropic, Auth0 and
+//! the providers cannot run here.
 
-use dealflow::agent::{self, tools};
-use dealflow::core::agent::{Agent, Effect, Event, GateOutcome, Phase, TurnEnd};
+use dealflow::agent;
+use dealflow::connectors::Endpoints;
+use dealflow::core::agent::{Block, TurnEnd};
 use dealflow::core::consent::{Consent, Evidence};
-use dealflow::core::domain::{ActionKind, ActionParams};
-use dealflow::core::permissions::Permissions;
-use dealflow::llm::{
-    AnthropicClient, AnthropicConfig, ApiKey, LanguageModel, RetryPolicy, TurnRequest,
-};
+use dealflow::core::domain::{ActionKind, ActionState, Connection};
+use dealflow::llm::{AnthropicClient, AnthropicConfig, ApiKey, RetryPolicy};
+use dealflow::runtime::auth0::{SandboxWiring, wire_fast_sandbox};
+use dealflow::runtime::chat::{ChatInput, ChatRuntime, ChatUpdate};
+use dealflow::runtime::credentials::{Credentials, Subject};
+use dealflow::runtime::pipeline::{Pipeline, PipelineError};
 use dealflow::sandbox::fake_llm::{FakeLlm, Reply, TurnBuilder};
+use dealflow::store::{ActionFilter, SqliteStore, Store};
 use serde_json::{Value, json};
-use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 const API_KEY: &str = "sk-ant-api03-THE-REAL-KEY-ONLY-IN-A-HEADER";
-/// Stands in for a Token Vault federated token the runtime holds for connectors.
-const VAULT_TOKEN: &str = "ya29.FAKE-VAULT-TOKEN-must-never-reach-the-model";
 
-struct Run {
-    gates: Vec<(String, GateOutcome)>,
-    executed: Vec<ActionParams>,
-    end: Option<TurnEnd>,
+struct Rig {
+    _dir: tempfile::TempDir,
+    w: SandboxWiring,
+    store: Arc<dyn Store>,
+    chat: ChatRuntime,
+    fake: FakeLlm,
 }
 
 fn client(fake: &FakeLlm) -> AnthropicClient {
@@ -31,7 +39,7 @@ fn client(fake: &FakeLlm) -> AnthropicClient {
         base_url: fake.base_url(),
         model: "claude-test".into(),
         max_tokens: 256,
-        read_timeout: std::time::Duration::from_secs(120),
+        read_timeout: Duration::from_secs(120),
         api_key: ApiKey::new(API_KEY).unwrap(),
         retry: RetryPolicy {
             base_backoff: Duration::from_millis(1),
@@ -41,78 +49,111 @@ fn client(fake: &FakeLlm) -> AnthropicClient {
     .unwrap()
 }
 
-/// A connector stand-in: it holds the vault token (as the real one will) and answers.
-fn execute(params: &ActionParams, vault_token: &str) -> Result<String, String> {
-    assert!(!vault_token.is_empty());
-    match params {
-        ActionParams::GetDeal { deal_id } => Ok(format!(
-            "{deal_id}: Acme platform renewal, $75,000, negotiation"
-        )),
-        other => Ok(format!("done: {}", other.kind())),
+/// The real chat runtime over a seeded store, the signed-in sandbox and `script`; `model`
+/// builds the Anthropic client against the fake Messages API.
+async fn rig_with(
+    script: Vec<Reply>,
+    max_iterations: u32,
+    model: impl FnOnce(&FakeLlm) -> AnthropicClient,
+) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+    dealflow::sandbox::demo::seed(store.as_ref(), 1).unwrap();
+    let w = wire_fast_sandbox().await.unwrap();
+    let p = Arc::new(Pipeline::new(
+        store.clone(),
+        w.creds.clone(),
+        Endpoints::sandbox(&w.sandbox.base_url()),
+        "rep".into(),
+    ));
+    let fake = FakeLlm::start(script).await.unwrap();
+    let chat = ChatRuntime::new(
+        Arc::new(model(&fake)),
+        p,
+        w.device.clone(),
+        max_iterations,
+        "user:tester".into(),
+    );
+    Rig {
+        _dir: dir,
+        w,
+        store,
+        chat,
+        fake,
     }
 }
 
-/// Drives one user turn to its end, answering step-up prompts from `answers`.
-async fn drive(
-    model: &dyn LanguageModel,
-    agent: &mut Agent,
-    perms: &Permissions,
-    text: &str,
-    mut answers: VecDeque<bool>,
-) -> Run {
-    let mut run = Run {
-        gates: vec![],
-        executed: vec![],
-        end: None,
-    };
-    let mut fx: VecDeque<Effect> = agent.handle(Event::UserMessage(text.into())).into();
-    loop {
-        while let Some(effect) = fx.pop_front() {
-            match effect {
-                Effect::StartStream { messages, .. } => {
-                    let mut s = model.stream_turn(TurnRequest {
-                        system: Some(agent::CHAT_SYSTEM.into()),
-                        messages: agent::to_llm_messages(&messages),
-                        tools: tools::chat_tools(),
-                        tool_choice: None,
-                    });
-                    while let Some(item) = s.next().await {
-                        if let Some(ev) = agent::to_event(item) {
-                            fx.extend(agent.handle(ev));
-                        }
-                    }
+async fn rig(script: Vec<Reply>, max_iterations: u32) -> Rig {
+    rig_with(script, max_iterations, client).await
+}
+
+struct Run {
+    updates: Vec<ChatUpdate>,
+    end: TurnEnd,
+}
+
+impl Run {
+    /// The step-up prompts shown, as (prompt, reason).
+    fn confirms(&self) -> Vec<(String, String)> {
+        self.updates
+            .iter()
+            .filter_map(|u| match u {
+                ChatUpdate::Confirm { prompt, reason, .. } => {
+                    Some((prompt.clone(), reason.clone()))
                 }
-                Effect::SubmitTool { call } => {
-                    let ev = agent::gate_event(&call, perms, 1.0, None);
-                    if let Event::Gate { outcome, .. } = &ev {
-                        run.gates.push((call.name.clone(), outcome.clone()));
-                    }
-                    fx.extend(agent.handle(ev));
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The tool results shown, as (tool, ok, text).
+    fn results(&self) -> Vec<(String, bool, String)> {
+        self.updates
+            .iter()
+            .filter_map(|u| match u {
+                ChatUpdate::ToolResult { name, ok, text } => {
+                    Some((name.clone(), *ok, text.clone()))
                 }
-                Effect::Execute { call, .. } => {
-                    let params = tools::parse_call(&call.name, &call.input).unwrap();
-                    let result = execute(&params, VAULT_TOKEN);
-                    run.executed.push(params);
-                    fx.extend(agent.handle(Event::ToolResult {
-                        call_id: call.id,
-                        result,
-                    }));
-                }
-                Effect::TurnEnded(end) => run.end = Some(end),
-                Effect::AbortStream | Effect::CancelCiba { .. } => {}
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Runs one user turn through the runtime, answering each step-up prompt from `answers`
+/// in order (no once they run out).
+async fn turn(r: &mut Rig, text: &str, answers: Vec<bool>) -> Run {
+    let (up_tx, mut up_rx) = mpsc::unbounded_channel();
+    let (in_tx, mut in_rx) = mpsc::unbounded_channel();
+    let person = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let mut answers = answers.into_iter();
+        while let Some(u) = up_rx.recv().await {
+            if let ChatUpdate::Confirm { call_id, .. } = &u {
+                let _ = in_tx.send(ChatInput::Confirm {
+                    call_id: call_id.clone(),
+                    approve: answers.next().unwrap_or(false),
+                });
+            }
+            let end = matches!(u, ChatUpdate::TurnEnded(_));
+            seen.push(u);
+            if end {
+                break;
             }
         }
-        match agent.phase().clone() {
-            Phase::AwaitingConfirm { call, .. } => {
-                let approve = answers.pop_front().unwrap_or(false);
-                fx.extend(agent.handle(Event::Confirm {
-                    call_id: call.id,
-                    approve,
-                }));
-            }
-            Phase::Idle => return run,
-            other => panic!("stuck in {other:?}"),
-        }
+        seen
+    });
+    // A guard against a hang, not a timing assertion.
+    let end = tokio::time::timeout(
+        Duration::from_secs(30),
+        r.chat.turn(text, &up_tx, &mut in_rx),
+    )
+    .await
+    .unwrap();
+    drop(up_tx);
+    Run {
+        updates: person.await.unwrap(),
+        end,
     }
 }
 
@@ -123,42 +164,83 @@ fn last_user_blocks(body: &Value) -> Vec<Value> {
         .clone()
 }
 
+fn audit_events(store: &dyn Store) -> Vec<(String, Value)> {
+    store
+        .audit_page(0, 10_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.event, e.detail))
+        .collect()
+}
+
+/// No token the emulated Auth0 or its vault issued (the user's session, provider tokens)
+/// is in any request the model received, body or header; the API key is only in
+/// `x-api-key`.
+fn assert_no_secret_reached_the_model(r: &Rig) {
+    let issued = r.w.sandbox.state.auth0.issued_tokens();
+    assert!(!issued.is_empty());
+    let reqs = r.fake.requests();
+    assert!(!reqs.is_empty());
+    for q in &reqs {
+        assert!(!q.raw_body.contains(API_KEY), "the API key in a body");
+        assert_eq!(q.header("x-api-key"), Some(API_KEY));
+        for (k, v) in &q.headers {
+            if k != "x-api-key" {
+                assert!(!v.contains(API_KEY), "key leaked in header {k}");
+            }
+        }
+        for t in &issued {
+            assert!(
+                !q.raw_body.contains(t.as_str()),
+                "a token reached the model"
+            );
+            assert!(
+                q.headers.iter().all(|(_, v)| !v.contains(t.as_str())),
+                "a token in a header to the model"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn tool_use_then_tool_result_then_text() {
-    let fake = FakeLlm::start(vec![
-        TurnBuilder::new()
-            .text(&["Looking that up."])
-            .tool_use("toolu_a", "get_deal", &json!({"deal_id": "deal-acme"}))
-            .build(),
-        TurnBuilder::new()
-            .text(&["Acme is at ", "$75,000 in negotiation."])
-            .build(),
-    ])
-    .await
-    .unwrap();
-    let model = client(&fake);
-    let mut agent = Agent::new(8);
-    let run = drive(
-        &model,
-        &mut agent,
-        &Permissions::default(),
-        "show acme",
-        VecDeque::new(),
+    let mut r = rig(
+        vec![
+            TurnBuilder::new()
+                .text(&["Looking that up."])
+                .tool_use("toolu_a", "get_deal", &json!({"deal_id": "deal-acme"}))
+                .build(),
+            TurnBuilder::new()
+                .text(&["Acme is at ", "$75,000 in negotiation."])
+                .build(),
+        ],
+        8,
     )
     .await;
+    let run = turn(&mut r, "show acme", vec![]).await;
 
-    assert_eq!(run.end, Some(TurnEnd::Completed));
-    assert_eq!(
-        run.gates,
-        vec![("get_deal".to_string(), GateOutcome::Allow)]
-    );
-    assert_eq!(run.executed.len(), 1);
-    let reqs = fake.requests();
+    assert_eq!(run.end, TurnEnd::Completed);
+    // The read passed its gate without asking, and ran once.
+    assert!(run.confirms().is_empty(), "{:?}", run.updates);
+    let results = run.results();
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!((results[0].0.as_str(), results[0].1), ("get_deal", true));
+    let executed: Vec<Value> = audit_events(r.store.as_ref())
+        .into_iter()
+        .filter(|(e, d)| e == "action.executed" && d["kind"] == "get_deal")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(executed.len(), 1, "{executed:?}");
+    assert_eq!(executed[0]["gate"]["gate"], "allow");
+    assert_eq!(executed[0]["evidence"]["by"], "autonomous");
+    let reqs = r.fake.requests();
     assert_eq!(reqs.len(), 2);
     let blocks = last_user_blocks(&reqs[1].body);
     assert_eq!(blocks[0]["type"], "tool_result");
     assert_eq!(blocks[0]["tool_use_id"], "toolu_a");
-    assert!(blocks[0]["content"].as_str().unwrap().contains("$75,000"));
+    let content = blocks[0]["content"].as_str().unwrap();
+    assert!(content.contains("Acme"), "{content}");
+    assert!(content.contains("7500000"), "the store's amount: {content}");
     assert!(blocks[0].get("is_error").is_none());
     // The assistant's tool_use went back verbatim before the result.
     let msgs = reqs[1].body["messages"].as_array().unwrap();
@@ -167,10 +249,8 @@ async fn tool_use_then_tool_result_then_text() {
         json!({"deal_id": "deal-acme"})
     );
     assert_eq!(
-        agent.history().last().unwrap().blocks,
-        vec![dealflow::core::agent::Block::Text(
-            "Acme is at $75,000 in negotiation.".into()
-        )]
+        r.chat.agent.history().last().unwrap().blocks,
+        vec![Block::Text("Acme is at $75,000 in negotiation.".into())]
     );
     // Every tool in the request came from the registry; none touches permissions.
     let names: Vec<&str> = reqs[0].body["tools"]
@@ -183,8 +263,8 @@ async fn tool_use_then_tool_result_then_text() {
     assert!(names.iter().all(|n| !n.contains("permission")));
 }
 
-/// The hostile test runs in a child process whose environment holds the API key and a
-/// vault-like token (setting variables in this multi-threaded process would race).
+/// The hostile test runs in a child process whose environment holds the API key, as in
+/// production (setting variables in this multi-threaded process would race).
 #[test]
 fn hostile_script_gets_nothing_past_the_gates_and_leaks_no_secret() {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
@@ -196,7 +276,6 @@ fn hostile_script_gets_nothing_past_the_gates_and_leaks_no_secret() {
             "--test-threads=1",
         ])
         .env("ANTHROPIC_API_KEY", API_KEY)
-        .env("DEALFLOW_TEST_VAULT_TOKEN", VAULT_TOKEN)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -208,11 +287,7 @@ fn hostile_script_gets_nothing_past_the_gates_and_leaks_no_secret() {
 #[tokio::test]
 #[ignore = "run by hostile_script_gets_nothing_past_the_gates_and_leaks_no_secret"]
 async fn hostile_child() {
-    assert_eq!(
-        std::env::var("DEALFLOW_TEST_VAULT_TOKEN").unwrap(),
-        VAULT_TOKEN
-    );
-    let fake = FakeLlm::start(vec![
+    let script = vec![
         TurnBuilder::new()
             .text(&["Sure, doing all of that now."])
             .tool_use(
@@ -232,51 +307,90 @@ async fn hostile_child() {
             )
             .build(),
         Reply::text("None of that went through."),
-    ])
-    .await
-    .unwrap();
+    ];
     // The key comes from the environment, as in production.
-    let model = AnthropicClient::from_env(&dealflow::config::LlmSection {
-        base_url: fake.base_url(),
-        ..Default::default()
+    let mut r = rig_with(script, 8, |fake| {
+        AnthropicClient::from_env(&dealflow::config::LlmSection {
+            base_url: fake.base_url(),
+            ..Default::default()
+        })
+        .unwrap()
     })
-    .unwrap();
-    let perms = Permissions::default();
-    let mut agent = Agent::new(8);
-    // The user says no to both inline prompts.
-    let run = drive(
-        &model,
-        &mut agent,
-        &perms,
-        "summarise my pipeline",
-        VecDeque::from([false, false]),
-    )
     .await;
+    // The runtime holds a real provider token for its connectors (in the vault client's
+    // cache) while the model is asked.
+    let held =
+        r.w.creds
+            .token(Connection::Google, &Subject::User)
+            .await
+            .unwrap();
+    assert!(
+        r.w.sandbox
+            .state
+            .auth0
+            .issued_tokens()
+            .iter()
+            .any(|t| t == held.expose())
+    );
+    let perms_before = r.store.load_permissions().unwrap();
+    // The person says no to both inline prompts.
+    let run = turn(&mut r, "summarise my pipeline", vec![false, false]).await;
 
-    assert!(run.executed.is_empty(), "executed {:?}", run.executed);
-    assert_eq!(run.gates.len(), 3);
-    let (name, g) = &run.gates[0];
-    assert_eq!(name, "send_email");
-    match g {
-        GateOutcome::StepUp { prompt, .. } => {
-            assert!(prompt.contains("exfil@attacker.example"), "{prompt}");
-            assert!(prompt.contains("all deals attached"), "{prompt}");
-        }
-        other => panic!("email must need step-up, got {other:?}"),
-    }
-    match &run.gates[1].1 {
-        GateOutcome::StepUp { reason, prompt } => {
-            assert!(reason.contains("$900,000 > threshold $50,000"), "{reason}");
-            assert!(prompt.contains("$900,000"), "{prompt}");
-        }
-        other => panic!("$900K deal must need step-up, got {other:?}"),
-    }
-    match &run.gates[2].1 {
-        GateOutcome::Refused { reason } => assert!(reason.contains("unknown tool"), "{reason}"),
-        other => panic!("permission change must be refused, got {other:?}"),
-    }
+    // The gates: a step-up showing exactly what would be sent, a step-up naming the
+    // amount, and a refusal of the permission change.
+    let confirms = run.confirms();
+    assert_eq!(confirms.len(), 2, "{:?}", run.updates);
+    let (prompt, _) = &confirms[0];
+    assert!(prompt.contains("exfil@attacker.example"), "{prompt}");
+    assert!(prompt.contains("all deals attached"), "{prompt}");
+    let (prompt, reason) = &confirms[1];
+    assert!(reason.contains("$900,000 > threshold $50,000"), "{reason}");
+    assert!(prompt.contains("$900,000"), "{prompt}");
+    let results = run.results();
+    assert!(
+        results
+            .iter()
+            .any(|(n, ok, t)| n == "set_permissions" && !ok && t.contains("unknown tool")),
+        "permission change must be refused: {results:?}"
+    );
+    assert!(results.iter().all(|(_, ok, _)| !ok), "{results:?}");
 
-    // The executor's own proof check agrees: without the step-up nothing can run.
+    // Nothing ran.
+    assert!(r.w.sandbox.state.providers.sent().is_empty());
+    assert!(
+        !r.store
+            .list_deals()
+            .unwrap()
+            .iter()
+            .any(|d| d.name == "Totally real deal")
+    );
+    assert_eq!(r.store.load_permissions().unwrap(), perms_before);
+    let declined = r
+        .store
+        .list_actions(&ActionFilter {
+            states: vec![ActionState::Rejected],
+            limit: None,
+        })
+        .unwrap();
+    assert_eq!(declined.len(), 2);
+    assert!(
+        declined
+            .iter()
+            .all(|a| a.outcome.as_deref() == Some("declined in chat"))
+    );
+    // The executor agrees: what was declined cannot be run afterwards.
+    for a in &declined {
+        assert!(matches!(
+            r.chat
+                .pipeline
+                .execute(&a.id, &Subject::User, dealflow::wall::now_ms())
+                .await,
+            Err(PipelineError::NotApproved { .. })
+        ));
+    }
+    assert!(r.w.sandbox.state.providers.sent().is_empty());
+
+    // The consent proof agrees: without the step-up nothing can be granted.
     for (name, input) in [
         (
             "send_email",
@@ -292,7 +406,7 @@ async fn hostile_child() {
             name: name.into(),
             input,
         };
-        let g = agent::gate_chat_call(&call, &perms, 1.0).unwrap();
+        let g = agent::gate_chat_call(&call, &perms_before, 1.0).unwrap();
         assert!(Consent::grant(&g.decision, &g.params, Evidence::Autonomous).is_err());
         assert!(
             Consent::grant(
@@ -308,7 +422,7 @@ async fn hostile_child() {
     }
 
     // All three refusals went back to the model as is_error tool_results, in order.
-    let reqs = fake.requests();
+    let reqs = r.fake.requests();
     assert_eq!(reqs.len(), 2);
     let blocks = last_user_blocks(&reqs[1].body);
     let ids: Vec<&str> = blocks
@@ -323,51 +437,61 @@ async fn hostile_child() {
             .unwrap()
             .contains("unknown tool")
     );
-    assert_eq!(run.end, Some(TurnEnd::Completed));
+    assert_eq!(run.end, TurnEnd::Completed);
 
     // No secret in any body; the API key only in its header.
-    for r in &reqs {
-        assert!(!r.raw_body.contains(VAULT_TOKEN));
-        assert!(!r.raw_body.contains("FAKE-VAULT"));
-        assert!(!r.raw_body.contains(API_KEY));
-        assert_eq!(r.header("x-api-key"), Some(API_KEY));
-        for (k, v) in &r.headers {
-            if k != "x-api-key" {
-                assert!(!v.contains(API_KEY), "key leaked in header {k}");
-                assert!(!v.contains(VAULT_TOKEN), "vault token in header {k}");
-            }
-        }
-    }
+    assert!(
+        reqs.iter().all(|q| !q.raw_body.contains(held.expose())),
+        "the provider token reached the model"
+    );
+    assert_no_secret_reached_the_model(&r);
 }
 
 #[tokio::test]
 async fn step_up_approved_runs_exactly_once() {
-    let fake = FakeLlm::start(vec![
-        TurnBuilder::new()
-            .tool_use(
-                "toolu_m",
-                "send_email",
-                &json!({"to": ["bill@initech.example"], "subject": "Seat plan", "body": "Hi Bill"}),
-            )
-            .build(),
-        Reply::text("Sent."),
-    ])
-    .await
-    .unwrap();
-    let model = client(&fake);
-    let mut agent = Agent::new(8);
-    let run = drive(
-        &model,
-        &mut agent,
-        &Permissions::default(),
-        "email bill",
-        VecDeque::from([true]),
+    let mut r = rig(
+        vec![
+            TurnBuilder::new()
+                .tool_use(
+                    "toolu_m",
+                    "send_email",
+                    &json!({"to": ["bill@initech.example"], "subject": "Seat plan", "body": "Hi Bill"}),
+                )
+                .build(),
+            Reply::text("Sent."),
+        ],
+        8,
     )
     .await;
-    assert_eq!(run.executed.len(), 1);
-    assert_eq!(run.executed[0].kind(), ActionKind::SendEmail);
-    let blocks = last_user_blocks(&fake.requests()[1].body);
-    assert_eq!(blocks[0]["content"], "done: send_email");
+    let run = turn(&mut r, "email bill", vec![true]).await;
+    assert_eq!(run.end, TurnEnd::Completed);
+    assert_eq!(run.confirms().len(), 1);
+    let sent = r.w.sandbox.state.providers.sent();
+    assert_eq!(sent.len(), 1, "ran exactly once");
+    assert_eq!(sent[0].to, "bill@initech.example");
+    let executed: Vec<Value> = audit_events(r.store.as_ref())
+        .into_iter()
+        .filter(|(e, d)| e == "action.executed" && d["kind"] == "send_email")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(executed.len(), 1);
+    assert_eq!(executed[0]["evidence"]["by"], "stepped_up");
+    // What ran went back to the model as the tool's result.
+    let blocks = last_user_blocks(&r.fake.requests()[1].body);
+    assert_eq!(blocks[0]["tool_use_id"], "toolu_m");
+    assert!(blocks[0].get("is_error").is_none(), "{}", blocks[0]);
+    let results = run.results();
+    assert_eq!(results.len(), 1);
+    assert!(results[0].1, "{results:?}");
+    let content = blocks[0]["content"].as_str().unwrap();
+    assert!(
+        content.contains("sent to bill@initech.example"),
+        "{content}"
+    );
+    assert!(results[0].2.contains("sent to bill@initech.example"));
+    // A provider token was exchanged and used for the send; it never reached the model.
+    assert!(r.w.sandbox.state.auth0.vault_exchange_count() >= 1);
+    assert_no_secret_reached_the_model(&r);
 }
 
 #[tokio::test]
@@ -379,46 +503,38 @@ async fn the_iteration_bound_holds_against_a_model_that_never_stops() {
                 .build()
         })
         .collect();
-    let fake = FakeLlm::start(looping).await.unwrap();
-    let model = client(&fake);
-    let mut agent = Agent::new(3);
-    let run = drive(
-        &model,
-        &mut agent,
-        &Permissions::default(),
-        "loop",
-        VecDeque::new(),
-    )
-    .await;
-    assert_eq!(run.end, Some(TurnEnd::IterationLimit(3)));
-    assert_eq!(fake.requests().len(), 3);
-    assert_eq!(fake.remaining(), 2);
+    let mut r = rig(looping, 3).await;
+    let run = turn(&mut r, "loop", vec![]).await;
+    assert_eq!(run.end, TurnEnd::IterationLimit(3));
+    assert_eq!(r.fake.requests().len(), 3);
+    assert_eq!(r.fake.remaining(), 2);
 }
 
 #[tokio::test]
 async fn a_model_error_ends_the_turn_with_the_typed_message() {
-    let fake = FakeLlm::start(vec![Reply::error(
-        400,
-        "invalid_request_error",
-        "tools.0: bad schema",
-    )])
-    .await
-    .unwrap();
-    let model = client(&fake);
-    let mut agent = Agent::new(3);
-    let run = drive(
-        &model,
-        &mut agent,
-        &Permissions::default(),
-        "x",
-        VecDeque::new(),
+    let mut r = rig(
+        vec![Reply::error(
+            400,
+            "invalid_request_error",
+            "tools.0: bad schema",
+        )],
+        3,
     )
     .await;
-    match run.end {
-        Some(TurnEnd::Failed(msg)) => {
+    let run = turn(&mut r, "x", vec![]).await;
+    match &run.end {
+        TurnEnd::Failed(msg) => {
             assert!(msg.contains("invalid_request_error"), "{msg}");
             assert!(msg.contains("req_fake_0001"), "{msg}");
         }
         other => panic!("{other:?}"),
     }
+    // The person sees it too.
+    assert!(
+        run.updates
+            .iter()
+            .any(|u| matches!(u, ChatUpdate::TurnEnded(t) if t.contains("invalid_request_error"))),
+        "{:?}",
+        run.updates
+    );
 }

@@ -79,11 +79,25 @@ proptest! {
     #[test]
     fn tool_input_never_panics(input in arb_json(), k in 0..ActionKind::ALL.len()) {
         let kind = ActionKind::ALL[k];
-        if let Ok(params) = dealflow::agent::tools::params_for(kind, &input) {
-            prop_assert_eq!(params.kind(), kind);
-            let _ = params.validate();
-            let _ = params.target();
-            let _ = dealflow::core::consent::payload_digest(&params);
+        match dealflow::agent::tools::params_for(kind, &input) {
+            Ok(params) => {
+                prop_assert_eq!(params.kind(), kind);
+                // What the parser hands on is valid: nothing invalid reaches the gate.
+                prop_assert_eq!(params.validate(), Ok(()));
+                let _ = params.target();
+                // What is approved is what re-parses: the payload survives its own
+                // serialization unchanged, so the digest consent binds to is stable.
+                let mut again = serde_json::to_value(&params).unwrap();
+                again.as_object_mut().unwrap().remove("kind");
+                let reparsed = dealflow::agent::tools::params_for(kind, &again).unwrap();
+                prop_assert_eq!(
+                    dealflow::core::consent::payload_digest(&reparsed),
+                    dealflow::core::consent::payload_digest(&params)
+                );
+                prop_assert_eq!(reparsed, params);
+            }
+            // A refusal always says something the model or the MCP client can act on.
+            Err(why) => prop_assert!(!why.trim().is_empty(), "empty refusal for {input}"),
         }
         let _ = dealflow::mcp::tools::kind_of(&input.to_string());
     }

@@ -1,4 +1,8 @@
-//! The execution pipeline end to end: real SQLite, real HTTP to the sandbox emulators.
+//! The execution pipeline end to end: real SQLite, real HTTP to the sandbox emulators, and
+//! the real Token Vault client (`VaultCredentials`, signed in as the demo user by a device
+//! flow) exchanging against the emulated Auth0. What the vault grants is changed in the
+//! emulator's state, so the client sees it as it would see Auth0's. The emulators are the
+//! only stand-ins: Auth0, Gmail, Calendar and Slack cannot run here.
 
 #![allow(clippy::unwrap_used)]
 
@@ -7,40 +11,63 @@ use dealflow::core::audit::NewAuditEntry;
 use dealflow::core::domain::ActionKind;
 use dealflow::core::domain::{ActionParams, ActionState, Connection, Email, Stage, Surface};
 use dealflow::core::permissions::{Autonomy, PermissionChange};
-use dealflow::runtime::credentials::Subject;
+use dealflow::runtime::auth0::{VaultCredentials, wire_remote};
+use dealflow::runtime::credentials::{Credentials, Subject};
 use dealflow::runtime::pipeline::{Pipeline, PipelineError, Proposal};
 use dealflow::runtime::review::{ReviewError, Reviewer};
 use dealflow::sandbox::Sandbox;
-use dealflow::sandbox::direct_vault::DirectVault;
+use dealflow::sandbox::auth0::model::DEMO_SUB;
 use dealflow::sandbox::providers::Fault;
 use dealflow::store::{ActionFilter, SqliteStore, Store, Transition};
 use std::sync::Arc;
+use std::time::Duration;
 
 struct Rig {
     _dir: tempfile::TempDir,
     sandbox: Sandbox,
-    vault: Arc<DirectVault>,
+    creds: Arc<VaultCredentials>,
     store: Arc<dyn Store>,
     p: Pipeline,
+}
+
+impl Rig {
+    /// Token Vault exchanges the emulated Auth0 has answered (or refused) so far.
+    fn exchanges(&self) -> u64 {
+        self.sandbox.state.auth0.vault_exchange_count()
+    }
 }
 
 async fn rig() -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
     let sandbox = Sandbox::start(None).await.unwrap();
-    let vault = Arc::new(DirectVault::new(sandbox.state.clone()));
+    // Protocol seconds last 20 ms, so the device sign-in polls without waiting seconds.
+    sandbox.state.auth0.set_timing(|t| {
+        t.ms_per_second = 20;
+        t.device_interval_s = 1;
+        t.ciba_interval_s = 1;
+    });
+    let base = sandbox.base_url();
+    let w = wire_remote(
+        &base,
+        &sandbox.state.auth0.agent_client_secret(),
+        sandbox.state.admin.expose(),
+        Duration::from_millis(20),
+    )
+    .await
+    .unwrap();
     let mut p = Pipeline::new(
         store.clone(),
-        vault.clone(),
-        Endpoints::sandbox(&sandbox.base_url()),
+        w.creds.clone(),
+        Endpoints::sandbox(&base),
         "rep@dealflow.test".into(),
     );
-    p.retry.max_wait = std::time::Duration::from_secs(2);
-    p.executing_lease = std::time::Duration::ZERO;
+    p.retry.max_wait = Duration::from_secs(2);
+    p.executing_lease = Duration::ZERO;
     Rig {
         _dir: dir,
         sandbox,
-        vault,
+        creds: w.creds,
         store,
         p,
     }
@@ -256,6 +283,16 @@ async fn mcp_writes_wait_for_the_device() {
 #[tokio::test]
 async fn a_disconnected_account_blocks_the_exchange_even_though_the_vault_has_tokens() {
     let r = rig().await;
+    // The vault still holds the Google tokenset: only dealflow's own switch is off.
+    assert!(
+        r.sandbox
+            .state
+            .auth0
+            .connected_accounts(DEMO_SUB)
+            .iter()
+            .any(|a| a.connection == "google-oauth2")
+    );
+    let exchanges = r.exchanges();
     let s =
         r.p.submit(
             proposal(email("a@b.example"), Surface::ActionCenter, 0.9),
@@ -277,8 +314,8 @@ async fn a_disconnected_account_blocks_the_exchange_even_though_the_vault_has_to
             .unwrap_err();
     assert!(matches!(err, PipelineError::Disconnected { .. }), "{err}");
     assert_eq!(
-        r.vault.exchanges(),
-        0,
+        r.exchanges(),
+        exchanges,
         "no exchange for a disconnected account"
     );
     assert!(r.sandbox.state.providers.sent().is_empty());
@@ -297,15 +334,19 @@ async fn a_disconnected_account_blocks_the_exchange_even_though_the_vault_has_to
     );
     r.p.execute(&s.action.id, &Subject::User, 13).await.unwrap();
     assert_eq!(r.sandbox.state.providers.sent().len(), 1);
+    assert_eq!(r.exchanges(), exchanges + 1);
 }
 
 #[tokio::test]
 async fn a_missing_scope_asks_for_an_incremental_connect_naming_it() {
     let r = rig().await;
-    r.vault.granted.lock().unwrap().insert(
-        Connection::Google,
-        vec!["https://www.googleapis.com/auth/calendar.events".into()],
+    // The connected account (as the vault and My Account see it) granted calendar only.
+    r.sandbox.state.auth0.set_connected_account(
+        DEMO_SUB,
+        "google-oauth2",
+        &["https://www.googleapis.com/auth/calendar.events"],
     );
+    let exchanges = r.exchanges();
     let s =
         r.p.submit(
             proposal(email("a@b.example"), Surface::ActionCenter, 0.9),
@@ -327,6 +368,8 @@ async fn a_missing_scope_asks_for_an_incremental_connect_naming_it() {
         r.store.get_action(&s.action.id).unwrap().state,
         ActionState::Approved
     );
+    assert_eq!(r.exchanges(), exchanges, "blocked before any exchange");
+    assert!(r.sandbox.state.providers.sent().is_empty());
 }
 
 #[tokio::test]
@@ -384,14 +427,20 @@ async fn a_provider_401_re_exchanges_once_and_succeeds() {
     me().approve(r.store.as_ref(), &s.action.id, false, 11)
         .unwrap();
     // Prime the cache, then revoke at the provider: the cached token is now stale.
-    use dealflow::runtime::credentials::Credentials;
-    r.vault
+    let exchanges = r.exchanges();
+    let stale = r
+        .creds
         .token(Connection::Google, &Subject::User)
         .await
         .unwrap();
+    assert_eq!(
+        r.sandbox.state.provider_grant(stale.expose()).unwrap().sub,
+        DEMO_SUB,
+        "the token is the signed-in user's"
+    );
     r.sandbox
         .state
-        .revoke_provider_tokens("auth0|sandbox-demo", "google-oauth2");
+        .revoke_provider_tokens(DEMO_SUB, "google-oauth2");
     let done = r.p.execute(&s.action.id, &Subject::User, 12).await.unwrap();
     assert_eq!(
         done.action.state,
@@ -399,7 +448,7 @@ async fn a_provider_401_re_exchanges_once_and_succeeds() {
         "{:?}",
         done.action.outcome
     );
-    assert_eq!(r.vault.exchanges(), 2);
+    assert_eq!(r.exchanges(), exchanges + 2);
     assert_eq!(r.sandbox.state.providers.calls("gmail.send"), 2);
     assert_eq!(r.sandbox.state.providers.sent().len(), 1);
 }
@@ -473,7 +522,7 @@ async fn a_429_backs_off_for_retry_after_then_succeeds() {
     let done = r.p.execute(&s.action.id, &Subject::User, 12).await.unwrap();
     assert_eq!(
         *waited.lock().unwrap(),
-        vec![std::time::Duration::from_secs(1)],
+        vec![Duration::from_secs(1)],
         "backed off once, for the Retry-After the provider gave"
     );
     assert_eq!(done.action.state, ActionState::Succeeded);
@@ -594,9 +643,8 @@ async fn a_crash_mid_execution_is_reconciled_by_derived_ids_never_re_run() {
             )
             .unwrap();
     }
-    use dealflow::runtime::credentials::Credentials;
     let t = r
-        .vault
+        .creds
         .token(Connection::Google, &Subject::User)
         .await
         .unwrap();
@@ -725,7 +773,7 @@ async fn reads_run_at_once_and_leave_one_audit_entry_and_no_queue_row() {
             connected: false,
         },
     );
-    let exchanges = r.vault.exchanges();
+    let exchanges = r.exchanges();
     let err =
         r.p.run_read(
             proposal(ActionParams::ListSlackChannels {}, Surface::Mcp, 0.0),
@@ -734,7 +782,7 @@ async fn reads_run_at_once_and_leave_one_audit_entry_and_no_queue_row() {
         .await
         .unwrap_err();
     assert!(matches!(err, PipelineError::Disconnected { .. }), "{err}");
-    assert_eq!(r.vault.exchanges(), exchanges);
+    assert_eq!(r.exchanges(), exchanges);
     // Reads the permissions deny are refused, and audited as denied.
     change(
         r.store.as_ref(),
@@ -819,11 +867,11 @@ async fn a_fresh_execution_in_another_process_is_not_swept() {
     let r = rig().await;
     let mut p = Pipeline::new(
         r.store.clone(),
-        r.vault.clone(),
+        r.creds.clone(),
         Endpoints::sandbox(&r.sandbox.base_url()),
         "x".into(),
     );
-    p.executing_lease = std::time::Duration::from_secs(120);
+    p.executing_lease = Duration::from_secs(120);
     let s =
         r.p.submit(
             proposal(email("a@b.example"), Surface::ActionCenter, 0.9),

@@ -5,7 +5,6 @@
 
 pub mod auth0;
 pub mod demo;
-pub mod direct_vault;
 pub mod discovery;
 pub mod fake_llm;
 pub mod proof;

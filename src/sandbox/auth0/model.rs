@@ -69,9 +69,8 @@ impl SandboxUser {
     }
 }
 
-/// `gmail.metadata` lets reconciliation look a sent message up by its Message-ID (as
-/// [`crate::sandbox::direct_vault`] grants); without it an interrupted send could never
-/// be resolved and would stay `needs_reconciliation`.
+/// `gmail.metadata` lets reconciliation look a sent message up by its Message-ID; without
+/// it an interrupted send could never be resolved and would stay `needs_reconciliation`.
 pub const GOOGLE_SCOPES: [&str; 5] = [
     "https://www.googleapis.com/auth/gmail.send",
     "https://www.googleapis.com/auth/gmail.compose",
