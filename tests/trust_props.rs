@@ -17,15 +17,20 @@ fn arb_stage() -> impl Strategy<Value = Stage> {
 }
 
 fn arb_email() -> impl Strategy<Value = Email> {
-    ("[a-z]{1,4}@(initech|acme)\\.example", ".{1,10}", ".{0,30}").prop_map(|(to, subject, body)| {
-        Email {
+    (
+        "[a-z]{1,4}@(initech|acme)\\.example",
+        ".{1,10}",
+        ".{0,30}",
+        // Filed under a deal or not: a deal's email is gated on the deal's facts too.
+        prop::option::of("deal-[ab]"),
+    )
+        .prop_map(|(to, subject, body, deal_id)| Email {
             to: vec![to],
             cc: vec![],
             subject,
             body,
-            deal_id: None,
-        }
-    })
+            deal_id,
+        })
 }
 
 fn arb_amount() -> impl Strategy<Value = i64> {
@@ -54,6 +59,28 @@ fn arb_params() -> impl Strategy<Value = ActionParams> {
                 amount_cents,
             }
         }),
+        (
+            "deal-[ab]",
+            prop::option::of(arb_stage()),
+            prop::option::of(arb_amount())
+        )
+            .prop_map(|(deal_id, stage, amount_cents)| ActionParams::UpdateDeal {
+                deal_id,
+                stage,
+                amount_cents,
+                notes: None,
+            }),
+        (
+            prop::collection::vec("[a-z]{1,4}@(initech|acme)\\.example", 1..3),
+            0i64..1_000
+        )
+            .prop_map(|(attendees, start)| ActionParams::ScheduleMeeting {
+                title: "Sync".into(),
+                attendees,
+                start,
+                end: start + 1_800_000,
+                description: String::new(),
+            }),
     ]
 }
 
