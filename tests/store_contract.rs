@@ -453,7 +453,7 @@ fn an_edit_voids_consent_and_returns_to_proposed(fx: &Fx) {
         )
         .unwrap();
     assert_eq!(approved.evidence, Some(ev.clone()));
-    // Moving on without new evidence keeps the consent that was given.
+    // Moving on without new evidence keeps the record that was written.
     let edited_params = ActionParams::PostSlack {
         channel: "#deals".into(),
         text: "edited".into(),
@@ -490,6 +490,10 @@ fn an_edit_voids_consent_and_returns_to_proposed(fx: &Fx) {
         ex.evidence, ap.evidence,
         "the record is kept into execution"
     );
+    // Kept is not believed: this seal was written straight into the store, not made
+    // under the user's consent key, so what execution opens it with refuses it.
+    let refused = dealflow::runtime::seal::key().unwrap().open(&ex).map(|_| ());
+    assert!(refused.unwrap_err().contains("does not match"));
     assert!(matches!(
         s.edit_action("a1", ex.version, &edited_params, 5),
         Err(StoreError::NotEditable { .. })
