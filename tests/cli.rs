@@ -30,6 +30,20 @@ impl Env {
     fn sandbox(&self, args: &[&str]) -> assert_cmd::assert::Assert {
         self.cmd().arg("--sandbox").args(args).assert()
     }
+    /// The same environment as [`Env::cmd`], for a child the test talks to while it
+    /// runs (`sandbox serve`, `batch` waiting for the phone, `login` showing its code).
+    fn child(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dealflow"));
+        c.env_clear()
+            .env("HOME", self.dir.path())
+            .env("XDG_DATA_HOME", self.dir.path().join("data"))
+            .env("XDG_CONFIG_HOME", self.dir.path().join("cfg"))
+            .env("XDG_STATE_HOME", self.dir.path().join("state"))
+            .env("DEALFLOW_KEYRING", "file")
+            .env("USER", "tester")
+            .args(args);
+        c
+    }
     fn write_config(&self, text: &str) -> std::path::PathBuf {
         let p = self.dir.path().join("cfg/dealflow/config.toml");
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -1118,4 +1132,734 @@ fn service_install_writes_a_unit_systemd_accepts_and_no_secret() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("unit:      not installed"), "{said}");
     assert!(said.contains("has never run for this user"), "{said}");
+}
+
+/// `config path`: the file in use, or where it would be and that the defaults are in
+/// use; `--config` and `DEALFLOW_CONFIG` name theirs, and one that does not exist is an
+/// error rather than a path printed as if it were read.
+#[test]
+fn config_path_names_the_file_in_use_or_says_defaults_are() {
+    let e = Env::new();
+    let default = e.dir.path().join("cfg/dealflow/config.toml");
+    let (o, _, _) = out(&e.cmd().args(["config", "path"]).assert().success());
+    assert_eq!(
+        o,
+        format!("{} (not present: defaults in use)\n", default.display())
+    );
+    e.write_config("[ui]\ntheme = \"light\"\n");
+    let (o, _, _) = out(&e.cmd().args(["config", "path"]).assert().success());
+    assert_eq!(o, format!("{}\n", default.display()));
+    let other = e.dir.path().join("other.toml");
+    std::fs::write(&other, "[ui]\ntheme = \"dark\"\n").unwrap();
+    let (o, _, _) = out(&e
+        .cmd()
+        .arg("--config")
+        .arg(&other)
+        .args(["config", "path"])
+        .assert()
+        .success());
+    assert_eq!(o, format!("{}\n", other.display()));
+    let (o, _, _) = out(&e
+        .cmd()
+        .env("DEALFLOW_CONFIG", &other)
+        .args(["config", "path"])
+        .assert()
+        .success());
+    assert_eq!(o, format!("{}\n", other.display()));
+    let (o, err, _) = out(&e
+        .cmd()
+        .env("DEALFLOW_CONFIG", e.dir.path().join("gone.toml"))
+        .args(["config", "path"])
+        .assert()
+        .failure());
+    assert!(o.is_empty(), "{o}");
+    assert!(err.contains("gone.toml: no such file"), "{err}");
+}
+
+/// `completions bash`, loaded into a real bash as the README installs it, completes
+/// subcommands and their subcommands; zsh and fish name them too.
+#[test]
+fn completions_complete_commands_in_a_real_shell() {
+    let e = Env::new();
+    let (script, _, _) = out(&e.cmd().args(["completions", "bash"]).assert().success());
+    let file = e
+        .dir
+        .path()
+        .join("data/bash-completion/completions/dealflow");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, &script).unwrap();
+    // What bash offers after `dealflow <words…>` and a partial word.
+    let complete = |line: &[&str]| -> Vec<String> {
+        let words = line
+            .iter()
+            .map(|w| format!("'{w}'"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let o = std::process::Command::new("bash")
+            .arg("--norc")
+            .arg("-c")
+            .arg(format!(
+                "source \"$0\"; COMP_WORDS=({words}); COMP_CWORD={}; COMP_LINE=\"${{COMP_WORDS[*]}}\"; \
+                 COMP_POINT=${{#COMP_LINE}}; _dealflow dealflow \"${{COMP_WORDS[$COMP_CWORD]}}\" \
+                 \"${{COMP_WORDS[$((COMP_CWORD-1))]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                line.len() - 1
+            ))
+            .arg(&file)
+            .env_clear()
+            .output()
+            .expect("bash runs");
+        assert!(o.status.success(), "{o:?}");
+        let mut got: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        got.sort();
+        got
+    };
+    assert_eq!(
+        complete(&["dealflow", "permissions", "f"]),
+        ["force-review", "forget"]
+    );
+    assert_eq!(complete(&["dealflow", "sandbox", "se"]), ["serve"]);
+    assert_eq!(complete(&["dealflow", "co"]), ["completions", "config"]);
+    for shell in ["zsh", "fish"] {
+        let (o, _, _) = out(&e.cmd().args(["completions", shell]).assert().success());
+        for word in ["force-review", "serve", "reset-anchor", "agent-credential"] {
+            assert!(o.contains(word), "{shell} lacks {word}");
+        }
+    }
+    let (_, err, _) = out(&e.cmd().args(["completions", "tcsh"]).assert().failure());
+    assert!(err.contains("tcsh"), "{err}");
+}
+
+/// `permissions force-review`: below the bar a suggestion is reviewed even where its
+/// kind runs on its own, and the reason says so; the bar is shown, audited, and kept
+/// between 0 and 1.
+#[test]
+fn force_review_sends_low_confidence_to_review_whatever_autonomy_says() {
+    let e = Env::new();
+    let decision = |id: &str| -> serde_json::Value {
+        let (o, _, _) = out(&e.sandbox(&["actions", "show", id, "--json"]).success());
+        serde_json::from_str::<serde_json::Value>(&o).unwrap()["decision"].clone()
+    };
+    // The Stark call is at 0.81; meetings run on their own.
+    e.sandbox(&["permissions", "autonomy", "schedule_meeting", "auto"])
+        .success();
+    assert_eq!(decision("act-demo-stark-call")["gate"]["gate"], "allow");
+    let (o, _, _) = out(&e
+        .sandbox(&["permissions", "force-review", "0.85"])
+        .success());
+    assert!(o.contains("force review below confidence 0.85"), "{o}");
+    let d = decision("act-demo-stark-call");
+    assert_eq!(d["gate"]["gate"], "review", "{d}");
+    assert!(
+        d["reasons"]
+            .to_string()
+            .contains("confidence 0.81 < 0.85: always reviewed"),
+        "{d}"
+    );
+    let (o, _, _) = out(&e.sandbox(&["permissions", "show"]).success());
+    assert!(o.contains("force review below   0.85"), "{o}");
+    // Out of range: refused, nothing changed.
+    let (_, err, _) = out(&e.sandbox(&["permissions", "force-review", "1.5"]).failure());
+    assert!(err.contains("between 0 and 1"), "{err}");
+    let (o, _, _) = out(&e.sandbox(&["permissions", "show", "--json"]).success());
+    let p: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(p["confidence"]["force_review_below"], 0.85);
+    // Lowered under the call's confidence, it runs on its own again.
+    e.sandbox(&["permissions", "force-review", "0.8"]).success();
+    assert_eq!(decision("act-demo-stark-call")["gate"]["gate"], "allow");
+    let (o, _, _) = out(&e
+        .sandbox(&["audit", "export", "--format", "jsonl"])
+        .success());
+    let changes = o
+        .lines()
+        .filter(|l| l.contains("permissions.changed") && l.contains("force review below"))
+        .count();
+    assert_eq!(changes, 2, "{o}");
+}
+
+/// `permissions know` / `forget`: an address no contact has is always reviewed; a
+/// known domain lets it follow autonomy; forgotten, it is reviewed again.
+#[test]
+fn know_and_forget_move_a_counterparty_in_and_out_of_review() {
+    let e = Env::new();
+    let decision = || -> serde_json::Value {
+        let (o, _, _) = out(&e
+            .sandbox(&["actions", "show", "act-demo-initech-followup", "--json"])
+            .success());
+        serde_json::from_str::<serde_json::Value>(&o).unwrap()["decision"].clone()
+    };
+    e.sandbox(&["permissions", "autonomy", "send_email", "auto"])
+        .success();
+    e.sandbox(&[
+        "actions",
+        "edit",
+        "act-demo-initech-followup",
+        "--set",
+        "to=ann@newco.example",
+    ])
+    .success();
+    let d = decision();
+    assert_eq!(d["gate"]["gate"], "review", "{d}");
+    assert!(
+        d["reasons"].to_string().contains("not a known contact"),
+        "{d}"
+    );
+    let (o, _, _) = out(&e
+        .sandbox(&["permissions", "know", "@NewCo.example"])
+        .success());
+    assert!(o.contains("@newco.example known"), "{o}");
+    assert_eq!(decision()["gate"]["gate"], "allow");
+    let (o, _, _) = out(&e.sandbox(&["permissions", "show"]).success());
+    assert!(o.contains("@newco.example"), "{o}");
+    let (o, _, _) = out(&e
+        .sandbox(&["permissions", "forget", "@newco.example"])
+        .success());
+    assert!(o.contains("no longer known"), "{o}");
+    assert_eq!(decision()["gate"]["gate"], "review");
+    let (_, err, _) = out(&e
+        .sandbox(&["permissions", "forget", "@newco.example"])
+        .failure());
+    assert!(err.contains("not in the known list"), "{err}");
+}
+
+/// `actions execute`: an approval held with `--hold` runs when executed — the mail is
+/// in the emulated Gmail, the action succeeded, the audit has it — and only once.
+#[test]
+fn actions_execute_runs_a_held_approval_once() {
+    let e = Env::new();
+    let id = "act-demo-initech-followup";
+    let world = e.dir.path().join("data/dealflow/sandbox-world.json");
+    let sent_to_bill = || -> usize {
+        let Ok(bytes) = std::fs::read(&world) else {
+            return 0;
+        };
+        let w: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        w["sent"].as_array().map_or(0, |s| {
+            s.iter()
+                .filter(|m| m["to"] == "bill@initech.example")
+                .count()
+        })
+    };
+    // Not approved yet: nothing runs.
+    let (_, err, _) = out(&e.sandbox(&["actions", "execute", id]).failure());
+    assert!(err.contains("is proposed, not approved"), "{err}");
+    e.sandbox(&["actions", "approve", id, "--hold"]).success();
+    assert_eq!(sent_to_bill(), 0, "held: not sent");
+    let (o, _, _) = out(&e.sandbox(&["actions", "execute", id, "--json"]).success());
+    let a: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(a["state"], "succeeded", "{a}");
+    assert!(
+        a["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("sent to bill@initech.example"),
+        "{a}"
+    );
+    assert_eq!(sent_to_bill(), 1);
+    let (_, err, _) = out(&e.sandbox(&["actions", "execute", id]).failure());
+    assert!(err.contains("is succeeded, not approved"), "{err}");
+    assert_eq!(sent_to_bill(), 1, "sent once");
+    let (o, _, _) = out(&e
+        .sandbox(&["audit", "export", "--format", "jsonl"])
+        .success());
+    let executed: Vec<serde_json::Value> = o
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["event"] == "action.executed")
+        .collect();
+    assert_eq!(executed.len(), 1, "{o}");
+    assert_eq!(executed[0]["action_id"], id);
+    assert_eq!(executed[0]["actor"], "user:auth0|demo-user");
+}
+
+/// `suggest`: one run of the engine from the command line files what it proposes
+/// through the gate (a kind set to the device waits for it), each filed action is in
+/// the queue and audited, and a second run files nothing already pending.
+#[test]
+fn suggest_files_through_the_gate_and_never_twice() {
+    let e = Env::new();
+    e.sandbox(&["permissions", "autonomy", "schedule_meeting", "ciba"])
+        .success();
+    let (o, _, _) = out(&e.sandbox(&["suggest", "--json"]).success());
+    let run: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(run["source"], "offline planner", "{run}");
+    let filed = run["filed"].as_array().unwrap();
+    assert!(!filed.is_empty(), "{run}");
+    let (o, _, _) = out(&e.sandbox(&["actions", "list", "--json"]).success());
+    let queue: Vec<serde_json::Value> = serde_json::from_str(&o).unwrap();
+    for f in filed {
+        let a = queue
+            .iter()
+            .find(|a| a["id"] == f["id"])
+            .unwrap_or_else(|| panic!("{f} is not in the queue"));
+        assert_eq!(a["state"], f["state"], "{a}");
+        // Where the gate sent it.
+        if f["kind"] == "schedule_meeting" {
+            assert_eq!(f["gate"], "ciba", "{f}");
+            assert_eq!(f["state"], "awaiting_consent", "{f}");
+        } else {
+            assert_eq!(f["state"], "proposed", "{f}");
+            assert_ne!(f["gate"], "allow", "{f}");
+        }
+    }
+    assert!(
+        filed.iter().any(|f| f["kind"] == "schedule_meeting"),
+        "{run}"
+    );
+    let (o, _, _) = out(&e
+        .sandbox(&["audit", "export", "--format", "jsonl"])
+        .success());
+    for f in filed {
+        assert!(
+            o.lines().any(|l| l.contains("\"action.proposed\"")
+                && l.contains(f["id"].as_str().unwrap())),
+            "{f} not audited"
+        );
+    }
+    let (o, _, _) = out(&e.sandbox(&["suggest", "--json"]).success());
+    let again: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(again["filed"], serde_json::json!([]), "{again}");
+    assert!(
+        again["skipped"]
+            .to_string()
+            .contains("duplicate: a schedule_meeting"),
+        "{again}"
+    );
+}
+
+/// `login`, `whoami`, `logout` against a tenant (the emulated Auth0, in this process):
+/// after `logout` the refresh token is gone from the keyring and revoked at the tenant,
+/// `whoami` says nobody is signed in, and the audit log no longer names the identity.
+#[test]
+fn logout_revokes_the_refresh_token_and_forgets_who_signed_in() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sb = rt
+        .block_on(dealflow::sandbox::Sandbox::start(None))
+        .unwrap();
+    sb.state.auth0.set_timing(|t| t.device_interval_s = 1);
+    let e = Env::new();
+    e.write_config(&format!(
+        "[auth]\ndomain = \"{}\"\nclient_id = \"dealflow-cli-sandbox\"\n",
+        sb.base_url()
+    ));
+    let mut login = e
+        .child(&["login"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    let mut lines = std::io::BufReader::new(login.stdout.take().unwrap()).lines();
+    let code = loop {
+        let line = lines
+            .next()
+            .expect("login ended before showing a code")
+            .unwrap();
+        said.push_str(&line);
+        said.push('\n');
+        if let Some(c) = line.trim().strip_prefix("and enter the code:") {
+            break c.trim().to_string();
+        }
+    };
+    // The person in the browser approves the code.
+    assert!(
+        sb.state
+            .auth0
+            .decide_device(&code, dealflow::sandbox::auth0::model::DEMO_SUB, true)
+    );
+    for line in lines {
+        said.push_str(&line.unwrap());
+        said.push('\n');
+    }
+    let status = login.wait().unwrap();
+    assert!(status.success(), "{said}");
+    assert!(
+        said.contains("Signed in as Dana Demo") && said.contains("(auth0|demo-user)"),
+        "{said}"
+    );
+    let keyring = e.dir.path().join("state/dealflow/secrets.json");
+    let entries = || -> serde_json::Map<String, serde_json::Value> {
+        serde_json::from_slice(&std::fs::read(&keyring).unwrap()).unwrap()
+    };
+    let (o, _, _) = out(&e.cmd().arg("whoami").assert().success());
+    assert!(o.contains("auth0|demo-user"), "{o}");
+    // While signed in, the audit log names the identity.
+    e.cmd()
+        .args(["permissions", "threshold", "60000"])
+        .assert()
+        .success();
+    let refresh = entries()["login-refresh-token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (o, _, _) = out(&e.cmd().arg("logout").assert().success());
+    assert!(
+        o.contains("Signed out; the refresh token was revoked and removed"),
+        "{o}"
+    );
+    let left = entries();
+    assert!(
+        !left.keys().any(|k| k.starts_with("login-")),
+        "still in the keyring: {:?}",
+        left.keys().collect::<Vec<_>>()
+    );
+    // Revoked at the tenant, not only forgotten here.
+    let params: std::collections::HashMap<String, String> = [
+        ("grant_type", "refresh_token"),
+        ("client_id", "dealflow-cli-sandbox"),
+        ("refresh_token", refresh.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    match sb.state.auth0.token(&params, None) {
+        Ok(_) => panic!("the refresh token still works after logout"),
+        Err(err) => assert_eq!(err.error, "invalid_grant"),
+    }
+    let (o, _, code) = out(&e.cmd().arg("whoami").assert().failure());
+    assert_eq!(code, Some(1));
+    assert!(o.contains("Not signed in"), "{o}");
+    e.cmd()
+        .args(["permissions", "threshold", "70000"])
+        .assert()
+        .success();
+    let (o, _, _) = out(&e
+        .cmd()
+        .args(["audit", "export", "--format", "jsonl"])
+        .assert()
+        .success());
+    let actors: Vec<String> = o
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["event"] == "permissions.changed")
+        .map(|v| v["actor"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(actors.len(), 2, "{o}");
+    assert_eq!(actors[0], "user:auth0|demo-user");
+    assert!(actors[1].starts_with("unix:"), "{actors:?}");
+    // Twice is harmless.
+    let (o, _, _) = out(&e.cmd().arg("logout").assert().success());
+    assert!(o.contains("Not signed in"), "{o}");
+    drop(sb);
+}
+
+/// `dealflow sandbox serve` in the background until dropped (killed), with the URL it
+/// said it listens on.
+struct Served {
+    child: std::process::Child,
+    url: String,
+    url_file: std::path::PathBuf,
+    said: String,
+    // Kept open: serve may still write to it.
+    _stdout: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Served {
+    fn start(e: &Env) -> Served {
+        use std::io::BufRead;
+        let mut child = e
+            .child(&["sandbox", "serve"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut url, mut url_file, mut said) = (None, None, String::new());
+        // Its three lines: where it listens, where the URL file is, how to stop it.
+        while !said.contains("Ctrl-C to stop.") {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("sandbox serve ended: {said}"))
+                .unwrap();
+            said.push_str(&line);
+            said.push('\n');
+            if let Some(u) = line.strip_prefix("sandbox listening on ") {
+                url = Some(u.trim().to_string());
+            }
+            if let Some(rest) = line.strip_prefix("URL written to ") {
+                let path = rest.split(" (for").next().unwrap();
+                url_file = Some(std::path::PathBuf::from(path));
+            }
+        }
+        Served {
+            child,
+            url: url.unwrap_or_else(|| panic!("no URL in {said}")),
+            url_file: url_file.unwrap_or_else(|| panic!("no URL file in {said}")),
+            said,
+            _stdout: lines,
+        }
+    }
+
+    /// Ctrl-C, as the README says to stop it; its exit status.
+    fn interrupt(mut self) -> std::process::ExitStatus {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The URL a `--sandbox` command worked against, from what it says on stderr.
+fn sandbox_url_of(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("sandbox (")?.split(')').next())
+        .unwrap_or_else(|| panic!("no sandbox URL in {stderr}"))
+        .to_string()
+}
+
+/// `sandbox serve`: a sandbox in the foreground whose URL and key are in a file only
+/// the user can read; every `--sandbox` command while it runs works against it (its
+/// phone, its grants); Ctrl-C stops it and takes the file away, after which a command
+/// runs a sandbox of its own.
+#[test]
+fn sandbox_serve_is_the_world_every_sandbox_command_joins() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new();
+    let served = Served::start(&e);
+    assert!(served.said.contains("Ctrl-C to stop."), "{}", served.said);
+    let text = std::fs::read_to_string(&served.url_file).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(served.url.as_str()));
+    assert!(lines.next().is_some_and(|k| !k.is_empty()), "no key");
+    let mode = std::fs::metadata(&served.url_file)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
+
+    let (o, err, _) = out(&e.sandbox(&["batch"]).success());
+    assert_eq!(sandbox_url_of(&err), served.url, "{err}");
+    assert!(o.contains("nothing queued for device consent"), "{o}");
+    // A grant taken back at the served sandbox is gone for the next command too.
+    let (o, _, _) = out(&e
+        .sandbox(&["sandbox", "revoke", "google", "gmail.send"])
+        .success());
+    assert!(o.contains("took back gmail.send"), "{o}");
+    let (_, err, _) = out(&e
+        .sandbox(&["actions", "approve", "act-demo-initech-followup"])
+        .failure());
+    assert!(err.contains("lacks gmail.send"), "{err}");
+
+    let url_file = served.url_file.clone();
+    let status = served.interrupt();
+    assert!(status.success(), "{status:?}");
+    assert!(!url_file.exists(), "the URL file outlived the sandbox");
+    let (_, err, _) = out(&e.sandbox(&["sandbox", "phone", "--list"]).failure());
+    assert!(err.contains("no running sandbox found"), "{err}");
+    // Without it, a command runs a sandbox of its own again.
+    let (o, _, _) = out(&e.sandbox(&["batch"]).success());
+    assert!(o.contains("nothing queued for device consent"), "{o}");
+}
+
+/// A child the test waits on, killed if the test ends first (an assertion failing
+/// while `batch` waits for the phone).
+struct Running(Option<std::process::Child>);
+
+impl Running {
+    fn spawn(mut c: std::process::Command) -> Running {
+        let child = c
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        Running(Some(child))
+    }
+    fn output(mut self) -> std::process::Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs `sandbox phone ARGS` (as `user`, when given) until `done` holds for its output,
+/// trying every 100 ms; the last output.
+fn phone_until(
+    e: &Env,
+    user: Option<&str>,
+    args: &[&str],
+    done: impl Fn(&std::process::Output) -> bool,
+) -> std::process::Output {
+    let mut last = None;
+    for _ in 0..300 {
+        let mut c = e.child(&[]);
+        if let Some(u) = user {
+            c.args(["--sandbox-user", u]);
+        }
+        let o = c.args(["sandbox", "phone"]).args(args).output().unwrap();
+        if done(&o) {
+            return o;
+        }
+        last = Some(o);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the phone never got there: {last:?}");
+}
+
+/// `batch` from the command line, end to end: an action whose kind needs the device is
+/// queued by its approval, `batch` pushes it, the phone in a second terminal says yes,
+/// and it runs, audited as approved on the device.
+#[test]
+fn batch_pushes_the_device_queue_and_runs_it_on_the_phones_yes() {
+    let e = Env::new();
+    let served = Served::start(&e);
+    let id = "act-demo-initech-followup";
+    e.sandbox(&["permissions", "autonomy", "send_email", "ciba"])
+        .success();
+    let (_, err, code) = out(&e.sandbox(&["actions", "approve", id]));
+    assert_ne!(code, Some(0), "{err}");
+    assert!(
+        err.contains("queued for it") && err.contains("dealflow batch"),
+        "{err}"
+    );
+    let (o, _, _) = out(&e.sandbox(&["actions", "show", id, "--json"]).success());
+    let shown: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(shown["action"]["state"], "awaiting_consent");
+
+    let batch = Running::spawn(e.child(&["--sandbox", "batch"]));
+    let listed = phone_until(&e, None, &["--list"], |o| {
+        String::from_utf8_lossy(&o.stdout).contains("[1]")
+    });
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains("send_email bill"), "{listed}");
+    assert!(listed.contains("Dana Demo (auth0|demo-user)"), "{listed}");
+    let yes = phone_until(&e, None, &["--approve", "1"], |o| o.status.success());
+    assert!(String::from_utf8_lossy(&yes.stdout).contains("approved"));
+    let done = batch.output();
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(done.status.success(), "{said}");
+    assert_eq!(
+        sandbox_url_of(&String::from_utf8_lossy(&done.stderr)),
+        served.url
+    );
+    assert!(
+        said.contains("asked the device: dealflow: send_email bill"),
+        "{said}"
+    );
+    assert!(
+        said.contains("succeeded 1 · failed 0 · rejected on device 0 · still queued 0"),
+        "{said}"
+    );
+    let (o, _, _) = out(&e.sandbox(&["actions", "show", id, "--json"]).success());
+    let shown: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(shown["action"]["state"], "succeeded", "{shown}");
+    assert_eq!(shown["action"]["evidence"]["by"], "ciba");
+    let (o, _, _) = out(&e
+        .sandbox(&["audit", "export", "--format", "jsonl"])
+        .success());
+    let events: Vec<serde_json::Value> = o
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(events.iter().any(|v| v["event"] == "batch.approved"), "{o}");
+    let ran: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|v| v["event"] == "action.executed")
+        .collect();
+    assert_eq!(ran.len(), 1, "{o}");
+    assert_eq!(ran[0]["detail"]["evidence"]["by"], "ciba");
+    // Nothing left: the next batch says so and pushes nothing.
+    let (o, _, _) = out(&e.sandbox(&["batch"]).success());
+    assert!(o.contains("nothing queued for device consent"), "{o}");
+    drop(served);
+}
+
+/// A close-won rule that names the team lead, end to end on the command line: the
+/// rep's confirmation does not close it, `batch` pushes it to the lead's phone only —
+/// the rep's phone has nothing to approve — and the lead's yes closes the deal, with the
+/// lead's verified `sub` in the evidence.
+#[test]
+fn a_close_won_rule_naming_the_lead_runs_only_on_the_leads_phone() {
+    let e = Env::new();
+    let served = Served::start(&e);
+    let id = "act-demo-acme-close";
+    e.sandbox(&["permissions", "close-won", "ciba", "lead:auth0|team-lead"])
+        .success();
+    let (_, err, code) = out(&e.sandbox(&["actions", "approve", id, "--confirm", id]));
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("team lead auth0|team-lead"), "{err}");
+    let stage = || -> String {
+        let (o, _, _) = out(&e.sandbox(&["status"]).success());
+        o.lines()
+            .find(|l| l.contains("deal-acme"))
+            .unwrap()
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(stage(), "negotiation");
+
+    let batch = Running::spawn(e.child(&["--sandbox", "batch"]));
+    let lead = phone_until(&e, Some("team-lead"), &["--list"], |o| {
+        String::from_utf8_lossy(&o.stdout).contains("[1]")
+    });
+    let listed = String::from_utf8_lossy(&lead.stdout).into_owned();
+    assert!(listed.contains("close_deal deal-acme"), "{listed}");
+    assert!(listed.contains("Lee Lead (auth0|team-lead)"), "{listed}");
+    // The push is out, and not on the rep's phone: the rep cannot say yes for the lead.
+    let rep = e.child(&["sandbox", "phone", "--list"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&rep.stdout).contains("no pending requests"),
+        "{rep:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&rep.stderr).contains("1 more on another user's phone"),
+        "{rep:?}"
+    );
+    let rep = e
+        .child(&["sandbox", "phone", "--approve", "1"])
+        .output()
+        .unwrap();
+    assert!(!rep.status.success(), "{rep:?}");
+    assert_eq!(stage(), "negotiation");
+
+    phone_until(&e, Some("team-lead"), &["--approve", "1"], |o| {
+        o.status.success()
+    });
+    let done = batch.output();
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(done.status.success(), "{said}");
+    assert!(said.contains("succeeded 1"), "{said}");
+    assert_eq!(stage(), "closed_won");
+    let (o, _, _) = out(&e
+        .sandbox(&["audit", "export", "--format", "jsonl"])
+        .success());
+    let ran: Vec<serde_json::Value> = o
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["event"] == "action.executed" && v["action_id"] == id)
+        .collect();
+    assert_eq!(ran.len(), 1, "{o}");
+    let ev = &ran[0]["detail"]["evidence"];
+    assert_eq!(ev["by"], "ciba", "{ev}");
+    assert_eq!(ev["sub"], "auth0|team-lead", "{ev}");
+    assert_eq!(ev["approver"]["who"], "team_lead", "{ev}");
+    drop(served);
 }
