@@ -1976,3 +1976,43 @@ fn a_narrow_queue_shows_what_an_offline_suggestion_is() {
     assert!(row.contains("Email dana"), "{s}");
     assert!(s.contains("[offline] Email dana@initech.example"), "{s}");
 }
+
+/// `s` cycles the saved views, each showing what its name says.
+#[test]
+fn s_cycles_the_saved_views() {
+    let mut h = H::new();
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        h.keys("s");
+        let t = &h.app.actions;
+        let mut ids: Vec<String> = t
+            .visible
+            .iter()
+            .map(|&i| t.rows[i].action.id.clone())
+            .collect();
+        ids.sort();
+        seen.push((t.view.name(), ids));
+    }
+    let names: Vec<&str> = seen.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        names,
+        [
+            "low-confidence",
+            "over-50k",
+            "awaiting-phone",
+            "all",
+            "queue"
+        ]
+    );
+    assert_eq!(
+        seen[0].1,
+        ["act-demo-acme-close", "act-demo-hooli-slack"],
+        "low confidence"
+    );
+    assert_eq!(seen[1].1, ["act-demo-acme-close"], "over $50k");
+    assert!(seen[2].1.is_empty(), "nothing waits for the phone yet");
+    assert_eq!(seen[3].1.len(), 4);
+    assert_eq!(seen[4].1.len(), 4);
+    // The title bar names the view a person is in.
+    assert!(h.screen().contains("view queue"));
+}

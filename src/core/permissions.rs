@@ -67,6 +67,16 @@ pub enum Approver {
     TeamLead(String),
 }
 
+impl Approver {
+    /// Whose device, for a sentence: "your device", "team lead auth0|x's device".
+    pub fn whose(&self) -> String {
+        match self {
+            Approver::User => "your".into(),
+            Approver::TeamLead(sub) => format!("team lead {sub}'s"),
+        }
+    }
+}
+
 impl fmt::Display for Approver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

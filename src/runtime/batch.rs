@@ -358,7 +358,10 @@ async fn run_group(
             }
             audit(
                 p,
-                &format!("device:{approver}"),
+                &match &approver {
+                    Approver::User => "device:user".to_string(),
+                    Approver::TeamLead(lead) => format!("device:{lead}"),
+                },
                 "batch.denied",
                 "denied",
                 now_ms(),
@@ -422,7 +425,7 @@ async fn run_group(
     }
     audit(
         p,
-        &format!("device:{approver}"),
+        &format!("device:{sub}"),
         "batch.approved",
         "ok",
         approved_at,

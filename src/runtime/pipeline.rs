@@ -537,7 +537,8 @@ impl Pipeline {
                 Evidence::Reviewed { actor, .. } | Evidence::SteppedUp { actor, .. } => {
                     actor.clone()
                 }
-                Evidence::Ciba { approver, .. } => format!("device:{approver}"),
+                // Who said yes: the verified subject of the device's token.
+                Evidence::Ciba { sub, .. } => format!("device:{sub}"),
             },
             &a,
             "action.executed",

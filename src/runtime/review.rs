@@ -24,7 +24,7 @@ pub enum ReviewError {
     NotWithdrawable { id: String, state: ActionState },
     #[error("{id} needs step-up: {reason}")]
     NeedsStepUp { id: String, reason: String },
-    #[error("{id} needs approval on {approver}'s device: {reason}")]
+    #[error("{id} needs approval on {} device: {reason}", approver.whose())]
     NeedsDevice {
         id: String,
         approver: Approver,

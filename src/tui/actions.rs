@@ -315,7 +315,10 @@ pub fn bulk_plan(rows: &[&Row]) -> BulkPlan {
         let a = &r.action;
         match r.decision.gate() {
             Gate::Ciba { approver, .. } => {
-                skipped.push((a.id.clone(), format!("needs {approver}'s device (use b)")));
+                skipped.push((
+                    a.id.clone(),
+                    format!("needs {} device (use b)", approver.whose()),
+                ));
                 continue;
             }
             Gate::Deny { reason } => {

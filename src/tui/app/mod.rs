@@ -1201,7 +1201,7 @@ impl App {
             Gate::Ciba { approver, reason } => {
                 self.set_status(
                     Level::Warn,
-                    format!("{id} needs approval on {approver}'s device ({reason}): press b to send it to the batch"),
+                    format!("{id} needs approval on {} device ({reason}): press b to send it to the batch", approver.whose()),
                 );
                 vec![]
             }

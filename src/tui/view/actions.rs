@@ -297,7 +297,8 @@ fn render_detail(app: &App, f: &mut Frame, area: Rect) {
                 binding_message,
                 ..
             } => format!(
-                "approved on {approver}'s device at {}: \"{binding_message}\"",
+                "approved on {} device at {}: \"{binding_message}\"",
+                approver.whose(),
                 fmt_ts(*approved_at)
             ),
         };
