@@ -492,7 +492,10 @@ fn an_edit_voids_consent_and_returns_to_proposed(fx: &Fx) {
     );
     // Kept is not believed: this seal was written straight into the store, not made
     // under the user's consent key, so what execution opens it with refuses it.
-    let refused = dealflow::runtime::seal::key().unwrap().open(&ex).map(|_| ());
+    let refused = dealflow::runtime::seal::key()
+        .unwrap()
+        .open(&ex)
+        .map(|_| ());
     assert!(refused.unwrap_err().contains("does not match"));
     assert!(matches!(
         s.edit_action("a1", ex.version, &edited_params, 5),
