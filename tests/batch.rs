@@ -234,9 +234,45 @@ async fn an_unanswered_push_times_out_as_a_timeout_not_a_no() {
     assert!(!events.iter().any(|(e, _)| e == "batch.denied"));
 }
 
+/// With the actions on the phone (RAR), the token approves each payload by its digest:
+/// an edit after the push keeps the edited action from running and lets the rest run.
+#[tokio::test]
+async fn an_edit_after_the_request_keeps_only_that_action_from_running() {
+    let r = rig().await;
+    let ids = queue(&r, vec![email("a@x.example"), email("b@x.example")]);
+    let store = r.store.clone();
+    let target = ids[1].clone();
+    let report = batch_with_phone(&r, BatchOptions::default(), move |r, id| {
+        let me = Reviewer {
+            actor: "user:tester".into(),
+            surface: Surface::ActionCenter,
+        };
+        me.edit(store.as_ref(), &target, &email("someone-else@x.example"), 5)
+            .unwrap();
+        assert!(r.w.sandbox.state.phone_approve(id));
+    })
+    .await;
+    assert_eq!(report.voided, 0);
+    assert_eq!(report.succeeded, [ids[0].clone()]);
+    assert_eq!(report.not_approved, [ids[1].clone()]);
+    let sent = r.w.sandbox.state.providers.sent();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].to.contains("a@x.example"), "{sent:?}");
+    assert_eq!(
+        states(&r, &ids),
+        [ActionState::Succeeded, ActionState::Proposed]
+    );
+}
+
+/// Without RAR (an older tenant ignores the parameter), the approval covers the batch
+/// hash: any edit after the push voids all of it.
 #[tokio::test]
 async fn an_edit_after_the_request_voids_the_approval() {
     let r = rig().await;
+    r.w.sandbox
+        .state
+        .auth0
+        .set_rar(dealflow::sandbox::auth0::rar::RarSupport::Ignored);
     let ids = queue(&r, vec![email("a@x.example"), email("b@x.example")]);
     let store = r.store.clone();
     let target = ids[1].clone();
@@ -498,4 +534,163 @@ async fn a_second_gatherer_during_a_round_pushes_nothing() {
     );
     // Released, not merely lapsed: no lease is left at any time.
     assert!(r.store.leases(0).unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------- RAR (RFC 9396)
+
+fn approved_detail(r: &Rig) -> serde_json::Value {
+    r.store
+        .audit_page(0, 10_000)
+        .unwrap()
+        .into_iter()
+        .rfind(|e| e.event == "batch.approved")
+        .map(|e| e.detail)
+        .unwrap()
+}
+
+/// Three actions reach the phone as three typed entries (what, to whom, subject, the
+/// payload's digest) beside the short binding message; approving all runs all, and the
+/// audit says the approval is proven by what the token carries.
+#[tokio::test]
+async fn three_actions_arrive_on_the_phone_as_three_entries_and_all_run() {
+    let r = rig().await;
+    let ids = queue(
+        &r,
+        vec![email("a@x.example"), email("b@x.example"), meeting(1)],
+    );
+    let shown = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = shown.clone();
+    let report = batch_with_phone(&r, BatchOptions::default(), move |r, id| {
+        let req = r.w.sandbox.state.phone_pending().pop().unwrap();
+        *seen.lock().unwrap() = req.authorization_details.clone();
+        assert!(req.binding_message.starts_with("dealflow: 3 actions"));
+        assert!(r.w.sandbox.state.phone_approve(id));
+    })
+    .await;
+    let shown = shown.lock().unwrap().clone();
+    assert_eq!(shown.len(), 3, "{shown:?}");
+    let mut on_phone: Vec<(&str, &str, &str)> = shown
+        .iter()
+        .map(|d| {
+            (
+                d["type"].as_str().unwrap(),
+                d["action"].as_str().unwrap(),
+                d["counterparty"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    on_phone.sort();
+    assert_eq!(
+        on_phone,
+        [
+            ("dealflow_action", "schedule_meeting", "pepper@stark.example"),
+            ("dealflow_action", "send_email", "a@x.example"),
+            ("dealflow_action", "send_email", "b@x.example"),
+        ]
+    );
+    for id in &ids {
+        let d = shown.iter().find(|d| d["action_id"] == id.as_str()).unwrap();
+        let a = r.store.get_action(id).unwrap();
+        assert_eq!(
+            d["digest"],
+            dealflow::core::consent::payload_digest(&a.params)
+        );
+    }
+    assert_eq!(report.succeeded.len(), 3, "{report:?}");
+    assert!(report.not_approved.is_empty());
+    let detail = approved_detail(&r);
+    assert_eq!(detail["proof"], "authorization_details");
+}
+
+/// The approver says yes to two of three: the token carries two, two run, the third is
+/// reported and goes back to the queue for a person (not to the next push).
+#[tokio::test]
+async fn a_token_that_carries_two_of_three_runs_two_and_reports_the_third() {
+    let r = rig().await;
+    let ids = queue(
+        &r,
+        vec![email("a@x.example"), email("b@x.example"), email("c@x.example")],
+    );
+    let report = batch_with_phone(&r, BatchOptions::default(), |r, id| {
+        // The approver reads the entries and leaves out the one to b.
+        let req = r.w.sandbox.state.phone_pending().pop().unwrap();
+        let keep: Vec<usize> = (0..req.authorization_details.len())
+            .filter(|&i| req.authorization_details[i]["counterparty"] != "b@x.example")
+            .collect();
+        assert_eq!(keep.len(), 2);
+        assert!(r.w.sandbox.state.phone_approve_only(id, &keep));
+    })
+    .await;
+    let mut ran = report.succeeded.clone();
+    ran.sort();
+    let mut expected = vec![ids[0].clone(), ids[2].clone()];
+    expected.sort();
+    assert_eq!(ran, expected);
+    assert_eq!(report.not_approved, [ids[1].clone()]);
+    assert_eq!(
+        states(&r, &ids),
+        [
+            ActionState::Succeeded,
+            ActionState::Proposed,
+            ActionState::Succeeded
+        ]
+    );
+    let b = r.store.get_action(&ids[1]).unwrap();
+    assert!(
+        b.outcome.unwrap().contains("not among the actions the approval carries"),
+        "the queue says why"
+    );
+    let sent: Vec<String> = r
+        .w
+        .sandbox
+        .state
+        .providers
+        .sent()
+        .into_iter()
+        .map(|m| m.to)
+        .collect();
+    assert_eq!(sent.len(), 2);
+    assert!(!sent.iter().any(|t| t.contains("b@x.example")), "{sent:?}");
+    let detail = approved_detail(&r);
+    assert_eq!(detail["not_approved"][0]["id"], ids[1].as_str());
+    // The next round asks nothing: the third waits for a person, not for the phone.
+    let again = run_once(
+        r.p.clone(),
+        r.w.device.as_ref(),
+        &BatchOptions::default(),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.requests, 0);
+}
+
+/// A tenant without the type registered refuses `authorization_details`: the push goes
+/// without them (once refused, this process stops asking), the batch is bound by its
+/// hash as before, and the audit says why.
+#[tokio::test]
+async fn a_tenant_that_refuses_the_type_gets_a_hash_bound_batch() {
+    let r = rig().await;
+    r.w.sandbox
+        .state
+        .auth0
+        .set_rar(dealflow::sandbox::auth0::rar::RarSupport::Types(vec![]));
+    let ids = queue(&r, vec![email("a@x.example"), email("b@x.example")]);
+    let report = batch_with_phone(&r, BatchOptions::default(), |r, id| {
+        let req = r.w.sandbox.state.phone_pending().pop().unwrap();
+        assert!(req.authorization_details.is_empty());
+        assert!(r.w.sandbox.state.phone_approve(id));
+    })
+    .await;
+    assert_eq!(report.succeeded.len(), 2, "{report:?}");
+    assert_eq!(states(&r, &ids), [ActionState::Succeeded; 2]);
+    let detail = approved_detail(&r);
+    assert_eq!(detail["proof"], "batch_hash");
+    assert!(
+        detail["details_refused"]
+            .as_str()
+            .unwrap()
+            .contains("dealflow_action is not registered"),
+        "{detail}"
+    );
 }

@@ -25,6 +25,9 @@ pub enum CibaOutcome {
     Approved {
         access_token: Secret,
         expires_at_ms: i64,
+        /// What the approval covered (RFC 9396), as the token response returned it;
+        /// `None` when the server returned none.
+        authorization_details: Option<Vec<serde_json::Value>>,
     },
     Denied,
     Expired,
@@ -61,6 +64,20 @@ impl CibaClient {
         binding_message: &str,
         scope: &str,
     ) -> Result<CibaRequest, AuthError> {
+        self.start_with_details(login_hint_sub, binding_message, scope, None)
+            .await
+    }
+
+    /// [`CibaClient::start`] with RFC 9396 `authorization_details` (a JSON array, as a
+    /// string): the authenticator shows the entries and the token carries back those
+    /// approved.
+    pub async fn start_with_details(
+        &self,
+        login_hint_sub: &str,
+        binding_message: &str,
+        scope: &str,
+        authorization_details: Option<&str>,
+    ) -> Result<CibaRequest, AuthError> {
         let scope = if scope.split(' ').any(|s| s == "openid") {
             scope.to_string()
         } else {
@@ -76,6 +93,9 @@ impl CibaClient {
             ("binding_message", binding_message),
             ("audience", &self.settings.audience),
         ]);
+        if let Some(d) = authorization_details {
+            form.push(("authorization_details", d));
+        }
         let v = post_form(&self.http, &self.settings, ENDPOINT_AUTHORIZE, &form).await?;
         let id = str_field(&v, "auth_req_id").ok_or_else(|| AuthError::Transport {
             endpoint: ENDPOINT_AUTHORIZE.into(),
@@ -122,9 +142,14 @@ impl CibaClient {
                         message: "response has no access_token".into(),
                     })?;
                     let expires_in = int_field(&v, "expires_in").unwrap_or(0);
+                    let authorization_details = v
+                        .get("authorization_details")
+                        .and_then(serde_json::Value::as_array)
+                        .cloned();
                     return Ok(CibaOutcome::Approved {
                         access_token: Secret::new(at),
                         expires_at_ms: super::now_ms() + expires_in * 1000,
+                        authorization_details,
                     });
                 }
                 Err(e) => match e.code() {

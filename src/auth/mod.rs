@@ -370,6 +370,9 @@ pub struct TokenClaims {
     #[serde(default)]
     pub scope: String,
     pub exp: i64,
+    /// What a CIBA approval covered (RFC 9396), signed into the token by the server.
+    #[serde(default)]
+    pub authorization_details: Option<Vec<serde_json::Value>>,
 }
 
 fn jwks_cache()

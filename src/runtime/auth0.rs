@@ -2,7 +2,7 @@
 //! provider tokens (subject: the user's session or a CIBA-issued token), My Account for
 //! the connection's granted scopes, and CIBA for device consent.
 
-use super::batch::{DeviceAnswer, DeviceConsent, DeviceRequest};
+use super::batch::{DetailsSent, DeviceAnswer, DeviceConsent, DeviceRequest};
 use super::credentials::{BoxFuture, CredentialError, Credentials, ProviderToken, Subject};
 use crate::auth::AuthError;
 use crate::auth::ciba::{CibaClient, CibaOutcome, CibaRequest};
@@ -104,6 +104,9 @@ pub struct CibaDevice {
     pub session: Arc<Session>,
     /// Requests in flight, with the `sub` each was sent to.
     pending: Mutex<HashMap<String, (CibaRequest, String)>>,
+    /// Why the server refused `authorization_details`, once it has: later pushes from
+    /// this process go without them instead of being refused first each time.
+    details_refused: Mutex<Option<String>>,
 }
 
 impl CibaDevice {
@@ -112,6 +115,7 @@ impl CibaDevice {
             ciba,
             session,
             pending: Mutex::new(HashMap::new()),
+            details_refused: Mutex::new(None),
         }
     }
 }
@@ -129,21 +133,57 @@ impl DeviceConsent for CibaDevice {
         &'a self,
         approver: &'a Approver,
         binding_message: &'a str,
+        details: Option<&'a str>,
     ) -> BoxFuture<'a, Result<DeviceRequest, CredentialError>> {
         Box::pin(async move {
             let sub = match approver {
                 Approver::User => self.session.sub().await.map_err(cred_err)?,
                 Approver::TeamLead(sub) => sub.clone(),
             };
-            let req = self
-                .ciba
-                .start(&sub, binding_message, "openid")
-                .await
-                .map_err(cred_err)?;
+            let known_refusal = self
+                .details_refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let (req, sent) = match (details, known_refusal) {
+                (None, _) => (
+                    self.ciba.start(&sub, binding_message, "openid").await,
+                    DetailsSent::NotAsked,
+                ),
+                (Some(_), Some(why)) => (
+                    self.ciba.start(&sub, binding_message, "openid").await,
+                    DetailsSent::Refused(why),
+                ),
+                (Some(d), None) => match self
+                    .ciba
+                    .start_with_details(&sub, binding_message, "openid", Some(d))
+                    .await
+                {
+                    // A tenant without the type registered (or without RAR) refuses the
+                    // parameter: push without it, and remember for this process.
+                    Err(AuthError::Server {
+                        error, description, ..
+                    }) if error == "invalid_request"
+                        && description.contains("authorization_details") =>
+                    {
+                        *self
+                            .details_refused
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()) = Some(description.clone());
+                        (
+                            self.ciba.start(&sub, binding_message, "openid").await,
+                            DetailsSent::Refused(description),
+                        )
+                    }
+                    other => (other, DetailsSent::Sent),
+                },
+            };
+            let req = req.map_err(cred_err)?;
             let reference = request_ref(req.auth_req_id.expose());
             let out = DeviceRequest {
                 auth_req_id: reference.clone(),
                 expires_at_ms: req.expires_at_ms,
+                details: sent,
             };
             self.pending
                 .lock()
@@ -180,6 +220,7 @@ impl DeviceConsent for CibaDevice {
                 Ok(CibaOutcome::Approved {
                     access_token,
                     expires_at_ms,
+                    authorization_details,
                 }) => {
                     // Who said yes is the token's verified subject, not whom we asked.
                     let claims = self.session.verify(&access_token).await.map_err(cred_err)?;
@@ -196,6 +237,9 @@ impl DeviceConsent for CibaDevice {
                         token: access_token.expose().to_string(),
                         expires_at_ms,
                         sub: claims.sub,
+                        // The signed claim proves it; the response body is the fallback
+                        // for a server that returns details but does not sign them in.
+                        details: claims.authorization_details.or(authorization_details),
                     }
                 }
                 Ok(CibaOutcome::Denied) => DeviceAnswer::Denied,

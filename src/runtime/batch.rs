@@ -31,6 +31,19 @@ use tokio_util::sync::CancellationToken;
 pub struct DeviceRequest {
     pub auth_req_id: String,
     pub expires_at_ms: Millis,
+    /// Whether the actions went along as `authorization_details`.
+    pub details: DetailsSent,
+}
+
+/// Whether a push carried the actions themselves (RFC 9396).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DetailsSent {
+    /// Sent and accepted: the approval is judged from what the token carries back.
+    Sent,
+    /// The server refused them (why, as it said); the push went without them.
+    Refused(String),
+    /// None were asked for.
+    NotAsked,
 }
 
 /// What the device said.
@@ -41,6 +54,9 @@ pub enum DeviceAnswer {
         expires_at_ms: Millis,
         /// The `sub` of the token, verified against the tenant's keys: who said yes.
         sub: String,
+        /// The `authorization_details` the token carries (its signed claim, else the
+        /// token response's); `None` when the server returned none.
+        details: Option<Vec<serde_json::Value>>,
     },
     Denied,
     Expired,
@@ -51,11 +67,15 @@ impl std::fmt::Debug for DeviceAnswer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DeviceAnswer::Approved {
-                expires_at_ms, sub, ..
+                expires_at_ms,
+                sub,
+                details,
+                ..
             } => {
                 write!(
                     f,
-                    "Approved {{ token: [redacted], expires_at_ms: {expires_at_ms}, sub: {sub} }}"
+                    "Approved {{ token: [redacted], expires_at_ms: {expires_at_ms}, sub: {sub}, details: {} }}",
+                    details.as_ref().map_or("none".into(), |d| format!("{} entries", d.len()))
                 )
             }
             DeviceAnswer::Denied => f.write_str("Denied"),
@@ -67,11 +87,14 @@ impl std::fmt::Debug for DeviceAnswer {
 
 /// The device-consent side of Auth0 (CIBA), as the batch needs it.
 pub trait DeviceConsent: Send + Sync {
-    /// Starts a request to `approver`'s device.
+    /// Starts a request to `approver`'s device; `details` (a JSON array of
+    /// `authorization_details` entries) shows the actions themselves where the server
+    /// supports it.
     fn request<'a>(
         &'a self,
         approver: &'a Approver,
         binding_message: &'a str,
+        details: Option<&'a str>,
     ) -> BoxFuture<'a, Result<DeviceRequest, CredentialError>>;
 
     /// Polls until the device answers, the request expires, or `cancel` fires.
@@ -114,6 +137,9 @@ pub struct BatchReport {
     pub leftover: Vec<String>,
     /// Requests voided because the batch changed after it was sent.
     pub voided: usize,
+    /// Asked on the device but not among what the approval carries (or changed since):
+    /// back in the queue for a person to look at.
+    pub not_approved: Vec<String>,
     /// Another worker (a TUI, the service, another `batch`) was gathering: this round
     /// sent nothing, so no action is pushed to the phone twice.
     pub elsewhere: Option<String>,
@@ -186,16 +212,42 @@ fn audit(
     at: Millis,
     detail: serde_json::Value,
 ) -> Result<(), PipelineError> {
+    audit_about(p, None, actor, event, outcome, at, detail)
+}
+
+/// The subject under which pushes and their approvals are logged, so `doctor` finds
+/// the latest without reading the whole log.
+pub const PUSHES_SUBJECT: &str = "device-pushes";
+
+fn audit_about(
+    p: &Pipeline,
+    subject: Option<&str>,
+    actor: &str,
+    event: &str,
+    outcome: &str,
+    at: Millis,
+    detail: serde_json::Value,
+) -> Result<(), PipelineError> {
     p.store.append_audit(NewAuditEntry {
         ts: at,
         actor: actor.into(),
         surface: Some(Surface::Batch),
         event: event.into(),
-        action_id: None,
+        action_id: subject.map(String::from),
         outcome: outcome.into(),
         detail,
     })?;
     Ok(())
+}
+
+/// How an approval is proven, for the audit: by the entries the token carries, or by
+/// the batch's hash in our own log.
+fn proof(sent: &DetailsSent) -> serde_json::Value {
+    match sent {
+        DetailsSent::Sent => json!({ "proof": "authorization_details" }),
+        DetailsSent::Refused(why) => json!({ "proof": "batch_hash", "details_refused": why }),
+        DetailsSent::NotAsked => json!({ "proof": "batch_hash" }),
+    }
 }
 
 use crate::wall::now_ms;
@@ -284,7 +336,8 @@ async fn run_group(
     let msg = binding_message(&actions);
     let hash = batch_hash(&actions);
     let ids: Vec<String> = actions.iter().map(|a| a.id.clone()).collect();
-    let req = match device.request(&approver, &msg).await {
+    let details = super::rar::request_details(&actions);
+    let req = match device.request(&approver, &msg, Some(&details)).await {
         Ok(r) => r,
         Err(e) => {
             audit(
@@ -303,16 +356,19 @@ async fn run_group(
     };
     report.requests += 1;
     report.binding_messages.push(msg.clone());
-    audit(
+    let mut requested = json!({
+        "auth_req_id": req.auth_req_id, "binding_message": msg, "batch_hash": hash,
+        "actions": ids, "approver": approver.to_string(), "expires_at": req.expires_at_ms,
+    });
+    merge(&mut requested, proof(&req.details));
+    audit_about(
         p,
+        Some(PUSHES_SUBJECT),
         &opts.actor,
         "batch.requested",
         "ok",
         now_ms(),
-        json!({
-            "auth_req_id": req.auth_req_id, "binding_message": msg, "batch_hash": hash,
-            "actions": ids, "approver": approver.to_string(), "expires_at": req.expires_at_ms,
-        }),
+        requested,
     )?;
     let answer = match device.wait(&req, cancel).await {
         Ok(a) => a,
@@ -331,12 +387,13 @@ async fn run_group(
             return Ok(());
         }
     };
-    let (token, grant_expires, sub) = match answer {
+    let (token, grant_expires, sub, carried) = match answer {
         DeviceAnswer::Approved {
             token,
             expires_at_ms,
             sub,
-        } => (token, expires_at_ms, sub),
+            details,
+        } => (token, expires_at_ms, sub, details),
         DeviceAnswer::Denied => {
             // A person said no on the device: the batch is rejected.
             for a in &actions {
@@ -393,45 +450,98 @@ async fn run_group(
         }
     };
     let approved_at = now_ms();
-    // The device approved exactly `hash`; anything changed since voids the approval.
     let current: Vec<Action> = actions
         .iter()
         .map(|a| p.store.get_action(&a.id))
         .collect::<Result<_, _>>()?;
-    let unchanged = current
-        .iter()
-        .all(|a| a.state == ActionState::AwaitingConsent)
-        && batch_hash(&current) == hash;
-    if !unchanged {
-        audit(
-            p,
-            &opts.actor,
-            "batch.voided",
-            "denied",
-            approved_at,
-            json!({
-                "auth_req_id": req.auth_req_id, "batch_hash": hash,
-                "why": "the batch changed after the request was sent",
-            }),
-        )?;
-        report.voided += 1;
-        report.leftover.extend(
-            current
+    let (current, not_covered, how) = match (&req.details, carried) {
+        // The token says which actions were approved, each for one payload digest:
+        // run those, and only while each is still exactly what was shown.
+        (DetailsSent::Sent, Some(carried)) => {
+            let (covered, not) = super::rar::covered(&carried, &current);
+            let mut not: Vec<(String, &str)> =
+                not.into_iter().map(|(a, why)| (a.id.clone(), why)).collect();
+            let mut run = Vec::new();
+            for a in covered {
+                if a.state == ActionState::AwaitingConsent {
+                    run.push(a.clone());
+                } else {
+                    not.push((a.id.clone(), "no longer waiting for the device"));
+                }
+            }
+            (run, not, json!({ "proof": "authorization_details" }))
+        }
+        // Without details (refused, ignored, or a token that carries none) the device
+        // approved exactly `hash`; anything changed since voids the whole approval.
+        (sent, _) => {
+            let unchanged = current
                 .iter()
-                .filter(|a| a.state == ActionState::AwaitingConsent)
-                .map(|a| a.id.clone()),
-        );
-        return Ok(());
+                .all(|a| a.state == ActionState::AwaitingConsent)
+                && batch_hash(&current) == hash;
+            if !unchanged {
+                audit(
+                    p,
+                    &opts.actor,
+                    "batch.voided",
+                    "denied",
+                    approved_at,
+                    json!({
+                        "auth_req_id": req.auth_req_id, "batch_hash": hash,
+                        "why": "the batch changed after the request was sent",
+                    }),
+                )?;
+                report.voided += 1;
+                report.leftover.extend(
+                    current
+                        .iter()
+                        .filter(|a| a.state == ActionState::AwaitingConsent)
+                        .map(|a| a.id.clone()),
+                );
+                return Ok(());
+            }
+            let how = match sent {
+                DetailsSent::Sent => json!({
+                    "proof": "batch_hash",
+                    "details_ignored": "the token carries no authorization_details",
+                }),
+                other => proof(other),
+            };
+            (current, Vec::new(), how)
+        }
+    };
+    // What the approver left out goes back to the queue for a person to look at, not
+    // to the next push (which would ask the same question again).
+    for (id, why) in &not_covered {
+        let cur = p.store.get_action(id)?;
+        if cur.state == ActionState::AwaitingConsent {
+            p.store.transition(
+                id,
+                &Transition {
+                    from: cur.state,
+                    version: cur.version,
+                    to: ActionState::Proposed,
+                    outcome: Some(format!("not approved on the device: {why}")),
+                    evidence: None,
+                    at: approved_at,
+                },
+            )?;
+        }
+        report.not_approved.push(id.clone());
     }
-    audit(
+    let mut approved = json!({
+        "auth_req_id": req.auth_req_id, "binding_message": msg, "batch_hash": hash,
+        "actions": current.iter().map(|a| a.id.clone()).collect::<Vec<_>>(),
+        "not_approved": not_covered.iter().map(|(id, why)| json!({ "id": id, "why": why })).collect::<Vec<_>>(),
+    });
+    merge(&mut approved, how);
+    audit_about(
         p,
+        Some(PUSHES_SUBJECT),
         &format!("device:{sub}"),
         "batch.approved",
         "ok",
         approved_at,
-        json!({
-            "auth_req_id": req.auth_req_id, "binding_message": msg, "batch_hash": hash, "actions": ids,
-        }),
+        approved,
     )?;
     let deadline = grant_expires.min(approved_at + opts.window.as_millis() as i64);
     // Who really said yes is the verified token's subject; a rule naming a team lead
@@ -575,4 +685,10 @@ async fn run_member(
             Member::Failed
         },
     ))
+}
+
+fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
+    if let (Some(a), serde_json::Value::Object(b)) = (into.as_object_mut(), from) {
+        a.extend(b);
+    }
 }

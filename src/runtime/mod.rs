@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod facts;
 pub mod identity;
 pub mod pipeline;
+pub mod rar;
 pub mod review;
 pub mod seal;
 pub mod service;

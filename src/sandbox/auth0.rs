@@ -7,6 +7,7 @@
 
 pub mod jwt;
 pub mod model;
+pub mod rar;
 
 use super::state::SandboxState;
 use axum::Router;
@@ -227,6 +228,7 @@ async fn bc_authorize(State(st): St, headers: HeaderMap, body: axum::body::Bytes
         g("binding_message"),
         g("audience"),
         g("requested_expiry"),
+        g("authorization_details"),
     ) {
         Ok(v) => ok_json(v),
         Err(e) => e.into_response(),

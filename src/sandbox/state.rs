@@ -120,6 +120,11 @@ impl SandboxState {
         self.auth0.phone_decide(id, true)
     }
 
+    /// Approves only some of a request's actions (positions in its details).
+    pub fn phone_approve_only(&self, id: &str, keep: &[usize]) -> bool {
+        self.auth0.phone_approve_only(id, keep)
+    }
+
     pub fn phone_deny(&self, id: &str) -> bool {
         self.auth0.phone_decide(id, false)
     }

@@ -392,7 +392,7 @@ impl Backend {
             self.actor.trim_start_matches("user:")
         ));
         tokio::spawn(async move {
-            let answer = match device.request(&Approver::User, &message).await {
+            let answer = match device.request(&Approver::User, &message, None).await {
                 Ok(req) => match device.wait(&req, &cancel).await {
                     Ok(DeviceAnswer::Approved { .. }) => Ok("approved on the device".to_string()),
                     Ok(DeviceAnswer::Denied) => Err("denied on the device".to_string()),

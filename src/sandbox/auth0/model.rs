@@ -202,6 +202,10 @@ struct CibaRec {
     scope: String,
     audience: String,
     binding_message: String,
+    /// RFC 9396 entries the client asked about (None without RAR).
+    details: Option<Vec<serde_json::Value>>,
+    /// The entries the approver said yes to; the token carries these.
+    approved_details: Option<Vec<serde_json::Value>>,
     expires_at: i64,
     interval_s: i64,
     last_poll: Option<i64>,
@@ -220,6 +224,9 @@ pub struct PhoneRequest {
     pub user_name: String,
     pub scope: String,
     pub expires_in_ms: i64,
+    /// The actions themselves (RFC 9396), as the authenticator shows them.
+    #[serde(default)]
+    pub authorization_details: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -322,6 +329,8 @@ struct Inner {
     vault_exchanges: u64,
     /// `jti`s of client assertions already used (replay refused).
     assertion_jtis: std::collections::HashSet<String>,
+    /// Which `authorization_details` types the dealflow API accepts.
+    rar: super::rar::RarSupport,
 }
 
 #[derive(Debug)]
@@ -407,6 +416,9 @@ pub struct AccessClaims {
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
+    /// What a CIBA approval covered (RFC 9396), signed into the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_details: Option<Vec<serde_json::Value>>,
 }
 
 fn split_scope(s: &str) -> Vec<String> {
@@ -438,6 +450,11 @@ impl Auth0State {
     pub fn set_timing(&self, f: impl FnOnce(&mut Timing)) {
         let mut t = self.timing.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut t);
+    }
+
+    /// How the tenant treats RAR on CIBA (tests: an older tenant, an unregistered type).
+    pub fn set_rar(&self, support: super::rar::RarSupport) {
+        self.lock().rar = support;
     }
 
     /// Moves the sandbox clock forward without waiting.
@@ -620,12 +637,13 @@ impl Auth0State {
 
     // ---- tokens ------------------------------------------------------------------------
 
-    fn mint_access(
+    fn mint_access_with(
         &self,
         sub: &str,
         client_id: &str,
         audience: &str,
         scope: &str,
+        authorization_details: Option<Vec<serde_json::Value>>,
     ) -> Result<(String, i64), OAuthError> {
         let signer = self
             .signer
@@ -646,6 +664,7 @@ impl Auth0State {
             iat,
             exp: iat + ttl,
             jti: random_token(""),
+            authorization_details,
         };
         let tok = signer
             .sign(&claims)
@@ -714,10 +733,25 @@ impl Auth0State {
         audience: &str,
         refresh: Option<String>,
     ) -> Result<serde_json::Value, OAuthError> {
-        let (at, ttl) = self.mint_access(sub, client_id, audience, scope)?;
+        self.token_response_with(sub, client_id, scope, audience, refresh, None)
+    }
+
+    fn token_response_with(
+        &self,
+        sub: &str,
+        client_id: &str,
+        scope: &str,
+        audience: &str,
+        refresh: Option<String>,
+        details: Option<Vec<serde_json::Value>>,
+    ) -> Result<serde_json::Value, OAuthError> {
+        let (at, ttl) = self.mint_access_with(sub, client_id, audience, scope, details.clone())?;
         let mut v = serde_json::json!({
             "access_token": at, "token_type": "Bearer", "expires_in": ttl, "scope": scope,
         });
+        if let Some(d) = details {
+            v["authorization_details"] = d.into();
+        }
         if split_scope(scope).iter().any(|s| s == "openid")
             && let Some(id) = self.mint_id_token(sub, client_id)
         {
@@ -1132,8 +1166,11 @@ impl Auth0State {
         binding_message: Option<&str>,
         audience: Option<&str>,
         requested_expiry: Option<&str>,
+        authorization_details: Option<&str>,
     ) -> Result<serde_json::Value, OAuthError> {
         let client = self.authenticate(client_id, cred, GRANT_CIBA)?;
+        let rar = self.lock().rar.clone();
+        let details = super::rar::parse(authorization_details, &rar)?;
         let scope = scope.unwrap_or("");
         if !split_scope(scope).iter().any(|s| s == "openid") {
             return Err(err(
@@ -1214,6 +1251,8 @@ impl Auth0State {
             scope: scope.into(),
             audience: audience.unwrap_or(API_AUDIENCE).into(),
             binding_message: bm.into(),
+            details,
+            approved_details: None,
             expires_at: now + self.secs(expiry_s),
             interval_s: t.ciba_interval_s,
             last_poll: None,
@@ -1232,7 +1271,7 @@ impl Auth0State {
     ) -> Result<serde_json::Value, OAuthError> {
         let now = self.now();
         let ms = self.timing().ms_per_second;
-        let (sub, scope, audience) = {
+        let (sub, scope, audience, details) = {
             let mut g = self.lock();
             let Some(rec) = g.ciba.get_mut(auth_req_id) else {
                 return Err(err(400, "invalid_grant", "Invalid auth_req_id."));
@@ -1284,9 +1323,14 @@ impl Auth0State {
                 _ => {}
             }
             rec.status = CibaStatus::Consumed;
-            (rec.sub.clone(), rec.scope.clone(), rec.audience.clone())
+            (
+                rec.sub.clone(),
+                rec.scope.clone(),
+                rec.audience.clone(),
+                rec.approved_details.clone(),
+            )
         };
-        self.token_response(&sub, &client.client_id, &scope, &audience, None)
+        self.token_response_with(&sub, &client.client_id, &scope, &audience, None, details)
     }
 
     /// Pending CIBA requests, as the phone lists them (all users).
@@ -1312,14 +1356,26 @@ impl Auth0State {
                     .unwrap_or_default(),
                 scope: r.scope.clone(),
                 expires_in_ms: r.expires_at - now,
+                authorization_details: r.details.clone().unwrap_or_default(),
             })
             .collect();
         v.sort_by_key(|r| r.expires_in_ms);
         v
     }
 
-    /// Approves or denies a pending request by its phone id. False if none matched.
+    /// Approves (everything asked) or denies a pending request by its phone id. False
+    /// if none matched.
     pub fn phone_decide(&self, phone_id: &str, approve: bool) -> bool {
+        self.phone_answer(phone_id, approve, None)
+    }
+
+    /// Approves only the `authorization_details` entries at `keep` (by position): the
+    /// token then carries just those.
+    pub fn phone_approve_only(&self, phone_id: &str, keep: &[usize]) -> bool {
+        self.phone_answer(phone_id, true, Some(keep))
+    }
+
+    fn phone_answer(&self, phone_id: &str, approve: bool, keep: Option<&[usize]>) -> bool {
         let now = self.now();
         let mut g = self.lock();
         for r in g.ciba.values_mut() {
@@ -1329,6 +1385,17 @@ impl Auth0State {
                 } else {
                     CibaStatus::Denied
                 };
+                if approve {
+                    r.approved_details = r.details.as_ref().map(|all| match keep {
+                        Some(keep) => all
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| keep.contains(i))
+                            .map(|(_, d)| d.clone())
+                            .collect(),
+                        None => all.clone(),
+                    });
+                }
                 return true;
             }
         }
