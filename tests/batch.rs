@@ -583,13 +583,20 @@ async fn three_actions_arrive_on_the_phone_as_three_entries_and_all_run() {
     assert_eq!(
         on_phone,
         [
-            ("dealflow_action", "schedule_meeting", "pepper@stark.example"),
+            (
+                "dealflow_action",
+                "schedule_meeting",
+                "pepper@stark.example"
+            ),
             ("dealflow_action", "send_email", "a@x.example"),
             ("dealflow_action", "send_email", "b@x.example"),
         ]
     );
     for id in &ids {
-        let d = shown.iter().find(|d| d["action_id"] == id.as_str()).unwrap();
+        let d = shown
+            .iter()
+            .find(|d| d["action_id"] == id.as_str())
+            .unwrap();
         let a = r.store.get_action(id).unwrap();
         assert_eq!(
             d["digest"],
@@ -609,7 +616,11 @@ async fn a_token_that_carries_two_of_three_runs_two_and_reports_the_third() {
     let r = rig().await;
     let ids = queue(
         &r,
-        vec![email("a@x.example"), email("b@x.example"), email("c@x.example")],
+        vec![
+            email("a@x.example"),
+            email("b@x.example"),
+            email("c@x.example"),
+        ],
     );
     let report = batch_with_phone(&r, BatchOptions::default(), |r, id| {
         // The approver reads the entries and leaves out the one to b.
@@ -637,18 +648,19 @@ async fn a_token_that_carries_two_of_three_runs_two_and_reports_the_third() {
     );
     let b = r.store.get_action(&ids[1]).unwrap();
     assert!(
-        b.outcome.unwrap().contains("not among the actions the approval carries"),
+        b.outcome
+            .unwrap()
+            .contains("not among the actions the approval carries"),
         "the queue says why"
     );
-    let sent: Vec<String> = r
-        .w
-        .sandbox
-        .state
-        .providers
-        .sent()
-        .into_iter()
-        .map(|m| m.to)
-        .collect();
+    let sent: Vec<String> =
+        r.w.sandbox
+            .state
+            .providers
+            .sent()
+            .into_iter()
+            .map(|m| m.to)
+            .collect();
     assert_eq!(sent.len(), 2);
     assert!(!sent.iter().any(|t| t.contains("b@x.example")), "{sent:?}");
     let detail = approved_detail(&r);

@@ -1763,7 +1763,7 @@ fn batch_pushes_the_device_queue_and_runs_it_on_the_phones_yes() {
         "{said}"
     );
     assert!(
-        said.contains("succeeded 1 · failed 0 · rejected on device 0 · still queued 0"),
+        said.contains("1 succeeded · 0 failed · 0 denied on device · 0 still queued"),
         "{said}"
     );
     let (o, _, _) = out(&e.sandbox(&["actions", "show", id, "--json"]).success());
@@ -1787,6 +1787,87 @@ fn batch_pushes_the_device_queue_and_runs_it_on_the_phones_yes() {
     // Nothing left: the next batch says so and pushes nothing.
     let (o, _, _) = out(&e.sandbox(&["batch"]).success());
     assert!(o.contains("nothing queued for device consent"), "{o}");
+    drop(served);
+}
+
+/// The phone lists a push's actions one by one (RFC 9396 entries) and can approve only
+/// some: `--approve 1 --only N` runs that one; the other goes back to the queue saying
+/// why, and `doctor` says approvals are proven by the token's entries.
+#[test]
+fn the_phone_shows_each_action_and_a_yes_to_one_runs_only_that_one() {
+    let e = Env::new();
+    let served = Served::start(&e);
+    let (mail, meet) = ("act-demo-initech-followup", "act-demo-stark-call");
+    for kind in ["send_email", "schedule_meeting"] {
+        e.sandbox(&["permissions", "autonomy", kind, "ciba"])
+            .success();
+    }
+    for id in [mail, meet] {
+        let (_, err, code) = out(&e.sandbox(&["actions", "approve", id]));
+        assert_ne!(code, Some(0), "{err}");
+        assert!(err.contains("your device"), "{err}");
+    }
+    let batch = Running::spawn(e.child(&["--sandbox", "batch"]));
+    let listed = phone_until(&e, None, &["--list"], |o| {
+        String::from_utf8_lossy(&o.stdout).contains("[1]")
+    });
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains("dealflow: 2 actions"), "{listed}");
+    // Each action under the request, numbered: what, to whom, and its subject or title.
+    let entry = |needle: &str| -> String {
+        listed
+            .lines()
+            .find(|l| l.contains(needle))
+            .and_then(|l| l.trim().split('.').next().map(str::to_string))
+            .unwrap_or_else(|| panic!("no entry with {needle}: {listed}"))
+    };
+    let email_no = entry("send_email to bill@initech.example");
+    entry("schedule_meeting to pepper@stark.example");
+    let bad = e
+        .child(&["sandbox", "phone", "--approve", "1", "--only", "7"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("there is no entry 7"),
+        "{bad:?}"
+    );
+    let yes = phone_until(&e, None, &["--approve", "1", "--only", &email_no], |o| {
+        o.status.success()
+    });
+    assert!(
+        String::from_utf8_lossy(&yes.stdout).contains("only 1 of 2 actions"),
+        "{yes:?}"
+    );
+    let done = batch.output();
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(done.status.success(), "{said}");
+    assert!(
+        said.contains(
+            "1 succeeded · 0 failed · 0 denied on device · 0 still queued · 1 left out on device"
+        ),
+        "{said}"
+    );
+    let state = |id: &str| -> serde_json::Value {
+        let (o, _, _) = out(&e.sandbox(&["actions", "show", id, "--json"]).success());
+        serde_json::from_str::<serde_json::Value>(&o).unwrap()["action"].clone()
+    };
+    assert_eq!(state(mail)["state"], "succeeded");
+    let left = state(meet);
+    assert_eq!(left["state"], "proposed", "{left}");
+    assert!(
+        left["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("not among the actions the approval carries"),
+        "{left}"
+    );
+    let (o, _, _) = out(&e.sandbox(&["doctor"]));
+    let line = o
+        .lines()
+        .find(|l| l.contains("device consent"))
+        .unwrap_or_else(|| panic!("{o}"));
+    assert!(line.contains("authorization_details entry"), "{line}");
     drop(served);
 }
 
@@ -1846,7 +1927,7 @@ fn a_close_won_rule_naming_the_lead_runs_only_on_the_leads_phone() {
     let done = batch.output();
     let said = String::from_utf8_lossy(&done.stdout);
     assert!(done.status.success(), "{said}");
-    assert!(said.contains("succeeded 1"), "{said}");
+    assert!(said.contains("1 succeeded"), "{said}");
     assert_eq!(stage(), "closed_won");
     let (o, _, _) = out(&e
         .sandbox(&["audit", "export", "--format", "jsonl"])

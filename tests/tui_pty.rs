@@ -565,7 +565,7 @@ fn trust_builds_from_approvals_to_a_rule_and_the_device_gate_holds() {
     approve_on_phone(home, 200);
     let out = batch.join().unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("succeeded 1"), "{said}");
+    assert!(said.contains("1 succeeded"), "{said}");
     wait_for(home, "the meeting booked", |s| {
         actions_to(s, "gavin@hooli.example")
             .iter()

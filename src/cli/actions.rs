@@ -224,7 +224,8 @@ fn approve(
                 println!("{}", serde_json::to_string_pretty(&queued)?);
             }
             eprintln!(
-                "{id} needs approval on {approver}'s device ({reason}): queued for it; `dealflow batch` sends the push{}",
+                "{id} needs approval on {} device ({reason}): queued for it; `dealflow batch` sends the push{}",
+                approver.whose(),
                 if ctx.sandbox {
                     ", `dealflow sandbox phone` answers it in the sandbox"
                 } else {

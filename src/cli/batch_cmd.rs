@@ -48,14 +48,7 @@ pub fn run(ctx: &Ctx, every: Option<String>) -> Result<ExitCode> {
             for m in &report.binding_messages {
                 println!("asked the device: {m}");
             }
-            println!(
-                "succeeded {} · failed {} · rejected on device {} · still queued {}{}",
-                report.succeeded.len(),
-                report.failed.len(),
-                report.rejected.len(),
-                report.leftover.len(),
-                if report.voided > 0 { " · voided (changed while asking)" } else { "" }
-            );
+            println!("{}", report.counts());
             let Some(every) = every else { break };
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}

@@ -78,6 +78,9 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     if let (Some(c), Some(store)) = (&config, &store) {
         d.suggester(c, store.as_ref());
     }
+    if let Some(store) = &store {
+        d.device_consent(store.as_ref());
+    }
     d.service(cli.sandbox);
     Ok(if d.problems == 0 {
         ExitCode::SUCCESS
@@ -430,6 +433,51 @@ impl Doctor {
 }
 
 impl Doctor {
+    /// How the last device push was proven: by the actions the token carries back
+    /// (RAR), or by the batch hash in our own log because the tenant refused or ignored
+    /// them. Read from the log; doctor never pushes to a phone to find out.
+    fn device_consent(&mut self, store: &dyn Store) {
+        use crate::runtime::batch::PUSHES_SUBJECT;
+        use crate::runtime::rar::RAR_TYPE;
+        let since = super::now_ms() - 30 * 86_400_000;
+        let last = match store.audit_about(PUSHES_SUBJECT, since) {
+            Ok(entries) => entries.into_iter().next(),
+            Err(e) => return self.fail("device consent", e),
+        };
+        let Some(e) = last else {
+            return self.ok(
+                "device consent",
+                format!(
+                    "no push in 30 days; the first says whether the tenant takes each action as an authorization_details entry (type {RAR_TYPE})"
+                ),
+            );
+        };
+        let d = &e.detail;
+        let why = d["details_refused"]
+            .as_str()
+            .or(d["details_ignored"].as_str())
+            .map(line);
+        match (d["proof"].as_str(), why) {
+            (Some("authorization_details"), _) => self.ok(
+                "device consent",
+                format!(
+                    "each pushed action is an authorization_details entry the token carries back (RFC 9396); last push {}",
+                    when(e.ts)
+                ),
+            ),
+            (_, Some(why)) => self.todo(
+                "device consent",
+                format!(
+                    "hash-bound batches (the phone shows a count, and only our log proves what was approved): {why}. Register the type {RAR_TYPE} on the dealflow API (docs/auth.md)"
+                ),
+            ),
+            _ => self.ok(
+                "device consent",
+                format!("hash-bound batch, last push {}", when(e.ts)),
+            ),
+        }
+    }
+
     /// The background service, as its status file says (reading it changes nothing).
     /// Not running is not a problem; one that died without stopping is.
     fn service(&mut self, sandbox: bool) {

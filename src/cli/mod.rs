@@ -168,6 +168,10 @@ pub enum SandboxCmd {
         /// Deny request number N (as listed) and exit.
         #[arg(long, value_name = "N")]
         deny: Option<usize>,
+        /// With --approve: approve only these of the request's actions (as numbered
+        /// under it, e.g. 1,3); the token then carries just those.
+        #[arg(long, value_name = "LIST", requires = "approve")]
+        only: Option<String>,
     },
     /// Move the sandbox's world forward (deals age, go stale): `sandbox advance 2d`. The
     /// suggestion engine notices and proposes.
@@ -445,8 +449,11 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
                     list,
                     approve,
                     deny,
+                    only,
                 },
-        }) => return sandbox_cmd::phone(url.as_deref(), *list, *approve, *deny),
+        }) => {
+            return sandbox_cmd::phone(url.as_deref(), *list, *approve, *deny, only.as_deref());
+        }
         Some(Command::Sandbox {
             cmd:
                 SandboxCmd::Revoke {

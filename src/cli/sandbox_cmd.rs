@@ -195,14 +195,15 @@ impl Control {
         Ok(l.requests)
     }
 
-    async fn decide(&self, id: &str, approve: bool) -> Result<bool> {
+    /// Approves (all, or only the entries at `only`, 0-based) or denies.
+    async fn decide(&self, id: &str, approve: bool, only: Option<&[usize]>) -> Result<bool> {
         let verb = if approve { "approve" } else { "deny" };
         let url = format!("{}/sandbox/phone/requests/{id}/{verb}", self.base);
-        Ok(self
-            .call(self.http.post(url), "the phone")
-            .await?
-            .status()
-            .is_success())
+        let mut req = self.http.post(url);
+        if let Some(only) = only {
+            req = req.json(&serde_json::json!({ "only": only }));
+        }
+        Ok(self.call(req, "the phone").await?.status().is_success())
     }
 }
 
@@ -224,7 +225,44 @@ fn print_requests(reqs: &[PhoneRequest]) {
             left / 60,
             left % 60
         );
+        // The actions themselves, as the authenticator lists them (RFC 9396).
+        for (j, d) in r.authorization_details.iter().enumerate() {
+            println!("    {}. {}", j + 1, detail_line(d));
+        }
     }
+}
+
+/// "send_email to bill@initech.example · Checking in · $75,000 · deal-acme".
+fn detail_line(d: &serde_json::Value) -> String {
+    let s = |k: &str| {
+        d.get(k)
+            .and_then(|v| v.as_str())
+            .map(|v| crate::core::text::line(v).into_owned())
+    };
+    let mut parts = vec![format!(
+        "{} to {}",
+        s("action").unwrap_or_else(|| s("type").unwrap_or_default()),
+        s("counterparty").unwrap_or_default()
+    )];
+    parts.extend(s("summary"));
+    if let Some(c) = d.get("amount_cents").and_then(|v| v.as_i64()) {
+        parts.push(crate::core::domain::format_money(c));
+    }
+    parts.extend(s("deal_id"));
+    parts.join(" · ")
+}
+
+/// "1,3" → [0, 2]: entry numbers as listed, 1-based.
+fn parse_only(s: &str) -> Result<Vec<usize>> {
+    s.split(',')
+        .map(|n| {
+            n.trim()
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| n.checked_sub(1))
+                .ok_or_else(|| anyhow::anyhow!("--only: {n:?} is not an entry number (1, 2, …)"))
+        })
+        .collect()
 }
 
 /// `dealflow sandbox phone`: list pending CIBA requests and approve/deny them.
@@ -235,8 +273,10 @@ pub fn phone(
     list_only: bool,
     approve: Option<usize>,
     deny: Option<usize>,
+    only: Option<&str>,
 ) -> Result<ExitCode> {
     let sb = Control::find(url)?;
+    let only = only.map(parse_only).transpose()?;
     runtime()?.block_on(async {
         if list_only || approve.is_some() || deny.is_some() {
             let reqs = sb.requests().await?;
@@ -245,10 +285,29 @@ pub fn phone(
                 let Some(r) = n.checked_sub(1).and_then(|i| reqs.get(i)) else {
                     bail!("no request number {n}");
                 };
-                if !sb.decide(&r.id, yes).await? {
+                if let Some(bad) = only
+                    .iter()
+                    .flatten()
+                    .find(|&&i| i >= r.authorization_details.len())
+                {
+                    bail!(
+                        "request {n} lists {} action(s); there is no entry {}",
+                        r.authorization_details.len(),
+                        bad + 1
+                    );
+                }
+                if !sb.decide(&r.id, yes, only.as_deref()).await? {
                     bail!("request {n} is no longer pending");
                 }
-                println!("{} \"{}\"", if yes { "approved" } else { "denied" }, r.binding_message);
+                let what = match &only {
+                    Some(o) => format!(" (only {} of {} actions)", o.len(), r.authorization_details.len()),
+                    None => String::new(),
+                };
+                println!(
+                    "{} \"{}\"{what}",
+                    if yes { "approved" } else { "denied" },
+                    r.binding_message
+                );
             } else {
                 print_requests(&reqs);
             }
@@ -268,7 +327,7 @@ pub fn phone(
         loop {
             let reqs = sb.requests().await?;
             print_requests(&reqs);
-            println!("a N = approve, d N = deny, Enter = refresh, q = quit");
+            println!("a N = approve, a N 1,3 = approve only those actions, d N = deny, Enter = refresh, q = quit");
             print!("> ");
             let _ = std::io::stdout().flush();
             let line = tokio::select! {
@@ -276,7 +335,7 @@ pub fn phone(
                 _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => { println!(); continue; }
             };
             let mut parts = line.split_whitespace();
-            let (verb, n) = (parts.next().unwrap_or(""), parts.next());
+            let (verb, n, pick_only) = (parts.next().unwrap_or(""), parts.next(), parts.next());
             match verb {
                 "q" | "quit" => return Ok(ExitCode::SUCCESS),
                 "a" | "d" => {
@@ -286,7 +345,14 @@ pub fn phone(
                         .and_then(|i| reqs.get(i));
                     match pick {
                         Some(r) => {
-                            let ok = sb.decide(&r.id, verb == "a").await?;
+                            let only = match pick_only.map(parse_only).transpose() {
+                                Ok(o) => o,
+                                Err(e) => {
+                                    println!("{e}");
+                                    continue;
+                                }
+                            };
+                            let ok = sb.decide(&r.id, verb == "a", only.as_deref()).await?;
                             println!(
                                 "{}",
                                 if !ok {

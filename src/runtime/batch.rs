@@ -75,7 +75,9 @@ impl std::fmt::Debug for DeviceAnswer {
                 write!(
                     f,
                     "Approved {{ token: [redacted], expires_at_ms: {expires_at_ms}, sub: {sub}, details: {} }}",
-                    details.as_ref().map_or("none".into(), |d| format!("{} entries", d.len()))
+                    details
+                        .as_ref()
+                        .map_or("none".into(), |d| format!("{} entries", d.len()))
                 )
             }
             DeviceAnswer::Denied => f.write_str("Denied"),
@@ -143,6 +145,31 @@ pub struct BatchReport {
     /// Another worker (a TUI, the service, another `batch`) was gathering: this round
     /// sent nothing, so no action is pushed to the phone twice.
     pub elsewhere: Option<String>,
+}
+
+impl BatchReport {
+    /// What a round did, in one line, said the same way by `batch`, the service's log and
+    /// the TUI: "2 succeeded · 0 failed · 0 denied on device · 0 still queued", plus what
+    /// the approver left out or what changed while asking, when any.
+    pub fn counts(&self) -> String {
+        let mut s = format!(
+            "{} succeeded · {} failed · {} denied on device · {} still queued",
+            self.succeeded.len(),
+            self.failed.len(),
+            self.rejected.len(),
+            self.leftover.len()
+        );
+        if !self.not_approved.is_empty() {
+            s.push_str(&format!(
+                " · {} left out on device (back in the queue)",
+                self.not_approved.len()
+            ));
+        }
+        if self.voided > 0 {
+            s.push_str(" · voided (changed while asking)");
+        }
+        s
+    }
 }
 
 /// How long a round may hold the batch lease: a device request's lifetime and the
@@ -459,8 +486,10 @@ async fn run_group(
         // run those, and only while each is still exactly what was shown.
         (DetailsSent::Sent, Some(carried)) => {
             let (covered, not) = super::rar::covered(&carried, &current);
-            let mut not: Vec<(String, &str)> =
-                not.into_iter().map(|(a, why)| (a.id.clone(), why)).collect();
+            let mut not: Vec<(String, &str)> = not
+                .into_iter()
+                .map(|(a, why)| (a.id.clone(), why))
+                .collect();
             let mut run = Vec::new();
             for a in covered {
                 if a.state == ActionState::AwaitingConsent {

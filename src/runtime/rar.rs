@@ -62,7 +62,14 @@ impl ActionDetail {
                 Some(deal_id.clone()),
             ),
             ActionParams::CloseDeal { deal_id, won, .. } => (
-                Some(if *won { "close as won" } else { "close as lost" }.into()),
+                Some(
+                    if *won {
+                        "close as won"
+                    } else {
+                        "close as lost"
+                    }
+                    .into(),
+                ),
                 Some(deal_id.clone()),
             ),
             _ => (None, None),

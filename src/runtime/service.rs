@@ -302,12 +302,5 @@ pub fn batch_summary(r: &BatchReport) -> String {
     if r.requests == 0 {
         return "nothing queued for device consent".into();
     }
-    format!(
-        "{} push(es) to the device: {} succeeded, {} failed, {} rejected, {} still queued",
-        r.requests,
-        r.succeeded.len(),
-        r.failed.len(),
-        r.rejected.len(),
-        r.leftover.len()
-    )
+    format!("{} push(es) to the device: {}", r.requests, r.counts())
 }

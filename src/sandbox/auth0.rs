@@ -415,20 +415,40 @@ async fn phone_list(State(st): St, headers: HeaderMap) -> Response {
     axum::Json(serde_json::json!({ "requests": st.auth0.phone_requests() })).into_response()
 }
 
+/// `POST /sandbox/phone/requests/{id}/approve` approves everything asked; a JSON body
+/// `{"only": [0, 2]}` approves only those `authorization_details` entries (by position).
 async fn phone_decide(
     State(st): St,
     headers: HeaderMap,
     Path((id, decision)): Path<(String, String)>,
+    body: axum::body::Bytes,
 ) -> Response {
     if let Some(r) = not_admin(&st, &headers) {
         return r;
     }
+    #[derive(serde::Deserialize)]
+    struct Only {
+        only: Vec<usize>,
+    }
+    let only = match (decision.as_str(), body.is_empty()) {
+        ("approve", false) => match serde_json::from_slice::<Only>(&body) {
+            Ok(o) => Some(o.only),
+            Err(e) => {
+                return model::err(400, "invalid_request", format!("body: {e}")).into_response();
+            }
+        },
+        _ => None,
+    };
     let approve = match decision.as_str() {
         "approve" => true,
         "deny" => false,
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
-    if st.auth0.phone_decide(&id, approve) {
+    let decided = match &only {
+        Some(keep) => st.auth0.phone_approve_only(&id, keep),
+        None => st.auth0.phone_decide(&id, approve),
+    };
+    if decided {
         StatusCode::NO_CONTENT.into_response()
     } else {
         model::err(404, "not_found", "No pending request with that id.").into_response()

@@ -251,13 +251,7 @@ impl Backend {
                     "batch: another dealflow ({}) is gathering the device queue; what it did not take waits for the next round",
                     r.elsewhere.unwrap_or_default()
                 ),
-                Ok(r) => format!(
-                    "batch: {} succeeded · {} failed · {} denied on device · {} still queued",
-                    r.succeeded.len(),
-                    r.failed.len(),
-                    r.rejected.len(),
-                    r.leftover.len()
-                ),
+                Ok(r) => format!("batch: {}", r.counts()),
                 Err(e) => format!("batch: {e}"),
             };
             let _ = tx.send(Msg::Status { ok: true, text });
