@@ -706,3 +706,34 @@ async fn a_tenant_that_refuses_the_type_gets_a_hash_bound_batch() {
         "{detail}"
     );
 }
+
+/// Auth0 allows about 5 pushes a minute per approver and refuses the rest. The emulator
+/// does the same; a process waits for a slot instead of being refused.
+#[tokio::test]
+async fn pushes_wait_for_a_slot_instead_of_hitting_the_push_rate() {
+    use dealflow::core::permissions::Approver;
+    use dealflow::runtime::batch::DeviceConsent;
+    let r = rig().await;
+    // Past the rate, straight at the endpoint (no waiting): the sixth is refused.
+    let raw = dealflow::auth::ciba::CibaClient::new(
+        {
+            let mut s = dealflow::auth::AuthSettings::sandbox(&r.w.sandbox.base_url());
+            s.poll_unit = Duration::from_millis(20);
+            s
+        },
+        dealflow::auth::Secret::new(r.w.sandbox.state.auth0.agent_client_secret()),
+    );
+    let lead = dealflow::sandbox::auth0::model::LEAD_SUB;
+    for _ in 0..5 {
+        raw.start(lead, "dealflow: rate", "").await.unwrap();
+    }
+    let refused = raw.start(lead, "dealflow: rate", "").await.unwrap_err();
+    assert_eq!(refused.status(), Some(429), "{refused}");
+    // Through the device: seven pushes to the user in a row all go out.
+    for i in 0..7 {
+        r.w.device
+            .request(&Approver::User, &format!("dealflow: push {i}"), None)
+            .await
+            .unwrap_or_else(|e| panic!("push {i}: {e}"));
+    }
+}

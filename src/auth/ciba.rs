@@ -49,6 +49,11 @@ impl CibaClient {
         }
     }
 
+    /// How long one protocol second lasts (one second, except in fast sandbox tests).
+    pub fn protocol_second(&self) -> std::time::Duration {
+        self.settings.poll_unit
+    }
+
     /// `login_hint` in Auth0's iss_sub format for `sub`.
     pub fn login_hint(&self, sub: &str) -> String {
         serde_json::json!({"format": "iss_sub", "iss": self.settings.issuer(), "sub": sub})

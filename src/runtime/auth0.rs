@@ -107,7 +107,14 @@ pub struct CibaDevice {
     /// Why the server refused `authorization_details`, once it has: later pushes from
     /// this process go without them instead of being refused first each time.
     details_refused: Mutex<Option<String>>,
+    /// When this process last pushed to each approver, to stay under Auth0's push rate.
+    pushes: Mutex<HashMap<String, std::collections::VecDeque<std::time::Instant>>>,
 }
+
+/// Auth0 allows about 5 pushes a minute per approver; past that it refuses. A process
+/// waits for a slot instead (the batch already gathers everything per approver into
+/// one push, so only many single MCP or chat writes at once come near it).
+const PUSHES_PER_MINUTE: usize = 5;
 
 impl CibaDevice {
     pub fn new(ciba: CibaClient, session: Arc<Session>) -> CibaDevice {
@@ -116,6 +123,39 @@ impl CibaDevice {
             session,
             pending: Mutex::new(HashMap::new()),
             details_refused: Mutex::new(None),
+            pushes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits until a push to `sub` stays within the rate, and counts it.
+    async fn push_slot(&self, sub: &str) {
+        // A second's margin over the minute: our clock and the server's see a push at
+        // slightly different moments.
+        let window = self.ciba.protocol_second() * 61;
+        loop {
+            let wait = {
+                let mut g = self.pushes.lock().unwrap_or_else(|p| p.into_inner());
+                let sent = g.entry(sub.to_string()).or_default();
+                let now = std::time::Instant::now();
+                while sent
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= window)
+                {
+                    sent.pop_front();
+                }
+                if sent.len() < PUSHES_PER_MINUTE {
+                    sent.push_back(now);
+                    return;
+                }
+                sent.front().map_or(window, |first| {
+                    window.saturating_sub(now.duration_since(*first))
+                })
+            };
+            tracing::info!(
+                wait_ms = wait.as_millis() as u64,
+                "device push rate reached for this approver; waiting for a slot"
+            );
+            tokio::time::sleep(wait).await;
         }
     }
 }
@@ -140,6 +180,7 @@ impl DeviceConsent for CibaDevice {
                 Approver::User => self.session.sub().await.map_err(cred_err)?,
                 Approver::TeamLead(sub) => sub.clone(),
             };
+            self.push_slot(&sub).await;
             let known_refusal = self
                 .details_refused
                 .lock()

@@ -331,7 +331,12 @@ struct Inner {
     assertion_jtis: std::collections::HashSet<String>,
     /// Which `authorization_details` types the dealflow API accepts.
     rar: super::rar::RarSupport,
+    /// When each user's recent pushes went out (Auth0 allows about 5 a minute each).
+    pushes: HashMap<String, Vec<i64>>,
 }
+
+/// Pushes per approver per (protocol) minute before `/bc-authorize` answers 429.
+pub const PUSHES_PER_MINUTE: usize = 5;
 
 #[derive(Debug)]
 pub struct Auth0State {
@@ -1227,6 +1232,20 @@ impl Auth0State {
         }
         if self.user(&hint.sub).is_none() {
             return Err(err(400, "invalid_request", "login_hint: user not found."));
+        }
+        {
+            let (now, minute) = (self.now(), self.secs(60));
+            let mut g = self.lock();
+            let sent = g.pushes.entry(hint.sub.clone()).or_default();
+            sent.retain(|t| now - t < minute);
+            if sent.len() >= PUSHES_PER_MINUTE {
+                return Err(err(
+                    429,
+                    "too_many_requests",
+                    "Too many push notifications for this user. Try again later.",
+                ));
+            }
+            sent.push(now);
         }
         let t = self.timing();
         let expiry_s = match requested_expiry {
