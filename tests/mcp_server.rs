@@ -482,3 +482,189 @@ async fn random_frames_get_errors_and_never_stop_the_server() {
         }
     }
 }
+
+// ---------------------------------------------------------------- tasks (SEP-2663)
+
+/// The server again, this time to a client that declares the tasks extension.
+async fn task_rig() -> (Rig, RunningService<RoleClient, rmcp::model::ClientConfig>) {
+    let r = rig(Duration::from_secs(30)).await;
+    let p = Arc::new(Pipeline::new(
+        r.store.clone(),
+        r.w.creds.clone(),
+        Endpoints::sandbox(&r.w.sandbox.base_url()),
+        "rep".into(),
+    ));
+    let server = McpServer::new(p, r.w.device.clone(), Duration::from_secs(30));
+    let (client_io, server_io) = tokio::io::duplex(1 << 16);
+    tokio::spawn(async move {
+        if let Ok(running) = server.serve(server_io).await {
+            let _ = running.waiting().await;
+        }
+    });
+    let info = rmcp::model::ClientConfig::new(
+        rmcp::model::ClientCapabilities::builder()
+            .enable_tasks()
+            .build(),
+        rmcp::model::Implementation::new("task-client", "1.0"),
+    );
+    let client = info.serve(client_io).await.unwrap();
+    (r, client)
+}
+
+type TaskClient = RunningService<RoleClient, rmcp::model::ClientConfig>;
+
+async fn start_task(c: &TaskClient, name: &str, args: Value) -> String {
+    let args = args.as_object().cloned().unwrap_or_default();
+    let res = c
+        .call_tool_once(CallToolRequestParams::new(name.to_string()).with_arguments(args))
+        .await
+        .unwrap();
+    let rmcp::model::CallToolResponse::Task(created) = res else {
+        panic!("a write to a tasks client is a task: {res:?}");
+    };
+    assert_eq!(created.task.status, rmcp::model::TaskStatus::Working);
+    assert!(
+        created
+            .task
+            .status_message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("waiting for approval on the device: dealflow: send_email"),
+        "{:?}",
+        created.task
+    );
+    created.task.task_id
+}
+
+/// Polls `tasks/get` until the task is terminal; returns its payload.
+async fn settle(c: &TaskClient, id: &str) -> rmcp::model::TaskPayload {
+    for _ in 0..3000 {
+        let got = c
+            .get_task(rmcp::model::GetTaskParams::new(id))
+            .await
+            .unwrap();
+        if !matches!(
+            got.task.payload,
+            rmcp::model::TaskPayload::Working | rmcp::model::TaskPayload::InputRequired { .. }
+        ) {
+            return got.task.payload;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("task {id} never settled");
+}
+
+fn completed(p: rmcp::model::TaskPayload) -> CallToolResult {
+    let rmcp::model::TaskPayload::Completed { result } = p else {
+        panic!("not completed: {p:?}");
+    };
+    serde_json::from_value(Value::Object(result)).unwrap()
+}
+
+/// A client that declares tasks gets one for a write instead of a held call: the call
+/// answers at once, `tasks/get` says what the phone shows while it waits, and the task
+/// completes with the result once the phone says yes; a no completes it with the
+/// rejection as structured content the calling agent can branch on.
+#[tokio::test]
+async fn a_write_is_a_task_that_completes_when_the_phone_answers() {
+    let (r, c) = task_rig().await;
+    let email = json!({"to": ["bill@initech.example"], "subject": "Hello", "body": "Hi"});
+    let id = start_task(&c, "send_email", email.clone()).await;
+    assert!(
+        r.w.sandbox.state.providers.sent().is_empty(),
+        "nothing ran yet"
+    );
+    let got = c
+        .get_task(rmcp::model::GetTaskParams::new(id.as_str()))
+        .await
+        .unwrap();
+    assert_eq!(got.task.task.status, rmcp::model::TaskStatus::Working);
+    phone(&r, true).await.unwrap();
+    let done = completed(settle(&c, &id).await);
+    assert_ne!(done.is_error, Some(true), "{}", text(&done));
+    let facts = done.structured_content.clone().unwrap();
+    assert_eq!(facts["status"], "succeeded", "{facts}");
+    assert_eq!(r.w.sandbox.state.providers.sent().len(), 1);
+
+    let id = start_task(&c, "send_email", email).await;
+    phone(&r, false).await.unwrap();
+    let done = completed(settle(&c, &id).await);
+    assert_eq!(done.is_error, Some(true));
+    let facts = done.structured_content.clone().unwrap();
+    assert_eq!(facts["status"], "rejected", "{facts}");
+    assert!(
+        facts["reason"]
+            .as_str()
+            .unwrap()
+            .contains("denied on the device"),
+        "{facts}"
+    );
+    let action = r
+        .store
+        .get_action(facts["action_id"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(action.state, dealflow::core::domain::ActionState::Rejected);
+    assert_eq!(
+        r.w.sandbox.state.providers.sent().len(),
+        1,
+        "the no sent nothing"
+    );
+}
+
+/// `tasks/cancel` withdraws the wait, not the action: the task ends cancelled, the
+/// action stays queued for the device, and the audit says the client cancelled.
+#[tokio::test]
+async fn cancelling_the_task_leaves_the_action_queued_and_audited() {
+    let (r, c) = task_rig().await;
+    let id = start_task(
+        &c,
+        "send_email",
+        json!({"to": ["bill@initech.example"], "subject": "Hello", "body": "Hi"}),
+    )
+    .await;
+    // Wait until the push is on the phone, so the cancel meets a real wait.
+    for _ in 0..500 {
+        if !r.w.sandbox.state.phone_pending().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.cancel_task(rmcp::model::CancelTaskParams::new(id.as_str()))
+        .await
+        .unwrap();
+    let p = settle(&c, &id).await;
+    assert!(matches!(p, rmcp::model::TaskPayload::Cancelled), "{p:?}");
+    let cancelled = r
+        .store
+        .audit_page(0, 10_000)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event == "mcp.cancelled")
+        .unwrap();
+    let action = r
+        .store
+        .get_action(cancelled.action_id.as_deref().unwrap())
+        .unwrap();
+    assert_eq!(
+        action.state,
+        dealflow::core::domain::ActionState::AwaitingConsent
+    );
+    assert!(r.w.sandbox.state.providers.sent().is_empty());
+}
+
+/// Without the extension nothing changes: the call is held (bounded) and answers with
+/// the result, now with structured content too.
+#[tokio::test]
+async fn a_client_without_tasks_still_gets_a_held_call_with_structured_content() {
+    let r = rig(Duration::from_secs(30)).await;
+    let answer = phone(&r, false);
+    let res = call(
+        &r,
+        "send_email",
+        json!({"to": ["bill@initech.example"], "subject": "Hello", "body": "Hi"}),
+    )
+    .await;
+    answer.await.unwrap();
+    assert_eq!(res.is_error, Some(true));
+    assert_eq!(res.structured_content.unwrap()["status"], "rejected");
+}

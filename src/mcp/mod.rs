@@ -7,7 +7,15 @@
 //! clients cut tool calls; past it, it answers "pending" with the action id and keeps
 //! waiting in the background, and `get_action_status` tells the agent how it ended.
 //! Refusals are tool results with `isError` (the model can read them); protocol errors
-//! are kept for protocol faults.
+//! are kept for protocol faults. Every write's answer also carries structured content
+//! (`status`, `action_id`, and `reason` when it did not run), so a calling agent can act
+//! on a rejection without parsing prose.
+//!
+//! A client that declares the tasks extension (SEP-2663) gets a task for each write
+//! instead of a held call: `tools/call` answers at once with the task, `tasks/get`
+//! reports `working` with what the phone is showing and then the same final result,
+//! and `tasks/cancel` withdraws the wait (the action stays queued, audited). Clients
+//! without it keep the bounded wait and `get_action_status`.
 
 pub mod stdio;
 pub mod tools;
@@ -18,11 +26,13 @@ use crate::core::permissions::Approver;
 use crate::runtime::batch::{BatchOptions, DeviceConsent, run_actions};
 use crate::runtime::pipeline::{Pipeline, Proposal};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock as Content,
-    Implementation, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
-    ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams,
+    ContentBlock as Content, CreateTaskResult, GetTaskParams, GetTaskResult, Implementation,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
+    ServerConfig, UpdateTaskParams,
 };
 use rmcp::service::RequestContext;
+use rmcp::task_manager::{TaskExit, TaskManager, TaskOptions};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -39,6 +49,8 @@ pub struct McpServer {
     pub progress_every: Duration,
     /// Batch window for the approved write.
     pub window: Duration,
+    /// Writes waiting for the device as tasks, for clients that declared them.
+    tasks: Arc<TaskManager>,
 }
 
 fn text(s: impl Into<String>) -> CallToolResult {
@@ -47,6 +59,25 @@ fn text(s: impl Into<String>) -> CallToolResult {
 
 fn refusal(s: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![Content::text(s.into())])
+}
+
+/// How a write ended, for the calling agent: the sentence a model reads, and the same
+/// facts as structured content (`status`, `action_id`, `reason`) a program can branch on.
+fn outcome(status: &str, id: &str, sentence: String, result: Option<String>) -> CallToolResult {
+    let ran = status == "succeeded";
+    let mut facts = json!({ "status": status, "action_id": id });
+    if ran {
+        facts["result"] = result.unwrap_or_default().into();
+    } else {
+        facts["reason"] = sentence.clone().into();
+    }
+    let mut r = if ran {
+        CallToolResult::success(vec![Content::text(facts.to_string())])
+    } else {
+        CallToolResult::error(vec![Content::text(sentence)])
+    };
+    r.structured_content = Some(facts);
+    r
 }
 
 use crate::wall::now_ms;
@@ -63,7 +94,77 @@ impl McpServer {
             wait_bound,
             progress_every: Duration::from_secs(5),
             window: Duration::from_secs(600),
+            tasks: Arc::new(TaskManager::new()),
         }
+    }
+
+    fn batch_options(&self) -> BatchOptions {
+        BatchOptions {
+            window: self.window,
+            concurrency: 1,
+            max_actions: 1,
+            actor: "system:mcp".into(),
+        }
+    }
+
+    fn audit_cancel(&self, client: &str, id: &str, why: &str) {
+        let _ = self
+            .pipeline
+            .store
+            .append_audit(crate::core::audit::NewAuditEntry {
+                ts: now_ms(),
+                actor: format!("mcp:{client}"),
+                surface: Some(Surface::Mcp),
+                event: "mcp.cancelled".into(),
+                action_id: Some(id.into()),
+                outcome: "cancelled".into(),
+                detail: json!({ "why": why }),
+            });
+    }
+
+    /// The write as a task: the call answers at once, and `tasks/get` follows the
+    /// device until the same final answer a held call would give.
+    fn spawn_task(&self, id: String, approver: Approver, client: String) -> CreateTaskResult {
+        let server = self.clone();
+        let what = self
+            .pipeline
+            .store
+            .get_action(&id)
+            .map(|a| crate::runtime::batch::binding_message(std::slice::from_ref(&a)))
+            .unwrap_or_default();
+        let opts = TaskOptions::new()
+            .with_poll_interval_ms(2_000)
+            .with_status_message(format!("waiting for approval on the device: {what}"));
+        let task = self.tasks.spawn(opts, move |tctx| {
+            Box::pin(async move {
+                let cancel = CancellationToken::new();
+                let action =
+                    server.pipeline.store.get_action(&id).map_err(|e| {
+                        TaskExit::Error(McpError::internal_error(e.to_string(), None))
+                    })?;
+                let opts = server.batch_options();
+                let run = run_actions(
+                    &server.pipeline,
+                    server.device.as_ref(),
+                    &opts,
+                    &cancel,
+                    approver,
+                    vec![action],
+                );
+                tokio::select! {
+                    r = run => Ok(match r {
+                        Ok(_) => server.final_answer(&id),
+                        Err(e) => outcome("failed", &id, e.to_string(), None),
+                    }),
+                    _ = tctx.cancelled() => {
+                        cancel.cancel();
+                        server.audit_cancel(&client, &id, "the client cancelled the task");
+                        Err(TaskExit::Cancelled)
+                    }
+                }
+            })
+        });
+        CreateTaskResult::new(task)
     }
 
     fn client_name(ctx: &RequestContext<RoleServer>) -> String {
@@ -97,10 +198,10 @@ impl McpServer {
         &self,
         req: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, McpError> {
+    ) -> Result<CallToolResponse, McpError> {
         let args = req.arguments.clone().unwrap_or_default();
         if req.name == tools::STATUS_TOOL {
-            return Ok(self.status(&args));
+            return Ok(self.status(&args).into());
         }
         let Some(kind) = tools::kind_of(&req.name) else {
             return Err(McpError::invalid_params(
@@ -111,7 +212,9 @@ impl McpServer {
         let params: ActionParams =
             match crate::agent::tools::params_for(kind, &Value::Object(args.clone())) {
                 Ok(p) => p,
-                Err(e) => return Ok(refusal(format!("invalid arguments for {}: {e}", req.name))),
+                Err(e) => {
+                    return Ok(refusal(format!("invalid arguments for {}: {e}", req.name)).into());
+                }
             };
         let client = Self::client_name(&ctx);
         let proposal = Proposal {
@@ -129,28 +232,40 @@ impl McpServer {
                     Err(e) => refusal(e.to_string()),
                 },
                 Err(e) => refusal(e.to_string()),
-            });
+            }
+            .into());
         }
         // No push reaches the phone for something its account could not run.
         if let Err(why) = self.pipeline.account_ready(kind).await {
-            return Ok(refusal(why));
+            return Ok(refusal(why).into());
         }
         let submitted = match self.pipeline.submit(proposal, now_ms()) {
             Ok(s) => s,
-            Err(e) => return Ok(refusal(e.to_string())),
+            Err(e) => return Ok(refusal(e.to_string()).into()),
         };
         let action = submitted.action;
         let approver = match submitted.decision.gate() {
-            Gate::Deny { reason } => return Ok(refusal(format!("denied: {reason}"))),
+            Gate::Deny { reason } => {
+                return Ok(outcome("denied", &action.id, format!("denied: {reason}"), None).into());
+            }
             Gate::Ciba { approver, .. } => approver.clone(),
             // The surface floor makes this unreachable; refuse rather than run unasked.
             other => {
                 return Ok(refusal(format!(
                     "refused: an MCP write must be approved on the device, but the gate is {other}"
-                )));
+                ))
+                .into());
             }
         };
-        Ok(self.wait_for_device(action.id, approver, &ctx).await)
+        let tasks = ctx
+            .client_capabilities()
+            .is_some_and(|c| c.supports_tasks());
+        if tasks {
+            return Ok(CallToolResponse::Task(
+                self.spawn_task(action.id, approver, client),
+            ));
+        }
+        Ok(self.wait_for_device(action.id, approver, &ctx).await.into())
     }
 
     async fn wait_for_device(
@@ -162,12 +277,7 @@ impl McpServer {
         let cancel = CancellationToken::new();
         let task = {
             let (p, device, cancel) = (self.pipeline.clone(), self.device.clone(), cancel.clone());
-            let opts = BatchOptions {
-                window: self.window,
-                concurrency: 1,
-                max_actions: 1,
-                actor: "system:mcp".into(),
-            };
+            let opts = self.batch_options();
             let id = id.clone();
             tokio::spawn(async move {
                 let action = p.store.get_action(&id)?;
@@ -185,23 +295,20 @@ impl McpServer {
                 joined = &mut task => {
                     return match joined {
                         Ok(Ok(_report)) => self.final_answer(&id),
-                        Ok(Err(e)) => refusal(e.to_string()),
+                        Ok(Err(e)) => outcome("failed", &id, e.to_string(), None),
                         Err(e) => refusal(format!("internal error while waiting: {e}")),
                     };
                 }
                 _ = ctx.ct.cancelled() => {
                     cancel.cancel();
                     let _ = (&mut task).await;
-                    let _ = self.pipeline.store.append_audit(crate::core::audit::NewAuditEntry {
-                        ts: now_ms(),
-                        actor: format!("mcp:{}", Self::client_name(ctx)),
-                        surface: Some(Surface::Mcp),
-                        event: "mcp.cancelled".into(),
-                        action_id: Some(id.clone()),
-                        outcome: "cancelled".into(),
-                        detail: json!({ "why": "the client cancelled the tool call" }),
-                    });
-                    return refusal(format!("cancelled; {id} stays queued for device approval"));
+                    self.audit_cancel(&Self::client_name(ctx), &id, "the client cancelled the tool call");
+                    return outcome(
+                        "cancelled",
+                        &id,
+                        format!("cancelled; {id} stays queued for device approval"),
+                        None,
+                    );
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     // Dropping the handle detaches the task: it keeps waiting for the
@@ -234,12 +341,15 @@ impl McpServer {
             Ok(a) => a,
             Err(e) => return refusal(e.to_string()),
         };
-        let outcome = a.outcome.clone().unwrap_or_default();
+        let said = a.outcome.clone().unwrap_or_default();
         match a.state {
-            ActionState::Succeeded => text(
-                json!({ "status": "succeeded", "action_id": a.id, "result": outcome }).to_string(),
+            ActionState::Succeeded => outcome("succeeded", id, String::new(), Some(said)),
+            ActionState::Rejected => outcome(
+                "rejected",
+                id,
+                format!("denied on the device: {id} was not run"),
+                None,
             ),
-            ActionState::Rejected => refusal(format!("denied on the device: {id} was not run")),
             // Still queued: either the device never answered, or what it approved can no
             // longer run (MCP writes switched off, a denied kind) — say which.
             ActionState::AwaitingConsent => {
@@ -248,25 +358,46 @@ impl McpServer {
                     &a,
                     now_ms(),
                 ) {
-                    Ok(d) if matches!(d.gate(), Gate::Deny { .. }) => {
-                        refusal(format!("denied: {}; {id} was not run", d.gate()))
-                    }
-                    _ => refusal(format!(
-                        "expired: no answer on the device in time; {id} stays queued for device approval"
-                    )),
+                    Ok(d) if matches!(d.gate(), Gate::Deny { .. }) => outcome(
+                        "denied",
+                        id,
+                        format!("denied: {}; {id} was not run", d.gate()),
+                        None,
+                    ),
+                    _ => outcome(
+                        "expired",
+                        id,
+                        format!(
+                            "expired: no answer on the device in time; {id} stays queued for device approval"
+                        ),
+                        None,
+                    ),
                 }
             }
-            ActionState::Proposed => refusal(format!(
-                "{id} changed while waiting and needs approval again: {outcome}"
-            )),
-            other => refusal(format!("{id} is {other}: {outcome}")),
+            ActionState::Proposed => outcome(
+                "needs_approval",
+                id,
+                format!("{id} changed while waiting and needs approval again: {said}"),
+                None,
+            ),
+            other => outcome(
+                &other.to_string(),
+                id,
+                format!("{id} is {other}: {said}"),
+                None,
+            ),
         }
     }
 }
 
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tasks()
+                .build(),
+        )
             .with_server_info(Implementation::new("dealflow", env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "dealflow: read the rep's pipeline freely; every write asks the user's phone \
@@ -293,6 +424,33 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        self.call(request, ctx).await.map(CallToolResponse::from)
+        self.call(request, ctx).await
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, McpError> {
+        self.tasks
+            .get_task(&request.task_id)
+            .map(GetTaskResult::new)
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.tasks
+            .update_task(&request.task_id, request.input_responses)
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.tasks.cancel_task(&request.task_id)
     }
 }

@@ -84,6 +84,23 @@ async def main():
             check("the phone approved", rc == 0)
             answer = json.loads(text_of(write_res)) if not write_res.is_error else {}
             check("the write ran after the device said yes", answer.get("status") == "succeeded", text_of(write_res))
+            check("the answer carries structured content", (write_res.structured_content or {}).get("status") == "succeeded", write_res.structured_content)
+
+            # A no on the phone comes back as a tool error whose structured content says why.
+            async def phone_no():
+                for _ in range(200):
+                    await asyncio.sleep(0.1)
+                    out = subprocess.run([BIN, "sandbox", "phone", "--list"], env=env, capture_output=True, text=True)
+                    if "dealflow: post_slack" in out.stdout:
+                        return subprocess.run([BIN, "sandbox", "phone", "--deny", "1"], env=env, capture_output=True, text=True).returncode
+                return 1
+            deny_task = asyncio.create_task(phone_no())
+            denied = await session.call_tool("post_slack", {"channel": "#deals", "text": "Initech signed"})
+            check("the phone denied", await deny_task == 0)
+            facts = denied.structured_content or {}
+            check("a rejection is a tool error with its reason as structured content",
+                  denied.is_error and facts.get("status") == "rejected" and "denied on the device" in facts.get("reason", ""),
+                  (denied.is_error, facts))
 
             status = await session.call_tool("get_action_status", {"action_id": answer.get("action_id", "")})
             st = json.loads(text_of(status)) if not status.is_error else {}
