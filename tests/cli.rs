@@ -1762,10 +1762,7 @@ fn batch_pushes_the_device_queue_and_runs_it_on_the_phones_yes() {
         said.contains("asked the device: dealflow: send_email bill"),
         "{said}"
     );
-    assert!(
-        said.contains("1 succeeded · 0 failed · 0 denied on device · 0 still queued"),
-        "{said}"
-    );
+    assert!(said.lines().any(|l| l == "1 succeeded"), "{said}");
     let (o, _, _) = out(&e.sandbox(&["actions", "show", id, "--json"]).success());
     let shown: serde_json::Value = serde_json::from_str(&o).unwrap();
     assert_eq!(shown["action"]["state"], "succeeded", "{shown}");
@@ -1843,9 +1840,7 @@ fn the_phone_shows_each_action_and_a_yes_to_one_runs_only_that_one() {
     let said = String::from_utf8_lossy(&done.stdout);
     assert!(done.status.success(), "{said}");
     assert!(
-        said.contains(
-            "1 succeeded · 0 failed · 0 denied on device · 0 still queued · 1 left out on device"
-        ),
+        said.contains("1 succeeded · 1 left out on device (back in the queue)"),
         "{said}"
     );
     let state = |id: &str| -> serde_json::Value {

@@ -248,7 +248,8 @@ fn detail_line(d: &serde_json::Value) -> String {
     if let Some(c) = d.get("amount_cents").and_then(|v| v.as_i64()) {
         parts.push(crate::core::domain::format_money(c));
     }
-    parts.extend(s("deal_id"));
+    // A close names its deal as the counterparty already.
+    parts.extend(s("deal_id").filter(|d| Some(d) != s("counterparty").as_ref()));
     parts.join(" · ")
 }
 

@@ -149,26 +149,28 @@ pub struct BatchReport {
 
 impl BatchReport {
     /// What a round did, in one line, said the same way by `batch`, the service's log and
-    /// the TUI: "2 succeeded · 0 failed · 0 denied on device · 0 still queued", plus what
-    /// the approver left out or what changed while asking, when any.
+    /// the TUI: "2 succeeded", then only the other outcomes that happened ("1 failed",
+    /// "1 denied on device", "2 still queued", "1 left out on device", "voided"), so the
+    /// line fits a status bar at 80 columns.
     pub fn counts(&self) -> String {
-        let mut s = format!(
-            "{} succeeded · {} failed · {} denied on device · {} still queued",
-            self.succeeded.len(),
-            self.failed.len(),
-            self.rejected.len(),
-            self.leftover.len()
-        );
-        if !self.not_approved.is_empty() {
-            s.push_str(&format!(
-                " · {} left out on device (back in the queue)",
-                self.not_approved.len()
-            ));
+        let mut parts = vec![format!("{} succeeded", self.succeeded.len())];
+        for (n, what) in [
+            (self.failed.len(), "failed"),
+            (self.rejected.len(), "denied on device"),
+            (self.leftover.len(), "still queued"),
+            (
+                self.not_approved.len(),
+                "left out on device (back in the queue)",
+            ),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
         }
         if self.voided > 0 {
-            s.push_str(" · voided (changed while asking)");
+            parts.push("voided: the batch changed while asking".into());
         }
-        s
+        parts.join(" · ")
     }
 }
 
