@@ -246,26 +246,46 @@ fn a_used_consent_does_not_run_again() {
     assert_eq!(executed, 1, "sent once");
 }
 
+/// Whatever the environment claims — another person, the lead, root, the real user's
+/// own id, an empty name, a terminal escape — the actor is the verified sign-in and the
+/// Unix account is the uid's.
 #[test]
 fn the_actor_is_the_identity_and_uid_not_user() {
     let e = Env::new();
-    let o = e
-        .cmd()
-        .env("USER", "mallory")
-        .env("LOGNAME", "mallory")
-        .args(["actions", "reject", "act-demo-hooli-slack"])
+    let me = std::process::Command::new("id")
+        .arg("-un")
         .output()
         .unwrap();
-    assert!(o.status.success());
-    let (_, actor, detail) = e
-        .audit_events()
-        .into_iter()
-        .find(|(ev, ..)| ev == "action.rejected")
-        .unwrap();
-    assert_eq!(actor, "user:auth0|demo-user");
-    let unix = detail["origin"]["unix_user"].as_str().unwrap().to_string();
-    assert_ne!(unix, "mallory", "{detail}");
-    assert!(!unix.is_empty());
+    let me = String::from_utf8_lossy(&me.stdout).trim().to_string();
+    let ids = [
+        "act-demo-hooli-slack",
+        "act-demo-initech-followup",
+        "act-demo-stark-call",
+        "act-demo-acme-close",
+    ];
+    let claims = ["mallory", "auth0|team-lead", "", "\u{1b}[2Jroot"];
+    for (id, claim) in ids.iter().zip(claims) {
+        let o = e
+            .cmd()
+            .env("USER", claim)
+            .env("LOGNAME", claim)
+            .env("SUDO_USER", claim)
+            .args(["actions", "reject", id])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{claim:?}: {o:?}");
+        let (_, actor, detail) = e
+            .audit_events()
+            .into_iter()
+            .rfind(|(ev, ..)| ev == "action.rejected")
+            .unwrap();
+        assert_eq!(actor, "user:auth0|demo-user", "{claim:?}");
+        assert_eq!(
+            detail["origin"]["unix_user"],
+            me.as_str(),
+            "{claim:?}: {detail}"
+        );
+    }
 }
 
 #[test]
