@@ -350,6 +350,64 @@ fn permissions_refuse_unsafe_settings() {
     assert_eq!(p["confidence"]["auto_approve_at"], 0.9);
 }
 
+#[test]
+fn budgets_are_set_shown_removed_and_audited() {
+    let e = Env::new();
+    // A new store starts with the generous defaults.
+    let (o, _, _) = out(&e.sandbox(&["permissions", "show"]).success());
+    assert!(
+        o.contains("budget               send_email: 50 per day without review"),
+        "{o}"
+    );
+    let (o, _, _) = out(&e
+        .sandbox(&["permissions", "budget", "send_email", "20/day"])
+        .success());
+    assert!(
+        o.contains("budget send_email: 20 per day (was 50 per day)"),
+        "{o}"
+    );
+    e.sandbox(&["permissions", "budget", "send_email", "3/day", "--each"])
+        .success();
+    let (_, err, _) = out(&e
+        .sandbox(&["permissions", "budget", "list_deals", "5/day"])
+        .failure());
+    assert!(err.contains("is a read"), "{err}");
+    let (_, err, _) = out(&e
+        .sandbox(&["permissions", "budget", "send_email", "lots"])
+        .failure());
+    assert!(err.contains("N/hour, N/day or N/week"), "{err}");
+    let (o, _, _) = out(&e.sandbox(&["permissions", "show"]).success());
+    assert!(o.contains("send_email: 20 per day without review"), "{o}");
+    assert!(
+        o.contains("send_email: 3 per day to one counterparty without review"),
+        "{o}"
+    );
+    // Removing the per-counterparty one leaves the kind's own budget.
+    e.sandbox(&["permissions", "budget", "send_email", "off", "--each"])
+        .success();
+    let (o, _, _) = out(&e.sandbox(&["permissions", "show", "--json"]).success());
+    let p: serde_json::Value = serde_json::from_str(&o).unwrap();
+    let emails: Vec<&serde_json::Value> = p["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["kind"] == "send_email")
+        .collect();
+    assert_eq!(emails.len(), 1, "{o}");
+    assert_eq!(emails[0]["limit"], 20);
+    use dealflow::store::Store;
+    let changes: Vec<String> = dealflow::store::SqliteStore::open(&e.db())
+        .unwrap()
+        .audit_page(0, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.event == "permissions.changed")
+        .filter_map(|a| a.detail["summary"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(changes.len(), 3, "{changes:?}");
+    assert!(changes[2].contains("1 budget for send_email to one counterparty removed"));
+}
+
 /// A script reads an action, someone edits it, the script approves: the approval names
 /// the version it read and is refused, so nothing is approved unseen.
 #[test]

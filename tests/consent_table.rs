@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use dealflow::core::budget::{Unreviewed, Window, budget_keys, parse_change};
 use dealflow::core::consent::facts::DealFacts;
 use dealflow::core::consent::{Gate, GateFacts, decide};
 use dealflow::core::domain::{
@@ -63,6 +64,35 @@ fn unknown(who: &str) -> GateFacts {
         unknown_counterparties: vec![who.into()],
         ..GateFacts::default()
     }
+}
+
+/// `n` earlier `kind` runs without review to `keys`, a minute apart, the last one a
+/// minute before `now`.
+fn ran(kind: ActionKind, keys: &[&str], n: usize, now: i64) -> Vec<Unreviewed> {
+    (1..=n as i64)
+        .map(|i| Unreviewed {
+            kind,
+            counterparties: keys.iter().map(|k| k.to_string()).collect(),
+            at: now - i * 60_000,
+        })
+        .collect()
+}
+
+const NOW: i64 = 1_700_470_800_000;
+
+fn spent(kind: ActionKind, keys: &[&str], n: usize) -> GateFacts {
+    GateFacts {
+        now: Some(NOW),
+        unreviewed: ran(kind, keys, n, NOW),
+        ..GateFacts::default()
+    }
+}
+
+fn budgeted(kind: ActionKind, level: Autonomy, spec: &str, each: bool) -> Permissions {
+    let mut p = perms(kind, level);
+    p.apply(&parse_change(kind.as_str(), spec, each).unwrap())
+        .unwrap();
+    p
 }
 
 fn perms(kind: ActionKind, level: Autonomy) -> Permissions {
@@ -231,6 +261,90 @@ fn table() -> Vec<Row> {
             "step_up",
             "split amounts",
         ),
+        (
+            "the 21st email on auto under a 20 per day budget is reviewed",
+            ActionCenter,
+            email("bill@initech.example"),
+            budgeted(ActionKind::SendEmail, Autonomy::Auto, "20/day", false),
+            spent(ActionKind::SendEmail, &["@initech.example"], 20),
+            "review",
+            "budget: 20 send_email per day reached (20 ran without review since 2023-11-20 08:40 UTC)",
+        ),
+        (
+            "the 20th runs",
+            ActionCenter,
+            email("bill@initech.example"),
+            budgeted(ActionKind::SendEmail, Autonomy::Auto, "20/day", false),
+            spent(ActionKind::SendEmail, &["@initech.example"], 19),
+            "allow",
+            "autonomy for send_email: auto",
+        ),
+        (
+            "runs older than the window do not count",
+            ActionCenter,
+            email("bill@initech.example"),
+            budgeted(ActionKind::SendEmail, Autonomy::Auto, "5/hour", false),
+            GateFacts {
+                now: Some(NOW),
+                unreviewed: ran(
+                    ActionKind::SendEmail,
+                    &["@initech.example"],
+                    5,
+                    NOW - 3_600_000,
+                ),
+                ..GateFacts::default()
+            },
+            "allow",
+            "autonomy for send_email: auto",
+        ),
+        (
+            "other kinds do not spend an email budget",
+            ActionCenter,
+            email("bill@initech.example"),
+            budgeted(ActionKind::SendEmail, Autonomy::Auto, "1/day", false),
+            spent(ActionKind::PostSlack, &["#deals"], 5),
+            "allow",
+            "autonomy for send_email: auto",
+        ),
+        (
+            "a per-counterparty budget counts the recipient's domain",
+            ActionCenter,
+            email("ann@initech.example"),
+            budgeted(ActionKind::SendEmail, Autonomy::Auto, "3/day", true),
+            spent(ActionKind::SendEmail, &["@initech.example"], 3),
+            "review",
+            "budget: 3 send_email per day to @initech.example reached",
+        ),
+        (
+            "and leaves other domains alone",
+            ActionCenter,
+            email("ann@acme.example"),
+            budgeted(ActionKind::SendEmail, Autonomy::Auto, "3/day", true),
+            spent(ActionKind::SendEmail, &["@initech.example"], 3),
+            "allow",
+            "autonomy for send_email: auto",
+        ),
+        (
+            "in Chat a spent budget is an inline confirmation",
+            Chat,
+            ActionParams::PostSlack {
+                channel: "#deals".into(),
+                text: "t".into(),
+            },
+            budgeted(ActionKind::PostSlack, Autonomy::Auto, "5/hour", false),
+            spent(ActionKind::PostSlack, &["#deals"], 5),
+            "step_up",
+            "budget: 5 post_slack per hour reached",
+        ),
+        (
+            "a spent budget does not lower a step-up",
+            ActionCenter,
+            email("bill@initech.example"),
+            budgeted(ActionKind::SendEmail, Autonomy::StepUp, "1/day", false),
+            spent(ActionKind::SendEmail, &["@initech.example"], 5),
+            "step_up",
+            "autonomy for send_email: step_up",
+        ),
     ]
 }
 
@@ -328,6 +442,62 @@ proptest! {
     ) {
         let d = decide(s, &email(&to), &p, c, &unknown(&to));
         prop_assert!(d.gate().rank() >= Gate::Review.rank(), "{}", d.explain());
+    }
+}
+
+fn arb_budgeted_action() -> impl Strategy<Value = ActionParams> {
+    prop_oneof![
+        "[a-c]{1,2}@(a|b)\\.example".prop_map(|to| email(&to)),
+        prop::sample::select(vec!["#deals", "#wins"]).prop_map(|c| ActionParams::PostSlack {
+            channel: c.into(),
+            text: "t".into(),
+        }),
+        arb_deal_action(),
+        Just(ActionParams::ListDeals { stage: None }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// A budget never lowers a gate: whatever the surface, autonomy, confidence routing,
+    /// action and history, the gate with budgets is at least the gate without; and a
+    /// spent budget makes anything that would have run without review wait for a person.
+    #[test]
+    fn a_budget_never_lowers_a_gate(
+        s in arb_surface(), a in arb_budgeted_action(), mut p in arb_perms(),
+        c in 0.0f64..=1.0, n in 0usize..30, limit in 0u32..25, each in any::<bool>(),
+        per in prop::sample::select(Window::ALL.to_vec()), stored in 0i64..100_000_000,
+    ) {
+        p.autonomy.insert(ActionKind::PostSlack, p.autonomy_for(ActionKind::SendEmail));
+        let kind = a.kind();
+        let keys = budget_keys(&a);
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let facts = GateFacts {
+            unreviewed: ran(kind, &keys, n, NOW),
+            now: Some(NOW),
+            ..deal(stored)
+        };
+        p.budgets.clear();
+        let without = decide(s, &a, &p, c, &facts);
+        if kind.is_write() {
+            p.apply(&dealflow::core::permissions::PermissionChange::SetBudget {
+                budget: dealflow::core::budget::Budget { kind, limit, per, each_counterparty: each },
+            }).unwrap();
+        }
+        let with = decide(s, &a, &p, c, &facts);
+        prop_assert!(with.gate().rank() >= without.gate().rank(),
+            "{} / {}", without.explain(), with.explain());
+        let spent = n >= limit as usize && (!each || !keys.is_empty());
+        if kind.is_write() && spent {
+            prop_assert!(with.gate().rank() >= Gate::Review.rank(), "{}", with.explain());
+        }
+        if !spent || kind.is_read() {
+            prop_assert_eq!(with.gate(), without.gate());
+        }
+        if kind.is_write() && without.gate() == &Gate::Allow && spent {
+            prop_assert!(with.explain().contains("budget:"), "{}", with.explain());
+        }
     }
 }
 

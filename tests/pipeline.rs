@@ -908,3 +908,177 @@ async fn a_fresh_execution_in_another_process_is_not_swept() {
         "past its lease"
     );
 }
+
+/// A Monday, 09:00 UTC: budget reasons name the time, so it should read like one.
+const MONDAY_9: i64 = 1_700_470_800_000;
+
+/// Blast-radius budget, end to end on the sandbox: with send_email on `auto` and a 20 per
+/// day budget, twenty emails run without anyone asked (each through `execute`, whose own
+/// re-check does not count an action against itself), the 21st stops for review with the
+/// budget in its reason chain, a person's approval of it does not spend the budget, and
+/// once the first of the twenty is a day old the window has room again.
+#[tokio::test]
+async fn the_21st_email_of_a_day_under_a_20_budget_stops_for_review() {
+    let r = rig().await;
+    let s = r.store.as_ref();
+    change(
+        s,
+        PermissionChange::SetAutonomy {
+            kind: ActionKind::SendEmail,
+            level: Autonomy::Auto,
+        },
+    );
+    change(
+        s,
+        PermissionChange::Know {
+            pattern: "@initech.example".into(),
+        },
+    );
+    change(
+        s,
+        dealflow::core::budget::parse_change("send_email", "20/day", false).unwrap(),
+    );
+    let at = |i: i64| MONDAY_9 + i * 60_000;
+    for i in 0..20 {
+        let sub =
+            r.p.submit(
+                proposal(
+                    email(&format!("rep{i}@initech.example")),
+                    Surface::ActionCenter,
+                    0.95,
+                ),
+                at(i),
+            )
+            .unwrap();
+        assert_eq!(
+            sub.action.state,
+            ActionState::Approved,
+            "#{} ran without review: {}",
+            i + 1,
+            sub.decision.explain()
+        );
+        let done =
+            r.p.execute(&sub.action.id, &Subject::User, at(i))
+                .await
+                .unwrap();
+        assert_eq!(done.action.state, ActionState::Succeeded);
+    }
+    assert_eq!(r.sandbox.state.providers.sent().len(), 20);
+
+    let over =
+        r.p.submit(
+            proposal(email("bill@initech.example"), Surface::ActionCenter, 0.95),
+            at(20),
+        )
+        .unwrap();
+    assert_eq!(over.action.state, ActionState::Proposed);
+    assert_eq!(over.decision.gate().name(), "review");
+    let why = over.decision.explain();
+    assert!(
+        why.contains(
+            "budget: 20 send_email per day reached (20 ran without review since 2023-11-20 09:00 UTC)"
+        ),
+        "{why}"
+    );
+    // The proposal's audit entry carries the same chain.
+    let proposed = s
+        .audit_about(&over.action.id, 0)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event == "action.proposed")
+        .unwrap();
+    assert!(
+        proposed.detail["reasons"]
+            .to_string()
+            .contains("budget: 20 send_email")
+    );
+    assert!(
+        matches!(
+            r.p.execute(&over.action.id, &Subject::User, at(20)).await,
+            Err(PipelineError::NotApproved { .. })
+        ),
+        "nothing runs before a person looks"
+    );
+    assert_eq!(r.sandbox.state.providers.sent().len(), 20);
+
+    // A person's approval is a review: it runs, and spends no budget.
+    me().approve(s, &over.action.id, false, at(21)).unwrap();
+    r.p.execute(&over.action.id, &Subject::User, at(21))
+        .await
+        .unwrap();
+    assert_eq!(r.sandbox.state.providers.sent().len(), 21);
+
+    // A day after the first of the twenty, the window holds nineteen: room for one more.
+    let next_day = at(0) + 24 * 3_600_000 + 1;
+    let later =
+        r.p.submit(
+            proposal(email("ann@initech.example"), Surface::ActionCenter, 0.95),
+            next_day,
+        )
+        .unwrap();
+    assert_eq!(
+        later.action.state,
+        ActionState::Approved,
+        "{}",
+        later.decision.explain()
+    );
+    assert_eq!(s.verify_audit().unwrap().map(|n| n > 40), Ok(true));
+}
+
+/// A per-counterparty budget and an auto-approve rule: the rule lets suggestions to
+/// @initech.example through until three ran without review that day; the fourth is
+/// reviewed, naming the domain, and the rule is not credited with it.
+#[tokio::test]
+async fn a_per_counterparty_budget_stops_an_auto_approve_rule() {
+    let r = rig().await;
+    let s = r.store.as_ref();
+    change(
+        s,
+        PermissionChange::Know {
+            pattern: "@initech.example".into(),
+        },
+    );
+    change(
+        s,
+        PermissionChange::AddAutoRule {
+            rule: dealflow::core::permissions::AutoApproveRule {
+                id: "rule-initech".into(),
+                kind: ActionKind::SendEmail,
+                target: "@initech.example".into(),
+                min_confidence: 0.9,
+                created_at: MONDAY_9 - 1_000,
+                expires_at: MONDAY_9 + 86_400_000,
+                paused: None,
+            },
+        },
+    );
+    change(
+        s,
+        dealflow::core::budget::parse_change("send_email", "3/day", true).unwrap(),
+    );
+    for i in 0..3 {
+        let sub =
+            r.p.submit(
+                proposal(email("bill@initech.example"), Surface::ActionCenter, 0.95),
+                MONDAY_9 + i,
+            )
+            .unwrap();
+        assert_eq!(sub.decision.auto_rule(), Some("rule-initech"));
+        assert_eq!(sub.action.state, ActionState::Approved);
+    }
+    let fourth =
+        r.p.submit(
+            proposal(email("ann@initech.example"), Surface::ActionCenter, 0.95),
+            MONDAY_9 + 10,
+        )
+        .unwrap();
+    assert_eq!(fourth.action.state, ActionState::Proposed);
+    assert_eq!(fourth.decision.auto_rule(), None);
+    assert!(
+        fourth.decision.explain().contains(
+            "budget: 3 send_email per day to @initech.example reached (3 ran without review"
+        ),
+        "{}",
+        fourth.decision.explain()
+    );
+}

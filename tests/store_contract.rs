@@ -264,7 +264,52 @@ contract!(
     concurrent_permission_changes_all_apply_and_chain,
     two_processes_execute_each_action_once,
     leases_admit_one_holder_until_released_or_lapsed,
+    audit_events_since_reads_one_event_over_one_window,
 );
+
+/// The query the blast-radius budgets count with: entries of one event stamped at or
+/// after `since`, newest first, and nothing else — not other events in the window, not
+/// the same event before it.
+fn audit_events_since_reads_one_event_over_one_window(fx: &Fx) {
+    let s = fx.s();
+    for (ts, event) in [
+        (100, "action.approved"),
+        (200, "action.rejected"),
+        (300, "action.approved"),
+        (400, "action.executed"),
+        (500, "action.approved"),
+    ] {
+        s.append_audit(NewAuditEntry {
+            event: event.into(),
+            action_id: Some(format!("act-{ts}")),
+            ..entry(ts)
+        })
+        .unwrap();
+    }
+    let got = |since| -> Vec<i64> {
+        s.audit_events_since("action.approved", since)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.ts)
+            .collect()
+    };
+    assert_eq!(got(300), [500, 300]);
+    assert_eq!(got(0), [500, 300, 100]);
+    assert_eq!(got(501), Vec::<i64>::new());
+    let rejected = s.audit_events_since("action.rejected", 0).unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].action_id.as_deref(), Some("act-200"));
+    // The entries come back whole: their hashes still chain.
+    assert_eq!(s.verify_audit().unwrap(), Ok(5));
+    // Another connection (another process) reads the same.
+    assert_eq!(
+        fx.reopen()
+            .audit_events_since("action.approved", 300)
+            .unwrap()
+            .len(),
+        2
+    );
+}
 
 fn leases_admit_one_holder_until_released_or_lapsed(fx: &Fx) {
     use dealflow::store::lease;

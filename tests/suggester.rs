@@ -198,6 +198,7 @@ async fn a_suggestion_your_rule_allows_runs_and_is_audited_with_the_rule() {
                 min_confidence: 0.6,
                 created_at: NOW,
                 expires_at: NOW + 86_400_000 * 30,
+                paused: None,
             },
         },
     );
@@ -696,6 +697,7 @@ fn a_decision_is_taken_at_the_time_it_is_given() {
                 min_confidence: 0.9,
                 created_at: NOW,
                 expires_at: NOW + 86_400_000,
+                paused: None,
             },
         },
     );

@@ -110,6 +110,7 @@ fn arb_rule() -> impl Strategy<Value = AutoApproveRule> {
                 min_confidence,
                 created_at,
                 expires_at: created_at + life,
+                paused: None,
             },
         )
 }
@@ -565,6 +566,7 @@ fn rules_for_irreversible_kinds_or_forever_are_refused() {
         min_confidence: 0.9,
         created_at: 0,
         expires_at: life,
+        paused: None,
     };
     assert!(
         p.apply(&PermissionChange::AddAutoRule {

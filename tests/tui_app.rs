@@ -1296,6 +1296,53 @@ fn a_counterparty_is_pinned_and_unpinned_from_the_permissions_tab() {
     );
 }
 
+#[test]
+fn a_budget_is_set_and_removed_from_the_permissions_tab() {
+    let mut h = H::new();
+    h.keys("3");
+    // Under the pins row: 7 writes + 6 reads, pins, then budgets.
+    for _ in 0..14 {
+        h.keys("j");
+    }
+    assert!(
+        h.screen().contains("budgets (without review)"),
+        "{}",
+        h.screen()
+    );
+    assert!(h.screen().contains("send_email 50/day"), "{}", h.screen());
+    h.code(KeyCode::Enter);
+    assert!(h.screen().contains("-send_email removes"), "{}", h.screen());
+    h.keys("send_email 20/day");
+    h.code(KeyCode::Enter);
+    let p = h.store.load_permissions().unwrap();
+    let email = |p: &dealflow::core::permissions::Permissions| {
+        p.budgets
+            .iter()
+            .filter(|b| b.kind == ActionKind::SendEmail)
+            .map(|b| b.spec())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(email(&p), ["20/day"]);
+    let last = h.store.audit_page(0, 1000).unwrap().pop().unwrap();
+    assert_eq!(
+        last.detail["summary"],
+        "budget send_email: 20 per day (was 50 per day)"
+    );
+    h.code(KeyCode::Enter);
+    h.keys("send_email lots");
+    h.code(KeyCode::Enter);
+    assert!(
+        h.screen().contains("N/hour, N/day or N/week"),
+        "{}",
+        h.screen()
+    );
+    h.code(KeyCode::Esc);
+    h.code(KeyCode::Enter);
+    h.keys("-send_email");
+    h.code(KeyCode::Enter);
+    assert!(email(&h.store.load_permissions().unwrap()).is_empty());
+}
+
 /// Five unedited approvals at high confidence: the Trust popup offers a rule, accepting
 /// it (past the input guard) is an audited permission change carrying its evidence, the
 /// queue then shows the rule applying, and `x` revokes it in one key.

@@ -38,6 +38,17 @@ pub enum PermissionsCmd {
     Know { pattern: String },
     /// Remove a domain, address or #channel from the known list.
     Forget { pattern: String },
+    /// A blast-radius budget: at most N of a kind may run without review per hour, day
+    /// or week (`budget send_email 20/day`, `budget post_slack 5/hour`); past it a person
+    /// reviews. `--each` (or "3/day each") counts per counterparty (a recipient's domain,
+    /// a channel, a deal). `off` removes the kind's budgets of that scope, `off/day` only
+    /// the daily one.
+    Budget {
+        kind: String,
+        spec: String,
+        #[arg(long)]
+        each: bool,
+    },
 }
 
 pub fn run(ctx: &Ctx, cmd: PermissionsCmd) -> Result<ExitCode> {
@@ -78,6 +89,9 @@ pub fn run(ctx: &Ctx, cmd: PermissionsCmd) -> Result<ExitCode> {
         PermissionsCmd::Unpin { pattern } => PermissionChange::UnpinReview { pattern },
         PermissionsCmd::Know { pattern } => PermissionChange::Know { pattern },
         PermissionsCmd::Forget { pattern } => PermissionChange::Forget { pattern },
+        PermissionsCmd::Budget { kind, spec, each } => {
+            crate::core::budget::parse_change(&kind, &spec, each).map_err(anyhow::Error::msg)?
+        }
         PermissionsCmd::McpWrites { state } => PermissionChange::SetMcpWrites {
             enabled: match state.as_str() {
                 "on" => true,
@@ -168,6 +182,12 @@ pub fn print(p: &crate::core::permissions::Permissions, json: bool) -> Result<()
         if known.is_empty() { "" } else { ", " },
         line(&known.join(", "))
     );
+    if p.budgets.is_empty() {
+        println!("budgets              none (no limit on what runs without review)");
+    }
+    for b in &p.budgets {
+        println!("budget               {} without review", b.describe());
+    }
     for r in &p.auto_rules {
         println!(
             "auto-approve rule    {}: {} to {} at ≥ {:.2}, until {} (revoke: dealflow policy revoke {})",
@@ -178,6 +198,13 @@ pub fn print(p: &crate::core::permissions::Permissions, json: bool) -> Result<()
             r.expires_at,
             line(&r.id)
         );
+        if let Some(pause) = &r.paused {
+            println!(
+                "  paused: {} (resume: dealflow policy resume {})",
+                line(&pause.describe()),
+                line(&r.id)
+            );
+        }
     }
     Ok(())
 }

@@ -145,6 +145,7 @@ struct Shape {
     auto_rules: Option<Vec<AutoApproveRule>>,
     always_review: Option<Vec<String>>,
     known: Option<Vec<String>>,
+    budgets: Option<Vec<crate::core::budget::Budget>>,
 }
 
 #[derive(Deserialize)]
@@ -244,6 +245,9 @@ fn normalize_counterparties(p: &mut Permissions) -> Result<(), String> {
         if !p.known.contains(&normalize_pin(&known)) {
             p.apply(&PermissionChange::Know { pattern: known })?;
         }
+    }
+    for b in &p.budgets {
+        crate::core::budget::check(b)?;
     }
     Ok(())
 }
@@ -606,6 +610,7 @@ mod tests {
             min_confidence: 0.9,
             created_at: 1,
             expires_at: 2,
+            paused: None,
         });
         serde_json::from_str::<Shape>(&serde_json::to_string(&p).unwrap()).unwrap();
         toml::from_str::<Shape>(&toml::to_string(&p).unwrap()).unwrap();

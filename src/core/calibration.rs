@@ -301,6 +301,7 @@ impl Nudge {
                 min_confidence: self.min_confidence,
                 created_at: now,
                 expires_at: now.saturating_add(ttl_ms),
+                paused: None,
             },
         }
     }

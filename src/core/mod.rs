@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod audit;
+pub mod budget;
 pub mod calibration;
 pub mod consent;
 pub mod domain;

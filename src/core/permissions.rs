@@ -4,6 +4,7 @@
 //! [`PermissionChange`]; the agent's tool registry is built from [`ActionKind`]s and has
 //! no way to name one (invariant 2).
 
+use super::budget::{self, Budget, Window};
 use super::domain::{ActionKind, Cents, Connection, Millis};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -132,6 +133,10 @@ pub struct Permissions {
     /// unseen.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub known: BTreeSet<String>,
+    /// Blast-radius budgets: how many of a kind may run without review per window.
+    /// Always serialised, so a set the user emptied is not read back as the defaults.
+    #[serde(default = "super::budget::defaults")]
+    pub budgets: Vec<Budget>,
 }
 
 /// A pin as stored: trimmed and in lower case, so "Acme" and "acme " are one pin.
@@ -234,14 +239,62 @@ pub struct AutoApproveRule {
     pub min_confidence: f64,
     pub created_at: Millis,
     pub expires_at: Millis,
+    /// Set when the person said no to an action this rule would have approved: a "no"
+    /// beats an earlier "always", so the rule approves nothing until they look at it
+    /// (resume or revoke, in the Trust popup or `dealflow policy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<RulePause>,
+}
+
+/// Why a rule is paused: the action the person turned down, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RulePause {
+    pub action_id: String,
+    /// "rejected" or "withdrawn".
+    pub by: String,
+    /// The action's target as the person saw it ("bill@initech.example").
+    pub target: String,
+    pub at: Millis,
+    /// The reason they gave, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl RulePause {
+    /// "you rejected act-1 (bill@initech.example) at 2025-01-02 09:00 UTC: wrong tone".
+    pub fn describe(&self) -> String {
+        format!(
+            "you {} {} ({}) at {}{}",
+            self.by,
+            self.action_id,
+            self.target,
+            super::text::utc_minute(self.at),
+            self.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        )
+    }
 }
 
 /// The longest an auto-approve rule may live before it has to be accepted again.
 pub const MAX_RULE_MS: Millis = 90 * 24 * 3600 * 1000;
 
 impl AutoApproveRule {
+    /// Within its lifetime (paused or not: a paused rule still holds its place, so
+    /// calibration does not nudge for the same pattern again meanwhile).
     pub fn active_at(&self, now: Millis) -> bool {
         self.created_at <= now && now < self.expires_at
+    }
+
+    /// Whether the rule covers an Action Center suggestion of `kind` to `target` (its
+    /// calibration pattern) at `confidence` and `now`, paused or not. The gate lets a
+    /// match through only when the rule is not paused; a rejection pauses what matches.
+    pub fn covers(&self, kind: ActionKind, target: &str, confidence: f64, now: Millis) -> bool {
+        self.kind == kind
+            && self.target == target
+            && self.active_at(now)
+            && confidence >= self.min_confidence
     }
 }
 
@@ -280,6 +333,7 @@ impl Default for Permissions {
             auto_rules: Vec::new(),
             always_review: BTreeSet::new(),
             known: BTreeSet::new(),
+            budgets: budget::defaults(),
         }
     }
 }
@@ -477,6 +531,75 @@ impl Permissions {
                 }
                 Ok(format!("{k} no longer known: writes to it are reviewed"))
             }
+            PermissionChange::PauseAutoRule { id, pause } => {
+                let rule = self
+                    .auto_rules
+                    .iter_mut()
+                    .find(|r| &r.id == id)
+                    .ok_or_else(|| format!("no auto-approve rule {id}"))?;
+                if rule.paused.is_some() {
+                    return Err(format!("auto-approve rule {id} is already paused"));
+                }
+                rule.paused = Some(pause.clone());
+                Ok(format!(
+                    "auto-approve rule {id} paused: {}",
+                    pause.describe()
+                ))
+            }
+            PermissionChange::ResumeAutoRule { id } => {
+                let rule = self
+                    .auto_rules
+                    .iter_mut()
+                    .find(|r| &r.id == id)
+                    .ok_or_else(|| format!("no auto-approve rule {id}"))?;
+                let Some(pause) = rule.paused.take() else {
+                    return Err(format!("auto-approve rule {id} is not paused"));
+                };
+                Ok(format!(
+                    "auto-approve rule {id} resumed (it was paused when {})",
+                    pause.describe()
+                ))
+            }
+            PermissionChange::SetBudget { budget: b } => {
+                budget::check(b)?;
+                let old = self.budgets.iter().position(|x| x.key() == b.key());
+                let was = old.map(|i| self.budgets.remove(i));
+                self.budgets.push(b.clone());
+                self.budgets.sort_by_key(Budget::key);
+                Ok(match was {
+                    Some(w) => format!("budget {} (was {} per {})", b.describe(), w.limit, w.per),
+                    None => format!("budget {}", b.describe()),
+                })
+            }
+            PermissionChange::RemoveBudget {
+                kind,
+                per,
+                each_counterparty,
+            } => {
+                let before = self.budgets.len();
+                self.budgets.retain(|b| {
+                    !(b.kind == *kind
+                        && b.each_counterparty == *each_counterparty
+                        && per.is_none_or(|w| b.per == w))
+                });
+                if self.budgets.len() == before {
+                    return Err(format!("no such budget for {kind}"));
+                }
+                Ok(format!(
+                    "{} budget{} for {kind}{} removed",
+                    before - self.budgets.len(),
+                    if before - self.budgets.len() == 1 {
+                        ""
+                    } else {
+                        "s"
+                    },
+                    if *each_counterparty {
+                        " to one counterparty"
+                    } else {
+                        ""
+                    }
+                ))
+            }
             PermissionChange::RevokeAutoRule { id } => {
                 let before = self.auto_rules.len();
                 self.auto_rules.retain(|r| &r.id != id);
@@ -527,6 +650,9 @@ impl Permissions {
             return Err(
                 "a team policy carries no auto-approve rules: each person accepts their own".into(),
             );
+        }
+        for b in &self.budgets {
+            budget::check(b)?;
         }
         Ok(())
     }
@@ -589,6 +715,8 @@ impl Permissions {
                 .collect(),
             // Only what both know is known: a member cannot widen the team's list.
             known: self.known.intersection(&team.known).cloned().collect(),
+            // Every budget of either applies, the lower limit where both set one.
+            budgets: budget::tightest(&self.budgets, &team.budgets),
         }
     }
 }
@@ -628,6 +756,29 @@ pub enum PermissionChange {
     /// Revoking a rule: one call.
     RevokeAutoRule {
         id: String,
+    },
+    /// The person turned down an action the rule would have approved: the rule stops
+    /// approving until they resume (or revoke) it. Made by a person's reject or
+    /// withdraw, never by the agent.
+    PauseAutoRule {
+        id: String,
+        pause: RulePause,
+    },
+    /// The person looked at a paused rule and lets it approve again.
+    ResumeAutoRule {
+        id: String,
+    },
+    /// Sets (or replaces) the budget for its kind, window and scope.
+    SetBudget {
+        budget: Budget,
+    },
+    /// Removes the kind's budgets of that scope (and window, when given).
+    RemoveBudget {
+        kind: ActionKind,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        per: Option<Window>,
+        #[serde(default)]
+        each_counterparty: bool,
     },
     /// Pin a counterparty to "always review" (a do-not-auto list).
     PinReview {

@@ -62,6 +62,39 @@ pub fn control_in_block(s: &str) -> Option<char> {
         .find(|c| is_control(*c) && !matches!(c, '\n' | '\r' | '\t'))
 }
 
+/// A millisecond timestamp as "YYYY-MM-DD HH:MM:SS" UTC: arithmetic only, no clock or
+/// time zone database (the TUI's `fmt_ts` and the consent engine's reasons share it).
+pub fn utc_timestamp(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// "YYYY-MM-DD HH:MM UTC", for a reason chain read by a person.
+pub fn utc_minute(ms: i64) -> String {
+    let mut s = utc_timestamp(ms);
+    s.truncate(16);
+    s.push_str(" UTC");
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

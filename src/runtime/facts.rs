@@ -1,8 +1,10 @@
 //! Gate facts from the store: the deal an action names as the store holds it, which of
-//! its counterparties are known, and the recent amounts per account. Every surface
+//! its counterparties are known, the recent amounts per account, and what ran without
+//! review within the budgets' windows. Every surface
 //! decides through [`FactSource`] (or [`decision_at`] for one action), so the gate sees
 //! the same facts in the TUI queue, `actions show`, approval, execution and the batch.
 
+use crate::core::budget::{Unreviewed, longest_window};
 use crate::core::consent::facts::{DealFacts, account_key, account_of, amount_at_stake};
 use crate::core::consent::{Decision, GateFacts, decide};
 use crate::core::domain::{Action, ActionParams, ActionState, Cents, Deal, Millis};
@@ -23,6 +25,9 @@ pub struct FactSource<'a> {
     /// Amount-bearing actions that count for the split guard, by account key:
     /// (action id, account, cents, at).
     recent: Option<HashMap<String, Vec<Recent>>>,
+    /// Consents granted without review within the longest budget window, with the
+    /// action each was for (so an action does not count against itself).
+    unreviewed: Option<Vec<(Option<String>, Unreviewed)>>,
 }
 
 impl<'a> FactSource<'a> {
@@ -38,6 +43,7 @@ impl<'a> FactSource<'a> {
             deals: None,
             contacts: None,
             recent: None,
+            unreviewed: None,
         }
     }
 
@@ -99,6 +105,26 @@ impl<'a> FactSource<'a> {
             .map_or(&[], Vec::as_slice))
     }
 
+    /// Every autonomous approval (`action.approved` with `autonomous` evidence) in the
+    /// longest budget window before `now`: one indexed read of the window, not the log.
+    /// Counted at the consent, not at the send, so what was let through and has not run
+    /// yet spends the budget too (a budget errs on the side of asking).
+    fn unreviewed(&mut self, now: Millis) -> Result<&[(Option<String>, Unreviewed)], StoreError> {
+        if self.unreviewed.is_none() {
+            let mut out = Vec::new();
+            if let Some(window) = longest_window(&self.perms.budgets) {
+                let since = now.saturating_sub(window);
+                for e in self.store.audit_events_since("action.approved", since)? {
+                    if let Some(u) = unreviewed_run(&e) {
+                        out.push((e.action_id, u));
+                    }
+                }
+            }
+            self.unreviewed = Some(out);
+        }
+        Ok(self.unreviewed.as_deref().unwrap_or_default())
+    }
+
     fn deal_facts(&mut self, p: &ActionParams) -> Result<Option<DealFacts>, StoreError> {
         let Some(id) = crate::core::permissions::deal_of(p) else {
             return Ok(None);
@@ -147,6 +173,7 @@ impl<'a> FactSource<'a> {
             deal,
             unknown_counterparties,
             recent_amounts: Vec::new(),
+            unreviewed: Vec::new(),
         };
         let account =
             amount_at_stake(&a.params, &partial).and_then(|_| account_of(&a.params, &partial));
@@ -159,8 +186,19 @@ impl<'a> FactSource<'a> {
         } else {
             Vec::new()
         };
+        let kind = a.kind();
+        let unreviewed = if kind.is_write() && self.perms.budgets.iter().any(|b| b.kind == kind) {
+            self.unreviewed(now)?
+                .iter()
+                .filter(|(id, u)| u.kind == kind && id.as_deref() != Some(a.id.as_str()))
+                .map(|(_, u)| u.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(GateFacts {
             recent_amounts,
+            unreviewed,
             ..partial
         })
     }
@@ -181,6 +219,42 @@ impl<'a> FactSource<'a> {
 /// The gate one action faces at `now`, from the store's facts and permissions.
 pub fn decision_at(store: &dyn Store, a: &Action, now: Millis) -> Result<Decision, StoreError> {
     FactSource::new(store)?.decide(a, now)
+}
+
+/// The budget fact an audit entry records, if it is a consent granted without review:
+/// its kind, and the counterparties it went to (`budget_keys`, written with the approval;
+/// an entry from before budgets has only its calibration target, which names the same
+/// domains and channel).
+fn unreviewed_run(e: &crate::core::audit::AuditEntry) -> Option<Unreviewed> {
+    let d = &e.detail;
+    if d.pointer("/evidence/by").and_then(|v| v.as_str()) != Some("autonomous") {
+        return None;
+    }
+    let kind = crate::core::domain::ActionKind::parse(d.get("kind")?.as_str()?)?;
+    let counterparties = match d.get("budget_keys").and_then(|v| v.as_array()) {
+        Some(keys) => keys
+            .iter()
+            .filter_map(|k| k.as_str().map(String::from))
+            .collect(),
+        None => d
+            .get("target")
+            .and_then(|t| t.as_str())
+            .unwrap_or_default()
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(|t| match kind {
+                crate::core::domain::ActionKind::PostSlack => {
+                    format!("#{}", normalize_pin(t).trim_start_matches('#'))
+                }
+                _ => normalize_pin(t),
+            })
+            .collect(),
+    };
+    Some(Unreviewed {
+        kind,
+        counterparties,
+        at: e.ts,
+    })
 }
 
 /// Whether `addr` (normalised) is in the known set by itself or by its domain or a

@@ -241,6 +241,8 @@ impl Pipeline {
                         "kind": kind, "gate": decision.gate(), "reasons": decision.reasons(),
                         "band": decision.band(), "evidence": evidence_json(consent.evidence()),
                         "payload_digest": payload_digest(&now.params),
+                        // What a per-counterparty budget counts this run against.
+                        "budget_keys": crate::core::budget::budget_keys(&now.params),
                     }),
                 )?;
                 now

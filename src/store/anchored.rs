@@ -110,6 +110,9 @@ impl Store for Anchored {
     fn audit_about(&self, action_id: &str, since: Millis) -> Result<Vec<AuditEntry>> {
         self.inner.audit_about(action_id, since)
     }
+    fn audit_events_since(&self, event: &str, since: Millis) -> Result<Vec<AuditEntry>> {
+        self.inner.audit_events_since(event, since)
+    }
     fn verify_audit(&self) -> Result<std::result::Result<i64, ChainBreak>> {
         self.inner.verify_audit()
     }

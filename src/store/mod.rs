@@ -222,6 +222,27 @@ pub trait Store: Send + Sync {
         Ok(out)
     }
 
+    /// Entries whose event is `event`, stamped at or after `since`, newest first: what a
+    /// count over a window needs (the blast-radius budgets read one day of approvals on
+    /// every decision). Backends answer from an index on (event, ts) (SQLite) or by
+    /// reading back from the head only as far as `since` (Redis); this default reads the
+    /// whole log.
+    fn audit_events_since(&self, event: &str, since: Millis) -> Result<Vec<AuditEntry>> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.audit_page(after, 5000)?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            out.extend(
+                page.into_iter()
+                    .filter(|e| e.event == event && e.ts >= since),
+            );
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     /// Walks the whole chain; `Ok(n)` means n entries verified.
     fn verify_audit(&self) -> Result<std::result::Result<i64, ChainBreak>> {
         let mut v = ChainVerifier::default();

@@ -267,6 +267,44 @@ impl RedisStore {
         })
     }
 
+    /// The audit entries `keep` selects, newest first, read back from the head a page at
+    /// a time and only until the entries are older than `since`: a count over the last
+    /// day costs the last day's entries, not the log.
+    fn read_back(
+        &self,
+        since: Millis,
+        keep: impl Fn(&AuditEntry) -> bool,
+    ) -> Result<Vec<AuditEntry>> {
+        let key = self.key("audit");
+        let mut out = Vec::new();
+        let mut start = 0isize;
+        const PAGE: isize = 500;
+        loop {
+            let rows: Vec<String> = self.with(|c| {
+                redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(start)
+                    .arg(start + PAGE - 1)
+                    .arg("REV")
+                    .query(c)
+            })?;
+            if rows.is_empty() {
+                return Ok(out);
+            }
+            for r in &rows {
+                let e = serde_json::from_str::<AuditEntry>(r)
+                    .map_err(|e| self.corrupt(format!("audit entry: {e}")))?;
+                if e.ts < since {
+                    return Ok(out);
+                }
+                if keep(&e) {
+                    out.push(e);
+                }
+            }
+            start += PAGE;
+        }
+    }
+
     /// The team's policy, if this store has a team and the team has one.
     pub fn team_policy(&self) -> Result<Option<Permissions>> {
         let Some(team) = &self.team else {
@@ -724,35 +762,11 @@ impl Store for RedisStore {
     }
 
     fn audit_about(&self, action_id: &str, since: Millis) -> Result<Vec<AuditEntry>> {
-        // Newest first, a page at a time, until the entries are older than `since`.
-        let key = self.key("audit");
-        let mut out = Vec::new();
-        let mut start = 0isize;
-        const PAGE: isize = 500;
-        loop {
-            let rows: Vec<String> = self.with(|c| {
-                redis::cmd("ZRANGE")
-                    .arg(&key)
-                    .arg(start)
-                    .arg(start + PAGE - 1)
-                    .arg("REV")
-                    .query(c)
-            })?;
-            if rows.is_empty() {
-                return Ok(out);
-            }
-            for r in &rows {
-                let e = serde_json::from_str::<AuditEntry>(r)
-                    .map_err(|e| self.corrupt(format!("audit entry: {e}")))?;
-                if e.ts < since {
-                    return Ok(out);
-                }
-                if e.action_id.as_deref() == Some(action_id) {
-                    out.push(e);
-                }
-            }
-            start += PAGE;
-        }
+        self.read_back(since, |e| e.action_id.as_deref() == Some(action_id))
+    }
+
+    fn audit_events_since(&self, event: &str, since: Millis) -> Result<Vec<AuditEntry>> {
+        self.read_back(since, |e| e.event == event)
     }
 
     fn take_lease(

@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS audit (
     hash TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_action ON audit(action_id, ts);
+CREATE INDEX IF NOT EXISTS audit_event ON audit(event, ts);
 CREATE TABLE IF NOT EXISTS leases (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
@@ -127,6 +128,24 @@ impl SqliteStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The entries `query` (selecting seqs by one indexed key and `ts >= since`, newest
+    /// first) names, read a row at a time through `audit_page`.
+    fn audit_by_index(&self, query: &str, key: &str, since: Millis) -> Result<Vec<AuditEntry>> {
+        let seqs: Vec<i64> = self.with(|c| {
+            let mut st = c.prepare_cached(query).map_err(|e| self.err(e))?;
+            let rows = st
+                .query_map(params![key, since], |r| r.get(0))
+                .map_err(|e| self.err(e))?;
+            rows.collect::<std::result::Result<Vec<i64>, _>>()
+                .map_err(|e| self.err(e))
+        })?;
+        let mut out = Vec::new();
+        for seq in seqs {
+            out.extend(self.audit_page(seq - 1, 1)?);
+        }
+        Ok(out)
     }
 
     fn err(&self, e: impl std::fmt::Display) -> StoreError {
@@ -792,22 +811,18 @@ impl Store for SqliteStore {
     }
 
     fn audit_about(&self, action_id: &str, since: Millis) -> Result<Vec<AuditEntry>> {
-        let seqs: Vec<i64> = self.with(|c| {
-            let mut st = c
-                .prepare_cached(
-                    "SELECT seq FROM audit WHERE action_id = ?1 AND ts >= ?2 ORDER BY seq DESC",
-                )
-                .map_err(|e| self.err(e))?;
-            let rows = st
-                .query_map(params![action_id, since], |r| r.get(0))
-                .map_err(|e| self.err(e))?;
-            rows.collect::<std::result::Result<Vec<i64>, _>>()
-                .map_err(|e| self.err(e))
-        })?;
-        let mut out = Vec::new();
-        for seq in seqs {
-            out.extend(self.audit_page(seq - 1, 1)?);
-        }
-        Ok(out)
+        self.audit_by_index(
+            "SELECT seq FROM audit WHERE action_id = ?1 AND ts >= ?2 ORDER BY seq DESC",
+            action_id,
+            since,
+        )
+    }
+
+    fn audit_events_since(&self, event: &str, since: Millis) -> Result<Vec<AuditEntry>> {
+        self.audit_by_index(
+            "SELECT seq FROM audit WHERE event = ?1 AND ts >= ?2 ORDER BY seq DESC",
+            event,
+            since,
+        )
     }
 }

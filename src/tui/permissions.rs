@@ -16,6 +16,8 @@ pub enum PermRow {
     McpWrites,
     /// Counterparties pinned to "always review".
     Pins,
+    /// Blast-radius budgets: how many of a kind may run without review per window.
+    Budgets,
     /// dealflow's own flag for a connected account (checked before every exchange).
     Account(Connection),
 }
@@ -29,6 +31,7 @@ pub fn rows() -> Vec<PermRow> {
         .collect();
     v.extend([
         PermRow::Pins,
+        PermRow::Budgets,
         PermRow::StepUpThreshold,
         PermRow::AutoApproveAt,
         PermRow::ForceReviewBelow,
@@ -52,6 +55,7 @@ impl PermRow {
             PermRow::CloseWonApprover => "close-won approver".into(),
             PermRow::McpWrites => "MCP write tools exposed".into(),
             PermRow::Pins => "always review (pinned)".into(),
+            PermRow::Budgets => "budgets (without review)".into(),
             PermRow::Account(c) => format!("account · {}", c.as_str()),
         }
     }
@@ -78,6 +82,13 @@ impl PermRow {
                 .map(String::as_str)
                 .collect::<Vec<_>>()
                 .join(", "),
+            PermRow::Budgets if p.budgets.is_empty() => "none".into(),
+            PermRow::Budgets => p
+                .budgets
+                .iter()
+                .map(|b| format!("{} {}", b.kind, b.spec()))
+                .collect::<Vec<_>>()
+                .join(", "),
             // dealflow's own switch: whether Token Vault holds a connected account for it
             // is only known by asking (`c`), so the row does not claim it.
             PermRow::Account(c) => if p.disconnected.contains(&c) {
@@ -102,6 +113,9 @@ impl PermRow {
             PermRow::Pins => {
                 "type a domain (@acme.example), address, #channel, deal id or account to pin it; -name unpins"
             }
+            PermRow::Budgets => {
+                "type kind N/hour|day|week (each: per counterparty), e.g. send_email 20/day; -send_email removes"
+            }
             PermRow::Account(_) => {
                 "on · off in dealflow (off: no token exchange); c connects it in Token Vault or adds scopes"
             }
@@ -112,7 +126,7 @@ impl PermRow {
     pub fn typed(self) -> bool {
         matches!(
             self,
-            PermRow::StepUpThreshold | PermRow::CloseWonApprover | PermRow::Pins
+            PermRow::StepUpThreshold | PermRow::CloseWonApprover | PermRow::Pins | PermRow::Budgets
         )
     }
 
@@ -176,7 +190,10 @@ impl PermRow {
                 connection,
                 connected: p.disconnected.contains(&connection),
             },
-            PermRow::StepUpThreshold | PermRow::CloseWonApprover | PermRow::Pins => return None,
+            PermRow::StepUpThreshold
+            | PermRow::CloseWonApprover
+            | PermRow::Pins
+            | PermRow::Budgets => return None,
         })
     }
 
@@ -224,6 +241,24 @@ impl PermRow {
                 Ok(PermissionChange::PinReview {
                     pattern: t.to_string(),
                 })
+            }
+            // "send_email 20/day", "send_email 3/day each"; "-send_email" (or "send_email
+            // off") removes the kind's budgets, "-send_email each" its per-counterparty ones.
+            PermRow::Budgets => {
+                let (kind, spec) = match t.strip_prefix('-') {
+                    Some(rest) => {
+                        let rest = rest.trim();
+                        let (kind, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                        (kind, format!("off {tail}"))
+                    }
+                    None => {
+                        let (kind, spec) = t
+                            .split_once(' ')
+                            .ok_or("type a kind and a budget, e.g. send_email 20/day")?;
+                        (kind, spec.to_string())
+                    }
+                };
+                crate::core::budget::parse_change(kind, spec.trim(), false)
             }
             _ => Err("this setting is not typed".into()),
         }

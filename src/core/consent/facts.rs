@@ -3,6 +3,7 @@
 //! *how much consent* it needs, so an edit that points a close at a bigger deal, zeroes
 //! an amount or turns an update into a close cannot lower the gate.
 
+use crate::core::budget::Unreviewed;
 use crate::core::domain::{ActionParams, Cents, Millis, Stage};
 
 /// Amounts for one account approved (or queued, running, done) within this window count
@@ -30,6 +31,9 @@ pub struct GateFacts {
     pub unknown_counterparties: Vec<String>,
     /// Other amounts recently approved, queued, running or done: (account, cents, at).
     pub recent_amounts: Vec<(String, Cents, Millis)>,
+    /// Other actions of this kind consented without review within the longest budget
+    /// window (this action itself left out), for the blast-radius budgets.
+    pub unreviewed: Vec<Unreviewed>,
 }
 
 impl GateFacts {

@@ -92,6 +92,11 @@ pub const RULES: &[Rule] = &[
         check: auto_rule,
     },
     Rule {
+        name: "budget",
+        doc: "past a blast-radius budget (N of a kind, or to one counterparty, run without review per hour/day/week) a person reviews it",
+        check: budget,
+    },
+    Rule {
         name: "pinned",
         doc: "a pinned counterparty (address, domain, channel, deal or the deal's account) is always reviewed",
         check: pinned,
@@ -207,12 +212,13 @@ fn auto_rule(i: &Input, v: &mut Verdict) {
         return;
     }
     let target = crate::core::calibration::target_pattern(i.action);
-    if let Some(rule) = i.perms.auto_rules.iter().find(|r| {
-        r.kind == i.kind
-            && r.target == target
-            && r.active_at(now)
-            && i.confidence >= r.min_confidence
-    }) {
+    let covering = || {
+        i.perms
+            .auto_rules
+            .iter()
+            .filter(|r| r.covers(i.kind, &target, i.confidence, now))
+    };
+    if let Some(rule) = covering().find(|r| r.paused.is_none()) {
         v.level = Autonomy::Auto;
         v.auto_rule = Some(rule.id.clone());
         v.why = format!(
@@ -220,6 +226,31 @@ fn auto_rule(i: &Input, v: &mut Verdict) {
             rule.id, i.kind, i.confidence, rule.min_confidence
         );
         v.reasons.push(v.why.clone());
+    } else if let Some((rule, pause)) = covering().find_map(|r| Some((r, r.paused.as_ref()?))) {
+        // Said in the chain, so the person sees why a rule they accepted did not apply.
+        v.reasons.push(format!(
+            "auto-approve rule {} is paused: {}; resume or revoke it in Trust",
+            rule.id,
+            pause.describe()
+        ));
+    }
+}
+
+// A budget caps what runs *without review*: it turns an allow back into a review and
+// leaves every other level alone (it never lowers one). Reads need no consent and are
+// not budgeted.
+fn budget(i: &Input, v: &mut Verdict) {
+    let Some(now) = i.facts.now else { return };
+    if v.level != Autonomy::Auto || i.kind.is_read() {
+        return;
+    }
+    let keys = crate::core::budget::budget_keys(i.action);
+    if let Some(reason) =
+        i.perms.budgets.iter().find_map(|b| {
+            crate::core::budget::over_budget(b, i.kind, &keys, now, &i.facts.unreviewed)
+        })
+    {
+        v.raise(Autonomy::Review, reason);
     }
 }
 
