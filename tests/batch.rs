@@ -737,3 +737,160 @@ async fn pushes_wait_for_a_slot_instead_of_hitting_the_push_rate() {
             .unwrap_or_else(|e| panic!("push {i}: {e}"));
     }
 }
+
+// ---------------------------------------------------------------- escalation
+
+/// Files `params` and queues it for the device at `at` (when the rep was first asked).
+fn queue_at(r: &Rig, params: ActionParams, at: i64) -> String {
+    let s =
+        r.p.submit(
+            Proposal {
+                title: params.kind().to_string(),
+                params,
+                surface: Surface::ActionCenter,
+                confidence: 0.9,
+                justification: "test".into(),
+                proposer: "agent:test".into(),
+            },
+            at,
+        )
+        .unwrap();
+    Reviewer {
+        actor: "user:tester".into(),
+        surface: Surface::ActionCenter,
+    }
+    .queue_for_device(r.store.as_ref(), &s.action.id, at)
+    .unwrap()
+    .id
+}
+
+fn escalate_after(r: &Rig, after_ms: i64) {
+    r.store
+        .change_permissions(
+            &dealflow::core::permissions::PermissionChange::SetEscalation {
+                escalation: Some(dealflow::core::permissions::Escalation {
+                    after_ms,
+                    to: dealflow::sandbox::auth0::model::LEAD_SUB.into(),
+                }),
+            },
+            dealflow::core::audit::NewAuditEntry {
+                ts: 1,
+                actor: "user:tester".into(),
+                surface: Some(Surface::Cli),
+                event: "permissions.changed".into(),
+                action_id: None,
+                outcome: "ok".into(),
+                detail: serde_json::json!({}),
+            },
+        )
+        .unwrap();
+}
+
+/// A device request the rep has not answered within `escalate_after` goes to the team
+/// lead's phone; the lead's yes runs it, with the lead as the verified approver, and the
+/// audit records the escalation once. One queued just now still goes to the rep.
+#[tokio::test]
+async fn an_unanswered_request_escalates_to_the_lead_and_runs_on_the_leads_yes() {
+    use dealflow::sandbox::auth0::model::{DEMO_SUB, LEAD_SUB};
+    let r = rig().await;
+    escalate_after(&r, 60 * 60_000);
+    let now = dealflow::wall::now_ms();
+    let fresh = queue_at(&r, email("fresh@x.example"), now);
+    let waited = queue_at(&r, email("waited@x.example"), now - 2 * 60 * 60_000);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let cancel = CancellationToken::new();
+    let (p, device) = (r.p.clone(), r.w.device.clone());
+    let stop = cancel.clone();
+    let task =
+        tokio::spawn(
+            async move { run_once(p, device.as_ref(), &BatchOptions::default(), &stop).await },
+        );
+    // Two pushes: the rep's for the fresh one, the lead's for the one that waited. The
+    // lead says yes; the rep does not answer.
+    let state = r.w.sandbox.state.clone();
+    let mut lead_said_yes = false;
+    for _ in 0..1000 {
+        for req in state.phone_pending() {
+            let mut l = log.lock().unwrap();
+            if !l
+                .iter()
+                .any(|(id, ..): &(String, String, String)| *id == req.id)
+            {
+                l.push((
+                    req.id.clone(),
+                    req.user_sub.clone(),
+                    req.binding_message.clone(),
+                ));
+            }
+            if req.user_sub == LEAD_SUB && !lead_said_yes {
+                lead_said_yes = state.phone_approve(&req.id);
+            }
+        }
+        if lead_said_yes && log.lock().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        lead_said_yes,
+        "no push reached the lead: {:?}",
+        seen.lock().unwrap()
+    );
+    // The rep says no to their own push, so the round ends.
+    for req in state.phone_pending() {
+        if req.user_sub == DEMO_SUB {
+            state.phone_deny(&req.id);
+        }
+    }
+    let report = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let pushes = seen.lock().unwrap().clone();
+    let to_lead: Vec<_> = pushes
+        .iter()
+        .filter(|(_, sub, _)| sub == LEAD_SUB)
+        .collect();
+    let to_rep: Vec<_> = pushes
+        .iter()
+        .filter(|(_, sub, _)| sub == DEMO_SUB)
+        .collect();
+    assert_eq!((to_lead.len(), to_rep.len()), (1, 1), "{pushes:?}");
+    assert!(to_lead[0].2.contains("waited at x.example"), "{pushes:?}");
+    assert_eq!(report.succeeded, [waited.clone()], "{report:?}");
+    assert_eq!(report.rejected, [fresh.clone()], "{report:?}");
+    // It went from the rep's mailbox, on the rep's session: the lead approved, not sent.
+    let sent = r.w.sandbox.state.providers.sent();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].to.contains("waited@x.example"));
+    let a = r.store.get_action(&waited).unwrap();
+    match a.evidence.map(|e| e.evidence) {
+        Some(dealflow::core::consent::Evidence::Ciba { sub, approver, .. }) => {
+            assert_eq!(sub, LEAD_SUB);
+            assert_eq!(
+                approver,
+                dealflow::core::permissions::Approver::TeamLead(LEAD_SUB.into())
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let escalated: Vec<_> = r
+        .store
+        .audit_page(0, 10_000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event == "action.escalated")
+        .collect();
+    assert_eq!(escalated.len(), 1);
+    assert_eq!(escalated[0].action_id.as_deref(), Some(waited.as_str()));
+    assert!(
+        escalated[0].detail["why"]
+            .as_str()
+            .unwrap()
+            .contains("escalate_after 1h"),
+        "{:?}",
+        escalated[0].detail
+    );
+}

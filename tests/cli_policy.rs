@@ -459,7 +459,12 @@ fn policy_rules_lists_the_gates_rules_in_the_readmes_order() {
         std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
             .unwrap();
     let from = readme.find("`reads` ·").expect("the README's rule list");
-    let to = from + readme[from..].find("`surface_floor`").unwrap() + "`surface_floor`".len();
+    let last = format!("`{}`", listed.last().unwrap().1);
+    let to = from
+        + readme[from..]
+            .find(&last)
+            .unwrap_or_else(|| panic!("the README's rule list does not name {last}"))
+        + last.len();
     // The names, leaving out what the parentheses say about them.
     let mut depth = 0;
     let names_only: String = readme[from..to]
@@ -649,4 +654,32 @@ fn a_member_who_is_no_team_admin_cannot_set_or_clear_the_team_policy() {
     assert!(err.contains("admin"), "{err}");
     assert_eq!(member.effective()["autonomy"]["send_email"], "step_up");
     assert_eq!(admin.store.team_policy().unwrap(), Some(policy));
+}
+
+/// `permissions escalate`: set, shown, audited, refused when it makes no sense, and off.
+#[test]
+fn escalate_routes_unanswered_device_requests_to_a_lead() {
+    let e = Env::new();
+    let said = e.run(&["permissions", "escalate", "4h", "lead:auth0|team-lead"]);
+    assert!(
+        said.contains("escalation: off -> to team lead auth0|team-lead after 4h"),
+        "{said}"
+    );
+    let shown = e.run(&["permissions", "show"]);
+    assert!(
+        shown.contains("unanswered device requests to team lead auth0|team-lead after 4h"),
+        "{shown}"
+    );
+    let err = e.fail(&["permissions", "escalate", "10s", "lead:auth0|team-lead"]);
+    assert!(err.contains("between 1 minute and 7 days"), "{err}");
+    let err = e.fail(&["permissions", "escalate", "4h", "auth0|team-lead"]);
+    assert!(err.contains("lead:<auth0 sub>"), "{err}");
+    let err = e.fail(&["permissions", "escalate", "soon", "lead:x"]);
+    assert!(err.contains("not a duration"), "{err}");
+    let said = e.run(&["permissions", "escalate", "off"]);
+    assert!(said.contains("-> off"), "{said}");
+    assert!(
+        e.run(&["permissions", "show"])
+            .contains("escalate             off")
+    );
 }

@@ -101,6 +101,10 @@ impl CibaClient {
         if let Some(d) = authorization_details {
             form.push(("authorization_details", d));
         }
+        // The request's lifetime counts from before it was sent: the server's clock
+        // starts later, so ours never outlives it. Auth0 answers access_denied for both a
+        // no and an expiry; a deadline later than the server's would read an expiry as a no.
+        let sent_at = super::now_ms();
         let v = post_form(&self.http, &self.settings, ENDPOINT_AUTHORIZE, &form).await?;
         let id = str_field(&v, "auth_req_id").ok_or_else(|| AuthError::Transport {
             endpoint: ENDPOINT_AUTHORIZE.into(),
@@ -111,7 +115,7 @@ impl CibaClient {
         Ok(CibaRequest {
             auth_req_id: Secret::new(id),
             binding_message: binding_message.into(),
-            expires_at_ms: super::now_ms() + expires_in * unit_ms,
+            expires_at_ms: sent_at + expires_in * unit_ms,
             interval_s: int_field(&v, "interval").unwrap_or(5).max(0) as u64,
         })
     }

@@ -49,6 +49,9 @@ pub enum PermissionsCmd {
         #[arg(long)]
         each: bool,
     },
+    /// Send a device request the rep has not answered within AFTER (e.g. 4h) to a team
+    /// lead's phone: `escalate 4h lead:<sub>`; `escalate off` stops it.
+    Escalate { after: String, to: Option<String> },
 }
 
 pub fn run(ctx: &Ctx, cmd: PermissionsCmd) -> Result<ExitCode> {
@@ -92,6 +95,21 @@ pub fn run(ctx: &Ctx, cmd: PermissionsCmd) -> Result<ExitCode> {
         PermissionsCmd::Budget { kind, spec, each } => {
             crate::core::budget::parse_change(&kind, &spec, each).map_err(anyhow::Error::msg)?
         }
+        PermissionsCmd::Escalate { after, to } => PermissionChange::SetEscalation {
+            escalation: if after == "off" {
+                None
+            } else {
+                let after_ms = crate::config::parse_duration(&after)
+                    .with_context(|| format!("{after:?} is not a duration such as 30m or 4h"))?
+                    .as_millis()
+                    .min(i64::MAX as u128) as i64;
+                let to = match to.as_deref().and_then(|t| t.strip_prefix("lead:")) {
+                    Some(sub) if !sub.is_empty() => sub.to_string(),
+                    _ => bail!("escalate {after}: name the lead, as lead:<auth0 sub>"),
+                };
+                Some(crate::core::permissions::Escalation { after_ms, to })
+            },
+        },
         PermissionsCmd::McpWrites { state } => PermissionChange::SetMcpWrites {
             enabled: match state.as_str() {
                 "on" => true,
@@ -182,6 +200,14 @@ pub fn print(p: &crate::core::permissions::Permissions, json: bool) -> Result<()
         if known.is_empty() { "" } else { ", " },
         line(&known.join(", "))
     );
+    match &p.escalation {
+        Some(e) => println!(
+            "escalate             unanswered device requests to team lead {} after {}",
+            line(&e.to),
+            crate::core::text::span(e.after_ms)
+        ),
+        None => println!("escalate             off"),
+    }
     if p.budgets.is_empty() {
         println!("budgets              none (no limit on what runs without review)");
     }

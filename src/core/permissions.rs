@@ -137,7 +137,24 @@ pub struct Permissions {
     /// Always serialised, so a set the user emptied is not read back as the defaults.
     #[serde(default = "super::budget::defaults")]
     pub budgets: Vec<Budget>,
+    /// Where a device request goes when the rep has not answered it in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<Escalation>,
 }
+
+/// A device-gated action the rep has not answered within `after_ms` goes to the team
+/// lead `to` instead (their identity, their phone), recorded as an escalation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Escalation {
+    pub after_ms: super::domain::Millis,
+    /// The lead's Auth0 `sub`.
+    pub to: String,
+}
+
+/// Shortest and longest wait before escalating: shorter would race the push itself,
+/// longer than a week outlives any request.
+pub const ESCALATE_AFTER_MIN_MS: i64 = 60_000;
+pub const ESCALATE_AFTER_MAX_MS: i64 = 7 * 86_400_000;
 
 /// A pin as stored: trimmed and in lower case, so "Acme" and "acme " are one pin.
 pub fn normalize_pin(pattern: &str) -> String {
@@ -334,6 +351,7 @@ impl Default for Permissions {
             always_review: BTreeSet::new(),
             known: BTreeSet::new(),
             budgets: budget::defaults(),
+            escalation: None,
         }
     }
 }
@@ -444,6 +462,27 @@ impl Permissions {
                         "disconnected (no token exchange until reconnected)"
                     }
                 ))
+            }
+            PermissionChange::SetEscalation { escalation } => {
+                let old = self.escalation.clone();
+                if let Some(e) = escalation {
+                    if !(ESCALATE_AFTER_MIN_MS..=ESCALATE_AFTER_MAX_MS).contains(&e.after_ms) {
+                        return Err("escalate after: between 1 minute and 7 days".into());
+                    }
+                    if e.to.trim().is_empty() || e.to.chars().any(char::is_whitespace) {
+                        return Err(format!("escalate to {:?}: a team lead's Auth0 sub", e.to));
+                    }
+                }
+                self.escalation = escalation.clone();
+                let say = |e: &Option<Escalation>| match e {
+                    Some(e) => format!(
+                        "to team lead {} after {}",
+                        e.to,
+                        super::text::span(e.after_ms)
+                    ),
+                    None => "off".into(),
+                };
+                Ok(format!("escalation: {} -> {}", say(&old), say(escalation)))
             }
             PermissionChange::SetMcpWrites { enabled } => {
                 self.mcp_writes_enabled = *enabled;
@@ -717,6 +756,8 @@ impl Permissions {
             known: self.known.intersection(&team.known).cloned().collect(),
             // Every budget of either applies, the lower limit where both set one.
             budgets: budget::tightest(&self.budgets, &team.budgets),
+            // The team's routing to its lead, where it set one; else the member's own.
+            escalation: team.escalation.clone().or_else(|| self.escalation.clone()),
         }
     }
 }
@@ -744,6 +785,10 @@ pub enum PermissionChange {
     },
     SetMcpWrites {
         enabled: bool,
+    },
+    /// Where unanswered device requests go, and after how long (`None`: nowhere).
+    SetEscalation {
+        escalation: Option<Escalation>,
     },
     SetConnected {
         connection: Connection,

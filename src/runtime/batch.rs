@@ -296,6 +296,13 @@ fn gather(p: &Pipeline, max: usize) -> Result<Vec<(Approver, Vec<Action>)>, Pipe
             Gate::Ciba { approver, .. } => approver.clone(),
             _ => Approver::User,
         };
+        if let Some(why) = d
+            .reasons()
+            .iter()
+            .find(|r| r.starts_with(crate::core::consent::rules::ESCALATED))
+        {
+            record_escalation(p, &a, &approver, why)?;
+        }
         match groups.iter_mut().find(|(ap, _)| *ap == approver) {
             Some((_, list)) if list.len() < max => list.push(a),
             Some(_) => {}
@@ -303,6 +310,36 @@ fn gather(p: &Pipeline, max: usize) -> Result<Vec<(Approver, Vec<Action>)>, Pipe
         }
     }
     Ok(groups)
+}
+
+/// Says once, in the action's audit, that its device request went past the rep to the
+/// lead (the next rounds push it to the lead without saying it again).
+fn record_escalation(
+    p: &Pipeline,
+    a: &Action,
+    to: &Approver,
+    why: &str,
+) -> Result<(), PipelineError> {
+    let said = p
+        .store
+        .audit_about(&a.id, a.updated_at)?
+        .iter()
+        .any(|e| e.event == "action.escalated");
+    if said {
+        return Ok(());
+    }
+    let mut detail = json!({ "to": to.to_string(), "why": why, "waiting_since": a.updated_at });
+    super::review::audit_facts(a, &mut detail);
+    p.store.append_audit(NewAuditEntry {
+        ts: now_ms(),
+        actor: "system:batch".into(),
+        surface: Some(Surface::Batch),
+        event: "action.escalated".into(),
+        action_id: Some(a.id.clone()),
+        outcome: "ok".into(),
+        detail,
+    })?;
+    Ok(())
 }
 
 /// Runs one round: a request per approver, then the approved batches.

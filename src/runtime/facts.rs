@@ -174,6 +174,10 @@ impl<'a> FactSource<'a> {
             unknown_counterparties,
             recent_amounts: Vec::new(),
             unreviewed: Vec::new(),
+            // Queued for the device: it has waited since it was queued (a round whose
+            // push expired leaves it as it was).
+            waiting_since: (a.state == crate::core::domain::ActionState::AwaitingConsent)
+                .then_some(a.updated_at),
         };
         let account =
             amount_at_stake(&a.params, &partial).and_then(|_| account_of(&a.params, &partial));

@@ -475,10 +475,20 @@ impl Pipeline {
         }
 
         // Provider checks come before the claim, so a blocked action stays approved.
+        // A team lead's yes is consent, not access to the rep's accounts: their token
+        // would exchange for the lead's own mailbox, so the rep's session opens the
+        // rep's vault (the lead's token has already proven the lead said yes).
+        let exchange_as = match consent.evidence() {
+            Evidence::Ciba {
+                approver: crate::core::permissions::Approver::TeamLead(_),
+                ..
+            } => &Subject::User,
+            _ => subject,
+        };
         let kind = a.kind();
         let token = match kind.connection() {
             None => None,
-            Some(conn) => Some(self.provider_token(&a, conn, subject, at).await?),
+            Some(conn) => Some(self.provider_token(&a, conn, exchange_as, at).await?),
         };
 
         let claimed = match self.store.transition(

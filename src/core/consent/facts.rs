@@ -34,6 +34,9 @@ pub struct GateFacts {
     /// Other actions of this kind consented without review within the longest budget
     /// window (this action itself left out), for the blast-radius budgets.
     pub unreviewed: Vec<Unreviewed>,
+    /// Since when the action has waited for a device answer (`awaiting_consent`), for
+    /// escalation; `None` when it is not waiting.
+    pub waiting_since: Option<Millis>,
 }
 
 impl GateFacts {

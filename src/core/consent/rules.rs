@@ -136,7 +136,41 @@ pub const RULES: &[Rule] = &[
         doc: "MCP writes and batches need the device; in Chat and the CLI a review is an inline confirmation",
         check: surface_floor,
     },
+    Rule {
+        name: "escalation",
+        doc: "a device request the rep has not answered within escalate_after goes to the named team lead's device",
+        check: escalation,
+    },
 ];
+
+/// How the escalation rule's reason begins, so the batch can tell an escalated gate.
+pub const ESCALATED: &str = "escalated:";
+
+// Only who approves changes, and it stays a device: an action waiting for the rep's
+// device (their rule's, or one they sent there) goes to the lead's device instead. A
+// lead's own rule is already the lead's; nothing here lowers a level.
+fn escalation(i: &Input, v: &mut Verdict) {
+    let (Some(e), Some(since), Some(now)) =
+        (&i.perms.escalation, i.facts.waiting_since, i.facts.now)
+    else {
+        return;
+    };
+    let waiting_on_rep =
+        v.approver == Approver::User && (Autonomy::Review..=Autonomy::Ciba).contains(&v.level);
+    if !waiting_on_rep || now - since < e.after_ms {
+        return;
+    }
+    v.level = Autonomy::Ciba;
+    v.approver = Approver::TeamLead(e.to.clone());
+    v.auto_rule = None;
+    v.why = format!(
+        "{ESCALATED} unanswered on your device for {}, so it goes to team lead {} (escalate_after {})",
+        crate::core::text::span(now - since),
+        e.to,
+        crate::core::text::span(e.after_ms)
+    );
+    v.reasons.push(v.why.clone());
+}
 
 /// Runs the table over `input`.
 pub fn evaluate(input: &Input) -> Verdict {
