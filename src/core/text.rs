@@ -95,6 +95,19 @@ pub fn utc_minute(ms: i64) -> String {
     s
 }
 
+/// A span of time as a person says it: "90s", "15m", "4h", "2d", "1h30m".
+pub fn span(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
+    let mut out = String::new();
+    for (n, unit) in [(d, "d"), (h, "h"), (m, "m"), (sec, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    if out.is_empty() { "0s".into() } else { out }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,17 +121,4 @@ mod tests {
         assert_eq!(control_in_line("#a\u{7}"), Some('\u{7}'));
         assert_eq!(control_in_block("hi\nthere"), None);
     }
-}
-
-/// A span of time as a person says it: "90s", "15m", "4h", "2d", "1h30m".
-pub fn span(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
-    let mut out = String::new();
-    for (n, unit) in [(d, "d"), (h, "h"), (m, "m"), (sec, "s")] {
-        if n > 0 {
-            out.push_str(&format!("{n}{unit}"));
-        }
-    }
-    if out.is_empty() { "0s".into() } else { out }
 }
