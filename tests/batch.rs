@@ -859,8 +859,12 @@ async fn an_unanswered_request_escalates_to_the_lead_and_runs_on_the_leads_yes()
         .collect();
     assert_eq!((to_lead.len(), to_rep.len()), (1, 1), "{pushes:?}");
     assert!(to_lead[0].2.contains("waited at x.example"), "{pushes:?}");
-    assert_eq!(report.succeeded, [waited.clone()], "{report:?}");
-    assert_eq!(report.rejected, [fresh.clone()], "{report:?}");
+    assert_eq!(
+        report.succeeded,
+        std::slice::from_ref(&waited),
+        "{report:?}"
+    );
+    assert_eq!(report.rejected, std::slice::from_ref(&fresh), "{report:?}");
     // It went from the rep's mailbox, on the rep's session: the lead approved, not sent.
     let sent = r.w.sandbox.state.providers.sent();
     assert_eq!(sent.len(), 1);
