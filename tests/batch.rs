@@ -755,6 +755,9 @@ fn queue_at(r: &Rig, params: ActionParams, at: i64) -> String {
             at,
         )
         .unwrap();
+    if s.action.state == ActionState::AwaitingConsent {
+        return s.action.id; // its own gate already sent it to the device queue
+    }
     Reviewer {
         actor: "user:tester".into(),
         surface: Surface::ActionCenter,
@@ -897,4 +900,103 @@ async fn an_unanswered_request_escalates_to_the_lead_and_runs_on_the_leads_yes()
         "{:?}",
         escalated[0].detail
     );
+}
+
+/// Close-won above the second threshold takes two devices: the rep's yes is recorded as
+/// the first approval and runs nothing; the next round asks the lead, whose yes closes
+/// the deal with the lead as the verified approver.
+#[tokio::test]
+async fn a_big_close_needs_the_reps_and_then_the_leads_yes() {
+    use dealflow::core::permissions::{Approver, Autonomy, PermissionChange};
+    use dealflow::sandbox::auth0::model::{DEMO_SUB, LEAD_SUB};
+    let r = rig().await;
+    dealflow::sandbox::demo::seed(r.store.as_ref(), 1).unwrap();
+    let change = |c: PermissionChange| {
+        r.store
+            .change_permissions(
+                &c,
+                dealflow::core::audit::NewAuditEntry {
+                    ts: 1,
+                    actor: "user:tester".into(),
+                    surface: Some(Surface::Cli),
+                    event: "permissions.changed".into(),
+                    action_id: None,
+                    outcome: "ok".into(),
+                    detail: serde_json::json!({}),
+                },
+            )
+            .unwrap();
+    };
+    change(PermissionChange::SetCloseWon {
+        level: Autonomy::Ciba,
+        approver: Approver::TeamLead(LEAD_SUB.into()),
+    });
+    change(PermissionChange::SetTwoApprovers {
+        above: Some(5_000_000),
+    });
+    let id = queue_at(
+        &r,
+        ActionParams::CloseDeal {
+            deal_id: "deal-acme".into(),
+            won: true,
+            amount_cents: 0,
+        },
+        dealflow::wall::now_ms(),
+    );
+    // Round one goes to the rep, whose yes runs nothing yet.
+    let first = batch_with_phone(&r, BatchOptions::default(), |r, id| {
+        let req = r.w.sandbox.state.phone_pending().pop().unwrap();
+        assert_eq!(req.user_sub, DEMO_SUB);
+        assert!(r.w.sandbox.state.phone_approve(id));
+    })
+    .await;
+    assert_eq!(first.awaiting_second, [id.clone()], "{first:?}");
+    assert!(first.succeeded.is_empty());
+    assert_eq!(
+        states(&r, std::slice::from_ref(&id)),
+        [ActionState::AwaitingConsent]
+    );
+    assert_eq!(
+        r.store.get_deal("deal-acme").unwrap().unwrap().stage,
+        dealflow::core::domain::Stage::Negotiation
+    );
+    // Round two goes to the lead.
+    let second = batch_with_phone(&r, BatchOptions::default(), |r, id| {
+        let req = r.w.sandbox.state.phone_pending().pop().unwrap();
+        assert_eq!(req.user_sub, LEAD_SUB, "the second approver");
+        assert!(r.w.sandbox.state.phone_approve(id));
+    })
+    .await;
+    assert_eq!(
+        second.succeeded,
+        std::slice::from_ref(&id),
+        "{second:?} {:?}",
+        r.store
+            .audit_about(&id, 0)
+            .unwrap()
+            .iter()
+            .map(|e| (e.event.clone(), e.detail.to_string()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        r.store.get_deal("deal-acme").unwrap().unwrap().stage,
+        dealflow::core::domain::Stage::ClosedWon
+    );
+    let events: Vec<(String, String)> = r
+        .store
+        .audit_about(&id, 0)
+        .unwrap()
+        .into_iter()
+        .rev()
+        .map(|e| (e.event, e.actor))
+        .collect();
+    let first_yes = events
+        .iter()
+        .position(|(e, a)| e == "action.first_approval" && a == &format!("device:{DEMO_SUB}"))
+        .unwrap_or_else(|| panic!("{events:?}"));
+    let ran = events
+        .iter()
+        .position(|(e, a)| e == "action.executed" && a == &format!("device:{LEAD_SUB}"))
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert!(first_yes < ran);
 }

@@ -52,6 +52,9 @@ pub enum PermissionsCmd {
     /// Send a device request the rep has not answered within AFTER (e.g. 4h) to a team
     /// lead's phone: `escalate 4h lead:<sub>`; `escalate off` stops it.
     Escalate { after: String, to: Option<String> },
+    /// Closing a deal as won above this many dollars needs two device approvals, yours
+    /// and then the team lead's (the close-won rule must name the lead); `off` to stop.
+    TwoApprovers { dollars: String },
 }
 
 pub fn run(ctx: &Ctx, cmd: PermissionsCmd) -> Result<ExitCode> {
@@ -95,6 +98,16 @@ pub fn run(ctx: &Ctx, cmd: PermissionsCmd) -> Result<ExitCode> {
         PermissionsCmd::Budget { kind, spec, each } => {
             crate::core::budget::parse_change(&kind, &spec, each).map_err(anyhow::Error::msg)?
         }
+        PermissionsCmd::TwoApprovers { dollars } => PermissionChange::SetTwoApprovers {
+            above: if dollars == "off" {
+                None
+            } else {
+                let d: i64 = dollars
+                    .parse()
+                    .with_context(|| format!("{dollars:?} is not a dollar amount or \"off\""))?;
+                Some(d.checked_mul(100).context("amount too large")?)
+            },
+        },
         PermissionsCmd::Escalate { after, to } => PermissionChange::SetEscalation {
             escalation: if after == "off" {
                 None
@@ -200,6 +213,12 @@ pub fn print(p: &crate::core::permissions::Permissions, json: bool) -> Result<()
         if known.is_empty() { "" } else { ", " },
         line(&known.join(", "))
     );
+    if let Some(c) = p.two_approvers_above {
+        println!(
+            "two approvers        closing as won above {}: your device, then the lead's",
+            format_money(c)
+        );
+    }
     match &p.escalation {
         Some(e) => println!(
             "escalate             unanswered device requests to team lead {} after {}",

@@ -140,6 +140,10 @@ pub struct Permissions {
     /// Where a device request goes when the rep has not answered it in time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalation: Option<Escalation>,
+    /// With a close-won rule that names a team lead: closing a deal as won above this
+    /// amount needs two device approvals, the rep's and then the lead's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub two_approvers_above: Option<Cents>,
 }
 
 /// A device-gated action the rep has not answered within `after_ms` goes to the team
@@ -352,6 +356,7 @@ impl Default for Permissions {
             known: BTreeSet::new(),
             budgets: budget::defaults(),
             escalation: None,
+            two_approvers_above: None,
         }
     }
 }
@@ -461,6 +466,29 @@ impl Permissions {
                     } else {
                         "disconnected (no token exchange until reconnected)"
                     }
+                ))
+            }
+            PermissionChange::SetTwoApprovers { above } => {
+                if let Some(cents) = above {
+                    if *cents < 0 {
+                        return Err("two approvers above: the amount must not be negative".into());
+                    }
+                    if !matches!(self.close_won.approver, Approver::TeamLead(_)) {
+                        return Err(
+                            "two approvers are the rep and the team lead: first name the lead with close-won ciba lead:<sub>".into(),
+                        );
+                    }
+                }
+                let old = self.two_approvers_above;
+                self.two_approvers_above = *above;
+                let say = |a: Option<Cents>| match a {
+                    Some(c) => format!("above {}", super::domain::format_money(c)),
+                    None => "off".into(),
+                };
+                Ok(format!(
+                    "two approvers (you, then the lead) for close-won: {} -> {}",
+                    say(old),
+                    say(*above)
                 ))
             }
             PermissionChange::SetEscalation { escalation } => {
@@ -758,6 +786,11 @@ impl Permissions {
             budgets: budget::tightest(&self.budgets, &team.budgets),
             // The team's routing to its lead, where it set one; else the member's own.
             escalation: team.escalation.clone().or_else(|| self.escalation.clone()),
+            // Two approvers from the lower amount of either.
+            two_approvers_above: match (self.two_approvers_above, team.two_approvers_above) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
         }
     }
 }
@@ -785,6 +818,10 @@ pub enum PermissionChange {
     },
     SetMcpWrites {
         enabled: bool,
+    },
+    /// Close-won above this amount needs the rep's and the lead's device (`None`: off).
+    SetTwoApprovers {
+        above: Option<Cents>,
     },
     /// Where unanswered device requests go, and after how long (`None`: nowhere).
     SetEscalation {

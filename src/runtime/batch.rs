@@ -142,6 +142,8 @@ pub struct BatchReport {
     /// Asked on the device but not among what the approval carries (or changed since):
     /// back in the queue for a person to look at.
     pub not_approved: Vec<String>,
+    /// The rep's yes was the first of two approvals: now waiting for the lead's device.
+    pub awaiting_second: Vec<String>,
     /// Another worker (a TUI, the service, another `batch`) was gathering: this round
     /// sent nothing, so no action is pushed to the phone twice.
     pub elsewhere: Option<String>,
@@ -161,6 +163,10 @@ impl BatchReport {
             (
                 self.not_approved.len(),
                 "left out on device (back in the queue)",
+            ),
+            (
+                self.awaiting_second.len(),
+                "waiting for the second approver",
             ),
         ] {
             if n > 0 {
@@ -629,6 +635,47 @@ async fn run_group(
         )?;
         report.leftover.extend(ids);
         return Ok(());
+    }
+    // A close that needs two approvers: the rep's yes is the first, recorded for exactly
+    // this payload, and the action waits for the lead's device (the next round asks).
+    let mut current = current;
+    if approver == Approver::User {
+        let mut run = Vec::new();
+        for a in current {
+            let d = decision_for(p.store.as_ref(), &a, approved_at)?;
+            let first = d
+                .reasons()
+                .iter()
+                .any(|r| r.starts_with(crate::core::consent::rules::TWO_APPROVERS));
+            if first
+                && matches!(
+                    d.gate(),
+                    Gate::Ciba {
+                        approver: Approver::User,
+                        ..
+                    }
+                )
+            {
+                let mut detail = json!({
+                    "digest": payload_digest(&a.params), "auth_req_id": req.auth_req_id,
+                    "approved_by": sub, "next": "the team lead's device",
+                });
+                super::review::audit_facts(&a, &mut detail);
+                p.store.append_audit(NewAuditEntry {
+                    ts: approved_at,
+                    actor: format!("device:{sub}"),
+                    surface: Some(Surface::Batch),
+                    event: super::facts::FIRST_APPROVAL.into(),
+                    action_id: Some(a.id.clone()),
+                    outcome: "ok".into(),
+                    detail,
+                })?;
+                report.awaiting_second.push(a.id.clone());
+            } else {
+                run.push(a);
+            }
+        }
+        current = run;
     }
     let evidence = Evidence::Ciba {
         approver: approver.clone(),

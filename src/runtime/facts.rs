@@ -12,6 +12,9 @@ use crate::core::permissions::{Permissions, address_key, normalize_pin};
 use crate::store::{ActionFilter, Store, StoreError};
 use std::collections::{HashMap, HashSet};
 
+/// The audit event of a rep's device yes that awaits the lead's (two approvers).
+pub const FIRST_APPROVAL: &str = "action.first_approval";
+
 /// An amount-bearing action the split guard counts: (action id, account, cents, at).
 type Recent = (String, String, Cents, Millis);
 
@@ -164,6 +167,24 @@ impl<'a> FactSource<'a> {
             .collect())
     }
 
+    /// Whether the rep's device already said yes to exactly this payload while it waits
+    /// for a second approver (recorded by the batch as `action.first_approval`).
+    fn first_approval(&self, a: &Action) -> Result<bool, StoreError> {
+        use crate::core::domain::ActionState as S;
+        // Waiting for the second device, or approved by it and about to run.
+        let past_first = matches!(a.state, S::AwaitingConsent | S::Approved | S::Executing);
+        if !past_first || self.perms.two_approvers_above.is_none() {
+            return Ok(false);
+        }
+        // The digest binds the rep's yes to this payload; an edit changes it.
+        let digest = crate::core::consent::payload_digest(&a.params);
+        Ok(self
+            .store
+            .audit_about(&a.id, a.created_at)?
+            .iter()
+            .any(|e| e.event == FIRST_APPROVAL && e.detail["digest"] == digest.as_str()))
+    }
+
     /// The facts for `a` as it stands now.
     pub fn facts(&mut self, a: &Action, now: Millis) -> Result<GateFacts, StoreError> {
         let deal = self.deal_facts(&a.params)?;
@@ -178,6 +199,7 @@ impl<'a> FactSource<'a> {
             // push expired leaves it as it was).
             waiting_since: (a.state == crate::core::domain::ActionState::AwaitingConsent)
                 .then_some(a.updated_at),
+            first_approval: self.first_approval(a)?,
         };
         let account =
             amount_at_stake(&a.params, &partial).and_then(|_| account_of(&a.params, &partial));

@@ -37,6 +37,9 @@ pub struct GateFacts {
     /// Since when the action has waited for a device answer (`awaiting_consent`), for
     /// escalation; `None` when it is not waiting.
     pub waiting_since: Option<Millis>,
+    /// The rep already said yes on their device to exactly this payload, and the second
+    /// approver (the lead) is what remains.
+    pub first_approval: bool,
 }
 
 impl GateFacts {

@@ -155,8 +155,11 @@ fn escalation(i: &Input, v: &mut Verdict) {
     else {
         return;
     };
-    let waiting_on_rep =
-        v.approver == Approver::User && (Autonomy::Review..=Autonomy::Ciba).contains(&v.level);
+    // The rep's own step of a two-approver close is not the rep's to skip.
+    let two_step = v.reasons.iter().any(|r| r.starts_with(TWO_APPROVERS));
+    let waiting_on_rep = v.approver == Approver::User
+        && !two_step
+        && (Autonomy::Review..=Autonomy::Ciba).contains(&v.level);
     if !waiting_on_rep || now - since < e.after_ms {
         return;
     }
@@ -418,7 +421,35 @@ fn close_won(i: &Input, v: &mut Verdict) {
         v.why = format!("closing as won needs {} by {}", rule.level, rule.approver);
         v.reasons.push(v.why.clone());
     }
+    // Above the second threshold it takes both devices: the rep's first, then the lead's.
+    let (Some(above), Approver::TeamLead(lead)) = (i.perms.two_approvers_above, &v.approver) else {
+        return;
+    };
+    let Some(cents) = amount_at_stake(i.action, i.facts).filter(|c| *c > above) else {
+        return;
+    };
+    let lead = lead.clone();
+    v.level = Autonomy::Ciba;
+    v.why = if i.facts.first_approval {
+        format!(
+            "{TWO_APPROVERS} {} > {}: you said yes on your device; now team lead {lead}",
+            format_money(cents),
+            format_money(above)
+        )
+    } else {
+        v.approver = Approver::User;
+        format!(
+            "{TWO_APPROVERS} {} > {}: your device first, then team lead {lead}'s",
+            format_money(cents),
+            format_money(above)
+        )
+    };
+    v.reasons.push(v.why.clone());
 }
+
+/// How the two-approver reason begins, so the batch can tell a first approval from one
+/// that runs the action.
+pub const TWO_APPROVERS: &str = "two approvers:";
 
 // A lead cannot type into the rep's terminal: whatever level the rule names, the only
 // proof that the lead said yes is a device approval whose token's subject is the lead.
