@@ -10,7 +10,9 @@ use dealflow::core::consent::{Gate, GateFacts, decide};
 use dealflow::core::domain::{
     Action, ActionKind, ActionParams, ActionState, Email, Stage, Surface,
 };
-use dealflow::core::permissions::{Approver, Autonomy, CloseWonRule, Permissions};
+use dealflow::core::permissions::{
+    Approver, AutoApproveRule, Autonomy, CloseWonRule, Permissions, RulePause,
+};
 use dealflow::runtime::facts::decision_at;
 use dealflow::runtime::review::Reviewer;
 use dealflow::store::{SqliteStore, Store};
@@ -92,6 +94,21 @@ fn budgeted(kind: ActionKind, level: Autonomy, spec: &str, each: bool) -> Permis
     let mut p = perms(kind, level);
     p.apply(&parse_change(kind.as_str(), spec, each).unwrap())
         .unwrap();
+    p
+}
+
+/// The defaults with one auto-approve rule for email to @initech.example, paused or not.
+fn ruled(paused: Option<RulePause>) -> Permissions {
+    let mut p = Permissions::default();
+    p.auto_rules.push(AutoApproveRule {
+        id: "r1".into(),
+        kind: ActionKind::SendEmail,
+        target: "@initech.example".into(),
+        min_confidence: 0.9,
+        created_at: NOW - 86_400_000,
+        expires_at: NOW + 86_400_000,
+        paused,
+    });
     p
 }
 
@@ -335,6 +352,30 @@ fn table() -> Vec<Row> {
             spent(ActionKind::PostSlack, &["#deals"], 5),
             "step_up",
             "budget: 5 post_slack per hour reached",
+        ),
+        (
+            "an auto-approve rule turns a review into an allow",
+            ActionCenter,
+            email("bill@initech.example"),
+            ruled(None),
+            GateFacts::at(NOW),
+            "allow",
+            "auto-approve rule r1: send_email to @initech.example",
+        ),
+        (
+            "a paused rule approves nothing, and the chain says why",
+            ActionCenter,
+            email("bill@initech.example"),
+            ruled(Some(RulePause {
+                action_id: "act-no".into(),
+                by: "rejected".into(),
+                target: "bill@initech.example".into(),
+                at: NOW - 60_000,
+                reason: None,
+            })),
+            GateFacts::at(NOW),
+            "review",
+            "auto-approve rule r1 is paused: you rejected act-no (bill@initech.example) at 2023-11-20 08:59 UTC",
         ),
         (
             "a spent budget does not lower a step-up",

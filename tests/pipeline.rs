@@ -1082,3 +1082,124 @@ async fn a_per_counterparty_budget_stops_an_auto_approve_rule() {
         fourth.decision.explain()
     );
 }
+
+/// A "no" beats an earlier "always": rejecting a suggestion an auto-approve rule let
+/// through pauses the rule (an audited permission change naming the action); while
+/// paused, a matching suggestion waits for review and its chain says why; resuming
+/// restores it; taking an approval back (the outbox's undo) pauses it again.
+#[tokio::test]
+async fn a_rejection_pauses_the_rule_that_would_have_run_it_until_resumed() {
+    let r = rig().await;
+    let s = r.store.as_ref();
+    change(
+        s,
+        PermissionChange::Know {
+            pattern: "@initech.example".into(),
+        },
+    );
+    change(
+        s,
+        PermissionChange::AddAutoRule {
+            rule: dealflow::core::permissions::AutoApproveRule {
+                id: "rule-initech".into(),
+                kind: ActionKind::SendEmail,
+                target: "@initech.example".into(),
+                min_confidence: 0.9,
+                created_at: MONDAY_9 - 1_000,
+                expires_at: MONDAY_9 + 30 * 86_400_000,
+                paused: None,
+            },
+        },
+    );
+    let suggest = |to: &str, at: i64| {
+        r.p.submit(proposal(email(to), Surface::ActionCenter, 0.95), at)
+            .unwrap()
+    };
+    let first = suggest("bill@initech.example", MONDAY_9);
+    assert_eq!(first.action.state, ActionState::Approved);
+    assert_eq!(first.decision.auto_rule(), Some("rule-initech"));
+    // The person says no before it runs.
+    me().reject(s, &first.action.id, Some("wrong tone".into()), MONDAY_9 + 1)
+        .unwrap();
+    let rule = || s.load_permissions().unwrap().auto_rules[0].clone();
+    let pause = rule().paused.expect("the rule is paused");
+    assert_eq!(pause.action_id, first.action.id);
+    assert_eq!(pause.by, "rejected");
+    assert_eq!(pause.at, MONDAY_9 + 1);
+    assert_eq!(pause.reason.as_deref(), Some("wrong tone"));
+    let audited = s
+        .audit_about(&first.action.id, 0)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event == "permissions.changed")
+        .expect("the pause is audited with the action");
+    assert_eq!(audited.actor, "user:tester");
+    let summary = audited.detail["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with(&format!(
+            "auto-approve rule rule-initech paused: you rejected {} (bill@initech.example) at 2023-11-20 09:00 UTC: wrong tone",
+            first.action.id
+        )),
+        "{summary}"
+    );
+    assert!(
+        r.p.execute(&first.action.id, &Subject::User, MONDAY_9 + 2)
+            .await
+            .is_err()
+    );
+    assert!(r.sandbox.state.providers.sent().is_empty());
+
+    // Paused, it approves nothing: the next one to Initech waits, and says why.
+    let second = suggest("ann@initech.example", MONDAY_9 + 10);
+    assert_eq!(second.action.state, ActionState::Proposed);
+    assert_eq!(second.decision.auto_rule(), None);
+    assert!(
+        second
+            .decision
+            .explain()
+            .contains("auto-approve rule rule-initech is paused: you rejected"),
+        "{}",
+        second.decision.explain()
+    );
+    // A second rejection of the same pattern does not pause it twice.
+    let entries = || s.audit_page(0, 10_000).unwrap().len();
+    let before = entries();
+    me().reject(s, &second.action.id, None, MONDAY_9 + 11)
+        .unwrap();
+    assert_eq!(entries(), before + 1, "only the rejection");
+
+    // The person looks at it and resumes it: the rule approves again.
+    change(
+        s,
+        PermissionChange::ResumeAutoRule {
+            id: "rule-initech".into(),
+        },
+    );
+    assert!(rule().paused.is_none());
+    let third = suggest("carl@initech.example", MONDAY_9 + 20);
+    assert_eq!(third.action.state, ActionState::Approved);
+    assert_eq!(third.decision.auto_rule(), Some("rule-initech"));
+    r.p.execute(&third.action.id, &Subject::User, MONDAY_9 + 21)
+        .await
+        .unwrap();
+    assert_eq!(r.sandbox.state.providers.sent().len(), 1);
+
+    // Taking an approval back out of the outbox is a "no" too.
+    let fourth = suggest("dee@initech.example", MONDAY_9 + 30);
+    assert_eq!(fourth.action.state, ActionState::Approved);
+    me().withdraw(s, &fourth.action.id, "undo send", MONDAY_9 + 31)
+        .unwrap();
+    assert_eq!(rule().paused.unwrap().by, "withdrew");
+    // A suggestion the rule does not cover (another domain) pauses nothing.
+    change(
+        s,
+        PermissionChange::ResumeAutoRule {
+            id: "rule-initech".into(),
+        },
+    );
+    let other = suggest("ann@acme.example", MONDAY_9 + 40);
+    me().reject(s, &other.action.id, None, MONDAY_9 + 41)
+        .unwrap();
+    assert!(rule().paused.is_none());
+    assert_eq!(s.verify_audit().unwrap().map(|n| n > 10), Ok(true));
+}

@@ -9,7 +9,7 @@
 use dealflow::core::consent::Evidence;
 use dealflow::core::domain::ActionKind;
 use dealflow::core::domain::{Action, ActionParams, ActionState, Email, Surface};
-use dealflow::core::permissions::Autonomy;
+use dealflow::core::permissions::{Autonomy, PermissionChange};
 use dealflow::store::{SqliteStore, Store};
 use dealflow::tui::app::{App, Popup};
 use dealflow::tui::clock::ManualClock;
@@ -1428,6 +1428,112 @@ fn calibration_nudges_are_accepted_and_revoked_from_the_trust_popup() {
     h.keys("d");
     assert!(h.app.trust.nudges().is_empty());
     assert!(h.store.load_permissions().unwrap().auto_rules.is_empty());
+}
+
+/// A "no" beats an earlier "always": rejecting in the queue a suggestion that a rule
+/// covers pauses the rule — the status line says so, the next suggestion it covers is
+/// reviewed, the Trust popup shows it paused with the action and when — and `r` there
+/// (past the input guard) resumes it.
+#[test]
+fn a_rejection_pauses_the_rule_and_the_trust_popup_resumes_it() {
+    let mut h = H::with_setup(None, |store| {
+        store
+            .change_permissions(
+                &PermissionChange::AddAutoRule {
+                    rule: dealflow::core::permissions::AutoApproveRule {
+                        id: "rule-initech".into(),
+                        kind: ActionKind::SendEmail,
+                        target: "@initech.example".into(),
+                        min_confidence: 0.9,
+                        created_at: NOW - 1_000,
+                        expires_at: NOW + 86_400_000,
+                        paused: None,
+                    },
+                },
+                dealflow::core::audit::NewAuditEntry {
+                    ts: NOW - 1_000,
+                    actor: "user:demo".into(),
+                    surface: Some(Surface::Cli),
+                    event: "permissions.changed".into(),
+                    action_id: None,
+                    outcome: "ok".into(),
+                    detail: serde_json::json!({}),
+                },
+            )
+            .unwrap();
+    });
+    let template = h.action("act-demo-initech-followup");
+    for id in ["act-first", "act-second"] {
+        let mut a = template.clone();
+        a.id = id.into();
+        a.confidence = 0.95;
+        h.store.insert_action(&a).unwrap();
+    }
+    h.send(Msg::Tick);
+    // The filter is cleared first: `/` types on after what it last held.
+    let pick = |h: &mut H, id: &str| {
+        h.keys("/");
+        h.code(KeyCode::Esc);
+        h.select(id);
+    };
+    let gate = |h: &mut H, id: &str| {
+        pick(h, id);
+        h.app.actions.current().unwrap().decision.clone()
+    };
+    assert_eq!(gate(&mut h, "act-second").auto_rule(), Some("rule-initech"));
+
+    pick(&mut h, "act-first");
+    h.keys("r");
+    h.keys("not now");
+    h.code(KeyCode::Enter);
+    assert_eq!(h.action("act-first").state, ActionState::Rejected);
+    let rule = |h: &H| h.store.load_permissions().unwrap().auto_rules[0].clone();
+    assert_eq!(rule(&h).paused.unwrap().action_id, "act-first");
+    let (_, status) = h.app.status.clone().unwrap();
+    assert!(
+        status.contains(
+            "auto-approve rule send_email to @initech.example paused: you rejected act-first"
+        ),
+        "{status}"
+    );
+    h.send(Msg::Tick);
+    let d = gate(&mut h, "act-second");
+    assert_eq!(d.gate().name(), "review", "{}", d.explain());
+    assert!(
+        d.explain().contains("rule-initech is paused"),
+        "{}",
+        d.explain()
+    );
+
+    h.keys("n");
+    let s = h.screen();
+    assert!(
+        s.contains("PAUSED: you rejected act-first (bill@initech.example)"),
+        "{s}"
+    );
+    assert!(s.contains("r resume · x revoke"), "{s}");
+    // The rule row is after any nudges: put the cursor on it.
+    for _ in 0..5 {
+        h.keys("j");
+    }
+    // Right away, `r` is a stray key.
+    h.keys("r");
+    assert!(rule(&h).paused.is_some());
+    h.clock.advance(1_100);
+    h.keys("r");
+    assert!(rule(&h).paused.is_none());
+    let last = h.store.audit_page(0, 10_000).unwrap().pop().unwrap();
+    assert!(
+        last.detail["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("auto-approve rule rule-initech resumed"),
+        "{:?}",
+        last.detail
+    );
+    h.code(KeyCode::Esc);
+    h.send(Msg::Tick);
+    assert_eq!(gate(&mut h, "act-second").auto_rule(), Some("rule-initech"));
 }
 
 #[test]

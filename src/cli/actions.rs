@@ -278,6 +278,18 @@ fn execute(ctx: &Ctx, id: &str, json: bool, after_approve: bool) -> Result<ExitC
 fn reject(ctx: &Ctx, id: &str, reason: Option<String>, json: bool) -> Result<ExitCode> {
     let now = reviewer().reject(ctx.store.as_ref(), id, reason, now_ms())?;
     print_action(&now, json, "rejected")?;
+    // A rule this "no" paused is said on stderr, so `--json` stays one document.
+    for r in ctx.store.load_permissions()?.auto_rules {
+        if r.paused.as_ref().is_some_and(|p| p.action_id == now.id) {
+            eprintln!(
+                "auto-approve rule {} ({} to {}) is paused until you resume it (dealflow policy resume {}) or revoke it",
+                crate::core::text::line(&r.id),
+                r.kind,
+                crate::core::text::line(&r.target),
+                crate::core::text::line(&r.id)
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

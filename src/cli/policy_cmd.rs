@@ -45,6 +45,8 @@ pub enum PolicyCmd {
     },
     /// Revoke an auto-approve rule by id.
     Revoke { id: String },
+    /// Resume an auto-approve rule that a rejection paused (see `permissions show`).
+    Resume { id: String },
     /// The consent rules, in the order the gate applies them.
     Rules,
 }
@@ -63,6 +65,11 @@ pub fn run(ctx: &Ctx, cmd: PolicyCmd) -> Result<ExitCode> {
         PolicyCmd::Revoke { id } => change(
             ctx,
             &PermissionChange::RevokeAutoRule { id },
+            serde_json::json!({}),
+        ),
+        PolicyCmd::Resume { id } => change(
+            ctx,
+            &PermissionChange::ResumeAutoRule { id },
             serde_json::json!({}),
         ),
     }

@@ -271,7 +271,7 @@ pub struct AutoApproveRule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RulePause {
     pub action_id: String,
-    /// "rejected" or "withdrawn".
+    /// What the person did: "rejected" or "withdrew".
     pub by: String,
     /// The action's target as the person saw it ("bill@initech.example").
     pub target: String,

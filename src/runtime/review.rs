@@ -7,7 +7,7 @@ use crate::core::audit::NewAuditEntry;
 use crate::core::calibration::{edit_size, target_pattern};
 use crate::core::consent::{Consent, ConsentError, Decision, Evidence, Gate, payload_digest};
 use crate::core::domain::{Action, ActionParams, ActionState, Millis, Surface};
-use crate::core::permissions::Approver;
+use crate::core::permissions::{Approver, PermissionChange, RulePause, auto_rule_eligible};
 use crate::store::{Store, StoreError, Transition};
 
 #[derive(Debug, thiserror::Error)]
@@ -321,6 +321,7 @@ impl Reviewer {
                 "reason": reason,
             }),
         )?;
+        self.pause_rules_covering(store, &now, "rejected", reason, at)?;
         Ok(now)
     }
 
@@ -355,7 +356,67 @@ impl Reviewer {
                 "dropped_evidence": a.evidence,
             }),
         )?;
+        self.pause_rules_covering(store, &now, "withdrew", Some(why.to_string()), at)?;
         Ok(now)
+    }
+
+    /// A "no" beats an earlier "always": each auto-approve rule that covers `a` (an Action
+    /// Center suggestion; its payload or the one first proposed, as the gate matches
+    /// them) is paused until the person resumes or revokes it. Each pause is the person's
+    /// own audited permission change, naming the action. Returns the rules paused.
+    pub fn pause_rules_covering(
+        &self,
+        store: &dyn Store,
+        a: &Action,
+        by: &str,
+        reason: Option<String>,
+        at: Millis,
+    ) -> Result<Vec<String>, StoreError> {
+        if a.surface != Surface::ActionCenter || !auto_rule_eligible(a.kind()) {
+            return Ok(Vec::new());
+        }
+        let targets = [target_pattern(&a.params), target_pattern(&a.original)];
+        let covering: Vec<String> = store
+            .load_permissions()?
+            .auto_rules
+            .iter()
+            .filter(|r| {
+                r.paused.is_none()
+                    && targets
+                        .iter()
+                        .any(|t| r.covers(a.kind(), t, a.confidence, at))
+            })
+            .map(|r| r.id.clone())
+            .collect();
+        let mut paused = Vec::new();
+        for id in covering {
+            let change = PermissionChange::PauseAutoRule {
+                id: id.clone(),
+                pause: RulePause {
+                    action_id: a.id.clone(),
+                    by: by.to_string(),
+                    target: a.params.target(),
+                    at,
+                    reason: reason.clone(),
+                },
+            };
+            let entry = NewAuditEntry {
+                ts: at,
+                actor: self.actor.clone(),
+                surface: Some(self.surface),
+                event: "permissions.changed".into(),
+                action_id: Some(a.id.clone()),
+                outcome: "ok".into(),
+                detail: serde_json::json!({ "origin": origin(), "rule": id }),
+            };
+            match store.change_permissions(&change, entry) {
+                Ok(_) => paused.push(id),
+                // Paused (or revoked) by another process meanwhile: it approves nothing.
+                Err(StoreError::Permission(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(paused)
     }
 
     /// Sends a proposed action to the device-consent queue: the next CIBA batch asks

@@ -408,8 +408,9 @@ impl App {
                     })
                 });
                 let selected = self.trust_selection();
-                self.perms.perms = Some(*permissions);
+                let before = self.perms.perms.replace(*permissions);
                 self.keep_trust_selection(selected);
+                self.say_newly_paused(before.as_ref());
                 let mut out = vec![];
                 if !self.loaded_once {
                     self.loaded_once = true;
@@ -599,6 +600,38 @@ impl App {
         let lines = rows.len() + sections.len();
         let body = (self.size.1 as usize).saturating_sub(6);
         lines.saturating_sub(body)
+    }
+
+    /// A "no" just paused a rule (a reject or an undo here, or the CLI): say which, and
+    /// where to look at it. Not on the first load, which has nothing to compare with.
+    fn say_newly_paused(&mut self, before: Option<&crate::core::permissions::Permissions>) {
+        let Some(before) = before else { return };
+        let was_paused = |id: &str| {
+            before
+                .auto_rules
+                .iter()
+                .any(|r| r.id == id && r.paused.is_some())
+        };
+        let Some(now) = &self.perms.perms else { return };
+        let fresh: Vec<String> = now
+            .auto_rules
+            .iter()
+            .filter(|r| !was_paused(&r.id))
+            .filter_map(|r| {
+                let p = r.paused.as_ref()?;
+                Some(format!(
+                    "auto-approve rule {} to {} paused: you {} {}",
+                    r.kind, r.target, p.by, p.action_id
+                ))
+            })
+            .collect();
+        if let Some(first) = fresh.first() {
+            let key = self.keymap.keys_for(Section::Actions, Command::Trust);
+            self.set_status(
+                Level::Warn,
+                format!("{first} · {key} opens Trust to resume or revoke it"),
+            );
+        }
     }
 
     /// The Trust popup's selected row, by identity.

@@ -493,6 +493,20 @@ impl App {
                 keep(self, cursor.min(n.saturating_sub(2)));
                 vec![]
             }
+            // Resuming lets the rule approve again: like accepting, not within the popup's
+            // first second.
+            (KeyCode::Char('r'), Some(TrustItem::Rule(rule))) if rule.paused.is_some() => {
+                let id = rule.id.clone();
+                keep(self, cursor);
+                if self.now - opened_at < INPUT_GUARD_MS {
+                    self.say_input_guard();
+                    return vec![];
+                }
+                self.set_status(Level::Info, format!("resuming rule {id}"));
+                vec![Effect::ChangePermissions(
+                    crate::core::permissions::PermissionChange::ResumeAutoRule { id },
+                )]
+            }
             (KeyCode::Char('x'), Some(TrustItem::Rule(rule))) => {
                 let id = rule.id.clone();
                 keep(self, cursor.min(n.saturating_sub(2)));

@@ -481,6 +481,16 @@ fn render_trust(app: &App, f: &mut Frame, area: Rect, cursor: usize) {
         }
         let text = match item {
             TrustItem::Nudge(n) => n.text.clone(),
+            TrustItem::Rule(rule) if rule.paused.is_some() => format!(
+                "{} to {} at ≥ {:.2} · PAUSED: {} · r resume · x revoke",
+                rule.kind,
+                rule.target,
+                rule.min_confidence,
+                rule.paused
+                    .as_ref()
+                    .map(|p| p.describe())
+                    .unwrap_or_default(),
+            ),
             TrustItem::Rule(rule) => format!(
                 "{} to {} at ≥ {:.2} · {} hit{} · {} {}",
                 rule.kind,
