@@ -950,7 +950,11 @@ async fn a_big_close_needs_the_reps_and_then_the_leads_yes() {
         assert!(r.w.sandbox.state.phone_approve(id));
     })
     .await;
-    assert_eq!(first.awaiting_second, std::slice::from_ref(&id), "{first:?}");
+    assert_eq!(
+        first.awaiting_second,
+        std::slice::from_ref(&id),
+        "{first:?}"
+    );
     assert!(first.succeeded.is_empty());
     assert_eq!(
         states(&r, std::slice::from_ref(&id)),

@@ -232,13 +232,23 @@ fn a_nudge_is_accepted_as_an_audited_rule_and_revoked_in_one_call() {
     assert_eq!(c["rules"][0]["active"], true);
 
     let id = rule["id"].as_str().unwrap().to_string();
+    // A no beats the always: rejecting one the rule covers pauses it until resumed.
+    s.insert_action(&email("e5", "bill@initech.example", 0.95))
+        .unwrap();
+    e.run(&["actions", "reject", "e5"]);
+    let p = e.json(&["permissions", "show", "--json"]);
+    assert_eq!(p["auto_rules"][0]["paused"]["action_id"], "e5", "{p}");
+    let out = e.run(&["policy", "resume", &id]);
+    assert!(out.contains(&id), "{out}");
+    let p = e.json(&["permissions", "show", "--json"]);
+    assert!(p["auto_rules"][0].get("paused").is_none(), "{p}");
     e.run(&["policy", "revoke", &id]);
     assert!(
         e.json(&["permissions", "show", "--json"])
             .get("auto_rules")
             .is_none()
     );
-    assert_eq!(s.verify_audit().unwrap(), Ok(7));
+    assert!(s.verify_audit().unwrap().is_ok());
 }
 
 #[test]
@@ -681,5 +691,28 @@ fn escalate_routes_unanswered_device_requests_to_a_lead() {
     assert!(
         e.run(&["permissions", "show"])
             .contains("escalate             off")
+    );
+}
+
+/// `permissions two-approvers`: needs a close-won rule that names the lead; set, shown,
+/// refused when not an amount, and off. (tests/batch.rs runs a big close through both
+/// devices.)
+#[test]
+fn two_approvers_need_a_lead_and_gate_a_big_close_on_the_rep_first() {
+    let e = Env::new();
+    let err = e.fail(&["permissions", "two-approvers", "50000"]);
+    assert!(err.contains("first name the lead"), "{err}");
+    e.run(&["permissions", "close-won", "ciba", "lead:auth0|team-lead"]);
+    let said = e.run(&["permissions", "two-approvers", "50000"]);
+    assert!(said.contains("off -> above $50,000"), "{said}");
+    assert!(
+        e.run(&["permissions", "show"])
+            .contains("closing as won above $50,000: your device, then the lead's")
+    );
+    let err = e.fail(&["permissions", "two-approvers", "lots"]);
+    assert!(err.contains("not a dollar amount"), "{err}");
+    assert!(
+        e.run(&["permissions", "two-approvers", "off"])
+            .contains("-> off")
     );
 }
