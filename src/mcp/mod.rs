@@ -15,8 +15,12 @@
 //! instead of a held call: `tools/call` answers at once with the task, `tasks/get`
 //! reports `working` with what the phone is showing and then the same final result,
 //! and `tasks/cancel` withdraws the wait (the action stays queued, audited). Clients
-//! without it keep the bounded wait and `get_action_status`.
+//! without it keep the bounded wait and `get_action_status`; one that supports URL-mode
+//! elicitation is also shown a link to a loopback page saying what the phone is asked
+//! and how it stands; declining that prompt takes the write back (rejected, audited),
+//! dismissing it leaves the answer to the phone.
 
+pub mod status_page;
 pub mod stdio;
 pub mod tools;
 
@@ -51,6 +55,8 @@ pub struct McpServer {
     pub window: Duration,
     /// Writes waiting for the device as tasks, for clients that declared them.
     tasks: Arc<TaskManager>,
+    /// The loopback status pages URL-mode elicitation links to, started on first use.
+    pages: Arc<tokio::sync::OnceCell<Arc<status_page::StatusPages>>>,
 }
 
 fn text(s: impl Into<String>) -> CallToolResult {
@@ -95,7 +101,58 @@ impl McpServer {
             progress_every: Duration::from_secs(5),
             window: Duration::from_secs(600),
             tasks: Arc::new(TaskManager::new()),
+            pages: Arc::new(tokio::sync::OnceCell::new()),
         }
+    }
+
+    /// Asks the client to show the person where the write stands, if it can show a
+    /// link (URL-mode elicitation). `None` when it cannot, or the page cannot be served.
+    async fn point_at_phone(
+        &self,
+        id: &str,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Option<
+        std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = Result<
+                            rmcp::model::ElicitationAction,
+                            rmcp::service::ElicitationError,
+                        >,
+                    > + Send,
+            >,
+        >,
+    > {
+        use rmcp::service::ElicitationMode;
+        if !ctx
+            .peer
+            .supported_elicitation_modes()
+            .contains(&ElicitationMode::Url)
+        {
+            return None;
+        }
+        let store = self.pipeline.store.clone();
+        let pages = self
+            .pages
+            .get_or_try_init(|| status_page::StatusPages::start(store))
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "no status page for URL elicitation"))
+            .ok()?;
+        let url = url::Url::parse(&pages.url_for(id)).ok()?;
+        let what = self
+            .pipeline
+            .store
+            .get_action(id)
+            .map(|a| crate::runtime::batch::binding_message(std::slice::from_ref(&a)))
+            .unwrap_or_default();
+        let peer = ctx.peer.clone();
+        let message = format!(
+            "Approve or deny on your phone: \"{what}\". The link shows how it stands; decline to take the request back."
+        );
+        let elicitation_id = format!("dealflow-{id}");
+        Some(Box::pin(async move {
+            peer.elicit_url(message, url, elicitation_id).await
+        }))
     }
 
     fn batch_options(&self) -> BatchOptions {
@@ -284,6 +341,7 @@ impl McpServer {
                 run_actions(&p, device.as_ref(), &opts, &cancel, approver, vec![action]).await
             })
         };
+        let mut elicitation = self.point_at_phone(&id, ctx).await;
         let progress_token = ctx.meta.get_progress_token();
         let deadline = tokio::time::Instant::now() + self.wait_bound;
         let started = tokio::time::Instant::now();
@@ -298,6 +356,26 @@ impl McpServer {
                         Ok(Err(e)) => outcome("failed", &id, e.to_string(), None),
                         Err(e) => refusal(format!("internal error while waiting: {e}")),
                     };
+                }
+                answer = async { elicitation.as_mut().expect("guarded").await }, if elicitation.is_some() => {
+                    elicitation = None;
+                    // Decline is the person's explicit no: the request is taken back.
+                    // Accept (they saw the link) and cancel (dismissed without a
+                    // choice) leave it to the phone.
+                    if let Ok(rmcp::model::ElicitationAction::Decline) = answer {
+                        cancel.cancel();
+                        let _ = (&mut task).await;
+                        let client = Self::client_name(ctx);
+                        let me = crate::runtime::review::Reviewer {
+                            actor: format!("mcp:{client}"),
+                            surface: Surface::Mcp,
+                        };
+                        let why = format!("taken back in {client} while waiting for the phone");
+                        return match me.reject(self.pipeline.store.as_ref(), &id, Some(why.clone()), now_ms()) {
+                            Ok(_) => outcome("rejected", &id, format!("{why}: {id} was not run"), None),
+                            Err(_) => self.final_answer(&id),
+                        };
+                    }
                 }
                 _ = ctx.ct.cancelled() => {
                     cancel.cancel();

@@ -14,7 +14,7 @@ import tempfile
 import time
 import urllib.request
 
-from mcp import ClientSession, StdioServerParameters
+from mcp import ClientSession, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
 
 BIN = sys.argv[1]
@@ -111,6 +111,48 @@ async def main():
             providers = json.load(urllib.request.urlopen(req))
             sent = [m for m in providers["sent"] if m["to"] == "bill@initech.example"]
             check("executed exactly once in the emulated Gmail", len(sent) == 1, providers)
+
+    # A client that can show a link (URL-mode elicitation) is pointed at a page saying
+    # what the phone is asked; declining the prompt takes the write back.
+    seen = []
+
+    async def shows_the_link(context, params):
+        page = urllib.request.urlopen(params.url).read().decode()
+        seen.append((params.message, params.url, page))
+        return types.ElicitResult(action=answers.pop(0))
+
+    answers = ["accept", "decline"]
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write, elicitation_callback=shows_the_link) as session:
+            await session.initialize()
+
+            async def phone_yes():
+                for _ in range(200):
+                    await asyncio.sleep(0.1)
+                    out = subprocess.run([BIN, "sandbox", "phone", "--list"], env=env, capture_output=True, text=True)
+                    if "dealflow: schedule_meeting" in out.stdout:
+                        return subprocess.run([BIN, "sandbox", "phone", "--approve", "1"], env=env, capture_output=True, text=True).returncode
+                return 1
+            yes_task = asyncio.create_task(phone_yes())
+            booked = await session.call_tool("schedule_meeting", {
+                "title": "Seat plan", "attendees": ["bill@initech.example"],
+                "start": 1900000000000, "end": 1900001800000,
+            })
+            check("the phone approved the meeting", await yes_task == 0)
+            check("the client was shown a link to where the write stands",
+                  len(seen) == 1 and seen[0][1].startswith("http://127.0.0.1:") and "Waiting for your yes or no on your phone" in seen[0][2]
+                  and "schedule_meeting" in seen[0][0],
+                  seen)
+            check("after an accepted link, the phone's yes runs it",
+                  (booked.structured_content or {}).get("status") == "succeeded", text_of(booked))
+
+            declined = await session.call_tool("post_slack", {"channel": "#deals", "text": "never mind"})
+            facts = declined.structured_content or {}
+            check("declining the link takes the write back",
+                  declined.is_error and facts.get("status") == "rejected" and "taken back" in facts.get("reason", ""),
+                  (declined.is_error, facts))
+            after = urllib.request.urlopen(seen[-1][1]).read().decode()
+            check("its page says so", "<b>rejected</b>" in after, after)
 
     audit = subprocess.run([BIN, "--sandbox", "audit", "export", "--format", "jsonl"], env=env, capture_output=True, text=True)
     events = [json.loads(l) for l in audit.stdout.splitlines() if l.strip()]
