@@ -1063,3 +1063,76 @@ fn b_sends_the_current_action_to_the_phone_and_it_runs_on_yes() {
     p.flush().unwrap();
     p.exp_eof().unwrap();
 }
+
+/// Reads what the app writes until `needle` and then until it has been quiet a moment:
+/// the raw bytes (escape sequences included) and the screen they draw.
+fn raw_until(p: &mut rexpect::session::PtySession, needle: &str, screen: &mut Screen) -> Vec<u8> {
+    let before = p.exp_string(needle).unwrap();
+    let mut raw: Vec<u8> = before.chars().map(|c| c as u32 as u8).collect();
+    raw.extend_from_slice(needle.as_bytes());
+    let mut quiet = 0;
+    while quiet < 10 {
+        let mut got = Vec::new();
+        while let Some(c) = p.try_read() {
+            got.push(c as u32 as u8);
+        }
+        if got.is_empty() {
+            quiet += 1;
+        } else {
+            quiet = 0;
+            raw.extend_from_slice(&got);
+        }
+        pause(50);
+    }
+    screen.vt.process(&raw);
+    raw
+}
+
+fn coloured_cells(screen: &Screen) -> usize {
+    let s = screen.vt.screen();
+    let (rows, cols) = s.size();
+    let (rows, cols) = (rows.get(), cols.get());
+    (0..rows)
+        .flat_map(|r| (0..cols).map(move |c| (r, c)))
+        .filter_map(|(r, c)| s.cell(r, c))
+        .filter(|cell| {
+            cell.fgcolor() != vt100::Color::Default || cell.bgcolor() != vt100::Color::Default
+        })
+        .count()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// New work rings the terminal (BEL plus OSC 9 / OSC 777 desktop notifications) unless
+/// `ui.notify` is off, and colour follows NO_COLOR from the environment: none when it
+/// is set to anything, colour when it is empty (no-color.org).
+#[test]
+fn notifications_and_colour_follow_the_settings_and_the_environment() {
+    let run = |env: &[(&str, &str)]| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = dealflow_in_pty_with(dir.path(), 80, 24, "--sandbox", env);
+        let mut screen = Screen::new(80, 24);
+        // The engine's first run files suggestions: new work for a person to review.
+        let raw = raw_until(&mut p, "new suggestion(s) (offline", &mut screen);
+        p.send("q").unwrap();
+        p.flush().unwrap();
+        (raw, coloured_cells(&screen))
+    };
+    let (raw, colour) = run(&[("NO_COLOR", "")]);
+    assert!(
+        contains(&raw, b"\x1b]9;dealflow: "),
+        "OSC 9 rings for new work"
+    );
+    assert!(contains(&raw, b"\x1b]777;notify;dealflow: "), "and OSC 777");
+    assert!(colour > 0, "an empty NO_COLOR leaves colour on");
+
+    let (raw, colour) = run(&[("NO_COLOR", "1"), ("DEALFLOW_UI_NOTIFY", "false")]);
+    assert!(
+        !contains(&raw, b"\x1b]9;"),
+        "ui.notify = false rings nothing"
+    );
+    assert!(!contains(&raw, b"\x1b]777;"));
+    assert_eq!(colour, 0, "NO_COLOR=1: not one coloured cell");
+}
