@@ -429,9 +429,9 @@ fn permissions_change_is_audited_and_invalid_changes_show_the_error() {
     assert_eq!(last.event, "permissions.changed");
     assert_eq!(last.actor, "user:demo");
     // close-won below step_up is refused by the store; the error is shown.
-    // (the last two rows are the connected accounts)
+    // (from the end: the two accounts, MCP, escalation, two approvers, the approver)
     h.keys("G");
-    for _ in 0..4 {
+    for _ in 0..6 {
         h.keys("k");
     }
     h.keys("h");
@@ -439,7 +439,7 @@ fn permissions_change_is_audited_and_invalid_changes_show_the_error() {
     assert!(s.contains("needs at least step_up"), "{s}");
     // A typed threshold.
     h.keys("gG");
-    for _ in 0..7 {
+    for _ in 0..9 {
         h.keys("k");
     }
     h.code(KeyCode::Enter);
@@ -2168,4 +2168,44 @@ fn s_cycles_the_saved_views() {
     assert_eq!(seen[4].1.len(), 4);
     // The title bar names the view a person is in.
     assert!(h.screen().contains("view queue"));
+}
+
+/// The Permissions tab sets escalation and two approvers as typed rows, audited; a value
+/// the store refuses (two approvers without a lead) is shown, not saved.
+#[test]
+fn escalation_and_two_approvers_are_typed_in_the_permissions_tab() {
+    let mut h = H::new();
+    h.keys("3");
+    // From the end: Slack, Google, MCP, escalation, two approvers.
+    h.keys("G");
+    for _ in 0..3 {
+        h.keys("k");
+    }
+    h.code(KeyCode::Enter);
+    h.keys("4h auth0|team-lead");
+    h.code(KeyCode::Enter);
+    let p = h.store.load_permissions().unwrap();
+    let e = p.escalation.expect("escalation set");
+    assert_eq!(
+        (e.after_ms, e.to.as_str()),
+        (4 * 3_600_000, "auth0|team-lead")
+    );
+    assert!(
+        h.screen().contains("4h → auth0|team-lead"),
+        "{}",
+        h.screen()
+    );
+    let last = h.store.audit_page(0, 1000).unwrap().pop().unwrap();
+    assert_eq!(last.event, "permissions.changed");
+    assert_eq!(last.actor, "user:demo");
+    // Two approvers need a lead as the close-won approver: refused and said.
+    h.keys("k");
+    h.code(KeyCode::Enter);
+    h.keys("250000");
+    h.code(KeyCode::Enter);
+    assert!(h.screen().contains("first name the lead"), "{}", h.screen());
+    assert_eq!(
+        h.store.load_permissions().unwrap().two_approvers_above,
+        None
+    );
 }

@@ -18,6 +18,10 @@ pub enum PermRow {
     Pins,
     /// Blast-radius budgets: how many of a kind may run without review per window.
     Budgets,
+    /// Close-won above an amount takes the rep's device and then the lead's.
+    TwoApprovers,
+    /// Where an unanswered device request goes, and after how long.
+    Escalation,
     /// dealflow's own flag for a connected account (checked before every exchange).
     Account(Connection),
 }
@@ -37,6 +41,8 @@ pub fn rows() -> Vec<PermRow> {
         PermRow::ForceReviewBelow,
         PermRow::CloseWonLevel,
         PermRow::CloseWonApprover,
+        PermRow::TwoApprovers,
+        PermRow::Escalation,
         PermRow::McpWrites,
         PermRow::Account(Connection::Google),
         PermRow::Account(Connection::Slack),
@@ -56,6 +62,8 @@ impl PermRow {
             PermRow::McpWrites => "MCP write tools exposed".into(),
             PermRow::Pins => "always review (pinned)".into(),
             PermRow::Budgets => "budgets (without review)".into(),
+            PermRow::TwoApprovers => "close-won by two, above".into(),
+            PermRow::Escalation => "escalate unanswered".into(),
             PermRow::Account(c) => format!("account · {}", c.as_str()),
         }
     }
@@ -89,6 +97,13 @@ impl PermRow {
                 .map(|b| format!("{} {}", b.kind, b.spec()))
                 .collect::<Vec<_>>()
                 .join(", "),
+            PermRow::TwoApprovers => p
+                .two_approvers_above
+                .map_or_else(|| "off".into(), format_money),
+            PermRow::Escalation => match &p.escalation {
+                Some(e) => format!("{} → {}", crate::core::text::span(e.after_ms), e.to),
+                None => "off".into(),
+            },
             // dealflow's own switch: whether Token Vault holds a connected account for it
             // is only known by asking (`c`), so the row does not claim it.
             PermRow::Account(c) => if p.disconnected.contains(&c) {
@@ -116,6 +131,8 @@ impl PermRow {
             PermRow::Budgets => {
                 "type kind N/hour|day|week (each: per counterparty), e.g. send_email 20/day; -send_email removes"
             }
+            PermRow::TwoApprovers => "an amount or off: above it, yours then the lead's device",
+            PermRow::Escalation => "e.g. 4h auth0|team-lead (after, to the lead), or off",
             PermRow::Account(_) => {
                 "on · off in dealflow (off: no token exchange); c connects it in Token Vault or adds scopes"
             }
@@ -126,7 +143,12 @@ impl PermRow {
     pub fn typed(self) -> bool {
         matches!(
             self,
-            PermRow::StepUpThreshold | PermRow::CloseWonApprover | PermRow::Pins | PermRow::Budgets
+            PermRow::StepUpThreshold
+                | PermRow::CloseWonApprover
+                | PermRow::Pins
+                | PermRow::Budgets
+                | PermRow::TwoApprovers
+                | PermRow::Escalation
         )
     }
 
@@ -193,7 +215,9 @@ impl PermRow {
             PermRow::StepUpThreshold
             | PermRow::CloseWonApprover
             | PermRow::Pins
-            | PermRow::Budgets => return None,
+            | PermRow::Budgets
+            | PermRow::TwoApprovers
+            | PermRow::Escalation => return None,
         })
     }
 
@@ -240,6 +264,34 @@ impl PermRow {
                 }
                 Ok(PermissionChange::PinReview {
                     pattern: t.to_string(),
+                })
+            }
+            PermRow::TwoApprovers => {
+                if t == "off" {
+                    return Ok(PermissionChange::SetTwoApprovers { above: None });
+                }
+                let clean: String = t.chars().filter(|c| *c != '$' && *c != ',').collect();
+                let dollars: i64 = clean
+                    .parse()
+                    .map_err(|_| format!("{t:?} is not an amount (e.g. 250000) or off"))?;
+                Ok(PermissionChange::SetTwoApprovers {
+                    above: Some(dollars.saturating_mul(100)),
+                })
+            }
+            PermRow::Escalation => {
+                if t == "off" {
+                    return Ok(PermissionChange::SetEscalation { escalation: None });
+                }
+                let (after, to) = t
+                    .split_once(' ')
+                    .ok_or("type how long and the lead's sub, e.g. 4h auth0|team-lead")?;
+                let after_ms = crate::config::parse_duration(after)
+                    .ok_or_else(|| format!("{after:?} is not a duration such as 30m or 4h"))?
+                    .as_millis()
+                    .min(i64::MAX as u128) as i64;
+                let to = to.trim().trim_start_matches("lead:").to_string();
+                Ok(PermissionChange::SetEscalation {
+                    escalation: Some(crate::core::permissions::Escalation { after_ms, to }),
                 })
             }
             // "send_email 20/day", "send_email 3/day each"; "-send_email" (or "send_email
