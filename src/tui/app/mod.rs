@@ -1149,13 +1149,19 @@ impl App {
             }
         };
         let last = len.saturating_sub(1);
+        // A page is what the list shows at this terminal size (24 rows over SSH shows
+        // far fewer than 10), so PageDown lands on the next window's first row.
+        let area = ratatui::layout::Rect::new(0, 0, self.size.0, self.size.1);
+        let page = super::view::list_rows(self.tab, area)
+            .map_or(10, |r| r.height as usize)
+            .max(1);
         *cursor = match cmd {
             Command::Down => (*cursor + 1).min(last),
             Command::Up => cursor.saturating_sub(1),
             Command::Top => 0,
             Command::Bottom => last,
-            Command::PageDown => (*cursor + 10).min(last),
-            Command::PageUp => cursor.saturating_sub(10),
+            Command::PageDown => (*cursor + page).min(last),
+            Command::PageUp => cursor.saturating_sub(page),
             _ => *cursor,
         };
     }
