@@ -238,7 +238,7 @@ impl Doctor {
     /// The store, opened only if it is there: doctor must not create it.
     fn store(&mut self, config: &Config, sandbox: bool) -> Option<Arc<dyn Store>> {
         if !config.raw.store.url.is_empty() {
-            return self.redis(config, sandbox);
+            return self.redis(config);
         }
         let path = match store_path(config, sandbox) {
             Ok(p) => p,
@@ -271,12 +271,18 @@ impl Doctor {
         }
     }
 
-    fn redis(&mut self, config: &Config, sandbox: bool) -> Option<Arc<dyn Store>> {
+    fn redis(&mut self, config: &Config) -> Option<Arc<dyn Store>> {
         let url = &config.raw.store.url;
-        let store = match super::open_redis(config, sandbox) {
+        // Opening only: doctor changes nothing, so an earlier namespace is adopted by the
+        // next command, not here.
+        let store = match super::open_redis(config) {
             Ok(s) => s,
+            Err(e) if crate::runtime::identity::current().signed_in.is_none() => {
+                self.fail("store", format!("{e:#}"));
+                return None;
+            }
             Err(e) => {
-                let why = e.to_string().replace(url.as_str(), &redacted(url));
+                let why = format!("{e:#}").replace(url.as_str(), &redacted(url));
                 self.fail(
                     "store",
                     format!("{why} — is the server up? check store.url"),

@@ -319,32 +319,88 @@ pub fn store_path(config: &Config, sandbox: bool) -> Result<PathBuf> {
     Ok(dirs.data_dir().join(name))
 }
 
-/// The Redis namespace for this user: the Auth0 `sub` `dealflow login` verified and
-/// kept in this user's keyring, else the Unix account of the process's uid (never
-/// `$USER`, which anyone can set); "sandbox" for the sandbox (demo data never mixes with
-/// real data). Without Redis ACLs a namespace separates data, not people: anyone who
-/// can reach the server can write any key, which is why consent is sealed with a key
-/// only this user's keyring holds.
-pub fn redis_namespace(sandbox: bool) -> String {
-    if sandbox {
-        return "sandbox".into();
+/// The Redis namespace for this user: the Auth0 `sub` of the verified sign-in (the one
+/// `dealflow login` checked and kept in this user's own keyring; in the sandbox the
+/// emulated user it signs in as, so `--sandbox-user team-lead` is the lead's). Nothing
+/// the environment says counts: `USER=alice` names no one. Not signed in, there is no
+/// namespace, hence no Redis store.
+pub fn redis_namespace() -> Result<String> {
+    match &crate::runtime::identity::current().signed_in {
+        Some(s) => Ok(s.sub.clone()),
+        None => anyhow::bail!(
+            "the Redis store (store.url) keeps your data under your verified identity, and no one is signed in: run `dealflow login` first (or `--sandbox` to try it)"
+        ),
     }
-    let id = crate::runtime::identity::current();
-    id.signed_in
-        .as_ref()
-        .map_or_else(|| id.unix_user.clone(), |s| s.sub.clone())
+}
+
+/// The namespace this user's data had before it was keyed by identity: the Unix account
+/// of the process's uid ("sandbox" for the sandbox's rep). From the uid, never `$USER`,
+/// so no one can adopt another account's data by naming it.
+fn legacy_namespace(sandbox: bool) -> Option<String> {
+    if sandbox {
+        use crate::sandbox::auth0::model::SandboxUser;
+        return (SandboxUser::current() == SandboxUser::Rep).then(|| "sandbox".into());
+    }
+    Some(crate::runtime::identity::current().unix_user.clone())
 }
 
 /// The Redis store `store.url` names, in this user's namespace, under `store.team` if set.
-fn open_redis(config: &Config, sandbox: bool) -> crate::store::Result<RedisStore> {
+fn open_redis(config: &Config) -> Result<RedisStore> {
+    let namespace = redis_namespace()?;
     let team = Some(config.raw.store.team.as_str()).filter(|t| !t.is_empty());
-    RedisStore::open(&config.raw.store.url, &redis_namespace(sandbox), team)
+    RedisStore::open(&config.raw.store.url, &namespace, team).map_err(anyhow::Error::from)
+}
+
+/// [`open_redis`], after adopting this user's pre-identity namespace (once, audited).
+fn open_redis_adopting(config: &Config, sandbox: bool) -> Result<RedisStore> {
+    use crate::store::redis::Adoption;
+    let store = open_redis(config)?;
+    let Some(legacy) = legacy_namespace(sandbox) else {
+        return Ok(store);
+    };
+    let entry = crate::core::audit::NewAuditEntry {
+        ts: now_ms(),
+        actor: local_actor(),
+        surface: Some(crate::core::domain::Surface::Cli),
+        event: "store.namespace_adopted".into(),
+        action_id: None,
+        outcome: "ok".into(),
+        detail: serde_json::json!({ "origin": origin() }),
+    };
+    let done = store
+        .adopt_legacy(&legacy, entry)
+        .context("store.url: cannot move your earlier namespace")?;
+    let entry = match &done {
+        Adoption::Nothing => return Ok(store),
+        Adoption::Moved { from, keys, entry } => {
+            eprintln!(
+                "store: moved your data ({keys} keys) from the namespace {from:?} to {:?}, your signed-in identity (audit #{})",
+                store.namespace(),
+                entry.seq
+            );
+            entry
+        }
+        Adoption::LeftInPlace { from, entry } => {
+            eprintln!(
+                "store: the namespace {from:?} holds data from before sign-in, and so does {:?}: left both as they are (audit #{})",
+                store.namespace(),
+                entry.seq
+            );
+            entry
+        }
+    };
+    // Written through the bare store: anchor it as the anchored store does.
+    use crate::store::AuditAnchor;
+    if let Ok(a) = crate::runtime::seal::KeyringAnchor::open() {
+        a.appended(&store, entry);
+    }
+    Ok(store)
 }
 
 fn open_store(config: &Config, sandbox: bool) -> Result<Arc<dyn Store>> {
     if !config.raw.store.url.is_empty() {
-        let store = open_redis(config, sandbox)
-            .with_context(|| "store.url: cannot open the Redis store (is the server up? `dealflow doctor` checks)")?;
+        let store = open_redis_adopting(config, sandbox)
+            .with_context(|| "store.url: cannot open the Redis store (`dealflow doctor` checks)")?;
         return Ok(anchored(Arc::new(store)));
     }
     let path = store_path(config, sandbox)?;

@@ -86,6 +86,6 @@ fn team_store(ctx: &Ctx) -> Result<RedisStore> {
     if raw.team.is_empty() {
         bail!("store.team is empty: name the team whose policy this is");
     }
-    super::open_redis(&ctx.config, ctx.sandbox)
+    super::open_redis(&ctx.config)
         .context("store.url: cannot open the Redis store (`dealflow doctor` checks)")
 }

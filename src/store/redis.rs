@@ -1,6 +1,6 @@
 //! The Redis store, for a team or a shared box. Every key lives under a per-user
-//! namespace (`dealflow:u:{<sub>}:`; the Auth0 `sub`, or the local user until sign-in
-//! exists), team policies under `dealflow:t:{<team>}:policy`.
+//! namespace (`dealflow:u:{<sub>}:`, the verified Auth0 `sub`), team policies under
+//! `dealflow:t:{<team>}:policy`.
 //!
 //! Layout (per user):
 //! - `deals`, `contacts`: hashes id → JSON.
@@ -81,6 +81,45 @@ redis.call('HSET', KEYS[2], 'count', ARGV[3], 'hash', ARGV[5])
 return {'ok'}
 "#;
 
+/// KEYS: the target's migration marker, then n legacy keys, then their n new names.
+/// ARGV: the marker's value. Moves every legacy key unless one of the new names is
+/// taken (then nothing moves: two histories are never spliced); either way it marks the
+/// target, so a namespace is adopted at most once. Answers 'done' (marked before),
+/// 'occupied' or 'moved'.
+const ADOPT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'done' end
+local n = (#KEYS - 1) / 2
+local answer = 'moved'
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[1 + n + i]) == 1 then answer = 'occupied' end
+end
+if answer == 'moved' then
+  for i = 1, n do
+    if redis.call('EXISTS', KEYS[1 + i]) == 1 then redis.call('RENAME', KEYS[1 + i], KEYS[1 + n + i]) end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return answer
+"#;
+
+/// What [`RedisStore::adopt_legacy`] did.
+#[derive(Debug)]
+pub enum Adoption {
+    /// No legacy namespace, or adopted before.
+    Nothing,
+    /// `keys` keys moved from the legacy namespace; `entry` audits it.
+    Moved {
+        from: String,
+        keys: usize,
+        entry: AuditEntry,
+    },
+    /// Both namespaces hold data: the legacy one was left where it is (audited).
+    LeftInPlace { from: String, entry: AuditEntry },
+}
+
+/// The keys any namespace that was ever used holds at least one of.
+const NAMESPACE_MARKS: [&str; 5] = ["audit:head", "permissions", "deals", "actions", "contacts"];
+
 pub struct RedisStore {
     url: String,
     namespace: String,
@@ -109,6 +148,17 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+/// `url` as it may be shown: never the credentials that may be in it.
+pub fn shown_url(url: &str) -> String {
+    match url.rsplit_once('@') {
+        Some((scheme_user, host)) => {
+            let scheme = scheme_user.split("://").next().unwrap_or("redis");
+            format!("{scheme}://…@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
 /// Keeps a namespace to characters that cannot break out of the key prefix.
 fn clean_namespace(ns: &str) -> std::result::Result<String, String> {
     if ns.is_empty() {
@@ -127,7 +177,7 @@ impl RedisStore {
     /// `sub`, or the local user / "sandbox" before sign-in), optionally under `team`.
     pub fn open(url: &str, namespace: &str, team: Option<&str>) -> Result<RedisStore> {
         let db = |message: String| StoreError::Db {
-            path: url.to_string(),
+            path: shown_url(url),
             message,
         };
         let namespace = clean_namespace(namespace).map_err(db)?;
@@ -154,12 +204,104 @@ impl RedisStore {
         &self.namespace
     }
 
-    fn key(&self, k: &str) -> String {
+    /// The prefix of every key of namespace `ns`.
+    pub fn prefix_of(ns: &str) -> String {
         // The braces delimit the namespace (which cannot contain them), so no user's
         // keys can alias another's ("a" + ":audit" vs "a:audit"), and they make the
         // namespace a Redis Cluster hash tag: one user's keys share a slot, as the
         // multi-key Lua scripts need.
-        format!("dealflow:u:{{{}}}:{k}", self.namespace)
+        format!("dealflow:u:{{{ns}}}:")
+    }
+
+    fn key(&self, k: &str) -> String {
+        format!("{}{k}", Self::prefix_of(&self.namespace))
+    }
+
+    /// Moves the namespace `legacy` (what dealflow keyed this user's data by before
+    /// namespaces were verified identities: the Unix account, or "sandbox") into this
+    /// one, once: the first open after sign-in finds the old keys and renames them in
+    /// one script, and audits it here, naming where they came from. Who calls this
+    /// must derive `legacy` from something the caller cannot choose (the uid's account),
+    /// never from `$USER`, or anyone could adopt anyone's data.
+    pub fn adopt_legacy(&self, legacy: &str, mut entry: NewAuditEntry) -> Result<Adoption> {
+        let legacy = clean_namespace(legacy).map_err(|e| self.err(e))?;
+        if legacy == self.namespace {
+            return Ok(Adoption::Nothing);
+        }
+        let marker = self.key("adopted");
+        let old = Self::prefix_of(&legacy);
+        // Two cheap round trips on every open; the scan only when there is something.
+        let marked: bool = self.with(|c| redis::cmd("EXISTS").arg(&marker).query(c))?;
+        if marked {
+            return Ok(Adoption::Nothing);
+        }
+        let probes: Vec<String> = NAMESPACE_MARKS
+            .iter()
+            .map(|k| format!("{old}{k}"))
+            .collect();
+        let present: u64 = self.with(|c| redis::cmd("EXISTS").arg(&probes).query(c))?;
+        if present == 0 {
+            return Ok(Adoption::Nothing);
+        }
+        let keys = self.scan(&format!("{old}*"))?;
+        let renamed: Vec<String> = keys.iter().map(|k| self.key(&k[old.len()..])).collect();
+        let stamp = json(&serde_json::json!({ "from": legacy, "at": entry.ts }));
+        let answer: String = self.with(|c| {
+            let script = Script::new(ADOPT);
+            let mut inv = script.key(&marker);
+            for k in keys.iter().chain(&renamed) {
+                inv.key(k);
+            }
+            inv.arg(&stamp).invoke(c)
+        })?;
+        let moved = match answer.as_str() {
+            "moved" => true,
+            "occupied" => false,
+            _ => return Ok(Adoption::Nothing),
+        };
+        // The cached head (if any) was this namespace's before the move.
+        *self.audit_head.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if let serde_json::Value::Object(m) = &mut entry.detail {
+            m.insert("from_namespace".into(), legacy.clone().into());
+            m.insert("keys".into(), keys.len().into());
+            m.insert("moved".into(), moved.into());
+        }
+        let entry = self.append_audit(entry)?;
+        Ok(if moved {
+            Adoption::Moved {
+                from: legacy,
+                keys: keys.len(),
+                entry,
+            }
+        } else {
+            Adoption::LeftInPlace {
+                from: legacy,
+                entry,
+            }
+        })
+    }
+
+    /// Every key matching `pattern`.
+    fn scan(&self, pattern: &str) -> Result<Vec<String>> {
+        self.with(|c| {
+            let mut out = Vec::new();
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(c)?;
+                out.extend(batch);
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+            Ok(out)
+        })
     }
 
     fn team_key(&self, team: &str) -> String {
@@ -467,15 +609,11 @@ impl Store for RedisStore {
             .as_ref()
             .map(|t| format!(" team {t}"))
             .unwrap_or_default();
-        // Never show credentials that may be in the URL.
-        let shown = match self.url.split_once('@') {
-            Some((scheme_user, host)) => {
-                let scheme = scheme_user.split("://").next().unwrap_or("redis");
-                format!("{scheme}://…@{host}")
-            }
-            None => self.url.clone(),
-        };
-        format!("redis {shown} namespace {}{team}", self.namespace)
+        format!(
+            "redis {} namespace {}{team}",
+            shown_url(&self.url),
+            self.namespace
+        )
     }
 
     fn upsert_deal(&self, d: &Deal) -> Result<()> {
