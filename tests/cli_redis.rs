@@ -230,6 +230,7 @@ fn a_team_policy_tightens_members_and_only_tightens() {
         serde_json::from_str(&run(&["permissions", "show", "--json"])).unwrap()
     };
     assert!(run(&["team", "show"]).contains("no policy"));
+    assert!(run(&["team", "init"]).contains("are its admin"));
     run(&["permissions", "autonomy", "send_email", "auto"]);
     assert_eq!(effective()["autonomy"]["send_email"], "auto");
 
@@ -278,6 +279,10 @@ fn a_team_policy_tightens_members_and_only_tightens() {
         .filter(|e| e.starts_with("team."))
         .collect();
     assert_eq!(events, ["team.policy_set", "team.policy_cleared"]);
+    RedisStore::open(&redis_url(), &u.name, Some(&team))
+        .unwrap()
+        .purge_team()
+        .unwrap();
 }
 
 /// Not signed in, there is no Redis store (nothing to fall back on: the Unix account

@@ -869,6 +869,7 @@ fn redis_team_policy_tightens_but_never_loosens() {
     policy
         .autonomy
         .insert(ActionKind::PostSlack, Autonomy::Ciba);
+    s.init_team(entry(0)).unwrap();
     s.set_team_policy(&policy, entry(1)).unwrap();
     // The user loosens Slack to auto and raises the threshold: the team's floor holds.
     s.change_permissions(
@@ -911,15 +912,62 @@ fn redis_team_policy_tightens_but_never_loosens() {
         Autonomy::Auto
     );
     assert_eq!(s.verify_audit().unwrap(), Ok(4));
+    // The team's own stream: created, then the policy set, by this user.
+    assert_eq!(s.verify_team_audit().unwrap(), Ok(2));
+    let t = s.team_audit_page(0, 10).unwrap();
+    assert_eq!(t[1].event, entry(1).event);
+    assert_eq!(t[1].detail["team"], team.as_str());
     s.purge_namespace().unwrap();
+    assert_eq!(s.purge_team().unwrap(), 3);
+}
+
+/// Only the team's admins change its policy; the stream is one chain however many
+/// members append at once, and cutting its last entry is a break, not a shorter log.
+#[test]
+fn redis_team_policy_is_for_admins_and_its_stream_chains() {
+    let team = unique_namespace("team");
+    let admin = RedisStore::open(&redis_url(), &unique_namespace("adm"), Some(&team)).unwrap();
+    let member = RedisStore::open(&redis_url(), &unique_namespace("mem"), Some(&team)).unwrap();
+    let policy = dealflow::core::permissions::Permissions::default();
+    // No team yet: nobody changes its policy, and it says what to do.
+    let e = member.set_team_policy(&policy, entry(1)).unwrap_err();
+    assert!(e.to_string().contains("team init"), "{e}");
+    admin.init_team(entry(0)).unwrap();
+    let e = admin.init_team(entry(0)).unwrap_err();
+    assert!(e.to_string().contains("already exists"), "{e}");
+    let e = member.set_team_policy(&policy, entry(1)).unwrap_err();
+    assert!(e.to_string().contains("only an admin"), "{e}");
+    let e = member.clear_team_policy(entry(1)).unwrap_err();
+    assert!(e.to_string().contains("only an admin"), "{e}");
+    assert_eq!(member.team_policy().unwrap(), None);
+    admin.set_team_policy(&policy, entry(1)).unwrap();
+    assert_eq!(member.team_policy().unwrap(), Some(policy));
+
+    std::thread::scope(|sc| {
+        for s in [&admin, &member] {
+            sc.spawn(move || {
+                for i in 0..20 {
+                    s.append_team_audit(entry(i)).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(member.verify_team_audit().unwrap(), Ok(42));
     let mut c = ::redis::Client::open(redis_url())
         .unwrap()
         .get_connection()
         .unwrap();
-    let _: () = ::redis::cmd("DEL")
-        .arg(format!("dealflow:t:{{{team}}}:policy"))
+    let stream = format!("dealflow:t:{{{team}}}:audit");
+    let _: i64 = ::redis::cmd("XDEL")
+        .arg(&stream)
+        .arg("42-0")
         .query(&mut c)
         .unwrap();
+    let broken = member.verify_team_audit().unwrap().unwrap_err();
+    assert_eq!(broken.seq, 42, "{broken:?}");
+    admin.purge_namespace().unwrap();
+    member.purge_namespace().unwrap();
+    admin.purge_team().unwrap();
 }
 
 #[test]

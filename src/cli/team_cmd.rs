@@ -1,14 +1,17 @@
-//! `dealflow team show|set|clear`: the team policy on a shared Redis store. A team
-//! policy only ever tightens: each member's effective permissions take, setting by
-//! setting, whichever of their own and the team's has more friction
+//! `dealflow team init|show|set|clear`: the team on a shared Redis store. A team policy
+//! only ever tightens: each member's effective permissions take, setting by setting,
+//! whichever of their own and the team's has more friction
 //! (`Permissions::tighten_with`), so setting one can add friction for the team but never
-//! remove any. Who set it is in the setter's audit log.
+//! remove any. Only the team's admins (made by `team init`) may set or clear it; every
+//! change lands in the team's audit stream, which every member reads
+//! (`audit export --team`, `audit verify --team`), and in the admin's own log.
 
 use super::{Ctx, local_actor, now_ms, origin, permissions_cmd};
 use crate::core::audit::NewAuditEntry;
 use crate::core::domain::Surface;
 use crate::core::permissions::Permissions;
 use crate::store::RedisStore;
+use crate::store::redis::PolicyOp;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -16,54 +19,110 @@ use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
 pub enum TeamCmd {
-    /// Print the team policy (`store.team`).
+    /// Create the team (`store.team`) with you as its first admin, and its audit stream.
+    Init,
+    /// Print the team policy (`store.team`) and the team's admins.
     Show {
         #[arg(long)]
         json: bool,
     },
-    /// Set the team policy from a TOML or JSON file; keys left out keep the defaults.
+    /// Set the team policy from a TOML or JSON file; keys left out keep the defaults
+    /// (team admins only).
     Set { file: PathBuf },
-    /// Remove the team policy.
+    /// Remove the team policy (team admins only).
     Clear,
 }
 
-pub fn run(ctx: &Ctx, cmd: TeamCmd) -> Result<ExitCode> {
-    let store = team_store(ctx)?;
-    let audit = |event: &str| NewAuditEntry {
+/// An audit entry for a team command, naming who (the signed-in identity) and where from.
+pub(crate) fn entry(event: &str, detail: serde_json::Value) -> NewAuditEntry {
+    let mut detail = detail;
+    if let serde_json::Value::Object(m) = &mut detail {
+        m.insert("origin".into(), origin());
+    }
+    NewAuditEntry {
         ts: now_ms(),
         actor: local_actor(),
         surface: Some(Surface::Cli),
         event: event.into(),
         action_id: None,
         outcome: "ok".into(),
-        detail: serde_json::json!({ "origin": origin() }),
-    };
-    let team = &ctx.config.raw.store.team;
+        detail,
+    }
+}
+
+pub fn run(ctx: &Ctx, cmd: TeamCmd) -> Result<ExitCode> {
+    let store = team_store(ctx)?;
+    let team = store.team()?.to_string();
+    let audit = |event: &str| entry(event, serde_json::json!({}));
     match cmd {
-        TeamCmd::Show { json } => match store.team_policy()? {
-            Some(p) => permissions_cmd::print(&p, json)?,
-            None if json => println!("null"),
-            None => println!("team {team}: no policy (`dealflow team set FILE` sets one)"),
-        },
+        TeamCmd::Init => {
+            let e = store.init_team(audit("team.created"))?;
+            println!(
+                "team {team}: created; you ({}) are its admin (team audit #{}). Add members with `dealflow team add-member SUB`",
+                store.namespace(),
+                e.seq
+            );
+        }
+        TeamCmd::Show { json } => {
+            match store.team_policy()? {
+                Some(p) => permissions_cmd::print(&p, json)?,
+                None if json => println!("null"),
+                None => println!("team {team}: no policy (`dealflow team set FILE` sets one)"),
+            }
+            if !json {
+                match store.team_admins()?.as_slice() {
+                    [] => println!("team {team}: not set up (`dealflow team init`)"),
+                    admins => println!("team {team}: admins {}", admins.join(", ")),
+                }
+            }
+        }
         TeamCmd::Set { file } => {
             let policy = super::policy_cmd::read_permissions(&file, &Permissions::default())?;
             if let Err(e) = policy.check() {
                 bail!("{}: {e}", file.display());
             }
-            let entry = store.set_team_policy(&policy, audit("team.policy_set"))?;
-            anchor(&store, &entry);
+            let (t, own) = store
+                .change_team_policy(
+                    PolicyOp::Set(&policy),
+                    audit("team.policy_set"),
+                    audit("team.policy_set"),
+                )
+                .map_err(refused)?;
+            anchor(&store, &own);
             println!(
-                "team {team}: policy set (audit #{}); it tightens every member's own settings — `dealflow permissions show` prints yours in effect",
-                entry.seq
+                "team {team}: policy set (team audit #{}, yours #{}); it tightens every member's own settings — `dealflow permissions show` prints yours in effect",
+                t.seq, own.seq
             );
         }
         TeamCmd::Clear => {
-            let entry = store.clear_team_policy(audit("team.policy_cleared"))?;
-            anchor(&store, &entry);
-            println!("team {team}: policy removed (audit #{})", entry.seq);
+            let (t, own) = store
+                .change_team_policy(
+                    PolicyOp::Clear,
+                    audit("team.policy_cleared"),
+                    audit("team.policy_cleared"),
+                )
+                .map_err(refused)?;
+            anchor(&store, &own);
+            println!(
+                "team {team}: policy removed (team audit #{}, yours #{})",
+                t.seq, own.seq
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Redis's own refusal (an ACL that does not let this member's user write the key)
+/// said in the team's words; dealflow's own refusal passes as it is.
+pub(crate) fn refused(e: crate::store::StoreError) -> anyhow::Error {
+    let text = e.to_string();
+    if text.contains("NOPERM") {
+        anyhow::anyhow!(
+            "Redis refused: your Redis user may not change the team policy (only team admins' users can) — {text}"
+        )
+    } else {
+        e.into()
+    }
 }
 
 /// The team commands write through the Redis store itself (they need its team keys), so
@@ -76,15 +135,15 @@ fn anchor(store: &RedisStore, entry: &crate::core::audit::AuditEntry) {
 }
 
 /// The Redis store with its team, or what is missing to have one.
-fn team_store(ctx: &Ctx) -> Result<RedisStore> {
+pub(crate) fn team_store(ctx: &Ctx) -> Result<RedisStore> {
     let raw = &ctx.config.raw.store;
     if raw.url.is_empty() {
         bail!(
-            "team policies live in a shared Redis store: set store.url (redis://…) and store.team"
+            "teams live in a shared Redis store: set store.url (redis://… or rediss://…) and store.team"
         );
     }
     if raw.team.is_empty() {
-        bail!("store.team is empty: name the team whose policy this is");
+        bail!("store.team is empty: name the team");
     }
     super::open_redis(&ctx.config)
         .context("store.url: cannot open the Redis store (`dealflow doctor` checks)")

@@ -25,9 +25,13 @@ use crate::core::audit::{self, AuditEntry, GENESIS, NewAuditEntry};
 use crate::core::domain::{Action, ActionParams, ActionState, Contact, Deal, Millis};
 use crate::core::permissions::{PermissionChange, Permissions};
 use redis::{Connection, Script};
+
+#[path = "redis_team.rs"]
+mod team;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+pub use team::PolicyOp;
 
 const TRANSITION: &str = r#"
 local cur = redis.call('HMGET', KEYS[1], 'state', 'version')
@@ -305,7 +309,7 @@ impl RedisStore {
     }
 
     fn team_key(&self, team: &str) -> String {
-        format!("dealflow:t:{{{team}}}:policy")
+        Self::team_key_of(team, "policy")
     }
 
     fn err(&self, e: impl std::fmt::Display) -> StoreError {
@@ -419,41 +423,6 @@ impl RedisStore {
         body.map(|b| serde_json::from_str(&b))
             .transpose()
             .map_err(|e| self.corrupt(format!("team policy: {e}")))
-    }
-
-    /// Sets the team policy (an admin's act; audited in this user's log).
-    pub fn set_team_policy(
-        &self,
-        policy: &Permissions,
-        mut entry: NewAuditEntry,
-    ) -> Result<AuditEntry> {
-        let Some(team) = self.team.clone() else {
-            return Err(StoreError::Permission("this store has no team".into()));
-        };
-        let key = self.team_key(&team);
-        let body = json(policy);
-        self.with(|c| redis::cmd("SET").arg(&key).arg(&body).query::<()>(c))?;
-        if let serde_json::Value::Object(m) = &mut entry.detail {
-            m.insert("team".into(), team.into());
-            m.insert(
-                "policy".into(),
-                serde_json::to_value(policy).unwrap_or_default(),
-            );
-        }
-        self.append_audit(entry)
-    }
-
-    /// Removes the team policy (audited in this user's log).
-    pub fn clear_team_policy(&self, mut entry: NewAuditEntry) -> Result<AuditEntry> {
-        let Some(team) = self.team.clone() else {
-            return Err(StoreError::Permission("this store has no team".into()));
-        };
-        let key = self.team_key(&team);
-        self.with(|c| redis::cmd("DEL").arg(&key).query::<u64>(c))?;
-        if let serde_json::Value::Object(m) = &mut entry.detail {
-            m.insert("team".into(), team.into());
-        }
-        self.append_audit(entry)
     }
 
     /// The user's own permission set, before any team policy.
