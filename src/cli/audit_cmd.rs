@@ -42,7 +42,7 @@ pub enum Format {
 pub fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
     match cmd {
         AuditCmd::Verify { team: true } => {
-            let store = super::team_cmd::team_store(ctx)?;
+            let store = super::team_cmd::team_store(&ctx.config)?;
             let team = store.team()?.to_string();
             match store.verify_team_audit()? {
                 Ok(n) => {
@@ -110,7 +110,9 @@ pub fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
             output,
             team,
         } => {
-            let team_store = team.then(|| super::team_cmd::team_store(ctx)).transpose()?;
+            let team_store = team
+                .then(|| super::team_cmd::team_store(&ctx.config))
+                .transpose()?;
             let pages: Pages = match &team_store {
                 Some(t) => Box::new(|after, n| Ok(t.team_audit_page(after, n)?)),
                 None => Box::new(|after, n| Ok(ctx.store.audit_page(after, n)?)),

@@ -16,6 +16,7 @@ mod policy_cmd;
 mod sandbox_cmd;
 mod service_cmd;
 mod status;
+mod store_cmd;
 mod suggest_cmd;
 mod team_cmd;
 
@@ -123,6 +124,11 @@ pub enum Command {
     Team {
         #[command(subcommand)]
         cmd: team_cmd::TeamCmd,
+    },
+    /// The Redis store's credential (kept in the keyring).
+    Store {
+        #[command(subcommand)]
+        cmd: store_cmd::StoreCmd,
     },
     /// Pipeline overview: deals and the queue with the gate each action faces.
     Status,
@@ -344,11 +350,24 @@ fn legacy_namespace(sandbox: bool) -> Option<String> {
     Some(crate::runtime::identity::current().unix_user.clone())
 }
 
-/// The Redis store `store.url` names, in this user's namespace, under `store.team` if set.
+/// The Redis store `store.url` names, in this user's namespace, under `store.team` if
+/// set, as the ACL user whose credential `dealflow store credential` kept (if any).
 fn open_redis(config: &Config) -> Result<RedisStore> {
+    let credential =
+        crate::runtime::seal::process_keyring().and_then(|k| store_cmd::stored(k.as_ref()));
+    open_redis_as(config, credential)
+}
+
+/// [`open_redis`] as `credential` (None: the URL's user, or the default one).
+fn open_redis_as(
+    config: &Config,
+    credential: Option<crate::store::redis::Credential>,
+) -> Result<RedisStore> {
     let namespace = redis_namespace()?;
     let team = Some(config.raw.store.team.as_str()).filter(|t| !t.is_empty());
-    RedisStore::open(&config.raw.store.url, &namespace, team).map_err(anyhow::Error::from)
+    let connect = crate::store::redis::Connect { credential };
+    RedisStore::open_with(&config.raw.store.url, &connect, &namespace, team)
+        .map_err(anyhow::Error::from)
 }
 
 /// [`open_redis`], after adopting this user's pre-identity namespace (once, audited).
@@ -561,6 +580,13 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
         }) => return service_cmd::uninstall(cli.sandbox),
         _ => {}
     }
+    // These open the store themselves (the team commands some with a credential read
+    // from stdin, the Redis admin's, where the user's own may not open it at all).
+    cli.command = match cli.command.take() {
+        Some(Command::Store { cmd }) => return store_cmd::run(&config, cmd),
+        Some(Command::Team { cmd }) => return team_cmd::run(&config, cmd),
+        other => other,
+    };
     let store = open_store(&config, cli.sandbox)?;
     let ctx = Ctx {
         config,
@@ -585,7 +611,6 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
         Some(Command::Audit { cmd }) => audit_cmd::run(&ctx, cmd),
         Some(Command::Permissions { cmd }) => permissions_cmd::run(&ctx, cmd),
         Some(Command::Policy { cmd }) => policy_cmd::run(&ctx, cmd),
-        Some(Command::Team { cmd }) => team_cmd::run(&ctx, cmd),
         Some(Command::Batch { every }) => batch_cmd::run(&ctx, every),
         Some(Command::Suggest { json }) => suggest_cmd::run(&ctx, json),
         Some(Command::Service {

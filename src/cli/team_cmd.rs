@@ -6,7 +6,8 @@
 //! change lands in the team's audit stream, which every member reads
 //! (`audit export --team`, `audit verify --team`), and in the admin's own log.
 
-use super::{Ctx, local_actor, now_ms, origin, permissions_cmd};
+use super::{local_actor, now_ms, origin, permissions_cmd};
+use crate::config::Config;
 use crate::core::audit::NewAuditEntry;
 use crate::core::domain::Surface;
 use crate::core::permissions::Permissions;
@@ -19,8 +20,30 @@ use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
 pub enum TeamCmd {
-    /// Create the team (`store.team`) with you as its first admin, and its audit stream.
-    Init,
+    /// Create the team (`store.team`) with you as its first admin, and its audit stream
+    /// (with a Redis credential that may write the team's keys: the admin's).
+    Init {
+        #[command(flatten)]
+        admin: RedisAdmin,
+    },
+    /// Give member SUB (their Auth0 `sub`) a Redis ACL user that reaches only their own
+    /// keys, reads the team policy and appends to the team's stream; `--admin` also lets
+    /// them change the policy. Prints the user's password once, for the member's
+    /// `dealflow store credential`. Team admins only, with the Redis admin credential.
+    AddMember {
+        sub: String,
+        /// Also a team admin.
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        redis: RedisAdmin,
+    },
+    /// Delete member SUB's Redis ACL user (Redis drops its connections).
+    RemoveMember {
+        sub: String,
+        #[command(flatten)]
+        redis: RedisAdmin,
+    },
     /// Print the team policy (`store.team`) and the team's admins.
     Show {
         #[arg(long)]
@@ -31,6 +54,15 @@ pub enum TeamCmd {
     Set { file: PathBuf },
     /// Remove the team policy (team admins only).
     Clear,
+}
+
+/// The Redis credential that may manage ACL users, for this one command.
+#[derive(Debug, clap::Args)]
+pub struct RedisAdmin {
+    /// Connect as this Redis user (e.g. `default`), with its password read from stdin,
+    /// instead of the credential in the keyring.
+    #[arg(long, value_name = "USER")]
+    redis_user: Option<String>,
 }
 
 /// An audit entry for a team command, naming who (the signed-in identity) and where from.
@@ -50,12 +82,53 @@ pub(crate) fn entry(event: &str, detail: serde_json::Value) -> NewAuditEntry {
     }
 }
 
-pub fn run(ctx: &Ctx, cmd: TeamCmd) -> Result<ExitCode> {
-    let store = team_store(ctx)?;
+pub fn run(config: &Config, cmd: TeamCmd) -> Result<ExitCode> {
+    let redis_user = match &cmd {
+        TeamCmd::Init { admin: r }
+        | TeamCmd::AddMember { redis: r, .. }
+        | TeamCmd::RemoveMember { redis: r, .. } => r.redis_user.clone(),
+        _ => None,
+    };
+    let store = match redis_user {
+        None => team_store(config)?,
+        Some(user) => {
+            let password =
+                super::store_cmd::read_password(&format!("the password of Redis user {user}"))?;
+            check_team_config(config)?;
+            super::open_redis_as(
+                config,
+                Some(crate::store::redis::Credential { user, password }),
+            )
+            .context("store.url: cannot open the Redis store with that user")?
+        }
+    };
     let team = store.team()?.to_string();
     let audit = |event: &str| entry(event, serde_json::json!({}));
     match cmd {
-        TeamCmd::Init => {
+        TeamCmd::AddMember { sub, admin, .. } => {
+            let (cred, e) = store.provision_member(&sub, admin, audit("team.member_added"))?;
+            // The password on stdout alone (it is what a script pipes on); the rest on stderr.
+            println!("{}", cred.password);
+            eprintln!(
+                "team {team}: Redis user {} made for {sub}{} (team audit #{}). Hand them the password above; they run `dealflow store credential` and paste it. It is not kept anywhere else.",
+                cred.user,
+                if admin { ", a team admin" } else { "" },
+                e.seq
+            );
+        }
+        TeamCmd::RemoveMember { sub, .. } => {
+            let (existed, e) = store.revoke_member(&sub, audit("team.member_removed"))?;
+            println!(
+                "team {team}: {sub} removed{} (team audit #{})",
+                if existed {
+                    ""
+                } else {
+                    " (they had no Redis user)"
+                },
+                e.seq
+            );
+        }
+        TeamCmd::Init { .. } => {
             let e = store.init_team(audit("team.created"))?;
             println!(
                 "team {team}: created; you ({}) are its admin (team audit #{}). Add members with `dealflow team add-member SUB`",
@@ -116,7 +189,7 @@ pub fn run(ctx: &Ctx, cmd: TeamCmd) -> Result<ExitCode> {
 /// said in the team's words; dealflow's own refusal passes as it is.
 pub(crate) fn refused(e: crate::store::StoreError) -> anyhow::Error {
     let text = e.to_string();
-    if text.contains("NOPERM") {
+    if crate::store::redis::refused_by_acl(&e) {
         anyhow::anyhow!(
             "Redis refused: your Redis user may not change the team policy (only team admins' users can) — {text}"
         )
@@ -135,8 +208,14 @@ fn anchor(store: &RedisStore, entry: &crate::core::audit::AuditEntry) {
 }
 
 /// The Redis store with its team, or what is missing to have one.
-pub(crate) fn team_store(ctx: &Ctx) -> Result<RedisStore> {
-    let raw = &ctx.config.raw.store;
+pub(crate) fn team_store(config: &Config) -> Result<RedisStore> {
+    check_team_config(config)?;
+    super::open_redis(config)
+        .context("store.url: cannot open the Redis store (`dealflow doctor` checks)")
+}
+
+fn check_team_config(config: &Config) -> Result<()> {
+    let raw = &config.raw.store;
     if raw.url.is_empty() {
         bail!(
             "teams live in a shared Redis store: set store.url (redis://… or rediss://…) and store.team"
@@ -145,6 +224,5 @@ pub(crate) fn team_store(ctx: &Ctx) -> Result<RedisStore> {
     if raw.team.is_empty() {
         bail!("store.team is empty: name the team");
     }
-    super::open_redis(&ctx.config)
-        .context("store.url: cannot open the Redis store (`dealflow doctor` checks)")
+    Ok(())
 }

@@ -26,11 +26,15 @@ use crate::core::domain::{Action, ActionParams, ActionState, Contact, Deal, Mill
 use crate::core::permissions::{PermissionChange, Permissions};
 use redis::{Connection, Script};
 
-#[path = "redis_team.rs"]
-mod team;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+#[path = "redis_acl.rs"]
+mod acl;
+#[path = "redis_team.rs"]
+mod team;
+pub use acl::{AclReport, Credential, member_rules, member_user};
 pub use team::PolicyOp;
 
 const TRANSITION: &str = r#"
@@ -121,6 +125,29 @@ pub enum Adoption {
     LeftInPlace { from: String, entry: AuditEntry },
 }
 
+/// How to connect, beyond the URL.
+#[derive(Debug, Clone, Default)]
+pub struct Connect {
+    /// The ACL user and password (from the keyring; never in the URL or config.toml).
+    pub credential: Option<Credential>,
+}
+
+impl Connect {
+    fn client(&self, url: &str) -> redis::RedisResult<redis::Client> {
+        use redis::IntoConnectionInfo;
+        let mut info = url.into_connection_info()?;
+        if let Some(c) = &self.credential {
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_username(&c.user)
+                .set_password(&c.password);
+            info = info.set_redis_settings(settings);
+        }
+        redis::Client::open(info)
+    }
+}
+
 /// The keys any namespace that was ever used holds at least one of.
 const NAMESPACE_MARKS: [&str; 5] = ["audit:head", "permissions", "deals", "actions", "contacts"];
 
@@ -163,6 +190,12 @@ pub fn shown_url(url: &str) -> String {
     }
 }
 
+/// Whether Redis refused a command for the connection's ACL user (NOPERM).
+pub fn refused_by_acl(e: &StoreError) -> bool {
+    let text = e.to_string();
+    text.contains("NOPERM") || text.contains("NoPerm")
+}
+
 /// Keeps a namespace to characters that cannot break out of the key prefix.
 fn clean_namespace(ns: &str) -> std::result::Result<String, String> {
     if ns.is_empty() {
@@ -177,16 +210,27 @@ fn clean_namespace(ns: &str) -> std::result::Result<String, String> {
 }
 
 impl RedisStore {
-    /// Connects to `url` (redis:// or rediss://) for the user `namespace` (the Auth0
-    /// `sub`, or the local user / "sandbox" before sign-in), optionally under `team`.
+    /// Connects to `url` (redis:// or rediss://) for the user `namespace` (the verified
+    /// Auth0 `sub`), optionally under `team`, as the URL's user (or the default one).
     pub fn open(url: &str, namespace: &str, team: Option<&str>) -> Result<RedisStore> {
+        Self::open_with(url, &Connect::default(), namespace, team)
+    }
+
+    /// [`Self::open`] with a credential (an ACL user: a member's, or the Redis admin's)
+    /// and TLS settings.
+    pub fn open_with(
+        url: &str,
+        connect: &Connect,
+        namespace: &str,
+        team: Option<&str>,
+    ) -> Result<RedisStore> {
         let db = |message: String| StoreError::Db {
             path: shown_url(url),
             message,
         };
         let namespace = clean_namespace(namespace).map_err(db)?;
         let team = team.map(clean_namespace).transpose().map_err(db)?;
-        let client = redis::Client::open(url).map_err(|e| db(e.to_string()))?;
+        let client = connect.client(url).map_err(|e| db(e.to_string()))?;
         let store = RedisStore {
             url: url.to_string(),
             namespace,
@@ -235,7 +279,14 @@ impl RedisStore {
         let marker = self.key("adopted");
         let old = Self::prefix_of(&legacy);
         // Two cheap round trips on every open; the scan only when there is something.
-        let marked: bool = self.with(|c| redis::cmd("EXISTS").arg(&marker).query(c))?;
+        // A member's ACL user reaches only its own namespace: refused here, it is not this
+        // namespace's user, and the command's own reads will say so; refused below, it
+        // cannot see (or take) an old namespace: nothing to adopt with this credential.
+        let marked: bool = match self.with(|c| redis::cmd("EXISTS").arg(&marker).query(c)) {
+            Ok(m) => m,
+            Err(e) if refused_by_acl(&e) => return Ok(Adoption::Nothing),
+            Err(e) => return Err(e),
+        };
         if marked {
             return Ok(Adoption::Nothing);
         }
@@ -243,7 +294,11 @@ impl RedisStore {
             .iter()
             .map(|k| format!("{old}{k}"))
             .collect();
-        let present: u64 = self.with(|c| redis::cmd("EXISTS").arg(&probes).query(c))?;
+        let present: u64 = match self.with(|c| redis::cmd("EXISTS").arg(&probes).query(c)) {
+            Ok(n) => n,
+            Err(e) if refused_by_acl(&e) => return Ok(Adoption::Nothing),
+            Err(e) => return Err(e),
+        };
         if present == 0 {
             return Ok(Adoption::Nothing);
         }
@@ -313,9 +368,16 @@ impl RedisStore {
     }
 
     fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        let mut message = e.to_string();
+        if message.starts_with("NoPerm") || message.starts_with("NOPERM") {
+            // Redis's ACL said no: say whose keys this user may reach.
+            message.push_str(
+                " — your Redis user reaches only its own member's keys: are you signed in as the member whose credential `dealflow store credential` stored?",
+            );
+        }
         StoreError::Db {
             path: self.describe(),
-            message: e.to_string(),
+            message,
         }
     }
 

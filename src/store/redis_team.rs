@@ -116,7 +116,7 @@ impl RedisStore {
     }
 
     /// Refuses, naming the admins, unless the signed-in user is one.
-    fn require_admin(&self) -> Result<()> {
+    pub(crate) fn require_admin(&self) -> Result<()> {
         let team = self.team()?.to_string();
         let admins = self.team_admins()?;
         if admins.is_empty() {
@@ -190,6 +190,16 @@ impl RedisStore {
         let mut entry = entry;
         with_team(&mut entry, self.team()?);
         self.team_write(entry, |_| {})
+    }
+
+    /// [`Self::team_write`] with the team named in the entry.
+    pub(crate) fn team_write_audited(
+        &self,
+        mut entry: NewAuditEntry,
+        also: impl Fn(&mut redis::Pipeline),
+    ) -> Result<AuditEntry> {
+        with_team(&mut entry, self.team()?);
+        self.team_write(entry, also)
     }
 
     /// Seals `entry` on the stream's last entry and adds it, with whatever `also` puts
