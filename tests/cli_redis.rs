@@ -156,6 +156,15 @@ fn doctor_pings_redis_and_names_the_namespace() {
     let out = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
     assert!(out.contains("ok    redis     PING"), "{out}");
     assert!(out.contains(&format!("namespace {}", u.name)), "{out}");
+    assert!(
+        out.contains("ok    tls       TLS off (a server on this machine)"),
+        "{out}"
+    );
+    // The shared server's default user reaches everything: doctor says so.
+    assert!(
+        out.contains("todo  acl       Redis user default: reaches every key"),
+        "{out}"
+    );
 
     // A server that is not there: doctor says so and fails, instead of a bare error.
     std::fs::write(

@@ -193,6 +193,16 @@ fn each_member_reaches_only_their_own_keys_and_only_admins_change_the_policy() {
             .contains(&rep_pw)
     );
 
+    // Doctor names the user in use, narrower than the default one.
+    let out = rep.ok(&["doctor"], "");
+    assert!(
+        out.contains(&format!(
+            "ok    acl       Redis user {}: narrower",
+            dealflow::store::redis::member_user(&team, &rep.sub)
+        )),
+        "{out}"
+    );
+
     // Each works in their own namespace through dealflow.
     let lead_user = dealflow::store::redis::member_user(&team, &lead.sub);
     let rep_user = dealflow::store::redis::member_user(&team, &rep.sub);
@@ -203,6 +213,7 @@ fn each_member_reaches_only_their_own_keys_and_only_admins_change_the_policy() {
                 user: lead_user.clone(),
                 password: lead_pw.clone(),
             }),
+            ..Default::default()
         },
         &lead.sub,
         Some(&team),

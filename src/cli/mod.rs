@@ -365,7 +365,13 @@ fn open_redis_as(
 ) -> Result<RedisStore> {
     let namespace = redis_namespace()?;
     let team = Some(config.raw.store.team.as_str()).filter(|t| !t.is_empty());
-    let connect = crate::store::redis::Connect { credential };
+    let ca_file = Some(config.raw.store.ca_file.as_str())
+        .filter(|f| !f.is_empty())
+        .map(PathBuf::from);
+    let connect = crate::store::redis::Connect {
+        credential,
+        ca_file,
+    };
     RedisStore::open_with(&config.raw.store.url, &connect, &namespace, team)
         .map_err(anyhow::Error::from)
 }
