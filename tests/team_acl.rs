@@ -2,7 +2,7 @@
 //! each member a Redis user that reaches only their own keys, and Redis itself holds
 //! the line — through dealflow (even with a forged sign-in) and through a raw
 //! connection with the member's credential. On a redis-server of the test's own (its
-//! ACLs must not touch the shared one).
+//! ACLs must not touch the shared one), plain and over TLS with a private CA.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,34 +13,88 @@ use dealflow::store::redis::{Connect, Credential, RedisStore};
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/tls.rs"]
+mod tls;
 use redis_server::RedisServer;
+use std::path::PathBuf;
+use tls::TlsRedis;
 
 const ADMIN_PW: &str = "admin-pw-7d1f0c2e";
 
-/// A server whose `default` user is off: every connection names a user.
-fn acl_server() -> RedisServer {
-    let s = RedisServer::start(&[]);
-    let mut c = redis::Client::open(s.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("admin")
-        .arg("on")
-        .arg(format!(">{ADMIN_PW}"))
-        .arg("~*")
-        .arg("&*")
-        .arg("+@all")
-        .query::<()>(&mut c)
-        .unwrap();
-    redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("default")
-        .arg("off")
-        .query::<()>(&mut c)
-        .unwrap();
-    s
+/// A server of the test's own (plain, or TLS-only with a CA made now) whose `default`
+/// user is off: every connection names a user.
+struct Srv {
+    url: String,
+    ca: Option<PathBuf>,
+    _plain: Option<RedisServer>,
+    _tls: Option<TlsRedis>,
+}
+
+impl Srv {
+    fn plain() -> Srv {
+        let s = RedisServer::start(&[]);
+        Srv::with_acls(Srv {
+            url: s.url(),
+            ca: None,
+            _plain: Some(s),
+            _tls: None,
+        })
+    }
+
+    fn tls() -> Srv {
+        let t = TlsRedis::start();
+        Srv::with_acls(Srv {
+            url: t.url(),
+            ca: Some(t.ca()),
+            _plain: None,
+            _tls: Some(t),
+        })
+    }
+
+    /// A client as `user` (None: the default user), over TLS when the server is.
+    fn client(&self, user: Option<(&str, &str)>) -> redis::Client {
+        let mut info = redis::IntoConnectionInfo::into_connection_info(self.url.as_str()).unwrap();
+        if let Some((u, p)) = user {
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_username(u)
+                .set_password(p);
+            info = info.set_redis_settings(settings);
+        }
+        match &self.ca {
+            None => redis::Client::open(info).unwrap(),
+            Some(ca) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(std::fs::read(ca).unwrap()),
+                },
+            )
+            .unwrap(),
+        }
+    }
+
+    fn with_acls(self) -> Srv {
+        let mut c = self.client(None).get_connection().unwrap();
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("admin")
+            .arg("on")
+            .arg(format!(">{ADMIN_PW}"))
+            .arg("~*")
+            .arg("&*")
+            .arg("+@all")
+            .query::<()>(&mut c)
+            .unwrap();
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("default")
+            .arg("off")
+            .query::<()>(&mut c)
+            .unwrap();
+        self
+    }
 }
 
 /// A person with their own home and keyring, signed in as `sub`, on `team`.
@@ -50,12 +104,20 @@ struct Person {
 }
 
 impl Person {
-    fn new(server: &RedisServer, team: &str, tag: &str) -> Person {
+    fn new(server: &Srv, team: &str, tag: &str) -> Person {
         let sub = format!("auth0|{tag}-{:08x}", rand::random::<u32>());
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("config.toml"),
-            format!("[store]\nurl = \"{}\"\nteam = \"{team}\"\n", server.url()),
+            format!(
+                "[store]\nurl = \"{}\"\nteam = \"{team}\"\nca_file = \"{}\"\n",
+                server.url,
+                server
+                    .ca
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            ),
         )
         .unwrap();
         let p = Person { dir, sub };
@@ -130,16 +192,9 @@ fn slack(id: &str) -> Action {
     }
 }
 
-fn raw(server: &RedisServer, user: &str, password: &str) -> redis::Connection {
-    let url = format!("redis://127.0.0.1:{}", server.port);
-    let info = redis::IntoConnectionInfo::into_connection_info(url.as_str()).unwrap();
-    let settings = info
-        .redis_settings()
-        .clone()
-        .set_username(user)
-        .set_password(password);
-    redis::Client::open(info.set_redis_settings(settings))
-        .unwrap()
+fn raw(server: &Srv, user: &str, password: &str) -> redis::Connection {
+    server
+        .client(Some((user, password)))
         .get_connection()
         .unwrap()
 }
@@ -151,10 +206,19 @@ fn noperm<T: std::fmt::Debug>(r: redis::RedisResult<T>) {
 
 #[test]
 fn each_member_reaches_only_their_own_keys_and_only_admins_change_the_policy() {
-    let server = acl_server();
+    scenario(&Srv::plain());
+}
+
+/// The same over TLS, verified against the team's private CA (`store.ca_file`).
+#[test]
+fn the_same_holds_over_tls_with_a_private_ca() {
+    scenario(&Srv::tls());
+}
+
+fn scenario(server: &Srv) {
     let team = format!("t{:08x}", rand::random::<u32>());
-    let lead = Person::new(&server, &team, "lead");
-    let rep = Person::new(&server, &team, "rep");
+    let lead = Person::new(server, &team, "lead");
+    let rep = Person::new(server, &team, "rep");
     let admin_stdin = format!("{ADMIN_PW}\n");
 
     // Without a credential the server lets no one in.
@@ -203,17 +267,23 @@ fn each_member_reaches_only_their_own_keys_and_only_admins_change_the_policy() {
         "{out}"
     );
 
+    assert_eq!(
+        out.contains("ok    tls       TLS on: server certificate verified against store.ca_file"),
+        server.ca.is_some(),
+        "{out}"
+    );
+
     // Each works in their own namespace through dealflow.
     let lead_user = dealflow::store::redis::member_user(&team, &lead.sub);
     let rep_user = dealflow::store::redis::member_user(&team, &rep.sub);
     let lead_store = RedisStore::open_with(
-        &server.url(),
+        &server.url,
         &Connect {
             credential: Some(Credential {
                 user: lead_user.clone(),
                 password: lead_pw.clone(),
             }),
-            ..Default::default()
+            ca_file: server.ca.clone(),
         },
         &lead.sub,
         Some(&team),
@@ -240,7 +310,7 @@ fn each_member_reaches_only_their_own_keys_and_only_admins_change_the_policy() {
     rep.claim(&rep.sub);
 
     // And through a raw connection with the rep's credential.
-    let mut c = raw(&server, &rep_user, &rep_pw);
+    let mut c = raw(server, &rep_user, &rep_pw);
     let lead_key = |k: &str| format!("dealflow:u:{{{}}}:{k}", lead.sub);
     noperm(
         redis::cmd("HGETALL")
@@ -362,8 +432,8 @@ fn each_member_reaches_only_their_own_keys_and_only_admins_change_the_policy() {
     let err = rep.err(&["actions", "list"]);
     assert!(!err.contains(&rep_pw), "{err}");
     assert!(
-        redis::Client::open(format!("redis://127.0.0.1:{}", server.port))
-            .unwrap()
+        server
+            .client(None)
             .get_connection()
             .and_then(|mut c| redis::cmd("AUTH")
                 .arg(&rep_user)
