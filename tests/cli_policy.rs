@@ -574,6 +574,7 @@ impl Drop for Member {
             detail: serde_json::json!({}),
         });
         let _ = self.store.purge_namespace();
+        let _ = self.store.purge_team();
     }
 }
 
@@ -588,6 +589,12 @@ fn a_team_policy_one_member_sets_binds_the_others_and_names_who_set_it() {
     let policy = bob.file(
         "team.toml",
         "always_review = [\"@acme.example\"]\n[autonomy]\nsend_email = \"step_up\"\n",
+    );
+    // Bob makes the team, so he is its admin.
+    let out = bob.ok(&["team", "init"]);
+    assert!(
+        out.contains(&format!("you ({}) are its admin", bob.sub)),
+        "{out}"
     );
     let out = bob.ok(&["team", "set", &policy]);
     assert!(out.contains(&format!("team {team}: policy set")), "{out}");
@@ -621,49 +628,63 @@ fn a_team_policy_one_member_sets_binds_the_others_and_names_who_set_it() {
 }
 
 /// Only a team's admins may change its policy: a member who is not one cannot clear it
-/// or replace it with a looser one, and is told so. (Issue 15: there are no team admins
-/// yet, and today any member can do both; this test fails until that lands.)
+/// or replace it with a looser one, and is told so. What the admin did is in the team's
+/// stream, which the member reads and verifies, naming the admin.
 #[test]
-#[ignore = "issue 15: any member can set or clear the team policy; no team admins yet"]
 fn a_member_who_is_no_team_admin_cannot_set_or_clear_the_team_policy() {
-    use dealflow::core::audit::NewAuditEntry;
-    use dealflow::core::permissions::{Autonomy, Permissions};
     let team = format!("team-{:08x}", rand::random::<u32>());
-    // The team's admin sets the policy (with the store itself: there is no CLI for
-    // making someone an admin yet).
     let admin = Member::new(&team);
-    let mut policy = Permissions::default();
-    policy.autonomy.insert(
-        dealflow::core::domain::ActionKind::SendEmail,
-        Autonomy::StepUp,
-    );
-    admin
-        .store
-        .set_team_policy(
-            &policy,
-            NewAuditEntry {
-                ts: 1,
-                actor: format!("user:{}", admin.sub),
-                surface: None,
-                event: "team.policy_set".into(),
-                action_id: None,
-                outcome: "ok".into(),
-                detail: serde_json::json!({}),
-            },
-        )
-        .unwrap();
     let member = Member::new(&team);
+    // Before the team exists nobody sets its policy.
+    let strict = admin.file("strict.toml", "[autonomy]\nsend_email = \"step_up\"\n");
+    let err = member.cmd(&["team", "set", &strict]).failure();
+    let err = String::from_utf8_lossy(&err.get_output().stderr).into_owned();
+    assert!(err.contains("dealflow team init"), "{err}");
+    admin.ok(&["team", "init"]);
+    // One team, one creation.
+    member.cmd(&["team", "init"]).failure();
+    admin.ok(&["team", "set", &strict]);
     assert_eq!(member.effective()["autonomy"]["send_email"], "step_up");
+    let policy = admin.store.team_policy().unwrap();
 
     let err = member.cmd(&["team", "clear"]).failure();
     let err = String::from_utf8_lossy(&err.get_output().stderr).into_owned();
     assert!(err.contains("admin"), "{err}");
+    assert!(err.contains(&admin.sub), "names who can: {err}");
     let loose = member.file("loose.toml", "[autonomy]\nsend_email = \"review\"\n");
     let err = member.cmd(&["team", "set", &loose]).failure();
     let err = String::from_utf8_lossy(&err.get_output().stderr).into_owned();
     assert!(err.contains("admin"), "{err}");
     assert_eq!(member.effective()["autonomy"]["send_email"], "step_up");
-    assert_eq!(admin.store.team_policy().unwrap(), Some(policy));
+    assert_eq!(admin.store.team_policy().unwrap(), policy);
+    assert!(policy.is_some());
+
+    // The member's view of the team's stream: created and set, by the admin; it verifies.
+    let lines: Vec<serde_json::Value> = member
+        .ok(&["audit", "export", "--team"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let who = format!("user:{}", admin.sub);
+    let events: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|e| (e["event"].as_str().unwrap(), e["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("team.created", who.as_str()),
+            ("team.policy_set", who.as_str())
+        ]
+    );
+    assert_eq!(
+        lines[1]["detail"]["policy"]["autonomy"]["send_email"],
+        "step_up"
+    );
+    let out = member.ok(&["audit", "verify", "--team"]);
+    assert!(out.contains("2 entries verified"), "{out}");
+    // The refused attempts wrote nothing anywhere.
+    assert_eq!(member.store.audit_head().unwrap().0, 0);
 }
 
 /// `permissions escalate`: set, shown, audited, refused when it makes no sense, and off.

@@ -7,39 +7,71 @@ use assert_cmd::Command;
 use dealflow::core::domain::{Action, ActionParams, ActionState, Surface};
 use dealflow::store::{RedisStore, Store};
 
+#[path = "support/redis_server.rs"]
+mod redis_server;
+use redis_server::RedisServer;
+
 fn redis_url() -> String {
     std::env::var("DEALFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 /// A signed-in user with their own namespace (their Auth0 `sub`), a config pointing at
-/// Redis, and cleanup on drop.
+/// Redis, and cleanup on drop. Every command runs with `USER=mallory` (and whatever
+/// `env` adds), which must count for nothing.
 struct User {
     dir: tempfile::TempDir,
     name: String,
     store: RedisStore,
+    env: Vec<(String, String)>,
 }
 
 impl User {
     fn new() -> User {
+        User::on(&redis_url())
+    }
+
+    /// Signed in, on the server at `url`.
+    fn on(url: &str) -> User {
+        let u = User::unsigned_on(url);
+        u.sign_in(&u.name.clone());
+        u
+    }
+
+    /// Someone on the box who never signed in: a home, a config, no identity.
+    fn unsigned_on(url: &str) -> User {
         let name = format!("clitest-{:016x}", rand::random::<u64>());
-        let store = RedisStore::open(&redis_url(), &name, None).unwrap();
+        let store = RedisStore::open(url, &name, None).unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("config.toml"),
-            format!("[store]\nurl = \"{}\"\n", redis_url()),
+            format!("[store]\nurl = \"{url}\"\n"),
         )
         .unwrap();
-        // Signed in as `name`: the identity `dealflow login` keeps in the user's own
-        // keyring (here the opt-in file store under their state dir) names the namespace.
-        let keyring = dir.path().join("state/dealflow/secrets.json");
+        User {
+            dir,
+            name,
+            store,
+            env: Vec::new(),
+        }
+    }
+
+    /// Signed in as `sub`: the identity `dealflow login` keeps in the user's own
+    /// keyring (here the opt-in file store under their state dir) names the namespace.
+    fn sign_in(&self, sub: &str) {
+        let keyring = self.dir.path().join("state/dealflow/secrets.json");
         std::fs::create_dir_all(keyring.parent().unwrap()).unwrap();
-        let identity = serde_json::json!({ "sub": name, "name": "CLI Test" }).to_string();
+        let identity = serde_json::json!({ "sub": sub, "name": "CLI Test" }).to_string();
         std::fs::write(
             &keyring,
             serde_json::json!({ "login-identity": identity }).to_string(),
         )
         .unwrap();
-        User { dir, name, store }
+    }
+
+    /// Also set `key=value` in every command's environment.
+    fn with_env(mut self, key: &str, value: &str) -> User {
+        self.env.push((key.into(), value.into()));
+        self
     }
 
     fn cmd(&self) -> Command {
@@ -50,6 +82,7 @@ impl User {
             .env("DEALFLOW_KEYRING", "file")
             // Not trusted for anything: the actor comes from the identity and the uid.
             .env("USER", "mallory")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg("--config")
             .arg(self.dir.path().join("config.toml"))
             .timeout(std::time::Duration::from_secs(60));
@@ -123,6 +156,15 @@ fn doctor_pings_redis_and_names_the_namespace() {
     let out = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
     assert!(out.contains("ok    redis     PING"), "{out}");
     assert!(out.contains(&format!("namespace {}", u.name)), "{out}");
+    assert!(
+        out.contains("ok    tls       TLS off (a server on this machine)"),
+        "{out}"
+    );
+    // The shared server's default user reaches everything: doctor says so.
+    assert!(
+        out.contains("todo  acl       Redis user default: reaches every key"),
+        "{out}"
+    );
 
     // A server that is not there: doctor says so and fails, instead of a bare error.
     std::fs::write(
@@ -197,6 +239,7 @@ fn a_team_policy_tightens_members_and_only_tightens() {
         serde_json::from_str(&run(&["permissions", "show", "--json"])).unwrap()
     };
     assert!(run(&["team", "show"]).contains("no policy"));
+    assert!(run(&["team", "init"]).contains("are its admin"));
     run(&["permissions", "autonomy", "send_email", "auto"]);
     assert_eq!(effective()["autonomy"]["send_email"], "auto");
 
@@ -245,4 +288,206 @@ fn a_team_policy_tightens_members_and_only_tightens() {
         .filter(|e| e.starts_with("team."))
         .collect();
     assert_eq!(events, ["team.policy_set", "team.policy_cleared"]);
+    RedisStore::open(&redis_url(), &u.name, Some(&team))
+        .unwrap()
+        .purge_team()
+        .unwrap();
+}
+
+/// Not signed in, there is no Redis store (nothing to fall back on: the Unix account
+/// names no namespace any more), and every command says what to do.
+#[test]
+fn not_signed_in_there_is_no_redis_store_and_it_says_to_log_in() {
+    let u = User::unsigned_on(&redis_url());
+    for args in [
+        &["actions", "list", "--json"][..],
+        &["permissions", "autonomy", "send_email", "auto"],
+    ] {
+        let a = u.cmd().args(args).assert().failure();
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(err.contains("`dealflow login`"), "{args:?}: {err}");
+        assert!(a.get_output().stdout.is_empty(), "{args:?}");
+    }
+    let a = u.cmd().arg("doctor").assert().failure();
+    let out = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    assert!(
+        out.contains("FAIL  store") && out.contains("dealflow login"),
+        "{out}"
+    );
+    assert_eq!(
+        u.store.audit_head().unwrap().0,
+        0,
+        "nothing was written anywhere"
+    );
+}
+
+/// Another account on the same box, setting `USER` (and `LOGNAME`) to Alice's name or
+/// her `sub`, gets nothing of hers: not signed in, no store at all; signed in as
+/// themselves, only their own namespace. Alice's queue, leash and log stay as they were.
+#[test]
+fn naming_another_user_in_the_environment_reaches_none_of_their_data() {
+    let alice = User::new();
+    alice.store.insert_action(&slack("a1")).unwrap();
+    alice
+        .cmd()
+        .args(["permissions", "autonomy", "send_email", "review"])
+        .assert()
+        .success();
+    let before = alice.store.audit_head().unwrap();
+    let perms = alice.store.own_permissions().unwrap();
+    for claimed in ["alice", alice.name.as_str()] {
+        let mallory = User::unsigned_on(&redis_url())
+            .with_env("USER", claimed)
+            .with_env("LOGNAME", claimed);
+        mallory
+            .cmd()
+            .args(["actions", "list", "--json"])
+            .assert()
+            .failure();
+        mallory
+            .cmd()
+            .args(["permissions", "autonomy", "send_email", "auto"])
+            .assert()
+            .failure();
+        mallory.sign_in(&mallory.name);
+        let a = mallory
+            .cmd()
+            .args(["actions", "list", "--json"])
+            .assert()
+            .success();
+        let list: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+        assert_eq!(list, serde_json::json!([]), "USER={claimed}");
+        mallory
+            .cmd()
+            .args(["actions", "reject", "a1", "--reason", "mine now"])
+            .assert()
+            .failure();
+        mallory
+            .cmd()
+            .args(["permissions", "autonomy", "send_email", "auto"])
+            .assert()
+            .success();
+        // What Mallory did is in Mallory's namespace, under Mallory's name.
+        let rows = mallory.store.audit_page(0, 10).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].actor, format!("user:{}", mallory.name));
+    }
+    assert_eq!(
+        alice.store.get_action("a1").unwrap().state,
+        ActionState::Proposed
+    );
+    assert_eq!(alice.store.own_permissions().unwrap(), perms);
+    assert_eq!(alice.store.audit_head().unwrap(), before);
+}
+
+/// The namespace dealflow used before it was keyed by identity (the Unix account of
+/// the uid) moves into the signed-in `sub`'s once, audited there with where it came
+/// from; its chain still verifies. On a server of its own: the legacy namespace is
+/// the test account's, which every other signed-in test process would adopt too.
+#[test]
+fn the_unix_accounts_namespace_is_adopted_once_by_the_signed_in_identity() {
+    let server = RedisServer::start(&[]);
+    let me = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    let me = String::from_utf8_lossy(&me.stdout).trim().to_string();
+    let legacy = RedisStore::open(&server.url(), &me, None).unwrap();
+    legacy.insert_action(&slack("old1")).unwrap();
+    legacy
+        .append_audit(dealflow::core::audit::NewAuditEntry {
+            ts: 1,
+            actor: format!("unix:{me}"),
+            surface: None,
+            event: "permissions.changed".into(),
+            action_id: None,
+            outcome: "ok".into(),
+            detail: serde_json::json!({}),
+        })
+        .unwrap();
+
+    // Alice's pre-identity namespace on the same server: naming her in `USER` must not
+    // adopt it (the legacy namespace comes from the uid, never the environment).
+    let alice = RedisStore::open(&server.url(), "alice", None).unwrap();
+    alice.insert_action(&slack("alices")).unwrap();
+
+    let u = User::on(&server.url()).with_env("USER", "alice");
+    let a = u
+        .cmd()
+        .args(["actions", "list", "--json"])
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains(&format!("from the namespace {me:?}")), "{err}");
+    let list: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["id"], "old1");
+    assert_eq!(
+        alice.get_action("alices").unwrap().state,
+        ActionState::Proposed
+    );
+    assert_eq!(legacy.list_actions(&Default::default()).unwrap().len(), 0);
+    assert_eq!(
+        legacy.audit_head().unwrap().0,
+        0,
+        "the legacy keys are gone"
+    );
+
+    let rows = u.store.audit_page(0, 10).unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].actor, format!("unix:{me}"));
+    assert_eq!(rows[1].event, "store.namespace_adopted");
+    assert_eq!(rows[1].actor, format!("user:{}", u.name));
+    assert_eq!(rows[1].detail["from_namespace"], me.as_str());
+    assert_eq!(rows[1].detail["moved"], true);
+    assert_eq!(u.store.verify_audit().unwrap(), Ok(2));
+
+    // Once: new data under the old name later is not pulled in again.
+    legacy.insert_action(&slack("old2")).unwrap();
+    let a = u
+        .cmd()
+        .args(["actions", "list", "--json"])
+        .assert()
+        .success();
+    assert!(a.get_output().stderr.is_empty());
+    let list: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(u.store.audit_head().unwrap().0, 2);
+}
+
+/// In the sandbox the namespace is the emulated user's `sub`: the rep's by default,
+/// the lead's with `--sandbox-user team-lead`; never a shared "sandbox".
+#[test]
+fn the_sandbox_keys_redis_by_the_emulated_users_sub() {
+    let server = RedisServer::start(&[]);
+    let u = User::unsigned_on(&server.url());
+    u.cmd()
+        .args(["--sandbox", "actions", "list", "--json"])
+        .assert()
+        .success();
+    u.cmd()
+        .args([
+            "--sandbox",
+            "--sandbox-user",
+            "team-lead",
+            "actions",
+            "list",
+        ])
+        .assert()
+        .success();
+    let mut c = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+    let namespaces: std::collections::BTreeSet<&str> = keys
+        .iter()
+        .filter_map(|k| k.strip_prefix("dealflow:u:{")?.split_once('}'))
+        .map(|(ns, _)| ns)
+        .collect();
+    assert_eq!(
+        namespaces.into_iter().collect::<Vec<_>>(),
+        ["auth0|demo-user", "auth0|team-lead"],
+        "{keys:?}"
+    );
 }

@@ -64,6 +64,36 @@ fn redis_url() -> String {
     std::env::var("DEALFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The CA of a `rediss://` test server (`DEALFLOW_TEST_REDIS_CA_FILE`), so the whole
+/// suite runs over TLS too: `DEALFLOW_TEST_REDIS_URL=rediss://localhost:PORT`.
+fn redis_ca() -> Option<std::path::PathBuf> {
+    std::env::var_os("DEALFLOW_TEST_REDIS_CA_FILE").map(Into::into)
+}
+
+fn open_redis(ns: &str, team: Option<&str>) -> dealflow::store::Result<RedisStore> {
+    let connect = dealflow::store::redis::Connect {
+        ca_file: redis_ca(),
+        ..Default::default()
+    };
+    RedisStore::open_with(&redis_url(), &connect, ns, team)
+}
+
+/// A bare connection to the test server, over TLS when it is.
+fn raw_redis() -> ::redis::Connection {
+    let client = match redis_ca() {
+        None => ::redis::Client::open(redis_url()).unwrap(),
+        Some(ca) => ::redis::Client::build_with_tls(
+            redis_url(),
+            ::redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(ca).unwrap()),
+            },
+        )
+        .unwrap(),
+    };
+    client.get_connection().unwrap()
+}
+
 fn unique_namespace(tag: &str) -> String {
     format!("test-{tag}-{:016x}", rand::random::<u64>())
 }
@@ -110,10 +140,7 @@ impl Fx {
     }
 
     fn redis(&self) -> ::redis::Connection {
-        ::redis::Client::open(redis_url())
-            .unwrap()
-            .get_connection()
-            .unwrap()
+        raw_redis()
     }
 
     fn audit_key(&self) -> String {
@@ -215,7 +242,7 @@ impl Fx {
 impl Drop for Fx {
     fn drop(&mut self) {
         if self.kind == Kind::Redis
-            && let Ok(s) = RedisStore::open(&redis_url(), &self.ns, None)
+            && let Ok(s) = open_redis(&self.ns, None)
         {
             let _ = s.purge_namespace();
         }
@@ -232,7 +259,7 @@ fn locator(kind: Kind, dir: &Path, ns: &str) -> String {
 fn open_kind(kind: Kind, locator: &str) -> Box<dyn Store> {
     match kind {
         Kind::Sqlite => Box::new(SqliteStore::open(Path::new(locator)).unwrap()),
-        Kind::Redis => Box::new(RedisStore::open(&redis_url(), locator, None).unwrap()),
+        Kind::Redis => Box::new(open_redis(locator, None).unwrap()),
     }
 }
 
@@ -876,7 +903,7 @@ fn redis_namespaces_isolate_users() {
     assert_eq!((mine.state, mine.version), (ActionState::Approved, 1));
     assert_eq!(a.s().verify_audit().unwrap(), Ok(2));
     // A namespace that extends another's key prefix does not alias its keys.
-    let tricky = RedisStore::open(&redis_url(), &format!("{}:audit", a.ns), None).unwrap();
+    let tricky = open_redis(&format!("{}:audit", a.ns), None).unwrap();
     assert_eq!(tricky.audit_head().unwrap().0, 0);
     tricky.append_audit(entry(3)).unwrap();
     assert_eq!(a.s().verify_audit().unwrap(), Ok(2));
@@ -887,16 +914,16 @@ fn redis_namespaces_isolate_users() {
         "purging it left A alone"
     );
     // Namespaces cannot be globs or hash-tag breakers that would reach other users' keys.
-    assert!(RedisStore::open(&redis_url(), "*", None).is_err());
-    assert!(RedisStore::open(&redis_url(), "a}b", None).is_err());
-    assert!(RedisStore::open(&redis_url(), "", None).is_err());
+    assert!(open_redis("*", None).is_err());
+    assert!(open_redis("a}b", None).is_err());
+    assert!(open_redis("", None).is_err());
 }
 
 #[test]
 fn redis_purge_removes_every_key_of_the_namespace() {
     let fx = Fx::new(Kind::Redis);
     demo::seed(fx.s(), 1).unwrap();
-    let r = RedisStore::open(&redis_url(), &fx.ns, None).unwrap();
+    let r = open_redis(&fx.ns, None).unwrap();
     assert!(r.health().unwrap().keys_in_namespace > 3);
     assert!(r.purge_namespace().unwrap() > 3);
     assert_eq!(r.health().unwrap().keys_in_namespace, 0);
@@ -906,7 +933,7 @@ fn redis_purge_removes_every_key_of_the_namespace() {
 fn redis_team_policy_tightens_but_never_loosens() {
     let ns = unique_namespace("team-user");
     let team = unique_namespace("team");
-    let s = RedisStore::open(&redis_url(), &ns, Some(&team)).unwrap();
+    let s = open_redis(&ns, Some(&team)).unwrap();
     let mut policy = dealflow::core::permissions::Permissions {
         step_up_amount_cents: 1_000_000,
         ..Default::default()
@@ -914,6 +941,7 @@ fn redis_team_policy_tightens_but_never_loosens() {
     policy
         .autonomy
         .insert(ActionKind::PostSlack, Autonomy::Ciba);
+    s.init_team(entry(0)).unwrap();
     s.set_team_policy(&policy, entry(1)).unwrap();
     // The user loosens Slack to auto and raises the threshold: the team's floor holds.
     s.change_permissions(
@@ -956,15 +984,59 @@ fn redis_team_policy_tightens_but_never_loosens() {
         Autonomy::Auto
     );
     assert_eq!(s.verify_audit().unwrap(), Ok(4));
+    // The team's own stream: created, then the policy set, by this user.
+    assert_eq!(s.verify_team_audit().unwrap(), Ok(2));
+    let t = s.team_audit_page(0, 10).unwrap();
+    assert_eq!(t[1].event, entry(1).event);
+    assert_eq!(t[1].detail["team"], team.as_str());
     s.purge_namespace().unwrap();
-    let mut c = ::redis::Client::open(redis_url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let _: () = ::redis::cmd("DEL")
-        .arg(format!("dealflow:t:{{{team}}}:policy"))
+    assert_eq!(s.purge_team().unwrap(), 3);
+}
+
+/// Only the team's admins change its policy; the stream is one chain however many
+/// members append at once, and cutting its last entry is a break, not a shorter log.
+#[test]
+fn redis_team_policy_is_for_admins_and_its_stream_chains() {
+    let team = unique_namespace("team");
+    let admin = open_redis(&unique_namespace("adm"), Some(&team)).unwrap();
+    let member = open_redis(&unique_namespace("mem"), Some(&team)).unwrap();
+    let policy = dealflow::core::permissions::Permissions::default();
+    // No team yet: nobody changes its policy, and it says what to do.
+    let e = member.set_team_policy(&policy, entry(1)).unwrap_err();
+    assert!(e.to_string().contains("team init"), "{e}");
+    admin.init_team(entry(0)).unwrap();
+    let e = admin.init_team(entry(0)).unwrap_err();
+    assert!(e.to_string().contains("already exists"), "{e}");
+    let e = member.set_team_policy(&policy, entry(1)).unwrap_err();
+    assert!(e.to_string().contains("only an admin"), "{e}");
+    let e = member.clear_team_policy(entry(1)).unwrap_err();
+    assert!(e.to_string().contains("only an admin"), "{e}");
+    assert_eq!(member.team_policy().unwrap(), None);
+    admin.set_team_policy(&policy, entry(1)).unwrap();
+    assert_eq!(member.team_policy().unwrap(), Some(policy));
+
+    std::thread::scope(|sc| {
+        for s in [&admin, &member] {
+            sc.spawn(move || {
+                for i in 0..20 {
+                    s.append_team_audit(entry(i)).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(member.verify_team_audit().unwrap(), Ok(42));
+    let mut c = raw_redis();
+    let stream = format!("dealflow:t:{{{team}}}:audit");
+    let _: i64 = ::redis::cmd("XDEL")
+        .arg(&stream)
+        .arg("42-0")
         .query(&mut c)
         .unwrap();
+    let broken = member.verify_team_audit().unwrap().unwrap_err();
+    assert_eq!(broken.seq, 42, "{broken:?}");
+    admin.purge_namespace().unwrap();
+    member.purge_namespace().unwrap();
+    admin.purge_team().unwrap();
 }
 
 #[test]

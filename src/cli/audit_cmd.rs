@@ -12,7 +12,11 @@ use std::process::ExitCode;
 pub enum AuditCmd {
     /// Recompute the hash chain and check it against the keyring checkpoint; exit 1 and
     /// name the first bad entry (or the cut, wipe or rewrite) if it breaks.
-    Verify,
+    Verify {
+        /// The team's audit stream (`store.team`) instead of your own log.
+        #[arg(long)]
+        team: bool,
+    },
     /// Accept the log as it is now as the new anchor (after you deleted or replaced the
     /// store yourself). The reset is the first thing the re-anchored log records.
     ResetAnchor,
@@ -23,6 +27,9 @@ pub enum AuditCmd {
         /// Output file (default: stdout).
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// The team's audit stream (`store.team`): who changed the team policy, and when.
+        #[arg(long)]
+        team: bool,
     },
 }
 
@@ -34,7 +41,24 @@ pub enum Format {
 
 pub fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
     match cmd {
-        AuditCmd::Verify => match ctx.store.verify_audit()? {
+        AuditCmd::Verify { team: true } => {
+            let store = super::team_cmd::team_store(&ctx.config)?;
+            let team = store.team()?.to_string();
+            match store.verify_team_audit()? {
+                Ok(n) => {
+                    println!("team {team} audit stream OK: {n} entries verified");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(b) => {
+                    eprintln!(
+                        "team {team} audit stream BROKEN at entry #{}: {}",
+                        b.seq, b.problem
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        AuditCmd::Verify { team: false } => match ctx.store.verify_audit()? {
             Ok(n) => {
                 // The chain only proves the log is consistent with itself; the keyring
                 // checkpoint proves nothing was cut, wiped or rewritten around it.
@@ -81,7 +105,18 @@ pub fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
             println!("audit log re-anchored at #{}", e.seq);
             Ok(ExitCode::SUCCESS)
         }
-        AuditCmd::Export { format, output } => {
+        AuditCmd::Export {
+            format,
+            output,
+            team,
+        } => {
+            let team_store = team
+                .then(|| super::team_cmd::team_store(&ctx.config))
+                .transpose()?;
+            let pages: Pages = match &team_store {
+                Some(t) => Box::new(|after, n| Ok(t.team_audit_page(after, n)?)),
+                None => Box::new(|after, n| Ok(ctx.store.audit_page(after, n)?)),
+            };
             let mut out: Box<dyn Write> = match &output {
                 Some(p) => Box::new(std::io::BufWriter::new({
                     use std::os::unix::fs::OpenOptionsExt;
@@ -96,7 +131,7 @@ pub fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 })),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
-            let n = export(ctx, format, &mut out)?;
+            let n = export(&pages, format, &mut out)?;
             out.flush()?;
             if let Some(p) = output {
                 eprintln!("wrote {n} entries to {}", p.display());
@@ -106,14 +141,17 @@ pub fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
     }
 }
 
+/// Where the entries come from: (after, limit) → the next page.
+type Pages<'a> = Box<dyn Fn(i64, usize) -> Result<Vec<crate::core::audit::AuditEntry>> + 'a>;
+
 fn for_each_entry(
-    ctx: &Ctx,
+    pages: &Pages<'_>,
     mut f: impl FnMut(&crate::core::audit::AuditEntry) -> Result<()>,
 ) -> Result<usize> {
     let mut after = 0;
     let mut n = 0;
     loop {
-        let page = ctx.store.audit_page(after, 5000)?;
+        let page = pages(after, 5000)?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for e in &page {
@@ -124,9 +162,9 @@ fn for_each_entry(
     Ok(n)
 }
 
-fn export(ctx: &Ctx, format: Format, out: &mut dyn Write) -> Result<usize> {
+fn export(pages: &Pages<'_>, format: Format, out: &mut dyn Write) -> Result<usize> {
     match format {
-        Format::Jsonl => for_each_entry(ctx, |e| {
+        Format::Jsonl => for_each_entry(pages, |e| {
             let line = serde_json::to_string(e)?;
             writeln!(out, "{line}")?;
             Ok(())
@@ -145,7 +183,7 @@ fn export(ctx: &Ctx, format: Format, out: &mut dyn Write) -> Result<usize> {
                 "prev_hash",
                 "hash",
             ])?;
-            let n = for_each_entry(ctx, |e| {
+            let n = for_each_entry(pages, |e| {
                 w.write_record([
                     e.seq.to_string(),
                     e.ts.to_string(),

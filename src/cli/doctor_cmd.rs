@@ -238,7 +238,7 @@ impl Doctor {
     /// The store, opened only if it is there: doctor must not create it.
     fn store(&mut self, config: &Config, sandbox: bool) -> Option<Arc<dyn Store>> {
         if !config.raw.store.url.is_empty() {
-            return self.redis(config, sandbox);
+            return self.redis(config);
         }
         let path = match store_path(config, sandbox) {
             Ok(p) => p,
@@ -271,12 +271,18 @@ impl Doctor {
         }
     }
 
-    fn redis(&mut self, config: &Config, sandbox: bool) -> Option<Arc<dyn Store>> {
+    fn redis(&mut self, config: &Config) -> Option<Arc<dyn Store>> {
         let url = &config.raw.store.url;
-        let store = match super::open_redis(config, sandbox) {
+        // Opening only: doctor changes nothing, so an earlier namespace is adopted by the
+        // next command, not here.
+        let store = match super::open_redis(config) {
             Ok(s) => s,
+            Err(e) if crate::runtime::identity::current().signed_in.is_none() => {
+                self.fail("store", format!("{e:#}"));
+                return None;
+            }
             Err(e) => {
-                let why = e.to_string().replace(url.as_str(), &redacted(url));
+                let why = format!("{e:#}").replace(url.as_str(), &redacted(url));
                 self.fail(
                     "store",
                     format!("{why} — is the server up? check store.url"),
@@ -297,7 +303,53 @@ impl Doctor {
             ),
             Err(e) => self.fail("redis", format!("{e} — check store.url and the server")),
         }
+        self.redis_tls(config, &store);
+        self.redis_acl(&store);
         Some(Arc::new(store))
+    }
+
+    /// Whether the Redis traffic is encrypted, and against what the server is verified.
+    fn redis_tls(&self, config: &Config, store: &crate::store::RedisStore) {
+        let ca = &config.raw.store.ca_file;
+        if store.tls() {
+            let against = if ca.is_empty() {
+                "the system's trusted roots".to_string()
+            } else {
+                format!("store.ca_file {ca}")
+            };
+            self.ok(
+                "tls",
+                format!("TLS on: server certificate verified against {against}"),
+            );
+            return;
+        }
+        let host = url::Url::parse(&config.raw.store.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default();
+        if matches!(host.as_str(), "127.0.0.1" | "localhost" | "[::1]" | "::1") {
+            self.ok("tls", "TLS off (a server on this machine)");
+        } else {
+            self.todo(
+                "tls",
+                format!("TLS off: actions and the audit log cross the network to {host} in clear text — use rediss://"),
+            );
+        }
+    }
+
+    /// The ACL user the store connects as, and whether it reaches less than everything.
+    fn redis_acl(&self, store: &crate::store::RedisStore) {
+        match store.acl_report() {
+            Ok(r) if r.narrower => self.ok(
+                "acl",
+                format!("Redis user {}: narrower than the default user (it does not reach every key and command)", r.user),
+            ),
+            Ok(r) => self.todo(
+                "acl",
+                format!("Redis user {}: reaches every key, like the default user — anyone with it can read and change your data; a team admin makes you a narrow one (`dealflow team add-member`)", r.user),
+            ),
+            Err(e) => self.todo("acl", format!("cannot tell which Redis user is in use: {e}")),
+        }
     }
 
     /// The audit chain, and the keyring checkpoint that anchors it.

@@ -16,6 +16,7 @@ mod policy_cmd;
 mod sandbox_cmd;
 mod service_cmd;
 mod status;
+mod store_cmd;
 mod suggest_cmd;
 mod team_cmd;
 
@@ -123,6 +124,11 @@ pub enum Command {
     Team {
         #[command(subcommand)]
         cmd: team_cmd::TeamCmd,
+    },
+    /// The Redis store's credential (kept in the keyring).
+    Store {
+        #[command(subcommand)]
+        cmd: store_cmd::StoreCmd,
     },
     /// Pipeline overview: deals and the queue with the gate each action faces.
     Status,
@@ -319,32 +325,107 @@ pub fn store_path(config: &Config, sandbox: bool) -> Result<PathBuf> {
     Ok(dirs.data_dir().join(name))
 }
 
-/// The Redis namespace for this user: the Auth0 `sub` `dealflow login` verified and
-/// kept in this user's keyring, else the Unix account of the process's uid (never
-/// `$USER`, which anyone can set); "sandbox" for the sandbox (demo data never mixes with
-/// real data). Without Redis ACLs a namespace separates data, not people: anyone who
-/// can reach the server can write any key, which is why consent is sealed with a key
-/// only this user's keyring holds.
-pub fn redis_namespace(sandbox: bool) -> String {
-    if sandbox {
-        return "sandbox".into();
+/// The Redis namespace for this user: the Auth0 `sub` of the verified sign-in (the one
+/// `dealflow login` checked and kept in this user's own keyring; in the sandbox the
+/// emulated user it signs in as, so `--sandbox-user team-lead` is the lead's). Nothing
+/// the environment says counts: `USER=alice` names no one. Not signed in, there is no
+/// namespace, hence no Redis store.
+pub fn redis_namespace() -> Result<String> {
+    match &crate::runtime::identity::current().signed_in {
+        Some(s) => Ok(s.sub.clone()),
+        None => anyhow::bail!(
+            "the Redis store (store.url) keeps your data under your verified identity, and no one is signed in: run `dealflow login` first (or `--sandbox` to try it)"
+        ),
     }
-    let id = crate::runtime::identity::current();
-    id.signed_in
-        .as_ref()
-        .map_or_else(|| id.unix_user.clone(), |s| s.sub.clone())
 }
 
-/// The Redis store `store.url` names, in this user's namespace, under `store.team` if set.
-fn open_redis(config: &Config, sandbox: bool) -> crate::store::Result<RedisStore> {
+/// The namespace this user's data had before it was keyed by identity: the Unix account
+/// of the process's uid ("sandbox" for the sandbox's rep). From the uid, never `$USER`,
+/// so no one can adopt another account's data by naming it.
+fn legacy_namespace(sandbox: bool) -> Option<String> {
+    if sandbox {
+        use crate::sandbox::auth0::model::SandboxUser;
+        return (SandboxUser::current() == SandboxUser::Rep).then(|| "sandbox".into());
+    }
+    Some(crate::runtime::identity::current().unix_user.clone())
+}
+
+/// The Redis store `store.url` names, in this user's namespace, under `store.team` if
+/// set, as the ACL user whose credential `dealflow store credential` kept (if any).
+fn open_redis(config: &Config) -> Result<RedisStore> {
+    let credential =
+        crate::runtime::seal::process_keyring().and_then(|k| store_cmd::stored(k.as_ref()));
+    open_redis_as(config, credential)
+}
+
+/// [`open_redis`] as `credential` (None: the URL's user, or the default one).
+fn open_redis_as(
+    config: &Config,
+    credential: Option<crate::store::redis::Credential>,
+) -> Result<RedisStore> {
+    let namespace = redis_namespace()?;
     let team = Some(config.raw.store.team.as_str()).filter(|t| !t.is_empty());
-    RedisStore::open(&config.raw.store.url, &redis_namespace(sandbox), team)
+    let ca_file = Some(config.raw.store.ca_file.as_str())
+        .filter(|f| !f.is_empty())
+        .map(PathBuf::from);
+    let connect = crate::store::redis::Connect {
+        credential,
+        ca_file,
+    };
+    RedisStore::open_with(&config.raw.store.url, &connect, &namespace, team)
+        .map_err(anyhow::Error::from)
+}
+
+/// [`open_redis`], after adopting this user's pre-identity namespace (once, audited).
+fn open_redis_adopting(config: &Config, sandbox: bool) -> Result<RedisStore> {
+    use crate::store::redis::Adoption;
+    let store = open_redis(config)?;
+    let Some(legacy) = legacy_namespace(sandbox) else {
+        return Ok(store);
+    };
+    let entry = crate::core::audit::NewAuditEntry {
+        ts: now_ms(),
+        actor: local_actor(),
+        surface: Some(crate::core::domain::Surface::Cli),
+        event: "store.namespace_adopted".into(),
+        action_id: None,
+        outcome: "ok".into(),
+        detail: serde_json::json!({ "origin": origin() }),
+    };
+    let done = store
+        .adopt_legacy(&legacy, entry)
+        .context("store.url: cannot move your earlier namespace")?;
+    let entry = match &done {
+        Adoption::Nothing => return Ok(store),
+        Adoption::Moved { from, keys, entry } => {
+            eprintln!(
+                "store: moved your data ({keys} keys) from the namespace {from:?} to {:?}, your signed-in identity (audit #{})",
+                store.namespace(),
+                entry.seq
+            );
+            entry
+        }
+        Adoption::LeftInPlace { from, entry } => {
+            eprintln!(
+                "store: the namespace {from:?} holds data from before sign-in, and so does {:?}: left both as they are (audit #{})",
+                store.namespace(),
+                entry.seq
+            );
+            entry
+        }
+    };
+    // Written through the bare store: anchor it as the anchored store does.
+    use crate::store::AuditAnchor;
+    if let Ok(a) = crate::runtime::seal::KeyringAnchor::open() {
+        a.appended(&store, entry);
+    }
+    Ok(store)
 }
 
 fn open_store(config: &Config, sandbox: bool) -> Result<Arc<dyn Store>> {
     if !config.raw.store.url.is_empty() {
-        let store = open_redis(config, sandbox)
-            .with_context(|| "store.url: cannot open the Redis store (is the server up? `dealflow doctor` checks)")?;
+        let store = open_redis_adopting(config, sandbox)
+            .with_context(|| "store.url: cannot open the Redis store (`dealflow doctor` checks)")?;
         return Ok(anchored(Arc::new(store)));
     }
     let path = store_path(config, sandbox)?;
@@ -505,6 +586,13 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
         }) => return service_cmd::uninstall(cli.sandbox),
         _ => {}
     }
+    // These open the store themselves (the team commands some with a credential read
+    // from stdin, the Redis admin's, where the user's own may not open it at all).
+    cli.command = match cli.command.take() {
+        Some(Command::Store { cmd }) => return store_cmd::run(&config, cmd),
+        Some(Command::Team { cmd }) => return team_cmd::run(&config, cmd),
+        other => other,
+    };
     let store = open_store(&config, cli.sandbox)?;
     let ctx = Ctx {
         config,
@@ -529,7 +617,6 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
         Some(Command::Audit { cmd }) => audit_cmd::run(&ctx, cmd),
         Some(Command::Permissions { cmd }) => permissions_cmd::run(&ctx, cmd),
         Some(Command::Policy { cmd }) => policy_cmd::run(&ctx, cmd),
-        Some(Command::Team { cmd }) => team_cmd::run(&ctx, cmd),
         Some(Command::Batch { every }) => batch_cmd::run(&ctx, every),
         Some(Command::Suggest { json }) => suggest_cmd::run(&ctx, json),
         Some(Command::Service {

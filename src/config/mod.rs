@@ -16,6 +16,9 @@ pub struct StoreSection {
     pub url: String,
     /// Redis only: the team whose policy tightens this user's permissions (empty = none).
     pub team: String,
+    /// Redis over TLS only: a PEM file of the CA to trust (a private CA) instead of the
+    /// system's roots. Empty: the system's.
+    pub ca_file: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -203,7 +203,12 @@ pub fn key() -> Result<Arc<ConsentKey>, SealError> {
     .map_err(SealError::NoKey)
 }
 
-/// The keyring the key lives in, for the checkpoint.
+/// The keyring the key lives in, for the checkpoint (and the process's other secrets:
+/// the Redis credential).
+pub fn process_keyring() -> Option<Arc<dyn SecretStore>> {
+    keyring()
+}
+
 fn keyring() -> Option<Arc<dyn SecretStore>> {
     match KEYRING.get() {
         Some(k) => Some(k.clone()),

@@ -1,6 +1,6 @@
 //! The Redis store, for a team or a shared box. Every key lives under a per-user
-//! namespace (`dealflow:u:{<sub>}:`; the Auth0 `sub`, or the local user until sign-in
-//! exists), team policies under `dealflow:t:{<team>}:policy`.
+//! namespace (`dealflow:u:{<sub>}:`, the verified Auth0 `sub`), team policies under
+//! `dealflow:t:{<team>}:policy`.
 //!
 //! Layout (per user):
 //! - `deals`, `contacts`: hashes id → JSON.
@@ -25,9 +25,17 @@ use crate::core::audit::{self, AuditEntry, GENESIS, NewAuditEntry};
 use crate::core::domain::{Action, ActionParams, ActionState, Contact, Deal, Millis};
 use crate::core::permissions::{PermissionChange, Permissions};
 use redis::{Connection, Script};
+
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+#[path = "redis_acl.rs"]
+mod acl;
+#[path = "redis_team.rs"]
+mod team;
+pub use acl::{AclReport, Credential, member_rules, member_user};
+pub use team::PolicyOp;
 
 const TRANSITION: &str = r#"
 local cur = redis.call('HMGET', KEYS[1], 'state', 'version')
@@ -81,6 +89,89 @@ redis.call('HSET', KEYS[2], 'count', ARGV[3], 'hash', ARGV[5])
 return {'ok'}
 "#;
 
+/// KEYS: the target's migration marker, then n legacy keys, then their n new names.
+/// ARGV: the marker's value. Moves every legacy key unless one of the new names is
+/// taken (then nothing moves: two histories are never spliced); either way it marks the
+/// target, so a namespace is adopted at most once. Answers 'done' (marked before),
+/// 'occupied' or 'moved'.
+const ADOPT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'done' end
+local n = (#KEYS - 1) / 2
+local answer = 'moved'
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[1 + n + i]) == 1 then answer = 'occupied' end
+end
+if answer == 'moved' then
+  for i = 1, n do
+    if redis.call('EXISTS', KEYS[1 + i]) == 1 then redis.call('RENAME', KEYS[1 + i], KEYS[1 + n + i]) end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return answer
+"#;
+
+/// What [`RedisStore::adopt_legacy`] did.
+#[derive(Debug)]
+pub enum Adoption {
+    /// No legacy namespace, or adopted before.
+    Nothing,
+    /// `keys` keys moved from the legacy namespace; `entry` audits it.
+    Moved {
+        from: String,
+        keys: usize,
+        entry: AuditEntry,
+    },
+    /// Both namespaces hold data: the legacy one was left where it is (audited).
+    LeftInPlace { from: String, entry: AuditEntry },
+}
+
+/// How to connect, beyond the URL.
+#[derive(Debug, Clone, Default)]
+pub struct Connect {
+    /// The ACL user and password (from the keyring; never in the URL or config.toml).
+    pub credential: Option<Credential>,
+    /// For `rediss://`: a PEM file of the CA(s) to trust instead of the system's (a
+    /// team's private CA). The server's certificate and name are always verified: the
+    /// build has no way to turn that off.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl Connect {
+    fn client(&self, url: &str) -> std::result::Result<redis::Client, String> {
+        use redis::IntoConnectionInfo;
+        let mut info = url.into_connection_info().map_err(|e| e.to_string())?;
+        if let Some(c) = &self.credential {
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_username(&c.user)
+                .set_password(&c.password);
+            info = info.set_redis_settings(settings);
+        }
+        let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+        match &self.ca_file {
+            None => redis::Client::open(info).map_err(|e| e.to_string()),
+            Some(path) if !tls => Err(format!(
+                "store.ca_file ({}) is set but store.url is not rediss:// — the CA would go unused and the connection be in clear text",
+                path.display()
+            )),
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("store.ca_file {}: {e}", path.display()))?;
+                let certs = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                };
+                redis::Client::build_with_tls(info, certs)
+                    .map_err(|e| format!("store.ca_file {}: {e}", path.display()))
+            }
+        }
+    }
+}
+
+/// The keys any namespace that was ever used holds at least one of.
+const NAMESPACE_MARKS: [&str; 5] = ["audit:head", "permissions", "deals", "actions", "contacts"];
+
 pub struct RedisStore {
     url: String,
     namespace: String,
@@ -109,6 +200,23 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+/// `url` as it may be shown: never the credentials that may be in it.
+pub fn shown_url(url: &str) -> String {
+    match url.rsplit_once('@') {
+        Some((scheme_user, host)) => {
+            let scheme = scheme_user.split("://").next().unwrap_or("redis");
+            format!("{scheme}://…@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Whether Redis refused a command for the connection's ACL user (NOPERM).
+pub fn refused_by_acl(e: &StoreError) -> bool {
+    let text = e.to_string();
+    text.contains("NOPERM") || text.contains("NoPerm")
+}
+
 /// Keeps a namespace to characters that cannot break out of the key prefix.
 fn clean_namespace(ns: &str) -> std::result::Result<String, String> {
     if ns.is_empty() {
@@ -123,16 +231,27 @@ fn clean_namespace(ns: &str) -> std::result::Result<String, String> {
 }
 
 impl RedisStore {
-    /// Connects to `url` (redis:// or rediss://) for the user `namespace` (the Auth0
-    /// `sub`, or the local user / "sandbox" before sign-in), optionally under `team`.
+    /// Connects to `url` (redis:// or rediss://) for the user `namespace` (the verified
+    /// Auth0 `sub`), optionally under `team`, as the URL's user (or the default one).
     pub fn open(url: &str, namespace: &str, team: Option<&str>) -> Result<RedisStore> {
+        Self::open_with(url, &Connect::default(), namespace, team)
+    }
+
+    /// [`Self::open`] with a credential (an ACL user: a member's, or the Redis admin's)
+    /// and TLS settings.
+    pub fn open_with(
+        url: &str,
+        connect: &Connect,
+        namespace: &str,
+        team: Option<&str>,
+    ) -> Result<RedisStore> {
         let db = |message: String| StoreError::Db {
-            path: url.to_string(),
+            path: shown_url(url),
             message,
         };
         let namespace = clean_namespace(namespace).map_err(db)?;
         let team = team.map(clean_namespace).transpose().map_err(db)?;
-        let client = redis::Client::open(url).map_err(|e| db(e.to_string()))?;
+        let client = connect.client(url).map_err(db)?;
         let store = RedisStore {
             url: url.to_string(),
             namespace,
@@ -154,22 +273,137 @@ impl RedisStore {
         &self.namespace
     }
 
-    fn key(&self, k: &str) -> String {
+    /// Whether the connection is TLS (`rediss://`).
+    pub fn tls(&self) -> bool {
+        self.url.starts_with("rediss://")
+    }
+
+    /// The prefix of every key of namespace `ns`.
+    pub fn prefix_of(ns: &str) -> String {
         // The braces delimit the namespace (which cannot contain them), so no user's
         // keys can alias another's ("a" + ":audit" vs "a:audit"), and they make the
         // namespace a Redis Cluster hash tag: one user's keys share a slot, as the
         // multi-key Lua scripts need.
-        format!("dealflow:u:{{{}}}:{k}", self.namespace)
+        format!("dealflow:u:{{{ns}}}:")
+    }
+
+    fn key(&self, k: &str) -> String {
+        format!("{}{k}", Self::prefix_of(&self.namespace))
+    }
+
+    /// Moves the namespace `legacy` (what dealflow keyed this user's data by before
+    /// namespaces were verified identities: the Unix account, or "sandbox") into this
+    /// one, once: the first open after sign-in finds the old keys and renames them in
+    /// one script, and audits it here, naming where they came from. Who calls this
+    /// must derive `legacy` from something the caller cannot choose (the uid's account),
+    /// never from `$USER`, or anyone could adopt anyone's data.
+    pub fn adopt_legacy(&self, legacy: &str, mut entry: NewAuditEntry) -> Result<Adoption> {
+        let legacy = clean_namespace(legacy).map_err(|e| self.err(e))?;
+        if legacy == self.namespace {
+            return Ok(Adoption::Nothing);
+        }
+        let marker = self.key("adopted");
+        let old = Self::prefix_of(&legacy);
+        // Two cheap round trips on every open; the scan only when there is something.
+        // A member's ACL user reaches only its own namespace: refused here, it is not this
+        // namespace's user, and the command's own reads will say so; refused below, it
+        // cannot see (or take) an old namespace: nothing to adopt with this credential.
+        let marked: bool = match self.with(|c| redis::cmd("EXISTS").arg(&marker).query(c)) {
+            Ok(m) => m,
+            Err(e) if refused_by_acl(&e) => return Ok(Adoption::Nothing),
+            Err(e) => return Err(e),
+        };
+        if marked {
+            return Ok(Adoption::Nothing);
+        }
+        let probes: Vec<String> = NAMESPACE_MARKS
+            .iter()
+            .map(|k| format!("{old}{k}"))
+            .collect();
+        let present: u64 = match self.with(|c| redis::cmd("EXISTS").arg(&probes).query(c)) {
+            Ok(n) => n,
+            Err(e) if refused_by_acl(&e) => return Ok(Adoption::Nothing),
+            Err(e) => return Err(e),
+        };
+        if present == 0 {
+            return Ok(Adoption::Nothing);
+        }
+        let keys = self.scan(&format!("{old}*"))?;
+        let renamed: Vec<String> = keys.iter().map(|k| self.key(&k[old.len()..])).collect();
+        let stamp = json(&serde_json::json!({ "from": legacy, "at": entry.ts }));
+        let answer: String = self.with(|c| {
+            let script = Script::new(ADOPT);
+            let mut inv = script.key(&marker);
+            for k in keys.iter().chain(&renamed) {
+                inv.key(k);
+            }
+            inv.arg(&stamp).invoke(c)
+        })?;
+        let moved = match answer.as_str() {
+            "moved" => true,
+            "occupied" => false,
+            _ => return Ok(Adoption::Nothing),
+        };
+        // The cached head (if any) was this namespace's before the move.
+        *self.audit_head.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if let serde_json::Value::Object(m) = &mut entry.detail {
+            m.insert("from_namespace".into(), legacy.clone().into());
+            m.insert("keys".into(), keys.len().into());
+            m.insert("moved".into(), moved.into());
+        }
+        let entry = self.append_audit(entry)?;
+        Ok(if moved {
+            Adoption::Moved {
+                from: legacy,
+                keys: keys.len(),
+                entry,
+            }
+        } else {
+            Adoption::LeftInPlace {
+                from: legacy,
+                entry,
+            }
+        })
+    }
+
+    /// Every key matching `pattern`.
+    fn scan(&self, pattern: &str) -> Result<Vec<String>> {
+        self.with(|c| {
+            let mut out = Vec::new();
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(c)?;
+                out.extend(batch);
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+            Ok(out)
+        })
     }
 
     fn team_key(&self, team: &str) -> String {
-        format!("dealflow:t:{{{team}}}:policy")
+        Self::team_key_of(team, "policy")
     }
 
     fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        let mut message = e.to_string();
+        if message.starts_with("NoPerm") || message.starts_with("NOPERM") {
+            // Redis's ACL said no: say whose keys this user may reach.
+            message.push_str(
+                " — your Redis user reaches only its own member's keys: are you signed in as the member whose credential `dealflow store credential` stored?",
+            );
+        }
         StoreError::Db {
             path: self.describe(),
-            message: e.to_string(),
+            message,
         }
     }
 
@@ -315,41 +549,6 @@ impl RedisStore {
         body.map(|b| serde_json::from_str(&b))
             .transpose()
             .map_err(|e| self.corrupt(format!("team policy: {e}")))
-    }
-
-    /// Sets the team policy (an admin's act; audited in this user's log).
-    pub fn set_team_policy(
-        &self,
-        policy: &Permissions,
-        mut entry: NewAuditEntry,
-    ) -> Result<AuditEntry> {
-        let Some(team) = self.team.clone() else {
-            return Err(StoreError::Permission("this store has no team".into()));
-        };
-        let key = self.team_key(&team);
-        let body = json(policy);
-        self.with(|c| redis::cmd("SET").arg(&key).arg(&body).query::<()>(c))?;
-        if let serde_json::Value::Object(m) = &mut entry.detail {
-            m.insert("team".into(), team.into());
-            m.insert(
-                "policy".into(),
-                serde_json::to_value(policy).unwrap_or_default(),
-            );
-        }
-        self.append_audit(entry)
-    }
-
-    /// Removes the team policy (audited in this user's log).
-    pub fn clear_team_policy(&self, mut entry: NewAuditEntry) -> Result<AuditEntry> {
-        let Some(team) = self.team.clone() else {
-            return Err(StoreError::Permission("this store has no team".into()));
-        };
-        let key = self.team_key(&team);
-        self.with(|c| redis::cmd("DEL").arg(&key).query::<u64>(c))?;
-        if let serde_json::Value::Object(m) = &mut entry.detail {
-            m.insert("team".into(), team.into());
-        }
-        self.append_audit(entry)
     }
 
     /// The user's own permission set, before any team policy.
@@ -505,15 +704,11 @@ impl Store for RedisStore {
             .as_ref()
             .map(|t| format!(" team {t}"))
             .unwrap_or_default();
-        // Never show credentials that may be in the URL.
-        let shown = match self.url.split_once('@') {
-            Some((scheme_user, host)) => {
-                let scheme = scheme_user.split("://").next().unwrap_or("redis");
-                format!("{scheme}://…@{host}")
-            }
-            None => self.url.clone(),
-        };
-        format!("redis {shown} namespace {}{team}", self.namespace)
+        format!(
+            "redis {} namespace {}{team}",
+            shown_url(&self.url),
+            self.namespace
+        )
     }
 
     fn upsert_deal(&self, d: &Deal) -> Result<()> {
