@@ -139,6 +139,9 @@ async fn parent() -> Parent {
         t.ms_per_second = 20;
         t.device_interval_s = 1;
         t.ciba_interval_s = 1;
+        // A hundred kill trials push twice each from fresh processes, far past Auth0's
+        // per-approver rate in protocol time; the rate itself is tested in batch.rs.
+        t.pushes_per_minute = usize::MAX;
     });
     let secret = sandbox.state.auth0.agent_client_secret();
     let w = wire_remote(

@@ -445,7 +445,7 @@ impl Pipeline {
             Ok(c) => c,
             Err(source) => {
                 // Permissions tightened (or evidence lost) since approval: back to review.
-                self.store.transition(
+                match self.store.transition(
                     id,
                     &Transition {
                         from: ActionState::Approved,
@@ -455,7 +455,15 @@ impl Pipeline {
                         evidence: None,
                         at,
                     },
-                )?;
+                ) {
+                    Ok(_) => {}
+                    // Another process moved it since we read it (it ran it, and so its
+                    // seal reads as used here): theirs, nothing to undo.
+                    Err(StoreError::Conflict { .. }) => {
+                        return Err(PipelineError::AlreadyClaimed { id: id.into() });
+                    }
+                    Err(e) => return Err(e.into()),
+                }
                 self.audit(
                     "system",
                     &a,

@@ -293,6 +293,9 @@ pub struct Timing {
     /// Tests: the interval a forced slow_down announces (body and Retry-After);
     /// default is the current interval + 5.
     pub slow_down_to: Option<i64>,
+    /// Pushes per approver per (protocol) minute before `/bc-authorize` answers 429, as
+    /// Auth0 does; stress tests that push from many processes raise it.
+    pub pushes_per_minute: usize,
 }
 
 impl Default for Timing {
@@ -308,6 +311,7 @@ impl Default for Timing {
             provider_token_ttl_ms: 3_600_000,
             force_slow_down: 0,
             slow_down_to: None,
+            pushes_per_minute: PUSHES_PER_MINUTE,
         }
     }
 }
@@ -1234,11 +1238,11 @@ impl Auth0State {
             return Err(err(400, "invalid_request", "login_hint: user not found."));
         }
         {
-            let (now, minute) = (self.now(), self.secs(60));
+            let (now, minute, limit) = (self.now(), self.secs(60), self.timing().pushes_per_minute);
             let mut g = self.lock();
             let sent = g.pushes.entry(hint.sub.clone()).or_default();
             sent.retain(|t| now - t < minute);
-            if sent.len() >= PUSHES_PER_MINUTE {
+            if sent.len() >= limit {
                 return Err(err(
                     429,
                     "too_many_requests",
