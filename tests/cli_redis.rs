@@ -455,8 +455,9 @@ fn the_unix_accounts_namespace_is_adopted_once_by_the_signed_in_identity() {
     assert_eq!(u.store.audit_head().unwrap().0, 2);
 }
 
-/// In the sandbox the namespace is the emulated user's `sub`: the rep's by default,
-/// the lead's with `--sandbox-user team-lead`; never a shared "sandbox".
+/// In the sandbox the namespace is the emulated user's `sub` under this Unix account's
+/// uid: the rep's by default, the lead's with `--sandbox-user team-lead`; never a
+/// shared "sandbox", and never another account's sandbox.
 #[test]
 fn the_sandbox_keys_redis_by_the_emulated_users_sub() {
     let server = RedisServer::start(&[]);
@@ -485,9 +486,24 @@ fn the_sandbox_keys_redis_by_the_emulated_users_sub() {
         .filter_map(|k| k.strip_prefix("dealflow:u:{")?.split_once('}'))
         .map(|(ns, _)| ns)
         .collect();
+    // Under this Unix account: another account's sandbox signs in as the same emulated
+    // users and must not land in these namespaces.
+    let uid = String::from_utf8(
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
     assert_eq!(
         namespaces.into_iter().collect::<Vec<_>>(),
-        ["auth0|demo-user", "auth0|team-lead"],
+        [
+            format!("sandbox-uid{uid}-auth0|demo-user"),
+            format!("sandbox-uid{uid}-auth0|team-lead")
+        ],
         "{keys:?}"
     );
 }

@@ -159,6 +159,7 @@ pub fn login(config: &Config, sandbox: bool) -> Result<ExitCode> {
         // Who the audit log names from now on: the verified `sub`, kept beside the
         // refresh token (never `$USER`).
         let who = crate::runtime::identity::SignedIn {
+            emulated: false,
             sub: s.sub().await?,
             name: s
                 .userinfo()

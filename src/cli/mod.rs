@@ -263,6 +263,7 @@ fn establish_identity(sandbox: bool) -> Option<Arc<dyn crate::auth::keyring::Sec
         Some(SignedIn {
             sub: user.sub().into(),
             name: user.name().into(),
+            emulated: true,
         })
     } else {
         keyring.as_ref().and_then(|k| stored_sign_in(k.as_ref()))
@@ -327,11 +328,17 @@ pub fn store_path(config: &Config, sandbox: bool) -> Result<PathBuf> {
 
 /// The Redis namespace for this user: the Auth0 `sub` of the verified sign-in (the one
 /// `dealflow login` checked and kept in this user's own keyring; in the sandbox the
-/// emulated user it signs in as, so `--sandbox-user team-lead` is the lead's). Nothing
+/// emulated user it signs in as, under this Unix account, so `--sandbox-user team-lead`
+/// is the lead's and another account's sandbox is not this one). Nothing
 /// the environment says counts: `USER=alice` names no one. Not signed in, there is no
 /// namespace, hence no Redis store.
 pub fn redis_namespace() -> Result<String> {
-    match &crate::runtime::identity::current().signed_in {
+    let me = crate::runtime::identity::current();
+    match &me.signed_in {
+        // Every Unix account's sandbox signs in as the same emulated rep (or lead), so on
+        // a shared Redis the sub alone would hand one account's sandbox to another: the
+        // uid, which no one can claim, keeps them apart.
+        Some(s) if s.emulated => Ok(format!("sandbox-uid{}-{}", me.uid, s.sub)),
         Some(s) => Ok(s.sub.clone()),
         None => anyhow::bail!(
             "the Redis store (store.url) keeps your data under your verified identity, and no one is signed in: run `dealflow login` first (or `--sandbox` to try it)"

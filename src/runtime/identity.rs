@@ -17,6 +17,10 @@ pub struct SignedIn {
     pub sub: String,
     #[serde(default)]
     pub name: String,
+    /// An emulated sandbox user: the same `sub` in every Unix account's sandbox, so it
+    /// names no one across accounts (never stored: a real sign-in is never emulated).
+    #[serde(skip)]
+    pub emulated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +146,7 @@ mod tests {
         assert!(!id.unix_user.is_empty());
         assert_eq!(id.actor(), format!("unix:{}", id.unix_user));
         let signed = Identity::local(Some(SignedIn {
+            emulated: false,
             sub: "auth0|rep".into(),
             name: "Rep".into(),
         }));
