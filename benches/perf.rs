@@ -12,11 +12,11 @@ use anyhow::{Context, Result, anyhow};
 use dealflow::connectors::Endpoints;
 use dealflow::core::audit::{ChainVerifier, GENESIS, NewAuditEntry, canonical_bytes, seal};
 use dealflow::core::domain::{Action, ActionParams, ActionState, Email, Surface};
-use dealflow::runtime::auth0::wire_sandbox_with;
 use dealflow::runtime::batch::{BatchOptions, run_once};
 use dealflow::runtime::pipeline::{Pipeline, Proposal};
 use dealflow::runtime::review::Reviewer;
 use dealflow::sandbox::Sandbox;
+use dealflow::sandbox::wiring::wire_sandbox_with;
 use dealflow::store::{RedisStore, SqliteStore, Store};
 use dealflow::tui::app::{App, Tab};
 use dealflow::tui::clock::ManualClock;
@@ -667,7 +667,7 @@ async fn read_in_process(calls: usize) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db"))?);
     dealflow::sandbox::demo::seed(store.as_ref(), NOW)?;
-    let w = dealflow::runtime::auth0::wire_fast_sandbox().await?;
+    let w = dealflow::sandbox::wiring::wire_fast_sandbox().await?;
     let base = w.sandbox.base_url();
     let p = Pipeline::new(
         store.clone(),
@@ -866,7 +866,7 @@ async fn section_suggest() -> Result<()> {
     let db = dir.path().join("suggest.db");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db)?);
     dealflow::sandbox::demo::seed(store.as_ref(), NOW)?;
-    let w = dealflow::runtime::auth0::wire_fast_sandbox().await?;
+    let w = dealflow::sandbox::wiring::wire_fast_sandbox().await?;
     let p = Arc::new(Pipeline::new(
         store.clone(),
         w.creds.clone(),

@@ -8,8 +8,9 @@
 //! chat, the suggestion engine, store leases) ← `tui`, `mcp` ← `cli` (the composition
 //! root, which also wires `sandbox`). `wall` holds the wall clock and random ids, the
 //! two impure inputs, for everyone outside `core`; code that decides with time takes it
-//! as a parameter. The sandbox is still reached from the auth and runtime wiring
-//! helpers that build sandbox settings and sessions; moving those out is issue 17's.
+//! as a parameter. `runtime` no longer reaches into the sandbox (its wiring to an
+//! in-process sandbox is `sandbox::wiring`); `auth` still builds sandbox settings and
+//! sessions (`AuthSettings::sandbox`, `AuthClients::sandbox`), issue 17's next step.
 
 pub mod agent;
 pub mod auth;

@@ -5,10 +5,10 @@
 
 use dealflow::connectors::Endpoints;
 use dealflow::core::domain::{ActionParams, ActionState, Email, Surface};
-use dealflow::runtime::auth0::{SandboxWiring, wire_fast_sandbox};
 use dealflow::runtime::batch::{BatchOptions, BatchReport, binding_message, run_once};
 use dealflow::runtime::pipeline::{Pipeline, Proposal};
 use dealflow::runtime::review::Reviewer;
+use dealflow::sandbox::wiring::{SandboxWiring, wire_fast_sandbox};
 use dealflow::store::{ActionFilter, SqliteStore, Store};
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,10 +7,10 @@
 
 use dealflow::connectors::Endpoints;
 use dealflow::core::domain::Connection;
-use dealflow::runtime::auth0::{SandboxWiring, wire_fast_sandbox};
 use dealflow::runtime::batch::BatchOptions;
 use dealflow::runtime::pipeline::Pipeline;
 use dealflow::sandbox::auth0::model::DEMO_SUB;
+use dealflow::sandbox::wiring::{SandboxWiring, wire_fast_sandbox};
 use dealflow::store::{SqliteStore, Store};
 use dealflow::tui::backend::Backend;
 use dealflow::tui::handler::EffectHandler;

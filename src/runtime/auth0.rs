@@ -294,59 +294,7 @@ impl DeviceConsent for CibaDevice {
     }
 }
 
-/// Everything needed to run the pipeline against an in-process sandbox: a real device
-/// sign-in as the demo user, the real vault and CIBA clients, the emulated providers.
-pub struct SandboxWiring {
-    pub sandbox: crate::sandbox::Sandbox,
-    pub session: Arc<Session>,
-    pub creds: Arc<VaultCredentials>,
-    pub device: Arc<CibaDevice>,
-}
-
-pub async fn wire_sandbox(sandbox: crate::sandbox::Sandbox) -> Result<SandboxWiring, AuthError> {
-    wire_sandbox_with(sandbox, std::time::Duration::from_secs(1)).await
-}
-
-/// As [`wire_sandbox`], with the client's polling unit matched to the emulator's
-/// `Timing::ms_per_second` (tests speed protocol time up).
-pub async fn wire_sandbox_with(
-    sandbox: crate::sandbox::Sandbox,
-    poll_unit: std::time::Duration,
-) -> Result<SandboxWiring, AuthError> {
-    let secret = sandbox.state.auth0.agent_client_secret();
-    let w = wire_remote(
-        &sandbox.base_url(),
-        &secret,
-        sandbox.state.admin.expose(),
-        poll_unit,
-    )
-    .await?;
-    Ok(SandboxWiring {
-        sandbox,
-        session: w.session,
-        creds: w.creds,
-        device: w.device,
-    })
-}
-
-/// A sandbox whose protocol seconds last 20 ms (CIBA intervals and expiries take
-/// milliseconds), signed in and wired: what tests and benchmarks want.
-pub async fn wire_fast_sandbox() -> Result<SandboxWiring, AuthError> {
-    let sandbox = crate::sandbox::Sandbox::start(None)
-        .await
-        .map_err(|e| AuthError::Transport {
-            endpoint: "sandbox".into(),
-            message: e.to_string(),
-        })?;
-    sandbox.state.auth0.set_timing(|t| {
-        t.ms_per_second = 20;
-        t.device_interval_s = 1;
-        t.ciba_interval_s = 1;
-    });
-    wire_sandbox_with(sandbox, std::time::Duration::from_millis(20)).await
-}
-
-/// The clients of [`SandboxWiring`] without the server: for a process that talks to a
+/// The clients of [`crate::sandbox::wiring::SandboxWiring`] without the server: for a
 /// sandbox another process runs (multi-process tests), given its URL and agent secret.
 pub struct RemoteWiring {
     pub session: Arc<Session>,

@@ -10,6 +10,7 @@ pub mod fake_llm;
 pub mod proof;
 pub mod providers;
 pub mod state;
+pub mod wiring;
 pub mod world;
 
 use state::SandboxState;

@@ -7,10 +7,10 @@
 use dealflow::connectors::Endpoints;
 use dealflow::core::domain::ActionState;
 use dealflow::llm::{AnthropicClient, AnthropicConfig, ApiKey, RetryPolicy};
-use dealflow::runtime::auth0::{SandboxWiring, wire_fast_sandbox};
 use dealflow::runtime::chat::{ChatInput, ChatRuntime, ChatUpdate};
 use dealflow::runtime::pipeline::Pipeline;
 use dealflow::sandbox::fake_llm::{FakeLlm, Reply, TurnBuilder};
+use dealflow::sandbox::wiring::{SandboxWiring, wire_fast_sandbox};
 use dealflow::store::{ActionFilter, SqliteStore, Store};
 use serde_json::json;
 use std::sync::Arc;

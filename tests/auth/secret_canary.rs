@@ -11,7 +11,6 @@
 use dealflow::connectors::Endpoints;
 use dealflow::core::domain::{ActionParams, Email, Surface};
 use dealflow::llm::{AnthropicClient, AnthropicConfig, ApiKey, RetryPolicy};
-use dealflow::runtime::auth0::wire_sandbox_with;
 use dealflow::runtime::batch::{BatchOptions, run_once};
 use dealflow::runtime::chat::{ChatInput, ChatRuntime, ChatUpdate};
 use dealflow::runtime::credentials::Subject;
@@ -22,6 +21,7 @@ use dealflow::sandbox::auth0::model::DEMO_SUB;
 use dealflow::sandbox::fake_llm::{FakeLlm, TurnBuilder};
 use dealflow::sandbox::providers::Fault;
 use dealflow::sandbox::state::now_ms;
+use dealflow::sandbox::wiring::wire_sandbox_with;
 use dealflow::store::{SqliteStore, Store};
 use dealflow::tui::app::Tab;
 use dealflow::tui::clock::ManualClock;
