@@ -332,10 +332,16 @@ fn team_audit(
     let Approver::TeamLead(lead) = approver else {
         return;
     };
+    // Who answered, as the rep's own log names them (`device:<sub>`); else this process.
+    let actor = match (event, detail["by"].as_str()) {
+        (LEAD_ANSWERED, Some(by)) => format!("device:{by}"),
+        (LEAD_ANSWERED, None) if outcome == "denied" => format!("device:{lead}"),
+        _ => identity::current().actor(),
+    };
     merge(&mut detail, json!({ "lead": lead }));
     let entry = NewAuditEntry {
         ts: at,
-        actor: identity::current().actor(),
+        actor,
         surface: Some(Surface::Batch),
         event: event.into(),
         action_id: None,
