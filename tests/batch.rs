@@ -5,7 +5,9 @@
 
 use dealflow::connectors::Endpoints;
 use dealflow::core::domain::{ActionParams, ActionState, Email, Surface};
-use dealflow::runtime::batch::{BatchOptions, BatchReport, binding_message, run_once};
+use dealflow::runtime::batch::{
+    BatchOptions, BatchReport, binding_message, binding_message_for, rep_label, run_once,
+};
 use dealflow::runtime::pipeline::{Pipeline, Proposal};
 use dealflow::runtime::review::Reviewer;
 use dealflow::sandbox::wiring::{SandboxWiring, wire_fast_sandbox};
@@ -1003,4 +1005,85 @@ async fn a_big_close_needs_the_reps_and_then_the_leads_yes() {
         .position(|(e, a)| e == "action.executed" && a == &format!("device:{LEAD_SUB}"))
         .unwrap_or_else(|| panic!("{events:?}"));
     assert!(first_yes < ran);
+}
+
+/// A push to the team lead names the rep and the action, within Auth0's 64 characters
+/// and its allowed characters, whatever the rep's name or `sub` holds.
+#[test]
+fn a_leads_binding_message_names_the_rep_and_the_action() {
+    use dealflow::runtime::identity::SignedIn;
+    let a = |p: ActionParams| dealflow::core::domain::Action {
+        id: "x".into(),
+        original: p.clone(),
+        params: p,
+        state: ActionState::AwaitingConsent,
+        version: 1,
+        surface: Surface::Batch,
+        confidence: 1.0,
+        justification: String::new(),
+        title: String::new(),
+        created_at: 0,
+        updated_at: 0,
+        outcome: None,
+        evidence: None,
+    };
+    let close = |deal: &str| {
+        a(ActionParams::CloseDeal {
+            deal_id: deal.into(),
+            won: true,
+            amount_cents: 1,
+        })
+    };
+    let who = |sub: &str, name: &str| SignedIn {
+        sub: sub.into(),
+        name: name.into(),
+        emulated: false,
+    };
+    let allowed = |m: &str| {
+        m.chars().count() <= 64
+            && m.chars()
+                .all(|c| c.is_ascii_alphanumeric() || " +-_.,:#".contains(c))
+    };
+    let dana = rep_label(&who("auth0|demo-user", "Dana Demo"));
+    assert_eq!(dana, "Dana");
+    assert_eq!(
+        binding_message_for(&[close("deal-acme")], Some(&dana)),
+        "dealflow: Dana - close_deal deal-acme"
+    );
+    // No name: a short form of the sub, never its "auth0|" prefix.
+    let bare = rep_label(&who("auth0|rep-7f3a", ""));
+    assert_eq!(bare, "rep-7f3a");
+    assert_eq!(
+        binding_message_for(&[close("deal-acme")], Some(&bare)),
+        "dealflow: rep-7f3a - close_deal deal-acme"
+    );
+    // Odd names and long targets still fit, with only allowed characters.
+    let odd = rep_label(&who(
+        "google-oauth2|1234567890123456789012",
+        "Zoë (O'Brien)",
+    ));
+    let long = close(&format!("deal-{}", "z".repeat(90)));
+    let m = binding_message_for(&[long], Some(&odd));
+    assert!(allowed(&m) && m.starts_with("dealflow: Zo"), "{m}");
+    let nameless = rep_label(&who("google-oauth2|1234567890123456789012", " "));
+    assert!(allowed(&nameless) && nameless.len() <= 16, "{nameless}");
+    let many: Vec<_> = (0..30)
+        .map(|i| {
+            if i % 3 == 0 {
+                close("deal-x")
+            } else {
+                a(email("x@y.example"))
+            }
+        })
+        .collect();
+    let m = binding_message_for(&many, Some(&dana));
+    assert!(
+        allowed(&m) && m.starts_with("dealflow: Dana - 30 actions - 20 email 10 crm"),
+        "{m}"
+    );
+    // Without a rep it is the rep's own message, unchanged.
+    assert_eq!(
+        binding_message_for(&[close("deal-acme")], None),
+        binding_message(&[close("deal-acme")])
+    );
 }

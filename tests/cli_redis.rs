@@ -507,3 +507,180 @@ fn the_sandbox_keys_redis_by_the_emulated_users_sub() {
         "{keys:?}"
     );
 }
+
+/// A child process the test talks to while it runs (`sandbox serve`, `batch` waiting
+/// for the phone), killed when dropped if it is still running.
+struct Child(Option<std::process::Child>);
+
+impl Child {
+    fn spawn(u: &User, args: &[&str]) -> Child {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dealflow"));
+        c.env_clear()
+            .env("HOME", u.dir.path())
+            .env("XDG_STATE_HOME", u.dir.path().join("state"))
+            .env("DEALFLOW_KEYRING", "file")
+            .env("USER", "mallory")
+            .arg("--config")
+            .arg(u.dir.path().join("config.toml"))
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        Child(Some(c.spawn().unwrap()))
+    }
+
+    fn output(mut self) -> std::process::Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Approvals that reach the lead, on one Redis with a team: the rep's close-won, gated
+/// on the lead, is pushed by the rep's `batch` to the lead's phone with a binding
+/// message naming the rep; the lead — whose store reads only the team's stream, not the
+/// rep's keys — sees it in `actions list --for-team` until answering on the phone, and
+/// the team's chained stream holds the push, the answer and what ran.
+#[test]
+fn a_close_gated_on_the_lead_waits_in_the_leads_team_list_until_answered() {
+    use std::io::BufRead;
+    let server = RedisServer::start(&[]);
+    let team = format!("team-{:08x}", rand::random::<u32>());
+    let u = User::unsigned_on(&server.url());
+    std::fs::write(
+        u.dir.path().join("config.toml"),
+        format!("[store]\nurl = \"{}\"\nteam = \"{team}\"\n", server.url()),
+    )
+    .unwrap();
+    let rep = |args: &[&str]| u.cmd().arg("--sandbox").args(args).assert();
+    let lead = |args: &[&str]| {
+        u.cmd()
+            .args(["--sandbox", "--sandbox-user", "team-lead"])
+            .args(args)
+            .assert()
+    };
+    let stdout = |a: assert_cmd::assert::Assert| {
+        String::from_utf8_lossy(&a.get_output().stdout).into_owned()
+    };
+    let waiting = || -> Vec<serde_json::Value> {
+        serde_json::from_str(&stdout(
+            lead(&["actions", "list", "--for-team", "--json"]).success(),
+        ))
+        .unwrap()
+    };
+    let id = "act-demo-acme-close";
+
+    lead(&["team", "init"]).success();
+    rep(&["permissions", "close-won", "ciba", "lead:auth0|team-lead"]).success();
+    assert!(waiting().is_empty());
+    // The rep's confirmation only queues it for the lead's device.
+    rep(&["actions", "approve", id, "--confirm", id]).failure();
+
+    let mut serve = Child::spawn(&u, &["sandbox", "serve"]);
+    let mut lines =
+        std::io::BufReader::new(serve.0.as_mut().unwrap().stdout.take().unwrap()).lines();
+    let mut said = String::new();
+    while !said.contains("Ctrl-C to stop.") {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("sandbox serve ended: {said}"))
+            .unwrap();
+        said.push_str(&line);
+    }
+    let batch = Child::spawn(&u, &["--sandbox", "batch"]);
+    let phone = |args: &[&str]| {
+        u.cmd()
+            .args(["--sandbox-user", "team-lead", "sandbox", "phone"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let mut listed = String::new();
+    for _ in 0..300 {
+        listed = String::from_utf8_lossy(&phone(&["--list"]).stdout).into_owned();
+        if listed.contains("[1]") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        listed.contains("dealflow: Dana - close_deal deal-acme"),
+        "{listed}"
+    );
+
+    // Before the lead answers: it waits on them, the rep named.
+    let w = waiting();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0]["rep"], "auth0|demo-user");
+    assert_eq!(w[0]["rep_name"], "Dana Demo");
+    assert_eq!(
+        w[0]["binding_message"],
+        "dealflow: Dana - close_deal deal-acme"
+    );
+    assert_eq!(w[0]["actions"][0]["id"], id);
+    let text = stdout(lead(&["actions", "list", "--for-team"]).success());
+    assert!(
+        text.contains(id) && text.contains("from Dana Demo (auth0|demo-user)"),
+        "{text}"
+    );
+
+    let yes = phone(&["--approve", "1"]);
+    assert!(yes.status.success(), "{yes:?}");
+    let done = batch.output();
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        done.status.success() && said.contains("1 succeeded"),
+        "{said}"
+    );
+
+    // Answered: nothing waits on the lead; the close ran on the rep's side.
+    assert!(waiting().is_empty());
+    let text = stdout(lead(&["actions", "list", "--for-team"]).success());
+    assert!(text.contains("nothing waits on you"), "{text}");
+    let shown: serde_json::Value =
+        serde_json::from_str(&stdout(rep(&["actions", "show", id, "--json"]).success())).unwrap();
+    assert_eq!(shown["action"]["state"], "succeeded", "{shown}");
+
+    // The team's stream, as the lead's store reads it: the push, the answer, the run.
+    let team_store = RedisStore::open(&server.url(), "auth0|team-lead", Some(&team)).unwrap();
+    let stream = team_store.team_audit_page(0, 100).unwrap();
+    let events: Vec<&str> = stream.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        events,
+        ["team.created", "lead.pushed", "lead.answered", "lead.ran"],
+        "{stream:?}"
+    );
+    let (pushed, answered, ran) = (&stream[1], &stream[2], &stream[3]);
+    assert_eq!(pushed.actor, "user:auth0|demo-user");
+    assert_eq!(pushed.detail["lead"], "auth0|team-lead");
+    assert_eq!(pushed.detail["team"], team.as_str());
+    assert_eq!(answered.detail["auth_req_id"], pushed.detail["auth_req_id"]);
+    assert_eq!(answered.detail["answer"], "approved");
+    assert_eq!(answered.actor, "device:auth0|team-lead");
+    assert_eq!(ran.detail["succeeded"][0], id);
+    assert!(team_store.verify_team_audit().unwrap().is_ok());
+    drop(serve);
+}
+
+/// On a store without a team there is no team stream to read, and it says so.
+#[test]
+fn actions_for_team_needs_a_team_store() {
+    let u = User::new();
+    let a = u
+        .cmd()
+        .args(["actions", "list", "--for-team"])
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains("`actions list --for-team` needs a team store"),
+        "{err}"
+    );
+}

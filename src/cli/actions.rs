@@ -18,6 +18,11 @@ pub enum ActionsCmd {
         /// Only these states (repeatable): proposed, approved, executing, succeeded…
         #[arg(long)]
         state: Vec<String>,
+        /// What waits on you as the team lead: pushed to your phone from a rep's batch
+        /// and not answered yet, read from the team's audit stream (a team store only).
+        /// Read-only: you answer on your phone.
+        #[arg(long, conflicts_with = "state")]
+        for_team: bool,
         #[arg(long)]
         json: bool,
     },
@@ -70,7 +75,12 @@ pub enum ActionsCmd {
 
 pub fn run(ctx: &Ctx, cmd: ActionsCmd) -> Result<ExitCode> {
     match cmd {
-        ActionsCmd::List { state, json } => list(ctx, &state, json),
+        ActionsCmd::List {
+            for_team: true,
+            json,
+            ..
+        } => list_for_team(ctx, json),
+        ActionsCmd::List { state, json, .. } => list(ctx, &state, json),
         ActionsCmd::Show { id, json } => show(ctx, &id, json),
         ActionsCmd::Approve {
             id,
@@ -113,6 +123,89 @@ fn list(ctx: &Ctx, states: &[String], json: bool) -> Result<ExitCode> {
             );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the team's stream says waits on `lead`: each push to them (`lead.pushed`) with
+/// no answer recorded (`lead.answered`) and not past its expiry at `now`, oldest first.
+pub fn waiting_on_lead(
+    stream: &[crate::core::audit::AuditEntry],
+    lead: &str,
+    now: i64,
+) -> Vec<serde_json::Value> {
+    use crate::runtime::batch::{LEAD_ANSWERED, LEAD_PUSHED};
+    let answered: std::collections::HashSet<&str> = stream
+        .iter()
+        .filter(|e| e.event == LEAD_ANSWERED)
+        .filter_map(|e| e.detail["auth_req_id"].as_str())
+        .collect();
+    stream
+        .iter()
+        .filter(|e| e.event == LEAD_PUSHED && e.detail["lead"] == lead)
+        .filter(|e| {
+            e.detail["auth_req_id"]
+                .as_str()
+                .is_some_and(|id| !answered.contains(id))
+        })
+        .filter(|e| e.detail["expires_at"].as_i64().is_none_or(|t| t > now))
+        .map(|e| {
+            serde_json::json!({
+                "auth_req_id": e.detail["auth_req_id"],
+                "pushed_at": e.ts,
+                "expires_at": e.detail["expires_at"],
+                "rep": e.detail["rep"],
+                "rep_name": e.detail["rep_name"],
+                "binding_message": e.detail["binding_message"],
+                "actions": e.detail["actions"],
+            })
+        })
+        .collect()
+}
+
+fn list_for_team(ctx: &Ctx, json: bool) -> Result<ExitCode> {
+    let store = super::team_cmd::team_store(&ctx.config)
+        .context("`actions list --for-team` needs a team store (store.url and store.team)")?;
+    let Some(me) = crate::runtime::identity::current().signed_in.clone() else {
+        bail!("not signed in: run `dealflow login` first");
+    };
+    let mut stream = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.team_audit_page(after, 5000)?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        stream.extend(page);
+    }
+    let waiting = waiting_on_lead(&stream, &me.sub, now_ms());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&waiting)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if waiting.is_empty() {
+        println!("nothing waits on you ({}) as team lead", me.sub);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for w in &waiting {
+        let rep = match (w["rep_name"].as_str(), w["rep"].as_str()) {
+            (Some(n), Some(s)) if !n.is_empty() => format!("{n} ({s})"),
+            (_, Some(s)) => s.to_string(),
+            _ => "unknown rep".to_string(),
+        };
+        for a in w["actions"].as_array().into_iter().flatten() {
+            println!(
+                "{:<28} {:<17} {:<32} from {}  {}",
+                a["id"].as_str().unwrap_or(""),
+                a["kind"].as_str().unwrap_or(""),
+                line(a["target"].as_str().unwrap_or("")),
+                line(&rep),
+                line(a["title"].as_str().unwrap_or("")),
+            );
+        }
+    }
+    eprintln!(
+        "{} request(s) on your phone; answer them there (`dealflow sandbox phone` in the sandbox)",
+        waiting.len()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

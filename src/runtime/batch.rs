@@ -18,6 +18,7 @@ use crate::core::audit::NewAuditEntry;
 use crate::core::consent::{Consent, Evidence, Gate, payload_digest};
 use crate::core::domain::{Action, ActionState, Millis, Surface};
 use crate::core::permissions::Approver;
+use crate::runtime::identity::{self, SignedIn};
 use crate::store::{ActionFilter, Transition, lease};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -187,8 +188,19 @@ const BATCH_LEASE_FOR: Millis = 20 * 60_000;
 /// "dealflow: 5 actions - 3 email 2 cal", within CIBA's 64 characters; a single action
 /// says what it is ("dealflow: send_email to bill@initech.example").
 pub fn binding_message(actions: &[Action]) -> String {
+    binding_message_for(actions, None)
+}
+
+/// [`binding_message`] as a team lead's phone shows it: the rep whose actions they are
+/// comes first ("dealflow: Dana - close_deal deal-acme"), so the lead knows whose close
+/// they are asked to approve.
+pub fn binding_message_for(actions: &[Action], rep: Option<&str>) -> String {
+    let head = match rep.map(ciba_safe).filter(|r| !r.is_empty()) {
+        Some(r) => format!("dealflow: {r} -"),
+        None => "dealflow:".to_string(),
+    };
     if let [a] = actions {
-        let full = format!("dealflow: {} {}", a.kind(), a.params.target());
+        let full = format!("{head} {} {}", a.kind(), a.params.target());
         return ciba_safe(&full);
     }
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
@@ -198,7 +210,10 @@ pub fn binding_message(actions: &[Action]) -> String {
     let mut by_count: Vec<(&str, usize)> = counts.into_iter().collect();
     by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     let n = actions.len();
-    let mut msg = format!("dealflow: {n} action{} -", if n == 1 { "" } else { "s" });
+    let mut msg = ciba_safe(&format!(
+        "{head} {n} action{} -",
+        if n == 1 { "" } else { "s" }
+    ));
     for (kind, c) in by_count {
         let part = format!(" {c} {kind}");
         if msg.len() + part.len() > 64 {
@@ -207,6 +222,27 @@ pub fn binding_message(actions: &[Action]) -> String {
         msg.push_str(&part);
     }
     msg
+}
+
+/// How a lead's phone names the rep: the signed-in user's first name ("Dana"), or
+/// without one a short form of their `sub` ("demo-user" for `auth0|demo-user`).
+pub fn rep_label(who: &SignedIn) -> String {
+    let first = ciba_safe(who.name.split_whitespace().next().unwrap_or(""));
+    if !first.is_empty() {
+        return first
+            .chars()
+            .take(20)
+            .collect::<String>()
+            .trim_end()
+            .to_string();
+    }
+    let short = who.sub.rsplit('|').next().unwrap_or(&who.sub);
+    ciba_safe(short)
+        .chars()
+        .take(16)
+        .collect::<String>()
+        .trim_end()
+        .to_string()
 }
 
 /// Auth0 accepts only letters, digits, spaces and `+-_.,:#` in a binding message, at
@@ -273,6 +309,48 @@ fn audit_about(
         detail,
     })?;
     Ok(())
+}
+
+/// Events in the team's stream about a push to the team lead: what was pushed (for
+/// `actions list --for-team`, since the lead cannot read the rep's keys), the lead's
+/// answer, and what ran.
+pub const LEAD_PUSHED: &str = "lead.pushed";
+pub const LEAD_ANSWERED: &str = "lead.answered";
+pub const LEAD_RAN: &str = "lead.ran";
+
+/// Appends to the team's stream when `approver` is a team lead and the store has a
+/// team. The push and its outcome are already in the rep's own log; a team stream that
+/// cannot be written is said in the log and does not stop the batch.
+fn team_audit(
+    p: &Pipeline,
+    approver: &Approver,
+    event: &str,
+    outcome: &str,
+    at: Millis,
+    mut detail: serde_json::Value,
+) {
+    let Approver::TeamLead(lead) = approver else {
+        return;
+    };
+    // Who answered, as the rep's own log names them (`device:<sub>`); else this process.
+    let actor = match (event, detail["by"].as_str()) {
+        (LEAD_ANSWERED, Some(by)) => format!("device:{by}"),
+        (LEAD_ANSWERED, None) if outcome == "denied" => format!("device:{lead}"),
+        _ => identity::current().actor(),
+    };
+    merge(&mut detail, json!({ "lead": lead }));
+    let entry = NewAuditEntry {
+        ts: at,
+        actor,
+        surface: Some(Surface::Batch),
+        event: event.into(),
+        action_id: None,
+        outcome: outcome.into(),
+        detail,
+    };
+    if let Err(e) = p.store.append_team_audit(entry) {
+        tracing::warn!(error = %e, event, "the team's audit stream was not written");
+    }
 }
 
 /// How an approval is proven, for the audit: by the entries the token carries, or by
@@ -405,7 +483,13 @@ async fn run_group(
     actions: Vec<Action>,
     report: &mut BatchReport,
 ) -> Result<(), PipelineError> {
-    let msg = binding_message(&actions);
+    let rep = identity::current().signed_in.clone();
+    let msg = match &approver {
+        Approver::TeamLead(_) => {
+            binding_message_for(&actions, rep.as_ref().map(rep_label).as_deref())
+        }
+        Approver::User => binding_message(&actions),
+    };
     let hash = batch_hash(&actions);
     let ids: Vec<String> = actions.iter().map(|a| a.id.clone()).collect();
     let details = super::rar::request_details(&actions);
@@ -433,6 +517,22 @@ async fn run_group(
         "actions": ids, "approver": approver.to_string(), "expires_at": req.expires_at_ms,
     });
     merge(&mut requested, proof(&req.details));
+    team_audit(
+        p,
+        &approver,
+        LEAD_PUSHED,
+        "ok",
+        now_ms(),
+        json!({
+            "auth_req_id": req.auth_req_id, "binding_message": msg,
+            "expires_at": req.expires_at_ms,
+            "rep": rep.as_ref().map(|r| r.sub.clone()),
+            "rep_name": rep.as_ref().map(|r| r.name.clone()),
+            "actions": actions.iter().map(|a| json!({
+                "id": a.id, "kind": a.kind().as_str(), "target": a.params.target(), "title": a.title,
+            })).collect::<Vec<_>>(),
+        }),
+    );
     audit_about(
         p,
         Some(PUSHES_SUBJECT),
@@ -467,6 +567,14 @@ async fn run_group(
             details,
         } => (token, expires_at_ms, sub, details),
         DeviceAnswer::Denied => {
+            team_audit(
+                p,
+                &approver,
+                LEAD_ANSWERED,
+                "denied",
+                now_ms(),
+                json!({ "auth_req_id": req.auth_req_id, "answer": "denied", "actions": ids }),
+            );
             // A person said no on the device: the batch is rejected.
             for a in &actions {
                 let cur = p.store.get_action(&a.id)?;
@@ -507,6 +615,17 @@ async fn run_group(
             } else {
                 ("batch.expired", "timeout")
             };
+            team_audit(
+                p,
+                &approver,
+                LEAD_ANSWERED,
+                outcome,
+                now_ms(),
+                json!({
+                    "auth_req_id": req.auth_req_id, "answer": event.trim_start_matches("batch."),
+                    "actions": ids,
+                }),
+            );
             audit(
                 p,
                 &opts.actor,
@@ -522,6 +641,18 @@ async fn run_group(
         }
     };
     let approved_at = now_ms();
+    let answer = match &approver {
+        Approver::TeamLead(lead) if *lead != sub => "wrong_approver",
+        _ => "approved",
+    };
+    team_audit(
+        p,
+        &approver,
+        LEAD_ANSWERED,
+        if answer == "approved" { "ok" } else { "denied" },
+        approved_at,
+        json!({ "auth_req_id": req.auth_req_id, "answer": answer, "by": sub, "actions": ids }),
+    );
     let current: Vec<Action> = actions
         .iter()
         .map(|a| p.store.get_action(&a.id))
@@ -684,6 +815,11 @@ async fn run_group(
         binding_message: msg.clone(),
         approved_at,
     };
+    let before = (
+        report.succeeded.len(),
+        report.failed.len(),
+        report.leftover.len(),
+    );
     let sem = Arc::new(tokio::sync::Semaphore::new(opts.concurrency.max(1)));
     let subject = Subject::Ciba(token);
     let mut tasks = tokio::task::JoinSet::new();
@@ -707,6 +843,23 @@ async fn run_group(
             Err(e) => tracing::error!(error = %e, "batch task panicked"),
         }
     }
+    let ran = (
+        &report.succeeded[before.0..],
+        &report.failed[before.1..],
+        &report.leftover[before.2..],
+    );
+    team_audit(
+        p,
+        &approver,
+        LEAD_RAN,
+        if ran.1.is_empty() { "ok" } else { "failed" },
+        now_ms(),
+        json!({
+            "auth_req_id": req.auth_req_id, "succeeded": ran.0, "failed": ran.1,
+            "leftover": ran.2,
+            "not_approved": not_covered.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
+        }),
+    );
     if !report.leftover.is_empty() {
         audit(
             p,

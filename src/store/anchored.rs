@@ -101,6 +101,9 @@ impl Store for Anchored {
         self.anchor.appended(self.inner.as_ref(), &entry);
         Ok(entry)
     }
+    fn append_team_audit(&self, entry: NewAuditEntry) -> Result<Option<AuditEntry>> {
+        self.inner.append_team_audit(entry)
+    }
     fn audit_page(&self, after: i64, limit: usize) -> Result<Vec<AuditEntry>> {
         self.inner.audit_page(after, limit)
     }

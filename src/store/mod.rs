@@ -198,6 +198,12 @@ pub trait Store: Send + Sync {
 
     /// Appends atomically; concurrent appenders never fork the chain.
     fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry>;
+    /// Appends to the team's hash-chained stream, when this store belongs to a team
+    /// (a push to the team lead and the lead's answer); `None` when it has no team.
+    fn append_team_audit(&self, entry: NewAuditEntry) -> Result<Option<AuditEntry>> {
+        let _ = entry;
+        Ok(None)
+    }
     /// Entries with `seq > after`, in order, at most `limit`.
     fn audit_page(&self, after: i64, limit: usize) -> Result<Vec<AuditEntry>>;
     /// (entry count, head hash) as recorded at the last append.

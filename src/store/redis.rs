@@ -935,6 +935,13 @@ impl Store for RedisStore {
         Err(self.err("audit append: too much contention, gave up"))
     }
 
+    fn append_team_audit(&self, entry: NewAuditEntry) -> Result<Option<AuditEntry>> {
+        if self.team.is_none() {
+            return Ok(None);
+        }
+        RedisStore::append_team_audit(self, entry).map(Some)
+    }
+
     fn audit_page(&self, after: i64, limit: usize) -> Result<Vec<AuditEntry>> {
         let key = self.key("audit");
         let rows: Vec<String> = self.with(|c| {
