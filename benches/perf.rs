@@ -136,6 +136,7 @@ fn loaded_app(store: Arc<dyn Store>, dir: &Path) -> App {
         idle_lock: None,
         undo_send: None,
         service_status: None,
+        lead_waiting: None,
     };
     let (mut app, exec) = build(store, &opts, Arc::new(ManualClock::new(NOW)));
     // Run effects to completion as the event loop would (the first load also replays

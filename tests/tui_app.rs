@@ -65,6 +65,7 @@ impl H {
             idle_lock: None,
             undo_send,
             service_status: None,
+            lead_waiting: None,
         };
         let (mut app, mut exec) = build(store.clone(), &opts, Arc::new(clock.clone()));
         // A fixed identity for snapshots and audit assertions. This does not stand in for
@@ -756,6 +757,7 @@ fn user_keymap_and_theme_files_merge_and_warn() {
         idle_lock: None,
         undo_send: None,
         service_status: None,
+        lead_waiting: None,
     };
     let (app, _) = build(store, &opts, Arc::new(ManualClock::new(NOW)));
     assert_eq!(app.theme.name, "high-contrast");
@@ -2207,5 +2209,30 @@ fn escalation_and_two_approvers_are_typed_in_the_permissions_tab() {
     assert_eq!(
         h.store.load_permissions().unwrap().two_approvers_above,
         None
+    );
+}
+
+/// A team lead sees on the status bar how many pushes wait on their phone, as the
+/// executor reads them with each queue reload; nothing when none wait.
+#[test]
+fn the_status_bar_tells_a_lead_what_waits_on_their_phone() {
+    let mut h = H::new();
+    let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(2));
+    let count = waiting.clone();
+    h.exec.lead_waiting = Some(Arc::new(move || {
+        Some(count.load(std::sync::atomic::Ordering::SeqCst))
+    }));
+    h.run_effects(vec![Effect::LoadActions]);
+    assert!(
+        h.screen().contains("2 on your phone as lead"),
+        "{}",
+        h.screen()
+    );
+    waiting.store(0, std::sync::atomic::Ordering::SeqCst);
+    h.run_effects(vec![Effect::LoadActions]);
+    assert!(
+        !h.screen().contains("on your phone as lead"),
+        "{}",
+        h.screen()
     );
 }

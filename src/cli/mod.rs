@@ -314,6 +314,27 @@ fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
+/// On a team store, a count of what waits on the signed-in user as team lead, read from
+/// the team's stream incrementally (only entries newer than the last read are fetched).
+fn lead_waiting(config: &Config) -> Option<crate::tui::LeadWaiting> {
+    if config.raw.store.url.is_empty() || config.raw.store.team.is_empty() {
+        return None;
+    }
+    let store = team_cmd::team_store(config).ok()?;
+    let me = crate::runtime::identity::current().signed_in.clone()?.sub;
+    let seen = std::sync::Mutex::new((0i64, Vec::new()));
+    Some(Arc::new(move || {
+        let mut g = seen.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let page = store.team_audit_page(g.0, 1000).ok()?;
+            let Some(last) = page.last() else { break };
+            g.0 = last.seq;
+            g.1.extend(page);
+        }
+        Some(actions::waiting_on_lead(&g.1, &me, now_ms()).len())
+    }))
+}
+
 /// The store file: the configured path, or the data dir (a separate file for the
 /// sandbox, so demo data never mixes with real data).
 pub fn store_path(config: &Config, sandbox: bool) -> Result<PathBuf> {
@@ -678,6 +699,7 @@ fn run_tui(ctx: Ctx) -> Result<ExitCode> {
         idle_lock: Some(ctx.config.idle_lock),
         undo_send: Some(ctx.config.undo_send),
         service_status: crate::runtime::service::status_path(ctx.sandbox),
+        lead_waiting: lead_waiting(&ctx.config),
     };
     let ui = crate::tui::run(ctx.store.clone(), opts).context("terminal UI");
     // Quitting while sign-in is still running lets it finish for a moment: cutting a

@@ -25,6 +25,8 @@ pub struct Executor {
     pub export_dir: PathBuf,
     /// The background service's status file, read with each queue reload.
     pub service_status: Option<PathBuf>,
+    /// What waits on this user as team lead (a team store only).
+    pub lead_waiting: Option<super::LeadWaiting>,
     /// Calibration fed incrementally from the audit log (`LoadCalibration`).
     pub replay: Arc<std::sync::Mutex<Option<crate::runtime::trust::Replay>>>,
 }
@@ -84,7 +86,7 @@ impl Executor {
     pub fn run(&self, effect: Effect) -> Vec<Msg> {
         let s = self.store.as_ref();
         match effect {
-            Effect::LoadActions => vec![self.load(), self.service()],
+            Effect::LoadActions => vec![self.load(), self.service(), self.lead()],
             Effect::Approve {
                 ids,
                 stepped_up,
@@ -250,6 +252,11 @@ impl Executor {
                 Liveness::Stopped => None,
             });
         Msg::ServiceSeen(seen)
+    }
+
+    /// What waits on this user as team lead, when the store is a team's.
+    fn lead(&self) -> Msg {
+        Msg::LeadWaiting(self.lead_waiting.as_ref().and_then(|count| count()))
     }
 
     fn load(&self) -> Msg {

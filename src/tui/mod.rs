@@ -61,7 +61,13 @@ pub struct TuiOptions {
     /// The background service's status file (`runtime::service`), read on each reload
     /// so the status bar says whether the service runs and when it last proposed.
     pub service_status: Option<PathBuf>,
+    /// On a team store, how many pushes wait on this user as team lead (read with each
+    /// queue reload); `None` elsewhere.
+    pub lead_waiting: Option<LeadWaiting>,
 }
+
+/// Counts what waits on the signed-in user as team lead, from the team's stream.
+pub type LeadWaiting = Arc<dyn Fn() -> Option<usize> + Send + Sync>;
 
 /// The local person acting, as audit rows record it (`runtime::identity`).
 pub fn local_actor() -> String {
@@ -121,6 +127,7 @@ pub fn build(store: Arc<dyn Store>, opts: &TuiOptions, clock: Arc<dyn Clock>) ->
         clock,
         export_dir: opts.export_dir.clone(),
         service_status: opts.service_status.clone(),
+        lead_waiting: opts.lead_waiting.clone(),
         replay: Default::default(),
     };
     (app, exec)

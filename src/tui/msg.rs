@@ -34,6 +34,9 @@ pub enum Msg {
     /// The background service: `Some((running, last proposed))`, or `None` when none
     /// runs (or it stopped cleanly).
     ServiceSeen(Option<(bool, Option<Millis>)>),
+    /// Pushes from reps' batches waiting on this user's phone as team lead (`None`: not
+    /// a team store, or it could not be read).
+    LeadWaiting(Option<usize>),
     /// A store read failed; shown on the status line.
     LoadFailed(String),
     /// An action ran through the pipeline (or could not): a line for the status bar.

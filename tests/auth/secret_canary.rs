@@ -279,6 +279,7 @@ async fn no_secret_reaches_logs_store_audit_screens_or_model_requests() {
         idle_lock: None,
         undo_send: None,
         service_status: None,
+        lead_waiting: None,
     };
     let (mut app, _exec) = build(store.clone(), &opts, Arc::new(ManualClock::new(now_ms())));
     let mut screens = String::new();

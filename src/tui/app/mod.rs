@@ -183,6 +183,8 @@ pub struct App {
     /// The background service as last seen: running (or died), and when it last filed
     /// something. `None`: no service.
     pub service: Option<(bool, Option<Millis>)>,
+    /// Pushes waiting on this user's phone as team lead.
+    pub lead_waiting: usize,
     pub tab: Tab,
     pub actions: ActionsTab,
     pub perms: PermissionsTab,
@@ -231,6 +233,7 @@ impl App {
             now,
             utc_offset_s: 0,
             service: None,
+            lead_waiting: 0,
             tab: Tab::Actions,
             actions: ActionsTab::default(),
             perms: PermissionsTab::default(),
@@ -464,6 +467,10 @@ impl App {
             }
             Msg::ServiceSeen(seen) => {
                 self.service = seen;
+                vec![]
+            }
+            Msg::LeadWaiting(n) => {
+                self.lead_waiting = n.unwrap_or(0);
                 vec![]
             }
             Msg::Status { ok, text } => {

@@ -78,6 +78,14 @@ pub fn render_bar(app: &App, f: &mut Frame, area: Rect) {
             th.style(Role::Accent),
         ));
     }
+    // A team lead sees what waits on their phone (answered there; `dealflow actions list
+    // --for-team` lists it).
+    if app.lead_waiting > 0 {
+        spans.push(Span::styled(
+            format!(" {} on your phone as lead ", app.lead_waiting),
+            th.style(Role::Warn),
+        ));
+    }
     // The background service (`dealflow service install`): that it runs, and when it
     // last filed something, so a rep opening the TUI sees the agent kept working.
     match app.service {
