@@ -1191,3 +1191,43 @@ fn a_dead_holders_lease_is_taken_over_and_a_live_ones_is_not() {
             .is_err()
     );
 }
+
+/// SQLite verifies a long log in batches hashed on every core: it must report the same
+/// first break a one-row-at-a-time walk would — an altered row before a later broken
+/// link, a removed row, an altered row past the first batch — and pass an intact log.
+#[test]
+fn sqlite_verifies_a_long_log_on_every_core_with_the_first_break_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("long.db");
+    let s = SqliteStore::open(&db).unwrap();
+    // More than one batch (8192 rows), so batch edges are crossed.
+    let n = 9_000;
+    for i in 1..=n {
+        s.append_audit(entry(i)).unwrap();
+    }
+    assert_eq!(s.verify_audit().unwrap(), Ok(n));
+    let sql = |q: &str| {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch(q)
+            .unwrap()
+    };
+    let first_break = |s: &SqliteStore| s.verify_audit().unwrap().unwrap_err();
+
+    // An altered row in the second batch.
+    sql("UPDATE audit SET detail = '{\"n\":-1}' WHERE seq = 8500");
+    let b = first_break(&s);
+    assert_eq!(b.seq, 8500, "{b:?}");
+    assert!(b.problem.contains("content does not match"), "{b:?}");
+    // An altered row earlier in the first batch wins over a later removed row.
+    sql(
+        "UPDATE audit SET actor = 'user:mallory' WHERE seq = 2100; DELETE FROM audit WHERE seq = 2500",
+    );
+    let b = first_break(&s);
+    assert_eq!(b.seq, 2100, "{b:?}");
+    // Put 2100 back as it was: now the removed row is the first break.
+    sql("UPDATE audit SET actor = 'user:test' WHERE seq = 2100");
+    let b = first_break(&s);
+    assert_eq!(b.seq, 2500, "{b:?}");
+    assert!(b.problem.contains("missing"), "{b:?}");
+}

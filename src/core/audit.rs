@@ -269,6 +269,41 @@ pub struct StoredEntry<'a> {
     pub hash: &'a str,
 }
 
+fn hash_matches(prev_hash: &str, hash: &str, c: &Canonical<'_>) -> bool {
+    let mut h = Sha256::new();
+    write_canonical(&mut h, prev_hash, c);
+    lower_hex(&h.finalize()) == hash.as_bytes()
+}
+
+/// The break an entry whose content does not hash to its recorded hash is.
+pub fn altered(seq: i64) -> ChainBreak {
+    ChainBreak {
+        seq,
+        problem: "content does not match its hash (the row was altered)".into(),
+    }
+}
+
+impl StoredEntry<'_> {
+    /// Whether the entry's content, after its recorded `prev_hash`, hashes to its
+    /// recorded `hash`: the half of a check that needs no other entry.
+    pub fn hash_matches(&self) -> bool {
+        hash_matches(
+            self.prev_hash,
+            self.hash,
+            &Canonical {
+                seq: self.seq,
+                ts: self.ts,
+                actor: self.actor,
+                surface: self.surface,
+                event: self.event,
+                action_id: self.action_id,
+                outcome: self.outcome,
+                detail: Detail::Json(self.detail_json),
+            },
+        )
+    }
+}
+
 /// Seals a new entry after `prev` (the last entry's hash, or [`GENESIS`]).
 pub fn seal(seq: i64, prev_hash: &str, e: NewAuditEntry) -> AuditEntry {
     let hash = entry_hash(seq, prev_hash, &e);
@@ -369,6 +404,31 @@ impl ChainVerifier {
         hash: &str,
         c: &Canonical<'_>,
     ) -> Result<(), ChainBreak> {
+        self.links(seq, prev_hash)?;
+        if !hash_matches(prev_hash, hash, c) {
+            return Err(altered(seq));
+        }
+        self.advance(hash);
+        Ok(())
+    }
+
+    /// The link half of a check, for verifiers that hash many entries at once: `seq` is
+    /// the next one and `prev_hash` the hash before it; then the chain moves on to
+    /// `hash`. Each entry's own hash is checked apart with [`StoredEntry::hash_matches`]
+    /// (it needs only the entry's bytes and its recorded `prev_hash`).
+    pub fn link(&mut self, seq: i64, prev_hash: &str, hash: &str) -> Result<(), ChainBreak> {
+        self.links(seq, prev_hash)?;
+        self.advance(hash);
+        Ok(())
+    }
+
+    fn advance(&mut self, hash: &str) {
+        self.expected_seq += 1;
+        self.prev_hash.clear();
+        self.prev_hash.push_str(hash);
+    }
+
+    fn links(&self, seq: i64, prev_hash: &str) -> Result<(), ChainBreak> {
         if seq != self.expected_seq {
             return Err(ChainBreak {
                 seq: self.expected_seq,
@@ -388,18 +448,6 @@ impl ChainVerifier {
                 problem: "does not link to the entry before it (removed or reordered rows?)".into(),
             });
         }
-        let mut h = Sha256::new();
-        write_canonical(&mut h, prev_hash, c);
-        let matches = lower_hex(&h.finalize()) == hash.as_bytes();
-        if !matches {
-            return Err(ChainBreak {
-                seq,
-                problem: "content does not match its hash (the row was altered)".into(),
-            });
-        }
-        self.expected_seq += 1;
-        self.prev_hash.clear();
-        self.prev_hash.push_str(hash);
         Ok(())
     }
 

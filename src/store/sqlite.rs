@@ -698,6 +698,9 @@ impl Store for SqliteStore {
             .map_err(|e| self.err(e))?;
         let mut rows = st.query([]).map_err(|e| self.err(e))?;
         let mut v = audit::ChainVerifier::default();
+        // Rows are checked in batches: links in order on this thread, each row's own
+        // hash (it needs only its bytes and its recorded prev_hash) on every core.
+        let mut batch: Vec<OwnedEntry> = Vec::with_capacity(VERIFY_BATCH);
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
             let seq: i64 = r.get(0).map_err(|e| self.err(e))?;
             let surface = match self.opt_str(r, 3)? {
@@ -705,6 +708,10 @@ impl Store for SqliteStore {
                 Some(s) => match Surface::parse(s) {
                     Some(s) => Some(s),
                     None => {
+                        // What came before it breaks first, as it would one row at a time.
+                        if let Err(b) = verify_batch(&mut v, &batch) {
+                            return Ok(Err(b));
+                        }
                         return Ok(Err(audit::ChainBreak {
                             seq,
                             problem: format!("unknown surface {s:?} (the row was altered)"),
@@ -712,26 +719,33 @@ impl Store for SqliteStore {
                     }
                 },
             };
-            let action_id = self.opt_str(r, 5)?;
-            let text = |i| {
+            let text = |i| -> Result<String> {
                 self.opt_str(r, i)?
+                    .map(str::to_string)
                     .ok_or_else(|| self.corrupt(format!("audit #{seq}: column {i} is null")))
             };
-            let entry = audit::StoredEntry {
+            let entry = OwnedEntry {
                 seq,
                 ts: r.get(1).map_err(|e| self.err(e))?,
                 actor: text(2)?,
                 surface,
                 event: text(4)?,
-                action_id,
+                action_id: self.opt_str(r, 5)?.map(str::to_string),
                 outcome: text(6)?,
                 detail_json: text(7)?,
                 prev_hash: text(8)?,
                 hash: text(9)?,
             };
-            if let Err(b) = v.push_stored(&entry) {
-                return Ok(Err(b));
+            batch.push(entry);
+            if batch.len() == VERIFY_BATCH {
+                if let Err(b) = verify_batch(&mut v, &batch) {
+                    return Ok(Err(b));
+                }
+                batch.clear();
             }
+        }
+        if let Err(b) = verify_batch(&mut v, &batch) {
+            return Ok(Err(b));
         }
         let (count, head) = self.read_head(&tx)?;
         Ok(v.finish(count, &head))
@@ -825,4 +839,89 @@ impl Store for SqliteStore {
             since,
         )
     }
+}
+
+/// Rows per verification batch: enough to spread the hashing over every core, few
+/// enough that a batch stays small in memory.
+const VERIFY_BATCH: usize = 8192;
+
+/// An audit row as read, owned so a batch can be hashed on several threads.
+struct OwnedEntry {
+    seq: i64,
+    ts: i64,
+    actor: String,
+    surface: Option<Surface>,
+    event: String,
+    action_id: Option<String>,
+    outcome: String,
+    detail_json: String,
+    prev_hash: String,
+    hash: String,
+}
+
+impl OwnedEntry {
+    fn stored(&self) -> audit::StoredEntry<'_> {
+        audit::StoredEntry {
+            seq: self.seq,
+            ts: self.ts,
+            actor: &self.actor,
+            surface: self.surface,
+            event: &self.event,
+            action_id: self.action_id.as_deref(),
+            outcome: &self.outcome,
+            detail_json: &self.detail_json,
+            prev_hash: &self.prev_hash,
+            hash: &self.hash,
+        }
+    }
+}
+
+/// Checks a batch as a one-row-at-a-time walk would, reporting the same first break:
+/// the links in order (up to the first that breaks), and the rows before that break
+/// hashed on every core; an altered row before a broken link is the break reported.
+fn verify_batch(
+    v: &mut audit::ChainVerifier,
+    batch: &[OwnedEntry],
+) -> std::result::Result<(), audit::ChainBreak> {
+    let mut linked = batch.len();
+    let mut link_break = None;
+    for (i, e) in batch.iter().enumerate() {
+        if let Err(b) = v.link(e.seq, &e.prev_hash, &e.hash) {
+            linked = i;
+            link_break = Some(b);
+            break;
+        }
+    }
+    if let Some(i) = first_altered(&batch[..linked]) {
+        return Err(audit::altered(batch[i].seq));
+    }
+    link_break.map_or(Ok(()), Err)
+}
+
+/// The index of the first row whose content does not hash to its recorded hash.
+fn first_altered(rows: &[OwnedEntry]) -> Option<usize> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores == 1 || rows.len() < 512 {
+        return rows.iter().position(|e| !e.stored().hash_matches());
+    }
+    let chunk = rows.len().div_ceil(cores);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = rows
+            .chunks(chunk)
+            .enumerate()
+            .map(|(k, part)| {
+                scope.spawn(move || {
+                    part.iter()
+                        .position(|e| !e.stored().hash_matches())
+                        .map(|i| k * chunk + i)
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .enumerate()
+            // A hashing thread that died proves nothing: its part counts as altered.
+            .filter_map(|(k, p)| p.join().unwrap_or(Some(k * chunk)))
+            .min()
+    })
 }
