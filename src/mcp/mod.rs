@@ -139,12 +139,7 @@ impl McpServer {
             .map_err(|e| tracing::warn!(error = %e, "no status page for URL elicitation"))
             .ok()?;
         let url = url::Url::parse(&pages.url_for(id)).ok()?;
-        let what = self
-            .pipeline
-            .store
-            .get_action(id)
-            .map(|a| crate::runtime::batch::binding_message(std::slice::from_ref(&a)))
-            .unwrap_or_default();
+        let what = self.asked(id);
         let peer = ctx.peer.clone();
         let message = format!(
             "Approve or deny on your phone: \"{what}\". The link shows how it stands; decline to take the request back."
@@ -179,16 +174,20 @@ impl McpServer {
             });
     }
 
+    /// What the phone is asked about `id`, as its binding message says it.
+    fn asked(&self, id: &str) -> String {
+        self.pipeline
+            .store
+            .get_action(id)
+            .map(|a| crate::runtime::batch::binding_message(std::slice::from_ref(&a)))
+            .unwrap_or_default()
+    }
+
     /// The write as a task: the call answers at once, and `tasks/get` follows the
     /// device until the same final answer a held call would give.
     fn spawn_task(&self, id: String, approver: Approver, client: String) -> CreateTaskResult {
         let server = self.clone();
-        let what = self
-            .pipeline
-            .store
-            .get_action(&id)
-            .map(|a| crate::runtime::batch::binding_message(std::slice::from_ref(&a)))
-            .unwrap_or_default();
+        let what = self.asked(&id);
         let opts = TaskOptions::new()
             .with_poll_interval_ms(2_000)
             .with_status_message(format!("waiting for approval on the device: {what}"));

@@ -15,7 +15,7 @@ use super::credentials::{BoxFuture, CredentialError, Subject};
 use super::pipeline::{Pipeline, PipelineError};
 use super::review::decision_for;
 use crate::core::audit::NewAuditEntry;
-use crate::core::consent::{Consent, Evidence, Gate, payload_digest};
+use crate::core::consent::{Consent, DeviceStep, Evidence, Gate, payload_digest};
 use crate::core::domain::{Action, ActionState, Millis, Surface};
 use crate::core::permissions::Approver;
 use crate::runtime::identity::{self, SignedIn};
@@ -380,12 +380,8 @@ fn gather(p: &Pipeline, max: usize) -> Result<Vec<(Approver, Vec<Action>)>, Pipe
             Gate::Ciba { approver, .. } => approver.clone(),
             _ => Approver::User,
         };
-        if let Some(why) = d
-            .reasons()
-            .iter()
-            .find(|r| r.starts_with(crate::core::consent::rules::ESCALATED))
-        {
-            record_escalation(p, &a, &approver, why)?;
+        if let (Some(DeviceStep::Escalated), Gate::Ciba { reason, .. }) = (d.step(), d.gate()) {
+            record_escalation(p, &a, &approver, reason)?;
         }
         match groups.iter_mut().find(|(ap, _)| *ap == approver) {
             Some((_, list)) if list.len() < max => list.push(a),
@@ -774,19 +770,7 @@ async fn run_group(
         let mut run = Vec::new();
         for a in current {
             let d = decision_for(p.store.as_ref(), &a, approved_at)?;
-            let first = d
-                .reasons()
-                .iter()
-                .any(|r| r.starts_with(crate::core::consent::rules::TWO_APPROVERS));
-            if first
-                && matches!(
-                    d.gate(),
-                    Gate::Ciba {
-                        approver: Approver::User,
-                        ..
-                    }
-                )
-            {
+            if d.step() == Some(DeviceStep::FirstOfTwo) {
                 let mut detail = json!({
                     "digest": payload_digest(&a.params), "auth_req_id": req.auth_req_id,
                     "approved_by": sub, "next": "the team lead's device",

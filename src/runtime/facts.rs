@@ -173,7 +173,10 @@ impl<'a> FactSource<'a> {
         use crate::core::domain::ActionState as S;
         // Waiting for the second device, or approved by it and about to run.
         let past_first = matches!(a.state, S::AwaitingConsent | S::Approved | S::Executing);
-        if !past_first || self.perms.two_approvers_above.is_none() {
+        // Only a close as won ever needs two approvers: nothing else reads the log here
+        // (a queue reload decides every row).
+        let closes_won = crate::core::consent::facts::closes(&a.params) == Some(true);
+        if !past_first || !closes_won || self.perms.two_approvers_above.is_none() {
             return Ok(false);
         }
         // The digest binds the rep's yes to this payload; an edit changes it.

@@ -62,6 +62,14 @@ impl fmt::Display for Gate {
     }
 }
 
+/// Which device step a gate is on, for the batch: the rep's yes that is the first of two
+/// (it runs nothing), or a request escalated from the rep to the team lead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceStep {
+    FirstOfTwo,
+    Escalated,
+}
+
 /// The engine's verdict with the chain of reasons that led to it, in order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
@@ -74,6 +82,9 @@ pub struct Decision {
     /// The auto-approve rule that turned a review into an allow, if one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     auto_rule: Option<String>,
+    /// Said in the reasons too; typed here so the batch need not read prose.
+    #[serde(skip)]
+    step: Option<DeviceStep>,
 }
 
 impl Decision {
@@ -82,6 +93,10 @@ impl Decision {
     }
     pub fn reasons(&self) -> &[String] {
         &self.reasons
+    }
+    /// The device step the gate is on, if it is one the batch treats apart.
+    pub fn step(&self) -> Option<DeviceStep> {
+        self.step
     }
     pub fn surface(&self) -> Surface {
         self.surface
@@ -245,6 +260,7 @@ pub fn decide(
         kind,
         band: confidence_band(confidence),
         digest: payload_digest(action),
+        step: v.step,
     }
 }
 

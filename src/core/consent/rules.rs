@@ -33,6 +33,8 @@ pub struct Verdict {
     pub auto_rule: Option<String>,
     /// A rule decided for good (a read, a deny): later rules do not run.
     pub settled: bool,
+    /// Which device step the gate is on, when it is one the batch must treat apart.
+    pub step: Option<super::DeviceStep>,
 }
 
 impl Verdict {
@@ -143,7 +145,7 @@ pub const RULES: &[Rule] = &[
     },
 ];
 
-/// How the escalation rule's reason begins, so the batch can tell an escalated gate.
+/// How the escalation rule's reason begins.
 pub const ESCALATED: &str = "escalated:";
 
 // Only who approves changes, and it stays a device: an action waiting for the rep's
@@ -156,9 +158,8 @@ fn escalation(i: &Input, v: &mut Verdict) {
         return;
     };
     // The rep's own step of a two-approver close is not the rep's to skip.
-    let two_step = v.reasons.iter().any(|r| r.starts_with(TWO_APPROVERS));
     let waiting_on_rep = v.approver == Approver::User
-        && !two_step
+        && v.step != Some(super::DeviceStep::FirstOfTwo)
         && (Autonomy::Review..=Autonomy::Ciba).contains(&v.level);
     if !waiting_on_rep || now - since < e.after_ms {
         return;
@@ -166,6 +167,7 @@ fn escalation(i: &Input, v: &mut Verdict) {
     v.level = Autonomy::Ciba;
     v.approver = Approver::TeamLead(e.to.clone());
     v.auto_rule = None;
+    v.step = Some(super::DeviceStep::Escalated);
     v.why = format!(
         "{ESCALATED} unanswered on your device for {}, so it goes to team lead {} (escalate_after {})",
         crate::core::text::span(now - since),
@@ -186,6 +188,7 @@ pub fn evaluate(input: &Input) -> Verdict {
         reasons: vec![why],
         auto_rule: None,
         settled: false,
+        step: None,
     };
     for rule in RULES {
         (rule.check)(input, &mut v);
@@ -438,6 +441,7 @@ fn close_won(i: &Input, v: &mut Verdict) {
         )
     } else {
         v.approver = Approver::User;
+        v.step = Some(super::DeviceStep::FirstOfTwo);
         format!(
             "{TWO_APPROVERS} {} > {}: your device first, then team lead {lead}'s",
             format_money(cents),
@@ -447,8 +451,7 @@ fn close_won(i: &Input, v: &mut Verdict) {
     v.reasons.push(v.why.clone());
 }
 
-/// How the two-approver reason begins, so the batch can tell a first approval from one
-/// that runs the action.
+/// How the two-approver reason begins.
 pub const TWO_APPROVERS: &str = "two approvers:";
 
 // A lead cannot type into the rep's terminal: whatever level the rule names, the only
