@@ -448,6 +448,7 @@ async fn a_close_that_needs_the_team_lead_runs_on_the_leads_yes() {
             Proposal {
                 title: "close acme".into(),
                 params: ActionParams::CloseDeal {
+                    revision: None,
                     deal_id: "deal-acme".into(),
                     won: true,
                     amount_cents: 0,
@@ -939,6 +940,7 @@ async fn a_big_close_needs_the_reps_and_then_the_leads_yes() {
     let id = queue_at(
         &r,
         ActionParams::CloseDeal {
+            revision: None,
             deal_id: "deal-acme".into(),
             won: true,
             amount_cents: 0,
@@ -1029,6 +1031,7 @@ fn a_leads_binding_message_names_the_rep_and_the_action() {
     };
     let close = |deal: &str| {
         a(ActionParams::CloseDeal {
+            revision: None,
             deal_id: deal.into(),
             won: true,
             amount_cents: 1,

@@ -505,6 +505,7 @@ fn pinned_counterparties_are_always_reviewed() {
         let mut a = store.get_action("act-demo-acme-close").unwrap();
         a.id = "act-acme-notes".into();
         a.params = dealflow::core::domain::ActionParams::UpdateDeal {
+            revision: None,
             deal_id: "deal-acme".into(),
             stage: None,
             amount_cents: None,

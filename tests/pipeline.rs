@@ -825,6 +825,7 @@ async fn amounts_come_from_the_store_not_from_the_proposer() {
     dealflow::sandbox::demo::seed(r.store.as_ref(), 1).unwrap();
     // Closing the $75,000 Acme deal as lost, claiming it is worth nothing.
     let sneaky = ActionParams::CloseDeal {
+        revision: None,
         deal_id: "deal-acme".into(),
         won: false,
         amount_cents: 0,
@@ -842,6 +843,7 @@ async fn amounts_come_from_the_store_not_from_the_proposer() {
     }
     // Closing through update_deal would dodge the close-won rule: refused.
     let dodge = ActionParams::UpdateDeal {
+        revision: None,
         deal_id: "deal-acme".into(),
         stage: Some(Stage::ClosedWon),
         amount_cents: None,
@@ -852,6 +854,7 @@ async fn amounts_come_from_the_store_not_from_the_proposer() {
         Err(PipelineError::Invalid { .. })
     ));
     let ghost = ActionParams::CloseDeal {
+        revision: None,
         deal_id: "deal-nope".into(),
         won: true,
         amount_cents: 0,
@@ -1203,3 +1206,6 @@ async fn a_rejection_pauses_the_rule_that_would_have_run_it_until_resumed() {
     assert!(rule().paused.is_none());
     assert_eq!(s.verify_audit().unwrap().map(|n| n > 10), Ok(true));
 }
+
+#[path = "pipeline/salesforce.rs"]
+mod salesforce;

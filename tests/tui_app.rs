@@ -890,6 +890,7 @@ fn an_action_edited_elsewhere_behind_the_prompt_is_not_approved_unseen() {
             h.store.as_ref(),
             "act-demo-acme-close",
             &ActionParams::CloseDeal {
+                revision: None,
                 deal_id: "deal-acme".into(),
                 won: true,
                 amount_cents: 9_900_000,

@@ -351,6 +351,7 @@ pub fn describe(params: &ActionParams) -> String {
             stage,
             amount_cents,
             notes,
+            ..
         } => {
             let mut parts = vec![];
             if let Some(s) = stage {
@@ -368,6 +369,7 @@ pub fn describe(params: &ActionParams) -> String {
             deal_id,
             won,
             amount_cents,
+            ..
         } => format!(
             "Close deal {deal_id} as {} ({})",
             if *won { "WON" } else { "lost" },

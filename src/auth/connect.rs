@@ -202,13 +202,16 @@ impl<'a> ConnectClient<'a> {
 
 /// Scopes dealflow needs on `connection` that no tool names: reconciling an email send
 /// interrupted by a crash looks the message up by its Message-ID, which needs
-/// `gmail.metadata` (see `connectors::gmail`).
+/// `gmail.metadata` (see `connectors::gmail`). Salesforce: `refresh_token`, so Token
+/// Vault can keep the grant alive, and `id`, so the identity endpoint tells which
+/// instance (`https://<org>.my.salesforce.com`) the token belongs to.
 pub fn reconcile_scopes(connection: crate::core::domain::Connection) -> &'static [&'static str] {
     match connection {
         crate::core::domain::Connection::Google => {
             &["https://www.googleapis.com/auth/gmail.metadata"]
         }
         crate::core::domain::Connection::Slack => &[],
+        crate::core::domain::Connection::Salesforce => &["refresh_token", "id"],
     }
 }
 
@@ -217,7 +220,9 @@ pub fn tool_scopes(connection: crate::core::domain::Connection) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let tools = crate::core::domain::ActionKind::ALL
         .iter()
-        .filter(|k| k.connection() == Some(connection))
+        .filter(|k| {
+            k.connection_with(crate::core::domain::CrmProvider::Salesforce) == Some(connection)
+        })
         .flat_map(|k| k.scopes().iter().copied());
     for s in tools.chain(reconcile_scopes(connection).iter().copied()) {
         if !out.iter().any(|o| o == s) {

@@ -49,6 +49,8 @@ pub enum Conn {
     Google,
     #[value(alias = "sign-in-with-slack")]
     Slack,
+    /// The CRM, when `[crm] provider = "salesforce"`.
+    Salesforce,
 }
 
 impl From<Conn> for Connection {
@@ -56,6 +58,7 @@ impl From<Conn> for Connection {
         match c {
             Conn::Google => Connection::Google,
             Conn::Slack => Connection::Slack,
+            Conn::Salesforce => Connection::Salesforce,
         }
     }
 }

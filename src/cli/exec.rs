@@ -5,9 +5,11 @@
 use super::{Ctx, now_ms};
 use crate::auth::{AuthClients, keyring};
 use crate::connectors::Endpoints;
+use crate::core::domain::CrmProvider;
 use crate::runtime::auth0::{CibaDevice, VaultCredentials};
 use crate::runtime::batch::DeviceConsent;
 use crate::runtime::credentials::Subject;
+use crate::runtime::crm::Crm;
 use crate::runtime::pipeline::{Executed, Pipeline, PipelineError};
 use crate::sandbox::Sandbox;
 use crate::sandbox::discovery::Published;
@@ -25,6 +27,30 @@ pub struct Wired {
     /// What start-up reconciliation resolved (left `executing` by a crashed run).
     pub reconciled: Vec<crate::core::domain::Action>,
     _sandbox: Option<(Sandbox, Option<Published>)>,
+}
+
+/// The CRM `[crm]` names. In the sandbox, Salesforce is the sandbox's emulator (its
+/// identity service says where its instance is, as the real one does).
+pub fn crm_of(config: &crate::config::Config, sandbox_url: Option<&str>) -> Crm {
+    use crate::connectors::salesforce::{Salesforce, Settings, StageMap};
+    match config.crm {
+        CrmProvider::Local => Crm::Local,
+        CrmProvider::Salesforce => {
+            let sf = &config.raw.crm.salesforce;
+            let mut settings = match sandbox_url {
+                Some(url) => Settings::new(&format!("{url}/salesforce")),
+                None => {
+                    let mut s = Settings::new(&sf.login_url);
+                    s.instance_url = Some(sf.instance_url.trim_end_matches('/').to_string())
+                        .filter(|u| !u.is_empty());
+                    s
+                }
+            };
+            settings.external_id_field = sf.external_id_field.clone();
+            settings.stages = StageMap::with_overrides(&config.crm_stages);
+            Crm::Salesforce(Arc::new(Salesforce::new(settings)))
+        }
+    }
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -105,7 +131,9 @@ pub async fn wire_quietly(ctx: &Ctx) -> Result<Wired> {
     } else {
         super::local_actor()
     };
-    let pipeline = Arc::new(Pipeline::new(ctx.store.clone(), creds, endpoints, owner));
+    let crm = crm_of(&ctx.config, sandbox_url.as_deref());
+    let pipeline =
+        Arc::new(Pipeline::new(ctx.store.clone(), creds, endpoints, owner).with_crm(crm));
     // Anything a crashed run left executing is checked before anything new runs.
     let reconciled = pipeline.reconcile(now_ms()).await?;
     Ok(Wired {

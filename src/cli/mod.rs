@@ -627,7 +627,12 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
         sandbox: cli.sandbox,
         store,
     };
-    if ctx.sandbox && crate::sandbox::demo::seed(ctx.store.as_ref(), now_ms())? {
+    // With Salesforce as the CRM the demo pipeline is the emulated org's, read into the
+    // store's mirror on the first sync, not seeded here.
+    if ctx.sandbox
+        && ctx.config.crm == crate::core::domain::CrmProvider::Local
+        && crate::sandbox::demo::seed(ctx.store.as_ref(), now_ms())?
+    {
         eprintln!(
             "sandbox: seeded demo pipeline into {}",
             ctx.store.describe()

@@ -10,6 +10,18 @@ use std::process::ExitCode;
 pub fn run(ctx: &Ctx, interactive: bool) -> Result<ExitCode> {
     let mode = if ctx.sandbox { "SANDBOX" } else { "tenant" };
     println!("dealflow · {mode} · {}", ctx.store.describe());
+    if ctx.config.crm == crate::core::domain::CrmProvider::Salesforce {
+        // The deals are Salesforce's: read them into the mirror before showing them.
+        let rt = super::exec::runtime()?;
+        let synced = rt.block_on(async {
+            let w = super::exec::wire(ctx).await?;
+            anyhow::Ok(w.pipeline.sync_crm().await?)
+        })?;
+        println!(
+            "Salesforce: {} open opportunities read ({} changed since the last read)",
+            synced.deals, synced.changed
+        );
+    }
     println!();
     let deals = ctx.store.list_deals()?;
     println!("Deals ({})", deals.len());

@@ -87,6 +87,51 @@ impl Default for AgentSection {
     }
 }
 
+/// Where the rep's deals live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CrmSection {
+    /// "local" (dealflow's own store) or "salesforce" (through Token Vault).
+    pub provider: String,
+    pub salesforce: SalesforceSection,
+}
+
+impl Default for CrmSection {
+    fn default() -> Self {
+        CrmSection {
+            provider: "local".into(),
+            salesforce: SalesforceSection::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SalesforceSection {
+    /// The identity service that says which instance a token belongs to
+    /// (`https://test.salesforce.com` for a sandbox org).
+    pub login_url: String,
+    /// The org's instance (`https://<org>.my.salesforce.com`), used instead of asking
+    /// the identity service. Empty: ask.
+    pub instance_url: String,
+    /// The Opportunity External ID field that carries dealflow's action id, so a create
+    /// is made once however often it is retried.
+    pub external_id_field: String,
+    /// Salesforce stage name → dealflow stage, before the standard sales process's.
+    pub stages: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for SalesforceSection {
+    fn default() -> Self {
+        SalesforceSection {
+            login_url: "https://login.salesforce.com".into(),
+            instance_url: String::new(),
+            external_id_field: crate::connectors::salesforce::EXTERNAL_ID_FIELD.into(),
+            stages: Default::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSection {
@@ -105,6 +150,7 @@ pub struct RawConfig {
     pub mcp: McpSection,
     pub log: LogSection,
     pub agent: AgentSection,
+    pub crm: CrmSection,
 }
 
 impl Default for AuthSection {
@@ -185,6 +231,10 @@ pub struct Config {
     pub suggest_every: Duration,
     /// `batch.every`.
     pub batch_every: Duration,
+    /// `crm.provider`.
+    pub crm: crate::core::domain::CrmProvider,
+    /// `crm.salesforce.stages`, validated: Salesforce name → dealflow stage.
+    pub crm_stages: Vec<(String, crate::core::domain::Stage)>,
 }
 
 /// The longest duration any setting takes.
@@ -230,12 +280,22 @@ fn section_names() -> Vec<String> {
     }
 }
 
+/// The keys of `section`, which may be dotted (`crm.salesforce`).
 fn keys_of(section: &str) -> Vec<String> {
-    match toml::Value::try_from(RawConfig::default()) {
-        Ok(toml::Value::Table(t)) => match t.get(section) {
-            Some(toml::Value::Table(s)) => s.keys().cloned().collect(),
-            _ => Vec::new(),
-        },
+    let Ok(mut v) = toml::Value::try_from(RawConfig::default()) else {
+        return Vec::new();
+    };
+    for part in section.split('.') {
+        v = match v {
+            toml::Value::Table(mut t) => match t.remove(part) {
+                Some(inner) => inner,
+                None => return Vec::new(),
+            },
+            _ => return Vec::new(),
+        };
+    }
+    match v {
+        toml::Value::Table(s) => s.keys().cloned().collect(),
         _ => Vec::new(),
     }
 }
@@ -318,7 +378,7 @@ fn file_error(path: &Path, text: &str, err: &toml::de::Error) -> ConfigError {
     {
         let section = section_at(text, span.start);
         let (known, what) = match &section {
-            Some(s) if section_names().contains(s) => (keys_of(s), format!("[{s}]")),
+            Some(s) if !keys_of(s).is_empty() => (keys_of(s), format!("[{s}]")),
             _ => (section_names(), "the top level".to_string()),
         };
         let key = match &section {
@@ -598,6 +658,81 @@ impl Config {
                 hint: Some("use 1 to 64".into()),
             });
         }
+        let crm = match raw.crm.provider.as_str() {
+            "salesforce" => crate::core::domain::CrmProvider::Salesforce,
+            p => {
+                one_of("crm", "provider", p, &["local", "salesforce"])?;
+                crate::core::domain::CrmProvider::Local
+            }
+        };
+        let sf = &raw.crm.salesforce;
+        for (key, v) in [
+            ("login_url", sf.login_url.as_str()),
+            ("instance_url", sf.instance_url.as_str()),
+        ] {
+            let bad = if v.is_empty() {
+                (key == "login_url").then(|| "is empty".to_string())
+            } else if let Some(why) = cleartext_off_loopback(v) {
+                Some(why)
+            } else if !v.starts_with("https://") && !v.starts_with("http://") {
+                Some(format!("{v:?} is not an https:// URL"))
+            } else {
+                None
+            };
+            if let Some(why) = bad {
+                return Err(ConfigError {
+                    location: locate("crm.salesforce", key),
+                    message: format!("crm.salesforce.{key}: {why}"),
+                    hint: Some("e.g. https://login.salesforce.com, or https://test.salesforce.com for a sandbox org".into()),
+                });
+            }
+        }
+        let field = &sf.external_id_field;
+        if !(field.ends_with("__c")
+            && field.len() > 3
+            && field.starts_with(|c: char| c.is_ascii_alphabetic())
+            && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return Err(ConfigError {
+                location: locate("crm.salesforce", "external_id_field"),
+                message: format!(
+                    "crm.salesforce.external_id_field: {field:?} is not a custom field's API name"
+                ),
+                hint: Some(
+                    "a custom field's API name ends in __c, e.g. Dealflow_Action_Id__c".into(),
+                ),
+            });
+        }
+        let mut crm_stages = Vec::new();
+        for (name, stage) in &sf.stages {
+            let Some(s) = crate::core::domain::Stage::parse(stage) else {
+                let allowed: Vec<&str> = crate::core::domain::Stage::ALL
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect();
+                // The key may be quoted ("Closed Won" = …): find its line either way.
+                let location = match (&file, text) {
+                    (Some(p), Some(t)) => t
+                        .lines()
+                        .position(|l| {
+                            l.split('=').next().map(|k| k.trim().trim_matches('"'))
+                                == Some(name.as_str())
+                        })
+                        .map_or(p.display().to_string(), |i| {
+                            format!("{}:{}", p.display(), i + 1)
+                        }),
+                    _ => "configuration".into(),
+                };
+                return Err(ConfigError {
+                    location,
+                    message: format!(
+                        "crm.salesforce.stages.{name:?}: {stage:?} is not a dealflow stage"
+                    ),
+                    hint: Some(format!("allowed: {}", allowed.join(", "))),
+                });
+            };
+            crm_stages.push((name.clone(), s));
+        }
         for (section, key, v) in [
             ("auth", "domain", raw.auth.domain.as_str()),
             ("llm", "base_url", raw.llm.base_url.as_str()),
@@ -632,6 +767,8 @@ impl Config {
             undo_send,
             suggest_every,
             batch_every,
+            crm,
+            crm_stages,
         })
     }
 

@@ -78,6 +78,7 @@ pub fn execute(
                 owner: owner.to_string(),
                 last_touch: now,
                 notes: String::new(),
+                crm: None,
             };
             store.upsert_deal(&d).map_err(err).map(|_| Outcome {
                 summary: format!("created deal {} ({})", d.name, format_money(d.amount_cents)),
@@ -90,6 +91,7 @@ pub fn execute(
             stage,
             amount_cents,
             notes,
+            ..
         } => deal(store, deal_id).and_then(|mut d| {
             if let Some(s) = stage {
                 d.stage = *s;

@@ -78,12 +78,25 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
 /// Sends the request; returns any answer with a JSON body (the caller maps statuses).
 /// 429s are retried per `policy`.
 pub async fn send(req: &Request<'_>, policy: &RetryPolicy) -> Result<Answer, ConnectorError> {
+    send_with(req, policy, &[]).await
+}
+
+/// [`send`] with extra request headers (a precondition such as `If-Unmodified-Since`).
+/// A `204 No Content` answers `null`.
+pub async fn send_with(
+    req: &Request<'_>,
+    policy: &RetryPolicy,
+    headers: &[(&str, String)],
+) -> Result<Answer, ConnectorError> {
     let mut tries = 0;
     loop {
         let mut rb = req
             .client
             .request(req.method.clone(), &req.url)
             .bearer_auth(req.token);
+        for (k, v) in headers {
+            rb = rb.header(*k, v);
+        }
         if !req.query.is_empty() {
             rb = rb.query(&req.query);
         }
@@ -123,12 +136,19 @@ pub async fn send(req: &Request<'_>, policy: &RetryPolicy) -> Result<Answer, Con
             return Err(ConnectorError::RateLimited {
                 endpoint: req.endpoint.into(),
                 retry_after: wait,
+                detail: String::new(),
             });
         }
         let text = resp.text().await.map_err(|e| ConnectorError::NoAnswer {
             endpoint: req.endpoint.into(),
             detail: e.without_url().to_string(),
         })?;
+        if status == StatusCode::NO_CONTENT && text.trim().is_empty() {
+            return Ok(Answer {
+                status,
+                body: Value::Null,
+            });
+        }
         let body: Value = serde_json::from_str(&text).map_err(|_| ConnectorError::Malformed {
             endpoint: req.endpoint.into(),
             status: status.as_u16(),
@@ -179,6 +199,7 @@ pub fn google_error(
             ConnectorError::RateLimited {
                 endpoint,
                 retry_after: None,
+                detail: message,
             }
         }
         s if s >= 500 => ConnectorError::Unavailable {

@@ -6,6 +6,7 @@ pub mod calendar;
 pub mod crm;
 pub mod gmail;
 pub mod http;
+pub mod salesforce;
 pub mod slack;
 
 use serde_json::Value;
@@ -66,11 +67,18 @@ pub enum ConnectorError {
         scopes: Vec<String>,
         detail: String,
     },
-    #[error("{endpoint}: rate limited{}", retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
+    #[error("{endpoint}: rate limited{}{}", retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default(), if detail.is_empty() { String::new() } else { format!(" ({detail})") })]
     RateLimited {
         endpoint: String,
         retry_after: Option<Duration>,
+        /// What the provider said, when it said more than the status (Salesforce's
+        /// `REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded.`).
+        detail: String,
     },
+    /// The record changed at the provider after the rep approved the change: nothing
+    /// was written, so nobody's edit is overwritten.
+    #[error("{endpoint}: changed since it was approved: {detail}; nothing was written")]
+    Conflict { endpoint: String, detail: String },
     /// The provider refused the request itself (4xx other than auth): do not retry as is.
     #[error("{endpoint}: rejected with {status}: {detail}")]
     Rejected {

@@ -31,6 +31,7 @@ fn slack_error(endpoint: &str, status: u16, body: &Value) -> ConnectorError {
         "ratelimited" | "rate_limited" => ConnectorError::RateLimited {
             endpoint,
             retry_after: None,
+            detail: String::new(),
         },
         _ if status >= 500 => ConnectorError::Unavailable {
             endpoint,

@@ -65,6 +65,20 @@ pub struct Deal {
     pub last_touch: Millis,
     #[serde(default)]
     pub notes: String,
+    /// Where the deal lives when it is a record in the rep's CRM (Salesforce), not in
+    /// dealflow's own store: what the mirror last read of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crm: Option<CrmRecord>,
+}
+
+/// A deal's CRM record as last read: its revision (Salesforce's `LastModifiedDate`),
+/// carried by every write so a change made in the CRM after the rep approved is found,
+/// not overwritten; and the close date the CRM keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrmRecord {
+    pub revision: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_date: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,7 +183,30 @@ impl ActionKind {
         }
     }
 
-    /// Which provider connection the kind needs, if any (CRM lives in our own store).
+    /// The deal and contact kinds: the CRM's, wherever it lives.
+    pub fn is_crm(self) -> bool {
+        matches!(
+            self,
+            ActionKind::ListDeals
+                | ActionKind::GetDeal
+                | ActionKind::SearchContacts
+                | ActionKind::CreateDeal
+                | ActionKind::UpdateDeal
+                | ActionKind::CloseDeal
+        )
+    }
+
+    /// Which provider connection the kind needs with the CRM where `crm` says.
+    pub fn connection_with(self, crm: CrmProvider) -> Option<Connection> {
+        match (self.connection(), crm) {
+            (Some(c), _) => Some(c),
+            (None, CrmProvider::Salesforce) if self.is_crm() => Some(Connection::Salesforce),
+            (None, _) => None,
+        }
+    }
+
+    /// Which provider connection the kind needs, if any, with the CRM in our own store
+    /// (see [`ActionKind::connection_with`] for a CRM elsewhere).
     pub fn connection(self) -> Option<Connection> {
         match self {
             ActionKind::SendEmail | ActionKind::DraftEmail | ActionKind::ReadInbox => {
@@ -193,6 +230,9 @@ impl ActionKind {
             ActionKind::ScheduleMeeting => &["https://www.googleapis.com/auth/calendar.events"],
             ActionKind::PostSlack => &["chat:write"],
             ActionKind::ListSlackChannels => &["channels:read"],
+            // Salesforce's REST API; asked of the salesforce connection only when the CRM
+            // is Salesforce (a local CRM needs no connection, so no scope).
+            k if k.is_crm() => &["api"],
             _ => &[],
         }
     }
@@ -241,6 +281,9 @@ pub enum Connection {
     Google,
     #[serde(rename = "sign-in-with-slack")]
     Slack,
+    /// The rep's CRM, when `[crm] provider = "salesforce"`.
+    #[serde(rename = "salesforce")]
+    Salesforce,
 }
 
 impl Connection {
@@ -248,8 +291,20 @@ impl Connection {
         match self {
             Connection::Google => "google-oauth2",
             Connection::Slack => "sign-in-with-slack",
+            Connection::Salesforce => "salesforce",
         }
     }
+}
+
+/// Where the rep's deals and contacts live (`[crm] provider`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrmProvider {
+    /// dealflow's own store (the default, and the sandbox's unless configured).
+    #[default]
+    Local,
+    /// Salesforce, through Token Vault's `salesforce` connection.
+    Salesforce,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -339,6 +394,11 @@ pub enum ActionParams {
         amount_cents: Option<Cents>,
         #[serde(default)]
         notes: Option<String>,
+        /// The CRM record's revision the proposal was made against, filled from the
+        /// store by the pipeline (never trusted from the proposer); `None` for deals in
+        /// dealflow's own store. Part of the payload, so consent covers it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revision: Option<String>,
     },
     CloseDeal {
         deal_id: String,
@@ -347,6 +407,9 @@ pub enum ActionParams {
         /// the proposer), so the pure gate can apply the threshold.
         #[serde(default)]
         amount_cents: Cents,
+        /// As for `UpdateDeal`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revision: Option<String>,
     },
 }
 

@@ -5,6 +5,7 @@ pub mod auth0;
 pub mod batch;
 pub mod chat;
 pub mod credentials;
+pub mod crm;
 pub mod facts;
 pub mod identity;
 pub mod pipeline;

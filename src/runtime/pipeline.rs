@@ -16,7 +16,7 @@ use crate::core::consent::{
     Consent, ConsentError, Decision, Evidence, Gate, Recorded, payload_digest,
 };
 use crate::core::domain::{
-    Action, ActionKind, ActionParams, ActionState, Connection, Millis, Surface,
+    Action, ActionKind, ActionParams, ActionState, Connection, CrmProvider, Millis, Surface,
 };
 use crate::store::{ActionFilter, Store, StoreError, Transition};
 use serde_json::json;
@@ -26,6 +26,9 @@ use std::sync::Arc;
 pub enum PipelineError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The rep's CRM (Salesforce) could not be read into the mirror.
+    #[error("{source}")]
+    Crm { source: ConnectorError },
     #[error("invalid {kind}: {reason}")]
     Invalid { kind: ActionKind, reason: String },
     #[error("{kind}: denied by permissions: {reason}")]
@@ -109,6 +112,8 @@ pub struct Pipeline {
     /// process. Longer than any provider call with its retries, so a live process is
     /// never swept from under its own feet.
     pub executing_lease: std::time::Duration,
+    /// Where deals and contacts live (`[crm] provider`).
+    pub crm: super::crm::Crm,
 }
 
 fn new_action_id() -> String {
@@ -136,7 +141,14 @@ impl Pipeline {
             retry: RetryPolicy::default(),
             owner,
             executing_lease: std::time::Duration::from_secs(120),
+            crm: super::crm::Crm::Local,
         }
+    }
+
+    /// The same pipeline with deals and contacts in `crm`.
+    pub fn with_crm(mut self, crm: super::crm::Crm) -> Pipeline {
+        self.crm = crm;
+        self
     }
 
     fn audit(
@@ -278,7 +290,7 @@ impl Pipeline {
     /// something that could not run; `Err` says what to do, in words. A vault that cannot
     /// be asked right now is not a refusal here (execution says what it answered).
     pub async fn account_ready(&self, kind: ActionKind) -> Result<(), String> {
-        let Some(conn) = kind.connection() else {
+        let Some(conn) = self.connection_of(kind) else {
             return Ok(());
         };
         let name = conn.as_str();
@@ -375,7 +387,7 @@ impl Pipeline {
                     source,
                 }
             })?;
-        let token = match kind.connection() {
+        let token = match self.connection_of(kind) {
             None => None,
             Some(conn) => Some(self.provider_token(&read, conn, &Subject::User, at).await?),
         };
@@ -424,6 +436,8 @@ impl Pipeline {
                 state: a.state,
             });
         }
+        // A write to the rep's CRM is judged on the record as it is now.
+        self.refresh_for_gate(&a, &Subject::User).await;
         let decision = super::facts::decision_at(self.store.as_ref(), &a, at)?;
         // The store is not trusted for consent: only evidence sealed under this user's
         // key for exactly this action and payload counts.
@@ -494,7 +508,7 @@ impl Pipeline {
             _ => subject,
         };
         let kind = a.kind();
-        let token = match kind.connection() {
+        let token = match self.connection_of(kind) {
             None => None,
             Some(conn) => Some(self.provider_token(&a, conn, exchange_as, at).await?),
         };
@@ -664,7 +678,7 @@ impl Pipeline {
     ) -> Result<Outcome, ConnectorError> {
         let result = self.dispatch(consent, a, token.map(|t| t.0.as_str())).await;
         let (Err(ConnectorError::Unauthorized { .. }), Some(conn)) =
-            (&result, a.kind().connection())
+            (&result, self.connection_of(a.kind()))
         else {
             return result;
         };
@@ -721,6 +735,15 @@ impl Pipeline {
             }
             ActionParams::ListSlackChannels {} => slack::list(c, ep, token, r).await,
             ActionParams::ReadInbox { since } => gmail::inbox(c, ep, token, *since, r).await,
+            other if self.crm.provider() == CrmProvider::Salesforce => {
+                match self.dispatch_crm(a, token).await {
+                    Some(r) => r,
+                    None => Err(ConnectorError::Crm(format!(
+                        "no connector for {}",
+                        other.kind()
+                    ))),
+                }
+            }
             other => crm::execute(self.store.as_ref(), &a.id, other, &self.owner, a.updated_at)
                 .unwrap_or_else(|| {
                     Err(ConnectorError::Crm(format!(
@@ -842,6 +865,9 @@ impl Pipeline {
 
     /// `None` when the provider offers no way to look (Slack posts, drafts).
     async fn find_at_provider(&self, a: &Action) -> Option<Result<Option<String>, String>> {
+        if let Some(found) = self.find_in_crm(a).await {
+            return Some(found);
+        }
         let lookup = |conn: Connection| async move {
             self.creds
                 .token(conn, &Subject::User)

@@ -51,8 +51,9 @@ pub struct Reviewer {
 
 /// Replaces what a proposer cannot be trusted to state with the store's truth: a
 /// deal's amount when closing it (leaving it out must not dodge the step-up
-/// threshold), and refuses closing a deal through `update_deal` (which would dodge
-/// the close-won rule).
+/// threshold) and the CRM revision a write is made against (a stated one could hide a
+/// change made in the CRM since), and refuses closing a deal through `update_deal`
+/// (which would dodge the close-won rule).
 pub fn ground(store: &dyn Store, params: ActionParams) -> Result<ActionParams, String> {
     match params {
         ActionParams::CloseDeal { deal_id, won, .. } => {
@@ -64,17 +65,28 @@ pub fn ground(store: &dyn Store, params: ActionParams) -> Result<ActionParams, S
                 deal_id,
                 won,
                 amount_cents: deal.amount_cents,
+                revision: deal.crm.map(|c| c.revision),
             })
         }
         ActionParams::UpdateDeal { stage: Some(s), .. } if s.is_closed() => {
             Err("stage: close a deal with close_deal, not update_deal".into())
         }
-        ActionParams::UpdateDeal { ref deal_id, .. } => {
-            match store.get_deal(deal_id).map_err(|e| e.to_string())? {
-                Some(_) => Ok(params),
-                None => Err(format!("deal_id: no deal {deal_id:?}")),
-            }
-        }
+        ActionParams::UpdateDeal {
+            deal_id,
+            stage,
+            amount_cents,
+            notes,
+            ..
+        } => match store.get_deal(&deal_id).map_err(|e| e.to_string())? {
+            Some(deal) => Ok(ActionParams::UpdateDeal {
+                deal_id,
+                stage,
+                amount_cents,
+                notes,
+                revision: deal.crm.map(|c| c.revision),
+            }),
+            None => Err(format!("deal_id: no deal {deal_id:?}")),
+        },
         other => Ok(other),
     }
 }

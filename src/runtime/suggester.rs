@@ -317,6 +317,10 @@ impl Suggester {
                 });
             }
         }
+        // A remote CRM is read into the store's mirror first: the engine proposes about
+        // the pipeline as it is there now. A CRM that cannot be read fails the run,
+        // naming what it answered, rather than propose about a stale copy unsaid.
+        self.pipeline.sync_crm().await?;
         let mut snapshot = self.snapshot(now)?;
         // Both reads at once: each is a provider round trip the model then waits on.
         (snapshot.calendar, snapshot.inbox) =

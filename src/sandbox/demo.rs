@@ -21,6 +21,7 @@ pub fn deals(now: Millis) -> Vec<Deal> {
                 owner: "demo@dealflow.test".into(),
                 last_touch: now - days_ago * DAY,
                 notes: notes.into(),
+                crm: None,
             }
         };
     vec![
@@ -185,6 +186,7 @@ pub fn suggestions(now: Millis) -> Vec<Action> {
                 deal_id: "deal-acme".into(),
                 won: true,
                 amount_cents: 7_500_000,
+                revision: None,
             },
             "Close Acme renewal as won",
             "Procurement confirmed the 3-year option by email.",

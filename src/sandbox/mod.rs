@@ -9,6 +9,8 @@ pub mod discovery;
 pub mod fake_llm;
 pub mod proof;
 pub mod providers;
+pub mod salesforce;
+pub mod soql;
 pub mod state;
 pub mod wiring;
 pub mod world;
@@ -39,7 +41,8 @@ impl Sandbox {
         state.auth0.set_issuer(format!("http://{addr}/"));
         let app = axum::Router::new()
             .merge(auth0::router(state.clone()))
-            .merge(providers::router(state.clone()));
+            .merge(providers::router(state.clone()))
+            .merge(salesforce::router(state.clone()));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)

@@ -66,6 +66,12 @@ pub struct ProviderData {
     pub drafts: Mutex<Vec<StoredMail>>,
     pub events: Mutex<BTreeMap<String, Value>>,
     pub slack_posts: Mutex<Vec<SlackPost>>,
+    /// The emulated Salesforce org (seeded with the demo pipeline on first use).
+    pub salesforce: Mutex<super::salesforce::Org>,
+    /// Query results waiting behind a `nextRecordsUrl` locator: (total, the rest).
+    pub salesforce_cursors: Mutex<HashMap<String, (usize, Vec<Value>)>>,
+    /// Records per query page (0: Salesforce's 2000).
+    pub salesforce_page: AtomicU64,
     faults: Mutex<HashMap<String, Fault>>,
     calls: Mutex<HashMap<String, u64>>,
     /// Added to every provider call, to emulate network and provider latency.
@@ -83,6 +89,8 @@ struct World {
     drafts: Vec<StoredMail>,
     events: BTreeMap<String, Value>,
     slack_posts: Vec<SlackPost>,
+    #[serde(default)]
+    salesforce: super::salesforce::Org,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -105,6 +113,7 @@ impl ProviderData {
                 *lock(&self.drafts) = w.drafts;
                 *lock(&self.events) = w.events;
                 *lock(&self.slack_posts) = w.slack_posts;
+                *lock(&self.salesforce) = w.salesforce;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
@@ -113,8 +122,25 @@ impl ProviderData {
         Ok(())
     }
 
+    /// Records per Salesforce query page.
+    pub fn salesforce_page_size(&self) -> usize {
+        match self.salesforce_page.load(Ordering::Relaxed) {
+            0 => 2000,
+            n => n as usize,
+        }
+    }
+
+    /// The emulated Salesforce org as it is now.
+    pub fn salesforce_org(&self) -> super::salesforce::Org {
+        let mut g = lock(&self.salesforce);
+        if !g.seeded {
+            g.seed(now_ms());
+        }
+        g.clone()
+    }
+
     /// Writes the world out (atomically, owner-only) if it is kept on disk.
-    fn save(&self) {
+    pub(super) fn save(&self) {
         let Some(path) = lock(&self.journal).clone() else {
             return;
         };
@@ -124,6 +150,7 @@ impl ProviderData {
             drafts: self.drafts(),
             events: self.events(),
             slack_posts: self.slack_posts(),
+            salesforce: lock(&self.salesforce).clone(),
         };
         let written = serde_json::to_vec(&w)
             .map_err(std::io::Error::other)
@@ -175,7 +202,7 @@ impl ProviderData {
     }
 
     /// Counts the call, applies latency, and returns an injected fault if one is due.
-    async fn enter(&self, endpoint: &str) -> Option<Response> {
+    pub(super) async fn enter(&self, endpoint: &str) -> Option<Response> {
         let latency = self.latency_ms.load(Ordering::Relaxed);
         if latency > 0 {
             *lock(&self.calls).entry(endpoint.to_string()).or_default() += 1;
@@ -222,6 +249,8 @@ impl ProviderData {
                     "server_error"
                 };
                 json!({"error": error, "error_description": "injected fault"}).to_string()
+            } else if endpoint.starts_with("salesforce.") {
+                super::salesforce::fault_body(fault.status)
             } else if endpoint.starts_with("slack.") && status == StatusCode::OK {
                 json!({"ok": false, "error": "fatal_error"}).to_string()
             } else {

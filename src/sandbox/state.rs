@@ -80,10 +80,11 @@ impl SandboxState {
         sub: &str,
         ttl_ms: i64,
     ) -> String {
-        let prefix = if connection == "sign-in-with-slack" {
-            "xoxp-sbx-"
-        } else {
-            "ya29.sbx-"
+        let prefix = match connection {
+            "sign-in-with-slack" => "xoxp-sbx-",
+            // Salesforce access tokens start with the org id and a `!`.
+            "salesforce" => "00DSB0000000001!sbx-",
+            _ => "ya29.sbx-",
         };
         let token = random_token(prefix);
         self.lock_tokens().insert(

@@ -70,6 +70,7 @@ fn initech_team(store: &dyn Store, now: Millis, i: usize) -> Result<(), StoreErr
         // Trialled in October; nobody has written since.
         last_touch: now - 35 * DAY,
         notes: "Trialled in October with the regional team; never followed up.".into(),
+        crm: None,
     })
 }
 

@@ -113,6 +113,7 @@ impl SqliteStore {
             .map_err(|e| db_err(e.to_string()))?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| db_err(e.to_string()))?;
+        add_deal_crm_column(&conn).map_err(|e| db_err(e.to_string()))?;
         // SQLite creates -wal/-shm beside the file; keep them as private as the file.
         for suffix in ["-wal", "-shm"] {
             let side = PathBuf::from(format!("{}{suffix}", path.display()));
@@ -299,6 +300,20 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+/// Files made before deals could live in a CRM lack `deals.crm` (the record's revision,
+/// as JSON): added in place, once.
+fn add_deal_crm_column(conn: &Connection) -> rusqlite::Result<()> {
+    let has: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('deals') WHERE name = 'crm')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has {
+        conn.execute_batch("ALTER TABLE deals ADD COLUMN crm TEXT")?;
+    }
+    Ok(())
+}
+
 impl Store for SqliteStore {
     /// `PRAGMA data_version` moves when another connection commits; this connection's
     /// own commits are counted by `total_changes`. Both are in-memory reads.
@@ -315,11 +330,11 @@ impl Store for SqliteStore {
     fn upsert_deal(&self, d: &Deal) -> Result<()> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO deals (id, name, account, amount_cents, stage, owner, last_touch, notes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                "INSERT INTO deals (id, name, account, amount_cents, stage, owner, last_touch, notes, crm)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT(id) DO UPDATE SET name=excluded.name, account=excluded.account,
                    amount_cents=excluded.amount_cents, stage=excluded.stage, owner=excluded.owner,
-                   last_touch=excluded.last_touch, notes=excluded.notes",
+                   last_touch=excluded.last_touch, notes=excluded.notes, crm=excluded.crm",
                 params![
                     d.id,
                     d.name,
@@ -328,7 +343,10 @@ impl Store for SqliteStore {
                     d.stage.as_str(),
                     d.owner,
                     d.last_touch,
-                    d.notes
+                    d.notes,
+                    d.crm
+                        .as_ref()
+                        .map(|c| serde_json::to_string(c).unwrap_or_default())
                 ],
             )
             .map_err(|e| self.err(e))?;
@@ -340,7 +358,7 @@ impl Store for SqliteStore {
         self.with(|c| {
             let mut st = c
                 .prepare_cached(
-                    "SELECT id, name, account, amount_cents, stage, owner, last_touch, notes
+                    "SELECT id, name, account, amount_cents, stage, owner, last_touch, notes, crm
                      FROM deals ORDER BY amount_cents DESC, id",
                 )
                 .map_err(|e| self.err(e))?;
@@ -355,13 +373,18 @@ impl Store for SqliteStore {
                         r.get::<_, String>(5)?,
                         r.get::<_, i64>(6)?,
                         r.get::<_, String>(7)?,
+                        r.get::<_, Option<String>>(8)?,
                     ))
                 })
                 .map_err(|e| self.err(e))?;
             let mut out = Vec::new();
             for row in rows {
-                let (id, name, account, amount_cents, stage, owner, last_touch, notes) =
+                let (id, name, account, amount_cents, stage, owner, last_touch, notes, crm) =
                     row.map_err(|e| self.err(e))?;
+                let crm = crm
+                    .map(|c| serde_json::from_str(&c))
+                    .transpose()
+                    .map_err(|e| self.corrupt(format!("deal {id}: crm record: {e}")))?;
                 let stage = Stage::parse(&stage)
                     .ok_or_else(|| self.corrupt(format!("deal {id}: unknown stage {stage:?}")))?;
                 out.push(Deal {
@@ -373,6 +396,7 @@ impl Store for SqliteStore {
                     owner,
                     last_touch,
                     notes,
+                    crm,
                 });
             }
             Ok(out)

@@ -412,6 +412,7 @@ pub fn what_will_happen(a: &Action) -> Vec<String> {
             deal_id,
             won,
             amount_cents,
+            ..
         } => out.push(format!(
             "Close {deal_id} as {} ({})",
             if *won { "WON" } else { "lost" },
@@ -432,6 +433,7 @@ pub fn what_will_happen(a: &Action) -> Vec<String> {
             stage,
             amount_cents,
             notes,
+            ..
         } => {
             out.push(format!("Update {deal_id}:"));
             if let Some(s) = stage {

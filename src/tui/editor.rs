@@ -105,6 +105,7 @@ pub fn draft_text(params: &ActionParams, utc_offset_s: i32) -> String {
             stage,
             amount_cents,
             notes,
+            ..
         } => format!(
             "Deal: {deal_id}\nStage: {}\nAmount: {}\n\n{}",
             stage.map_or("", |s| s.as_str()),
@@ -281,11 +282,14 @@ pub fn parse_draft(
                 stage: st,
                 amount_cents: cents,
                 notes: Some(notes).filter(|n| !n.trim().is_empty()),
+                // The CRM revision is the store's, filled again by the pipeline.
+                revision: None,
             })
         }
         ActionParams::CloseDeal {
             deal_id,
             amount_cents,
+            revision,
             ..
         } => {
             let (hs, _) = headers(text);
@@ -307,8 +311,10 @@ pub fn parse_draft(
             Ok(ActionParams::CloseDeal {
                 deal_id: deal_id.clone(),
                 won: won.ok_or("Outcome: won or lost")?,
-                // The amount at stake is the CRM's, filled again by the pipeline.
+                // The amount at stake and the revision are the CRM's, filled again by
+                // the pipeline.
                 amount_cents: *amount_cents,
+                revision: revision.clone(),
             })
         }
         _ => {
@@ -589,6 +595,7 @@ mod tests {
         assert!(parse_draft(&d, &text.replace("$18,000", "lots"), 0).is_err());
         // What an update or a close is about cannot be swapped in the form.
         let close = ActionParams::CloseDeal {
+            revision: None,
             deal_id: "deal-stark".into(),
             won: true,
             amount_cents: 25_000_000,
@@ -599,6 +606,7 @@ mod tests {
         assert_eq!(
             parse_draft(&close, &t.replace("won", "lost"), 0).unwrap(),
             ActionParams::CloseDeal {
+                revision: None,
                 deal_id: "deal-stark".into(),
                 won: false,
                 amount_cents: 25_000_000,

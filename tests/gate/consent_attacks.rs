@@ -171,6 +171,7 @@ fn an_update_cannot_be_edited_into_a_close() {
     e.propose(
         "act-upd",
         ActionParams::UpdateDeal {
+            revision: None,
             deal_id: "deal-stark".into(),
             stage: Some(Stage::Negotiation),
             amount_cents: None,

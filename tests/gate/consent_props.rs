@@ -68,6 +68,7 @@ fn arb_params() -> impl Strategy<Value = ActionParams> {
             prop::option::of(arb_amount())
         )
             .prop_map(|(deal_id, stage, amount_cents)| ActionParams::UpdateDeal {
+                revision: None,
                 deal_id,
                 stage,
                 amount_cents,
@@ -76,6 +77,7 @@ fn arb_params() -> impl Strategy<Value = ActionParams> {
         ("deal-[a-z]{1,6}", any::<bool>(), arb_amount()).prop_map(
             |(deal_id, won, amount_cents)| {
                 ActionParams::CloseDeal {
+                    revision: None,
                     deal_id,
                     won,
                     amount_cents,
@@ -424,6 +426,7 @@ mod store_backed {
                 prop::option::of(arb_amount()),
             )
                 .prop_map(|(deal_id, stage, amount_cents)| ActionParams::UpdateDeal {
+                    revision: None,
                     deal_id,
                     stage,
                     amount_cents,
@@ -432,6 +435,7 @@ mod store_backed {
                 .boxed(),
             (arb_deal(), any::<bool>(), arb_amount())
                 .prop_map(|(deal_id, won, amount_cents)| ActionParams::CloseDeal {
+                    revision: None,
                     deal_id,
                     won,
                     amount_cents,
@@ -629,7 +633,7 @@ mod store_backed {
             p.close_won.level = Autonomy::Ciba;
             p.close_won.approver = dealflow::core::permissions::Approver::TeamLead(lead.clone());
             let store = store_with(&dir, &p);
-            let close = ActionParams::CloseDeal { deal_id: deal.into(), won: true, amount_cents: 0 };
+            let close = ActionParams::CloseDeal { revision: None, deal_id: deal.into(), won: true, amount_cents: 0 };
             store.insert_action(&proposed("act-close", close, s, 0.99)).unwrap();
             // Even a reviewer naming the lead themselves is a keyboard, not the lead's phone.
             let actor = if claimed_lead { format!("user:{lead}") } else { actor };

@@ -33,6 +33,7 @@ fn email(to: &str) -> ActionParams {
 
 fn close(won: bool, payload_amount: i64) -> ActionParams {
     ActionParams::CloseDeal {
+        revision: None,
         deal_id: "deal-x".into(),
         won,
         amount_cents: payload_amount,
@@ -41,6 +42,7 @@ fn close(won: bool, payload_amount: i64) -> ActionParams {
 
 fn update(stage: Option<Stage>, amount: Option<i64>) -> ActionParams {
     ActionParams::UpdateDeal {
+        revision: None,
         deal_id: "deal-x".into(),
         stage,
         amount_cents: amount,
@@ -576,7 +578,7 @@ proptest! {
         dealflow::sandbox::demo::seed(&store, 1).unwrap();
         store.insert_action(&action("act-c", close(true, 0))).unwrap();
         let me = Reviewer { actor: "user:auth0|rep".into(), surface: Surface::Cli };
-        let edited = ActionParams::CloseDeal { deal_id: target.into(), won, amount_cents: amount };
+        let edited = ActionParams::CloseDeal { revision: None, deal_id: target.into(), won, amount_cents: amount };
         let a = me.edit(&store, "act-c", &edited, 2).unwrap();
         let real = store.get_deal(target).unwrap().unwrap();
         let d = decision_at(&store, &a, 3).unwrap();

@@ -54,6 +54,7 @@ fn arb_params() -> impl Strategy<Value = ActionParams> {
         }),
         ("deal-[ab]", any::<bool>(), arb_amount()).prop_map(|(deal_id, won, amount_cents)| {
             ActionParams::CloseDeal {
+                revision: None,
                 deal_id,
                 won,
                 amount_cents,
@@ -65,6 +66,7 @@ fn arb_params() -> impl Strategy<Value = ActionParams> {
             prop::option::of(arb_amount())
         )
             .prop_map(|(deal_id, stage, amount_cents)| ActionParams::UpdateDeal {
+                revision: None,
                 deal_id,
                 stage,
                 amount_cents,

@@ -79,6 +79,11 @@ pub const GOOGLE_SCOPES: [&str; 5] = [
     "https://www.googleapis.com/auth/calendar.readonly",
 ];
 pub const SLACK_SCOPES: [&str; 2] = ["chat:write", "channels:read"];
+/// What the demo rep's Salesforce connection grants: the REST API, a refresh token for
+/// Token Vault, and the identity service (which says where the org's instance is).
+pub const SALESFORCE_SCOPES: [&str; 3] = ["api", "refresh_token", "id"];
+/// The connections enabled for Token Vault in the emulated tenant.
+pub const CONNECTIONS: [&str; 3] = ["google-oauth2", "sign-in-with-slack", "salesforce"];
 
 /// An OAuth error in Auth0's shape, with the HTTP status Auth0 uses.
 #[derive(Debug, Clone, PartialEq)]
@@ -403,6 +408,14 @@ impl Default for Auth0State {
             sub: DEMO_SUB.into(),
             connection: "sign-in-with-slack".into(),
             scopes: SLACK_SCOPES.iter().map(|s| s.to_string()).collect(),
+            created_at: now,
+            provider_revoked: false,
+        });
+        inner.accounts.push(ConnectedAccount {
+            id: random_token("cac_"),
+            sub: DEMO_SUB.into(),
+            connection: "salesforce".into(),
+            scopes: SALESFORCE_SCOPES.iter().map(|s| s.to_string()).collect(),
             created_at: now,
             provider_revoked: false,
         });
@@ -1122,7 +1135,7 @@ impl Auth0State {
                 ));
             }
         };
-        if connection != "google-oauth2" && connection != "sign-in-with-slack" {
+        if !CONNECTIONS.contains(&connection) {
             return Err(err(
                 400,
                 "invalid_request",
@@ -1519,7 +1532,7 @@ impl Auth0State {
         let sub = self.my_account_sub(bearer, "create:me:connected_accounts")?;
         let s = |k: &str| body.get(k).and_then(|v| v.as_str()).map(String::from);
         let connection = s("connection").unwrap_or_default();
-        if connection != "google-oauth2" && connection != "sign-in-with-slack" {
+        if !CONNECTIONS.contains(&connection.as_str()) {
             return Err(err(400, "invalid_request", "Unknown connection."));
         }
         let Some(redirect_uri) = s("redirect_uri") else {

@@ -1,0 +1,443 @@
+//! Salesforce as the CRM, end to end through the pipeline: the real Token Vault client,
+//! the real Salesforce connector over loopback HTTP, and the sandbox's Salesforce
+//! emulator (Salesforce cannot run here) holding the demo pipeline as Opportunities.
+
+use super::*;
+use dealflow::connectors::salesforce::{Salesforce, Settings};
+use dealflow::runtime::crm::Crm;
+
+fn with_salesforce(r: &mut Rig, instance: Option<String>) {
+    let mut s = Settings::new(&format!("{}/salesforce", r.sandbox.base_url()));
+    s.instance_url = instance;
+    r.p.crm = Crm::Salesforce(Arc::new(Salesforce::new(s)));
+}
+
+async fn sf_rig() -> Rig {
+    let mut r = rig().await;
+    with_salesforce(&mut r, None);
+    r
+}
+
+fn org(r: &Rig) -> dealflow::sandbox::salesforce::Org {
+    r.sandbox.state.providers.salesforce_org()
+}
+
+/// The open Opportunity of the demo org named `name`.
+fn opp(r: &Rig, name: &str) -> dealflow::sandbox::salesforce::Opportunity {
+    org(r)
+        .opportunities
+        .values()
+        .find(|o| o.name == name)
+        .cloned()
+        .unwrap()
+}
+
+fn read(params: ActionParams) -> Proposal {
+    proposal(params, Surface::Chat, 1.0)
+}
+
+/// Approves `id` the way its gate asks (a step-up where it needs one).
+fn approve(r: &Rig, id: &str, at: i64) {
+    match me().approve(r.store.as_ref(), id, false, at) {
+        Err(ReviewError::NeedsStepUp { .. }) => {
+            me().approve(r.store.as_ref(), id, true, at).unwrap();
+        }
+        other => {
+            other.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn reads_come_from_the_org_and_fill_the_mirror_learning_the_instance_once() {
+    let r = sf_rig().await;
+    assert!(r.store.list_deals().unwrap().is_empty());
+    let open: Vec<String> = org(&r)
+        .opportunities
+        .values()
+        .filter(|o| !o.stage_name.starts_with("Closed"))
+        .map(|o| o.id.clone())
+        .collect();
+    let got =
+        r.p.run_read(read(ActionParams::ListDeals { stage: None }), 10)
+            .await
+            .unwrap();
+    let deals = got.outcome.unwrap().data["deals"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let mut ids: Vec<String> = deals
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    let mut want = open.clone();
+    want.sort();
+    assert_eq!(
+        ids, want,
+        "the org's open Opportunities, by their Salesforce ids"
+    );
+    assert!(ids.iter().all(|i| i.starts_with("006")));
+    // The mirror holds them, each with the revision it was read at.
+    let mirror = r.store.list_deals().unwrap();
+    assert_eq!(mirror.len(), open.len());
+    assert!(mirror.iter().all(|d| d.crm.is_some()));
+    // A second read and a sync ask the identity service nothing more.
+    r.p.run_read(
+        read(ActionParams::GetDeal {
+            deal_id: open[0].clone(),
+        }),
+        11,
+    )
+    .await
+    .unwrap();
+    let synced = r.p.sync_crm().await.unwrap();
+    assert_eq!(synced.deals, open.len());
+    assert_eq!(synced.changed, 0, "nothing moved since the read");
+    assert_eq!(r.sandbox.state.providers.calls("salesforce.userinfo"), 1);
+    // Contacts came with the sync; a search asks Salesforce, escaping what it is given.
+    assert!(!r.store.list_contacts().unwrap().is_empty());
+    let hits =
+        r.p.run_read(
+            read(ActionParams::SearchContacts {
+                query: "acme".into(),
+            }),
+            12,
+        )
+        .await
+        .unwrap();
+    assert!(
+        !hits.outcome.unwrap().data["contacts"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let none =
+        r.p.run_read(
+            read(ActionParams::SearchContacts {
+                query: "%' OR Name != '".into(),
+            }),
+            13,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        none.outcome.unwrap().data["contacts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0,
+        "a quote in the search is text, not SOQL"
+    );
+}
+
+#[tokio::test]
+async fn a_configured_instance_skips_the_identity_service_and_pages_are_followed() {
+    let mut r = rig().await;
+    let instance = format!("{}/salesforce/instance", r.sandbox.base_url());
+    with_salesforce(&mut r, Some(instance));
+    r.sandbox
+        .state
+        .providers
+        .salesforce_page
+        .store(2, std::sync::atomic::Ordering::Relaxed);
+    let synced = r.p.sync_crm().await.unwrap();
+    let open = org(&r)
+        .opportunities
+        .values()
+        .filter(|o| !o.stage_name.starts_with("Closed"))
+        .count();
+    assert!(open > 2, "the demo org spans pages");
+    assert_eq!(synced.deals, open, "every page was read");
+    assert_eq!(r.sandbox.state.providers.calls("salesforce.userinfo"), 0);
+}
+
+#[tokio::test]
+async fn a_close_won_updates_the_opportunity_once_and_the_mirror_follows() {
+    let r = sf_rig().await;
+    r.p.sync_crm().await.unwrap();
+    let o = opp(&r, "Initech seat expansion");
+    let s =
+        r.p.submit(
+            proposal(
+                ActionParams::CloseDeal {
+                    deal_id: o.id.clone(),
+                    won: true,
+                    amount_cents: 1, // never trusted: the CRM's amount is filled in
+                    revision: Some("forged".into()),
+                },
+                Surface::ActionCenter,
+                0.9,
+            ),
+            10,
+        )
+        .unwrap();
+    let ActionParams::CloseDeal {
+        amount_cents,
+        revision,
+        ..
+    } = &s.action.params
+    else {
+        panic!()
+    };
+    assert_eq!(*amount_cents, (o.amount * 100.0).round() as i64);
+    assert_eq!(
+        revision.as_deref(),
+        Some(dealflow::sandbox::salesforce::datetime(o.last_modified_ms).as_str()),
+        "the revision is the mirror's, not the proposer's"
+    );
+    approve(&r, &s.action.id, 11);
+    let done = r.p.execute(&s.action.id, &Subject::User, 12).await.unwrap();
+    assert_eq!(
+        done.action.state,
+        ActionState::Succeeded,
+        "{:?}",
+        done.action.outcome
+    );
+    assert_eq!(opp(&r, "Initech seat expansion").stage_name, "Closed Won");
+    assert_eq!(r.sandbox.state.providers.calls("salesforce.update"), 1);
+    assert_eq!(
+        r.store.get_deal(&o.id).unwrap().unwrap().stage,
+        Stage::ClosedWon
+    );
+    assert!(r.p.execute(&s.action.id, &Subject::User, 13).await.is_err());
+    assert_eq!(r.sandbox.state.providers.calls("salesforce.update"), 1);
+}
+
+#[tokio::test]
+async fn a_stage_changed_in_salesforce_after_approval_is_a_conflict_not_overwritten() {
+    let r = sf_rig().await;
+    r.p.sync_crm().await.unwrap();
+    let o = opp(&r, "Initech seat expansion");
+    let s =
+        r.p.submit(
+            proposal(
+                ActionParams::CloseDeal {
+                    deal_id: o.id.clone(),
+                    won: true,
+                    amount_cents: 0,
+                    revision: None,
+                },
+                Surface::ActionCenter,
+                0.9,
+            ),
+            10,
+        )
+        .unwrap();
+    approve(&r, &s.action.id, 11);
+    // Someone closes it as lost in Salesforce after the rep said yes.
+    let edited = r.sandbox.state.providers.salesforce.lock().unwrap().edit(
+        &o.id,
+        Some("Closed Lost"),
+        None,
+        dealflow::wall::now_ms(),
+    );
+    assert!(edited);
+    let done = r.p.execute(&s.action.id, &Subject::User, 12).await.unwrap();
+    assert_eq!(done.action.state, ActionState::Failed);
+    let why = done.action.outcome.unwrap();
+    assert!(why.contains("changed since it was approved"), "{why}");
+    assert!(why.contains("closed_lost"), "names what changed: {why}");
+    assert!(why.contains("nothing was written"), "{why}");
+    assert_eq!(opp(&r, "Initech seat expansion").stage_name, "Closed Lost");
+    assert_eq!(r.sandbox.state.providers.calls("salesforce.update"), 0);
+    // The rep now sees the record as it is.
+    assert_eq!(
+        r.store.get_deal(&o.id).unwrap().unwrap().stage,
+        Stage::ClosedLost
+    );
+}
+
+#[tokio::test]
+async fn a_create_interrupted_between_the_call_and_the_audit_is_found_not_made_twice() {
+    let r = sf_rig().await;
+    let s =
+        r.p.submit(
+            proposal(
+                ActionParams::CreateDeal {
+                    name: "Wayne expansion".into(),
+                    account: "Acme Corp".into(),
+                    amount_cents: 1_200_000,
+                    stage: Stage::Qualified,
+                },
+                Surface::ActionCenter,
+                0.9,
+            ),
+            10,
+        )
+        .unwrap();
+    approve(&r, &s.action.id, 11);
+    let a = r.store.get_action(&s.action.id).unwrap();
+    // The process claimed it, Salesforce made the record, and the process died before
+    // the audit: the upsert landed, the queue still says executing.
+    r.store
+        .transition(
+            &a.id,
+            &Transition {
+                from: a.state,
+                version: a.version,
+                to: ActionState::Executing,
+                outcome: None,
+                evidence: None,
+                at: 12,
+            },
+        )
+        .unwrap();
+    let Crm::Salesforce(sf) = &r.p.crm else {
+        panic!()
+    };
+    let token = r
+        .creds
+        .token(Connection::Salesforce, &Subject::User)
+        .await
+        .unwrap();
+    let made = sf
+        .create_deal(
+            &r.p.http,
+            token.expose(),
+            &a.id,
+            "Wayne expansion",
+            "Acme Corp",
+            1_200_000,
+            Stage::Qualified,
+            12,
+            &r.p.retry,
+        )
+        .await
+        .unwrap();
+    assert_eq!(made.account, "Acme Corp", "linked to the existing Account");
+    let back = r.p.reconcile(13).await.unwrap();
+    let a = r.store.get_action(&a.id).unwrap();
+    assert_eq!(a.state, ActionState::Succeeded, "{back:?}");
+    assert!(a.outcome.unwrap().contains(&made.id));
+    assert_eq!(org(&r).creates, 1);
+    // A retry of the same create (same action id) is the same record.
+    sf.create_deal(
+        &r.p.http,
+        token.expose(),
+        &a.id,
+        "Wayne expansion",
+        "Acme Corp",
+        1_200_000,
+        Stage::Qualified,
+        14,
+        &r.p.retry,
+    )
+    .await
+    .unwrap();
+    assert_eq!(org(&r).creates, 1);
+    let names: Vec<_> = org(&r)
+        .opportunities
+        .values()
+        .filter(|o| o.name == "Wayne expansion")
+        .count()
+        .to_string()
+        .chars()
+        .collect();
+    assert_eq!(names, vec!['1']);
+}
+
+#[tokio::test]
+async fn salesforce_errors_are_named_and_a_stale_session_re_exchanges_once() {
+    let r = sf_rig().await;
+    r.p.sync_crm().await.unwrap();
+    let fault = |status: u16| Fault {
+        status,
+        body: None,
+        retry_after_secs: None,
+        delay_ms: 0,
+        remaining: 1,
+    };
+    // INVALID_SESSION_ID: one more exchange, one more try.
+    let exchanges = r.exchanges();
+    r.sandbox
+        .state
+        .providers
+        .inject("salesforce.query", fault(401));
+    let ok =
+        r.p.run_read(read(ActionParams::ListDeals { stage: None }), 10)
+            .await
+            .unwrap();
+    assert!(ok.outcome.is_ok(), "{:?}", ok.outcome);
+    assert_eq!(r.exchanges(), exchanges + 1);
+    // REQUEST_LIMIT_EXCEEDED is a rate limit, named.
+    r.sandbox
+        .state
+        .providers
+        .inject("salesforce.query", fault(403));
+    let limited =
+        r.p.run_read(read(ActionParams::ListDeals { stage: None }), 11)
+            .await
+            .unwrap();
+    let e = limited.outcome.unwrap_err().to_string();
+    assert!(
+        e.contains("salesforce.query: rate limited") && e.contains("REQUEST_LIMIT_EXCEEDED"),
+        "{e}"
+    );
+    // A validation rule's refusal names its code and field.
+    let o = opp(&r, "Initech seat expansion");
+    let s =
+        r.p.submit(
+            proposal(
+                ActionParams::UpdateDeal {
+                    deal_id: o.id.clone(),
+                    stage: Some(Stage::Negotiation),
+                    amount_cents: None,
+                    notes: None,
+                    revision: None,
+                },
+                Surface::ActionCenter,
+                0.9,
+            ),
+            12,
+        )
+        .unwrap();
+    approve(&r, &s.action.id, 13);
+    r.sandbox.state.providers.inject(
+        "salesforce.update",
+        Fault {
+            body: Some(
+                serde_json::json!([{"message": "Next step is required in Negotiation", "errorCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "fields": ["NextStep"]}])
+                    .to_string(),
+            ),
+            ..fault(400)
+        },
+    );
+    let done = r.p.execute(&s.action.id, &Subject::User, 14).await.unwrap();
+    assert_eq!(done.action.state, ActionState::Failed);
+    let why = done.action.outcome.unwrap();
+    assert!(
+        why.contains("FIELD_CUSTOM_VALIDATION_EXCEPTION on NextStep: Next step is required"),
+        "{why}"
+    );
+    assert_ne!(
+        opp(&r, "Initech seat expansion").stage_name,
+        "Negotiation/Review"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_without_the_api_scope_asks_for_a_connect_naming_it() {
+    let r = sf_rig().await;
+    r.sandbox
+        .state
+        .auth0
+        .set_connected_account(DEMO_SUB, "salesforce", &["refresh_token", "id"]);
+    let got =
+        r.p.run_read(read(ActionParams::ListDeals { stage: None }), 10)
+            .await;
+    match got {
+        Err(PipelineError::NeedsConnect {
+            connection, scopes, ..
+        }) => {
+            assert_eq!(connection, "salesforce");
+            assert_eq!(scopes, ["api"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.sandbox.state.providers.calls("salesforce.query"), 0);
+    assert_eq!(
+        r.p.account_ready(ActionKind::CloseDeal).await.unwrap_err(),
+        "close_deal needs salesforce to grant api: an incremental connect adds it and keeps the rest (`c` on its row in the Permissions tab, or `dealflow accounts connect salesforce`), then ask again"
+    );
+}
