@@ -290,6 +290,8 @@ enum Prov {
     Gmail,
     Calendar,
     Slack,
+    /// A create in Salesforce (`[crm] provider = "salesforce"`).
+    Salesforce,
 }
 
 impl Prov {
@@ -298,6 +300,7 @@ impl Prov {
             Prov::Gmail => "gmail.send",
             Prov::Calendar => "calendar.insert",
             Prov::Slack => "slack.post",
+            Prov::Salesforce => "salesforce.upsert",
         }
     }
     fn params(self) -> ActionParams {
@@ -305,6 +308,13 @@ impl Prov {
             Prov::Gmail => email(),
             Prov::Calendar => meeting(),
             Prov::Slack => slack(),
+            // No account: the upsert is the only call after the instance is known.
+            Prov::Salesforce => ActionParams::CreateDeal {
+                name: "Wayne expansion".into(),
+                account: String::new(),
+                amount_cents: 1_000_000,
+                stage: dealflow::core::domain::Stage::Qualified,
+            },
         }
     }
     fn effects(self, sb: &Sandbox) -> usize {
@@ -313,6 +323,7 @@ impl Prov {
             Prov::Gmail => p.sent().len(),
             Prov::Calendar => p.events().len(),
             Prov::Slack => p.slack_posts().len(),
+            Prov::Salesforce => p.salesforce_org().creates as usize,
         }
     }
 }
@@ -320,7 +331,15 @@ impl Prov {
 async fn provider_cell(prov: Prov, f: F) -> Cell {
     let closed = closed_port_url();
     let r = rig(|p, _| {
-        if f == F::Refused {
+        if let Prov::Salesforce = prov {
+            use dealflow::connectors::salesforce::{Salesforce, Settings};
+            let base = p.endpoints.gmail.trim_end_matches("/gmail/v1").to_string();
+            let origin = if f == F::Refused { &closed } else { &base };
+            // The instance is configured, so the identity service is not asked first.
+            let mut s = Settings::new(&format!("{base}/salesforce"));
+            s.instance_url = Some(format!("{origin}/salesforce/instance"));
+            p.crm = dealflow::runtime::crm::Crm::Salesforce(Arc::new(Salesforce::new(s)));
+        } else if f == F::Refused {
             p.endpoints = Endpoints::sandbox(&closed);
         }
     })
@@ -379,8 +398,9 @@ async fn provider_cell(prov: Prov, f: F) -> Cell {
             .map_err(|e| e.to_string())?;
         let after = r.store.get_action(&id).unwrap();
         match prov {
-            // Gmail and Calendar can be asked by the derived id: not there, safe to retry.
-            Prov::Gmail | Prov::Calendar => {
+            // Gmail and Calendar can be asked by the derived id, Salesforce by the
+            // external id: not there, safe to retry.
+            Prov::Gmail | Prov::Calendar | Prov::Salesforce => {
                 ensure!(after.state == ActionState::Failed, "{}", after.state);
                 ensure!(
                     r.events_for(&id).iter().any(|e| e.0 == "action.reconciled"),
@@ -429,6 +449,11 @@ async fn fault_matrix_calendar() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_matrix_slack() {
     row("slack.post", |f| provider_cell(Prov::Slack, f)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_matrix_salesforce() {
+    row("salesforce.upsert", |f| provider_cell(Prov::Salesforce, f)).await;
 }
 
 // ---------------------------------------------------------------- Token Vault

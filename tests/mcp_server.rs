@@ -26,17 +26,32 @@ struct Rig {
 }
 
 async fn rig(wait_bound: Duration) -> Rig {
+    rig_with(wait_bound, false).await
+}
+
+/// With `salesforce`, the CRM is the sandbox's emulated Salesforce (nothing seeded in
+/// the store: the deals are the org's).
+async fn rig_with(wait_bound: Duration, salesforce: bool) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
-    dealflow::sandbox::demo::seed(store.as_ref(), 1).unwrap();
+    if !salesforce {
+        dealflow::sandbox::demo::seed(store.as_ref(), 1).unwrap();
+    }
     let w = wire_fast_sandbox().await.unwrap();
     let base = w.sandbox.base_url();
-    let p = Arc::new(Pipeline::new(
+    let mut p = Pipeline::new(
         store.clone(),
         w.creds.clone(),
         Endpoints::sandbox(&base),
         "rep".into(),
-    ));
+    );
+    if salesforce {
+        use dealflow::connectors::salesforce::{Salesforce, Settings};
+        p = p.with_crm(dealflow::runtime::crm::Crm::Salesforce(Arc::new(
+            Salesforce::new(Settings::new(&format!("{base}/salesforce"))),
+        )));
+    }
+    let p = Arc::new(p);
     let mut server = McpServer::new(p, w.device.clone(), wait_bound);
     server.progress_every = Duration::from_millis(50);
     let (client_io, server_io) = tokio::io::duplex(1 << 16);
@@ -667,4 +682,27 @@ async fn a_client_without_tasks_still_gets_a_held_call_with_structured_content()
     answer.await.unwrap();
     assert_eq!(res.is_error, Some(true));
     assert_eq!(res.structured_content.unwrap()["status"], "rejected");
+}
+
+/// An MCP client sees the rep's Salesforce pipeline: the deal tools read the org.
+#[tokio::test]
+async fn with_salesforce_as_the_crm_the_deal_tools_read_the_org() {
+    let r = rig_with(Duration::from_secs(5), true).await;
+    let res = call(&r, "list_deals", json!({})).await;
+    let t = text(&res);
+    assert_ne!(res.is_error, Some(true), "{t}");
+    assert!(t.contains("Stark Industries enterprise"), "{t}");
+    assert!(t.contains("\"id\":\"006SB"), "Salesforce's ids: {t}");
+    let id = r
+        .store
+        .list_deals()
+        .unwrap()
+        .into_iter()
+        .find(|d| d.name == "Stark Industries enterprise")
+        .unwrap()
+        .id;
+    assert!(id.starts_with("006"), "a Salesforce id: {id}");
+    let res = call(&r, "get_deal", json!({ "deal_id": id })).await;
+    assert!(text(&res).contains("\"amount_cents\":25000000"), "{}", text(&res));
+    assert_eq!(r.w.sandbox.state.providers.calls("salesforce.userinfo"), 1);
 }

@@ -197,6 +197,22 @@ pub enum SandboxCmd {
         #[arg(long)]
         url: Option<String>,
     },
+    /// The running sandbox's emulated Salesforce: list its Opportunities, or edit one
+    /// as another Salesforce user would (`sandbox salesforce 006SB… --stage "Closed
+    /// Lost"`), to see dealflow notice a change made since the rep approved.
+    Salesforce {
+        /// The Opportunity to edit; none lists them.
+        id: Option<String>,
+        /// A Salesforce stage name ("Negotiation/Review", "Closed Lost", …).
+        #[arg(long, requires = "id")]
+        stage: Option<String>,
+        /// The amount in dollars.
+        #[arg(long, requires = "id")]
+        amount: Option<f64>,
+        /// Sandbox URL (default: the URL file a running sandbox writes).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Run a sandbox in the foreground and publish its URL for `sandbox phone`.
     Serve {
         #[arg(long)]
@@ -574,6 +590,17 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
         Some(Command::Sandbox {
             cmd: SandboxCmd::Serve { port },
         }) => return sandbox_cmd::serve(*port),
+        Some(Command::Sandbox {
+            cmd:
+                SandboxCmd::Salesforce {
+                    id,
+                    stage,
+                    amount,
+                    url,
+                },
+        }) => {
+            return sandbox_cmd::salesforce(url.as_deref(), id.as_deref(), stage.as_deref(), *amount);
+        }
         Some(Command::Auth { cmd }) => return auth_cmd::auth(cmd),
         _ => {}
     }

@@ -104,6 +104,75 @@ pub fn serve(port: Option<u16>) -> Result<ExitCode> {
     })
 }
 
+/// `dealflow sandbox salesforce [ID --stage S --amount N]`: the emulated org's
+/// Opportunities, or one edited as someone else in Salesforce would.
+pub fn salesforce(
+    url: Option<&str>,
+    id: Option<&str>,
+    stage: Option<&str>,
+    amount: Option<f64>,
+) -> Result<ExitCode> {
+    let sb = Control::find(url)?;
+    runtime()?.block_on(async {
+        let r = match id {
+            Some(id) => {
+                if stage.is_none() && amount.is_none() {
+                    bail!("say what changes: --stage \"Closed Lost\" and/or --amount 90000");
+                }
+                let mut body = serde_json::json!({});
+                if let Some(s) = stage {
+                    body["StageName"] = serde_json::json!(s);
+                }
+                if let Some(a) = amount {
+                    body["Amount"] = serde_json::json!(a);
+                }
+                let url = format!("{}/sandbox/salesforce/opportunities/{id}", sb.base);
+                sb.call(sb.http.post(url).json(&body), "the edit").await?
+            }
+            None => {
+                sb.call(
+                    sb.http.get(format!("{}/sandbox/salesforce", sb.base)),
+                    "the listing",
+                )
+                .await?
+            }
+        };
+        let status = r.status();
+        let v: serde_json::Value = r.json().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!(
+                "the sandbox at {} answered {status}: {}",
+                sb.base,
+                crate::core::text::line(v[0]["message"].as_str().unwrap_or("no reason given"))
+            );
+        }
+        let row = |o: &serde_json::Value| {
+            println!(
+                "{:<18}  {:<30}  {:>12}  {:<20}  {}",
+                crate::core::text::line(o["Id"].as_str().unwrap_or_default()),
+                crate::core::text::line(o["Name"].as_str().unwrap_or_default()),
+                crate::core::domain::format_money(
+                    (o["Amount"].as_f64().unwrap_or_default() * 100.0).round() as i64
+                ),
+                crate::core::text::line(o["StageName"].as_str().unwrap_or_default()),
+                crate::core::text::line(o["LastModifiedDate"].as_str().unwrap_or_default()),
+            )
+        };
+        match id {
+            Some(_) => {
+                println!("sandbox: edited in Salesforce:");
+                row(&v);
+            }
+            None => {
+                for o in v["opportunities"].as_array().into_iter().flatten() {
+                    row(o);
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 /// A running sandbox's controls, as its owner reaches them.
 struct Control {
     base: String,
