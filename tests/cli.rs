@@ -5,6 +5,9 @@
 use assert_cmd::Command;
 use std::path::Path;
 
+#[path = "cli/import.rs"]
+mod import;
+
 struct Env {
     dir: tempfile::TempDir,
 }
