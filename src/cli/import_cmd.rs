@@ -114,9 +114,14 @@ pub fn run(ctx: &Ctx, cmd: ImportCmd) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
 
-    ctx.store
-        .upsert_many(&o.deals, &o.contacts)
-        .with_context(|| format!("importing {name}: nothing was written"))?;
+    let writing = spinner(format!(
+        "writing {} {}",
+        o.deals.len() + o.contacts.len(),
+        kind.noun(2)
+    ));
+    let written = ctx.store.upsert_many(&o.deals, &o.contacts);
+    writing.finish_and_clear();
+    written.with_context(|| format!("importing {name}: nothing was written"))?;
     let mapped: serde_json::Map<String, serde_json::Value> = mapping
         .pairs()
         .filter_map(|(f, h)| h.map(|h| (f.to_string(), h.into())))
@@ -285,6 +290,16 @@ fn progress(total: u64, kind: Kind) -> indicatif::ProgressBar {
     }
     bar.set_message(format!("reading {}", kind.noun(2)));
     bar
+}
+
+/// A spinner on stderr while the batch is written, only where stderr is a terminal.
+fn spinner(message: String) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let s = indicatif::ProgressBar::new_spinner().with_message(message);
+    s.enable_steady_tick(std::time::Duration::from_millis(100));
+    s
 }
 
 /// Lists at most [`SHOWN_ERRORS`] invalid rows on stderr, and says how it ends: failure
