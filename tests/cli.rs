@@ -5,6 +5,11 @@
 use assert_cmd::Command;
 use std::path::Path;
 
+#[path = "cli/import.rs"]
+mod import;
+#[path = "cli/salesforce.rs"]
+mod salesforce;
+
 struct Env {
     dir: tempfile::TempDir,
 }

@@ -684,3 +684,57 @@ fn actions_for_team_needs_a_team_store() {
         "{err}"
     );
 }
+
+/// `dealflow import` on a Redis store: one batch into the signed-in user's namespace,
+/// audited with their verified identity whatever `USER` says; a re-import changes
+/// nothing, and an invalid file writes nothing.
+#[test]
+fn import_writes_deals_into_the_users_namespace_and_audits_the_signed_in_actor() {
+    let u = User::new();
+    let csv = u.dir.path().join("deals.csv");
+    let mut body = String::from("Opportunity ID,Opportunity Name,Account Name,Amount,Stage\n");
+    for i in 0..500 {
+        body.push_str(&format!(
+            "X{i},Deal {i},Account {},{i}00,Closed Won\n",
+            i % 7
+        ));
+    }
+    std::fs::write(&csv, &body).unwrap();
+    let csv = csv.display().to_string();
+    let a = u.cmd().args(["import", "deals", &csv]).assert().success();
+    let o = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    assert!(
+        o.starts_with("imported 500 deals: 500 new, 0 changed, 0 unchanged"),
+        "{o}"
+    );
+    let deals = u.store.list_deals().unwrap();
+    assert_eq!(deals.len(), 500);
+    assert!(deals.iter().all(|d| d.stage.is_closed()));
+    let a = u.cmd().args(["import", "deals", &csv]).assert().success();
+    let o = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    assert!(o.contains("0 new, 0 changed, 500 unchanged"), "{o}");
+
+    std::fs::write(
+        u.dir.path().join("bad.csv"),
+        "name,account,amount\nNew deal,Acme,abc\n",
+    )
+    .unwrap();
+    u.cmd()
+        .args(["import", "deals"])
+        .arg(u.dir.path().join("bad.csv"))
+        .assert()
+        .failure();
+    assert_eq!(u.store.list_deals().unwrap().len(), 500);
+
+    let rows = u.store.audit_page(0, 100).unwrap();
+    let imports: Vec<_> = rows
+        .iter()
+        .filter(|r| r.event == "store.imported")
+        .collect();
+    assert_eq!(imports.len(), 2);
+    assert_eq!(imports[0].actor, format!("user:{}", u.name));
+    assert_eq!(imports[0].detail["new"], 500);
+    assert_eq!(imports[1].detail["unchanged"], 500);
+    assert!(!imports[0].detail.to_string().contains("mallory"));
+    assert_eq!(u.store.verify_audit().unwrap(), Ok(2));
+}

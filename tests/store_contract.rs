@@ -292,7 +292,62 @@ contract!(
     two_processes_execute_each_action_once,
     leases_admit_one_holder_until_released_or_lapsed,
     audit_events_since_reads_one_event_over_one_window,
+    upsert_many_writes_and_updates_in_one_go,
 );
+
+/// The import's batch write: many deals and contacts in one call, read back as written;
+/// a second batch updates what it names and leaves the rest alone.
+fn upsert_many_writes_and_updates_in_one_go(fx: &Fx) {
+    use dealflow::core::domain::{Contact, Deal, Stage};
+    let s = fx.s();
+    let deal = |i: i64| Deal { crm: None,
+        id: format!("deal-{i:05}"),
+        name: format!("Deal {i}"),
+        account: format!("Account {}", i % 7),
+        amount_cents: i * 100,
+        stage: Stage::Proposal,
+        owner: "dana".into(),
+        last_touch: 1_000 + i,
+        notes: String::new(),
+    };
+    let contact = |i: i64| Contact {
+        id: format!("contact-{i:04}"),
+        name: format!("Person {i:04}"),
+        email: format!("p{i}@example.com"),
+        account: "Acme".into(),
+        title: "CFO".into(),
+    };
+    let deals: Vec<Deal> = (1..=2_000).map(deal).collect();
+    let contacts: Vec<Contact> = (1..=300).map(contact).collect();
+    s.upsert_many(&deals, &contacts).unwrap();
+    s.upsert_many(&[], &[]).unwrap();
+    let mut stored = s.list_deals().unwrap();
+    stored.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(stored, deals);
+    assert_eq!(s.list_contacts().unwrap(), contacts);
+
+    let changed = Deal {
+        amount_cents: 99,
+        stage: Stage::ClosedWon,
+        ..deal(7)
+    };
+    let renamed = Contact {
+        title: "CEO".into(),
+        ..contact(3)
+    };
+    s.upsert_many(
+        std::slice::from_ref(&changed),
+        std::slice::from_ref(&renamed),
+    )
+    .unwrap();
+    assert_eq!(s.get_deal("deal-00007").unwrap(), Some(changed));
+    assert_eq!(s.get_deal("deal-00008").unwrap(), Some(deal(8)));
+    assert_eq!(s.list_deals().unwrap().len(), 2_000);
+    let cs = s.list_contacts().unwrap();
+    assert_eq!(cs.len(), 300);
+    assert_eq!(cs[2], renamed);
+    assert_eq!(cs[3], contact(4));
+}
 
 /// The query the blast-radius budgets count with: entries of one event stamped at or
 /// after `since`, newest first, and nothing else — not other events in the window, not

@@ -8,6 +8,7 @@ pub mod auth_cmd;
 mod batch_cmd;
 mod doctor_cmd;
 mod exec;
+mod import_cmd;
 pub(crate) mod init_cmd;
 mod logging;
 mod mcp_cmd;
@@ -129,6 +130,13 @@ pub enum Command {
     Store {
         #[command(subcommand)]
         cmd: store_cmd::StoreCmd,
+    },
+    /// Import deals or contacts from a CSV file into the store: checked row by row
+    /// first (nothing is written if a row is invalid, unless --skip-invalid), then
+    /// written as one batch and audited; re-importing the same file changes nothing.
+    Import {
+        #[command(subcommand)]
+        cmd: import_cmd::ImportCmd,
     },
     /// Pipeline overview: deals and the queue with the gate each action faces.
     Status,
@@ -694,6 +702,7 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
             cmd: SandboxCmd::Advance { by },
         }) => sandbox_cmd::advance(&ctx, &by),
         Some(Command::Accounts { cmd }) => accounts_cmd::run(&ctx, cmd),
+        Some(Command::Import { cmd }) => import_cmd::run(&ctx, cmd),
         Some(Command::Mcp { cmd: None }) => mcp_cmd::serve(&ctx),
         _ => Ok(ExitCode::SUCCESS),
     }

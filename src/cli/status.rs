@@ -27,7 +27,7 @@ pub fn run(ctx: &Ctx, interactive: bool) -> Result<ExitCode> {
     println!("Deals ({})", deals.len());
     for d in &deals {
         println!(
-            "  {:<16} {:<32} {:>12}  {}",
+            "  {:<17} {:<32} {:>12}  {}",
             line(&d.id),
             line(&d.name),
             format_money(d.amount_cents),

@@ -9,5 +9,6 @@ pub mod budget;
 pub mod calibration;
 pub mod consent;
 pub mod domain;
+pub mod import;
 pub mod permissions;
 pub mod text;

@@ -45,6 +45,9 @@ impl Store for Anchored {
     fn list_contacts(&self) -> Result<Vec<Contact>> {
         self.inner.list_contacts()
     }
+    fn upsert_many(&self, deals: &[Deal], contacts: &[Contact]) -> Result<()> {
+        self.inner.upsert_many(deals, contacts)
+    }
     fn insert_action(&self, action: &Action) -> Result<()> {
         self.inner.insert_action(action)
     }

@@ -128,6 +128,18 @@ pub trait Store: Send + Sync {
 
     fn upsert_contact(&self, contact: &Contact) -> Result<()>;
     fn list_contacts(&self) -> Result<Vec<Contact>>;
+    /// Writes many deals and contacts as one unit, all or nothing (one SQLite
+    /// transaction, one Redis MULTI/EXEC): a 10,000-row import is one commit, not 10,000.
+    /// This default, for stores that cannot batch, writes them one at a time.
+    fn upsert_many(&self, deals: &[Deal], contacts: &[Contact]) -> Result<()> {
+        for d in deals {
+            self.upsert_deal(d)?;
+        }
+        for c in contacts {
+            self.upsert_contact(c)?;
+        }
+        Ok(())
+    }
 
     fn insert_action(&self, action: &Action) -> Result<()>;
     fn get_action(&self, id: &str) -> Result<Action>;

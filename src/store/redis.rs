@@ -755,6 +755,30 @@ impl Store for RedisStore {
         })
     }
 
+    fn upsert_many(&self, deals: &[Deal], contacts: &[Contact]) -> Result<()> {
+        if deals.is_empty() && contacts.is_empty() {
+            return Ok(());
+        }
+        // One MULTI/EXEC: every field lands or none does, in one round trip.
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if !deals.is_empty() {
+            let cmd = pipe.cmd("HSET").arg(self.key("deals"));
+            for d in deals {
+                cmd.arg(&d.id).arg(json(d));
+            }
+            pipe.ignore();
+        }
+        if !contacts.is_empty() {
+            let cmd = pipe.cmd("HSET").arg(self.key("contacts"));
+            for ct in contacts {
+                cmd.arg(&ct.id).arg(json(ct));
+            }
+            pipe.ignore();
+        }
+        self.with(|c| pipe.query::<()>(c))
+    }
+
     fn list_contacts(&self) -> Result<Vec<Contact>> {
         let key = self.key("contacts");
         let m: BTreeMap<String, String> =

@@ -79,6 +79,18 @@ CREATE TABLE IF NOT EXISTS audit_head (
 );
 "#;
 
+const UPSERT_DEAL: &str =
+    "INSERT INTO deals (id, name, account, amount_cents, stage, owner, last_touch, notes, crm)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+     ON CONFLICT(id) DO UPDATE SET name=excluded.name, account=excluded.account,
+       amount_cents=excluded.amount_cents, stage=excluded.stage, owner=excluded.owner,
+       last_touch=excluded.last_touch, notes=excluded.notes, crm=excluded.crm";
+
+const UPSERT_CONTACT: &str =
+    "INSERT INTO contacts (id, name, email, account, title) VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT(id) DO UPDATE SET name=excluded.name, email=excluded.email,
+       account=excluded.account, title=excluded.title";
+
 pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
@@ -300,6 +312,13 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+/// A deal's CRM record as the `deals.crm` column holds it.
+fn crm_json(d: &Deal) -> Option<String> {
+    d.crm
+        .as_ref()
+        .map(|c| serde_json::to_string(c).unwrap_or_default())
+}
+
 /// Files made before deals could live in a CRM lack `deals.crm` (the record's revision,
 /// as JSON): added in place, once.
 fn add_deal_crm_column(conn: &Connection) -> rusqlite::Result<()> {
@@ -330,11 +349,7 @@ impl Store for SqliteStore {
     fn upsert_deal(&self, d: &Deal) -> Result<()> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO deals (id, name, account, amount_cents, stage, owner, last_touch, notes, crm)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT(id) DO UPDATE SET name=excluded.name, account=excluded.account,
-                   amount_cents=excluded.amount_cents, stage=excluded.stage, owner=excluded.owner,
-                   last_touch=excluded.last_touch, notes=excluded.notes, crm=excluded.crm",
+                UPSERT_DEAL,
                 params![
                     d.id,
                     d.name,
@@ -344,9 +359,7 @@ impl Store for SqliteStore {
                     d.owner,
                     d.last_touch,
                     d.notes,
-                    d.crm
-                        .as_ref()
-                        .map(|c| serde_json::to_string(c).unwrap_or_default())
+                    crm_json(d)
                 ],
             )
             .map_err(|e| self.err(e))?;
@@ -410,13 +423,42 @@ impl Store for SqliteStore {
     fn upsert_contact(&self, ct: &Contact) -> Result<()> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO contacts (id, name, email, account, title) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(id) DO UPDATE SET name=excluded.name, email=excluded.email,
-                   account=excluded.account, title=excluded.title",
+                UPSERT_CONTACT,
                 params![ct.id, ct.name, ct.email, ct.account, ct.title],
             )
             .map_err(|e| self.err(e))?;
             Ok(())
+        })
+    }
+
+    fn upsert_many(&self, deals: &[Deal], contacts: &[Contact]) -> Result<()> {
+        self.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.err(e))?;
+            {
+                let mut st = tx.prepare_cached(UPSERT_DEAL).map_err(|e| self.err(e))?;
+                for d in deals {
+                    st.execute(params![
+                        d.id,
+                        d.name,
+                        d.account,
+                        d.amount_cents,
+                        d.stage.as_str(),
+                        d.owner,
+                        d.last_touch,
+                        d.notes,
+                        crm_json(d)
+                    ])
+                    .map_err(|e| self.err(e))?;
+                }
+                let mut st = tx.prepare_cached(UPSERT_CONTACT).map_err(|e| self.err(e))?;
+                for ct in contacts {
+                    st.execute(params![ct.id, ct.name, ct.email, ct.account, ct.title])
+                        .map_err(|e| self.err(e))?;
+                }
+            }
+            tx.commit().map_err(|e| self.err(e))
         })
     }
 

@@ -1,0 +1,91 @@
+//! `[crm] provider = "salesforce"` from the command line: its configuration errors, the
+//! pipeline `status` shows from the org, the sandbox's Salesforce controls, and an
+//! import that refuses to fork a copy of a CRM that lives elsewhere.
+
+use super::*;
+
+#[test]
+fn salesforce_settings_are_checked_and_located() {
+    let e = Env::new();
+    let cases: [(&str, &str, &str); 4] = [
+        (
+            "[crm]\nprovider = \"salesforse\"\n",
+            "config.toml:2",
+            "did you mean \"salesforce\"?",
+        ),
+        (
+            "[crm]\nprovider = \"salesforce\"\n\n[crm.salesforce.stages]\n\"Discovery\" = \"qualifed\"\n",
+            "config.toml:5",
+            "\"qualifed\" is not a dealflow stage",
+        ),
+        (
+            "[crm.salesforce]\nexternal_id_field = \"Dealflow_Id\"\n",
+            "config.toml:2",
+            "ends in __c",
+        ),
+        (
+            "[crm.salesforce]\nlogin_url = \"http://login.example.com\"\n",
+            "config.toml:2",
+            "clear text",
+        ),
+    ];
+    for (text, at, says) in cases {
+        e.write_config(text);
+        let (_, err, _) = out(&e.cmd().args(["config", "check"]).assert().failure());
+        assert!(err.contains(at), "{text}: {err}");
+        assert!(err.contains(says), "{text}: {err}");
+    }
+    e.write_config("[crm.salesforce]\nlogn_url = \"https://test.salesforce.com\"\n");
+    let (_, err, _) = out(&e.cmd().args(["config", "check"]).assert().failure());
+    assert!(
+        err.contains("unknown key `crm.salesforce.logn_url`") && err.contains("login_url"),
+        "{err}"
+    );
+}
+
+#[test]
+fn with_salesforce_the_cli_shows_the_org_and_a_change_made_there() {
+    let e = Env::new();
+    let cfg = e.write_config("[crm]\nprovider = \"salesforce\"\n");
+    let served = Served::start(&e);
+    let (o, _, _) = out(&e.sandbox(&["status"]).success());
+    assert!(o.contains("Salesforce: 6 open opportunities read"), "{o}");
+    let stark = o
+        .lines()
+        .find(|l| l.contains("Stark Industries enterprise"))
+        .unwrap_or_else(|| panic!("{o}"));
+    let id = stark.split_whitespace().next().unwrap().to_string();
+    assert!(id.starts_with("006SB"), "{stark}");
+    assert!(!o.contains("deal-acme"), "no local demo deals beside the org's: {o}");
+
+    let (o, _, _) = out(&e.sandbox(&["sandbox", "salesforce"]).success());
+    assert!(o.contains(&id) && o.contains("Proposal/Price Quote"), "{o}");
+    // Someone moves it on in Salesforce: the next read shows it.
+    let (o, _, _) = out(&e
+        .sandbox(&["sandbox", "salesforce", &id, "--stage", "Negotiation/Review"])
+        .success());
+    assert!(o.contains("Negotiation/Review"), "{o}");
+    let (o, _, _) = out(&e.sandbox(&["status"]).success());
+    assert!(o.contains("(1 changed since the last read)"), "{o}");
+    assert!(
+        o.lines()
+            .any(|l| l.starts_with(&format!("  {id}")) && l.ends_with("negotiation")),
+        "{o}"
+    );
+    let (_, err, _) = out(&e
+        .sandbox(&["sandbox", "salesforce", &id, "--stage", "Won-ish"])
+        .failure());
+    assert!(err.contains("restricted picklist") && err.contains("Closed Won"), "{err}");
+
+    // An import would fork a private copy of the CRM: refused, naming the setting.
+    let csv = e.dir.path().join("deals.csv");
+    std::fs::write(&csv, "name,account,amount\nWayne,Wayne,100\n").unwrap();
+    let (_, err, _) = out(&e
+        .sandbox(&["import", "deals", csv.to_str().unwrap()])
+        .failure());
+    assert!(
+        err.contains("live in Salesforce") && err.contains(&cfg.display().to_string()),
+        "{err}"
+    );
+    drop(served);
+}
