@@ -162,17 +162,20 @@ fn the_example_config_parses_and_documents_every_key() {
             .unwrap();
     let table: toml::Table = text.parse().unwrap();
     for key in dealflow::config::all_keys() {
-        let (s, k) = key.split_once('.').unwrap();
-        assert!(
-            table.get(s).and_then(|t| t.get(k)).is_some(),
-            "config.example.toml lacks {key}"
-        );
+        let (_, k) = key.rsplit_once('.').unwrap();
+        let root = toml::Value::Table(table.clone());
+        let mut v = Some(&root);
+        for part in key.split('.') {
+            v = v.and_then(|t| t.get(part));
+        }
+        assert!(v.is_some(), "config.example.toml lacks {key}");
         let line = text
             .lines()
-            .position(|l| l.starts_with(&format!("{k} =")))
+            .position(|l| l.starts_with(&format!("{k} =")) || l == format!("[{key}]"))
             .unwrap();
         assert!(
-            text.lines().nth(line - 1).unwrap().starts_with('#'),
+            text.lines().nth(line - 1).unwrap().starts_with('#')
+                || text.lines().nth(line + 1).unwrap().starts_with('#'),
             "{key} has no comment above it"
         );
     }

@@ -703,6 +703,10 @@ async fn with_salesforce_as_the_crm_the_deal_tools_read_the_org() {
         .id;
     assert!(id.starts_with("006"), "a Salesforce id: {id}");
     let res = call(&r, "get_deal", json!({ "deal_id": id })).await;
-    assert!(text(&res).contains("\"amount_cents\":25000000"), "{}", text(&res));
+    assert!(
+        text(&res).contains("\"amount_cents\":25000000"),
+        "{}",
+        text(&res)
+    );
     assert_eq!(r.w.sandbox.state.providers.calls("salesforce.userinfo"), 1);
 }

@@ -300,7 +300,8 @@ contract!(
 fn upsert_many_writes_and_updates_in_one_go(fx: &Fx) {
     use dealflow::core::domain::{Contact, Deal, Stage};
     let s = fx.s();
-    let deal = |i: i64| Deal { crm: None,
+    let deal = |i: i64| Deal {
+        crm: None,
         id: format!("deal-{i:05}"),
         name: format!("Deal {i}"),
         account: format!("Account {}", i % 7),

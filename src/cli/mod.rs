@@ -607,7 +607,12 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
                     url,
                 },
         }) => {
-            return sandbox_cmd::salesforce(url.as_deref(), id.as_deref(), stage.as_deref(), *amount);
+            return sandbox_cmd::salesforce(
+                url.as_deref(),
+                id.as_deref(),
+                stage.as_deref(),
+                *amount,
+            );
         }
         Some(Command::Auth { cmd }) => return auth_cmd::auth(cmd),
         _ => {}

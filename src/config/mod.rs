@@ -815,8 +815,22 @@ pub fn default_config_path() -> Option<PathBuf> {
 
 /// Every `section.key` the configuration accepts, for docs and tests.
 pub fn all_keys() -> Vec<String> {
-    section_names()
-        .iter()
-        .flat_map(|s| keys_of(s).into_iter().map(move |k| format!("{s}.{k}")))
-        .collect()
+    fn walk(prefix: &str, out: &mut Vec<String>) {
+        for k in keys_of(prefix) {
+            let path = format!("{prefix}.{k}");
+            // A nested table (`crm.salesforce`) is a section of its own, not a key; an
+            // open map (`crm.salesforce.stages`) is a key whose entries are the user's.
+            let nested = keys_of(&path);
+            if nested.is_empty() {
+                out.push(path);
+            } else {
+                walk(&path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for s in section_names() {
+        walk(&s, &mut out);
+    }
+    out
 }

@@ -56,13 +56,22 @@ fn with_salesforce_the_cli_shows_the_org_and_a_change_made_there() {
         .unwrap_or_else(|| panic!("{o}"));
     let id = stark.split_whitespace().next().unwrap().to_string();
     assert!(id.starts_with("006SB"), "{stark}");
-    assert!(!o.contains("deal-acme"), "no local demo deals beside the org's: {o}");
+    assert!(
+        !o.contains("deal-acme"),
+        "no local demo deals beside the org's: {o}"
+    );
 
     let (o, _, _) = out(&e.sandbox(&["sandbox", "salesforce"]).success());
     assert!(o.contains(&id) && o.contains("Proposal/Price Quote"), "{o}");
     // Someone moves it on in Salesforce: the next read shows it.
     let (o, _, _) = out(&e
-        .sandbox(&["sandbox", "salesforce", &id, "--stage", "Negotiation/Review"])
+        .sandbox(&[
+            "sandbox",
+            "salesforce",
+            &id,
+            "--stage",
+            "Negotiation/Review",
+        ])
         .success());
     assert!(o.contains("Negotiation/Review"), "{o}");
     let (o, _, _) = out(&e.sandbox(&["status"]).success());
@@ -75,7 +84,10 @@ fn with_salesforce_the_cli_shows_the_org_and_a_change_made_there() {
     let (_, err, _) = out(&e
         .sandbox(&["sandbox", "salesforce", &id, "--stage", "Won-ish"])
         .failure());
-    assert!(err.contains("restricted picklist") && err.contains("Closed Won"), "{err}");
+    assert!(
+        err.contains("restricted picklist") && err.contains("Closed Won"),
+        "{err}"
+    );
 
     // An import would fork a private copy of the CRM: refused, naming the setting.
     let csv = e.dir.path().join("deals.csv");
