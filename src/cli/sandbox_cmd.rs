@@ -15,6 +15,13 @@ use std::process::ExitCode;
 /// the world's script holds for the days passed happens, and its mail arrives in the
 /// emulated inbox (the running sandbox's, or the kept world's when none runs).
 pub fn advance(ctx: &super::Ctx, by: &str) -> Result<ExitCode> {
+    if ctx.config.crm == crate::core::domain::CrmProvider::Salesforce {
+        // The script moves deals in dealflow's own store, which is only a mirror of the
+        // org here: its deals would be overwritten, or linger beside the org's.
+        bail!(
+            "the sandbox's world script moves the deals dealflow keeps itself; with Salesforce as the CRM (crm.provider), change the org instead: `dealflow sandbox salesforce ID --stage NAME`"
+        );
+    }
     let d = crate::config::parse_duration(by)
         .filter(|d| !d.is_zero() && d.as_secs() <= 365 * 86_400)
         .with_context(|| format!("{by:?}: give a duration up to a year, like 12h, 2d or 1w"))?;

@@ -72,6 +72,9 @@ pub struct ProviderData {
     pub salesforce_cursors: Mutex<HashMap<String, (usize, Vec<Value>)>>,
     /// Records per query page (0: Salesforce's 2000).
     pub salesforce_page: AtomicU64,
+    /// How long a Salesforce write waits, after it is done and kept, before it answers:
+    /// the window in which a client that dies has changed the org but not heard so.
+    pub salesforce_answer_delay_ms: AtomicU64,
     faults: Mutex<HashMap<String, Fault>>,
     calls: Mutex<HashMap<String, u64>>,
     /// Added to every provider call, to emulate network and provider latency.

@@ -487,6 +487,16 @@ async fn get_by_external(
     }
 }
 
+async fn answer_delay(st: &SandboxState) {
+    let ms = st
+        .providers
+        .salesforce_answer_delay_ms
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+}
+
 fn no_such_external_field(field: &str) -> Response {
     sf_fail(
         404,
@@ -641,6 +651,7 @@ async fn update(
         o.last_modified_ms = now_ms().max(o.last_modified_ms + 1);
     }
     st.providers.save();
+    answer_delay(&st).await;
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -720,6 +731,7 @@ async fn upsert(
         }
     };
     st.providers.save();
+    answer_delay(&st).await;
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -101,3 +101,18 @@ fn with_salesforce_the_cli_shows_the_org_and_a_change_made_there() {
     );
     drop(served);
 }
+
+#[test]
+fn the_world_script_does_not_fork_the_orgs_deals() {
+    let e = Env::new();
+    e.write_config("[crm]\nprovider = \"salesforce\"\n");
+    let (_, err, _) = out(&e.sandbox(&["sandbox", "advance", "2d"]).failure());
+    assert!(err.contains("change the org instead"), "{err}");
+    assert!(
+        !e.db().exists() || {
+            let s = dealflow::store::SqliteStore::open(&e.db()).unwrap();
+            use dealflow::store::Store;
+            s.list_deals().unwrap().iter().all(|d| d.crm.is_some())
+        }
+    );
+}

@@ -441,3 +441,65 @@ async fn a_connection_without_the_api_scope_asks_for_a_connect_naming_it() {
         "close_deal needs salesforce to grant api: an incremental connect adds it and keeps the rest (`c` on its row in the Permissions tab, or `dealflow accounts connect salesforce`), then ask again"
     );
 }
+
+/// The process dies after Salesforce applied the close but before it heard so (the
+/// future is dropped mid-call: no audit of the result, the row left executing). The
+/// next start reconciles it by reading the record: done, and never written twice.
+#[tokio::test]
+async fn a_close_cut_off_after_salesforce_applied_it_is_reconciled_not_repeated() {
+    let r = sf_rig().await;
+    r.p.sync_crm().await.unwrap();
+    let o = opp(&r, "Globex analytics pilot");
+    let s =
+        r.p.submit(
+            proposal(
+                ActionParams::CloseDeal {
+                    deal_id: o.id.clone(),
+                    won: true,
+                    amount_cents: 0,
+                    revision: None,
+                },
+                Surface::ActionCenter,
+                0.9,
+            ),
+            10,
+        )
+        .unwrap();
+    approve(&r, &s.action.id, 11);
+    r.sandbox
+        .state
+        .providers
+        .salesforce_answer_delay_ms
+        .store(5_000, std::sync::atomic::Ordering::Relaxed);
+    let applied = async {
+        while opp(&r, "Globex analytics pilot").stage_name != "Closed Won" {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::select! {
+        done = r.p.execute(&s.action.id, &Subject::User, 12) => panic!("finished: {done:?}"),
+        () = applied => {} // the execute future is dropped here, mid-call
+    }
+    assert_eq!(
+        r.store.get_action(&s.action.id).unwrap().state,
+        ActionState::Executing,
+        "cut off between the call and the audit"
+    );
+    r.sandbox
+        .state
+        .providers
+        .salesforce_answer_delay_ms
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+    r.p.reconcile(13).await.unwrap();
+    let a = r.store.get_action(&s.action.id).unwrap();
+    assert_eq!(a.state, ActionState::Succeeded, "{:?}", a.outcome);
+    assert!(a.outcome.unwrap().contains("found at the provider"));
+    assert_eq!(r.sandbox.state.providers.calls("salesforce.update"), 1);
+    assert!(
+        r.store
+            .audit_page(0, 1000)
+            .unwrap()
+            .iter()
+            .any(|e| e.event == "action.reconciled" && e.action_id.as_deref() == Some(&s.action.id))
+    );
+}
