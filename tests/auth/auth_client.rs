@@ -410,6 +410,9 @@ async fn connected_account_connect_flow_over_loopback_redirect() {
     sb.state
         .auth0
         .delete_connected_account(DEMO_SUB, "sign-in-with-slack");
+    sb.state
+        .auth0
+        .delete_connected_account(DEMO_SUB, "salesforce");
     let cc = ConnectClient::new(&sess);
     let listed = cc.list().await.unwrap();
     assert_eq!(listed.len(), 1);
