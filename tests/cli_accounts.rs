@@ -98,7 +98,11 @@ fn list_disconnect_and_connect_through_the_loopback_redirect() {
         .iter()
         .map(|r| r["connection"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["google-oauth2", "sign-in-with-slack", "salesforce"], "{rows}");
+    assert_eq!(
+        names,
+        ["google-oauth2", "sign-in-with-slack", "salesforce"],
+        "{rows}"
+    );
 
     // The user takes gmail.send back at Google: the email asks for exactly that scope.
     let out = run(home, &["sandbox", "revoke", "google", "gmail.send"]);

@@ -81,6 +81,9 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     if let Some(store) = &store {
         d.device_consent(store.as_ref());
     }
+    if let Some(c) = &config {
+        d.crm(c, cli.sandbox);
+    }
     d.service(cli.sandbox);
     Ok(if d.problems == 0 {
         ExitCode::SUCCESS
@@ -488,6 +491,37 @@ impl Doctor {
     /// How the last device push was proven: by the actions the token carries back
     /// (RAR), or by the batch hash in our own log because the tenant refused or ignored
     /// them. Read from the log; doctor never pushes to a phone to find out.
+    /// Where the deals live. Salesforce is not asked here (that needs a Token Vault
+    /// exchange, which changes nothing but costs a call): `dealflow status` reads it.
+    fn crm(&mut self, c: &crate::config::Config, sandbox: bool) {
+        use crate::core::domain::CrmProvider;
+        let sf = &c.raw.crm.salesforce;
+        match c.crm {
+            CrmProvider::Local => self.ok("crm", "dealflow's own store (crm.provider = \"local\")"),
+            CrmProvider::Salesforce if sandbox => self.ok(
+                "crm",
+                "Salesforce: the sandbox's emulated org (`dealflow sandbox salesforce` shows it)",
+            ),
+            CrmProvider::Salesforce => self.ok(
+                "crm",
+                format!(
+                    "Salesforce through Token Vault's salesforce connection; instance {}; creates keyed by {}{}",
+                    if sf.instance_url.is_empty() {
+                        format!("from the identity service at {}", sf.login_url)
+                    } else {
+                        sf.instance_url.clone()
+                    },
+                    sf.external_id_field,
+                    if c.crm_stages.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {} stage name(s) of your own", c.crm_stages.len())
+                    }
+                ),
+            ),
+        }
+    }
+
     fn device_consent(&mut self, store: &dyn Store) {
         use crate::runtime::batch::PUSHES_SUBJECT;
         use crate::runtime::rar::RAR_TYPE;

@@ -41,6 +41,16 @@ fn salesforce_settings_are_checked_and_located() {
         err.contains("unknown key `crm.salesforce.logn_url`") && err.contains("login_url"),
         "{err}"
     );
+    // A good one: doctor says where the deals live and how the org is found.
+    e.write_config(
+        "[crm]\nprovider = \"salesforce\"\n[crm.salesforce]\ninstance_url = \"https://acme.my.salesforce.com\"\n[crm.salesforce.stages]\n\"Discovery\" = \"qualified\"\n",
+    );
+    let o = e.cmd().arg("doctor").assert().get_output().stdout.clone();
+    let o = String::from_utf8_lossy(&o);
+    assert!(
+        o.contains("ok    crm       Salesforce through Token Vault's salesforce connection; instance https://acme.my.salesforce.com; creates keyed by Dealflow_Action_Id__c; 1 stage name(s) of your own"),
+        "{o}"
+    );
 }
 
 #[test]
