@@ -343,28 +343,41 @@ fn print_preview(mapping: &Mapping, o: &Outcome) {
         return;
     }
     println!("first {} rows as they would be stored:", o.preview.len());
+    // Two lines a row, each within 80 columns: what the rep checks first (name,
+    // account, amount, stage), then the id it is kept under and the rest.
     let fit = |s: &str, w: usize| crate::tui::view::fit(&line(s), w);
     for (at, status, r) in &o.preview {
-        let shown = match r {
-            Record::Deal(d) => format!(
-                "{:<17} {} {} {:>14}  {:<11} {} {}",
-                d.id,
-                fit(&d.name, 28),
-                fit(&d.account, 20),
-                format_money(d.amount_cents),
-                d.stage.as_str(),
-                fit(&d.owner, 12),
-                &utc_timestamp(d.last_touch)[..10],
+        let (first, second) = match r {
+            Record::Deal(d) => (
+                format!(
+                    "{} {} {:>12} {}",
+                    fit(&d.name, 18),
+                    fit(&d.account, 14),
+                    format_money(d.amount_cents),
+                    d.stage.as_str(),
+                ),
+                format!(
+                    "{} · last touch {}{}",
+                    d.id,
+                    &utc_timestamp(d.last_touch)[..10],
+                    if d.owner.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" · owner {}", fit(&d.owner, 20).trim_end())
+                    },
+                ),
             ),
-            Record::Contact(c) => format!(
-                "{:<20} {} {} {} {}",
-                c.id,
-                fit(&c.name, 24),
-                fit(&c.email, 28),
-                fit(&c.account, 18),
-                fit(&c.title, 16),
+            Record::Contact(c) => (
+                format!(
+                    "{} {} {}",
+                    fit(&c.name, 20),
+                    fit(&c.email, 26),
+                    fit(&c.account, 14),
+                ),
+                format!("{} · {}", c.id, fit(&c.title, 30).trim_end()),
             ),
         };
-        println!("  line {at:<5} {:<9} {}", status.as_str(), shown.trim_end());
+        println!("  {at:>5} {:<9} {}", status.as_str(), first.trim_end());
+        println!("{:17}{second}", "");
     }
 }

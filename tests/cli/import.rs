@@ -154,7 +154,18 @@ fn a_dry_run_shows_mapping_rows_and_counts_and_writes_nothing() {
     assert!(o.contains("last_touch  ← \"Last Activity\""), "{o}");
     assert!(o.contains("first 3 rows as they would be stored"), "{o}");
     assert!(
-        o.contains("new       deal-") && o.contains("$90,000"),
+        o.contains("      2 new       Wayne retrofit") && o.contains("$90,000"),
+        "{o}"
+    );
+    assert!(
+        o.contains(" deal-") && o.contains("· last touch 2025-03-01 · owner dana"),
+        "{o}"
+    );
+    // A rep on SSH at 80 columns reads the preview without wrapping.
+    assert!(
+        o.lines()
+            .filter(|l| l.starts_with("  "))
+            .all(|l| l.chars().count() <= 80),
         "{o}"
     );
     assert!(
