@@ -77,22 +77,32 @@ impl Pipeline {
         let Some(sf) = self.salesforce() else {
             return Ok(Synced::default());
         };
-        let token = self
-            .creds
-            .token(Connection::Salesforce, &Subject::User)
-            .await
-            .map_err(|source| PipelineError::Credentials {
-                id: "crm-sync".into(),
-                source,
-            })?;
-        let deals = sf
-            .list_deals(&self.http, token.expose(), None, &self.retry)
-            .await
-            .map_err(|source| PipelineError::Crm { source })?;
-        let contacts = sf
-            .list_contacts(&self.http, token.expose(), 5_000, &self.retry)
-            .await
-            .map_err(|source| PipelineError::Crm { source })?;
+        let read = |token: String| async move {
+            let deals = sf.list_deals(&self.http, &token, None, &self.retry).await?;
+            let contacts = sf
+                .list_contacts(&self.http, &token, 5_000, &self.retry)
+                .await?;
+            Ok::<_, ConnectorError>((deals, contacts))
+        };
+        let token = |fresh: bool| async move {
+            if fresh {
+                self.creds.invalidate(Connection::Salesforce);
+            }
+            self.creds
+                .token(Connection::Salesforce, &Subject::User)
+                .await
+                .map(|t| t.expose().to_string())
+                .map_err(|source| PipelineError::Credentials {
+                    id: "crm-sync".into(),
+                    source,
+                })
+        };
+        // A stale token (INVALID_SESSION_ID) is exchanged again once, as for any call.
+        let (deals, contacts) = match read(token(false).await?).await {
+            Err(ConnectorError::Unauthorized { .. }) => read(token(true).await?).await,
+            other => other,
+        }
+        .map_err(|source| PipelineError::Crm { source })?;
         let known = self.store.list_contacts()?;
         for c in contacts.iter().filter(|c| !known.contains(c)) {
             self.store.upsert_contact(c)?;

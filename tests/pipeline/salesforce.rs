@@ -503,3 +503,30 @@ async fn a_close_cut_off_after_salesforce_applied_it_is_reconciled_not_repeated(
             .any(|e| e.event == "action.reconciled" && e.action_id.as_deref() == Some(&s.action.id))
     );
 }
+
+#[tokio::test]
+async fn a_sync_with_a_stale_session_exchanges_once_and_an_outage_names_the_endpoint() {
+    let r = sf_rig().await;
+    r.p.sync_crm().await.unwrap();
+    let exchanges = r.exchanges();
+    let fault = |status: u16, remaining: u32| Fault {
+        status,
+        body: None,
+        retry_after_secs: None,
+        delay_ms: 0,
+        remaining,
+    };
+    r.sandbox
+        .state
+        .providers
+        .inject("salesforce.query", fault(401, 1));
+    r.p.sync_crm().await.unwrap();
+    assert_eq!(r.exchanges(), exchanges + 1);
+    r.sandbox
+        .state
+        .providers
+        .inject("salesforce.query", fault(503, 10));
+    let e = r.p.sync_crm().await.unwrap_err().to_string();
+    assert!(e.contains("salesforce.query: provider error 503"), "{e}");
+    assert!(!e.contains("00DSB"), "no token in the error: {e}");
+}
