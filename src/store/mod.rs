@@ -99,6 +99,36 @@ pub struct ActionFilter {
     pub limit: Option<usize>,
 }
 
+/// One keyset page of the audit log (issue 18): a reader that holds only what is on
+/// screen asks for the next page from the seq it stopped at, in either direction, with
+/// the kind filter applied by the store (an index in SQLite, a server-side walk in
+/// Redis) rather than over a log loaded whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only entries with `seq < before` (`None`: up to the head).
+    pub before: Option<i64>,
+    /// Only entries with `seq > after` (0: from the first).
+    pub after: i64,
+    /// Newest first, walking down from `before`; else oldest first, up from `after`.
+    pub newest_first: bool,
+    /// Only entries whose `detail.kind` is one of these (empty: every entry).
+    pub kinds: Vec<String>,
+    pub limit: usize,
+}
+
+impl AuditQuery {
+    /// Whether `e` is one this query selects (bounds and kinds; not the limit).
+    pub fn selects(&self, e: &AuditEntry) -> bool {
+        e.seq > self.after
+            && self.before.is_none_or(|b| e.seq < b)
+            && (self.kinds.is_empty()
+                || e.detail
+                    .get("kind")
+                    .and_then(|k| k.as_str())
+                    .is_some_and(|k| self.kinds.iter().any(|w| w == k)))
+    }
+}
+
 /// A request to move an action from a known state and version to another.
 #[derive(Debug, Clone)]
 pub struct Transition {
@@ -206,6 +236,38 @@ pub trait Store: Send + Sync {
     }
     /// Entries with `seq > after`, in order, at most `limit`.
     fn audit_page(&self, after: i64, limit: usize) -> Result<Vec<AuditEntry>>;
+    /// The page `q` selects, in its walk order (newest first or oldest first). Backends
+    /// answer by seq range (and an index on the kind); this default reads from
+    /// `q.after` up, page by page, keeping the last `limit` when walking newest first.
+    fn audit_query(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        let mut out = std::collections::VecDeque::new();
+        let mut after = q.after;
+        'pages: loop {
+            let page = self.audit_page(after, 5000)?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for e in page {
+                if q.before.is_some_and(|b| e.seq >= b) {
+                    break 'pages;
+                }
+                if q.selects(&e) {
+                    out.push_back(e);
+                    if out.len() > q.limit {
+                        if !q.newest_first {
+                            out.pop_back();
+                            break 'pages;
+                        }
+                        out.pop_front();
+                    }
+                }
+            }
+        }
+        let mut out: Vec<AuditEntry> = out.into();
+        if q.newest_first {
+            out.reverse();
+        }
+        Ok(out)
+    }
     /// (entry count, head hash) as recorded at the last append.
     fn audit_head(&self) -> Result<(i64, String)>;
 
