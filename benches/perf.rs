@@ -142,7 +142,7 @@ fn loaded_app(store: Arc<dyn Store>, dir: &Path) -> App {
     // Run effects to completion as the event loop would (the first load also replays
     // the audit log into calibration), so the frame and RSS figures are the real app's.
     let mut effects: std::collections::VecDeque<Effect> = app.init().into();
-    effects.push_back(Effect::LoadAudit);
+    effects.extend(app.audit.reload());
     while let Some(e) = effects.pop_front() {
         for m in exec.run(e) {
             effects.extend(app.update(m));
