@@ -293,7 +293,27 @@ contract!(
     leases_admit_one_holder_until_released_or_lapsed,
     audit_events_since_reads_one_event_over_one_window,
     audit_query_pages_by_seq_both_ways_with_kinds_pushed_down,
+    caches_round_trip_per_name_and_are_replaced_whole,
 );
+
+/// A reader's cache (the calibration snapshot): absent until saved, replaced whole,
+/// one per name, seen by another connection.
+fn caches_round_trip_per_name_and_are_replaced_whole(fx: &Fx) {
+    let s = fx.s();
+    assert_eq!(s.load_cache("calibration").unwrap(), None);
+    s.save_cache("calibration", "tag\n{\"seq\":1}").unwrap();
+    s.save_cache("other", "x").unwrap();
+    assert_eq!(
+        s.load_cache("calibration").unwrap().as_deref(),
+        Some("tag\n{\"seq\":1}")
+    );
+    s.save_cache("calibration", "tag2\n{}").unwrap();
+    assert_eq!(
+        fx.reopen().load_cache("calibration").unwrap().as_deref(),
+        Some("tag2\n{}")
+    );
+    assert_eq!(s.load_cache("other").unwrap().as_deref(), Some("x"));
+}
 
 /// Keyset pages of the audit log (issue 18): by seq in both directions, bounded on
 /// both sides, with the kind filter applied by the store, and equal to filtering the

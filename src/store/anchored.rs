@@ -110,6 +110,12 @@ impl Store for Anchored {
     fn audit_query(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
         self.inner.audit_query(q)
     }
+    fn load_cache(&self, name: &str) -> Result<Option<String>> {
+        self.inner.load_cache(name)
+    }
+    fn save_cache(&self, name: &str, body: &str) -> Result<()> {
+        self.inner.save_cache(name, body)
+    }
     fn audit_head(&self) -> Result<(i64, String)> {
         self.inner.audit_head()
     }

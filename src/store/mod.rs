@@ -268,6 +268,18 @@ pub trait Store: Send + Sync {
         }
         Ok(out)
     }
+    /// A cache kept for a reader under `name` (the calibration snapshot), `None` when
+    /// there is none. A cache is not a fact: its reader checks it against the audit
+    /// chain (and its own MAC) before trusting it. This default keeps nothing.
+    fn load_cache(&self, name: &str) -> Result<Option<String>> {
+        let _ = name;
+        Ok(None)
+    }
+    /// Replaces the cache under `name`.
+    fn save_cache(&self, name: &str, body: &str) -> Result<()> {
+        let _ = (name, body);
+        Ok(())
+    }
     /// (entry count, head hash) as recorded at the last append.
     fn audit_head(&self) -> Result<(i64, String)>;
 

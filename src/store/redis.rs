@@ -9,6 +9,7 @@
 //! - `permissions`: string (JSON).
 //! - `audit`: sorted set scored by seq, members the sealed entries as JSON;
 //!   `audit:head`: hash {count, hash}.
+//! - `cache:<name>`: string, a reader's cache (the calibration snapshot).
 //!
 //! Atomicity: transitions and edits are Lua scripts that compare state and version and
 //! bump the version. An audit append seals the entry in Rust from the head it read, then
@@ -1052,6 +1053,16 @@ impl Store for RedisStore {
             near = format!("({reached}");
         }
         Ok(out)
+    }
+
+    fn load_cache(&self, name: &str) -> Result<Option<String>> {
+        let key = self.key(&format!("cache:{name}"));
+        self.with(|c| redis::cmd("GET").arg(&key).query(c))
+    }
+
+    fn save_cache(&self, name: &str, body: &str) -> Result<()> {
+        let key = self.key(&format!("cache:{name}"));
+        self.with(|c| redis::cmd("SET").arg(&key).arg(body).query(c))
     }
 
     fn audit_about(&self, action_id: &str, since: Millis) -> Result<Vec<AuditEntry>> {

@@ -74,6 +74,10 @@ CREATE TABLE IF NOT EXISTS leases (
     holder TEXT NOT NULL,
     until INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS caches (
+    name TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit_head (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     count INTEGER NOT NULL,
@@ -886,6 +890,28 @@ impl Store for SqliteStore {
                 .map_err(|e| self.err(e))?;
             rows.collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|e| self.err(e))
+        })
+    }
+
+    fn load_cache(&self, name: &str) -> Result<Option<String>> {
+        self.with(|c| {
+            c.query_row("SELECT body FROM caches WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))
+        })
+    }
+
+    fn save_cache(&self, name: &str, body: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO caches (name, body) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET body = excluded.body",
+                [name, body],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
         })
     }
 

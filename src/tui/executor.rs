@@ -72,7 +72,11 @@ impl Executor {
             .replay
             .lock()
             .map_err(|_| "calibration: an earlier replay failed".to_string())?;
-        let r = crate::runtime::trust::Replay::catch_up(&mut slot, s, &perms).map_err(fail)?;
+        // Start-up reads the store's snapshot (if this user's key made it and it still
+        // matches the chain) and the tail after it, not the whole log.
+        let key = crate::runtime::seal::key().ok();
+        let r = crate::runtime::trust::Replay::catch_up_cached(&mut slot, s, &perms, key.as_deref())
+            .map_err(fail)?;
         let calibration = r.calibration().clone();
         let nudges = calibration.nudges(&perms, self.clock.now_ms());
         Ok(Some(Box::new(super::trust::Calibrated {
