@@ -131,6 +131,7 @@ impl AuditTab {
     /// The filter changed: its matches from the newest.
     pub fn refilter(&mut self) -> Vec<Effect> {
         self.keep = None;
+        self.cursor = 0;
         self.restart(Side::Newest)
     }
 
