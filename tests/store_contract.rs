@@ -332,11 +332,8 @@ fn audit_query_pages_by_seq_both_ways_with_kinds_pushed_down(fx: &Fx) {
             2 => serde_json::json!({ "n": i, "params": { "kind": "send_email" } }),
             _ => serde_json::json!(["not", "an", "object"]),
         };
-        s.append_audit(NewAuditEntry {
-            detail,
-            ..entry(i)
-        })
-        .unwrap();
+        s.append_audit(NewAuditEntry { detail, ..entry(i) })
+            .unwrap();
     }
     let all = s.audit_page(0, n as usize + 1).unwrap();
     assert_eq!(all.len(), n as usize);
@@ -349,7 +346,11 @@ fn audit_query_pages_by_seq_both_ways_with_kinds_pushed_down(fx: &Fx) {
         v
     };
     let seqs = |q: &AuditQuery| -> Vec<i64> {
-        s.audit_query(q).unwrap().into_iter().map(|e| e.seq).collect()
+        s.audit_query(q)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.seq)
+            .collect()
     };
     let kinds = |k: &[&str]| k.iter().map(|k| k.to_string()).collect::<Vec<_>>();
     let mut checked = 0;

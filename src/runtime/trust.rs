@@ -97,7 +97,9 @@ impl Replay {
         };
         let covered = store.audit_page(s.seq - 1, 1)?;
         if s.threshold != threshold
-            || covered.first().is_none_or(|e| e.seq != s.seq || e.hash != s.hash)
+            || covered
+                .first()
+                .is_none_or(|e| e.seq != s.seq || e.hash != s.hash)
         {
             return Ok(None);
         }

@@ -92,8 +92,7 @@ const AUDIT_COLUMNS: &str =
 /// An entry's `detail.kind`, exactly as the `audit_kind` index names it (the planner
 /// uses the index only for the same expression). A row whose detail is not JSON (only
 /// a hand-edited file has one) has no kind rather than failing the index.
-const KIND_EXPR: &str =
-    "(CASE WHEN json_valid(detail) THEN json_extract(detail, '$.kind') END)";
+const KIND_EXPR: &str = "(CASE WHEN json_valid(detail) THEN json_extract(detail, '$.kind') END)";
 
 pub struct SqliteStore {
     path: PathBuf,

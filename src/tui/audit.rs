@@ -274,7 +274,9 @@ impl AuditTab {
     /// The "load more" row, when a search stopped at its budget on either side.
     pub fn searched(&self) -> Option<String> {
         let say = |seq: i64, dir: &str, key: &str| {
-            format!("⋯ searched {dir} #{seq} ({SEARCH_BUDGET} entries a time) · {key} past the end searches further")
+            format!(
+                "⋯ searched {dir} #{seq} ({SEARCH_BUDGET} entries a time) · {key} past the end searches further"
+            )
         };
         match (self.older, self.newer) {
             (Edge::Searched(b), _) => Some(say(b, "back to", "↓")),

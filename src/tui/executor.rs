@@ -75,8 +75,9 @@ impl Executor {
         // Start-up reads the store's snapshot (if this user's key made it and it still
         // matches the chain) and the tail after it, not the whole log.
         let key = crate::runtime::seal::key().ok();
-        let r = crate::runtime::trust::Replay::catch_up_cached(&mut slot, s, &perms, key.as_deref())
-            .map_err(fail)?;
+        let r =
+            crate::runtime::trust::Replay::catch_up_cached(&mut slot, s, &perms, key.as_deref())
+                .map_err(fail)?;
         let calibration = r.calibration().clone();
         let nudges = calibration.nudges(&perms, self.clock.now_ms());
         Ok(Some(Box::new(super::trust::Calibrated {
@@ -376,7 +377,11 @@ pub fn fetch_audit(
                         generation: f.generation,
                         side: f.side,
                         rows,
-                        beyond: if seq == last && !full { Edge::End } else { Edge::More(seq) },
+                        beyond: if seq == last && !full {
+                            Edge::End
+                        } else {
+                            Edge::More(seq)
+                        },
                         total,
                     });
                 }

@@ -784,13 +784,25 @@ fn incremental_replay_matches_a_full_replay() {
 
 /// One decision for the snapshot tests: (event, action, target, confidence, edit size).
 fn snapshot_decision() -> impl Strategy<Value = (usize, usize, usize, f64, f64)> {
-    (0usize..5, 0usize..12, 0usize..3, 0.5f64..1.0, prop_oneof![Just(0.0), 0.0f64..0.5])
+    (
+        0usize..5,
+        0usize..12,
+        0usize..3,
+        0.5f64..1.0,
+        prop_oneof![Just(0.0), 0.0f64..0.5],
+    )
 }
 
 fn append_decision(store: &dyn dealflow::store::Store, d: (usize, usize, usize, f64, f64)) {
     let (event, id, target, confidence, edit) = d;
     let target = ["@initech.example", "@acme.example", "#deals"][target];
-    let event = ["action.proposed", "action.approved", "action.rejected", "action.withdrawn", "action.edited"][event];
+    let event = [
+        "action.proposed",
+        "action.approved",
+        "action.rejected",
+        "action.withdrawn",
+        "action.edited",
+    ][event];
     store
         .append_audit(NewAuditEntry {
             ts: 1,
@@ -882,11 +894,17 @@ fn a_forged_or_stale_snapshot_does_not_change_calibration_or_nudges() {
     let saved = store.load_cache(SNAPSHOT).unwrap().unwrap();
     let (tag, json) = saved.split_once('\n').unwrap();
     // Forged: the streak holds five ids now, so the forger's snapshot would nudge.
-    let forged_json = json.replace("[\"a1\",\"a2\",\"a3\"]", "[\"a1\",\"a2\",\"a3\",\"x\",\"y\"]");
+    let forged_json = json.replace(
+        "[\"a1\",\"a2\",\"a3\"]",
+        "[\"a1\",\"a2\",\"a3\",\"x\",\"y\"]",
+    );
     assert_ne!(forged_json, json, "the streak is in the snapshot");
     for body in [
         format!("{tag}\n{forged_json}"),
-        format!("{}\n{forged_json}", ConsentKey::ephemeral().mac_cache(SNAPSHOT, forged_json.as_bytes())),
+        format!(
+            "{}\n{forged_json}",
+            ConsentKey::ephemeral().mac_cache(SNAPSHOT, forged_json.as_bytes())
+        ),
         format!("\n{forged_json}"),
         forged_json.clone(),
     ] {
@@ -898,7 +916,10 @@ fn a_forged_or_stale_snapshot_does_not_change_calibration_or_nudges() {
     }
     // The same forgery MACed with the right key is trusted (which is why the key never
     // leaves the keyring): the check above is the MAC, not luck.
-    let signed = format!("{}\n{forged_json}", key.mac_cache(SNAPSHOT, forged_json.as_bytes()));
+    let signed = format!(
+        "{}\n{forged_json}",
+        key.mac_cache(SNAPSHOT, forged_json.as_bytes())
+    );
     store.save_cache(SNAPSHOT, &signed).unwrap();
     assert_eq!(start(Some(&key), &perms).1.len(), 1);
     // Stale: genuine, but the chain under it was rewritten (the covered entry's hash).
@@ -906,7 +927,10 @@ fn a_forged_or_stale_snapshot_does_not_change_calibration_or_nudges() {
     let stale = json.replace(&store.audit_head().unwrap().1, &"f".repeat(64));
     assert_ne!(stale, json);
     store
-        .save_cache(SNAPSHOT, &format!("{}\n{stale}", key.mac_cache(SNAPSHOT, stale.as_bytes())))
+        .save_cache(
+            SNAPSHOT,
+            &format!("{}\n{stale}", key.mac_cache(SNAPSHOT, stale.as_bytes())),
+        )
         .unwrap();
     assert_eq!(start(Some(&key), &perms).0, truth);
     // Without a key nothing is trusted (or saved).
