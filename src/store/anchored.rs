@@ -128,4 +128,10 @@ impl Store for Anchored {
     fn verify_audit(&self) -> Result<std::result::Result<i64, ChainBreak>> {
         self.inner.verify_audit()
     }
+    fn verify_audit_progress(
+        &self,
+        progress: &dyn Fn(i64),
+    ) -> Result<std::result::Result<i64, ChainBreak>> {
+        self.inner.verify_audit_progress(progress)
+    }
 }

@@ -325,6 +325,16 @@ pub trait Store: Send + Sync {
 
     /// Walks the whole chain; `Ok(n)` means n entries verified.
     fn verify_audit(&self) -> Result<std::result::Result<i64, ChainBreak>> {
+        self.verify_audit_progress(&|_| {})
+    }
+
+    /// As [`Store::verify_audit`], telling `progress` how many entries are checked so
+    /// far after each stretch (a long run on a terminal shows a bar). This default
+    /// streams pages of 5,000.
+    fn verify_audit_progress(
+        &self,
+        progress: &dyn Fn(i64),
+    ) -> Result<std::result::Result<i64, ChainBreak>> {
         let mut v = ChainVerifier::default();
         let mut after = 0;
         loop {
@@ -338,6 +348,7 @@ pub trait Store: Send + Sync {
                 }
             }
             after = page.last().map_or(after, |e| e.seq);
+            progress(v.count());
         }
         let (count, head) = self.audit_head()?;
         Ok(v.finish(count, &head))

@@ -750,6 +750,13 @@ impl Store for SqliteStore {
     /// process's other store calls on a long log, and rows checked as stored, without
     /// parsing their detail.
     fn verify_audit(&self) -> Result<std::result::Result<i64, audit::ChainBreak>> {
+        self.verify_audit_progress(&|_| {})
+    }
+
+    fn verify_audit_progress(
+        &self,
+        progress: &dyn Fn(i64),
+    ) -> Result<std::result::Result<i64, audit::ChainBreak>> {
         let mut conn = Connection::open_with_flags(
             &self.path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -810,6 +817,7 @@ impl Store for SqliteStore {
                     return Ok(Err(b));
                 }
                 batch.clear();
+                progress(v.count());
             }
         }
         if let Err(b) = verify_batch(&mut v, &batch) {
