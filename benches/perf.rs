@@ -586,19 +586,24 @@ fn section_scale() -> Result<()> {
         let bin = PathBuf::from(env!("CARGO_BIN_EXE_dealflow"));
         let home = tempfile::tempdir()?;
         let args = format!("--store {}", big.display());
+        let small_args = format!("--store {}", small.display());
         pty_run(&bin, &args, home.path())?;
-        let (mut d, mut h) = (vec![], vec![]);
+        pty_run(&bin, &small_args, home.path())?;
+        let (mut d, mut h, mut s) = (vec![], vec![], vec![]);
         for _ in 0..env_usize("BENCH_STARTUP_RUNS", 15) {
             h.push(pty_run(&hello, "", home.path())?);
             d.push(pty_run(&bin, &args, home.path())?);
+            s.push(pty_run(&bin, &small_args, home.path())?);
         }
-        let (d, h) = (median(&mut d), median(&mut h));
+        let (d, h, s) = (median(&mut d), median(&mut h), median(&mut s));
         let r = d.as_secs_f64() / h.as_secs_f64();
         println!(
-            "spawn to first frame with data, {rows} rows: {:.1} ms vs ratatui hello-world {:.1} ms = {r:.2}x (goal <= 1.5x: {})",
+            "spawn to first frame with data, {rows} rows: {:.1} ms vs ratatui hello-world {:.1} ms = {r:.2}x (goal <= 1.5x: {}); the same {actions} actions with 100 rows: {:.1} ms ({:.2}x of it is the log's size)",
             ms(d),
             ms(h),
-            verdict(r, 1.5)
+            verdict(r, 1.5),
+            ms(s),
+            d.as_secs_f64() / s.as_secs_f64(),
         );
     } else {
         println!("spawn to first frame: skipped (cargo build --release --examples)");

@@ -293,6 +293,7 @@ pub fn split_filter(filter: &str) -> (Vec<String>, Vec<String>) {
     let kinds = terms
         .iter()
         .find_map(|t| t.strip_prefix("kind:"))
+        .filter(|want| !want.is_empty())
         .map(|want| {
             ActionKind::ALL
                 .iter()
