@@ -311,8 +311,10 @@ fn the_queue_is_scriptable_and_every_decision_is_audited() {
             "action.rejected"
         ]
     );
-    let (o, _, _) = out(&e.sandbox(&["audit", "verify"]).success());
+    let (o, err, _) = out(&e.sandbox(&["audit", "verify"]).success());
     assert!(o.contains("10 entries verified"), "{o}");
+    // Piped: no progress bar (it is drawn only on a terminal).
+    assert!(!err.contains('\r') && !err.contains("] "), "{err}");
 }
 
 #[test]

@@ -293,6 +293,8 @@ contract!(
     leases_admit_one_holder_until_released_or_lapsed,
     audit_events_since_reads_one_event_over_one_window,
     upsert_many_writes_and_updates_in_one_go,
+    audit_query_pages_by_seq_both_ways_with_kinds_pushed_down,
+    caches_round_trip_per_name_and_are_replaced_whole,
 );
 
 /// The import's batch write: many deals and contacts in one call, read back as written;
@@ -348,6 +350,124 @@ fn upsert_many_writes_and_updates_in_one_go(fx: &Fx) {
     assert_eq!(cs.len(), 300);
     assert_eq!(cs[2], renamed);
     assert_eq!(cs[3], contact(4));
+}
+
+/// A reader's cache (the calibration snapshot): absent until saved, replaced whole,
+/// one per name, seen by another connection.
+fn caches_round_trip_per_name_and_are_replaced_whole(fx: &Fx) {
+    let s = fx.s();
+    assert_eq!(s.load_cache("calibration").unwrap(), None);
+    s.save_cache("calibration", "tag\n{\"seq\":1}").unwrap();
+    s.save_cache("other", "x").unwrap();
+    assert_eq!(
+        s.load_cache("calibration").unwrap().as_deref(),
+        Some("tag\n{\"seq\":1}")
+    );
+    s.save_cache("calibration", "tag2\n{}").unwrap();
+    assert_eq!(
+        fx.reopen().load_cache("calibration").unwrap().as_deref(),
+        Some("tag2\n{}")
+    );
+    assert_eq!(s.load_cache("other").unwrap().as_deref(), Some("x"));
+}
+
+/// Keyset pages of the audit log (issue 18): by seq in both directions, bounded on
+/// both sides, with the kind filter applied by the store, and equal to filtering the
+/// whole log by hand. A rare kind sits far apart, so the Redis walk crosses its
+/// per-round-trip budget and carries on from where it stopped.
+fn audit_query_pages_by_seq_both_ways_with_kinds_pushed_down(fx: &Fx) {
+    use dealflow::store::AuditQuery;
+    let s = fx.s();
+    let n = 5000;
+    for i in 1..=n {
+        let detail = match i % 4 {
+            _ if i == 2 || i == n - 1 => serde_json::json!({ "kind": "close_deal", "n": i }),
+            0 => serde_json::json!({ "kind": "send_email", "n": i }),
+            1 => serde_json::json!({ "kind": "post_slack", "n": i }),
+            // A kind deeper in the detail is not the entry's kind.
+            2 => serde_json::json!({ "n": i, "params": { "kind": "send_email" } }),
+            _ => serde_json::json!(["not", "an", "object"]),
+        };
+        s.append_audit(NewAuditEntry { detail, ..entry(i) })
+            .unwrap();
+    }
+    let all = s.audit_page(0, n as usize + 1).unwrap();
+    assert_eq!(all.len(), n as usize);
+    let by_hand = |q: &AuditQuery| -> Vec<i64> {
+        let mut v: Vec<i64> = all.iter().filter(|e| q.selects(e)).map(|e| e.seq).collect();
+        if q.newest_first {
+            v.reverse();
+        }
+        v.truncate(q.limit);
+        v
+    };
+    let seqs = |q: &AuditQuery| -> Vec<i64> {
+        s.audit_query(q)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.seq)
+            .collect()
+    };
+    let kinds = |k: &[&str]| k.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+    let mut checked = 0;
+    for newest_first in [true, false] {
+        for (after, before) in [(0, None), (0, Some(4000)), (100, Some(200)), (4990, None)] {
+            for k in [
+                kinds(&[]),
+                kinds(&["send_email"]),
+                kinds(&["close_deal"]),
+                kinds(&["post_slack", "close_deal"]),
+                kinds(&["no_such_kind"]),
+            ] {
+                for limit in [1, 7, 300] {
+                    let q = AuditQuery {
+                        before,
+                        after,
+                        newest_first,
+                        kinds: k.clone(),
+                        limit,
+                    };
+                    assert_eq!(seqs(&q), by_hand(&q), "{q:?}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 120);
+    // The rare kind, far apart: both, in either direction, with nothing in between.
+    let rare = |newest_first| AuditQuery {
+        newest_first,
+        kinds: kinds(&["close_deal"]),
+        limit: 10,
+        ..AuditQuery::default()
+    };
+    assert_eq!(seqs(&rare(true)), [n - 1, 2]);
+    assert_eq!(seqs(&rare(false)), [2, n - 1]);
+    // Keyset paging newest first walks the whole log once, page by page.
+    let mut walked = Vec::new();
+    let mut before = None;
+    loop {
+        let page = seqs(&AuditQuery {
+            before,
+            newest_first: true,
+            limit: 777,
+            ..AuditQuery::default()
+        });
+        let Some(&last) = page.last() else { break };
+        walked.extend(page);
+        before = Some(last);
+    }
+    assert_eq!(walked, (1..=n).rev().collect::<Vec<_>>());
+    // Entries come back whole: their hashes still chain.
+    let page = s
+        .audit_query(&AuditQuery {
+            after: 10,
+            limit: 5,
+            ..AuditQuery::default()
+        })
+        .unwrap();
+    assert_eq!(page[0].prev_hash, all[9].hash);
+    assert_eq!(page, all[10..15]);
 }
 
 /// The query the blast-radius budgets count with: entries of one event stamped at or

@@ -478,7 +478,7 @@ fn audit_tab_verifies_filters_and_exports() {
     insta::assert_snapshot!("audit_tab", h.terminal().backend());
     h.keys("/outcome:ok actor:user:demo");
     h.code(KeyCode::Enter);
-    assert_eq!(h.app.audit.visible.len(), 1);
+    assert_eq!(h.app.audit.rows.len(), 1);
     h.keys("x");
     assert!(h.screen().contains("exported 5 audit entries"));
 }
@@ -2236,4 +2236,81 @@ fn the_status_bar_tells_a_lead_what_waits_on_their_phone() {
         "{}",
         h.screen()
     );
+}
+
+/// The Audit tab pages from the store (issue 18): it holds a window of the log, never
+/// the log; walking it with `j`/`k` visits every entry in order across page edges;
+/// `G`/`g` jump to the oldest and newest; a `kind:` filter is answered by the store;
+/// a search reads a bounded stretch and says so, and moving past the end reads on.
+#[test]
+fn the_audit_tab_pages_from_the_store_and_holds_a_window() {
+    use dealflow::tui::audit::{HOLD, PAGE};
+    let n = 6000;
+    let mut h = H::with_setup(None, |s| {
+        for i in 1..=n {
+            s.append_audit(dealflow::core::audit::NewAuditEntry {
+                ts: NOW + i,
+                actor: if i == 10 { "user:needle" } else { "agent" }.into(),
+                surface: Some(Surface::ActionCenter),
+                event: "action.proposed".into(),
+                action_id: Some(format!("act-{i}")),
+                outcome: "ok".into(),
+                detail: serde_json::json!({
+                    "kind": if i % 3 == 0 { "send_email" } else { "post_slack" },
+                }),
+            })
+            .unwrap();
+        }
+    });
+    let total = h.store.audit_head().unwrap().0;
+    h.keys("4");
+    assert_eq!(h.app.audit.rows.len(), PAGE);
+    assert!(h.screen().contains(&format!("{total} of {total} entries")));
+    assert_eq!(h.app.audit.current().unwrap().seq, total);
+    // Down across several page edges: every entry once, in order, the window bounded.
+    let mut seen = vec![h.app.audit.current().unwrap().seq];
+    for _ in 0..1500 {
+        h.keys("j");
+        seen.push(h.app.audit.current().unwrap().seq);
+        assert!(h.app.audit.rows.len() <= HOLD);
+    }
+    assert_eq!(seen, ((total - 1500)..=total).rev().collect::<Vec<_>>());
+    // Back up past where the window was trimmed.
+    for _ in 0..1200 {
+        h.keys("k");
+        assert!(h.app.audit.rows.len() <= HOLD);
+    }
+    assert_eq!(h.app.audit.current().unwrap().seq, total - 300);
+    // G: the oldest entry; k walks up from it.
+    h.keys("G");
+    assert_eq!(h.app.audit.current().unwrap().seq, 1);
+    assert!(h.screen().contains("│1 "), "{}", h.screen());
+    for _ in 0..250 {
+        h.keys("k");
+    }
+    assert_eq!(h.app.audit.current().unwrap().seq, 251);
+    // g: the newest again.
+    h.keys("g");
+    assert_eq!(h.app.audit.current().unwrap().seq, total);
+    // kind: answered by the store, the newest match first.
+    h.keys("/kind:send_email");
+    h.code(KeyCode::Enter);
+    let rows = &h.app.audit.rows;
+    assert_eq!(rows.len(), PAGE);
+    assert!(rows.iter().all(|e| e.detail["kind"] == "send_email"));
+    assert_eq!(rows[0].detail["kind"], "send_email");
+    assert!(h.screen().contains(&format!("{PAGE}+ of {total} entries")));
+    // A search with one match far back: the first stretch finds nothing and says so.
+    h.keys("/");
+    h.code(KeyCode::Esc);
+    h.keys("/needle");
+    h.code(KeyCode::Enter);
+    assert!(h.app.audit.rows.is_empty());
+    let s = h.screen();
+    assert!(s.contains("searched back to"), "{s}");
+    // Moving past the end reads on, and finds it.
+    h.keys("j");
+    assert_eq!(h.app.audit.rows.len(), 1);
+    assert_eq!(h.app.audit.current().unwrap().actor, "user:needle");
+    assert!(!h.screen().contains("searched back to"));
 }

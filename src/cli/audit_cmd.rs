@@ -39,6 +39,62 @@ pub enum Format {
     Csv,
 }
 
+/// Verifies the chain, with a progress bar on stderr when it is a terminal and the run
+/// is long (drawn from half a second on); nothing when piped.
+fn verify_with_progress(
+    store: &dyn crate::store::Store,
+) -> Result<std::result::Result<i64, crate::core::audit::ChainBreak>> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return Ok(store.verify_audit()?);
+    }
+    let total = store.audit_head()?.0;
+    let start = std::time::Instant::now();
+    let drawn = std::cell::Cell::new(std::time::Duration::ZERO);
+    let result = store.verify_audit_progress(&|done| {
+        let at = start.elapsed();
+        if at.as_millis() < 500 || at.saturating_sub(drawn.get()).as_millis() < 100 {
+            return;
+        }
+        drawn.set(at);
+        eprint!("\r{}", progress_bar(done, total, 30));
+    });
+    if drawn.get() > std::time::Duration::ZERO {
+        eprint!("\r\x1b[2K");
+    }
+    Ok(result?)
+}
+
+/// "[#########.....................]  31%  310,000 / 1,000,000 entries".
+pub fn progress_bar(done: i64, total: i64, width: usize) -> String {
+    let frac = if total > 0 {
+        (done as f64 / total as f64).clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    let filled = (frac * width as f64).round() as usize;
+    format!(
+        "[{}{}] {:>3}%  {} / {} entries",
+        "#".repeat(filled),
+        ".".repeat(width - filled),
+        (frac * 100.0).round() as u32,
+        thousands(done),
+        thousands(total)
+    )
+}
+
+fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
 pub fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
     match cmd {
         AuditCmd::Verify { team: true } => {
@@ -58,7 +114,7 @@ pub fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 }
             }
         }
-        AuditCmd::Verify { team: false } => match ctx.store.verify_audit()? {
+        AuditCmd::Verify { team: false } => match verify_with_progress(ctx.store.as_ref())? {
             Ok(n) => {
                 // The chain only proves the log is consistent with itself; the keyring
                 // checkpoint proves nothing was cut, wiped or rewritten around it.
@@ -205,5 +261,17 @@ fn export(pages: &Pages<'_>, format: Format, out: &mut dyn Write) -> Result<usiz
             w.flush()?;
             Ok(n)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_progress_bar_fills_with_the_entries_checked() {
+        assert_eq!(
+            super::progress_bar(310_000, 1_000_000, 10),
+            "[###.......]  31%  310,000 / 1,000,000 entries"
+        );
+        assert_eq!(super::progress_bar(5, 0, 4), "[####] 100%  5 / 0 entries");
     }
 }

@@ -169,7 +169,7 @@ pub struct Observation {
     pub auto_rule: Option<String>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Proposed {
     kind: Option<ActionKind>,
     target: Option<String>,
@@ -181,7 +181,7 @@ struct Proposed {
 /// Turns audit entries, fed in sequence order, into observations. It remembers what each
 /// action was (kind, target, confidence) from earlier entries, so a log can be fed a page
 /// at a time, or only its new entries since the last feed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Observer {
     known: BTreeMap<String, Proposed>,
 }
@@ -307,7 +307,7 @@ impl Nudge {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Streak {
     ids: Vec<String>,
     over_threshold: bool,
@@ -323,7 +323,50 @@ pub struct Calibration {
     config: CalibrationConfig,
 }
 
+/// A [`Calibration`] as data (its maps keyed by plain strings), for a snapshot that
+/// start-up reads instead of replaying the log (issue 18).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationState {
+    /// (kind, band, figures).
+    figures: Vec<(ActionKind, String, Figures)>,
+    /// (kind, target pattern, streak).
+    streaks: Vec<(ActionKind, String, Streak)>,
+    rule_hits: BTreeMap<String, u64>,
+    config: CalibrationConfig,
+}
+
+/// The bands [`confidence_band`] names.
+const BANDS: [&str; 5] = ["≥ 0.90", "0.75–0.90", "0.60–0.75", "< 0.60", "invalid"];
+
 impl Calibration {
+    /// The state as data.
+    pub fn state(&self) -> CalibrationState {
+        CalibrationState {
+            figures: (self.figures.iter())
+                .map(|((k, b), f)| (*k, b.to_string(), f.clone()))
+                .collect(),
+            streaks: (self.streaks.iter())
+                .map(|((k, t), s)| (*k, t.clone(), s.clone()))
+                .collect(),
+            rule_hits: self.rule_hits.clone(),
+            config: self.config.clone(),
+        }
+    }
+
+    /// Back from data; `None` when it names a band this build does not know.
+    pub fn from_state(s: CalibrationState) -> Option<Calibration> {
+        let mut figures = BTreeMap::new();
+        for (k, b, f) in s.figures {
+            figures.insert((k, *BANDS.iter().find(|x| **x == b)?), f);
+        }
+        Some(Calibration {
+            figures,
+            streaks: s.streaks.into_iter().map(|(k, t, s)| ((k, t), s)).collect(),
+            rule_hits: s.rule_hits,
+            config: s.config,
+        })
+    }
+
     pub fn new(config: CalibrationConfig) -> Calibration {
         Calibration {
             config,

@@ -81,6 +81,19 @@ impl ConsentKey {
         }
     }
 
+    /// A MAC over a cache this user's process wrote (the calibration snapshot), so a
+    /// cache written around dealflow is not trusted. Domain-separated from consent.
+    pub fn mac_cache(&self, name: &str, body: &[u8]) -> String {
+        self.mac(&[b"dealflow-cache\0", name.as_bytes(), b"\0", body].concat())
+    }
+
+    pub fn verify_cache(&self, name: &str, body: &[u8], tag_hex: &str) -> bool {
+        self.verify(
+            &[b"dealflow-cache\0", name.as_bytes(), b"\0", body].concat(),
+            tag_hex,
+        )
+    }
+
     fn mac(&self, msg: &[u8]) -> String {
         hex::encode(hmac::sign(&self.key, msg).as_ref())
     }

@@ -1,7 +1,7 @@
 //! A store whose every audit append is reported to an [`AuditAnchor`] (the keyring
 //! checkpoint), so the chain is anchored outside the store it lives in.
 
-use super::{ActionFilter, Lease, Result, Store, Transition};
+use super::{ActionFilter, AuditQuery, Lease, Result, Store, Transition};
 use crate::core::audit::{AuditEntry, ChainBreak, NewAuditEntry};
 use crate::core::domain::{Action, ActionParams, Contact, Deal, Millis};
 use crate::core::permissions::{PermissionChange, Permissions};
@@ -110,6 +110,15 @@ impl Store for Anchored {
     fn audit_page(&self, after: i64, limit: usize) -> Result<Vec<AuditEntry>> {
         self.inner.audit_page(after, limit)
     }
+    fn audit_query(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        self.inner.audit_query(q)
+    }
+    fn load_cache(&self, name: &str) -> Result<Option<String>> {
+        self.inner.load_cache(name)
+    }
+    fn save_cache(&self, name: &str, body: &str) -> Result<()> {
+        self.inner.save_cache(name, body)
+    }
     fn audit_head(&self) -> Result<(i64, String)> {
         self.inner.audit_head()
     }
@@ -121,5 +130,11 @@ impl Store for Anchored {
     }
     fn verify_audit(&self) -> Result<std::result::Result<i64, ChainBreak>> {
         self.inner.verify_audit()
+    }
+    fn verify_audit_progress(
+        &self,
+        progress: &dyn Fn(i64),
+    ) -> Result<std::result::Result<i64, ChainBreak>> {
+        self.inner.verify_audit_progress(progress)
     }
 }

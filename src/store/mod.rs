@@ -99,6 +99,36 @@ pub struct ActionFilter {
     pub limit: Option<usize>,
 }
 
+/// One keyset page of the audit log (issue 18): a reader that holds only what is on
+/// screen asks for the next page from the seq it stopped at, in either direction, with
+/// the kind filter applied by the store (an index in SQLite, a server-side walk in
+/// Redis) rather than over a log loaded whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only entries with `seq < before` (`None`: up to the head).
+    pub before: Option<i64>,
+    /// Only entries with `seq > after` (0: from the first).
+    pub after: i64,
+    /// Newest first, walking down from `before`; else oldest first, up from `after`.
+    pub newest_first: bool,
+    /// Only entries whose `detail.kind` is one of these (empty: every entry).
+    pub kinds: Vec<String>,
+    pub limit: usize,
+}
+
+impl AuditQuery {
+    /// Whether `e` is one this query selects (bounds and kinds; not the limit).
+    pub fn selects(&self, e: &AuditEntry) -> bool {
+        e.seq > self.after
+            && self.before.is_none_or(|b| e.seq < b)
+            && (self.kinds.is_empty()
+                || e.detail
+                    .get("kind")
+                    .and_then(|k| k.as_str())
+                    .is_some_and(|k| self.kinds.iter().any(|w| w == k)))
+    }
+}
+
 /// A request to move an action from a known state and version to another.
 #[derive(Debug, Clone)]
 pub struct Transition {
@@ -218,6 +248,50 @@ pub trait Store: Send + Sync {
     }
     /// Entries with `seq > after`, in order, at most `limit`.
     fn audit_page(&self, after: i64, limit: usize) -> Result<Vec<AuditEntry>>;
+    /// The page `q` selects, in its walk order (newest first or oldest first). Backends
+    /// answer by seq range (and an index on the kind); this default reads from
+    /// `q.after` up, page by page, keeping the last `limit` when walking newest first.
+    fn audit_query(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        let mut out = std::collections::VecDeque::new();
+        let mut after = q.after;
+        'pages: loop {
+            let page = self.audit_page(after, 5000)?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for e in page {
+                if q.before.is_some_and(|b| e.seq >= b) {
+                    break 'pages;
+                }
+                if q.selects(&e) {
+                    out.push_back(e);
+                    if out.len() > q.limit {
+                        if !q.newest_first {
+                            out.pop_back();
+                            break 'pages;
+                        }
+                        out.pop_front();
+                    }
+                }
+            }
+        }
+        let mut out: Vec<AuditEntry> = out.into();
+        if q.newest_first {
+            out.reverse();
+        }
+        Ok(out)
+    }
+    /// A cache kept for a reader under `name` (the calibration snapshot), `None` when
+    /// there is none. A cache is not a fact: its reader checks it against the audit
+    /// chain (and its own MAC) before trusting it. This default keeps nothing.
+    fn load_cache(&self, name: &str) -> Result<Option<String>> {
+        let _ = name;
+        Ok(None)
+    }
+    /// Replaces the cache under `name`.
+    fn save_cache(&self, name: &str, body: &str) -> Result<()> {
+        let _ = (name, body);
+        Ok(())
+    }
     /// (entry count, head hash) as recorded at the last append.
     fn audit_head(&self) -> Result<(i64, String)>;
 
@@ -263,6 +337,16 @@ pub trait Store: Send + Sync {
 
     /// Walks the whole chain; `Ok(n)` means n entries verified.
     fn verify_audit(&self) -> Result<std::result::Result<i64, ChainBreak>> {
+        self.verify_audit_progress(&|_| {})
+    }
+
+    /// As [`Store::verify_audit`], telling `progress` how many entries are checked so
+    /// far after each stretch (a long run on a terminal shows a bar). This default
+    /// streams pages of 5,000.
+    fn verify_audit_progress(
+        &self,
+        progress: &dyn Fn(i64),
+    ) -> Result<std::result::Result<i64, ChainBreak>> {
         let mut v = ChainVerifier::default();
         let mut after = 0;
         loop {
@@ -276,6 +360,7 @@ pub trait Store: Send + Sync {
                 }
             }
             after = page.last().map_or(after, |e| e.seq);
+            progress(v.count());
         }
         let (count, head) = self.audit_head()?;
         Ok(v.finish(count, &head))

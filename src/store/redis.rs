@@ -9,6 +9,7 @@
 //! - `permissions`: string (JSON).
 //! - `audit`: sorted set scored by seq, members the sealed entries as JSON;
 //!   `audit:head`: hash {count, hash}.
+//! - `cache:<name>`: string, a reader's cache (the calibration snapshot).
 //!
 //! Atomicity: transitions and edits are Lua scripts that compare state and version and
 //! bump the version. An audit append seals the entry in Rust from the head it read, then
@@ -20,7 +21,7 @@
 //! crate's blocking connection behind a mutex (no runtime involved), reconnecting after
 //! a connection error.
 
-use super::{ActionFilter, Lease, Result, Store, StoreError, Transition};
+use super::{ActionFilter, AuditQuery, Lease, Result, Store, StoreError, Transition};
 use crate::core::audit::{self, AuditEntry, GENESIS, NewAuditEntry};
 use crate::core::domain::{Action, ActionParams, ActionState, Contact, Deal, Millis};
 use crate::core::permissions::{PermissionChange, Permissions};
@@ -87,6 +88,42 @@ end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
 redis.call('HSET', KEYS[2], 'count', ARGV[3], 'hash', ARGV[5])
 return {'ok'}
+"#;
+
+/// KEYS: audit. ARGV: the far bound, the near bound (ZRANGE BYSCORE syntax: `(12`,
+/// `+inf`), '1' newest first, the limit, how many entries to read at most, then the
+/// kinds. Walks the sorted set from the near bound a page at a time, keeping entries
+/// whose `detail.kind` is one of the kinds, and stops at the limit or after reading the
+/// budget (a long walk does not hold the server). Answers {'end' | 'more', the seq it
+/// read up to, the entries...}.
+const AUDIT_KINDS: &str = r#"
+local want = {}
+for i = 6, #ARGV do want[ARGV[i]] = true end
+local far, near, rev = ARGV[1], ARGV[2], ARGV[3] == '1'
+local limit, budget = tonumber(ARGV[4]), tonumber(ARGV[5])
+local out = {'more', ''}
+local read = 0
+while read < budget do
+  local rows
+  if rev then
+    rows = redis.call('ZRANGE', KEYS[1], near, far, 'BYSCORE', 'REV', 'LIMIT', 0, 256, 'WITHSCORES')
+  else
+    rows = redis.call('ZRANGE', KEYS[1], near, far, 'BYSCORE', 'LIMIT', 0, 256, 'WITHSCORES')
+  end
+  if #rows == 0 then out[1] = 'end'; return out end
+  for i = 1, #rows, 2 do
+    read = read + 1
+    near = '(' .. rows[i + 1]
+    out[2] = rows[i + 1]
+    local ok, e = pcall(cjson.decode, rows[i])
+    if ok and type(e) == 'table' and type(e.detail) == 'table' and want[e.detail.kind] then
+      out[#out + 1] = rows[i]
+      if #out - 2 >= limit then return out end
+    end
+  end
+  if #rows < 512 then out[1] = 'end'; return out end
+end
+return out
 "#;
 
 /// KEYS: the target's migration marker, then n legacy keys, then their n new names.
@@ -985,6 +1022,71 @@ impl Store for RedisStore {
                     .map_err(|e| self.corrupt(format!("audit entry after #{after}: {e}")))
             })
             .collect()
+    }
+
+    /// A score range of the sorted set; with kinds, a server-side walk (`AUDIT_KINDS`)
+    /// a bounded stretch per round trip until the page is full or the range ends.
+    fn audit_query(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        let key = self.key("audit");
+        let parse = |r: &String| {
+            serde_json::from_str::<AuditEntry>(r)
+                .map_err(|e| self.corrupt(format!("audit entry: {e}")))
+        };
+        let low = format!("({}", q.after);
+        let high = q.before.map_or("+inf".to_string(), |b| format!("({b}"));
+        let (mut near, far) = if q.newest_first {
+            (high, low)
+        } else {
+            (low, high)
+        };
+        if q.kinds.is_empty() {
+            let rows: Vec<String> = self.with(|c| {
+                let mut cmd = redis::cmd("ZRANGE");
+                cmd.arg(&key).arg(&near).arg(&far).arg("BYSCORE");
+                if q.newest_first {
+                    cmd.arg("REV");
+                }
+                cmd.arg("LIMIT").arg(0).arg(q.limit).query(c)
+            })?;
+            return rows.iter().map(parse).collect();
+        }
+        let script = Script::new(AUDIT_KINDS);
+        let mut out = Vec::new();
+        while out.len() < q.limit {
+            let answer: Vec<String> = self.with(|c| {
+                let mut inv = script.key(&key);
+                inv.arg(&far)
+                    .arg(&near)
+                    .arg(if q.newest_first { "1" } else { "0" })
+                    .arg(q.limit - out.len())
+                    .arg(4096);
+                for k in &q.kinds {
+                    inv.arg(k);
+                }
+                inv.invoke(c)
+            })?;
+            let [status, reached, rows @ ..] = answer.as_slice() else {
+                return Err(self.corrupt(format!("audit query: unexpected answer {answer:?}")));
+            };
+            for r in rows {
+                out.push(parse(r)?);
+            }
+            if status != "more" || reached.is_empty() {
+                break;
+            }
+            near = format!("({reached}");
+        }
+        Ok(out)
+    }
+
+    fn load_cache(&self, name: &str) -> Result<Option<String>> {
+        let key = self.key(&format!("cache:{name}"));
+        self.with(|c| redis::cmd("GET").arg(&key).query(c))
+    }
+
+    fn save_cache(&self, name: &str, body: &str) -> Result<()> {
+        let key = self.key(&format!("cache:{name}"));
+        self.with(|c| redis::cmd("SET").arg(&key).arg(body).query(c))
     }
 
     fn audit_about(&self, action_id: &str, since: Millis) -> Result<Vec<AuditEntry>> {

@@ -3,7 +3,7 @@
 //! transitions are single conditional UPDATEs and audit appends take the write lock
 //! before reading the chain head.
 
-use super::{ActionFilter, Lease, Result, Store, StoreError, Transition};
+use super::{ActionFilter, AuditQuery, Lease, Result, Store, StoreError, Transition};
 use crate::core::audit::{self, AuditEntry, GENESIS, NewAuditEntry};
 use crate::core::domain::{
     Action, ActionParams, ActionState, Contact, Deal, Millis, Stage, Surface,
@@ -67,10 +67,16 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_action ON audit(action_id, ts);
 CREATE INDEX IF NOT EXISTS audit_event ON audit(event, ts);
+CREATE INDEX IF NOT EXISTS audit_kind ON audit(
+    (CASE WHEN json_valid(detail) THEN json_extract(detail, '$.kind') END), seq);
 CREATE TABLE IF NOT EXISTS leases (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
     until INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS caches (
+    name TEXT PRIMARY KEY,
+    body TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS audit_head (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -90,6 +96,15 @@ const UPSERT_CONTACT: &str =
     "INSERT INTO contacts (id, name, email, account, title) VALUES (?1, ?2, ?3, ?4, ?5)
      ON CONFLICT(id) DO UPDATE SET name=excluded.name, email=excluded.email,
        account=excluded.account, title=excluded.title";
+
+/// The columns an [`AuditEntry`] is read from, in `row_to_entry`'s order.
+const AUDIT_COLUMNS: &str =
+    "seq, ts, actor, surface, event, action_id, outcome, detail, prev_hash, hash";
+
+/// An entry's `detail.kind`, exactly as the `audit_kind` index names it (the planner
+/// uses the index only for the same expression). A row whose detail is not JSON (only
+/// a hand-edited file has one) has no kind rather than failing the index.
+const KIND_EXPR: &str = "(CASE WHEN json_valid(detail) THEN json_extract(detail, '$.kind') END)";
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -180,6 +195,34 @@ impl SqliteStore {
         // transactions keep the file consistent, so carry on with the connection.
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut guard)
+    }
+
+    /// An audit row selected as [`AUDIT_COLUMNS`], parsed.
+    fn row_to_entry(&self, r: &rusqlite::Row<'_>) -> Result<AuditEntry> {
+        let seq: i64 = r.get(0).map_err(|e| self.err(e))?;
+        let surface: Option<String> = r.get(3).map_err(|e| self.err(e))?;
+        let surface = match surface {
+            None => None,
+            Some(s) => Some(
+                Surface::parse(&s)
+                    .ok_or_else(|| self.corrupt(format!("audit #{seq}: unknown surface {s:?}")))?,
+            ),
+        };
+        let detail: String = r.get(7).map_err(|e| self.err(e))?;
+        let detail = serde_json::from_str(&detail)
+            .map_err(|e| self.corrupt(format!("audit #{seq}: detail: {e}")))?;
+        Ok(AuditEntry {
+            seq,
+            ts: r.get(1).map_err(|e| self.err(e))?,
+            actor: r.get(2).map_err(|e| self.err(e))?,
+            surface,
+            event: r.get(4).map_err(|e| self.err(e))?,
+            action_id: r.get(5).map_err(|e| self.err(e))?,
+            outcome: r.get(6).map_err(|e| self.err(e))?,
+            detail,
+            prev_hash: r.get(8).map_err(|e| self.err(e))?,
+            hash: r.get(9).map_err(|e| self.err(e))?,
+        })
     }
 
     /// A text column, borrowed from the row (no copy).
@@ -705,42 +748,67 @@ impl Store for SqliteStore {
     fn audit_page(&self, after: i64, limit: usize) -> Result<Vec<AuditEntry>> {
         self.with(|c| {
             let mut st = c
-                .prepare_cached(
-                    "SELECT seq, ts, actor, surface, event, action_id, outcome, detail, prev_hash, hash
-                     FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-                )
+                .prepare_cached(&format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                ))
                 .map_err(|e| self.err(e))?;
             let mut rows = st
                 .query(params![after, limit as i64])
                 .map_err(|e| self.err(e))?;
             let mut out = Vec::new();
             while let Some(r) = rows.next().map_err(|e| self.err(e))? {
-                let seq: i64 = r.get(0).map_err(|e| self.err(e))?;
-                let surface: Option<String> = r.get(3).map_err(|e| self.err(e))?;
-                let surface = match surface {
-                    None => None,
-                    Some(s) => Some(Surface::parse(&s).ok_or_else(|| {
-                        self.corrupt(format!("audit #{seq}: unknown surface {s:?}"))
-                    })?),
-                };
-                let detail: String = r.get(7).map_err(|e| self.err(e))?;
-                let detail = serde_json::from_str(&detail)
-                    .map_err(|e| self.corrupt(format!("audit #{seq}: detail: {e}")))?;
-                out.push(AuditEntry {
-                    seq,
-                    ts: r.get(1).map_err(|e| self.err(e))?,
-                    actor: r.get(2).map_err(|e| self.err(e))?,
-                    surface,
-                    event: r.get(4).map_err(|e| self.err(e))?,
-                    action_id: r.get(5).map_err(|e| self.err(e))?,
-                    outcome: r.get(6).map_err(|e| self.err(e))?,
-                    detail,
-                    prev_hash: r.get(8).map_err(|e| self.err(e))?,
-                    hash: r.get(9).map_err(|e| self.err(e))?,
-                });
+                out.push(self.row_to_entry(r)?);
             }
             Ok(out)
         })
+    }
+
+    /// A range of seq, walked by the primary key; with kinds, one range of the
+    /// `audit_kind` index per kind, merged: each stops after `limit` rows.
+    fn audit_query(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        let (order, before) = (
+            if q.newest_first { "DESC" } else { "ASC" },
+            q.before.unwrap_or(i64::MAX),
+        );
+        let limit = q.limit as i64;
+        let mut out = self.with(|c| {
+            let mut out = Vec::new();
+            let mut read = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> Result<()> {
+                let mut st = c.prepare_cached(sql).map_err(|e| self.err(e))?;
+                let mut rows = st.query(p).map_err(|e| self.err(e))?;
+                while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+                    out.push(self.row_to_entry(r)?);
+                }
+                Ok(())
+            };
+            if q.kinds.is_empty() {
+                read(
+                    &format!(
+                        "SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > ?1 AND seq < ?2
+                         ORDER BY seq {order} LIMIT ?3"
+                    ),
+                    &[&q.after, &before, &limit],
+                )?;
+            } else {
+                for kind in &q.kinds {
+                    read(
+                        &format!(
+                            "SELECT {AUDIT_COLUMNS} FROM audit
+                             WHERE {KIND_EXPR} = ?1 AND seq > ?2 AND seq < ?3
+                             ORDER BY seq {order} LIMIT ?4"
+                        ),
+                        &[kind, &q.after, &before, &limit],
+                    )?;
+                }
+            }
+            Ok(out)
+        })?;
+        if q.kinds.len() > 1 {
+            out.sort_by_key(|e| if q.newest_first { -e.seq } else { e.seq });
+            out.dedup_by_key(|e| e.seq);
+            out.truncate(q.limit);
+        }
+        Ok(out)
     }
 
     /// One read transaction on a connection of its own: a consistent snapshot (an
@@ -748,6 +816,13 @@ impl Store for SqliteStore {
     /// process's other store calls on a long log, and rows checked as stored, without
     /// parsing their detail.
     fn verify_audit(&self) -> Result<std::result::Result<i64, audit::ChainBreak>> {
+        self.verify_audit_progress(&|_| {})
+    }
+
+    fn verify_audit_progress(
+        &self,
+        progress: &dyn Fn(i64),
+    ) -> Result<std::result::Result<i64, audit::ChainBreak>> {
         let mut conn = Connection::open_with_flags(
             &self.path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -808,6 +883,7 @@ impl Store for SqliteStore {
                     return Ok(Err(b));
                 }
                 batch.clear();
+                progress(v.count());
             }
         }
         if let Err(b) = verify_batch(&mut v, &batch) {
@@ -887,6 +963,28 @@ impl Store for SqliteStore {
                 .map_err(|e| self.err(e))?;
             rows.collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|e| self.err(e))
+        })
+    }
+
+    fn load_cache(&self, name: &str) -> Result<Option<String>> {
+        self.with(|c| {
+            c.query_row("SELECT body FROM caches WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))
+        })
+    }
+
+    fn save_cache(&self, name: &str, body: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO caches (name, body) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET body = excluded.body",
+                [name, body],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
         })
     }
 

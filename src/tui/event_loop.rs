@@ -124,10 +124,12 @@ impl Runner {
                     let _ = out.write_all(seq.as_bytes());
                     let _ = out.flush();
                 }
-                // Read-only and possibly long (a replay of the whole log): never queued in
-                // front of a decision such as an undo.
+                // Read-only and possibly long (a replay of the whole log, a search or a
+                // rare kind walked on Redis): never queued in front of a decision such as
+                // an undo. Audit pages carry a generation, so a late one is dropped.
                 slow @ (Effect::VerifyAudit
                 | Effect::ExportAudit
+                | Effect::LoadAudit(_)
                 | Effect::LoadCalibration { .. }) => {
                     let (exec, tx) = (self.exec.clone(), self.tx.clone());
                     tokio::task::spawn_blocking(move || {

@@ -72,7 +72,12 @@ impl Executor {
             .replay
             .lock()
             .map_err(|_| "calibration: an earlier replay failed".to_string())?;
-        let r = crate::runtime::trust::Replay::catch_up(&mut slot, s, &perms).map_err(fail)?;
+        // Start-up reads the store's snapshot (if this user's key made it and it still
+        // matches the chain) and the tail after it, not the whole log.
+        let key = crate::runtime::seal::key().ok();
+        let r =
+            crate::runtime::trust::Replay::catch_up_cached(&mut slot, s, &perms, key.as_deref())
+                .map_err(fail)?;
         let calibration = r.calibration().clone();
         let nudges = calibration.nudges(&perms, self.clock.now_ms());
         Ok(Some(Box::new(super::trust::Calibrated {
@@ -174,10 +179,11 @@ impl Executor {
             Effect::ChangePermissions(change) => {
                 vec![self.save_permissions(&change, serde_json::json!({ "via": "tui" }))]
             }
-            Effect::LoadAudit => match crate::runtime::trust::audit_log(s) {
-                Ok(all) => vec![Msg::AuditLoaded(all)],
-                Err(e) => vec![Msg::LoadFailed(format!("audit: {e}"))],
-            },
+            Effect::LoadAudit(fetch) => vec![Msg::AuditPage(
+                fetch_audit(s, &fetch)
+                    .map(Box::new)
+                    .map_err(|e| format!("audit: {e}")),
+            )],
             Effect::LoadCalibration { known_head } => {
                 vec![Msg::Calibrated(self.calibrate(known_head))]
             }
@@ -319,6 +325,86 @@ impl Executor {
         w.flush().map_err(|e| e.to_string())?;
         Ok(format!("exported {n} audit entries to {}", path.display()))
     }
+}
+
+/// One page for the Audit tab: the store's keyset page with the kinds pushed down,
+/// then the terms matched here over at most `SEARCH_BUDGET` entries; what is beyond the
+/// last row read is `More` (a full page), `Searched` (the budget ran out first) or `End`.
+pub fn fetch_audit(
+    s: &dyn crate::store::Store,
+    f: &super::audit::AuditFetch,
+) -> Result<super::audit::AuditPage, crate::store::StoreError> {
+    use super::audit::{AuditPage, Edge, PAGE, SEARCH_BUDGET, Side, matches};
+    let total = s.audit_head()?.0;
+    let mut q = crate::store::AuditQuery {
+        kinds: f.kinds.clone(),
+        ..Default::default()
+    };
+    match f.side {
+        Side::Newest => q.newest_first = true,
+        Side::Oldest => {}
+        Side::Older(b) => (q.newest_first, q.before) = (true, Some(b)),
+        Side::Newer(b) => q.after = b,
+    }
+    // Terms the store does not apply make this a search, read in larger stretches.
+    let searching = f
+        .terms
+        .iter()
+        .any(|t| f.kinds.is_empty() || !t.starts_with("kind:"));
+    let budget = if searching { SEARCH_BUDGET } else { PAGE };
+    let (mut rows, mut read) = (Vec::new(), 0);
+    let beyond = loop {
+        q.limit = if searching { 1000 } else { PAGE }.min(budget - read);
+        let page = s.audit_query(&q)?;
+        let full = page.len() == q.limit;
+        read += page.len();
+        let Some(last) = page.last().map(|e| e.seq) else {
+            break Edge::End;
+        };
+        if q.newest_first {
+            q.before = Some(last);
+        } else {
+            q.after = last;
+        }
+        for e in page {
+            if f.terms.iter().all(|t| matches(&e, t)) {
+                rows.push(e);
+                if rows.len() == PAGE {
+                    // Beyond the last row kept; whatever the page held after it is
+                    // read again with the next page.
+                    let seq = e_seq(&rows, last);
+                    return Ok(AuditPage {
+                        generation: f.generation,
+                        side: f.side,
+                        rows,
+                        beyond: if seq == last && !full {
+                            Edge::End
+                        } else {
+                            Edge::More(seq)
+                        },
+                        total,
+                    });
+                }
+            }
+        }
+        if !full {
+            break Edge::End;
+        }
+        if read >= budget {
+            break Edge::Searched(last);
+        }
+    };
+    Ok(AuditPage {
+        generation: f.generation,
+        side: f.side,
+        rows,
+        beyond,
+        total,
+    })
+}
+
+fn e_seq(rows: &[crate::core::audit::AuditEntry], or: i64) -> i64 {
+    rows.last().map_or(or, |e| e.seq)
 }
 
 /// Appends a `Msg::ReviewSummary` when a decision covered more than one action, so the

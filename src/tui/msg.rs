@@ -2,7 +2,7 @@
 //! [`Effect`] out (work the app asks a runtime to do). `App::update(Msg) -> Vec<Effect>`
 //! is the only place state changes; effects are data, so tests can record or run them.
 
-use crate::core::audit::{AuditEntry, ChainBreak};
+use crate::core::audit::ChainBreak;
 use crate::core::consent::Decision;
 use crate::core::domain::{Action, ActionParams, Millis};
 use crate::core::permissions::{PermissionChange, Permissions};
@@ -60,8 +60,8 @@ pub enum Msg {
     },
     /// A permission change was saved (and audited) or refused.
     PermissionsSaved(Result<Box<Permissions>, String>),
-    /// The audit log, oldest first.
-    AuditLoaded(Vec<AuditEntry>),
+    /// A page of the audit log for the Audit tab (`Effect::LoadAudit`).
+    AuditPage(Result<Box<super::audit::AuditPage>, String>),
     /// The background chain verification finished: `Ok(Ok(n))` = n entries verified.
     AuditVerified(Result<Result<i64, ChainBreak>, String>),
     /// An export finished: `Ok(message)` or the error.
@@ -178,8 +178,8 @@ pub enum Effect {
     /// Accept a calibration nudge as a time-boxed auto-approve rule: the person's own
     /// permission change, audited with the evidence that led to it. Store.
     AcceptNudge(Box<crate::core::calibration::Nudge>),
-    /// Load the audit log (`Msg::AuditLoaded`). Store.
-    LoadAudit,
+    /// Read a page of the audit log for the Audit tab (`Msg::AuditPage`). Store.
+    LoadAudit(super::audit::AuditFetch),
     /// Verify the hash chain in the background (`Msg::AuditVerified`). Store.
     VerifyAudit,
     /// Write the audit log as JSONL to a file in the data dir (`Msg::Exported`). Store.
@@ -243,7 +243,7 @@ impl Effect {
             Effect::ChangePermissions(_) => "permission change".into(),
             Effect::LoadCalibration { .. } => "calibration".into(),
             Effect::AcceptNudge(_) => "rule from a nudge".into(),
-            Effect::LoadAudit => "audit load".into(),
+            Effect::LoadAudit(_) => "audit load".into(),
             Effect::VerifyAudit => "audit verification".into(),
             Effect::ExportAudit => "audit export".into(),
             Effect::Notify { .. } => "notification".into(),

@@ -783,3 +783,160 @@ fn incremental_replay_matches_a_full_replay() {
     Replay::catch_up(&mut slot, &store, &lower).unwrap();
     assert_eq!(slot.as_ref().unwrap().calibration().figures, full.figures);
 }
+
+/// One decision for the snapshot tests: (event, action, target, confidence, edit size).
+fn snapshot_decision() -> impl Strategy<Value = (usize, usize, usize, f64, f64)> {
+    (
+        0usize..5,
+        0usize..12,
+        0usize..3,
+        0.5f64..1.0,
+        prop_oneof![Just(0.0), 0.0f64..0.5],
+    )
+}
+
+fn append_decision(store: &dyn dealflow::store::Store, d: (usize, usize, usize, f64, f64)) {
+    let (event, id, target, confidence, edit) = d;
+    let target = ["@initech.example", "@acme.example", "#deals"][target];
+    let event = [
+        "action.proposed",
+        "action.approved",
+        "action.rejected",
+        "action.withdrawn",
+        "action.edited",
+    ][event];
+    store
+        .append_audit(NewAuditEntry {
+            ts: 1,
+            actor: "user:ana".into(),
+            surface: Some(Surface::ActionCenter),
+            event: event.into(),
+            action_id: Some(format!("a{id}")),
+            outcome: "ok".into(),
+            detail: serde_json::json!({
+                "kind": if id % 4 == 0 { "post_slack" } else { "send_email" },
+                "target": target,
+                "confidence": confidence,
+                "edit_size": edit,
+            }),
+        })
+        .unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Start-up from the persisted snapshot plus the tail equals a full replay (issue
+    /// 18), wherever the snapshot was taken, and the snapshot moves on as the log grows.
+    #[test]
+    fn snapshot_plus_tail_equals_a_full_replay(
+        before in proptest::collection::vec(snapshot_decision(), 0..60),
+        after in proptest::collection::vec(snapshot_decision(), 0..60),
+    ) {
+        use dealflow::runtime::seal::ConsentKey;
+        use dealflow::runtime::trust::{Replay, replay};
+        use dealflow::store::{SqliteStore, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+        let key = ConsentKey::ephemeral();
+        let perms = store.load_permissions().unwrap();
+        let covered = before.len() as i64;
+        for d in before {
+            append_decision(&store, d);
+        }
+        // The first start replays from the first entry and saves the snapshot.
+        Replay::catch_up_cached(&mut None, &store, &perms, Some(&key)).unwrap();
+        for d in after {
+            append_decision(&store, d);
+        }
+        // The next start reads the snapshot and the tail.
+        let mut slot = None;
+        let r = Replay::catch_up_cached(&mut slot, &store, &perms, Some(&key)).unwrap();
+        prop_assert_eq!(r.started_after(), covered);
+        let (full, _) = replay(&store).unwrap();
+        prop_assert_eq!(r.calibration().state(), full.state());
+        prop_assert_eq!(r.calibration().nudges(&perms, 0), full.nudges(&perms, 0));
+        prop_assert_eq!(r.head(), store.audit_head().unwrap().0);
+    }
+}
+
+/// The snapshot is a cache, not a fact: one forged in the store (its counts raised so a
+/// nudge appears, with a MAC from another key or none), one whose covered entry no longer
+/// matches the chain, and one for another threshold are each ignored, and the replay
+/// from the first entry decides the nudges.
+#[test]
+fn a_forged_or_stale_snapshot_does_not_change_calibration_or_nudges() {
+    use dealflow::runtime::seal::ConsentKey;
+    use dealflow::runtime::trust::{Replay, SNAPSHOT, replay};
+    use dealflow::store::{SqliteStore, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+    let key = ConsentKey::ephemeral();
+    let perms = store.load_permissions().unwrap();
+    // Three unedited approvals: short of a streak (five), so no nudge.
+    for i in 0..3 {
+        append_decision(&store, (1, i + 1, 0, 0.95, 0.0));
+    }
+    let start = |k: Option<&ConsentKey>, perms: &dealflow::core::permissions::Permissions| {
+        let mut slot = None;
+        let r = Replay::catch_up_cached(&mut slot, &store, perms, k).unwrap();
+        (r.calibration().state(), r.calibration().nudges(perms, 0))
+    };
+    let (truth, nudges) = start(Some(&key), &perms);
+    let from_snapshot = |k: Option<&ConsentKey>| {
+        let mut slot = None;
+        Replay::catch_up_cached(&mut slot, &store, &perms, k)
+            .unwrap()
+            .started_after()
+    };
+    assert_eq!(from_snapshot(Some(&key)), 3);
+    assert!(nudges.is_empty());
+    let (full, _) = replay(&store).unwrap();
+    assert_eq!(truth, full.state());
+    let saved = store.load_cache(SNAPSHOT).unwrap().unwrap();
+    let (tag, json) = saved.split_once('\n').unwrap();
+    // Forged: the streak holds five ids now, so the forger's snapshot would nudge.
+    let forged_json = json.replace(
+        "[\"a1\",\"a2\",\"a3\"]",
+        "[\"a1\",\"a2\",\"a3\",\"x\",\"y\"]",
+    );
+    assert_ne!(forged_json, json, "the streak is in the snapshot");
+    for body in [
+        format!("{tag}\n{forged_json}"),
+        format!(
+            "{}\n{forged_json}",
+            ConsentKey::ephemeral().mac_cache(SNAPSHOT, forged_json.as_bytes())
+        ),
+        format!("\n{forged_json}"),
+        forged_json.clone(),
+    ] {
+        store.save_cache(SNAPSHOT, &body).unwrap();
+        assert_eq!(from_snapshot(Some(&key)), 0);
+        let (state, nudges) = start(Some(&key), &perms);
+        assert_eq!(state, truth);
+        assert!(nudges.is_empty());
+    }
+    // The same forgery MACed with the right key is trusted (which is why the key never
+    // leaves the keyring): the check above is the MAC, not luck.
+    let signed = format!(
+        "{}\n{forged_json}",
+        key.mac_cache(SNAPSHOT, forged_json.as_bytes())
+    );
+    store.save_cache(SNAPSHOT, &signed).unwrap();
+    assert_eq!(start(Some(&key), &perms).1.len(), 1);
+    // Stale: genuine, but the chain under it was rewritten (the covered entry's hash).
+    store.save_cache(SNAPSHOT, &saved).unwrap();
+    let stale = json.replace(&store.audit_head().unwrap().1, &"f".repeat(64));
+    assert_ne!(stale, json);
+    store
+        .save_cache(
+            SNAPSHOT,
+            &format!("{}\n{stale}", key.mac_cache(SNAPSHOT, stale.as_bytes())),
+        )
+        .unwrap();
+    assert_eq!(start(Some(&key), &perms).0, truth);
+    // Without a key nothing is trusted (or saved).
+    store.save_cache(SNAPSHOT, &signed).unwrap();
+    assert_eq!(start(None, &perms).0, truth);
+    assert_eq!(store.load_cache(SNAPSHOT).unwrap().unwrap(), signed);
+}

@@ -347,7 +347,7 @@ impl App {
                     None if self.filtering => match self.tab {
                         Tab::Audit => {
                             self.audit.filter.push_str(&clean);
-                            self.audit.refilter();
+                            return self.audit.refilter();
                         }
                         _ => {
                             self.actions.filter.push_str(&clean);
@@ -508,8 +508,10 @@ impl App {
                     vec![]
                 }
             },
-            Msg::AuditLoaded(entries) => {
-                self.audit.load(entries);
+            Msg::AuditPage(Ok(page)) => self.audit.apply(*page),
+            Msg::AuditPage(Err(e)) => {
+                self.audit.failed();
+                self.set_status(Level::Error, e);
                 vec![]
             }
             Msg::AuditVerified(r) => {
@@ -825,9 +827,11 @@ impl App {
         match tab {
             Tab::Audit if !self.audit.loaded => {
                 self.audit.verify = VerifyState::Running;
-                vec![Effect::LoadAudit, Effect::VerifyAudit]
+                let mut out = self.audit.reload();
+                out.push(Effect::VerifyAudit);
+                out
             }
-            Tab::Audit => vec![Effect::LoadAudit],
+            Tab::Audit => self.audit.reload(),
             _ => vec![],
         }
     }
@@ -929,10 +933,7 @@ impl App {
             | Command::Top
             | Command::Bottom
             | Command::PageDown
-            | Command::PageUp => {
-                self.move_cursor(cmd);
-                vec![]
-            }
+            | Command::PageUp => self.move_cursor(cmd),
             Command::Filter => {
                 if matches!(self.tab, Tab::Actions | Tab::Audit) {
                     self.filtering = true;
@@ -942,7 +943,9 @@ impl App {
             Command::Refresh => match self.tab {
                 Tab::Audit => {
                     self.audit.verify = VerifyState::Running;
-                    vec![Effect::LoadAudit, Effect::VerifyAudit]
+                    let mut out = self.audit.reload();
+                    out.push(Effect::VerifyAudit);
+                    out
                 }
                 _ => vec![Effect::LoadActions],
             },
@@ -1119,7 +1122,7 @@ impl App {
         let h = rows.height as usize;
         let (cursor, len) = match self.tab {
             Tab::Actions => (&mut self.actions.cursor, self.actions.visible.len()),
-            Tab::Audit => (&mut self.audit.cursor, self.audit.visible.len()),
+            Tab::Audit => (&mut self.audit.cursor, self.audit.rows.len()),
             _ => return,
         };
         let pos = super::view::window_start(*cursor, h) + (row - rows.y) as usize;
@@ -1135,10 +1138,16 @@ impl App {
         self.set_status(Level::Info, format!("view: {}", v.name()));
     }
 
-    fn move_cursor(&mut self, cmd: Command) {
+    /// Moves the list cursor; on the Audit tab, pages follow it (and `g`/`G` jump to
+    /// the newest and oldest page).
+    fn move_cursor(&mut self, cmd: Command) -> Vec<Effect> {
         let (cursor, len) = match self.tab {
             Tab::Actions => (&mut self.actions.cursor, self.actions.visible.len()),
-            Tab::Audit => (&mut self.audit.cursor, self.audit.visible.len()),
+            Tab::Audit => match cmd {
+                Command::Top => return self.audit.top(),
+                Command::Bottom => return self.audit.bottom(),
+                _ => (&mut self.audit.cursor, self.audit.rows.len()),
+            },
             Tab::Permissions => (&mut self.perms.cursor, perm_rows().len()),
             Tab::Chat => {
                 // Rows scrolled back from the newest; the view clamps it to the top.
@@ -1152,7 +1161,7 @@ impl App {
                     Command::Bottom => 0,
                     _ => *back,
                 };
-                return;
+                return vec![];
             }
         };
         let last = len.saturating_sub(1);
@@ -1162,6 +1171,12 @@ impl App {
         let page = super::view::list_rows(self.tab, area)
             .map_or(10, |r| r.height as usize)
             .max(1);
+        // Whether the move ran into the end (`Some(true)`) or the start of the list.
+        let past = match cmd {
+            Command::Down | Command::PageDown if len == 0 || *cursor == last => Some(true),
+            Command::Up | Command::PageUp if *cursor == 0 => Some(false),
+            _ => None,
+        };
         *cursor = match cmd {
             Command::Down => (*cursor + 1).min(last),
             Command::Up => cursor.saturating_sub(1),
@@ -1171,6 +1186,10 @@ impl App {
             Command::PageUp => cursor.saturating_sub(page),
             _ => *cursor,
         };
+        if self.tab == Tab::Audit {
+            return self.audit.follow(past);
+        }
+        vec![]
     }
 
     fn approve_current(&mut self) -> Vec<Effect> {
@@ -1466,10 +1485,10 @@ impl App {
         }
         if is_actions {
             self.actions.refilter();
+            vec![]
         } else {
-            self.audit.refilter();
+            self.audit.refilter()
         }
-        vec![]
     }
 
     fn on_compose_key(&mut self, k: KeyEvent) -> Vec<Effect> {

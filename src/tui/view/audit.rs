@@ -27,8 +27,8 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
     let [list, detail] = split(area);
     let title = format!(
         " Audit · {} of {} entries{} ",
-        t.visible.len(),
-        t.entries.len(),
+        t.shown(),
+        t.total,
         if t.filter.is_empty() {
             String::new()
         } else {
@@ -79,18 +79,33 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
         Paragraph::new(Line::styled(header, th.style(Role::Muted))),
         Rect { height: 1, ..inner },
     );
-    let rows = Rect {
+    let mut rows = Rect {
         y: inner.y + 1,
         height: inner.height - 1,
         ..inner
     };
+    // A search that read its budget says so on the list's last line: moving past the
+    // end reads further.
+    if let Some(more) = t.searched().filter(|_| rows.height > 1) {
+        rows.height -= 1;
+        f.render_widget(
+            Paragraph::new(Line::styled(
+                fit(&more, usize::from(rows.width)),
+                th.style(Role::Muted),
+            )),
+            Rect {
+                y: rows.y + rows.height,
+                height: 1,
+                ..rows
+            },
+        );
+    }
     let h = rows.height as usize;
     let start = window_start(t.cursor, h);
-    let lines: Vec<Line> = t.visible[start.min(t.visible.len())..(start + h).min(t.visible.len())]
+    let lines: Vec<Line> = t.rows[start.min(t.rows.len())..(start + h).min(t.rows.len())]
         .iter()
         .enumerate()
-        .map(|(off, &i)| {
-            let e = &t.entries[i];
+        .map(|(off, e)| {
             let outcome_role = match e.outcome.as_str() {
                 "ok" => Role::Ok,
                 "denied" | "failed" => Role::Error,
