@@ -757,14 +757,14 @@ fn pty_run_until(bin: &Path, args: &str, home: &Path, of: &str) -> Result<Durati
         .env("DEALFLOW_EXIT_AFTER_FIRST_FRAME", &stamp)
         .env("DEALFLOW_FIRST_FRAME_OF", of);
     sandbox_env(&mut cmd, home);
-    let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let start_us = dealflow::wall::now_us();
     let mut p = rexpect::session::spawn_command(cmd, Some(30_000))?;
     p.exp_eof()?;
     let at: u128 = std::fs::read_to_string(&stamp)
         .with_context(|| format!("{} wrote no first-frame stamp", bin.display()))?
         .trim()
         .parse()?;
-    let us = at.saturating_sub(start.as_micros());
+    let us = at.saturating_sub(start_us);
     Ok(Duration::from_micros(u64::try_from(us)?))
 }
 

@@ -17,6 +17,8 @@ fn main() -> std::io::Result<()> {
     if let Some(out) =
         std::env::var_os("DEALFLOW_EXIT_AFTER_FIRST_FRAME").filter(|v| v.to_str() != Some("1"))
     {
+        // A bare floor does not link dealflow, so not its `wall` either.
+        #[allow(clippy::disallowed_methods)]
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros());

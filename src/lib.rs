@@ -5,12 +5,15 @@
 //! chain, calibration, agent FSM, text escaping) ← adapters (`store` with its keyring
 //! anchor seam, `auth`, `llm`, `connectors`, `config`, `agent`) ← `runtime` (facts from
 //! the store, consent seal and audit checkpoint, identity, review, pipeline, batch,
-//! chat, the suggestion engine, store leases) ← `tui`, `mcp` ← `cli` (the composition
-//! root, which also wires `sandbox`). `wall` holds the wall clock and random ids, the
-//! two impure inputs, for everyone outside `core`; code that decides with time takes it
-//! as a parameter. `runtime` no longer reaches into the sandbox (its wiring to an
-//! in-process sandbox is `sandbox::wiring`); `auth` still builds sandbox settings and
-//! sessions (`AuthSettings::sandbox`, `AuthClients::sandbox`), issue 17's next step.
+//! chat, the suggestion engine, store leases) ← `tui`, `mcp`, `sandbox` (the emulated
+//! Auth0, providers and CRM, and the pipeline wired to them) ← `cli` (the composition
+//! root). `wall` holds the wall clock (its only reader, as `clippy.toml` enforces) and
+//! random ids, the two impure inputs, for everyone outside `core`; code that decides
+//! with time takes it as a parameter. Nothing outside `cli` reaches into `sandbox` or
+//! `tui`: signing in to a sandbox is `sandbox::sign_in`, wiring the pipeline to one is
+//! `sandbox::wiring`, and `tests/gate/layering.rs` fails on a path that breaks this.
+//! Inside `core`, `consent` and `calibration` still use each other, and so do
+//! `budget` and `permissions` (issue 17).
 
 pub mod agent;
 pub mod auth;

@@ -3,11 +3,31 @@
 //! sandbox (which production code must not depend on). Code that decides with time
 //! takes the time as a parameter, so tests pass theirs.
 
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub fn now_ms() -> i64 {
+/// Since the Unix epoch (zero if the clock is before it). The one reader of the wall
+/// clock: `clippy.toml` disallows `SystemTime::now` everywhere else, so time reaches
+/// deciding code only through here or as a parameter.
+#[allow(clippy::disallowed_methods)]
+fn since_epoch() -> std::time::Duration {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> i64 {
+    i64::try_from(since_epoch().as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Microseconds since the Unix epoch (0 if the clock is before it): for stamps another
+/// process compares with its own reading (the first-frame benchmark).
+pub fn now_us() -> u128 {
+    since_epoch().as_micros()
+}
+
+/// The local time zone's offset from UTC now, in seconds (what the TUI shows times in).
+#[allow(clippy::disallowed_methods)]
+pub fn utc_offset_s() -> i32 {
+    chrono::Local::now().offset().local_minus_utc()
 }
 
 /// A random URL-safe token with a recognisable prefix: 32 characters from [0-9a-zA-Z]

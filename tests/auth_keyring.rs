@@ -3,12 +3,13 @@
 //! the session-keyring fix) and a real Secret Service (gnome-keyring on a private D-Bus
 //! session, set up by `scripts/test`).
 
+use dealflow::auth::AuthError;
 use dealflow::auth::keyring::{
     ACCESS_TOKEN, FileStore, KeyringStore, KeyutilsStore, REFRESH_TOKEN, SecretStore,
 };
-use dealflow::auth::session::{Session, approve_sandbox_device};
-use dealflow::auth::{AuthError, AuthSettings};
+use dealflow::auth::session::Session;
 use dealflow::sandbox::Sandbox;
+use dealflow::sandbox::sign_in;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,11 +26,11 @@ fn unique_service() -> String {
 async fn round_trip(store: Arc<dyn SecretStore>) {
     let sb = Sandbox::start(None).await.unwrap();
     sb.state.auth0.set_timing(|t| t.ms_per_second = 20);
-    let mut s = AuthSettings::sandbox(&sb.base_url()).with_sandbox_key(sb.state.admin.expose());
+    let mut s = sign_in::settings(&sb.base_url()).with_sandbox_key(sb.state.admin.expose());
     s.poll_unit = Duration::from_millis(20);
     let login = dealflow::auth::device::DeviceLogin::new(s.clone());
     let p = login.start().await.unwrap();
-    approve_sandbox_device(&s, &p.user_code).await.unwrap();
+    sign_in::approve_device(&s, &p.user_code).await.unwrap();
     let tokens = login
         .complete(&p, &tokio_util::sync::CancellationToken::new())
         .await

@@ -720,7 +720,7 @@ async fn pushes_wait_for_a_slot_instead_of_hitting_the_push_rate() {
     // Past the rate, straight at the endpoint (no waiting): the sixth is refused.
     let raw = dealflow::auth::ciba::CibaClient::new(
         {
-            let mut s = dealflow::auth::AuthSettings::sandbox(&r.w.sandbox.base_url());
+            let mut s = dealflow::sandbox::sign_in::settings(&r.w.sandbox.base_url());
             s.poll_unit = Duration::from_millis(20);
             s
         },

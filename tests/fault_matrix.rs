@@ -7,20 +7,21 @@
 
 #![allow(clippy::unwrap_used)]
 
-use dealflow::auth::AuthSettings;
 use dealflow::auth::ciba::CibaClient;
 use dealflow::auth::session::Session;
 use dealflow::auth::vault::VaultClient;
 use dealflow::connectors::Endpoints;
 use dealflow::core::domain::{ActionParams, ActionState, Email, Surface};
-use dealflow::runtime::auth0::{CibaDevice, RemoteWiring, VaultCredentials, wire_remote};
+use dealflow::runtime::auth0::{CibaDevice, VaultCredentials};
 use dealflow::runtime::batch::{BatchOptions, BatchReport, run_once};
 use dealflow::runtime::credentials::Subject;
 use dealflow::runtime::pipeline::{Pipeline, PipelineError, Proposal};
 use dealflow::runtime::review::Reviewer;
 use dealflow::sandbox::Sandbox;
 use dealflow::sandbox::providers::Fault;
+use dealflow::sandbox::sign_in;
 use dealflow::sandbox::state::now_ms;
+use dealflow::sandbox::wiring::{RemoteWiring, wire_remote};
 use dealflow::store::{SqliteStore, Store};
 use std::sync::Arc;
 use std::time::Duration;
@@ -462,7 +463,7 @@ async fn vault_cell(f: F) -> Cell {
     let closed = closed_port_url();
     let r = rig(|p, r0| {
         if f == F::Refused {
-            let mut s = AuthSettings::sandbox(&closed);
+            let mut s = sign_in::settings(&closed);
             s.poll_unit = Duration::from_millis(20);
             p.creds = Arc::new(VaultCredentials {
                 vault: VaultClient::new(s, dealflow::auth::Secret::new(r0.secret.clone())),
@@ -537,7 +538,7 @@ async fn ciba_cell(endpoint: &str, f: F) -> Cell {
     let closed = closed_port_url();
     let mut r = rig(|_, _| {}).await;
     if f == F::Refused && endpoint == "auth0.bc_authorize" {
-        let mut s = AuthSettings::sandbox(&closed);
+        let mut s = sign_in::settings(&closed);
         s.poll_unit = Duration::from_millis(20);
         r.w.device = Arc::new(CibaDevice::new(
             CibaClient::new(s, dealflow::auth::Secret::new(r.secret.clone())),
@@ -648,9 +649,9 @@ async fn login_cell(endpoint: &str, f: F) -> Cell {
     if let Some(fault) = fault(f) {
         sandbox.state.providers.inject(endpoint, fault);
     }
-    let mut settings = AuthSettings::sandbox(&base).with_sandbox_key(sandbox.state.admin.expose());
+    let mut settings = sign_in::settings(&base).with_sandbox_key(sandbox.state.admin.expose());
     settings.poll_unit = Duration::from_millis(20);
-    let res = Session::sandbox(settings).await;
+    let res = sign_in::session(settings).await;
     if f == F::Slow {
         let s = res.map_err(|e| e.to_string())?;
         s.sub().await.map_err(|e| e.to_string())?;

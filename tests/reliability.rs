@@ -9,13 +9,13 @@
 
 use dealflow::connectors::{Endpoints, derived_id, gmail};
 use dealflow::core::domain::{ActionParams, ActionState, Email, Surface};
-use dealflow::runtime::auth0::{RemoteWiring, wire_remote};
 use dealflow::runtime::batch::{BatchOptions, run_once};
 use dealflow::runtime::credentials::Subject;
 use dealflow::runtime::pipeline::{Pipeline, PipelineError, Proposal};
 use dealflow::runtime::review::Reviewer;
 use dealflow::sandbox::Sandbox;
 use dealflow::sandbox::state::now_ms;
+use dealflow::sandbox::wiring::{RemoteWiring, wire_remote};
 use dealflow::store::{ActionFilter, SqliteStore, Store};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

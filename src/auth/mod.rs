@@ -161,21 +161,6 @@ impl AuthSettings {
         })
     }
 
-    /// Settings for an in-process sandbox at `base_url`.
-    pub fn sandbox(base_url: &str) -> AuthSettings {
-        use crate::sandbox::auth0::model;
-        AuthSettings {
-            base_url: base_url.trim_end_matches('/').to_string(),
-            login_client_id: model::LOGIN_CLIENT_ID.into(),
-            agent_client_id: model::AGENT_CLIENT_ID.into(),
-            audience: model::API_AUDIENCE.into(),
-            poll_unit: Duration::from_secs(1),
-            poll_wait: crate::wall::Wait::sleep(),
-            refresh_margin: Duration::from_secs(60),
-            sandbox_key: None,
-        }
-    }
-
     /// These settings, presenting the sandbox's control key when it signs in.
     pub fn with_sandbox_key(mut self, key: &str) -> AuthSettings {
         self.sandbox_key = Some(Secret::new(key.to_string()));
@@ -487,45 +472,6 @@ impl AuthClients {
         let session = session::Session::resume(settings.clone(), store)
             .await?
             .with_refresh_lock(session::default_refresh_lock());
-        Ok(AuthClients {
-            vault: vault::VaultClient::new(settings.clone(), agent.clone()),
-            ciba: ciba::CibaClient::new(settings.clone(), agent),
-            session,
-            settings,
-        })
-    }
-
-    /// `--sandbox`: a real device-flow session against the in-process emulator (approved
-    /// for the demo user without a browser), and the sandbox agent client's secret.
-    /// Shortens the emulator's device interval to 1 s so start-up is quick.
-    pub async fn sandbox(sb: &crate::sandbox::Sandbox) -> Result<AuthClients, AuthError> {
-        sb.state.auth0.set_timing(|t| t.device_interval_s = 1);
-        let settings =
-            AuthSettings::sandbox(&sb.base_url()).with_sandbox_key(sb.state.admin.expose());
-        AuthClients::sandbox_with(sb, settings).await
-    }
-
-    /// Against a sandbox another process runs, given its agent client secret.
-    pub async fn sandbox_remote(
-        settings: AuthSettings,
-        agent_secret: Secret,
-    ) -> Result<AuthClients, AuthError> {
-        let session = session::Session::sandbox(settings.clone()).await?;
-        Ok(AuthClients {
-            vault: vault::VaultClient::new(settings.clone(), agent_secret.clone()),
-            ciba: ciba::CibaClient::new(settings.clone(), agent_secret),
-            session,
-            settings,
-        })
-    }
-
-    /// As [`AuthClients::sandbox`] with explicit settings (tests: a faster `poll_unit`).
-    pub async fn sandbox_with(
-        sb: &crate::sandbox::Sandbox,
-        settings: AuthSettings,
-    ) -> Result<AuthClients, AuthError> {
-        let agent = Secret::new(sb.state.auth0.agent_client_secret());
-        let session = session::Session::sandbox(settings.clone()).await?;
         Ok(AuthClients {
             vault: vault::VaultClient::new(settings.clone(), agent.clone()),
             ciba: ciba::CibaClient::new(settings.clone(), agent),

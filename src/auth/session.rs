@@ -7,11 +7,10 @@
 //! mcp` and a CLI command on one box) by an exclusive lock on a file, held from reading
 //! the keyring to storing the rotated token.
 
-use super::device::{DeviceLogin, TokenSet};
-use super::keyring::{ACCESS_TOKEN, MemoryStore, REFRESH_TOKEN, SecretStore};
+use super::device::TokenSet;
+use super::keyring::{ACCESS_TOKEN, REFRESH_TOKEN, SecretStore};
 use super::{AuthError, AuthSettings, Secret, TokenClaims, post_form};
 use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 
 const ENDPOINT_TOKEN: &str = "/oauth/token";
 const ENDPOINT_REVOKE: &str = "/oauth/revoke";
@@ -181,17 +180,6 @@ impl Session {
         self
     }
 
-    /// `--sandbox`: a real device-flow sign-in against the emulator, approved for the
-    /// demo user through the sandbox's device-approval endpoint instead of a browser.
-    /// Same client code path as a real login; secrets stay in memory.
-    pub async fn sandbox(settings: AuthSettings) -> Result<Session, AuthError> {
-        let login = DeviceLogin::new(settings.clone());
-        let prompt = login.start().await?;
-        approve_sandbox_device(&settings, &prompt.user_code).await?;
-        let tokens = login.complete(&prompt, &CancellationToken::new()).await?;
-        Session::from_tokens(settings, Arc::new(MemoryStore::default()), tokens).await
-    }
-
     pub fn settings(&self) -> &AuthSettings {
         &self.settings
     }
@@ -357,29 +345,4 @@ impl Session {
         .await?;
         revoked
     }
-}
-
-/// Sandbox only: approve a pending device code as the sandbox user (the rep, or the
-/// lead with `--sandbox-user team-lead`).
-pub async fn approve_sandbox_device(
-    settings: &AuthSettings,
-    user_code: &str,
-) -> Result<(), AuthError> {
-    let path = "/sandbox/device/approve";
-    let mut req = super::http_client().post(settings.url(path));
-    if let Some(k) = &settings.sandbox_key {
-        req = req.bearer_auth(k.expose());
-    }
-    let resp = req
-        .json(&serde_json::json!({
-            "user_code": user_code,
-            "sub": crate::sandbox::auth0::model::SandboxUser::current().sub(),
-        }))
-        .send()
-        .await
-        .map_err(|_| AuthError::Transport {
-            endpoint: path.into(),
-            message: "request failed".into(),
-        })?;
-    super::read_json(path, resp).await.map(|_| ())
 }

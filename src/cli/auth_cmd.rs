@@ -4,10 +4,11 @@
 
 use crate::auth::device::{DeviceLogin, DevicePrompt};
 use crate::auth::keyring::{self, AGENT_SECRET, MemoryStore, SecretStore};
-use crate::auth::session::{Session, approve_sandbox_device};
+use crate::auth::session::Session;
 use crate::auth::{AuthError, AuthSettings, Secret};
 use crate::config::Config;
 use crate::sandbox::Sandbox;
+use crate::sandbox::sign_in;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use std::io::{BufRead, IsTerminal, Write};
@@ -40,7 +41,7 @@ async fn start_sandbox() -> Result<(Sandbox, AuthSettings)> {
         .await
         .context("cannot start the sandbox")?;
     sb.state.auth0.set_timing(|t| t.device_interval_s = 1);
-    let settings = AuthSettings::sandbox(&sb.base_url()).with_sandbox_key(sb.state.admin.expose());
+    let settings = sign_in::settings(&sb.base_url()).with_sandbox_key(sb.state.admin.expose());
     Ok((sb, settings))
 }
 
@@ -101,7 +102,7 @@ async fn device_login(
     show_prompt(&prompt);
     if sandbox_auto_approve {
         println!("sandbox: approving the code as the demo user (no browser needed)");
-        approve_sandbox_device(settings, &prompt.user_code).await?;
+        sign_in::approve_device(settings, &prompt.user_code).await?;
     }
     let cancel = CancellationToken::new();
     let shown = CancellationToken::new();
@@ -215,7 +216,7 @@ pub fn whoami(config: &Config, sandbox: bool) -> Result<ExitCode> {
         if sandbox {
             let (_sb, mut settings) = start_sandbox().await?;
             settings.poll_unit = std::time::Duration::from_secs(1);
-            let s = Session::sandbox(settings).await?;
+            let s = sign_in::session(settings).await?;
             print!("sandbox: ");
             print_identity(&s).await?;
             return Ok(ExitCode::SUCCESS);

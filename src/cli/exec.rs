@@ -13,6 +13,7 @@ use crate::runtime::crm::Crm;
 use crate::runtime::pipeline::{Executed, Pipeline, PipelineError};
 use crate::sandbox::Sandbox;
 use crate::sandbox::discovery::Published;
+use crate::sandbox::sign_in;
 use anyhow::{Context, Result};
 use std::sync::Arc;
 
@@ -90,9 +91,9 @@ pub async fn wire_quietly(ctx: &Ctx) -> Result<Wired> {
         // at once (interval 0) instead of a second later: the second was most of the time
         // to the first frame. Later device flows on this sandbox poll every second.
         sandbox.state.auth0.set_timing(|t| t.device_interval_s = 0);
-        let settings = crate::auth::AuthSettings::sandbox(&sandbox.base_url())
-            .with_sandbox_key(sandbox.state.admin.expose());
-        let clients = AuthClients::sandbox_with(&sandbox, settings).await;
+        let settings =
+            sign_in::settings(&sandbox.base_url()).with_sandbox_key(sandbox.state.admin.expose());
+        let clients = sign_in::clients(&sandbox, settings).await;
         sandbox.state.auth0.set_timing(|t| t.device_interval_s = 1);
         let clients = clients.context("sandbox sign-in")?;
         let published = sandbox
@@ -180,8 +181,8 @@ async fn join_running() -> Option<(String, AuthClients)> {
         return None;
     }
     let secret = v.get("agent_client_secret")?.as_str()?.to_string();
-    let settings = crate::auth::AuthSettings::sandbox(&found.url).with_sandbox_key(&found.key);
-    match AuthClients::sandbox_remote(settings, crate::auth::Secret::new(secret)).await {
+    let settings = sign_in::settings(&found.url).with_sandbox_key(&found.key);
+    match sign_in::remote_clients(settings, crate::auth::Secret::new(secret)).await {
         Ok(c) => Some((found.url, c)),
         Err(e) => {
             tracing::warn!(error = %e, url = %found.url, "cannot sign in to the running sandbox; starting one");

@@ -10,6 +10,7 @@ pub mod fake_llm;
 pub mod proof;
 pub mod providers;
 pub mod salesforce;
+pub mod sign_in;
 pub mod soql;
 pub mod state;
 pub mod wiring;

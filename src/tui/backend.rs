@@ -178,7 +178,7 @@ impl Backend {
             contacts: store.list_contacts().unwrap_or_default(),
             calendar: None,
             inbox: None,
-            utc_offset_s: chrono::Local::now().offset().local_minus_utc(),
+            utc_offset_s: crate::wall::utc_offset_s(),
             existing: store
                 .list_actions(&ActionFilter {
                     states: vec![],

@@ -225,10 +225,7 @@ async fn drive(
 
 /// Now, in microseconds since the Unix epoch, as text.
 pub fn first_frame_stamp() -> String {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros())
-        .to_string()
+    crate::wall::now_us().to_string()
 }
 
 fn to_msg(ev: Event) -> Option<Msg> {

@@ -136,7 +136,7 @@ pub fn build(store: Arc<dyn Store>, opts: &TuiOptions, clock: Arc<dyn Clock>) ->
 /// Starts the TUI on the real terminal and returns when the user quits.
 pub fn run(store: Arc<dyn Store>, opts: TuiOptions) -> std::io::Result<()> {
     let (mut app, exec) = build(store, &opts, Arc::new(SystemClock));
-    app.utc_offset_s = chrono::Local::now().offset().local_minus_utc();
+    app.utc_offset_s = crate::wall::utc_offset_s();
     event_loop::run(
         app,
         exec,

@@ -5,15 +5,15 @@
 //! (and the agent secret) in the logs, the store file and the command's output. None may
 //! appear.
 
+use dealflow::auth::Secret;
 use dealflow::auth::ciba::CibaClient;
 use dealflow::auth::connect::{ConnectClient, LoopbackRedirect};
-use dealflow::auth::session::Session;
 use dealflow::auth::vault::VaultClient;
-use dealflow::auth::{AuthSettings, Secret};
 use dealflow::core::audit::NewAuditEntry;
 use dealflow::core::domain::Connection;
 use dealflow::sandbox::Sandbox;
 use dealflow::sandbox::auth0::model::DEMO_SUB;
+use dealflow::sandbox::sign_in;
 use dealflow::store::{SqliteStore, Store};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -82,12 +82,12 @@ async fn no_issued_token_reaches_logs_store_audit_or_output() {
 
     let sb = Sandbox::start(None).await.unwrap();
     sb.state.auth0.set_timing(|t| t.ms_per_second = 10);
-    let mut s = AuthSettings::sandbox(&sb.base_url()).with_sandbox_key(sb.state.admin.expose());
+    let mut s = sign_in::settings(&sb.base_url()).with_sandbox_key(sb.state.admin.expose());
     s.poll_unit = Duration::from_millis(10);
     let secret = Secret::new(sb.state.auth0.agent_client_secret());
 
     // Sign-in, refresh, userinfo.
-    let sess = Session::sandbox(s.clone()).await.unwrap();
+    let sess = sign_in::session(s.clone()).await.unwrap();
     record("login", format!("{:?}", sess.access_token().await));
     record("whoami", format!("{:?}", sess.userinfo().await));
 

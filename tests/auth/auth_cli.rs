@@ -2,10 +2,11 @@
 //! `dealflow sandbox phone` in a "second terminal" (a subprocess) finds a running sandbox
 //! through the URL file and approves/denies the CIBA request the agent is waiting on.
 
+use dealflow::auth::Secret;
 use dealflow::auth::ciba::{CibaClient, CibaOutcome};
-use dealflow::auth::{AuthSettings, Secret};
 use dealflow::sandbox::Sandbox;
 use dealflow::sandbox::auth0::model::DEMO_SUB;
+use dealflow::sandbox::sign_in;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -40,7 +41,7 @@ async fn phone_in_a_second_terminal_approves_and_denies() {
         sb.state.admin.expose(),
     )
     .unwrap();
-    let mut s = AuthSettings::sandbox(&sb.base_url()).with_sandbox_key(sb.state.admin.expose());
+    let mut s = sign_in::settings(&sb.base_url()).with_sandbox_key(sb.state.admin.expose());
     s.poll_unit = Duration::from_millis(20);
     let ciba = CibaClient::new(s, Secret::new(sb.state.auth0.agent_client_secret()));
 

@@ -6,12 +6,13 @@ use dealflow::auth::ciba::{CibaClient, CibaOutcome};
 use dealflow::auth::connect::{ConnectClient, LoopbackRedirect, parse_redirect};
 use dealflow::auth::device::DeviceLogin;
 use dealflow::auth::keyring::{ACCESS_TOKEN, MemoryStore, REFRESH_TOKEN, SecretStore};
-use dealflow::auth::session::{Session, approve_sandbox_device};
+use dealflow::auth::session::Session;
 use dealflow::auth::vault::VaultClient;
 use dealflow::auth::{AuthError, AuthSettings, Secret};
 use dealflow::core::domain::Connection;
 use dealflow::sandbox::Sandbox;
 use dealflow::sandbox::auth0::model::{DEMO_SUB, LEAD_SUB};
+use dealflow::sandbox::sign_in;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +24,7 @@ async fn setup() -> (Sandbox, AuthSettings) {
     sb.state
         .auth0
         .set_timing(|t| t.ms_per_second = UNIT_MS as i64);
-    let mut s = AuthSettings::sandbox(&sb.base_url()).with_sandbox_key(sb.state.admin.expose());
+    let mut s = sign_in::settings(&sb.base_url()).with_sandbox_key(sb.state.admin.expose());
     s.poll_unit = Duration::from_millis(UNIT_MS);
     (sb, s)
 }
@@ -46,7 +47,7 @@ fn units(n: u32) -> Duration {
 }
 
 async fn session(s: &AuthSettings) -> Session {
-    Session::sandbox(s.clone()).await.unwrap()
+    sign_in::session(s.clone()).await.unwrap()
 }
 
 #[tokio::test]
@@ -57,7 +58,9 @@ async fn device_login_session_refresh_and_logout_with_revocation() {
     let prompt = login.start().await.unwrap();
     assert!(prompt.verification_uri.starts_with(&sb.base_url()));
     assert_eq!(prompt.user_code.len(), 9);
-    approve_sandbox_device(&s, &prompt.user_code).await.unwrap();
+    sign_in::approve_device(&s, &prompt.user_code)
+        .await
+        .unwrap();
     let tokens = login
         .complete(&prompt, &CancellationToken::new())
         .await
@@ -113,7 +116,9 @@ async fn device_poller_adds_five_seconds_on_slow_down() {
     let waited = recording_waits(&mut s);
     let login = DeviceLogin::new(s.clone());
     let prompt = login.start().await.unwrap();
-    approve_sandbox_device(&s, &prompt.user_code).await.unwrap();
+    sign_in::approve_device(&s, &prompt.user_code)
+        .await
+        .unwrap();
     sb.state.auth0.set_timing(|t| t.force_slow_down = 1);
     login
         .complete(&prompt, &CancellationToken::new())
@@ -496,7 +501,7 @@ async fn auth_clients_from_keyring_and_sandbox() {
     // Signed in but no agent secret yet: a clear configuration error.
     let login = DeviceLogin::new(s.clone());
     let p = login.start().await.unwrap();
-    approve_sandbox_device(&s, &p.user_code).await.unwrap();
+    sign_in::approve_device(&s, &p.user_code).await.unwrap();
     let t = login.complete(&p, &CancellationToken::new()).await.unwrap();
     Session::from_tokens(s.clone(), store.clone(), t)
         .await
@@ -520,7 +525,7 @@ async fn auth_clients_from_keyring_and_sandbox() {
         .unwrap();
     assert_eq!(g.scopes.len(), 2);
 
-    let c = AuthClients::sandbox_with(&sb, s.clone()).await.unwrap();
+    let c = sign_in::clients(&sb, s.clone()).await.unwrap();
     assert_eq!(c.session.sub().await.unwrap(), DEMO_SUB);
 }
 
@@ -530,7 +535,7 @@ async fn a_second_process_rotating_the_refresh_token_does_not_revoke_the_family(
     let store: Arc<MemoryStore> = Arc::new(MemoryStore::default());
     let login = DeviceLogin::new(s.clone());
     let p = login.start().await.unwrap();
-    approve_sandbox_device(&s, &p.user_code).await.unwrap();
+    sign_in::approve_device(&s, &p.user_code).await.unwrap();
     let t = login.complete(&p, &CancellationToken::new()).await.unwrap();
     Session::from_tokens(s.clone(), store.clone(), t)
         .await
@@ -556,7 +561,7 @@ async fn concurrent_refreshes_from_several_processes_never_revoke_the_family() {
     let store: Arc<MemoryStore> = Arc::new(MemoryStore::default());
     let login = DeviceLogin::new(s.clone());
     let p = login.start().await.unwrap();
-    approve_sandbox_device(&s, &p.user_code).await.unwrap();
+    sign_in::approve_device(&s, &p.user_code).await.unwrap();
     let t = login.complete(&p, &CancellationToken::new()).await.unwrap();
     Session::from_tokens(s.clone(), store.clone(), t)
         .await
@@ -748,12 +753,14 @@ async fn polling_rides_out_a_transient_fault() {
     };
     // Sign-in: the first token poll gets a 503, the next one a stall past the timeout.
     sb.state.providers.inject("auth0.token", one(503, 0));
-    let session = Session::sandbox(s.clone()).await.unwrap();
+    let session = sign_in::session(s.clone()).await.unwrap();
     assert!(session.sub().await.is_ok());
     sb.state.providers.inject("auth0.token", one(200, 1_000));
     let login = DeviceLogin::new(s.clone());
     let prompt = login.start().await.unwrap();
-    approve_sandbox_device(&s, &prompt.user_code).await.unwrap();
+    sign_in::approve_device(&s, &prompt.user_code)
+        .await
+        .unwrap();
     login
         .complete(&prompt, &CancellationToken::new())
         .await

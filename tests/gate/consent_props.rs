@@ -677,11 +677,11 @@ mod execution {
     use dealflow::core::consent::ConsentError;
     use dealflow::core::domain::{ActionParams, ActionState, Surface};
     use dealflow::core::permissions::Permissions;
-    use dealflow::runtime::auth0::{RemoteWiring, wire_remote};
     use dealflow::runtime::credentials::Subject;
     use dealflow::runtime::pipeline::{Pipeline, PipelineError};
     use dealflow::runtime::review::{ReviewError, Reviewer};
     use dealflow::sandbox::Sandbox;
+    use dealflow::sandbox::wiring::{RemoteWiring, wire_remote};
     use dealflow::store::Store;
     use proptest::prelude::*;
     use std::sync::{Arc, OnceLock};
