@@ -5,8 +5,12 @@
 use assert_cmd::Command;
 use std::path::Path;
 
+#[path = "cli/accounts.rs"]
+mod accounts;
 #[path = "cli/import.rs"]
 mod import;
+#[path = "cli/policy.rs"]
+mod policy;
 #[path = "cli/salesforce.rs"]
 mod salesforce;
 

@@ -11,10 +11,7 @@ use dealflow::core::domain::{Action, ActionParams, ActionState, Surface};
 use dealflow::store::Store;
 use dealflow::store::redis::{Connect, Credential, RedisStore};
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
-#[path = "support/tls.rs"]
-mod tls;
+use super::{redis_server, tls};
 use redis_server::RedisServer;
 use std::path::PathBuf;
 use tls::TlsRedis;

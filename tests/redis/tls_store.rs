@@ -10,10 +10,7 @@ use dealflow::store::Store;
 use dealflow::store::redis::{Connect, RedisStore};
 use std::path::Path;
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
-#[path = "support/tls.rs"]
-mod tls;
+use super::tls;
 use tls::{TlsRedis, make_ca};
 
 fn action(id: &str) -> dealflow::core::domain::Action {

@@ -7,8 +7,7 @@ use assert_cmd::Command;
 use dealflow::core::domain::{Action, ActionParams, ActionState, Surface};
 use dealflow::store::{RedisStore, Store};
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
+use super::redis_server;
 use redis_server::RedisServer;
 
 fn redis_url() -> String {
