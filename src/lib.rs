@@ -12,8 +12,8 @@
 //! with time takes it as a parameter. Nothing outside `cli` reaches into `sandbox` or
 //! `tui`: signing in to a sandbox is `sandbox::sign_in`, wiring the pipeline to one is
 //! `sandbox::wiring`, and `tests/gate/layering.rs` fails on a path that breaks this.
-//! Inside `core`, `consent` and `calibration` still use each other, and so do
-//! `budget` and `permissions` (issue 17).
+//! Inside `core`, calibration reads the consent bands one way (the target pattern both
+//! use is the domain's); `budget` and `permissions` still use each other (issue 17).
 
 pub mod agent;
 pub mod auth;

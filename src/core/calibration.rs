@@ -18,28 +18,9 @@ use super::permissions::{
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The pattern calibration groups "similar" actions by: recipient domains for email and
-/// meetings ("@initech.example"), the channel for Slack, the account or deal for CRM.
-pub fn target_pattern(params: &ActionParams) -> String {
-    fn domains<'a>(addrs: impl Iterator<Item = &'a String>) -> String {
-        let mut ds: Vec<String> = addrs
-            .map(|a| match a.rsplit_once('@') {
-                Some((_, d)) => format!("@{}", d.to_ascii_lowercase()),
-                None => a.to_ascii_lowercase(),
-            })
-            .collect();
-        ds.sort();
-        ds.dedup();
-        ds.join(",")
-    }
-    match params {
-        ActionParams::SendEmail(e) | ActionParams::DraftEmail(e) => domains(e.to.iter()),
-        ActionParams::ScheduleMeeting { attendees, .. } => domains(attendees.iter()),
-        ActionParams::PostSlack { channel, .. } => channel.to_ascii_lowercase(),
-        ActionParams::CreateDeal { account, .. } => account.clone(),
-        other => other.target(),
-    }
-}
+/// Moved to `domain`, where the consent rules read it too (so `consent` need not depend
+/// on calibration); kept here under its old name for calibration's callers.
+pub use crate::core::domain::target_pattern;
 
 /// Levenshtein distance over chars.
 fn levenshtein(a: &str, b: &str) -> usize {

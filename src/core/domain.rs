@@ -773,6 +773,29 @@ pub fn format_money(cents: Cents) -> String {
     }
 }
 
+/// The pattern calibration groups "similar" actions by: recipient domains for email and
+/// meetings ("@initech.example"), the channel for Slack, the account or deal for CRM.
+pub fn target_pattern(params: &ActionParams) -> String {
+    fn domains<'a>(addrs: impl Iterator<Item = &'a String>) -> String {
+        let mut ds: Vec<String> = addrs
+            .map(|a| match a.rsplit_once('@') {
+                Some((_, d)) => format!("@{}", d.to_ascii_lowercase()),
+                None => a.to_ascii_lowercase(),
+            })
+            .collect();
+        ds.sort();
+        ds.dedup();
+        ds.join(",")
+    }
+    match params {
+        ActionParams::SendEmail(e) | ActionParams::DraftEmail(e) => domains(e.to.iter()),
+        ActionParams::ScheduleMeeting { attendees, .. } => domains(attendees.iter()),
+        ActionParams::PostSlack { channel, .. } => channel.to_ascii_lowercase(),
+        ActionParams::CreateDeal { account, .. } => account.clone(),
+        other => other.target(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

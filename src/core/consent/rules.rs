@@ -251,7 +251,7 @@ fn auto_rule(i: &Input, v: &mut Verdict) {
     {
         return;
     }
-    let target = crate::core::calibration::target_pattern(i.action);
+    let target = crate::core::domain::target_pattern(i.action);
     let covering = || {
         i.perms
             .auto_rules
