@@ -10,6 +10,7 @@ pub mod facts;
 pub mod identity;
 pub mod pipeline;
 pub mod rar;
+pub mod reconcile;
 pub mod review;
 pub mod seal;
 pub mod service;
