@@ -12,8 +12,9 @@
 //! with time takes it as a parameter. Nothing outside `cli` reaches into `sandbox` or
 //! `tui`: signing in to a sandbox is `sandbox::sign_in`, wiring the pipeline to one is
 //! `sandbox::wiring`, and `tests/gate/layering.rs` fails on a path that breaks this.
-//! Inside `core`, calibration reads the consent bands one way (the target pattern both
-//! use is the domain's); `budget` and `permissions` still use each other (issue 17).
+//! Inside `core` nothing is circular: calibration reads the consent bands one way (the
+//! target pattern both use is the domain's), and permissions hold budgets one way (the
+//! address keys both compare by are the domain's; a budget change is the permissions').
 
 pub mod agent;
 pub mod auth;

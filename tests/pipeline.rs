@@ -940,7 +940,7 @@ async fn the_21st_email_of_a_day_under_a_20_budget_stops_for_review() {
     );
     change(
         s,
-        dealflow::core::budget::parse_change("send_email", "20/day", false).unwrap(),
+        dealflow::core::permissions::budget_change("send_email", "20/day", false).unwrap(),
     );
     let at = |i: i64| MONDAY_9 + i * 60_000;
     for i in 0..20 {
@@ -1058,7 +1058,7 @@ async fn a_per_counterparty_budget_stops_an_auto_approve_rule() {
     );
     change(
         s,
-        dealflow::core::budget::parse_change("send_email", "3/day", true).unwrap(),
+        dealflow::core::permissions::budget_change("send_email", "3/day", true).unwrap(),
     );
     for i in 0..3 {
         let sub =

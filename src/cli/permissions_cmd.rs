@@ -96,7 +96,8 @@ pub fn run(ctx: &Ctx, cmd: PermissionsCmd) -> Result<ExitCode> {
         PermissionsCmd::Know { pattern } => PermissionChange::Know { pattern },
         PermissionsCmd::Forget { pattern } => PermissionChange::Forget { pattern },
         PermissionsCmd::Budget { kind, spec, each } => {
-            crate::core::budget::parse_change(&kind, &spec, each).map_err(anyhow::Error::msg)?
+            crate::core::permissions::budget_change(&kind, &spec, each)
+                .map_err(anyhow::Error::msg)?
         }
         PermissionsCmd::TwoApprovers { dollars } => PermissionChange::SetTwoApprovers {
             above: if dollars == "off" {

@@ -9,7 +9,7 @@
 //! gate: it has no way to express "allow".
 
 use super::domain::{ActionKind, ActionParams, Millis};
-use super::permissions::{address_key, normalize_pin};
+use super::domain::{address_key, normalize_pin};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -132,54 +132,7 @@ pub fn parse_spec(spec: &str) -> Result<(u32, Window, bool), String> {
     Ok((limit, per, each))
 }
 
-/// The change `permissions budget <kind> <spec>` (and the Permissions tab's budget row)
-/// asks for: a spec sets a budget; "off" removes the kind's budgets of that scope,
-/// "off/day" only the daily one. `each` adds "per counterparty" to either.
-pub fn parse_change(
-    kind: &str,
-    spec: &str,
-    each: bool,
-) -> Result<super::permissions::PermissionChange, String> {
-    use super::permissions::PermissionChange;
-    let kind = ActionKind::parse(kind.trim()).ok_or_else(|| {
-        let writes: Vec<&str> = ActionKind::ALL
-            .iter()
-            .filter(|k| k.is_write())
-            .map(|k| k.as_str())
-            .collect();
-        format!(
-            "unknown action kind {kind:?}; budgets are for {}",
-            writes.join(", ")
-        )
-    })?;
-    let lower = spec.trim().to_ascii_lowercase();
-    let (off, each) = match lower.strip_suffix("each") {
-        Some(rest) => (rest.trim().to_string(), true),
-        None => (lower.clone(), each),
-    };
-    if let Some(rest) = off.strip_prefix("off") {
-        let per = match rest.trim().trim_start_matches('/') {
-            "" => None,
-            w => Some(Window::parse(w).ok_or_else(|| format!("{w:?}: hour, day or week"))?),
-        };
-        return Ok(PermissionChange::RemoveBudget {
-            kind,
-            per,
-            each_counterparty: each,
-        });
-    }
-    let (limit, per, spec_each) = parse_spec(spec)?;
-    let budget = Budget {
-        kind,
-        limit,
-        per,
-        each_counterparty: each || spec_each,
-    };
-    check(&budget)?;
-    Ok(PermissionChange::SetBudget { budget })
-}
-
-/// Checks a budget as [`super::permissions::Permissions::apply`] stores it.
+/// Checks a budget as `Permissions::apply` stores it.
 pub fn check(b: &Budget) -> Result<(), String> {
     if b.kind.is_read() {
         return Err(format!(

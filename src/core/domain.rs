@@ -796,6 +796,21 @@ pub fn target_pattern(params: &ActionParams) -> String {
     }
 }
 
+/// A pin as stored: trimmed and in lower case, so "Acme" and "acme " are one pin.
+pub fn normalize_pin(pattern: &str) -> String {
+    pattern.trim().to_lowercase()
+}
+
+/// An email address as pins, contacts and the known list compare it: lower case, and
+/// "Bill <Bill@Acme.example>" is bill@acme.example.
+pub fn address_key(a: &str) -> String {
+    let a = normalize_pin(a);
+    match (a.rfind('<'), a.rfind('>')) {
+        (Some(l), Some(r)) if l < r => a[l + 1..r].trim().to_string(),
+        _ => a,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -160,20 +160,8 @@ pub struct Escalation {
 pub const ESCALATE_AFTER_MIN_MS: i64 = 60_000;
 pub const ESCALATE_AFTER_MAX_MS: i64 = 7 * 86_400_000;
 
-/// A pin as stored: trimmed and in lower case, so "Acme" and "acme " are one pin.
-pub fn normalize_pin(pattern: &str) -> String {
-    pattern.trim().to_lowercase()
-}
-
-/// An email address as pins, contacts and the known list compare it: lower case, and
-/// "Bill <Bill@Acme.example>" is bill@acme.example.
-pub fn address_key(a: &str) -> String {
-    let a = normalize_pin(a);
-    match (a.rfind('<'), a.rfind('>')) {
-        (Some(l), Some(r)) if l < r => a[l + 1..r].trim().to_string(),
-        _ => a,
-    }
-}
+// Pins and addresses are compared in the domain's terms (budgets count by them too).
+pub use super::domain::{address_key, normalize_pin};
 
 /// The counterparties `action` touches, as pins name them (lower case): each email
 /// address and its "@domain", the Slack channel, the deal id, the deal's name and account.
@@ -876,6 +864,49 @@ pub enum PermissionChange {
     Forget {
         pattern: String,
     },
+}
+
+/// The change `permissions budget <kind> <spec>` (and the Permissions tab's budget row)
+/// asks for: a spec sets a budget; "off" removes the kind's budgets of that scope,
+/// "off/day" only the daily one. `each` adds "per counterparty" to either.
+pub fn budget_change(kind: &str, spec: &str, each: bool) -> Result<PermissionChange, String> {
+    use super::budget::{Budget, Window, check, parse_spec};
+    let kind = ActionKind::parse(kind.trim()).ok_or_else(|| {
+        let writes: Vec<&str> = ActionKind::ALL
+            .iter()
+            .filter(|k| k.is_write())
+            .map(|k| k.as_str())
+            .collect();
+        format!(
+            "unknown action kind {kind:?}; budgets are for {}",
+            writes.join(", ")
+        )
+    })?;
+    let lower = spec.trim().to_ascii_lowercase();
+    let (off, each) = match lower.strip_suffix("each") {
+        Some(rest) => (rest.trim().to_string(), true),
+        None => (lower.clone(), each),
+    };
+    if let Some(rest) = off.strip_prefix("off") {
+        let per = match rest.trim().trim_start_matches('/') {
+            "" => None,
+            w => Some(Window::parse(w).ok_or_else(|| format!("{w:?}: hour, day or week"))?),
+        };
+        return Ok(PermissionChange::RemoveBudget {
+            kind,
+            per,
+            each_counterparty: each,
+        });
+    }
+    let (limit, per, spec_each) = parse_spec(spec)?;
+    let budget = Budget {
+        kind,
+        limit,
+        per,
+        each_counterparty: each || spec_each,
+    };
+    check(&budget)?;
+    Ok(PermissionChange::SetBudget { budget })
 }
 
 #[cfg(test)]

@@ -310,7 +310,7 @@ impl PermRow {
                         (kind, spec.to_string())
                     }
                 };
-                crate::core::budget::parse_change(kind, spec.trim(), false)
+                crate::core::permissions::budget_change(kind, spec.trim(), false)
             }
             _ => Err("this setting is not typed".into()),
         }

@@ -4,12 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use dealflow::core::budget::{Unreviewed, Window, budget_keys, parse_change};
+use dealflow::core::budget::{Unreviewed, Window, budget_keys};
 use dealflow::core::consent::facts::DealFacts;
 use dealflow::core::consent::{Gate, GateFacts, decide};
 use dealflow::core::domain::{
     Action, ActionKind, ActionParams, ActionState, Email, Stage, Surface,
 };
+use dealflow::core::permissions::budget_change as parse_change;
 use dealflow::core::permissions::{
     Approver, AutoApproveRule, Autonomy, CloseWonRule, Permissions, RulePause,
 };
