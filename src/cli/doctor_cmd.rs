@@ -488,9 +488,6 @@ impl Doctor {
 }
 
 impl Doctor {
-    /// How the last device push was proven: by the actions the token carries back
-    /// (RAR), or by the batch hash in our own log because the tenant refused or ignored
-    /// them. Read from the log; doctor never pushes to a phone to find out.
     /// Where the deals live. Salesforce is not asked here (that needs a Token Vault
     /// exchange, which changes nothing but costs a call): `dealflow status` reads it.
     fn crm(&mut self, c: &crate::config::Config, sandbox: bool) {
@@ -522,6 +519,9 @@ impl Doctor {
         }
     }
 
+    /// How the last device push was proven: by the actions the token carries back
+    /// (RAR), or by the batch hash in our own log because the tenant refused or ignored
+    /// them. Read from the log; doctor never pushes to a phone to find out.
     fn device_consent(&mut self, store: &dyn Store) {
         use crate::runtime::batch::PUSHES_SUBJECT;
         use crate::runtime::rar::RAR_TYPE;

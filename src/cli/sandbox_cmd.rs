@@ -153,16 +153,19 @@ pub fn salesforce(
                 crate::core::text::line(v[0]["message"].as_str().unwrap_or("no reason given"))
             );
         }
+        // Within 80 columns: id, name, amount, stage.
+        let fit = |v: &serde_json::Value, w: usize| {
+            crate::tui::view::fit(&crate::core::text::line(v.as_str().unwrap_or_default()), w)
+        };
         let row = |o: &serde_json::Value| {
             println!(
-                "{:<18}  {:<30}  {:>12}  {:<20}  {}",
-                crate::core::text::line(o["Id"].as_str().unwrap_or_default()),
-                crate::core::text::line(o["Name"].as_str().unwrap_or_default()),
+                "{:<18} {} {:>11} {}",
+                fit(&o["Id"], 18).trim_end(),
+                fit(&o["Name"], 24),
                 crate::core::domain::format_money(
                     (o["Amount"].as_f64().unwrap_or_default() * 100.0).round() as i64
                 ),
-                crate::core::text::line(o["StageName"].as_str().unwrap_or_default()),
-                crate::core::text::line(o["LastModifiedDate"].as_str().unwrap_or_default()),
+                fit(&o["StageName"], 20).trim_end(),
             )
         };
         match id {

@@ -17,19 +17,23 @@ pub fn run(ctx: &Ctx, interactive: bool) -> Result<ExitCode> {
             let w = super::exec::wire(ctx).await?;
             anyhow::Ok(w.pipeline.sync_crm().await?)
         })?;
-        println!(
-            "Salesforce: {} open opportunities read ({} changed since the last read)",
-            synced.deals, synced.changed
-        );
+        match &synced.skipped {
+            Some(why) => println!("Salesforce not read: {why}; the deals below are as last read"),
+            None => println!(
+                "Salesforce: {} open opportunities read ({} changed since the last read)",
+                synced.deals, synced.changed
+            ),
+        }
     }
     println!();
     let deals = ctx.store.list_deals()?;
     println!("Deals ({})", deals.len());
     for d in &deals {
+        // Within 80 columns whatever the CRM's names and ids (Salesforce's are 18).
         println!(
-            "  {:<17} {:<32} {:>12}  {}",
-            line(&d.id),
-            line(&d.name),
+            "  {:<18} {} {:>12}  {}",
+            crate::tui::view::fit(&line(&d.id), 18).trim_end(),
+            crate::tui::view::fit(&line(&d.name), 30),
             format_money(d.amount_cents),
             d.stage.as_str()
         );

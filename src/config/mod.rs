@@ -703,6 +703,16 @@ impl Config {
                 ),
             });
         }
+        // The key may be quoted ("Closed Won" = …): find its line either way.
+        let stage_line = |name: &str| match (&file, text) {
+            (Some(p), Some(t)) => t
+                .lines()
+                .position(|l| l.split('=').next().map(|k| k.trim().trim_matches('"')) == Some(name))
+                .map_or(p.display().to_string(), |i| {
+                    format!("{}:{}", p.display(), i + 1)
+                }),
+            _ => "configuration".into(),
+        };
         let mut crm_stages = Vec::new();
         for (name, stage) in &sf.stages {
             let Some(s) = crate::core::domain::Stage::parse(stage) else {
@@ -710,27 +720,30 @@ impl Config {
                     .iter()
                     .map(|s| s.as_str())
                     .collect();
-                // The key may be quoted ("Closed Won" = …): find its line either way.
-                let location = match (&file, text) {
-                    (Some(p), Some(t)) => t
-                        .lines()
-                        .position(|l| {
-                            l.split('=').next().map(|k| k.trim().trim_matches('"'))
-                                == Some(name.as_str())
-                        })
-                        .map_or(p.display().to_string(), |i| {
-                            format!("{}:{}", p.display(), i + 1)
-                        }),
-                    _ => "configuration".into(),
-                };
                 return Err(ConfigError {
-                    location,
+                    location: stage_line(name),
                     message: format!(
                         "crm.salesforce.stages.{name:?}: {stage:?} is not a dealflow stage"
                     ),
                     hint: Some(format!("allowed: {}", allowed.join(", "))),
                 });
             };
+            // A Salesforce name that means closed must stay a close: mapped to an open
+            // stage, an update_deal to that stage would close the deal past the
+            // close-won rule.
+            let closes = crate::connectors::salesforce::StageMap::standard()
+                .to_dealflow(name)
+                .is_some_and(|st| st.is_closed())
+                || name.to_ascii_lowercase().starts_with("closed");
+            if closes && !s.is_closed() {
+                return Err(ConfigError {
+                    location: stage_line(name),
+                    message: format!(
+                        "crm.salesforce.stages.{name:?}: a closed stage cannot mean {stage:?}"
+                    ),
+                    hint: Some("map it to closed_won or closed_lost".into()),
+                });
+            }
             crm_stages.push((name.clone(), s));
         }
         for (section, key, v) in [

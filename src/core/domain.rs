@@ -745,13 +745,13 @@ impl Action {
     }
 }
 
-/// Formats cents as "$75,000" (or "$75,000.50").
 /// Whether `a` looks like an address mail can go to: something@domain.tld, no spaces.
 pub fn email_ok(a: &str) -> bool {
     let mut parts = a.splitn(2, '@');
     matches!((parts.next(), parts.next()), (Some(l), Some(d)) if !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.') && !a.contains(char::is_whitespace))
 }
 
+/// Formats cents as "$75,000" (or "$75,000.50").
 pub fn format_money(cents: Cents) -> String {
     let neg = cents < 0;
     let abs = cents.unsigned_abs();

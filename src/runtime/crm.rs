@@ -42,6 +42,9 @@ impl Crm {
 pub struct Synced {
     pub deals: usize,
     pub changed: usize,
+    /// Why nothing was read: the account is off in dealflow, not connected, or reads
+    /// of deals are denied. The mirror stays as it was.
+    pub skipped: Option<String>,
 }
 
 fn err(e: impl std::fmt::Display) -> ConnectorError {
@@ -63,12 +66,58 @@ impl Pipeline {
 
     /// Puts what the CRM said about a deal into the mirror; counts it when it moved.
     fn mirror(&self, d: &Deal) -> Result<bool, ConnectorError> {
-        let before = self.store.get_deal(&d.id).map_err(err)?;
-        if before.as_ref() == Some(d) {
-            return Ok(false);
+        self.mirror_all(std::slice::from_ref(d)).map(|n| n > 0)
+    }
+
+    /// The mirror updated with `deals` in one batch: one read of what it holds, one
+    /// write of what moved. How many moved.
+    fn mirror_all(&self, deals: &[Deal]) -> Result<usize, ConnectorError> {
+        let held: std::collections::HashMap<String, Deal> = self
+            .store
+            .list_deals()
+            .map_err(err)?
+            .into_iter()
+            .map(|d| (d.id.clone(), d))
+            .collect();
+        let moved: Vec<Deal> = deals
+            .iter()
+            .filter(|d| held.get(&d.id) != Some(*d))
+            .cloned()
+            .collect();
+        if !moved.is_empty() {
+            self.store.upsert_many(&moved, &[]).map_err(err)?;
         }
-        self.store.upsert_deal(d).map_err(err)?;
-        Ok(true)
+        Ok(moved.len())
+    }
+
+    /// Why the Salesforce account may not be used now, if it may not: off in dealflow,
+    /// not connected (or without `api`) at the vault. Nothing is exchanged.
+    async fn salesforce_unusable(&self) -> Result<Option<String>, PipelineError> {
+        if self
+            .store
+            .load_permissions()?
+            .disconnected
+            .contains(&Connection::Salesforce)
+        {
+            return Ok(Some(
+                "salesforce is off in dealflow (`dealflow accounts connect salesforce` turns it on)"
+                    .into(),
+            ));
+        }
+        match self.creds.granted_scopes(Connection::Salesforce).await {
+            Ok(None) => Ok(Some(
+                "salesforce is not connected (`dealflow accounts connect salesforce`)".into(),
+            )),
+            Ok(Some(g)) if !g.iter().any(|s| s == "api") => Ok(Some(
+                "salesforce does not grant api (`dealflow accounts connect salesforce` adds it)"
+                    .into(),
+            )),
+            Ok(Some(_)) => Ok(None),
+            Err(source) => Err(PipelineError::Credentials {
+                id: "crm-sync".into(),
+                source,
+            }),
+        }
     }
 
     /// Refreshes the mirror from the CRM: every open Opportunity and the Contacts.
@@ -77,6 +126,24 @@ impl Pipeline {
         let Some(sf) = self.salesforce() else {
             return Ok(Synced::default());
         };
+        // The same leash as any read of deals: the account's switch, the grant, and the
+        // rep's permission for list_deals.
+        let denied = self
+            .store
+            .load_permissions()?
+            .autonomy_for(ActionKind::ListDeals)
+            == crate::core::permissions::Autonomy::Deny;
+        let skipped = if denied {
+            Some("reading deals is denied in your permissions".to_string())
+        } else {
+            self.salesforce_unusable().await?
+        };
+        if let Some(why) = skipped {
+            return Ok(Synced {
+                skipped: Some(why),
+                ..Synced::default()
+            });
+        }
         let read = |token: String| async move {
             let deals = sf.list_deals(&self.http, &token, None, &self.retry).await?;
             let contacts = sf
@@ -103,22 +170,41 @@ impl Pipeline {
             other => other,
         }
         .map_err(|source| PipelineError::Crm { source })?;
-        let known = self.store.list_contacts()?;
-        for c in contacts.iter().filter(|c| !known.contains(c)) {
-            self.store.upsert_contact(c)?;
+        let known: std::collections::HashMap<String, crate::core::domain::Contact> = self
+            .store
+            .list_contacts()?
+            .into_iter()
+            .map(|c| (c.id.clone(), c))
+            .collect();
+        let new_contacts: Vec<crate::core::domain::Contact> = contacts
+            .into_iter()
+            .filter(|c| known.get(&c.id) != Some(c))
+            .collect();
+        if !new_contacts.is_empty() {
+            self.store.upsert_many(&[], &new_contacts)?;
         }
-        let mut changed = 0;
-        for d in &deals {
-            if self
-                .mirror(d)
-                .map_err(|source| PipelineError::Crm { source })?
-            {
-                changed += 1;
-            }
-        }
+        let changed = self
+            .mirror_all(&deals)
+            .map_err(|source| PipelineError::Crm { source })?;
+        // A read of the rep's CRM, in the log like every other read.
+        self.store.append_audit(crate::core::audit::NewAuditEntry {
+            ts: crate::wall::now_ms(),
+            actor: "system".into(),
+            surface: None,
+            event: "crm.synced".into(),
+            action_id: None,
+            outcome: "ok".into(),
+            detail: json!({
+                "provider": "salesforce",
+                "deals": deals.len(),
+                "changed": changed,
+                "contacts_new": new_contacts.len(),
+            }),
+        })?;
         Ok(Synced {
             deals: deals.len(),
             changed,
+            skipped: None,
         })
     }
 
@@ -140,6 +226,9 @@ impl Pipeline {
         else {
             return;
         };
+        if !matches!(self.salesforce_unusable().await, Ok(None)) {
+            return;
+        }
         let Ok(token) = self.creds.token(Connection::Salesforce, subject).await else {
             return;
         };
@@ -171,9 +260,7 @@ impl Pipeline {
         Some(match &a.params {
             ActionParams::ListDeals { stage } => match sf.list_deals(c, token, *stage, r).await {
                 Ok(ds) => {
-                    for d in &ds {
-                        self.mirror(d).ok();
-                    }
+                    self.mirror_all(&ds).ok();
                     Ok(Outcome {
                         summary: format!("{} deals in Salesforce", ds.len()),
                         provider_id: None,
@@ -252,6 +339,7 @@ impl Pipeline {
                     stage: *stage,
                     amount_cents: *amount_cents,
                     notes: notes.clone(),
+                    expect_amount_cents: None,
                 };
                 self.write(
                     sf,
@@ -268,7 +356,7 @@ impl Pipeline {
                 deal_id,
                 won,
                 revision,
-                ..
+                amount_cents,
             } => {
                 let changes = Changes {
                     stage: Some(if *won {
@@ -276,6 +364,7 @@ impl Pipeline {
                     } else {
                         crate::core::domain::Stage::ClosedLost
                     }),
+                    expect_amount_cents: Some(*amount_cents),
                     ..Changes::default()
                 };
                 let verb = if *won {
@@ -301,6 +390,17 @@ impl Pipeline {
         changes: &Changes,
         verb: &str,
     ) -> Result<Outcome, ConnectorError> {
+        // A write without the revision it was proposed against cannot show that the
+        // record is as the rep saw it: proposed before the deal was read from Salesforce.
+        let Some(revision) = revision else {
+            return Err(ConnectorError::Conflict {
+                endpoint: "salesforce.update".into(),
+                detail: format!(
+                    "{deal_id} was proposed without the Salesforce revision it was read at; propose it again"
+                ),
+            });
+        };
+        let revision = Some(revision);
         let seen = self.store.get_deal(deal_id).map_err(err)?;
         let result = sf
             .update_deal(
@@ -353,34 +453,62 @@ impl Pipeline {
                 deal_id,
                 stage,
                 amount_cents,
+                notes,
+                revision,
+            } => sf
+                .get_deal(c, t, deal_id, r)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|d| {
+                    settled(d, revision.as_deref(), |d| {
+                        stage.is_none_or(|s| d.stage == s)
+                            && amount_cents.is_none_or(|x| d.amount_cents == x)
+                            && notes.as_ref().is_none_or(|n| &d.notes == n)
+                    })
+                }),
+            ActionParams::CloseDeal {
+                deal_id,
+                won,
+                revision,
                 ..
             } => sf
                 .get_deal(c, t, deal_id, r)
                 .await
                 .map_err(|e| e.to_string())
-                .map(|d| {
-                    d.filter(|d| {
-                        stage.is_none_or(|s| d.stage == s)
-                            && amount_cents.is_none_or(|x| d.amount_cents == x)
-                    })
-                    .map(|d| d.id)
-                }),
-            ActionParams::CloseDeal { deal_id, won, .. } => sf
-                .get_deal(c, t, deal_id, r)
-                .await
-                .map_err(|e| e.to_string())
-                .map(|d| {
-                    d.filter(|d| {
-                        d.stage
-                            == if *won {
-                                crate::core::domain::Stage::ClosedWon
-                            } else {
-                                crate::core::domain::Stage::ClosedLost
-                            }
-                    })
-                    .map(|d| d.id)
+                .and_then(|d| {
+                    let want = if *won {
+                        crate::core::domain::Stage::ClosedWon
+                    } else {
+                        crate::core::domain::Stage::ClosedLost
+                    };
+                    settled(d, revision.as_deref(), |d| d.stage == want)
                 }),
             _ => return None,
         })
     }
+}
+
+/// Whether an interrupted write to an Opportunity landed: still at the revision it was
+/// made against means it did not (safe to retry); moved on and showing what the write
+/// asked means it did; moved on otherwise means someone else changed it too, and only a
+/// person can tell (left for reconciliation, with why).
+fn settled(
+    now: Option<Deal>,
+    revision: Option<&str>,
+    shows: impl Fn(&Deal) -> bool,
+) -> Result<Option<String>, String> {
+    let Some(d) = now else {
+        return Err("the Opportunity is gone (deleted, or no longer visible to you)".into());
+    };
+    let at = d.crm.as_ref().map(|c| c.revision.as_str());
+    if revision.is_some() && at == revision {
+        return Ok(None);
+    }
+    if shows(&d) {
+        return Ok(Some(d.id));
+    }
+    Err(format!(
+        "Opportunity {} changed since, and not as this action asked: check it in Salesforce",
+        d.id
+    ))
 }

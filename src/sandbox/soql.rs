@@ -139,7 +139,12 @@ pub struct Query {
 struct P {
     toks: Vec<Tok>,
     i: usize,
+    /// Parentheses open now: a query nested past [`MAX_DEPTH`] is refused, not recursed
+    /// into until the stack runs out.
+    depth: usize,
 }
+
+const MAX_DEPTH: usize = 32;
 
 impl P {
     fn peek(&self) -> Option<&Tok> {
@@ -196,7 +201,12 @@ impl P {
     fn atom(&mut self) -> Result<Cond, String> {
         if self.peek() == Some(&Tok::LParen) {
             self.i += 1;
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return Err(format!("nested deeper than {MAX_DEPTH} parentheses"));
+            }
             let c = self.or()?;
+            self.depth -= 1;
             if self.next() != Some(Tok::RParen) {
                 return Err("expected )".into());
             }
@@ -236,6 +246,7 @@ pub fn parse(q: &str) -> Result<Query, String> {
     let mut p = P {
         toks: lex(q)?,
         i: 0,
+        depth: 0,
     };
     p.expect_kw("SELECT")?;
     let mut fields = vec![p.ident()?];
@@ -461,5 +472,11 @@ mod tests {
         assert_eq!(run(&q, &recs).len(), 1);
         assert!(parse("SELECT Id FROM Opportunity WHERE Name = 'x").is_err());
         assert!(parse("DELETE FROM Opportunity").is_err());
+        let deep = format!(
+            "SELECT Id FROM Opportunity WHERE {}Id = '1'{}",
+            "(".repeat(100_000),
+            ")".repeat(100_000)
+        );
+        assert!(parse(&deep).unwrap_err().contains("nested deeper"));
     }
 }

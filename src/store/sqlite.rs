@@ -371,7 +371,11 @@ fn add_deal_crm_column(conn: &Connection) -> rusqlite::Result<()> {
         |r| r.get(0),
     )?;
     if !has {
-        conn.execute_batch("ALTER TABLE deals ADD COLUMN crm TEXT")?;
+        match conn.execute_batch("ALTER TABLE deals ADD COLUMN crm TEXT") {
+            // Another process opening the same old file added it first.
+            Err(e) if e.to_string().contains("duplicate column name") => {}
+            other => other?,
+        }
     }
     Ok(())
 }

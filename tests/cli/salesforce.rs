@@ -126,3 +126,14 @@ fn the_world_script_does_not_fork_the_orgs_deals() {
         }
     );
 }
+
+#[test]
+fn a_closed_salesforce_stage_cannot_mean_an_open_one() {
+    let e = Env::new();
+    e.write_config("[crm.salesforce.stages]\n\"Closed Won\" = \"negotiation\"\n");
+    let (_, err, _) = out(&e.cmd().args(["config", "check"]).assert().failure());
+    assert!(
+        err.contains("config.toml:2") && err.contains("a closed stage cannot mean"),
+        "{err}"
+    );
+}

@@ -530,3 +530,138 @@ async fn a_sync_with_a_stale_session_exchanges_once_and_an_outage_names_the_endp
     assert!(e.contains("salesforce.query: provider error 503"), "{e}");
     assert!(!e.contains("00DSB"), "no token in the error: {e}");
 }
+
+#[tokio::test]
+async fn a_sync_keeps_to_the_accounts_switch_and_is_in_the_log() {
+    let r = sf_rig().await;
+    let s = r.p.sync_crm().await.unwrap();
+    assert!(s.skipped.is_none() && s.deals > 0);
+    let log = r.store.audit_page(0, 1000).unwrap();
+    let synced = log.iter().find(|e| e.event == "crm.synced").unwrap();
+    assert_eq!(synced.detail["deals"], s.deals);
+    change(
+        r.store.as_ref(),
+        PermissionChange::SetConnected {
+            connection: Connection::Salesforce,
+            connected: false,
+        },
+    );
+    let calls = r.sandbox.state.providers.calls("salesforce.query");
+    let s = r.p.sync_crm().await.unwrap();
+    assert!(s.skipped.unwrap().contains("off in dealflow"));
+    assert_eq!(
+        r.sandbox.state.providers.calls("salesforce.query"),
+        calls,
+        "nothing read while the rep has it off"
+    );
+}
+
+/// An edited store lowers a deal's amount (keeping its revision) to dodge the step-up;
+/// the read before the gate fails, so the gate sees the edited amount. The write's own
+/// read finds the amount consent was given for is not the record's: nothing written.
+#[tokio::test]
+async fn a_close_for_an_amount_the_record_does_not_hold_is_refused() {
+    let r = sf_rig().await;
+    r.p.sync_crm().await.unwrap();
+    let o = opp(&r, "Stark Industries enterprise");
+    let mut forged = r.store.get_deal(&o.id).unwrap().unwrap();
+    forged.amount_cents = 100;
+    r.store.upsert_deal(&forged).unwrap();
+    let s =
+        r.p.submit(
+            proposal(
+                ActionParams::CloseDeal {
+                    deal_id: o.id.clone(),
+                    won: false,
+                    amount_cents: 0,
+                    revision: None,
+                },
+                Surface::ActionCenter,
+                0.9,
+            ),
+            10,
+        )
+        .unwrap();
+    approve(&r, &s.action.id, 11);
+    r.sandbox.state.providers.inject(
+        "salesforce.query",
+        Fault {
+            status: 503,
+            body: None,
+            retry_after_secs: None,
+            delay_ms: 0,
+            remaining: 1,
+        },
+    );
+    let done = r.p.execute(&s.action.id, &Subject::User, 12).await.unwrap();
+    assert_eq!(done.action.state, ActionState::Failed);
+    let why = done.action.outcome.unwrap();
+    assert!(
+        why.contains("changed since it was approved") && why.contains("$250,000"),
+        "{why}"
+    );
+    assert_eq!(
+        opp(&r, "Stark Industries enterprise").stage_name,
+        "Proposal/Price Quote"
+    );
+    assert_eq!(r.sandbox.state.providers.calls("salesforce.update"), 0);
+}
+
+/// An update cut off before its PATCH left (the read before it had no answer) is still
+/// at its revision: reconciled as not done, safe to retry — not as "found".
+#[tokio::test]
+async fn an_update_that_never_landed_reconciles_as_not_done() {
+    let r = sf_rig().await;
+    r.p.sync_crm().await.unwrap();
+    let o = opp(&r, "Hooli team plan");
+    let s =
+        r.p.submit(
+            proposal(
+                ActionParams::UpdateDeal {
+                    deal_id: o.id.clone(),
+                    stage: None,
+                    amount_cents: None,
+                    notes: Some("Gavin asked for a trial".into()),
+                    revision: None,
+                },
+                Surface::ActionCenter,
+                0.9,
+            ),
+            10,
+        )
+        .unwrap();
+    approve(&r, &s.action.id, 11);
+    let a = r.store.get_action(&s.action.id).unwrap();
+    r.store
+        .transition(
+            &a.id,
+            &Transition {
+                from: a.state,
+                version: a.version,
+                to: ActionState::Executing,
+                outcome: None,
+                evidence: None,
+                at: 12,
+            },
+        )
+        .unwrap();
+    r.p.reconcile(13).await.unwrap();
+    let a = r.store.get_action(&a.id).unwrap();
+    assert_eq!(a.state, ActionState::Failed, "{:?}", a.outcome);
+    assert!(a.outcome.unwrap().contains("safe to retry"));
+}
+
+#[tokio::test]
+async fn an_opportunity_in_an_unmapped_stage_is_left_out_not_fatal() {
+    let r = sf_rig().await;
+    let o = opp(&r, "Hooli team plan");
+    r.sandbox.state.providers.salesforce.lock().unwrap().edit(
+        &o.id,
+        Some("Discovery"),
+        None,
+        dealflow::wall::now_ms(),
+    );
+    let s = r.p.sync_crm().await.unwrap();
+    assert!(s.deals >= 4, "{s:?}");
+    assert!(r.store.get_deal(&o.id).unwrap().is_none());
+}

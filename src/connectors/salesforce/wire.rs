@@ -4,6 +4,7 @@ use crate::connectors::ConnectorError;
 use crate::core::domain::{Contact, Deal, Millis};
 use serde_json::Value;
 
+/// A SOQL string literal's body: quotes and backslashes escaped, and (for LIKE) the
 /// wildcards, so a search for `50%_off` matches that text and nothing else.
 pub fn soql_escape(s: &str, like: bool) -> String {
     let mut out = String::with_capacity(s.len());
