@@ -632,8 +632,8 @@ fn deals_contacts_and_actions_round_trip(fx: &Fx) {
 }
 
 /// Issue 18: the Actions tab holds every pending action and pages the finished ones,
-/// newest first by (created_at, id), from the last one it holds. Ties on created_at are
-/// broken by id, so no page repeats or skips a row; counts match what the pages hold.
+/// most recently finished first by (updated_at, id), from the last one it holds. Ties on
+/// updated_at are broken by id, so no page repeats or skips a row; counts match.
 fn action_pages_walk_finished_actions_by_keyset_and_counts_agree(fx: &Fx) {
     let s = fx.s();
     let finished = [
@@ -648,24 +648,23 @@ fn action_pages_walk_finished_actions_by_keyset_and_counts_agree(fx: &Fx) {
         ActionState::Rejected,
         ActionState::AwaitingConsent,
     ];
-    // 25 actions, five to each created_at: ties everywhere.
+    // 25 actions, five to each updated_at (ties everywhere), created in the other order.
     for i in 0..25 {
         s.insert_action(&Action {
-            created_at: 1_000 + (i / 5) as i64,
+            created_at: 2_000 - i as i64,
             updated_at: 1_000 + (i / 5) as i64,
             ..action(&format!("a{i:02}"), states[i % 5])
         })
         .unwrap();
     }
-    let expected: Vec<String> = s
+    let mut listed = s
         .list_actions(&ActionFilter {
             states: finished.to_vec(),
             limit: None,
         })
-        .unwrap()
-        .into_iter()
-        .map(|a| a.id)
-        .collect();
+        .unwrap();
+    listed.sort_by(|a, b| (b.updated_at, &b.id).cmp(&(a.updated_at, &a.id)));
+    let expected: Vec<String> = listed.into_iter().map(|a| a.id).collect();
     assert_eq!(expected.len(), 15);
     assert_eq!(s.count_actions(&finished).unwrap(), 15);
     assert_eq!(s.count_actions(&[]).unwrap(), 25);
@@ -683,14 +682,15 @@ fn action_pages_walk_finished_actions_by_keyset_and_counts_agree(fx: &Fx) {
         assert!(page.len() <= 4);
         assert!(page.iter().all(|a| a.state.is_terminal()));
         let Some(last) = page.last() else { break };
-        before = Some((last.created_at, last.id.clone()));
+        before = Some((last.updated_at, last.id.clone()));
         walked.extend(page.into_iter().map(|a| a.id));
+        assert!(walked.len() <= expected.len(), "a page repeats: {walked:?}");
     }
     assert_eq!(
         walked, expected,
         "the pages, end to end, are the list in order"
     );
-    // No states: every action, the same order as list_actions.
+    // No states: every action.
     let all = s
         .action_page(&ActionPage {
             states: vec![],

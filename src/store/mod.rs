@@ -99,15 +99,17 @@ pub struct ActionFilter {
     pub limit: Option<usize>,
 }
 
-/// One keyset page of actions (issue 18): newest first by `(created_at, id)`, the order
-/// [`Store::list_actions`] lists in, starting strictly below `before`. A reader that holds
-/// every pending action but only a window of finished ones asks for the next window from
-/// the last row it holds, so a long history costs a page, not the whole table.
+/// One keyset page of actions (issue 18): most recently changed first, by
+/// `(updated_at, id)`, starting strictly below `before`. A reader that holds every
+/// pending action but only a window of finished ones asks for the next window from the
+/// oldest it holds, so a long history costs a page, not the whole table. Finished
+/// actions never change again, so in this order new ones only ever arrive on top: a
+/// window stays contiguous however long it is held.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ActionPage {
     /// Only actions in these states (empty: every state).
     pub states: Vec<ActionState>,
-    /// Only actions older than this `(created_at, id)` (`None`: from the newest).
+    /// Only actions changed before this `(updated_at, id)` (`None`: from the newest).
     pub before: Option<(Millis, String)>,
     pub limit: usize,
 }
@@ -119,7 +121,7 @@ impl ActionPage {
             && self
                 .before
                 .as_ref()
-                .is_none_or(|(at, id)| (a.created_at, a.id.as_str()) < (*at, id.as_str()))
+                .is_none_or(|(at, id)| (a.updated_at, a.id.as_str()) < (*at, id.as_str()))
     }
 }
 
@@ -199,14 +201,15 @@ pub trait Store: Send + Sync {
     fn get_action(&self, id: &str) -> Result<Action>;
     /// Newest first.
     fn list_actions(&self, filter: &ActionFilter) -> Result<Vec<Action>>;
-    /// The page `q` selects, newest first. Backends answer from an index on
-    /// (state, created_at); this default lists every action in those states.
+    /// The page `q` selects, most recently changed first. Backends answer from an index
+    /// on (state, updated_at); this default lists every action in those states.
     fn action_page(&self, q: &ActionPage) -> Result<Vec<Action>> {
         let mut out = self.list_actions(&ActionFilter {
             states: q.states.clone(),
             limit: None,
         })?;
         out.retain(|a| q.selects(a));
+        out.sort_by(|a, b| (b.updated_at, &b.id).cmp(&(a.updated_at, &a.id)));
         out.truncate(q.limit);
         Ok(out)
     }

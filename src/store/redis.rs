@@ -938,7 +938,7 @@ impl Store for RedisStore {
                 out.push(a);
             }
         }
-        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        out.sort_by(|a, b| (b.updated_at, &b.id).cmp(&(a.updated_at, &a.id)));
         out.truncate(q.limit);
         Ok(out)
     }

@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS actions (
     updated_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS actions_state ON actions(state, created_at);
+CREATE INDEX IF NOT EXISTS actions_state_updated ON actions(state, updated_at, id);
 CREATE TABLE IF NOT EXISTS permissions (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     body TEXT NOT NULL
@@ -596,11 +597,11 @@ impl Store for SqliteStore {
                 sql.push_str(&format!(" AND state IN ({marks})"));
             }
             if let Some((at, id)) = &q.before {
-                sql.push_str(" AND (created_at < ? OR (created_at = ? AND id < ?))");
+                sql.push_str(" AND (updated_at < ? OR (updated_at = ? AND id < ?))");
                 args.extend([(*at).into(), (*at).into(), id.clone().into()]);
             }
             sql.push_str(&format!(
-                " ORDER BY created_at DESC, id DESC LIMIT {}",
+                " ORDER BY updated_at DESC, id DESC LIMIT {}",
                 q.limit
             ));
             let mut st = c.prepare(&sql).map_err(|e| self.err(e))?;
