@@ -12,7 +12,9 @@ use dealflow::core::domain::ActionKind;
 use dealflow::core::domain::{Action, ActionParams, ActionState, Surface};
 use dealflow::core::permissions::{Autonomy, PermissionChange};
 use dealflow::sandbox::demo;
-use dealflow::store::{ActionFilter, RedisStore, SqliteStore, Store, StoreError, Transition};
+use dealflow::store::{
+    ActionFilter, ActionPage, RedisStore, SqliteStore, Store, StoreError, Transition,
+};
 use std::path::Path;
 
 fn action(id: &str, state: ActionState) -> Action {
@@ -295,6 +297,7 @@ contract!(
     upsert_many_writes_and_updates_in_one_go,
     audit_query_pages_by_seq_both_ways_with_kinds_pushed_down,
     caches_round_trip_per_name_and_are_replaced_whole,
+    action_pages_walk_finished_actions_by_keyset_and_counts_agree,
 );
 
 /// The import's batch write: many deals and contacts in one call, read back as written;
@@ -626,6 +629,78 @@ fn deals_contacts_and_actions_round_trip(fx: &Fx) {
         .unwrap();
     assert_eq!(top.len(), 1);
     assert_eq!(top[0].id, "zz-newest");
+}
+
+/// Issue 18: the Actions tab holds every pending action and pages the finished ones,
+/// most recently finished first by (updated_at, id), from the last one it holds. Ties on
+/// updated_at are broken by id, so no page repeats or skips a row; counts match.
+fn action_pages_walk_finished_actions_by_keyset_and_counts_agree(fx: &Fx) {
+    let s = fx.s();
+    let finished = [
+        ActionState::Succeeded,
+        ActionState::Failed,
+        ActionState::Rejected,
+    ];
+    let states = [
+        ActionState::Succeeded,
+        ActionState::Proposed,
+        ActionState::Failed,
+        ActionState::Rejected,
+        ActionState::AwaitingConsent,
+    ];
+    // 25 actions, five to each updated_at (ties everywhere), created in the other order.
+    for i in 0..25 {
+        s.insert_action(&Action {
+            created_at: 2_000 - i as i64,
+            updated_at: 1_000 + (i / 5) as i64,
+            ..action(&format!("a{i:02}"), states[i % 5])
+        })
+        .unwrap();
+    }
+    let mut listed = s
+        .list_actions(&ActionFilter {
+            states: finished.to_vec(),
+            limit: None,
+        })
+        .unwrap();
+    listed.sort_by(|a, b| (b.updated_at, &b.id).cmp(&(a.updated_at, &a.id)));
+    let expected: Vec<String> = listed.into_iter().map(|a| a.id).collect();
+    assert_eq!(expected.len(), 15);
+    assert_eq!(s.count_actions(&finished).unwrap(), 15);
+    assert_eq!(s.count_actions(&[]).unwrap(), 25);
+    assert_eq!(s.count_actions(&[ActionState::Executing]).unwrap(), 0);
+    let mut walked = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s
+            .action_page(&ActionPage {
+                states: finished.to_vec(),
+                before: before.clone(),
+                limit: 4,
+            })
+            .unwrap();
+        assert!(page.len() <= 4);
+        assert!(page.iter().all(|a| a.state.is_terminal()));
+        let Some(last) = page.last() else { break };
+        before = Some((last.updated_at, last.id.clone()));
+        walked.extend(page.into_iter().map(|a| a.id));
+        assert!(walked.len() <= expected.len(), "a page repeats: {walked:?}");
+    }
+    assert_eq!(
+        walked, expected,
+        "the pages, end to end, are the list in order"
+    );
+    // No states: every action.
+    let all = s
+        .action_page(&ActionPage {
+            states: vec![],
+            before: Some((1_003, "a17".into())),
+            limit: 100,
+        })
+        .unwrap();
+    let ids: Vec<&str> = all.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids[..3], ["a16", "a15", "a14"]);
+    assert_eq!(all.len(), 17);
 }
 
 fn transitions_are_compare_and_set(fx: &Fx) {

@@ -2314,3 +2314,149 @@ fn the_audit_tab_pages_from_the_store_and_holds_a_window() {
     assert_eq!(h.app.audit.current().unwrap().actor, "user:needle");
     assert!(!h.screen().contains("searched back to"));
 }
+
+/// A Slack post in `state`, created and last changed `ago` ms before NOW.
+fn history_action(id: &str, state: ActionState, ago: i64) -> Action {
+    let params = ActionParams::PostSlack {
+        channel: "#deals".into(),
+        text: format!("update {id}"),
+    };
+    Action {
+        id: id.into(),
+        original: params.clone(),
+        params,
+        state,
+        version: 1,
+        surface: Surface::ActionCenter,
+        confidence: 0.8,
+        justification: "history".into(),
+        title: format!("history {id}"),
+        created_at: NOW - ago,
+        updated_at: NOW - ago,
+        outcome: None,
+        evidence: None,
+    }
+}
+
+/// The Actions tab over a long history (issue 18): every pending action is held and
+/// shown, the finished ones a window at a time (the most recently finished first); the
+/// title and a last row say how many are not loaded; the end of the list loads the next
+/// window, a reload keeps what was loaded, and once all are held the counts go away.
+#[test]
+fn a_long_history_holds_every_pending_action_and_a_window_of_finished_ones() {
+    use dealflow::tui::actions::{FINISHED_PAGE, View};
+    let finished = [
+        ActionState::Succeeded,
+        ActionState::Failed,
+        ActionState::Rejected,
+    ];
+    let mut h = H::with_setup(None, |s| {
+        for i in 0..3_000 {
+            s.insert_action(&history_action(
+                &format!("hist-{i:05}"),
+                finished[i % 3],
+                1_000_000 + i as i64 * 1000,
+            ))
+            .unwrap();
+        }
+        // Pending ones older than all that history: a newest-N window would miss them.
+        for i in 0..20 {
+            s.insert_action(&history_action(
+                &format!("pend-{i:02}"),
+                ActionState::Proposed,
+                10_000_000_000 + i as i64,
+            ))
+            .unwrap();
+        }
+    });
+    let store = h.store.clone();
+    let count = |states: &[ActionState]| store.count_actions(states).unwrap();
+    let pending: Vec<ActionState> = ActionState::ALL
+        .into_iter()
+        .filter(|s| !s.is_terminal())
+        .collect();
+    let total_finished = count(&dealflow::tui::actions::finished_states());
+    assert!(total_finished >= 3_000);
+    let t = &h.app.actions;
+    assert_eq!(t.rows.len() - t.finished_held(), count(&pending));
+    assert_eq!(t.finished_held(), FINISHED_PAGE);
+    assert_eq!(t.finished_total, Some(total_finished));
+    // The queue view shows every pending action, the oldest too.
+    assert_eq!(t.visible.len(), count(&pending));
+    assert!(t.row_by_id("pend-19").is_some());
+    let screen = h.screen();
+    assert!(
+        screen.contains(&format!("200 of {total_finished} finished loaded")),
+        "{screen}"
+    );
+    // The held window is the most recently finished.
+    let newest: Vec<String> = h
+        .store
+        .action_page(&dealflow::store::ActionPage {
+            states: dealflow::tui::actions::finished_states(),
+            before: None,
+            limit: 400,
+        })
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    let held = |h: &H| -> std::collections::BTreeSet<String> {
+        h.app
+            .actions
+            .rows
+            .iter()
+            .filter(|r| r.action.state.is_terminal())
+            .map(|r| r.action.id.clone())
+            .collect()
+    };
+    assert_eq!(held(&h), newest[..200].iter().cloned().collect());
+    // The all view says what is not loaded on its last line; the end loads the next window.
+    h.app.set_view(View::All);
+    let not_loaded = format!("{} older finished not loaded", total_finished - 200);
+    assert!(h.screen().contains(&not_loaded), "{}", h.screen());
+    h.code(KeyCode::End);
+    assert_eq!(h.app.actions.finished_held(), 400);
+    assert_eq!(held(&h), newest.iter().cloned().collect());
+    assert!(
+        h.screen()
+            .contains(&format!("400 of {total_finished} finished loaded")),
+        "{}",
+        h.screen()
+    );
+    // A reload (the 2 s tick) keeps the window, and a newly finished action joins it.
+    let first = h.action("pend-00");
+    h.store
+        .transition(
+            "pend-00",
+            &dealflow::store::Transition {
+                from: ActionState::Proposed,
+                version: first.version,
+                to: ActionState::Rejected,
+                outcome: Some("not now".into()),
+                evidence: None,
+                at: NOW,
+            },
+        )
+        .unwrap();
+    h.run_effects(vec![Effect::LoadActions]);
+    let t = &h.app.actions;
+    assert_eq!(t.finished_held(), 401);
+    assert_eq!(t.finished_total, Some(total_finished + 1));
+    assert_eq!(t.rows.len() - t.finished_held(), count(&pending));
+    assert!(held(&h).contains("pend-00"));
+    // Walking to the end again and again loads them all, each once; then no counts.
+    for _ in 0..20 {
+        h.code(KeyCode::End);
+    }
+    let t = &h.app.actions;
+    assert_eq!(t.finished_held(), total_finished + 1);
+    assert_eq!(t.finished_not_held(), 0);
+    assert_eq!(t.visible.len(), t.rows.len());
+    let ids: std::collections::BTreeSet<&str> =
+        t.rows.iter().map(|r| r.action.id.as_str()).collect();
+    assert_eq!(ids.len(), t.rows.len(), "no row twice");
+    let screen = h.screen();
+    assert!(!screen.contains("finished loaded"), "{screen}");
+    assert!(!screen.contains("not loaded"), "{screen}");
+}

@@ -1,9 +1,9 @@
 //! A store whose every audit append is reported to an [`AuditAnchor`] (the keyring
 //! checkpoint), so the chain is anchored outside the store it lives in.
 
-use super::{ActionFilter, AuditQuery, Lease, Result, Store, Transition};
+use super::{ActionFilter, ActionPage, AuditQuery, Lease, Result, Store, Transition};
 use crate::core::audit::{AuditEntry, ChainBreak, NewAuditEntry};
-use crate::core::domain::{Action, ActionParams, Contact, Deal, Millis};
+use crate::core::domain::{Action, ActionParams, ActionState, Contact, Deal, Millis};
 use crate::core::permissions::{PermissionChange, Permissions};
 use std::sync::Arc;
 
@@ -56,6 +56,12 @@ impl Store for Anchored {
     }
     fn list_actions(&self, filter: &ActionFilter) -> Result<Vec<Action>> {
         self.inner.list_actions(filter)
+    }
+    fn action_page(&self, q: &ActionPage) -> Result<Vec<Action>> {
+        self.inner.action_page(q)
+    }
+    fn count_actions(&self, states: &[ActionState]) -> Result<usize> {
+        self.inner.count_actions(states)
     }
     fn transition(&self, id: &str, t: &Transition) -> Result<Action> {
         self.inner.transition(id, t)

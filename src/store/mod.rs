@@ -99,6 +99,32 @@ pub struct ActionFilter {
     pub limit: Option<usize>,
 }
 
+/// One keyset page of actions (issue 18): most recently changed first, by
+/// `(updated_at, id)`, starting strictly below `before`. A reader that holds every
+/// pending action but only a window of finished ones asks for the next window from the
+/// oldest it holds, so a long history costs a page, not the whole table. Finished
+/// actions never change again, so in this order new ones only ever arrive on top: a
+/// window stays contiguous however long it is held.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionPage {
+    /// Only actions in these states (empty: every state).
+    pub states: Vec<ActionState>,
+    /// Only actions changed before this `(updated_at, id)` (`None`: from the newest).
+    pub before: Option<(Millis, String)>,
+    pub limit: usize,
+}
+
+impl ActionPage {
+    /// Whether `a` is one this page selects (state and bound; not the limit).
+    pub fn selects(&self, a: &Action) -> bool {
+        (self.states.is_empty() || self.states.contains(&a.state))
+            && self
+                .before
+                .as_ref()
+                .is_none_or(|(at, id)| (a.updated_at, a.id.as_str()) < (*at, id.as_str()))
+    }
+}
+
 /// One keyset page of the audit log (issue 18): a reader that holds only what is on
 /// screen asks for the next page from the seq it stopped at, in either direction, with
 /// the kind filter applied by the store (an index in SQLite, a server-side walk in
@@ -175,6 +201,28 @@ pub trait Store: Send + Sync {
     fn get_action(&self, id: &str) -> Result<Action>;
     /// Newest first.
     fn list_actions(&self, filter: &ActionFilter) -> Result<Vec<Action>>;
+    /// The page `q` selects, most recently changed first. Backends answer from an index
+    /// on (state, updated_at); this default lists every action in those states.
+    fn action_page(&self, q: &ActionPage) -> Result<Vec<Action>> {
+        let mut out = self.list_actions(&ActionFilter {
+            states: q.states.clone(),
+            limit: None,
+        })?;
+        out.retain(|a| q.selects(a));
+        out.sort_by(|a, b| (b.updated_at, &b.id).cmp(&(a.updated_at, &a.id)));
+        out.truncate(q.limit);
+        Ok(out)
+    }
+    /// How many actions are in `states` (empty: all), without loading them where the
+    /// backend can count (SQLite); this default lists them.
+    fn count_actions(&self, states: &[ActionState]) -> Result<usize> {
+        Ok(self
+            .list_actions(&ActionFilter {
+                states: states.to_vec(),
+                limit: None,
+            })?
+            .len())
+    }
     /// Compare-and-set: succeeds only if the action is still in `t.from` at `t.version`.
     /// Exactly one of several racing callers (threads or processes) wins.
     fn transition(&self, id: &str, t: &Transition) -> Result<Action>;

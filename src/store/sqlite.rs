@@ -3,7 +3,7 @@
 //! transitions are single conditional UPDATEs and audit appends take the write lock
 //! before reading the chain head.
 
-use super::{ActionFilter, AuditQuery, Lease, Result, Store, StoreError, Transition};
+use super::{ActionFilter, ActionPage, AuditQuery, Lease, Result, Store, StoreError, Transition};
 use crate::core::audit::{self, AuditEntry, GENESIS, NewAuditEntry};
 use crate::core::domain::{
     Action, ActionParams, ActionState, Contact, Deal, Millis, Stage, Surface,
@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS actions (
     updated_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS actions_state ON actions(state, created_at);
+CREATE INDEX IF NOT EXISTS actions_state_updated ON actions(state, updated_at, id);
 CREATE TABLE IF NOT EXISTS permissions (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     body TEXT NOT NULL
@@ -586,6 +587,51 @@ impl Store for SqliteStore {
                 out.push(self.row_to_action(r)?);
             }
             Ok(out)
+        })
+    }
+
+    fn action_page(&self, q: &ActionPage) -> Result<Vec<Action>> {
+        self.with(|c| {
+            let states: Vec<&str> = q.states.iter().map(|s| s.as_str()).collect();
+            let mut args: Vec<rusqlite::types::Value> =
+                states.iter().map(|s| s.to_string().into()).collect();
+            let mut sql = format!("SELECT {ACTION_COLS} FROM actions WHERE 1");
+            if !states.is_empty() {
+                let marks = vec!["?"; states.len()].join(", ");
+                sql.push_str(&format!(" AND state IN ({marks})"));
+            }
+            if let Some((at, id)) = &q.before {
+                sql.push_str(" AND (updated_at < ? OR (updated_at = ? AND id < ?))");
+                args.extend([(*at).into(), (*at).into(), id.clone().into()]);
+            }
+            sql.push_str(&format!(
+                " ORDER BY updated_at DESC, id DESC LIMIT {}",
+                q.limit
+            ));
+            let mut st = c.prepare(&sql).map_err(|e| self.err(e))?;
+            let mut rows = st
+                .query(rusqlite::params_from_iter(args))
+                .map_err(|e| self.err(e))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+                out.push(self.row_to_action(r)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn count_actions(&self, states: &[ActionState]) -> Result<usize> {
+        self.with(|c| {
+            let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+            let mut sql = "SELECT COUNT(*) FROM actions".to_string();
+            if !names.is_empty() {
+                let marks = vec!["?"; names.len()].join(", ");
+                sql.push_str(&format!(" WHERE state IN ({marks})"));
+            }
+            let n: i64 = c
+                .query_row(&sql, rusqlite::params_from_iter(names.iter()), |r| r.get(0))
+                .map_err(|e| self.err(e))?;
+            Ok(usize::try_from(n).unwrap_or(0))
         })
     }
 

@@ -2,7 +2,7 @@
 //! views, marks and ranges, and the words the confirmation prompts show. Pure: no IO.
 
 use crate::core::consent::{Decision, Gate, payload_digest};
-use crate::core::domain::{Action, ActionKind, ActionParams, ActionState, format_money};
+use crate::core::domain::{Action, ActionKind, ActionParams, ActionState, Millis, format_money};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One queue row: the action and the gate it faces under the loaded permissions.
@@ -69,6 +69,24 @@ impl View {
     }
 }
 
+/// How many finished actions a reload holds, and how many more each "load more" adds:
+/// every pending action is always held, the finished ones (years of them) a page at a
+/// time, most recently finished first.
+pub const FINISHED_PAGE: usize = 200;
+
+/// The states an action never leaves: held a window at a time.
+pub fn finished_states() -> Vec<ActionState> {
+    ActionState::ALL
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .collect()
+}
+
+/// Where a finished action sits in the store's page order (`Store::action_page`).
+fn finished_key(a: &Action) -> (Millis, &str) {
+    (a.updated_at, a.id.as_str())
+}
+
 pub fn is_pending(s: ActionState) -> bool {
     matches!(s, ActionState::Proposed | ActionState::AwaitingConsent)
 }
@@ -86,6 +104,11 @@ pub struct ActionsTab {
     pub loaded: bool,
     /// The detail pane's scroll (J/K).
     pub detail: super::pane_scroll::PaneScroll,
+    /// How many finished actions the store holds (`None`: not counted yet); `rows`
+    /// holds every pending one but only a window of these.
+    pub finished_total: Option<usize>,
+    /// An older page of finished actions is on its way (asked below this key).
+    pub loading_older: Option<(Millis, String)>,
 }
 
 impl Default for ActionsTab {
@@ -100,6 +123,8 @@ impl Default for ActionsTab {
             range_anchor: None,
             loaded: false,
             detail: Default::default(),
+            finished_total: None,
+            loading_older: None,
         }
     }
 }
@@ -114,12 +139,40 @@ impl ActionsTab {
 
     /// Loads the queue with the gate each action faces, as the runtime decided it from
     /// the store's facts (`runtime::facts::FactSource`), the same path approval takes.
+    ///
+    /// A reload brings the newest [`FINISHED_PAGE`] finished actions; older ones loaded
+    /// since ("load more") are kept when the page reaches down to them (finished actions
+    /// never change, and new ones only arrive on top, so the window stays contiguous).
     pub fn load(&mut self, gated: Vec<(Action, Decision)>) {
         let keep = self.current().map(|r| r.action.id.clone());
-        self.rows = gated
+        let mut rows: Vec<Row> = gated
             .into_iter()
             .map(|(action, decision)| Row { action, decision })
             .collect();
+        let page: Vec<&Action> = rows
+            .iter()
+            .map(|r| &r.action)
+            .filter(|a| a.state.is_terminal())
+            .collect();
+        let held_newest = self.finished().map(finished_key).max();
+        let older: Vec<Row> = match (page.iter().map(|a| finished_key(a)).min(), held_newest) {
+            (Some(oldest), Some(newest)) if page.len() >= FINISHED_PAGE && oldest <= newest => {
+                let ids: BTreeSet<&str> = rows.iter().map(|r| r.action.id.as_str()).collect();
+                self.rows
+                    .iter()
+                    .filter(|r| r.action.state.is_terminal())
+                    .filter(|r| finished_key(&r.action) < oldest)
+                    .filter(|r| !ids.contains(r.action.id.as_str()))
+                    .cloned()
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        if !older.is_empty() {
+            rows.extend(older);
+            sort_rows(&mut rows);
+        }
+        self.rows = rows;
         let live: BTreeSet<&str> = self
             .rows
             .iter()
@@ -137,6 +190,76 @@ impl ActionsTab {
         {
             self.cursor = pos;
         }
+    }
+
+    /// Adds an older page of finished actions (`Msg::OlderActionsLoaded`), if it is the
+    /// one last asked for; the cursor stays on its row.
+    pub fn load_older(&mut self, gated: Vec<(Action, Decision)>, asked: &(Millis, String)) {
+        if self.loading_older.as_ref() != Some(asked) {
+            return;
+        }
+        self.loading_older = None;
+        let keep = self.current().map(|r| r.action.id.clone());
+        let held: BTreeSet<String> = self.rows.iter().map(|r| r.action.id.clone()).collect();
+        self.rows.extend(
+            gated
+                .into_iter()
+                .filter(|(a, _)| !held.contains(&a.id))
+                .map(|(action, decision)| Row { action, decision }),
+        );
+        sort_rows(&mut self.rows);
+        self.refilter();
+        if let Some(id) = keep
+            && let Some(pos) = self
+                .visible
+                .iter()
+                .position(|&i| self.rows[i].action.id == id)
+        {
+            self.cursor = pos;
+        }
+    }
+
+    fn finished(&self) -> impl Iterator<Item = &Action> {
+        self.rows
+            .iter()
+            .map(|r| &r.action)
+            .filter(|a| a.state.is_terminal())
+    }
+
+    /// How many finished actions `rows` holds.
+    pub fn finished_held(&self) -> usize {
+        self.finished().count()
+    }
+
+    /// How many finished actions the store has that `rows` does not hold (0 until counted).
+    pub fn finished_not_held(&self) -> usize {
+        self.finished_total
+            .unwrap_or(0)
+            .saturating_sub(self.finished_held())
+    }
+
+    /// Whether the view shows finished actions at all (only then is there more to load).
+    pub fn shows_finished(&self) -> bool {
+        self.view == View::All
+    }
+
+    /// The next page of finished actions to ask for, when the cursor is near the end of
+    /// a view that shows them and the store has more: at most one request at a time.
+    pub fn more(&mut self) -> Option<(Millis, String)> {
+        const MARGIN: usize = 10;
+        if !self.shows_finished()
+            || self.finished_not_held() == 0
+            || self.loading_older.is_some()
+            || self.cursor + MARGIN < self.visible.len()
+        {
+            return None;
+        }
+        let oldest = self
+            .finished()
+            .map(|a| (a.updated_at, a.id.clone()))
+            .min()?;
+        self.loading_older = Some(oldest.clone());
+        Some(oldest)
     }
 
     /// Recomputes `visible` (O(n), on load and filter changes, never per frame).
@@ -253,6 +376,14 @@ impl ActionsTab {
             .map(|r| vec![r.action.id.clone()])
             .unwrap_or_default()
     }
+}
+
+/// Newest first, as `Store::list_actions` lists them.
+fn sort_rows(rows: &mut [Row]) {
+    rows.sort_by(|a, b| {
+        (b.action.created_at, b.action.id.as_str())
+            .cmp(&(a.action.created_at, a.action.id.as_str()))
+    });
 }
 
 fn haystack(a: &Action) -> String {

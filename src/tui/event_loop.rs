@@ -130,6 +130,7 @@ impl Runner {
                 slow @ (Effect::VerifyAudit
                 | Effect::ExportAudit
                 | Effect::LoadAudit(_)
+                | Effect::LoadOlderActions { .. }
                 | Effect::LoadCalibration { .. }) => {
                     let (exec, tx) = (self.exec.clone(), self.tx.clone());
                     tokio::task::spawn_blocking(move || {

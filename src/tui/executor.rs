@@ -6,8 +6,10 @@
 use super::clock::Clock;
 use super::msg::{Effect, Msg, Verb};
 use crate::core::audit::NewAuditEntry;
+use crate::core::domain::{ActionState, Millis};
 use crate::runtime::review::Reviewer;
-use crate::store::{ActionFilter, Store};
+use crate::store::{ActionFilter, ActionPage, Store};
+use crate::tui::actions::{FINISHED_PAGE, finished_states};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -91,7 +93,13 @@ impl Executor {
     pub fn run(&self, effect: Effect) -> Vec<Msg> {
         let s = self.store.as_ref();
         match effect {
-            Effect::LoadActions => vec![self.load(), self.service(), self.lead()],
+            Effect::LoadActions => vec![
+                self.load(),
+                self.finished_total(),
+                self.service(),
+                self.lead(),
+            ],
+            Effect::LoadOlderActions { before } => vec![self.load_older(before)],
             Effect::Approve {
                 ids,
                 stepped_up,
@@ -265,26 +273,71 @@ impl Executor {
         Msg::LeadWaiting(self.lead_waiting.as_ref().and_then(|count| count()))
     }
 
+    /// Every pending action and the newest page of finished ones, newest first (the
+    /// order `list_actions` gives), each with its gate. A store with years of history
+    /// costs a page here, not its whole table.
     fn load(&self) -> Msg {
         let s = self.store.as_ref();
-        // The newest 10,000: bounds the cost of the 2 s refresh on a huge store.
-        let filter = ActionFilter {
-            states: vec![],
-            limit: Some(10_000),
-        };
         let now = self.clock.now_ms();
-        let loaded = s.list_actions(&filter).and_then(|actions| {
-            let mut facts = crate::runtime::facts::FactSource::new(s)?;
-            let gated = actions
-                .into_iter()
-                .map(|a| facts.decide(&a, now).map(|d| (a, d)))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((gated, facts.permissions().clone()))
-        });
+        let loaded = s
+            .list_actions(&ActionFilter {
+                states: ActionState::ALL
+                    .into_iter()
+                    .filter(|s| !s.is_terminal())
+                    .collect(),
+                limit: None,
+            })
+            .and_then(|mut actions| {
+                actions.extend(s.action_page(&ActionPage {
+                    states: finished_states(),
+                    before: None,
+                    limit: FINISHED_PAGE,
+                })?);
+                actions.sort_by(|a, b| {
+                    (b.created_at, b.id.as_str()).cmp(&(a.created_at, a.id.as_str()))
+                });
+                let mut facts = crate::runtime::facts::FactSource::new(s)?;
+                let gated = actions
+                    .into_iter()
+                    .map(|a| facts.decide(&a, now).map(|d| (a, d)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((gated, facts.permissions().clone()))
+            });
         match loaded {
             Ok((gated, permissions)) => Msg::ActionsLoaded {
                 gated,
                 permissions: Box::new(permissions),
+            },
+            Err(e) => Msg::LoadFailed(format!("store: {e}")),
+        }
+    }
+
+    fn finished_total(&self) -> Msg {
+        match self.store.count_actions(&finished_states()) {
+            Ok(n) => Msg::FinishedTotal(n),
+            Err(e) => Msg::LoadFailed(format!("store: {e}")),
+        }
+    }
+
+    fn load_older(&self, before: (Millis, String)) -> Msg {
+        let s = self.store.as_ref();
+        let now = self.clock.now_ms();
+        let loaded = s
+            .action_page(&ActionPage {
+                states: finished_states(),
+                before: Some(before.clone()),
+                limit: FINISHED_PAGE,
+            })
+            .and_then(|page| {
+                let mut facts = crate::runtime::facts::FactSource::new(s)?;
+                page.into_iter()
+                    .map(|a| facts.decide(&a, now).map(|d| (a, d)))
+                    .collect::<Result<Vec<_>, _>>()
+            });
+        match loaded {
+            Ok(gated) => Msg::OlderActionsLoaded {
+                gated,
+                asked: before,
             },
             Err(e) => Msg::LoadFailed(format!("store: {e}")),
         }

@@ -31,6 +31,15 @@ pub enum Msg {
         gated: Vec<(Action, Decision)>,
         permissions: Box<Permissions>,
     },
+    /// How many finished actions the store holds in all, sent with every reload: the
+    /// queue holds only a window of them, and its title says how many of how many.
+    FinishedTotal(usize),
+    /// Older finished actions (`Effect::LoadOlderActions`), each with its gate, newest
+    /// finished first; `asked` is the bound they were asked below.
+    OlderActionsLoaded {
+        gated: Vec<(Action, Decision)>,
+        asked: (Millis, String),
+    },
     /// The background service: `Some((running, last proposed))`, or `None` when none
     /// runs (or it stopped cleanly).
     ServiceSeen(Option<(bool, Option<Millis>)>),
@@ -142,8 +151,12 @@ pub enum ChatEvent {
 /// Work the app asks its runtime to do. Every variant says who handles it today.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Reload the queue and permissions (`Msg::ActionsLoaded`). Store.
+    /// Reload the queue and permissions (`Msg::ActionsLoaded`): every pending action
+    /// and the most recently finished ones (`actions::FINISHED_PAGE`). Store.
     LoadActions,
+    /// The next page of finished actions, those finished before `before`
+    /// (`(updated_at, id)` of the oldest held): `Msg::OlderActionsLoaded`. Store.
+    LoadOlderActions { before: (Millis, String) },
     /// Approve through `Reviewer::approve` (`Msg::Reviewed` per id, then a reload).
     /// `stepped_up` lists the ids whose step-up the person confirmed explicitly (the
     /// inline prompt, or the typed bulk confirmation that counted them as step-up);
@@ -236,6 +249,7 @@ impl Effect {
             Effect::CancelTurn => "chat cancel".into(),
             Effect::AnswerStepUp { .. } => "step-up answer".into(),
             Effect::LoadActions => "reload".into(),
+            Effect::LoadOlderActions { .. } => "older finished actions".into(),
             Effect::Approve { ids, .. } => format!("approval of {}", n(ids)),
             Effect::Reject { ids, .. } => format!("rejection of {}", n(ids)),
             Effect::Withdraw(id) => format!("withdrawal of {id}"),

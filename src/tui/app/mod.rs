@@ -400,6 +400,14 @@ impl App {
                 out
             }
             Msg::Clock => self.send_due(),
+            Msg::FinishedTotal(n) => {
+                self.actions.finished_total = Some(n);
+                vec![]
+            }
+            Msg::OlderActionsLoaded { gated, asked } => {
+                self.actions.load_older(gated, &asked);
+                vec![]
+            }
             Msg::ActionsLoaded { gated, permissions } => {
                 self.actions.load(gated);
                 // Only an action still waiting approved can be blocked.
@@ -1188,6 +1196,11 @@ impl App {
         };
         if self.tab == Tab::Audit {
             return self.audit.follow(past);
+        }
+        if self.tab == Tab::Actions
+            && let Some(before) = self.actions.more()
+        {
+            return vec![Effect::LoadOlderActions { before }];
         }
         vec![]
     }

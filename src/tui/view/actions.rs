@@ -69,8 +69,11 @@ fn risk_label(r: &Row) -> String {
 fn render_queue(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.actions;
     let th = &app.theme;
+    // The finished actions are held a window at a time: when the store has more, the
+    // title says how many of how many (a normal queue holds them all and says nothing).
+    let not_held = t.finished_not_held();
     let title = format!(
-        " Queue · view {} · {} shown · {} marked{} ",
+        " Queue · view {} · {} shown · {} marked{}{} ",
         t.view.name(),
         t.visible.len(),
         t.marks.len(),
@@ -78,6 +81,15 @@ fn render_queue(app: &App, f: &mut Frame, area: Rect) {
             String::new()
         } else {
             format!(" · filter \"{}\"", t.filter)
+        },
+        if not_held > 0 {
+            format!(
+                " · {} of {} finished loaded",
+                t.finished_held(),
+                t.finished_total.unwrap_or(0)
+            )
+        } else {
+            String::new()
         }
     );
     let block = Block::default()
@@ -112,11 +124,31 @@ fn render_queue(app: &App, f: &mut Frame, area: Rect) {
         Paragraph::new(Line::styled(header, th.style(Role::Muted))),
         Rect { height: 1, ..inner },
     );
-    let rows_area = Rect {
+    let mut rows_area = Rect {
         y: inner.y + 1,
         height: inner.height - 1,
         ..inner
     };
+    // The last line says what is not loaded yet, in the view that would show it.
+    if t.loaded && not_held > 0 && t.shows_finished() && rows_area.height >= 2 {
+        rows_area.height -= 1;
+        let text = if t.loading_older.is_some() {
+            "… loading older finished actions".to_string()
+        } else {
+            format!(
+                "… {not_held} older finished not loaded: the end of the list loads {} more",
+                crate::tui::actions::FINISHED_PAGE.min(not_held)
+            )
+        };
+        f.render_widget(
+            Paragraph::new(Line::styled(text, th.style(Role::Muted))),
+            Rect {
+                y: rows_area.y + rows_area.height,
+                height: 1,
+                ..rows_area
+            },
+        );
+    }
     if !t.loaded {
         f.render_widget(Paragraph::new("loading…"), rows_area);
         return;
