@@ -449,6 +449,18 @@ impl ActionParams {
         }
     }
 
+    /// The same ask without the CRM revision it was grounded at: what a person rejected
+    /// is still the same proposal after someone else edited the record.
+    pub fn without_revision(&self) -> ActionParams {
+        let mut p = self.clone();
+        if let ActionParams::UpdateDeal { revision, .. }
+        | ActionParams::CloseDeal { revision, .. } = &mut p
+        {
+            *revision = None;
+        }
+        p
+    }
+
     /// The deal amount at stake, for the step-up threshold.
     pub fn amount_cents(&self) -> Option<Cents> {
         match self {

@@ -471,7 +471,10 @@ fn seen_before(a: &Action, existing: &[Action], now: Millis) -> Option<String> {
                 e.id
             )),
             ActionState::Rejected | ActionState::Expired
-                if age < REJECTED_MEMORY && (e.original == a.params || e.params == a.params) =>
+                if age < REJECTED_MEMORY && {
+                    let ask = a.params.without_revision();
+                    e.original.without_revision() == ask || e.params.without_revision() == ask
+                } =>
             {
                 Some(format!(
                     "{}: you rejected it on {} (not proposed again unchanged)",
@@ -624,4 +627,44 @@ fn calendar_entries(data: &serde_json::Value) -> Vec<crate::agent::suggest::Cale
                 .collect()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::domain::{ActionParams, ActionState, Surface};
+
+    fn close(id: &str, revision: &str, state: ActionState) -> Action {
+        let params = ActionParams::CloseDeal {
+            deal_id: "006SBX".into(),
+            won: false,
+            amount_cents: 100,
+            revision: Some(revision.into()),
+        };
+        Action {
+            id: id.into(),
+            original: params.clone(),
+            params,
+            state,
+            version: 1,
+            surface: Surface::ActionCenter,
+            confidence: 0.8,
+            justification: String::new(),
+            title: "Close as lost".into(),
+            created_at: 1,
+            updated_at: 1,
+            outcome: None,
+            evidence: None,
+        }
+    }
+
+    /// A close the rep rejected stays rejected after someone edits the Opportunity in
+    /// Salesforce (its revision moves): the ask is the same.
+    #[test]
+    fn a_rejected_close_is_not_proposed_again_because_the_record_moved() {
+        let rejected = close("a1", "2026-11-01T00:00:00.000+0000", ActionState::Rejected);
+        let again = close("a2", "2026-11-02T00:00:00.000+0000", ActionState::Proposed);
+        let why = seen_before(&again, &[rejected], 2).unwrap();
+        assert!(why.contains("you rejected it"), "{why}");
+    }
 }
