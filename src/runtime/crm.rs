@@ -64,6 +64,15 @@ impl Pipeline {
         }
     }
 
+    /// The CRM's Contacts as last synced (for the suggestion engine's picture of the
+    /// pipeline; never the gate's known counterparties).
+    pub fn crm_contacts(&self) -> Vec<crate::core::domain::Contact> {
+        self.crm_contacts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Puts what the CRM said about a deal into the mirror; counts it when it moved.
     fn mirror(&self, d: &Deal) -> Result<bool, ConnectorError> {
         self.mirror_all(std::slice::from_ref(d)).map(|n| n > 0)
@@ -170,19 +179,8 @@ impl Pipeline {
             other => other,
         }
         .map_err(|source| PipelineError::Crm { source })?;
-        let known: std::collections::HashMap<String, crate::core::domain::Contact> = self
-            .store
-            .list_contacts()?
-            .into_iter()
-            .map(|c| (c.id.clone(), c))
-            .collect();
-        let new_contacts: Vec<crate::core::domain::Contact> = contacts
-            .into_iter()
-            .filter(|c| known.get(&c.id) != Some(c))
-            .collect();
-        if !new_contacts.is_empty() {
-            self.store.upsert_many(&[], &new_contacts)?;
-        }
+        let contacts_read = contacts.len();
+        *self.crm_contacts.lock().unwrap_or_else(|p| p.into_inner()) = contacts;
         let changed = self
             .mirror_all(&deals)
             .map_err(|source| PipelineError::Crm { source })?;
@@ -198,7 +196,7 @@ impl Pipeline {
                 "provider": "salesforce",
                 "deals": deals.len(),
                 "changed": changed,
-                "contacts_new": new_contacts.len(),
+                "contacts": contacts_read,
             }),
         })?;
         Ok(Synced {

@@ -114,6 +114,10 @@ pub struct Pipeline {
     pub executing_lease: std::time::Duration,
     /// Where deals and contacts live (`[crm] provider`).
     pub crm: super::crm::Crm,
+    /// The CRM's Contacts as last synced. Kept out of the store on purpose: the store's
+    /// contacts are the rep's known counterparties, and anyone (or an automation filing
+    /// Contacts from inbound mail) can add a Contact to an org.
+    pub crm_contacts: std::sync::Arc<std::sync::Mutex<Vec<crate::core::domain::Contact>>>,
 }
 
 fn new_action_id() -> String {
@@ -142,6 +146,7 @@ impl Pipeline {
             owner,
             executing_lease: std::time::Duration::from_secs(120),
             crm: super::crm::Crm::Local,
+            crm_contacts: Default::default(),
         }
     }
 

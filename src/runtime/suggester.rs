@@ -168,7 +168,15 @@ impl Suggester {
         Ok(Snapshot {
             now,
             deals: s.list_deals()?,
-            contacts: s.list_contacts()?,
+            contacts: {
+                let mut all = s.list_contacts()?;
+                for c in self.pipeline.crm_contacts() {
+                    if !all.iter().any(|k| k.id == c.id) {
+                        all.push(c);
+                    }
+                }
+                all
+            },
             calendar: None,
             inbox: None,
             utc_offset_s: 0,
