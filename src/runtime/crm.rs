@@ -64,6 +64,14 @@ impl Pipeline {
         }
     }
 
+    /// A refused session may be a token for another org now (the rep reconnected):
+    /// the instance is learnt again with the next token.
+    pub(super) fn forget_crm_instance(&self, conn: Connection) {
+        if let (Connection::Salesforce, Some(sf)) = (conn, self.salesforce()) {
+            sf.forget_instance();
+        }
+    }
+
     /// The CRM's Contacts as last synced (for the suggestion engine's picture of the
     /// pipeline; never the gate's known counterparties).
     pub fn crm_contacts(&self) -> Vec<crate::core::domain::Contact> {
@@ -163,6 +171,7 @@ impl Pipeline {
         let token = |fresh: bool| async move {
             if fresh {
                 self.creds.invalidate(Connection::Salesforce);
+                self.forget_crm_instance(Connection::Salesforce);
             }
             self.creds
                 .token(Connection::Salesforce, &Subject::User)

@@ -688,6 +688,7 @@ impl Pipeline {
             return result;
         };
         self.creds.invalidate(conn);
+        self.forget_crm_instance(conn);
         match self.creds.token(conn, subject).await {
             Ok(t) => self.dispatch(consent, a, Some(t.expose())).await,
             Err(e) => Err(ConnectorError::Unauthorized {

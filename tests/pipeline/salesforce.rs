@@ -363,6 +363,8 @@ async fn salesforce_errors_are_named_and_a_stale_session_re_exchanges_once() {
             .unwrap();
     assert!(ok.outcome.is_ok(), "{:?}", ok.outcome);
     assert_eq!(r.exchanges(), exchanges + 1);
+    // The new token may be another org's: its instance is asked again.
+    assert_eq!(r.sandbox.state.providers.calls("salesforce.userinfo"), 2);
     // REQUEST_LIMIT_EXCEEDED is a rate limit, named.
     r.sandbox
         .state
