@@ -161,8 +161,28 @@ impl Pipeline {
                 ..Synced::default()
             });
         }
+        // Deals the mirror holds open that the org no longer lists as open (closed or
+        // deleted there since) are read by id, so the mirror follows them.
+        let held_open: Vec<String> = self
+            .store
+            .list_deals()?
+            .into_iter()
+            .filter(|d| d.crm.is_some() && !d.stage.is_closed())
+            .map(|d| d.id)
+            .collect();
+        let held_open = &held_open;
         let read = |token: String| async move {
-            let deals = sf.list_deals(&self.http, &token, None, &self.retry).await?;
+            let mut deals = sf.list_deals(&self.http, &token, None, &self.retry).await?;
+            let listed: std::collections::HashSet<&str> =
+                deals.iter().map(|d| d.id.as_str()).collect();
+            let gone: Vec<String> = held_open
+                .iter()
+                .filter(|id| !listed.contains(id.as_str()))
+                .cloned()
+                .collect();
+            if !gone.is_empty() {
+                deals.extend(sf.get_deals(&self.http, &token, &gone, &self.retry).await?);
+            }
             let contacts = sf
                 .list_contacts(&self.http, &token, 5_000, &self.retry)
                 .await?;
@@ -190,6 +210,7 @@ impl Pipeline {
         .map_err(|source| PipelineError::Crm { source })?;
         let contacts_read = contacts.len();
         *self.crm_contacts.lock().unwrap_or_else(|p| p.into_inner()) = contacts;
+        let open = deals.iter().filter(|d| !d.stage.is_closed()).count();
         let changed = self
             .mirror_all(&deals)
             .map_err(|source| PipelineError::Crm { source })?;
@@ -203,13 +224,13 @@ impl Pipeline {
             outcome: "ok".into(),
             detail: json!({
                 "provider": "salesforce",
-                "deals": deals.len(),
+                "deals": open,
                 "changed": changed,
                 "contacts": contacts_read,
             }),
         })?;
         Ok(Synced {
-            deals: deals.len(),
+            deals: open,
             changed,
             skipped: None,
         })

@@ -670,3 +670,25 @@ async fn an_opportunity_in_an_unmapped_stage_is_left_out_not_fatal() {
     assert!(s.deals >= 4, "{s:?}");
     assert!(r.store.get_deal(&o.id).unwrap().is_none());
 }
+
+/// A deal closed in Salesforce leaves the org's open listing; the mirror follows it
+/// (read by id) instead of keeping it open for the engine and the gate.
+#[tokio::test]
+async fn a_deal_closed_in_salesforce_is_closed_in_the_mirror() {
+    let r = sf_rig().await;
+    let first = r.p.sync_crm().await.unwrap();
+    let o = opp(&r, "Umbrella security add-on");
+    r.sandbox.state.providers.salesforce.lock().unwrap().edit(
+        &o.id,
+        Some("Closed Lost"),
+        None,
+        dealflow::wall::now_ms(),
+    );
+    let s = r.p.sync_crm().await.unwrap();
+    assert_eq!(s.deals, first.deals - 1, "{s:?}");
+    assert_eq!(s.changed, 1);
+    assert_eq!(
+        r.store.get_deal(&o.id).unwrap().unwrap().stage,
+        Stage::ClosedLost
+    );
+}

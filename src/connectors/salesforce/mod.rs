@@ -269,6 +269,31 @@ impl Salesforce {
         Ok(out)
     }
 
+    /// These Opportunities as they are now (those the rep can still see), 100 ids a query.
+    pub async fn get_deals(
+        &self,
+        c: &reqwest::Client,
+        token: &str,
+        ids: &[String],
+        r: &RetryPolicy,
+    ) -> Result<Vec<Deal>, ConnectorError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(100) {
+            let list = chunk
+                .iter()
+                .map(|i| format!("'{}'", soql_escape(i, false)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let soql = format!("SELECT {OPPORTUNITY_FIELDS} FROM Opportunity WHERE Id IN ({list})");
+            for rec in self.query(c, token, &soql, chunk.len(), r).await? {
+                if let Ok(d) = self.deal_of(&rec) {
+                    out.push(d);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// One Opportunity as it is now (`None`: no such record, or not visible to the rep).
     pub async fn get_deal(
         &self,
