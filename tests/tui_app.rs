@@ -2014,6 +2014,35 @@ fn approving_what_needs_a_disconnected_account_offers_to_connect_it() {
     h.select("#deals");
     h.keys("a");
     assert!(!screen_at(&h, 80, 24).contains("Account needed"));
+    // A close of a deal read from Salesforce (it carries the record's revision) needs
+    // the salesforce account, off here.
+    h.code(KeyCode::Esc);
+    change_permissions(
+        h.store.as_ref(),
+        dealflow::core::permissions::PermissionChange::SetConnected {
+            connection: dealflow::core::domain::Connection::Salesforce,
+            connected: false,
+        },
+        "user:demo",
+    );
+    let mut sf = h.action("act-demo-acme-close");
+    sf.id = "act-sf-close".into();
+    sf.title = "Close Umbrella in Salesforce".into();
+    sf.params = dealflow::core::domain::ActionParams::CloseDeal {
+        deal_id: "006SBEA56D120D9298".into(),
+        won: true,
+        amount_cents: 12_000_000,
+        revision: Some("2026-11-27T06:00:00.000+0000".into()),
+    };
+    sf.original = sf.params.clone();
+    h.store.insert_action(&sf).unwrap();
+    h.run_effects(vec![Effect::LoadActions]);
+    h.keys("/");
+    h.code(KeyCode::Esc);
+    h.select("Umbrella in Salesforce");
+    h.keys("a");
+    let s = screen_at(&h, 80, 24);
+    assert!(s.contains("needs salesforce"), "{s}");
 }
 
 /// 80×24: the Audit table keeps the event name whole (the surface and the year give way)

@@ -1219,7 +1219,18 @@ impl App {
             self.set_status(Level::Warn, msg);
             return vec![];
         }
-        if let Some(connection) = a.kind().connection().filter(|c| {
+        // A write to a deal read from Salesforce (it carries the record's revision)
+        // needs the salesforce account, whatever the kind needs by itself.
+        let needs = a.kind().connection().or(match &a.params {
+            crate::core::domain::ActionParams::UpdateDeal {
+                revision: Some(_), ..
+            }
+            | crate::core::domain::ActionParams::CloseDeal {
+                revision: Some(_), ..
+            } => Some(crate::core::domain::Connection::Salesforce),
+            _ => None,
+        });
+        if let Some(connection) = needs.filter(|c| {
             self.perms
                 .perms
                 .as_ref()
