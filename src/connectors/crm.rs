@@ -110,11 +110,7 @@ pub fn execute(
             })
         }),
         ActionParams::CloseDeal { deal_id, won, .. } => deal(store, deal_id).and_then(|mut d| {
-            d.stage = if *won {
-                Stage::ClosedWon
-            } else {
-                Stage::ClosedLost
-            };
+            d.stage = Stage::closed(*won);
             d.last_touch = now;
             store.upsert_deal(&d).map_err(err).map(|_| Outcome {
                 summary: format!("closed {} as {}", d.name, if *won { "won" } else { "lost" }),

@@ -49,6 +49,15 @@ impl Stage {
         Stage::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
+    /// The stage a close leaves a deal in.
+    pub fn closed(won: bool) -> Stage {
+        if won {
+            Stage::ClosedWon
+        } else {
+            Stage::ClosedLost
+        }
+    }
+
     pub fn is_closed(self) -> bool {
         matches!(self, Stage::ClosedWon | Stage::ClosedLost)
     }

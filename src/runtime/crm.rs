@@ -387,11 +387,7 @@ impl Pipeline {
                 amount_cents,
             } => {
                 let changes = Changes {
-                    stage: Some(if *won {
-                        crate::core::domain::Stage::ClosedWon
-                    } else {
-                        crate::core::domain::Stage::ClosedLost
-                    }),
+                    stage: Some(crate::core::domain::Stage::closed(*won)),
                     expect_amount_cents: Some(*amount_cents),
                     ..Changes::default()
                 };
@@ -504,11 +500,7 @@ impl Pipeline {
                 .await
                 .map_err(|e| e.to_string())
                 .and_then(|d| {
-                    let want = if *won {
-                        crate::core::domain::Stage::ClosedWon
-                    } else {
-                        crate::core::domain::Stage::ClosedLost
-                    };
+                    let want = crate::core::domain::Stage::closed(*won);
                     settled(d, revision.as_deref(), |d| d.stage == want)
                 }),
             _ => return None,

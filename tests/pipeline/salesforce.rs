@@ -48,6 +48,53 @@ fn approve(r: &Rig, id: &str, at: i64) {
     }
 }
 
+/// The process claimed `a` and died before anything was audited.
+fn died_after_claiming(r: &Rig, a: &dealflow::core::domain::Action, at: i64) {
+    r.store
+        .transition(
+            &a.id,
+            &Transition {
+                from: a.state,
+                version: a.version,
+                to: ActionState::Executing,
+                outcome: None,
+                evidence: None,
+                at,
+            },
+        )
+        .unwrap();
+}
+
+/// A close of `deal_id` filed from the Action Center at t=10 (amount and revision are
+/// the store's, whatever is stated).
+fn propose_close(r: &Rig, deal_id: &str, won: bool) -> dealflow::runtime::pipeline::Submitted {
+    r.p.submit(
+        proposal(
+            ActionParams::CloseDeal {
+                deal_id: deal_id.into(),
+                won,
+                amount_cents: 0,
+                revision: None,
+            },
+            Surface::ActionCenter,
+            0.9,
+        ),
+        10,
+    )
+    .unwrap()
+}
+
+/// The next `remaining` calls answer `status` with the provider's usual body.
+fn fault(status: u16, remaining: u32) -> Fault {
+    Fault {
+        status,
+        body: None,
+        retry_after_secs: None,
+        delay_ms: 0,
+        remaining,
+    }
+}
+
 #[tokio::test]
 async fn reads_come_from_the_org_and_fill_the_mirror_learning_the_instance_once() {
     let r = sf_rig().await;
@@ -212,21 +259,7 @@ async fn a_stage_changed_in_salesforce_after_approval_is_a_conflict_not_overwrit
     let r = sf_rig().await;
     r.p.sync_crm().await.unwrap();
     let o = opp(&r, "Initech seat expansion");
-    let s =
-        r.p.submit(
-            proposal(
-                ActionParams::CloseDeal {
-                    deal_id: o.id.clone(),
-                    won: true,
-                    amount_cents: 0,
-                    revision: None,
-                },
-                Surface::ActionCenter,
-                0.9,
-            ),
-            10,
-        )
-        .unwrap();
+    let s = propose_close(&r, &o.id, true);
     approve(&r, &s.action.id, 11);
     // Someone closes it as lost in Salesforce after the rep said yes.
     let edited = r.sandbox.state.providers.salesforce.lock().unwrap().edit(
@@ -273,19 +306,7 @@ async fn a_create_interrupted_between_the_call_and_the_audit_is_found_not_made_t
     let a = r.store.get_action(&s.action.id).unwrap();
     // The process claimed it, Salesforce made the record, and the process died before
     // the audit: the upsert landed, the queue still says executing.
-    r.store
-        .transition(
-            &a.id,
-            &Transition {
-                from: a.state,
-                version: a.version,
-                to: ActionState::Executing,
-                outcome: None,
-                evidence: None,
-                at: 12,
-            },
-        )
-        .unwrap();
+    died_after_claiming(&r, &a, 12);
     let Crm::Salesforce(sf) = &r.p.crm else {
         panic!()
     };
@@ -344,19 +365,12 @@ async fn a_create_interrupted_between_the_call_and_the_audit_is_found_not_made_t
 async fn salesforce_errors_are_named_and_a_stale_session_re_exchanges_once() {
     let r = sf_rig().await;
     r.p.sync_crm().await.unwrap();
-    let fault = |status: u16| Fault {
-        status,
-        body: None,
-        retry_after_secs: None,
-        delay_ms: 0,
-        remaining: 1,
-    };
     // INVALID_SESSION_ID: one more exchange, one more try.
     let exchanges = r.exchanges();
     r.sandbox
         .state
         .providers
-        .inject("salesforce.query", fault(401));
+        .inject("salesforce.query", fault(401, 1));
     let ok =
         r.p.run_read(read(ActionParams::ListDeals { stage: None }), 10)
             .await
@@ -369,7 +383,7 @@ async fn salesforce_errors_are_named_and_a_stale_session_re_exchanges_once() {
     r.sandbox
         .state
         .providers
-        .inject("salesforce.query", fault(403));
+        .inject("salesforce.query", fault(403, 1));
     let limited =
         r.p.run_read(read(ActionParams::ListDeals { stage: None }), 11)
             .await
@@ -405,7 +419,7 @@ async fn salesforce_errors_are_named_and_a_stale_session_re_exchanges_once() {
                 serde_json::json!([{"message": "Next step is required in Negotiation", "errorCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "fields": ["NextStep"]}])
                     .to_string(),
             ),
-            ..fault(400)
+            ..fault(400, 1)
         },
     );
     let done = r.p.execute(&s.action.id, &Subject::User, 14).await.unwrap();
@@ -455,21 +469,7 @@ async fn a_close_cut_off_after_salesforce_applied_it_is_reconciled_not_repeated(
     let r = sf_rig().await;
     r.p.sync_crm().await.unwrap();
     let o = opp(&r, "Globex analytics pilot");
-    let s =
-        r.p.submit(
-            proposal(
-                ActionParams::CloseDeal {
-                    deal_id: o.id.clone(),
-                    won: true,
-                    amount_cents: 0,
-                    revision: None,
-                },
-                Surface::ActionCenter,
-                0.9,
-            ),
-            10,
-        )
-        .unwrap();
+    let s = propose_close(&r, &o.id, true);
     approve(&r, &s.action.id, 11);
     r.sandbox
         .state
@@ -514,13 +514,6 @@ async fn a_sync_with_a_stale_session_exchanges_once_and_an_outage_names_the_endp
     let r = sf_rig().await;
     r.p.sync_crm().await.unwrap();
     let exchanges = r.exchanges();
-    let fault = |status: u16, remaining: u32| Fault {
-        status,
-        body: None,
-        retry_after_secs: None,
-        delay_ms: 0,
-        remaining,
-    };
     r.sandbox
         .state
         .providers
@@ -572,32 +565,12 @@ async fn a_close_for_an_amount_the_record_does_not_hold_is_refused() {
     let mut forged = r.store.get_deal(&o.id).unwrap().unwrap();
     forged.amount_cents = 100;
     r.store.upsert_deal(&forged).unwrap();
-    let s =
-        r.p.submit(
-            proposal(
-                ActionParams::CloseDeal {
-                    deal_id: o.id.clone(),
-                    won: false,
-                    amount_cents: 0,
-                    revision: None,
-                },
-                Surface::ActionCenter,
-                0.9,
-            ),
-            10,
-        )
-        .unwrap();
+    let s = propose_close(&r, &o.id, false);
     approve(&r, &s.action.id, 11);
-    r.sandbox.state.providers.inject(
-        "salesforce.query",
-        Fault {
-            status: 503,
-            body: None,
-            retry_after_secs: None,
-            delay_ms: 0,
-            remaining: 1,
-        },
-    );
+    r.sandbox
+        .state
+        .providers
+        .inject("salesforce.query", fault(503, 1));
     let done = r.p.execute(&s.action.id, &Subject::User, 12).await.unwrap();
     assert_eq!(done.action.state, ActionState::Failed);
     let why = done.action.outcome.unwrap();
@@ -637,19 +610,7 @@ async fn an_update_that_never_landed_reconciles_as_not_done() {
         .unwrap();
     approve(&r, &s.action.id, 11);
     let a = r.store.get_action(&s.action.id).unwrap();
-    r.store
-        .transition(
-            &a.id,
-            &Transition {
-                from: a.state,
-                version: a.version,
-                to: ActionState::Executing,
-                outcome: None,
-                evidence: None,
-                at: 12,
-            },
-        )
-        .unwrap();
+    died_after_claiming(&r, &a, 12);
     r.p.reconcile(13).await.unwrap();
     let a = r.store.get_action(&a.id).unwrap();
     assert_eq!(a.state, ActionState::Failed, "{:?}", a.outcome);

@@ -19,7 +19,7 @@ use super::http::{Request, RetryPolicy, send, send_with};
 use crate::core::domain::{Cents, Contact, CrmRecord, Deal, Millis, Stage};
 use reqwest::Method;
 use serde_json::{Value, json};
-pub use stages::StageMap;
+pub use stages::{STANDARD, StageMap};
 use std::sync::Mutex;
 pub use wire::{parse_datetime, sf_error, soql_escape};
 

@@ -2,6 +2,22 @@
 
 use crate::core::domain::Stage;
 
+/// The standard sales process's picklist, in its order, and the dealflow stage each
+/// name means (the first name for a stage is the one written). The sandbox's emulated
+/// org restricts its picklist to these names too.
+pub const STANDARD: [(&str, Stage); 10] = [
+    ("Prospecting", Stage::Prospecting),
+    ("Qualification", Stage::Qualified),
+    ("Needs Analysis", Stage::Qualified),
+    ("Value Proposition", Stage::Qualified),
+    ("Id. Decision Makers", Stage::Proposal),
+    ("Perception Analysis", Stage::Proposal),
+    ("Proposal/Price Quote", Stage::Proposal),
+    ("Negotiation/Review", Stage::Negotiation),
+    ("Closed Won", Stage::ClosedWon),
+    ("Closed Lost", Stage::ClosedLost),
+];
+
 /// Salesforce stage names and the dealflow stage each means.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StageMap {
@@ -11,20 +27,8 @@ pub struct StageMap {
 impl StageMap {
     /// The standard sales process's picklist.
     pub fn standard() -> StageMap {
-        let p = |sf: &str, s| (sf.to_string(), s);
         StageMap {
-            pairs: vec![
-                p("Prospecting", Stage::Prospecting),
-                p("Qualification", Stage::Qualified),
-                p("Needs Analysis", Stage::Qualified),
-                p("Value Proposition", Stage::Qualified),
-                p("Id. Decision Makers", Stage::Proposal),
-                p("Perception Analysis", Stage::Proposal),
-                p("Proposal/Price Quote", Stage::Proposal),
-                p("Negotiation/Review", Stage::Negotiation),
-                p("Closed Won", Stage::ClosedWon),
-                p("Closed Lost", Stage::ClosedLost),
-            ],
+            pairs: STANDARD.iter().map(|(n, s)| (n.to_string(), *s)).collect(),
         }
     }
 
@@ -53,14 +57,9 @@ impl StageMap {
             .iter()
             .find(|(_, s)| *s == stage)
             .map(|(n, _)| n.as_str())
-            .unwrap_or(match stage {
-                Stage::Prospecting => "Prospecting",
-                Stage::Qualified => "Qualification",
-                Stage::Proposal => "Proposal/Price Quote",
-                Stage::Negotiation => "Negotiation/Review",
-                Stage::ClosedWon => "Closed Won",
-                Stage::ClosedLost => "Closed Lost",
-            })
+            // Every map holds the standard names, so this is only for the type's sake.
+            .or_else(|| STANDARD.iter().find(|(_, s)| *s == stage).map(|(n, _)| *n))
+            .unwrap_or(STANDARD[0].0)
     }
 
     /// Every Salesforce name that means `stage`.

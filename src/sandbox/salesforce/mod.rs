@@ -27,7 +27,7 @@ use std::sync::Arc;
 pub const EXTERNAL_ID_FIELD: &str = "Dealflow_Action_Id__c";
 
 pub use org::{Opportunity, Org, SfContact, datetime};
-use org::{PICKLIST, sf_id};
+use org::{in_picklist, picklist, sf_id};
 
 mod org;
 
@@ -353,7 +353,7 @@ fn fields(body: &Value) -> Result<Fields, Response> {
         description: s("Description"),
     };
     if let Some(st) = &f.stage
-        && !PICKLIST.contains(&st.as_str())
+        && !in_picklist(st)
     {
         return Err(sf_fail(
             400,
@@ -565,14 +565,14 @@ async fn edit_control(
     }
     let stage = body.get("StageName").and_then(Value::as_str);
     if let Some(s) = stage
-        && !PICKLIST.contains(&s)
+        && !in_picklist(s)
     {
         return sf_fail(
             400,
             "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
             &format!(
                 "Stage: bad value for restricted picklist field: {s}; one of {}",
-                PICKLIST.join(", ")
+                picklist()
             ),
             &["StageName"],
         );

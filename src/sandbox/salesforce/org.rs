@@ -2,22 +2,19 @@
 //! pipeline, and each record as the REST API shows it.
 
 use super::EXTERNAL_ID_FIELD;
+use crate::connectors::salesforce::STANDARD;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-pub(super) const PICKLIST: [&str; 10] = [
-    "Prospecting",
-    "Qualification",
-    "Needs Analysis",
-    "Value Proposition",
-    "Id. Decision Makers",
-    "Perception Analysis",
-    "Proposal/Price Quote",
-    "Negotiation/Review",
-    "Closed Won",
-    "Closed Lost",
-];
+/// The org's restricted StageName picklist: the standard sales process's.
+pub(super) fn in_picklist(name: &str) -> bool {
+    STANDARD.iter().any(|(n, _)| *n == name)
+}
+
+pub(super) fn picklist() -> String {
+    STANDARD.map(|(n, _)| n).join(", ")
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Opportunity {
@@ -81,14 +78,19 @@ fn date(ms: i64) -> String {
 impl Org {
     /// The demo pipeline as this org's Opportunities, Accounts and Contacts.
     pub fn seed(&mut self, now: i64) {
+        // The names a demo org's records are in (not always the name dealflow writes
+        // for a stage: the demo has its proposals at "Proposal/Price Quote").
         use crate::core::domain::Stage;
-        let stage = |s: Stage| match s {
-            Stage::Prospecting => "Prospecting",
-            Stage::Qualified => "Qualification",
-            Stage::Proposal => "Proposal/Price Quote",
-            Stage::Negotiation => "Negotiation/Review",
-            Stage::ClosedWon => "Closed Won",
-            Stage::ClosedLost => "Closed Lost",
+        let stage = |s: Stage| {
+            match s {
+                Stage::Prospecting => "Prospecting",
+                Stage::Qualified => "Qualification",
+                Stage::Proposal => "Proposal/Price Quote",
+                Stage::Negotiation => "Negotiation/Review",
+                Stage::ClosedWon => "Closed Won",
+                Stage::ClosedLost => "Closed Lost",
+            }
+            .to_string()
         };
         for d in crate::sandbox::demo::deals(now) {
             let account_id = sf_id("001", &d.account);
@@ -100,7 +102,7 @@ impl Org {
                     id,
                     name: d.name,
                     amount: d.amount_cents as f64 / 100.0,
-                    stage_name: stage(d.stage).into(),
+                    stage_name: stage(d.stage),
                     close_date: date(now + 30 * 86_400_000),
                     account_id: Some(account_id),
                     owner_name: "Dana Demo".into(),
