@@ -21,6 +21,7 @@ use dealflow::store::{RedisStore, SqliteStore, Store};
 use dealflow::tui::app::{App, Tab};
 use dealflow::tui::clock::ManualClock;
 use dealflow::tui::msg::Effect;
+use dealflow::tui::msg::{StoreEffect, UiEffect};
 use dealflow::tui::{TuiOptions, build, view};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -136,7 +137,7 @@ fn loaded_app_exec(store: Arc<dyn Store>, dir: &Path) -> (App, dealflow::tui::ex
         notify: false,
         config_dir: None,
         export_dir: dir.to_path_buf(),
-        handlers: vec![],
+        wiring: None,
         idle_lock: None,
         undo_send: None,
         service_status: None,
@@ -148,7 +149,7 @@ fn loaded_app_exec(store: Arc<dyn Store>, dir: &Path) -> (App, dealflow::tui::ex
     let mut effects: std::collections::VecDeque<Effect> = app.init().into();
     effects.extend(app.audit.reload());
     while let Some(e) = effects.pop_front() {
-        for m in exec.run(e) {
+        for m in dealflow::tui::driver::run_headless(&exec, e) {
             effects.extend(app.update(m));
         }
     }
@@ -529,10 +530,10 @@ fn keys_median(
             q.extend(app.update(dealflow::tui::msg::Msg::Key(*k)));
         }
         while let Some(e) = q.pop_front() {
-            if matches!(e, Effect::VerifyAudit) {
+            if matches!(e, Effect::Store(StoreEffect::VerifyAudit)) {
                 continue;
             }
-            for m in exec.run(e) {
+            for m in dealflow::tui::driver::run_headless(exec, e) {
                 q.extend(app.update(m));
             }
         }
@@ -618,7 +619,7 @@ fn section_scale() -> Result<()> {
         notify: false,
         config_dir: None,
         export_dir: dir.path().to_path_buf(),
-        handlers: vec![],
+        wiring: None,
         idle_lock: None,
         undo_send: None,
         service_status: None,
@@ -640,7 +641,10 @@ fn section_scale() -> Result<()> {
         &exec,
         &[key(KeyCode::End)],
         &mut |a, e| {
-            for m in e.run(a.audit.top().pop().unwrap_or(Effect::Quit)) {
+            for m in dealflow::tui::driver::run_headless(
+                e,
+                a.audit.top().pop().unwrap_or(Effect::Ui(UiEffect::Quit)),
+            ) {
                 let _ = a.update(m);
             }
         },

@@ -14,6 +14,7 @@ use dealflow::store::{SqliteStore, Store};
 use dealflow::tui::app::{App, Popup};
 use dealflow::tui::clock::ManualClock;
 use dealflow::tui::executor::Executor;
+use dealflow::tui::msg::{ChatEffect, PipelineEffect, StoreEffect, UiEffect};
 use dealflow::tui::msg::{ChatEvent, Effect, Msg};
 use dealflow::tui::{TuiOptions, build, view};
 use ratatui::Terminal;
@@ -61,7 +62,7 @@ impl H {
             notify: true,
             config_dir: None,
             export_dir: dir.path().to_path_buf(),
-            handlers: vec![],
+            wiring: None,
             idle_lock: None,
             undo_send,
             service_status: None,
@@ -106,14 +107,14 @@ impl H {
     }
 
     fn effect(&mut self, e: Effect, q: &mut VecDeque<Msg>) {
-        if matches!(e, Effect::Notify { .. }) {
+        if matches!(e, Effect::Ui(UiEffect::Notify { .. })) {
             self.notified.push(e);
             return;
         }
-        if let Effect::ExecuteApproved(ids) = &e {
+        if let Effect::Pipeline(PipelineEffect::ExecuteApproved(ids)) = &e {
             self.executed.extend(ids.iter().cloned());
         }
-        q.extend(self.exec.run(e));
+        q.extend(dealflow::tui::driver::run_headless(&self.exec, e));
     }
 
     fn send(&mut self, m: Msg) {
@@ -519,7 +520,7 @@ fn chat_shell_is_honest_and_renders_agent_widgets() {
         summary: "Send the email to bill@initech.example".into(),
     }));
     assert!(
-        matches!(h.notified.last(), Some(Effect::Notify { title, .. }) if title.contains("confirm in Chat"))
+        matches!(h.notified.last(), Some(Effect::Ui(UiEffect::Notify { title, .. })) if title.contains("confirm in Chat"))
     );
     assert!(
         h.app
@@ -536,10 +537,10 @@ fn chat_shell_is_honest_and_renders_agent_widgets() {
     )));
     assert_eq!(
         eff,
-        vec![Effect::AnswerStepUp {
+        vec![Effect::Chat(ChatEffect::AnswerStepUp {
             action_id: "act-x".into(),
             confirmed: true
-        }]
+        })]
     );
 }
 
@@ -552,6 +553,57 @@ fn without_a_backend_the_app_says_how_to_get_one() {
     h.keys("a");
     h.keys("X");
     assert!(h.screen().contains("execution: not signed in"));
+}
+
+/// While the signed-in services are being built (the first frame does not wait for
+/// sign-in), what needs them is held by the app, said so, and released in order when
+/// they settle: to run, or — sign-in failed — to be answered "not signed in". Store work
+/// (the approval itself) never waits for them.
+#[test]
+fn what_needs_sign_in_waits_for_it_and_runs_in_order_once_it_settles() {
+    use dealflow::tui::app::ServicesState;
+    let mut h = H::new();
+    h.app.services = ServicesState::Starting(vec![]);
+    assert!(!h.app.services_settled());
+    h.select("hooli");
+    h.keys("a");
+    h.keys("/");
+    h.code(KeyCode::Esc);
+    h.select("stark");
+    h.keys("a");
+    // Both approvals reached the store; neither execution left the app.
+    assert_eq!(h.action("act-demo-stark-call").state, ActionState::Approved);
+    assert!(h.executed.is_empty(), "{:?}", h.executed);
+    assert!(
+        h.screen()
+            .contains("queued: it runs as soon as sign-in finishes"),
+        "{}",
+        h.screen()
+    );
+    let fx = h
+        .app
+        .update(Msg::ServicesReady(Ok("signed in: execution ready".into())));
+    let executed: Vec<_> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Pipeline(PipelineEffect::ExecuteApproved(ids)) => Some(ids[0].as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(executed, ["act-demo-hooli-slack", "act-demo-stark-call"]);
+    assert!(h.app.services_settled());
+    assert!(h.screen().contains("signed in: execution ready"));
+    // Sign-in failed: what waited is answered, never dropped.
+    let mut h = H::new();
+    h.app.services = ServicesState::Starting(vec![]);
+    h.keys("b");
+    assert!(!h.screen().contains("batch: not signed in"));
+    h.send(Msg::ServicesReady(Err(
+        "sign-in: token endpoint answered 500".into(),
+    )));
+    let screen = h.screen();
+    assert!(screen.contains("batch: not signed in"), "{screen}");
+    assert!(h.app.services_settled());
 }
 
 #[test]
@@ -584,7 +636,9 @@ fn new_pending_work_notifies_once() {
     h.store.insert_action(&a).unwrap();
     h.send(Msg::Tick);
     assert_eq!(h.notified.len(), 1);
-    assert!(matches!(&h.notified[0], Effect::Notify { title, .. } if title.contains("1 new")));
+    assert!(
+        matches!(&h.notified[0], Effect::Ui(UiEffect::Notify { title, .. }) if title.contains("1 new"))
+    );
     h.send(Msg::Tick);
     assert_eq!(h.notified.len(), 1);
     // What Chat files is answered in Chat, which rings for its step-up itself: one
@@ -599,7 +653,7 @@ fn new_pending_work_notifies_once() {
     }));
     assert_eq!(h.notified.len(), 2, "{:?}", h.notified);
     assert!(
-        matches!(&h.notified[1], Effect::Notify { title, .. } if title.contains("confirm in Chat"))
+        matches!(&h.notified[1], Effect::Ui(UiEffect::Notify { title, .. }) if title.contains("confirm in Chat"))
     );
 }
 
@@ -617,7 +671,7 @@ fn an_outbox_send_rings_once_before_it_goes() {
     h.send(Msg::Clock);
     assert_eq!(h.notified.len(), 1);
     assert!(
-        matches!(&h.notified[0], Effect::Notify { title, body } if title.contains("1 sending in 3 s") && body.contains("takes it back")),
+        matches!(&h.notified[0], Effect::Ui(UiEffect::Notify { title, body }) if title.contains("1 sending in 3 s") && body.contains("takes it back")),
         "{:?}",
         h.notified
     );
@@ -753,7 +807,7 @@ fn user_keymap_and_theme_files_merge_and_warn() {
         notify: false,
         config_dir: Some(dir.path().to_path_buf()),
         export_dir: dir.path().to_path_buf(),
-        handlers: vec![],
+        wiring: None,
         idle_lock: None,
         undo_send: None,
         service_status: None,
@@ -993,7 +1047,10 @@ fn a_refused_unlock_stays_locked_and_says_why() {
     let effects = h
         .app
         .update(Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
-    assert_eq!(effects, vec![Effect::RequestUnlock]);
+    assert_eq!(
+        effects,
+        vec![Effect::Pipeline(PipelineEffect::RequestUnlock)]
+    );
     // A second Enter while the phone is asked sends nothing more.
     assert!(
         h.app
@@ -1043,7 +1100,12 @@ fn c_on_an_account_row_connects_it_in_a_browser_from_the_tui() {
         KeyCode::Char('c'),
         KeyModifiers::NONE,
     )));
-    assert_eq!(fx, vec![Effect::ConnectAccount(Connection::Slack)]);
+    assert_eq!(
+        fx,
+        vec![Effect::Pipeline(PipelineEffect::ConnectAccount(
+            Connection::Slack
+        ))]
+    );
     assert!(h.screen().contains("asking Auth0 for a connect link"));
     h.send(Msg::Connect(ConnectEvent::Link {
         connection: Connection::Slack,
@@ -1064,9 +1126,9 @@ fn c_on_an_account_row_connects_it_in_a_browser_from_the_tui() {
         .update(Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
     assert_eq!(
         fx,
-        vec![Effect::ConnectRedirect(
+        vec![Effect::Pipeline(PipelineEffect::ConnectRedirect(
             "http://127.0.0.1:9/callback?connect_code=c&state=s".into()
-        )]
+        ))]
     );
     // Connected at Auth0: dealflow's own switch follows, audited.
     let fx = h.app.update(Msg::Connect(ConnectEvent::Done {
@@ -1075,10 +1137,12 @@ fn c_on_an_account_row_connects_it_in_a_browser_from_the_tui() {
     }));
     assert_eq!(
         fx,
-        vec![Effect::ChangePermissions(PermissionChange::SetConnected {
-            connection: Connection::Slack,
-            connected: true,
-        })]
+        vec![Effect::Store(StoreEffect::ChangePermissions(
+            PermissionChange::SetConnected {
+                connection: Connection::Slack,
+                connected: true,
+            }
+        ))]
     );
     assert!(h.app.popup.is_none());
     h.run_effects(fx);
@@ -1095,7 +1159,7 @@ fn c_on_an_account_row_connects_it_in_a_browser_from_the_tui() {
     let fx = h
         .app
         .update(Msg::Key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)));
-    assert_eq!(fx, vec![Effect::CancelConnect]);
+    assert_eq!(fx, vec![Effect::Pipeline(PipelineEffect::CancelConnect)]);
     assert!(h.app.popup.is_none());
 }
 
@@ -1185,11 +1249,11 @@ fn editing_a_waiting_send_takes_it_out_and_x_sends_now() {
     if let ActionParams::SendEmail(e) = &mut params {
         e.body.push_str("\nP.S.");
     }
-    h.run_effects(vec![Effect::Edit {
+    h.run_effects(vec![Effect::Store(StoreEffect::Edit {
         id: a.id.clone(),
         version: a.version,
         params,
-    }]);
+    })]);
     assert_eq!(h.action(&a.id).state, ActionState::Proposed);
     h.clock.advance(60_000);
     h.send(Msg::Clock);
@@ -1370,7 +1434,7 @@ fn calibration_nudges_are_accepted_and_revoked_from_the_trust_popup() {
     let rings = |h: &H| {
         h.notified
             .iter()
-            .filter(|e| matches!(e, Effect::Notify { title, .. } if title.contains("calibration suggests")))
+            .filter(|e| matches!(e, Effect::Ui(UiEffect::Notify { title, .. }) if title.contains("calibration suggests")))
             .count()
     };
     assert_eq!(rings(&h), 1, "{:?}", h.notified);
@@ -1797,10 +1861,10 @@ fn chat_step_up_shows_the_whole_payload_and_y_waits_for_its_end() {
     )));
     assert_eq!(
         fx,
-        vec![Effect::AnswerStepUp {
+        vec![Effect::Chat(ChatEffect::AnswerStepUp {
             action_id: "act-long".into(),
             confirmed: true
-        }]
+        })]
     );
     // A refusal stays in the transcript too.
     h.send(Msg::Chat(ChatEvent::StepUp {
@@ -1913,10 +1977,10 @@ fn a_step_up_is_never_confirmed_unseen() {
     )));
     assert_eq!(
         fx,
-        vec![Effect::AnswerStepUp {
+        vec![Effect::Chat(ChatEffect::AnswerStepUp {
             action_id: "act-tiny".into(),
             confirmed: true
-        }]
+        })]
     );
     // The popup too: at 3 rows nothing is shown, so y does nothing.
     h.keys("1");
@@ -1989,7 +2053,7 @@ fn approving_what_needs_a_disconnected_account_offers_to_connect_it() {
         },
         "user:demo",
     );
-    h.run_effects(vec![Effect::LoadActions]);
+    h.run_effects(vec![Effect::Store(StoreEffect::LoadActions)]);
     h.select("initech");
     h.keys("a");
     let s = screen_at(&h, 80, 24);
@@ -2036,7 +2100,7 @@ fn approving_what_needs_a_disconnected_account_offers_to_connect_it() {
     };
     sf.original = sf.params.clone();
     h.store.insert_action(&sf).unwrap();
-    h.run_effects(vec![Effect::LoadActions]);
+    h.run_effects(vec![Effect::Store(StoreEffect::LoadActions)]);
     h.keys("/");
     h.code(KeyCode::Esc);
     h.select("Umbrella in Salesforce");
@@ -2115,7 +2179,7 @@ fn fast_steps_in_permissions_each_count() {
     let changes: Vec<_> = effects
         .iter()
         .filter_map(|e| match e {
-            Effect::ChangePermissions(c) => Some(format!("{c:?}")),
+            Effect::Store(StoreEffect::ChangePermissions(c)) => Some(format!("{c:?}")),
             _ => None,
         })
         .collect();
@@ -2154,7 +2218,7 @@ fn a_narrow_queue_shows_what_an_offline_suggestion_is() {
     a.id = "suggestion-offline-1".into();
     a.title = "[offline] Email dana@initech.example: Following up".into();
     h.store.insert_action(&a).unwrap();
-    h.run_effects(vec![Effect::LoadActions]);
+    h.run_effects(vec![Effect::Store(StoreEffect::LoadActions)]);
     h.select("suggestion-offline");
     let s = screen_at(&h, 80, 24);
     let row = s.lines().find(|l| l.contains("send_email")).unwrap();
@@ -2252,14 +2316,14 @@ fn the_status_bar_tells_a_lead_what_waits_on_their_phone() {
     h.exec.lead_waiting = Some(Arc::new(move || {
         Some(count.load(std::sync::atomic::Ordering::SeqCst))
     }));
-    h.run_effects(vec![Effect::LoadActions]);
+    h.run_effects(vec![Effect::Store(StoreEffect::LoadActions)]);
     assert!(
         h.screen().contains("2 on your phone as lead"),
         "{}",
         h.screen()
     );
     waiting.store(0, std::sync::atomic::Ordering::SeqCst);
-    h.run_effects(vec![Effect::LoadActions]);
+    h.run_effects(vec![Effect::Store(StoreEffect::LoadActions)]);
     assert!(
         !h.screen().contains("on your phone as lead"),
         "{}",
@@ -2468,7 +2532,7 @@ fn a_long_history_holds_every_pending_action_and_a_window_of_finished_ones() {
             },
         )
         .unwrap();
-    h.run_effects(vec![Effect::LoadActions]);
+    h.run_effects(vec![Effect::Store(StoreEffect::LoadActions)]);
     let t = &h.app.actions;
     assert_eq!(t.finished_held(), 401);
     assert_eq!(t.finished_total, Some(total_finished + 1));

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used)]
-//! The TUI's backend against the emulated tenant, for what asks the user's accounts or
+//! The TUI's signed-in services against the emulated tenant, for what asks the user's accounts or
 //! device: connecting a provider account from the TUI (Permissions, `c`) — the My
 //! Account connect flow, completed on the loopback redirect or on an address pasted from
 //! a browser on another machine — and unlocking the idle lock, which takes a yes on the
@@ -12,14 +12,13 @@ use dealflow::runtime::pipeline::Pipeline;
 use dealflow::sandbox::auth0::model::DEMO_SUB;
 use dealflow::sandbox::wiring::{SandboxWiring, wire_fast_sandbox};
 use dealflow::store::{SqliteStore, Store};
-use dealflow::tui::backend::Backend;
-use dealflow::tui::handler::EffectHandler;
-use dealflow::tui::msg::{ConnectEvent, Effect, Msg};
+use dealflow::tui::msg::{ConnectEvent, Msg, PipelineEffect};
+use dealflow::tui::services::Services;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-async fn backend() -> (Backend, SandboxWiring, tempfile::TempDir) {
+async fn backend() -> (Services, SandboxWiring, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
     let w = wire_fast_sandbox().await.unwrap();
@@ -29,7 +28,7 @@ async fn backend() -> (Backend, SandboxWiring, tempfile::TempDir) {
         Endpoints::sandbox(&w.sandbox.base_url()),
         "rep@dealflow.test".into(),
     ));
-    let b = Backend::new(
+    let b = Services::new(
         pipeline,
         w.device.clone(),
         BatchOptions::default(),
@@ -73,10 +72,7 @@ async fn connect_completes_on_the_loopback_redirect() {
         .auth0
         .delete_connected_account(DEMO_SUB, "sign-in-with-slack");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    assert!(
-        b.handle(Effect::ConnectAccount(Connection::Slack), &tx)
-            .is_none()
-    );
+    b.run_pipeline(PipelineEffect::ConnectAccount(Connection::Slack), &tx);
     let url = link(&mut rx).await;
     assert!(url.contains("ticket="), "{url}");
     // The browser follows the consent redirect to the loopback listener.
@@ -99,10 +95,7 @@ async fn connect_completes_on_a_pasted_address_and_refuses_a_wrong_one() {
         .revoke_grant(DEMO_SUB, "google-oauth2", std::slice::from_ref(&send))
         .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    assert!(
-        b.handle(Effect::ConnectAccount(Connection::Google), &tx)
-            .is_none()
-    );
+    b.run_pipeline(PipelineEffect::ConnectAccount(Connection::Google), &tx);
     let url = link(&mut rx).await;
     // A browser on another machine: it ends on the loopback address, which the rep copies.
     let no_follow = reqwest::Client::builder()
@@ -112,15 +105,15 @@ async fn connect_completes_on_a_pasted_address_and_refuses_a_wrong_one() {
     let resp = no_follow.get(&url).send().await.unwrap();
     let ended_on = resp.headers()["location"].to_str().unwrap().to_string();
     assert!(ended_on.contains("connect_code="), "{ended_on}");
-    assert!(
-        b.handle(Effect::ConnectRedirect("not an address".into()), &tx)
-            .is_none()
+    b.run_pipeline(
+        PipelineEffect::ConnectRedirect("not an address".into()),
+        &tx,
     );
     match next(&mut rx).await {
         Msg::Status { ok: false, text } => assert!(text.contains("paste the full URL"), "{text}"),
         other => panic!("{other:?}"),
     }
-    assert!(b.handle(Effect::ConnectRedirect(ended_on), &tx).is_none());
+    b.run_pipeline(PipelineEffect::ConnectRedirect(ended_on), &tx);
     let (c, r) = done(&mut rx).await;
     assert_eq!(c, Connection::Google);
     let line = r.unwrap();
@@ -142,7 +135,7 @@ async fn connecting_what_is_fully_granted_renews_the_grant() {
     // the provider): an explicit connect must still be able to renew it.
     let (b, _w, _dir) = backend().await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    b.handle(Effect::ConnectAccount(Connection::Google), &tx);
+    b.run_pipeline(PipelineEffect::ConnectAccount(Connection::Google), &tx);
     let url = link(&mut rx).await;
     let page = reqwest::get(&url).await.unwrap().text().await.unwrap();
     assert!(page.contains("Account connected"));
@@ -159,9 +152,9 @@ async fn a_cancelled_connect_says_so() {
         .revoke_grant(DEMO_SUB, "sign-in-with-slack", &["chat:write".to_string()])
         .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    b.handle(Effect::ConnectAccount(Connection::Slack), &tx);
+    b.run_pipeline(PipelineEffect::ConnectAccount(Connection::Slack), &tx);
     link(&mut rx).await;
-    b.handle(Effect::CancelConnect, &tx);
+    b.run_pipeline(PipelineEffect::CancelConnect, &tx);
     let (_, r) = done(&mut rx).await;
     assert_eq!(r, Err("connect sign-in-with-slack: cancelled".into()));
 }
@@ -191,10 +184,9 @@ async fn unlock_answer(rx: &mut UnboundedReceiver<Msg>) -> Result<String, String
 #[tokio::test]
 async fn unlock_needs_a_yes_on_the_phone() {
     let (backend, w, _dir) = backend().await;
-    assert!(Backend::takes(&Effect::RequestUnlock));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
 
-    assert!(backend.handle(Effect::RequestUnlock, &tx).is_none());
+    backend.run_pipeline(PipelineEffect::RequestUnlock, &tx);
     let shown = answer_on_phone(&w, false).await;
     assert_eq!(shown, "Unlock dealflow for ana");
     assert_eq!(
@@ -202,7 +194,7 @@ async fn unlock_needs_a_yes_on_the_phone() {
         Err("denied on the device".into())
     );
 
-    assert!(backend.handle(Effect::RequestUnlock, &tx).is_none());
+    backend.run_pipeline(PipelineEffect::RequestUnlock, &tx);
     answer_on_phone(&w, true).await;
     assert_eq!(
         unlock_answer(&mut rx).await,

@@ -518,16 +518,14 @@ fn run_tui(ctx: Ctx) -> Result<ExitCode> {
     let export_dir = crate::config::project_dirs()
         .map(|d| d.data_dir().to_path_buf())
         .unwrap_or_else(|| PathBuf::from("."));
-    // The pipeline (and, with --sandbox, the emulators and the phone's URL file) lives on
-    // its own runtime for the whole session; the UI runs on another. It is wired in the
-    // background: the first frame shows the store's pipeline without waiting for the
-    // sandbox to start or sign-in to finish, and what needs the pipeline meanwhile waits
-    // in the `Deferred` queue.
+    // One runtime for the session: the UI loop, the pipeline (and, with --sandbox, the
+    // emulators and the phone's URL file) and the suggestion engine. The services are
+    // wired in the background: the first frame shows the store's pipeline without
+    // waiting for the sandbox to start or sign-in to finish, and the app holds what
+    // needs them meanwhile.
     let rt = exec::runtime()?;
-    let deferred = Arc::new(crate::tui::handler::Deferred::new(
-        crate::tui::backend::Backend::takes,
-    ));
-    let wiring = rt.spawn(wire_tui_backend(ctx.clone(), deferred.clone()));
+    let (wiring, handle) = crate::tui::driver::wiring();
+    let wiring_task = rt.spawn(wire_tui_backend(ctx.clone(), handle));
     let opts = crate::tui::TuiOptions {
         sandbox: ctx.sandbox,
         tenant: Some(ctx.config.raw.auth.domain.clone()).filter(|d| !d.is_empty()),
@@ -536,20 +534,22 @@ fn run_tui(ctx: Ctx) -> Result<ExitCode> {
         notify: ctx.config.raw.ui.notify,
         config_dir: crate::config::project_dirs().map(|d| d.config_dir().to_path_buf()),
         export_dir,
-        handlers: vec![deferred],
+        wiring: Some(wiring),
         idle_lock: Some(ctx.config.idle_lock),
         undo_send: Some(ctx.config.undo_send),
         service_status: crate::runtime::service::status_path(ctx.sandbox),
         lead_waiting: lead_waiting(&ctx.config),
     };
-    let ui = crate::tui::run(ctx.store.clone(), opts).context("terminal UI");
+    let ui = crate::tui::run(&rt, ctx.store.clone(), opts).context("terminal UI");
     // Quitting while sign-in is still running lets it finish for a moment: cutting a
     // refresh short after Auth0 rotated the token would lose the new one (and the next
     // start would present the old one, which Auth0 treats as reuse). Then the sandbox,
     // kept alive in the finished task's output, stops with the runtime.
-    let abort = wiring.abort_handle();
+    let abort = wiring_task.abort_handle();
     let mut wired = rt
-        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(5), wiring).await })
+        .block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), wiring_task).await
+        })
         .map_err(|_| abort.abort())
         .ok()
         .and_then(Result::ok)
@@ -585,30 +585,23 @@ struct Engine {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Wires the pipeline and hands the TUI its backend (or why there is none).
+/// Wires the pipeline and hands the TUI its services (or why there are none).
 async fn wire_tui_backend(
     ctx: Ctx,
-    deferred: Arc<crate::tui::handler::Deferred>,
+    handle: crate::tui::driver::WiringHandle,
 ) -> Option<(exec::Wired, Engine)> {
     use crate::tui::msg::Msg;
     let w = match exec::wire_quietly(&ctx).await {
         Ok(w) => w,
         Err(e) => {
-            let why = format!("{e:#}");
-            deferred.resolve(
-                Err(why.clone()),
-                Msg::Status {
-                    ok: false,
-                    text: format!("{why}; running without execution (reviews still work)"),
-                },
-            );
+            handle.ready(None, Err(format!("{e:#}")));
             return None;
         }
     };
     let model = crate::llm::AnthropicClient::from_env(&ctx.config.raw.llm)
         .ok()
         .map(|m| Arc::new(m) as Arc<dyn crate::llm::LanguageModel>);
-    let backend = crate::tui::backend::Backend::new(
+    let services = crate::tui::services::Services::new(
         w.pipeline.clone(),
         w.device.clone(),
         crate::runtime::batch::BatchOptions {
@@ -628,12 +621,12 @@ async fn wire_tui_backend(
             "signed in; {n} action(s) a previous run left executing were reconciled (see the audit log)"
         ),
     };
-    deferred.resolve(Ok(Arc::new(backend)), Msg::Status { ok: true, text });
+    handle.ready(Some(Arc::new(services)), Ok(text));
     // The suggestion engine: at start, on `agent.suggest_every`, and when the pipeline
     // changes (another terminal's `sandbox advance`, a CRM sync). What it files shows up
     // on the next queue reload; each run says what it did on the status line.
     let engine = Arc::new(suggest_cmd::suggester(&ctx, w.pipeline.clone()));
-    let report_to = deferred.clone();
+    let report_to = Arc::new(handle);
     let report = Arc::new(
         move |r: Result<
             crate::runtime::suggester::Run,

@@ -3,7 +3,7 @@
 //! reported by a background job.
 //!
 //! The tab never holds the log (issue 18): it holds what is on screen plus a margin,
-//! at most [`HOLD`] rows, and asks for the next page ([`Effect::LoadAudit`]) as the
+//! at most [`HOLD`] rows, and asks for the next page ([`StoreEffect::LoadAudit`]) as the
 //! cursor nears an edge of the window. A `kind:` term naming an action kind is pushed
 //! down to the store; the other terms are matched here, over at most
 //! [`SEARCH_BUDGET`] entries per request, and a row under the list says how far the
@@ -12,6 +12,7 @@
 use crate::core::audit::{AuditEntry, ChainBreak};
 use crate::core::domain::{ActionKind, Millis};
 use crate::tui::msg::Effect;
+use crate::tui::msg::StoreEffect;
 
 /// Rows asked for per page.
 pub const PAGE: usize = 200;
@@ -148,12 +149,12 @@ impl AuditTab {
         }
         self.pending = true;
         let (kinds, terms) = split_filter(&self.filter);
-        vec![Effect::LoadAudit(AuditFetch {
+        vec![Effect::Store(StoreEffect::LoadAudit(AuditFetch {
             generation: self.generation,
             side,
             kinds,
             terms,
-        })]
+        }))]
     }
 
     /// Top (`g`): the newest entry, asking for the newest page unless it is held.

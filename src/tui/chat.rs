@@ -1,7 +1,7 @@
 //! Chat tab state: the conversation, the input line, folded tool calls, and the step-up
 //! prompt and CIBA countdown the agent asks for. The agent itself (a pure FSM, built
 //! by the chat developer) drives this through `Msg::Chat`; the tab only renders and
-//! sends `Effect::StartChatTurn` / `CancelTurn` / `AnswerStepUp`.
+//! sends `ChatEffect::StartChatTurn` / `CancelTurn` / `AnswerStepUp`.
 
 use super::msg::ChatEvent;
 use crate::core::domain::Millis;

@@ -4,10 +4,9 @@
 //! restores the terminal; `restore()` also runs on every return path.
 
 use super::app::App;
+use super::driver::{Driver, Wiring};
 use super::executor::Executor;
-use super::handler::{EffectHandler, route};
-use super::msg::{Effect, Msg};
-use super::notify;
+use super::msg::Msg;
 use super::view;
 use futures_util::StreamExt;
 use ratatui::DefaultTerminal;
@@ -16,8 +15,6 @@ use ratatui::crossterm::event::{
     EventStream, KeyEventKind,
 };
 use ratatui::crossterm::execute;
-use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -27,16 +24,19 @@ const CLOCK: Duration = Duration::from_millis(250);
 
 pub struct LoopOptions {
     pub mouse: bool,
-    /// Backends that take effects before the built-in executor (pipeline, chat…).
-    pub handlers: Vec<Arc<dyn EffectHandler>>,
+    /// Where the signed-in services arrive and background reports come in; `None`: no
+    /// services are being built (the app says "not signed in" for what needs them).
+    pub wiring: Option<Wiring>,
 }
 
-/// Runs the app until it quits. The terminal is restored whatever happens.
-pub fn run(app: App, exec: Executor, opts: LoopOptions) -> std::io::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+/// Runs the app until it quits, on `rt` (the one runtime the services run on too). The
+/// terminal is restored whatever happens.
+pub fn run(
+    rt: &tokio::runtime::Runtime,
+    app: App,
+    exec: Executor,
+    opts: LoopOptions,
+) -> std::io::Result<()> {
     let mut terminal = ratatui::init();
     // ratatui's hook restores raw mode and the main screen; also undo what we enabled.
     let ratatui_hook = std::panic::take_hook();
@@ -53,7 +53,7 @@ pub fn run(app: App, exec: Executor, opts: LoopOptions) -> std::io::Result<()> {
     if opts.mouse {
         let _ = execute!(out, EnableMouseCapture);
     }
-    let result = rt.block_on(drive(&mut terminal, app, exec, opts.handlers));
+    let result = rt.block_on(drive(&mut terminal, app, exec, opts.wiring));
     if opts.mouse {
         let _ = execute!(out, DisableMouseCapture);
     }
@@ -62,112 +62,31 @@ pub fn run(app: App, exec: Executor, opts: LoopOptions) -> std::io::Result<()> {
     result
 }
 
-/// Where effects go: store writes and reloads run one at a time, in order, on a worker
-/// thread (so an older reload can never land after a newer one); slow reads (chain
-/// verification, export) run on their own blocking tasks; notifications are written
-/// here.
-struct Runner {
-    handlers: Vec<Arc<dyn EffectHandler>>,
-    ordered: std::sync::mpsc::Sender<Effect>,
-    exec: Executor,
-    tx: mpsc::UnboundedSender<Msg>,
-}
-
-impl Runner {
-    fn new(
-        exec: Executor,
-        tx: mpsc::UnboundedSender<Msg>,
-        handlers: Vec<Arc<dyn EffectHandler>>,
-    ) -> Runner {
-        let fallback: super::handler::Fallback = {
-            let e = exec.clone();
-            Arc::new(move |effect| e.run(effect))
-        };
-        for h in &handlers {
-            h.attach(&tx, fallback.clone());
-        }
-        let (ordered, work) = std::sync::mpsc::channel::<Effect>();
-        let (e, t) = (exec.clone(), tx.clone());
-        std::thread::spawn(move || {
-            while let Ok(effect) = work.recv() {
-                for m in e.run(effect) {
-                    if t.send(m).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        Runner {
-            handlers,
-            ordered,
-            exec,
-            tx,
-        }
-    }
-
-    fn spawn(&self, effects: Vec<Effect>) {
-        for e in effects {
-            let Some(e) = route(e, &self.handlers, &self.tx) else {
-                continue;
-            };
-            match e {
-                Effect::Quit => {}
-                Effect::Copy(text) => {
-                    let mut out = std::io::stdout();
-                    let _ = out.write_all(notify::copy_sequence(&text).as_bytes());
-                    let _ = out.flush();
-                }
-                Effect::Notify { title, body } => {
-                    let tmux = std::env::var_os("TMUX").is_some();
-                    let seq = notify::sequence(&title, &body, tmux);
-                    let mut out = std::io::stdout();
-                    let _ = out.write_all(seq.as_bytes());
-                    let _ = out.flush();
-                }
-                // Read-only and possibly long (a replay of the whole log, a search or a
-                // rare kind walked on Redis): never queued in front of a decision such as
-                // an undo. Audit pages carry a generation, so a late one is dropped.
-                slow @ (Effect::VerifyAudit
-                | Effect::ExportAudit
-                | Effect::LoadAudit(_)
-                | Effect::LoadOlderActions { .. }
-                | Effect::LoadCalibration { .. }) => {
-                    let (exec, tx) = (self.exec.clone(), self.tx.clone());
-                    tokio::task::spawn_blocking(move || {
-                        for m in exec.run(slow) {
-                            let _ = tx.send(m);
-                        }
-                    });
-                }
-                other => {
-                    if self.ordered.send(other).is_err() {
-                        let _ = self
-                            .tx
-                            .send(Msg::LoadFailed("effect worker stopped".into()));
-                    }
-                }
-            }
-        }
-    }
-}
-
 async fn drive(
     terminal: &mut DefaultTerminal,
     mut app: App,
     exec: Executor,
-    handlers: Vec<Arc<dyn EffectHandler>>,
+    wiring: Option<Wiring>,
 ) -> std::io::Result<()> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let (tx, mut rx, mut services) = match wiring {
+        Some(w) => (w.tx, w.rx, Some(w.services)),
+        None => {
+            let (tx, rx) = mpsc::unbounded_channel::<Msg>();
+            (tx, rx, None)
+        }
+    };
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut clock = tokio::time::interval(CLOCK);
     clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let runner = Runner::new(exec, tx, handlers);
+    let mut driver = Driver::new(exec, tx);
     if let Ok(size) = terminal.size() {
         app.update(Msg::Resize(size.width, size.height));
     }
-    runner.spawn(app.init());
+    for e in app.init() {
+        driver.run(e);
+    }
     // For the start-up benchmark (benches/perf.rs): quit right after the first frame that
     // shows loaded data (with DEALFLOW_FIRST_FRAME_OF=ready: and every backend settled,
     // signed in or not); a value other than "1" names a file that gets the wall-clock
@@ -189,7 +108,7 @@ async fn drive(
         if app.dirty {
             terminal.draw(|f| view::render(&app, f))?;
             app.dirty = false;
-            let settled = !wait_ready || runner.handlers.iter().all(|h| h.ready());
+            let settled = !wait_ready || app.services_settled();
             if let Some(out) = exit_after_first_frame
                 .as_ref()
                 .filter(|_| loaded && settled)
@@ -207,6 +126,20 @@ async fn drive(
                 None => return Ok(()),
             },
             m = rx.recv() => m,
+            arrived = async {
+                match services.as_mut() {
+                    Some(r) => r.await,
+                    None => std::future::pending().await,
+                }
+            }, if services.is_some() => {
+                services = None;
+                let arrival = arrived.unwrap_or(super::driver::Arrival {
+                    services: None,
+                    report: Err("the sign-in task ended without an answer".into()),
+                });
+                driver.install(arrival.services);
+                Some(Msg::ServicesReady(arrival.report))
+            }
             _ = tick.tick() => Some(Msg::Tick),
             _ = clock.tick(), if !app.outbox.is_empty() => Some(Msg::Clock),
         };
@@ -216,7 +149,9 @@ async fn drive(
         }
         for m in batch {
             loaded |= matches!(m, Msg::ActionsLoaded { .. });
-            runner.spawn(app.update(m));
+            for e in app.update(m) {
+                driver.run(e);
+            }
         }
         if app.quit {
             return Ok(());

@@ -1,10 +1,9 @@
-//! Runs the effects the store, the consent engine and the Reviewer can serve and
-//! answers with messages. Effects that need the signed-in pipeline, when there is none,
-//! get `Msg::Unavailable` saying how to sign in. Synchronous on purpose: the event loop runs it on a blocking task,
-//! and headless tests call it directly.
+//! Runs the effects the store, the consent engine and the Reviewer serve
+//! ([`StoreEffect`]) and answers with messages. Synchronous on purpose: the driver runs
+//! it behind its one `spawn_blocking` boundary, and headless tests call it directly.
 
 use super::clock::Clock;
-use super::msg::{Effect, Msg, Verb};
+use super::msg::{Msg, StoreEffect, Verb};
 use crate::core::audit::NewAuditEntry;
 use crate::core::domain::{ActionState, Millis};
 use crate::runtime::review::Reviewer;
@@ -13,10 +12,6 @@ use crate::tui::actions::{FINISHED_PAGE, finished_states};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-
-/// What to do when nothing is signed in, right whether or not a tenant is configured
-/// (`dealflow login` alone fails until `init` has written one).
-const SIGN_IN: &str = "not signed in — `dealflow init` sets up your Auth0 tenant (once), then `dealflow login`; or try it all with `dealflow --sandbox`";
 
 #[derive(Clone)]
 pub struct Executor {
@@ -89,18 +84,18 @@ impl Executor {
         })))
     }
 
-    /// Runs one effect. `Notify` and `Quit` belong to the event loop and return nothing.
-    pub fn run(&self, effect: Effect) -> Vec<Msg> {
+    /// Runs one store effect.
+    pub fn run(&self, effect: StoreEffect) -> Vec<Msg> {
         let s = self.store.as_ref();
         match effect {
-            Effect::LoadActions => vec![
+            StoreEffect::LoadActions => vec![
                 self.load(),
                 self.finished_total(),
                 self.service(),
                 self.lead(),
             ],
-            Effect::LoadOlderActions { before } => vec![self.load_older(before)],
-            Effect::Approve {
+            StoreEffect::LoadOlderActions { before } => vec![self.load_older(before)],
+            StoreEffect::Approve {
                 ids,
                 stepped_up,
                 seen,
@@ -130,7 +125,7 @@ impl Executor {
                 out.push(self.load());
                 out
             }
-            Effect::Reject { ids, reason } => {
+            StoreEffect::Reject { ids, reason } => {
                 let mut out: Vec<Msg> = ids
                     .into_iter()
                     .map(|id| {
@@ -150,7 +145,7 @@ impl Executor {
                 out.push(self.load());
                 out
             }
-            Effect::Withdraw(id) => {
+            StoreEffect::Withdraw(id) => {
                 let result = self
                     .reviewer
                     .withdraw(s, &id, "undo send", self.clock.now_ms())
@@ -165,7 +160,7 @@ impl Executor {
                     self.load(),
                 ]
             }
-            Effect::Edit {
+            StoreEffect::Edit {
                 id,
                 version,
                 params,
@@ -184,18 +179,18 @@ impl Executor {
                     self.load(),
                 ]
             }
-            Effect::ChangePermissions(change) => {
+            StoreEffect::ChangePermissions(change) => {
                 vec![self.save_permissions(&change, serde_json::json!({ "via": "tui" }))]
             }
-            Effect::LoadAudit(fetch) => vec![Msg::AuditPage(
+            StoreEffect::LoadAudit(fetch) => vec![Msg::AuditPage(
                 fetch_audit(s, &fetch)
                     .map(Box::new)
                     .map_err(|e| format!("audit: {e}")),
             )],
-            Effect::LoadCalibration { known_head } => {
+            StoreEffect::LoadCalibration { known_head } => {
                 vec![Msg::Calibrated(self.calibrate(known_head))]
             }
-            Effect::AcceptNudge(nudge) => {
+            StoreEffect::AcceptNudge(nudge) => {
                 let ttl = crate::runtime::trust::DEFAULT_RULE_DAYS * 24 * 3600 * 1000;
                 vec![self.save_permissions(
                     &nudge.accept(self.clock.now_ms(), ttl),
@@ -204,30 +199,9 @@ impl Executor {
                     }),
                 )]
             }
-            Effect::VerifyAudit => vec![Msg::AuditVerified(verify_anchored(s))],
-            Effect::ExportAudit => vec![Msg::Exported(self.export())],
-            // Reached only when no backend is wired (not signed in): say how to fix it.
-            Effect::ExecuteApproved(_) => vec![Msg::Unavailable(format!(
-                "execution: {SIGN_IN} — approved actions stay approved"
-            ))],
-            Effect::SendToBatch(ids) => vec![Msg::Unavailable(format!(
-                "batch: {SIGN_IN} — {} action(s) not sent to your device",
-                ids.len()
-            ))],
-            Effect::StartChatTurn(_) | Effect::CancelTurn | Effect::AnswerStepUp { .. } => {
-                vec![Msg::Unavailable(format!("chat: {SIGN_IN}"))]
-            }
-            // Reached only when no backend is wired: there is no device to confirm with,
-            // so the lock is a privacy screen and the keypress lifts it (said so, audited).
-            Effect::RequestUnlock => vec![Msg::Unlock(Ok(
-                "keypress (not signed in: no device to confirm with)".into(),
-            ))],
-            Effect::ConnectAccount(c) => vec![Msg::Connect(super::msg::ConnectEvent::Done {
-                connection: c,
-                result: Err(format!("connect {}: {SIGN_IN}", c.as_str())),
-            })],
-            Effect::ConnectRedirect(_) | Effect::CancelConnect => vec![],
-            Effect::AuditSession {
+            StoreEffect::VerifyAudit => vec![Msg::AuditVerified(verify_anchored(s))],
+            StoreEffect::ExportAudit => vec![Msg::Exported(self.export())],
+            StoreEffect::AuditSession {
                 event,
                 outcome,
                 mut detail,
@@ -248,7 +222,6 @@ impl Executor {
                     Err(e) => vec![Msg::LoadFailed(format!("audit: {e}"))],
                 }
             }
-            Effect::Notify { .. } | Effect::Copy(_) | Effect::Quit => vec![],
         }
     }
 

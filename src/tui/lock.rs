@@ -7,6 +7,7 @@
 
 use super::msg::Effect;
 use crate::core::domain::Millis;
+use crate::tui::msg::{PipelineEffect, StoreEffect};
 
 #[derive(Debug, Clone, Default)]
 pub struct Lock {
@@ -35,11 +36,11 @@ impl Lock {
         self.locked_at = Some(now);
         self.asking = false;
         self.note = None;
-        Some(Effect::AuditSession {
+        Some(Effect::Store(StoreEffect::AuditSession {
             event: "session.locked".into(),
             outcome: "ok".into(),
             detail: serde_json::json!({ "idle_ms": now - self.last_input }),
-        })
+        }))
     }
 
     /// Enter on the lock screen: one request at a time.
@@ -49,10 +50,10 @@ impl Lock {
         }
         self.asking = true;
         self.note = Some("unlock requested: approve it on your phone".into());
-        vec![Effect::RequestUnlock]
+        vec![Effect::Pipeline(PipelineEffect::RequestUnlock)]
     }
 
-    /// The answer to [`Effect::RequestUnlock`]: `Ok(how)` unlocks.
+    /// The answer to [`PipelineEffect::RequestUnlock`]: `Ok(how)` unlocks.
     pub fn answer(&mut self, result: Result<String, String>, now: Millis) -> Vec<Effect> {
         self.asking = false;
         if !self.is_locked() {
@@ -63,19 +64,19 @@ impl Lock {
                 self.locked_at = None;
                 self.last_input = now;
                 self.note = None;
-                vec![Effect::AuditSession {
+                vec![Effect::Store(StoreEffect::AuditSession {
                     event: "session.unlocked".into(),
                     outcome: "ok".into(),
                     detail: serde_json::json!({ "by": how }),
-                }]
+                })]
             }
             Err(why) => {
                 self.note = Some(format!("still locked: {why}"));
-                vec![Effect::AuditSession {
+                vec![Effect::Store(StoreEffect::AuditSession {
                     event: "session.unlock_refused".into(),
                     outcome: "denied".into(),
                     detail: serde_json::json!({ "why": why }),
-                }]
+                })]
             }
         }
     }

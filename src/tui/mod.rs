@@ -1,7 +1,8 @@
 //! The terminal UI. `App` (state, `update(Msg) -> Vec<Effect>`) and `view` (pure render)
-//! hold the logic; `executor` runs effects against the store, the consent engine and
-//! `runtime::review::Reviewer` (the one path for human decisions); `event_loop` owns the
-//! terminal. Keys and themes are TOML data (`keymap.toml`, `themes/*.toml`).
+//! hold the logic; `driver` is the one place effects run: store effects through
+//! `executor` (the store, the consent engine and `runtime::review::Reviewer`, the one
+//! path for human decisions), the rest through the signed-in `services`; `event_loop`
+//! owns the terminal. Keys and themes are TOML data (`keymap.toml`, `themes/*.toml`).
 //!
 //! Must never: do IO in `update` or `view`, or move an action's state other than
 //! through `Reviewer`.
@@ -9,13 +10,12 @@
 pub mod actions;
 pub mod app;
 pub mod audit;
-pub mod backend;
 pub mod chat;
 pub mod clock;
+pub mod driver;
 pub mod editor;
 pub mod event_loop;
 pub mod executor;
-pub mod handler;
 pub mod keymap;
 pub mod lock;
 pub mod msg;
@@ -24,6 +24,7 @@ pub mod outbox;
 pub mod pace;
 pub mod pane_scroll;
 pub mod permissions;
+pub mod services;
 pub mod theme;
 pub mod trust;
 pub mod view;
@@ -51,8 +52,10 @@ pub struct TuiOptions {
     pub config_dir: Option<PathBuf>,
     /// Where exports go (the data dir).
     pub export_dir: PathBuf,
-    /// Backends for effects the built-in executor cannot run (pipeline, chat agent).
-    pub handlers: Vec<Arc<dyn handler::EffectHandler>>,
+    /// Where the signed-in services arrive once the composition root has built them
+    /// (`driver::wiring`); `None`: none are being built, and what needs them is
+    /// answered "not signed in".
+    pub wiring: Option<driver::Wiring>,
     /// Lock the screen after this long without input (`ui.idle_lock`; `None`: never).
     pub idle_lock: Option<std::time::Duration>,
     /// How long an irreversible send approved here waits in the outbox, where `u` takes
@@ -102,6 +105,9 @@ pub fn build(store: Arc<dyn Store>, opts: &TuiOptions, clock: Arc<dyn Clock>) ->
         notify: opts.notify,
     };
     let mut app = App::new(session, keymap, theme, clock.clone());
+    if opts.wiring.is_some() {
+        app.services = app::ServicesState::Starting(vec![]);
+    }
     app.lock.idle_ms = opts
         .idle_lock
         .filter(|d| !d.is_zero())
@@ -133,16 +139,21 @@ pub fn build(store: Arc<dyn Store>, opts: &TuiOptions, clock: Arc<dyn Clock>) ->
     (app, exec)
 }
 
-/// Starts the TUI on the real terminal and returns when the user quits.
-pub fn run(store: Arc<dyn Store>, opts: TuiOptions) -> std::io::Result<()> {
+/// Starts the TUI on the real terminal, on `rt`, and returns when the user quits.
+pub fn run(
+    rt: &tokio::runtime::Runtime,
+    store: Arc<dyn Store>,
+    mut opts: TuiOptions,
+) -> std::io::Result<()> {
     let (mut app, exec) = build(store, &opts, Arc::new(SystemClock));
     app.utc_offset_s = crate::wall::utc_offset_s();
     event_loop::run(
+        rt,
         app,
         exec,
         event_loop::LoopOptions {
             mouse: opts.mouse,
-            handlers: opts.handlers,
+            wiring: opts.wiring.take(),
         },
     )
 }

@@ -78,6 +78,9 @@ pub enum Msg {
     /// This effect cannot run here, and the text says why and what to do: not signed
     /// in (no pipeline yet, or sign-in failed), so nothing can execute or reach chat.
     Unavailable(String),
+    /// The signed-in services were built (`Ok(what to say)`) or could not be (`Err(why)`):
+    /// what the app held for them is released, to run or to be answered "not signed in".
+    ServicesReady(Result<String, String>),
     /// Something the chat agent reports (the agent FSM will drive these).
     Chat(ChatEvent),
     /// The answer to [`Effect::RequestUnlock`]: `Ok(how it was confirmed)` or why not.
@@ -148,19 +151,32 @@ pub enum ChatEvent {
     TurnDone(Option<String>),
 }
 
-/// Work the app asks its runtime to do. Every variant says who handles it today.
+/// Work the app asks its runtime to do, by who runs it (`tui::driver` has the one
+/// `match`): the store, the signed-in pipeline, the chat agent's IO, the terminal.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
+    Store(StoreEffect),
+    /// Needs the signed-in services; held by the app while they are being built.
+    Pipeline(PipelineEffect),
+    /// Needs the signed-in services; held by the app while they are being built.
+    Chat(ChatEffect),
+    Ui(UiEffect),
+}
+
+/// What the store, the consent engine and the `Reviewer` serve (`tui::executor`), off the
+/// UI task: writes and reloads one at a time in order, slow reads on their own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreEffect {
     /// Reload the queue and permissions (`Msg::ActionsLoaded`): every pending action
-    /// and the most recently finished ones (`actions::FINISHED_PAGE`). Store.
+    /// and the most recently finished ones (`actions::FINISHED_PAGE`).
     LoadActions,
     /// The next page of finished actions, those finished before `before`
-    /// (`(updated_at, id)` of the oldest held): `Msg::OlderActionsLoaded`. Store.
+    /// (`(updated_at, id)` of the oldest held): `Msg::OlderActionsLoaded`.
     LoadOlderActions { before: (Millis, String) },
     /// Approve through `Reviewer::approve` (`Msg::Reviewed` per id, then a reload).
     /// `stepped_up` lists the ids whose step-up the person confirmed explicitly (the
     /// inline prompt, or the typed bulk confirmation that counted them as step-up);
-    /// any other id that turns out to need step-up is refused by the Reviewer. Store.
+    /// any other id that turns out to need step-up is refused by the Reviewer.
     /// `seen` holds the version of each action the person was shown; an action that
     /// changed since (edited elsewhere) is refused rather than approved unseen.
     Approve {
@@ -169,70 +185,130 @@ pub enum Effect {
         seen: BTreeMap<String, i64>,
     },
     /// Take an approval back before it runs (the outbox's undo) through
-    /// `Reviewer::withdraw`: the action returns to the queue. Store.
+    /// `Reviewer::withdraw`: the action returns to the queue.
     Withdraw(String),
-    /// Reject through `Reviewer::reject`. Store.
+    /// Reject through `Reviewer::reject`.
     Reject {
         ids: Vec<String>,
         reason: Option<String>,
     },
     /// Replace the payload through `Reviewer::edit`, if the action is still at the
-    /// `version` the editor opened (no silent overwrite of someone else's edit). Store.
+    /// `version` the editor opened (no silent overwrite of someone else's edit).
     Edit {
         id: String,
         version: i64,
         params: ActionParams,
     },
-    /// Save a permission change through `Store::change_permissions` (audited). Store.
+    /// Save a permission change through `Store::change_permissions` (audited).
     ChangePermissions(PermissionChange),
     /// Replay the audit log into calibration (`Msg::Calibrated`), unless its head is
-    /// still `known_head`. Store.
+    /// still `known_head`.
     LoadCalibration { known_head: Option<i64> },
     /// Accept a calibration nudge as a time-boxed auto-approve rule: the person's own
-    /// permission change, audited with the evidence that led to it. Store.
+    /// permission change, audited with the evidence that led to it.
     AcceptNudge(Box<crate::core::calibration::Nudge>),
-    /// Read a page of the audit log for the Audit tab (`Msg::AuditPage`). Store.
+    /// Read a page of the audit log for the Audit tab (`Msg::AuditPage`).
     LoadAudit(super::audit::AuditFetch),
-    /// Verify the hash chain in the background (`Msg::AuditVerified`). Store.
+    /// Verify the hash chain in the background (`Msg::AuditVerified`).
     VerifyAudit,
-    /// Write the audit log as JSONL to a file in the data dir (`Msg::Exported`). Store.
+    /// Write the audit log as JSONL to a file in the data dir (`Msg::Exported`).
     ExportAudit,
-    /// Execute approved actions. Pipeline (`tui::backend`).
-    ExecuteApproved(Vec<String>),
-    /// Send actions to the device as one CIBA batch. Pipeline (`tui::backend`).
-    SendToBatch(Vec<String>),
-    /// Start a chat turn with the user's text. Chat runtime (`tui::backend`).
-    StartChatTurn(String),
-    /// Cancel the running chat turn. Chat runtime (`tui::backend`).
-    CancelTurn,
-    /// Answer the agent's inline step-up prompt. Chat runtime (`tui::backend`).
-    AnswerStepUp { action_id: String, confirmed: bool },
-    /// Ring the bell and send a desktop notification (OSC 9/777). Event loop.
-    Notify { title: String, body: String },
-    /// Put text on the terminal's clipboard (OSC 52), which works over SSH where no
-    /// local clipboard does. Event loop.
-    Copy(String),
-    /// Connect (or re-consent) a provider account through Auth0's My Account API: a link
-    /// to open in a browser, then the redirect (loopback, or pasted). `tui::backend`.
-    ConnectAccount(crate::core::domain::Connection),
-    /// The address the browser ended on, pasted (a browser on another machine).
-    ConnectRedirect(String),
-    /// Stop waiting for the connect redirect.
-    CancelConnect,
-    /// Ask to unlock the idle lock: a CIBA request to the user's phone (`tui::backend`);
-    /// not signed in, the executor unlocks on the keypress and says so.
-    RequestUnlock,
-    /// Record a session event (lock, unlock) in the audit log. Store.
+    /// Record a session event (lock, unlock) in the audit log.
     AuditSession {
         event: String,
         outcome: String,
         detail: serde_json::Value,
     },
-    /// Leave the TUI. Event loop.
+}
+
+impl StoreEffect {
+    /// Read-only and possibly long (a replay of the whole log, a search or a rare kind
+    /// walked on Redis): never queued in front of a decision such as an undo. Audit
+    /// pages carry a generation, so a late one is dropped.
+    pub fn is_slow_read(&self) -> bool {
+        matches!(
+            self,
+            StoreEffect::VerifyAudit
+                | StoreEffect::ExportAudit
+                | StoreEffect::LoadAudit(_)
+                | StoreEffect::LoadOlderActions { .. }
+                | StoreEffect::LoadCalibration { .. }
+        )
+    }
+}
+
+/// What needs the signed-in pipeline, session or device (`tui::services`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PipelineEffect {
+    /// Execute approved actions.
+    ExecuteApproved(Vec<String>),
+    /// Send actions to the device as one CIBA batch.
+    SendToBatch(Vec<String>),
+    /// Ask to unlock the idle lock: a CIBA request to the user's phone; not signed in,
+    /// the lock lifts on the keypress and says so.
+    RequestUnlock,
+    /// Connect (or re-consent) a provider account through Auth0's My Account API: a link
+    /// to open in a browser, then the redirect (loopback, or pasted).
+    ConnectAccount(crate::core::domain::Connection),
+    /// The address the browser ended on, pasted (a browser on another machine).
+    ConnectRedirect(String),
+    /// Stop waiting for the connect redirect.
+    CancelConnect,
+}
+
+/// What the Chat tab asks of the chat runtime (`tui::services`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatEffect {
+    /// Start a chat turn with the user's text.
+    StartChatTurn(String),
+    /// Cancel the running chat turn.
+    CancelTurn,
+    /// Answer the agent's inline step-up prompt.
+    AnswerStepUp { action_id: String, confirmed: bool },
+}
+
+/// What the terminal itself does (`tui::driver`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum UiEffect {
+    /// Ring the bell and send a desktop notification (OSC 9/777).
+    Notify { title: String, body: String },
+    /// Put text on the terminal's clipboard (OSC 52), which works over SSH where no
+    /// local clipboard does.
+    Copy(String),
+    /// Leave the TUI.
     Quit,
 }
 
+impl From<StoreEffect> for Effect {
+    fn from(e: StoreEffect) -> Effect {
+        Effect::Store(e)
+    }
+}
+
+impl From<PipelineEffect> for Effect {
+    fn from(e: PipelineEffect) -> Effect {
+        Effect::Pipeline(e)
+    }
+}
+
+impl From<ChatEffect> for Effect {
+    fn from(e: ChatEffect) -> Effect {
+        Effect::Chat(e)
+    }
+}
+
+impl From<UiEffect> for Effect {
+    fn from(e: UiEffect) -> Effect {
+        Effect::Ui(e)
+    }
+}
+
 impl Effect {
+    /// Whether it needs the signed-in services (held while they are being built).
+    pub fn needs_services(&self) -> bool {
+        matches!(self, Effect::Pipeline(_) | Effect::Chat(_))
+    }
+
     /// A few words for the status line (never the payload: it may hold a draft).
     pub fn describe(&self) -> String {
         let n = |ids: &[String]| {
@@ -243,31 +319,39 @@ impl Effect {
             }
         };
         match self {
-            Effect::ExecuteApproved(ids) => format!("execution of {}", n(ids)),
-            Effect::SendToBatch(ids) => format!("device batch of {}", n(ids)),
-            Effect::StartChatTurn(_) => "chat message".into(),
-            Effect::CancelTurn => "chat cancel".into(),
-            Effect::AnswerStepUp { .. } => "step-up answer".into(),
-            Effect::LoadActions => "reload".into(),
-            Effect::LoadOlderActions { .. } => "older finished actions".into(),
-            Effect::Approve { ids, .. } => format!("approval of {}", n(ids)),
-            Effect::Reject { ids, .. } => format!("rejection of {}", n(ids)),
-            Effect::Withdraw(id) => format!("withdrawal of {id}"),
-            Effect::Edit { id, .. } => format!("edit of {id}"),
-            Effect::ChangePermissions(_) => "permission change".into(),
-            Effect::LoadCalibration { .. } => "calibration".into(),
-            Effect::AcceptNudge(_) => "rule from a nudge".into(),
-            Effect::LoadAudit(_) => "audit load".into(),
-            Effect::VerifyAudit => "audit verification".into(),
-            Effect::ExportAudit => "audit export".into(),
-            Effect::Notify { .. } => "notification".into(),
-            Effect::Copy(_) => "copy to the clipboard".into(),
-            Effect::RequestUnlock => "unlock request".into(),
-            Effect::ConnectAccount(c) => format!("connect {}", c.as_str()),
-            Effect::ConnectRedirect(_) => "connect redirect".into(),
-            Effect::CancelConnect => "connect cancel".into(),
-            Effect::AuditSession { .. } => "session audit".into(),
-            Effect::Quit => "quit".into(),
+            Effect::Pipeline(p) => match p {
+                PipelineEffect::ExecuteApproved(ids) => format!("execution of {}", n(ids)),
+                PipelineEffect::SendToBatch(ids) => format!("device batch of {}", n(ids)),
+                PipelineEffect::RequestUnlock => "unlock request".into(),
+                PipelineEffect::ConnectAccount(c) => format!("connect {}", c.as_str()),
+                PipelineEffect::ConnectRedirect(_) => "connect redirect".into(),
+                PipelineEffect::CancelConnect => "connect cancel".into(),
+            },
+            Effect::Chat(c) => match c {
+                ChatEffect::StartChatTurn(_) => "chat message".into(),
+                ChatEffect::CancelTurn => "chat cancel".into(),
+                ChatEffect::AnswerStepUp { .. } => "step-up answer".into(),
+            },
+            Effect::Store(s) => match s {
+                StoreEffect::LoadActions => "reload".into(),
+                StoreEffect::LoadOlderActions { .. } => "older finished actions".into(),
+                StoreEffect::Approve { ids, .. } => format!("approval of {}", n(ids)),
+                StoreEffect::Reject { ids, .. } => format!("rejection of {}", n(ids)),
+                StoreEffect::Withdraw(id) => format!("withdrawal of {id}"),
+                StoreEffect::Edit { id, .. } => format!("edit of {id}"),
+                StoreEffect::ChangePermissions(_) => "permission change".into(),
+                StoreEffect::LoadCalibration { .. } => "calibration".into(),
+                StoreEffect::AcceptNudge(_) => "rule from a nudge".into(),
+                StoreEffect::LoadAudit(_) => "audit load".into(),
+                StoreEffect::VerifyAudit => "audit verification".into(),
+                StoreEffect::ExportAudit => "audit export".into(),
+                StoreEffect::AuditSession { .. } => "session audit".into(),
+            },
+            Effect::Ui(u) => match u {
+                UiEffect::Notify { .. } => "notification".into(),
+                UiEffect::Copy(_) => "copy to the clipboard".into(),
+                UiEffect::Quit => "quit".into(),
+            },
         }
     }
 }

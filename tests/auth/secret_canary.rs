@@ -275,7 +275,7 @@ async fn no_secret_reaches_logs_store_audit_screens_or_model_requests() {
         notify: false,
         config_dir: None,
         export_dir: dir.path().to_path_buf(),
-        handlers: vec![],
+        wiring: None,
         idle_lock: None,
         undo_send: None,
         service_status: None,

@@ -3,6 +3,9 @@
 //! (`view`) is a pure read of this state.
 
 mod popup_keys;
+mod services_state;
+
+pub use services_state::ServicesState;
 
 use super::actions::{ActionsTab, BulkPlan, View, bulk_plan, is_pending, what_will_happen};
 use super::audit::{AuditTab, VerifyState};
@@ -15,6 +18,7 @@ use super::permissions::{PermRow, PermissionsTab, rows as perm_rows};
 use super::theme::Theme;
 use crate::core::consent::Gate;
 use crate::core::domain::Millis;
+use crate::tui::msg::{ChatEffect, PipelineEffect, StoreEffect, UiEffect};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEventKind};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -220,6 +224,8 @@ pub struct App {
     /// scope taken back), with why: the row says "blocked" instead of a silent
     /// "approved", until it runs or leaves the approved state.
     pub blocked: BTreeMap<String, String>,
+    /// Whether the signed-in services are still being built, and what waits for them.
+    pub services: ServicesState,
 }
 
 impl App {
@@ -258,12 +264,13 @@ impl App {
             quit_armed: false,
             pace: super::pace::Pace::default(),
             blocked: BTreeMap::new(),
+            services: ServicesState::Settled,
         }
     }
 
     /// Effects to run once at start-up.
     pub fn init(&self) -> Vec<Effect> {
-        vec![Effect::LoadActions]
+        vec![Effect::Store(StoreEffect::LoadActions)]
     }
 
     pub fn set_status(&mut self, level: Level, text: impl Into<String>) {
@@ -291,6 +298,11 @@ impl App {
     }
 
     pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
+        let effects = self.update_unheld(msg);
+        self.hold(effects)
+    }
+
+    fn update_unheld(&mut self, msg: Msg) -> Vec<Effect> {
         self.now = self.clock.now_ms();
         self.dirty = true;
         // Idle time is checked before input counts: the first key after a long absence
@@ -395,7 +407,7 @@ impl App {
             // wherever the user is.
             Msg::Tick => {
                 let mut out = self.send_due();
-                out.push(Effect::LoadActions);
+                out.push(Effect::Store(StoreEffect::LoadActions));
                 out.extend(self.calibrate());
                 out
             }
@@ -471,7 +483,7 @@ impl App {
                     Err(e) if e.starts_with(&format!("{id}: ")) => self.set_status(Level::Error, e),
                     Err(e) => self.set_status(Level::Error, format!("{id}: {e}")),
                 }
-                vec![Effect::LoadActions]
+                vec![Effect::Store(StoreEffect::LoadActions)]
             }
             Msg::ServiceSeen(seen) => {
                 self.service = seen;
@@ -483,7 +495,7 @@ impl App {
             }
             Msg::Status { ok, text } => {
                 self.background_status(if ok { Level::Ok } else { Level::Warn }, text);
-                vec![Effect::LoadActions]
+                vec![Effect::Store(StoreEffect::LoadActions)]
             }
             Msg::ReviewSummary { verb, ok, failed } => {
                 let total = ok + failed.len();
@@ -509,7 +521,7 @@ impl App {
                     self.perms.perms = Some(*p);
                     self.keep_trust_selection(selected);
                     self.set_status(Level::Ok, "permissions saved (audited)");
-                    vec![Effect::LoadActions]
+                    vec![Effect::Store(StoreEffect::LoadActions)]
                 }
                 Err(e) => {
                     self.set_status(Level::Error, e);
@@ -562,14 +574,15 @@ impl App {
             // Not locked (anymore): nothing to unlock.
             Msg::Unlock(_) => vec![],
             Msg::Connect(ev) => self.on_connect(ev),
+            Msg::ServicesReady(report) => self.on_services_ready(report),
             Msg::Calibrated(r) => self.on_calibrated(r),
             Msg::Chat(ev) => {
                 let ring = match &ev {
                     ChatEvent::StepUp { summary, .. } if self.session.notify => {
-                        Some(Effect::Notify {
+                        Some(Effect::Ui(UiEffect::Notify {
                             title: "dealflow: confirm in Chat".into(),
                             body: summary.clone(),
-                        })
+                        }))
                     }
                     _ => None,
                 };
@@ -592,7 +605,9 @@ impl App {
                 );
                 vec![]
             }
-            None => vec![Effect::ExecuteApproved(vec![a.id.clone()])],
+            None => vec![Effect::Pipeline(PipelineEffect::ExecuteApproved(vec![
+                a.id.clone(),
+            ]))],
         }
     }
 
@@ -603,9 +618,9 @@ impl App {
             return vec![];
         }
         self.trust.loading = true;
-        vec![Effect::LoadCalibration {
+        vec![Effect::Store(StoreEffect::LoadCalibration {
             known_head: self.trust.head(),
-        }]
+        })]
     }
 
     /// How far the help list scrolls before its last line is at the bottom of the popup
@@ -720,10 +735,10 @@ impl App {
                         format!("calibration suggests: {text} · {key} to review"),
                     );
                     if !first && self.session.notify {
-                        ring.push(Effect::Notify {
+                        ring.push(Effect::Ui(UiEffect::Notify {
                             title: "dealflow: calibration suggests a rule".into(),
                             body: text,
-                        });
+                        }));
                     }
                 }
             }
@@ -745,18 +760,18 @@ impl App {
                 .map(|r| format!("{} ({})", r.action.title, r.action.kind()))
                 .collect();
             let key = self.keymap.keys_for(Section::Actions, Command::UndoSend);
-            out.push(Effect::Notify {
+            out.push(Effect::Ui(UiEffect::Notify {
                 title: format!(
                     "dealflow: {} sending in {} s",
                     soon.len(),
                     OUTBOX_WARNING_MS / 1000
                 ),
                 body: format!("{} · {key} takes it back", what.join(", ")),
-            });
+            }));
         }
         let due = self.outbox.take_due(self.now);
         if !due.is_empty() {
-            out.push(Effect::ExecuteApproved(due));
+            out.push(Effect::Pipeline(PipelineEffect::ExecuteApproved(due)));
         }
         out
     }
@@ -774,7 +789,7 @@ impl App {
         };
         self.outbox.remove(&id);
         self.set_status(Level::Info, format!("{id}: taking the send back…"));
-        vec![Effect::Withdraw(id)]
+        vec![Effect::Store(StoreEffect::Withdraw(id))]
     }
 
     /// After a quit or a crash, approvals that never ran (an outbox left behind, `--hold`)
@@ -819,10 +834,10 @@ impl App {
                     .first()
                     .map(|a| format!("{} ({})", a.title, a.kind()))
                     .unwrap_or_default();
-                out.push(Effect::Notify {
+                out.push(Effect::Ui(UiEffect::Notify {
                     title: format!("dealflow: {} new to review", fresh.len()),
                     body: first,
-                });
+                }));
             }
         }
         self.seen_pending = Some(now_pending);
@@ -836,7 +851,7 @@ impl App {
             Tab::Audit if !self.audit.loaded => {
                 self.audit.verify = VerifyState::Running;
                 let mut out = self.audit.reload();
-                out.push(Effect::VerifyAudit);
+                out.push(Effect::Store(StoreEffect::VerifyAudit));
                 out
             }
             Tab::Audit => self.audit.reload(),
@@ -861,10 +876,10 @@ impl App {
                 KeyCode::Esc => {
                     if let Some(p) = self.chat.step_up.take() {
                         self.chat.record_step_up(&p, false);
-                        return vec![Effect::AnswerStepUp {
+                        return vec![Effect::Chat(ChatEffect::AnswerStepUp {
                             action_id: p.action_id,
                             confirmed: false,
-                        }];
+                        })];
                     }
                     vec![]
                 }
@@ -909,7 +924,7 @@ impl App {
             }
             Command::Quit => {
                 self.quit = true;
-                vec![Effect::Quit]
+                vec![Effect::Ui(UiEffect::Quit)]
             }
             Command::Help => {
                 self.popup = Some(Popup::Help { scroll: 0 });
@@ -952,10 +967,10 @@ impl App {
                 Tab::Audit => {
                     self.audit.verify = VerifyState::Running;
                     let mut out = self.audit.reload();
-                    out.push(Effect::VerifyAudit);
+                    out.push(Effect::Store(StoreEffect::VerifyAudit));
                     out
                 }
-                _ => vec![Effect::LoadActions],
+                _ => vec![Effect::Store(StoreEffect::LoadActions)],
             },
             Command::Redraw => {
                 self.clear = true;
@@ -1049,7 +1064,7 @@ impl App {
                     self.set_status(Level::Warn, "nothing pending to send");
                     return vec![];
                 }
-                vec![Effect::SendToBatch(ids)]
+                vec![Effect::Pipeline(PipelineEffect::SendToBatch(ids))]
             }
             Command::UndoSend => self.undo_send(),
             Command::DetailDown | Command::DetailUp => {
@@ -1084,7 +1099,7 @@ impl App {
                     self.set_status(Level::Warn, "no approved actions to execute");
                     return vec![];
                 }
-                vec![Effect::ExecuteApproved(ids)]
+                vec![Effect::Pipeline(PipelineEffect::ExecuteApproved(ids))]
             }
             Command::NextView => {
                 self.set_view(self.actions.view.next());
@@ -1094,9 +1109,9 @@ impl App {
             Command::Connect => self.connect_row(),
             Command::Verify => {
                 self.audit.verify = VerifyState::Running;
-                vec![Effect::VerifyAudit]
+                vec![Effect::Store(StoreEffect::VerifyAudit)]
             }
-            Command::Export => vec![Effect::ExportAudit],
+            Command::Export => vec![Effect::Store(StoreEffect::ExportAudit)],
             Command::Compose => {
                 self.chat.composing = true;
                 vec![]
@@ -1104,7 +1119,7 @@ impl App {
             Command::Confirm | Command::Deny => self.answer_chat_step_up(cmd == Command::Confirm),
             Command::CancelTurn => {
                 if self.chat.running {
-                    vec![Effect::CancelTurn]
+                    vec![Effect::Chat(ChatEffect::CancelTurn)]
                 } else {
                     vec![]
                 }
@@ -1200,7 +1215,7 @@ impl App {
         if self.tab == Tab::Actions
             && let Some(before) = self.actions.more()
         {
-            return vec![Effect::LoadOlderActions { before }];
+            return vec![Effect::Store(StoreEffect::LoadOlderActions { before })];
         }
         vec![]
     }
@@ -1269,11 +1284,11 @@ impl App {
             }
             Gate::Allow | Gate::Review => {
                 self.set_status(Level::Info, format!("approving {id}…"));
-                vec![Effect::Approve {
+                vec![Effect::Store(StoreEffect::Approve {
                     seen: [(id.clone(), version)].into(),
                     ids: vec![id],
                     stepped_up: vec![],
-                }]
+                })]
             }
             g @ Gate::StepUp { .. } => {
                 let lines = what_will_happen(a);
@@ -1315,7 +1330,7 @@ impl App {
                     url: None,
                     pasted: String::new(),
                 });
-                vec![Effect::ConnectAccount(connection)]
+                vec![Effect::Pipeline(PipelineEffect::ConnectAccount(connection))]
             }
             _ => {
                 self.set_status(Level::Info, "c connects: move to an account row");
@@ -1357,17 +1372,17 @@ impl App {
                             .as_ref()
                             .is_some_and(|p| p.disconnected.contains(&connection));
                         if off {
-                            return vec![Effect::ChangePermissions(
+                            return vec![Effect::Store(StoreEffect::ChangePermissions(
                                 crate::core::permissions::PermissionChange::SetConnected {
                                     connection,
                                     connected: true,
                                 },
-                            )];
+                            ))];
                         }
                     }
                     Err(e) => self.set_status(Level::Error, e),
                 }
-                vec![Effect::LoadActions]
+                vec![Effect::Store(StoreEffect::LoadActions)]
             }
         }
     }
@@ -1399,7 +1414,7 @@ impl App {
         if shown.apply(&change).is_ok() {
             self.perms.perms = Some(shown);
         }
-        vec![Effect::ChangePermissions(change)]
+        vec![Effect::Store(StoreEffect::ChangePermissions(change))]
     }
 
     /// The step-up box's fit at the current terminal size; `None` before the first
@@ -1469,10 +1484,10 @@ impl App {
         let p = p.clone();
         self.chat.step_up = None;
         self.chat.record_step_up(&p, confirmed);
-        vec![Effect::AnswerStepUp {
+        vec![Effect::Chat(ChatEffect::AnswerStepUp {
             action_id: p.action_id,
             confirmed,
-        }]
+        })]
     }
 
     pub fn palette_items(&self, query: &str) -> Vec<PaletteItem> {
@@ -1531,7 +1546,7 @@ impl App {
                 // A new question: follow the conversation to its newest line again.
                 self.chat.scroll_back = 0;
                 self.chat.running = true;
-                return vec![Effect::StartChatTurn(text)];
+                return vec![Effect::Chat(ChatEffect::StartChatTurn(text))];
             }
             KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
                 self.chat.input.push(c)

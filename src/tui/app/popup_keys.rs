@@ -4,6 +4,7 @@
 use super::{App, INPUT_GUARD_MS, Level, PaletteItem, Popup, Tab};
 use crate::tui::editor::{EditorState, parse_draft};
 use crate::tui::msg::Effect;
+use crate::tui::msg::{PipelineEffect, StoreEffect, UiEffect};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 impl App {
@@ -90,11 +91,11 @@ impl App {
                 // Only an explicit `y`: Enter is what a person typing elsewhere hits.
                 KeyCode::Char('y') => {
                     self.set_status(Level::Info, format!("approving {id} (step-up confirmed)…"));
-                    return vec![Effect::Approve {
+                    return vec![Effect::Store(StoreEffect::Approve {
                         seen: [(id.clone(), version)].into(),
                         ids: vec![id.clone()],
                         stepped_up: vec![id],
-                    }];
+                    })];
                 }
                 KeyCode::Char('n') | KeyCode::Esc => self.set_status(Level::Info, "not approved"),
                 code => {
@@ -119,10 +120,10 @@ impl App {
             } => match k.code {
                 KeyCode::Enter => {
                     let reason = reason.trim().to_string();
-                    return vec![Effect::Reject {
+                    return vec![Effect::Store(StoreEffect::Reject {
                         ids,
                         reason: (!reason.is_empty()).then_some(reason),
-                    }];
+                    })];
                 }
                 KeyCode::Esc => {
                     // Back in the outbox with a fresh window: nothing leaves the moment
@@ -191,11 +192,11 @@ impl App {
                         self.actions.marks.clear();
                         let n = plan.approvable.len();
                         self.set_status(Level::Info, format!("approving {n}…"));
-                        return vec![Effect::Approve {
+                        return vec![Effect::Store(StoreEffect::Approve {
                             ids: plan.approvable,
                             stepped_up: plan.step_up_ids,
                             seen: plan.seen,
-                        }];
+                        })];
                     }
                     KeyCode::Enter => {
                         self.set_status(
@@ -295,7 +296,9 @@ impl App {
                         return vec![];
                     };
                     match row.typed_change(p, &text) {
-                        Ok(change) => return vec![Effect::ChangePermissions(change)],
+                        Ok(change) => {
+                            return vec![Effect::Store(StoreEffect::ChangePermissions(change))];
+                        }
                         Err(e) => {
                             self.set_status(Level::Error, e);
                             self.popup = Some(Popup::PermValue { row, text });
@@ -319,7 +322,7 @@ impl App {
                         url: None,
                         pasted: String::new(),
                     });
-                    return vec![Effect::ConnectAccount(connection)];
+                    return vec![Effect::Pipeline(PipelineEffect::ConnectAccount(connection))];
                 }
                 KeyCode::Esc | KeyCode::Char('q') => {
                     self.set_status(Level::Info, format!("{what} stays pending"));
@@ -335,13 +338,13 @@ impl App {
                 match k.code {
                     KeyCode::Esc => {
                         self.set_status(Level::Info, "connect cancelled");
-                        return vec![Effect::CancelConnect];
+                        return vec![Effect::Pipeline(PipelineEffect::CancelConnect)];
                     }
                     // A link wrapped inside a box cannot be selected whole on an 80-column
                     // SSH terminal: copy it through the terminal instead.
                     KeyCode::Char('y') if ctrl => {
                         if let Some((link, _)) = &url {
-                            effects.push(Effect::Copy(link.clone()));
+                            effects.push(Effect::Ui(UiEffect::Copy(link.clone())));
                             self.set_status(
                                 Level::Ok,
                                 "link copied to your terminal's clipboard (OSC 52; works over SSH)",
@@ -349,7 +352,9 @@ impl App {
                         }
                     }
                     KeyCode::Enter if !pasted.trim().is_empty() => {
-                        effects.push(Effect::ConnectRedirect(pasted.trim().to_string()));
+                        effects.push(Effect::Pipeline(PipelineEffect::ConnectRedirect(
+                            pasted.trim().to_string(),
+                        )));
                         pasted.clear();
                     }
                     KeyCode::Backspace => {
@@ -409,11 +414,11 @@ impl App {
                     Ok(p) => match p.validate().and_then(|()| {
                         moved_into_the_past(&ed.params, &p, self.now, ed.utc_offset_s)
                     }) {
-                        Ok(()) => Some(vec![Effect::Edit {
+                        Ok(()) => Some(vec![Effect::Store(StoreEffect::Edit {
                             id: ed.id.clone(),
                             version: ed.version,
                             params: p,
-                        }]),
+                        })]),
                         Err(e) => {
                             ed.error = Some(e);
                             None
@@ -479,7 +484,7 @@ impl App {
                     self.say_input_guard();
                     return vec![];
                 }
-                let effect = Effect::AcceptNudge(Box::new(nudge.clone()));
+                let effect = Effect::Store(StoreEffect::AcceptNudge(Box::new(nudge.clone())));
                 self.set_status(Level::Info, format!("accepting: {}", nudge.text));
                 vec![effect]
             }
@@ -503,16 +508,16 @@ impl App {
                     return vec![];
                 }
                 self.set_status(Level::Info, format!("resuming rule {id}"));
-                vec![Effect::ChangePermissions(
+                vec![Effect::Store(StoreEffect::ChangePermissions(
                     crate::core::permissions::PermissionChange::ResumeAutoRule { id },
-                )]
+                ))]
             }
             (KeyCode::Char('x'), Some(TrustItem::Rule(rule))) => {
                 let id = rule.id.clone();
                 keep(self, cursor.min(n.saturating_sub(2)));
-                vec![Effect::ChangePermissions(
+                vec![Effect::Store(StoreEffect::ChangePermissions(
                     crate::core::permissions::PermissionChange::RevokeAutoRule { id },
-                )]
+                ))]
             }
             _ => {
                 keep(self, cursor);

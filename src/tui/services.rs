@@ -1,9 +1,10 @@
-//! The TUI's backend for the effects the store alone cannot run: executions through the
-//! one pipeline, CIBA batches, and the chat runtime. Each effect spawns its work and
-//! reports back through `Msg`s, so the UI task never blocks.
+//! The signed-in services: what the store alone cannot run — executions through the one
+//! pipeline, CIBA batches, the chat runtime, account connects and the device unlock.
+//! Each effect spawns its work on the runtime and reports back through `Msg`s, so the UI
+//! task never blocks. Built in the background by the composition root (`cli`) and handed
+//! to [`super::driver::Driver`] when ready; absent when nobody is signed in.
 
-use super::handler::EffectHandler;
-use super::msg::{ChatEvent, Effect, Msg};
+use super::msg::{ChatEffect, ChatEvent, Msg, PipelineEffect};
 use crate::agent::offline::OfflineModel;
 use crate::agent::suggest::Snapshot;
 use crate::core::domain::Connection;
@@ -20,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::{self, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
-pub struct Backend {
+pub struct Services {
     pipeline: Arc<Pipeline>,
     device: Arc<dyn DeviceConsent>,
     batch: BatchOptions,
@@ -39,7 +40,7 @@ pub struct Backend {
 
 use crate::wall::now_ms;
 
-impl Backend {
+impl Services {
     pub fn new(
         pipeline: Arc<Pipeline>,
         device: Arc<dyn DeviceConsent>,
@@ -47,8 +48,8 @@ impl Backend {
         actor: String,
         model: Option<Arc<dyn LanguageModel>>,
         max_iterations: u32,
-    ) -> Backend {
-        Backend {
+    ) -> Services {
+        Services {
             pipeline,
             device,
             batch,
@@ -64,7 +65,7 @@ impl Backend {
     }
 
     /// Lets the TUI connect accounts as this session's user.
-    pub fn with_session(mut self, session: Arc<crate::auth::session::Session>) -> Backend {
+    pub fn with_session(mut self, session: Arc<crate::auth::session::Session>) -> Services {
         self.session = Some(session);
         self
     }
@@ -153,17 +154,18 @@ impl Backend {
         });
     }
 
-    fn connect_input(&self, effect: Effect) {
+    /// A pasted redirect goes to the running connect; `None` cancels it.
+    fn connect_input(&self, pasted: Option<String>) {
         let Ok(mut slot) = self.connecting.lock() else {
             return;
         };
-        match effect {
-            Effect::ConnectRedirect(line) => {
+        match pasted {
+            Some(line) => {
                 if let Some((tx, _)) = slot.as_ref() {
                     let _ = tx.send(line);
                 }
             }
-            _ => {
+            None => {
                 if let Some((_, stop)) = slot.take() {
                     stop.cancel();
                 }
@@ -354,29 +356,13 @@ impl Backend {
     }
 }
 
-impl Drop for Backend {
+impl Drop for Services {
     fn drop(&mut self) {
         self.cancel.cancel();
     }
 }
 
-impl Backend {
-    /// The effects [`Backend`] takes (for [`super::handler::Deferred`] while it is built).
-    pub fn takes(effect: &Effect) -> bool {
-        matches!(
-            effect,
-            Effect::ExecuteApproved(_)
-                | Effect::SendToBatch(_)
-                | Effect::StartChatTurn(_)
-                | Effect::CancelTurn
-                | Effect::AnswerStepUp { .. }
-                | Effect::RequestUnlock
-                | Effect::ConnectAccount(_)
-                | Effect::ConnectRedirect(_)
-                | Effect::CancelConnect
-        )
-    }
-
+impl Services {
     /// Unlocking takes a yes on the user's device; the token that comes with it is
     /// dropped unused.
     fn request_unlock(&self, tx: &UnboundedSender<Msg>) {
@@ -403,25 +389,31 @@ impl Backend {
     }
 }
 
-impl EffectHandler for Backend {
-    fn handle(&self, effect: Effect, tx: &UnboundedSender<Msg>) -> Option<Effect> {
+impl Services {
+    /// Runs what needs the pipeline, the session or the device.
+    pub fn run_pipeline(&self, effect: PipelineEffect, tx: &UnboundedSender<Msg>) {
         match effect {
-            Effect::ExecuteApproved(ids) => self.execute(ids, tx),
-            Effect::SendToBatch(ids) => self.send_to_batch(ids, tx),
-            Effect::StartChatTurn(text) => self.chat_turn(text, tx),
-            Effect::CancelTurn => self.chat_input(ChatInput::Cancel),
-            Effect::RequestUnlock => self.request_unlock(tx),
-            Effect::ConnectAccount(c) => self.connect(c, tx),
-            e @ (Effect::ConnectRedirect(_) | Effect::CancelConnect) => self.connect_input(e),
-            Effect::AnswerStepUp {
+            PipelineEffect::ExecuteApproved(ids) => self.execute(ids, tx),
+            PipelineEffect::SendToBatch(ids) => self.send_to_batch(ids, tx),
+            PipelineEffect::RequestUnlock => self.request_unlock(tx),
+            PipelineEffect::ConnectAccount(c) => self.connect(c, tx),
+            PipelineEffect::ConnectRedirect(line) => self.connect_input(Some(line)),
+            PipelineEffect::CancelConnect => self.connect_input(None),
+        }
+    }
+
+    /// Runs what the Chat tab asks of the chat runtime.
+    pub fn run_chat(&self, effect: ChatEffect, tx: &UnboundedSender<Msg>) {
+        match effect {
+            ChatEffect::StartChatTurn(text) => self.chat_turn(text, tx),
+            ChatEffect::CancelTurn => self.chat_input(ChatInput::Cancel),
+            ChatEffect::AnswerStepUp {
                 action_id,
                 confirmed,
             } => self.chat_input(ChatInput::Confirm {
                 call_id: action_id,
                 approve: confirmed,
             }),
-            other => return Some(other),
         }
-        None
     }
 }
