@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used)]
-//! The chat loop end to end through the real `ChatRuntime`: the real Anthropic client over
+//! The chat loop end to end as the TUI runs it: the Chat tab's machine and the real
+//! `ChatIo` (tests/support/chat_turn.rs), the real Anthropic client over
 //! loopback HTTP to the fake Messages API, the agent FSM, the tool registry and the one
 //! pipeline (real SQLite with the demo pipeline, the real Token Vault client signed in to
 //! the emulated Auth0, the emulated providers), default permissions on surface `chat`.
@@ -7,22 +8,26 @@
 //! The fake Messages API and the emulators are the only stand-ins: Anthropic, Auth0 and
 //! the providers cannot run here.
 
+use chat_turn::Shown;
 use dealflow::agent;
 use dealflow::connectors::Endpoints;
 use dealflow::core::agent::{Block, TurnEnd};
 use dealflow::core::consent::{Consent, Evidence};
 use dealflow::core::domain::{ActionKind, ActionState, Connection};
 use dealflow::llm::{AnthropicClient, AnthropicConfig, ApiKey, RetryPolicy};
-use dealflow::runtime::chat::{ChatInput, ChatRuntime, ChatUpdate};
+use dealflow::runtime::chat::{ChatIo, ChatModel};
 use dealflow::runtime::credentials::{Credentials, Subject};
 use dealflow::runtime::pipeline::{Pipeline, PipelineError};
 use dealflow::sandbox::fake_llm::{FakeLlm, Reply, TurnBuilder};
 use dealflow::sandbox::wiring::{SandboxWiring, wire_fast_sandbox};
 use dealflow::store::{ActionFilter, SqliteStore, Store};
+use dealflow::tui::chat::ChatTab;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+
+#[path = "support/chat_turn.rs"]
+mod chat_turn;
 
 const API_KEY: &str = "sk-ant-api03-THE-REAL-KEY-ONLY-IN-A-HEADER";
 
@@ -30,7 +35,8 @@ struct Rig {
     _dir: tempfile::TempDir,
     w: SandboxWiring,
     store: Arc<dyn Store>,
-    chat: ChatRuntime,
+    tab: ChatTab,
+    io: Arc<ChatIo>,
     fake: FakeLlm,
 }
 
@@ -67,18 +73,18 @@ async fn rig_with(
         "rep".into(),
     ));
     let fake = FakeLlm::start(script).await.unwrap();
-    let chat = ChatRuntime::new(
-        Arc::new(model(&fake)),
+    let io = ChatIo::new(
+        ChatModel::Remote(Arc::new(model(&fake))),
         p,
         w.device.clone(),
-        max_iterations,
         "user:tester".into(),
     );
     Rig {
         _dir: dir,
         w,
         store,
-        chat,
+        tab: ChatTab::new(max_iterations),
+        io,
         fake,
     }
 }
@@ -88,7 +94,7 @@ async fn rig(script: Vec<Reply>, max_iterations: u32) -> Rig {
 }
 
 struct Run {
-    updates: Vec<ChatUpdate>,
+    updates: Vec<Shown>,
     end: TurnEnd,
 }
 
@@ -98,9 +104,7 @@ impl Run {
         self.updates
             .iter()
             .filter_map(|u| match u {
-                ChatUpdate::Confirm { prompt, reason, .. } => {
-                    Some((prompt.clone(), reason.clone()))
-                }
+                Shown::Confirm { prompt, reason, .. } => Some((prompt.clone(), reason.clone())),
                 _ => None,
             })
             .collect()
@@ -111,50 +115,18 @@ impl Run {
         self.updates
             .iter()
             .filter_map(|u| match u {
-                ChatUpdate::ToolResult { name, ok, text } => {
-                    Some((name.clone(), *ok, text.clone()))
-                }
+                Shown::ToolResult { name, ok, text } => Some((name.clone(), *ok, text.clone())),
                 _ => None,
             })
             .collect()
     }
 }
 
-/// Runs one user turn through the runtime, answering each step-up prompt from `answers`
+/// Runs one user turn as the TUI would, answering each step-up prompt from `answers`
 /// in order (no once they run out).
 async fn turn(r: &mut Rig, text: &str, answers: Vec<bool>) -> Run {
-    let (up_tx, mut up_rx) = mpsc::unbounded_channel();
-    let (in_tx, mut in_rx) = mpsc::unbounded_channel();
-    let person = tokio::spawn(async move {
-        let mut seen = Vec::new();
-        let mut answers = answers.into_iter();
-        while let Some(u) = up_rx.recv().await {
-            if let ChatUpdate::Confirm { call_id, .. } = &u {
-                let _ = in_tx.send(ChatInput::Confirm {
-                    call_id: call_id.clone(),
-                    approve: answers.next().unwrap_or(false),
-                });
-            }
-            let end = matches!(u, ChatUpdate::TurnEnded(_));
-            seen.push(u);
-            if end {
-                break;
-            }
-        }
-        seen
-    });
-    // A guard against a hang, not a timing assertion.
-    let end = tokio::time::timeout(
-        Duration::from_secs(30),
-        r.chat.turn(text, &up_tx, &mut in_rx),
-    )
-    .await
-    .unwrap();
-    drop(up_tx);
-    Run {
-        updates: person.await.unwrap(),
-        end,
-    }
+    let (updates, end) = chat_turn::run_turn(&mut r.tab, &r.io, text, answers).await;
+    Run { updates, end }
 }
 
 fn last_user_blocks(body: &Value) -> Vec<Value> {
@@ -249,7 +221,7 @@ async fn tool_use_then_tool_result_then_text() {
         json!({"deal_id": "deal-acme"})
     );
     assert_eq!(
-        r.chat.agent.history().last().unwrap().blocks,
+        r.tab.agent().history().last().unwrap().blocks,
         vec![Block::Text("Acme is at $75,000 in negotiation.".into())]
     );
     // Every tool in the request came from the registry; none touches permissions.
@@ -381,8 +353,7 @@ async fn hostile_child() {
     // The executor agrees: what was declined cannot be run afterwards.
     for a in &declined {
         assert!(matches!(
-            r.chat
-                .pipeline
+            r.io.pipeline
                 .execute(&a.id, &Subject::User, dealflow::wall::now_ms())
                 .await,
             Err(PipelineError::NotApproved { .. })
@@ -533,7 +504,7 @@ async fn a_model_error_ends_the_turn_with_the_typed_message() {
     assert!(
         run.updates
             .iter()
-            .any(|u| matches!(u, ChatUpdate::TurnEnded(t) if t.contains("invalid_request_error"))),
+            .any(|u| matches!(u, Shown::TurnEnded(t) if t.contains("invalid_request_error"))),
         "{:?}",
         run.updates
     );

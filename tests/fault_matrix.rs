@@ -7,6 +7,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/chat_turn.rs"]
+mod chat_turn;
+
 use dealflow::auth::ciba::CibaClient;
 use dealflow::auth::session::Session;
 use dealflow::auth::vault::VaultClient;
@@ -691,7 +694,7 @@ async fn fault_matrix_auth0_token() {
 
 async fn llm_cell(f: F) -> Cell {
     use dealflow::llm::{AnthropicClient, AnthropicConfig, ApiKey, RetryPolicy};
-    use dealflow::runtime::chat::{ChatInput, ChatRuntime, ChatUpdate};
+    use dealflow::runtime::chat::{ChatIo, ChatModel};
     use dealflow::sandbox::fake_llm::{FakeLlm, Frame, Reply};
     let r = rig(|_, _| {}).await;
     let script = match f {
@@ -731,24 +734,15 @@ async fn llm_cell(f: F) -> Cell {
         },
     })
     .unwrap();
-    let mut chat = ChatRuntime::new(
-        Arc::new(model),
+    let io = ChatIo::new(
+        ChatModel::Remote(Arc::new(model)),
         r.p.clone(),
         r.w.device.clone(),
-        8,
         "user:tester".into(),
     );
-    let (up_tx, mut up_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (_in_tx, mut in_rx) = tokio::sync::mpsc::unbounded_channel::<ChatInput>();
-    chat.turn("follow up with Bill", &up_tx, &mut in_rx).await;
-    drop(up_tx);
-    let mut end = None;
-    while let Some(u) = up_rx.recv().await {
-        if let ChatUpdate::TurnEnded(e) = u {
-            end = Some(e);
-        }
-    }
-    let end = end.ok_or("the turn never ended")?;
+    let mut tab = dealflow::tui::chat::ChatTab::new(8);
+    let (_, end) = chat_turn::run_turn(&mut tab, &io, "follow up with Bill", vec![]).await;
+    let end = dealflow::core::agent::describe_end(&end);
     let actions = r
         .store
         .list_actions(&dealflow::store::ActionFilter::default())

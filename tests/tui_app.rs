@@ -6,6 +6,7 @@
 //! connect result) it tests the model's handling of that message; the wiring that
 //! produces it runs for real in tests/tui_backend.rs and tests/tui_pty.rs.
 
+use dealflow::core::agent::{ConsentGiven, Event, GateOutcome, Io, StopKind, ToolCall};
 use dealflow::core::consent::Evidence;
 use dealflow::core::domain::ActionKind;
 use dealflow::core::domain::{Action, ActionParams, ActionState, Email, Surface};
@@ -14,8 +15,8 @@ use dealflow::store::{SqliteStore, Store};
 use dealflow::tui::app::{App, Popup};
 use dealflow::tui::clock::ManualClock;
 use dealflow::tui::executor::Executor;
-use dealflow::tui::msg::{ChatEffect, PipelineEffect, StoreEffect, UiEffect};
-use dealflow::tui::msg::{ChatEvent, Effect, Msg};
+use dealflow::tui::msg::{Effect, Msg};
+use dealflow::tui::msg::{PipelineEffect, StoreEffect, UiEffect};
 use dealflow::tui::{TuiOptions, build, view};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -33,6 +34,9 @@ struct H {
     notified: Vec<Effect>,
     /// Every id the app asked to execute, in order.
     executed: Vec<String>,
+    /// `Some` once the test plays the chat runtime by hand ([`H::hand_chat`]): what the
+    /// chat machine asked for, in order, for the test to answer.
+    chat_io: Option<Vec<Io>>,
     _dir: tempfile::TempDir,
 }
 
@@ -63,6 +67,7 @@ impl H {
             config_dir: None,
             export_dir: dir.path().to_path_buf(),
             wiring: None,
+            max_iterations: 8,
             idle_lock: None,
             undo_send,
             service_status: None,
@@ -84,6 +89,7 @@ impl H {
             store,
             notified: vec![],
             executed: vec![],
+            chat_io: None,
             _dir: dir,
         };
         let init = h.app.init();
@@ -113,6 +119,10 @@ impl H {
         }
         if let Effect::Pipeline(PipelineEffect::ExecuteApproved(ids)) = &e {
             self.executed.extend(ids.iter().cloned());
+        }
+        if let (Effect::Chat(io), Some(log)) = (&e, self.chat_io.as_mut()) {
+            log.push(io.clone());
+            return;
         }
         q.extend(dealflow::tui::driver::run_headless(&self.exec, e));
     }
@@ -163,6 +173,43 @@ impl H {
     }
 
     /// Moves the cursor to the row whose id is `id` (via the filter).
+    /// From here on the test plays the chat runtime (the model's stream, the gate, the
+    /// device): the machine in the Chat tab is the real one.
+    fn hand_chat(&mut self) {
+        self.chat_io = Some(vec![]);
+    }
+
+    /// On the Chat tab, sends `text` and has the model answer with these tool calls:
+    /// the machine then asks for the first call's gate.
+    fn chat_turn(&mut self, text: &str, calls: &[(&str, &str, serde_json::Value)]) {
+        self.keys("2");
+        self.keys("i");
+        self.keys(text);
+        self.code(KeyCode::Enter);
+        self.code(KeyCode::Esc);
+        for (id, name, input) in calls {
+            self.send(Msg::Chat(Event::ToolUse(ToolCall {
+                id: id.to_string(),
+                name: name.to_string(),
+                input: input.clone(),
+            })));
+        }
+        if !calls.is_empty() {
+            self.send(Msg::Chat(Event::StreamEnd(StopKind::ToolUse)));
+        }
+    }
+
+    /// The gate's answer for `call_id`: confirm inline, `prompt` being what would happen.
+    fn step_up(&mut self, call_id: &str, prompt: &str) {
+        self.send(Msg::Chat(Event::Gate {
+            call_id: call_id.into(),
+            outcome: GateOutcome::StepUp {
+                prompt: prompt.into(),
+                reason: "step-up: send_email needs a yes".into(),
+            },
+        }));
+    }
+
     fn select(&mut self, needle: &str) {
         self.keys("/");
         self.keys(needle);
@@ -493,32 +540,79 @@ fn chat_shell_is_honest_and_renders_agent_widgets() {
     h.code(KeyCode::Enter);
     h.code(KeyCode::Esc);
     assert!(h.screen().contains("chat: not signed in — `dealflow init`"));
-    h.send(Msg::Chat(ChatEvent::AssistantDelta(
-        "Bill at Initech.".into(),
-    )));
-    h.send(Msg::Chat(ChatEvent::ToolCall {
+    assert!(!h.app.chat.running);
+    // Signed in from here: the test plays the model, the gate and the device.
+    h.hand_chat();
+    h.chat_turn("who went quiet?", &[]);
+    assert!(
+        matches!(
+            h.chat_io.as_ref().unwrap()[..],
+            [Io::StartStream { iteration: 1, .. }]
+        ),
+        "{:?}",
+        h.chat_io
+    );
+    h.send(Msg::Chat(Event::TextDelta("Bill at Initech.".into())));
+    h.send(Msg::Chat(Event::ToolUse(ToolCall {
+        id: "t1".into(),
         name: "list_deals".into(),
-        summary: "6 deals".into(),
-        detail: "{\"stage\":null}".into(),
+        input: serde_json::json!({}),
+    })));
+    h.send(Msg::Chat(Event::ToolUse(ToolCall {
+        id: "t2".into(),
+        name: "close_deal".into(),
+        input: serde_json::json!({"deal_id": "deal-acme", "won": true}),
+    })));
+    h.send(Msg::Chat(Event::ToolUse(ToolCall {
+        id: "t3".into(),
+        name: "send_email".into(),
+        input: serde_json::json!({"to": ["bill@initech.example"], "subject": "Hi", "body": "Hello"}),
+    })));
+    h.send(Msg::Chat(Event::StreamEnd(StopKind::ToolUse)));
+    h.send(Msg::Chat(Event::Gate {
+        call_id: "t1".into(),
+        outcome: GateOutcome::Allow,
     }));
-    h.send(Msg::Chat(ChatEvent::CibaWaiting {
-        binding_message: "Close Acme renewal as won ($75,000)".into(),
-        expires_at: NOW + 300_000,
+    h.send(Msg::Chat(Event::ToolResult {
+        call_id: "t1".into(),
+        result: Ok("6 deals\n{\"stage\":null}".into()),
+    }));
+    h.send(Msg::Chat(Event::Gate {
+        call_id: "t2".into(),
+        outcome: GateOutcome::Ciba {
+            prompt: "Close Acme renewal as won".into(),
+            reason: "over the threshold".into(),
+            approver: "lead".into(),
+            binding_message: "Close Acme renewal as won ($75,000)".into(),
+            deadline: NOW + 300_000,
+        },
     }));
     h.clock.advance(61_000);
     h.send(Msg::Tick);
     let s = h.screen();
     assert!(s.contains("3:59 left"), "{s}");
-    assert!(s.contains("▸ list_deals: 6 deals"), "{s}");
+    assert!(s.contains("▸ list_deals ✓: 6 deals"), "{s}");
     insta::assert_snapshot!("chat_tab", h.terminal().backend());
-    // The step-up prompt honours the input guard too.
-    h.send(Msg::Chat(ChatEvent::CibaDone(
-        "approved on your phone".into(),
-    )));
-    h.send(Msg::Chat(ChatEvent::StepUp {
-        action_id: "act-x".into(),
-        summary: "Send the email to bill@initech.example".into(),
+    // The device said yes: the panel goes, the machine asks to collect the result.
+    h.send(Msg::Chat(Event::CibaResolved {
+        call_id: "t2".into(),
+        approved: true,
+        detail: "approved on your phone".into(),
     }));
+    assert!(h.app.chat.ciba.is_none());
+    assert!(matches!(
+        h.chat_io.as_ref().unwrap().last(),
+        Some(Io::Execute {
+            consent: ConsentGiven::Device,
+            ..
+        })
+    ));
+    h.send(Msg::Chat(Event::ToolResult {
+        call_id: "t2".into(),
+        result: Ok("closed as won".into()),
+    }));
+    // The step-up prompt rings, and honours the input guard too.
+    h.step_up("t3", "Send the email to bill@initech.example");
     assert!(
         matches!(h.notified.last(), Some(Effect::Ui(UiEffect::Notify { title, .. })) if title.contains("confirm in Chat"))
     );
@@ -535,12 +629,55 @@ fn chat_shell_is_honest_and_renders_agent_widgets() {
         KeyCode::Char('y'),
         KeyModifiers::NONE,
     )));
-    assert_eq!(
-        eff,
-        vec![Effect::Chat(ChatEffect::AnswerStepUp {
-            action_id: "act-x".into(),
-            confirmed: true
-        })]
+    assert!(
+        matches!(
+            &eff[..],
+            [Effect::Chat(Io::Execute { call, consent: ConsentGiven::SteppedUp })] if call.id == "t3"
+        ),
+        "{eff:?}"
+    );
+}
+
+/// A late or stale report (a gate for a call the turn no longer waits on, a device
+/// answer after Esc) changes nothing: no prompt appears, nothing runs.
+#[test]
+fn stale_chat_reports_change_nothing() {
+    let mut h = H::new();
+    h.hand_chat();
+    h.chat_turn(
+        "email bill",
+        &[(
+            "t1",
+            "send_email",
+            serde_json::json!({"to": ["bill@initech.example"], "subject": "Hi", "body": "Hello"}),
+        )],
+    );
+    // Esc: the turn ends, and what was (or will be) filed for t1 is withdrawn.
+    h.ctrl('c');
+    let io = h.chat_io.clone().unwrap();
+    assert!(
+        io.iter()
+            .any(|i| matches!(i, Io::Decline { call_id } if call_id == "t1")),
+        "{io:?}"
+    );
+    assert!(!h.app.chat.running);
+    h.step_up("t1", "Send the email to bill@initech.example");
+    assert!(
+        h.app.chat.step_up.is_none(),
+        "a prompt for a cancelled call"
+    );
+    h.send(Msg::Chat(Event::CibaResolved {
+        call_id: "t1".into(),
+        approved: true,
+        detail: "approved".into(),
+    }));
+    assert!(
+        !h.chat_io
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|i| matches!(i, Io::Execute { .. })),
+        "ran after the turn was cancelled"
     );
 }
 
@@ -582,7 +719,10 @@ fn what_needs_sign_in_waits_for_it_and_runs_in_order_once_it_settles() {
     );
     let fx = h
         .app
-        .update(Msg::ServicesReady(Ok("signed in: execution ready".into())));
+        .update(Msg::ServicesReady(Ok(dealflow::tui::msg::Ready {
+            text: "signed in: execution ready".into(),
+            offline_chat: false,
+        })));
     let executed: Vec<_> = fx
         .iter()
         .filter_map(|e| match e {
@@ -647,10 +787,12 @@ fn new_pending_work_notifies_once() {
     a.surface = Surface::Chat;
     h.store.insert_action(&a).unwrap();
     h.send(Msg::Tick);
-    h.send(Msg::Chat(ChatEvent::StepUp {
-        action_id: "act-chat".into(),
-        summary: "Book the call".into(),
-    }));
+    h.hand_chat();
+    h.chat_turn(
+        "book the call",
+        &[("t1", "schedule_meeting", serde_json::json!({}))],
+    );
+    h.step_up("t1", "Book the call");
     assert_eq!(h.notified.len(), 2, "{:?}", h.notified);
     assert!(
         matches!(&h.notified[1], Effect::Ui(UiEffect::Notify { title, .. }) if title.contains("confirm in Chat"))
@@ -808,6 +950,7 @@ fn user_keymap_and_theme_files_merge_and_warn() {
         config_dir: Some(dir.path().to_path_buf()),
         export_dir: dir.path().to_path_buf(),
         wiring: None,
+        max_iterations: 8,
         idle_lock: None,
         undo_send: None,
         service_status: None,
@@ -1778,16 +1921,15 @@ fn at_80_by_24_every_row_and_the_state_stay_in_view() {
 #[test]
 fn the_newest_chat_reply_stays_in_view_when_lines_wrap() {
     let mut h = H::new();
-    h.keys("2");
+    h.hand_chat();
+    h.chat_turn("tell me everything", &[]);
     for i in 0..12 {
-        h.send(Msg::Chat(ChatEvent::AssistantDelta(format!(
+        h.send(Msg::Chat(Event::TextDelta(format!(
             "reply {i}: {}\n",
             "a long sentence that wraps on a narrow terminal ".repeat(3)
         ))));
     }
-    h.send(Msg::Chat(ChatEvent::AssistantDelta(
-        "THE NEWEST LINE".into(),
-    )));
+    h.send(Msg::Chat(Event::TextDelta("THE NEWEST LINE".into())));
     let s = screen_at(&h, 80, 24);
     assert!(s.contains("THE NEWEST LINE"), "{s}");
     for _ in 0..30 {
@@ -1826,15 +1968,19 @@ fn long_body() -> String {
 fn chat_step_up_shows_the_whole_payload_and_y_waits_for_its_end() {
     let mut h = H::new();
     h.send(Msg::Resize(80, 24));
-    h.keys("2");
+    h.hand_chat();
+    h.chat_turn(
+        "mail bill the seat plan, then tell #deals",
+        &[
+            ("act-long", "send_email", serde_json::json!({})),
+            ("act-two", "post_slack", serde_json::json!({})),
+        ],
+    );
     let summary = format!(
         "Send an email to bill@initech.example, subject \"Seats\":\n{}",
         long_body()
     );
-    h.send(Msg::Chat(ChatEvent::StepUp {
-        action_id: "act-long".into(),
-        summary,
-    }));
+    h.step_up("act-long", &summary);
     let s = screen_at(&h, 80, 24);
     assert!(
         s.contains("$1 per seat"),
@@ -1859,23 +2005,31 @@ fn chat_step_up_shows_the_whole_payload_and_y_waits_for_its_end() {
         KeyCode::Char('y'),
         KeyModifiers::NONE,
     )));
-    assert_eq!(
-        fx,
-        vec![Effect::Chat(ChatEffect::AnswerStepUp {
-            action_id: "act-long".into(),
-            confirmed: true
-        })]
+    assert!(
+        matches!(
+            &fx[..],
+            [Effect::Chat(Io::Execute { call, consent: ConsentGiven::SteppedUp })] if call.id == "act-long"
+        ),
+        "{fx:?}"
     );
-    // A refusal stays in the transcript too.
-    h.send(Msg::Chat(ChatEvent::StepUp {
-        action_id: "act-two".into(),
-        summary: "Post to #deals: hello".into(),
+    h.send(Msg::Chat(Event::ToolResult {
+        call_id: "act-long".into(),
+        result: Ok("sent".into()),
     }));
+    // A refusal stays in the transcript too, and withdraws what was filed for it.
+    h.step_up("act-two", "Post to #deals: hello");
     h.clock.advance(1100);
     h.code(KeyCode::Char('n'));
     let s = screen_at(&h, 80, 24);
     assert!(s.contains("confirmed (act-long)"), "{s}");
     assert!(s.contains("declined (act-two): Post to #deals"), "{s}");
+    assert!(
+        h.chat_io
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|i| matches!(i, Io::Decline { call_id } if call_id == "act-two"))
+    );
 }
 
 /// The seeded app plus `act-long-mail`, an email with a 35-line body, and send_email
@@ -1952,12 +2106,16 @@ fn bulk_summary_shows_every_step_up_payload_before_the_count_confirms_it() {
 #[test]
 fn a_step_up_is_never_confirmed_unseen() {
     let mut h = H::new();
-    h.keys("2");
+    h.hand_chat();
+    h.chat_turn(
+        "mail bill",
+        &[("act-tiny", "send_email", serde_json::json!({}))],
+    );
     h.send(Msg::Resize(80, 9));
-    h.send(Msg::Chat(ChatEvent::StepUp {
-        action_id: "act-tiny".into(),
-        summary: "Send an email to bill@initech.example:\nline two".into(),
-    }));
+    h.step_up(
+        "act-tiny",
+        "Send an email to bill@initech.example:\nline two",
+    );
     // Typed on through the guard: G does not scroll.
     h.code(KeyCode::Char('G'));
     assert_eq!(h.app.chat.step_up.as_ref().unwrap().scroll, 0);
@@ -1975,12 +2133,12 @@ fn a_step_up_is_never_confirmed_unseen() {
         KeyCode::Char('y'),
         KeyModifiers::NONE,
     )));
-    assert_eq!(
-        fx,
-        vec![Effect::Chat(ChatEffect::AnswerStepUp {
-            action_id: "act-tiny".into(),
-            confirmed: true
-        })]
+    assert!(
+        matches!(
+            &fx[..],
+            [Effect::Chat(Io::Execute { call, consent: ConsentGiven::SteppedUp })] if call.id == "act-tiny"
+        ),
+        "{fx:?}"
     );
     // The popup too: at 3 rows nothing is shown, so y does nothing.
     h.keys("1");

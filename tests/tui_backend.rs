@@ -34,7 +34,6 @@ async fn backend() -> (Services, SandboxWiring, tempfile::TempDir) {
         BatchOptions::default(),
         "user:ana".into(),
         None,
-        4,
     )
     .with_session(w.session.clone());
     (b, w, dir)

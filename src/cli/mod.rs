@@ -535,6 +535,7 @@ fn run_tui(ctx: Ctx) -> Result<ExitCode> {
         config_dir: crate::config::project_dirs().map(|d| d.config_dir().to_path_buf()),
         export_dir,
         wiring: Some(wiring),
+        max_iterations: ctx.config.raw.llm.max_iterations,
         idle_lock: Some(ctx.config.idle_lock),
         undo_send: Some(ctx.config.undo_send),
         service_status: crate::runtime::service::status_path(ctx.sandbox),
@@ -612,7 +613,6 @@ async fn wire_tui_backend(
         },
         local_actor(),
         model,
-        ctx.config.raw.llm.max_iterations,
     )
     .with_session(w.session.clone());
     let text = match w.reconciled.len() {
@@ -621,7 +621,11 @@ async fn wire_tui_backend(
             "signed in; {n} action(s) a previous run left executing were reconciled (see the audit log)"
         ),
     };
-    handle.ready(Some(Arc::new(services)), Ok(text));
+    let offline_chat = services.offline_chat();
+    handle.ready(
+        Some(Arc::new(services)),
+        Ok(crate::tui::msg::Ready { text, offline_chat }),
+    );
     // The suggestion engine: at start, on `agent.suggest_every`, and when the pipeline
     // changes (another terminal's `sandbox advance`, a CRM sync). What it files shows up
     // on the next queue reload; each run says what it did on the status line.

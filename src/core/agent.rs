@@ -1,14 +1,15 @@
 //! The chat agent as a pure state machine: [`Agent::handle`] takes an [`Event`] and
-//! returns the [`Effect`]s the runtime must perform. It never executes anything: every
-//! `tool_use` becomes [`Effect::SubmitTool`] (the runtime files it with the pipeline as
+//! returns the [`Io`]s the runtime must perform. It never executes anything: every
+//! `tool_use` becomes [`Io::SubmitTool`] (the runtime files it with the pipeline as
 //! surface `chat` and reports the gate back), and only after the gate is satisfied —
-//! `Allow`, an inline yes, or the device's yes — does it ask for [`Effect::Execute`].
+//! `Allow`, an inline yes, or the device's yes — does it ask for [`Io::Execute`].
 //! Refusals go back to the model as `is_error` tool results.
 //!
 //! Driving it: on `StartStream` stream a model turn with `messages` and feed
 //! `TextDelta`/`ToolUse`/`StreamEnd` (or `StreamFailed`); on `SubmitTool` gate the call
 //! and send `Gate`; on `Execute` run it and send `ToolResult`; on `AbortStream` drop the
-//! stream; on `CancelCiba` cancel the device request. Keys map to `Confirm` and `Cancel`,
+//! stream; on `CancelCiba` cancel the device request; on `Decline` withdraw what was
+//! filed for the call (the person said no, or cancelled before it ran). Keys map to `Confirm` and `Cancel`,
 //! a timer to `Tick`. Events that do not fit the current phase (late, stale ids) are
 //! ignored, so a slow background task can never act on a cancelled turn.
 
@@ -126,6 +127,17 @@ pub enum ConsentGiven {
     Device,
 }
 
+/// A turn's end as a line for the transcript ("done" when it completed).
+pub fn describe_end(end: &TurnEnd) -> String {
+    match end {
+        TurnEnd::Completed => "done".into(),
+        TurnEnd::ModelStopped(k) => format!("the model stopped ({k:?})"),
+        TurnEnd::IterationLimit(n) => format!("stopped after {n} model calls"),
+        TurnEnd::Cancelled => "cancelled".into(),
+        TurnEnd::Failed(e) => format!("failed: {e}"),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum TurnEnd {
     /// The model finished its answer.
@@ -138,8 +150,10 @@ pub enum TurnEnd {
     Failed(String),
 }
 
+/// What the machine asks of the world: IO to perform (the runtime's part), and the end
+/// of a turn to report.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
+pub enum Io {
     /// Stream a model turn over exactly these messages.
     StartStream {
         messages: Vec<ChatMessage>,
@@ -157,6 +171,11 @@ pub enum Effect {
     },
     /// Withdraw the pending device request.
     CancelCiba {
+        call_id: String,
+    },
+    /// The person declined the call at the prompt, or cancelled the turn before it ran:
+    /// what was filed for it is rejected, and one filed later is refused.
+    Decline {
         call_id: String,
     },
     /// The turn is over (for the UI and the audit log).
@@ -267,7 +286,7 @@ impl Agent {
         self.phase == Phase::Idle
     }
 
-    pub fn handle(&mut self, event: Event) -> Vec<Effect> {
+    pub fn handle(&mut self, event: Event) -> Vec<Io> {
         let phase = std::mem::replace(&mut self.phase, Phase::Idle);
         match (phase, event) {
             (Phase::Idle, Event::UserMessage(text)) => {
@@ -358,7 +377,11 @@ impl Agent {
                     self.execute(call, ConsentGiven::SteppedUp)
                 } else {
                     self.answer(&call.id, DECLINED.into(), true);
-                    self.next_call()
+                    let mut fx = vec![Io::Decline {
+                        call_id: call.id.clone(),
+                    }];
+                    fx.extend(self.next_call());
+                    fx
                 }
             }
             (
@@ -396,7 +419,7 @@ impl Agent {
                     "The device approval request expired. It was not executed.".into(),
                     true,
                 );
-                let mut fx = vec![Effect::CancelCiba { call_id: call.id }];
+                let mut fx = vec![Io::CancelCiba { call_id: call.id }];
                 fx.extend(self.next_call());
                 fx
             }
@@ -418,18 +441,18 @@ impl Agent {
         }
     }
 
-    fn start_stream(&mut self) -> Vec<Effect> {
+    fn start_stream(&mut self) -> Vec<Io> {
         self.iteration += 1;
         self.phase = Phase::Streaming;
-        vec![Effect::StartStream {
+        vec![Io::StartStream {
             messages: self.history.clone(),
             iteration: self.iteration,
         }]
     }
 
-    fn execute(&mut self, call: ToolCall, consent: ConsentGiven) -> Vec<Effect> {
+    fn execute(&mut self, call: ToolCall, consent: ConsentGiven) -> Vec<Io> {
         self.phase = Phase::Executing { call: call.clone() };
-        vec![Effect::Execute { call, consent }]
+        vec![Io::Execute { call, consent }]
     }
 
     fn answer(&mut self, id: &str, content: String, is_error: bool) {
@@ -451,10 +474,10 @@ impl Agent {
     }
 
     /// Submits the next queued call, or, when all are answered, sends the results back.
-    fn next_call(&mut self) -> Vec<Effect> {
+    fn next_call(&mut self) -> Vec<Io> {
         if let Some(call) = self.queue.pop_front() {
             self.phase = Phase::AwaitingGate { call: call.clone() };
-            return vec![Effect::SubmitTool { call }];
+            return vec![Io::SubmitTool { call }];
         }
         self.flush_results();
         if self.iteration >= self.max_iterations {
@@ -463,18 +486,18 @@ impl Agent {
         self.start_stream()
     }
 
-    fn end(&mut self, end: TurnEnd) -> Vec<Effect> {
+    fn end(&mut self, end: TurnEnd) -> Vec<Io> {
         self.phase = Phase::Idle;
         self.last_end = Some(end.clone());
-        vec![Effect::TurnEnded(end)]
+        vec![Io::TurnEnded(end)]
     }
 
-    fn cancel(&mut self, phase: Phase) -> Vec<Effect> {
+    fn cancel(&mut self, phase: Phase) -> Vec<Io> {
         let mut fx = Vec::new();
         let in_flight = match phase {
             Phase::Idle => return vec![],
             Phase::Streaming => {
-                fx.push(Effect::AbortStream);
+                fx.push(Io::AbortStream);
                 // Keep what was said; drop unanswerable tool calls of the partial message.
                 let text: Vec<Block> = std::mem::take(&mut self.current)
                     .into_iter()
@@ -490,10 +513,13 @@ impl Agent {
                 None
             }
             Phase::AwaitingGate { call } | Phase::AwaitingConfirm { call, .. } => {
+                fx.push(Io::Decline {
+                    call_id: call.id.clone(),
+                });
                 Some((call, CANCELLED.to_string()))
             }
             Phase::AwaitingDevice { call, .. } => {
-                fx.push(Effect::CancelCiba {
+                fx.push(Io::CancelCiba {
                     call_id: call.id.clone(),
                 });
                 Some((call, CANCELLED.to_string()))

@@ -1,275 +1,253 @@
-//! The chat loop: the pure agent FSM (`core::agent`) driven against the real model and
-//! the one pipeline. Every tool call the model makes is submitted with surface `chat`;
-//! `Allow` runs it, `StepUp` waits for the person's inline answer, `Ciba` waits for the
-//! device (the same device path batches use), and the result or refusal goes back to the
-//! model. Updates stream to the UI over a channel; the UI answers over another.
+//! The chat agent's IO: what the pure machine (`core::agent::Agent`, held by whoever
+//! shows the conversation — the TUI's Chat tab) asks of the world. A model turn streams
+//! as events (cancelling the stream drops it); every tool call is filed with the one
+//! pipeline as surface `chat` and its gate reported back; `Allow`, an inline yes or the
+//! device's yes runs it; a decline withdraws what was filed. Everything learnt comes back
+//! as [`Event`]s through the caller's `report`, exactly as the model and the pipeline
+//! said it: turning results into data for the model (`tools::as_data`) is the machine
+//! holder's job, because it also shows them.
 
 use super::batch::{BatchOptions, DeviceConsent, run_actions};
 use super::credentials::Subject;
 use super::pipeline::{Pipeline, Proposal};
 use super::review::Reviewer;
 use crate::agent::{self, tools};
-use crate::core::agent::{
-    Agent, ConsentGiven, Effect, Event, GateOutcome, Phase, ToolCall, TurnEnd,
-};
+use crate::core::agent::{ConsentGiven, Event, GateOutcome, Io, ToolCall};
 use crate::core::consent::Gate;
 use crate::core::domain::{ActionState, Surface};
 use crate::llm::{LanguageModel, TurnRequest};
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::mpsc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
-/// What the UI shows, in order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ChatUpdate {
-    /// Streamed assistant text.
-    Text(String),
-    /// The model called a tool; folded inline in the conversation.
-    ToolCall {
-        name: String,
-        summary: String,
-    },
-    /// Step-up: exactly what will happen, and why it needs a yes.
-    Confirm {
-        call_id: String,
-        prompt: String,
-        reason: String,
-    },
-    /// Waiting for the device until `deadline` (ms since the epoch).
-    Device {
-        call_id: String,
-        binding_message: String,
-        deadline: i64,
-    },
-    /// The device wait ended: approved, denied, expired or cancelled.
-    DeviceDone {
-        call_id: String,
-        approved: bool,
-        detail: String,
-    },
-    /// A tool finished (or was refused).
-    ToolResult {
-        name: String,
-        ok: bool,
-        text: String,
-    },
-    TurnEnded(String),
+/// Where the IO's findings go (the TUI sends them to the app as messages).
+pub type Report = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// The model the chat streams from: a configured one, or the offline planner, which
+/// reads a snapshot of the pipeline taken at the start of each turn.
+#[derive(Clone)]
+pub enum ChatModel {
+    Remote(Arc<dyn LanguageModel>),
+    Offline,
 }
 
-/// What the person does while a turn runs.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ChatInput {
-    Confirm {
-        call_id: String,
-        approve: bool,
-    },
-    /// Esc: cancel the turn and any wait.
-    Cancel,
-}
-
-pub struct ChatRuntime {
-    pub model: Arc<dyn LanguageModel>,
+pub struct ChatIo {
+    model: ChatModel,
     pub pipeline: Arc<Pipeline>,
-    pub device: Arc<dyn DeviceConsent>,
-    pub agent: Agent,
+    device: Arc<dyn DeviceConsent>,
     /// The person at the keyboard, as audit rows name them.
-    pub actor: String,
+    actor: String,
     /// Tool call id → the action filed for it.
-    filed: HashMap<String, String>,
-    ciba: Option<(String, CancellationToken, tokio::task::JoinHandle<()>)>,
+    filed: Mutex<HashMap<String, String>>,
+    /// Calls declined (or cancelled) before or after they were filed.
+    declined: Mutex<HashSet<String>>,
+    /// The device wait of the call waiting on it: how to stop it, and the run itself.
+    ciba: Mutex<Option<(CancellationToken, tokio::task::JoinHandle<()>)>>,
+    /// The model stream running, and how to drop it.
+    stream: Mutex<Option<CancellationToken>>,
+    /// The model of the current turn (the offline planner's snapshot is per turn).
+    current: Mutex<Option<Arc<dyn LanguageModel>>>,
+    /// Declines being written (store writes off the caller's task).
+    declining: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 use crate::wall::now_ms;
 
-fn end_text(end: &TurnEnd) -> String {
-    match end {
-        TurnEnd::Completed => "done".into(),
-        TurnEnd::ModelStopped(k) => format!("the model stopped ({k:?})"),
-        TurnEnd::IterationLimit(n) => format!("stopped after {n} model calls"),
-        TurnEnd::Cancelled => "cancelled".into(),
-        TurnEnd::Failed(e) => format!("failed: {e}"),
-    }
+/// The offline planner over a snapshot of the store's pipeline (an empty one if the
+/// store could not be read).
+fn offline_model(store: Option<&dyn crate::store::Store>) -> Arc<dyn LanguageModel> {
+    use crate::store::ActionFilter;
+    let snapshot = crate::agent::suggest::Snapshot {
+        now: now_ms(),
+        deals: store.and_then(|s| s.list_deals().ok()).unwrap_or_default(),
+        contacts: store
+            .and_then(|s| s.list_contacts().ok())
+            .unwrap_or_default(),
+        calendar: None,
+        inbox: None,
+        utc_offset_s: crate::wall::utc_offset_s(),
+        existing: store
+            .and_then(|s| {
+                s.list_actions(&ActionFilter {
+                    states: vec![],
+                    limit: Some(500),
+                })
+                .ok()
+            })
+            .unwrap_or_default(),
+    };
+    Arc::new(crate::agent::offline::OfflineModel::new(snapshot))
 }
 
-impl ChatRuntime {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ChatIo {
     pub fn new(
-        model: Arc<dyn LanguageModel>,
+        model: ChatModel,
         pipeline: Arc<Pipeline>,
         device: Arc<dyn DeviceConsent>,
-        max_iterations: u32,
         actor: String,
-    ) -> ChatRuntime {
-        ChatRuntime {
+    ) -> Arc<ChatIo> {
+        Arc::new(ChatIo {
             model,
             pipeline,
             device,
-            agent: Agent::new(max_iterations),
             actor,
-            filed: HashMap::new(),
-            ciba: None,
+            filed: Mutex::new(HashMap::new()),
+            declined: Mutex::new(HashSet::new()),
+            ciba: Mutex::new(None),
+            stream: Mutex::new(None),
+            current: Mutex::new(None),
+            declining: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Whether the offline planner answers (no API key).
+    pub fn is_offline(&self) -> bool {
+        matches!(self.model, ChatModel::Offline)
+    }
+
+    /// Performs one request of the machine on the runtime; what it learns comes back
+    /// through `report`. Never blocks the caller.
+    pub fn run(self: &Arc<Self>, io: Io, report: Report) {
+        match io {
+            Io::StartStream {
+                messages,
+                iteration,
+            } => {
+                let token = CancellationToken::new();
+                if let Some(old) = lock(&self.stream).replace(token.clone()) {
+                    old.cancel();
+                }
+                let me = self.clone();
+                tokio::spawn(async move { me.stream(messages, iteration, token, report).await });
+            }
+            Io::AbortStream => {
+                if let Some(t) = lock(&self.stream).take() {
+                    t.cancel();
+                }
+            }
+            Io::SubmitTool { call } => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let ev = me.submit(&call, &report).await;
+                    report(ev);
+                });
+            }
+            Io::Execute { call, consent } => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let result = me.execute(&call, consent).await;
+                    report(Event::ToolResult {
+                        call_id: call.id,
+                        result,
+                    });
+                });
+            }
+            Io::CancelCiba { .. } => {
+                if let Some((cancel, _)) = lock(&self.ciba).as_ref() {
+                    cancel.cancel();
+                }
+            }
+            Io::Decline { call_id } => {
+                let me = self.clone();
+                let task = tokio::task::spawn_blocking(move || me.decline(&call_id));
+                let mut declining = lock(&self.declining);
+                declining.retain(|t| !t.is_finished());
+                declining.push(task);
+            }
+            Io::TurnEnded(_) => {}
         }
     }
 
-    /// Runs one user turn to its end, streaming updates; answers come on `inputs`.
-    pub async fn turn(
-        &mut self,
-        text: &str,
-        updates: &mpsc::UnboundedSender<ChatUpdate>,
-        inputs: &mut mpsc::UnboundedReceiver<ChatInput>,
-    ) -> TurnEnd {
-        let (dev_tx, mut dev_rx) = mpsc::unbounded_channel::<(String, bool, String)>();
-        let mut fx: VecDeque<Effect> = self.agent.handle(Event::UserMessage(text.into())).into();
+    /// Waits until every decline asked for so far is written (before quitting, or
+    /// before reading the store after a turn).
+    pub async fn settled(&self) {
+        let tasks = std::mem::take(&mut *lock(&self.declining));
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    async fn model_for(&self, iteration: u32) -> Arc<dyn LanguageModel> {
+        match &self.model {
+            ChatModel::Remote(m) => m.clone(),
+            ChatModel::Offline => {
+                let cached = lock(&self.current).clone();
+                match cached {
+                    Some(m) if iteration > 1 => m,
+                    // The offline planner reads a snapshot: a fresh one every turn.
+                    _ => {
+                        let store = self.pipeline.store.clone();
+                        let m = tokio::task::spawn_blocking(move || {
+                            offline_model(Some(store.as_ref()))
+                        })
+                        .await
+                        .unwrap_or_else(|_| offline_model(None));
+                        *lock(&self.current) = Some(m.clone());
+                        m
+                    }
+                }
+            }
+        }
+    }
+
+    async fn stream(
+        &self,
+        messages: Vec<crate::core::agent::ChatMessage>,
+        iteration: u32,
+        token: CancellationToken,
+        report: Report,
+    ) {
+        let model = self.model_for(iteration).await;
+        let mut s = model.stream_turn(TurnRequest {
+            system: Some(agent::CHAT_SYSTEM.into()),
+            messages: agent::to_llm_messages(&messages),
+            tools: tools::chat_tools(),
+            tool_choice: None,
+        });
         loop {
-            while let Some(effect) = fx.pop_front() {
-                match effect {
-                    Effect::StartStream { messages, .. } => {
-                        let mut s = self.model.stream_turn(TurnRequest {
-                            system: Some(agent::CHAT_SYSTEM.into()),
-                            messages: agent::to_llm_messages(&messages),
-                            tools: tools::chat_tools(),
-                            tool_choice: None,
-                        });
-                        loop {
-                            tokio::select! {
-                                item = s.next() => {
-                                    let Some(item) = item else { break };
-                                    if let Ok(crate::llm::LlmEvent::TextDelta(t)) = &item {
-                                        let _ = updates.send(ChatUpdate::Text(t.clone()));
-                                    }
-                                    if let Some(ev) = agent::to_event(item) {
-                                        fx.extend(self.agent.handle(ev));
-                                    }
-                                }
-                                Some(ChatInput::Cancel) = inputs.recv() => {
-                                    s.cancel();
-                                    fx.extend(self.agent.handle(Event::Cancel));
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    Effect::SubmitTool { call } => {
-                        let mut ev = self.submit(&call, updates, &dev_tx).await;
-                        if let Event::Gate {
-                            outcome: GateOutcome::Refused { reason },
-                            ..
-                        } = &mut ev
-                        {
-                            let _ = updates.send(ChatUpdate::ToolResult {
-                                name: call.name.clone(),
-                                ok: false,
-                                text: reason.clone(),
-                            });
-                            // A refusal can echo the call's own input (a parse error, a
-                            // deal name): data to the model, like every result.
-                            *reason = tools::as_data(reason);
-                        }
-                        fx.extend(self.agent.handle(ev));
-                    }
-                    Effect::Execute { call, consent } => {
-                        let result = self.execute(&call, consent).await;
-                        let _ = updates.send(ChatUpdate::ToolResult {
-                            name: call.name.clone(),
-                            ok: result.is_ok(),
-                            text: match &result {
-                                Ok(t) | Err(t) => t.chars().take(400).collect(),
-                            },
-                        });
-                        fx.extend(
-                            self.agent.handle(Event::ToolResult {
-                                call_id: call.id,
-                                result: result
-                                    .map(|t| tools::as_data(&t))
-                                    .map_err(|e| tools::as_data(&e)),
-                            }),
-                        );
-                    }
-                    Effect::CancelCiba { .. } => {
-                        if let Some((_, cancel, _)) = &self.ciba {
-                            cancel.cancel();
-                        }
-                    }
-                    Effect::AbortStream => {}
-                    Effect::TurnEnded(end) => {
-                        let _ = updates.send(ChatUpdate::TurnEnded(end_text(&end)));
-                        return end;
+            tokio::select! {
+                item = s.next() => {
+                    let Some(item) = item else { break };
+                    if let Some(ev) = agent::to_event(item) {
+                        report(ev);
                     }
                 }
-            }
-            match self.agent.phase().clone() {
-                Phase::Idle => return self.agent.last_end().cloned().unwrap_or(TurnEnd::Completed),
-                Phase::AwaitingConfirm { call, .. } => match inputs.recv().await {
-                    Some(ChatInput::Confirm { call_id, approve }) => {
-                        if !approve && call_id == call.id {
-                            self.decline(&call.id);
-                        }
-                        fx.extend(self.agent.handle(Event::Confirm { call_id, approve }));
-                    }
-                    Some(ChatInput::Cancel) | None => {
-                        self.decline(&call.id);
-                        fx.extend(self.agent.handle(Event::Cancel));
-                    }
-                },
-                Phase::AwaitingDevice { .. } => {
-                    tokio::select! {
-                        Some((call_id, approved, detail)) = dev_rx.recv() => {
-                            // The device answered: whoever shows the wait can take it down.
-                            let _ = updates.send(ChatUpdate::DeviceDone {
-                                call_id: call_id.clone(),
-                                approved,
-                                detail: detail.clone(),
-                            });
-                            fx.extend(self.agent.handle(Event::CibaResolved { call_id, approved, detail: tools::as_data(&detail) }));
-                        }
-                        input = inputs.recv() => {
-                            if matches!(input, Some(ChatInput::Cancel) | None) {
-                                let _ = updates.send(ChatUpdate::DeviceDone {
-                                    call_id: String::new(),
-                                    approved: false,
-                                    detail: "cancelled".into(),
-                                });
-                                fx.extend(self.agent.handle(Event::Cancel));
-                            }
-                        }
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                            fx.extend(self.agent.handle(Event::Tick(now_ms())));
-                        }
-                    }
-                }
-                // Streaming, gating and executing are driven by the effects above.
-                _ => {
-                    if fx.is_empty() {
-                        fx.extend(self.agent.handle(Event::Cancel));
-                    }
+                _ = token.cancelled() => {
+                    s.cancel();
+                    break;
                 }
             }
         }
     }
 
+    /// Rejects what was filed for a declined call; one filed later is refused on filing.
     fn decline(&self, call_id: &str) {
-        if let Some(id) = self.filed.get(call_id) {
-            let me = Reviewer {
-                actor: self.actor.clone(),
-                surface: Surface::Chat,
-            };
-            let _ = me.reject(
-                self.pipeline.store.as_ref(),
-                id,
-                Some("declined in chat".into()),
-                now_ms(),
-            );
+        lock(&self.declined).insert(call_id.to_string());
+        let filed = lock(&self.filed).get(call_id).cloned();
+        if let Some(id) = filed {
+            self.reject(&id);
         }
     }
 
-    /// Files the call with the pipeline and turns its decision into the FSM's event.
-    async fn submit(
-        &mut self,
-        call: &ToolCall,
-        updates: &mpsc::UnboundedSender<ChatUpdate>,
-        dev_tx: &mpsc::UnboundedSender<(String, bool, String)>,
-    ) -> Event {
+    fn reject(&self, id: &str) {
+        let me = Reviewer {
+            actor: self.actor.clone(),
+            surface: Surface::Chat,
+        };
+        let _ = me.reject(
+            self.pipeline.store.as_ref(),
+            id,
+            Some("declined in chat".into()),
+            now_ms(),
+        );
+    }
+
+    /// Files the call with the pipeline and turns its decision into the machine's event.
+    async fn submit(self: &Arc<Self>, call: &ToolCall, report: &Report) -> Event {
         let refused = |reason: String| Event::Gate {
             call_id: call.id.clone(),
             outcome: GateOutcome::Refused { reason },
@@ -278,10 +256,6 @@ impl ChatRuntime {
             Ok(p) => p,
             Err(e) => return refused(e.to_string()),
         };
-        let _ = updates.send(ChatUpdate::ToolCall {
-            name: call.name.clone(),
-            summary: tools::describe(&params),
-        });
         // Nobody is asked to confirm (or pushed to the phone for) a write that could not
         // run: its account comes first. A read needs no such look ahead: it runs at once
         // and its own token check says the same.
@@ -290,34 +264,37 @@ impl ChatRuntime {
         {
             return refused(why);
         }
-        let submitted = match self.pipeline.submit(
-            Proposal {
-                title: format!("{} (chat)", params.kind()),
-                params,
-                surface: Surface::Chat,
-                confidence: 1.0,
-                justification: "asked in chat".into(),
-                proposer: format!("agent:{}", self.model.name()),
-            },
-            now_ms(),
-        ) {
-            Ok(s) => s,
-            Err(e) => return refused(e.to_string()),
+        let proposer = format!("agent:{}", self.model_for(2).await.name());
+        let me = self.clone();
+        let proposal = Proposal {
+            title: format!("{} (chat)", params.kind()),
+            params,
+            surface: Surface::Chat,
+            confidence: 1.0,
+            justification: "asked in chat".into(),
+            proposer,
+        };
+        let submitted =
+            tokio::task::spawn_blocking(move || me.pipeline.submit(proposal, now_ms())).await;
+        let submitted = match submitted {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return refused(e.to_string()),
+            Err(_) => return refused("filing the action failed".into()),
         };
         let action = submitted.action;
-        self.filed.insert(call.id.clone(), action.id.clone());
+        lock(&self.filed).insert(call.id.clone(), action.id.clone());
+        // Declined (the turn cancelled) while it was being filed: it does not wait.
+        if lock(&self.declined).contains(&call.id) {
+            self.reject(&action.id);
+            return refused("cancelled before it was filed".into());
+        }
         let prompt = tools::describe(&action.params);
         let outcome = match submitted.decision.gate() {
             Gate::Allow => GateOutcome::Allow,
-            Gate::Review | Gate::StepUp { .. } => {
-                let reason = submitted.decision.gate().to_string();
-                let _ = updates.send(ChatUpdate::Confirm {
-                    call_id: call.id.clone(),
-                    prompt: prompt.clone(),
-                    reason: reason.clone(),
-                });
-                GateOutcome::StepUp { prompt, reason }
-            }
+            Gate::Review | Gate::StepUp { .. } => GateOutcome::StepUp {
+                prompt,
+                reason: submitted.decision.gate().to_string(),
+            },
             Gate::Deny { reason } => GateOutcome::Refused {
                 reason: format!("denied by permissions: {reason}"),
             },
@@ -326,8 +303,8 @@ impl ChatRuntime {
                 let deadline = now_ms() + 300_000;
                 let cancel = CancellationToken::new();
                 let (p, device, c) = (self.pipeline.clone(), self.device.clone(), cancel.clone());
-                let (tx, call_id, id, approver2) = (
-                    dev_tx.clone(),
+                let (report, call_id, id, approver2) = (
+                    report.clone(),
                     call.id.clone(),
                     action.id.clone(),
                     approver.clone(),
@@ -350,19 +327,21 @@ impl ChatRuntime {
                             (false, "denied on the device".to_string())
                         }
                         (Err(e), _) => (false, e.to_string()),
+                        _ if c.is_cancelled() => (false, "cancelled".to_string()),
                         _ => (
                             false,
                             "no answer on the device in time; it stays queued".to_string(),
                         ),
                     };
-                    let _ = tx.send((call_id, approved, detail));
+                    report(Event::CibaResolved {
+                        call_id,
+                        approved,
+                        detail,
+                    });
                 });
-                self.ciba = Some((call.id.clone(), cancel, task));
-                let _ = updates.send(ChatUpdate::Device {
-                    call_id: call.id.clone(),
-                    binding_message: binding.clone(),
-                    deadline,
-                });
+                if let Some((old, _)) = lock(&self.ciba).replace((cancel, task)) {
+                    old.cancel();
+                }
                 GateOutcome::Ciba {
                     prompt,
                     reason: reason.clone(),
@@ -378,8 +357,8 @@ impl ChatRuntime {
         }
     }
 
-    async fn execute(&mut self, call: &ToolCall, consent: ConsentGiven) -> Result<String, String> {
-        let Some(id) = self.filed.get(&call.id).cloned() else {
+    async fn execute(&self, call: &ToolCall, consent: ConsentGiven) -> Result<String, String> {
+        let Some(id) = lock(&self.filed).get(&call.id).cloned() else {
             return Err("no action was filed for this call".into());
         };
         let store = self.pipeline.store.clone();
@@ -390,12 +369,16 @@ impl ChatRuntime {
                     actor: self.actor.clone(),
                     surface: Surface::Chat,
                 };
-                me.approve(store.as_ref(), &id, true, now_ms())
+                let (s, i) = (store.clone(), id.clone());
+                tokio::task::spawn_blocking(move || me.approve(s.as_ref(), &i, true, now_ms()))
+                    .await
+                    .map_err(|_| "approving failed".to_string())?
                     .map_err(|e| e.to_string())?;
             }
             // The device path ran it already (with the CIBA-issued token); report how.
             ConsentGiven::Device => {
-                if let Some((_, _, task)) = self.ciba.take() {
+                let task = lock(&self.ciba).take();
+                if let Some((_, task)) = task {
                     let _ = task.await;
                 }
                 let a = store.get_action(&id).map_err(|e| e.to_string())?;

@@ -10,9 +10,10 @@
 //! queues and never decides at run time who takes an effect.
 
 use super::executor::Executor;
-use super::msg::{ChatEffect, ConnectEvent, Effect, Msg, PipelineEffect, StoreEffect, UiEffect};
+use super::msg::{ConnectEvent, Effect, Msg, PipelineEffect, Ready, StoreEffect, UiEffect};
 use super::notify;
 use super::services::Services;
+use crate::core::agent::Io;
 use std::io::Write;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -139,9 +140,13 @@ pub fn pipeline_unsigned(effect: PipelineEffect) -> Vec<Msg> {
     }
 }
 
-/// How the Chat tab is answered when nobody is signed in.
-pub fn chat_unsigned(_effect: ChatEffect) -> Vec<Msg> {
-    vec![Msg::Unavailable(format!("chat: {SIGN_IN}"))]
+/// How the Chat tab is answered when nobody is signed in: a turn cannot stream (and so
+/// never asks for anything else).
+pub fn chat_unsigned(io: Io) -> Vec<Msg> {
+    match io {
+        Io::StartStream { .. } => vec![Msg::Unavailable(format!("chat: {SIGN_IN}"))],
+        _ => vec![],
+    }
 }
 
 /// Runs an effect on the calling thread as the driver would with no services (not
@@ -158,7 +163,7 @@ pub fn run_headless(exec: &Executor, effect: Effect) -> Vec<Msg> {
 /// The services as they settle: built (with what to say) or why not.
 pub struct Arrival {
     pub services: Option<Arc<Services>>,
-    pub report: Result<String, String>,
+    pub report: Result<Ready, String>,
 }
 
 /// What the composition root keeps to talk to the loop: where the services arrive
@@ -170,7 +175,7 @@ pub struct WiringHandle {
 
 impl WiringHandle {
     /// Settles the services (once; a second call is ignored).
-    pub fn ready(&self, services: Option<Arc<Services>>, report: Result<String, String>) {
+    pub fn ready(&self, services: Option<Arc<Services>>, report: Result<Ready, String>) {
         let slot = self
             .services
             .lock()

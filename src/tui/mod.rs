@@ -56,6 +56,8 @@ pub struct TuiOptions {
     /// (`driver::wiring`); `None`: none are being built, and what needs them is
     /// answered "not signed in".
     pub wiring: Option<driver::Wiring>,
+    /// How many model calls one chat turn may make (`llm.max_iterations`).
+    pub max_iterations: u32,
     /// Lock the screen after this long without input (`ui.idle_lock`; `None`: never).
     pub idle_lock: Option<std::time::Duration>,
     /// How long an irreversible send approved here waits in the outbox, where `u` takes
@@ -105,6 +107,7 @@ pub fn build(store: Arc<dyn Store>, opts: &TuiOptions, clock: Arc<dyn Clock>) ->
         notify: opts.notify,
     };
     let mut app = App::new(session, keymap, theme, clock.clone());
+    app.chat = chat::ChatTab::new(opts.max_iterations);
     if opts.wiring.is_some() {
         app.services = app::ServicesState::Starting(vec![]);
     }

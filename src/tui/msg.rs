@@ -2,6 +2,7 @@
 //! [`Effect`] out (work the app asks a runtime to do). `App::update(Msg) -> Vec<Effect>`
 //! is the only place state changes; effects are data, so tests can record or run them.
 
+use crate::core::agent::Io;
 use crate::core::audit::ChainBreak;
 use crate::core::consent::Decision;
 use crate::core::domain::{Action, ActionParams, Millis};
@@ -78,17 +79,25 @@ pub enum Msg {
     /// This effect cannot run here, and the text says why and what to do: not signed
     /// in (no pipeline yet, or sign-in failed), so nothing can execute or reach chat.
     Unavailable(String),
-    /// The signed-in services were built (`Ok(what to say)`) or could not be (`Err(why)`):
-    /// what the app held for them is released, to run or to be answered "not signed in".
-    ServicesReady(Result<String, String>),
-    /// Something the chat agent reports (the agent FSM will drive these).
-    Chat(ChatEvent),
+    /// The signed-in services were built or could not be (`Err(why)`): what the app
+    /// held for them is released, to run or to be answered "not signed in".
+    ServicesReady(Result<Ready, String>),
+    /// What the chat's IO learnt (model text, a gate's or a device's answer, a tool's
+    /// result), for the machine the Chat tab holds.
+    Chat(crate::core::agent::Event),
     /// The answer to [`Effect::RequestUnlock`]: `Ok(how it was confirmed)` or why not.
     Unlock(Result<String, String>),
     /// Progress of an account connect started with [`Effect::ConnectAccount`].
     Connect(ConnectEvent),
     /// The audit log replayed into calibration; `Ok(None)`: unchanged since the last.
     Calibrated(Result<Option<Box<super::trust::Calibrated>>, String>),
+}
+
+/// The signed-in services as built: what to say, and whether chat is the offline planner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ready {
+    pub text: String,
+    pub offline_chat: bool,
 }
 
 /// What a connect reports: the link to open, then how it ended.
@@ -127,30 +136,6 @@ impl Verb {
     }
 }
 
-/// What the chat agent can report to the Chat tab.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ChatEvent {
-    /// Streamed assistant text, appended to the current assistant message.
-    AssistantDelta(String),
-    /// A tool call, shown folded on one line; `detail` is shown when unfolded.
-    ToolCall {
-        name: String,
-        summary: String,
-        detail: String,
-    },
-    /// The agent asks for an inline step-up confirmation of exactly this.
-    StepUp { action_id: String, summary: String },
-    /// The agent waits for a CIBA approval on the user's device until `expires_at`.
-    CibaWaiting {
-        binding_message: String,
-        expires_at: Millis,
-    },
-    /// The CIBA wait ended (approved, denied or expired), with a line to show.
-    CibaDone(String),
-    /// The turn ended (normally or with an error line).
-    TurnDone(Option<String>),
-}
-
 /// Work the app asks its runtime to do, by who runs it (`tui::driver` has the one
 /// `match`): the store, the signed-in pipeline, the chat agent's IO, the terminal.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,8 +143,9 @@ pub enum Effect {
     Store(StoreEffect),
     /// Needs the signed-in services; held by the app while they are being built.
     Pipeline(PipelineEffect),
-    /// Needs the signed-in services; held by the app while they are being built.
-    Chat(ChatEffect),
+    /// The chat machine's IO (`runtime::chat::ChatIo`); needs the signed-in services,
+    /// held by the app while they are being built.
+    Chat(crate::core::agent::Io),
     Ui(UiEffect),
 }
 
@@ -256,17 +242,6 @@ pub enum PipelineEffect {
     CancelConnect,
 }
 
-/// What the Chat tab asks of the chat runtime (`tui::services`).
-#[derive(Debug, Clone, PartialEq)]
-pub enum ChatEffect {
-    /// Start a chat turn with the user's text.
-    StartChatTurn(String),
-    /// Cancel the running chat turn.
-    CancelTurn,
-    /// Answer the agent's inline step-up prompt.
-    AnswerStepUp { action_id: String, confirmed: bool },
-}
-
 /// What the terminal itself does (`tui::driver`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum UiEffect {
@@ -288,12 +263,6 @@ impl From<StoreEffect> for Effect {
 impl From<PipelineEffect> for Effect {
     fn from(e: PipelineEffect) -> Effect {
         Effect::Pipeline(e)
-    }
-}
-
-impl From<ChatEffect> for Effect {
-    fn from(e: ChatEffect) -> Effect {
-        Effect::Chat(e)
     }
 }
 
@@ -327,10 +296,14 @@ impl Effect {
                 PipelineEffect::ConnectRedirect(_) => "connect redirect".into(),
                 PipelineEffect::CancelConnect => "connect cancel".into(),
             },
-            Effect::Chat(c) => match c {
-                ChatEffect::StartChatTurn(_) => "chat message".into(),
-                ChatEffect::CancelTurn => "chat cancel".into(),
-                ChatEffect::AnswerStepUp { .. } => "step-up answer".into(),
+            Effect::Chat(io) => match io {
+                Io::StartStream { .. } => "chat message".into(),
+                Io::AbortStream => "chat cancel".into(),
+                Io::SubmitTool { .. } => "tool call".into(),
+                Io::Execute { .. } => "tool run".into(),
+                Io::CancelCiba { .. } => "device request cancel".into(),
+                Io::Decline { .. } => "step-up answer".into(),
+                Io::TurnEnded(_) => "turn end".into(),
             },
             Effect::Store(s) => match s {
                 StoreEffect::LoadActions => "reload".into(),

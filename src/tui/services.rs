@@ -4,19 +4,17 @@
 //! task never blocks. Built in the background by the composition root (`cli`) and handed
 //! to [`super::driver::Driver`] when ready; absent when nobody is signed in.
 
-use super::msg::{ChatEffect, ChatEvent, Msg, PipelineEffect};
-use crate::agent::offline::OfflineModel;
-use crate::agent::suggest::Snapshot;
+use super::msg::{Msg, PipelineEffect};
+use crate::core::agent::Io;
 use crate::core::domain::Connection;
 use crate::core::domain::Surface;
 use crate::core::permissions::Approver;
 use crate::llm::LanguageModel;
 use crate::runtime::batch::{BatchOptions, DeviceAnswer, DeviceConsent, run_once};
-use crate::runtime::chat::{ChatInput, ChatRuntime, ChatUpdate};
+use crate::runtime::chat::{ChatIo, ChatModel};
 use crate::runtime::credentials::Subject;
 use crate::runtime::pipeline::Pipeline;
 use crate::runtime::review::Reviewer;
-use crate::store::{ActionFilter, Store};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::{self, UnboundedSender};
 use tokio_util::sync::CancellationToken;
@@ -26,11 +24,8 @@ pub struct Services {
     device: Arc<dyn DeviceConsent>,
     batch: BatchOptions,
     actor: String,
-    /// `None`: no API key, so chat uses the offline planner (said so in the chat).
-    model: Option<Arc<dyn LanguageModel>>,
-    max_iterations: u32,
-    chat: Arc<tokio::sync::Mutex<Option<ChatRuntime>>>,
-    chat_inputs: Mutex<Option<UnboundedSender<ChatInput>>>,
+    /// The chat machine's IO (the machine is the Chat tab's).
+    chat: Arc<ChatIo>,
     cancel: CancellationToken,
     /// The signed-in session, for connecting accounts (My Account API).
     session: Option<Arc<crate::auth::session::Session>>,
@@ -47,17 +42,20 @@ impl Services {
         batch: BatchOptions,
         actor: String,
         model: Option<Arc<dyn LanguageModel>>,
-        max_iterations: u32,
     ) -> Services {
+        // `None`: no API key, so chat uses the offline planner (said so in the chat).
+        let chat = ChatIo::new(
+            model.map_or(ChatModel::Offline, ChatModel::Remote),
+            pipeline.clone(),
+            device.clone(),
+            actor.clone(),
+        );
         Services {
             pipeline,
             device,
             batch,
             actor,
-            model,
-            max_iterations,
-            chat: Arc::new(tokio::sync::Mutex::new(None)),
-            chat_inputs: Mutex::new(None),
+            chat,
             cancel: CancellationToken::new(),
             session: None,
             connecting: Mutex::new(None),
@@ -173,24 +171,6 @@ impl Services {
         }
     }
 
-    fn offline_model(store: &dyn Store) -> Arc<dyn LanguageModel> {
-        let snapshot = Snapshot {
-            now: now_ms(),
-            deals: store.list_deals().unwrap_or_default(),
-            contacts: store.list_contacts().unwrap_or_default(),
-            calendar: None,
-            inbox: None,
-            utc_offset_s: crate::wall::utc_offset_s(),
-            existing: store
-                .list_actions(&ActionFilter {
-                    states: vec![],
-                    limit: Some(500),
-                })
-                .unwrap_or_default(),
-        };
-        Arc::new(OfflineModel::new(snapshot))
-    }
-
     fn execute(&self, ids: Vec<String>, tx: &UnboundedSender<Msg>) {
         let (p, tx) = (self.pipeline.clone(), tx.clone());
         tokio::spawn(async move {
@@ -259,101 +239,6 @@ impl Services {
             let _ = tx.send(Msg::Status { ok: true, text });
         });
     }
-
-    fn chat_turn(&self, text: String, tx: &UnboundedSender<Msg>) {
-        let (in_tx, mut in_rx) = mpsc::unbounded_channel();
-        if let Ok(mut slot) = self.chat_inputs.lock() {
-            *slot = Some(in_tx);
-        }
-        let chat = self.chat.clone();
-        let (pipeline, device, actor, model, max) = (
-            self.pipeline.clone(),
-            self.device.clone(),
-            self.actor.clone(),
-            self.model.clone(),
-            self.max_iterations,
-        );
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut guard = chat.lock().await;
-            let offline = model.is_none();
-            let model = model.unwrap_or_else(|| Self::offline_model(pipeline.store.as_ref()));
-            let runtime = guard.get_or_insert_with(|| {
-                ChatRuntime::new(model.clone(), pipeline, device, max, actor)
-            });
-            // The offline planner reads a snapshot: refresh it every turn.
-            runtime.model = model;
-            if offline {
-                let _ = tx.send(Msg::Chat(ChatEvent::ToolCall {
-                    name: "offline".into(),
-                    summary: "offline planner (no ANTHROPIC_API_KEY): simple intents only".into(),
-                    detail: "Try: show deal acme · check calendar · draft follow-up to bill · create deal Wayne for $20000 · close deal acme as won".into(),
-                }));
-            }
-            let (up_tx, mut up_rx) = mpsc::unbounded_channel();
-            let forward = {
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    while let Some(u) = up_rx.recv().await {
-                        let msg = match u {
-                            ChatUpdate::Text(t) => ChatEvent::AssistantDelta(t),
-                            ChatUpdate::ToolCall { name, summary } => ChatEvent::ToolCall {
-                                name,
-                                detail: summary.clone(),
-                                summary,
-                            },
-                            ChatUpdate::Confirm {
-                                call_id,
-                                prompt,
-                                reason,
-                            } => ChatEvent::StepUp {
-                                action_id: call_id,
-                                summary: format!("{prompt}\n— {reason}"),
-                            },
-                            ChatUpdate::Device {
-                                binding_message,
-                                deadline,
-                                ..
-                            } => ChatEvent::CibaWaiting {
-                                binding_message,
-                                expires_at: deadline,
-                            },
-                            ChatUpdate::DeviceDone {
-                                approved, detail, ..
-                            } => ChatEvent::CibaDone(format!(
-                                "{} {detail}",
-                                if approved { "✓" } else { "✗" }
-                            )),
-                            ChatUpdate::ToolResult { name, ok, text } => ChatEvent::ToolCall {
-                                name: format!("{name} {}", if ok { "✓" } else { "✗" }),
-                                summary: text.lines().next().unwrap_or("").to_string(),
-                                detail: text,
-                            },
-                            ChatUpdate::TurnEnded(end) => {
-                                ChatEvent::TurnDone((end != "done").then_some(end))
-                            }
-                        };
-                        let _ = tx.send(Msg::Chat(msg));
-                    }
-                })
-            };
-            runtime.turn(&text, &up_tx, &mut in_rx).await;
-            drop(up_tx);
-            let _ = forward.await;
-            let _ = tx.send(Msg::Status {
-                ok: true,
-                text: "chat turn ended".into(),
-            });
-        });
-    }
-
-    fn chat_input(&self, input: ChatInput) {
-        if let Ok(slot) = self.chat_inputs.lock()
-            && let Some(tx) = slot.as_ref()
-        {
-            let _ = tx.send(input);
-        }
-    }
 }
 
 impl Drop for Services {
@@ -402,18 +287,20 @@ impl Services {
         }
     }
 
-    /// Runs what the Chat tab asks of the chat runtime.
-    pub fn run_chat(&self, effect: ChatEffect, tx: &UnboundedSender<Msg>) {
-        match effect {
-            ChatEffect::StartChatTurn(text) => self.chat_turn(text, tx),
-            ChatEffect::CancelTurn => self.chat_input(ChatInput::Cancel),
-            ChatEffect::AnswerStepUp {
-                action_id,
-                confirmed,
-            } => self.chat_input(ChatInput::Confirm {
-                call_id: action_id,
-                approve: confirmed,
+    /// Performs what the Chat tab's machine asks; what the IO learns comes back as
+    /// `Msg::Chat`.
+    pub fn run_chat(&self, io: Io, tx: &UnboundedSender<Msg>) {
+        let tx = tx.clone();
+        self.chat.run(
+            io,
+            Arc::new(move |ev| {
+                let _ = tx.send(Msg::Chat(ev));
             }),
-        }
+        );
+    }
+
+    /// Whether chat answers with the offline planner (no API key).
+    pub fn offline_chat(&self) -> bool {
+        self.chat.is_offline()
     }
 }

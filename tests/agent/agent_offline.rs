@@ -6,7 +6,7 @@
 use dealflow::agent::offline::{self, OFFLINE_LABEL, OfflineModel};
 use dealflow::agent::suggest::{CalendarEntry, Snapshot};
 use dealflow::agent::{self as ag, tools};
-use dealflow::core::agent::{Agent, Effect, Event, GateOutcome, Phase, TurnEnd};
+use dealflow::core::agent::{Agent, Event, GateOutcome, Io, Phase, TurnEnd};
 use dealflow::core::domain::{ActionKind, ActionParams, ActionState, Surface};
 use dealflow::core::permissions::Permissions;
 use dealflow::llm::{LanguageModel, TurnRequest};
@@ -168,14 +168,14 @@ async fn offline_chat_runs_through_the_same_fsm_and_gate() {
     let model = OfflineModel::new(snap(false, None));
     let perms = Permissions::default();
     let mut agent = Agent::new(4);
-    let mut fx: Vec<Effect> = agent.handle(Event::UserMessage(
+    let mut fx: Vec<Io> = agent.handle(Event::UserMessage(
         "create deal Wayne Enterprises for $900K".into(),
     ));
     let mut gates = vec![];
     let mut executed = 0;
     while let Some(e) = fx.pop() {
         match e {
-            Effect::StartStream { messages, .. } => {
+            Io::StartStream { messages, .. } => {
                 let mut s = model.stream_turn(TurnRequest {
                     messages: ag::to_llm_messages(&messages),
                     ..Default::default()
@@ -186,14 +186,14 @@ async fn offline_chat_runs_through_the_same_fsm_and_gate() {
                     }
                 }
             }
-            Effect::SubmitTool { call } => {
+            Io::SubmitTool { call } => {
                 let ev = ag::gate_event(&call, &perms, 1.0, None);
                 if let Event::Gate { outcome, .. } = &ev {
                     gates.push(outcome.clone());
                 }
                 fx.extend(agent.handle(ev));
             }
-            Effect::Execute { .. } => executed += 1,
+            Io::Execute { .. } => executed += 1,
             _ => {}
         }
         if fx.is_empty()

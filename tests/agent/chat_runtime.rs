@@ -1,21 +1,22 @@
-//! The chat runtime end to end: the real Anthropic client against the fake Messages API,
-//! the agent FSM, the one pipeline (real SQLite, the emulated Auth0 and providers), and
-//! the person's answers over the input channel. Includes the hostile script.
+//! The chat IO end to end as the TUI runs it: the real Anthropic client against the fake
+//! Messages API, the Chat tab's machine, the one pipeline (real SQLite, the emulated Auth0
+//! and providers), and the person's answers to the step-up prompts. Includes the hostile script.
 
 #![allow(clippy::unwrap_used)]
 
+use crate::chat_turn::{self, Shown};
 use dealflow::connectors::Endpoints;
 use dealflow::core::domain::ActionState;
 use dealflow::llm::{AnthropicClient, AnthropicConfig, ApiKey, RetryPolicy};
-use dealflow::runtime::chat::{ChatInput, ChatRuntime, ChatUpdate};
+use dealflow::runtime::chat::{ChatIo, ChatModel};
 use dealflow::runtime::pipeline::Pipeline;
 use dealflow::sandbox::fake_llm::{FakeLlm, Reply, TurnBuilder};
 use dealflow::sandbox::wiring::{SandboxWiring, wire_fast_sandbox};
 use dealflow::store::{ActionFilter, SqliteStore, Store};
+use dealflow::tui::chat::ChatTab;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 const API_KEY: &str = "sk-ant-api03-chat-runtime-key";
 
@@ -23,7 +24,8 @@ struct Rig {
     _dir: tempfile::TempDir,
     w: SandboxWiring,
     store: Arc<dyn Store>,
-    chat: ChatRuntime,
+    tab: ChatTab,
+    io: Arc<ChatIo>,
     fake: FakeLlm,
 }
 
@@ -52,53 +54,27 @@ async fn rig(script: Vec<Reply>) -> Rig {
         },
     })
     .unwrap();
-    let chat = ChatRuntime::new(
-        Arc::new(model),
+    let io = ChatIo::new(
+        ChatModel::Remote(Arc::new(model)),
         p,
         w.device.clone(),
-        8,
         "user:tester".into(),
     );
     Rig {
         _dir: dir,
         w,
         store,
-        chat,
+        tab: ChatTab::new(8),
+        io,
         fake,
     }
 }
 
 /// Runs a turn, answering each step-up prompt from `answers` in order.
-async fn turn(r: &mut Rig, text: &str, answers: Vec<bool>) -> Vec<ChatUpdate> {
-    let (up_tx, mut up_rx) = mpsc::unbounded_channel();
-    let (in_tx, mut in_rx) = mpsc::unbounded_channel();
-    let answerer = tokio::spawn(async move {
-        let mut seen = Vec::new();
-        let mut answers = answers.into_iter();
-        while let Some(u) = up_rx.recv().await {
-            if let ChatUpdate::Confirm { call_id, .. } = &u {
-                let approve = answers.next().unwrap_or(false);
-                let _ = in_tx.send(ChatInput::Confirm {
-                    call_id: call_id.clone(),
-                    approve,
-                });
-            }
-            let end = matches!(u, ChatUpdate::TurnEnded(_));
-            seen.push(u);
-            if end {
-                break;
-            }
-        }
-        seen
-    });
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        r.chat.turn(text, &up_tx, &mut in_rx),
-    )
-    .await
-    .unwrap();
-    drop(up_tx);
-    answerer.await.unwrap()
+async fn turn(r: &mut Rig, text: &str, answers: Vec<bool>) -> Vec<Shown> {
+    chat_turn::run_turn(&mut r.tab, &r.io, text, answers)
+        .await
+        .0
 }
 
 #[tokio::test]
@@ -122,7 +98,7 @@ async fn the_hostile_script_runs_nothing_without_the_consent_its_gate_asks_for()
     let confirms: Vec<_> = seen
         .iter()
         .filter_map(|u| match u {
-            ChatUpdate::Confirm { prompt, reason, .. } => Some((prompt.clone(), reason.clone())),
+            Shown::Confirm { prompt, reason, .. } => Some((prompt.clone(), reason.clone())),
             _ => None,
         })
         .collect();
@@ -138,7 +114,7 @@ async fn the_hostile_script_runs_nothing_without_the_consent_its_gate_asks_for()
         confirms[1].1
     );
     assert!(seen.iter().any(
-        |u| matches!(u, ChatUpdate::ToolResult { name, ok: false, .. } if name == "set_permissions")
+        |u| matches!(u, Shown::ToolResult { name, ok: false, .. } if name == "set_permissions")
     ));
     // Nothing ran.
     assert!(r.w.sandbox.state.providers.sent().is_empty());
@@ -216,14 +192,13 @@ async fn a_confirmed_step_up_runs_once_and_reads_run_without_asking() {
     );
     let confirms = seen
         .iter()
-        .filter(|u| matches!(u, ChatUpdate::Confirm { .. }))
+        .filter(|u| matches!(u, Shown::Confirm { .. }))
         .count();
     assert_eq!(confirms, 1, "the read did not ask; the send did");
     assert_eq!(r.w.sandbox.state.providers.sent().len(), 1);
     assert!(
-        seen.iter().any(
-            |u| matches!(u, ChatUpdate::ToolResult { name, ok: true, .. } if name == "get_deal")
-        )
+        seen.iter()
+            .any(|u| matches!(u, Shown::ToolResult { name, ok: true, .. } if name == "get_deal"))
     );
     let log = r.store.audit_page(0, 1000).unwrap();
     let exec = log
@@ -282,16 +257,16 @@ async fn a_device_wait_ends_when_the_phone_says_yes() {
     assert!(phone.await.unwrap(), "the phone saw the request");
     let device = seen
         .iter()
-        .position(|u| matches!(u, ChatUpdate::Device { .. }))
+        .position(|u| matches!(u, Shown::Device { .. }))
         .expect("the wait is announced");
     let done = seen
         .iter()
-        .position(|u| matches!(u, ChatUpdate::DeviceDone { approved: true, .. }))
+        .position(|u| matches!(u, Shown::DeviceDone { approved: true, .. }))
         .unwrap_or_else(|| panic!("the wait ends: {seen:?}"));
     assert!(device < done);
     assert!(
         seen.iter()
-            .any(|u| matches!(u, ChatUpdate::ToolResult { ok: true, .. }))
+            .any(|u| matches!(u, Shown::ToolResult { ok: true, .. }))
     );
     assert_eq!(r.w.sandbox.state.providers.sent().len(), 1);
 }
@@ -342,13 +317,13 @@ async fn a_tool_whose_account_is_not_ready_is_refused_before_the_step_up() {
     set_google_connected(&r, false, 1);
     let seen = turn(&mut r, "email Bill", vec![true]).await;
     assert!(
-        !seen.iter().any(|u| matches!(u, ChatUpdate::Confirm { .. })),
+        !seen.iter().any(|u| matches!(u, Shown::Confirm { .. })),
         "{seen:?}"
     );
     let refusal = seen
         .iter()
         .find_map(|u| match u {
-            ChatUpdate::ToolResult {
+            Shown::ToolResult {
                 ok: false, text, ..
             } => Some(text.clone()),
             _ => None,
@@ -384,11 +359,11 @@ async fn a_tool_whose_account_is_not_ready_is_refused_before_the_step_up() {
     );
     let seen = turn(&mut r, "email Bill", vec![true]).await;
     assert!(
-        !seen.iter().any(|u| matches!(u, ChatUpdate::Confirm { .. })),
+        !seen.iter().any(|u| matches!(u, Shown::Confirm { .. })),
         "{seen:?}"
     );
     assert!(
-        seen.iter().any(|u| matches!(u, ChatUpdate::ToolResult { ok: false, text, .. } if text.contains("to grant gmail.send"))),
+        seen.iter().any(|u| matches!(u, Shown::ToolResult { ok: false, text, .. } if text.contains("to grant gmail.send"))),
         "{seen:?}"
     );
     assert!(r.w.sandbox.state.providers.sent().is_empty());
@@ -415,18 +390,19 @@ async fn the_offline_planner_chains_deal_calendar_and_draft_through_the_runtime(
         Endpoints::sandbox(&r.w.sandbox.base_url()),
         "rep".into(),
     ));
-    r.chat = ChatRuntime::new(
-        Arc::new(dealflow::agent::offline::OfflineModel::new(snapshot)),
+    r.io = ChatIo::new(
+        ChatModel::Remote(Arc::new(dealflow::agent::offline::OfflineModel::new(
+            snapshot,
+        ))),
         pipeline,
         r.w.device.clone(),
-        8,
         "user:tester".into(),
     );
     let seen = turn(&mut r, "what's going on with acme?", vec![true]).await;
     let calls: Vec<&str> = seen
         .iter()
         .filter_map(|u| match u {
-            ChatUpdate::ToolCall { name, .. } => Some(name.as_str()),
+            Shown::ToolCall { name, .. } => Some(name.as_str()),
             _ => None,
         })
         .collect();
@@ -438,7 +414,7 @@ async fn the_offline_planner_chains_deal_calendar_and_draft_through_the_runtime(
     // The reads did not ask; the draft did, once, and ran on the yes.
     let confirms = seen
         .iter()
-        .filter(|u| matches!(u, ChatUpdate::Confirm { .. }))
+        .filter(|u| matches!(u, Shown::Confirm { .. }))
         .count();
     assert_eq!(confirms, 1);
     assert_eq!(r.w.sandbox.state.providers.drafts().len(), 1);

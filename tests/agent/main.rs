@@ -4,5 +4,7 @@
 mod agent_offline;
 mod agent_suggest;
 mod chat_runtime;
+#[path = "../support/chat_turn.rs"]
+mod chat_turn;
 mod llm_client;
 mod suggester;

@@ -5,4 +5,6 @@
 mod auth_canary;
 mod auth_cli;
 mod auth_client;
+#[path = "../support/chat_turn.rs"]
+mod chat_turn;
 mod secret_canary;

@@ -12,7 +12,7 @@ use dealflow::connectors::Endpoints;
 use dealflow::core::domain::{ActionParams, Email, Surface};
 use dealflow::llm::{AnthropicClient, AnthropicConfig, ApiKey, RetryPolicy};
 use dealflow::runtime::batch::{BatchOptions, run_once};
-use dealflow::runtime::chat::{ChatInput, ChatRuntime, ChatUpdate};
+use dealflow::runtime::chat::{ChatIo, ChatModel};
 use dealflow::runtime::credentials::Subject;
 use dealflow::runtime::pipeline::{Pipeline, Proposal};
 use dealflow::runtime::review::Reviewer;
@@ -32,7 +32,6 @@ use serde_json::json;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const API_KEY: &str = "sk-ant-api03-canary-key-0123456789";
@@ -230,40 +229,20 @@ async fn no_secret_reaches_logs_store_audit_screens_or_model_requests() {
         },
     })
     .unwrap();
-    let mut chat = ChatRuntime::new(
-        Arc::new(model),
+    let io = ChatIo::new(
+        ChatModel::Remote(Arc::new(model)),
         p.clone(),
         w.device.clone(),
-        8,
         "user:tester".into(),
     );
-    let (up_tx, mut up_rx) = mpsc::unbounded_channel();
-    let (in_tx, mut in_rx) = mpsc::unbounded_channel();
-    let answerer = tokio::spawn(async move {
-        let mut seen = String::new();
-        while let Some(u) = up_rx.recv().await {
-            if let ChatUpdate::Confirm { call_id, .. } = &u {
-                let _ = in_tx.send(ChatInput::Confirm {
-                    call_id: call_id.clone(),
-                    approve: true,
-                });
-            }
-            let end = matches!(u, ChatUpdate::TurnEnded(_));
-            seen.push_str(&format!("{u:?}\n"));
-            if end {
-                break;
-            }
-        }
-        seen
-    });
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        chat.turn("follow up with Bill", &up_tx, &mut in_rx),
-    )
-    .await
-    .unwrap();
-    drop(up_tx);
-    debug.push_str(&answerer.await.unwrap());
+    let mut tab = dealflow::tui::chat::ChatTab::new(8);
+    let (seen, _) =
+        crate::chat_turn::run_turn(&mut tab, &io, "follow up with Bill", vec![true; 8]).await;
+    for u in &seen {
+        debug.push_str(&format!("{u:?}\n"));
+    }
+    // What the Chat tab holds is screen text too.
+    debug.push_str(&format!("{:?}\n", tab.lines));
     phone.abort();
 
     // 4. Every TUI tab rendered on this store.
@@ -276,6 +255,7 @@ async fn no_secret_reaches_logs_store_audit_screens_or_model_requests() {
         config_dir: None,
         export_dir: dir.path().to_path_buf(),
         wiring: None,
+        max_iterations: 8,
         idle_lock: None,
         undo_send: None,
         service_status: None,

@@ -27,7 +27,7 @@ fn result(id: &str, content: &str, is_error: bool) -> Block {
 }
 
 /// Runs the steps, checking the effects of each.
-fn run(agent: &mut Agent, steps: Vec<(Event, Vec<Effect>)>) {
+fn run(agent: &mut Agent, steps: Vec<(Event, Vec<Io>)>) {
     for (i, (ev, want)) in steps.into_iter().enumerate() {
         let label = format!("step {i}: {ev:?}");
         let got = agent.handle(ev);
@@ -35,7 +35,7 @@ fn run(agent: &mut Agent, steps: Vec<(Event, Vec<Effect>)>) {
     }
 }
 
-fn no_fx() -> Vec<Effect> {
+fn no_fx() -> Vec<Io> {
     vec![]
 }
 
@@ -47,7 +47,7 @@ fn text_only_turn() {
         vec![
             (
                 Event::UserMessage("hi".into()),
-                vec![Effect::StartStream {
+                vec![Io::StartStream {
                     messages: vec![user("hi")],
                     iteration: 1,
                 }],
@@ -56,7 +56,7 @@ fn text_only_turn() {
             (Event::TextDelta("lo".into()), no_fx()),
             (
                 Event::StreamEnd(StopKind::EndTurn),
-                vec![Effect::TurnEnded(TurnEnd::Completed)],
+                vec![Io::TurnEnded(TurnEnd::Completed)],
             ),
         ],
     );
@@ -79,7 +79,7 @@ fn allowed_read_runs_and_its_result_goes_back_to_the_model() {
         vec![
             (
                 Event::UserMessage("show acme".into()),
-                vec![Effect::StartStream {
+                vec![Io::StartStream {
                     messages: vec![user("show acme")],
                     iteration: 1,
                 }],
@@ -87,14 +87,14 @@ fn allowed_read_runs_and_its_result_goes_back_to_the_model() {
             (Event::ToolUse(c.clone()), no_fx()),
             (
                 Event::StreamEnd(StopKind::ToolUse),
-                vec![Effect::SubmitTool { call: c.clone() }],
+                vec![Io::SubmitTool { call: c.clone() }],
             ),
             (
                 Event::Gate {
                     call_id: "t1".into(),
                     outcome: GateOutcome::Allow,
                 },
-                vec![Effect::Execute {
+                vec![Io::Execute {
                     call: c.clone(),
                     consent: ConsentGiven::Autonomous,
                 }],
@@ -118,7 +118,7 @@ fn allowed_read_runs_and_its_result_goes_back_to_the_model() {
     ];
     assert_eq!(
         fx,
-        vec![Effect::StartStream {
+        vec![Io::StartStream {
             messages: expected_history,
             iteration: 2
         }]
@@ -134,7 +134,7 @@ fn step_up_declined_is_an_error_result_and_never_executed() {
     a.handle(Event::ToolUse(c.clone()));
     assert_eq!(
         a.handle(Event::StreamEnd(StopKind::ToolUse)),
-        vec![Effect::SubmitTool { call: c.clone() }]
+        vec![Io::SubmitTool { call: c.clone() }]
     );
     assert_eq!(
         a.handle(Event::Gate {
@@ -163,13 +163,20 @@ fn step_up_declined_is_an_error_result_and_never_executed() {
         approve: false,
     });
     assert!(
-        !fx.iter().any(|e| matches!(e, Effect::Execute { .. })),
+        !fx.iter().any(|e| matches!(e, Io::Execute { .. })),
         "{fx:?}"
     );
-    let Effect::StartStream {
+    // What was filed for it is withdrawn, then the model hears the refusal.
+    assert_eq!(
+        fx[0],
+        Io::Decline {
+            call_id: "t1".into()
+        }
+    );
+    let Io::StartStream {
         messages,
         iteration,
-    } = &fx[0]
+    } = &fx[1]
     else {
         panic!("{fx:?}")
     };
@@ -178,7 +185,7 @@ fn step_up_declined_is_an_error_result_and_never_executed() {
         messages.last().unwrap().blocks,
         vec![result("t1", DECLINED, true)]
     );
-    assert_eq!(fx.len(), 1);
+    assert_eq!(fx.len(), 2);
 }
 
 #[test]
@@ -200,7 +207,7 @@ fn step_up_approved_executes_with_stepped_up_consent() {
             call_id: "t1".into(),
             approve: true
         }),
-        vec![Effect::Execute {
+        vec![Io::Execute {
             call: c,
             consent: ConsentGiven::SteppedUp
         }]
@@ -219,7 +226,7 @@ fn refused_and_failed_calls_are_error_results_in_order() {
         vec![
             (
                 Event::StreamEnd(StopKind::ToolUse),
-                vec![Effect::SubmitTool { call: c1 }],
+                vec![Io::SubmitTool { call: c1 }],
             ),
             (
                 Event::Gate {
@@ -228,14 +235,14 @@ fn refused_and_failed_calls_are_error_results_in_order() {
                         reason: "unknown tool".into(),
                     },
                 },
-                vec![Effect::SubmitTool { call: c2.clone() }],
+                vec![Io::SubmitTool { call: c2.clone() }],
             ),
             (
                 Event::Gate {
                     call_id: "t2".into(),
                     outcome: GateOutcome::Allow,
                 },
-                vec![Effect::Execute {
+                vec![Io::Execute {
                     call: c2,
                     consent: ConsentGiven::Autonomous,
                 }],
@@ -246,7 +253,7 @@ fn refused_and_failed_calls_are_error_results_in_order() {
         call_id: "t2".into(),
         result: Err("store offline".into()),
     });
-    let Effect::StartStream { messages, .. } = &fx[0] else {
+    let Io::StartStream { messages, .. } = &fx[0] else {
         panic!()
     };
     assert_eq!(
@@ -275,9 +282,9 @@ fn iteration_bound_stops_the_loop() {
     };
     a.handle(Event::UserMessage("loop".into()));
     let fx = allow(&mut a, "t1");
-    assert!(matches!(fx[..], [Effect::StartStream { iteration: 2, .. }]));
+    assert!(matches!(fx[..], [Io::StartStream { iteration: 2, .. }]));
     let fx = allow(&mut a, "t2");
-    assert_eq!(fx, vec![Effect::TurnEnded(TurnEnd::IterationLimit(2))]);
+    assert_eq!(fx, vec![Io::TurnEnded(TurnEnd::IterationLimit(2))]);
     assert!(a.is_idle());
     // The last results are kept, so the history stays valid for the next turn.
     assert_eq!(
@@ -286,7 +293,7 @@ fn iteration_bound_stops_the_loop() {
     );
     // And a new user message starts a fresh count.
     let fx = a.handle(Event::UserMessage("again".into()));
-    assert!(matches!(fx[..], [Effect::StartStream { iteration: 1, .. }]));
+    assert!(matches!(fx[..], [Io::StartStream { iteration: 1, .. }]));
 }
 
 #[test]
@@ -314,10 +321,10 @@ fn cancel_during_ciba_wait_cancels_the_device_request_and_never_executes() {
     assert_eq!(
         a.handle(Event::Cancel),
         vec![
-            Effect::CancelCiba {
+            Io::CancelCiba {
                 call_id: "t1".into()
             },
-            Effect::TurnEnded(TurnEnd::Cancelled)
+            Io::TurnEnded(TurnEnd::Cancelled)
         ]
     );
     assert!(a.is_idle());
@@ -358,11 +365,11 @@ fn ciba_expiry_and_approval() {
     let fx = a.handle(Event::Tick(500));
     assert_eq!(
         fx[0],
-        Effect::CancelCiba {
+        Io::CancelCiba {
             call_id: "t1".into()
         }
     );
-    assert!(matches!(fx[1], Effect::StartStream { iteration: 2, .. }));
+    assert!(matches!(fx[1], Io::StartStream { iteration: 2, .. }));
 
     let mut a = Agent::new(4);
     a.handle(Event::UserMessage("x".into()));
@@ -378,7 +385,7 @@ fn ciba_expiry_and_approval() {
             approved: true,
             detail: "ok".into()
         }),
-        vec![Effect::Execute {
+        vec![Io::Execute {
             call: c,
             consent: ConsentGiven::Device
         }]
@@ -393,7 +400,7 @@ fn cancel_while_streaming_aborts_and_keeps_only_text() {
     a.handle(Event::ToolUse(call("t1", "send_email")));
     assert_eq!(
         a.handle(Event::Cancel),
-        vec![Effect::AbortStream, Effect::TurnEnded(TurnEnd::Cancelled)]
+        vec![Io::AbortStream, Io::TurnEnded(TurnEnd::Cancelled)]
     );
     assert_eq!(
         a.history().last().unwrap().blocks,
@@ -421,7 +428,12 @@ fn cancel_while_confirming_answers_every_open_call() {
     });
     assert_eq!(
         a.handle(Event::Cancel),
-        vec![Effect::TurnEnded(TurnEnd::Cancelled)]
+        vec![
+            Io::Decline {
+                call_id: "t1".into()
+            },
+            Io::TurnEnded(TurnEnd::Cancelled)
+        ]
     );
     assert_eq!(
         a.history().last().unwrap().blocks,
@@ -436,7 +448,7 @@ fn stream_failure_drops_the_partial_message() {
     a.handle(Event::ToolUse(call("t1", "send_email")));
     assert_eq!(
         a.handle(Event::StreamFailed("529 overloaded".into())),
-        vec![Effect::TurnEnded(TurnEnd::Failed("529 overloaded".into()))]
+        vec![Io::TurnEnded(TurnEnd::Failed("529 overloaded".into()))]
     );
     assert_eq!(a.history(), &[user("x")]);
     // Out-of-phase gate for the dropped call: ignored.

@@ -2,8 +2,7 @@
 //! asks for (scrolled to its last row before `y` counts).
 
 use super::*;
-use crate::tui::chat::ChatLine;
-use crate::tui::msg::ChatEffect;
+use crate::tui::keymap::{Command, Section};
 use crate::tui::msg::Effect;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -72,13 +71,7 @@ impl App {
             );
             return vec![];
         }
-        let p = p.clone();
-        self.chat.step_up = None;
-        self.chat.record_step_up(&p, confirmed);
-        vec![Effect::Chat(ChatEffect::AnswerStepUp {
-            action_id: p.action_id,
-            confirmed,
-        })]
+        super::messages::chat_effects(self.chat.answer(confirmed, self.now))
     }
 
     pub(super) fn on_compose_key(&mut self, k: KeyEvent) -> Vec<Effect> {
@@ -93,11 +86,16 @@ impl App {
                 if text.is_empty() {
                     return vec![];
                 }
-                self.chat.lines.push(ChatLine::User(text.clone()));
-                // A new question: follow the conversation to its newest line again.
-                self.chat.scroll_back = 0;
-                self.chat.running = true;
-                return vec![Effect::Chat(ChatEffect::StartChatTurn(text))];
+                if self.chat.running {
+                    self.chat.input = text;
+                    let cancel = self.keymap.keys_for(Section::Chat, Command::CancelTurn);
+                    self.set_status(
+                        Level::Warn,
+                        format!("a turn is running: wait for it, or {cancel} cancels it"),
+                    );
+                    return vec![];
+                }
+                return super::messages::chat_effects(self.chat.send(text, self.now));
             }
             KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
                 self.chat.input.push(c)

@@ -7,7 +7,7 @@ use crate::tui::audit::VerifyState;
 use crate::tui::editor::EditorState;
 use crate::tui::keymap::{Command, Section};
 use crate::tui::msg::Effect;
-use crate::tui::msg::{ChatEffect, PipelineEffect, StoreEffect, UiEffect};
+use crate::tui::msg::{PipelineEffect, StoreEffect, UiEffect};
 use crate::tui::permissions::rows as perm_rows;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::BTreeSet;
@@ -27,16 +27,7 @@ impl App {
                 KeyCode::Char('y') => self.answer_chat_step_up(true),
                 KeyCode::Char('n') => self.answer_chat_step_up(false),
                 // Esc is always honoured, guard or not: refusing is never dangerous.
-                KeyCode::Esc => {
-                    if let Some(p) = self.chat.step_up.take() {
-                        self.chat.record_step_up(&p, false);
-                        return vec![Effect::Chat(ChatEffect::AnswerStepUp {
-                            action_id: p.action_id,
-                            confirmed: false,
-                        })];
-                    }
-                    vec![]
-                }
+                KeyCode::Esc => super::messages::chat_effects(self.chat.answer(false, self.now)),
                 code => match popup_keys::payload_scroll(code) {
                     Some(by) => self.scroll_step_up(by),
                     None => vec![],
@@ -271,13 +262,7 @@ impl App {
                 vec![]
             }
             Command::Confirm | Command::Deny => self.answer_chat_step_up(cmd == Command::Confirm),
-            Command::CancelTurn => {
-                if self.chat.running {
-                    vec![Effect::Chat(ChatEffect::CancelTurn)]
-                } else {
-                    vec![]
-                }
-            }
+            Command::CancelTurn => super::messages::chat_effects(self.chat.cancel(self.now)),
             Command::ToggleFold => {
                 self.chat.unfolded = !self.chat.unfolded;
                 vec![]

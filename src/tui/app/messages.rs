@@ -3,9 +3,8 @@
 
 use super::*;
 use crate::tui::audit::VerifyState;
-use crate::tui::chat::ChatLine;
 use crate::tui::keymap::Command;
-use crate::tui::msg::{ChatEvent, Effect, Msg, Verb};
+use crate::tui::msg::{Effect, Msg, Verb};
 use crate::tui::msg::{StoreEffect, UiEffect};
 use ratatui::crossterm::event::MouseEventKind;
 
@@ -78,9 +77,14 @@ impl App {
                 let mut out = self.send_due();
                 out.push(Effect::Store(StoreEffect::LoadActions));
                 out.extend(self.calibrate());
+                out.extend(chat_effects(self.chat.tick(self.now)));
                 out
             }
-            Msg::Clock => self.send_due(),
+            Msg::Clock => {
+                let mut out = self.send_due();
+                out.extend(chat_effects(self.chat.tick(self.now)));
+                out
+            }
             Msg::FinishedTotal(n) => {
                 self.actions.finished_total = Some(n);
                 vec![]
@@ -233,12 +237,13 @@ impl App {
                 vec![]
             }
             Msg::Unavailable(what) => {
+                let mut out = vec![];
                 if what.starts_with("chat") {
-                    self.chat.running = false;
-                    self.chat.lines.push(ChatLine::System(what.clone()));
+                    // The turn cannot stream: it ends, saying why.
+                    out = chat_effects(self.chat.abandon(what.clone(), self.now));
                 }
                 self.set_status(Level::Warn, what);
-                vec![]
+                out
             }
             // Not locked (anymore): nothing to unlock.
             Msg::Unlock(_) => vec![],
@@ -246,18 +251,24 @@ impl App {
             Msg::ServicesReady(report) => self.on_services_ready(report),
             Msg::Calibrated(r) => self.on_calibrated(r),
             Msg::Chat(ev) => {
-                let ring = match &ev {
-                    ChatEvent::StepUp { summary, .. } if self.session.notify => {
-                        Some(Effect::Ui(UiEffect::Notify {
-                            title: "dealflow: confirm in Chat".into(),
-                            body: summary.clone(),
-                        }))
-                    }
-                    _ => None,
-                };
-                self.chat.apply(ev, self.now);
-                ring.into_iter().collect()
+                let asked_before = self.chat.step_up.is_some();
+                let mut out = chat_effects(self.chat.on_event(ev, self.now));
+                if !asked_before
+                    && self.session.notify
+                    && let Some(p) = &self.chat.step_up
+                {
+                    out.push(Effect::Ui(UiEffect::Notify {
+                        title: "dealflow: confirm in Chat".into(),
+                        body: p.summary.clone(),
+                    }));
+                }
+                out
             }
         }
     }
+}
+
+/// What the chat machine asks for, as effects.
+pub(super) fn chat_effects(io: Vec<crate::core::agent::Io>) -> Vec<Effect> {
+    io.into_iter().map(Effect::Chat).collect()
 }

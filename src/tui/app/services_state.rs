@@ -3,7 +3,7 @@
 //! in order, when they settle — to run, or to be answered "not signed in" by the driver.
 
 use super::{App, Level};
-use crate::tui::msg::{Effect, StoreEffect};
+use crate::tui::msg::{Effect, Ready, StoreEffect};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub enum ServicesState {
@@ -47,13 +47,16 @@ impl App {
     }
 
     /// The services settled: say how, and release what waited for them, in order.
-    pub(super) fn on_services_ready(&mut self, report: Result<String, String>) -> Vec<Effect> {
+    pub(super) fn on_services_ready(&mut self, report: Result<Ready, String>) -> Vec<Effect> {
         let held = match std::mem::take(&mut self.services) {
             ServicesState::Starting(held) => held,
             ServicesState::Settled => vec![],
         };
         match report {
-            Ok(text) => self.background_status(Level::Ok, text),
+            Ok(ready) => {
+                self.chat.offline = ready.offline_chat;
+                self.background_status(Level::Ok, ready.text)
+            }
             Err(why) => self.background_status(
                 Level::Warn,
                 format!("{why}; running without execution (reviews still work)"),
