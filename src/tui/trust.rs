@@ -90,3 +90,11 @@ impl TrustItem<'_> {
         }
     }
 }
+
+/// The kinds the popup cycles through: every write (reads need no consent).
+pub fn calibration_kinds() -> Vec<crate::core::domain::ActionKind> {
+    crate::core::domain::ActionKind::ALL
+        .into_iter()
+        .filter(|k| k.is_write())
+        .collect()
+}

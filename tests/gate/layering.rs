@@ -11,6 +11,25 @@ use std::path::Path;
 const RULES: &[(&str, &[&str])] = &[
     ("sandbox", &["src/sandbox/", "src/cli/", "src/main.rs"]),
     ("tui", &["src/tui/", "src/cli/", "src/main.rs"]),
+    // The model never reaches into the view: what both need to know about the screen
+    // (bands, splits, how much of a payload a box shows) is `tui::layout`.
+    (
+        "tui::view",
+        &[
+            "src/tui/view/",
+            "src/tui/event_loop.rs",
+            "src/tui/mod.rs",
+            "src/cli/",
+        ],
+    ),
+    ("tui::app", &["src/tui/", "src/cli/", "src/main.rs"]),
+];
+
+/// Modules the model's own files may not use (`tui::layout` and `tui::tab` are shared,
+/// so must not lean on `app` either).
+const MODEL_FREE: &[(&str, &str)] = &[
+    ("src/tui/layout.rs", "tui::app"),
+    ("src/tui/tab.rs", "tui::app"),
 ];
 
 /// The file's code with comments blanked and `#[cfg(test)]` items removed, line numbers
@@ -110,15 +129,23 @@ fn roots_at(code: &str, at: usize, module: &[String]) -> Vec<String> {
     } else {
         tail = tail.trim_start();
         let end = tail.find(|c| !is_ident(c)).unwrap_or(tail.len());
-        items.push(tail[..end].to_string());
+        let mut item = tail[..end].to_string();
+        // One level more: `crate::tui::view` names `tui::view`.
+        if let Some(next) = tail[end..].strip_prefix("::") {
+            let e = next.find(|c| !is_ident(c)).unwrap_or(next.len());
+            if e > 0 {
+                item = format!("{item}::{}", &next[..e]);
+            }
+        }
+        items.push(item);
     }
     items
         .into_iter()
         .filter_map(|item| {
             let mut path = base.clone();
-            path.push(item);
-            // Only a path that lands directly under the crate root names a top-level module.
-            (path.len() == 1).then(|| path.remove(0))
+            path.extend(item.split("::").map(str::to_string));
+            // Paths from the crate root: its top-level module and the one under it.
+            (!path.is_empty()).then(|| path.into_iter().take(2).collect::<Vec<_>>().join("::"))
         })
         .collect()
 }
@@ -136,13 +163,20 @@ fn violations(file: &str, text: &str) -> Vec<String> {
         if before.is_some_and(|c| is_ident(c) || c == ':') {
             continue;
         }
-        for root in roots_at(&code, at, &module) {
-            let Some((_, homes)) = RULES.iter().find(|(m, _)| *m == root) else {
+        for path in roots_at(&code, at, &module) {
+            let line = code[..at].matches('\n').count() + 1;
+            let under = |m: &str| path == m || path.starts_with(&format!("{m}::"));
+            if let Some((_, deny)) = MODEL_FREE.iter().find(|(f, d)| file == *f && under(d)) {
+                out.push(format!("{file}:{line}: `crate::{deny}`"));
                 continue;
-            };
-            if !homes.iter().any(|h| file.starts_with(h)) {
-                let line = code[..at].matches('\n').count() + 1;
-                out.push(format!("{file}:{line}: `crate::{root}`"));
+            }
+            let top = path.split("::").next().unwrap_or_default();
+            for (m, homes) in RULES {
+                // A rule names a module and everything under it.
+                let hit = *m == top || under(m);
+                if hit && !homes.iter().any(|h| file.starts_with(h)) {
+                    out.push(format!("{file}:{line}: `crate::{m}`"));
+                }
             }
         }
     }
@@ -210,4 +244,19 @@ fn h() -> crate::sandbox::Sandbox { todo!() }
     assert!(!violations("src/sandbox/x.rs", "use crate::tui::App;").is_empty());
     // `super` from a nested file stays inside its own module tree.
     assert!(violations("src/runtime/a/b.rs", "use super::sandbox;").is_empty());
+}
+
+#[test]
+fn the_model_and_the_layout_do_not_reach_into_the_view_or_the_app() {
+    let into_view = "use crate::tui::view::render;\nfn f() { super::super::view::list_rows(); }\n";
+    assert_eq!(violations("src/tui/app/commands.rs", into_view).len(), 2);
+    let found = violations("src/tui/app/mod.rs", "use super::view::screen_layout;\n");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(violations("src/tui/view/chat.rs", into_view).is_empty());
+    assert!(violations("src/tui/event_loop.rs", "use super::view;\n").is_empty());
+    assert_eq!(
+        violations("src/tui/layout.rs", "use crate::tui::app::Tab;\n").len(),
+        1
+    );
+    assert!(violations("src/tui/layout.rs", "use crate::tui::tab::Tab;\n").is_empty());
 }

@@ -9,15 +9,15 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 impl App {
     /// The step-up box's fit at the current terminal size; `None` before the first
     /// `Resize`, when nothing has been drawn to measure against (and nothing confirmed).
-    pub(super) fn step_up_fit(&self) -> Option<crate::tui::view::chat::StepUpFit> {
+    pub(super) fn step_up_fit(&self) -> Option<crate::tui::layout::StepUpFit> {
         let p = self.chat.step_up.as_ref()?;
         let (w, h) = self.size;
         if w == 0 || h == 0 {
             return None;
         }
         let [_, body, _, _] =
-            crate::tui::view::screen_layout(ratatui::layout::Rect::new(0, 0, w, h));
-        Some(crate::tui::view::chat::step_up_fit(&p.summary, body))
+            crate::tui::layout::screen_layout(ratatui::layout::Rect::new(0, 0, w, h));
+        Some(crate::tui::layout::step_up_fit(&p.summary, body))
     }
 
     pub(super) fn scroll_step_up(&mut self, by: isize) -> Vec<Effect> {

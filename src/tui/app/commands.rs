@@ -289,7 +289,7 @@ impl App {
     /// A click on a list row selects it.
     pub(super) fn click_row(&mut self, col: u16, row: u16) {
         let area = ratatui::layout::Rect::new(0, 0, self.size.0, self.size.1);
-        let Some(rows) = crate::tui::view::list_rows(self.tab, area) else {
+        let Some(rows) = crate::tui::layout::list_rows(self.tab, area) else {
             return;
         };
         if col < rows.x || col >= rows.x + rows.width || row < rows.y || row >= rows.y + rows.height
@@ -302,7 +302,7 @@ impl App {
             Tab::Audit => (&mut self.audit.cursor, self.audit.rows.len()),
             _ => return,
         };
-        let pos = crate::tui::view::window_start(*cursor, h) + (row - rows.y) as usize;
+        let pos = crate::tui::layout::window_start(*cursor, h) + (row - rows.y) as usize;
         if pos < len {
             *cursor = pos;
         }
@@ -345,7 +345,7 @@ impl App {
         // A page is what the list shows at this terminal size (24 rows over SSH shows
         // far fewer than 10), so PageDown lands on the next window's first row.
         let area = ratatui::layout::Rect::new(0, 0, self.size.0, self.size.1);
-        let page = crate::tui::view::list_rows(self.tab, area)
+        let page = crate::tui::layout::list_rows(self.tab, area)
             .map_or(10, |r| r.height as usize)
             .max(1);
         // Whether the move ran into the end (`Some(true)`) or the start of the list.

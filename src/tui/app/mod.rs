@@ -16,6 +16,7 @@ mod queue;
 mod services_state;
 mod trust;
 
+pub use crate::tui::tab::Tab;
 pub use services_state::ServicesState;
 
 use super::actions::{ActionsTab, BulkPlan, View};
@@ -23,7 +24,7 @@ use super::audit::AuditTab;
 use super::chat::ChatTab;
 use super::clock::Clock;
 use super::editor::EditorState;
-use super::keymap::{Command, Keymap, Section};
+use super::keymap::{Command, Keymap};
 use super::msg::{Effect, Msg};
 use super::permissions::{PermRow, PermissionsTab};
 use super::theme::Theme;
@@ -38,34 +39,6 @@ use std::sync::Arc;
 pub const INPUT_GUARD_MS: Millis = 1000;
 /// How long before an outbox send goes it rings (a rep in another pane can still `u`).
 pub const OUTBOX_WARNING_MS: Millis = 3000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tab {
-    Actions,
-    Chat,
-    Permissions,
-    Audit,
-}
-
-impl Tab {
-    pub const ALL: [Tab; 4] = [Tab::Actions, Tab::Chat, Tab::Permissions, Tab::Audit];
-    pub fn title(self) -> &'static str {
-        match self {
-            Tab::Actions => "Actions",
-            Tab::Chat => "Chat",
-            Tab::Permissions => "Permissions",
-            Tab::Audit => "Audit",
-        }
-    }
-    fn section(self) -> Section {
-        match self {
-            Tab::Actions => Section::Actions,
-            Tab::Chat => Section::Chat,
-            Tab::Permissions => Section::Permissions,
-            Tab::Audit => Section::Audit,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -127,7 +100,7 @@ pub enum Popup {
     /// Calibration made visible: for one action kind at a time, how often you approved
     /// unedited what the agent proposed at each confidence band, against the ideal.
     Calibration {
-        /// Index into [`crate::tui::view::calibration_kinds`].
+        /// Index into [`crate::tui::trust::calibration_kinds`].
         kind: usize,
     },
     /// An account connect in progress: the link to open, and a line for pasting the

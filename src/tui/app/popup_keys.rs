@@ -67,7 +67,7 @@ impl App {
                 KeyCode::Char('y')
                     if self.size.0 == 0
                         || self.size.1 == 0
-                        || crate::tui::view::popup::step_up_unseen(
+                        || crate::tui::layout::step_up_unseen(
                             &id,
                             &lines,
                             &gate,
@@ -101,7 +101,7 @@ impl App {
                 code => {
                     let by = payload_scroll(code).unwrap_or(0);
                     let area = ratatui::layout::Rect::new(0, 0, self.size.0, self.size.1);
-                    let max = crate::tui::view::popup::step_up_unseen(&id, &lines, &gate, 0, area);
+                    let max = crate::tui::layout::step_up_unseen(&id, &lines, &gate, 0, area);
                     scroll = scroll.saturating_add_signed(by).min(max);
                     self.popup = Some(Popup::StepUp {
                         id,
@@ -170,7 +170,13 @@ impl App {
                     if app.size.0 == 0 || app.size.1 == 0 {
                         usize::MAX
                     } else {
-                        crate::tui::view::popup::bulk_unseen(app, &plan, scroll, area)
+                        crate::tui::layout::bulk_unseen(
+                            &app.theme,
+                            &app.actions,
+                            &plan,
+                            scroll,
+                            area,
+                        )
                     }
                 };
                 match k.code {
@@ -273,7 +279,7 @@ impl App {
             }
             Popup::Trust { cursor, opened_at } => return self.on_trust_key(k, cursor, opened_at),
             Popup::Calibration { kind } => {
-                let n = crate::tui::view::calibration_kinds().len();
+                let n = crate::tui::trust::calibration_kinds().len();
                 match k.code {
                     KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('C') => {}
                     KeyCode::Char('j' | 'l') | KeyCode::Down | KeyCode::Right => {

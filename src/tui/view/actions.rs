@@ -1,13 +1,14 @@
 //! The Actions tab: the virtualised queue and the detail pane (justification, gate and
 //! reason chain, exact payload, edit diff).
 
-use super::{fit, fmt_ts, window_start};
+use super::{fit, fmt_ts};
 use crate::core::consent::{Evidence, Gate};
 use crate::core::domain::{ActionState, RiskLevel};
 use crate::tui::actions::{Row, confidence_bar, is_pending};
 use crate::tui::app::App;
 use crate::tui::editor::{DiffLine, diff_lines, draft_text};
 use crate::tui::keymap::{Command, Section};
+use crate::tui::layout::window_start;
 use crate::tui::theme::{Role, Theme};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -16,14 +17,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
 pub fn render(app: &App, f: &mut Frame, area: Rect) {
-    let [queue, detail] = split(area);
+    let [queue, detail] = crate::tui::layout::actions_split(area);
     render_queue(app, f, queue);
     render_detail(app, f, detail);
-}
-
-/// Queue above, detail below.
-pub fn split(area: Rect) -> [Rect; 2] {
-    Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area)
 }
 
 fn risk_role(level: RiskLevel) -> Role {

@@ -1,13 +1,14 @@
 //! The Audit tab: the filterable log (virtualised), the selected entry's evidence, and
 //! the chain verification status.
 
-use super::{fit, fmt_ts, window_start};
+use super::{fit, fmt_ts};
 use crate::tui::app::App;
 use crate::tui::audit::VerifyState;
 use crate::tui::keymap::{Command, Section};
+use crate::tui::layout::window_start;
 use crate::tui::theme::Role;
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
@@ -24,7 +25,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
         VerifyState::Broken(b) => (format!("chain: ✗ BROKEN — {b}"), Role::Error),
         VerifyState::Failed(e) => (format!("chain: could not verify — {e}"), Role::Error),
     };
-    let [list, detail] = split(area);
+    let [list, detail] = crate::tui::layout::audit_split(area);
     let title = format!(
         " Audit · {} of {} entries{} ",
         t.shown(),
@@ -202,11 +203,6 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
             .block(plain(title)),
         detail,
     );
-}
-
-/// Log above, evidence below.
-pub fn split(area: Rect) -> [Rect; 2] {
-    Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area)
 }
 
 fn short(h: &str) -> &str {

@@ -3,23 +3,16 @@
 //! confidence band against the ideal (a 0.9 that means 90%) — with the counts behind
 //! each point, and the auto-approve rules in force for that kind with their hits.
 
-use super::popup::{centered, frame};
-use crate::core::domain::ActionKind;
+use super::popup::frame;
 use crate::tui::app::App;
+use crate::tui::layout::centered;
 use crate::tui::theme::Role;
+use crate::tui::trust::calibration_kinds;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::symbols::Marker;
 use ratatui::text::Line;
 use ratatui::widgets::{Axis, Chart, Clear, Dataset, GraphType, Paragraph};
-
-/// The kinds the popup cycles through: every write (reads need no consent).
-pub fn calibration_kinds() -> Vec<ActionKind> {
-    ActionKind::ALL
-        .into_iter()
-        .filter(|k| k.is_write())
-        .collect()
-}
 
 /// The bands as calibration names them, with the confidence each stands for on the x
 /// axis (its middle).

@@ -3,54 +3,12 @@
 
 use crate::tui::app::{App, INPUT_GUARD_MS};
 use crate::tui::chat::ChatLine;
+use crate::tui::layout::{INPUT_H, payload_lines, step_up_fit};
 use crate::tui::theme::Role;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
-
-/// Rows of the Chat body kept for the input box and a glimpse of the conversation.
-const INPUT_H: u16 = 3;
-const MIN_CONVERSATION_H: u16 = 4;
-
-/// How the step-up box fits the Chat body: its height, the payload's rows once wrapped,
-/// and how many of them it shows at a time. The view draws with it and the model uses
-/// it to hold `y` until the last row has been shown.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StepUpFit {
-    pub height: u16,
-    pub rows: usize,
-    pub shown: usize,
-}
-
-fn payload_lines(summary: &str) -> Vec<Line<'static>> {
-    summary
-        .split('\n')
-        .map(|l| Line::raw(l.to_string()))
-        .collect()
-}
-
-pub fn step_up_fit(summary: &str, body: Rect) -> StepUpFit {
-    let inner_w = body.width.saturating_sub(2);
-    let rows = Paragraph::new(payload_lines(summary))
-        .wrap(Wrap { trim: false })
-        .line_count(inner_w);
-    // The conversation keeps a few rows when there is room; on a short terminal the
-    // box takes them too. Borders and the key hint take three rows; what is left may
-    // be nothing, and then nothing can be confirmed (the model checks `shown`).
-    let avail = body.height.saturating_sub(INPUT_H);
-    let room = if avail >= MIN_CONVERSATION_H + 4 {
-        avail - MIN_CONVERSATION_H
-    } else {
-        avail
-    };
-    let height = (rows as u16).saturating_add(3).min(room);
-    StepUpFit {
-        height,
-        rows,
-        shown: usize::from(height.saturating_sub(3)),
-    }
-}
 
 /// Splits `text` at its newlines, the first line prefixed by `head` and the rest by as
 /// many spaces: a newline in a message, a tool summary or a pasted prompt starts a row

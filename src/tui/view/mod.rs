@@ -5,7 +5,7 @@
 pub mod actions;
 pub mod audit;
 mod calibration;
-pub use calibration::calibration_kinds;
+pub use crate::tui::layout::{list_rows, screen_layout, window_start};
 pub mod chat;
 mod lock;
 mod permissions;
@@ -15,7 +15,7 @@ mod status;
 use super::app::{App, Tab};
 use super::theme::Role;
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 
@@ -39,35 +39,6 @@ pub fn render(app: &App, f: &mut Frame) {
     popup::render(app, f, area);
 }
 
-/// Tab bar, body, message line, status bar.
-pub fn screen_layout(area: Rect) -> [Rect; 4] {
-    Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Min(3),
-        Constraint::Length(1),
-        Constraint::Length(1),
-    ])
-    .areas(area)
-}
-
-/// The first list row's screen area for a tab with a bordered list and a header line
-/// (Actions, Audit), so a mouse click can be mapped to a row without rendering.
-pub fn list_rows(tab: Tab, area: Rect) -> Option<Rect> {
-    let [_, body, _, _] = screen_layout(area);
-    let list = match tab {
-        Tab::Actions => actions::split(body)[0],
-        Tab::Audit => audit::split(body)[0],
-        _ => return None,
-    };
-    let inner = Rect {
-        x: list.x + 1,
-        y: list.y + 2,
-        width: list.width.saturating_sub(2),
-        height: list.height.saturating_sub(3),
-    };
-    (inner.height > 0).then_some(inner)
-}
-
 fn render_tabs(app: &App, f: &mut Frame, area: Rect) {
     let mut spans = Vec::new();
     for (i, t) in Tab::ALL.iter().enumerate() {
@@ -87,14 +58,6 @@ fn render_tabs(app: &App, f: &mut Frame, area: Rect) {
         app.theme.style(Role::Muted),
     ));
     f.render_widget(Paragraph::new(Line::from(spans)), area);
-}
-
-/// The first row of a window of `height` rows that keeps `cursor` visible (paging).
-pub fn window_start(cursor: usize, height: usize) -> usize {
-    if height == 0 {
-        return 0;
-    }
-    (cursor / height) * height
 }
 
 /// Truncates to `width` display columns, with an ellipsis when cut.

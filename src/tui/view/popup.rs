@@ -4,24 +4,13 @@
 
 use super::actions::diff_view;
 use super::fit;
-use crate::tui::actions::what_will_happen;
 use crate::tui::app::{App, INPUT_GUARD_MS, Popup};
+use crate::tui::layout::{bulk_body, bulk_geometry, centered, step_up_geometry, step_up_text};
 use crate::tui::theme::Role;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
-
-pub(super) fn centered(area: Rect, w: u16, h: u16) -> Rect {
-    let w = w.min(area.width);
-    let h = h.min(area.height);
-    Rect {
-        x: area.x + (area.width - w) / 2,
-        y: area.y + (area.height - h) / 2,
-        width: w,
-        height: h,
-    }
-}
 
 pub(super) fn frame<'a>(app: &App, title: &'a str, role: Role) -> Block<'a> {
     Block::default()
@@ -40,15 +29,6 @@ fn guard_hint(app: &App, opened_at: i64) -> Option<Line<'static>> {
     })
 }
 
-/// What the Actions-tab step-up confirms, without its key line: a heading, the
-/// payload, the gate.
-fn step_up_text(id: &str, lines: &[String], gate: &str) -> Vec<String> {
-    let mut l = vec![format!("Approving {id} will:"), String::new()];
-    l.extend(lines.iter().map(|s| format!("  {s}")));
-    l.push(format!("gate: {gate}"));
-    l
-}
-
 fn step_up_body(app: &App, id: &str, lines: &[String], gate: &str) -> Vec<Line<'static>> {
     let th = &app.theme;
     let text = step_up_text(id, lines, gate);
@@ -61,99 +41,6 @@ fn step_up_body(app: &App, id: &str, lines: &[String], gate: &str) -> Vec<Line<'
             _ => Line::raw(s),
         })
         .collect()
-}
-
-/// The step-up popup's area, its body's wrapped rows, and how many it shows at once.
-fn step_up_geometry(id: &str, lines: &[String], gate: &str, area: Rect) -> (Rect, usize, usize) {
-    let width = 72.min(area.width);
-    let plain: Vec<Line> = step_up_text(id, lines, gate)
-        .into_iter()
-        .map(Line::raw)
-        .collect();
-    let rows = Paragraph::new(plain)
-        .wrap(Wrap { trim: false })
-        .line_count(width.saturating_sub(2));
-    // Borders and the key line.
-    let r = centered(area, width, (rows as u16).saturating_add(3));
-    let shown = usize::from(r.height.saturating_sub(3));
-    (r, rows, shown)
-}
-
-/// Rows of the step-up payload not yet shown at `scroll` (0: all of it has been seen).
-/// The model asks this before it takes a `y`, and to bound scrolling. A terminal of
-/// unknown size, or too small to show a row, never counts as seen.
-pub fn step_up_unseen(id: &str, lines: &[String], gate: &str, scroll: usize, area: Rect) -> usize {
-    let (_, rows, shown) = step_up_geometry(id, lines, gate, area);
-    if shown == 0 {
-        return rows.max(1);
-    }
-    rows.saturating_sub(scroll + shown)
-}
-
-/// What the bulk summary confirms: the counts, every step-up's whole payload, and what
-/// is skipped.
-fn bulk_body(app: &App, plan: &crate::tui::actions::BulkPlan) -> Vec<Line<'static>> {
-    let th = &app.theme;
-    let mut l = vec![
-        Line::styled(plan.summary.clone(), th.style(Role::Accent)),
-        Line::raw(""),
-    ];
-    if plan.step_up > 0 {
-        l.push(Line::styled(
-            "Typing the count also confirms the step-up of exactly these:",
-            th.style(Role::Warn),
-        ));
-        for id in &plan.step_up_ids {
-            l.push(Line::styled(
-                format!("  step-up {id}:"),
-                th.style(Role::Warn),
-            ));
-            let what = app
-                .actions
-                .row_by_id(id)
-                .map(|r| what_will_happen(&r.action))
-                .unwrap_or_default();
-            l.extend(what.into_iter().map(|w| Line::raw(format!("    {w}"))));
-        }
-    }
-    for (id, why) in &plan.skipped {
-        l.push(Line::styled(
-            format!("  skipped {id}: {why}"),
-            th.style(Role::Muted),
-        ));
-    }
-    l
-}
-
-/// The bulk popup's area, its body's wrapped rows, and how many it shows at once.
-fn bulk_geometry(
-    app: &App,
-    plan: &crate::tui::actions::BulkPlan,
-    area: Rect,
-) -> (Rect, usize, usize) {
-    let width = 96.min(area.width);
-    let rows = Paragraph::new(bulk_body(app, plan))
-        .wrap(Wrap { trim: false })
-        .line_count(width.saturating_sub(2));
-    // Borders and the two footer rows.
-    let r = centered(area, width, (rows as u16).saturating_add(4));
-    let shown = usize::from(r.height.saturating_sub(4));
-    (r, rows, shown)
-}
-
-/// Rows of the bulk summary not yet shown at `scroll` (0: all of it has been seen); as
-/// [`step_up_unseen`], a terminal too small to show a row never counts as seen.
-pub fn bulk_unseen(
-    app: &App,
-    plan: &crate::tui::actions::BulkPlan,
-    scroll: usize,
-    area: Rect,
-) -> usize {
-    let (_, rows, shown) = bulk_geometry(app, plan, area);
-    if shown == 0 {
-        return rows.max(1);
-    }
-    rows.saturating_sub(scroll + shown)
 }
 
 pub fn render(app: &App, f: &mut Frame, area: Rect) {
@@ -264,7 +151,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
             opened_at,
             scroll,
         } => {
-            let (r, rows, shown) = bulk_geometry(app, plan, area);
+            let (r, rows, shown) = bulk_geometry(&app.theme, &app.actions, plan, area);
             let title = if rows > shown {
                 format!(
                     " Approve marked · rows {}-{} of {rows} ",
@@ -281,7 +168,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
             let [body, keys] =
                 Layout::vertical([Constraint::Min(1), Constraint::Length(2)]).areas(inner);
             f.render_widget(
-                Paragraph::new(bulk_body(app, plan))
+                Paragraph::new(bulk_body(&app.theme, &app.actions, plan))
                     .wrap(Wrap { trim: false })
                     .scroll((u16::try_from(*scroll).unwrap_or(u16::MAX), 0)),
                 body,
