@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 mod canonical;
 
-use canonical::{Canonical, Detail, hash_matches};
+use self::canonical::{Canonical, Detail, hash_matches};
 pub use canonical::{canonical_bytes, entry_hash};
 /// The hash before the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
