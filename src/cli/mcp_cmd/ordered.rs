@@ -4,7 +4,7 @@
 //! a project's `.mcp.json`); re-sorting their keys would turn a one-entry change into a
 //! diff of the whole file. serde_json's `preserve_order` feature would do the same, but
 //! it changes `serde_json::Map` for the whole crate, and the audit chain's canonical form
-//! (src/core/audit.rs) is documented as relying on key-sorted maps. This type keeps the
+//! (src/core/audit/canonical.rs) is documented as relying on key-sorted maps. This type keeps the
 //! ordering local to the one command that needs it.
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
