@@ -2595,7 +2595,7 @@ fn history_action(id: &str, state: ActionState, ago: i64) -> Action {
 /// window, a reload keeps what was loaded, and once all are held the counts go away.
 #[test]
 fn a_long_history_holds_every_pending_action_and_a_window_of_finished_ones() {
-    use dealflow::tui::actions::{FINISHED_PAGE, View};
+    use dealflow::tui::actions::{FINISHED_PAGE, SavedView};
     let finished = [
         ActionState::Succeeded,
         ActionState::Failed,
@@ -2663,7 +2663,7 @@ fn a_long_history_holds_every_pending_action_and_a_window_of_finished_ones() {
     };
     assert_eq!(held(&h), newest[..200].iter().cloned().collect());
     // The all view says what is not loaded on its last line; the end loads the next window.
-    h.app.set_view(View::All);
+    h.app.set_view(SavedView::All);
     let not_loaded = format!("{} older finished not loaded", total_finished - 200);
     assert!(h.screen().contains(&not_loaded), "{}", h.screen());
     h.code(KeyCode::End);

@@ -12,6 +12,7 @@ pub mod app;
 pub mod audit;
 pub mod chat;
 pub mod clock;
+pub mod confirm;
 pub mod driver;
 pub mod editor;
 pub mod event_loop;

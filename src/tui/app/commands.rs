@@ -2,7 +2,7 @@
 //! switches, mouse clicks, the `/` filter and the palette.
 
 use super::*;
-use crate::tui::actions::{View, bulk_plan, is_pending};
+use crate::tui::actions::{SavedView, bulk_plan, is_pending};
 use crate::tui::audit::VerifyState;
 use crate::tui::editor::EditorState;
 use crate::tui::keymap::{Command, Section};
@@ -308,7 +308,7 @@ impl App {
         }
     }
 
-    pub fn set_view(&mut self, v: View) {
+    pub fn set_view(&mut self, v: SavedView) {
         self.actions.view = v;
         self.actions.cursor = 0;
         self.actions.refilter();
@@ -409,7 +409,7 @@ impl App {
             .filter(|r| seen.insert(r.command))
             .map(|r| PaletteItem::Run(r.command, r.desc))
             .collect();
-        items.extend(View::ALL.into_iter().map(PaletteItem::View));
+        items.extend(SavedView::ALL.into_iter().map(PaletteItem::SavedView));
         items.retain(|i| q.is_empty() || i.label().to_lowercase().contains(&q));
         items
     }

@@ -19,7 +19,7 @@ mod trust;
 pub use crate::tui::tab::Tab;
 pub use services_state::ServicesState;
 
-use super::actions::{ActionsTab, BulkPlan, View};
+use super::actions::{ActionsTab, BulkPlan, SavedView};
 use super::audit::AuditTab;
 use super::chat::ChatTab;
 use super::clock::Clock;
@@ -145,14 +145,14 @@ pub struct Session {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PaletteItem {
     Run(Command, String),
-    View(View),
+    SavedView(SavedView),
 }
 
 impl PaletteItem {
     pub fn label(&self) -> String {
         match self {
             PaletteItem::Run(c, desc) => format!("{} — {desc}", c.name()),
-            PaletteItem::View(v) => format!("view {} — saved view", v.name()),
+            PaletteItem::SavedView(v) => format!("view {} — saved view", v.name()),
         }
     }
 }

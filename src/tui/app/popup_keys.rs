@@ -242,7 +242,7 @@ impl App {
                     KeyCode::Enter => {
                         return match items.get(selected) {
                             Some(PaletteItem::Run(c, _)) => self.run(*c),
-                            Some(PaletteItem::View(v)) => {
+                            Some(PaletteItem::SavedView(v)) => {
                                 self.tab = Tab::Actions;
                                 self.set_view(*v);
                                 vec![]
