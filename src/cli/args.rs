@@ -33,11 +33,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub theme: Option<String>,
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub command: Option<Cmd>,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub enum Cmd {
     /// Set up a real tenant: domain and clients, checked against its OpenID discovery,
     /// written to config.toml; then sign in.
     Init(init_cmd::InitArgs),

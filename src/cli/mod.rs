@@ -26,7 +26,7 @@ mod tui_cmd;
 use crate::config::{Config, Override, Source};
 use crate::store::{RedisStore, SqliteStore, Store};
 use anyhow::{Context, Result};
-pub use args::{Cli, Command, ConfigCmd, SandboxCmd};
+pub use args::{Cli, Cmd, ConfigCmd, SandboxCmd};
 use clap::{CommandFactory, Parser};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -322,7 +322,7 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
     // The sandbox's world is the sandbox store, whether or not --sandbox was typed.
     if matches!(
         cli.command,
-        Some(Command::Sandbox {
+        Some(Cmd::Sandbox {
             cmd: SandboxCmd::Advance { .. }
         })
     ) {
@@ -330,8 +330,8 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
     }
     // Commands that need neither config nor store.
     match &cli.command {
-        Some(Command::Man { dir }) => return man_pages(dir.as_deref()),
-        Some(Command::Completions { shell }) => {
+        Some(Cmd::Man { dir }) => return man_pages(dir.as_deref()),
+        Some(Cmd::Completions { shell }) => {
             clap_complete::generate(
                 *shell,
                 &mut Cli::command(),
@@ -340,7 +340,7 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
             );
             return Ok(ExitCode::SUCCESS);
         }
-        Some(Command::Mcp {
+        Some(Cmd::Mcp {
             cmd: Some(mcp_cmd::McpCmd::Install { client, write, yes }),
         }) => {
             let launch = mcp_cmd::Launch {
@@ -350,7 +350,7 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
             };
             return mcp_cmd::install(*client, *write, *yes, &launch);
         }
-        Some(Command::Sandbox {
+        Some(Cmd::Sandbox {
             cmd:
                 SandboxCmd::Phone {
                     url,
@@ -362,7 +362,7 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
         }) => {
             return sandbox_cmd::phone(url.as_deref(), *list, *approve, *deny, only.as_deref());
         }
-        Some(Command::Sandbox {
+        Some(Cmd::Sandbox {
             cmd:
                 SandboxCmd::Revoke {
                     connection,
@@ -370,10 +370,10 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
                     url,
                 },
         }) => return sandbox_cmd::revoke(url.as_deref(), (*connection).into(), scopes),
-        Some(Command::Sandbox {
+        Some(Cmd::Sandbox {
             cmd: SandboxCmd::Serve { port },
         }) => return sandbox_cmd::serve(*port),
-        Some(Command::Sandbox {
+        Some(Cmd::Sandbox {
             cmd:
                 SandboxCmd::Salesforce {
                     id,
@@ -389,32 +389,32 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
                 *amount,
             );
         }
-        Some(Command::Auth { cmd }) => return auth_cmd::auth(cmd),
+        Some(Cmd::Auth { cmd }) => return auth_cmd::auth(cmd),
         _ => {}
     }
-    if let Some(Command::Init(args)) = cli.command {
+    if let Some(Cmd::Init(args)) = cli.command {
         return init_cmd::run(cli.config, args);
     }
     // Before config is loaded, the log opened or the store created: doctor reports a
     // config that does not load, and changes nothing.
-    if matches!(cli.command, Some(Command::Doctor)) {
+    if matches!(cli.command, Some(Cmd::Doctor)) {
         return doctor_cmd::run(&cli);
     }
     let config = load_config(&cli)?;
     match &cli.command {
-        Some(Command::Mcp { cmd: None }) => {}
-        Some(Command::Service {
+        Some(Cmd::Mcp { cmd: None }) => {}
+        Some(Cmd::Service {
             cmd: service_cmd::ServiceCmd::Run { .. },
         }) => logging::init(&config, logging::Stderr::All),
         _ => logging::init(&config, logging::Stderr::Quiet),
     }
     let _ = establish_identity(cli.sandbox);
     match &cli.command {
-        Some(Command::Config { cmd }) => return config_cmd(cmd, &config),
-        Some(Command::Login) => return auth_cmd::login(&config, cli.sandbox),
-        Some(Command::Logout) => return auth_cmd::logout(&config, cli.sandbox),
-        Some(Command::Whoami) => return auth_cmd::whoami(&config, cli.sandbox),
-        Some(Command::Service {
+        Some(Cmd::Config { cmd }) => return config_cmd(cmd, &config),
+        Some(Cmd::Login) => return auth_cmd::login(&config, cli.sandbox),
+        Some(Cmd::Logout) => return auth_cmd::logout(&config, cli.sandbox),
+        Some(Cmd::Whoami) => return auth_cmd::whoami(&config, cli.sandbox),
+        Some(Cmd::Service {
             cmd: service_cmd::ServiceCmd::Install { print, exe },
         }) => {
             let launch = mcp_cmd::Launch {
@@ -424,7 +424,7 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
             };
             return service_cmd::install(&launch, config.batch_every, *print, exe.clone());
         }
-        Some(Command::Service {
+        Some(Cmd::Service {
             cmd: service_cmd::ServiceCmd::Uninstall,
         }) => return service_cmd::uninstall(cli.sandbox),
         _ => {}
@@ -432,8 +432,8 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
     // These open the store themselves (the team commands some with a credential read
     // from stdin, the Redis admin's, where the user's own may not open it at all).
     cli.command = match cli.command.take() {
-        Some(Command::Store { cmd }) => return store_cmd::run(&config, cmd),
-        Some(Command::Team { cmd }) => return team_cmd::run(&config, cmd),
+        Some(Cmd::Store { cmd }) => return store_cmd::run(&config, cmd),
+        Some(Cmd::Team { cmd }) => return team_cmd::run(&config, cmd),
         other => other,
     };
     let store = open_store(&config, cli.sandbox)?;
@@ -457,17 +457,17 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
         return tui_cmd::run_tui(ctx);
     }
     match cli.command {
-        None | Some(Command::Status) => {
+        None | Some(Cmd::Status) => {
             let interactive = cli.command.is_none();
             status::run(&ctx, interactive)
         }
-        Some(Command::Actions { cmd }) => actions::run(&ctx, cmd),
-        Some(Command::Audit { cmd }) => audit_cmd::run(&ctx, cmd),
-        Some(Command::Permissions { cmd }) => permissions_cmd::run(&ctx, cmd),
-        Some(Command::Policy { cmd }) => policy_cmd::run(&ctx, cmd),
-        Some(Command::Batch { every }) => batch_cmd::run(&ctx, every),
-        Some(Command::Suggest { json }) => suggest_cmd::run(&ctx, json),
-        Some(Command::Service {
+        Some(Cmd::Actions { cmd }) => actions::run(&ctx, cmd),
+        Some(Cmd::Audit { cmd }) => audit_cmd::run(&ctx, cmd),
+        Some(Cmd::Permissions { cmd }) => permissions_cmd::run(&ctx, cmd),
+        Some(Cmd::Policy { cmd }) => policy_cmd::run(&ctx, cmd),
+        Some(Cmd::Batch { every }) => batch_cmd::run(&ctx, every),
+        Some(Cmd::Suggest { json }) => suggest_cmd::run(&ctx, json),
+        Some(Cmd::Service {
             cmd:
                 service_cmd::ServiceCmd::Run {
                     once,
@@ -475,15 +475,15 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
                     batch_every,
                 },
         }) => service_cmd::run(&ctx, once, suggest_every, batch_every),
-        Some(Command::Service {
+        Some(Cmd::Service {
             cmd: service_cmd::ServiceCmd::Status { json },
         }) => service_cmd::status(&ctx, json),
-        Some(Command::Sandbox {
+        Some(Cmd::Sandbox {
             cmd: SandboxCmd::Advance { by },
         }) => sandbox_cmd::advance(&ctx, &by),
-        Some(Command::Accounts { cmd }) => accounts_cmd::run(&ctx, cmd),
-        Some(Command::Import { cmd }) => import_cmd::run(&ctx, cmd),
-        Some(Command::Mcp { cmd: None }) => mcp_cmd::serve(&ctx),
+        Some(Cmd::Accounts { cmd }) => accounts_cmd::run(&ctx, cmd),
+        Some(Cmd::Import { cmd }) => import_cmd::run(&ctx, cmd),
+        Some(Cmd::Mcp { cmd: None }) => mcp_cmd::serve(&ctx),
         _ => Ok(ExitCode::SUCCESS),
     }
 }
