@@ -15,6 +15,14 @@
 //! Inside `core` nothing is circular: calibration reads the consent bands one way (the
 //! target pattern both use is the domain's), and permissions hold budgets one way (the
 //! address keys both compare by are the domain's; a budget change is the permissions').
+//!
+//! Inside `tui` (see `docs/tui.md`): `app` is the model (state and `update(Msg) ->
+//! Vec<Effect>`, by feature) and `view` the pure render; both read `layout` and `tab`,
+//! never each other. Effects are typed by who runs them (`Store`, `Pipeline`, `Chat`,
+//! `Ui`) and `driver` is the one place they run: store effects through `executor` behind
+//! one `spawn_blocking` boundary, the rest through the signed-in `services` (held by the
+//! app until they exist). The chat machine (`core::agent::Agent`) is the Chat tab's;
+//! `runtime::chat::ChatIo` is only its IO.
 
 pub mod agent;
 pub mod auth;
