@@ -288,9 +288,17 @@ impl Nudge {
     }
 }
 
+/// How many of a streak's actions a nudge cites as its evidence (the newest): a streak
+/// is a count, so a log of a million approvals does not keep a million ids in memory.
+pub const EVIDENCE_IDS: usize = 20;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Streak {
-    ids: Vec<String>,
+    /// Approved unedited at high confidence, in a row. (Named anew so a snapshot from
+    /// before it was counted does not deserialize, and calibration replays instead.)
+    run: usize,
+    /// The newest of them, at most [`EVIDENCE_IDS`].
+    ids: std::collections::VecDeque<String>,
     over_threshold: bool,
 }
 
@@ -382,7 +390,11 @@ impl Calibration {
             Verdict::Approved { edit_size } if edit_size <= 0.0 => {
                 f.approved_unedited += 1;
                 if o.confidence >= cfg.high_confidence {
-                    streak.ids.push(o.action_id.clone());
+                    streak.run += 1;
+                    streak.ids.push_back(o.action_id.clone());
+                    if streak.ids.len() > EVIDENCE_IDS {
+                        streak.ids.pop_front();
+                    }
                     streak.over_threshold |=
                         o.amount_cents.is_some_and(|a| a > cfg.step_up_amount_cents);
                 }
@@ -418,7 +430,7 @@ impl Calibration {
         self.streaks
             .iter()
             .filter(|((kind, target), s)| {
-                s.ids.len() >= cfg.streak
+                s.run >= cfg.streak
                     && !s.over_threshold
                     && auto_rule_eligible(*kind)
                     && !target.is_empty()
@@ -437,12 +449,12 @@ impl Calibration {
                 kind: *kind,
                 target: target.clone(),
                 min_confidence: cfg.high_confidence,
-                evidence: s.ids.clone(),
+                evidence: s.ids.iter().cloned().collect(),
                 text: format!(
                     "auto-approve {} to {target} at ≥ {:.2}? ({} approved unedited in a row)",
                     kind.as_str().replace('_', " "),
                     cfg.high_confidence,
-                    s.ids.len()
+                    s.run
                 ),
             })
             .collect()
@@ -499,5 +511,55 @@ mod tests {
             &email("a@b.example", "Please find our revised pricing."),
         );
         assert!(rewrite > 0.3, "{rewrite}");
+    }
+
+    /// A streak is a count and a bounded window of its newest ids: a long run of
+    /// approvals costs the same memory as a short one, and its nudge still says how
+    /// long the run is and cites the newest.
+    #[test]
+    fn a_long_streak_is_counted_not_kept() {
+        let mut c = Calibration::new(CalibrationConfig::default());
+        for i in 0..1000 {
+            c.observe(&Observation {
+                action_id: format!("act-{i:04}"),
+                kind: ActionKind::SendEmail,
+                target: "@initech.example".into(),
+                confidence: 0.95,
+                amount_cents: None,
+                verdict: Verdict::Approved { edit_size: 0.0 },
+                at: i,
+                auto_rule: None,
+            });
+        }
+        let s = &c.streaks[&(ActionKind::SendEmail, "@initech.example".to_string())];
+        assert_eq!(s.run, 1000);
+        assert_eq!(s.ids.len(), EVIDENCE_IDS);
+        let nudges = c.nudges(&Permissions::default(), 0);
+        assert_eq!(nudges.len(), 1);
+        assert!(
+            nudges[0].text.contains("(1000 approved unedited"),
+            "{}",
+            nudges[0].text
+        );
+        assert_eq!(
+            nudges[0].evidence.first().map(String::as_str),
+            Some("act-0980")
+        );
+        assert_eq!(
+            nudges[0].evidence.last().map(String::as_str),
+            Some("act-0999")
+        );
+        // A rejection still ends it.
+        c.observe(&Observation {
+            action_id: "act-no".into(),
+            kind: ActionKind::SendEmail,
+            target: "@initech.example".into(),
+            confidence: 0.95,
+            amount_cents: None,
+            verdict: Verdict::Rejected,
+            at: 1001,
+            auto_rule: None,
+        });
+        assert!(c.nudges(&Permissions::default(), 0).is_empty());
     }
 }

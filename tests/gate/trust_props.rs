@@ -895,12 +895,17 @@ fn a_forged_or_stale_snapshot_does_not_change_calibration_or_nudges() {
     assert_eq!(truth, full.state());
     let saved = store.load_cache(SNAPSHOT).unwrap().unwrap();
     let (tag, json) = saved.split_once('\n').unwrap();
-    // Forged: the streak holds five ids now, so the forger's snapshot would nudge.
-    let forged_json = json.replace(
-        "[\"a1\",\"a2\",\"a3\"]",
-        "[\"a1\",\"a2\",\"a3\",\"x\",\"y\"]",
+    // Forged: the streak counts five now, so the forger's snapshot would nudge.
+    let forged_json = json
+        .replace(
+            "[\"a1\",\"a2\",\"a3\"]",
+            "[\"a1\",\"a2\",\"a3\",\"x\",\"y\"]",
+        )
+        .replace("\"run\":3", "\"run\":5");
+    assert!(
+        forged_json.contains("\"run\":5"),
+        "the streak's count is in the snapshot: {json}"
     );
-    assert_ne!(forged_json, json, "the streak is in the snapshot");
     for body in [
         format!("{tag}\n{forged_json}"),
         format!(
