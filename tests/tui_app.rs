@@ -826,6 +826,86 @@ fn an_outbox_send_rings_once_before_it_goes() {
     assert_eq!(h.notified.len(), 1);
 }
 
+/// A long queue: the first frame shows the newest page of it, says more is loading,
+/// and the whole queue replaces it — without calling the rest "new".
+#[test]
+fn the_first_frame_shows_the_newest_page_then_the_whole_queue() {
+    use dealflow::tui::actions::FIRST_PAGE;
+    use dealflow::tui::driver::run_headless;
+    let h = H::with_setup(None, |store| {
+        let base = store.get_action("act-demo-stark-call").unwrap();
+        for i in 0..FIRST_PAGE + 50 {
+            let mut a = base.clone();
+            a.id = format!("act-long-{i:04}");
+            a.created_at = NOW - 1_000_000 + i as i64;
+            store.insert_action(&a).unwrap();
+        }
+    });
+    let pending = h
+        .store
+        .list_actions(&dealflow::store::ActionFilter::default())
+        .unwrap()
+        .iter()
+        .filter(|a| !a.state.is_terminal())
+        .count();
+    assert!(pending > FIRST_PAGE);
+    // A second app over the same store, driven one effect at a time.
+    let opts = TuiOptions {
+        sandbox: true,
+        tenant: None,
+        theme: "dark".into(),
+        mouse: false,
+        notify: true,
+        config_dir: None,
+        export_dir: h._dir.path().to_path_buf(),
+        wiring: None,
+        max_iterations: 8,
+        idle_lock: None,
+        undo_send: None,
+        service_status: None,
+        lead_waiting: None,
+    };
+    let (mut app, exec) = build(h.store.clone(), &opts, Arc::new(h.clock.clone()));
+    let _ = app.update(Msg::Resize(120, 36));
+    let init = app.init();
+    assert_eq!(init, vec![Effect::Store(StoreEffect::LoadFirstActions)]);
+    let first = run_headless(&exec, init[0].clone());
+    let Some(Msg::FirstActions { gated, .. }) = first.first() else {
+        panic!("{first:?}")
+    };
+    assert_eq!(gated.len(), FIRST_PAGE);
+    let fx = app.update(first[0].clone());
+    assert_eq!(fx, vec![Effect::Store(StoreEffect::LoadActions)]);
+    let mut t = Terminal::new(TestBackend::new(120, 36)).unwrap();
+    t.draw(|f| view::render(&app, f)).unwrap();
+    let screen = t.backend().to_string();
+    assert!(
+        screen.contains(&format!("{FIRST_PAGE}+ (loading…) shown")),
+        "{screen}"
+    );
+    // The whole queue: every pending action, the marker gone, nothing announced as new.
+    let mut notified = vec![];
+    let mut q: std::collections::VecDeque<Msg> = run_headless(&exec, fx[0].clone()).into();
+    while let Some(m) = q.pop_front() {
+        for e in app.update(m) {
+            if matches!(e, Effect::Ui(UiEffect::Notify { .. })) {
+                notified.push(e.clone());
+            }
+            q.extend(run_headless(&exec, e));
+        }
+    }
+    assert!(!app.actions.partial);
+    assert_eq!(
+        app.actions
+            .rows
+            .iter()
+            .filter(|r| !r.action.state.is_terminal())
+            .count(),
+        pending
+    );
+    assert!(notified.is_empty(), "{notified:?}");
+}
+
 #[test]
 fn the_queue_is_virtualised() {
     let mut h = H::new();

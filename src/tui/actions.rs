@@ -77,6 +77,10 @@ impl SavedView {
 pub const FINISHED_PAGE: usize = 200;
 
 /// The states an action never leaves: held a window at a time.
+/// How many pending actions the first frame shows before the whole queue is read: more
+/// than a tall terminal's worth, few enough to gate in a few milliseconds.
+pub const FIRST_PAGE: usize = 200;
+
 pub fn finished_states() -> Vec<ActionState> {
     ActionState::ALL
         .into_iter()
@@ -111,6 +115,8 @@ pub struct ActionsTab {
     pub finished_total: Option<usize>,
     /// An older page of finished actions is on its way (asked below this key).
     pub loading_older: Option<(Millis, String)>,
+    /// Only the first frame's page is loaded; the whole queue is on its way.
+    pub partial: bool,
 }
 
 impl Default for ActionsTab {
@@ -127,6 +133,7 @@ impl Default for ActionsTab {
             detail: Default::default(),
             finished_total: None,
             loading_older: None,
+            partial: false,
         }
     }
 }

@@ -148,7 +148,7 @@ async fn drive(
             batch.push(m);
         }
         for m in batch {
-            loaded |= matches!(m, Msg::ActionsLoaded { .. });
+            loaded |= matches!(m, Msg::ActionsLoaded { .. } | Msg::FirstActions { .. });
             for e in app.update(m) {
                 driver.run(e);
             }

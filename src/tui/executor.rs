@@ -8,7 +8,7 @@ use crate::core::audit::NewAuditEntry;
 use crate::core::domain::{ActionState, Millis};
 use crate::runtime::review::Reviewer;
 use crate::store::{ActionFilter, ActionPage, Store};
-use crate::tui::actions::{FINISHED_PAGE, finished_states};
+use crate::tui::actions::{FINISHED_PAGE, FIRST_PAGE, finished_states};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -94,6 +94,7 @@ impl Executor {
                 self.service(),
                 self.lead(),
             ],
+            StoreEffect::LoadFirstActions => vec![self.load_first()],
             StoreEffect::LoadOlderActions { before } => vec![self.load_older(before)],
             StoreEffect::Approve {
                 ids,
@@ -278,6 +279,35 @@ impl Executor {
             });
         match loaded {
             Ok((gated, permissions)) => Msg::ActionsLoaded {
+                gated,
+                permissions: Box::new(permissions),
+            },
+            Err(e) => Msg::LoadFailed(format!("store: {e}")),
+        }
+    }
+
+    /// The newest [`FIRST_PAGE`] pending actions, each with its gate.
+    fn load_first(&self) -> Msg {
+        let s = self.store.as_ref();
+        let now = self.clock.now_ms();
+        let loaded = s
+            .list_actions(&ActionFilter {
+                states: ActionState::ALL
+                    .into_iter()
+                    .filter(|s| !s.is_terminal())
+                    .collect(),
+                limit: Some(FIRST_PAGE),
+            })
+            .and_then(|actions| {
+                let mut facts = crate::runtime::facts::FactSource::new(s)?;
+                let gated = actions
+                    .into_iter()
+                    .map(|a| facts.decide(&a, now).map(|d| (a, d)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((gated, facts.permissions().clone()))
+            });
+        match loaded {
+            Ok((gated, permissions)) => Msg::FirstActions {
                 gated,
                 permissions: Box::new(permissions),
             },

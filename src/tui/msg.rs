@@ -32,6 +32,12 @@ pub enum Msg {
         gated: Vec<(Action, Decision)>,
         permissions: Box<Permissions>,
     },
+    /// The newest pending actions, with their gates, for the first frame: the whole
+    /// queue follows (`Msg::ActionsLoaded`) and replaces them.
+    FirstActions {
+        gated: Vec<(Action, Decision)>,
+        permissions: Box<Permissions>,
+    },
     /// How many finished actions the store holds in all, sent with every reload: the
     /// queue holds only a window of them, and its title says how many of how many.
     FinishedTotal(usize),
@@ -153,6 +159,9 @@ pub enum Effect {
 /// UI task: writes and reloads one at a time in order, slow reads on their own.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreEffect {
+    /// The newest pending actions only (`Msg::FirstActions`), so the first frame shows
+    /// the queue without waiting for a long one to be read and gated whole.
+    LoadFirstActions,
     /// Reload the queue and permissions (`Msg::ActionsLoaded`): every pending action
     /// and the most recently finished ones (`actions::FINISHED_PAGE`).
     LoadActions,
@@ -307,6 +316,7 @@ impl Effect {
             },
             Effect::Store(s) => match s {
                 StoreEffect::LoadActions => "reload".into(),
+                StoreEffect::LoadFirstActions => "first load".into(),
                 StoreEffect::LoadOlderActions { .. } => "older finished actions".into(),
                 StoreEffect::Approve { ids, .. } => format!("approval of {}", n(ids)),
                 StoreEffect::Reject { ids, .. } => format!("rejection of {}", n(ids)),

@@ -93,7 +93,19 @@ impl App {
                 self.actions.load_older(gated, &asked);
                 vec![]
             }
+            // The first frame's page: shown at once, the whole queue asked for. What was
+            // left approved, calibration and "new" notices wait for the whole queue.
+            Msg::FirstActions { gated, permissions } => {
+                if self.loaded_once {
+                    return vec![];
+                }
+                self.actions.load(gated);
+                self.actions.partial = true;
+                self.perms.perms.get_or_insert(*permissions);
+                vec![Effect::Store(StoreEffect::LoadActions)]
+            }
             Msg::ActionsLoaded { gated, permissions } => {
+                self.actions.partial = false;
                 self.actions.load(gated);
                 // Only an action still waiting approved can be blocked.
                 let rows = &self.actions.rows;

@@ -253,7 +253,7 @@ impl App {
 
     /// Effects to run once at start-up.
     pub fn init(&self) -> Vec<Effect> {
-        vec![Effect::Store(StoreEffect::LoadActions)]
+        vec![Effect::Store(StoreEffect::LoadFirstActions)]
     }
 
     pub fn set_status(&mut self, level: Level, text: impl Into<String>) {

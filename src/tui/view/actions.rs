@@ -69,9 +69,11 @@ fn render_queue(app: &App, f: &mut Frame, area: Rect) {
     // title says how many of how many (a normal queue holds them all and says nothing).
     let not_held = t.finished_not_held();
     let title = format!(
-        " Queue · view {} · {} shown · {} marked{}{} ",
+        " Queue · view {} · {}{} shown · {} marked{}{} ",
         t.view.name(),
         t.visible.len(),
+        // The first frame's page: say more is coming, not that this is all of it.
+        if t.partial { "+ (loading…)" } else { "" },
         t.marks.len(),
         if t.filter.is_empty() {
             String::new()
