@@ -1482,3 +1482,113 @@ fn sqlite_verifies_a_long_log_on_every_core_with_the_first_break_first() {
     assert_eq!(b.seq, 2500, "{b:?}");
     assert!(b.problem.contains("missing"), "{b:?}");
 }
+
+/// A log long enough to be checked a range per core: the ranges join up, and a break
+/// anywhere — inside a range, at the first or last row of one, a row gone at a boundary,
+/// two breaks at once — is reported as the one a walk from the first row meets.
+#[test]
+fn a_long_log_is_verified_on_every_core_with_the_same_first_break() {
+    use dealflow::core::audit::{GENESIS, seal};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.db");
+    let s = SqliteStore::open(&path).unwrap();
+    let n = 30_000i64;
+    let mut c = rusqlite::Connection::open(&path).unwrap();
+    let tx = c.transaction().unwrap();
+    let mut prev = GENESIS.to_string();
+    let mut rows = Vec::new();
+    for seq in 1..=n {
+        let e = seal(
+            seq,
+            &prev,
+            NewAuditEntry {
+                ts: seq,
+                actor: "user:ana".into(),
+                surface: Some(Surface::ActionCenter),
+                event: "action.approved".into(),
+                action_id: Some(format!("act-{seq}")),
+                outcome: "ok".into(),
+                detail: serde_json::json!({"kind": "send_email", "n": seq}),
+            },
+        );
+        prev = e.hash.clone();
+        tx.execute(
+            "INSERT INTO audit (seq, ts, actor, surface, event, action_id, outcome, detail, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            rusqlite::params![
+                e.seq,
+                e.ts,
+                e.actor,
+                e.surface.map(|s| s.as_str()),
+                e.event,
+                e.action_id,
+                e.outcome,
+                e.detail.to_string(),
+                e.prev_hash,
+                e.hash
+            ],
+        )
+        .unwrap();
+        rows.push(e);
+    }
+    tx.execute(
+        "INSERT OR REPLACE INTO audit_head (id, count, hash) VALUES (1, ?1, ?2)",
+        rusqlite::params![n, prev],
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    assert_eq!(s.verify_audit().unwrap(), Ok(n));
+
+    let tamper = |seq: i64, outcome: &str| {
+        c.execute(
+            "UPDATE audit SET outcome = ?1 WHERE seq = ?2",
+            rusqlite::params![outcome, seq],
+        )
+        .unwrap();
+    };
+    // With two cores the ranges meet between 15,000 and 15,001.
+    for seq in [1, 2, 14_999, 15_000, 15_001, 15_002, 29_999, 30_000] {
+        tamper(seq, "denied");
+        assert_eq!(s.verify_audit().unwrap().unwrap_err().seq, seq, "#{seq}");
+        tamper(seq, "ok");
+    }
+    // Two breaks: the earlier one is reported, whichever range finds it.
+    tamper(5, "denied");
+    tamper(20_000, "denied");
+    assert_eq!(s.verify_audit().unwrap().unwrap_err().seq, 5);
+    tamper(5, "ok");
+    assert_eq!(s.verify_audit().unwrap().unwrap_err().seq, 20_000);
+    tamper(20_000, "ok");
+    // A row gone at the boundary: the walk misses it where it should have been.
+    let gone = &rows[15_000];
+    assert_eq!(gone.seq, 15_001);
+    c.execute("DELETE FROM audit WHERE seq = 15001", [])
+        .unwrap();
+    let b = s.verify_audit().unwrap().unwrap_err();
+    assert_eq!(b.seq, 15_001, "{b}");
+    // A row that links to the wrong predecessor at the first row of a range.
+    c.execute(
+        "INSERT INTO audit (seq, ts, actor, surface, event, action_id, outcome, detail, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        rusqlite::params![
+            gone.seq,
+            gone.ts,
+            gone.actor,
+            gone.surface.map(|s| s.as_str()),
+            gone.event,
+            gone.action_id,
+            gone.outcome,
+            gone.detail.to_string(),
+            gone.prev_hash,
+            gone.hash
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.verify_audit().unwrap(), Ok(n));
+    c.execute(
+        "UPDATE audit SET prev_hash = ?1 WHERE seq = 15001",
+        [&"0".repeat(64)],
+    )
+    .unwrap();
+    assert_eq!(s.verify_audit().unwrap().unwrap_err().seq, 15_001);
+}

@@ -146,6 +146,16 @@ impl Default for ChainVerifier {
 }
 
 impl ChainVerifier {
+    /// A verifier that picks the chain up at `next_seq`, whose predecessor's hash is
+    /// `prev_hash` (a range of the log checked apart; whoever joins the ranges checks
+    /// that the one before really ends there).
+    pub fn resume(next_seq: i64, prev_hash: &str) -> ChainVerifier {
+        ChainVerifier {
+            expected_seq: next_seq,
+            prev_hash: prev_hash.to_string(),
+        }
+    }
+
     pub fn push(&mut self, e: &AuditEntry) -> Result<(), ChainBreak> {
         self.check(
             e.seq,

@@ -1,5 +1,5 @@
 //! The audit chain in SQLite: appending under the write lock, reading and querying
-//! entries, and verifying the chain in parallel batches.
+//! entries, and verifying the chain on every core (a range of seqs each).
 
 use super::SqliteStore;
 use crate::core::audit::{self, AuditEntry, GENESIS, NewAuditEntry};
@@ -203,166 +203,161 @@ impl SqliteStore {
         Ok(out)
     }
 
-    /// One read transaction on a connection of its own: a consistent snapshot (an
-    /// append racing the check cannot look like rows cut off the end), no stall of this
-    /// process's other store calls on a long log, and rows checked as stored, without
-    /// parsing their detail.
+    /// Verification reads the log on every core: the head and the last seq are read in
+    /// one transaction, then each core reads and checks a range of seqs on a read-only
+    /// connection of its own (each row's hash needs only its bytes and its recorded
+    /// prev_hash, borrowed straight from SQLite, detail unparsed), and the ranges are
+    /// joined in order: each must begin where the one before ended. The first break
+    /// reported is the one a walk from the first row would meet. Rows appended while it
+    /// runs lie past the last seq read and are not part of the check.
     pub(super) fn verify_audit_rows(
         &self,
         progress: &dyn Fn(i64),
     ) -> Result<std::result::Result<i64, audit::ChainBreak>> {
-        let mut conn = Connection::open_with_flags(
+        let mut conn = self.read_only()?;
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let (count, head) = self.read_head(&tx)?;
+        let (first, last): (Option<i64>, Option<i64>) = tx
+            .query_row("SELECT MIN(seq), MAX(seq) FROM audit", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(|e| self.err(e))?;
+        let (Some(first), Some(last)) = (first, last) else {
+            return Ok(audit::ChainVerifier::default().finish(count, &head));
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Small logs are not worth a second connection.
+        let parts = if last - first < 20_000 { 1 } else { cores };
+        let span = (last - first + parts as i64) / parts as i64;
+        let done = std::sync::atomic::AtomicI64::new(0);
+        let ranges: Vec<RangeCheck> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..parts as i64)
+                .map(|k| {
+                    let (lo, hi) = (first + k * span, (first + (k + 1) * span - 1).min(last));
+                    let done = &done;
+                    scope.spawn(move || self.verify_range(lo, hi, done))
+                })
+                .collect();
+            while !handles.iter().all(|h| h.is_finished()) {
+                progress(done.load(std::sync::atomic::Ordering::Relaxed));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(self.corrupt("a verification thread failed".to_string()))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        // Join in order: a range begins where the one before ended.
+        let mut v = audit::ChainVerifier::default();
+        for r in ranges {
+            let Some((seq, prev)) = &r.first else {
+                continue;
+            };
+            if let Err(b) = v.link(*seq, prev, prev) {
+                return Ok(Err(b));
+            }
+            if let Some(b) = r.broken {
+                return Ok(Err(b));
+            }
+            v = audit::ChainVerifier::resume(r.next_seq, &r.last_hash);
+        }
+        progress(v.count());
+        Ok(v.finish(count, &head))
+    }
+
+    fn read_only(&self) -> Result<Connection> {
+        let conn = Connection::open_with_flags(
             &self.path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| self.err(e))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(|e| self.err(e))?;
+        Ok(conn)
+    }
+
+    /// Checks the rows with seq in `lo..=hi` on a connection of its own.
+    fn verify_range(
+        &self,
+        lo: i64,
+        hi: i64,
+        done: &std::sync::atomic::AtomicI64,
+    ) -> Result<RangeCheck> {
+        let mut conn = self.read_only()?;
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let mut st = tx
             .prepare(
                 "SELECT seq, ts, actor, surface, event, action_id, outcome, detail, prev_hash, hash
-                 FROM audit ORDER BY seq",
+                 FROM audit WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
             )
             .map_err(|e| self.err(e))?;
-        let mut rows = st.query([]).map_err(|e| self.err(e))?;
-        let mut v = audit::ChainVerifier::default();
-        // Rows are checked in batches: links in order on this thread, each row's own
-        // hash (it needs only its bytes and its recorded prev_hash) on every core.
-        let mut batch: Vec<OwnedEntry> = Vec::with_capacity(VERIFY_BATCH);
+        let mut rows = st.query(params![lo, hi]).map_err(|e| self.err(e))?;
+        let mut out = RangeCheck::default();
+        let mut v: Option<audit::ChainVerifier> = None;
+        let mut n = 0i64;
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
             let seq: i64 = r.get(0).map_err(|e| self.err(e))?;
+            let text = |i| -> Result<&str> {
+                self.opt_str(r, i)?
+                    .ok_or_else(|| self.corrupt(format!("audit #{seq}: column {i} is null")))
+            };
+            let prev_hash = text(8)?;
+            let v = v.get_or_insert_with(|| {
+                out.first = Some((seq, prev_hash.to_string()));
+                audit::ChainVerifier::resume(seq, prev_hash)
+            });
             let surface = match self.opt_str(r, 3)? {
                 None => None,
                 Some(s) => match Surface::parse(s) {
                     Some(s) => Some(s),
                     None => {
-                        // What came before it breaks first, as it would one row at a time.
-                        if let Err(b) = verify_batch(&mut v, &batch) {
-                            return Ok(Err(b));
-                        }
-                        return Ok(Err(audit::ChainBreak {
+                        out.broken = Some(audit::ChainBreak {
                             seq,
                             problem: format!("unknown surface {s:?} (the row was altered)"),
-                        }));
+                        });
+                        return Ok(out);
                     }
                 },
             };
-            let text = |i| -> Result<String> {
-                self.opt_str(r, i)?
-                    .map(str::to_string)
-                    .ok_or_else(|| self.corrupt(format!("audit #{seq}: column {i} is null")))
-            };
-            let entry = OwnedEntry {
+            let entry = audit::StoredEntry {
                 seq,
                 ts: r.get(1).map_err(|e| self.err(e))?,
                 actor: text(2)?,
                 surface,
                 event: text(4)?,
-                action_id: self.opt_str(r, 5)?.map(str::to_string),
+                action_id: self.opt_str(r, 5)?,
                 outcome: text(6)?,
                 detail_json: text(7)?,
-                prev_hash: text(8)?,
+                prev_hash,
                 hash: text(9)?,
             };
-            batch.push(entry);
-            if batch.len() == VERIFY_BATCH {
-                if let Err(b) = verify_batch(&mut v, &batch) {
-                    return Ok(Err(b));
-                }
-                batch.clear();
-                progress(v.count());
+            if let Err(b) = v.push_stored(&entry) {
+                out.broken = Some(b);
+                return Ok(out);
+            }
+            n += 1;
+            if n % 4096 == 0 {
+                done.fetch_add(4096, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        if let Err(b) = verify_batch(&mut v, &batch) {
-            return Ok(Err(b));
+        if let Some(v) = v {
+            out.next_seq = v.count() + 1;
+            out.last_hash = v.head().to_string();
         }
-        let (count, head) = self.read_head(&tx)?;
-        Ok(v.finish(count, &head))
+        Ok(out)
     }
 }
 
-/// Rows per verification batch: enough to spread the hashing over every core, few
-/// enough that a batch stays small in memory.
-const VERIFY_BATCH: usize = 8192;
-
-/// An audit row as read, owned so a batch can be hashed on several threads.
-struct OwnedEntry {
-    seq: i64,
-    ts: i64,
-    actor: String,
-    surface: Option<Surface>,
-    event: String,
-    action_id: Option<String>,
-    outcome: String,
-    detail_json: String,
-    prev_hash: String,
-    hash: String,
-}
-
-impl OwnedEntry {
-    fn stored(&self) -> audit::StoredEntry<'_> {
-        audit::StoredEntry {
-            seq: self.seq,
-            ts: self.ts,
-            actor: &self.actor,
-            surface: self.surface,
-            event: &self.event,
-            action_id: self.action_id.as_deref(),
-            outcome: &self.outcome,
-            detail_json: &self.detail_json,
-            prev_hash: &self.prev_hash,
-            hash: &self.hash,
-        }
-    }
-}
-
-/// Checks a batch as a one-row-at-a-time walk would, reporting the same first break:
-/// the links in order (up to the first that breaks), and the rows before that break
-/// hashed on every core; an altered row before a broken link is the break reported.
-fn verify_batch(
-    v: &mut audit::ChainVerifier,
-    batch: &[OwnedEntry],
-) -> std::result::Result<(), audit::ChainBreak> {
-    let mut linked = batch.len();
-    let mut link_break = None;
-    for (i, e) in batch.iter().enumerate() {
-        if let Err(b) = v.link(e.seq, &e.prev_hash, &e.hash) {
-            linked = i;
-            link_break = Some(b);
-            break;
-        }
-    }
-    if let Some(i) = first_altered(&batch[..linked]) {
-        return Err(audit::altered(batch[i].seq));
-    }
-    link_break.map_or(Ok(()), Err)
-}
-
-/// The index of the first row whose content does not hash to its recorded hash.
-fn first_altered(rows: &[OwnedEntry]) -> Option<usize> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cores == 1 || rows.len() < 512 {
-        return rows.iter().position(|e| !e.stored().hash_matches());
-    }
-    let chunk = rows.len().div_ceil(cores);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = rows
-            .chunks(chunk)
-            .enumerate()
-            .map(|(k, part)| {
-                scope.spawn(move || {
-                    part.iter()
-                        .position(|e| !e.stored().hash_matches())
-                        .map(|i| k * chunk + i)
-                })
-            })
-            .collect();
-        parts
-            .into_iter()
-            .enumerate()
-            // A hashing thread that died proves nothing: its part counts as altered.
-            .filter_map(|(k, p)| p.join().unwrap_or(Some(k * chunk)))
-            .min()
-    })
+/// What one range of the log showed: where it began (its first seq and the hash it
+/// says came before), where it ended, and its first break.
+#[derive(Default)]
+struct RangeCheck {
+    first: Option<(i64, String)>,
+    next_seq: i64,
+    last_hash: String,
+    broken: Option<audit::ChainBreak>,
 }
