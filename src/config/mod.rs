@@ -190,7 +190,6 @@ impl Config {
         )
     }
 
-
     /// Loads the file at `path` (an explicit path must exist; the default may not).
     pub fn load(
         path: Option<&Path>,

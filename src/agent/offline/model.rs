@@ -1,8 +1,8 @@
 //! The offline planner as a [`LanguageModel`]: each turn answers the person's last
 //! message with the planned calls, then the chain's later rounds as results come back.
 
-use super::intents::plan_chat;
 use super::OFFLINE_LABEL;
+use super::intents::plan_chat;
 use crate::agent::suggest::Snapshot;
 use crate::llm::{
     AssistantTurn, ContentBlock, LanguageModel, LlmEvent, Role, StopReason, TurnRequest,

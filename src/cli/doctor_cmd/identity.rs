@@ -2,8 +2,8 @@
 //! document, the keyring (consent key, agent credential) and the stored refresh token.
 
 use super::{Doctor, outer_and_root, tenant_base};
-use crate::cli::Cli;
 use crate::auth::keyring::{self, REFRESH_TOKEN, SecretStore};
+use crate::cli::Cli;
 use crate::config::Config;
 use crate::core::text::line;
 use std::time::Instant;

@@ -197,6 +197,8 @@ pub(super) async fn deliver(
         )
             .into_response();
     };
-    let at = body["at"].as_i64().unwrap_or_else(crate::sandbox::state::now_ms);
+    let at = body["at"]
+        .as_i64()
+        .unwrap_or_else(crate::sandbox::state::now_ms);
     Json(json!(st.providers.deliver(from, subject, at))).into_response()
 }

@@ -54,7 +54,6 @@ pub fn router(state: Arc<SandboxState>) -> axum::Router {
         .with_state(state)
 }
 
-
 /// What the emulated providers hold, for a person (or a test in another process) to see
 /// that a side effect happened exactly once. Loopback only, like the whole sandbox.
 /// What the providers hold (mail subjects and recipients, events, posts): the owner's

@@ -61,7 +61,10 @@ pub(super) async fn slack_post(
         .into_response()
 }
 
-pub(super) async fn slack_list(State(st): State<Arc<SandboxState>>, headers: HeaderMap) -> Response {
+pub(super) async fn slack_list(
+    State(st): State<Arc<SandboxState>>,
+    headers: HeaderMap,
+) -> Response {
     if let Some(r) = st.providers.enter("slack.list").await {
         return r;
     }
