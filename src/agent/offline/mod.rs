@@ -2,6 +2,7 @@
 //! pipeline for suggestions, and simple chat intents. It produces the same tool calls
 //! the model would (`propose_action` inputs, action tool calls), so everything goes
 //! through the same validation, FSM and pipeline. All output is labelled offline.
+
 use crate::core::agent::ToolCall;
 use crate::core::domain::{Contact, Deal, Millis};
 use serde_json::Value;

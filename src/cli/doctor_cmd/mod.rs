@@ -6,6 +6,7 @@
 //! Doctor changes nothing: it opens the store only if its file exists, never creates
 //! the consent key, never seeds the sandbox, writes no log file, and asks the model API
 //! only to count tokens (free), never for a completion. It prints no secret.
+
 use super::Cli;
 use anyhow::Result;
 use std::fmt::Display;

@@ -8,6 +8,7 @@
 // Handlers return ready-made provider error responses as their `Err`; their size is
 // irrelevant in an emulator and boxing them would only add noise.
 #![allow(clippy::result_large_err)]
+
 use super::state::SandboxState;
 use axum::Json;
 use axum::extract::State;
