@@ -17,7 +17,7 @@ fn unique_service() -> String {
     format!(
         "dealflow-test-{}-{}",
         std::process::id(),
-        dealflow::auth::now_ms()
+        dealflow::wall::now_ms()
     )
 }
 

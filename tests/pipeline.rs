@@ -885,7 +885,7 @@ async fn a_fresh_execution_in_another_process_is_not_swept() {
     let ap = me()
         .approve(r.store.as_ref(), &s.action.id, false, 11)
         .unwrap();
-    let now = dealflow::sandbox::state::now_ms();
+    let now = dealflow::wall::now_ms();
     r.store
         .transition(
             &s.action.id,

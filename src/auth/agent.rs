@@ -64,7 +64,7 @@ impl AgentAuth {
         match self {
             AgentAuth::Secret(s) => Ok(vec![("client_secret", s.expose().to_string())]),
             AgentAuth::PrivateKeyJwt { key, alg } => {
-                let now = super::now_ms() / 1000;
+                let now = crate::wall::now_ms() / 1000;
                 let claims = serde_json::json!({
                     "iss": settings.agent_client_id,
                     "sub": settings.agent_client_id,

@@ -104,7 +104,7 @@ impl CibaClient {
         // The request's lifetime counts from before it was sent: the server's clock
         // starts later, so ours never outlives it. Auth0 answers access_denied for both a
         // no and an expiry; a deadline later than the server's would read an expiry as a no.
-        let sent_at = super::now_ms();
+        let sent_at = crate::wall::now_ms();
         let v = post_form(&self.http, &self.settings, ENDPOINT_AUTHORIZE, &form).await?;
         let id = str_field(&v, "auth_req_id").ok_or_else(|| AuthError::Transport {
             endpoint: ENDPOINT_AUTHORIZE.into(),
@@ -129,7 +129,7 @@ impl CibaClient {
         let mut interval = req.interval_s;
         let mut faults = 0u32;
         loop {
-            if super::now_ms() >= req.expires_at_ms {
+            if crate::wall::now_ms() >= req.expires_at_ms {
                 return Ok(CibaOutcome::Expired);
             }
             if !wait(&self.settings, interval, cancel).await {
@@ -157,7 +157,7 @@ impl CibaClient {
                         .cloned();
                     return Ok(CibaOutcome::Approved {
                         access_token: Secret::new(at),
-                        expires_at_ms: super::now_ms() + expires_in * 1000,
+                        expires_at_ms: crate::wall::now_ms() + expires_in * 1000,
                         authorization_details,
                     });
                 }
@@ -177,7 +177,7 @@ impl CibaClient {
                     // Auth0 uses access_denied for both "denied" and "expired": tell
                     // them apart by the request's own expiry.
                     Some("access_denied") => {
-                        return Ok(if super::now_ms() >= req.expires_at_ms {
+                        return Ok(if crate::wall::now_ms() >= req.expires_at_ms {
                             CibaOutcome::Expired
                         } else {
                             CibaOutcome::Denied

@@ -43,7 +43,7 @@ impl TokenSet {
             access_token: Secret::new(at),
             refresh_token: str_field(v, "refresh_token").map(Secret::new),
             id_token: str_field(v, "id_token").map(Secret::new),
-            expires_at_ms: super::now_ms() + expires_in * 1000,
+            expires_at_ms: crate::wall::now_ms() + expires_in * 1000,
             scope: str_field(v, "scope").unwrap_or_default(),
         })
     }
@@ -90,7 +90,7 @@ impl DeviceLogin {
             verification_uri_complete: str_field(&v, "verification_uri_complete"),
             expires_in_s: expires_in,
             interval_s: int_field(&v, "interval").unwrap_or(5).max(0) as u64,
-            expires_at_ms: super::now_ms()
+            expires_at_ms: crate::wall::now_ms()
                 + (expires_in as i64)
                     * self.settings.poll_unit.as_millis().min(i64::MAX as u128) as i64,
         })
@@ -148,7 +148,7 @@ impl DeviceLogin {
                     // the code is still valid.
                     _ if e.is_transient()
                         && faults < super::TRANSIENT_RETRIES
-                        && super::now_ms() < prompt.expires_at_ms =>
+                        && crate::wall::now_ms() < prompt.expires_at_ms =>
                     {
                         faults += 1;
                         interval = super::backed_off(interval);

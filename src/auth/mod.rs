@@ -177,8 +177,6 @@ impl AuthSettings {
     }
 }
 
-pub use crate::wall::now_ms;
-
 static HTTP_TIMEOUT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(30_000);
 
 /// Sets the request timeout of Auth0 clients created afterwards in this process (30 s by

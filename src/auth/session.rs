@@ -189,7 +189,7 @@ impl Session {
         let mut g = self.inner.lock().await;
         let margin = self.settings.refresh_margin.as_millis() as i64;
         if let Some(c) = &g.access
-            && c.expires_at_ms - margin > super::now_ms()
+            && c.expires_at_ms - margin > crate::wall::now_ms()
         {
             return Ok(c.token.clone());
         }

@@ -82,7 +82,7 @@ impl VaultClient {
         let key = (connection, subject_key(subject_token));
         let margin = self.settings.refresh_margin.as_millis() as i64;
         if let Some(t) = self.cache().get(&key)
-            && t.expires_at_ms - margin > super::now_ms()
+            && t.expires_at_ms - margin > crate::wall::now_ms()
         {
             return Ok(t.clone());
         }
@@ -112,7 +112,7 @@ impl VaultClient {
             endpoint: ENDPOINT.into(),
             message: "response has no access_token".into(),
         })?;
-        let now = super::now_ms();
+        let now = crate::wall::now_ms();
         let expires_at_ms = match (int_field(&v, "expires_in"), int_field(&v, "expires_at")) {
             (Some(s), _) => now + s * 1000,
             (None, Some(at)) => at * 1000,

@@ -6,11 +6,12 @@
 //! before every exchange (deleting the vault's tokenset does not revoke the provider's
 //! grant); `--forget` also deletes the connected account at Auth0.
 
-use super::{Ctx, exec, local_actor, now_ms};
+use super::{Ctx, exec, local_actor};
 use crate::auth::connect::{ConnectClient, LoopbackRedirect, parse_redirect, short_scope};
 use crate::core::audit::NewAuditEntry;
 use crate::core::domain::{Connection, Surface};
 use crate::core::permissions::PermissionChange;
+use crate::wall::now_ms;
 use anyhow::{Context, Result, bail};
 use clap::{Subcommand, ValueEnum};
 use std::process::ExitCode;

@@ -1,11 +1,12 @@
 //! `dealflow actions list|show|approve|reject|edit`: the queue, scriptable.
 
-use super::{Ctx, exec, local_actor, now_ms};
+use super::{Ctx, exec, local_actor};
 use crate::core::consent::Gate;
 use crate::core::domain::{Action, ActionParams, ActionState, Surface};
 use crate::core::text::line;
 use crate::runtime::review::{self, ReviewError, Reviewer};
 use crate::store::ActionFilter;
+use crate::wall::now_ms;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use std::io::{BufRead, IsTerminal, Write};
@@ -212,7 +213,7 @@ fn list_for_team(ctx: &Ctx, json: bool) -> Result<ExitCode> {
 fn show(ctx: &Ctx, id: &str, json: bool) -> Result<ExitCode> {
     let a = ctx.store.get_action(id)?;
     // The decision approving would meet: rules, pins and the split guard included.
-    let d = crate::runtime::review::decision_for(ctx.store.as_ref(), &a, super::now_ms())?;
+    let d = crate::runtime::review::decision_for(ctx.store.as_ref(), &a, crate::wall::now_ms())?;
     if json {
         let v = serde_json::json!({ "action": a, "decision": d });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -281,7 +282,7 @@ fn approve(
     // what gets approved (an edit landing while the prompt waits is refused).
     let (confirmed, seen) = match confirm {
         Some(c) => (c == a.id, expect_version),
-        None => match review::decision_for(store, &a, super::now_ms())?.gate() {
+        None => match review::decision_for(store, &a, crate::wall::now_ms())?.gate() {
             Gate::StepUp { reason } => (
                 typed_confirmation(&a, reason)?,
                 expect_version.or(Some(a.version)),

@@ -147,7 +147,7 @@ pub fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
             let old = anchor.reset(ctx.store.as_ref());
             // Appended through the anchored store, so this entry starts the new anchor.
             let e = ctx.store.append_audit(crate::core::audit::NewAuditEntry {
-                ts: super::now_ms(),
+                ts: crate::wall::now_ms(),
                 actor: super::local_actor(),
                 surface: Some(crate::core::domain::Surface::Cli),
                 event: "audit.anchor_reset".into(),

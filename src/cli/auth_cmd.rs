@@ -77,7 +77,7 @@ fn countdown(expires_at_ms: i64, cancel: CancellationToken) {
     }
     tokio::spawn(async move {
         loop {
-            let left = (expires_at_ms - crate::auth::now_ms()).max(0) / 1000;
+            let left = (expires_at_ms - crate::wall::now_ms()).max(0) / 1000;
             eprint!(
                 "\r  waiting for approval… {:02}:{:02} left ",
                 left / 60,

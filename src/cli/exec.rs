@@ -2,7 +2,7 @@
 //! device sign-in against the in-process sandbox), the providers' endpoints, and the
 //! start-up reconciliation of anything a crashed run left behind.
 
-use super::{Ctx, now_ms};
+use super::Ctx;
 use crate::auth::{AuthClients, keyring};
 use crate::connectors::Endpoints;
 use crate::core::domain::CrmProvider;
@@ -14,6 +14,7 @@ use crate::runtime::pipeline::{Executed, Pipeline, PipelineError};
 use crate::sandbox::Sandbox;
 use crate::sandbox::discovery::Published;
 use crate::sandbox::sign_in;
+use crate::wall::now_ms;
 use anyhow::{Context, Result};
 use std::sync::Arc;
 

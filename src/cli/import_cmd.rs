@@ -4,10 +4,11 @@
 //! audit entry records the file, its SHA-256 and the counts. `core::import` decides what
 //! each row becomes; this module reads bytes, shows progress and prints.
 
-use super::{Ctx, local_actor, now_ms, origin};
+use super::{Ctx, local_actor, origin};
 use crate::core::domain::{Contact, Deal, format_money};
 use crate::core::import::{Importer, Kind, Mapping, Record, RowError, Status, parse_override};
 use crate::core::text::{line, utc_timestamp};
+use crate::wall::now_ms;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use std::io::{IsTerminal, Read};

@@ -25,6 +25,7 @@ mod tui_cmd;
 
 use crate::config::{Config, Override, Source};
 use crate::store::{RedisStore, SqliteStore, Store};
+use crate::wall::now_ms;
 use anyhow::{Context, Result};
 pub use args::{Cli, Cmd, ConfigCmd, SandboxCmd};
 use clap::{CommandFactory, Parser};
@@ -39,8 +40,6 @@ pub struct Ctx {
     pub sandbox: bool,
     pub store: Arc<dyn Store>,
 }
-
-pub use crate::wall::now_ms;
 
 /// The local person acting, as audit rows record it: the signed-in identity, or the
 /// Unix account of the process's uid (never `$USER`). On a shared box the CLI also

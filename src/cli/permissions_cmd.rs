@@ -1,10 +1,11 @@
 //! `dealflow permissions show|set`: the user's own hand on the leash. Audited.
 
-use super::{Ctx, local_actor, now_ms};
+use super::{Ctx, local_actor};
 use crate::core::audit::NewAuditEntry;
 use crate::core::domain::{ActionKind, Surface, format_money};
 use crate::core::permissions::{Approver, Autonomy, PermissionChange};
 use crate::core::text::line;
+use crate::wall::now_ms;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use std::process::ExitCode;

@@ -2,7 +2,7 @@
 //! command line. Calibration only suggests; `accept` is the user's own permission
 //! change, audited with the evidence that led to it.
 
-use super::{Ctx, local_actor, now_ms, origin};
+use super::{Ctx, local_actor, origin};
 use crate::core::audit::{AuditEntry, NewAuditEntry};
 use crate::core::calibration::{Calibration, Verdict, observations};
 use crate::core::consent::{Gate, gate_at};
@@ -12,6 +12,7 @@ use crate::core::permissions::{
     Approver, AutoApproveRule, Autonomy, PermissionChange, Permissions, normalize_pin,
 };
 use crate::core::text::line;
+use crate::wall::now_ms;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use serde::{Deserialize, Serialize};

@@ -26,7 +26,7 @@ pub fn advance(ctx: &super::Ctx, by: &str) -> Result<ExitCode> {
         .filter(|d| !d.is_zero() && d.as_secs() <= 365 * 86_400)
         .with_context(|| format!("{by:?}: give a duration up to a year, like 12h, 2d or 1w"))?;
     let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    let now = super::now_ms();
+    let now = crate::wall::now_ms();
     // The mail first: a failed delivery must not leave the world half moved.
     let plan = crate::sandbox::world::due(ctx.store.as_ref(), ms)?;
     let delivered = deliver(&plan, now)?;

@@ -5,8 +5,9 @@
 //! the crontab line that does the same with `service run --once`.
 
 use super::mcp_cmd::{Launch, launch_args, write_atomically};
-use super::{Ctx, exec, now_ms};
+use super::{Ctx, exec};
 use crate::runtime::service::{Liveness, ServiceStatus, WorkerOptions, status_path};
+use crate::wall::now_ms;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use std::path::{Path, PathBuf};

@@ -1,9 +1,10 @@
 //! `dealflow status`: the pipeline and the queue, with the gate each action faces.
 
-use super::{Ctx, now_ms};
+use super::Ctx;
 use crate::core::domain::{ActionState, format_money};
 use crate::core::text::line;
 use crate::store::ActionFilter;
+use crate::wall::now_ms;
 use anyhow::Result;
 use std::process::ExitCode;
 

@@ -1,7 +1,8 @@
 //! `dealflow suggest`: one run of the suggestion engine, from the command line.
 
-use super::{Ctx, exec, now_ms};
+use super::{Ctx, exec};
 use crate::runtime::suggester::Suggester;
+use crate::wall::now_ms;
 use anyhow::Result;
 use std::process::ExitCode;
 use std::sync::Arc;

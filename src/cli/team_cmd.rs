@@ -6,13 +6,14 @@
 //! change lands in the team's audit stream, which every member reads
 //! (`audit export --team`, `audit verify --team`), and in the admin's own log.
 
-use super::{local_actor, now_ms, origin, permissions_cmd};
+use super::{local_actor, origin, permissions_cmd};
 use crate::config::Config;
 use crate::core::audit::NewAuditEntry;
 use crate::core::domain::Surface;
 use crate::core::permissions::Permissions;
 use crate::store::RedisStore;
 use crate::store::redis::PolicyOp;
+use crate::wall::now_ms;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use std::path::PathBuf;

@@ -63,7 +63,8 @@ pub struct SandboxState {
     pub auth0: super::auth0::model::Auth0State,
 }
 
-pub use crate::wall::{now_ms, random_token};
+use crate::wall::now_ms;
+pub use crate::wall::random_token;
 
 impl SandboxState {
     fn lock_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, ProviderGrant>> {

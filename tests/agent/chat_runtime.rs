@@ -376,7 +376,7 @@ async fn a_tool_whose_account_is_not_ready_is_refused_before_the_step_up() {
 async fn the_offline_planner_chains_deal_calendar_and_draft_through_the_runtime() {
     let mut r = rig(vec![]).await;
     let snapshot = dealflow::agent::suggest::Snapshot {
-        now: dealflow::sandbox::state::now_ms(),
+        now: dealflow::wall::now_ms(),
         deals: r.store.list_deals().unwrap(),
         contacts: r.store.list_contacts().unwrap(),
         calendar: None,

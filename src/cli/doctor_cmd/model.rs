@@ -43,7 +43,7 @@ impl Doctor {
     /// The suggestion engine's last run and today's spend, from the audit log.
     pub(super) fn suggester(&mut self, config: &Config, store: &dyn Store) {
         use crate::runtime::suggester::{RUNS_SUBJECT, tokens_today};
-        let now = crate::cli::now_ms();
+        let now = crate::wall::now_ms();
         let budget = config.raw.agent.daily_token_budget;
         let used = tokens_today(store, now).unwrap_or(0);
         let spend = if budget > 0 {

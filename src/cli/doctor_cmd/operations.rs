@@ -43,7 +43,7 @@ impl Doctor {
     pub(super) fn device_consent(&mut self, store: &dyn Store) {
         use crate::runtime::batch::PUSHES_SUBJECT;
         use crate::runtime::rar::RAR_TYPE;
-        let since = crate::cli::now_ms() - 30 * 86_400_000;
+        let since = crate::wall::now_ms() - 30 * 86_400_000;
         let last = match store.audit_about(PUSHES_SUBJECT, since) {
             Ok(entries) => entries.into_iter().next(),
             Err(e) => return self.fail("device consent", e),

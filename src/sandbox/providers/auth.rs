@@ -1,7 +1,8 @@
 //! Each provider's own error shape (Google's `{error:{…}}`, Slack's HTTP 200
 //! `{ok:false,error}`) and its bearer-token check against the emulated Token Vault.
 
-use crate::sandbox::state::{ProviderGrant, SandboxState, now_ms};
+use crate::sandbox::state::{ProviderGrant, SandboxState};
+use crate::wall::now_ms;
 use axum::Json;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};

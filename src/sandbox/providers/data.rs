@@ -2,7 +2,7 @@
 //! disk between runs, and the faults and latency a test injects per endpoint.
 
 use super::auth::google_error_body;
-use crate::sandbox::state::now_ms;
+use crate::wall::now_ms;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};

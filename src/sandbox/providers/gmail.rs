@@ -197,8 +197,6 @@ pub(super) async fn deliver(
         )
             .into_response();
     };
-    let at = body["at"]
-        .as_i64()
-        .unwrap_or_else(crate::sandbox::state::now_ms);
+    let at = body["at"].as_i64().unwrap_or_else(crate::wall::now_ms);
     Json(json!(st.providers.deliver(from, subject, at))).into_response()
 }

@@ -3,7 +3,8 @@
 
 use super::auth::{slack_auth, slack_fail};
 use super::data::{SlackPost, lock};
-use crate::sandbox::state::{SandboxState, now_ms};
+use crate::sandbox::state::SandboxState;
+use crate::wall::now_ms;
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;

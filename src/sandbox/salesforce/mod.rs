@@ -13,7 +13,8 @@
 
 #![allow(clippy::result_large_err)]
 
-use super::state::{SandboxState, now_ms};
+use super::state::SandboxState;
+use crate::wall::now_ms;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};

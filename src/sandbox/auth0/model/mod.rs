@@ -3,7 +3,8 @@
 //! only translate HTTP to these methods, so tests can drive the same rules directly.
 
 use super::jwt::Signer;
-use crate::sandbox::state::{now_ms, random_token};
+use crate::sandbox::state::random_token;
+use crate::wall::now_ms;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Mutex;
