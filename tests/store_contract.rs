@@ -629,6 +629,37 @@ fn deals_contacts_and_actions_round_trip(fx: &Fx) {
         .unwrap();
     assert_eq!(top.len(), 1);
     assert_eq!(top[0].id, "zz-newest");
+    // A page of some states is the head of the whole list of them, in the same order,
+    // ties on created_at broken by id (the TUI's first frame is such a page).
+    for i in 0..6 {
+        s.insert_action(&Action {
+            id: format!("tie-{i}"),
+            created_at: 5_000_000_000_000,
+            ..action(
+                "x",
+                if i % 2 == 0 {
+                    ActionState::Proposed
+                } else {
+                    ActionState::Approved
+                },
+            )
+        })
+        .unwrap();
+    }
+    let states = vec![ActionState::Proposed, ActionState::Approved];
+    let ids = |limit| -> Vec<String> {
+        s.list_actions(&ActionFilter {
+            states: states.clone(),
+            limit,
+        })
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect()
+    };
+    let all = ids(None);
+    assert_eq!(ids(Some(4)), all[..4].to_vec());
+    assert_eq!(all[1..4], ["tie-5", "tie-4", "tie-3"]);
 }
 
 /// Issue 18: the Actions tab holds every pending action and pages the finished ones,

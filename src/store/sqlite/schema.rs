@@ -37,7 +37,10 @@ CREATE TABLE IF NOT EXISTS actions (
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS actions_state ON actions(state, created_at);
+-- (state, created_at, id): the queue's newest-first page is read from the index alone;
+-- it replaces actions_state (state, created_at), of which it is a superset.
+CREATE INDEX IF NOT EXISTS actions_state_created ON actions(state, created_at, id);
+DROP INDEX IF EXISTS actions_state;
 CREATE INDEX IF NOT EXISTS actions_state_updated ON actions(state, updated_at, id);
 CREATE TABLE IF NOT EXISTS permissions (
     id INTEGER PRIMARY KEY CHECK (id = 1),
