@@ -31,18 +31,28 @@ pub enum ChatModel {
     Offline,
 }
 
+/// A device wait: the call it is for, how to stop it, the run itself, and the signal
+/// that lets it report (only once its gate was reported: an answer must not overtake
+/// the question).
+struct Ciba {
+    call_id: String,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    go: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
 pub struct ChatIo {
     model: ChatModel,
     pub pipeline: Arc<Pipeline>,
     device: Arc<dyn DeviceConsent>,
     /// The person at the keyboard, as audit rows name them.
     actor: String,
-    /// Tool call id → the action filed for it.
-    filed: Mutex<HashMap<String, String>>,
+    /// Tool call id → the action filed for it, at the version the prompt described.
+    filed: Mutex<HashMap<String, (String, i64)>>,
     /// Calls declined (or cancelled) before or after they were filed.
     declined: Mutex<HashSet<String>>,
     /// The device wait of the call waiting on it: how to stop it, and the run itself.
-    ciba: Mutex<Option<(CancellationToken, tokio::task::JoinHandle<()>)>>,
+    ciba: Mutex<Option<Ciba>>,
     /// The model stream running, and how to drop it.
     stream: Mutex<Option<CancellationToken>>,
     /// The model of the current turn (the offline planner's snapshot is per turn).
@@ -134,6 +144,13 @@ impl ChatIo {
                 tokio::spawn(async move {
                     let ev = me.submit(&call, &report).await;
                     report(ev);
+                    // The gate is out: a device wait may now report its answer.
+                    if let Some(c) = lock(&me.ciba).as_mut()
+                        && c.call_id == call.id
+                        && let Some(go) = c.go.take()
+                    {
+                        let _ = go.send(());
+                    }
                 });
             }
             Io::Execute { call, consent } => {
@@ -147,8 +164,8 @@ impl ChatIo {
                 });
             }
             Io::CancelCiba { .. } => {
-                if let Some((cancel, _)) = lock(&self.ciba).as_ref() {
-                    cancel.cancel();
+                if let Some(c) = lock(&self.ciba).as_ref() {
+                    c.cancel.cancel();
                 }
             }
             Io::Decline { call_id } => {
@@ -210,15 +227,20 @@ impl ChatIo {
         });
         loop {
             tokio::select! {
-                item = s.next() => {
-                    let Some(item) = item else { break };
-                    if let Some(ev) = agent::to_event(item) {
-                        report(ev);
-                    }
-                }
+                biased;
                 _ = token.cancelled() => {
                     s.cancel();
                     break;
+                }
+                item = s.next() => {
+                    let Some(item) = item else { break };
+                    // Dropped means dropped: nothing more of it reaches the machine.
+                    if token.is_cancelled() {
+                        break;
+                    }
+                    if let Some(ev) = agent::to_event(item) {
+                        report(ev);
+                    }
                 }
             }
         }
@@ -227,8 +249,14 @@ impl ChatIo {
     /// Rejects what was filed for a declined call; one filed later is refused on filing.
     fn decline(&self, call_id: &str) {
         lock(&self.declined).insert(call_id.to_string());
+        // A push already on its way to the phone for it is withdrawn too.
+        if let Some(c) = lock(&self.ciba).as_ref()
+            && c.call_id == call_id
+        {
+            c.cancel.cancel();
+        }
         let filed = lock(&self.filed).get(call_id).cloned();
-        if let Some(id) = filed {
+        if let Some((id, _)) = filed {
             self.reject(&id);
         }
     }
@@ -282,7 +310,7 @@ impl ChatIo {
             Err(_) => return refused("filing the action failed".into()),
         };
         let action = submitted.action;
-        lock(&self.filed).insert(call.id.clone(), action.id.clone());
+        lock(&self.filed).insert(call.id.clone(), (action.id.clone(), action.version));
         // Declined (the turn cancelled) while it was being filed: it does not wait.
         if lock(&self.declined).contains(&call.id) {
             self.reject(&action.id);
@@ -309,6 +337,7 @@ impl ChatIo {
                     action.id.clone(),
                     approver.clone(),
                 );
+                let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
                 let task = tokio::spawn(async move {
                     let opts = BatchOptions {
                         concurrency: 1,
@@ -333,14 +362,26 @@ impl ChatIo {
                             "no answer on the device in time; it stays queued".to_string(),
                         ),
                     };
+                    // Not before the gate that asked for it was reported.
+                    let _ = go_rx.await;
                     report(Event::CibaResolved {
                         call_id,
                         approved,
                         detail,
                     });
                 });
-                if let Some((old, _)) = lock(&self.ciba).replace((cancel, task)) {
-                    old.cancel();
+                let now = Ciba {
+                    call_id: call.id.clone(),
+                    cancel: cancel.clone(),
+                    task,
+                    go: Some(go_tx),
+                };
+                if let Some(old) = lock(&self.ciba).replace(now) {
+                    old.cancel.cancel();
+                }
+                // Declined while the push was being sent: withdraw it now.
+                if lock(&self.declined).contains(&call.id) {
+                    cancel.cancel();
                 }
                 GateOutcome::Ciba {
                     prompt,
@@ -358,7 +399,7 @@ impl ChatIo {
     }
 
     async fn execute(&self, call: &ToolCall, consent: ConsentGiven) -> Result<String, String> {
-        let Some(id) = lock(&self.filed).get(&call.id).cloned() else {
+        let Some((id, version)) = lock(&self.filed).get(&call.id).cloned() else {
             return Err("no action was filed for this call".into());
         };
         let store = self.pipeline.store.clone();
@@ -370,16 +411,20 @@ impl ChatIo {
                     surface: Surface::Chat,
                 };
                 let (s, i) = (store.clone(), id.clone());
-                tokio::task::spawn_blocking(move || me.approve(s.as_ref(), &i, true, now_ms()))
-                    .await
-                    .map_err(|_| "approving failed".to_string())?
-                    .map_err(|e| e.to_string())?;
+                // Exactly what the prompt showed: an action edited since (in the Action
+                // Center, from another terminal) is refused, not approved unseen.
+                tokio::task::spawn_blocking(move || {
+                    me.approve_seen(s.as_ref(), &i, Some(version), true, now_ms())
+                })
+                .await
+                .map_err(|_| "approving failed".to_string())?
+                .map_err(|e| e.to_string())?;
             }
             // The device path ran it already (with the CIBA-issued token); report how.
             ConsentGiven::Device => {
                 let task = lock(&self.ciba).take();
-                if let Some((_, task)) = task {
-                    let _ = task.await;
+                if let Some(c) = task {
+                    let _ = c.task.await;
                 }
                 let a = store.get_action(&id).map_err(|e| e.to_string())?;
                 return match a.state {

@@ -117,7 +117,8 @@ impl ChatTab {
         self.follow(io, now)
     }
 
-    /// Esc: the turn and any wait end; what was filed and not run is withdrawn.
+    /// ctrl-c: the turn and any wait end; a call waiting on its gate or on the person's
+    /// answer is withdrawn, a device wait is cancelled.
     pub fn cancel(&mut self, now: Millis) -> Vec<Io> {
         let io = self.agent.handle(Event::Cancel);
         self.follow(io, now)

@@ -425,3 +425,57 @@ async fn the_offline_planner_chains_deal_calendar_and_draft_through_the_runtime(
     );
     assert!(r.fake.requests().is_empty(), "no model was asked");
 }
+
+/// "Confirm exactly this": a filed email edited while its prompt is on screen (in the
+/// Action Center, from another terminal on the same store) is refused at the yes, and
+/// nothing is sent — neither what was shown nor what it became.
+#[tokio::test]
+async fn a_yes_runs_only_the_payload_the_prompt_showed() {
+    use dealflow::core::domain::{ActionParams, Surface};
+    use dealflow::runtime::review::Reviewer;
+    let mut r = rig(vec![
+        TurnBuilder::new()
+            .tool_use("w1", "send_email", &json!({"to": ["bill@initech.example"], "subject": "Seat plan", "body": "20 minutes this week?"}))
+            .build(),
+        TurnBuilder::new().text(&["It changed; not sent."]).build(),
+    ])
+    .await;
+    let store = r.store.clone();
+    let (seen, _) = chat_turn::run_turn_with(
+        &mut r.tab,
+        &r.io,
+        "follow up with Bill",
+        vec![true],
+        &mut || {
+            let a = store
+                .list_actions(&ActionFilter::default())
+                .unwrap()
+                .into_iter()
+                .find(|a| a.surface == Surface::Chat && !a.state.is_terminal())
+                .unwrap();
+            let mut p = a.params.clone();
+            if let ActionParams::SendEmail(e) = &mut p {
+                e.to = vec!["exfil@outside.example".into()];
+            }
+            Reviewer {
+                actor: "user:someone-else".into(),
+                surface: Surface::ActionCenter,
+            }
+            .edit(store.as_ref(), &a.id, &p, dealflow::wall::now_ms())
+            .unwrap();
+        },
+    )
+    .await;
+    assert!(
+        seen.iter()
+            .any(|u| matches!(u, Shown::Confirm { prompt, .. } if prompt.contains("bill@initech.example"))),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(
+            |u| matches!(u, Shown::ToolResult { name, ok: false, .. } if name == "send_email")
+        ),
+        "{seen:?}"
+    );
+    assert!(r.w.sandbox.state.providers.sent().is_empty());
+}

@@ -57,6 +57,19 @@ pub async fn run_turn(
     text: &str,
     answers: Vec<bool>,
 ) -> (Vec<Shown>, TurnEnd) {
+    run_turn_with(tab, io, text, answers, &mut || {}).await
+}
+
+/// [`run_turn`], with `meanwhile` run while each prompt is on screen, before it is
+/// answered (what someone else does to the store in that time).
+#[allow(dead_code)]
+pub async fn run_turn_with(
+    tab: &mut ChatTab,
+    io: &Arc<ChatIo>,
+    text: &str,
+    answers: Vec<bool>,
+    meanwhile: &mut dyn FnMut(),
+) -> (Vec<Shown>, TurnEnd) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     let report: dealflow::runtime::chat::Report = Arc::new(move |ev| {
         let _ = tx.send(ev);
@@ -91,6 +104,7 @@ pub async fn run_turn(
             }
             // A step-up on screen: the person answers it.
             if tab.step_up.is_some() {
+                meanwhile();
                 let yes = answers.next().unwrap_or(false);
                 pending = tab.answer(yes, now);
                 continue;
