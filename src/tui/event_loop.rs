@@ -76,9 +76,11 @@ async fn drive(
         }
     };
     let mut events = EventStream::new();
-    let mut tick = tokio::time::interval(TICK);
+    // The first tick one period from now, not at once: start-up already asked for the
+    // queue (a tick at 0 read a long queue twice before the first frame settled).
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut clock = tokio::time::interval(CLOCK);
+    let mut clock = tokio::time::interval_at(tokio::time::Instant::now() + CLOCK, CLOCK);
     clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut driver = Driver::new(exec, tx);
     if let Ok(size) = terminal.size() {
