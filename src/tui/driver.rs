@@ -86,6 +86,15 @@ impl Driver {
         }
     }
 
+    /// Before the loop returns: what the person decided last (a chat step-up declined
+    /// just before quitting) is written, not lost with the runtime. Bounded: a store
+    /// that does not answer does not keep the terminal from being restored.
+    pub async fn settle(&self) {
+        if let Some(s) = &self.services {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s.settled()).await;
+        }
+    }
+
     fn answer(&self, msgs: Vec<Msg>) {
         for m in msgs {
             let _ = self.tx.send(m);

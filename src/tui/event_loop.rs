@@ -156,6 +156,7 @@ async fn drive(
             }
         }
         if app.quit {
+            driver.settle().await;
             return Ok(());
         }
     }

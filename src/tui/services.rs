@@ -299,6 +299,11 @@ impl Services {
         );
     }
 
+    /// Waits until the chat's declines asked for so far are written.
+    pub async fn settled(&self) {
+        self.chat.settled().await;
+    }
+
     /// Whether chat answers with the offline planner (no API key).
     pub fn offline_chat(&self) -> bool {
         self.chat.is_offline()
