@@ -88,6 +88,14 @@ pub fn finished_states() -> Vec<ActionState> {
         .collect()
 }
 
+/// Every state an action is still pending in (the queue holds all of these).
+pub fn pending_states() -> Vec<ActionState> {
+    ActionState::ALL
+        .into_iter()
+        .filter(|s| !s.is_terminal())
+        .collect()
+}
+
 /// Where a finished action sits in the store's page order (`Store::action_page`).
 fn finished_key(a: &Action) -> (Millis, &str) {
     (a.updated_at, a.id.as_str())

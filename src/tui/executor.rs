@@ -5,13 +5,19 @@
 use super::clock::Clock;
 use super::msg::{Msg, StoreEffect, Verb};
 use crate::core::audit::NewAuditEntry;
-use crate::core::domain::{ActionState, Millis};
+use crate::core::domain::Millis;
 use crate::runtime::review::Reviewer;
 use crate::store::{ActionFilter, ActionPage, Store};
-use crate::tui::actions::{FINISHED_PAGE, FIRST_PAGE, finished_states};
+use crate::tui::actions::{FINISHED_PAGE, FIRST_PAGE, finished_states, pending_states};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// Actions with their gates, and the permissions they were decided under.
+type Gated = (
+    Vec<(crate::core::domain::Action, crate::core::consent::Decision)>,
+    crate::core::permissions::Permissions,
+);
 
 #[derive(Clone)]
 pub struct Executor {
@@ -255,10 +261,7 @@ impl Executor {
         let now = self.clock.now_ms();
         let loaded = s
             .list_actions(&ActionFilter {
-                states: ActionState::ALL
-                    .into_iter()
-                    .filter(|s| !s.is_terminal())
-                    .collect(),
+                states: pending_states(),
                 limit: None,
             })
             .and_then(|mut actions| {
@@ -270,12 +273,7 @@ impl Executor {
                 actions.sort_by(|a, b| {
                     (b.created_at, b.id.as_str()).cmp(&(a.created_at, a.id.as_str()))
                 });
-                let mut facts = crate::runtime::facts::FactSource::new(s)?;
-                let gated = actions
-                    .into_iter()
-                    .map(|a| facts.decide(&a, now).map(|d| (a, d)))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok((gated, facts.permissions().clone()))
+                self.gate(actions, now)
             });
         match loaded {
             Ok((gated, permissions)) => Msg::ActionsLoaded {
@@ -286,26 +284,31 @@ impl Executor {
         }
     }
 
+    /// Each action with the gate it faces, decided from the store's facts, and the
+    /// permissions they were decided under.
+    fn gate(
+        &self,
+        actions: Vec<crate::core::domain::Action>,
+        now: Millis,
+    ) -> crate::store::Result<Gated> {
+        let mut facts = crate::runtime::facts::FactSource::new(self.store.as_ref())?;
+        let gated = actions
+            .into_iter()
+            .map(|a| facts.decide(&a, now).map(|d| (a, d)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((gated, facts.permissions().clone()))
+    }
+
     /// The newest [`FIRST_PAGE`] pending actions, each with its gate.
     fn load_first(&self) -> Msg {
         let s = self.store.as_ref();
         let now = self.clock.now_ms();
         let loaded = s
             .list_actions(&ActionFilter {
-                states: ActionState::ALL
-                    .into_iter()
-                    .filter(|s| !s.is_terminal())
-                    .collect(),
+                states: pending_states(),
                 limit: Some(FIRST_PAGE),
             })
-            .and_then(|actions| {
-                let mut facts = crate::runtime::facts::FactSource::new(s)?;
-                let gated = actions
-                    .into_iter()
-                    .map(|a| facts.decide(&a, now).map(|d| (a, d)))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok((gated, facts.permissions().clone()))
-            });
+            .and_then(|actions| self.gate(actions, now));
         match loaded {
             Ok((gated, permissions)) => Msg::FirstActions {
                 gated,
@@ -331,12 +334,7 @@ impl Executor {
                 before: Some(before.clone()),
                 limit: FINISHED_PAGE,
             })
-            .and_then(|page| {
-                let mut facts = crate::runtime::facts::FactSource::new(s)?;
-                page.into_iter()
-                    .map(|a| facts.decide(&a, now).map(|d| (a, d)))
-                    .collect::<Result<Vec<_>, _>>()
-            });
+            .and_then(|page| self.gate(page, now).map(|(gated, _)| gated));
         match loaded {
             Ok(gated) => Msg::OlderActionsLoaded {
                 gated,
