@@ -558,6 +558,14 @@ fn section_scale() -> Result<()> {
     seed_bulk(&small, actions, 100)?;
     seed_bulk(&big, actions, rows)?;
     println!("seeded (bulk insert): {:.1} s", t.elapsed().as_secs_f64());
+    // For profiling start-up or verify by hand: BENCH_SCALE_KEEP=<dir> keeps copies.
+    if let Some(keep) = std::env::var_os("BENCH_SCALE_KEEP") {
+        let keep = PathBuf::from(keep);
+        std::fs::create_dir_all(&keep)?;
+        std::fs::copy(&small, keep.join("small.db"))?;
+        std::fs::copy(&big, keep.join("big.db"))?;
+        println!("kept copies of both stores in {}", keep.display());
+    }
     let keyring = dir.path().join("keyring.json");
     let (small_rss, _) = rss_of(&small, &keyring)?;
     // The first start replays the log once and saves the calibration snapshot; the

@@ -146,18 +146,39 @@ impl Fx {
     }
 
     fn audit_key(&self) -> String {
-        format!("dealflow:u:{{{}}}:audit", self.ns)
+        format!("dealflow:u:{{{}}}:audit:log", self.ns)
     }
 
-    fn redis_row(&self, c: &mut ::redis::Connection, seq: i64) -> String {
-        let rows: Vec<String> = ::redis::cmd("ZRANGE")
+    /// An attacker with the server's credential rewriting the user's audit stream: a
+    /// stream entry cannot be replaced in place, so the whole stream is read, edited
+    /// and written again (which a stream allows only from scratch).
+    fn rewrite_redis(&self, edit: impl FnOnce(&mut Vec<(i64, serde_json::Value)>)) {
+        let mut c = self.redis();
+        let rows: Vec<(String, Vec<(String, String)>)> = ::redis::cmd("XRANGE")
             .arg(self.audit_key())
-            .arg(seq)
-            .arg(seq)
-            .arg("BYSCORE")
-            .query(c)
+            .arg("-")
+            .arg("+")
+            .query(&mut c)
             .unwrap();
-        rows.into_iter().next().unwrap()
+        let mut entries: Vec<(i64, serde_json::Value)> = rows
+            .into_iter()
+            .map(|(id, fields)| {
+                let seq = id.split_once('-').unwrap().0.parse().unwrap();
+                (seq, serde_json::from_str(&fields[0].1).unwrap())
+            })
+            .collect();
+        edit(&mut entries);
+        let mut pipe = ::redis::pipe();
+        pipe.atomic().cmd("DEL").arg(self.audit_key()).ignore();
+        for (seq, e) in &entries {
+            pipe.cmd("XADD")
+                .arg(self.audit_key())
+                .arg(format!("{seq}-0"))
+                .arg("entry")
+                .arg(e.to_string())
+                .ignore();
+        }
+        let _: () = pipe.query(&mut c).unwrap();
     }
 
     fn tamper_outcome(&self, seq: i64, outcome: &str) {
@@ -170,23 +191,13 @@ impl Fx {
                     )
                     .unwrap();
             }
-            Kind::Redis => {
-                let mut c = self.redis();
-                let row = self.redis_row(&mut c, seq);
-                let mut v: serde_json::Value = serde_json::from_str(&row).unwrap();
-                v["outcome"] = outcome.into();
-                let _: () = ::redis::cmd("ZREM")
-                    .arg(self.audit_key())
-                    .arg(&row)
-                    .query(&mut c)
-                    .unwrap();
-                let _: () = ::redis::cmd("ZADD")
-                    .arg(self.audit_key())
-                    .arg(seq)
-                    .arg(v.to_string())
-                    .query(&mut c)
-                    .unwrap();
-            }
+            Kind::Redis => self.rewrite_redis(|entries| {
+                for (s, e) in entries.iter_mut() {
+                    if *s == seq {
+                        e["outcome"] = outcome.into();
+                    }
+                }
+            }),
         }
     }
 
@@ -200,24 +211,13 @@ impl Fx {
                      UPDATE audit SET seq = {b} WHERE seq = -1;"
                 ))
                 .unwrap(),
-            Kind::Redis => {
-                let mut c = self.redis();
-                let (ra, rb) = (self.redis_row(&mut c, a), self.redis_row(&mut c, b));
-                let _: () = ::redis::pipe()
-                    .atomic()
-                    .cmd("ZREM")
-                    .arg(self.audit_key())
-                    .arg(&ra)
-                    .arg(&rb)
-                    .cmd("ZADD")
-                    .arg(self.audit_key())
-                    .arg(a)
-                    .arg(&rb)
-                    .arg(b)
-                    .arg(&ra)
-                    .query(&mut c)
-                    .unwrap();
-            }
+            Kind::Redis => self.rewrite_redis(|entries| {
+                let ia = entries.iter().position(|(s, _)| *s == a).unwrap();
+                let ib = entries.iter().position(|(s, _)| *s == b).unwrap();
+                let (ea, eb) = (entries[ia].1.clone(), entries[ib].1.clone());
+                entries[ia].1 = eb;
+                entries[ib].1 = ea;
+            }),
         }
     }
 
@@ -230,10 +230,9 @@ impl Fx {
             }
             Kind::Redis => {
                 let mut c = self.redis();
-                let _: () = ::redis::cmd("ZREMRANGEBYSCORE")
+                let _: () = ::redis::cmd("XDEL")
                     .arg(self.audit_key())
-                    .arg(seq)
-                    .arg(seq)
+                    .arg(format!("{seq}-0"))
                     .query(&mut c)
                     .unwrap();
             }
@@ -1622,4 +1621,108 @@ fn a_long_log_is_verified_on_every_core_with_the_same_first_break() {
     )
     .unwrap();
     assert_eq!(s.verify_audit().unwrap().unwrap_err().seq, 15_001);
+}
+
+/// A log kept in the old layout (a sorted set scored by seq, and its recorded head) is
+/// moved into the stream by the first open, in order, verifies as before, and the next
+/// append chains on; an entry that had been deleted from the end of the old log is
+/// still missed after the move.
+#[test]
+fn redis_old_audit_layout_moves_into_the_stream_on_open() {
+    use dealflow::core::audit::{GENESIS, seal};
+    let old_layout = |ns: &str, n: i64, recorded: i64| {
+        let mut c = raw_redis();
+        let prefix = format!("dealflow:u:{{{ns}}}:");
+        let mut prev = GENESIS.to_string();
+        let mut last = String::new();
+        for i in 0..n {
+            let e = seal(i + 1, &prev, entry(i));
+            let _: () = ::redis::cmd("ZADD")
+                .arg(format!("{prefix}audit"))
+                .arg(e.seq)
+                .arg(serde_json::to_string(&e).unwrap())
+                .query(&mut c)
+                .unwrap();
+            prev = e.hash.clone();
+            last = e.hash;
+        }
+        let _: () = ::redis::cmd("HSET")
+            .arg(format!("{prefix}audit:head"))
+            .arg("count")
+            .arg(recorded)
+            .arg("hash")
+            .arg(last)
+            .query(&mut c)
+            .unwrap();
+    };
+    let ns = unique_namespace("migrate");
+    old_layout(&ns, 5, 5);
+    let s = open_redis(&ns, None).unwrap();
+    assert_eq!(s.verify_audit().unwrap().unwrap(), 5);
+    let mut c = raw_redis();
+    let kind: String = ::redis::cmd("TYPE")
+        .arg(format!("dealflow:u:{{{ns}}}:audit:log"))
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(kind, "stream");
+    let left: i64 = ::redis::cmd("EXISTS")
+        .arg(format!("dealflow:u:{{{ns}}}:audit"))
+        .arg(format!("dealflow:u:{{{ns}}}:audit:head"))
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(left, 0, "the old keys are gone once moved");
+    let sixth = s.append_audit(entry(5)).unwrap();
+    assert_eq!(sixth.seq, 6);
+    assert_eq!(s.verify_audit().unwrap().unwrap(), 6);
+    // Opening again moves nothing and changes nothing.
+    let again = open_redis(&ns, None).unwrap();
+    assert_eq!(again.verify_audit().unwrap().unwrap(), 6);
+    let _ = again.purge_namespace();
+
+    // The old head recorded 4 entries but only 3 are there: the missing one stays missed.
+    let ns = unique_namespace("migrate-cut");
+    old_layout(&ns, 3, 4);
+    let s = open_redis(&ns, None).unwrap();
+    let broken = s.verify_audit().unwrap();
+    assert!(
+        broken.is_err(),
+        "a log cut short before the move verified: {broken:?}"
+    );
+    assert_eq!(s.append_audit(entry(9)).unwrap().seq, 5, "no seq is reused");
+    let _ = s.purge_namespace();
+}
+
+/// What the stream adds over a scripted compare-and-set: an entry deleted from the end
+/// is a break (the stream's top stays), its seq is never reused, and an appender whose
+/// head is stale is refused by Redis itself and chains on the real head.
+#[test]
+fn redis_stream_refuses_a_stale_head_and_keeps_its_top() {
+    let ns = unique_namespace("stream-top");
+    let a = open_redis(&ns, None).unwrap();
+    let b = open_redis(&ns, None).unwrap();
+    for i in 0..3 {
+        a.append_audit(entry(i)).unwrap();
+    }
+    // b has not read the head yet; a moves it on; b's first append seals on what it reads.
+    b.append_audit(entry(3)).unwrap();
+    // a's cached head is now stale (#3): Redis refuses #4 and a reseals as #5.
+    assert_eq!(a.append_audit(entry(4)).unwrap().seq, 5);
+    assert_eq!(a.verify_audit().unwrap().unwrap(), 5);
+    let mut c = raw_redis();
+    let _: i64 = ::redis::cmd("XDEL")
+        .arg(format!("dealflow:u:{{{ns}}}:audit:log"))
+        .arg("5-0")
+        .query(&mut c)
+        .unwrap();
+    let fresh = open_redis(&ns, None).unwrap();
+    assert!(
+        fresh.verify_audit().unwrap().is_err(),
+        "the newest entry deleted must be a break"
+    );
+    assert_eq!(
+        fresh.append_audit(entry(5)).unwrap().seq,
+        6,
+        "#5 is not reused"
+    );
+    let _ = fresh.purge_namespace();
 }

@@ -37,6 +37,23 @@ pub fn run(
     exec: Executor,
     opts: LoopOptions,
 ) -> std::io::Result<()> {
+    // Start-up's reads are asked for before the terminal is set up, so the store works
+    // while the screen is prepared: the first frame with data comes that much sooner.
+    let (tx, rx, services) = match opts.wiring {
+        Some(w) => (w.tx, w.rx, Some(w.services)),
+        None => {
+            let (tx, rx) = mpsc::unbounded_channel::<Msg>();
+            (tx, rx, None)
+        }
+    };
+    let driver = {
+        let _in_runtime = rt.enter();
+        let driver = Driver::new(exec, tx);
+        for e in app.init() {
+            driver.run(e);
+        }
+        driver
+    };
     let mut terminal = ratatui::init();
     // ratatui's hook restores raw mode and the main screen; also undo what we enabled.
     let ratatui_hook = std::panic::take_hook();
@@ -53,7 +70,7 @@ pub fn run(
     if opts.mouse {
         let _ = execute!(out, EnableMouseCapture);
     }
-    let result = rt.block_on(drive(&mut terminal, app, exec, opts.wiring));
+    let result = rt.block_on(drive(&mut terminal, app, driver, rx, services));
     if opts.mouse {
         let _ = execute!(out, DisableMouseCapture);
     }
@@ -65,16 +82,10 @@ pub fn run(
 async fn drive(
     terminal: &mut DefaultTerminal,
     mut app: App,
-    exec: Executor,
-    wiring: Option<Wiring>,
+    mut driver: Driver,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    mut services: Option<tokio::sync::oneshot::Receiver<super::driver::Arrival>>,
 ) -> std::io::Result<()> {
-    let (tx, mut rx, mut services) = match wiring {
-        Some(w) => (w.tx, w.rx, Some(w.services)),
-        None => {
-            let (tx, rx) = mpsc::unbounded_channel::<Msg>();
-            (tx, rx, None)
-        }
-    };
     let mut events = EventStream::new();
     // The first tick one period from now, not at once: start-up already asked for the
     // queue (a tick at 0 read a long queue twice before the first frame settled).
@@ -82,12 +93,10 @@ async fn drive(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut clock = tokio::time::interval_at(tokio::time::Instant::now() + CLOCK, CLOCK);
     clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut driver = Driver::new(exec, tx);
     if let Ok(size) = terminal.size() {
-        app.update(Msg::Resize(size.width, size.height));
-    }
-    for e in app.init() {
-        driver.run(e);
+        for e in app.update(Msg::Resize(size.width, size.height)) {
+            driver.run(e);
+        }
     }
     // For the start-up benchmark (benches/perf.rs): quit right after the first frame that
     // shows loaded data (with DEALFLOW_FIRST_FRAME_OF=ready: and every backend settled,

@@ -1,15 +1,23 @@
-//! The audit chain in Redis: appends sealed in Rust and compare-and-set by script
-//! (retried with backoff under contention), and paged and kind-filtered reads.
+//! The user's audit chain in Redis: a stream (`audit:log`, see [`super::stream`]).
+//! An append seals in Rust on the head last seen and is one `XADD` with the next ID,
+//! which Redis refuses if anyone appended first (then the head is read again and the
+//! entry resealed); a permission change goes through a script that does the same
+//! `XADD` and swaps the permissions body only if it is still the one read. Paged and
+//! kind-filtered reads walk the stream by ID.
 
 use super::scripts::AUDIT_KINDS;
+use super::stream::{self, Rows};
 use super::{RedisStore, json};
-use crate::core::audit::{self, AuditEntry, GENESIS, NewAuditEntry};
+use crate::core::audit::{self, AuditEntry, NewAuditEntry};
 use crate::core::domain::Millis;
-use crate::store::{AuditQuery, Result, Store};
+use crate::store::{AuditQuery, Result};
 use redis::Script;
 use std::time::Duration;
 
 pub(super) const MAX_ATTEMPTS: u32 = 1000;
+
+/// The stream the user's chain lives in.
+pub(super) const LOG: &str = "audit:log";
 
 impl RedisStore {
     /// The audit entries `keep` selects, newest first, read back from the head a page at
@@ -20,25 +28,26 @@ impl RedisStore {
         since: Millis,
         keep: impl Fn(&AuditEntry) -> bool,
     ) -> Result<Vec<AuditEntry>> {
-        let key = self.key("audit");
+        let key = self.key(LOG);
         let mut out = Vec::new();
-        let mut start = 0isize;
-        const PAGE: isize = 500;
+        let mut before = "+".to_string();
+        const PAGE: usize = 500;
         loop {
-            let rows: Vec<String> = self.with(|c| {
-                redis::cmd("ZRANGE")
+            let rows: Rows = self.with(|c| {
+                redis::cmd("XREVRANGE")
                     .arg(&key)
-                    .arg(start)
-                    .arg(start + PAGE - 1)
-                    .arg("REV")
+                    .arg(&before)
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(PAGE)
                     .query(c)
             })?;
-            if rows.is_empty() {
+            let Some((last_id, _)) = rows.last() else {
                 return Ok(out);
-            }
-            for r in &rows {
-                let e = serde_json::from_str::<AuditEntry>(r)
-                    .map_err(|e| self.corrupt(format!("audit entry: {e}")))?;
+            };
+            before = format!("({last_id}");
+            let full = rows.len() == PAGE;
+            for e in self.parse_rows(rows)? {
                 if e.ts < since {
                     return Ok(out);
                 }
@@ -46,8 +55,28 @@ impl RedisStore {
                     out.push(e);
                 }
             }
-            start += PAGE;
+            if !full {
+                return Ok(out);
+            }
         }
+    }
+
+    fn parse_rows(&self, rows: Rows) -> Result<Vec<AuditEntry>> {
+        rows.into_iter()
+            .map(|(id, fields)| {
+                let body = stream::body(fields)
+                    .ok_or_else(|| self.corrupt(format!("audit {id}: no entry field")))?;
+                serde_json::from_str::<AuditEntry>(&body)
+                    .map_err(|e| self.corrupt(format!("audit {id}: {e}")))
+            })
+            .collect()
+    }
+
+    /// The head as the stream says: (the top seq ever appended, the newest entry's hash).
+    pub(super) fn read_head(&self) -> Result<(i64, String)> {
+        let key = self.key(LOG);
+        let h = self.with(|c| stream::head(c, &key))?;
+        Ok((h.top, h.hash))
     }
 
     /// Seals `entry` on the current head and appends it if the head has not moved;
@@ -58,7 +87,6 @@ impl RedisStore {
         entry: &NewAuditEntry,
         perms: Option<(&Option<String>, &str)>,
     ) -> Result<Option<AuditEntry>> {
-        let head_key = self.key("audit:head");
         let cached = self
             .audit_head
             .lock()
@@ -66,47 +94,52 @@ impl RedisStore {
             .clone();
         let (count, prev) = match cached {
             Some(h) => h,
-            None => self.audit_head()?,
+            None => self.read_head()?,
         };
         let sealed = audit::seal(count + 1, &prev, entry.clone());
-        let (mode, expected, body) = match perms {
-            None => ("0", String::new(), String::new()),
-            Some((expected, body)) => ("1", expected.clone().unwrap_or_default(), body.to_string()),
-        };
-        let answer: Vec<String> = self.with(|c| {
-            self.append
-                .key(self.key("audit"))
-                .key(&head_key)
-                .key(self.key("permissions"))
-                .arg(count)
-                .arg(&prev)
-                .arg(sealed.seq)
-                .arg(json(&sealed))
-                .arg(&sealed.hash)
-                .arg(GENESIS)
-                .arg(mode)
-                .arg(expected)
-                .arg(body)
-                .invoke(c)
-        })?;
+        let key = self.key(LOG);
         let remember = |h: Option<(i64, String)>| {
             *self.audit_head.lock().unwrap_or_else(|p| p.into_inner()) = h;
         };
-        match answer.first().map(String::as_str) {
-            Some("ok") => {
-                remember(Some((sealed.seq, sealed.hash.clone())));
-                Ok(Some(sealed))
+        let appended = match perms {
+            None => self.with(
+                |c| match stream::xadd_cmd(&key, &sealed).query::<String>(c) {
+                    Ok(_) => Ok(true),
+                    Err(e) if stream::id_taken(&e) => Ok(false),
+                    Err(e) => Err(e),
+                },
+            )?,
+            Some((expected, body)) => {
+                let answer: String = self.with(|c| {
+                    self.append
+                        .key(&key)
+                        .key(self.key("permissions"))
+                        .arg(stream::id_of(sealed.seq))
+                        .arg(json(&sealed))
+                        .arg(expected.clone().unwrap_or_default())
+                        .arg(body)
+                        .invoke(c)
+                })?;
+                match answer.as_str() {
+                    "ok" => true,
+                    "head" => false,
+                    // The permissions moved: the caller reads them again.
+                    "perms" => return Ok(None),
+                    _ => {
+                        return Err(
+                            self.corrupt(format!("audit append: unexpected answer {answer:?}"))
+                        );
+                    }
+                }
             }
-            Some("head") => {
-                let now = answer
-                    .get(1)
-                    .and_then(|c| c.parse().ok())
-                    .zip(answer.get(2).cloned());
-                remember(now);
-                Ok(None)
-            }
-            Some("perms") => Ok(None),
-            _ => Err(self.corrupt(format!("audit append: unexpected answer {answer:?}"))),
+        };
+        if appended {
+            remember(Some((sealed.seq, sealed.hash.clone())));
+            Ok(Some(sealed))
+        } else {
+            // Someone appended first: read the head again for the retry.
+            remember(Some(self.read_head()?));
+            Ok(None)
         }
     }
 
@@ -117,52 +150,53 @@ impl RedisStore {
     }
 
     pub(super) fn read_audit_page(&self, after: i64, limit: usize) -> Result<Vec<AuditEntry>> {
-        let key = self.key("audit");
-        let rows: Vec<String> = self.with(|c| {
-            redis::cmd("ZRANGE")
+        let key = self.key(LOG);
+        let rows: Rows = self.with(|c| {
+            redis::cmd("XRANGE")
                 .arg(&key)
-                .arg(format!("({after}"))
-                .arg("+inf")
-                .arg("BYSCORE")
-                .arg("LIMIT")
-                .arg(0)
+                .arg(stream::after(after))
+                .arg("+")
+                .arg("COUNT")
                 .arg(limit)
                 .query(c)
         })?;
-        rows.iter()
-            .map(|r| {
-                serde_json::from_str::<AuditEntry>(r)
-                    .map_err(|e| self.corrupt(format!("audit entry after #{after}: {e}")))
-            })
-            .collect()
+        self.parse_rows(rows)
     }
 
-    /// A score range of the sorted set; with kinds, a server-side walk (`AUDIT_KINDS`)
-    /// a bounded stretch per round trip until the page is full or the range ends.
+    /// A range of the stream by ID; with kinds, a server-side walk (`AUDIT_KINDS`) a
+    /// bounded stretch per round trip until the page is full or the range ends.
     pub(super) fn query_audit_entries(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
-        let key = self.key("audit");
-        let parse = |r: &String| {
-            serde_json::from_str::<AuditEntry>(r)
-                .map_err(|e| self.corrupt(format!("audit entry: {e}")))
-        };
-        let low = format!("({}", q.after);
-        let high = q.before.map_or("+inf".to_string(), |b| format!("({b}"));
+        let key = self.key(LOG);
+        if q.limit == 0 || q.before.is_some_and(|b| b <= 1) {
+            return Ok(Vec::new());
+        }
+        let low = stream::after(q.after);
+        let high = q.before.map_or("+".to_string(), |b| format!("({b}-0"));
         let (mut near, far) = if q.newest_first {
             (high, low)
         } else {
             (low, high)
         };
         if q.kinds.is_empty() {
-            let rows: Vec<String> = self.with(|c| {
-                let mut cmd = redis::cmd("ZRANGE");
-                cmd.arg(&key).arg(&near).arg(&far).arg("BYSCORE");
-                if q.newest_first {
-                    cmd.arg("REV");
-                }
-                cmd.arg("LIMIT").arg(0).arg(q.limit).query(c)
+            let rows: Rows = self.with(|c| {
+                let mut cmd = redis::cmd(if q.newest_first {
+                    "XREVRANGE"
+                } else {
+                    "XRANGE"
+                });
+                cmd.arg(&key)
+                    .arg(&near)
+                    .arg(&far)
+                    .arg("COUNT")
+                    .arg(q.limit)
+                    .query(c)
             })?;
-            return rows.iter().map(parse).collect();
+            return self.parse_rows(rows);
         }
+        let parse = |r: &String| {
+            serde_json::from_str::<AuditEntry>(r)
+                .map_err(|e| self.corrupt(format!("audit entry: {e}")))
+        };
         let script = Script::new(AUDIT_KINDS);
         let mut out = Vec::new();
         while out.len() < q.limit {

@@ -7,22 +7,24 @@
 //! - `actions`: set of ids; `action:<id>`: hash with `state`, `version`, `updated_at`,
 //!   `outcome`, `evidence`, `params` and `body` (the rest of the action as JSON).
 //! - `permissions`: string (JSON).
-//! - `audit`: sorted set scored by seq, members the sealed entries as JSON;
-//!   `audit:head`: hash {count, hash}.
+//! - `audit:log`: stream, one entry per sealed audit entry, ID `<seq>-0`, field `entry`
+//!   (the JSON). Before, `audit` (a sorted set scored by seq) and `audit:head` (hash
+//!   {count, hash}); opening a store moves such a log into the stream once.
 //! - `cache:<name>`: string, a reader's cache (the calibration snapshot).
 //!
 //! Atomicity: transitions and edits are Lua scripts that compare state and version and
 //! bump the version. An audit append seals the entry in Rust from the head it read, then
-//! a Lua script appends only if the head is still that one (compare-and-set), retrying
-//! otherwise; a permission change does the same with the permissions body included, so
-//! the change and its audit entry land together or not at all.
+//! `XADD`s it with the next seq as its ID, which Redis refuses if that ID is taken
+//! (compare-and-append in one native command), retrying otherwise; a permission change
+//! does the same in a script with the permissions body included, so the change and its
+//! audit entry land together or not at all.
 //!
 //! The trait is synchronous and is called from `spawn_blocking`: this uses the redis
 //! crate's blocking connection behind a mutex (no runtime involved), reconnecting after
 //! a connection error.
 
 use super::{ActionFilter, ActionPage, AuditQuery, Lease, Result, Store, StoreError, Transition};
-use crate::core::audit::{AuditEntry, GENESIS, NewAuditEntry};
+use crate::core::audit::{AuditEntry, NewAuditEntry};
 use crate::core::domain::{Action, ActionParams, ActionState, Contact, Deal, Millis};
 use crate::core::permissions::{PermissionChange, Permissions};
 use redis::{Connection, Script};
@@ -37,13 +39,14 @@ mod audit_log;
 mod connect;
 mod namespace;
 mod scripts;
+mod stream;
 mod team;
 
 pub use acl::{AclReport, Credential, member_rules, member_user};
 use audit_log::MAX_ATTEMPTS;
 pub use connect::Connect;
 pub use namespace::{Adoption, Health};
-use scripts::{APPEND, EDIT, INSERT, TRANSITION};
+use scripts::{APPEND, EDIT, INSERT, MIGRATE, TRANSITION};
 pub use team::PolicyOp;
 
 pub struct RedisStore {
@@ -130,8 +133,24 @@ impl RedisStore {
             append: Script::new(APPEND),
             audit_head: Mutex::new(None),
         };
-        // Fail at open, not at first use, when the server is not there.
-        store.with(|c| redis::cmd("PING").query::<String>(c))?;
+        // Fail at open, not at first use, when the server is not there; and move a log
+        // kept in the old layout into the stream (one round trip when there is none).
+        let moved = store.with(|c| {
+            Script::new(MIGRATE)
+                .key(store.key("audit"))
+                .key(store.key("audit:head"))
+                .key(store.key(audit_log::LOG))
+                .invoke::<i64>(c)
+        });
+        match moved {
+            Ok(n) if n > 0 => tracing::info!("moved {n} audit entries into the audit stream"),
+            Ok(_) => {}
+            // A credential that cannot reach this namespace: its own reads will say so.
+            Err(e) if refused_by_acl(&e) => {
+                store.with(|c| redis::cmd("PING").query::<String>(c))?;
+            }
+            Err(e) => return Err(e),
+        }
         Ok(store)
     }
 
@@ -515,17 +534,6 @@ impl Store for RedisStore {
     }
 
     fn audit_head(&self) -> Result<(i64, String)> {
-        let key = self.key("audit:head");
-        let head: (Option<i64>, Option<String>) = self.with(|c| {
-            redis::cmd("HMGET")
-                .arg(&key)
-                .arg("count")
-                .arg("hash")
-                .query(c)
-        })?;
-        Ok((
-            head.0.unwrap_or(0),
-            head.1.unwrap_or_else(|| GENESIS.to_string()),
-        ))
+        self.read_head()
     }
 }

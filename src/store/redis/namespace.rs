@@ -24,8 +24,14 @@ pub enum Adoption {
 }
 
 /// The keys any namespace that was ever used holds at least one of.
-pub(super) const NAMESPACE_MARKS: [&str; 5] =
-    ["audit:head", "permissions", "deals", "actions", "contacts"];
+pub(super) const NAMESPACE_MARKS: [&str; 6] = [
+    "audit:log",
+    "audit:head",
+    "permissions",
+    "deals",
+    "actions",
+    "contacts",
+];
 
 /// What `doctor` reports about the server.
 #[derive(Debug, Clone)]

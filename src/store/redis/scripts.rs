@@ -33,31 +33,27 @@ redis.call('SADD', KEYS[2], ARGV[8])
 return 1
 "#;
 
-/// KEYS: audit, audit:head, permissions. ARGV: expected count, expected head hash, new
-/// seq, entry JSON, new hash, the genesis hash, perms mode ('1' = also compare-and-set
-/// the permissions), expected permissions body ('' = absent), new permissions body.
-/// Answers {'ok'}, {'head', count, hash} (the head moved: here is the current one, so
-/// the caller can reseal without another round trip) or {'perms'}.
+/// KEYS: audit:log, permissions. ARGV: the new entry's stream ID, its JSON, the
+/// expected permissions body ('' = absent), the new body. Appends the entry and swaps
+/// the body together, or neither. Answers 'ok', 'head' (the ID is taken: someone
+/// appended first) or 'perms' (the permissions moved).
 pub(super) const APPEND: &str = r#"
-local head = redis.call('HMGET', KEYS[2], 'count', 'hash')
-local count = head[1] or '0'
-local hash = head[2] or ARGV[6]
-if count ~= ARGV[1] or hash ~= ARGV[2] then return {'head', count, hash} end
-if ARGV[7] == '1' then
-  local body = redis.call('GET', KEYS[3]) or ''
-  if body ~= ARGV[8] then return {'perms'} end
-  redis.call('SET', KEYS[3], ARGV[9])
+local body = redis.call('GET', KEYS[2]) or ''
+if body ~= ARGV[3] then return 'perms' end
+local added = redis.pcall('XADD', KEYS[1], ARGV[1], 'entry', ARGV[2])
+if type(added) == 'table' and added.err then
+  if string.find(added.err, 'equal or smaller', 1, true) then return 'head' end
+  return redis.error_reply(added.err)
 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
-redis.call('HSET', KEYS[2], 'count', ARGV[3], 'hash', ARGV[5])
-return {'ok'}
+redis.call('SET', KEYS[2], ARGV[4])
+return 'ok'
 "#;
 
-/// KEYS: audit. ARGV: the far bound, the near bound (ZRANGE BYSCORE syntax: `(12`,
-/// `+inf`), '1' newest first, the limit, how many entries to read at most, then the
-/// kinds. Walks the sorted set from the near bound a page at a time, keeping entries
-/// whose `detail.kind` is one of the kinds, and stops at the limit or after reading the
-/// budget (a long walk does not hold the server). Answers {'end' | 'more', the seq it
+/// KEYS: audit:log. ARGV: the far bound, the near bound (XRANGE IDs: `(12-0`, `+`,
+/// `-`), '1' newest first, the limit, how many entries to read at most, then the kinds.
+/// Walks the stream from the near bound a page at a time, keeping entries whose
+/// `detail.kind` is one of the kinds, and stops at the limit or after reading the
+/// budget (a long walk does not hold the server). Answers {'end' | 'more', the ID it
 /// read up to, the entries...}.
 pub(super) const AUDIT_KINDS: &str = r#"
 local want = {}
@@ -69,24 +65,67 @@ local read = 0
 while read < budget do
   local rows
   if rev then
-    rows = redis.call('ZRANGE', KEYS[1], near, far, 'BYSCORE', 'REV', 'LIMIT', 0, 256, 'WITHSCORES')
+    rows = redis.call('XREVRANGE', KEYS[1], near, far, 'COUNT', 256)
   else
-    rows = redis.call('ZRANGE', KEYS[1], near, far, 'BYSCORE', 'LIMIT', 0, 256, 'WITHSCORES')
+    rows = redis.call('XRANGE', KEYS[1], near, far, 'COUNT', 256)
   end
   if #rows == 0 then out[1] = 'end'; return out end
-  for i = 1, #rows, 2 do
+  for i = 1, #rows do
     read = read + 1
-    near = '(' .. rows[i + 1]
-    out[2] = rows[i + 1]
-    local ok, e = pcall(cjson.decode, rows[i])
-    if ok and type(e) == 'table' and type(e.detail) == 'table' and want[e.detail.kind] then
-      out[#out + 1] = rows[i]
-      if #out - 2 >= limit then return out end
+    local id, fields = rows[i][1], rows[i][2]
+    near = '(' .. id
+    out[2] = id
+    local body = nil
+    for f = 1, #fields, 2 do
+      if fields[f] == 'entry' then body = fields[f + 1] end
+    end
+    if body then
+      local ok, e = pcall(cjson.decode, body)
+      if ok and type(e) == 'table' and type(e.detail) == 'table' and want[e.detail.kind] then
+        out[#out + 1] = body
+        if #out - 2 >= limit then return out end
+      end
     end
   end
-  if #rows < 512 then out[1] = 'end'; return out end
+  if #rows < 256 then out[1] = 'end'; return out end
 end
 return out
+"#;
+
+/// KEYS: audit (the sorted set the log was kept in before), audit:head (its recorded
+/// head), audit:log (the stream). Moves the old log into the stream once, in order,
+/// and keeps the old recorded count as the stream's top (so an entry that had been
+/// deleted from the end is still missed). Refuses, moving nothing, when both exist or
+/// two entries claim one seq. Answers how many entries moved (0: nothing to move).
+pub(super) const MIGRATE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return redis.error_reply('both the old audit log (sorted set) and the new one (stream) exist: not merged')
+end
+local n = redis.call('ZCARD', KEYS[1])
+local last = 0
+for i = 0, n - 1, 1000 do
+  local rows = redis.call('ZRANGE', KEYS[1], i, i + 999, 'WITHSCORES')
+  for j = 2, #rows, 2 do
+    local s = tonumber(rows[j])
+    if s <= last or s ~= math.floor(s) then
+      return redis.error_reply('audit entry #' .. rows[j] .. ' appears twice or out of order: the old log was not migrated')
+    end
+    last = s
+  end
+end
+for i = 0, n - 1, 1000 do
+  local rows = redis.call('ZRANGE', KEYS[1], i, i + 999, 'WITHSCORES')
+  for j = 1, #rows, 2 do
+    redis.call('XADD', KEYS[3], string.format('%d-0', tonumber(rows[j + 1])), 'entry', rows[j])
+  end
+end
+local recorded = tonumber(redis.call('HGET', KEYS[2], 'count') or '0')
+if recorded > last then
+  redis.call('XSETID', KEYS[3], string.format('%d-0', recorded), 'ENTRIESADDED', recorded)
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+return n
 "#;
 
 /// KEYS: the target's migration marker, then n legacy keys, then their n new names.

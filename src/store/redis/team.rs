@@ -19,6 +19,7 @@
 //! says which applies.
 
 use super::RedisStore;
+use super::stream::xadd;
 use crate::core::audit::{self, AuditEntry, ChainBreak, ChainVerifier, GENESIS, NewAuditEntry};
 use crate::core::permissions::Permissions;
 use crate::store::{Result, StoreError};
@@ -286,15 +287,6 @@ fn with_team(e: &mut NewAuditEntry, team: &str) {
         }
         other => *other = serde_json::json!({ "team": team }),
     }
-}
-
-fn xadd(pipe: &mut redis::Pipeline, stream: &str, e: &AuditEntry) {
-    pipe.cmd("XADD")
-        .arg(stream)
-        .arg(format!("{}-0", e.seq))
-        .arg("entry")
-        .arg(serde_json::to_string(e).unwrap_or_default())
-        .ignore();
 }
 
 /// (seq, hash) of the stream's last entry, or (0, genesis).
