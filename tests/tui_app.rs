@@ -1981,6 +1981,41 @@ fn at_80_by_24_every_row_and_the_state_stay_in_view() {
     h.keys("3");
     let top = screen_at(&h, 80, 24);
     assert!(top.contains("autonomy · send_email"), "{top}");
+    // Without a help column the value takes the room: no label and no value is cut.
+    let mut seen = top.clone();
+    for _ in 0..40 {
+        h.keys("j");
+        seen.push_str(&screen_at(&h, 80, 24));
+    }
+    assert!(seen.contains("autonomy · list_slack_channels"), "{seen}");
+    // A value too long for the column (the budgets) is shown whole below when selected.
+    let at = dealflow::tui::permissions::rows()
+        .iter()
+        .position(|r| matches!(r, dealflow::tui::permissions::PermRow::Budgets))
+        .unwrap();
+    h.keys("3");
+    while h.app.perms.cursor > at {
+        h.keys("k");
+    }
+    while h.app.perms.cursor < at {
+        h.keys("j");
+    }
+    let budgets = screen_at(&h, 80, 24);
+    let kinds: Vec<String> = h
+        .app
+        .perms
+        .perms
+        .as_ref()
+        .unwrap()
+        .budgets
+        .iter()
+        .map(|b| format!("{} {}", b.kind, b.spec()))
+        .collect();
+    assert!(kinds.len() > 2, "the default has budgets for several kinds");
+    let flat = budgets.split_whitespace().collect::<Vec<_>>().join(" ");
+    for k in &kinds {
+        assert!(flat.contains(k.as_str()), "{k} not on screen:\n{budgets}");
+    }
     for _ in 0..40 {
         h.keys("j");
     }

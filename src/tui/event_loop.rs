@@ -21,6 +21,8 @@ use tokio::sync::mpsc;
 const TICK: Duration = Duration::from_secs(2);
 /// The fast tick while a countdown runs by the second (the outbox).
 const CLOCK: Duration = Duration::from_millis(250);
+/// How long the first frame waits for the queue's first page before it is drawn anyway.
+const FIRST_FRAME_WAIT: Duration = Duration::from_millis(40);
 
 pub struct LoopOptions {
     pub mouse: bool,
@@ -105,6 +107,12 @@ async fn drive(
     let exit_after_first_frame = std::env::var_os("DEALFLOW_EXIT_AFTER_FIRST_FRAME");
     let wait_ready = std::env::var("DEALFLOW_FIRST_FRAME_OF").is_ok_and(|v| v == "ready");
     let mut loaded = false;
+    // The first frame waits, briefly, for the queue's first page (or its failure): an
+    // empty frame drawn first took the main thread for a whole draw while the page was
+    // being read, and the frame with data came after it. Past the wait, what there is
+    // is drawn.
+    let first_frame_by = tokio::time::Instant::now() + FIRST_FRAME_WAIT;
+    let (mut drawn, mut answered) = (false, false);
     loop {
         if app.clear {
             // Not `Terminal::clear`: ratatui 0.30 asks the terminal where its cursor is
@@ -116,9 +124,11 @@ async fn drive(
             app.clear = false;
             app.dirty = true;
         }
-        if app.dirty {
+        let may_draw = drawn || answered || tokio::time::Instant::now() >= first_frame_by;
+        if app.dirty && may_draw {
             terminal.draw(|f| view::render(&app, f))?;
             app.dirty = false;
+            drawn = true;
             let settled = !wait_ready || app.services_settled();
             if let Some(out) = exit_after_first_frame
                 .as_ref()
@@ -151,6 +161,7 @@ async fn drive(
                 driver.install(arrival.services);
                 Some(Msg::ServicesReady(arrival.report))
             }
+            _ = tokio::time::sleep_until(first_frame_by), if !drawn => None,
             _ = tick.tick() => Some(Msg::Tick),
             _ = clock.tick(), if !app.outbox.is_empty() => Some(Msg::Clock),
         };
@@ -160,6 +171,7 @@ async fn drive(
         }
         for m in batch {
             loaded |= matches!(m, Msg::ActionsLoaded { .. } | Msg::FirstActions { .. });
+            answered |= loaded || matches!(m, Msg::LoadFailed(_));
             for e in app.update(m) {
                 driver.run(e);
             }

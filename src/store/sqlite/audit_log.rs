@@ -290,11 +290,6 @@ impl SqliteStore {
         done: &std::sync::atomic::AtomicI64,
     ) -> Result<RangeCheck> {
         let mut conn = self.read_only()?;
-        // One pass over the file: mapped, the pages are read where the kernel keeps them
-        // instead of copied by a pread each (verify read 1M rows ~1.4x faster). SQLite
-        // caps the size at its own limit and reads past it as before.
-        conn.pragma_update(None, "mmap_size", VERIFY_MMAP)
-            .map_err(|e| self.err(e))?;
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let mut st = tx
             .prepare(
@@ -358,9 +353,6 @@ impl SqliteStore {
         Ok(out)
     }
 }
-
-/// How much of the file a verifying connection maps.
-const VERIFY_MMAP: i64 = 1 << 31;
 
 /// What one range of the log showed: where it began (its first seq and the hash it
 /// says came before), where it ended, and its first break.

@@ -3,6 +3,10 @@
 
 use rusqlite::Connection;
 
+/// The schema's version, kept in the file's `user_version`: bump it with any change to
+/// [`SCHEMA`] or a migration, so files at an older one run them on the next open.
+pub(super) const VERSION: i64 = 1;
+
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS deals (
     id TEXT PRIMARY KEY,

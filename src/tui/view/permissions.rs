@@ -39,17 +39,39 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
     // fit at all; the help of the selected row is repeated in the footer so it is never
     // lost.
     let wide = inner.width >= 100;
-    let (label_w, value_w) = if wide { (38, 22) } else { (32, 20) };
     let all = rows();
+    // Narrow: no help column, so the label takes what its longest needs and the value
+    // the rest (at 80 columns neither `autonomy · list_slack_channels` nor the budgets
+    // are cut).
+    let (label_w, value_w) = if wide {
+        (38, 22)
+    } else {
+        let longest = all
+            .iter()
+            .map(|r| r.label().chars().count() + 3)
+            .max()
+            .unwrap_or(24);
+        let label_w = longest.min(usize::from(inner.width) / 2);
+        (label_w, usize::from(inner.width).saturating_sub(label_w))
+    };
     let cursor = app.perms.cursor.min(all.len().saturating_sub(1));
-    // Narrow: the selected row's help, wrapped (up to three lines) rather than cut.
+    // Narrow: the selected row's help, wrapped (up to three lines) rather than cut, and
+    // before it its value in full when the column had to cut it (the budgets).
     let help: Vec<String> = if wide {
         vec![]
     } else {
-        super::wrap_words(all[cursor].help(), usize::from(inner.width))
-            .into_iter()
-            .take(3)
-            .collect()
+        let width = usize::from(inner.width);
+        let value = all[cursor].value(p);
+        let mut lines = Vec::new();
+        if value.chars().count() > value_w {
+            lines.extend(super::wrap_words(&value, width).into_iter().take(2));
+        }
+        lines.extend(
+            super::wrap_words(all[cursor].help(), width)
+                .into_iter()
+                .take(3),
+        );
+        lines
     };
     let below = if wide { 2 } else { 1 + help.len() };
     let body = (inner.height as usize)
@@ -60,7 +82,10 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
     let mut lines = header;
     for (i, row) in all.iter().enumerate().skip(first).take(body) {
         let mut spans = vec![
-            Span::raw(fit(&format!("  {}", row.label()), label_w - 1)),
+            Span::raw(fit(
+                &format!("  {}", row.label()),
+                label_w.saturating_sub(1),
+            )),
             Span::raw(" "),
             Span::styled(fit(&row.value(p), value_w), th.style(Role::Accent)),
         ];
