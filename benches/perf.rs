@@ -621,6 +621,18 @@ fn section_scale() -> Result<()> {
             ms(s),
             d.as_secs_f64() / s.as_secs_f64(),
         );
+        // Where it goes: the binary's own start-up milestones (medians), beside the
+        // hello-world's whole run.
+        let phases = startup_phases(&bin, &args, home.path(), 9)?;
+        let shown: Vec<String> = phases
+            .iter()
+            .map(|(what, at)| format!("{what} {:.1}", ms(*at)))
+            .collect();
+        println!(
+            "  where it goes (ms after spawn, median of 9): {} — hello-world's whole run {:.1}",
+            shown.join(", "),
+            ms(h)
+        );
     } else {
         println!("spawn to first frame: skipped (cargo build --release --examples)");
     }
@@ -768,6 +780,51 @@ fn pty_run(bin: &Path, args: &str, home: &Path) -> Result<Duration> {
 /// `of`: "data" (the first frame showing the store's pipeline) or "ready" (the first
 /// frame after sign-in settled, so execution is available).
 fn pty_run_until(bin: &Path, args: &str, home: &Path, of: &str) -> Result<Duration> {
+    pty_run_marked(bin, args, home, of, None).map(|(d, _)| d)
+}
+
+/// The start-up milestones `dealflow::wall::startup_mark` records, each as the median
+/// time after spawn over `runs` runs, in the order they come.
+fn startup_phases(
+    bin: &Path,
+    args: &str,
+    home: &Path,
+    runs: usize,
+) -> Result<Vec<(String, Duration)>> {
+    let marks = home.join("startup.marks");
+    let mut seen: Vec<(String, Vec<Duration>)> = Vec::new();
+    for _ in 0..runs {
+        let _ = std::fs::remove_file(&marks);
+        let (_, start_us) = pty_run_marked(bin, args, home, "data", Some(&marks))?;
+        for line in std::fs::read_to_string(&marks)?.lines() {
+            let Some((us, what)) = line.split_once(' ') else {
+                continue;
+            };
+            let at =
+                Duration::from_micros(u64::try_from(us.parse::<u128>()?.saturating_sub(start_us))?);
+            match seen.iter_mut().find(|(w, _)| w == what) {
+                Some((_, v)) => v.push(at),
+                None => seen.push((what.to_string(), vec![at])),
+            }
+        }
+    }
+    let mut out: Vec<(String, Duration)> = seen
+        .into_iter()
+        .map(|(w, mut v)| (w, median(&mut v)))
+        .collect();
+    out.sort_by_key(|(_, at)| *at);
+    Ok(out)
+}
+
+/// [`pty_run_until`], optionally recording start-up marks into `marks`; also returns
+/// when it was spawned (µs since the epoch).
+fn pty_run_marked(
+    bin: &Path,
+    args: &str,
+    home: &Path,
+    of: &str,
+    marks: Option<&Path>,
+) -> Result<(Duration, u128)> {
     let stamp = home.join("first-frame.stamp");
     let _ = std::fs::remove_file(&stamp);
     let mut cmd = std::process::Command::new("sh");
@@ -776,6 +833,9 @@ fn pty_run_until(bin: &Path, args: &str, home: &Path, of: &str) -> Result<Durati
         .arg(bin)
         .env("DEALFLOW_EXIT_AFTER_FIRST_FRAME", &stamp)
         .env("DEALFLOW_FIRST_FRAME_OF", of);
+    if let Some(m) = marks {
+        cmd.env("DEALFLOW_STARTUP_MARKS", m);
+    }
     sandbox_env(&mut cmd, home);
     let start_us = dealflow::wall::now_us();
     let mut p = rexpect::session::spawn_command(cmd, Some(30_000))?;
@@ -785,7 +845,7 @@ fn pty_run_until(bin: &Path, args: &str, home: &Path, of: &str) -> Result<Durati
         .trim()
         .parse()?;
     let us = at.saturating_sub(start_us);
-    Ok(Duration::from_micros(u64::try_from(us)?))
+    Ok((Duration::from_micros(u64::try_from(us)?), start_us))
 }
 
 fn section_startup() -> Result<()> {

@@ -6,5 +6,6 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    dealflow::wall::startup_mark("main");
     dealflow::cli::run()
 }

@@ -70,3 +70,20 @@ impl std::fmt::Debug for Wait {
         f.write_str("Wait")
     }
 }
+
+/// Start-up's milestones for `benches/perf.rs`: with `DEALFLOW_STARTUP_MARKS=<file>`,
+/// appends `<µs since the epoch> <what>` to it, so the bench can say where the time
+/// from spawn to the first frame goes (loading the binary, the store, the first page,
+/// the draw). Nothing happens without the variable.
+pub fn startup_mark(what: &str) {
+    if let Some(p) = std::env::var_os("DEALFLOW_STARTUP_MARKS") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(p)
+        {
+            let _ = writeln!(f, "{} {what}", now_us());
+        }
+    }
+}

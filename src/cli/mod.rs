@@ -436,6 +436,7 @@ fn dispatch(mut cli: Cli) -> Result<ExitCode> {
         other => other,
     };
     let store = open_store(&config, cli.sandbox)?;
+    crate::wall::startup_mark("store open");
     let ctx = Ctx {
         config,
         sandbox: cli.sandbox,

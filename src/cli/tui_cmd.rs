@@ -94,6 +94,7 @@ async fn wire_tui_backend(
     handle: crate::tui::driver::WiringHandle,
 ) -> Option<(exec::Wired, Engine)> {
     use crate::tui::msg::Msg;
+    handle.first_frame().await;
     let w = match exec::wire_quietly(&ctx).await {
         Ok(w) => w,
         Err(e) => {

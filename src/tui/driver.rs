@@ -180,9 +180,17 @@ pub struct Arrival {
 pub struct WiringHandle {
     tx: mpsc::UnboundedSender<Msg>,
     services: std::sync::Mutex<Option<oneshot::Sender<Arrival>>>,
+    first_frame: Arc<tokio::sync::Notify>,
 }
 
 impl WiringHandle {
+    /// Waits until the loop drew its first frame (at most [`FIRST_FRAME_HOLD`]): on two
+    /// cores, building the services while the first page of the queue was read and
+    /// drawn delayed the frame with data by about as long as the build took.
+    pub async fn first_frame(&self) {
+        let _ = tokio::time::timeout(FIRST_FRAME_HOLD, self.first_frame.notified()).await;
+    }
+
     /// Settles the services (once; a second call is ignored).
     pub fn ready(&self, services: Option<Arc<Services>>, report: Result<Ready, String>) {
         let slot = self
@@ -207,21 +215,29 @@ pub struct Wiring {
     pub(super) tx: mpsc::UnboundedSender<Msg>,
     pub(super) rx: mpsc::UnboundedReceiver<Msg>,
     pub(super) services: oneshot::Receiver<Arrival>,
+    /// Told once the first frame is on screen.
+    pub(super) first_frame: Arc<tokio::sync::Notify>,
 }
+
+/// How long the services' build waits for the first frame before it starts anyway.
+const FIRST_FRAME_HOLD: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A loop's wiring and the handle the composition root keeps.
 pub fn wiring() -> (Wiring, WiringHandle) {
     let (tx, rx) = mpsc::unbounded_channel();
     let (stx, srx) = oneshot::channel();
+    let first_frame = Arc::new(tokio::sync::Notify::new());
     (
         Wiring {
             tx: tx.clone(),
             rx,
             services: srx,
+            first_frame: first_frame.clone(),
         },
         WiringHandle {
             tx,
             services: std::sync::Mutex::new(Some(stx)),
+            first_frame,
         },
     )
 }

@@ -41,11 +41,11 @@ pub fn run(
 ) -> std::io::Result<()> {
     // Start-up's reads are asked for before the terminal is set up, so the store works
     // while the screen is prepared: the first frame with data comes that much sooner.
-    let (tx, rx, services) = match opts.wiring {
-        Some(w) => (w.tx, w.rx, Some(w.services)),
+    let (tx, rx, services, first_frame) = match opts.wiring {
+        Some(w) => (w.tx, w.rx, Some(w.services), Some(w.first_frame)),
         None => {
             let (tx, rx) = mpsc::unbounded_channel::<Msg>();
-            (tx, rx, None)
+            (tx, rx, None, None)
         }
     };
     let driver = {
@@ -56,7 +56,9 @@ pub fn run(
         }
         driver
     };
+    crate::wall::startup_mark("first page asked");
     let mut terminal = ratatui::init();
+    crate::wall::startup_mark("terminal ready");
     // ratatui's hook restores raw mode and the main screen; also undo what we enabled.
     let ratatui_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -72,7 +74,7 @@ pub fn run(
     if opts.mouse {
         let _ = execute!(out, EnableMouseCapture);
     }
-    let result = rt.block_on(drive(&mut terminal, app, driver, rx, services));
+    let result = rt.block_on(drive(&mut terminal, app, driver, rx, services, first_frame));
     if opts.mouse {
         let _ = execute!(out, DisableMouseCapture);
     }
@@ -87,6 +89,7 @@ async fn drive(
     mut driver: Driver,
     mut rx: mpsc::UnboundedReceiver<Msg>,
     mut services: Option<tokio::sync::oneshot::Receiver<super::driver::Arrival>>,
+    first_frame: Option<std::sync::Arc<tokio::sync::Notify>>,
 ) -> std::io::Result<()> {
     let mut events = EventStream::new();
     // The first tick one period from now, not at once: start-up already asked for the
@@ -112,7 +115,7 @@ async fn drive(
     // being read, and the frame with data came after it. Past the wait, what there is
     // is drawn.
     let first_frame_by = tokio::time::Instant::now() + FIRST_FRAME_WAIT;
-    let (mut drawn, mut answered) = (false, false);
+    let (mut drawn, mut answered, mut data_drawn) = (false, false, false);
     loop {
         if app.clear {
             // Not `Terminal::clear`: ratatui 0.30 asks the terminal where its cursor is
@@ -128,7 +131,14 @@ async fn drive(
         if app.dirty && may_draw {
             terminal.draw(|f| view::render(&app, f))?;
             app.dirty = false;
+            if !drawn && let Some(n) = &first_frame {
+                n.notify_one();
+            }
             drawn = true;
+            if loaded && !data_drawn {
+                data_drawn = true;
+                crate::wall::startup_mark("first frame with data");
+            }
             let settled = !wait_ready || app.services_settled();
             if let Some(out) = exit_after_first_frame
                 .as_ref()

@@ -309,6 +309,7 @@ impl Executor {
                 limit: Some(FIRST_PAGE),
             })
             .and_then(|actions| self.gate(actions, now));
+        crate::wall::startup_mark("first page read");
         match loaded {
             Ok((gated, permissions)) => Msg::FirstActions {
                 gated,

@@ -885,6 +885,9 @@ mod emulator {
     #[tokio::test]
     async fn device_pending_then_slow_down_adds_five_seconds() {
         let sb = sandbox().await;
+        // Two polls must land inside one interval: at the sped-up 20 ms a second, a
+        // loaded box let 100 ms pass between them and there was no slow_down to see.
+        sb.state.auth0.set_timing(|t| t.ms_per_second = 1000);
         let (dc, _) = device_code(&sb).await;
         let (s, v, _) = poll_device(&sb, &dc).await;
         assert_eq!((s, err(&v)), (403, "authorization_pending"));
