@@ -1677,6 +1677,18 @@ fn redis_old_audit_layout_moves_into_the_stream_on_open() {
     // Opening again moves nothing and changes nothing.
     let again = open_redis(&ns, None).unwrap();
     assert_eq!(again.verify_audit().unwrap().unwrap(), 6);
+    // An older dealflow writing the old layout beside the stream: refused, not spliced.
+    old_layout(&ns, 1, 1);
+    let refused = open_redis(&ns, None).err().expect("two logs must not open");
+    assert!(
+        refused.to_string().contains("upgrade every dealflow"),
+        "{refused}"
+    );
+    assert_eq!(
+        again.verify_audit().unwrap().unwrap(),
+        6,
+        "the stream is untouched"
+    );
     let _ = again.purge_namespace();
 
     // The old head recorded 4 entries but only 3 are there: the missing one stays missed.

@@ -100,7 +100,7 @@ return out
 pub(super) const MIGRATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('EXISTS', KEYS[3]) == 1 then
-  return redis.error_reply('both the old audit log (sorted set) and the new one (stream) exist: not merged')
+  return redis.error_reply('the audit log is both a stream (' .. KEYS[3] .. ') and in the old layout (' .. KEYS[1] .. ', which only a dealflow older than the stream writes): upgrade every dealflow using this store; nothing was merged or changed')
 end
 local n = redis.call('ZCARD', KEYS[1])
 local last = 0
