@@ -1677,18 +1677,38 @@ fn redis_old_audit_layout_moves_into_the_stream_on_open() {
     // Opening again moves nothing and changes nothing.
     let again = open_redis(&ns, None).unwrap();
     assert_eq!(again.verify_audit().unwrap().unwrap(), 6);
-    // An older dealflow writing the old layout beside the stream: refused, not spliced.
+    // An older dealflow writing the old layout beside the stream: set aside, not
+    // spliced, and verify says so; the stream itself is untouched.
     old_layout(&ns, 1, 1);
-    let refused = open_redis(&ns, None).err().expect("two logs must not open");
+    let reopened = open_redis(&ns, None).unwrap();
+    let broken = reopened.verify_audit().unwrap().unwrap_err();
+    assert!(broken.problem.contains("set aside"), "{broken:?}");
+    assert_eq!(broken.seq, 7);
+    assert_eq!(reopened.audit_head().unwrap().0, 6);
+    let _ = again.purge_namespace();
+
+    // Only the recorded head is left (the log itself deleted): the loss stays visible.
+    let ns = unique_namespace("migrate-gone");
+    old_layout(&ns, 0, 5);
+    let s = open_redis(&ns, None).unwrap();
+    assert!(s.verify_audit().unwrap().is_err());
+    assert_eq!(s.append_audit(entry(1)).unwrap().seq, 6);
+    let _ = s.purge_namespace();
+
+    // A namespace adopted from before verified identities, still in the old layout: its
+    // log arrives as a stream, and the adoption chains onto it.
+    let legacy = unique_namespace("legacy");
+    old_layout(&legacy, 3, 3);
+    let ns = unique_namespace("adopter");
+    let s = open_redis(&ns, None).unwrap();
+    let adopted = s.adopt_legacy(&legacy, entry(7)).unwrap();
     assert!(
-        refused.to_string().contains("upgrade every dealflow"),
-        "{refused}"
+        matches!(adopted, dealflow::store::redis::Adoption::Moved { .. }),
+        "{adopted:?}"
     );
-    assert_eq!(
-        again.verify_audit().unwrap().unwrap(),
-        6,
-        "the stream is untouched"
-    );
+    assert_eq!(s.verify_audit().unwrap().unwrap(), 4);
+    let again = open_redis(&ns, None).unwrap();
+    assert_eq!(again.verify_audit().unwrap().unwrap(), 4);
     let _ = again.purge_namespace();
 
     // The old head recorded 4 entries but only 3 are there: the missing one stays missed.
@@ -1736,5 +1756,12 @@ fn redis_stream_refuses_a_stale_head_and_keeps_its_top() {
         6,
         "#5 is not reused"
     );
+    // The key deleted whole under a writer with a cached head: it does not start a new
+    // stream at #7 (a chain with no beginning) but reads the head and starts at #1.
+    let _: i64 = ::redis::cmd("DEL")
+        .arg(format!("dealflow:u:{{{ns}}}:audit:log"))
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(fresh.append_audit(entry(6)).unwrap().seq, 1);
     let _ = fresh.purge_namespace();
 }

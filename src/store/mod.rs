@@ -395,22 +395,31 @@ pub trait Store: Send + Sync {
         &self,
         progress: &dyn Fn(i64),
     ) -> Result<std::result::Result<i64, ChainBreak>> {
-        let mut v = ChainVerifier::default();
-        let mut after = 0;
-        loop {
-            let page = self.audit_page(after, 5000)?;
-            if page.is_empty() {
-                break;
-            }
-            for e in &page {
-                if let Err(b) = v.push(e) {
-                    return Ok(Err(b));
-                }
-            }
-            after = page.last().map_or(after, |e| e.seq);
-            progress(v.count());
-        }
-        let (count, head) = self.audit_head()?;
-        Ok(v.finish(count, &head))
+        verify_by_pages(self, progress)
     }
+}
+
+/// [`Store::verify_audit_progress`]'s default: the chain walked a page at a time, then
+/// held against the recorded head.
+pub(crate) fn verify_by_pages<S: Store + ?Sized>(
+    store: &S,
+    progress: &dyn Fn(i64),
+) -> Result<std::result::Result<i64, ChainBreak>> {
+    let mut v = ChainVerifier::default();
+    let mut after = 0;
+    loop {
+        let page = store.audit_page(after, 5000)?;
+        if page.is_empty() {
+            break;
+        }
+        for e in &page {
+            if let Err(b) = v.push(e) {
+                return Ok(Err(b));
+            }
+        }
+        after = page.last().map_or(after, |e| e.seq);
+        progress(v.count());
+    }
+    let (count, head) = store.audit_head()?;
+    Ok(v.finish(count, &head))
 }

@@ -128,7 +128,8 @@ async fn drive(
             app.dirty = true;
         }
         let may_draw = drawn || answered || tokio::time::Instant::now() >= first_frame_by;
-        if app.dirty && may_draw {
+        // Not drawn yet: drawn once allowed, whether or not anything marked it dirty.
+        if (app.dirty || !drawn) && may_draw {
             terminal.draw(|f| view::render(&app, f))?;
             app.dirty = false;
             if !drawn && let Some(n) = &first_frame {

@@ -327,14 +327,14 @@ fn scenario(server: &Srv) {
     );
     noperm(
         redis::cmd("DEL")
-            .arg(lead_key("audit"))
+            .arg(lead_key("audit:log"))
             .query::<i64>(&mut c),
     );
     noperm(
         redis::cmd("EVAL")
             .arg("return redis.call('DEL', KEYS[1])")
             .arg(1)
-            .arg(lead_key("audit"))
+            .arg(lead_key("audit:log"))
             .query::<i64>(&mut c),
     );
     noperm(redis::cmd("FLUSHALL").query::<()>(&mut c));

@@ -102,13 +102,14 @@ impl RedisStore {
             *self.audit_head.lock().unwrap_or_else(|p| p.into_inner()) = h;
         };
         let appended = match perms {
-            None => self.with(
-                |c| match stream::xadd_cmd(&key, &sealed).query::<String>(c) {
-                    Ok(_) => Ok(true),
+            // None: past the first entry the stream was gone (NOMKSTREAM): read the head.
+            None => self.with(|c| {
+                match stream::xadd_cmd(&key, &sealed, true).query::<Option<String>>(c) {
+                    Ok(id) => Ok(id.is_some()),
                     Err(e) if stream::id_taken(&e) => Ok(false),
                     Err(e) => Err(e),
-                },
-            )?,
+                }
+            })?,
             Some((expected, body)) => {
                 let answer: String = self.with(|c| {
                     self.append

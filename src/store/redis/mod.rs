@@ -24,7 +24,7 @@
 //! a connection error.
 
 use super::{ActionFilter, ActionPage, AuditQuery, Lease, Result, Store, StoreError, Transition};
-use crate::core::audit::{AuditEntry, NewAuditEntry};
+use crate::core::audit::{self, AuditEntry, NewAuditEntry};
 use crate::core::domain::{Action, ActionParams, ActionState, Contact, Deal, Millis};
 use crate::core::permissions::{PermissionChange, Permissions};
 use redis::{Connection, Script};
@@ -135,22 +135,8 @@ impl RedisStore {
         };
         // Fail at open, not at first use, when the server is not there; and move a log
         // kept in the old layout into the stream (one round trip when there is none).
-        let moved = store.with(|c| {
-            Script::new(MIGRATE)
-                .key(store.key("audit"))
-                .key(store.key("audit:head"))
-                .key(store.key(audit_log::LOG))
-                .invoke::<i64>(c)
-        });
-        match moved {
-            Ok(n) if n > 0 => tracing::info!("moved {n} audit entries into the audit stream"),
-            Ok(_) => {}
-            // A credential that cannot reach this namespace: its own reads will say so.
-            Err(e) if refused_by_acl(&e) => {
-                store.with(|c| redis::cmd("PING").query::<String>(c))?;
-            }
-            Err(e) => return Err(e),
-        }
+        let prefix = Self::prefix_of(&store.namespace);
+        store.migrate_log(&prefix)?;
         Ok(store)
     }
 
@@ -174,6 +160,39 @@ impl RedisStore {
 
     fn key(&self, k: &str) -> String {
         format!("{}{k}", Self::prefix_of(&self.namespace))
+    }
+
+    /// Moves the audit log under `prefix` from the old layout (a sorted set and its
+    /// recorded head) into the stream, once (`MIGRATE`; one round trip when there is
+    /// nothing to move). A credential that cannot reach `prefix` moves nothing: its own
+    /// reads will say so.
+    fn migrate_log(&self, prefix: &str) -> Result<()> {
+        let moved = self.with(|c| {
+            Script::new(MIGRATE)
+                .key(format!("{prefix}audit"))
+                .key(format!("{prefix}audit:head"))
+                .key(format!("{prefix}{}", audit_log::LOG))
+                .key(format!("{prefix}audit:orphaned"))
+                .invoke::<i64>(c)
+        });
+        match moved {
+            Ok(n) if n > 0 => {
+                tracing::info!("moved {n} audit entries of {prefix} into the audit stream");
+                Ok(())
+            }
+            Ok(-1) => {
+                tracing::warn!(
+                    "{prefix}: an older dealflow wrote audit entries in the old layout after the log became a stream; they were set aside in {prefix}audit:orphaned (audit verify reports them)"
+                );
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) if refused_by_acl(&e) => {
+                self.with(|c| redis::cmd("PING").query::<String>(c))?;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn team_key(&self, team: &str) -> String {
@@ -535,5 +554,25 @@ impl Store for RedisStore {
 
     fn audit_head(&self) -> Result<(i64, String)> {
         self.read_head()
+    }
+
+    /// The chain, then whatever an older dealflow wrote beside it: entries set aside when
+    /// the log moved into the stream are outside the chain, and that is a break to see.
+    fn verify_audit_progress(
+        &self,
+        progress: &dyn Fn(i64),
+    ) -> Result<std::result::Result<i64, audit::ChainBreak>> {
+        let walked = super::verify_by_pages(self, progress)?;
+        let orphaned = self.key("audit:orphaned");
+        let set_aside: bool = self.with(|c| redis::cmd("EXISTS").arg(&orphaned).query(c))?;
+        Ok(match walked {
+            Ok(n) if set_aside => Err(audit::ChainBreak {
+                seq: n + 1,
+                problem: format!(
+                    "an older dealflow wrote audit entries in the old layout after this log became a stream; they were set aside in {orphaned}, outside the chain"
+                ),
+            }),
+            other => other,
+        })
     }
 }

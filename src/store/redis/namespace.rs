@@ -24,8 +24,9 @@ pub enum Adoption {
 }
 
 /// The keys any namespace that was ever used holds at least one of.
-pub(super) const NAMESPACE_MARKS: [&str; 6] = [
+pub(super) const NAMESPACE_MARKS: [&str; 7] = [
     "audit:log",
+    "audit",
     "audit:head",
     "permissions",
     "deals",
@@ -79,6 +80,9 @@ impl RedisStore {
         if present == 0 {
             return Ok(Adoption::Nothing);
         }
+        // A legacy namespace was written before the log became a stream: move its log
+        // into a stream there first, so what is adopted is in today's layout.
+        self.migrate_log(&old)?;
         let keys = self.scan(&format!("{old}*"))?;
         let renamed: Vec<String> = keys.iter().map(|k| self.key(&k[old.len()..])).collect();
         let stamp = json(&serde_json::json!({ "from": legacy, "at": entry.ts }));

@@ -40,7 +40,14 @@ return 1
 pub(super) const APPEND: &str = r#"
 local body = redis.call('GET', KEYS[2]) or ''
 if body ~= ARGV[3] then return 'perms' end
-local added = redis.pcall('XADD', KEYS[1], ARGV[1], 'entry', ARGV[2])
+local added
+if ARGV[1] == '1-0' then
+  added = redis.pcall('XADD', KEYS[1], ARGV[1], 'entry', ARGV[2])
+else
+  -- Past the first entry the stream must exist: a stale head must not start a new one.
+  added = redis.pcall('XADD', KEYS[1], 'NOMKSTREAM', ARGV[1], 'entry', ARGV[2])
+end
+if not added then return 'head' end
 if type(added) == 'table' and added.err then
   if string.find(added.err, 'equal or smaller', 1, true) then return 'head' end
   return redis.error_reply(added.err)
@@ -93,14 +100,49 @@ return out
 "#;
 
 /// KEYS: audit (the sorted set the log was kept in before), audit:head (its recorded
-/// head), audit:log (the stream). Moves the old log into the stream once, in order,
-/// and keeps the old recorded count as the stream's top (so an entry that had been
-/// deleted from the end is still missed). Refuses, moving nothing, when both exist or
-/// two entries claim one seq. Answers how many entries moved (0: nothing to move).
+/// head), audit:log (the stream), audit:orphaned. Moves the old log into the stream once,
+/// in order, and keeps the old recorded count as the stream's top (so an entry deleted
+/// from the end, or the whole log, is still missed). Refuses, moving nothing, when two
+/// entries claim one seq. When the stream already exists (an older dealflow wrote the
+/// old layout after the move), the old keys are set aside under audit:orphaned (hash of
+/// the two) rather than spliced, and the answer is -1; else how many entries moved.
 pub(super) const MIGRATE: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local function top_of(recorded)
+  local r = redis.pcall('XSETID', KEYS[3], string.format('%d-0', recorded), 'ENTRIESADDED', recorded)
+  if type(r) == 'table' and r.err then
+    redis.call('DEL', KEYS[3])
+    return redis.error_reply('moving the audit log into a stream: XSETID: ' .. r.err .. ' (Redis 7.0 or later is needed); nothing was moved')
+  end
+  return nil
+end
+local has_old, has_head = redis.call('EXISTS', KEYS[1]) == 1, redis.call('EXISTS', KEYS[2]) == 1
+if not has_old and not has_head then return 0 end
+local recorded = tonumber(redis.call('HGET', KEYS[2], 'count') or '0') or 0
 if redis.call('EXISTS', KEYS[3]) == 1 then
-  return redis.error_reply('the audit log is both a stream (' .. KEYS[3] .. ') and in the old layout (' .. KEYS[1] .. ', which only a dealflow older than the stream writes): upgrade every dealflow using this store; nothing was merged or changed')
+  if redis.call('EXISTS', KEYS[4]) == 1 then
+    return redis.error_reply('the audit log is a stream and an older dealflow wrote the old layout again, while ' .. KEYS[4] .. ' still holds the last such set-aside: upgrade every dealflow using this store, then remove ' .. KEYS[4] .. ' once read')
+  end
+  if has_old then redis.call('RENAME', KEYS[1], KEYS[4]) end
+  if has_head then
+    if has_old then
+      redis.call('RENAME', KEYS[2], KEYS[4] .. ':head')
+    else
+      redis.call('RENAME', KEYS[2], KEYS[4])
+    end
+  end
+  return -1
+end
+if not has_old then
+  -- Only the recorded head is left: the whole log was deleted. Keep its count as the
+  -- top of an empty stream, so the loss stays visible.
+  if recorded > 0 then
+    redis.call('XGROUP', 'CREATE', KEYS[3], 'migrate', '0', 'MKSTREAM')
+    redis.call('XGROUP', 'DESTROY', KEYS[3], 'migrate')
+    local err = top_of(recorded)
+    if err then return err end
+  end
+  redis.call('DEL', KEYS[2])
+  return 0
 end
 local n = redis.call('ZCARD', KEYS[1])
 local last = 0
@@ -109,7 +151,7 @@ for i = 0, n - 1, 1000 do
   for j = 2, #rows, 2 do
     local s = tonumber(rows[j])
     if s <= last or s ~= math.floor(s) then
-      return redis.error_reply('audit entry #' .. rows[j] .. ' appears twice or out of order: the old log was not migrated')
+      return redis.error_reply('audit entry #' .. rows[j] .. ' appears twice or out of order: the old log was not moved')
     end
     last = s
   end
@@ -120,9 +162,9 @@ for i = 0, n - 1, 1000 do
     redis.call('XADD', KEYS[3], string.format('%d-0', tonumber(rows[j + 1])), 'entry', rows[j])
   end
 end
-local recorded = tonumber(redis.call('HGET', KEYS[2], 'count') or '0')
 if recorded > last then
-  redis.call('XSETID', KEYS[3], string.format('%d-0', recorded), 'ENTRIESADDED', recorded)
+  local err = top_of(recorded)
+  if err then return err end
 end
 redis.call('DEL', KEYS[1], KEYS[2])
 return n

@@ -3,27 +3,34 @@
 //! (its JSON). The stream gives the chain what a sorted set had to be scripted for: an
 //! `XADD` with an explicit ID is refused unless the ID is above every ID the stream
 //! ever generated, so appending `n+1` is one native compare-and-append, and an entry
-//! can neither be replaced in place nor removed and re-added (the stream remembers the
-//! highest ID and how many entries were ever added, which no client can lower short of
-//! deleting the whole key).
+//! cannot be replaced in place nor removed and re-added by `XDEL` + `XADD`. This is
+//! not tamper-proofing: a client with write access can lower the stream's top with
+//! `XSETID` (or rewrite the key whole); the hash chain and the keyring checkpoint are
+//! what catch that, as they did with the sorted set.
 
 use crate::core::audit::{AuditEntry, GENESIS};
 
 /// The field an entry's JSON is kept in.
 pub(super) const FIELD: &str = "entry";
 
-/// `XADD stream <seq>-0 entry <json>` for a sealed entry.
-pub(super) fn xadd_cmd(stream: &str, e: &AuditEntry) -> redis::Cmd {
+/// `XADD stream <seq>-0 entry <json>` for a sealed entry. With `must_exist`, past the
+/// first entry the stream must already exist (`NOMKSTREAM`: a nil answer): a writer
+/// whose cached head outlived the key must not start a new stream mid-chain. (The team's
+/// appends read the head under WATCH in the same transaction, so they need not.)
+pub(super) fn xadd_cmd(stream: &str, e: &AuditEntry, must_exist: bool) -> redis::Cmd {
     let mut cmd = redis::cmd("XADD");
-    cmd.arg(stream)
-        .arg(id_of(e.seq))
+    cmd.arg(stream);
+    if must_exist && e.seq > 1 {
+        cmd.arg("NOMKSTREAM");
+    }
+    cmd.arg(id_of(e.seq))
         .arg(FIELD)
         .arg(serde_json::to_string(e).unwrap_or_default());
     cmd
 }
 
 pub(super) fn xadd(pipe: &mut redis::Pipeline, stream: &str, e: &AuditEntry) {
-    pipe.add_command(xadd_cmd(stream, e)).ignore();
+    pipe.add_command(xadd_cmd(stream, e, false)).ignore();
 }
 
 pub(super) fn id_of(seq: i64) -> String {
@@ -55,55 +62,56 @@ pub(super) fn body(fields: Vec<(String, String)>) -> Option<String> {
         .find_map(|(k, v)| (k == FIELD).then_some(v))
 }
 
-/// What the stream says of its head: the seq the next entry takes minus one (the top ID
-/// ever generated: an entry deleted from the end still counts) and the hash of the
-/// newest entry still there (or genesis), plus how many entries were ever added.
+/// What the stream says of its head: the top seq ever appended (the top ID ever
+/// generated: an entry deleted from the end still counts) and the hash of the newest
+/// entry still there (or genesis).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Head {
     pub top: i64,
     pub hash: String,
-    pub added: i64,
 }
 
-/// One `XINFO STREAM` (no stream: an empty chain).
+/// One `XINFO STREAM` (no stream: an empty chain). Read as a map, which both RESP2's
+/// flat array and RESP3's map give.
 pub(super) fn head(c: &mut redis::Connection, stream: &str) -> redis::RedisResult<Head> {
-    let empty = Head {
-        top: 0,
-        hash: GENESIS.to_string(),
-        added: 0,
+    let unreadable = |what: &str| {
+        redis::RedisError::from((
+            redis::ErrorKind::Parse,
+            "audit stream head",
+            format!("{stream}: {what}"),
+        ))
     };
-    let info: Vec<redis::Value> = match redis::cmd("XINFO").arg("STREAM").arg(stream).query(c) {
-        Ok(v) => v,
-        Err(e) if e.to_string().contains("no such key") => return Ok(empty),
-        Err(e) => return Err(e),
+    let mut info: std::collections::HashMap<String, redis::Value> =
+        match redis::cmd("XINFO").arg("STREAM").arg(stream).query(c) {
+            Ok(v) => v,
+            Err(e) if e.to_string().contains("no such key") => {
+                return Ok(Head {
+                    top: 0,
+                    hash: GENESIS.to_string(),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+    let top_id: String = info
+        .remove("last-generated-id")
+        .map(redis::from_redis_value)
+        .transpose()?
+        .ok_or_else(|| unreadable("no last-generated-id"))?;
+    let top = seq_of(&top_id).ok_or_else(|| unreadable(&format!("top ID {top_id:?}")))?;
+    let newest: Option<(String, Vec<(String, String)>)> = match info.remove("last-entry") {
+        Some(v) => redis::from_redis_value(v)?,
+        None => None,
     };
-    let mut head = empty;
-    let mut it = info.into_iter();
-    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        match redis::from_redis_value::<String>(k).ok().as_deref() {
-            Some("last-generated-id") => {
-                let id: String = redis::from_redis_value(v)?;
-                head.top = seq_of(&id).unwrap_or(0);
-            }
-            Some("entries-added") => head.added = redis::from_redis_value(v)?,
-            Some("last-entry") => {
-                let row: Option<(String, Vec<(String, String)>)> = redis::from_redis_value(v)?;
-                if let Some((_, fields)) = row {
-                    let e = body(fields)
-                        .and_then(|b| serde_json::from_str::<AuditEntry>(&b).ok())
-                        .ok_or_else(|| {
-                            redis::RedisError::from((
-                                redis::ErrorKind::Parse,
-                                "audit: the newest entry cannot be read",
-                            ))
-                        })?;
-                    head.hash = e.hash;
-                }
-            }
-            _ => {}
+    let hash = match newest {
+        None => GENESIS.to_string(),
+        Some((id, fields)) => {
+            body(fields)
+                .and_then(|b| serde_json::from_str::<AuditEntry>(&b).ok())
+                .ok_or_else(|| unreadable(&format!("the newest entry {id} cannot be read")))?
+                .hash
         }
-    }
-    Ok(head)
+    };
+    Ok(Head { top, hash })
 }
 
 /// The seq of an ID `<seq>-0`.

@@ -52,12 +52,13 @@ impl SqliteStore {
             .map_err(|e| db_err(e.to_string()))?;
         // The schema batch and the migrations run once per schema version, not on every
         // open: parsing them cost start-up ~0.5 ms each time (the file records which
-        // version it was brought to; an older or unknown one runs them again, and
-        // they are idempotent, so two processes opening an old file at once is fine).
+        // version it was brought to; an older one runs them again, and they are
+        // idempotent, so two processes opening an old file at once is fine).
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| db_err(e.to_string()))?;
-        if version != schema::VERSION {
+        // A file from a newer dealflow is left as it is (never taken back a version).
+        if version < schema::VERSION {
             conn.execute_batch(SCHEMA)
                 .map_err(|e| db_err(e.to_string()))?;
             add_deal_crm_column(&conn).map_err(|e| db_err(e.to_string()))?;

@@ -64,7 +64,7 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
         let value = all[cursor].value(p);
         let mut lines = Vec::new();
         if value.chars().count() > value_w {
-            lines.extend(super::wrap_words(&value, width).into_iter().take(2));
+            lines.extend(super::wrap_words(&value, width).into_iter().take(3));
         }
         lines.extend(
             super::wrap_words(all[cursor].help(), width)
