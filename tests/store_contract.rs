@@ -62,6 +62,28 @@ fn entry(n: i64) -> NewAuditEntry {
     }
 }
 
+/// A sealed entry written into the SQLite file's audit table as the store would, by
+/// SQL (bulk seeding, and a row put back after a test removed it).
+fn insert_sealed(c: &rusqlite::Connection, e: &dealflow::core::audit::AuditEntry) {
+    c.execute(
+        "INSERT INTO audit (seq, ts, actor, surface, event, action_id, outcome, detail, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        rusqlite::params![
+            e.seq,
+            e.ts,
+            e.actor,
+            e.surface.map(|s| s.as_str()),
+            e.event,
+            e.action_id,
+            e.outcome,
+            e.detail.to_string(),
+            e.prev_hash,
+            e.hash
+        ],
+    )
+    .unwrap();
+}
+
 fn redis_url() -> String {
     std::env::var("DEALFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
@@ -1542,23 +1564,7 @@ fn a_long_log_is_verified_on_every_core_with_the_same_first_break() {
             },
         );
         prev = e.hash.clone();
-        tx.execute(
-            "INSERT INTO audit (seq, ts, actor, surface, event, action_id, outcome, detail, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            rusqlite::params![
-                e.seq,
-                e.ts,
-                e.actor,
-                e.surface.map(|s| s.as_str()),
-                e.event,
-                e.action_id,
-                e.outcome,
-                e.detail.to_string(),
-                e.prev_hash,
-                e.hash
-            ],
-        )
-        .unwrap();
+        insert_sealed(&tx, &e);
         rows.push(e);
     }
     tx.execute(
@@ -1597,23 +1603,7 @@ fn a_long_log_is_verified_on_every_core_with_the_same_first_break() {
     let b = s.verify_audit().unwrap().unwrap_err();
     assert_eq!(b.seq, 15_001, "{b}");
     // A row that links to the wrong predecessor at the first row of a range.
-    c.execute(
-        "INSERT INTO audit (seq, ts, actor, surface, event, action_id, outcome, detail, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        rusqlite::params![
-            gone.seq,
-            gone.ts,
-            gone.actor,
-            gone.surface.map(|s| s.as_str()),
-            gone.event,
-            gone.action_id,
-            gone.outcome,
-            gone.detail.to_string(),
-            gone.prev_hash,
-            gone.hash
-        ],
-    )
-    .unwrap();
+    insert_sealed(&c, gone);
     assert_eq!(s.verify_audit().unwrap(), Ok(n));
     c.execute(
         "UPDATE audit SET prev_hash = ?1 WHERE seq = 15001",

@@ -47,7 +47,7 @@ impl RedisStore {
             };
             before = format!("({last_id}");
             let full = rows.len() == PAGE;
-            for e in self.parse_rows(rows)? {
+            for e in self.parse_rows(rows, "audit")? {
                 if e.ts < since {
                     return Ok(out);
                 }
@@ -61,15 +61,39 @@ impl RedisStore {
         }
     }
 
-    fn parse_rows(&self, rows: Rows) -> Result<Vec<AuditEntry>> {
+    /// The entries of `XRANGE`/`XREVRANGE` rows; `log` names the chain in errors.
+    pub(super) fn parse_rows(&self, rows: Rows, log: &str) -> Result<Vec<AuditEntry>> {
         rows.into_iter()
             .map(|(id, fields)| {
                 let body = stream::body(fields)
-                    .ok_or_else(|| self.corrupt(format!("audit {id}: no entry field")))?;
-                serde_json::from_str::<AuditEntry>(&body)
-                    .map_err(|e| self.corrupt(format!("audit {id}: {e}")))
+                    .ok_or_else(|| self.corrupt(format!("{log} {id}: no entry")))?;
+                self.parse_entry(&format!("{log} {id}"), &body)
             })
             .collect()
+    }
+
+    fn parse_entry(&self, at: &str, body: &str) -> Result<AuditEntry> {
+        serde_json::from_str::<AuditEntry>(body).map_err(|e| self.corrupt(format!("{at}: {e}")))
+    }
+
+    /// The entries of the chain in `stream` with `seq > after`, in order, at most `limit`.
+    pub(super) fn stream_page(
+        &self,
+        stream: &str,
+        after: i64,
+        limit: usize,
+        log: &str,
+    ) -> Result<Vec<AuditEntry>> {
+        let rows: Rows = self.with(|c| {
+            redis::cmd("XRANGE")
+                .arg(stream)
+                .arg(stream::after(after))
+                .arg("+")
+                .arg("COUNT")
+                .arg(limit)
+                .query(c)
+        })?;
+        self.parse_rows(rows, log)
     }
 
     /// The head as the stream says: (the top seq ever appended, the newest entry's hash).
@@ -151,17 +175,7 @@ impl RedisStore {
     }
 
     pub(super) fn read_audit_page(&self, after: i64, limit: usize) -> Result<Vec<AuditEntry>> {
-        let key = self.key(LOG);
-        let rows: Rows = self.with(|c| {
-            redis::cmd("XRANGE")
-                .arg(&key)
-                .arg(stream::after(after))
-                .arg("+")
-                .arg("COUNT")
-                .arg(limit)
-                .query(c)
-        })?;
-        self.parse_rows(rows)
+        self.stream_page(&self.key(LOG), after, limit, "audit")
     }
 
     /// A range of the stream by ID; with kinds, a server-side walk (`AUDIT_KINDS`) a
@@ -192,12 +206,8 @@ impl RedisStore {
                     .arg(q.limit)
                     .query(c)
             })?;
-            return self.parse_rows(rows);
+            return self.parse_rows(rows, "audit");
         }
-        let parse = |r: &String| {
-            serde_json::from_str::<AuditEntry>(r)
-                .map_err(|e| self.corrupt(format!("audit entry: {e}")))
-        };
         let script = Script::new(AUDIT_KINDS);
         let mut out = Vec::new();
         while out.len() < q.limit {
@@ -217,7 +227,7 @@ impl RedisStore {
                 return Err(self.corrupt(format!("audit query: unexpected answer {answer:?}")));
             };
             for r in rows {
-                out.push(parse(r)?);
+                out.push(self.parse_entry("audit entry", r)?);
             }
             if status != "more" || reached.is_empty() {
                 break;

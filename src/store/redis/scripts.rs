@@ -104,8 +104,9 @@ return out
 /// in order, and keeps the old recorded count as the stream's top (so an entry deleted
 /// from the end, or the whole log, is still missed). Refuses, moving nothing, when two
 /// entries claim one seq. When the stream already exists (an older dealflow wrote the
-/// old layout after the move), the old keys are set aside under audit:orphaned (hash of
-/// the two) rather than spliced, and the answer is -1; else how many entries moved.
+/// old layout after the move), the old keys are renamed aside rather than spliced (the
+/// sorted set to audit:orphaned, its head to audit:orphaned:head; a head alone to
+/// audit:orphaned) and the answer is -1; else how many entries moved.
 pub(super) const MIGRATE: &str = r#"
 local function top_of(recorded)
   local r = redis.pcall('XSETID', KEYS[3], string.format('%d-0', recorded), 'ENTRIESADDED', recorded)

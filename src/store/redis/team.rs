@@ -227,25 +227,7 @@ impl RedisStore {
     /// The team's stream entries with `seq > after`, in order, at most `limit`.
     pub fn team_audit_page(&self, after: i64, limit: usize) -> Result<Vec<AuditEntry>> {
         let stream = self.tkey("audit")?;
-        let rows: Vec<(String, Vec<(String, String)>)> = self.with(|c| {
-            redis::cmd("XRANGE")
-                .arg(&stream)
-                .arg(format!("({after}-0"))
-                .arg("+")
-                .arg("COUNT")
-                .arg(limit)
-                .query(c)
-        })?;
-        rows.into_iter()
-            .map(|(id, fields)| {
-                let body = fields
-                    .into_iter()
-                    .find_map(|(k, v)| (k == "entry").then_some(v))
-                    .ok_or_else(|| self.corrupt(format!("team audit {id}: no entry")))?;
-                serde_json::from_str(&body)
-                    .map_err(|e| self.corrupt(format!("team audit {id}: {e}")))
-            })
-            .collect()
+        self.stream_page(&stream, after, limit, "team audit")
     }
 
     /// Walks the team's chain. The stream's own count of entries ever added (which no
@@ -301,10 +283,7 @@ fn stream_head(c: &mut redis::Connection, stream: &str) -> redis::RedisResult<(i
     let Some((_, fields)) = last.into_iter().next() else {
         return Ok((0, GENESIS.to_string()));
     };
-    let body = fields
-        .into_iter()
-        .find_map(|(k, v)| (k == "entry").then_some(v))
-        .unwrap_or_default();
+    let body = super::stream::body(fields).unwrap_or_default();
     match serde_json::from_str::<AuditEntry>(&body) {
         Ok(e) => Ok((e.seq, e.hash)),
         Err(e) => Err(redis::RedisError::from((
