@@ -102,15 +102,21 @@ fn render_queue(app: &App, f: &mut Frame, area: Rect) {
     let w = inner.width as usize;
     // mark 2 | kind 17 | target 24 | title * | conf 11 | risk 11 | gate 8 | state 13.
     // A narrow terminal (80 columns over SSH) drops the least important first: the risk
-    // column (the detail pane says it), the confidence bar (the figure stays), and some
-    // of the target; the state — "sending 10s", "awaiting_consent" — always stays.
+    // column (the detail pane says it), the confidence bar (the figure stays), some of
+    // the target, and the kind's long name for a short one (the detail pane has it), so
+    // the title, what a rep reads first, keeps room; the state — "sending 10s",
+    // "awaiting_consent" — always stays.
     let narrow = w < 100;
-    let (target_w, conf_w, risk_w) = if narrow { (20, 5, 0) } else { (24, 11, 11) };
-    let fixed = 2 + 17 + target_w + conf_w + risk_w + 8 + 13;
+    let (kind_w, target_w, conf_w, risk_w) = if narrow {
+        (11, 20, 5, 0)
+    } else {
+        (17, 24, 11, 11)
+    };
+    let fixed = 2 + kind_w + target_w + conf_w + risk_w + 8 + 13;
     let title_w = w.saturating_sub(fixed).max(6);
     let header = format!(
         "  {}{}{}{}{}{}{}",
-        fit("kind", 17),
+        fit("kind", kind_w),
         fit("target", target_w),
         fit("title", title_w),
         fit(if narrow { "conf" } else { "confidence" }, conf_w),
@@ -188,7 +194,14 @@ fn render_queue(app: &App, f: &mut Frame, area: Rect) {
             };
             let mut spans = vec![
                 Span::styled(mark, th.style(Role::Marked)),
-                Span::raw(fit(a.kind().as_str(), 17)),
+                Span::raw(fit(
+                    if narrow {
+                        queue_kind(a.kind())
+                    } else {
+                        a.kind().as_str()
+                    },
+                    kind_w,
+                )),
                 // A cell that fills its column still leaves one space before the next.
                 Span::raw(format!("{} ", fit(&a.params.target(), target_w - 1))),
                 Span::raw(format!(
@@ -437,6 +450,21 @@ fn render_detail(app: &App, f: &mut Frame, area: Rect) {
 /// planner's "[offline] " tag would leave room for one letter of what the action is, so
 /// it gives way there (the detail pane, the justification and the status line still say
 /// offline planner).
+/// The kind in the queue's narrow column: short, and still telling a send from a draft.
+fn queue_kind(kind: crate::core::domain::ActionKind) -> &'static str {
+    use crate::core::domain::ActionKind as K;
+    match kind {
+        K::SendEmail => "email",
+        K::DraftEmail => "draft",
+        K::ScheduleMeeting => "meeting",
+        K::PostSlack => "slack",
+        K::CreateDeal => "new deal",
+        K::UpdateDeal => "deal edit",
+        K::CloseDeal => "close deal",
+        read => read.as_str(),
+    }
+}
+
 fn queue_title(title: &str, width: usize) -> &str {
     match title.strip_prefix("[offline] ") {
         Some(rest) if width < 30 => rest,
